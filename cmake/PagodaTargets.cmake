@@ -1,0 +1,48 @@
+# Helpers that give every Pagoda target the same warnings, sanitizers and test wiring.
+
+# Flags for code we write (generated code gets pagoda_generated_options instead).
+add_library(pagoda_options INTERFACE)
+target_compile_options(pagoda_options INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor
+                            -Wimplicit-fallthrough -Wno-missing-field-initializers>)
+add_library(pagoda_generated_options INTERFACE)
+
+if(PAGODA_SANITIZE)
+  set(_pagoda_san -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  foreach(_lib pagoda_options pagoda_generated_options)
+    target_compile_options(${_lib} INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${_pagoda_san}>)
+    target_link_options(${_lib} INTERFACE ${_pagoda_san})
+  endforeach()
+endif()
+
+# pagoda_add_library(NAME SOURCES ... [DEPS ...] [PRIVATE_DEPS ...])
+# One folder = one library = one namespace pagoda::<folder>. Includes are rooted at the repo,
+# e.g. #include "block_manager/block_pool.h".
+function(pagoda_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(${name} ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE pagoda_options ${ARG_PRIVATE_DEPS})
+endfunction()
+
+# pagoda_add_test(NAME SOURCES ... [DEPS ...] [LABELS ...])
+# A GoogleTest binary whose tests ctest discovers when it runs (so a binary that needs a GPU is
+# never executed at build time).
+function(pagoda_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest_main GTest::gmock pagoda_options)
+  set(_labels unit ${ARG_LABELS})
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
+                       PROPERTIES LABELS "${_labels}")
+endfunction()
+
+# pagoda_add_benchmark(NAME SOURCES ... [DEPS ...])
+function(pagoda_add_benchmark name)
+  if(NOT PAGODA_BUILD_BENCHMARKS)
+    return()
+  endif()
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark pagoda_options)
+endfunction()

@@ -1,0 +1,18 @@
+#include "common/clock.h"
+
+namespace pagoda::common {
+namespace {
+
+class RealClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+};
+
+}  // namespace
+
+const Clock& Clock::Real() {
+  static const RealClock* const clock = new RealClock();
+  return *clock;
+}
+
+}  // namespace pagoda::common
