@@ -38,6 +38,8 @@ function(pagoda_add_test name)
 endfunction()
 
 # pagoda_add_benchmark(NAME SOURCES ... [DEPS ...])
+# Also registers a smoke run (label "benchmark") so benchmarks keep building and running;
+# their figures are read by hand (docs/benchmarks.md), never asserted.
 function(pagoda_add_benchmark name)
   if(NOT PAGODA_BUILD_BENCHMARKS)
     return()
@@ -45,4 +47,28 @@ function(pagoda_add_benchmark name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark pagoda_options)
+  add_test(NAME ${name}_smoke COMMAND ${name} --benchmark_min_time=0.001)
+  set_tests_properties(${name}_smoke PROPERTIES LABELS "benchmark")
+endfunction()
+
+# pagoda_add_fuzz_target(NAME SOURCES ... DEPS ... CORPUS dir)
+# SOURCES define LLVMFuzzerTestOneInput. Always builds NAME_replay, which runs every file of
+# CORPUS as a ctest (label "fuzz"); with PAGODA_FUZZ=ON and clang also builds NAME, a real
+# libFuzzer binary: ./NAME CORPUS_DIR to fuzz and grow the corpus.
+function(pagoda_add_fuzz_target name)
+  cmake_parse_arguments(ARG "" "CORPUS" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name}_replay ${ARG_SOURCES}
+                 ${PROJECT_SOURCE_DIR}/common/testing/fuzz_replay_main.cc)
+  target_link_libraries(${name}_replay PRIVATE ${ARG_DEPS} pagoda_options)
+  add_test(NAME ${name}_corpus COMMAND ${name}_replay ${ARG_CORPUS})
+  set_tests_properties(${name}_corpus PROPERTIES LABELS "unit;fuzz")
+  if(PAGODA_FUZZ)
+    if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+      message(FATAL_ERROR "PAGODA_FUZZ needs clang (configure with CXX=clang++)")
+    endif()
+    add_executable(${name} ${ARG_SOURCES})
+    target_link_libraries(${name} PRIVATE ${ARG_DEPS} pagoda_options)
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  endif()
 endfunction()

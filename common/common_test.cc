@@ -3,6 +3,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/check.h"
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
@@ -49,6 +50,20 @@ TEST(ClockTest, FakeClockMovesOnlyWhenAdvanced) {
   EXPECT_EQ(clock.Now() - start, absl::Milliseconds(5));
   const absl::Time a = common::Clock::Real().Now();
   EXPECT_LE(a, common::Clock::Real().Now());
+}
+
+}  // namespace
+}  // namespace pagoda
+
+namespace pagoda {
+namespace {
+
+TEST(CheckDeathTest, FailedCheckAbortsWithConditionAndMessage) {
+  int free_blocks = 2;
+  PAGODA_CHECK_LE(1, free_blocks) << "never printed";
+  EXPECT_DEATH({ PAGODA_CHECK_LE(3, free_blocks) << "need more blocks"; },
+               "check failed: .*3.*free_blocks.*\\(3 vs 2\\).*need more blocks");
+  EXPECT_DEATH(PAGODA_CHECK(free_blocks == 0), "common_test.cc:[0-9]+: check failed");
 }
 
 }  // namespace

@@ -1,0 +1,140 @@
+#include "block_manager/block_pool.h"
+
+#include <algorithm>
+
+#include "common/check.h"
+
+namespace pagoda::block_manager {
+
+BlockPool::BlockPool(int num_blocks, int block_size)
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      blocks_(num_blocks),
+      tokens_(static_cast<size_t>(num_blocks) * block_size),
+      free_queue_(num_blocks) {
+  PAGODA_CHECK_GE(num_blocks, 0);
+  PAGODA_CHECK_GT(block_size, 0);
+  index_.reserve(num_blocks);
+}
+
+const BlockPool::BlockMeta& BlockPool::meta(BlockId block) const {
+  PAGODA_CHECK(block.value() >= 0 && block.value() < num_blocks_) << "no block " << block;
+  return blocks_[block.value()];
+}
+
+BlockPool::BlockMeta& BlockPool::meta(BlockId block) {
+  PAGODA_CHECK(block.value() >= 0 && block.value() < num_blocks_) << "no block " << block;
+  return blocks_[block.value()];
+}
+
+absl::Span<const TokenId> BlockPool::cached_tokens(BlockId block) const {
+  return absl::MakeConstSpan(tokens_).subspan(static_cast<size_t>(block.value()) * block_size_,
+                                              block_size_);
+}
+
+BlockState BlockPool::state(BlockId block) const {
+  const BlockMeta& m = meta(block);
+  if (m.ref_count > 0) return BlockState::kUsed;
+  return m.entry.has_value() ? BlockState::kCached : BlockState::kFree;
+}
+
+void BlockPool::Allocate(int n, std::vector<BlockId>* out) {
+  PAGODA_CHECK_LE(n, num_available_blocks()) << "allocation must be checked by the caller";
+  for (int i = 0; i < n; ++i) {
+    const BlockId block = free_queue_.PopFront();
+    BlockMeta& m = meta(block);
+    if (m.entry.has_value()) {
+      // Lazy eviction: the content survived until the block was needed.
+      --num_cached_evictable_;
+      Unregister(block);
+      ++num_evictions_;
+    }
+    m.ref_count = 1;
+    out->push_back(block);
+  }
+}
+
+void BlockPool::Touch(absl::Span<const BlockId> blocks) {
+  for (const BlockId block : blocks) {
+    BlockMeta& m = meta(block);
+    if (m.ref_count == 0) {
+      PAGODA_CHECK(m.entry.has_value()) << "touching free block " << block;
+      free_queue_.Remove(block);
+      --num_cached_evictable_;
+    }
+    ++m.ref_count;
+  }
+}
+
+void BlockPool::Release(absl::Span<const BlockId> blocks) {
+  for (const BlockId block : blocks) {
+    BlockMeta& m = meta(block);
+    PAGODA_CHECK_GT(m.ref_count, 0) << "double release of block " << block;
+    if (--m.ref_count > 0) continue;
+    if (m.entry.has_value()) {
+      free_queue_.PushBack(block);
+      ++num_cached_evictable_;
+    } else {
+      free_queue_.PushFront(block);
+    }
+  }
+}
+
+bool BlockPool::Holds(BlockId block, std::optional<CacheEntryId> parent,
+                      absl::Span<const TokenId> tokens) const {
+  const BlockMeta& m = meta(block);
+  return m.entry.has_value() && m.parent == parent &&
+         std::equal(tokens.begin(), tokens.end(), cached_tokens(block).begin());
+}
+
+std::optional<CachedBlock> BlockPool::FindCached(const BlockHash& hash,
+                                                 std::optional<CacheEntryId> parent,
+                                                 absl::Span<const TokenId> tokens) const {
+  PAGODA_CHECK_EQ(static_cast<int>(tokens.size()), block_size_);
+  const auto it = index_.find(hash);
+  if (it == index_.end() || !Holds(it->second, parent, tokens)) return std::nullopt;
+  return CachedBlock{.block = it->second, .entry = *meta(it->second).entry};
+}
+
+CacheEntryId BlockPool::Register(BlockId block, const BlockHash& hash,
+                                 std::optional<CacheEntryId> parent,
+                                 absl::Span<const TokenId> tokens) {
+  PAGODA_CHECK_EQ(static_cast<int>(tokens.size()), block_size_);
+  BlockMeta& m = meta(block);
+  PAGODA_CHECK_GT(m.ref_count, 0) << "registering unowned block " << block;
+  PAGODA_CHECK(!m.entry.has_value()) << "block " << block << " is already registered";
+  if (const auto it = index_.find(hash); it != index_.end()) {
+    if (Holds(it->second, parent, tokens)) return *meta(it->second).entry;
+    const BlockId other = it->second;
+    if (state(other) == BlockState::kCached) --num_cached_evictable_;
+    Unregister(other);
+  }
+  m.entry = CacheEntryId(next_entry_++);
+  m.parent = parent;
+  m.hash = hash;
+  std::copy(tokens.begin(), tokens.end(),
+            tokens_.begin() + static_cast<size_t>(block.value()) * block_size_);
+  index_.emplace(hash, block);
+  return *m.entry;
+}
+
+void BlockPool::Unregister(BlockId block) {
+  BlockMeta& m = meta(block);
+  PAGODA_CHECK(m.entry.has_value());
+  const auto it = index_.find(m.hash);
+  PAGODA_CHECK(it != index_.end() && it->second == block) << "index lost block " << block;
+  index_.erase(it);
+  m.entry.reset();
+  m.parent.reset();
+}
+
+bool BlockPool::ResetPrefixCache() {
+  if (num_used_blocks() > 0) return false;
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    if (blocks_[b].entry.has_value()) Unregister(BlockId(b));
+  }
+  num_cached_evictable_ = 0;
+  return true;
+}
+
+}  // namespace pagoda::block_manager

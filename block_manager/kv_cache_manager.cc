@@ -1,0 +1,154 @@
+#include "block_manager/kv_cache_manager.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace pagoda::block_manager {
+
+absl::StatusOr<std::unique_ptr<KvCacheManager>> KvCacheManager::Create(
+    const KvCacheManagerOptions& options) {
+  if (options.num_blocks <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_blocks must be positive, got ", options.num_blocks));
+  }
+  if (options.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be positive, got ", options.block_size));
+  }
+  if (!(options.watermark_ratio >= 0.0 && options.watermark_ratio < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("watermark_ratio must be in [0, 1), got ", options.watermark_ratio));
+  }
+  return std::unique_ptr<KvCacheManager>(new KvCacheManager(options));
+}
+
+KvCacheManager::KvCacheManager(const KvCacheManagerOptions& options)
+    : options_(options),
+      watermark_blocks_(static_cast<int>(std::floor(options.watermark_ratio * options.num_blocks))),
+      pool_(options.num_blocks, options.block_size) {}
+
+int KvCacheManager::BlocksForTokens(int num_tokens) const {
+  return (num_tokens + block_size() - 1) / block_size();
+}
+
+PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind kind) {
+  PrefixHit hit;
+  if (!options_.enable_prefix_caching) return hit;
+  PAGODA_CHECK(GetBlockTable(seq.id).empty()) << "lookup for request " << seq.id
+                                              << " which holds blocks";
+  const int bs = block_size();
+  // The last token is always computed, so that its logits exist.
+  const int max_hit_blocks = std::max(0, static_cast<int>(seq.tokens.size()) - 1) / bs;
+  PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), max_hit_blocks);
+  for (int i = 0; i < max_hit_blocks; ++i) {
+    const std::optional<CachedBlock> cached =
+        pool_.FindCached(seq.block_hashes[i], hit.last_entry, seq.tokens.subspan(i * bs, bs));
+    if (!cached.has_value()) break;
+    hit.blocks.push_back(cached->block);
+    hit.last_entry = cached->entry;
+  }
+  hit.num_tokens = static_cast<int>(hit.blocks.size()) * bs;
+  if (kind == LookupKind::kNewRequest) {
+    lookups_.prefix_queried_tokens += static_cast<int64_t>(seq.tokens.size());
+    lookups_.prefix_hit_tokens += hit.num_tokens;
+  } else {
+    lookups_.preempted_prefix_queried_tokens += static_cast<int64_t>(seq.tokens.size());
+    lookups_.preempted_prefix_hit_tokens += hit.num_tokens;
+  }
+  return hit;
+}
+
+bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit,
+                                   const SlotRequest& slots) {
+  PAGODA_CHECK_GE(slots.num_new_tokens, 0);
+  PAGODA_CHECK_GE(slots.num_lookahead_tokens, 0);
+  const auto it = requests_.find(seq.id);
+  const int num_held = it == requests_.end() ? 0 : static_cast<int>(it->second.table.size());
+  const int num_hit = static_cast<int>(hit.blocks.size());
+  PAGODA_CHECK(num_hit == 0 || (num_held == 0 && seq.num_computed_tokens == 0))
+      << "prefix hit for request " << seq.id << " which already computed tokens";
+  const int computed = seq.num_computed_tokens + hit.num_tokens;
+  PAGODA_CHECK_LE(computed + slots.num_new_tokens, static_cast<int>(seq.tokens.size()))
+      << "request " << seq.id << " schedules tokens it does not have";
+
+  // Everything is counted before anything changes: a failed allocation changes nothing.
+  const int needed_blocks = BlocksForTokens(computed + slots.num_new_tokens +
+                                            slots.num_lookahead_tokens);
+  const int num_new_blocks = std::max(0, needed_blocks - num_held - num_hit);
+  // Hit blocks nobody uses sit in the free list; touching them takes them out of it.
+  const int num_revived = static_cast<int>(std::count_if(
+      hit.blocks.begin(), hit.blocks.end(), [&](BlockId b) { return pool_.ref_count(b) == 0; }));
+  int required = num_new_blocks + num_revived;
+  if (slots.admission == Admission::kNewRequest) {
+    const int whole_sequence_blocks =
+        std::max(num_new_blocks,
+                 BlocksForTokens(static_cast<int>(seq.tokens.size())) - num_held - num_hit);
+    required = whole_sequence_blocks + num_revived + watermark_blocks_;
+  }
+  if (required > pool_.num_available_blocks()) return false;
+
+  RequestBlocks& request = requests_[seq.id];
+  if (num_hit > 0) {
+    for (const BlockId b : hit.blocks) {
+      PAGODA_CHECK(pool_.IsCached(b)) << "stale prefix hit: block " << b << " was evicted";
+    }
+    pool_.Touch(hit.blocks);
+    request.table.insert(request.table.end(), hit.blocks.begin(), hit.blocks.end());
+    request.num_registered_blocks = num_hit;
+    request.last_entry = hit.last_entry;
+  }
+  pool_.Allocate(num_new_blocks, &request.table);
+  if (options_.enable_prefix_caching) {
+    RegisterFullBlocks(seq, computed + slots.num_new_tokens, &request);
+  }
+  return true;
+}
+
+void KvCacheManager::RegisterFullBlocks(const SequenceView& seq, int num_tokens,
+                                        RequestBlocks* request) {
+  // Blocks fill as this step computes them; later requests of the same step may already hit
+  // them, since every layer writes all new K/V before attention reads any.
+  const int bs = block_size();
+  const int num_full = num_tokens / bs;
+  PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), num_full)
+      << "request " << seq.id << " lacks block hashes";
+  for (int i = request->num_registered_blocks; i < num_full; ++i) {
+    request->last_entry = pool_.Register(request->table[i], seq.block_hashes[i],
+                                         request->last_entry, seq.tokens.subspan(i * bs, bs));
+  }
+  request->num_registered_blocks = std::max(request->num_registered_blocks, num_full);
+}
+
+void KvCacheManager::Free(RequestId id) {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  std::vector<BlockId>& table = it->second.table;
+  std::reverse(table.begin(), table.end());
+  pool_.Release(table);
+  requests_.erase(it);
+}
+
+absl::Span<const BlockId> KvCacheManager::GetBlockTable(RequestId id) const {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return {};
+  return it->second.table;
+}
+
+KvCacheStats KvCacheManager::Stats() const {
+  KvCacheStats stats = lookups_;
+  stats.num_blocks = pool_.num_blocks();
+  stats.num_used_blocks = pool_.num_used_blocks();
+  stats.num_cached_blocks = pool_.num_cached_evictable_blocks();
+  stats.num_free_blocks = pool_.num_free_blocks();
+  stats.usage_ratio = stats.num_blocks == 0
+                          ? 0.0
+                          : static_cast<double>(stats.num_used_blocks) / stats.num_blocks;
+  stats.num_evictions = pool_.num_evictions();
+  return stats;
+}
+
+}  // namespace pagoda::block_manager

@@ -1,0 +1,135 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "block_manager/block_hash.h"
+#include "block_manager/block_pool.h"
+#include "block_manager/kv_cache_stats.h"
+#include "common/ids.h"
+
+namespace pagoda::block_manager {
+
+struct KvCacheManagerOptions {
+  int num_blocks = 0;   // > 0
+  int block_size = 16;  // tokens per block, > 0
+  bool enable_prefix_caching = true;
+  // Fraction of num_blocks, in [0, 1), that must stay available after admitting a new request
+  // (AllocateSlots with Admission::kNewRequest). Headroom for the running requests' decodes,
+  // which cuts preemptions (vLLM PR #44594). Running requests may use it.
+  double watermark_ratio = 0.0;
+};
+
+// What the manager reads of a request's sequence. A view: valid for the duration of one call.
+struct SequenceView {
+  RequestId id;
+  // Prompt plus generated tokens so far.
+  absl::Span<const TokenId> tokens;
+  // Chained hash of every full block of `tokens` (BlockHasher::Extend); only read when prefix
+  // caching is on.
+  absl::Span<const BlockHash> block_hashes;
+  // Tokens whose K/V are already in the request's blocks (0 for a request not yet admitted or
+  // preempted).
+  int num_computed_tokens = 0;
+};
+
+// The longest cached prefix of a request, from GetComputedBlocks(). Its blocks are only
+// guaranteed to be valid until the next call that allocates or frees.
+struct PrefixHit {
+  std::vector<BlockId> blocks;
+  int num_tokens = 0;  // blocks.size() * block_size
+  std::optional<CacheEntryId> last_entry;
+};
+
+enum class LookupKind {
+  kNewRequest,
+  kResumedAfterPreemption,  // counted apart in the statistics
+};
+
+enum class Admission {
+  kRunning,     // a running request growing its table
+  kNewRequest,  // first allocation of a waiting request: the whole sequence and the
+                // watermark must fit, so that it will not be preempted on its next chunk
+};
+
+struct SlotRequest {
+  int num_new_tokens = 0;        // tokens to be computed this step
+  int num_lookahead_tokens = 0;  // extra slots beyond them (speculative decoding)
+  Admission admission = Admission::kRunning;
+};
+
+// vLLM V1's KV-cache manager: per-request, append-only block tables over a BlockPool, with
+// prefix caching. The scheduler calls, per step:
+//   GetComputedBlocks (admission only) -> AllocateSlots -> ... -> Free when a request ends
+//   or is preempted.
+// Allocation is all-or-nothing; running out of blocks is an outcome (false), not an error.
+//
+// Not thread-safe: confined to the engine thread.
+class KvCacheManager {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvCacheManager>> Create(
+      const KvCacheManagerOptions& options);
+
+  KvCacheManager(const KvCacheManager&) = delete;
+  KvCacheManager& operator=(const KvCacheManager&) = delete;
+
+  int block_size() const { return pool_.block_size(); }
+  int num_blocks() const { return pool_.num_blocks(); }
+  const KvCacheManagerOptions& options() const { return options_; }
+
+  // The longest cached prefix of `seq.tokens`, block aligned, always leaving at least the last
+  // token to compute (its logits are needed). Counts the lookup in the statistics. Empty when
+  // prefix caching is off. Precondition: the request holds no blocks.
+  PrefixHit GetComputedBlocks(const SequenceView& seq, LookupKind kind = LookupKind::kNewRequest);
+
+  // Makes room for `slots.num_new_tokens` more tokens after seq.num_computed_tokens plus the
+  // prefix hit (which must come from GetComputedBlocks in this step, or be empty): appends `hit`
+  // and as many new blocks as needed to the request's table, then registers every block that
+  // the new tokens fill in the prefix cache. Returns false and changes nothing when the
+  // available blocks do not suffice. Preconditions: the new tokens exist in seq.tokens; a
+  // non-empty hit only for a request that holds no blocks.
+  [[nodiscard]] bool AllocateSlots(const SequenceView& seq, const PrefixHit& hit,
+                                   const SlotRequest& slots);
+
+  // Releases all blocks of `id` (tail blocks first, so they are evicted first) and forgets the
+  // request. Cached blocks stay reusable until evicted. No-op for an unknown id.
+  void Free(RequestId id);
+
+  // The request's block table, in token order. Empty for an unknown id. Valid until the next
+  // non-const call.
+  absl::Span<const BlockId> GetBlockTable(RequestId id) const;
+  int num_requests() const { return static_cast<int>(requests_.size()); }
+
+  // Blocks needed to hold `num_tokens` tokens.
+  int BlocksForTokens(int num_tokens) const;
+
+  // Drops all cached prefixes; only possible when no block is in use.
+  [[nodiscard]] bool ResetPrefixCache() { return pool_.ResetPrefixCache(); }
+
+  KvCacheStats Stats() const;
+  const BlockPool& pool() const { return pool_; }
+
+ private:
+  struct RequestBlocks {
+    std::vector<BlockId> table;
+    int num_registered_blocks = 0;
+    // The cache entry of the content of table[num_registered_blocks - 1].
+    std::optional<CacheEntryId> last_entry;
+  };
+
+  explicit KvCacheManager(const KvCacheManagerOptions& options);
+  void RegisterFullBlocks(const SequenceView& seq, int num_tokens, RequestBlocks* request);
+
+  const KvCacheManagerOptions options_;
+  const int watermark_blocks_;
+  BlockPool pool_;
+  absl::flat_hash_map<RequestId, RequestBlocks> requests_;
+  KvCacheStats lookups_;  // only the prefix-lookup counters are used
+};
+
+}  // namespace pagoda::block_manager

@@ -1,0 +1,289 @@
+#include "block_manager/kv_cache_manager.h"
+
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::block_manager {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::IsEmpty;
+
+// A request as the scheduler holds it: tokens, their block hashes, computed count.
+struct TestSequence {
+  RequestId id;
+  std::vector<TokenId> tokens;
+  std::string salt;
+  std::vector<BlockHash> hashes;
+  int num_computed = 0;
+
+  SequenceView View(const BlockHasher& hasher) {
+    hasher.Extend(tokens, salt, &hashes);
+    return SequenceView{.id = id, .tokens = tokens, .block_hashes = hashes,
+                        .num_computed_tokens = num_computed};
+  }
+};
+
+std::vector<TokenId> Iota(int n, TokenId first = 100) {
+  std::vector<TokenId> tokens(n);
+  std::iota(tokens.begin(), tokens.end(), first);
+  return tokens;
+}
+
+class KvCacheManagerTest : public ::testing::Test {
+ protected:
+  void Init(int num_blocks, int block_size, double watermark_ratio = 0.0,
+            bool enable_prefix_caching = true) {
+    auto manager = KvCacheManager::Create({.num_blocks = num_blocks,
+                                           .block_size = block_size,
+                                           .enable_prefix_caching = enable_prefix_caching,
+                                           .watermark_ratio = watermark_ratio});
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    manager_ = std::move(manager).value();
+    hasher_ = std::make_unique<BlockHasher>(block_size);
+  }
+
+  // Admits `seq` for `chunk` tokens after its prefix hit, as the scheduler does.
+  bool Admit(TestSequence& seq, int chunk) {
+    const PrefixHit hit = manager_->GetComputedBlocks(seq.View(*hasher_));
+    const int n = std::min<int>(chunk, seq.tokens.size() - hit.num_tokens);
+    if (!manager_->AllocateSlots(seq.View(*hasher_), hit,
+                                 {.num_new_tokens = n, .admission = Admission::kNewRequest})) {
+      return false;
+    }
+    seq.num_computed = hit.num_tokens + n;
+    return true;
+  }
+
+  // One decode step: sample a token, then make room for it.
+  bool Decode(TestSequence& seq, TokenId token) {
+    seq.tokens.push_back(token);
+    if (!manager_->AllocateSlots(seq.View(*hasher_), {}, {.num_new_tokens = 1})) return false;
+    seq.num_computed += 1;
+    return true;
+  }
+
+  std::unique_ptr<KvCacheManager> manager_;
+  std::unique_ptr<BlockHasher> hasher_;
+};
+
+TEST_F(KvCacheManagerTest, CreateRejectsBadOptions) {
+  EXPECT_EQ(KvCacheManager::Create({.num_blocks = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvCacheManager::Create({.num_blocks = 4, .block_size = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvCacheManager::Create({.num_blocks = 4, .watermark_ratio = 1.0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(KvCacheManagerTest, TablesGrowOneBlockPerBlockSizeTokens) {
+  Init(8, 4);
+  TestSequence seq{.id = RequestId(1), .tokens = Iota(6)};
+  ASSERT_TRUE(Admit(seq, 6));
+  EXPECT_EQ(manager_->GetBlockTable(seq.id).size(), 2u);
+  ASSERT_TRUE(Decode(seq, 1));  // 7 tokens
+  ASSERT_TRUE(Decode(seq, 2));  // 8 tokens
+  EXPECT_EQ(manager_->GetBlockTable(seq.id).size(), 2u);
+  ASSERT_TRUE(Decode(seq, 3));  // 9 tokens: a third block
+  EXPECT_EQ(manager_->GetBlockTable(seq.id).size(), 3u);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 3);
+  EXPECT_DOUBLE_EQ(manager_->Stats().usage_ratio, 3.0 / 8.0);
+  manager_->Free(seq.id);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 0);
+  EXPECT_THAT(manager_->GetBlockTable(seq.id), IsEmpty());
+}
+
+TEST_F(KvCacheManagerTest, ChunkedPrefillAppendsToTheTable) {
+  Init(8, 4);
+  TestSequence seq{.id = RequestId(1), .tokens = Iota(10)};
+  ASSERT_TRUE(Admit(seq, 3));
+  const std::vector<BlockId> first(manager_->GetBlockTable(seq.id).begin(),
+                                   manager_->GetBlockTable(seq.id).end());
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(manager_->AllocateSlots(seq.View(*hasher_), {}, {.num_new_tokens = 7}));
+  EXPECT_EQ(manager_->GetBlockTable(seq.id).size(), 3u);
+  EXPECT_EQ(manager_->GetBlockTable(seq.id)[0], first[0]);
+}
+
+TEST_F(KvCacheManagerTest, FinishedPromptIsReusedUpToTheLastToken) {
+  Init(16, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(10)};
+  ASSERT_TRUE(Admit(a, 10));
+  const std::vector<BlockId> a_table(manager_->GetBlockTable(a.id).begin(),
+                                     manager_->GetBlockTable(a.id).end());
+  manager_->Free(a.id);
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 2);  // two full blocks; the partial is free
+
+  TestSequence b{.id = RequestId(2), .tokens = Iota(10)};
+  const PrefixHit hit = manager_->GetComputedBlocks(b.View(*hasher_));
+  EXPECT_EQ(hit.num_tokens, 8);
+  EXPECT_THAT(hit.blocks, ElementsAre(a_table[0], a_table[1]));
+
+  // An 8-token prompt is two full blocks, but its last token must be computed: one block hits.
+  TestSequence c{.id = RequestId(3), .tokens = Iota(8)};
+  EXPECT_EQ(manager_->GetComputedBlocks(c.View(*hasher_)).num_tokens, 4);
+
+  const KvCacheStats stats = manager_->Stats();
+  EXPECT_EQ(stats.prefix_queried_tokens, 10 + 10 + 8);
+  EXPECT_EQ(stats.prefix_hit_tokens, 8 + 4);
+}
+
+TEST_F(KvCacheManagerTest, RunningRequestsShareCachedBlocks) {
+  Init(16, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9)};
+  ASSERT_TRUE(Admit(a, 9));
+  TestSequence b{.id = RequestId(2), .tokens = Iota(9)};
+  b.tokens.back() = 7;  // same first two blocks, different ninth token
+  ASSERT_TRUE(Admit(b, 9));
+  const auto ta = manager_->GetBlockTable(a.id);
+  const auto tb = manager_->GetBlockTable(b.id);
+  ASSERT_EQ(tb.size(), 3u);
+  EXPECT_EQ(ta[0], tb[0]);
+  EXPECT_EQ(ta[1], tb[1]);
+  EXPECT_NE(ta[2], tb[2]);
+  EXPECT_EQ(manager_->pool().ref_count(ta[0]), 2);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 4);
+  manager_->Free(a.id);
+  EXPECT_EQ(manager_->pool().ref_count(tb[0]), 1);
+  manager_->Free(b.id);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 0);
+}
+
+TEST_F(KvCacheManagerTest, CacheSaltIsolatesTenants) {
+  Init(16, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9), .salt = "tenant-a"};
+  ASSERT_TRUE(Admit(a, 9));
+  TestSequence b{.id = RequestId(2), .tokens = Iota(9), .salt = "tenant-b"};
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
+  TestSequence c{.id = RequestId(3), .tokens = Iota(9), .salt = "tenant-a"};
+  EXPECT_EQ(manager_->GetComputedBlocks(c.View(*hasher_)).num_tokens, 8);
+}
+
+TEST_F(KvCacheManagerTest, FailedAllocationChangesNothing) {
+  Init(4, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(12)};
+  ASSERT_TRUE(Admit(a, 12));
+  TestSequence b{.id = RequestId(2), .tokens = Iota(8, 500)};
+  const KvCacheStats before = manager_->Stats();
+  const PrefixHit hit = manager_->GetComputedBlocks(b.View(*hasher_));
+  EXPECT_FALSE(manager_->AllocateSlots(b.View(*hasher_), hit,
+                                       {.num_new_tokens = 8, .admission = Admission::kNewRequest}));
+  EXPECT_THAT(manager_->GetBlockTable(b.id), IsEmpty());
+  EXPECT_EQ(manager_->num_requests(), 1);
+  EXPECT_EQ(manager_->Stats().num_free_blocks, before.num_free_blocks);
+  // a can still grow into its last free block, but not beyond.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Decode(a, i));
+  const std::vector<BlockId> table(manager_->GetBlockTable(a.id).begin(),
+                                   manager_->GetBlockTable(a.id).end());
+  EXPECT_FALSE(Decode(a, 9));
+  EXPECT_THAT(manager_->GetBlockTable(a.id), ElementsAreArray(table));
+}
+
+TEST_F(KvCacheManagerTest, AdmissionNeedsTheWholeSequenceAndTheWatermark) {
+  Init(10, 4, /*watermark_ratio=*/0.2);  // 2 blocks of headroom
+  TestSequence a{.id = RequestId(1), .tokens = Iota(8, 900)};
+  ASSERT_TRUE(Admit(a, 8));  // 2 blocks, 8 left
+  // 20 tokens = 5 blocks; a first chunk of 4 tokens fits, the whole sequence + watermark (7)
+  // fits too.
+  TestSequence b{.id = RequestId(2), .tokens = Iota(20)};
+  ASSERT_TRUE(Admit(b, 4));
+  EXPECT_EQ(manager_->GetBlockTable(b.id).size(), 1u);  // only the chunk is allocated
+  // 7 left. 24 tokens = 6 blocks + 2 watermark > 7, although its first chunk would fit.
+  TestSequence c{.id = RequestId(3), .tokens = Iota(24, 300)};
+  EXPECT_FALSE(Admit(c, 4));
+  // Running requests may use the watermark.
+  ASSERT_TRUE(manager_->AllocateSlots(b.View(*hasher_), {}, {.num_new_tokens = 16}));
+  EXPECT_EQ(manager_->Stats().num_free_blocks, 3);
+}
+
+TEST_F(KvCacheManagerTest, RevivedHitBlocksCountAgainstTheFreeBlocks) {
+  Init(4, 2);
+  TestSequence a{.id = RequestId(1), .tokens = {1, 2, 3, 4}};
+  ASSERT_TRUE(Admit(a, 4));
+  manager_->Free(a.id);  // both blocks cached, evictable
+  TestSequence x{.id = RequestId(2), .tokens = {9, 9, 9, 9}};
+  ASSERT_TRUE(Admit(x, 4));  // takes the two uncached blocks
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 2);
+  EXPECT_EQ(manager_->Stats().num_free_blocks, 0);
+  // b hits both cached blocks and needs one more. Reviving the hits takes them off the free
+  // list, so nothing would be left for the new block: admission must fail, changing nothing.
+  TestSequence b{.id = RequestId(3), .tokens = {1, 2, 3, 4, 5, 6}};
+  const PrefixHit hit = manager_->GetComputedBlocks(b.View(*hasher_));
+  ASSERT_EQ(hit.num_tokens, 4);
+  EXPECT_FALSE(manager_->AllocateSlots(b.View(*hasher_), hit,
+                                       {.num_new_tokens = 2, .admission = Admission::kNewRequest}));
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 2);
+  EXPECT_EQ(manager_->pool().ref_count(hit.blocks[0]), 0);
+  manager_->Free(x.id);
+  ASSERT_TRUE(Admit(b, 2));
+  EXPECT_THAT(manager_->GetBlockTable(b.id).subspan(0, 2), ElementsAreArray(hit.blocks));
+}
+
+TEST_F(KvCacheManagerTest, LookaheadReservesExtraSlots) {
+  Init(8, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(4)};
+  ASSERT_TRUE(manager_->AllocateSlots(a.View(*hasher_), {},
+                                      {.num_new_tokens = 4, .num_lookahead_tokens = 3}));
+  EXPECT_EQ(manager_->GetBlockTable(a.id).size(), 2u);
+}
+
+TEST_F(KvCacheManagerTest, TailBlocksAreEvictedBeforeHeadBlocks) {
+  Init(4, 2);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(8)};
+  ASSERT_TRUE(Admit(a, 8));
+  manager_->Free(a.id);
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 4);
+  // A new 2-token request takes one block: the tail block of a, so a's head still hits.
+  TestSequence b{.id = RequestId(2), .tokens = Iota(2, 700)};
+  ASSERT_TRUE(Admit(b, 2));
+  EXPECT_EQ(manager_->Stats().num_evictions, 1);
+  TestSequence c{.id = RequestId(3), .tokens = Iota(8)};
+  EXPECT_EQ(manager_->GetComputedBlocks(c.View(*hasher_)).num_tokens, 6);
+}
+
+TEST_F(KvCacheManagerTest, ResumedRequestsAreCountedApart) {
+  Init(8, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9)};
+  ASSERT_TRUE(Admit(a, 9));
+  manager_->Free(a.id);  // preempted
+  a.num_computed = 0;
+  const PrefixHit hit =
+      manager_->GetComputedBlocks(a.View(*hasher_), LookupKind::kResumedAfterPreemption);
+  EXPECT_EQ(hit.num_tokens, 8);
+  const KvCacheStats stats = manager_->Stats();
+  EXPECT_EQ(stats.prefix_queried_tokens, 9);
+  EXPECT_EQ(stats.prefix_hit_tokens, 0);
+  EXPECT_EQ(stats.preempted_prefix_queried_tokens, 9);
+  EXPECT_EQ(stats.preempted_prefix_hit_tokens, 8);
+}
+
+TEST_F(KvCacheManagerTest, PrefixCachingCanBeTurnedOff) {
+  Init(8, 4, 0.0, /*enable_prefix_caching=*/false);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9)};
+  ASSERT_TRUE(Admit(a, 9));
+  manager_->Free(a.id);
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 0);
+  TestSequence b{.id = RequestId(2), .tokens = Iota(9)};
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
+  EXPECT_EQ(manager_->Stats().prefix_queried_tokens, 0);
+}
+
+TEST_F(KvCacheManagerTest, ResetPrefixCacheRefusesWhileBlocksAreUsed) {
+  Init(8, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9)};
+  ASSERT_TRUE(Admit(a, 9));
+  EXPECT_FALSE(manager_->ResetPrefixCache());
+  manager_->Free(a.id);
+  EXPECT_TRUE(manager_->ResetPrefixCache());
+  TestSequence b{.id = RequestId(2), .tokens = Iota(9)};
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
+}
+
+}  // namespace
+}  // namespace pagoda::block_manager
