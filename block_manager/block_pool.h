@@ -79,8 +79,7 @@ class BlockPool {
   // Looks up the block holding `tokens` (block_size() of them) right after the content of
   // `parent` (nullopt for the first block), under `hash`. Confirms the tokens and the parent,
   // so a wrong or colliding hash can only cause a miss, never a false hit.
-  std::optional<CachedBlock> FindCached(const BlockHash& hash,
-                                        std::optional<CacheEntryId> parent,
+  std::optional<CachedBlock> FindCached(const BlockHash& hash, std::optional<CacheEntryId> parent,
                                         absl::Span<const TokenId> tokens) const;
 
   // Registers the content of full block `block` (ref count > 0): `tokens` after `parent`'s

@@ -38,15 +38,15 @@ int KvCacheManager::BlocksForTokens(int num_tokens) const {
 PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind kind) {
   PrefixHit hit;
   if (!options_.enable_prefix_caching) return hit;
-  PAGODA_CHECK(GetBlockTable(seq.id).empty()) << "lookup for request " << seq.id
-                                              << " which holds blocks";
+  PAGODA_CHECK(GetBlockTable(seq.id).empty())
+      << "lookup for request " << seq.id << " which holds blocks";
   const int bs = block_size();
   // The last token is always computed, so that its logits exist.
   const int max_hit_blocks = std::max(0, static_cast<int>(seq.tokens.size()) - 1) / bs;
   PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), max_hit_blocks);
   for (int i = 0; i < max_hit_blocks; ++i) {
-    const std::optional<CachedBlock> cached =
-        pool_.FindCached(seq.block_hashes[i], hit.last_entry, seq.tokens.subspan(i * bs, bs));
+    const std::optional<CachedBlock> cached = pool_.FindCached(
+        seq.block_hashes[i], hit.last_entry, seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
     if (!cached.has_value()) break;
     hit.blocks.push_back(cached->block);
     hit.last_entry = cached->entry;
@@ -76,17 +76,16 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
       << "request " << seq.id << " schedules tokens it does not have";
 
   // Everything is counted before anything changes: a failed allocation changes nothing.
-  const int needed_blocks = BlocksForTokens(computed + slots.num_new_tokens +
-                                            slots.num_lookahead_tokens);
+  const int needed_blocks =
+      BlocksForTokens(computed + slots.num_new_tokens + slots.num_lookahead_tokens);
   const int num_new_blocks = std::max(0, needed_blocks - num_held - num_hit);
   // Hit blocks nobody uses sit in the free list; touching them takes them out of it.
   const int num_revived = static_cast<int>(std::count_if(
       hit.blocks.begin(), hit.blocks.end(), [&](BlockId b) { return pool_.ref_count(b) == 0; }));
   int required = num_new_blocks + num_revived;
   if (slots.admission == Admission::kNewRequest) {
-    const int whole_sequence_blocks =
-        std::max(num_new_blocks,
-                 BlocksForTokens(static_cast<int>(seq.tokens.size())) - num_held - num_hit);
+    const int whole_sequence_blocks = std::max(
+        num_new_blocks, BlocksForTokens(static_cast<int>(seq.tokens.size())) - num_held - num_hit);
     required = whole_sequence_blocks + num_revived + watermark_blocks_;
   }
   if (required > pool_.num_available_blocks()) return false;
@@ -117,8 +116,9 @@ void KvCacheManager::RegisterFullBlocks(const SequenceView& seq, int num_tokens,
   PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), num_full)
       << "request " << seq.id << " lacks block hashes";
   for (int i = request->num_registered_blocks; i < num_full; ++i) {
-    request->last_entry = pool_.Register(request->table[i], seq.block_hashes[i],
-                                         request->last_entry, seq.tokens.subspan(i * bs, bs));
+    request->last_entry =
+        pool_.Register(request->table[i], seq.block_hashes[i], request->last_entry,
+                       seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
   }
   request->num_registered_blocks = std::max(request->num_registered_blocks, num_full);
 }
@@ -144,9 +144,8 @@ KvCacheStats KvCacheManager::Stats() const {
   stats.num_used_blocks = pool_.num_used_blocks();
   stats.num_cached_blocks = pool_.num_cached_evictable_blocks();
   stats.num_free_blocks = pool_.num_free_blocks();
-  stats.usage_ratio = stats.num_blocks == 0
-                          ? 0.0
-                          : static_cast<double>(stats.num_used_blocks) / stats.num_blocks;
+  stats.usage_ratio =
+      stats.num_blocks == 0 ? 0.0 : static_cast<double>(stats.num_used_blocks) / stats.num_blocks;
   stats.num_evictions = pool_.num_evictions();
   return stats;
 }

@@ -75,7 +75,9 @@ class Workload {
   }
 
   SequenceView View(const Sequence& seq) const {
-    return SequenceView{.id = seq.id, .tokens = seq.tokens, .block_hashes = seq.hashes,
+    return SequenceView{.id = seq.id,
+                        .tokens = seq.tokens,
+                        .block_hashes = seq.hashes,
                         .num_computed_tokens = seq.num_computed};
   }
 
@@ -103,8 +105,9 @@ void BM_DecodeStep(benchmark::State& state) {
                     /*prompt_len=*/256, /*output_len=*/256);
   int64_t request_steps = 0;
   for (auto _ : state) request_steps += workload.Step();
-  state.counters["ns_per_request_step"] = benchmark::Counter(
-      static_cast<double>(request_steps), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_request_step"] =
+      benchmark::Counter(static_cast<double>(request_steps),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["evictions"] = static_cast<double>(workload.manager().Stats().num_evictions);
   state.counters["hit_rate"] =
       static_cast<double>(workload.manager().Stats().prefix_hit_tokens) /

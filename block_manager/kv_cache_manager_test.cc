@@ -25,8 +25,8 @@ struct TestSequence {
 
   SequenceView View(const BlockHasher& hasher) {
     hasher.Extend(tokens, salt, &hashes);
-    return SequenceView{.id = id, .tokens = tokens, .block_hashes = hashes,
-                        .num_computed_tokens = num_computed};
+    return SequenceView{
+        .id = id, .tokens = tokens, .block_hashes = hashes, .num_computed_tokens = num_computed};
   }
 };
 

@@ -33,13 +33,13 @@ struct Voidify {
 
 }  // namespace pagoda::common::internal
 
-#define PAGODA_CHECK(condition)                       \
-  (condition) ? (void)0                               \
-              : ::pagoda::common::internal::Voidify() & \
-                    ::pagoda::common::internal::CheckFailure(__FILE__, __LINE__, #condition).stream()
+#define PAGODA_CHECK(condition)                 \
+  (condition)                                   \
+      ? (void)0                                 \
+      : ::pagoda::common::internal::Voidify() & \
+            ::pagoda::common::internal::CheckFailure(__FILE__, __LINE__, #condition).stream()
 
-#define PAGODA_CHECK_OP_(a, op, b) \
-  PAGODA_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
+#define PAGODA_CHECK_OP_(a, op, b) PAGODA_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
 
 #define PAGODA_CHECK_EQ(a, b) PAGODA_CHECK_OP_(a, ==, b)
 #define PAGODA_CHECK_NE(a, b) PAGODA_CHECK_OP_(a, !=, b)

@@ -6,10 +6,10 @@
 #include "absl/status/statusor.h"
 
 // Returns `expr` from the enclosing function when it is not OK. `expr` is an absl::Status.
-#define PAGODA_RETURN_IF_ERROR(expr)                            \
-  do {                                                          \
-    ::absl::Status pagoda_status_ = (expr);                     \
-    if (!pagoda_status_.ok()) return pagoda_status_;            \
+#define PAGODA_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status pagoda_status_ = (expr);          \
+    if (!pagoda_status_.ok()) return pagoda_status_; \
   } while (false)
 
 #define PAGODA_STATUS_CONCAT_INNER_(a, b) a##b
@@ -17,7 +17,7 @@
 
 // `lhs = value of expr`, or returns its status from the enclosing function. `expr` is an
 // absl::StatusOr<T>; `lhs` may declare a variable: PAGODA_ASSIGN_OR_RETURN(auto x, MakeX());
-#define PAGODA_ASSIGN_OR_RETURN(lhs, expr)                                                  \
+#define PAGODA_ASSIGN_OR_RETURN(lhs, expr) \
   PAGODA_ASSIGN_OR_RETURN_IMPL_(PAGODA_STATUS_CONCAT_(pagoda_statusor_, __LINE__), lhs, expr)
 
 #define PAGODA_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \

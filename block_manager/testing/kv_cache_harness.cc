@@ -111,8 +111,7 @@ int KvCacheHarness::BestPossibleHitBlocks(const Request& request) const {
       for (int o = 0; o < bs && all; ++o) {
         const int p = best * bs + o;
         PrefixKey key(options_.hash_mode == HashMode::kReal ? request.salt : "",
-                      std::vector<TokenId>(request.tokens.begin(),
-                                           request.tokens.begin() + p + 1));
+                      std::vector<TokenId>(request.tokens.begin(), request.tokens.begin() + p + 1));
         const auto it = prefixes_.find(key);
         const std::optional<int>& slot = slots_[static_cast<size_t>(b) * bs + o];
         all = it != prefixes_.end() && slot.has_value() && *slot == it->second;
@@ -138,8 +137,8 @@ absl::Status KvCacheHarness::CheckAllocation(RequestId id, Request& request, boo
     return absl::OkStatus();
   }
   if (static_cast<int>(table.size()) != std::max<int>(needed, request.table.size())) {
-    return Violation(absl::StrCat("request ", id.value(), " has ", table.size(),
-                                  " blocks, needs ", needed));
+    return Violation(
+        absl::StrCat("request ", id.value(), " has ", table.size(), " blocks, needs ", needed));
   }
   if (!std::equal(request.table.begin(), request.table.end(), table.begin())) {
     return Violation(absl::StrCat("table of ", id.value(), " is not append-only"));
@@ -173,8 +172,8 @@ absl::Status KvCacheHarness::Admit(RequestId id, int max_new_tokens, bool* admit
     return Violation(absl::StrCat("hit ", num_hit, " blocks, ", best, " were cached"));
   }
 
-  const int num_new = std::min(max_new_tokens, static_cast<int>(request.tokens.size()) -
-                                                   hit.num_tokens);
+  const int num_new =
+      std::min(max_new_tokens, static_cast<int>(request.tokens.size()) - hit.num_tokens);
   const int available_before = manager_->pool().num_available_blocks();
   // The naive admission rule: the whole sequence plus the watermark must fit in what is free
   // now, counting cached hit blocks that nobody uses as taken from the free list.
@@ -187,8 +186,8 @@ absl::Status KvCacheHarness::Admit(RequestId id, int max_new_tokens, bool* admit
     revived += used ? 0 : 1;
   }
   const int whole = manager_->BlocksForTokens(static_cast<int>(request.tokens.size())) - num_hit;
-  const int watermark = static_cast<int>(options_.manager.watermark_ratio *
-                                         options_.manager.num_blocks);
+  const int watermark =
+      static_cast<int>(options_.manager.watermark_ratio * options_.manager.num_blocks);
   const bool should_fit = whole + revived + watermark <= available_before;
 
   const bool allocated = manager_->AllocateSlots(
@@ -232,8 +231,8 @@ absl::Status KvCacheHarness::Step(RequestId id, int max_new_tokens, TokenId next
   const int missing = std::max<int>(
       0, manager_->BlocksForTokens(request.num_computed + num_new) - request.table.size());
   const bool should_fit = missing <= available_before;
-  const bool allocated =
-      manager_->AllocateSlots(View(id, request), PrefixHit{}, SlotRequest{.num_new_tokens = num_new});
+  const bool allocated = manager_->AllocateSlots(View(id, request), PrefixHit{},
+                                                 SlotRequest{.num_new_tokens = num_new});
   if (allocated != should_fit) {
     return Violation(absl::StrCat("step of ", id.value(), " returned ", allocated,
                                   ", the naive rule says ", should_fit));
@@ -281,8 +280,7 @@ absl::Status KvCacheHarness::ResetPrefixCache() {
 absl::Status KvCacheHarness::CheckInvariants() const {
   const BlockPool& pool = manager_->pool();
   const KvCacheStats stats = manager_->Stats();
-  if (stats.num_used_blocks + stats.num_cached_blocks + stats.num_free_blocks !=
-      stats.num_blocks) {
+  if (stats.num_used_blocks + stats.num_cached_blocks + stats.num_free_blocks != stats.num_blocks) {
     return Violation("used + cached + free != capacity");
   }
   // Ref counts from the harness's own tables; sharing only through prefix hits.
@@ -315,15 +313,15 @@ absl::Status KvCacheHarness::CheckInvariants() const {
   for (int b = 0; b < manager_->num_blocks(); ++b) {
     const BlockId block(b);
     if (pool.ref_count(block) != refs[b]) {
-      return Violation(absl::StrCat("block ", b, " ref count ", pool.ref_count(block),
-                                    ", in ", refs[b], " tables"));
+      return Violation(absl::StrCat("block ", b, " ref count ", pool.ref_count(block), ", in ",
+                                    refs[b], " tables"));
     }
     if (owners[b] > 1) {
       return Violation(absl::StrCat("block ", b, " shared without a prefix hit"));
     }
     used += refs[b] > 0 ? 1 : 0;
     cached += pool.IsCached(block) ? 1 : 0;
-    const BlockState expected = refs[b] > 0          ? BlockState::kUsed
+    const BlockState expected = refs[b] > 0            ? BlockState::kUsed
                                 : pool.IsCached(block) ? BlockState::kCached
                                                        : BlockState::kFree;
     if (pool.state(block) != expected) return Violation(absl::StrCat("block ", b, " state"));

@@ -86,8 +86,8 @@ class KvCacheHarness {
   int InternPrefix(const Request& request, int num_tokens);
   absl::Status CheckTableContent(RequestId id, const Request& request, int num_tokens) const;
   absl::Status CheckHit(RequestId id, const Request& request, const PrefixHit& hit) const;
-  absl::Status CheckAllocation(RequestId id, Request& request, bool allocated,
-                               int num_new_tokens, int available_before);
+  absl::Status CheckAllocation(RequestId id, Request& request, bool allocated, int num_new_tokens,
+                               int available_before);
   int BestPossibleHitBlocks(const Request& request) const;
   void WriteSlots(const Request& request, int from, int to);
 

@@ -80,7 +80,8 @@ absl::Status DeviceBuffer::CopyToHost(void* dst, size_t size_bytes) const {
 absl::Status DeviceBuffer::Fill(uint8_t value) {
   if (size_bytes_ == 0) return absl::OkStatus();
   constexpr int kThreads = 256;
-  const int blocks = static_cast<int>(std::min<size_t>((size_bytes_ + kThreads - 1) / kThreads, 1024));
+  const int blocks =
+      static_cast<int>(std::min<size_t>((size_bytes_ + kThreads - 1) / kThreads, 1024));
   FillKernel<<<blocks, kThreads>>>(static_cast<uint8_t*>(data_), size_bytes_, value);
   absl::Status s = ToStatus(cudaGetLastError(), "FillKernel launch");
   if (!s.ok()) return s;

@@ -1,9 +1,10 @@
+#include "kernels/cuda/cuda_buffer.h"
+
 #include <cstdint>
 #include <numeric>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cuda/cuda_buffer.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -39,8 +40,7 @@ TEST_F(DeviceBufferTest, RejectsOversizedCopies) {
   auto buffer = DeviceBuffer::Create(16);
   ASSERT_TRUE(buffer.ok());
   std::vector<uint8_t> host(32);
-  EXPECT_EQ(buffer->CopyFromHost(host.data(), host.size()).code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(buffer->CopyFromHost(host.data(), host.size()).code(), absl::StatusCode::kOutOfRange);
 }
 
 TEST(DeviceCountTest, NeverFailsWithoutAGpu) { EXPECT_GE(VisibleDeviceCount(), 0); }
