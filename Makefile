@@ -24,7 +24,7 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 asan: deps
-	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPAGODA_SANITIZE=ON \
+	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAGODA_SANITIZE=ON \
 	  -DPAGODA_CUDA=OFF -DPAGODA_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 

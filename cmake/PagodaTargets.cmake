@@ -15,6 +15,13 @@ if(PAGODA_SANITIZE)
   endforeach()
 endif()
 
+if(PAGODA_FUZZ)
+  # Coverage instrumentation for all our code, so libFuzzer is guided by the libraries too.
+  set(_pagoda_fuzz -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  target_compile_options(pagoda_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${_pagoda_fuzz}>)
+  target_link_options(pagoda_options INTERFACE -fsanitize=address,undefined)
+endif()
+
 # pagoda_add_library(NAME SOURCES ... [DEPS ...] [PRIVATE_DEPS ...])
 # One folder = one library = one namespace pagoda::<folder>. Includes are rooted at the repo,
 # e.g. #include "block_manager/block_pool.h".
@@ -32,7 +39,14 @@ function(pagoda_add_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest_main GTest::gmock pagoda_options)
-  set(_labels unit ${ARG_LABELS})
+  # GPU tests are labelled "gpu" only, so `ctest -LE gpu` and `ctest -L unit` leave them out.
+  if(ARG_LABELS)
+    set(_labels ${ARG_LABELS})
+  else()
+    set(_labels unit)
+  endif()
+  # A list inside PROPERTIES must keep its semicolons escaped through gtest_discover_tests.
+  string(REPLACE ";" "\\;" _labels "${_labels}")
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
                        PROPERTIES LABELS "${_labels}")
 endfunction()
