@@ -156,6 +156,24 @@ absl::Status KvCacheHarness::CheckAllocation(RequestId id, Request& request, boo
   return absl::OkStatus();
 }
 
+absl::Status KvCacheHarness::ApplyAllocation(RequestId id, Request& request, const char* what,
+                                             bool allocated, bool should_fit, int num_new_tokens,
+                                             int available_before) {
+  if (allocated != should_fit) {
+    return Violation(absl::StrCat(what, " of ", id.value(), " returned ", allocated,
+                                  ", the naive rule says ", should_fit));
+  }
+  if (absl::Status s = CheckAllocation(id, request, allocated, num_new_tokens, available_before);
+      !s.ok()) {
+    return s;
+  }
+  if (allocated) {
+    WriteSlots(request, request.num_computed, request.num_computed + num_new_tokens);
+    request.num_computed += num_new_tokens;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status KvCacheHarness::Admit(RequestId id, int max_new_tokens, bool* admitted) {
   *admitted = false;
   Request& request = requests_.at(id);
@@ -192,23 +210,18 @@ absl::Status KvCacheHarness::Admit(RequestId id, int max_new_tokens, bool* admit
 
   const bool allocated = manager_->AllocateSlots(
       view, hit, SlotRequest{.num_new_tokens = num_new, .admission = Admission::kNewRequest});
-  if (allocated != should_fit) {
-    return Violation(absl::StrCat("admission of ", id.value(), " returned ", allocated,
-                                  ", the naive rule says ", should_fit));
-  }
   if (allocated) {
     request.num_computed = hit.num_tokens;
     request.num_hit_blocks = num_hit;
     request.table = hit.blocks;
     num_hit_blocks_ += num_hit;
   }
-  if (absl::Status s = CheckAllocation(id, request, allocated, num_new, available_before);
+  if (absl::Status s = ApplyAllocation(id, request, "admission", allocated, should_fit, num_new,
+                                       available_before);
       !s.ok()) {
     return s;
   }
   if (allocated) {
-    WriteSlots(request, request.num_computed, request.num_computed + num_new);
-    request.num_computed += num_new;
     request.running = true;
     request.preempted = false;
     *admitted = true;
@@ -233,19 +246,12 @@ absl::Status KvCacheHarness::Step(RequestId id, int max_new_tokens, TokenId next
   const bool should_fit = missing <= available_before;
   const bool allocated = manager_->AllocateSlots(View(id, request), PrefixHit{},
                                                  SlotRequest{.num_new_tokens = num_new});
-  if (allocated != should_fit) {
-    return Violation(absl::StrCat("step of ", id.value(), " returned ", allocated,
-                                  ", the naive rule says ", should_fit));
-  }
-  if (absl::Status s = CheckAllocation(id, request, allocated, num_new, available_before);
+  if (absl::Status s =
+          ApplyAllocation(id, request, "step", allocated, should_fit, num_new, available_before);
       !s.ok()) {
     return s;
   }
-  if (allocated) {
-    WriteSlots(request, request.num_computed, request.num_computed + num_new);
-    request.num_computed += num_new;
-    *scheduled = true;
-  }
+  *scheduled = allocated;
   return CheckInvariants();
 }
 

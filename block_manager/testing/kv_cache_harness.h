@@ -88,6 +88,10 @@ class KvCacheHarness {
   absl::Status CheckHit(RequestId id, const Request& request, const PrefixHit& hit) const;
   absl::Status CheckAllocation(RequestId id, Request& request, bool allocated, int num_new_tokens,
                                int available_before);
+  // Compares the manager's answer with the naive rule, checks the table, and on success
+  // "computes" the new tokens into their slots.
+  absl::Status ApplyAllocation(RequestId id, Request& request, const char* what, bool allocated,
+                               bool should_fit, int num_new_tokens, int available_before);
   int BestPossibleHitBlocks(const Request& request) const;
   void WriteSlots(const Request& request, int from, int to);
 
