@@ -1,0 +1,92 @@
+#include "model/incremental_detokenizer.h"
+
+#include <string_view>
+
+#include "absl/strings/match.h"
+#include "model/utf8.h"
+
+namespace pagoda::model {
+namespace {
+
+// An anchor must decode to non-whitespace text that concatenates plainly with itself, so that
+// first-piece rules (Strip of a leading space, Metaspace) act on it and stop there.
+std::optional<TokenId> FindAnchor(const Tokenizer& tokenizer, SkipSpecialTokens skip,
+                                  std::string* anchor_text) {
+  std::vector<TokenId> candidates;
+  for (const char* letter : {"a", "e", "t", "x", "A", "0", "1"}) {
+    // A vocabulary entry spelled as the letter, or the single token the letter encodes to.
+    if (const std::optional<TokenId> id = tokenizer.PieceToId(letter)) candidates.push_back(*id);
+    const std::vector<TokenId> encoded = tokenizer.Encode(letter, AddSpecialTokens::kNo);
+    if (encoded.size() == 1) candidates.push_back(encoded[0]);
+  }
+  for (const TokenId id : candidates) {
+    if (tokenizer.IsSpecial(id) || tokenizer.IsByteFallback(id)) continue;
+    const TokenId one[] = {id};
+    const TokenId two[] = {id, id};
+    const std::string text = tokenizer.Decode(one, skip);
+    if (text.empty() || text[0] == ' ' || EndsWithReplacementChar(text)) continue;
+    if (tokenizer.Decode(two, skip) != text + text) continue;
+    *anchor_text = text;
+    return id;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, const Options& options)
+    : tokenizer_(tokenizer), options_(options) {
+  anchor_ = FindAnchor(tokenizer_, options_.skip_special_tokens, &anchor_text_);
+}
+
+bool IncrementalDetokenizer::DecodesToNothing(TokenId id) const {
+  if (options_.skip_special_tokens == SkipSpecialTokens::kYes && tokenizer_.IsSpecial(id)) {
+    return true;
+  }
+  return !tokenizer_.IdToPiece(id).has_value();
+}
+
+std::string IncrementalDetokenizer::DecodeTail(size_t end) const {
+  const SkipSpecialTokens skip = options_.skip_special_tokens;
+  if (!anchor_.has_value()) {
+    const std::string all = tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(0, end), skip);
+    return all.substr(std::min(emitted_bytes_, all.size()));
+  }
+  if (committed_ == 0) return tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(0, end), skip);
+  std::vector<TokenId> window;
+  window.reserve(end - committed_ + 1);
+  window.push_back(*anchor_);
+  window.insert(window.end(), ids_.begin() + committed_, ids_.begin() + end);
+  std::string text = tokenizer_.Decode(window, skip);
+  // The anchor decodes to its own text first; everything after it belongs to the tail.
+  if (!absl::StartsWith(text, anchor_text_)) return text;
+  return text.substr(anchor_text_.size());
+}
+
+std::string IncrementalDetokenizer::Append(absl::Span<const TokenId> ids) {
+  ids_.insert(ids_.end(), ids.begin(), ids.end());
+  // Commit only up to the last token that is not byte fallback: a byte run may still grow, and
+  // the whole run turns into U+FFFDs if it ends up invalid. Tokens that decode to nothing
+  // (skipped specials, unknown ids) do not end a run, so they cannot end a commit either.
+  size_t end = ids_.size();
+  while (end > committed_ &&
+         (tokenizer_.IsByteFallback(ids_[end - 1]) || DecodesToNothing(ids_[end - 1]))) {
+    --end;
+  }
+  if (end == committed_) return "";
+  std::string text = DecodeTail(end);
+  if (EndsWithReplacementChar(text)) return "";
+  committed_ = end;
+  emitted_bytes_ += text.size();
+  return text;
+}
+
+std::string IncrementalDetokenizer::Flush() {
+  if (committed_ == ids_.size()) return "";
+  std::string text = DecodeTail(ids_.size());
+  committed_ = ids_.size();
+  emitted_bytes_ += text.size();
+  return text;
+}
+
+}  // namespace pagoda::model
