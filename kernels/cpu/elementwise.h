@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "common/ids.h"
+#include "kernels/cpu/matmul.h"
+
+namespace pagoda::kernels::cpu {
+
+// out[t, :] = table[tokens[t], :]. table: [vocab, dim] (f32 or bf16), out: [num_tokens, dim].
+// Precondition: every token id is in [0, vocab).
+void Embedding(absl::Span<const TokenId> tokens, const void* table, WeightType table_type,
+               int64_t dim, float* out);
+
+// out = x / sqrt(mean(x^2) + eps) * weight, per row. x, out: [rows, dim]; weight: [dim].
+// out may alias x.
+void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
+
+// out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up: [rows, 2 * inter],
+// out: [rows, inter].
+void SiluAndMul(const float* gate_up, int64_t rows, int64_t inter, float* out);
+
+// y += x, elementwise over n values.
+void AddInPlace(float* y, const float* x, int64_t n);
+
+}  // namespace pagoda::kernels::cpu

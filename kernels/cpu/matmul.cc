@@ -1,0 +1,195 @@
+#include "kernels/cpu/matmul.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/check.h"
+#include "kernels/cpu/bf16.h"
+
+namespace pagoda::kernels::cpu {
+namespace {
+
+// Rows of x processed together against one weight row: each loaded weight vector feeds this
+// many FMAs, which is what makes batched decode cheaper per token than batch 1.
+constexpr int kRowTile = 8;
+
+float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
+  if (a.w_type == WeightType::kF32) return static_cast<const float*>(a.w)[row * a.k + col];
+  return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[row * a.k + col]);
+}
+
+void ReferenceRows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    for (int64_t i = 0; i < a.m; ++i) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < a.k; ++c) acc += a.x[i * a.k + c] * WeightAt(a, j, c);
+      a.y[i * a.n + j] = acc + (a.bias != nullptr ? a.bias[j] : 0.0f);
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 Load16(const MatMulArgs& a,
+                                                                              int64_t row,
+                                                                              int64_t col) {
+  if (a.w_type == WeightType::kF32) {
+    return _mm512_loadu_ps(static_cast<const float*>(a.w) + row * a.k + col);
+  }
+  const __m256i h = _mm256_loadu_si256(
+      reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(a.w) + row * a.k + col));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// f32 FMA over 16 lanes; bf16 weights are widened exactly (a shift), so this path is as
+// accurate as the reference up to summation order.
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const MatMulArgs& a,
+                                                                         int64_t n_begin,
+                                                                         int64_t n_end) {
+  const int64_t k16 = a.k / 16 * 16;
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    for (int64_t i0 = 0; i0 < a.m; i0 += kRowTile) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowTile, a.m - i0));
+      __m512 acc[kRowTile];
+      for (int r = 0; r < kRowTile; ++r) acc[r] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < k16; c += 16) {
+        const __m512 w = Load16(a, j, c);
+        for (int r = 0; r < rows; ++r) {
+          acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + (i0 + r) * a.k + c), w, acc[r]);
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        float sum = _mm512_reduce_add_ps(acc[r]);
+        for (int64_t c = k16; c < a.k; ++c) sum += a.x[(i0 + r) * a.k + c] * WeightAt(a, j, c);
+        a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+      }
+    }
+  }
+}
+
+// bf16 x bf16 dot products with f32 accumulation (vdpbf16ps): twice the multiply rate of the
+// f32 path, at the price of rounding activations to bf16. Used only for bf16 weights and
+// batches large enough to be compute-bound.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void Avx512Bf16Rows(
+    const MatMulArgs& a, const uint16_t* x16, int64_t n_begin, int64_t n_end) {
+  const int64_t k32 = a.k / 32 * 32;
+  const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    for (int64_t i0 = 0; i0 < a.m; i0 += kRowTile) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRowTile, a.m - i0));
+      __m512 acc[kRowTile];
+      for (int r = 0; r < kRowTile; ++r) acc[r] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < k32; c += 32) {
+        const __m512bh w = (__m512bh)_mm512_loadu_si512(w16 + j * a.k + c);
+        for (int r = 0; r < rows; ++r) {
+          const __m512bh x = (__m512bh)_mm512_loadu_si512(x16 + (i0 + r) * a.k + c);
+          acc[r] = _mm512_dpbf16_ps(acc[r], x, w);
+        }
+      }
+      for (int r = 0; r < rows; ++r) {
+        float sum = _mm512_reduce_add_ps(acc[r]);
+        for (int64_t c = k32; c < a.k; ++c) {
+          sum += Bf16ToFloat(x16[(i0 + r) * a.k + c]) * Bf16ToFloat(w16[j * a.k + c]);
+        }
+        a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void Avx2Rows(const MatMulArgs& a, int64_t n_begin,
+                                                  int64_t n_end) {
+  const int64_t k8 = a.k / 8 * 8;
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    for (int64_t i = 0; i < a.m; ++i) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t c = 0; c < k8; c += 8) {
+        __m256 w;
+        if (a.w_type == WeightType::kF32) {
+          w = _mm256_loadu_ps(static_cast<const float*>(a.w) + j * a.k + c);
+        } else {
+          const __m128i h = _mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(a.w) + j * a.k + c));
+          w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.x + i * a.k + c), w, acc);
+      }
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, acc);
+      float sum = 0.0f;
+      for (float l : lanes) sum += l;
+      for (int64_t c = k8; c < a.k; ++c) sum += a.x[i * a.k + c] * WeightAt(a, j, c);
+      a.y[i * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+    }
+  }
+}
+
+enum class Isa { kAvx512Bf16, kAvx512, kAvx2, kPortable };
+
+Isa DetectIsa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kPortable;
+}
+
+Isa CpuIsa() {
+  static const Isa isa = DetectIsa();
+  return isa;
+}
+
+// Below this many rows a bf16 matmul is bound by reading the weights, and the exact f32 path
+// costs nothing extra.
+constexpr int64_t kMinRowsForBf16Dot = 4;
+
+}  // namespace
+
+void MatMulReference(const MatMulArgs& args) { ReferenceRows(args, 0, args.n); }
+
+const char* MatMulIsa() {
+  switch (CpuIsa()) {
+    case Isa::kAvx512Bf16:
+      return "avx512bf16";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kPortable:
+      break;
+  }
+  return "portable";
+}
+
+void MatMul(const MatMulArgs& a, ThreadPool& pool) {
+  PAGODA_CHECK(a.x != a.y);
+  if (a.m == 0 || a.n == 0) return;
+  const Isa isa = CpuIsa();
+  // Enough output features per chunk that a chunk streams a few KiB of weights.
+  const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
+  if (isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot) {
+    std::vector<uint16_t> x16(static_cast<size_t>(a.m * a.k));
+    for (size_t i = 0; i < x16.size(); ++i) x16[i] = FloatToBf16(a.x[i]);
+    pool.ParallelFor(a.n, min_chunk,
+                     [&](int64_t b, int64_t e) { Avx512Bf16Rows(a, x16.data(), b, e); });
+    return;
+  }
+  pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) {
+    switch (isa) {
+      case Isa::kAvx512Bf16:
+      case Isa::kAvx512:
+        Avx512Rows(a, b, e);
+        break;
+      case Isa::kAvx2:
+        Avx2Rows(a, b, e);
+        break;
+      case Isa::kPortable:
+        ReferenceRows(a, b, e);
+        break;
+    }
+  });
+}
+
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/thread_pool.h"
+
+namespace pagoda::kernels::cpu {
+
+enum class WeightType { kF32, kBF16 };
+
+// y = x * W^T (+ bias): the linear layers of the model, weights in Hugging Face
+// [out_features, in_features] layout.
+struct MatMulArgs {
+  const float* x = nullptr;  // [m, k] activations, row-major
+  const void* w = nullptr;   // [n, k] weights: float or bf16 (uint16_t) per w_type
+  WeightType w_type = WeightType::kF32;
+  const float* bias = nullptr;  // [n] or nullptr
+  float* y = nullptr;           // [m, n]; must not alias x
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+};
+
+// Runs on `pool` (parallel over output features, so each weight row is read once per call
+// whatever m is). Uses AVX-512 (with BF16 dot products for bf16 weights when m is large enough
+// to be compute-bound) where the CPU has it, AVX2+FMA otherwise, a portable loop last.
+void MatMul(const MatMulArgs& args, ThreadPool& pool);
+
+// The portable loop only: the reference the vector paths are tested against.
+void MatMulReference(const MatMulArgs& args);
+
+// Which vector path MatMul takes on this CPU: "avx512bf16", "avx512", "avx2" or "portable".
+const char* MatMulIsa();
+
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,105 @@
+#include "kernels/cpu/paged_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/check.h"
+
+namespace pagoda::kernels::cpu {
+
+void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
+                     const PagedKvCacheView<float>& cache) {
+  const int64_t d = cache.head_dim;
+  for (size_t t = 0; t < slots.size(); ++t) {
+    const int64_t block = slots[t] / cache.block_size;
+    const int64_t offset = slots[t] % cache.block_size;
+    PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
+    for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
+      const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
+      const int64_t dst = cache.Offset(block, h, offset);
+      std::memcpy(cache.key + dst, key + src, d * sizeof(float));
+      std::memcpy(cache.value + dst, value + src, d * sizeof(float));
+    }
+  }
+}
+
+namespace {
+
+// Attention of the `group` query heads sharing KV head `kv_head`, for one query token that
+// sees context positions [0, last].
+void AttendOneToken(const PagedAttentionArgs& a, int64_t token, int64_t request, int kv_head,
+                    int32_t last, std::vector<float>& scores) {
+  const PagedKvCacheView<float>& c = a.cache;
+  const int group = a.num_heads / c.num_kv_heads;
+  const int d = c.head_dim;
+  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
+  const int32_t len = last + 1;
+  scores.resize(static_cast<size_t>(group) * len);
+  // Scores for every head of the group, one pass over the K tiles.
+  for (int32_t pos = 0; pos < len; ++pos) {
+    const float* k = c.key + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    for (int g = 0; g < group; ++g) {
+      const float* q = a.query + (token * a.num_heads + kv_head * group + g) * d;
+      float dot = 0.0f;
+      for (int i = 0; i < d; ++i) dot += q[i] * k[i];
+      scores[static_cast<size_t>(g) * len + pos] = dot * a.scale;
+    }
+  }
+  for (int g = 0; g < group; ++g) {
+    float* s = scores.data() + static_cast<size_t>(g) * len;
+    const float max_score = *std::max_element(s, s + len);
+    float sum = 0.0f;
+    for (int32_t pos = 0; pos < len; ++pos) sum += (s[pos] = std::exp(s[pos] - max_score));
+    const float inv_sum = 1.0f / sum;
+    for (int32_t pos = 0; pos < len; ++pos) s[pos] *= inv_sum;
+  }
+  for (int g = 0; g < group; ++g) {
+    float* out = a.output + (token * a.num_heads + kv_head * group + g) * d;
+    std::fill(out, out + d, 0.0f);
+  }
+  for (int32_t pos = 0; pos < len; ++pos) {
+    const float* v = c.value + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    for (int g = 0; g < group; ++g) {
+      const float p = scores[static_cast<size_t>(g) * len + pos];
+      float* out = a.output + (token * a.num_heads + kv_head * group + g) * d;
+      for (int i = 0; i < d; ++i) out[i] += p * v[i];
+    }
+  }
+}
+
+}  // namespace
+
+void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
+  const PagedKvCacheView<float>& c = a.cache;
+  PAGODA_CHECK(c.num_kv_heads > 0 && a.num_heads % c.num_kv_heads == 0);
+  const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());
+  PAGODA_CHECK_EQ(static_cast<int64_t>(a.query_start.size()), num_requests + 1);
+  const int64_t num_tokens = a.query_start[num_requests];
+  // token -> request, so the parallel loop can run over flat (token, kv head) tasks.
+  std::vector<int32_t> request_of(num_tokens);
+  for (int64_t r = 0; r < num_requests; ++r) {
+    const int32_t n = a.query_start[r + 1] - a.query_start[r];
+    PAGODA_CHECK(n >= 0 && n <= a.context_lens[r]) << "request " << r;
+    PAGODA_CHECK_LE((a.context_lens[r] + c.block_size - 1) / c.block_size,
+                    a.max_blocks_per_request);
+    for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) {
+      request_of[t] = static_cast<int32_t>(r);
+    }
+  }
+  pool.ParallelFor(num_tokens * c.num_kv_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t token = task / c.num_kv_heads;
+      const int kv_head = static_cast<int>(task % c.num_kv_heads);
+      const int64_t r = request_of[token];
+      const int32_t n = a.query_start[r + 1] - a.query_start[r];
+      const int32_t i = static_cast<int32_t>(token - a.query_start[r]);
+      AttendOneToken(a, token, r, kv_head, a.context_lens[r] - n + i, scores);
+    }
+  });
+}
+
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,187 @@
+#include "kernels/cpu/paged_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pagoda::kernels::cpu {
+namespace {
+
+// A request of the test batch: its whole sequence's K/V (dense, the reference's input) and how
+// many of its last tokens are queries this step.
+struct TestRequest {
+  int context_len;
+  int num_queries;
+};
+
+struct Case {
+  int head_dim;
+  int num_kv_heads;
+  int group;  // query heads per KV head
+  int block_size;
+  std::vector<TestRequest> requests;
+  bool share_first_block = false;  // two requests point at one physical block
+};
+
+// Dense causal attention: the reference.
+void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
+                    const std::vector<float>& v, int num_q, int ctx, int heads, int kv_heads, int d,
+                    float scale, float* out) {
+  const int group = heads / kv_heads;
+  for (int i = 0; i < num_q; ++i) {
+    const int last = ctx - num_q + i;
+    for (int h = 0; h < heads; ++h) {
+      const int kh = h / group;
+      std::vector<double> s(last + 1);
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int p = 0; p <= last; ++p) {
+        double dot = 0;
+        for (int x = 0; x < d; ++x)
+          dot += q[(i * heads + h) * d + x] * k[(p * kv_heads + kh) * d + x];
+        s[p] = dot * scale;
+        mx = std::max(mx, s[p]);
+      }
+      double sum = 0;
+      for (double& e : s) sum += (e = std::exp(e - mx));
+      for (int x = 0; x < d; ++x) {
+        double acc = 0;
+        for (int p = 0; p <= last; ++p) acc += s[p] / sum * v[(p * kv_heads + kh) * d + x];
+        out[(i * heads + h) * d + x] = static_cast<float>(acc);
+      }
+    }
+  }
+}
+
+void RunCase(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const int heads = c.num_kv_heads * c.group;
+  const int d = c.head_dim;
+  const int num_requests = static_cast<int>(c.requests.size());
+  int max_blocks = 1;
+  int total_blocks = 0;
+  for (const TestRequest& r : c.requests) {
+    const int b = (r.context_len + c.block_size - 1) / c.block_size;
+    max_blocks = std::max(max_blocks, b);
+    total_blocks += b;
+  }
+  // Physical blocks: a random permutation, plus spare blocks that nobody uses.
+  const int num_blocks = total_blocks + 3;
+  std::vector<int32_t> physical(num_blocks);
+  std::iota(physical.begin(), physical.end(), 0);
+  std::shuffle(physical.begin(), physical.end(), rng);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // Everything not written stays NaN: reading an unused block or slot poisons the output.
+  std::vector<float> key_cache(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size * d,
+                               nan);
+  std::vector<float> value_cache(key_cache.size(), nan);
+  PagedKvCacheView<float> cache{key_cache.data(), value_cache.data(), num_blocks,
+                                c.num_kv_heads,   c.block_size,       d};
+  // Unused table entries point at a block index that does not exist.
+  std::vector<int32_t> tables(static_cast<size_t>(num_requests) * max_blocks, 1 << 20);
+  std::vector<int32_t> query_start = {0};
+  std::vector<int32_t> context_lens;
+  std::vector<std::vector<float>> ks, vs, qs;
+  int next_physical = 0;
+  for (int r = 0; r < num_requests; ++r) {
+    const TestRequest& req = c.requests[r];
+    const int nb = (req.context_len + c.block_size - 1) / c.block_size;
+    for (int b = 0; b < nb; ++b) tables[r * max_blocks + b] = physical[next_physical++];
+    std::vector<float> k(static_cast<size_t>(req.context_len) * c.num_kv_heads * d);
+    std::vector<float> v(k.size());
+    std::vector<float> q(static_cast<size_t>(req.num_queries) * heads * d);
+    for (float& x : k) x = dist(rng);
+    for (float& x : v) x = dist(rng);
+    for (float& x : q) x = dist(rng);
+    if (c.share_first_block && r == 1 && req.context_len >= c.block_size &&
+        c.requests[0].context_len >= c.block_size) {
+      // Request 1 reuses request 0's first block (a prefix-cache hit): same K/V there.
+      tables[r * max_blocks] = tables[0];
+      std::copy(ks[0].begin(), ks[0].begin() + c.block_size * c.num_kv_heads * d, k.begin());
+      std::copy(vs[0].begin(), vs[0].begin() + c.block_size * c.num_kv_heads * d, v.begin());
+    }
+    std::vector<int64_t> slots(req.context_len);
+    for (int p = 0; p < req.context_len; ++p) {
+      slots[p] = static_cast<int64_t>(tables[r * max_blocks + p / c.block_size]) * c.block_size +
+                 p % c.block_size;
+    }
+    ReshapeAndCache(k.data(), v.data(), slots, cache);
+    ks.push_back(std::move(k));
+    vs.push_back(std::move(v));
+    qs.push_back(std::move(q));
+    query_start.push_back(query_start.back() + req.num_queries);
+    context_lens.push_back(req.context_len);
+  }
+  const int num_tokens = query_start.back();
+  std::vector<float> query;
+  for (const auto& q : qs) query.insert(query.end(), q.begin(), q.end());
+  std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  ThreadPool pool(2);
+  PagedAttention({.query = query.data(),
+                  .output = output.data(),
+                  .num_heads = heads,
+                  .cache = cache,
+                  .query_start = query_start,
+                  .context_lens = context_lens,
+                  .block_tables = tables,
+                  .max_blocks_per_request = max_blocks,
+                  .scale = scale},
+                 pool);
+  // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
+  // of N(0,1) values, so an absolute bound is meaningful.
+  constexpr float kTolerance = 2e-5f * 64;
+  for (int r = 0; r < num_requests; ++r) {
+    std::vector<float> expected(qs[r].size());
+    DenseAttention(qs[r], ks[r], vs[r], c.requests[r].num_queries, c.requests[r].context_len, heads,
+                   c.num_kv_heads, d, scale, expected.data());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      const float got = output[static_cast<size_t>(query_start[r]) * heads * d + i];
+      ASSERT_NEAR(got, expected[i], kTolerance) << "request " << r << " element " << i << " d=" << d
+                                                << " group=" << c.group << " bs=" << c.block_size;
+    }
+  }
+}
+
+TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {
+  for (int d : {64, 80, 128}) {
+    for (int group : {1, 2, 4, 8}) {
+      const int bs = 16;
+      RunCase({.head_dim = d,
+               .num_kv_heads = 2,
+               .group = group,
+               .block_size = bs,
+               .requests = {{1, 1}, {bs - 1, 1}, {bs, 1}, {bs + 1, 1}, {300, 1}}},
+              static_cast<uint32_t>(d * 10 + group));
+    }
+  }
+}
+
+TEST(PagedAttentionTest, MixedPrefillChunksAndDecodesMatchDense) {
+  for (int bs : {1, 8, 16, 32}) {
+    RunCase({.head_dim = 64,
+             .num_kv_heads = 2,
+             .group = 4,
+             .block_size = bs,
+             .requests = {{37, 37}, {50, 13}, {9, 1}, {bs + 1, 2}, {128, 64}}},
+            static_cast<uint32_t>(bs));
+  }
+}
+
+TEST(PagedAttentionTest, SharedPrefixBlocksMatchDense) {
+  RunCase({.head_dim = 64,
+           .num_kv_heads = 1,
+           .group = 2,
+           .block_size = 16,
+           .requests = {{40, 1}, {33, 17}},
+           .share_first_block = true},
+          7);
+}
+
+}  // namespace
+}  // namespace pagoda::kernels::cpu

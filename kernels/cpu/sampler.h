@@ -1,0 +1,122 @@
+#pragma once
+
+// Token sampling from one request's logits, with vLLM's sampling parameters and semantics.
+//
+// Order of operations in Sample() (vLLM's):
+//   1. logit bias (additive, per token)
+//   2. banned tokens -> -inf (the min_tokens hook: the engine bans the stop tokens until a
+//      request has produced min_tokens tokens)
+//   3. penalties: repetition (prompt and output tokens), presence and frequency (output only)
+//   4. temperature; temperature < kGreedyTemperature means greedy argmax (ties: lowest id),
+//      and steps 5-8 do not apply
+//   5. top-k   6. top-p   7. min-p   8. draw one token with the request's RNG
+//
+// Differences from vLLM, on purpose:
+//   - top-k keeps exactly k tokens; among equal logits at the k-th place the lowest ids win
+//     (vLLM keeps every token tied with the k-th value).
+//   - min-p is applied after top-p (vLLM V1 applies it before top-k/top-p). Both orders keep
+//     the same tokens unless top-p and min-p are set together.
+//
+// Reproducibility: a request's draws depend only on its seed and on how many random draws it
+// has made, never on the batch it runs in or on the thread that samples it. The RNG is
+// counter-based SplitMix64 with a 53-bit uniform double, so a seeded request gives the same
+// tokens on every platform for the same logits.
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "common/ids.h"
+
+namespace pagoda::kernels::cpu {
+
+// Temperatures below this are greedy (vLLM's _SAMPLING_EPS): dividing logits by them would
+// overflow and the distribution is argmax up to rounding anyway.
+inline constexpr float kGreedyTemperature = 1e-5f;
+
+// One request's sampling parameters. Defaults leave the distribution unchanged
+// (temperature 1, no truncation, no penalties). Check them with ValidateSamplingParams()
+// before the first Sample(); Sample() assumes they are valid.
+struct SamplingParams {
+  float temperature = 1.0f;         // >= 0, finite; < kGreedyTemperature = greedy
+  float top_p = 1.0f;               // (0, 1]; 1 = off
+  int top_k = 0;                    // >= 0; 0 = off; >= vocab_size also means off
+  float min_p = 0.0f;               // [0, 1]; 0 = off
+  std::optional<uint64_t> seed;     // unset: seeded from a process-wide random source
+  float repetition_penalty = 1.0f;  // > 0, finite; 1 = off
+  float presence_penalty = 0.0f;    // [-2, 2]; 0 = off
+  float frequency_penalty = 0.0f;   // [-2, 2]; 0 = off
+  // (token, additive bias) pairs, 0 <= token < vocab_size, bias finite. A token listed twice
+  // gets both biases.
+  std::vector<std::pair<TokenId, float>> logit_bias;
+};
+
+// OK, or InvalidArgument whose message starts with the offending field's name
+// ("top_p must be in (0, 1], got 0"). `vocab_size` > 0 bounds the logit_bias tokens.
+absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size);
+
+// The per-request state Sample() needs: the RNG and the token history for the penalties.
+// Create one per request when it is admitted; feed it every generated token with
+// AddOutputToken(). Memory is proportional to the number of distinct prompt and output tokens,
+// not to the vocabulary.
+//
+// Not thread-safe; a request's state is used by one thread at a time (any thread).
+class SamplerState {
+ public:
+  // `seed` unset draws a seed from a process-wide source (thread-safe, different for every
+  // state). `prompt_tokens` are the request's prompt ids (they count for the repetition
+  // penalty only).
+  SamplerState(std::optional<uint64_t> seed, absl::Span<const TokenId> prompt_tokens);
+
+  // Records a generated token: it now counts for all three penalties.
+  void AddOutputToken(TokenId token);
+
+  bool InPrompt(TokenId token) const { return prompt_tokens_.contains(token); }
+  // How often `token` has been generated so far.
+  int OutputCount(TokenId token) const;
+
+  // Uniform in [0, 1) with 53 random bits; advances the RNG by one draw. Sample() makes exactly
+  // one draw per non-greedy call and none for a greedy one.
+  double NextUniform();
+  uint64_t NextUint64();
+
+  uint64_t seed() const { return seed_; }
+  // Draws made so far (the RNG's counter).
+  uint64_t num_draws() const { return num_draws_; }
+
+  // Distinct tokens, for the penalties (iteration order unspecified).
+  const absl::flat_hash_set<TokenId>& prompt_tokens() const { return prompt_tokens_; }
+  const absl::flat_hash_map<TokenId, int32_t>& output_counts() const { return output_counts_; }
+
+ private:
+  uint64_t seed_;
+  uint64_t num_draws_ = 0;
+  absl::flat_hash_set<TokenId> prompt_tokens_;
+  absl::flat_hash_map<TokenId, int32_t> output_counts_;
+};
+
+// Steps 1-3 above, in place on `logits` ([vocab_size] floats of one request): logit bias,
+// banned tokens to -inf, then the penalties with vLLM's formulas:
+//   for every token in the prompt or the output:  l = l > 0 ? l / repetition : l * repetition
+//   for every token in the output:  l -= presence * (count > 0) + frequency * count
+// Every token id in `params`, `state` and `banned_tokens` must be < logits.size() (checked).
+void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
+                           const SamplerState& state, absl::Span<const TokenId> banned_tokens = {});
+
+// Samples one token from `logits` ([vocab_size] floats of one request, vocab_size > 0), which
+// it uses as scratch: their contents are unspecified afterwards. `params` must be valid for
+// this vocab_size. `banned_tokens` are never returned; at least one token must remain
+// samplable (checked). Does not call AddOutputToken(): the caller does, once it keeps the
+// token. NaN logits are treated as -inf.
+//
+// Cost: greedy one pass; top-k a pass plus O(k log k); otherwise a few passes over the
+// vocabulary (one exp per token), plus a partial sort of the top-p candidates only.
+TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
+               absl::Span<const TokenId> banned_tokens = {});
+
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,34 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <atomic>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pagoda::kernels::cpu {
+namespace {
+
+TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 7, 1000, 100003}) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.ParallelFor(n, 3, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << threads << " " << n;
+    }
+  }
+}
+
+TEST(ThreadPoolTest, RunsManyLoopsBackToBack) {
+  ThreadPool pool(3);
+  std::atomic<int64_t> sum{0};
+  for (int loop = 0; loop < 2000; ++loop) {
+    pool.ParallelFor(64, 1, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+  }
+  EXPECT_EQ(sum.load(), 2000 * 64);
+}
+
+}  // namespace
+}  // namespace pagoda::kernels::cpu

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pagoda::kernels {
+
+// A non-owning view of one layer's paged KV cache, shared by the CPU kernels and the CUDA
+// kernels (which get it in device memory). Both pools are laid out
+//   [num_blocks, num_kv_heads, block_size, head_dim]
+// so the tokens of one block of one KV head form one contiguous [block_size, head_dim] tile.
+// Slot s (= block * block_size + offset) of head h starts at
+//   ((block * num_kv_heads + h) * block_size + offset) * head_dim.
+// The view does not own the memory; whoever made it keeps it alive.
+template <typename T>
+struct PagedKvCacheView {
+  T* key = nullptr;
+  T* value = nullptr;
+  int32_t num_blocks = 0;
+  int32_t num_kv_heads = 0;
+  int32_t block_size = 0;
+  int32_t head_dim = 0;
+
+  // Elements of one block of one KV head.
+  int64_t tile_elements() const { return static_cast<int64_t>(block_size) * head_dim; }
+  // Offset in elements of (block, head, offset-in-block).
+  int64_t Offset(int64_t block, int64_t head, int64_t offset) const {
+    return ((block * num_kv_heads + head) * block_size + offset) * head_dim;
+  }
+  int64_t num_elements() const {
+    return static_cast<int64_t>(num_blocks) * num_kv_heads * block_size * head_dim;
+  }
+};
+
+}  // namespace pagoda::kernels
