@@ -46,21 +46,51 @@ bool IncrementalDetokenizer::DecodesToNothing(TokenId id) const {
   return !tokenizer_.IdToPiece(id).has_value();
 }
 
-std::string IncrementalDetokenizer::DecodeTail(size_t end) const {
+std::string IncrementalDetokenizer::DecodeRange(size_t begin, size_t end) const {
   const SkipSpecialTokens skip = options_.skip_special_tokens;
   if (!anchor_.has_value()) {
+    // Only called with begin == committed_ in this mode (see CommitSettledHead).
     const std::string all = tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(0, end), skip);
     return all.substr(std::min(emitted_bytes_, all.size()));
   }
-  if (committed_ == 0) return tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(0, end), skip);
+  if (begin == 0) return tokenizer_.Decode(absl::MakeConstSpan(ids_).subspan(0, end), skip);
   std::vector<TokenId> window;
-  window.reserve(end - committed_ + 1);
+  window.reserve(end - begin + 1);
   window.push_back(*anchor_);
-  window.insert(window.end(), ids_.begin() + committed_, ids_.begin() + end);
+  window.insert(window.end(), ids_.begin() + begin, ids_.begin() + end);
   std::string text = tokenizer_.Decode(window, skip);
-  // The anchor decodes to its own text first; everything after it belongs to the tail.
+  // The anchor decodes to its own text first; everything after it belongs to the range.
   if (!absl::StartsWith(text, anchor_text_)) return text;
   return text.substr(anchor_text_.size());
+}
+
+std::string IncrementalDetokenizer::Commit(size_t end, std::string text) {
+  committed_ = end;
+  emitted_bytes_ += text.size();
+  return text;
+}
+
+std::string IncrementalDetokenizer::CommitSettledHead(size_t end, const std::string& text) {
+  // Text ending in U+FFFD is held because the bytes behind it may still become a character.
+  // That can only involve the last 3 bytes, so once 4 more tokens of at least one byte each
+  // follow a split point, the text before it is settled, provided decoding the two sides
+  // separately gives the same text as decoding across the split (lossy UTF-8 decoding is
+  // local) and the split does not cut a byte-fallback run. Without this, a long run of
+  // U+FFFD (invalid bytes) would be held, and decoded again on every step, until it ends.
+  constexpr size_t kSettleTokens = 4;
+  if (!anchor_.has_value() || end - committed_ <= 4 * kSettleTokens) return "";
+  const size_t split = end - kSettleTokens;
+  if (tokenizer_.IsByteFallback(ids_[split - 1]) || DecodesToNothing(ids_[split - 1])) return "";
+  for (size_t i = split; i < end; ++i) {
+    const TokenId one[] = {ids_[i]};
+    if (DecodesToNothing(ids_[i]) || tokenizer_.IsByteFallback(ids_[i]) ||
+        tokenizer_.Decode(one, options_.skip_special_tokens).empty()) {
+      return "";
+    }
+  }
+  std::string head = DecodeRange(committed_, split);
+  if (head + DecodeRange(split, end) != text) return "";
+  return Commit(split, std::move(head));
 }
 
 std::string IncrementalDetokenizer::Append(absl::Span<const TokenId> ids) {
@@ -74,19 +104,14 @@ std::string IncrementalDetokenizer::Append(absl::Span<const TokenId> ids) {
     --end;
   }
   if (end == committed_) return "";
-  std::string text = DecodeTail(end);
-  if (EndsWithReplacementChar(text)) return "";
-  committed_ = end;
-  emitted_bytes_ += text.size();
-  return text;
+  std::string text = DecodeRange(committed_, end);
+  if (EndsWithReplacementChar(text)) return CommitSettledHead(end, text);
+  return Commit(end, std::move(text));
 }
 
 std::string IncrementalDetokenizer::Flush() {
   if (committed_ == ids_.size()) return "";
-  std::string text = DecodeTail(ids_.size());
-  committed_ = ids_.size();
-  emitted_bytes_ += text.size();
-  return text;
+  return Commit(ids_.size(), DecodeRange(committed_, ids_.size()));
 }
 
 }  // namespace pagoda::model

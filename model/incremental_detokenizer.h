@@ -8,7 +8,8 @@
 //     tokenizer.Decode(ids, skip_special_tokens), also across byte-fallback runs, multi-byte
 //     characters split over tokens, and SentencePiece's strip of the first leading space.
 // Text is held back while it could still change: while it ends in U+FFFD (an incomplete
-// character) or in a byte-fallback token (whose run decodes as a whole).
+// character) or in a byte-fallback token (whose run decodes as a whole). A long run of U+FFFD is
+// released once it is settled (the last few tokens stay held), so held text stays short.
 //
 // How: text up to a committed token index is final. The uncommitted tail is decoded behind an
 // "anchor" token (a plain letter, e.g. "a") whose text is then removed, so that decoders that act
@@ -49,8 +50,14 @@ class IncrementalDetokenizer {
 
  private:
   bool DecodesToNothing(TokenId id) const;
-  // Text of ids_[committed_, end) as it appears in the whole sequence's text.
-  std::string DecodeTail(size_t end) const;
+  // Text of ids_[begin, end) as it appears in the whole sequence's text. begin is committed_
+  // or a later token after which the text is known to be settled.
+  std::string DecodeRange(size_t begin, size_t end) const;
+  // Marks ids_[0, end) as emitted; returns `text`, their text past the previous commit.
+  std::string Commit(size_t end, std::string text);
+  // When the text of ids_[committed_, end) ends in U+FFFD: commits all but its last tokens if
+  // the text before them can no longer change; returns the committed text ("" if none).
+  std::string CommitSettledHead(size_t end, const std::string& text);
 
   const Tokenizer& tokenizer_;
   Options options_;

@@ -103,6 +103,45 @@ TEST(IncrementalDetokenizerTest, MultiByteCharacterIsEmittedWhole) {
   EXPECT_EQ(detokenizer.Flush(), "");
 }
 
+// A long run of U+FFFD (here genuine EF BF BD characters) is released as it settles instead of
+// being held to the end, and the stream still equals the full decode.
+// Long streams of mostly non-ASCII bytes: many U+FFFD runs, settled and released mid-stream.
+TEST(IncrementalDetokenizerTest, LongInvalidByteStreamsEqualDecode) {
+  ByteTokenizer bytes;
+  auto byte_level = HfTokenizer::Create(testing::ByteLevelTokenizerJson());
+  ASSERT_TRUE(byte_level.ok());
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<TokenId> high(0x80, 0xFF);
+  std::uniform_int_distribution<TokenId> any(0, 259);
+  std::uniform_int_distribution<int> percent(0, 99);
+  for (const Tokenizer* tokenizer :
+       {static_cast<const Tokenizer*>(&bytes), static_cast<const Tokenizer*>(byte_level->get())}) {
+    for (int i = 0; i < 200; ++i) {
+      std::vector<TokenId> ids;
+      for (int n = 0; n < 300; ++n) ids.push_back(percent(rng) < 80 ? high(rng) : any(rng));
+      for (const SkipSpecialTokens skip : {SkipSpecialTokens::kYes, SkipSpecialTokens::kNo}) {
+        ASSERT_EQ(Join(Stream(*tokenizer, ids, skip, rng)), tokenizer->Decode(ids, skip));
+      }
+    }
+  }
+}
+
+TEST(IncrementalDetokenizerTest, LongReplacementCharacterRunsAreNotHeldToTheEnd) {
+  ByteTokenizer tokenizer;
+  std::vector<TokenId> ids;
+  for (int i = 0; i < 3000; ++i) ids.insert(ids.end(), {0xEF, 0xBF, 0xBD});
+  IncrementalDetokenizer detokenizer(tokenizer, {});
+  std::string streamed;
+  size_t max_held_bytes = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    streamed += detokenizer.Append({ids[i]});
+    max_held_bytes = std::max(max_held_bytes, i + 1 - streamed.size());
+  }
+  streamed += detokenizer.Flush();
+  EXPECT_EQ(streamed, tokenizer.Decode(ids, SkipSpecialTokens::kYes));
+  EXPECT_LT(max_held_bytes, 32u);
+}
+
 class Stories260KDetokenizerTest : public ::testing::Test {
  protected:
   void SetUp() override {

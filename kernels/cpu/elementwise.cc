@@ -34,13 +34,8 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
   }
 }
 
-void SiluAndMul(const float* gate_up, int64_t rows, int64_t inter, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* gate = gate_up + r * 2 * inter;
-    const float* up = gate + inter;
-    float* dst = out + r * inter;
-    for (int64_t i = 0; i < inter; ++i) dst[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-  }
+void SiluAndMul(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void AddInPlace(float* y, const float* x, int64_t n) {

@@ -17,9 +17,9 @@ void Embedding(absl::Span<const TokenId> tokens, const void* table, WeightType t
 // out may alias x.
 void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out);
 
-// out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up: [rows, 2 * inter],
-// out: [rows, inter].
-void SiluAndMul(const float* gate_up, int64_t rows, int64_t inter, float* out);
+// out[i] = silu(gate[i]) * up[i] over n values (the SwiGLU MLP's activation). out may alias
+// gate or up.
+void SiluAndMul(const float* gate, const float* up, int64_t n, float* out);
 
 // y += x, elementwise over n values.
 void AddInPlace(float* y, const float* x, int64_t n);

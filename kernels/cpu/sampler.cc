@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -43,6 +47,55 @@ uint64_t NextProcessSeed() {
   return Mix64(counter.fetch_add(kGamma, std::memory_order_relaxed));
 }
 
+// Four floats as one GCC/Clang vector (an SSE register on baseline x86-64): explicit, so the
+// hot loops are vectorized whatever the compiler's cost model at -O2.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
+
+// exp(x) for x <= 0 (weights relative to the top logit), Cephes' expf polynomial: within 2 ulp
+// of std::exp, 0 below -87 (where float underflows anyway). Ten times faster than calling
+// libm per token, and the same result for a token wherever it sits in the array.
+[[gnu::always_inline]] inline Float4 Exp4(Float4 x) {
+  const Int4 underflow = x < -87.0f;
+  x = underflow ? Float4{} - 87.0f : x;
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick (no floor, which baseline x86-64 lacks).
+  constexpr float kRound = 12582912.0f;
+  const Float4 shifted = x * 1.44269504088896341f + kRound;
+  const Float4 n = shifted - kRound;
+  const Float4 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Float4 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^n from the exponent bits; n >= -126 here, so the result is a normal float.
+  const Int4 exponent = (__builtin_convertvector(n, Int4) + 127) << 23;
+  const Float4 result = p * std::bit_cast<Float4>(exponent);
+  return underflow ? Float4{} : result;
+}
+
+// w[i] = exp((w[i] - max) / temperature), -inf and NaN to 0, for i < n.
+void ComputeWeights(float* w, size_t n, float max, float temperature) {
+  const auto weights4 = [&](Float4 l) {
+    const Float4 e = Exp4((l - max) / temperature);
+    return l > kNegInf ? e : Float4{};  // false for NaN too
+  };
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    Float4 l;
+    std::memcpy(&l, w + i, sizeof(l));
+    l = weights4(l);
+    std::memcpy(w + i, &l, sizeof(l));
+  }
+  if (i < n) {
+    Float4 l = Float4{} + kNegInf;
+    std::memcpy(&l, w + i, (n - i) * sizeof(float));
+    l = weights4(l);
+    std::memcpy(w + i, &l, (n - i) * sizeof(float));
+  }
+}
+
 // A token under consideration. `value` is a logit until the weights are computed, then
 // exp((logit - max) / temperature) (so the most likely token has weight exactly 1).
 struct Candidate {
@@ -65,20 +118,30 @@ std::vector<Candidate>& Scratch() {
   return scratch;
 }
 
-TokenId Argmax(absl::Span<const float> logits) {
-  // Two passes that vectorize (a running index would chain every iteration): the maximum with
-  // 8 independent lanes, then the first token holding it, which gives the lowest id among
-  // ties. `v > m ? v : m` skips NaN.
-  float lanes[8];
-  std::fill(lanes, lanes + 8, kNegInf);
-  const size_t n = logits.size();
+// The largest logit, skipping NaN; -inf when there is none. Eight independent lanes (two
+// vectors), because one running maximum is a chain of dependent compares, 4x slower.
+float MaxLogit(const float* l, size_t n) {
+  Float4 a = Float4{} + kNegInf;
+  Float4 b = a;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (size_t j = 0; j < 8; ++j) lanes[j] = logits[i + j] > lanes[j] ? logits[i + j] : lanes[j];
+    Float4 x;
+    Float4 y;
+    std::memcpy(&x, l + i, sizeof(x));
+    std::memcpy(&y, l + i + 4, sizeof(y));
+    a = x > a ? x : a;  // false for NaN
+    b = y > b ? y : b;
   }
   float max = kNegInf;
-  for (; i < n; ++i) max = logits[i] > max ? logits[i] : max;
-  for (float lane : lanes) max = lane > max ? lane : max;
+  for (; i < n; ++i) max = l[i] > max ? l[i] : max;
+  for (int j = 0; j < 4; ++j) max = std::max({max, a[j], b[j]});
+  return max;
+}
+
+TokenId Argmax(absl::Span<const float> logits) {
+  // Two vectorized passes (a running index would chain every iteration): the maximum, then the
+  // first token holding it, which gives the lowest id among ties.
+  const float max = MaxLogit(logits.data(), logits.size());
   PAGODA_CHECK(max > kNegInf) << "no samplable token";
   const auto it = std::find(logits.begin(), logits.end(), max);
   return static_cast<TokenId>(it - logits.begin());
@@ -88,25 +151,43 @@ TokenId Argmax(absl::Span<const float> logits) {
 // tokens lose to the heap's worst with a single comparison). Large k: nth_element.
 void SelectTopK(absl::Span<const float> logits, size_t k, std::vector<Candidate>* out) {
   constexpr size_t kHeapLimit = 256;
+  const float* l = logits.data();
+  const size_t n = logits.size();
   if (k <= kHeapLimit) {
     // Heap ordered so that front() is the worst kept candidate. Ids rise during the scan, so a
-    // later token beats the worst only with a strictly larger logit.
-    for (size_t i = 0; i < logits.size(); ++i) {
-      const float v = logits[i];
-      if (!(v > kNegInf)) continue;  // -inf and NaN
-      const Candidate c{v, static_cast<TokenId>(i)};
-      if (out->size() < k) {
-        out->push_back(c);
-        std::push_heap(out->begin(), out->end(), Before);
-      } else if (v > out->front().value) {
-        std::pop_heap(out->begin(), out->end(), Before);
-        out->back() = c;
+    // later token beats the worst only with a strictly larger logit; a block of 8 of which none
+    // beats it is skipped with two vector compares.
+    size_t i = 0;
+    for (; i < n && out->size() < k; ++i) {
+      if (l[i] > kNegInf) {  // not -inf, not NaN
+        out->push_back({l[i], static_cast<TokenId>(i)});
         std::push_heap(out->begin(), out->end(), Before);
       }
     }
+    float worst = out->empty() ? kNegInf : out->front().value;
+    const auto offer = [&](size_t j) {
+      if (!(l[j] > worst)) return;
+      std::pop_heap(out->begin(), out->end(), Before);
+      out->back() = {l[j], static_cast<TokenId>(j)};
+      std::push_heap(out->begin(), out->end(), Before);
+      worst = out->front().value;
+    };
+    for (; i < n && i % 8 != 0; ++i) offer(i);
+    for (; i + 8 <= n; i += 8) {
+      Float4 a;
+      Float4 b;
+      std::memcpy(&a, l + i, sizeof(a));
+      std::memcpy(&b, l + i + 4, sizeof(b));
+      const Int4 beats = (a > worst) | (b > worst);
+      bool any = false;
+      for (int j = 0; j < 4; ++j) any |= beats[j] != 0;
+      if (!any) continue;
+      for (size_t j = i; j < i + 8; ++j) offer(j);
+    }
+    for (; i < n; ++i) offer(i);
   } else {
-    for (size_t i = 0; i < logits.size(); ++i) {
-      if (logits[i] > kNegInf) out->push_back({logits[i], static_cast<TokenId>(i)});
+    for (size_t i = 0; i < n; ++i) {
+      if (l[i] > kNegInf) out->push_back({l[i], static_cast<TokenId>(i)});
     }
     if (out->size() > k) {
       std::nth_element(out->begin(), out->begin() + k, out->end(), Before);
@@ -123,10 +204,14 @@ TokenId SampleTopK(absl::Span<const float> logits, const SamplingParams& params,
   SelectTopK(logits, static_cast<size_t>(params.top_k), &cands);
   PAGODA_CHECK(!cands.empty()) << "no samplable token";
   const float max = cands.front().value;
+  thread_local std::vector<float> weights;
+  weights.resize(cands.size());
+  for (size_t i = 0; i < cands.size(); ++i) weights[i] = cands[i].value;
+  ComputeWeights(weights.data(), weights.size(), max, params.temperature);
   double total = 0.0;
-  for (Candidate& c : cands) {
-    c.value = std::exp((c.value - max) / params.temperature);
-    total += c.value;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    cands[i].value = weights[i];
+    total += weights[i];
   }
   size_t num_kept = cands.size();
   if (params.top_p < 1.0f) {
@@ -175,13 +260,14 @@ constexpr size_t kDrawBlock = 256;
 // A sequential cumulative sum over 128k weights is one long chain of dependent adds; summing
 // blocks first (vectorized) and walking only inside the block that holds the target is several
 // times faster and just as deterministic.
-size_t DrawWeighted(absl::Span<const float> w, double uniform) {
-  const size_t n = w.size();
+size_t DrawWeighted(absl::Span<const float> weights, double uniform) {
+  const float* w = weights.data();
+  const size_t n = weights.size();
   thread_local std::vector<float> block_sums;
   block_sums.clear();
   double total = 0.0;
   for (size_t begin = 0; begin < n; begin += kDrawBlock) {
-    block_sums.push_back(LaneSum(w.data() + begin, std::min(kDrawBlock, n - begin)));
+    block_sums.push_back(LaneSum(w + begin, std::min(kDrawBlock, n - begin)));
     total += block_sums.back();
   }
   const double target = uniform * total;
@@ -208,91 +294,109 @@ size_t DrawWeighted(absl::Span<const float> w, double uniform) {
   return *last;
 }
 
-// The last candidate, in Before() order, of the shortest prefix whose weight reaches
-// `target`; nullopt when all of `cands` together fall short (by rounding). A quickselect that
-// partitions by Before() around a pivot and descends into the side holding the target, so it
-// is O(n) expected instead of sorting the nucleus (which is most of the vocabulary when the
-// distribution is flat). Reorders `cands`.
-std::optional<Candidate> TopPCutoff(std::vector<Candidate>& cands, double target) {
-  size_t lo = 0;
-  size_t hi = cands.size();
-  double above = 0.0;  // weight of the candidates before [lo, hi)
-  while (lo < hi) {
-    Candidate a = cands[lo], b = cands[lo + (hi - lo) / 2], c = cands[hi - 1];
-    if (Before(b, a)) std::swap(a, b);
-    if (Before(c, b)) std::swap(b, c);
-    if (Before(b, a)) std::swap(a, b);
-    const Candidate pivot = b;  // median of three
-    const auto first = cands.begin() + static_cast<std::ptrdiff_t>(lo);
-    const auto last = cands.begin() + static_cast<std::ptrdiff_t>(hi);
-    const auto mid = std::partition(first, last, [&](const Candidate& x) { return Before(x, pivot); });
-    double left = 0.0;
-    for (auto it = first; it != mid; ++it) left += it->value;
-    if (above + left >= target) {
-      hi = static_cast<size_t>(mid - cands.begin());
-      continue;
-    }
-    above += left + pivot.value;
-    if (above >= target) return pivot;
-    // Ids are unique, so exactly one element of [mid, hi) is the pivot; put it first.
-    std::iter_swap(mid, std::find_if(mid, last, [&](const Candidate& x) { return x.id == pivot.id; }));
-    lo = static_cast<size_t>(mid - cands.begin()) + 1;
+// The bucket, counted from the heaviest (last) one down, where the cumulative mass starting
+// at `*above` reaches `target`; adds the mass of the heavier buckets to `*above`. Rounding can
+// leave the target unreached: then the lightest non-empty bucket, so that all are kept.
+std::optional<uint32_t> CrossingBucket(const double* mass, uint32_t num_buckets, double target,
+                                       double* above) {
+  std::optional<uint32_t> lightest;
+  for (uint32_t b = num_buckets; b-- > 0;) {
+    if (mass[b] == 0.0) continue;
+    if (*above + mass[b] >= target) return b;
+    *above += mass[b];
+    lightest = b;
   }
-  return std::nullopt;
+  if (lightest.has_value()) *above -= mass[*lightest];
+  return lightest;
+}
+
+// The last token, in Before() order, of the shortest prefix of the weights `w` (all in
+// [0, 1]) whose sum reaches top_p of their total; nullopt when rounding leaves even the whole
+// vocabulary short. A radix select instead of a sort, O(vocab) even when the nucleus is most
+// of the vocabulary: non-negative floats order like their bit patterns, so a histogram of mass
+// by the top 13 bits (exponent and 4 mantissa bits) finds the bucket where the cumulative mass
+// from the top crosses the target; two more histograms over that bucket's tokens, by the next
+// 10 and the last 9 bits, narrow it to tokens of one exact weight, taken in id order.
+std::optional<Candidate> TopPCutoff(const float* w, size_t n, float top_p) {
+  constexpr int kShift = 19;
+  constexpr uint32_t kNumBuckets = (0x3F800000u >> kShift) + 1;  // up to the bucket of 1.0f
+  const auto bucket = [](float x) {
+    const uint32_t b = std::bit_cast<uint32_t>(x) >> kShift;
+    return b < kNumBuckets - 1 ? b : kNumBuckets - 1;
+  };
+  // Four interleaved histograms, so that runs of tokens in one bucket do not chain their adds
+  // through memory; summed in a fixed order.
+  thread_local std::vector<double> histograms;
+  histograms.assign(4 * kNumBuckets, 0.0);
+  double* const h = histograms.data();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {  // zero weights add nothing to bucket 0
+    for (size_t j = 0; j < 4; ++j) h[j * kNumBuckets + bucket(w[i + j])] += w[i + j];
+  }
+  for (; i < n; ++i) h[bucket(w[i])] += w[i];
+  double total = 0.0;
+  for (uint32_t b = kNumBuckets; b-- > 0;) {
+    h[b] = (h[b] + h[kNumBuckets + b]) + (h[2 * kNumBuckets + b] + h[3 * kNumBuckets + b]);
+    total += h[b];
+  }
+  const double target = static_cast<double>(top_p) * total;
+  double above = 0.0;
+  const std::optional<uint32_t> first = CrossingBucket(h, kNumBuckets, target, &above);
+  if (!first.has_value() || *first == 0) return std::nullopt;  // bucket 0: zeros and denormals
+  std::vector<Candidate>& cands = Scratch();
+  for (size_t k = 0; k < n; ++k) {
+    if (bucket(w[k]) == *first) cands.push_back({w[k], static_cast<TokenId>(k)});
+  }
+  // Narrow down by the remaining bits; `cands` stays in id order.
+  for (const auto& [shift, num_buckets] : {std::pair<int, uint32_t>{9, 1024}, {0, 512}}) {
+    const auto sub = [&](const Candidate& c) {
+      return (std::bit_cast<uint32_t>(c.value) >> shift) & (num_buckets - 1);
+    };
+    std::fill(h, h + num_buckets, 0.0);
+    for (const Candidate& c : cands) h[sub(c)] += c.value;
+    const uint32_t b = *CrossingBucket(h, num_buckets, target, &above);
+    std::erase_if(cands, [&](const Candidate& c) { return sub(c) != b; });
+  }
+  // One weight left: Before() order is id order.
+  for (const Candidate& c : cands) {
+    above += c.value;
+    if (above >= target) return c;
+  }
+  return cands.back();  // short by rounding: all of them stay
 }
 
 // Random sampling over the whole vocabulary. Weights replace the logits in place; top-p and
 // min-p zero the weights they drop, then one weighted draw walks in id order.
 TokenId SampleFull(absl::Span<float> logits, const SamplingParams& params, double uniform) {
-  float max = kNegInf;
-  for (float v : logits) max = v > max ? v : max;
+  float* w = logits.data();  // Debian's hardened Abseil bounds-checks Span::operator[]
+  const size_t n = logits.size();
+  const float max = MaxLogit(w, n);
   PAGODA_CHECK(max > kNegInf && std::isfinite(max)) << "no samplable token";
-  const float temperature = params.temperature;
-  for (float& v : logits) {
-    // -inf gives exp(-inf) = 0; NaN must be zeroed by hand.
-    v = v > kNegInf ? std::exp((v - max) / temperature) : 0.0f;
-  }
+  ComputeWeights(w, n, max, params.temperature);
   // The top token has weight exactly 1, so min-p keeps weight >= min_p (p / p_max = w / 1).
-  float min_weight = params.min_p;
-  std::optional<Candidate> cutoff;
-  if (params.top_p < 1.0f) {
-    // The nucleus is a prefix of the Before() order, and so is {weight >= threshold}: any
-    // such set whose weight reaches the target contains the nucleus, and only it needs
-    // searching. Start high (LLM distributions are peaked) and lower the threshold until it
-    // suffices. With min-p set, tokens below min_p go anyway, so min_p is always low enough.
-    double total = 0.0;
-    for (size_t b = 0; b < logits.size(); b += kDrawBlock) {
-      total += LaneSum(logits.data() + b, std::min(kDrawBlock, logits.size() - b));
+  const float min_weight = params.min_p;
+  const std::optional<Candidate> cutoff =
+      params.top_p < 1.0f ? TopPCutoff(w, n, params.top_p) : std::nullopt;
+  if (cutoff.has_value() || min_weight > 0.0f) {
+    // Keep w > cutoff, or == cutoff up to its id (Before() order), and w >= min_weight.
+    // Branch-free and vectorized: in a flat distribution the test is a coin flip per token.
+    const float cut_weight = cutoff.has_value() ? cutoff->value : 0.0f;
+    const TokenId cut_id = cutoff.has_value() ? cutoff->id : static_cast<TokenId>(n);
+    const Int4 lane = {0, 1, 2, 3};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      Float4 x;
+      std::memcpy(&x, w + i, sizeof(x));
+      const Int4 id = lane + static_cast<TokenId>(i);
+      const Int4 keep = ((x > cut_weight) | ((x == cut_weight) & (id <= cut_id))) & (x >= min_weight);
+      x = keep ? x : Float4{};
+      std::memcpy(w + i, &x, sizeof(x));
     }
-    const double target = static_cast<double>(params.top_p) * total;
-    std::vector<Candidate>& cands = Scratch();
-    float threshold = std::max(1e-2f, params.min_p);
-    while (true) {
-      cands.clear();
-      double mass = 0.0;
-      for (size_t i = 0; i < logits.size(); ++i) {
-        if (logits[i] > 0.0f && logits[i] >= threshold) {
-          cands.push_back({logits[i], static_cast<TokenId>(i)});
-          mass += logits[i];
-        }
-      }
-      if (mass >= target || threshold <= params.min_p || threshold == 0.0f) break;
-      threshold = threshold > 1e-30f ? threshold * 1e-2f : 0.0f;
-      threshold = std::max(threshold, params.min_p);
+    for (; i < n; ++i) {
+      const bool keep = (w[i] > cut_weight || (w[i] == cut_weight && static_cast<TokenId>(i) <= cut_id)) &&
+                        w[i] >= min_weight;
+      w[i] = keep ? w[i] : 0.0f;
     }
-    cutoff = TopPCutoff(cands, target);
-    // Without a cutoff (rounding, or min-p reached first) every candidate stays.
-    if (!cutoff.has_value()) min_weight = std::max(min_weight, threshold);
-  }
-  if (cutoff.has_value()) {
-    const Candidate last = *cutoff;
-    for (size_t i = 0; i < logits.size(); ++i) {
-      const float w = logits[i];
-      const bool in_nucleus = w > last.value || (w == last.value && static_cast<TokenId>(i) <= last.id);
-      if (!in_nucleus || w < min_weight) logits[i] = 0.0f;
-    }
-  } else if (min_weight > 0.0f) {
-    for (float& w : logits) w = w >= min_weight ? w : 0.0f;
   }
   return static_cast<TokenId>(DrawWeighted(logits, uniform));
 }

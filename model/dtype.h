@@ -1,0 +1,84 @@
+#pragma once
+
+// Element types of model weights and their conversions to and from float32. Header-only: the
+// conversions sit in the inner loops of weight loading and of the CPU kernels.
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+namespace pagoda::model {
+
+// Element type of a weight tensor. All are little-endian IEEE-754 formats: float32, bfloat16
+// (the upper half of a float32), float16 (binary16).
+enum class DType { kF32, kBF16, kF16 };
+
+// Bytes per element.
+constexpr int64_t DTypeSize(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+
+// The safetensors spelling: "F32", "BF16", "F16".
+constexpr std::string_view DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+  }
+  return "?";
+}
+
+// Exact: every bfloat16 is a float32.
+inline float Bf16ToF32(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+
+// Round to nearest, ties to even. NaN stays NaN (quiet); infinities and overflow give infinity.
+inline uint16_t F32ToBf16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+// Exact: every float16 (subnormals included) is a float32.
+inline float F16ToF32(uint16_t bits) {
+  const uint32_t sign = uint32_t{bits & 0x8000u} << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1fu;
+  const uint32_t mantissa = bits & 0x3ffu;
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+// Round to nearest, ties to even, with float16 subnormals. NaN stays NaN (quiet); magnitudes of
+// 65520 and above give infinity.
+inline uint16_t F32ToF16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint32_t sign = (bits >> 16) & 0x8000u;
+  const uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | (magnitude >> 13));
+  if (magnitude >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520
+  if (magnitude >= 0x38800000u) {  // a float16 normal: rebias the exponent, round 23 -> 10 bits
+    uint32_t rebiased = magnitude - 0x38000000u;
+    rebiased += 0xfffu + ((rebiased >> 13) & 1u);
+    return static_cast<uint16_t>(sign | (rebiased >> 13));
+  }
+  if (magnitude < 0x33000000u)
+    return static_cast<uint16_t>(sign);  // below half the least subnormal
+  // A float16 subnormal: the result counts units of 2^-24. The mantissa with its hidden bit is
+  // value * 2^(150 - exponent), so shift right by 126 - exponent (14..24), rounding to even.
+  const uint32_t exponent = magnitude >> 23;
+  const uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u;
+  const uint32_t shift = 126 - exponent;
+  uint32_t result = mantissa >> shift;
+  const uint32_t remainder = mantissa & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1);
+  if (remainder > half || (remainder == half && (result & 1u) != 0)) ++result;
+  return static_cast<uint16_t>(sign | result);
+}
+
+}  // namespace pagoda::model

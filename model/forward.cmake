@@ -1,0 +1,7 @@
+# The Llama-family forward pass over the paged KV cache (model/llama_model.h), on the CPU
+# kernels. Included at the end of model/CMakeLists.txt, after pagoda_model is defined.
+target_sources(pagoda_model PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/llama_model.cc)
+target_link_libraries(pagoda_model PUBLIC pagoda_kernels)
+
+pagoda_add_test(llama_model_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_model_test.cc
+                DEPS pagoda_model)

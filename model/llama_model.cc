@@ -1,0 +1,213 @@
+#include "model/llama_model.h"
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/rope.h"
+
+namespace pagoda::model {
+namespace {
+
+using kernels::cpu::MatMul;
+using kernels::cpu::MatMulArgs;
+using kernels::cpu::WeightType;
+
+WeightType ToWeightType(DType dtype) {
+  PAGODA_CHECK(dtype != DType::kF16) << "F16 matrices are converted at load";
+  return dtype == DType::kF32 ? WeightType::kF32 : WeightType::kBF16;
+}
+
+const float* F32Data(const WeightTensor& t) {
+  PAGODA_CHECK(t.dtype == DType::kF32) << "norms and biases are F32";
+  return static_cast<const float*>(t.data);
+}
+
+// y[m, out] = x[m, in] * W^T (+ bias).
+void Linear(const float* x, int64_t m, const WeightTensor& w,
+            const std::optional<WeightTensor>& bias, float* y, kernels::cpu::ThreadPool& pool) {
+  MatMul(MatMulArgs{.x = x,
+                    .w = w.data,
+                    .w_type = ToWeightType(w.dtype),
+                    .bias = bias.has_value() ? F32Data(*bias) : nullptr,
+                    .y = y,
+                    .m = m,
+                    .n = w.shape[0],
+                    .k = w.shape[1]},
+         pool);
+}
+
+}  // namespace
+
+CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size)
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      num_kv_heads_(config.num_kv_heads),
+      head_dim_(config.head_dim),
+      layer_elements_(static_cast<int64_t>(num_blocks) * config.num_kv_heads * block_size *
+                      config.head_dim),
+      key_(static_cast<size_t>(layer_elements_) * config.num_layers),
+      value_(key_.size()) {}
+
+absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig& config,
+                                                               int num_blocks, int block_size) {
+  if (num_blocks <= 0 || block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache needs blocks: num_blocks=", num_blocks, " block_size=", block_size));
+  }
+  return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size));
+}
+
+int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size) {
+  return 2LL * config.num_layers * config.num_kv_heads * block_size * config.head_dim *
+         static_cast<int64_t>(sizeof(float));
+}
+
+kernels::PagedKvCacheView<float> CpuKvCache::layer(int index) {
+  return {key_.data() + index * layer_elements_,
+          value_.data() + index * layer_elements_,
+          num_blocks_,
+          num_kv_heads_,
+          block_size_,
+          head_dim_};
+}
+
+LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options)
+    : weights_(std::move(weights)), pool_(options.num_threads) {
+  const ModelConfig& c = weights_->config();
+  std::optional<kernels::cpu::Llama3RopeScaling> scaling;
+  if (c.rope_scaling.has_value()) {
+    scaling = kernels::cpu::Llama3RopeScaling{
+        .factor = c.rope_scaling->factor,
+        .low_freq_factor = c.rope_scaling->low_freq_factor,
+        .high_freq_factor = c.rope_scaling->high_freq_factor,
+        .original_max_position_embeddings = c.rope_scaling->original_max_position_embeddings};
+  }
+  inv_freq_ = kernels::cpu::RopeInverseFrequencies(c.head_dim, c.rope_theta, scaling);
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
+    std::unique_ptr<ModelWeights> weights, const Options& options) {
+  if (weights == nullptr) return absl::InvalidArgumentError("no weights");
+  if (options.num_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_threads must be >= 1, got ", options.num_threads));
+  }
+  if (weights->matrix_dtype() == DType::kF16) {
+    return absl::InvalidArgumentError("F16 matrices must be converted to F32 or BF16 at load");
+  }
+  const ModelConfig& c = weights->config();
+  if (c.rope_scaling.has_value() && c.rope_scaling->type != "llama3") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope_scaling type ", c.rope_scaling->type, " is not supported"));
+  }
+  return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(weights), options));
+}
+
+absl::Status LlamaModel::ValidateBatch(const ForwardBatch& b, const CpuKvCache& cache) const {
+  const size_t n = b.token_ids.size();
+  if (b.positions.size() != n || b.slot_mapping.size() != n) {
+    return absl::InvalidArgumentError("positions and slot_mapping must have one entry per token");
+  }
+  if (b.query_start.empty() || b.query_start.size() != b.context_lens.size() + 1 ||
+      b.query_start.front() != 0 || static_cast<size_t>(b.query_start.back()) != n) {
+    return absl::InvalidArgumentError("query_start must span the tokens of every request");
+  }
+  if (b.block_tables.size() != b.context_lens.size() * b.max_blocks_per_request) {
+    return absl::InvalidArgumentError("block_tables must be [num_requests, max_blocks]");
+  }
+  const int vocab = config().vocab_size;
+  for (const TokenId t : b.token_ids) {
+    if (t < 0 || t >= vocab) return absl::InvalidArgumentError(absl::StrCat("token id ", t));
+  }
+  const int64_t num_slots = static_cast<int64_t>(cache.num_blocks()) * cache.block_size();
+  for (const int64_t s : b.slot_mapping) {
+    if (s < 0 || s >= num_slots) return absl::InvalidArgumentError(absl::StrCat("slot ", s));
+  }
+  for (const int32_t i : b.logits_indices) {
+    if (i < 0 || static_cast<size_t>(i) >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("logits index ", i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
+                       int64_t num_tokens) {
+  const ModelConfig& c = config();
+  const LayerWeights& w = weights_->layers()[index];
+  const int64_t hidden = c.hidden_size;
+
+  kernels::cpu::RmsNorm(hidden_.data(), F32Data(w.input_norm), num_tokens, hidden, c.rms_norm_eps,
+                        normed_.data());
+  Linear(normed_.data(), num_tokens, w.q_proj, w.q_bias, q_.data(), pool_);
+  Linear(normed_.data(), num_tokens, w.k_proj, w.k_bias, k_.data(), pool_);
+  Linear(normed_.data(), num_tokens, w.v_proj, w.v_bias, v_.data(), pool_);
+  kernels::cpu::ApplyRope(q_.data(), batch.positions, c.num_heads, c.head_dim, inv_freq_);
+  kernels::cpu::ApplyRope(k_.data(), batch.positions, c.num_kv_heads, c.head_dim, inv_freq_);
+
+  const kernels::PagedKvCacheView<float> view = cache.layer(index);
+  kernels::cpu::ReshapeAndCache(k_.data(), v_.data(), batch.slot_mapping, view);
+  kernels::cpu::PagedAttention({.query = q_.data(),
+                                .output = attn_.data(),
+                                .num_heads = c.num_heads,
+                                .cache = view,
+                                .query_start = batch.query_start,
+                                .context_lens = batch.context_lens,
+                                .block_tables = batch.block_tables,
+                                .max_blocks_per_request = batch.max_blocks_per_request,
+                                .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))},
+                               pool_);
+  Linear(attn_.data(), num_tokens, w.o_proj, std::nullopt, proj_.data(), pool_);
+  kernels::cpu::AddInPlace(hidden_.data(), proj_.data(), num_tokens * hidden);
+
+  kernels::cpu::RmsNorm(hidden_.data(), F32Data(w.post_attention_norm), num_tokens, hidden,
+                        c.rms_norm_eps, normed_.data());
+  Linear(normed_.data(), num_tokens, w.gate_proj, std::nullopt, gate_.data(), pool_);
+  Linear(normed_.data(), num_tokens, w.up_proj, std::nullopt, up_.data(), pool_);
+  kernels::cpu::SiluAndMul(gate_.data(), up_.data(), num_tokens * c.intermediate_size,
+                           gate_.data());
+  Linear(gate_.data(), num_tokens, w.down_proj, std::nullopt, proj_.data(), pool_);
+  kernels::cpu::AddInPlace(hidden_.data(), proj_.data(), num_tokens * hidden);
+}
+
+absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
+                                 std::vector<float>* logits) {
+  if (absl::Status s = ValidateBatch(batch, cache); !s.ok()) return s;
+  const ModelConfig& c = config();
+  const int64_t t = static_cast<int64_t>(batch.token_ids.size());
+  const int64_t hidden = c.hidden_size;
+  hidden_.resize(t * hidden);
+  normed_.resize(t * hidden);
+  q_.resize(t * c.num_heads * c.head_dim);
+  attn_.resize(q_.size());
+  k_.resize(t * c.num_kv_heads * c.head_dim);
+  v_.resize(k_.size());
+  proj_.resize(t * hidden);
+  gate_.resize(t * c.intermediate_size);
+  up_.resize(gate_.size());
+
+  const WeightTensor& embed = weights_->embed_tokens();
+  kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
+                          hidden_.data());
+  for (int l = 0; l < c.num_layers; ++l) Layer(l, batch, cache, t);
+
+  // Only the rows that need logits go through the final norm and the lm_head.
+  const int64_t rows = static_cast<int64_t>(batch.logits_indices.size());
+  std::vector<float> last(rows * hidden);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(hidden_.data() + batch.logits_indices[r] * hidden, hidden,
+                last.data() + r * hidden);
+  }
+  kernels::cpu::RmsNorm(last.data(), F32Data(weights_->final_norm()), rows, hidden, c.rms_norm_eps,
+                        last.data());
+  logits->resize(rows * c.vocab_size);
+  Linear(last.data(), rows, weights_->lm_head(), std::nullopt, logits->data(), pool_);
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::model

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/ids.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/paged_kv_cache.h"
+#include "model/model_config.h"
+#include "model/model_weights.h"
+
+namespace pagoda::model {
+
+// The flat batch of one engine step (ARCHITECTURE.md, "The step" 3): all scheduled tokens of
+// all requests concatenated, prefill chunks and decodes mixed. Views; valid for one call.
+struct ForwardBatch {
+  absl::Span<const TokenId> token_ids;     // [num_tokens]
+  absl::Span<const int32_t> positions;     // [num_tokens], position of each token in its request
+  absl::Span<const int64_t> slot_mapping;  // [num_tokens], slot = block * block_size + offset
+  absl::Span<const int32_t> query_start;   // [num_requests + 1], query_start[0] == 0
+  // Tokens in each request's cache once this step's tokens are written: its scheduled tokens
+  // are the last ones.
+  absl::Span<const int32_t> context_lens;  // [num_requests]
+  absl::Span<const int32_t> block_tables;  // [num_requests, max_blocks_per_request]
+  int32_t max_blocks_per_request = 0;
+  // Flat token indices whose logits are wanted (a request's last token when it completes its
+  // prompt or decodes), in output order.
+  absl::Span<const int32_t> logits_indices;
+};
+
+// The CPU KV cache of every layer: one K and one V pool per layer, each
+// [num_blocks, num_kv_heads, block_size, head_dim] f32, indexed by the same block ids.
+class CpuKvCache {
+ public:
+  static absl::StatusOr<std::unique_ptr<CpuKvCache>> Create(const ModelConfig& config,
+                                                            int num_blocks, int block_size);
+  // Bytes one block takes across all layers, K and V.
+  static int64_t BytesPerBlock(const ModelConfig& config, int block_size);
+
+  kernels::PagedKvCacheView<float> layer(int index);
+  int num_blocks() const { return num_blocks_; }
+  int block_size() const { return block_size_; }
+
+ private:
+  CpuKvCache(const ModelConfig& config, int num_blocks, int block_size);
+
+  int num_blocks_;
+  int block_size_;
+  int num_kv_heads_;
+  int head_dim_;
+  int64_t layer_elements_;
+  std::vector<float> key_;    // [num_layers, layer_elements_]
+  std::vector<float> value_;  // [num_layers, layer_elements_]
+};
+
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2) running on the CPU over the paged KV
+// cache. Weights may be F32 or BF16 (computed in F32). Not thread-safe: one Forward at a time,
+// from the engine thread; it parallelizes internally over its own thread pool.
+class LlamaModel {
+ public:
+  struct Options {
+    int num_threads = 2;
+  };
+
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(std::unique_ptr<ModelWeights> weights,
+                                                            const Options& options);
+
+  const ModelConfig& config() const { return weights_->config(); }
+  const ModelWeights& weights() const { return *weights_; }
+
+  // Runs every layer over `batch`, writing the new tokens' K/V into `cache`, and returns the
+  // logits of batch.logits_indices: [logits_indices.size(), vocab_size] row-major.
+  absl::Status Forward(const ForwardBatch& batch, CpuKvCache& cache, std::vector<float>* logits);
+
+ private:
+  LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options);
+  absl::Status ValidateBatch(const ForwardBatch& batch, const CpuKvCache& cache) const;
+  void Layer(int index, const ForwardBatch& batch, CpuKvCache& cache, int64_t num_tokens);
+
+  std::unique_ptr<ModelWeights> weights_;
+  kernels::cpu::ThreadPool pool_;
+  std::vector<float> inv_freq_;
+  // Scratch activations, grown to the largest batch seen.
+  std::vector<float> hidden_, normed_, q_, k_, v_, attn_, proj_, gate_, up_;
+};
+
+}  // namespace pagoda::model

@@ -1,0 +1,198 @@
+#include "model/llama_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pagoda::model {
+namespace {
+
+constexpr int kBlockSize = 4;
+// F32 weights; differences come only from summation order and from attending over a
+// different number of cached rows, so logits (|logit| up to ~10) agree to 1e-4.
+constexpr float kTolerance = 1e-4f;
+
+// One request of a test batch: which of its tokens are computed this step, over which blocks.
+struct Part {
+  std::vector<TokenId> tokens;  // the request's whole sequence so far
+  int first;                    // first token index computed this step
+  std::vector<int32_t> blocks;  // its block table
+  bool all_logits = false;      // logits for every computed token (else only the last)
+};
+
+class LlamaModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ModelConfig config = DummyPresetConfig("tiny").value();
+    model_ = LlamaModel::Create(MakeDummyWeights(config, /*seed=*/11, DType::kF32).value(),
+                                {.num_threads = 2})
+                 .value();
+  }
+
+  std::unique_ptr<CpuKvCache> NewCache() {
+    return CpuKvCache::Create(model_->config(), /*num_blocks=*/64, kBlockSize).value();
+  }
+
+  // Runs one step over `parts`; returns the logits rows in order.
+  std::vector<std::vector<float>> Step(const std::vector<Part>& parts, CpuKvCache& cache) {
+    std::vector<TokenId> ids;
+    std::vector<int32_t> positions, query_start = {0}, context_lens, tables, logits_indices;
+    std::vector<int64_t> slots;
+    int max_blocks = 0;
+    for (const Part& p : parts) max_blocks = std::max<int>(max_blocks, p.blocks.size());
+    for (const Part& p : parts) {
+      for (int i = p.first; i < static_cast<int>(p.tokens.size()); ++i) {
+        if (p.all_logits || i + 1 == static_cast<int>(p.tokens.size())) {
+          logits_indices.push_back(static_cast<int32_t>(ids.size()));
+        }
+        ids.push_back(p.tokens[i]);
+        positions.push_back(i);
+        slots.push_back(static_cast<int64_t>(p.blocks[i / kBlockSize]) * kBlockSize +
+                        i % kBlockSize);
+      }
+      query_start.push_back(static_cast<int32_t>(ids.size()));
+      context_lens.push_back(static_cast<int32_t>(p.tokens.size()));
+      std::vector<int32_t> row = p.blocks;
+      row.resize(max_blocks, 1 << 20);
+      tables.insert(tables.end(), row.begin(), row.end());
+    }
+    std::vector<float> logits;
+    const absl::Status status = model_->Forward({.token_ids = ids,
+                                                 .positions = positions,
+                                                 .slot_mapping = slots,
+                                                 .query_start = query_start,
+                                                 .context_lens = context_lens,
+                                                 .block_tables = tables,
+                                                 .max_blocks_per_request = max_blocks,
+                                                 .logits_indices = logits_indices},
+                                                cache, &logits);
+    EXPECT_TRUE(status.ok()) << status;
+    const int vocab = model_->config().vocab_size;
+    std::vector<std::vector<float>> rows;
+    for (size_t r = 0; r < logits_indices.size(); ++r) {
+      rows.emplace_back(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+    }
+    return rows;
+  }
+
+  // Logits of the last token of `tokens`, computed from scratch in one shot.
+  std::vector<float> FromScratch(const std::vector<TokenId>& tokens) {
+    auto cache = NewCache();
+    return Step({{tokens, 0, Blocks(tokens.size(), 0)}}, *cache).back();
+  }
+
+  static std::vector<int32_t> Blocks(size_t num_tokens, int32_t first_block) {
+    std::vector<int32_t> blocks((num_tokens + kBlockSize - 1) / kBlockSize);
+    std::iota(blocks.begin(), blocks.end(), first_block);
+    return blocks;
+  }
+
+  std::vector<TokenId> RandomTokens(int n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<TokenId> tokens(n);
+    for (TokenId& t : tokens) t = static_cast<TokenId>(rng() % model_->config().vocab_size);
+    return tokens;
+  }
+
+  static void ExpectNear(const std::vector<float>& a, const std::vector<float>& b,
+                         const std::string& what) {
+    ASSERT_EQ(a.size(), b.size());
+    float max_diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::fabs(a[i] - b[i]));
+    EXPECT_LE(max_diff, kTolerance) << what;
+  }
+
+  std::unique_ptr<LlamaModel> model_;
+};
+
+TEST_F(LlamaModelTest, CachedDecodeEqualsFullRecomputation) {
+  const std::vector<TokenId> all = RandomTokens(30, 1);
+  auto cache = NewCache();
+  // Blocks in reverse order: the table, not adjacency, must carry the context.
+  std::vector<int32_t> blocks = Blocks(all.size(), 10);
+  std::reverse(blocks.begin(), blocks.end());
+  std::vector<TokenId> seq(all.begin(), all.begin() + 7);
+  std::vector<float> logits = Step({{seq, 0, blocks}}, *cache).back();
+  ExpectNear(logits, FromScratch(seq), "prefill");
+  for (size_t n = 8; n <= all.size(); ++n) {
+    seq.push_back(all[n - 1]);
+    logits = Step({{seq, static_cast<int>(n) - 1, blocks}}, *cache).back();
+    ExpectNear(logits, FromScratch(seq), "decode step " + std::to_string(n));
+  }
+  for (float l : logits) ASSERT_TRUE(std::isfinite(l));
+}
+
+TEST_F(LlamaModelTest, ChunkedPrefillEqualsOneShotPrefill) {
+  const std::vector<TokenId> tokens = RandomTokens(29, 2);
+  auto one_shot_cache = NewCache();
+  const auto one_shot = Step({{tokens, 0, Blocks(tokens.size(), 0), true}}, *one_shot_cache);
+  auto cache = NewCache();
+  const std::vector<int32_t> blocks = Blocks(tokens.size(), 20);
+  size_t done = 0;
+  for (int chunk : {5, 3, 8, 13}) {
+    const std::vector<TokenId> prefix(tokens.begin(), tokens.begin() + done + chunk);
+    const auto rows = Step({{prefix, static_cast<int>(done), blocks, true}}, *cache);
+    for (int i = 0; i < chunk; ++i) {
+      ExpectNear(rows[i], one_shot[done + i], "position " + std::to_string(done + i));
+    }
+    done += chunk;
+  }
+  ASSERT_EQ(done, tokens.size());
+}
+
+TEST_F(LlamaModelTest, MixedBatchEqualsSeparateRequests) {
+  const std::vector<TokenId> a = RandomTokens(17, 3);
+  const std::vector<TokenId> b = RandomTokens(9, 4);
+  auto cache = NewCache();
+  const std::vector<int32_t> a_blocks = Blocks(a.size(), 0);
+  const std::vector<int32_t> b_blocks = Blocks(b.size(), 30);
+  // a: prefill of 16 tokens first; then one step decodes a's 17th token while b prefills.
+  Step({{std::vector<TokenId>(a.begin(), a.end() - 1), 0, a_blocks}}, *cache);
+  const auto rows = Step({{a, 16, a_blocks}, {b, 0, b_blocks}}, *cache);
+  ASSERT_EQ(rows.size(), 2u);
+  ExpectNear(rows[0], FromScratch(a), "decode in a mixed batch");
+  ExpectNear(rows[1], FromScratch(b), "prefill in a mixed batch");
+}
+
+TEST_F(LlamaModelTest, PrefixCacheReuseEqualsComputingFromScratch) {
+  const std::vector<TokenId> shared = RandomTokens(12, 5);  // three full blocks
+  std::vector<TokenId> a = shared, b = shared;
+  const std::vector<TokenId> a_tail = RandomTokens(3, 6), b_tail = RandomTokens(6, 7);
+  a.insert(a.end(), a_tail.begin(), a_tail.end());
+  b.insert(b.end(), b_tail.begin(), b_tail.end());
+  auto cache = NewCache();
+  const std::vector<int32_t> a_blocks = Blocks(a.size(), 0);  // blocks 0..3
+  Step({{a, 0, a_blocks}}, *cache);
+  // b hits a's three full blocks and computes only its own tail into fresh blocks.
+  std::vector<int32_t> b_blocks = {a_blocks[0], a_blocks[1], a_blocks[2], 40, 41};
+  const auto rows = Step({{b, 12, b_blocks}}, *cache);
+  ExpectNear(rows.back(), FromScratch(b), "prefix reuse");
+}
+
+TEST_F(LlamaModelTest, RejectsMalformedBatches) {
+  auto cache = NewCache();
+  std::vector<float> logits;
+  const std::vector<TokenId> ids = {1, model_->config().vocab_size};
+  const std::vector<int32_t> positions = {0, 1}, query_start = {0, 2}, lens = {2}, tables = {0},
+                             logits_indices = {1};
+  const std::vector<int64_t> slots = {0, 1};
+  EXPECT_EQ(model_
+                ->Forward({.token_ids = ids,
+                           .positions = positions,
+                           .slot_mapping = slots,
+                           .query_start = query_start,
+                           .context_lens = lens,
+                           .block_tables = tables,
+                           .max_blocks_per_request = 1,
+                           .logits_indices = logits_indices},
+                          *cache, &logits)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pagoda::model

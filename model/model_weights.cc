@@ -1,0 +1,204 @@
+#include "model/model_weights.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace pagoda::model {
+namespace {
+
+constexpr int64_t kBufferAlignment = 64;  // a cache line; also enough for any SIMD load
+
+float LoadAsFloat(const uint8_t* src, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::kF32: {
+      float value;
+      std::memcpy(&value, src + 4 * i, 4);
+      return value;
+    }
+    case DType::kBF16:
+    case DType::kF16: {
+      uint16_t half;
+      std::memcpy(&half, src + 2 * i, 2);
+      return dtype == DType::kBF16 ? Bf16ToF32(half) : F16ToF32(half);
+    }
+  }
+  return 0.0f;
+}
+
+void StoreFloat(float value, DType dtype, uint8_t* dst, int64_t i) {
+  if (dtype == DType::kF32) {
+    std::memcpy(dst + 4 * i, &value, 4);
+    return;
+  }
+  const uint16_t half = dtype == DType::kBF16 ? F32ToBf16(value) : F32ToF16(value);
+  std::memcpy(dst + 2 * i, &half, 2);
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+enum class TensorKind { kMatrix, kVector };  // vectors (norms, biases) are always F32
+
+// Turns checkpoint tensors into WeightTensors, checking shapes and converting dtypes.
+class TensorLoader {
+ public:
+  TensorLoader(const SafetensorsCheckpoint& checkpoint, const WeightLoadOptions& options,
+               std::vector<WeightBuffer>& buffers)
+      : checkpoint_(checkpoint), options_(options), buffers_(buffers) {}
+
+  absl::StatusOr<WeightTensor> Load(const std::string& name, std::vector<int64_t> shape,
+                                    TensorKind kind) {
+    const TensorInfo* info = checkpoint_.Find(name);
+    if (info == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint has no tensor \"", name, "\" (expected shape ", ShapeString(shape), ")"));
+    }
+    if (info->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" has shape ",
+                                                     ShapeString(info->shape),
+                                                     ", config.json implies ", ShapeString(shape)));
+    }
+    const DType target = TargetDType(info->dtype, kind);
+    WeightTensor tensor{target, std::move(shape), info->data};
+    const bool aligned = reinterpret_cast<uintptr_t>(info->data) % DTypeSize(target) == 0;
+    if (target == info->dtype && aligned) return tensor;  // zero copy: point into the mapping
+    PAGODA_ASSIGN_OR_RETURN(WeightBuffer buffer, WeightBuffer::Allocate(tensor.size_bytes()));
+    auto* dst = static_cast<uint8_t*>(buffer.data());
+    const int64_t n = tensor.num_elements();
+    if (target == info->dtype) {
+      std::memcpy(dst, info->data, static_cast<size_t>(info->size_bytes()));
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        StoreFloat(LoadAsFloat(info->data, info->dtype, i), target, dst, i);
+      }
+    }
+    tensor.data = buffer.data();
+    buffers_.push_back(std::move(buffer));
+    return tensor;
+  }
+
+ private:
+  DType TargetDType(DType stored, TensorKind kind) const {
+    if (kind == TensorKind::kVector) return DType::kF32;
+    if (options_.matrix_dtype.has_value()) return *options_.matrix_dtype;
+    return stored == DType::kF16 ? DType::kF32 : stored;
+  }
+
+  const SafetensorsCheckpoint& checkpoint_;
+  const WeightLoadOptions& options_;
+  std::vector<WeightBuffer>& buffers_;
+};
+
+absl::StatusOr<LayerWeights> LoadLayer(const ModelConfig& c, int layer, TensorLoader& loader) {
+  const std::string prefix = absl::StrCat("model.layers.", layer, ".");
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_dim = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  const int64_t inter = c.intermediate_size;
+  constexpr TensorKind kMatrix = TensorKind::kMatrix;
+  constexpr TensorKind kVector = TensorKind::kVector;
+  LayerWeights w;
+  PAGODA_ASSIGN_OR_RETURN(w.input_norm,
+                          loader.Load(prefix + "input_layernorm.weight", {hidden}, kVector));
+  PAGODA_ASSIGN_OR_RETURN(
+      w.q_proj, loader.Load(prefix + "self_attn.q_proj.weight", {q_dim, hidden}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(
+      w.k_proj, loader.Load(prefix + "self_attn.k_proj.weight", {kv_dim, hidden}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(
+      w.v_proj, loader.Load(prefix + "self_attn.v_proj.weight", {kv_dim, hidden}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(
+      w.o_proj, loader.Load(prefix + "self_attn.o_proj.weight", {hidden, q_dim}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(
+      w.post_attention_norm,
+      loader.Load(prefix + "post_attention_layernorm.weight", {hidden}, kVector));
+  PAGODA_ASSIGN_OR_RETURN(w.gate_proj,
+                          loader.Load(prefix + "mlp.gate_proj.weight", {inter, hidden}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(w.up_proj,
+                          loader.Load(prefix + "mlp.up_proj.weight", {inter, hidden}, kMatrix));
+  PAGODA_ASSIGN_OR_RETURN(w.down_proj,
+                          loader.Load(prefix + "mlp.down_proj.weight", {hidden, inter}, kMatrix));
+  if (c.attention_bias) {
+    PAGODA_ASSIGN_OR_RETURN(w.q_bias,
+                            loader.Load(prefix + "self_attn.q_proj.bias", {q_dim}, kVector));
+    PAGODA_ASSIGN_OR_RETURN(w.k_bias,
+                            loader.Load(prefix + "self_attn.k_proj.bias", {kv_dim}, kVector));
+    PAGODA_ASSIGN_OR_RETURN(w.v_bias,
+                            loader.Load(prefix + "self_attn.v_proj.bias", {kv_dim}, kVector));
+  }
+  return w;
+}
+
+int64_t LayerMatrixBytes(const LayerWeights& w) {
+  return w.q_proj.size_bytes() + w.k_proj.size_bytes() + w.v_proj.size_bytes() +
+         w.o_proj.size_bytes() + w.gate_proj.size_bytes() + w.up_proj.size_bytes() +
+         w.down_proj.size_bytes();
+}
+
+}  // namespace
+
+int64_t WeightTensor::num_elements() const {
+  int64_t n = 1;
+  for (const int64_t dim : shape) n *= dim;
+  return n;
+}
+
+absl::StatusOr<WeightBuffer> WeightBuffer::Allocate(int64_t size_bytes) {
+  if (size_bytes < 0) return absl::InvalidArgumentError("WeightBuffer: negative size");
+  // aligned_alloc wants a multiple of the alignment; never ask for 0 bytes.
+  const int64_t rounded = std::max<int64_t>(
+      kBufferAlignment, (size_bytes + kBufferAlignment - 1) / kBufferAlignment * kBufferAlignment);
+  void* data = std::aligned_alloc(kBufferAlignment, static_cast<size_t>(rounded));
+  if (data == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", size_bytes, " bytes for weights"));
+  }
+  WeightBuffer buffer;
+  buffer.data_.reset(data);
+  buffer.size_bytes_ = size_bytes;
+  return buffer;
+}
+
+ModelWeights::ModelWeights(ModelWeightsParts parts) : parts_(std::move(parts)) {
+  matrix_bytes_ = parts_.embed_tokens.size_bytes();
+  for (const LayerWeights& layer : parts_.layers) matrix_bytes_ += LayerMatrixBytes(layer);
+  if (parts_.lm_head.has_value()) matrix_bytes_ += parts_.lm_head->size_bytes();
+}
+
+absl::StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string& model_dir,
+                                                               const WeightLoadOptions& options) {
+  if (options.matrix_dtype == DType::kF16) {
+    return absl::InvalidArgumentError("WeightLoadOptions.matrix_dtype: F16 is not supported");
+  }
+  ModelWeightsParts parts;
+  PAGODA_ASSIGN_OR_RETURN(parts.config, LoadModelConfig(model_dir));
+  PAGODA_ASSIGN_OR_RETURN(parts.checkpoint, SafetensorsCheckpoint::Open(model_dir));
+  const ModelConfig& c = parts.config;
+  TensorLoader loader(*parts.checkpoint, options, parts.buffers);
+  const int64_t vocab = c.vocab_size;
+  const int64_t hidden = c.hidden_size;
+  PAGODA_ASSIGN_OR_RETURN(parts.embed_tokens, loader.Load("model.embed_tokens.weight",
+                                                          {vocab, hidden}, TensorKind::kMatrix));
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    PAGODA_ASSIGN_OR_RETURN(LayerWeights weights, LoadLayer(c, layer, loader));
+    parts.layers.push_back(std::move(weights));
+  }
+  PAGODA_ASSIGN_OR_RETURN(parts.final_norm,
+                          loader.Load("model.norm.weight", {hidden}, TensorKind::kVector));
+  if (!c.tie_word_embeddings) {
+    PAGODA_ASSIGN_OR_RETURN(parts.lm_head,
+                            loader.Load("lm_head.weight", {vocab, hidden}, TensorKind::kMatrix));
+  }
+  return std::make_unique<ModelWeights>(std::move(parts));
+}
+
+}  // namespace pagoda::model
