@@ -5,3 +5,6 @@ target_link_libraries(pagoda_model PUBLIC pagoda_kernels)
 
 pagoda_add_test(llama_model_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_model_test.cc
                 DEPS pagoda_model)
+
+pagoda_add_benchmark(llama_model_benchmark
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_model_benchmark.cc DEPS pagoda_model)

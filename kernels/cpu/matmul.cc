@@ -41,29 +41,70 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 Load16(co
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// One weight row against M rows of x, M known at compile time so the accumulators live in
+// registers; two accumulators per row break the FMA latency chain.
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void Avx512Tile(
+    const MatMulArgs& a, int64_t j, int64_t i0) {
+  const int64_t k32 = a.k / 32 * 32;
+  __m512 acc0[M], acc1[M];
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < k32; c += 32) {
+    const __m512 w0 = Load16(a, j, c);
+    const __m512 w1 = Load16(a, j, c + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < M; ++r) {
+      const float* x = a.x + (i0 + r) * a.k + c;
+      acc0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x), w0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16), w1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r) {
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+    for (int64_t c = k32; c < a.k; ++c) sum += a.x[(i0 + r) * a.k + c] * WeightAt(a, j, c);
+    a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+  }
+}
+
 // f32 FMA over 16 lanes; bf16 weights are widened exactly (a shift), so this path is as
 // accurate as the reference up to summation order.
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const MatMulArgs& a,
-                                                                         int64_t n_begin,
-                                                                         int64_t n_end) {
-  const int64_t k16 = a.k / 16 * 16;
+                                                                           int64_t n_begin,
+                                                                           int64_t n_end) {
   for (int64_t j = n_begin; j < n_end; ++j) {
-    for (int64_t i0 = 0; i0 < a.m; i0 += kRowTile) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowTile, a.m - i0));
-      __m512 acc[kRowTile];
-      for (int r = 0; r < kRowTile; ++r) acc[r] = _mm512_setzero_ps();
-      for (int64_t c = 0; c < k16; c += 16) {
-        const __m512 w = Load16(a, j, c);
-        for (int r = 0; r < rows; ++r) {
-          acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a.x + (i0 + r) * a.k + c), w, acc[r]);
-        }
-      }
-      for (int r = 0; r < rows; ++r) {
-        float sum = _mm512_reduce_add_ps(acc[r]);
-        for (int64_t c = k16; c < a.k; ++c) sum += a.x[(i0 + r) * a.k + c] * WeightAt(a, j, c);
-        a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
-      }
+    int64_t i0 = 0;
+    for (; i0 + 8 <= a.m; i0 += 8) Avx512Tile<8>(a, j, i0);
+    if (i0 + 4 <= a.m) Avx512Tile<4>(a, j, i0), i0 += 4;
+    if (i0 + 2 <= a.m) Avx512Tile<2>(a, j, i0), i0 += 2;
+    if (i0 < a.m) Avx512Tile<1>(a, j, i0);
+  }
+}
+
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void Bf16DotTile(
+    const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0) {
+  const int64_t k32 = a.k / 32 * 32;
+  const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
+  __m512 acc[M];
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < k32; c += 32) {
+    const __m512bh w = (__m512bh)_mm512_loadu_si512(w16 + j * a.k + c);
+#pragma GCC unroll 8
+    for (int r = 0; r < M; ++r) {
+      const __m512bh x = (__m512bh)_mm512_loadu_si512(x16 + (i0 + r) * a.k + c);
+      acc[r] = _mm512_dpbf16_ps(acc[r], x, w);
     }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < M; ++r) {
+    float sum = _mm512_reduce_add_ps(acc[r]);
+    for (int64_t c = k32; c < a.k; ++c) {
+      sum += Bf16ToFloat(x16[(i0 + r) * a.k + c]) * Bf16ToFloat(w16[j * a.k + c]);
+    }
+    a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
   }
 }
 
@@ -72,28 +113,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const M
 // batches large enough to be compute-bound.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void Avx512Bf16Rows(
     const MatMulArgs& a, const uint16_t* x16, int64_t n_begin, int64_t n_end) {
-  const int64_t k32 = a.k / 32 * 32;
-  const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
   for (int64_t j = n_begin; j < n_end; ++j) {
-    for (int64_t i0 = 0; i0 < a.m; i0 += kRowTile) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowTile, a.m - i0));
-      __m512 acc[kRowTile];
-      for (int r = 0; r < kRowTile; ++r) acc[r] = _mm512_setzero_ps();
-      for (int64_t c = 0; c < k32; c += 32) {
-        const __m512bh w = (__m512bh)_mm512_loadu_si512(w16 + j * a.k + c);
-        for (int r = 0; r < rows; ++r) {
-          const __m512bh x = (__m512bh)_mm512_loadu_si512(x16 + (i0 + r) * a.k + c);
-          acc[r] = _mm512_dpbf16_ps(acc[r], x, w);
-        }
-      }
-      for (int r = 0; r < rows; ++r) {
-        float sum = _mm512_reduce_add_ps(acc[r]);
-        for (int64_t c = k32; c < a.k; ++c) {
-          sum += Bf16ToFloat(x16[(i0 + r) * a.k + c]) * Bf16ToFloat(w16[j * a.k + c]);
-        }
-        a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
-      }
-    }
+    int64_t i0 = 0;
+    for (; i0 + 8 <= a.m; i0 += 8) Bf16DotTile<8>(a, x16, j, i0);
+    if (i0 + 4 <= a.m) Bf16DotTile<4>(a, x16, j, i0), i0 += 4;
+    if (i0 + 2 <= a.m) Bf16DotTile<2>(a, x16, j, i0), i0 += 2;
+    if (i0 < a.m) Bf16DotTile<1>(a, x16, j, i0);
   }
 }
 

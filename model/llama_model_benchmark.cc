@@ -1,0 +1,199 @@
+// Decode throughput of the CPU forward pass, against the machine's memory bandwidth measured in
+// the same run.
+//
+//   ./build/model/llama_model_benchmark                      # llama-110m, BF16 weights
+//   ./build/model/llama_model_benchmark --benchmark_filter=Context
+//
+// BM_MemoryBandwidth: read bandwidth of a 1 GiB buffer on all threads (the decode floor's
+// denominator). BM_Decode/B: one decode step of B sequences at context 128; counters give
+// tokens/s and the fraction of the bandwidth floor (weight bytes / bandwidth per step) reached.
+// BM_DecodeWithCache/L vs BM_DecodeWithoutCache/L: the cost of producing the token at context
+// L with the paged KV cache (one decode step) and without it (recomputing all L tokens).
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/check.h"
+#include "model/llama_model.h"
+
+namespace pagoda::model {
+namespace {
+
+constexpr int kBlockSize = 16;
+constexpr int kThreads = 2;
+
+double g_bandwidth_bytes_per_second = 0;
+
+__attribute__((target("avx2"))) double SumAvx2(const float* data, size_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (size_t i = 0; i + 16 <= n; i += 16) {
+    acc0 = _mm256_add_ps(acc0, _mm256_loadu_ps(data + i));
+    acc1 = _mm256_add_ps(acc1, _mm256_loadu_ps(data + i + 8));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
+  return std::accumulate(lanes, lanes + 8, 0.0);
+}
+
+void BM_MemoryBandwidth(benchmark::State& state) {
+  const size_t n = (1ull << 30) / sizeof(float);
+  std::vector<float> buffer(n, 1.0f);
+  double sink = 0;
+  int64_t bytes = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    std::atomic<int64_t> total{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        const size_t chunk = n / kThreads;
+        total += static_cast<int64_t>(SumAvx2(buffer.data() + t * chunk, chunk));
+      });
+    }
+    for (auto& th : threads) th.join();
+    sink += static_cast<double>(total.load());
+    bytes += static_cast<int64_t>(n * sizeof(float));
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  benchmark::DoNotOptimize(sink);
+  g_bandwidth_bytes_per_second = static_cast<double>(bytes) / seconds;
+  state.counters["GB_per_s"] = g_bandwidth_bytes_per_second / 1e9;
+  state.SetBytesProcessed(bytes);
+}
+BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+
+// A model, a cache and B sequences of a given context, decoding one token per step.
+class DecodeFixture {
+ public:
+  DecodeFixture(const char* preset, int batch, int context, int max_context) {
+    const ModelConfig config = DummyPresetConfig(preset).value();
+    model_ = LlamaModel::Create(MakeDummyWeights(config, 7, DType::kBF16).value(),
+                                {.num_threads = kThreads})
+                 .value();
+    const int blocks_per_seq = (max_context + kBlockSize - 1) / kBlockSize;
+    cache_ = CpuKvCache::Create(config, batch * blocks_per_seq, kBlockSize).value();
+    batch_ = batch;
+    max_blocks_ = blocks_per_seq;
+    for (int b = 0; b < batch; ++b) {
+      for (int i = 0; i < blocks_per_seq; ++i) tables_.push_back(b * blocks_per_seq + i);
+    }
+    context_ = context;
+    if (context > 1) Prefill(context - 1);
+  }
+
+  const LlamaModel& model() const { return *model_; }
+
+  // Computes the first n tokens of every sequence (one request at a time).
+  void Prefill(int n) {
+    std::vector<TokenId> ids(n, 1);
+    std::vector<int32_t> positions(n);
+    std::iota(positions.begin(), positions.end(), 0);
+    for (int b = 0; b < batch_; ++b) {
+      std::vector<int64_t> slots(n);
+      for (int i = 0; i < n; ++i) {
+        slots[i] = static_cast<int64_t>(tables_[b * max_blocks_ + i / kBlockSize]) * kBlockSize +
+                   i % kBlockSize;
+      }
+      const std::vector<int32_t> query_start = {0, n}, lens = {n}, logits_at = {n - 1};
+      std::vector<float> logits;
+      const absl::Status s = model_->Forward(
+          {.token_ids = ids,
+           .positions = positions,
+           .slot_mapping = slots,
+           .query_start = query_start,
+           .context_lens = lens,
+           .block_tables = absl::MakeConstSpan(tables_).subspan(b * max_blocks_, max_blocks_),
+           .max_blocks_per_request = max_blocks_,
+           .logits_indices = logits_at},
+          *cache_, &logits);
+      PAGODA_CHECK(s.ok()) << s;
+    }
+  }
+
+  // One decode step of every sequence at position context_ - 1 (rewritten each time, so the
+  // context stays fixed while the benchmark iterates).
+  void DecodeStep() {
+    std::vector<TokenId> ids(batch_, 2);
+    std::vector<int32_t> positions(batch_, context_ - 1), lens(batch_, context_),
+        query_start(batch_ + 1), logits_at(batch_);
+    std::iota(query_start.begin(), query_start.end(), 0);
+    std::iota(logits_at.begin(), logits_at.end(), 0);
+    std::vector<int64_t> slots(batch_);
+    const int p = context_ - 1;
+    for (int b = 0; b < batch_; ++b) {
+      slots[b] = static_cast<int64_t>(tables_[b * max_blocks_ + p / kBlockSize]) * kBlockSize +
+                 p % kBlockSize;
+    }
+    const absl::Status s = model_->Forward({.token_ids = ids,
+                                            .positions = positions,
+                                            .slot_mapping = slots,
+                                            .query_start = query_start,
+                                            .context_lens = lens,
+                                            .block_tables = tables_,
+                                            .max_blocks_per_request = max_blocks_,
+                                            .logits_indices = logits_at},
+                                           *cache_, &logits_);
+    PAGODA_CHECK(s.ok()) << s;
+  }
+
+ private:
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<CpuKvCache> cache_;
+  std::vector<int32_t> tables_;
+  std::vector<float> logits_;
+  int batch_ = 0;
+  int max_blocks_ = 0;
+  int context_ = 0;
+};
+
+void BM_Decode(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  DecodeFixture fixture("llama-110m", batch, /*context=*/128, /*max_context=*/128);
+  for (auto _ : state) fixture.DecodeStep();
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+  const double weight_bytes = static_cast<double>(fixture.model().weights().matrix_bytes());
+  state.counters["weight_MB"] = weight_bytes / 1e6;
+  if (g_bandwidth_bytes_per_second > 0) {
+    // Steps per second at the floor: the bandwidth over the bytes every step must read.
+    state.counters["floor_steps_per_s"] = g_bandwidth_bytes_per_second / weight_bytes;
+  }
+}
+BENCHMARK(BM_Decode)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+
+void BM_DecodeWithCache(benchmark::State& state) {
+  const int context = static_cast<int>(state.range(0));
+  DecodeFixture fixture("llama-110m", 1, context, context);
+  for (auto _ : state) fixture.DecodeStep();
+}
+
+void BM_DecodeWithoutCache(benchmark::State& state) {
+  const int context = static_cast<int>(state.range(0));
+  DecodeFixture fixture("llama-110m", 1, 1, context);
+  for (auto _ : state) fixture.Prefill(context);
+}
+BENCHMARK(BM_DecodeWithCache)
+    ->RangeMultiplier(2)
+    ->Range(64, 1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_DecodeWithoutCache)
+    ->RangeMultiplier(2)
+    ->Range(64, 1024)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace pagoda::model
+
+BENCHMARK_MAIN();
