@@ -8,3 +8,10 @@ pagoda_add_test(llama_model_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_model
 
 pagoda_add_benchmark(llama_model_benchmark
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_model_benchmark.cc DEPS pagoda_model)
+
+# Against the independent NumPy reference (needs /usr/bin/python3 with numpy; skips without).
+pagoda_add_test(llama_reference_test SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/llama_reference_test.cc
+                DEPS pagoda_model)
+target_compile_definitions(llama_reference_test PRIVATE
+  PAGODA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+  PAGODA_SHARED_MODELS_DIR="${PROJECT_SOURCE_DIR}/../shared/models")
