@@ -18,6 +18,12 @@ for extra in "$(dirname "$0")"/packages.d/*.txt; do
   done < "$extra"
 done
 
+# The tokenizer parity test runs Hugging Face's reference through Node.js. Machines that already
+# have node and npm (from any source) keep them; elsewhere Debian's nodejs and npm serve.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

@@ -44,11 +44,13 @@ def read_safetensors(path):
         if dtype not in _DTYPES:
             raise ValueError(f"{name}: unsupported dtype {dtype}")
         begin, end = info["data_offsets"]
-        raw = np.frombuffer(data[base + begin:base + end], dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"))
+        little_endian = np.dtype(_DTYPES[dtype]).newbyteorder("<")
+        raw = np.frombuffer(data[base + begin:base + end], dtype=little_endian)
         if dtype == "BF16":
             # bfloat16 is the upper half of a float32.
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        tensors[name] = raw.astype(np.float64 if dtype == "F64" else np.float32).reshape(info["shape"])
+        as_float = raw.astype(np.float64 if dtype == "F64" else np.float32)
+        tensors[name] = as_float.reshape(info["shape"])
     return tensors
 
 
@@ -65,7 +67,8 @@ def write_safetensors(path, tensors, dtype="F32"):
             blob = (a.view(np.uint32) >> 16).astype("<u2").tobytes()
         else:
             raise ValueError(dtype)
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {"dtype": dtype, "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
     header["__metadata__"] = {"format": "pt"}
@@ -113,7 +116,8 @@ def rope_inv_freq(config, head_dim):
         high_freq_wavelen = old_context_len / high_freq_factor
         wavelen = 2 * math.pi / inv_freq
         inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-        smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+        smooth_factor = ((old_context_len / wavelen - low_freq_factor)
+                         / (high_freq_factor - low_freq_factor))
         smoothed = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
         is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
         return np.where(is_medium, smoothed, inv_freq_llama)
@@ -192,8 +196,10 @@ class LlamaReference:
         cos, sin = np.cos(emb).astype(self.dtype), np.sin(emb).astype(self.dtype)
         for layer in range(self.num_layers):
             p = f"model.layers.{layer}."
-            x = x + self.attention(rms_norm(x, self.w[p + "input_layernorm.weight"], self.eps), layer, cos, sin)
-            x = x + self.mlp(rms_norm(x, self.w[p + "post_attention_layernorm.weight"], self.eps), layer)
+            h = rms_norm(x, self.w[p + "input_layernorm.weight"], self.eps)
+            x = x + self.attention(h, layer, cos, sin)
+            h = rms_norm(x, self.w[p + "post_attention_layernorm.weight"], self.eps)
+            x = x + self.mlp(h, layer)
         return rms_norm(x, self.w["model.norm.weight"], self.eps) @ self.lm_head.T
 
     def greedy(self, tokens, num_tokens, stop_ids=()):
@@ -229,7 +235,8 @@ def _random_model(rng, num_kv_heads, with_bias):
         p = f"model.layers.{i}."
         w[p + "input_layernorm.weight"] = 1 + 0.1 * rng.standard_normal(h)
         w[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.standard_normal(h)
-        for name, rows in (("q", 4 * d), ("k", num_kv_heads * d), ("v", num_kv_heads * d), ("o", h)):
+        kv_rows = num_kv_heads * d
+        for name, rows in (("q", 4 * d), ("k", kv_rows), ("v", kv_rows), ("o", h)):
             w[p + f"self_attn.{name}_proj.weight"] = rng.standard_normal((rows, h)) / math.sqrt(h)
             if with_bias and name != "o":
                 w[p + f"self_attn.{name}_proj.bias"] = 0.1 * rng.standard_normal(rows)
@@ -277,7 +284,8 @@ def self_test():
         tokens = [1, 7, 3, 42, 9, 11, 0, 5]
         logits = gqa.forward(tokens)
         changed = gqa.forward(tokens[:4] + [8, 30, 2, 49])
-        check(np.allclose(logits[:4], changed[:4], rtol=0, atol=1e-12), "causal: earlier positions unchanged")
+        check(np.allclose(logits[:4], changed[:4], rtol=0, atol=1e-12),
+              "causal: earlier positions unchanged")
         check(not np.allclose(logits[4:], changed[4:]), "later positions do change")
         check(np.allclose(gqa.forward(tokens[:5])[-1], logits[4], rtol=0, atol=1e-12),
               "prefix forward equals full forward at the same position")
@@ -314,12 +322,14 @@ def self_test():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", nargs="?")
     parser.add_argument("--tokens", help="comma-separated prompt token ids")
     parser.add_argument("--greedy", type=int, default=0, help="greedy continuation length")
     parser.add_argument("--stop-ids", default="", help="comma-separated ids that end --greedy")
-    parser.add_argument("--last-only", action="store_true", help="print only the last position's logits")
+    parser.add_argument("--last-only", action="store_true",
+                        help="print only the last position's logits")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--self-test", action="store_true")
     args = parser.parse_args()
