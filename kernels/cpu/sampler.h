@@ -112,10 +112,11 @@ void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& param
 // it uses as scratch: their contents are unspecified afterwards. `params` must be valid for
 // this vocab_size. `banned_tokens` are never returned; at least one token must remain
 // samplable (checked). Does not call AddOutputToken(): the caller does, once it keeps the
-// token. NaN logits are treated as -inf.
+// token. NaN logits are treated as -inf; a +inf logit is a bug, checked except when greedy.
 //
-// Cost: greedy one pass; top-k a pass plus O(k log k); otherwise a few passes over the
-// vocabulary (one exp per token), plus a partial sort of the top-p candidates only.
+// Cost: greedy and top-k (small k) about one vectorized pass over the vocabulary, plus
+// O(k log k); otherwise a few passes (one exp per token), with top-p found by a radix select,
+// never a sort of the vocabulary. Scratch buffers are per thread and reused.
 TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
                absl::Span<const TokenId> banned_tokens = {});
 

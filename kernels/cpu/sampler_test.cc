@@ -122,7 +122,7 @@ TEST(SamplerTest, TopKNeverLeavesTheTopK) {
     SamplingParams params;
     params.top_k = k;
     params.temperature = 3.0f;  // flatten, so that every kept token is drawn
-    const std::set<TokenId> support = Support(Histogram(logits, params, 20 * k + 100, k));
+    const std::set<TokenId> support = Support(Histogram(logits, params, k <= 50 ? 2000 : 500, k));
     const std::set<TokenId> top(order.begin(), order.begin() + k);
     EXPECT_TRUE(std::includes(top.begin(), top.end(), support.begin(), support.end())) << k;
     if (k <= 50) {
@@ -162,7 +162,7 @@ TEST(SamplerTest, TopPMatchesSortedCumulativeMass) {
   // A flat distribution over 50000 tokens: the nucleus holds thousands of tokens, which
   // exercises the threshold search and the growing partial sort.
   for (float stddev : {0.05f, 1.0f, 4.0f}) {
-    const std::vector<float> logits = RandomLogits(50000, stddev, 11);
+    const std::vector<float> logits = RandomLogits(20000, stddev, 11);
     const std::vector<double> p = Softmax(logits, 1.0);
     std::vector<TokenId> order(logits.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<TokenId>(i);
@@ -173,7 +173,7 @@ TEST(SamplerTest, TopPMatchesSortedCumulativeMass) {
     size_t nucleus = 0;
     while (cumulative < 0.6) cumulative += p[order[nucleus++]];
     const double cutoff = p[order[nucleus - 1]];
-    const std::vector<int> counts = Histogram(logits, params, 3000, 5);
+    const std::vector<int> counts = Histogram(logits, params, 1000, 5);
     for (size_t i = 0; i < counts.size(); ++i) {
       if (counts[i] > 0) {
         EXPECT_GE(p[i], cutoff) << "stddev " << stddev << " token " << i;
@@ -186,6 +186,34 @@ TEST(SamplerTest, TopPMatchesSortedCumulativeMass) {
     for (size_t i = 0; i < counts.size(); ++i) low += (counts[i] > 0 && p[i] <= median);
     if (nucleus > 10) {
       EXPECT_GT(low, 0) << "stddev " << stddev;
+    }
+  }
+}
+
+TEST(SamplerTest, TopPSupportIsExactlyTheNucleus) {
+  const std::vector<float> logits = RandomLogits(1000, 2.0f, 21);
+  const std::vector<double> p = Softmax(logits, 0.8);
+  std::vector<TokenId> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<TokenId>(i);
+  std::sort(order.begin(), order.end(), [&](TokenId a, TokenId b) { return p[a] > p[b]; });
+  for (float top_p : {0.3f, 0.6f}) {
+    for (int top_k : {0, 200}) {
+      // After top-k, top-p applies to the renormalized top-k distribution (vLLM).
+      double kept_mass = 0.0;
+      for (size_t i = 0; i < (top_k == 0 ? order.size() : static_cast<size_t>(top_k)); ++i) {
+        kept_mass += p[order[i]];
+      }
+      std::set<TokenId> nucleus;
+      double cumulative = 0.0;
+      for (size_t i = 0; cumulative < top_p * kept_mass; ++i) {
+        cumulative += p[order[i]];
+        nucleus.insert(order[i]);
+      }
+      SamplingParams params;
+      params.temperature = 0.8f;
+      params.top_p = top_p;
+      params.top_k = top_k;
+      EXPECT_EQ(Support(Histogram(logits, params, 10000, 9)), nucleus) << top_p << " " << top_k;
     }
   }
 }

@@ -1,6 +1,9 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <chrono>
 
 #include "common/check.h"
 
@@ -16,6 +19,7 @@ ThreadPool::~ThreadPool() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
+  wake_.SignalAll();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -27,19 +31,25 @@ void ThreadPool::RunChunks() {
   }
 }
 
+bool ThreadPool::WaitForLoop(uint64_t seen) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+  while (generation_.load(std::memory_order_acquire) == seen) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && generation_.load(std::memory_order_acquire) == seen) wake_.Wait(&mu_);
+      return !stop_;
+    }
+    _mm_pause();
+  }
+  return true;
+}
+
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
-  for (;;) {
-    {
-      absl::MutexLock lock(&mu_);
-      const auto woken = [this, &seen]() { return stop_ || generation_ != seen; };
-      mu_.Await(absl::Condition(&woken));
-      if (stop_) return;
-      seen = generation_;
-    }
+  while (WaitForLoop(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
     RunChunks();
-    absl::MutexLock lock(&mu_);
-    --active_workers_;
+    pending_workers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -53,19 +63,22 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk,
     fn(0, n);
     return;
   }
+  fn_ = &fn;
+  n_ = n;
+  chunk_ = chunk;
+  next_.store(0, std::memory_order_relaxed);
+  pending_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   {
     absl::MutexLock lock(&mu_);
-    fn_ = &fn;
-    n_ = n;
-    chunk_ = chunk;
-    next_.store(0, std::memory_order_relaxed);
-    active_workers_ = static_cast<int>(workers_.size());
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
+  wake_.SignalAll();
   RunChunks();
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](int* active) { return *active == 0; }, &active_workers_));
+  // Workers finish their last chunk; on a loaded machine one may not have woken yet.
+  for (int spins = 0; pending_workers_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins > 4096) std::this_thread::yield();
+    _mm_pause();
+  }
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <thread>
 #include <vector>
 
@@ -13,6 +12,10 @@ namespace pagoda::kernels::cpu {
 
 // A fixed set of worker threads that run one parallel loop at a time. The calling thread
 // takes part in every loop, so a pool of 1 thread runs everything inline.
+//
+// A forward pass issues a hundred or more short loops back to back, so a loop's start and end
+// must cost microseconds: idle workers spin for a short while (kSpinMicros) watching for the
+// next loop before they block on a condition variable.
 //
 // ParallelFor is called from one thread at a time (the engine thread); it blocks until the
 // whole loop is done. Workers keep no large thread_local state (TOOLCHAIN.md pitfall 1).
@@ -31,18 +34,24 @@ class ThreadPool {
   void ParallelFor(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
+  static constexpr int kSpinMicros = 200;
+
   void WorkerLoop();
   // Runs chunks of the current loop until none is left.
   void RunChunks();
+  // Waits until generation_ differs from `seen` or the pool stops; false when stopping.
+  bool WaitForLoop(uint64_t seen);
 
   const int num_threads_;
   std::vector<std::thread> workers_;
 
   absl::Mutex mu_;
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar wake_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  int active_workers_ ABSL_GUARDED_BY(mu_) = 0;
-  // The loop being run; set before generation_ advances, read by workers after they see it.
+  // Advanced (under mu_, so sleepers cannot miss it) when a loop starts.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_workers_{0};
+  // The loop being run; written before generation_ advances, read after it is seen.
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t chunk_ = 1;

@@ -1,0 +1,47 @@
+// MatMul throughput for the shapes of llama-110m's decode (k = 768), single-threaded so the
+// figure reads as per-core efficiency: GFLOP/s and weight GB/s, m = 1 (bandwidth-bound) to
+// m = 16 (compute-bound).
+//
+//   ./build/kernels/matmul_benchmark
+
+#include <random>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "kernels/cpu/bf16.h"
+#include "kernels/cpu/matmul.h"
+
+namespace pagoda::kernels::cpu {
+namespace {
+
+void BM_MatMul(benchmark::State& state) {
+  const int64_t m = state.range(0), n = 2048, k = 768;
+  const auto type = static_cast<WeightType>(state.range(1));
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  std::vector<uint16_t> w16(n * k, FloatToBf16(0.25f));
+  std::vector<float> w32(n * k, 0.25f);
+  ThreadPool pool(1);
+  const MatMulArgs args{.x = x.data(),
+                        .w = type == WeightType::kBF16 ? static_cast<const void*>(w16.data())
+                                                       : static_cast<const void*>(w32.data()),
+                        .w_type = type, .y = y.data(), .m = m, .n = n, .k = k};
+  for (auto _ : state) {
+    MatMul(args, pool);
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * m * n * k;
+  const double weight_bytes = static_cast<double>(n * k) * (type == WeightType::kBF16 ? 2 : 4);
+  state.counters["GFLOP_per_s"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_GB_per_s"] =
+      benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_MatMul)
+    ->ArgsProduct({{1, 2, 4, 8, 16}, {static_cast<int>(WeightType::kBF16)}})
+    ->ArgsProduct({{1, 16}, {static_cast<int>(WeightType::kF32)}})
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace pagoda::kernels::cpu
+
+BENCHMARK_MAIN();
