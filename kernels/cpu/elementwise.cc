@@ -7,8 +7,9 @@
 
 namespace pagoda::kernels::cpu {
 
-void Embedding(absl::Span<const TokenId> tokens, const void* table, WeightType table_type,
-               int64_t dim, float* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Embedding(
+    absl::Span<const TokenId> tokens, const void* table, WeightType table_type, int64_t dim,
+    float* out) {
   for (size_t t = 0; t < tokens.size(); ++t) {
     const int64_t row = tokens[t];
     float* dst = out + static_cast<int64_t>(t) * dim;
@@ -21,8 +22,10 @@ void Embedding(absl::Span<const TokenId> tokens, const void* table, WeightType t
   }
 }
 
-void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps,
-             float* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void RmsNorm(const float* x,
+                                                                          const float* weight,
+                                                                          int64_t rows, int64_t dim,
+                                                                          float eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * dim;
     // Accumulate in double: dim can be 8192 and values large before a norm.
@@ -38,7 +41,9 @@ void SiluAndMul(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void AddInPlace(float* y, const float* x, int64_t n) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AddInPlace(float* y,
+                                                                             const float* x,
+                                                                             int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 

@@ -88,17 +88,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
   const int64_t k32 = a.k / 32 * 32;
   const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
   __m512 acc[M];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int r = 0; r < M; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t c = 0; c < k32; c += 32) {
     const __m512bh w = (__m512bh)_mm512_loadu_si512(w16 + j * a.k + c);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < M; ++r) {
       const __m512bh x = (__m512bh)_mm512_loadu_si512(x16 + (i0 + r) * a.k + c);
       acc[r] = _mm512_dpbf16_ps(acc[r], x, w);
     }
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int r = 0; r < M; ++r) {
     float sum = _mm512_reduce_add_ps(acc[r]);
     for (int64_t c = k32; c < a.k; ++c) {
@@ -115,7 +115,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void Avx512B
     const MatMulArgs& a, const uint16_t* x16, int64_t n_begin, int64_t n_end) {
   for (int64_t j = n_begin; j < n_end; ++j) {
     int64_t i0 = 0;
-    for (; i0 + 8 <= a.m; i0 += 8) Bf16DotTile<8>(a, x16, j, i0);
+    // 16 accumulators + 2 operands fit the 32 zmm registers.
+    for (; i0 + 16 <= a.m; i0 += 16) Bf16DotTile<16>(a, x16, j, i0);
+    if (i0 + 8 <= a.m) Bf16DotTile<8>(a, x16, j, i0), i0 += 8;
     if (i0 + 4 <= a.m) Bf16DotTile<4>(a, x16, j, i0), i0 += 4;
     if (i0 + 2 <= a.m) Bf16DotTile<2>(a, x16, j, i0), i0 += 2;
     if (i0 < a.m) Bf16DotTile<1>(a, x16, j, i0);

@@ -1,4 +1,5 @@
-// MatMul throughput for the shapes of llama-110m's decode (k = 768), single-threaded so the
+// MatMul throughput for the shapes of llama-110m's decode (k = 768; n = 2048 fits in cache,
+// n = 32000 is the lm_head and streams from memory), single-threaded so the
 // figure reads as per-core efficiency: GFLOP/s and weight GB/s, m = 1 (bandwidth-bound) to
 // m = 16 (compute-bound).
 //
@@ -15,7 +16,7 @@ namespace pagoda::kernels::cpu {
 namespace {
 
 void BM_MatMul(benchmark::State& state) {
-  const int64_t m = state.range(0), n = 2048, k = 768;
+  const int64_t m = state.range(0), n = state.range(2), k = 768;
   const auto type = static_cast<WeightType>(state.range(1));
   std::vector<float> x(m * k, 0.5f), y(m * n);
   std::vector<uint16_t> w16(n * k, FloatToBf16(0.25f));
@@ -37,8 +38,8 @@ void BM_MatMul(benchmark::State& state) {
       benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_MatMul)
-    ->ArgsProduct({{1, 2, 4, 8, 16}, {static_cast<int>(WeightType::kBF16)}})
-    ->ArgsProduct({{1, 16}, {static_cast<int>(WeightType::kF32)}})
+    ->ArgsProduct({{1, 2, 4, 8, 16}, {static_cast<int>(WeightType::kBF16)}, {2048, 32000}})
+    ->ArgsProduct({{1, 16}, {static_cast<int>(WeightType::kF32)}, {2048}})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
