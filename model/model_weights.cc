@@ -17,30 +17,57 @@ namespace {
 
 constexpr int64_t kBufferAlignment = 64;  // a cache line; also enough for any SIMD load
 
-float LoadAsFloat(const uint8_t* src, DType dtype, int64_t i) {
-  switch (dtype) {
-    case DType::kF32: {
-      float value;
-      std::memcpy(&value, src + 4 * i, 4);
-      return value;
-    }
-    case DType::kBF16:
-    case DType::kF16: {
-      uint16_t half;
-      std::memcpy(&half, src + 2 * i, 2);
-      return dtype == DType::kBF16 ? Bf16ToF32(half) : F16ToF32(half);
-    }
+template <DType kDType>
+float LoadAsFloat(const uint8_t* src, int64_t i) {
+  if constexpr (kDType == DType::kF32) {
+    float value;
+    std::memcpy(&value, src + 4 * i, 4);
+    return value;
+  } else {
+    uint16_t half;
+    std::memcpy(&half, src + 2 * i, 2);
+    return kDType == DType::kBF16 ? Bf16ToF32(half) : F16ToF32(half);
   }
-  return 0.0f;
 }
 
-void StoreFloat(float value, DType dtype, uint8_t* dst, int64_t i) {
-  if (dtype == DType::kF32) {
+template <DType kDType>
+void StoreFloat(float value, uint8_t* dst, int64_t i) {
+  if constexpr (kDType == DType::kF32) {
     std::memcpy(dst + 4 * i, &value, 4);
-    return;
+  } else {
+    const uint16_t half = kDType == DType::kBF16 ? F32ToBf16(value) : F32ToF16(value);
+    std::memcpy(dst + 2 * i, &half, 2);
   }
-  const uint16_t half = dtype == DType::kBF16 ? F32ToBf16(value) : F32ToF16(value);
-  std::memcpy(dst + 2 * i, &half, 2);
+}
+
+// Both dtypes are template parameters so that each of the loops is branch-free.
+template <DType kFrom, DType kTo>
+void ConvertAs(const uint8_t* src, uint8_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) StoreFloat<kTo>(LoadAsFloat<kFrom>(src, i), dst, i);
+}
+
+template <DType kFrom>
+void ConvertFrom(const uint8_t* src, DType to, uint8_t* dst, int64_t n) {
+  switch (to) {
+    case DType::kF32:
+      return ConvertAs<kFrom, DType::kF32>(src, dst, n);
+    case DType::kBF16:
+      return ConvertAs<kFrom, DType::kBF16>(src, dst, n);
+    case DType::kF16:
+      return ConvertAs<kFrom, DType::kF16>(src, dst, n);
+  }
+}
+
+// Converts `n` elements; src and dst need no alignment.
+void Convert(const uint8_t* src, DType from, uint8_t* dst, DType to, int64_t n) {
+  switch (from) {
+    case DType::kF32:
+      return ConvertFrom<DType::kF32>(src, to, dst, n);
+    case DType::kBF16:
+      return ConvertFrom<DType::kBF16>(src, to, dst, n);
+    case DType::kF16:
+      return ConvertFrom<DType::kF16>(src, to, dst, n);
+  }
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -73,15 +100,8 @@ class TensorLoader {
     const bool aligned = reinterpret_cast<uintptr_t>(info->data) % DTypeSize(target) == 0;
     if (target == info->dtype && aligned) return tensor;  // zero copy: point into the mapping
     PAGODA_ASSIGN_OR_RETURN(WeightBuffer buffer, WeightBuffer::Allocate(tensor.size_bytes()));
-    auto* dst = static_cast<uint8_t*>(buffer.data());
-    const int64_t n = tensor.num_elements();
-    if (target == info->dtype) {
-      std::memcpy(dst, info->data, static_cast<size_t>(info->size_bytes()));
-    } else {
-      for (int64_t i = 0; i < n; ++i) {
-        StoreFloat(LoadAsFloat(info->data, info->dtype, i), target, dst, i);
-      }
-    }
+    Convert(info->data, info->dtype, static_cast<uint8_t*>(buffer.data()), target,
+            tensor.num_elements());
     tensor.data = buffer.data();
     buffers_.push_back(std::move(buffer));
     return tensor;

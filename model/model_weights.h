@@ -125,8 +125,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string
 // different seeds give different weights. Matrices are uniform with standard deviation
 // 1/sqrt(in_features) (embedding and lm_head: 1/sqrt(hidden_size)), norms 1 + U(-0.05, 0.05),
 // biases U with standard deviation 0.02: activations stay finite through many layers.
-// matrix_dtype is kF32 or kBF16 (kF16 also works). Needs config.NumParameters() matrix elements
-// of memory (llama-3.1-8b in BF16: 16 GB).
+// matrix_dtype is kF32 or kBF16 (kF16 also works). Only the sizes of `config` are checked
+// (> 0). Allocates about config.NumParameters() * DTypeSize(matrix_dtype) bytes (llama-3.1-8b in
+// BF16: 16 GB); ResourceExhausted when that memory cannot be had.
 absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig& config,
                                                                uint64_t seed, DType matrix_dtype);
 

@@ -321,12 +321,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   }
   // The index must tell the truth: a tensor it places in a shard is in that shard.
   for (const auto& [name, shard] : weight_map) {
+    const std::string shard_path = model_dir + "/" + shard;
     const TensorInfo* info = checkpoint->Find(name);
-    const bool in_shard =
-        info != nullptr &&
-        std::any_of(checkpoint->files_.begin(), checkpoint->files_.end(), [&](const auto& f) {
-          return f->Find(name) == info && f->path() == model_dir + "/" + shard;
-        });
+    bool in_shard = false;
+    for (const auto& file : checkpoint->files_) {
+      in_shard |= info != nullptr && file->path() == shard_path && file->Find(name) == info;
+    }
     if (!in_shard) {
       return absl::InvalidArgumentError(
           absl::StrCat("model.safetensors.index.json: tensor \"", name, "\" is not in ", shard));

@@ -1,14 +1,19 @@
 // Fuzzes the safetensors parser: arbitrary bytes as a whole file. Any input must give a header
 // or an error; every tensor that parses must lie inside the input (checked by reading it all, so
-// ASan catches an out-of-bounds pointer).
+// ASan catches an out-of-bounds pointer). The same bytes also go to ParseModelConfig, whose JSON
+// field access must never throw.
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/types/span.h"
+#include "model/model_config.h"
 #include "model/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  (void)pagoda::model::ParseModelConfig(
+      std::string_view(reinterpret_cast<const char*>(data), size));
   const absl::StatusOr<pagoda::model::SafetensorsHeader> header =
       pagoda::model::ParseSafetensors(absl::MakeConstSpan(data, size));
   if (!header.ok()) return 0;

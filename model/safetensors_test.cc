@@ -42,7 +42,7 @@ TEST(SafetensorsTest, WriterOutputParses) {
   const std::vector<float> a = {1.0f, -2.0f, 3.5f, 0.25f, 5.0f, 6.0f};
   ASSERT_TRUE(writer.AddFloats("b.weight", DType::kF32, {2, 3}, a).ok());
   ASSERT_TRUE(writer.AddFloats("a.bias", DType::kBF16, {3}, {{1.0f, 2.0f, -3.0f}}).ok());
-  ASSERT_TRUE(writer.AddFloats("c.half", DType::kF16, {1, 1}, {{0.5f}}).ok());
+  ASSERT_TRUE(writer.AddFloats("c.half", DType::kF16, {1, 1}, std::vector<float>{0.5f}).ok());
   ASSERT_TRUE(writer.AddFloats("empty", DType::kF32, {0, 4}, {}).ok());
   const std::string file = writer.Serialize();
 
@@ -68,11 +68,11 @@ TEST(SafetensorsTest, WriterOutputParses) {
 
 TEST(SafetensorsTest, WriterRejectsBadInput) {
   SafetensorsWriter writer;
-  EXPECT_FALSE(writer.AddFloats("x", DType::kF32, {2, 2}, {{1.0f}}).ok());
-  EXPECT_TRUE(writer.AddFloats("x", DType::kF32, {1}, {{1.0f}}).ok());
-  EXPECT_FALSE(writer.AddFloats("x", DType::kF32, {1}, {{1.0f}}).ok());
+  EXPECT_FALSE(writer.AddFloats("x", DType::kF32, {2, 2}, std::vector<float>{1.0f}).ok());
+  EXPECT_TRUE(writer.AddFloats("x", DType::kF32, {1}, std::vector<float>{1.0f}).ok());
+  EXPECT_FALSE(writer.AddFloats("x", DType::kF32, {1}, std::vector<float>{1.0f}).ok());
   EXPECT_FALSE(writer.AddFloats("y", DType::kF32, {-1}, {}).ok());
-  EXPECT_FALSE(writer.AddFloats("__metadata__", DType::kF32, {1}, {{1.0f}}).ok());
+  EXPECT_FALSE(writer.AddFloats("__metadata__", DType::kF32, {1}, std::vector<float>{1.0f}).ok());
 }
 
 TEST(SafetensorsTest, TruncatedAndOversizedHeaders) {
