@@ -364,7 +364,10 @@ std::optional<Candidate> TopPCutoff(const float* w, size_t n, float top_p) {
     if (bucket(w[k]) == *first) cands.push_back({w[k], static_cast<TokenId>(k)});
   }
   // Narrow down by the remaining bits; `cands` stays in id order.
-  for (const auto& [shift, num_buckets] : {std::pair<int, uint32_t>{9, 1024}, {0, 512}}) {
+  for (const auto& level : {std::pair<int, uint32_t>{9, 1024}, {0, 512}}) {
+    // Plain copies: clang 14 cannot capture structured bindings in a lambda.
+    const int shift = level.first;
+    const uint32_t num_buckets = level.second;
     const auto sub = [&](const Candidate& c) {
       return (std::bit_cast<uint32_t>(c.value) >> shift) & (num_buckets - 1);
     };
