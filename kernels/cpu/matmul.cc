@@ -11,10 +11,6 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
-// Rows of x processed together against one weight row: each loaded weight vector feeds this
-// many FMAs, which is what makes batched decode cheaper per token than batch 1.
-constexpr int kRowTile = 8;
-
 float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
   if (a.w_type == WeightType::kF32) return static_cast<const float*>(a.w)[row * a.k + col];
   return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[row * a.k + col]);
@@ -26,6 +22,33 @@ void ReferenceRows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
       float acc = 0.0f;
       for (int64_t c = 0; c < a.k; ++c) acc += a.x[i * a.k + c] * WeightAt(a, j, c);
       a.y[i * a.n + j] = acc + (a.bias != nullptr ? a.bias[j] : 0.0f);
+    }
+  }
+}
+
+// Output columns are produced kColumnBlock at a time into a small buffer, then stored row by
+// row. Storing y column by column would write m cache lines n * 4 bytes apart, which map to
+// one L1 set when n is a multiple of 1024 and thrash it.
+constexpr int kColumnBlock = 16;
+constexpr int kMaxTileRows = 16;
+
+// Calls tile(j, i0, rows, dst) for every output column j of [n_begin, n_end) and every group
+// of up to kMaxTileRows rows starting at i0; tile writes row r's value to dst[r * kColumnBlock].
+template <typename Tile>
+inline void ForEachColumnBlock(const MatMulArgs& a, int64_t n_begin, int64_t n_end,
+                               const Tile& tile) {
+  float out[kMaxTileRows * kColumnBlock];
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += kColumnBlock) {
+    const int64_t columns = std::min<int64_t>(kColumnBlock, n_end - j0);
+    for (int64_t i0 = 0; i0 < a.m; i0 += kMaxTileRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMaxTileRows, a.m - i0));
+      for (int64_t c = 0; c < columns; ++c) tile(j0 + c, i0, rows, out + c);
+      for (int r = 0; r < rows; ++r) {
+        float* y = a.y + (i0 + r) * a.n + j0;
+        for (int64_t c = 0; c < columns; ++c) {
+          y[c] = out[r * kColumnBlock + c] + (a.bias != nullptr ? a.bias[j0 + c] : 0.0f);
+        }
+      }
     }
   }
 }
@@ -44,8 +67,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline __m512 Load16(co
 // One weight row against M rows of x, M known at compile time so the accumulators live in
 // registers; two accumulators per row break the FMA latency chain.
 template <int M>
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void Avx512Tile(
-    const MatMulArgs& a, int64_t j, int64_t i0) {
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void Avx512Tile(const MatMulArgs& a,
+                                                                                int64_t j,
+                                                                                int64_t i0,
+                                                                                float* dst) {
   const int64_t k32 = a.k / 32 * 32;
   __m512 acc0[M], acc1[M];
 #pragma GCC unroll 8
@@ -64,27 +89,27 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void Avx512Tile(
   for (int r = 0; r < M; ++r) {
     float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
     for (int64_t c = k32; c < a.k; ++c) sum += a.x[(i0 + r) * a.k + c] * WeightAt(a, j, c);
-    a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+    dst[r * kColumnBlock] = sum;
   }
 }
 
 // f32 FMA over 16 lanes; bf16 weights are widened exactly (a shift), so this path is as
 // accurate as the reference up to summation order.
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const MatMulArgs& a,
-                                                                           int64_t n_begin,
-                                                                           int64_t n_end) {
-  for (int64_t j = n_begin; j < n_end; ++j) {
-    int64_t i0 = 0;
-    for (; i0 + 8 <= a.m; i0 += 8) Avx512Tile<8>(a, j, i0);
-    if (i0 + 4 <= a.m) Avx512Tile<4>(a, j, i0), i0 += 4;
-    if (i0 + 2 <= a.m) Avx512Tile<2>(a, j, i0), i0 += 2;
-    if (i0 < a.m) Avx512Tile<1>(a, j, i0);
-  }
+                                                                         int64_t n_begin,
+                                                                         int64_t n_end) {
+  ForEachColumnBlock(a, n_begin, n_end, [&](int64_t j, int64_t i0, int rows, float* dst) {
+    int r = 0;
+    for (; r + 8 <= rows; r += 8) Avx512Tile<8>(a, j, i0 + r, dst + r * kColumnBlock);
+    if (r + 4 <= rows) Avx512Tile<4>(a, j, i0 + r, dst + r * kColumnBlock), r += 4;
+    if (r + 2 <= rows) Avx512Tile<2>(a, j, i0 + r, dst + r * kColumnBlock), r += 2;
+    if (r < rows) Avx512Tile<1>(a, j, i0 + r, dst + r * kColumnBlock);
+  });
 }
 
 template <int M>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void Bf16DotTile(
-    const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0) {
+    const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0, float* dst) {
   const int64_t k32 = a.k / 32 * 32;
   const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
   __m512 acc[M];
@@ -104,7 +129,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
     for (int64_t c = k32; c < a.k; ++c) {
       sum += Bf16ToFloat(x16[(i0 + r) * a.k + c]) * Bf16ToFloat(w16[j * a.k + c]);
     }
-    a.y[(i0 + r) * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+    dst[r * kColumnBlock] = sum;
   }
 }
 
@@ -113,15 +138,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
 // batches large enough to be compute-bound.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void Avx512Bf16Rows(
     const MatMulArgs& a, const uint16_t* x16, int64_t n_begin, int64_t n_end) {
-  for (int64_t j = n_begin; j < n_end; ++j) {
-    int64_t i0 = 0;
+  ForEachColumnBlock(a, n_begin, n_end, [&](int64_t j, int64_t i0, int rows, float* dst) {
+    int r = 0;
     // 16 accumulators + 2 operands fit the 32 zmm registers.
-    for (; i0 + 16 <= a.m; i0 += 16) Bf16DotTile<16>(a, x16, j, i0);
-    if (i0 + 8 <= a.m) Bf16DotTile<8>(a, x16, j, i0), i0 += 8;
-    if (i0 + 4 <= a.m) Bf16DotTile<4>(a, x16, j, i0), i0 += 4;
-    if (i0 + 2 <= a.m) Bf16DotTile<2>(a, x16, j, i0), i0 += 2;
-    if (i0 < a.m) Bf16DotTile<1>(a, x16, j, i0);
-  }
+    if (r + 16 <= rows) Bf16DotTile<16>(a, x16, j, i0 + r, dst + r * kColumnBlock), r += 16;
+    if (r + 8 <= rows) Bf16DotTile<8>(a, x16, j, i0 + r, dst + r * kColumnBlock), r += 8;
+    if (r + 4 <= rows) Bf16DotTile<4>(a, x16, j, i0 + r, dst + r * kColumnBlock), r += 4;
+    if (r + 2 <= rows) Bf16DotTile<2>(a, x16, j, i0 + r, dst + r * kColumnBlock), r += 2;
+    if (r < rows) Bf16DotTile<1>(a, x16, j, i0 + r, dst + r * kColumnBlock);
+  });
 }
 
 __attribute__((target("avx2,fma"))) void Avx2Rows(const MatMulArgs& a, int64_t n_begin,
