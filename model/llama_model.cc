@@ -43,33 +43,56 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
 
 }  // namespace
 
-CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size)
-    : num_blocks_(num_blocks),
+CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype)
+    : dtype_(dtype),
+      num_blocks_(num_blocks),
       block_size_(block_size),
       num_kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
       layer_elements_(static_cast<int64_t>(num_blocks) * config.num_kv_heads * block_size *
-                      config.head_dim),
-      key_(static_cast<size_t>(layer_elements_) * config.num_layers),
-      value_(key_.size()) {}
+                      config.head_dim) {
+  const size_t total = static_cast<size_t>(layer_elements_) * config.num_layers;
+  if (dtype == DType::kF32) {
+    key_f32_.resize(total);
+    value_f32_.resize(total);
+  } else {
+    key_bf16_.resize(total);
+    value_bf16_.resize(total);
+  }
+}
 
 absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig& config,
-                                                               int num_blocks, int block_size) {
+                                                               int num_blocks, int block_size,
+                                                               DType dtype) {
   if (num_blocks <= 0 || block_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache needs blocks: num_blocks=", num_blocks, " block_size=", block_size));
   }
-  return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size));
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("the CPU KV cache holds F32 or BF16");
+  }
+  return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size, dtype));
 }
 
-int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size) {
+int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DType dtype) {
   return 2LL * config.num_layers * config.num_kv_heads * block_size * config.head_dim *
-         static_cast<int64_t>(sizeof(float));
+         DTypeSize(dtype);
 }
 
-kernels::PagedKvCacheView<float> CpuKvCache::layer(int index) {
-  return {key_.data() + index * layer_elements_,
-          value_.data() + index * layer_elements_,
+kernels::PagedKvCacheView<float> CpuKvCache::layer_f32(int index) {
+  PAGODA_CHECK(dtype_ == DType::kF32);
+  return {key_f32_.data() + index * layer_elements_,
+          value_f32_.data() + index * layer_elements_,
+          num_blocks_,
+          num_kv_heads_,
+          block_size_,
+          head_dim_};
+}
+
+kernels::PagedKvCacheView<kernels::cpu::Bf16> CpuKvCache::layer_bf16(int index) {
+  PAGODA_CHECK(dtype_ == DType::kBF16);
+  return {key_bf16_.data() + index * layer_elements_,
+          value_bf16_.data() + index * layer_elements_,
           num_blocks_,
           num_kv_heads_,
           block_size_,
@@ -166,18 +189,11 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
                             c.head_dim, inv_freq_);
   });
 
-  const kernels::PagedKvCacheView<float> view = cache.layer(index);
-  kernels::cpu::ReshapeAndCache(k_.data(), v_.data(), batch.slot_mapping, view);
-  kernels::cpu::PagedAttention({.query = q_.data(),
-                                .output = attn_.data(),
-                                .num_heads = c.num_heads,
-                                .cache = view,
-                                .query_start = batch.query_start,
-                                .context_lens = batch.context_lens,
-                                .block_tables = batch.block_tables,
-                                .max_blocks_per_request = batch.max_blocks_per_request,
-                                .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))},
-                               pool_);
+  if (cache.dtype() == DType::kF32) {
+    Attention(batch, cache.layer_f32(index));
+  } else {
+    Attention(batch, cache.layer_bf16(index));
+  }
   Linear(attn_.data(), num_tokens, w.o_proj, std::nullopt, proj_.data(), pool_);
   add_residual();
 
@@ -189,6 +205,24 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
   });
   Linear(gate_.data(), num_tokens, w.down_proj, std::nullopt, proj_.data(), pool_);
   add_residual();
+}
+
+template <typename T>
+void LlamaModel::Attention(const ForwardBatch& batch, const kernels::PagedKvCacheView<T>& view) {
+  const ModelConfig& c = config();
+  kernels::cpu::ReshapeAndCache(k_.data(), v_.data(), batch.slot_mapping, view);
+  kernels::cpu::PagedAttention(
+      kernels::cpu::PagedAttentionArgs<T>{
+          .query = q_.data(),
+          .output = attn_.data(),
+          .num_heads = c.num_heads,
+          .cache = view,
+          .query_start = batch.query_start,
+          .context_lens = batch.context_lens,
+          .block_tables = batch.block_tables,
+          .max_blocks_per_request = batch.max_blocks_per_request,
+          .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))},
+      pool_);
 }
 
 absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,

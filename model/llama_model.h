@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
 #include "model/model_config.h"
@@ -32,28 +33,36 @@ struct ForwardBatch {
 };
 
 // The CPU KV cache of every layer: one K and one V pool per layer, each
-// [num_blocks, num_kv_heads, block_size, head_dim] f32, indexed by the same block ids.
+// [num_blocks, num_kv_heads, block_size, head_dim], indexed by the same block ids. Elements are
+// F32 (exact) or BF16 (half the memory and the bandwidth attention reads; K/V rounded to bf16).
 class CpuKvCache {
  public:
+  // `dtype` is DType::kF32 or DType::kBF16.
   static absl::StatusOr<std::unique_ptr<CpuKvCache>> Create(const ModelConfig& config,
-                                                            int num_blocks, int block_size);
+                                                            int num_blocks, int block_size,
+                                                            DType dtype = DType::kF32);
   // Bytes one block takes across all layers, K and V.
-  static int64_t BytesPerBlock(const ModelConfig& config, int block_size);
+  static int64_t BytesPerBlock(const ModelConfig& config, int block_size, DType dtype);
 
-  kernels::PagedKvCacheView<float> layer(int index);
+  DType dtype() const { return dtype_; }
+  // The view of layer `index`; call the one that matches dtype().
+  kernels::PagedKvCacheView<float> layer_f32(int index);
+  kernels::PagedKvCacheView<kernels::cpu::Bf16> layer_bf16(int index);
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
 
  private:
-  CpuKvCache(const ModelConfig& config, int num_blocks, int block_size);
+  CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype);
 
+  DType dtype_;
   int num_blocks_;
   int block_size_;
   int num_kv_heads_;
   int head_dim_;
   int64_t layer_elements_;
-  std::vector<float> key_;    // [num_layers, layer_elements_]
-  std::vector<float> value_;  // [num_layers, layer_elements_]
+  // [num_layers, layer_elements_] each; only the pair of dtype_ is allocated.
+  std::vector<float> key_f32_, value_f32_;
+  std::vector<kernels::cpu::Bf16> key_bf16_, value_bf16_;
 };
 
 // A Llama-family decoder (Llama 2/3, Mistral, Qwen2) running on the CPU over the paged KV
@@ -79,6 +88,9 @@ class LlamaModel {
   LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options);
   absl::Status ValidateBatch(const ForwardBatch& batch, const CpuKvCache& cache) const;
   void Layer(int index, const ForwardBatch& batch, CpuKvCache& cache, int64_t num_tokens);
+  // Writes the layer's new K/V and runs paged attention on a cache of element type T.
+  template <typename T>
+  void Attention(const ForwardBatch& batch, const kernels::PagedKvCacheView<T>& view);
 
   std::unique_ptr<ModelWeights> weights_;
   kernels::cpu::ThreadPool pool_;

@@ -75,13 +75,14 @@ BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseR
 // A model, a cache and B sequences of a given context, decoding one token per step.
 class DecodeFixture {
  public:
-  DecodeFixture(const char* preset, int batch, int context, int max_context) {
+  DecodeFixture(const char* preset, int batch, int context, int max_context,
+                DType kv_dtype = DType::kF32) {
     const ModelConfig config = DummyPresetConfig(preset).value();
     model_ = LlamaModel::Create(MakeDummyWeights(config, 7, DType::kBF16).value(),
                                 {.num_threads = kThreads})
                  .value();
     const int blocks_per_seq = (max_context + kBlockSize - 1) / kBlockSize;
-    cache_ = CpuKvCache::Create(config, batch * blocks_per_seq, kBlockSize).value();
+    cache_ = CpuKvCache::Create(config, batch * blocks_per_seq, kBlockSize, kv_dtype).value();
     batch_ = batch;
     max_blocks_ = blocks_per_seq;
     for (int b = 0; b < batch; ++b) {
@@ -158,7 +159,8 @@ class DecodeFixture {
 
 void BM_Decode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
-  DecodeFixture fixture("llama-110m", batch, /*context=*/128, /*max_context=*/128);
+  const DType kv_dtype = state.range(1) == 0 ? DType::kF32 : DType::kBF16;
+  DecodeFixture fixture("llama-110m", batch, /*context=*/128, /*max_context=*/128, kv_dtype);
   for (auto _ : state) fixture.DecodeStep();
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
@@ -169,7 +171,12 @@ void BM_Decode(benchmark::State& state) {
     state.counters["floor_steps_per_s"] = g_bandwidth_bytes_per_second / weight_bytes;
   }
 }
-BENCHMARK(BM_Decode)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+// Args: batch, KV cache dtype (0 = f32, 1 = bf16).
+BENCHMARK(BM_Decode)
+    ->ArgsProduct({{1, 16}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0)
+    ->UseRealTime();
 
 void BM_DecodeWithCache(benchmark::State& state) {
   const int context = static_cast<int>(state.range(0));

@@ -34,7 +34,7 @@ class LlamaModelTest : public ::testing::Test {
   }
 
   std::unique_ptr<CpuKvCache> NewCache() {
-    return CpuKvCache::Create(model_->config(), /*num_blocks=*/64, kBlockSize).value();
+    return CpuKvCache::Create(model_->config(), /*num_blocks=*/64, kBlockSize, kv_dtype_).value();
   }
 
   // Runs one step over `parts`; returns the logits rows in order.
@@ -107,6 +107,7 @@ class LlamaModelTest : public ::testing::Test {
   }
 
   std::unique_ptr<LlamaModel> model_;
+  DType kv_dtype_ = DType::kF32;
 };
 
 TEST_F(LlamaModelTest, CachedDecodeEqualsFullRecomputation) {
@@ -124,6 +125,33 @@ TEST_F(LlamaModelTest, CachedDecodeEqualsFullRecomputation) {
     ExpectNear(logits, FromScratch(seq), "decode step " + std::to_string(n));
   }
   for (float l : logits) ASSERT_TRUE(std::isfinite(l));
+}
+
+// With a BF16 KV cache, cached decode must still equal recomputation over a BF16 cache (both
+// round the same K/V the same way), and stay within bf16 rounding of the F32 cache.
+TEST_F(LlamaModelTest, Bf16CacheDecodeEqualsRecomputationAndTracksF32) {
+  const std::vector<TokenId> all = RandomTokens(24, 8);
+  std::vector<TokenId> seq(all.begin(), all.begin() + 5);
+  const std::vector<float> f32_logits = [&] {
+    std::vector<TokenId> full = all;
+    return FromScratch(full);
+  }();
+  kv_dtype_ = DType::kBF16;
+  auto cache = NewCache();
+  const std::vector<int32_t> blocks = Blocks(all.size(), 3);
+  std::vector<float> logits = Step({{seq, 0, blocks}}, *cache).back();
+  for (size_t n = seq.size() + 1; n <= all.size(); ++n) {
+    seq.push_back(all[n - 1]);
+    logits = Step({{seq, static_cast<int>(n) - 1, blocks}}, *cache).back();
+    ExpectNear(logits, FromScratch(seq), "bf16 decode step " + std::to_string(n));
+  }
+  float max_diff = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(logits[i] - f32_logits[i]));
+  }
+  // bf16 keeps 8 bits of mantissa: K/V errors of ~0.4% move these O(1) logits by ~1e-2.
+  EXPECT_LT(max_diff, 5e-2f);
+  EXPECT_GT(max_diff, 0.0f) << "the bf16 cache should round something";
 }
 
 TEST_F(LlamaModelTest, ChunkedPrefillEqualsOneShotPrefill) {

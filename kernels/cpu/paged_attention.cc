@@ -10,8 +10,9 @@
 
 namespace pagoda::kernels::cpu {
 
+template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
-                     const PagedKvCacheView<float>& cache) {
+                     const PagedKvCacheView<T>& cache) {
   const int64_t d = cache.head_dim;
   for (size_t t = 0; t < slots.size(); ++t) {
     const int64_t block = slots[t] / cache.block_size;
@@ -20,8 +21,10 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
     for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
       const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
       const int64_t dst = cache.Offset(block, h, offset);
-      std::memcpy(cache.key + dst, key + src, d * sizeof(float));
-      std::memcpy(cache.value + dst, value + src, d * sizeof(float));
+      for (int64_t i = 0; i < d; ++i) {
+        FromFloat(key[src + i], cache.key + dst + i);
+        FromFloat(value[src + i], cache.value + dst + i);
+      }
     }
   }
 }
@@ -30,17 +33,19 @@ namespace {
 
 // y += a * x. restrict-qualified parameters tell the compiler y and x do not overlap, so the
 // loop vectorizes (in each ISA clone of the caller it is inlined into).
-inline void Axpy(float* __restrict y, const float* __restrict x, float a, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+template <typename T>
+inline void Axpy(float* __restrict y, const T* __restrict x, float a, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * ToFloat(x[i]);
 }
 
 // Attention of the `group` query heads sharing KV head `kv_head`, for one query token that
-// sees context positions [0, last]. Cloned per ISA (gcc picks the widest the CPU has at load
-// time), so the dot products and the V accumulation vectorize without a global -march.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AttendOneToken(
-    const PagedAttentionArgs& a, int64_t token, int64_t request, int kv_head, int32_t last,
-    std::vector<float>& scores) {
-  const PagedKvCacheView<float>& c = a.cache;
+// sees context positions [0, last]. Always inlined into the per-ISA clones below.
+template <typename T>
+__attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionArgs<T>& a,
+                                                          int64_t token, int64_t request,
+                                                          int kv_head, int32_t last,
+                                                          std::vector<float>& scores) {
+  const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const int d = c.head_dim;
   const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
@@ -48,7 +53,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AttendOneToken
   scores.resize(static_cast<size_t>(group) * len);
   // Scores for every head of the group, one pass over the K tiles.
   for (int32_t pos = 0; pos < len; ++pos) {
-    const float* k = c.key + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    const T* k = c.key + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
     for (int g = 0; g < group; ++g) {
       const float* q = a.query + (token * a.num_heads + kv_head * group + g) * d;
       // 16 independent partial sums: a reduction the compiler may vectorize without
@@ -56,10 +61,10 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AttendOneToken
       float partial[16] = {};
       int i = 0;
       for (; i + 16 <= d; i += 16) {
-        for (int l = 0; l < 16; ++l) partial[l] += q[i + l] * k[i + l];
+        for (int l = 0; l < 16; ++l) partial[l] += q[i + l] * ToFloat(k[i + l]);
       }
       float dot = 0.0f;
-      for (; i < d; ++i) dot += q[i] * k[i];
+      for (; i < d; ++i) dot += q[i] * ToFloat(k[i]);
       for (const float p : partial) dot += p;
       scores[static_cast<size_t>(g) * len + pos] = dot * a.scale;
     }
@@ -77,7 +82,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AttendOneToken
     std::fill(out, out + d, 0.0f);
   }
   for (int32_t pos = 0; pos < len; ++pos) {
-    const float* v = c.value + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    const T* v = c.value + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
     for (int g = 0; g < group; ++g) {
       const float p = scores[static_cast<size_t>(g) * len + pos];
       Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
@@ -85,10 +90,25 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AttendOneToken
   }
 }
 
+// Cloned per ISA (gcc picks the widest the CPU has when the program loads), so the dot products
+// and the V accumulation vectorize without a global -march.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
+    const PagedAttentionArgs<float>& a, int64_t token, int64_t request, int kv_head, int32_t last,
+    std::vector<float>& scores) {
+  AttendOneToken(a, token, request, kv_head, last, scores);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
+    const PagedAttentionArgs<Bf16>& a, int64_t token, int64_t request, int kv_head, int32_t last,
+    std::vector<float>& scores) {
+  AttendOneToken(a, token, request, kv_head, last, scores);
+}
+
 }  // namespace
 
-void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
-  const PagedKvCacheView<float>& c = a.cache;
+template <typename T>
+void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
+  const PagedKvCacheView<T>& c = a.cache;
   PAGODA_CHECK(c.num_kv_heads > 0 && a.num_heads % c.num_kv_heads == 0);
   const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());
   PAGODA_CHECK_EQ(static_cast<int64_t>(a.query_start.size()), num_requests + 1);
@@ -112,9 +132,16 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
       const int64_t r = request_of[token];
       const int32_t n = a.query_start[r + 1] - a.query_start[r];
       const int32_t i = static_cast<int32_t>(token - a.query_start[r]);
-      AttendOneToken(a, token, r, kv_head, a.context_lens[r] - n + i, scores);
+      Attend(a, token, r, kv_head, a.context_lens[r] - n + i, scores);
     }
   });
 }
+
+template void ReshapeAndCache<float>(const float*, const float*, absl::Span<const int64_t>,
+                                     const PagedKvCacheView<float>&);
+template void ReshapeAndCache<Bf16>(const float*, const float*, absl::Span<const int64_t>,
+                                    const PagedKvCacheView<Bf16>&);
+template void PagedAttention<float>(const PagedAttentionArgs<float>&, ThreadPool&);
+template void PagedAttention<Bf16>(const PagedAttentionArgs<Bf16>&, ThreadPool&);
 
 }  // namespace pagoda::kernels::cpu

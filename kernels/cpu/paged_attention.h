@@ -3,15 +3,18 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cpu {
 
-// Writes the new tokens' K and V into their slots (slot = block * block_size + offset).
+// Writes the new tokens' K and V into their slots (slot = block * block_size + offset),
+// rounding to the cache's element type T (float or Bf16).
 // key, value: [num_tokens, num_kv_heads, head_dim]; slots: [num_tokens].
+template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
-                     const PagedKvCacheView<float>& cache);
+                     const PagedKvCacheView<T>& cache);
 
 // Causal attention of a flat batch of query tokens over their requests' paged context
 // (prefill chunks and decodes mixed). Request r owns query tokens
@@ -19,11 +22,12 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
 // earlier steps and of this step, all already written by ReshapeAndCache), and its queries are
 // the last tokens of that context, so query i of n attends context positions
 // [0, context_len - n + i]. K/V are read only through the request's row of block_tables.
+template <typename T>  // the cache's element type: float or Bf16
 struct PagedAttentionArgs {
   const float* query = nullptr;  // [num_tokens, num_heads, head_dim]
   float* output = nullptr;       // [num_tokens, num_heads, head_dim]
   int32_t num_heads = 0;         // a multiple of cache.num_kv_heads (GQA)
-  PagedKvCacheView<float> cache;
+  PagedKvCacheView<T> cache;
   absl::Span<const int32_t> query_start;   // [num_requests + 1], query_start[0] == 0
   absl::Span<const int32_t> context_lens;  // [num_requests]
   absl::Span<const int32_t> block_tables;  // [num_requests, max_blocks_per_request]
@@ -33,6 +37,7 @@ struct PagedAttentionArgs {
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group
 // of query heads that share it; softmax in f32 with max subtraction.
-void PagedAttention(const PagedAttentionArgs& args, ThreadPool& pool);
+template <typename T>
+void PagedAttention(const PagedAttentionArgs<T>& args, ThreadPool& pool);
 
 }  // namespace pagoda::kernels::cpu

@@ -1,5 +1,5 @@
 // Paged attention of a decode batch: B requests, one query token each, over a context of L
-// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32 KV cache.
+// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32 or bf16 KV cache.
 //
 //   ./build/kernels/paged_attention_benchmark
 
@@ -13,34 +13,41 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
+template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int context = static_cast<int>(state.range(1));
   constexpr int kHeads = 12, kDim = 64, kBlock = 16;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock;
   const int num_blocks = batch * blocks_per_seq;
-  std::vector<float> k(static_cast<size_t>(num_blocks) * kHeads * kBlock * kDim, 0.01f);
-  std::vector<float> v(k.size(), 0.02f);
+  T element;
+  FromFloat(0.01f, &element);
+  std::vector<T> k(static_cast<size_t>(num_blocks) * kHeads * kBlock * kDim, element);
+  std::vector<T> v(k.size(), element);
   std::vector<float> q(static_cast<size_t>(batch) * kHeads * kDim, 0.1f), out(q.size());
   std::vector<int32_t> tables(num_blocks), query_start(batch + 1), lens(batch, context);
   std::iota(tables.begin(), tables.end(), 0);
   std::iota(query_start.begin(), query_start.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs args{.query = q.data(),
-                                .output = out.data(),
-                                .num_heads = kHeads,
-                                .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim},
-                                .query_start = query_start,
-                                .context_lens = lens,
-                                .block_tables = tables,
-                                .max_blocks_per_request = blocks_per_seq,
-                                .scale = 0.125f};
+  const PagedAttentionArgs<T> args{.query = q.data(),
+                                   .output = out.data(),
+                                   .num_heads = kHeads,
+                                   .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim},
+                                   .query_start = query_start,
+                                   .context_lens = lens,
+                                   .block_tables = tables,
+                                   .max_blocks_per_request = blocks_per_seq,
+                                   .scale = 0.125f};
   for (auto _ : state) PagedAttention(args, pool);
-  const double kv_bytes = 2.0 * batch * context * kHeads * kDim * sizeof(float);
+  const double kv_bytes = 2.0 * batch * context * kHeads * kDim * sizeof(T);
   state.counters["KV_GB_per_s"] =
       benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_PagedAttentionDecode)
+BENCHMARK(BM_PagedAttentionDecode<float>)
+    ->ArgsProduct({{1, 16}, {128, 1024}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_PagedAttentionDecode<Bf16>)
     ->ArgsProduct({{1, 16}, {128, 1024}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();

@@ -28,6 +28,13 @@ struct Case {
   bool share_first_block = false;  // two requests point at one physical block
 };
 
+template <typename T>
+float RoundTo(float x) {
+  T stored;
+  FromFloat(x, &stored);
+  return ToFloat(stored);
+}
+
 // Dense causal attention: the reference.
 void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
                     const std::vector<float>& v, int num_q, int ctx, int heads, int kv_heads, int d,
@@ -57,6 +64,9 @@ void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
   }
 }
 
+// Runs one case with a cache of element type T (float or Bf16). For Bf16 the random K/V are
+// rounded to bf16 first, so the dense reference sees exactly what the cache holds.
+template <typename T>
 void RunCase(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -77,11 +87,13 @@ void RunCase(const Case& c, uint32_t seed) {
   std::shuffle(physical.begin(), physical.end(), rng);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   // Everything not written stays NaN: reading an unused block or slot poisons the output.
-  std::vector<float> key_cache(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size * d,
-                               nan);
-  std::vector<float> value_cache(key_cache.size(), nan);
-  PagedKvCacheView<float> cache{key_cache.data(), value_cache.data(), num_blocks,
-                                c.num_kv_heads,   c.block_size,       d};
+  T nan_element;
+  FromFloat(nan, &nan_element);
+  std::vector<T> key_cache(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size * d,
+                           nan_element);
+  std::vector<T> value_cache(key_cache.size(), nan_element);
+  PagedKvCacheView<T> cache{key_cache.data(), value_cache.data(), num_blocks,
+                            c.num_kv_heads,   c.block_size,       d};
   // Unused table entries point at a block index that does not exist.
   std::vector<int32_t> tables(static_cast<size_t>(num_requests) * max_blocks, 1 << 20);
   std::vector<int32_t> query_start = {0};
@@ -95,8 +107,8 @@ void RunCase(const Case& c, uint32_t seed) {
     std::vector<float> k(static_cast<size_t>(req.context_len) * c.num_kv_heads * d);
     std::vector<float> v(k.size());
     std::vector<float> q(static_cast<size_t>(req.num_queries) * heads * d);
-    for (float& x : k) x = dist(rng);
-    for (float& x : v) x = dist(rng);
+    for (float& x : k) x = RoundTo<T>(dist(rng));
+    for (float& x : v) x = RoundTo<T>(dist(rng));
     for (float& x : q) x = dist(rng);
     if (c.share_first_block && r == 1 && req.context_len >= c.block_size &&
         c.requests[0].context_len >= c.block_size) {
@@ -123,15 +135,15 @@ void RunCase(const Case& c, uint32_t seed) {
   std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   ThreadPool pool(2);
-  PagedAttention({.query = query.data(),
-                  .output = output.data(),
-                  .num_heads = heads,
-                  .cache = cache,
-                  .query_start = query_start,
-                  .context_lens = context_lens,
-                  .block_tables = tables,
-                  .max_blocks_per_request = max_blocks,
-                  .scale = scale},
+  PagedAttention(PagedAttentionArgs<T>{.query = query.data(),
+                                       .output = output.data(),
+                                       .num_heads = heads,
+                                       .cache = cache,
+                                       .query_start = query_start,
+                                       .context_lens = context_lens,
+                                       .block_tables = tables,
+                                       .max_blocks_per_request = max_blocks,
+                                       .scale = scale},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
@@ -148,39 +160,45 @@ void RunCase(const Case& c, uint32_t seed) {
   }
 }
 
+// Both cache element types run every case: f32, and bf16 (on bf16-rounded K/V).
+void RunBothTypes(const Case& c, uint32_t seed) {
+  RunCase<float>(c, seed);
+  RunCase<Bf16>(c, seed);
+}
+
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {
   for (int d : {64, 80, 128}) {
     for (int group : {1, 2, 4, 8}) {
       const int bs = 16;
-      RunCase({.head_dim = d,
-               .num_kv_heads = 2,
-               .group = group,
-               .block_size = bs,
-               .requests = {{1, 1}, {bs - 1, 1}, {bs, 1}, {bs + 1, 1}, {300, 1}}},
-              static_cast<uint32_t>(d * 10 + group));
+      RunBothTypes({.head_dim = d,
+                    .num_kv_heads = 2,
+                    .group = group,
+                    .block_size = bs,
+                    .requests = {{1, 1}, {bs - 1, 1}, {bs, 1}, {bs + 1, 1}, {300, 1}}},
+                   static_cast<uint32_t>(d * 10 + group));
     }
   }
 }
 
 TEST(PagedAttentionTest, MixedPrefillChunksAndDecodesMatchDense) {
   for (int bs : {1, 8, 16, 32}) {
-    RunCase({.head_dim = 64,
-             .num_kv_heads = 2,
-             .group = 4,
-             .block_size = bs,
-             .requests = {{37, 37}, {50, 13}, {9, 1}, {bs + 1, 2}, {128, 64}}},
-            static_cast<uint32_t>(bs));
+    RunBothTypes({.head_dim = 64,
+                  .num_kv_heads = 2,
+                  .group = 4,
+                  .block_size = bs,
+                  .requests = {{37, 37}, {50, 13}, {9, 1}, {bs + 1, 2}, {128, 64}}},
+                 static_cast<uint32_t>(bs));
   }
 }
 
 TEST(PagedAttentionTest, SharedPrefixBlocksMatchDense) {
-  RunCase({.head_dim = 64,
-           .num_kv_heads = 1,
-           .group = 2,
-           .block_size = 16,
-           .requests = {{40, 1}, {33, 17}},
-           .share_first_block = true},
-          7);
+  RunBothTypes({.head_dim = 64,
+                .num_kv_heads = 1,
+                .group = 2,
+                .block_size = 16,
+                .requests = {{40, 1}, {33, 17}},
+                .share_first_block = true},
+               7);
 }
 
 }  // namespace
