@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "kernels/cpu/bf16.h"
+
 namespace pagoda::model {
 
 // Element type of a weight tensor. All are little-endian IEEE-754 formats: float32, bfloat16
@@ -30,16 +32,11 @@ constexpr std::string_view DTypeName(DType dtype) {
   return "?";
 }
 
-// Exact: every bfloat16 is a float32.
-inline float Bf16ToF32(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+// Exact: every bfloat16 is a float32. (The kernels' conversion, so loader and kernels agree.)
+inline float Bf16ToF32(uint16_t bits) { return kernels::cpu::Bf16ToFloat(bits); }
 
 // Round to nearest, ties to even. NaN stays NaN (quiet); infinities and overflow give infinity.
-inline uint16_t F32ToBf16(float value) {
-  const uint32_t bits = std::bit_cast<uint32_t>(value);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
-}
+inline uint16_t F32ToBf16(float value) { return kernels::cpu::FloatToBf16(value); }
 
 // Exact: every float16 (subnormals included) is a float32.
 inline float F16ToF32(uint16_t bits) {
