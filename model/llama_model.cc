@@ -181,12 +181,14 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
   Linear(normed_.data(), num_tokens, w.q_proj, w.q_bias, q_.data(), pool_);
   Linear(normed_.data(), num_tokens, w.k_proj, w.k_bias, k_.data(), pool_);
   Linear(normed_.data(), num_tokens, w.v_proj, w.v_bias, v_.data(), pool_);
+  const int half = c.head_dim / 2;
   pool_.ParallelFor(num_tokens, 1, [&](int64_t b, int64_t e) {
-    const auto positions = batch.positions.subspan(b, e - b);
-    kernels::cpu::ApplyRope(q_.data() + b * c.num_heads * c.head_dim, positions, c.num_heads,
-                            c.head_dim, inv_freq_);
-    kernels::cpu::ApplyRope(k_.data() + b * c.num_kv_heads * c.head_dim, positions, c.num_kv_heads,
-                            c.head_dim, inv_freq_);
+    const float* cos = rope_.cos.data() + b * half;
+    const float* sin = rope_.sin.data() + b * half;
+    kernels::cpu::ApplyRope(q_.data() + b * c.num_heads * c.head_dim, e - b, c.num_heads,
+                            c.head_dim, cos, sin);
+    kernels::cpu::ApplyRope(k_.data() + b * c.num_kv_heads * c.head_dim, e - b, c.num_kv_heads,
+                            c.head_dim, cos, sin);
   });
 
   if (cache.dtype() == DType::kF32) {
@@ -244,6 +246,7 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
   const WeightTensor& embed = weights_->embed_tokens();
   kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
                           hidden_.data());
+  kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_);
   for (int l = 0; l < c.num_layers; ++l) Layer(l, batch, cache, t);
 
   // Only the rows that need logits go through the final norm and the lm_head.

@@ -8,6 +8,7 @@
 #include "absl/types/span.h"
 #include "common/ids.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
 #include "model/model_config.h"
@@ -95,6 +96,7 @@ class LlamaModel {
   std::unique_ptr<ModelWeights> weights_;
   kernels::cpu::ThreadPool pool_;
   std::vector<float> inv_freq_;
+  kernels::cpu::RopeAngles rope_;  // this step's rotation angles, shared by every layer
   // Scratch activations, grown to the largest batch seen.
   std::vector<float> hidden_, normed_, q_, k_, v_, attn_, proj_, gate_, up_;
 };

@@ -33,25 +33,34 @@ std::vector<float> RopeInverseFrequencies(int head_dim, float theta,
   return inv_freq;
 }
 
-void ApplyRope(float* x, absl::Span<const int32_t> positions, int num_heads, int head_dim,
-               absl::Span<const float> inv_freq) {
-  const int half = head_dim / 2;
-  PAGODA_CHECK_EQ(static_cast<int>(inv_freq.size()), half);
-  std::vector<float> cos_table(half), sin_table(half);
+void ComputeRopeAngles(absl::Span<const int32_t> positions, absl::Span<const float> inv_freq,
+                       RopeAngles* angles) {
+  const size_t half = inv_freq.size();
+  angles->cos.resize(positions.size() * half);
+  angles->sin.resize(positions.size() * half);
   for (size_t t = 0; t < positions.size(); ++t) {
-    for (int j = 0; j < half; ++j) {
+    for (size_t j = 0; j < half; ++j) {
       // The angle in float, like HF's float32 outer product, so long positions round alike.
       const float angle = static_cast<float>(positions[t]) * inv_freq[j];
-      cos_table[j] = std::cos(angle);
-      sin_table[j] = std::sin(angle);
+      angles->cos[t * half + j] = std::cos(angle);
+      angles->sin[t * half + j] = std::sin(angle);
     }
+  }
+}
+
+void ApplyRope(float* x, int64_t num_tokens, int num_heads, int head_dim, const float* cos,
+               const float* sin) {
+  const int half = head_dim / 2;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const float* c = cos + t * half;
+    const float* s = sin + t * half;
     for (int h = 0; h < num_heads; ++h) {
-      float* head = x + (static_cast<int64_t>(t) * num_heads + h) * head_dim;
+      float* head = x + (t * num_heads + h) * head_dim;
       for (int j = 0; j < half; ++j) {
         const float a = head[j];
         const float b = head[j + half];
-        head[j] = a * cos_table[j] - b * sin_table[j];
-        head[j + half] = b * cos_table[j] + a * sin_table[j];
+        head[j] = a * c[j] - b * s[j];
+        head[j + half] = b * c[j] + a * s[j];
       }
     }
   }

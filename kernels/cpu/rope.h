@@ -21,10 +21,20 @@ struct Llama3RopeScaling {
 std::vector<float> RopeInverseFrequencies(int head_dim, float theta,
                                           const std::optional<Llama3RopeScaling>& scaling);
 
+// cos and sin of positions[t] * inv_freq[j], each [num_tokens, inv_freq.size()]. Computed once
+// per step: every layer rotates q and k by the same angles.
+struct RopeAngles {
+  std::vector<float> cos;
+  std::vector<float> sin;
+};
+void ComputeRopeAngles(absl::Span<const int32_t> positions, absl::Span<const float> inv_freq,
+                       RopeAngles* angles);
+
 // Rotates each head of x in place, Hugging Face rotate_half convention: for j < head_dim/2 the
-// pair (x[j], x[j + head_dim/2]) is rotated by positions[t] * inv_freq[j].
-// x: [num_tokens, num_heads, head_dim]; positions: [num_tokens].
-void ApplyRope(float* x, absl::Span<const int32_t> positions, int num_heads, int head_dim,
-               absl::Span<const float> inv_freq);
+// pair (x[j], x[j + head_dim/2]) is rotated by the angle of token t and frequency j.
+// x: [num_tokens, num_heads, head_dim]; cos, sin: [num_tokens, head_dim/2] (rows of a
+// RopeAngles, starting at the first token of x).
+void ApplyRope(float* x, int64_t num_tokens, int num_heads, int head_dim, const float* cos,
+               const float* sin);
 
 }  // namespace pagoda::kernels::cpu
