@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/testing/forward_batch_builder.h"
 
 namespace pagoda::model {
 namespace {
@@ -16,13 +17,8 @@ constexpr int kBlockSize = 4;
 // different number of cached rows, so logits (|logit| up to ~10) agree to 1e-4.
 constexpr float kTolerance = 1e-4f;
 
-// One request of a test batch: which of its tokens are computed this step, over which blocks.
-struct Part {
-  std::vector<TokenId> tokens;  // the request's whole sequence so far
-  int first;                    // first token index computed this step
-  std::vector<int32_t> blocks;  // its block table
-  bool all_logits = false;      // logits for every computed token (else only the last)
-};
+using testing::ForwardBatchBuilder;
+using Part = testing::StepRequest;
 
 class LlamaModelTest : public ::testing::Test {
  protected:
@@ -39,41 +35,14 @@ class LlamaModelTest : public ::testing::Test {
 
   // Runs one step over `parts`; returns the logits rows in order.
   std::vector<std::vector<float>> Step(const std::vector<Part>& parts, CpuKvCache& cache) {
-    std::vector<TokenId> ids;
-    std::vector<int32_t> positions, query_start = {0}, context_lens, tables, logits_indices;
-    std::vector<int64_t> slots;
-    int max_blocks = 0;
-    for (const Part& p : parts) max_blocks = std::max<int>(max_blocks, p.blocks.size());
-    for (const Part& p : parts) {
-      for (int i = p.first; i < static_cast<int>(p.tokens.size()); ++i) {
-        if (p.all_logits || i + 1 == static_cast<int>(p.tokens.size())) {
-          logits_indices.push_back(static_cast<int32_t>(ids.size()));
-        }
-        ids.push_back(p.tokens[i]);
-        positions.push_back(i);
-        slots.push_back(static_cast<int64_t>(p.blocks[i / kBlockSize]) * kBlockSize +
-                        i % kBlockSize);
-      }
-      query_start.push_back(static_cast<int32_t>(ids.size()));
-      context_lens.push_back(static_cast<int32_t>(p.tokens.size()));
-      std::vector<int32_t> row = p.blocks;
-      row.resize(max_blocks, 1 << 20);
-      tables.insert(tables.end(), row.begin(), row.end());
-    }
+    const ForwardBatchBuilder builder(parts, kBlockSize);
+    const ForwardBatch batch = builder.batch();
     std::vector<float> logits;
-    const absl::Status status = model_->Forward({.token_ids = ids,
-                                                 .positions = positions,
-                                                 .slot_mapping = slots,
-                                                 .query_start = query_start,
-                                                 .context_lens = context_lens,
-                                                 .block_tables = tables,
-                                                 .max_blocks_per_request = max_blocks,
-                                                 .logits_indices = logits_indices},
-                                                cache, &logits);
+    const absl::Status status = model_->Forward(batch, cache, &logits);
     EXPECT_TRUE(status.ok()) << status;
     const int vocab = model_->config().vocab_size;
     std::vector<std::vector<float>> rows;
-    for (size_t r = 0; r < logits_indices.size(); ++r) {
+    for (size_t r = 0; r < batch.logits_indices.size(); ++r) {
       rows.emplace_back(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
     }
     return rows;

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "model/llama_model.h"
 #include "model/safetensors.h"
+#include "model/testing/forward_batch_builder.h"
 #include "model/tokenizer_loader.h"
 #include "nlohmann/json.hpp"
 
@@ -53,23 +54,12 @@ std::vector<std::vector<float>> Prefill(LlamaModel& model, const std::vector<Tok
   const int n = static_cast<int>(tokens.size());
   auto cache =
       CpuKvCache::Create(model.config(), (n + kBlockSize - 1) / kBlockSize, kBlockSize).value();
-  std::vector<int32_t> positions(n), logits_at(n), tables((n + kBlockSize - 1) / kBlockSize);
-  std::iota(positions.begin(), positions.end(), 0);
-  std::iota(logits_at.begin(), logits_at.end(), 0);
-  std::iota(tables.begin(), tables.end(), 0);
-  std::vector<int64_t> slots(positions.begin(), positions.end());
-  const std::vector<int32_t> query_start = {0, n}, lens = {n};
+  std::vector<int32_t> blocks((n + kBlockSize - 1) / kBlockSize);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  const testing::ForwardBatchBuilder builder(
+      {{.tokens = tokens, .first = 0, .blocks = blocks, .all_logits = true}}, kBlockSize);
   std::vector<float> logits;
-  const absl::Status s =
-      model.Forward({.token_ids = tokens,
-                     .positions = positions,
-                     .slot_mapping = slots,
-                     .query_start = query_start,
-                     .context_lens = lens,
-                     .block_tables = tables,
-                     .max_blocks_per_request = static_cast<int32_t>(tables.size()),
-                     .logits_indices = logits_at},
-                    *cache, &logits);
+  const absl::Status s = model.Forward(builder.batch(), *cache, &logits);
   EXPECT_TRUE(s.ok()) << s;
   const int vocab = model.config().vocab_size;
   std::vector<std::vector<float>> rows;
@@ -88,27 +78,10 @@ std::vector<TokenId> GreedyWithCache(LlamaModel& model, std::vector<TokenId> tok
   std::vector<TokenId> generated;
   int computed = 0;
   for (int step = 0; step < steps; ++step) {
-    const int n = static_cast<int>(tokens.size()) - computed;
-    std::vector<int32_t> positions(n);
-    std::iota(positions.begin(), positions.end(), computed);
-    std::vector<int64_t> slots(n);
-    for (int i = 0; i < n; ++i) {
-      const int p = computed + i;
-      slots[i] = static_cast<int64_t>(table[p / kBlockSize]) * kBlockSize + p % kBlockSize;
-    }
-    const std::vector<int32_t> query_start = {0, n}, lens = {static_cast<int32_t>(tokens.size())},
-                               logits_at = {n - 1};
+    const testing::ForwardBatchBuilder builder(
+        {{.tokens = tokens, .first = computed, .blocks = table}}, kBlockSize);
     std::vector<float> logits;
-    const absl::Status s =
-        model.Forward({.token_ids = absl::MakeConstSpan(tokens).subspan(computed),
-                       .positions = positions,
-                       .slot_mapping = slots,
-                       .query_start = query_start,
-                       .context_lens = lens,
-                       .block_tables = table,
-                       .max_blocks_per_request = num_blocks,
-                       .logits_indices = logits_at},
-                      *cache, &logits);
+    const absl::Status s = model.Forward(builder.batch(), *cache, &logits);
     EXPECT_TRUE(s.ok()) << s;
     computed = static_cast<int>(tokens.size());
     const TokenId next =
