@@ -10,6 +10,18 @@
 
 namespace pagoda::model::testing {
 
+// The decoder of Llama 2 style (SentencePiece BPE with byte fallback) tokenizer.json files:
+// "▁" back to spaces, byte pieces to bytes, fuse, strip the one leading space.
+inline Json SentencePieceDecoderJson() {
+  return {{"type", "Sequence"},
+          {"decoders",
+           Json::array(
+               {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+                {{"type", "ByteFallback"}},
+                {{"type", "Fuse"}},
+                {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+}
+
 // Byte-level BPE (GPT-2 style): the 256 byte pieces, then "Ġt", "he", "Ġthe", "Ġthe" merges,
 // and a special added token "<|end|>". `extra` is merged into the top-level object.
 inline std::string ByteLevelTokenizerJson(const Json& extra = Json::object()) {

@@ -23,6 +23,7 @@
 #include "model/hf_tokenizer.h"
 #include "model/incremental_detokenizer.h"
 #include "model/stop_string_matcher.h"
+#include "model/test_tokenizers.h"
 #include "model/tokenizer_loader.h"
 #include "model/utf8.h"
 
@@ -71,14 +72,7 @@ std::string SentencePieceJson() {
         {"single",
          Json::array({{{"SpecialToken", {{"id", "<s>"}}}}, {{"Sequence", {{"id", "A"}}}}})},
         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}}}}}}},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         Json::array(
-             {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
-              {{"type", "ByteFallback"}},
-              {{"type", "Fuse"}},
-              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+      {"decoder", testing::SentencePieceDecoderJson()},
       {"model",
        {{"type", "BPE"},
         {"vocab", vocab},
