@@ -1,0 +1,304 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace pagoda::scheduler {
+
+using block_manager::Admission;
+using block_manager::KvCacheManager;
+using block_manager::LookupKind;
+using block_manager::PrefixHit;
+using block_manager::SequenceView;
+using block_manager::SlotRequest;
+
+void Scheduler::WaitingQueue::PushNew(Request* request) {
+  if (policy_ == QueuePolicy::kFcfs) {
+    fifo_.push_back(request);
+  } else {
+    by_priority_.emplace(request->priority(), request->arrival_seq(), request);
+  }
+}
+
+void Scheduler::WaitingQueue::PushPreempted(Request* request) {
+  if (policy_ == QueuePolicy::kFcfs) {
+    fifo_.push_front(request);
+  } else {
+    // Its original key: it keeps its place among requests of its priority instead of going
+    // behind later arrivals (the bug of vLLM #41951).
+    by_priority_.emplace(request->priority(), request->arrival_seq(), request);
+  }
+}
+
+Request* Scheduler::WaitingQueue::Front() const {
+  if (policy_ == QueuePolicy::kFcfs) return fifo_.empty() ? nullptr : fifo_.front();
+  return by_priority_.empty() ? nullptr : std::get<2>(*by_priority_.begin());
+}
+
+void Scheduler::WaitingQueue::PopFront() {
+  if (policy_ == QueuePolicy::kFcfs) {
+    fifo_.pop_front();
+  } else {
+    by_priority_.erase(by_priority_.begin());
+  }
+}
+
+void Scheduler::WaitingQueue::Remove(Request* request) {
+  if (policy_ == QueuePolicy::kFcfs) {
+    const auto it = std::find(fifo_.begin(), fifo_.end(), request);
+    PAGODA_CHECK(it != fifo_.end());
+    fifo_.erase(it);
+  } else {
+    const size_t erased =
+        by_priority_.erase(Key(request->priority(), request->arrival_seq(), request));
+    PAGODA_CHECK_EQ(erased, 1u);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options,
+                                                             KvCacheManager* kv_cache) {
+  PAGODA_CHECK(kv_cache != nullptr);
+  if (options.max_num_seqs <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_seqs must be positive, got ", options.max_num_seqs));
+  }
+  if (options.max_num_batched_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_num_batched_tokens must be positive, got ",
+                                                   options.max_num_batched_tokens));
+  }
+  if (options.max_model_len <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_model_len must be positive, got ", options.max_model_len));
+  }
+  if (options.long_prefill_token_threshold < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "long_prefill_token_threshold must be >= 0, got ", options.long_prefill_token_threshold));
+  }
+  // A lone request of max_model_len tokens must be admissible in an empty cache, watermark
+  // included, or it would wait forever. (Its last token is never computed, but admission
+  // checks the whole sequence.)
+  const int watermark_blocks =
+      static_cast<int>(std::floor(kv_cache->options().watermark_ratio * kv_cache->num_blocks()));
+  const int needed = kv_cache->BlocksForTokens(options.max_model_len) + watermark_blocks;
+  if (needed > kv_cache->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the KV cache holds ", kv_cache->num_blocks(), " blocks of ", kv_cache->block_size(),
+        " tokens; one request of max_model_len = ", options.max_model_len, " tokens needs ", needed,
+        " (watermark included): lower max_model_len or enlarge the KV cache"));
+  }
+  return std::unique_ptr<Scheduler>(new Scheduler(options, kv_cache));
+}
+
+Scheduler::Scheduler(const SchedulerOptions& options, KvCacheManager* kv_cache)
+    : options_(options),
+      kv_cache_(kv_cache),
+      hasher_(kv_cache->block_size()),
+      waiting_(options.queue_policy) {}
+
+absl::Status Scheduler::AddRequest(std::unique_ptr<Request> request) {
+  PAGODA_CHECK(request != nullptr);
+  if (request->num_tokens() == 0) return absl::InvalidArgumentError("the prompt is empty");
+  if (request->num_tokens() > options_.max_model_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt has ", request->num_tokens(),
+                     " tokens, more than max_model_len = ", options_.max_model_len));
+  }
+  PAGODA_CHECK_EQ(request->num_output_tokens(), 0);
+  if (requests_.contains(request->id())) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request ", request->id().value(), " is already queued or running"));
+  }
+  request->arrival_seq_ = next_arrival_seq_++;
+  if (kv_cache_->options().enable_prefix_caching) {
+    hasher_.Extend(request->tokens_, request->cache_salt_, &request->block_hashes_);
+  }
+  Request* raw = request.get();
+  requests_.emplace(raw->id(), std::move(request));
+  waiting_.PushNew(raw);
+  return absl::OkStatus();
+}
+
+SequenceView Scheduler::View(const Request& request) const {
+  return {.id = request.id(),
+          .tokens = request.tokens(),
+          .block_hashes = request.block_hashes(),
+          .num_computed_tokens = request.num_computed_tokens()};
+}
+
+int Scheduler::CapNewTokens(const Request& request, int num_new_tokens, int budget) const {
+  int n = std::min(num_new_tokens, budget);
+  if (options_.long_prefill_token_threshold > 0) {
+    n = std::min(n, options_.long_prefill_token_threshold);
+  }
+  return std::min(n, options_.max_model_len - request.num_computed_tokens());
+}
+
+Request* Scheduler::ChooseVictim() const {
+  PAGODA_CHECK(!running_.empty());
+  // running_ is in admission order, so scanning backwards and keeping the first best gives
+  // ties to the most recently admitted.
+  const auto better = [&](const Request* a, const Request* b) {
+    if (options_.queue_policy == QueuePolicy::kPriority && a->priority() != b->priority()) {
+      return a->priority() > b->priority();
+    }
+    if (options_.preemption_policy == PreemptionPolicy::kLeastComputed) {
+      return a->num_computed_tokens() < b->num_computed_tokens();
+    }
+    return false;
+  };
+  Request* victim = running_.back();
+  for (auto it = running_.rbegin() + 1; it != running_.rend(); ++it) {
+    if (better(*it, victim)) victim = *it;
+  }
+  return victim;
+}
+
+void Scheduler::RemoveFromRunning(Request* request) {
+  const auto it = std::find(running_.begin(), running_.end(), request);
+  PAGODA_CHECK(it != running_.end());
+  running_.erase(it);
+}
+
+void Scheduler::Preempt(Request* victim) {
+  kv_cache_->Free(victim->id());
+  RemoveFromRunning(victim);
+  victim->num_computed_tokens_ = 0;
+  victim->state_ = RequestState::kWaiting;
+  ++victim->num_preemptions_;
+  ++num_preemptions_;
+  waiting_.PushPreempted(victim);
+}
+
+void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
+  // A snapshot: preemptions remove requests from running_ while we walk it.
+  const std::vector<Request*> order = running_;
+  for (Request* request : order) {
+    if (budget <= 0) break;
+    if (request->state_ != RequestState::kRunning) continue;  // preempted earlier in this loop
+    const int n =
+        CapNewTokens(*request, request->num_tokens() - request->num_computed_tokens(), budget);
+    if (n <= 0) continue;
+    const int blocks_before = static_cast<int>(kv_cache_->GetBlockTable(request->id()).size());
+    bool allocated = false;
+    while (true) {
+      if (kv_cache_->AllocateSlots(View(*request), PrefixHit{}, SlotRequest{.num_new_tokens = n})) {
+        allocated = true;
+        break;
+      }
+      Request* victim = ChooseVictim();
+      const auto scheduled =
+          std::find_if(plan.requests.begin(), plan.requests.end(),
+                       [&](const ScheduledRequest& s) { return s.id == victim->id(); });
+      if (scheduled != plan.requests.end()) {
+        budget += scheduled->num_new_tokens;
+        plan.requests.erase(scheduled);
+      }
+      Preempt(victim);
+      plan.preempted.push_back(victim->id());
+      if (victim == request) break;
+    }
+    // Like vLLM: once a running request cannot grow, the cache is full and the rest wait.
+    if (!allocated) break;
+    budget -= n;
+    plan.requests.push_back(ScheduledRequest{
+        .id = request->id(),
+        .num_computed_tokens = request->num_computed_tokens(),
+        .num_new_tokens = n,
+        .num_new_blocks =
+            static_cast<int>(kv_cache_->GetBlockTable(request->id()).size()) - blocks_before});
+  }
+}
+
+void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
+  while (budget > 0 && num_running() < options_.max_num_seqs && !waiting_.empty()) {
+    Request* request = waiting_.Front();
+    PAGODA_CHECK_EQ(request->num_computed_tokens(), 0);
+    const PrefixHit hit = kv_cache_->GetComputedBlocks(
+        View(*request),
+        request->ever_admitted_ ? LookupKind::kResumedAfterPreemption : LookupKind::kNewRequest);
+    request->num_computed_tokens_ = hit.num_tokens;
+    const int n = CapNewTokens(*request, request->num_tokens() - hit.num_tokens, budget);
+    // With the hit counted as computed, the view asks for slots after the hit only.
+    SequenceView view = View(*request);
+    view.num_computed_tokens = 0;
+    if (n <= 0 ||
+        !kv_cache_->AllocateSlots(
+            view, hit, SlotRequest{.num_new_tokens = n, .admission = Admission::kNewRequest})) {
+      request->num_computed_tokens_ = 0;
+      break;  // head-of-line: later requests do not overtake it
+    }
+    waiting_.PopFront();
+    running_.push_back(request);
+    request->state_ = RequestState::kRunning;
+    if (!request->ever_admitted_) {
+      request->ever_admitted_ = true;
+      request->num_cached_prompt_tokens_ = hit.num_tokens;
+    }
+    budget -= n;
+    plan.requests.push_back(ScheduledRequest{
+        .id = request->id(),
+        .num_computed_tokens = hit.num_tokens,
+        .num_new_tokens = n,
+        .newly_admitted = true,
+        .num_prefix_hit_tokens = hit.num_tokens,
+        .num_new_blocks = static_cast<int>(kv_cache_->GetBlockTable(request->id()).size()) -
+                          static_cast<int>(hit.blocks.size())});
+  }
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan;
+  int budget = options_.max_num_batched_tokens;
+  ScheduleRunning(plan, budget);
+  // vLLM: no admissions in a step that preempted, the cache is under pressure.
+  if (plan.preempted.empty()) ScheduleWaiting(plan, budget);
+
+  for (ScheduledRequest& scheduled : plan.requests) {
+    Request& request = *requests_.at(scheduled.id);
+    request.num_computed_tokens_ = scheduled.num_computed_tokens + scheduled.num_new_tokens;
+    scheduled.samples = request.num_computed_tokens_ == request.num_tokens();
+    // Taken last: allocations above may have moved other requests' tables.
+    scheduled.block_table = kv_cache_->GetBlockTable(scheduled.id);
+    plan.num_scheduled_tokens += scheduled.num_new_tokens;
+  }
+  PAGODA_CHECK_LE(plan.num_scheduled_tokens, options_.max_num_batched_tokens);
+  return plan;
+}
+
+void Scheduler::AppendToken(RequestId id, TokenId token) {
+  const auto it = requests_.find(id);
+  PAGODA_CHECK(it != requests_.end()) << "unknown request " << id.value();
+  Request& request = *it->second;
+  PAGODA_CHECK(request.state_ == RequestState::kRunning);
+  PAGODA_CHECK_EQ(request.num_computed_tokens_, request.num_tokens())
+      << "request " << id.value() << " has tokens left to compute";
+  request.tokens_.push_back(token);
+  if (kv_cache_->options().enable_prefix_caching) {
+    hasher_.Extend(request.tokens_, request.cache_salt_, &request.block_hashes_);
+  }
+}
+
+bool Scheduler::FinishRequest(RequestId id) {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  Request* request = it->second.get();
+  if (request->state_ == RequestState::kRunning) {
+    RemoveFromRunning(request);
+  } else {
+    waiting_.Remove(request);
+  }
+  kv_cache_->Free(id);
+  requests_.erase(it);
+  return true;
+}
+
+const Request* Scheduler::GetRequest(RequestId id) const {
+  const auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+}  // namespace pagoda::scheduler

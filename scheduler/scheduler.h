@@ -1,0 +1,143 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "block_manager/block_hash.h"
+#include "block_manager/kv_cache_manager.h"
+#include "common/ids.h"
+#include "scheduler/request.h"
+#include "scheduler/step_plan.h"
+
+namespace pagoda::scheduler {
+
+// The order in which waiting requests are admitted.
+enum class QueuePolicy {
+  kFcfs,      // arrival order; a preempted request goes back to the head
+  kPriority,  // lowest Request::priority() first, ties in arrival order
+};
+
+// Which running request gives up its blocks when a running request cannot grow.
+enum class PreemptionPolicy {
+  kLastAdmitted,   // the most recently admitted (vLLM's FCFS choice)
+  kLeastComputed,  // the one with the fewest computed tokens: the least work to redo
+                   // (vLLM RFC #54644); ties go to the most recently admitted
+};
+
+struct SchedulerOptions {
+  int max_num_seqs = 256;             // running requests at most, > 0
+  int max_num_batched_tokens = 2048;  // token budget of one step, > 0
+  int max_model_len = 2048;           // prompt plus output tokens at most, > 0
+  // When > 0, no request gets more than this many tokens in one step, so that several long
+  // prompts share the budget instead of one taking it all (vLLM's
+  // long_prefill_token_threshold). 0 = off.
+  int long_prefill_token_threshold = 0;
+  QueuePolicy queue_policy = QueuePolicy::kFcfs;
+  // Under QueuePolicy::kPriority the victim is always a request with the largest priority
+  // value; this policy breaks ties among them.
+  PreemptionPolicy preemption_policy = PreemptionPolicy::kLastAdmitted;
+};
+
+// Continuous batching with vLLM V1 semantics (research/vllm-engine.md §1.7-1.9). Each
+// Schedule() call plans one engine step under the token budget:
+//   1. running requests first, in admission order, each getting min(remaining, budget) tokens
+//      (decodes take one token; long prompts are chunked). When the KV cache cannot hold a
+//      request's new tokens, running requests are preempted by recompute (all their blocks
+//      freed, back to the waiting queue with their generated tokens) until it fits, or the
+//      request itself is the victim;
+//   2. then, if nothing was preempted, waiting requests in queue order while the budget and
+//      max_num_seqs allow. An admission first looks up the longest cached prefix and succeeds
+//      only if the whole current sequence fits (plus the manager's watermark), so a long prompt
+//      is not admitted on its first chunk and preempted on its second. Admission stops at the
+//      first request that does not fit (no overtaking, so a large request cannot starve).
+//
+// The engine then runs the plan, appends each sampled token with AppendToken(), and calls
+// FinishRequest() for requests that stop or are aborted (blocks are freed at once).
+//
+// Not thread-safe: confined to the engine thread.
+class Scheduler {
+ public:
+  // `kv_cache` is not owned and must outlive the scheduler. Fails when the options are out of
+  // range or the KV cache cannot hold one request of max_model_len tokens (such a request could
+  // never run, even alone).
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options,
+                                                           block_manager::KvCacheManager* kv_cache);
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a new request (state kWaiting, nothing computed). Errors, with nothing queued:
+  // InvalidArgument for an empty prompt or one longer than max_model_len; AlreadyExists when a
+  // request with the same id is unfinished.
+  absl::Status AddRequest(std::unique_ptr<Request> request);
+
+  // Plans the next step; see the class comment. Advances num_computed_tokens() of every
+  // scheduled request by its new tokens. An empty plan means nothing can run now.
+  StepPlan Schedule();
+
+  // Appends a token sampled for `id`, which must be running and have been scheduled with
+  // `samples` in the last plan (checked).
+  void AppendToken(RequestId id, TokenId token);
+
+  // Removes a finished or aborted request, running or waiting, and frees its KV blocks now.
+  // Returns false (and does nothing) for an unknown id.
+  bool FinishRequest(RequestId id);
+
+  // Null for an unknown id. Valid until the request is finished.
+  const Request* GetRequest(RequestId id) const;
+
+  int num_running() const { return static_cast<int>(running_.size()); }
+  int num_waiting() const { return static_cast<int>(requests_.size()) - num_running(); }
+  bool has_requests() const { return !requests_.empty(); }
+  // Preemptions since start-up.
+  int64_t num_preemptions() const { return num_preemptions_; }
+  const SchedulerOptions& options() const { return options_; }
+  const block_manager::KvCacheManager& kv_cache() const { return *kv_cache_; }
+
+ private:
+  // Waiting requests in admission order under the queue policy.
+  class WaitingQueue {
+   public:
+    explicit WaitingQueue(QueuePolicy policy) : policy_(policy) {}
+    void PushNew(Request* request);        // an arrival
+    void PushPreempted(Request* request);  // a preempted request
+    Request* Front() const;
+    void PopFront();
+    void Remove(Request* request);
+    bool empty() const { return fifo_.empty() && by_priority_.empty(); }
+
+   private:
+    using Key = std::tuple<int, uint64_t, Request*>;
+    QueuePolicy policy_;
+    std::deque<Request*> fifo_;  // kFcfs
+    std::set<Key> by_priority_;  // kPriority
+  };
+
+  Scheduler(const SchedulerOptions& options, block_manager::KvCacheManager* kv_cache);
+
+  block_manager::SequenceView View(const Request& request) const;
+  int CapNewTokens(const Request& request, int num_new_tokens, int budget) const;
+  Request* ChooseVictim() const;
+  void Preempt(Request* victim);
+  void ScheduleRunning(StepPlan& plan, int& budget);
+  void ScheduleWaiting(StepPlan& plan, int& budget);
+  void RemoveFromRunning(Request* request);
+
+  const SchedulerOptions options_;
+  block_manager::KvCacheManager* const kv_cache_;
+  const block_manager::BlockHasher hasher_;
+  absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
+  std::vector<Request*> running_;  // in admission order
+  WaitingQueue waiting_;
+  uint64_t next_arrival_seq_ = 0;
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace pagoda::scheduler

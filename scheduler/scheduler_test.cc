@@ -1,0 +1,346 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::scheduler {
+namespace {
+
+using block_manager::KvCacheManager;
+using block_manager::KvCacheManagerOptions;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+std::unique_ptr<KvCacheManager> MakeKv(int num_blocks, int block_size = 4,
+                                       bool prefix_caching = true, double watermark = 0.0) {
+  return *KvCacheManager::Create({.num_blocks = num_blocks,
+                                  .block_size = block_size,
+                                  .enable_prefix_caching = prefix_caching,
+                                  .watermark_ratio = watermark});
+}
+
+// A prompt of `n` tokens starting at `first` (distinct prompts share no prefix).
+std::unique_ptr<Request> MakeRequest(uint64_t id, int n, int first = 0, int priority = 0) {
+  std::vector<TokenId> prompt(n);
+  std::iota(prompt.begin(), prompt.end(), first);
+  return std::make_unique<Request>(RequestId(id), std::move(prompt), priority);
+}
+
+// Appends a token to every request the plan samples, as the engine does.
+void SampleAll(Scheduler& s, const StepPlan& plan, TokenId token = 7) {
+  for (const ScheduledRequest& r : plan.requests) {
+    if (r.samples) s.AppendToken(r.id, token);
+  }
+}
+
+std::vector<uint64_t> Ids(const StepPlan& plan) {
+  std::vector<uint64_t> ids;
+  for (const ScheduledRequest& r : plan.requests) ids.push_back(r.id.value());
+  return ids;
+}
+
+TEST(SchedulerTest, CreateRejectsBadOptions) {
+  auto kv = MakeKv(8);
+  EXPECT_FALSE(Scheduler::Create({.max_num_seqs = 0}, kv.get()).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_num_batched_tokens = 0}, kv.get()).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 0}, kv.get()).ok());
+  EXPECT_FALSE(
+      Scheduler::Create({.max_model_len = 32, .long_prefill_token_threshold = -1}, kv.get()).ok());
+  // 8 blocks of 4 tokens hold 32 tokens: a max_model_len of 33 could never run alone.
+  EXPECT_TRUE(Scheduler::Create({.max_model_len = 32}, kv.get()).ok());
+  const auto too_long = Scheduler::Create({.max_model_len = 33}, kv.get());
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_THAT(std::string(too_long.status().message()), ::testing::HasSubstr("max_model_len"));
+  // The watermark counts too.
+  auto kv_watermark = MakeKv(8, 4, true, 0.25);
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 32}, kv_watermark.get()).ok());
+  EXPECT_TRUE(Scheduler::Create({.max_model_len = 24}, kv_watermark.get()).ok());
+}
+
+TEST(SchedulerTest, AddRequestValidates) {
+  auto kv = MakeKv(8);
+  auto s = *Scheduler::Create({.max_model_len = 16}, kv.get());
+  EXPECT_EQ(s->AddRequest(MakeRequest(1, 0)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->AddRequest(MakeRequest(1, 17)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(s->AddRequest(MakeRequest(1, 16)).ok());
+  EXPECT_EQ(s->AddRequest(MakeRequest(1, 3)).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(s->num_waiting(), 1);
+}
+
+TEST(SchedulerTest, ChunkedPrefillThenDecode) {
+  auto kv = MakeKv(64);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 32, .max_model_len = 128}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 100)).ok());
+  std::vector<int> chunks;
+  std::vector<bool> samples;
+  for (int step = 0; step < 5; ++step) {
+    const StepPlan plan = s->Schedule();
+    ASSERT_EQ(plan.requests.size(), 1u);
+    EXPECT_EQ(plan.num_scheduled_tokens, plan.requests[0].num_new_tokens);
+    EXPECT_EQ(plan.requests[0].newly_admitted, step == 0);
+    chunks.push_back(plan.requests[0].num_new_tokens);
+    samples.push_back(plan.requests[0].samples);
+    // The block table covers every computed token.
+    EXPECT_GE(static_cast<int>(plan.requests[0].block_table.size()) * 4,
+              plan.requests[0].num_computed_tokens + plan.requests[0].num_new_tokens);
+    SampleAll(*s, plan);
+  }
+  EXPECT_THAT(chunks, ElementsAre(32, 32, 32, 4, 1));
+  EXPECT_THAT(samples, ElementsAre(false, false, false, true, true));
+  EXPECT_EQ(s->GetRequest(RequestId(1))->num_output_tokens(), 2);
+}
+
+TEST(SchedulerTest, RunningDecodesGetTheBudgetBeforeWaitingPrompts) {
+  auto kv = MakeKv(64);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 10, .max_model_len = 64}, kv.get());
+  for (uint64_t id = 1; id <= 3; ++id)
+    ASSERT_TRUE(s->AddRequest(MakeRequest(id, 2, 100 * id)).ok());
+  SampleAll(*s, s->Schedule());  // all three prompts fit: 6 tokens
+  ASSERT_TRUE(s->AddRequest(MakeRequest(4, 50, 1000)).ok());
+  const StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 1);
+  EXPECT_EQ(plan.requests[3].num_new_tokens, 7);  // what the three decodes left
+  EXPECT_FALSE(plan.requests[3].samples);
+  EXPECT_EQ(plan.num_scheduled_tokens, 10);
+}
+
+TEST(SchedulerTest, LongPrefillThresholdSharesTheBudget) {
+  auto kv = MakeKv(64);
+  auto s = *Scheduler::Create(
+      {.max_num_batched_tokens = 32, .max_model_len = 64, .long_prefill_token_threshold = 8},
+      kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 40, 0)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 40, 100)).ok());
+  const StepPlan plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 2u);
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 8);
+  EXPECT_EQ(plan.requests[1].num_new_tokens, 8);
+}
+
+TEST(SchedulerTest, MaxNumSeqsBoundsRunningRequests) {
+  auto kv = MakeKv(64);
+  auto s = *Scheduler::Create({.max_num_seqs = 2, .max_model_len = 64}, kv.get());
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 3, 10 * id)).ok());
+  const StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1, 2));
+  EXPECT_EQ(s->num_running(), 2);
+  EXPECT_EQ(s->num_waiting(), 1);
+  SampleAll(*s, plan);
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(2, 3));
+}
+
+TEST(SchedulerTest, AdmissionNeedsTheWholeSequenceAndDoesNotOvertake) {
+  // 8 blocks of 4 tokens. Request 1 holds 5 blocks, then 6; request 2's 16-token prompt needs
+  // 4 blocks, so it is not admitted on a first chunk that would fit; request 3 (1 block) does
+  // not overtake it.
+  auto kv = MakeKv(8);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 4, .max_model_len = 32}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 20, 0)).ok());
+  for (int step = 0; step < 5; ++step) SampleAll(*s, s->Schedule());
+  ASSERT_EQ(kv->Stats().num_used_blocks, 5);  // the 20 prompt tokens; one token sampled
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 16, 100)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(1));
+  EXPECT_EQ(s->num_waiting(), 2);
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+  const StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(2));  // the budget of 4 is spent on request 2's chunk
+  EXPECT_FALSE(plan.requests[0].samples);
+}
+
+TEST(SchedulerTest, PreemptsTheLastAdmittedAndResumesItFirst) {
+  // 4 blocks of 4 tokens; two requests of 7 tokens each take 2 blocks. Request 1 grows into a
+  // third block at its 9th token: request 2 (last admitted) is preempted.
+  auto kv = MakeKv(4);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 64, .max_model_len = 16}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 7, 0)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 7, 100)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
+  StepPlan plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2));  // request 3 waits: the cache is full
+  SampleAll(*s, plan, 50);                    // 8 tokens each, 7 computed
+  plan = s->Schedule();                       // the 8th token of each fits in block 2
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2));
+  ASSERT_THAT(plan.preempted, IsEmpty());
+  SampleAll(*s, plan, 51);  // 9 tokens each, 8 computed: both need a third block
+  plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1));
+  EXPECT_THAT(plan.preempted, ElementsAre(RequestId(2)));
+  EXPECT_EQ(plan.requests[0].num_new_blocks, 1);
+  const Request* preempted = s->GetRequest(RequestId(2));
+  EXPECT_EQ(preempted->state(), RequestState::kWaiting);
+  EXPECT_EQ(preempted->num_computed_tokens(), 0);
+  EXPECT_EQ(preempted->num_preemptions(), 1);
+  EXPECT_THAT(preempted->output_tokens(), ElementsAre(50, 51));  // keeps its output
+  EXPECT_EQ(s->num_preemptions(), 1);
+  SampleAll(*s, plan, 52);
+  // Request 1 took request 2's tail block (freed tail first, so evicted first). Request 1
+  // finishes; request 2 resumes ahead of request 3, finds its first block still in the prefix
+  // cache and recomputes the other 5 of its 9 tokens.
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(2, 3));
+  EXPECT_TRUE(plan.requests[0].newly_admitted);
+  EXPECT_EQ(plan.requests[0].num_prefix_hit_tokens, 4);
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 5);
+  EXPECT_TRUE(plan.requests[0].samples);
+  // Re-admission does not count as a prompt-cache hit for the client.
+  EXPECT_EQ(s->GetRequest(RequestId(2))->num_cached_prompt_tokens(), 0);
+  EXPECT_EQ(kv->Stats().preempted_prefix_hit_tokens, 4);
+}
+
+TEST(SchedulerTest, LeastComputedPolicyPicksTheShortestVictim) {
+  auto kv = MakeKv(6);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 64,
+                               .max_model_len = 24,
+                               .preemption_policy = PreemptionPolicy::kLeastComputed},
+                              kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 4, 0)).ok());     // 1 block
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 12, 100)).ok());  // 3 blocks
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 7, 200)).ok());   // 2 blocks
+  StepPlan plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2, 3));
+  SampleAll(*s, plan);
+  // Requests 1 and 2 need a new block for their 5th/13th token; nothing is free. The victim is
+  // request 1 itself (4 computed, fewer than 7 and 12).
+  plan = s->Schedule();
+  EXPECT_THAT(plan.preempted, ElementsAre(RequestId(1)));
+  EXPECT_THAT(Ids(plan), IsEmpty());  // like vLLM, the rest of the running list waits
+  plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(2, 3));
+}
+
+TEST(SchedulerTest, PriorityPolicyAdmitsLowestValueFirstAndPreemptsHighest) {
+  auto kv = MakeKv(4);
+  auto s = *Scheduler::Create({.max_num_seqs = 1,
+                               .max_num_batched_tokens = 64,
+                               .max_model_len = 16,
+                               .queue_policy = QueuePolicy::kPriority},
+                              kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 3, 0, /*priority=*/5)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 3, 100, /*priority=*/1)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 3, 200, /*priority=*/1)).ok());
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(2));
+  ASSERT_TRUE(s->FinishRequest(RequestId(2)));
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(3));  // same priority: arrival order
+  ASSERT_TRUE(s->FinishRequest(RequestId(3)));
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(1));
+
+  // Victim choice: the largest priority value, even if admitted first.
+  auto kv2 = MakeKv(4);
+  auto s2 = *Scheduler::Create(
+      {.max_num_batched_tokens = 64, .max_model_len = 16, .queue_policy = QueuePolicy::kPriority},
+      kv2.get());
+  ASSERT_TRUE(s2->AddRequest(MakeRequest(1, 8, 0, /*priority=*/9)).ok());
+  ASSERT_TRUE(s2->AddRequest(MakeRequest(2, 8, 100, /*priority=*/0)).ok());
+  StepPlan plan = s2->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(2, 1));  // admitted in priority order
+  SampleAll(*s2, plan);
+  plan = s2->Schedule();
+  EXPECT_THAT(plan.preempted, ElementsAre(RequestId(1)));
+  EXPECT_THAT(Ids(plan), ElementsAre(2));
+}
+
+TEST(SchedulerTest, FinishFreesBlocksAtOnce) {
+  auto kv = MakeKv(16);
+  auto s = *Scheduler::Create({.max_model_len = 64}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 10)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 10, 100)).ok());
+  s->Schedule();
+  EXPECT_EQ(kv->Stats().num_used_blocks, 6);
+  EXPECT_TRUE(s->FinishRequest(RequestId(1)));
+  EXPECT_EQ(kv->Stats().num_used_blocks, 3);
+  EXPECT_FALSE(s->FinishRequest(RequestId(1)));
+  EXPECT_EQ(s->GetRequest(RequestId(1)), nullptr);
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
+  EXPECT_TRUE(s->FinishRequest(RequestId(3)));  // a waiting request
+  EXPECT_TRUE(s->FinishRequest(RequestId(2)));
+  EXPECT_FALSE(s->has_requests());
+  EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+}
+
+TEST(SchedulerTest, SharedPrefixIsServedFromTheCache) {
+  auto kv = MakeKv(32);
+  auto s = *Scheduler::Create({.max_model_len = 64}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 13)).ok());
+  SampleAll(*s, s->Schedule());
+  std::vector<TokenId> prompt(13);
+  std::iota(prompt.begin(), prompt.end(), 0);
+  prompt.back() = 999;  // same first 12 tokens = 3 full blocks
+  ASSERT_TRUE(s->AddRequest(std::make_unique<Request>(RequestId(2), prompt)).ok());
+  const StepPlan plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2));
+  EXPECT_EQ(plan.requests[1].num_prefix_hit_tokens, 12);
+  EXPECT_EQ(plan.requests[1].num_computed_tokens, 12);
+  EXPECT_EQ(plan.requests[1].num_new_tokens, 1);
+  EXPECT_EQ(s->GetRequest(RequestId(2))->num_cached_prompt_tokens(), 12);
+  // The same three blocks head both tables.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(plan.requests[0].block_table[i], plan.requests[1].block_table[i]);
+}
+
+// Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
+TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
+  for (const PreemptionPolicy policy :
+       {PreemptionPolicy::kLastAdmitted, PreemptionPolicy::kLeastComputed}) {
+    std::mt19937 rng(42);
+    auto kv = MakeKv(24, 4);
+    const SchedulerOptions options{.max_num_seqs = 6,
+                                   .max_num_batched_tokens = 20,
+                                   .max_model_len = 40,
+                                   .preemption_policy = policy};
+    auto s = *Scheduler::Create(options, kv.get());
+    uint64_t next_id = 1;
+    int finished = 0;
+    int64_t preemptions = 0;
+    absl::flat_hash_map<RequestId, int> target_len;
+    for (int step = 0; step < 3000; ++step) {
+      if (next_id <= 300 && rng() % 3 == 0) {
+        const int prompt = 1 + static_cast<int>(rng() % 30);
+        ASSERT_TRUE(
+            s->AddRequest(MakeRequest(next_id, prompt, static_cast<int>(rng() % 3) * 50)).ok());
+        target_len[RequestId(next_id)] = std::min(40, prompt + 1 + static_cast<int>(rng() % 12));
+        ++next_id;
+      }
+      const StepPlan plan = s->Schedule();
+      preemptions += static_cast<int64_t>(plan.preempted.size());
+      ASSERT_LE(plan.num_scheduled_tokens, options.max_num_batched_tokens);
+      ASSERT_LE(s->num_running(), options.max_num_seqs);
+      ASSERT_LE(kv->Stats().num_used_blocks, kv->num_blocks());
+      if (s->has_requests() && plan.empty()) {
+        ASSERT_FALSE(plan.preempted.empty()) << "a step with work scheduled nothing";
+      }
+      std::vector<RequestId> done;
+      for (const ScheduledRequest& r : plan.requests) {
+        const Request* request = s->GetRequest(r.id);
+        ASSERT_EQ(request->state(), RequestState::kRunning);
+        ASSERT_GE(static_cast<int>(r.block_table.size()) * 4,
+                  r.num_computed_tokens + r.num_new_tokens);
+        if (!r.samples) continue;
+        s->AppendToken(r.id, static_cast<TokenId>(rng() % 100));
+        if (request->num_tokens() >= target_len[r.id] || rng() % 50 == 0) done.push_back(r.id);
+      }
+      for (const RequestId id : done) {
+        ASSERT_TRUE(s->FinishRequest(id));
+        ++finished;
+      }
+      if (!s->has_requests() && next_id > 300) break;
+    }
+    EXPECT_EQ(finished, 300);
+    EXPECT_EQ(kv->Stats().num_used_blocks, 0) << "blocks leaked";
+    EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
+    EXPECT_EQ(preemptions, s->num_preemptions());
+  }
+}
+
+}  // namespace
+}  // namespace pagoda::scheduler
