@@ -1,0 +1,42 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model_runner.h"
+#include "model/llama_model.h"
+
+namespace pagoda::engine {
+
+// The CPU model runner: model::LlamaModel over a model::CpuKvCache of a fixed number of blocks.
+// Engine thread only.
+class CpuModelRunner final : public ModelRunner {
+ public:
+  struct Options {
+    int num_kv_blocks = 0;  // > 0
+    int block_size = 16;    // > 0
+    model::DType kv_dtype = model::DType::kBF16;
+  };
+
+  static absl::StatusOr<std::unique_ptr<CpuModelRunner>> Create(
+      std::unique_ptr<model::LlamaModel> model, const Options& options);
+
+  const model::ModelConfig& config() const override { return model_->config(); }
+  int num_kv_blocks() const override { return cache_->num_blocks(); }
+  int block_size() const override { return cache_->block_size(); }
+  model::DType kv_dtype() const override { return cache_->dtype(); }
+  model::DType weight_dtype() const override { return model_->weights().matrix_dtype(); }
+  const char* backend_name() const override { return "cpu"; }
+
+  absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
+
+ private:
+  CpuModelRunner(std::unique_ptr<model::LlamaModel> model, std::unique_ptr<model::CpuKvCache> cache)
+      : model_(std::move(model)), cache_(std::move(cache)) {}
+
+  std::unique_ptr<model::LlamaModel> model_;
+  std::unique_ptr<model::CpuKvCache> cache_;
+};
+
+}  // namespace pagoda::engine

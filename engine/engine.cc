@@ -1,0 +1,145 @@
+#include "engine/engine.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+
+namespace pagoda::engine {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<EngineCore> core,
+                                                       const EngineOptions& options) {
+  PAGODA_CHECK(core != nullptr);
+  if (options.max_waiting_requests < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_waiting_requests must be >= 0, got ", options.max_waiting_requests));
+  }
+  std::unique_ptr<Engine> engine(new Engine(std::move(core), options));
+  engine->thread_ = std::thread([raw = engine.get()] { raw->Loop(); });
+  return engine;
+}
+
+Engine::Engine(std::unique_ptr<EngineCore> core, const EngineOptions& options)
+    : options_(options),
+      core_(std::move(core)),
+      info_(core_->info()),
+      tokenizer_(core_->tokenizer()) {
+  core_->set_metrics_observer(options.metrics_observer);
+  snapshot_.kv = core_->kv_stats();
+}
+
+Engine::~Engine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+absl::StatusOr<RequestId> Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
+  PAGODA_CHECK(sink != nullptr);
+  // Validation reads only immutable engine state, so it runs on the caller's thread and the
+  // engine thread never sees an invalid request.
+  if (absl::Status status = core_->ValidateRequest(request); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  if (!snapshot_.healthy) {
+    return absl::UnavailableError("the engine failed and serves no more requests");
+  }
+  if (draining_ || stop_) return absl::UnavailableError("the server is draining");
+  const int num_waiting = snapshot_.num_waiting + static_cast<int>(inbox_.size());
+  if (options_.max_waiting_requests > 0 && num_waiting >= options_.max_waiting_requests) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the waiting queue is full (", options_.max_waiting_requests, " requests)"));
+  }
+  const RequestId id(next_id_.fetch_add(1, std::memory_order_relaxed));
+  inbox_.push_back({id, std::move(request), std::move(sink)});
+  return id;
+}
+
+void Engine::Abort(RequestId id) {
+  absl::MutexLock lock(&mu_);
+  aborts_.push_back(id);
+}
+
+void Engine::StartDrain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
+bool Engine::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+bool Engine::WaitUntilIdle(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return inbox_.empty() && num_in_core_ == 0;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+void Engine::AbortAll() {
+  absl::MutexLock lock(&mu_);
+  abort_all_ = true;
+}
+
+EngineSnapshot Engine::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  EngineSnapshot snapshot = snapshot_;
+  snapshot.num_waiting += static_cast<int>(inbox_.size());
+  return snapshot;
+}
+
+void Engine::Loop() {
+  bool failed = false;
+  while (true) {
+    std::vector<Submission> submissions;
+    std::vector<RequestId> aborts;
+    bool abort_all = false;
+    bool stop = false;
+    {
+      absl::MutexLock lock(&mu_);
+      // Sleep only when the core has nothing to do.
+      const bool busy = core_->has_requests();
+      const auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || abort_all_ || !inbox_.empty() || !aborts_.empty();
+      };
+      if (!busy) mu_.Await(absl::Condition(&wake));
+      submissions.swap(inbox_);
+      aborts.swap(aborts_);
+      std::swap(abort_all, abort_all_);
+      stop = stop_;
+      // Until the step ends, the inbox's requests count as in the core.
+      num_in_core_ += static_cast<int>(submissions.size());
+    }
+    for (Submission& s : submissions) {
+      if (failed) {
+        s.sink->OnComplete({.status = absl::UnavailableError("the engine failed")});
+        continue;
+      }
+      if (absl::Status status = core_->AddRequest(s.id, std::move(s.request), s.sink);
+          !status.ok()) {
+        s.sink->OnComplete({.status = std::move(status)});
+      }
+    }
+    for (const RequestId id : aborts) core_->Abort(id);
+    if (abort_all || stop) core_->AbortAll();
+
+    if (!failed && core_->has_requests()) {
+      if (absl::Status status = core_->Step(); !status.ok()) failed = true;
+    }
+
+    absl::MutexLock lock(&mu_);
+    snapshot_.num_running = core_->num_running();
+    snapshot_.num_waiting = core_->num_waiting();
+    snapshot_.num_preemptions = core_->num_preemptions();
+    snapshot_.kv = core_->kv_stats();
+    snapshot_.healthy = !failed;
+    ++snapshot_.num_steps;
+    num_in_core_ = core_->num_running() + core_->num_waiting();
+    if (stop) break;
+  }
+}
+
+}  // namespace pagoda::engine

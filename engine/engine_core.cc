@@ -1,0 +1,476 @@
+#include "engine/engine_core.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "kernels/cpu/sampler.h"
+#include "model/utf8.h"
+
+namespace pagoda::engine {
+
+namespace {
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+absl::Status PromptTooLong(std::string message) {
+  absl::Status status = absl::InvalidArgumentError(std::move(message));
+  status.SetPayload(kErrorReasonPayload, absl::Cord(kPromptTooLongReason));
+  return status;
+}
+
+bool Contains(const std::vector<TokenId>& ids, TokenId id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+// The engine's per-request state beside the scheduler's Request.
+struct EngineCore::RequestState {
+  RequestId id;
+  std::string external_id;
+  kernels::cpu::SamplingParams sampling;
+  StoppingOptions stopping;
+  std::shared_ptr<RequestSink> sink;
+  kernels::cpu::SamplerState sampler;
+  std::optional<model::IncrementalDetokenizer> detokenizer;
+  std::optional<model::StopStringMatcher> stop_matcher;
+  int num_prompt_tokens = 0;
+  int max_num_tokens = 0;  // prompt plus output tokens at most
+  std::vector<TokenId> output_tokens;
+  std::string output_text;
+  absl::Time arrival;
+  std::optional<absl::Time> first_scheduled;
+  std::optional<absl::Time> first_token;
+  absl::Time last_token;
+  StopKind stop_kind = StopKind::kNone;
+  size_t stop_string_index = 0;
+  bool finished = false;
+
+  RequestState(RequestId request_id, EngineRequest& request,
+               std::shared_ptr<RequestSink> request_sink, absl::Time arrival_time)
+      : id(request_id),
+        external_id(std::move(request.external_id)),
+        sampling(std::move(request.sampling)),
+        stopping(std::move(request.stopping)),
+        sink(std::move(request_sink)),
+        sampler(sampling.seed, request.prompt_tokens),
+        num_prompt_tokens(static_cast<int>(request.prompt_tokens.size())),
+        arrival(arrival_time) {}
+};
+
+absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
+    std::string model_name, std::unique_ptr<ModelRunner> runner,
+    std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+    const common::Clock* clock) {
+  PAGODA_CHECK(runner != nullptr);
+  const model::ModelConfig& config = runner->config();
+  if (options.scheduler.max_model_len > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_model_len = ", options.scheduler.max_model_len,
+        " exceeds the model's max_position_embeddings = ", config.max_position_embeddings));
+  }
+  if (config.sliding_window.has_value() &&
+      *config.sliding_window < options.scheduler.max_model_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the model uses sliding-window attention (window ", *config.sliding_window,
+                     "), which is not implemented: set max_model_len <= ", *config.sliding_window));
+  }
+  if (tokenizer != nullptr && tokenizer->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the tokenizer has ", tokenizer->vocab_size(),
+                     " tokens, more than the model's vocab_size = ", config.vocab_size));
+  }
+  std::unique_ptr<EngineCore> core(new EngineCore(std::move(model_name), std::move(runner),
+                                                  std::move(tokenizer), options, clock));
+  PAGODA_ASSIGN_OR_RETURN(
+      core->kv_cache_,
+      block_manager::KvCacheManager::Create({.num_blocks = core->runner_->num_kv_blocks(),
+                                             .block_size = core->runner_->block_size(),
+                                             .enable_prefix_caching = options.enable_prefix_caching,
+                                             .watermark_ratio = options.watermark_ratio}));
+  PAGODA_ASSIGN_OR_RETURN(core->scheduler_,
+                          scheduler::Scheduler::Create(options.scheduler, core->kv_cache_.get()));
+  return core;
+}
+
+EngineCore::EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runner,
+                       std::unique_ptr<model::Tokenizer> tokenizer,
+                       const EngineCoreOptions& options, const common::Clock* clock)
+    : runner_(std::move(runner)),
+      tokenizer_(std::move(tokenizer)),
+      clock_(clock != nullptr ? clock : &common::Clock::Real()) {
+  const model::ModelConfig& config = runner_->config();
+  info_.model_name = std::move(model_name);
+  info_.config = config;
+  info_.max_model_len = options.scheduler.max_model_len;
+  info_.block_size = runner_->block_size();
+  info_.num_kv_blocks = runner_->num_kv_blocks();
+  info_.kv_dtype = runner_->kv_dtype();
+  info_.weight_dtype = runner_->weight_dtype();
+  info_.backend = runner_->backend_name();
+  info_.has_tokenizer = tokenizer_ != nullptr;
+  info_.prefix_caching = options.enable_prefix_caching;
+  info_.max_num_seqs = options.scheduler.max_num_seqs;
+  info_.max_num_batched_tokens = options.scheduler.max_num_batched_tokens;
+  info_.vocab_size = config.vocab_size;
+  if (tokenizer_ != nullptr && !tokenizer_->eos_ids().empty()) {
+    info_.eos_token_ids = tokenizer_->eos_ids();
+  } else {
+    info_.eos_token_ids = config.eos_token_ids;
+  }
+  info_.bos_token_id = tokenizer_ != nullptr ? tokenizer_->bos_id() : config.bos_token_id;
+}
+
+EngineCore::~EngineCore() = default;
+
+absl::Status EngineCore::ValidateRequest(const EngineRequest& request) const {
+  const int num_prompt = static_cast<int>(request.prompt_tokens.size());
+  if (num_prompt == 0) return absl::InvalidArgumentError("prompt: must not be empty");
+  for (int i = 0; i < num_prompt; ++i) {
+    const TokenId id = request.prompt_tokens[i];
+    if (id < 0 || id >= info_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt.token_ids[", i, "]: token id ", id,
+                                                     " is outside the vocabulary [0, ",
+                                                     info_.vocab_size, ")"));
+    }
+  }
+  if (num_prompt >= info_.max_model_len) {
+    return PromptTooLong(absl::StrCat(
+        "prompt: ", num_prompt,
+        " tokens leave no room for output within max_model_len = ", info_.max_model_len));
+  }
+  const StoppingOptions& stopping = request.stopping;
+  if (stopping.max_tokens.has_value()) {
+    if (*stopping.max_tokens < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stopping.max_tokens: must be >= 1, got ", *stopping.max_tokens));
+    }
+    if (num_prompt + int64_t{*stopping.max_tokens} > info_.max_model_len) {
+      return PromptTooLong(absl::StrCat("stopping.max_tokens: the prompt's ", num_prompt,
+                                        " tokens plus max_tokens = ", *stopping.max_tokens,
+                                        " exceed max_model_len = ", info_.max_model_len));
+    }
+  }
+  if (stopping.min_tokens < 0 ||
+      (stopping.max_tokens.has_value() && stopping.min_tokens > *stopping.max_tokens)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stopping.min_tokens: must be in [0, max_tokens], got ", stopping.min_tokens));
+  }
+  for (size_t i = 0; i < stopping.stop_token_ids.size(); ++i) {
+    const TokenId id = stopping.stop_token_ids[i];
+    if (id < 0 || id >= info_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("stopping.stop_token_ids[", i, "]: token id ",
+                                                     id, " is outside the vocabulary"));
+    }
+  }
+  for (size_t i = 0; i < stopping.stop_strings.size(); ++i) {
+    if (stopping.stop_strings[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("stopping.stop[", i, "]: must not be empty"));
+    }
+    if (!model::IsValidUtf8(stopping.stop_strings[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stopping.stop[", i, "]: must be valid UTF-8"));
+    }
+  }
+  if (!stopping.stop_strings.empty() && tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "stopping.stop: stop strings need a tokenizer, and this model has none");
+  }
+  const absl::Status sampling =
+      kernels::cpu::ValidateSamplingParams(request.sampling, info_.vocab_size);
+  if (!sampling.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.", sampling.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
+                                    std::shared_ptr<RequestSink> sink) {
+  PAGODA_CHECK(sink != nullptr);
+  PAGODA_RETURN_IF_ERROR(ValidateRequest(request));
+  if (requests_.contains(id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", id.value(), " is unfinished"));
+  }
+  auto state = std::make_unique<RequestState>(id, request, std::move(sink), clock_->Now());
+  const int max_output = request.stopping.max_tokens.value_or(info_.max_model_len);
+  state->max_num_tokens = static_cast<int>(
+      std::min<int64_t>(int64_t{state->num_prompt_tokens} + max_output, info_.max_model_len));
+  if (request.detokenize && tokenizer_ != nullptr) {
+    state->detokenizer.emplace(*tokenizer_,
+                               model::IncrementalDetokenizer::Options{
+                                   .skip_special_tokens = state->stopping.keep_special_tokens
+                                                              ? model::SkipSpecialTokens::kNo
+                                                              : model::SkipSpecialTokens::kYes});
+    if (!state->stopping.stop_strings.empty()) {
+      state->stop_matcher.emplace(model::StopStringMatcher::Options{
+          .stop_strings = state->stopping.stop_strings,
+          .include_stop_str_in_output = state->stopping.include_stop_str_in_output});
+    }
+  }
+  PAGODA_RETURN_IF_ERROR(scheduler_->AddRequest(std::make_unique<scheduler::Request>(
+      id, std::move(request.prompt_tokens), request.priority, std::move(request.cache_salt))));
+  requests_.emplace(id, std::move(state));
+  return absl::OkStatus();
+}
+
+bool EngineCore::Abort(RequestId id) {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  Finish(*it->second, FinishReason::kAbort, clock_->Now(), absl::OkStatus());
+  requests_.erase(it);
+  return true;
+}
+
+void EngineCore::AbortAll() {
+  const absl::Time now = clock_->Now();
+  for (auto& [id, state] : requests_) Finish(*state, FinishReason::kAbort, now, absl::OkStatus());
+  requests_.clear();
+}
+
+std::vector<TokenId> EngineCore::BannedTokens(const RequestState& state) const {
+  std::vector<TokenId> banned;
+  if (static_cast<int>(state.output_tokens.size()) >= state.stopping.min_tokens) return banned;
+  if (!state.stopping.ignore_eos) banned = info_.eos_token_ids;
+  banned.insert(banned.end(), state.stopping.stop_token_ids.begin(),
+                state.stopping.stop_token_ids.end());
+  return banned;
+}
+
+void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
+  batch_tokens_.clear();
+  batch_positions_.clear();
+  batch_slots_.clear();
+  batch_query_start_.assign(1, 0);
+  batch_context_lens_.clear();
+  batch_block_tables_.clear();
+  batch_logits_indices_.clear();
+  batch_sampled_.clear();
+  batch_max_blocks_ = 0;
+  for (const scheduler::ScheduledRequest& r : plan.requests) {
+    batch_max_blocks_ = std::max(batch_max_blocks_, static_cast<int32_t>(r.block_table.size()));
+  }
+  const int block_size = info_.block_size;
+  for (const scheduler::ScheduledRequest& r : plan.requests) {
+    const absl::Span<const TokenId> tokens = scheduler_->GetRequest(r.id)->tokens();
+    const int end = r.num_computed_tokens + r.num_new_tokens;
+    for (int p = r.num_computed_tokens; p < end; ++p) {
+      batch_tokens_.push_back(tokens[p]);
+      batch_positions_.push_back(p);
+      batch_slots_.push_back(int64_t{r.block_table[p / block_size].value()} * block_size +
+                             p % block_size);
+    }
+    batch_query_start_.push_back(static_cast<int32_t>(batch_tokens_.size()));
+    batch_context_lens_.push_back(end);
+    for (const BlockId block : r.block_table) batch_block_tables_.push_back(block.value());
+    // Padding entries are never read (attention reads ceil(context / block_size) entries).
+    batch_block_tables_.resize(batch_block_tables_.size() + batch_max_blocks_ -
+                               r.block_table.size());
+    if (r.samples) {
+      batch_logits_indices_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1);
+      batch_sampled_.push_back(r.id);
+    }
+  }
+}
+
+absl::Status EngineCore::Step() {
+  if (!scheduler_->has_requests()) return absl::OkStatus();
+  const absl::Time start = clock_->Now();
+  StepMetrics metrics;
+  const scheduler::StepPlan plan = scheduler_->Schedule();
+  metrics.schedule_seconds = Seconds(clock_->Now() - start);
+  metrics.num_preemptions = static_cast<int>(plan.preempted.size());
+  metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
+  if (!plan.empty()) {
+    const absl::Status status = RunStep(plan, metrics);
+    if (!status.ok()) {
+      FailAll(status);
+      return status;
+    }
+  }
+  metrics.num_running = scheduler_->num_running();
+  metrics.num_waiting = scheduler_->num_waiting();
+  metrics.kv = kv_cache_->Stats();
+  metrics.step_seconds = Seconds(clock_->Now() - start);
+  if (observer_ != nullptr) {
+    for (const FinishedRequestMetrics& finished : finished_metrics_) {
+      observer_->OnRequestFinished(finished);
+    }
+    observer_->OnStep(metrics);
+  }
+  finished_metrics_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics) {
+  const absl::Time step_start = clock_->Now();
+  for (const scheduler::ScheduledRequest& r : plan.requests) {
+    RequestState& state = *requests_.at(r.id);
+    if (!state.first_scheduled.has_value()) {
+      state.first_scheduled = step_start;
+      metrics.queue_seconds.push_back(Seconds(step_start - state.arrival));
+    }
+    // Prefill work: everything but a running request's one decode token.
+    const bool decode = !r.newly_admitted && r.num_computed_tokens >= state.num_prompt_tokens;
+    if (!decode) metrics.num_prompt_tokens += r.num_new_tokens;
+  }
+
+  BuildBatch(plan);
+  const model::ForwardBatch batch{.token_ids = batch_tokens_,
+                                  .positions = batch_positions_,
+                                  .slot_mapping = batch_slots_,
+                                  .query_start = batch_query_start_,
+                                  .context_lens = batch_context_lens_,
+                                  .block_tables = batch_block_tables_,
+                                  .max_blocks_per_request = batch_max_blocks_,
+                                  .logits_indices = batch_logits_indices_};
+  PAGODA_RETURN_IF_ERROR(runner_->Execute(batch, &logits_));
+  const int vocab = info_.vocab_size;
+  PAGODA_CHECK_EQ(logits_.size(), batch_sampled_.size() * static_cast<size_t>(vocab));
+
+  const absl::Time now = clock_->Now();
+  std::vector<RequestId> ended;
+  for (size_t row = 0; row < batch_sampled_.size(); ++row) {
+    RequestState& state = *requests_.at(batch_sampled_[row]);
+    const absl::Span<float> logits(logits_.data() + row * vocab, vocab);
+    const TokenId token =
+        kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
+    if (ProcessToken(state, token, now, metrics)) ended.push_back(state.id);
+  }
+  for (const RequestId id : ended) requests_.erase(id);
+  return absl::OkStatus();
+}
+
+bool EngineCore::ProcessToken(RequestState& state, TokenId token, absl::Time now,
+                              StepMetrics& metrics) {
+  scheduler_->AppendToken(state.id, token);
+  state.sampler.AddOutputToken(token);
+  state.output_tokens.push_back(token);
+  ++metrics.num_generation_tokens;
+  if (!state.first_token.has_value()) {
+    state.first_token = now;
+    metrics.ttft_seconds.push_back(Seconds(now - state.arrival));
+  } else {
+    metrics.inter_token_seconds.push_back(Seconds(now - state.last_token));
+  }
+  state.last_token = now;
+
+  const int num_output = static_cast<int>(state.output_tokens.size());
+  // Stop tokens cannot occur before min_tokens (they are banned from sampling); stop strings
+  // are checked from the min_tokens-th token on.
+  const bool stops_checked = num_output >= state.stopping.min_tokens;
+  StopKind stop = StopKind::kNone;
+  if (stops_checked) {
+    if (!state.stopping.ignore_eos && Contains(info_.eos_token_ids, token)) {
+      stop = StopKind::kEos;
+    } else if (Contains(state.stopping.stop_token_ids, token)) {
+      stop = StopKind::kStopTokenId;
+    }
+  }
+  const bool length = stop == StopKind::kNone &&
+                      scheduler_->GetRequest(state.id)->num_tokens() >= state.max_num_tokens;
+
+  std::string text;
+  if (state.detokenizer.has_value()) {
+    // A stop token's own text is part of the output only on request.
+    std::string delta;
+    if (stop == StopKind::kNone || state.stopping.include_stop_str_in_output) {
+      delta = state.detokenizer->Append({token});
+    }
+    if (stop != StopKind::kNone || length) delta += state.detokenizer->Flush();
+    if (state.stop_matcher.has_value() && stops_checked) {
+      model::StopStringMatcher::Result result = state.stop_matcher->Append(delta);
+      text = std::move(result.text);
+      if (result.stop_index.has_value() && stop == StopKind::kNone) {
+        stop = StopKind::kStopString;
+        state.stop_string_index = *result.stop_index;
+      } else if (stop != StopKind::kNone || length) {
+        text += state.stop_matcher->Flush();
+      }
+    } else {
+      // Before min_tokens stop strings are not checked: the text bypasses the matcher.
+      text = std::move(delta);
+    }
+  }
+  state.output_text += text;
+
+  OutputChunk chunk;
+  chunk.token_ids.push_back(token);
+  chunk.text = std::move(text);
+  chunk.usage = {
+      .prompt_tokens = state.num_prompt_tokens,
+      .completion_tokens = num_output,
+      .cached_prompt_tokens = scheduler_->GetRequest(state.id)->num_cached_prompt_tokens()};
+  state.sink->OnChunk(std::move(chunk));
+
+  if (stop != StopKind::kNone) {
+    state.stop_kind = stop;
+    Finish(state, FinishReason::kStop, now, absl::OkStatus());
+    return true;
+  }
+  if (length) {
+    Finish(state, FinishReason::kLength, now, absl::OkStatus());
+    return true;
+  }
+  return false;
+}
+
+void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now,
+                        absl::Status status) {
+  PAGODA_CHECK(!state.finished);
+  state.finished = true;
+  const scheduler::Request* request = scheduler_->GetRequest(state.id);
+  PAGODA_CHECK(request != nullptr);
+  RequestCompletion completion;
+  completion.status = std::move(status);
+  completion.finish_reason = reason;
+  if (reason == FinishReason::kStop) {
+    completion.stop_kind = state.stop_kind;
+    if (state.stop_kind == StopKind::kStopTokenId) {
+      completion.stop_token_id = state.output_tokens.back();
+    } else if (state.stop_kind == StopKind::kStopString) {
+      completion.stop_string = state.stopping.stop_strings[state.stop_string_index];
+    }
+  }
+  completion.token_ids = std::move(state.output_tokens);
+  completion.text = std::move(state.output_text);
+  const int num_output = static_cast<int>(completion.token_ids.size());
+  completion.usage = {.prompt_tokens = state.num_prompt_tokens,
+                      .completion_tokens = num_output,
+                      .cached_prompt_tokens = request->num_cached_prompt_tokens()};
+  completion.timings = {
+      .queue_seconds = Seconds(state.first_scheduled.value_or(now) - state.arrival),
+      .ttft_seconds =
+          state.first_token.has_value() ? Seconds(*state.first_token - state.arrival) : 0.0,
+      .e2e_seconds = Seconds(now - state.arrival),
+      .num_preemptions = request->num_preemptions()};
+
+  FinishedRequestMetrics finished{.finish_reason = reason,
+                                  .prompt_tokens = state.num_prompt_tokens,
+                                  .generation_tokens = num_output,
+                                  .cached_prompt_tokens = completion.usage.cached_prompt_tokens,
+                                  .e2e_seconds = completion.timings.e2e_seconds,
+                                  .queue_seconds = completion.timings.queue_seconds,
+                                  .num_preemptions = completion.timings.num_preemptions};
+  if (num_output >= 2) {
+    finished.time_per_output_token_seconds =
+        (completion.timings.e2e_seconds - completion.timings.ttft_seconds) / (num_output - 1);
+  }
+  finished_metrics_.push_back(finished);
+
+  PAGODA_CHECK(scheduler_->FinishRequest(state.id));
+  state.sink->OnComplete(std::move(completion));
+  state.sink.reset();
+}
+
+void EngineCore::FailAll(const absl::Status& status) {
+  const absl::Time now = clock_->Now();
+  for (auto& [id, state] : requests_) Finish(*state, FinishReason::kAbort, now, status);
+  requests_.clear();
+  finished_metrics_.clear();
+}
+
+}  // namespace pagoda::engine

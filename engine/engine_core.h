@@ -1,0 +1,144 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "block_manager/kv_cache_manager.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "engine/engine_metrics.h"
+#include "engine/engine_request.h"
+#include "engine/model_runner.h"
+#include "model/incremental_detokenizer.h"
+#include "model/stop_string_matcher.h"
+#include "model/tokenizer.h"
+#include "scheduler/scheduler.h"
+
+namespace pagoda::engine {
+
+struct EngineCoreOptions {
+  // max_model_len must not exceed the model's max_position_embeddings.
+  scheduler::SchedulerOptions scheduler;
+  bool enable_prefix_caching = true;
+  // See block_manager::KvCacheManagerOptions::watermark_ratio.
+  double watermark_ratio = 0.01;
+};
+
+// Static facts about the served model and engine, for GetModelInfo and logs.
+struct EngineInfo {
+  std::string model_name;
+  model::ModelConfig config;
+  int max_model_len = 0;
+  int block_size = 0;
+  int num_kv_blocks = 0;
+  model::DType kv_dtype = model::DType::kF32;
+  model::DType weight_dtype = model::DType::kF32;
+  std::string backend;  // "cpu", "cuda"
+  bool has_tokenizer = false;
+  bool prefix_caching = true;
+  int max_num_seqs = 0;
+  int max_num_batched_tokens = 0;
+  // Token ids that end generation (the tokenizer's, else the model config's).
+  std::vector<TokenId> eos_token_ids;
+  std::optional<TokenId> bos_token_id;
+  int vocab_size = 0;
+};
+
+// The engine step of ARCHITECTURE.md, synchronous: one Step() drains nothing (the threaded
+// Engine feeds it), schedules, builds the flat batch, runs the model, samples, detokenizes,
+// checks stop conditions and hands outputs to the sinks. Finished requests free their blocks in
+// the step that ends them.
+//
+// Not thread-safe: one thread (the engine thread, or a test) calls everything.
+class EngineCore {
+ public:
+  // `tokenizer` may be null (token ids only: text prompts and stop strings are refused).
+  // `clock` (not owned, may be null for the real clock) times the requests.
+  static absl::StatusOr<std::unique_ptr<EngineCore>> Create(
+      std::string model_name, std::unique_ptr<ModelRunner> runner,
+      std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+      const common::Clock* clock = nullptr);
+  ~EngineCore();
+
+  const EngineInfo& info() const { return info_; }
+  // Null when the model has no tokenizer. Immutable: any thread may use it.
+  const model::Tokenizer* tokenizer() const { return tokenizer_.get(); }
+
+  // OK, or InvalidArgument naming the field ("prompt_tokens[3]: ...", "max_tokens: ...",
+  // "sampling.top_p: ..."): prompt empty or too long for max_model_len, ids out of the
+  // vocabulary, prompt + max_tokens > max_model_len, invalid sampling or stopping options,
+  // stop strings without a tokenizer (FailedPrecondition). Errors caused by the prompt's length
+  // carry the payload kErrorReasonPayload = kPromptTooLongReason. Reads only immutable state:
+  // safe from any thread.
+  absl::Status ValidateRequest(const EngineRequest& request) const;
+
+  // Ends every request now with FinishReason::kAbort.
+  void AbortAll();
+
+  // Queues a request; `sink` receives its output. Fails (without calling the sink) when
+  // ValidateRequest does, or when `id` is already in use (AlreadyExists).
+  absl::Status AddRequest(RequestId id, EngineRequest request, std::shared_ptr<RequestSink> sink);
+
+  // Ends a request now with FinishReason::kAbort (its sink gets OnComplete at once) and frees
+  // its blocks. False for an unknown or finished id.
+  bool Abort(RequestId id);
+
+  // Runs one step. With nothing to run, returns at once. A non-OK status is an engine failure:
+  // every request was completed with it, and the engine must not be used further.
+  absl::Status Step();
+
+  bool has_requests() const { return scheduler_->has_requests(); }
+  int num_running() const { return scheduler_->num_running(); }
+  int num_waiting() const { return scheduler_->num_waiting(); }
+  int64_t num_preemptions() const { return scheduler_->num_preemptions(); }
+  block_manager::KvCacheStats kv_stats() const { return kv_cache_->Stats(); }
+
+  // Not owned; may be null. Called from Step().
+  void set_metrics_observer(MetricsObserver* observer) { observer_ = observer; }
+
+ private:
+  struct RequestState;
+
+  EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runner,
+             std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+             const common::Clock* clock);
+
+  absl::Status RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics);
+  void BuildBatch(const scheduler::StepPlan& plan);
+  // Appends `token` to the request and checks the stop conditions; returns true when it ended.
+  bool ProcessToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);
+  void Finish(RequestState& state, FinishReason reason, absl::Time now, absl::Status status);
+  std::vector<TokenId> BannedTokens(const RequestState& state) const;
+  void FailAll(const absl::Status& status);
+
+  EngineInfo info_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<model::Tokenizer> tokenizer_;
+  std::unique_ptr<block_manager::KvCacheManager> kv_cache_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  const common::Clock* clock_;
+  MetricsObserver* observer_ = nullptr;
+  absl::flat_hash_map<RequestId, std::unique_ptr<RequestState>> requests_;
+  std::vector<FinishedRequestMetrics> finished_metrics_;  // of the current step
+
+  // The flat batch of the current step (model/llama_model.h ForwardBatch), reused.
+  std::vector<TokenId> batch_tokens_;
+  std::vector<int32_t> batch_positions_;
+  std::vector<int64_t> batch_slots_;
+  std::vector<int32_t> batch_query_start_;
+  std::vector<int32_t> batch_context_lens_;
+  std::vector<int32_t> batch_block_tables_;
+  std::vector<int32_t> batch_logits_indices_;
+  std::vector<RequestId> batch_sampled_;  // the request of each logits row
+  int32_t batch_max_blocks_ = 0;
+  std::vector<float> logits_;
+};
+
+}  // namespace pagoda::engine

@@ -1,0 +1,147 @@
+#include "engine/engine_factory.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "engine/cpu_model_runner.h"
+#include "model/byte_tokenizer.h"
+#include "model/llama_model.h"
+#include "model/model_weights.h"
+#include "model/tokenizer_loader.h"
+
+namespace pagoda::engine {
+namespace {
+
+constexpr int64_t kDefaultKvCacheCapBytes = int64_t{2} << 30;
+
+struct LoadedModel {
+  std::string name;
+  std::unique_ptr<model::ModelWeights> weights;
+  std::unique_ptr<model::Tokenizer> tokenizer;
+};
+
+absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
+  const std::string spec = config.model.empty() ? std::string(kDefaultModel) : config.model;
+  LoadedModel loaded;
+  if (absl::StartsWith(spec, "dummy:")) {
+    const std::string preset(absl::StripPrefix(spec, "dummy:"));
+    absl::StatusOr<model::ModelConfig> model_config = model::DummyPresetConfig(preset);
+    if (!model_config.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model: unknown dummy preset '", preset,
+                       "'; known presets: ", absl::StrJoin(model::DummyPresetNames(), ", ")));
+    }
+    PAGODA_ASSIGN_OR_RETURN(
+        loaded.weights, model::MakeDummyWeights(*model_config, config.seed,
+                                                config.weight_dtype.value_or(model::DType::kBF16)));
+    loaded.tokenizer = std::make_unique<model::ByteTokenizer>();
+    loaded.name = spec;
+    return loaded;
+  }
+  absl::StatusOr<std::unique_ptr<model::ModelWeights>> weights =
+      model::LoadModelWeights(spec, {.matrix_dtype = config.weight_dtype});
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(),
+                        absl::StrCat("--model ", spec, ": ", weights.status().message()));
+  }
+  loaded.weights = *std::move(weights);
+  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(spec);
+  if (!tokenizer.ok()) {
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat("--model ", spec, ": ", tokenizer.status().message()));
+  }
+  loaded.tokenizer = *std::move(tokenizer);
+  loaded.name = std::string(absl::StripSuffix(spec, "/"));
+  if (const size_t slash = loaded.name.rfind('/'); slash != std::string::npos) {
+    loaded.name = loaded.name.substr(slash + 1);
+  }
+  return loaded;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig& config) {
+  if (config.device == "cuda") {
+    return absl::UnimplementedError(
+        "--device cuda: the CUDA model runner is not implemented yet; use --device cpu");
+  }
+  if (config.device != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device: must be cpu or cuda, got '", config.device, "'"));
+  }
+  if (config.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--block-size: must be positive, got ", config.block_size));
+  }
+  if (config.kv_cache_memory_bytes < 0) {
+    return absl::InvalidArgumentError("--kv-cache-memory: must not be negative");
+  }
+  if (config.max_model_len < 0) {
+    return absl::InvalidArgumentError("--max-model-len: must not be negative");
+  }
+  if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
+    return absl::InvalidArgumentError("the CPU KV cache is F32 or BF16");
+  }
+  PAGODA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(config));
+  const model::ModelConfig model_config = loaded.weights->config();
+
+  const int num_threads = config.num_threads > 0
+                              ? config.num_threads
+                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  PAGODA_ASSIGN_OR_RETURN(
+      std::unique_ptr<model::LlamaModel> llama,
+      model::LlamaModel::Create(std::move(loaded.weights), {.num_threads = num_threads}));
+
+  int max_model_len =
+      config.max_model_len > 0 ? config.max_model_len : model_config.max_position_embeddings;
+  const int64_t bytes_per_block =
+      model::CpuKvCache::BytesPerBlock(model_config, config.block_size, config.kv_cache_dtype);
+  int64_t kv_bytes = config.kv_cache_memory_bytes;
+  if (kv_bytes == 0) {
+    const int64_t blocks_per_request = (max_model_len + config.block_size - 1) / config.block_size;
+    kv_bytes = std::min(kDefaultKvCacheCapBytes,
+                        int64_t{config.max_num_seqs} * blocks_per_request * bytes_per_block);
+  }
+  const int64_t num_blocks = kv_bytes / bytes_per_block;
+  if (num_blocks < 1 || num_blocks > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory: ", kv_bytes, " bytes give ",
+                                                   num_blocks, " blocks of ", bytes_per_block,
+                                                   " bytes; need between 1 and 2^30 blocks"));
+  }
+  const EngineCoreOptions core_options_defaults;
+  if (config.max_model_len == 0) {
+    // Unset: as long as the model allows and the whole KV cache holds (watermark excluded).
+    const int64_t watermark_blocks = static_cast<int64_t>(
+        std::floor(core_options_defaults.watermark_ratio * static_cast<double>(num_blocks)));
+    max_model_len = static_cast<int>(
+        std::min<int64_t>(max_model_len, (num_blocks - watermark_blocks) * config.block_size));
+  }
+  PAGODA_ASSIGN_OR_RETURN(
+      std::unique_ptr<CpuModelRunner> runner,
+      CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
+                                                .block_size = config.block_size,
+                                                .kv_dtype = config.kv_cache_dtype}));
+  EngineCoreOptions options;
+  options.scheduler.max_num_seqs = config.max_num_seqs;
+  options.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
+  options.scheduler.max_model_len = max_model_len;
+  options.enable_prefix_caching = config.enable_prefix_caching;
+  return EngineCore::Create(std::move(loaded.name), std::move(runner), std::move(loaded.tokenizer),
+                            options);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config,
+                                                     MetricsObserver* metrics_observer) {
+  PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<EngineCore> core, CreateEngineCore(config));
+  return Engine::Create(std::move(core), {.max_waiting_requests = config.max_waiting_requests,
+                                          .metrics_observer = metrics_observer});
+}
+
+}  // namespace pagoda::engine

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "engine/engine_core.h"
+#include "model/dtype.h"
+
+namespace pagoda::engine {
+
+// The model `pagodad` serves without --model: random weights of the "tiny" preset with the byte
+// tokenizer, until a trained built-in model exists.
+inline constexpr char kDefaultModel[] = "dummy:tiny";
+
+// Everything needed to build an engine from the command line (the server's flags map onto it).
+struct EngineConfig {
+  // "" = the built-in default model; "dummy:<preset>" (model::DummyPresetNames()) = random
+  // weights of a named shape with the byte tokenizer; otherwise a Hugging Face model directory
+  // (config.json, *.safetensors, tokenizer.json).
+  std::string model;
+  // Weights' matrix dtype: unset keeps the checkpoint's (F16 becomes F32); dummy models default
+  // to BF16.
+  std::optional<model::DType> weight_dtype;
+  std::string device = "cpu";  // "cpu" | "cuda"
+  int block_size = 16;
+  // CPU: bytes of KV cache (all layers, K and V). 0 = enough for max_num_seqs requests of
+  // max_model_len tokens, capped at 4 GiB.
+  int64_t kv_cache_memory_bytes = 0;
+  model::DType kv_cache_dtype = model::DType::kBF16;
+  double gpu_memory_utilization = 0.9;  // CUDA only
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 2048;
+  // 0 = the model's max_position_embeddings, capped by what the KV cache holds.
+  int max_model_len = 0;
+  int max_waiting_requests = 1024;
+  bool enable_prefix_caching = true;
+  int num_threads = 0;  // 0 = hardware concurrency
+  uint64_t seed = 0;    // dummy weights
+};
+
+// Loads the model and tokenizer, sizes the KV cache and builds the EngineCore. Errors name the
+// offending setting (e.g. "--model: no config.json in /x", "--device cuda: this build has no
+// CUDA support").
+absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig& config);
+
+// CreateEngineCore, then the threaded Engine around it.
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config,
+                                                     MetricsObserver* metrics_observer = nullptr);
+
+}  // namespace pagoda::engine

@@ -1,0 +1,121 @@
+#pragma once
+
+// Test support: a deterministic stand-in for the model that keeps the engine honest about the
+// KV cache. Its "KV cache" stores, per slot, the token and position written there; the logits
+// of a token are a hash of every (token, position) of its context read back through the block
+// table. A wrong slot mapping, a block shared by mistake, a stale prefix-cache hit or a
+// position read before it was written changes the logits or fails the step, so outputs equal
+// those of a correct engine only if the paging is right.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/model_runner.h"
+
+namespace pagoda::engine::testing {
+
+class FakeModelRunner final : public ModelRunner {
+ public:
+  struct Options {
+    int vocab_size = 64;
+    int num_kv_blocks = 64;
+    int block_size = 4;
+    int max_position_embeddings = 4096;
+    std::vector<TokenId> eos_token_ids;
+    // Added to these tokens' logits (e.g. ASCII letters, to make byte-tokenizer text readable).
+    std::vector<TokenId> favored_tokens;
+    float favored_bias = 6.0f;
+  };
+
+  explicit FakeModelRunner(const Options& options)
+      : options_(options), slots_(static_cast<size_t>(options.num_kv_blocks) * options.block_size) {
+    config_.architecture = "FakeForCausalLM";
+    config_.vocab_size = options.vocab_size;
+    config_.hidden_size = 8;
+    config_.intermediate_size = 8;
+    config_.num_layers = 1;
+    config_.num_heads = 1;
+    config_.num_kv_heads = 1;
+    config_.head_dim = 8;
+    config_.max_position_embeddings = options.max_position_embeddings;
+    config_.eos_token_ids = options.eos_token_ids;
+  }
+
+  const model::ModelConfig& config() const override { return config_; }
+  int num_kv_blocks() const override { return options_.num_kv_blocks; }
+  int block_size() const override { return options_.block_size; }
+  model::DType kv_dtype() const override { return model::DType::kF32; }
+  model::DType weight_dtype() const override { return model::DType::kF32; }
+  const char* backend_name() const override { return "fake"; }
+
+  absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
+    ++num_steps_;
+    if (fail_next_) {
+      fail_next_ = false;
+      return absl::InternalError("injected model failure");
+    }
+    const int64_t capacity = static_cast<int64_t>(slots_.size());
+    for (size_t t = 0; t < batch.token_ids.size(); ++t) {
+      const int64_t slot = batch.slot_mapping[t];
+      if (slot < 0 || slot >= capacity) return absl::InternalError("slot out of range");
+      slots_[slot] = {batch.token_ids[t], batch.positions[t]};
+    }
+    const int num_requests = static_cast<int>(batch.context_lens.size());
+    const int bs = options_.block_size;
+    logits->assign(batch.logits_indices.size() * static_cast<size_t>(options_.vocab_size), 0.0f);
+    for (size_t row = 0; row < batch.logits_indices.size(); ++row) {
+      const int32_t t = batch.logits_indices[row];
+      int r = 0;
+      while (r + 1 <= num_requests && batch.query_start[r + 1] <= t) ++r;
+      const int32_t context = batch.positions[t] + 1;
+      if (context > batch.context_lens[r])
+        return absl::InternalError("context beyond context_lens");
+      uint64_t hash = 0x9e3779b97f4a7c15ull;
+      for (int32_t p = 0; p < context; ++p) {
+        const int32_t block = batch.block_tables[r * batch.max_blocks_per_request + p / bs];
+        if (block < 0 || block >= options_.num_kv_blocks) {
+          return absl::InternalError("block table entry out of range");
+        }
+        const Slot& s = slots_[static_cast<size_t>(block) * bs + p % bs];
+        if (s.position != p) {
+          return absl::InternalError(
+              absl::StrCat("position ", p, " read from a slot holding ", s.position));
+        }
+        hash = Mix(hash ^ static_cast<uint64_t>(s.token));
+      }
+      float* out = logits->data() + row * options_.vocab_size;
+      for (int v = 0; v < options_.vocab_size; ++v) {
+        out[v] = static_cast<float>(Mix(hash + static_cast<uint64_t>(v)) >> 40) / (1 << 22);
+      }
+      for (const TokenId v : options_.favored_tokens) out[v] += options_.favored_bias;
+    }
+    return absl::OkStatus();
+  }
+
+  // The next Execute fails (an engine failure).
+  void FailNextStep() { fail_next_ = true; }
+  int64_t num_steps() const { return num_steps_; }
+
+ private:
+  struct Slot {
+    TokenId token = -1;
+    int32_t position = -1;
+  };
+
+  static uint64_t Mix(uint64_t x) {  // SplitMix64's finalizer
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  }
+
+  Options options_;
+  model::ModelConfig config_;
+  std::vector<Slot> slots_;
+  bool fail_next_ = false;
+  int64_t num_steps_ = 0;
+};
+
+}  // namespace pagoda::engine::testing
