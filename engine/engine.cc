@@ -126,7 +126,9 @@ void Engine::Loop() {
     for (const RequestId id : aborts) core_->Abort(id);
     if (abort_all || stop) core_->AbortAll();
 
+    bool stepped = false;
     if (!failed && core_->has_requests()) {
+      stepped = true;
       if (absl::Status status = core_->Step(); !status.ok()) failed = true;
     }
 
@@ -136,7 +138,7 @@ void Engine::Loop() {
     snapshot_.num_preemptions = core_->num_preemptions();
     snapshot_.kv = core_->kv_stats();
     snapshot_.healthy = !failed;
-    ++snapshot_.num_steps;
+    if (stepped) ++snapshot_.num_steps;
     num_in_core_ = core_->num_running() + core_->num_waiting();
     if (stop) break;
   }

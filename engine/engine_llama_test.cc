@@ -1,0 +1,149 @@
+// The engine on the real CPU model (model::LlamaModel through CpuModelRunner), built by the
+// factory as pagodad builds it.
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine_factory.h"
+#include "engine/offline.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagoda::engine {
+namespace {
+
+EngineConfig TinyConfig(bool prefix_caching = true) {
+  EngineConfig config;
+  config.model = "dummy:tiny";
+  config.weight_dtype = model::DType::kF32;
+  config.kv_cache_dtype = model::DType::kF32;
+  config.block_size = 16;
+  config.kv_cache_memory_bytes = 4 << 20;
+  config.max_num_seqs = 16;
+  config.max_num_batched_tokens = 96;
+  config.enable_prefix_caching = prefix_caching;
+  config.num_threads = 2;
+  config.seed = 3;
+  return config;
+}
+
+std::vector<EngineRequest> Prompts(int count, int shared_prefix_len = 0) {
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < count; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < shared_prefix_len; ++t) r.prompt_tokens.push_back(1 + (t * 7) % 250);
+    const int own = 5 + 9 * i;
+    for (int t = 0; t < own; ++t) r.prompt_tokens.push_back(1 + (i * 31 + t * 13) % 250);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 12;
+    r.stopping.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  return requests;
+}
+
+std::vector<std::vector<TokenId>> Tokens(const std::vector<RequestCompletion>& completions) {
+  std::vector<std::vector<TokenId>> tokens;
+  for (const RequestCompletion& c : completions) tokens.push_back(c.token_ids);
+  return tokens;
+}
+
+TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
+  auto core = CreateEngineCore(TinyConfig());
+  ASSERT_TRUE(core.ok()) << core.status();
+  const std::vector<EngineRequest> requests = Prompts(8);
+  auto batched = GenerateOffline(**core, requests);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto alone_core = CreateEngineCore(TinyConfig());
+    ASSERT_TRUE(alone_core.ok());
+    auto alone = GenerateOffline(**alone_core, {requests[i]});
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
+    EXPECT_EQ((*batched)[i].token_ids.size(), 12u);
+  }
+  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+}
+
+TEST(EngineLlamaTest, PrefixCachingChangesNoTokenAndHitsASharedSystemPrompt) {
+  constexpr int kSystemPromptLen = 64;  // four blocks
+  std::vector<std::vector<TokenId>> outputs[2];
+  for (const bool caching : {false, true}) {
+    auto core = CreateEngineCore(TinyConfig(caching));
+    ASSERT_TRUE(core.ok());
+    // The first request warms the cache; the rest arrive after it finished.
+    std::vector<EngineRequest> requests = Prompts(6, kSystemPromptLen);
+    auto first = GenerateOffline(**core, {requests[0]});
+    ASSERT_TRUE(first.ok());
+    requests.erase(requests.begin());
+    auto rest = GenerateOffline(**core, requests);
+    ASSERT_TRUE(rest.ok());
+    outputs[caching] = Tokens(*first);
+    for (const auto& t : Tokens(*rest)) outputs[caching].push_back(t);
+    const block_manager::KvCacheStats stats = (*core)->kv_stats();
+    if (caching) {
+      EXPECT_GE(stats.prefix_hit_tokens, 5 * kSystemPromptLen);
+      for (const RequestCompletion& c : *rest) {
+        EXPECT_GE(c.usage.cached_prompt_tokens, kSystemPromptLen);
+      }
+    } else {
+      EXPECT_EQ(stats.prefix_hit_tokens, 0);
+    }
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+}
+
+// The shared trained model (absent on a fresh machine): text in, text out, through the real
+// tokenizer, batched and alone alike.
+TEST(EngineLlamaTest, Stories260KGeneratesTheSameTextBatchedAndAlone) {
+  const std::string dir = std::string(PAGODA_SHARED_MODELS_DIR) + "/stories260K";
+  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << dir << " is absent";
+  EngineConfig config;
+  config.model = dir;
+  config.kv_cache_memory_bytes = 8 << 20;
+  config.num_threads = 2;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  const model::Tokenizer* tokenizer = (*core)->tokenizer();
+  ASSERT_NE(tokenizer, nullptr);
+  std::vector<EngineRequest> requests;
+  for (const char* text : {"Once upon a time", "Lily and Ben", "The cat sat on the mat and"}) {
+    EngineRequest r;
+    r.prompt_tokens = tokenizer->Encode(text, model::AddSpecialTokens::kYes);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 24;
+    requests.push_back(std::move(r));
+  }
+  auto batched = GenerateOffline(**core, requests);
+  ASSERT_TRUE(batched.ok());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto alone = GenerateOffline(**core, {requests[i]});
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ((*batched)[i].text, (*alone)[0].text);
+    EXPECT_FALSE((*batched)[i].text.empty());
+    EXPECT_EQ((*batched)[i].text,
+              tokenizer->Decode((*batched)[i].token_ids, model::SkipSpecialTokens::kYes));
+  }
+}
+
+TEST(EngineLlamaTest, FactoryErrorsNameTheSetting) {
+  EngineConfig config = TinyConfig();
+  config.model = "dummy:nope";
+  EXPECT_THAT(std::string(CreateEngineCore(config).status().message()),
+              ::testing::HasSubstr("--model"));
+  config = TinyConfig();
+  config.device = "cuda";
+  EXPECT_EQ(CreateEngineCore(config).status().code(), absl::StatusCode::kUnimplemented);
+  config = TinyConfig();
+  config.model = "/nonexistent/model";
+  EXPECT_FALSE(CreateEngineCore(config).ok());
+  config = TinyConfig();
+  config.max_model_len = 100000;
+  EXPECT_THAT(std::string(CreateEngineCore(config).status().message()),
+              ::testing::HasSubstr("max_model_len"));
+}
+
+}  // namespace
+}  // namespace pagoda::engine
