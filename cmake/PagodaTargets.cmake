@@ -51,17 +51,21 @@ function(pagoda_add_test name)
                        PROPERTIES LABELS "${_labels}")
 endfunction()
 
-# pagoda_add_benchmark(NAME SOURCES ... [DEPS ...])
+# pagoda_add_benchmark(NAME SOURCES ... [DEPS ...] [SMOKE_ARGS ...])
 # Also registers a smoke run (label "benchmark") so benchmarks keep building and running;
-# their figures are read by hand (docs/benchmarks.md), never asserted.
+# their figures are read by hand (docs/benchmarks.md), never asserted. The smoke run passes
+# SMOKE_ARGS (default --benchmark_min_time=0.001), e.g. a --benchmark_filter for small cases.
 function(pagoda_add_benchmark name)
   if(NOT PAGODA_BUILD_BENCHMARKS)
     return()
   endif()
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;SMOKE_ARGS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark pagoda_options)
-  add_test(NAME ${name}_smoke COMMAND ${name} --benchmark_min_time=0.001)
+  if(NOT ARG_SMOKE_ARGS)
+    set(ARG_SMOKE_ARGS --benchmark_min_time=0.001)
+  endif()
+  add_test(NAME ${name}_smoke COMMAND ${name} ${ARG_SMOKE_ARGS})
   set_tests_properties(${name}_smoke PROPERTIES LABELS "benchmark")
 endfunction()
 

@@ -327,7 +327,9 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
                                   .block_tables = batch_block_tables_,
                                   .max_blocks_per_request = batch_max_blocks_,
                                   .logits_indices = batch_logits_indices_};
+  const absl::Time model_start = clock_->Now();
   PAGODA_RETURN_IF_ERROR(runner_->Execute(batch, &logits_));
+  metrics.model_seconds = Seconds(clock_->Now() - model_start);
   const int vocab = info_.vocab_size;
   PAGODA_CHECK_EQ(logits_.size(), batch_sampled_.size() * static_cast<size_t>(vocab));
 

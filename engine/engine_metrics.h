@@ -14,6 +14,7 @@ namespace pagoda::engine {
 struct StepMetrics {
   double step_seconds = 0;      // the whole step: schedule, model, sample, outputs
   double schedule_seconds = 0;  // Scheduler::Schedule() alone
+  double model_seconds = 0;     // ModelRunner::Execute() alone
   int num_scheduled_tokens = 0;
   int num_prompt_tokens = 0;      // prompt tokens computed (prefill work; recompute included)
   int num_generation_tokens = 0;  // output tokens produced
