@@ -294,6 +294,7 @@ absl::Status EngineCore::Step() {
   metrics.num_running = scheduler_->num_running();
   metrics.num_waiting = scheduler_->num_waiting();
   metrics.kv = kv_cache_->Stats();
+  metrics.num_computed_tokens_running = scheduler_->NumComputedTokensRunning();
   metrics.step_seconds = Seconds(clock_->Now() - start);
   if (observer_ != nullptr) {
     for (const FinishedRequestMetrics& finished : finished_metrics_) {

@@ -225,9 +225,13 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
     // With the hit counted as computed, the view asks for slots after the hit only.
     SequenceView view = View(*request);
     view.num_computed_tokens = 0;
-    if (n <= 0 ||
-        !kv_cache_->AllocateSlots(
-            view, hit, SlotRequest{.num_new_tokens = n, .admission = Admission::kNewRequest})) {
+    const int lookahead = options_.reserve_max_model_len
+                              ? std::max(0, options_.max_model_len - hit.num_tokens - n)
+                              : 0;
+    if (n <= 0 || !kv_cache_->AllocateSlots(view, hit,
+                                            SlotRequest{.num_new_tokens = n,
+                                                        .num_lookahead_tokens = lookahead,
+                                                        .admission = Admission::kNewRequest})) {
       request->num_computed_tokens_ = 0;
       break;  // head-of-line: later requests do not overtake it
     }
@@ -294,6 +298,12 @@ bool Scheduler::FinishRequest(RequestId id) {
   kv_cache_->Free(id);
   requests_.erase(it);
   return true;
+}
+
+int64_t Scheduler::NumComputedTokensRunning() const {
+  int64_t total = 0;
+  for (const Request* request : running_) total += request->num_computed_tokens();
+  return total;
 }
 
 const Request* Scheduler::GetRequest(RequestId id) const {

@@ -43,6 +43,9 @@ struct SchedulerOptions {
   // Under QueuePolicy::kPriority the victim is always a request with the largest priority
   // value; this policy breaks ties among them.
   PreemptionPolicy preemption_policy = PreemptionPolicy::kLastAdmitted;
+  // Ablation only (bench/): emulate a contiguous KV allocator, which reserves max_model_len
+  // tokens for every request at admission, to measure what paging saves. Off in serving.
+  bool reserve_max_model_len = false;
 };
 
 // Continuous batching with vLLM V1 semantics (research/vllm-engine.md §1.7-1.9). Each
@@ -96,6 +99,8 @@ class Scheduler {
   int num_running() const { return static_cast<int>(running_.size()); }
   int num_waiting() const { return static_cast<int>(requests_.size()) - num_running(); }
   bool has_requests() const { return !requests_.empty(); }
+  // Tokens whose K/V the running requests hold (sum of num_computed_tokens()). O(running).
+  int64_t NumComputedTokensRunning() const;
   // Preemptions since start-up.
   int64_t num_preemptions() const { return num_preemptions_; }
   const SchedulerOptions& options() const { return options_; }

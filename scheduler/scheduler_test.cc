@@ -288,6 +288,17 @@ TEST(SchedulerTest, SharedPrefixIsServedFromTheCache) {
     EXPECT_EQ(plan.requests[0].block_table[i], plan.requests[1].block_table[i]);
 }
 
+TEST(SchedulerTest, ReserveMaxModelLenEmulatesAContiguousAllocator) {
+  auto kv = MakeKv(16);  // 64 tokens: two requests of max_model_len 32
+  auto s = *Scheduler::Create({.max_model_len = 32, .reserve_max_model_len = true}, kv.get());
+  for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 3, 10 * id)).ok());
+  const StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1, 2));  // the third does not fit, though 3 tokens each
+  EXPECT_EQ(kv->Stats().num_used_blocks, 16);
+  EXPECT_EQ(plan.requests[0].block_table.size(), 8u);
+  EXPECT_EQ(s->NumComputedTokensRunning(), 6);
+}
+
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
 TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
   for (const PreemptionPolicy policy :
