@@ -1,0 +1,89 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/engine_metrics.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace pagoda::server {
+
+// The daemon's Prometheus metrics (docs/metrics.md lists every one): the engine's per-step and
+// per-request figures (as its engine::MetricsObserver) and the server's rejections. Every
+// series carries the constant label model_name.
+//
+// Thread rules: OnStep and OnRequestFinished come from the engine thread only (they keep the
+// previous step's cumulative KV figures to advance counters by deltas); OnRequestRejected and
+// Render may be called from any thread at any time (prometheus-cpp metrics are atomic and its
+// registry locks).
+class PrometheusMetrics final : public engine::MetricsObserver {
+ public:
+  struct Options {
+    std::string model_name;
+    // For pagoda_cache_config_info.
+    int block_size = 0;
+    int num_kv_blocks = 0;
+    std::string kv_cache_dtype;  // e.g. "bf16"
+    // Upper end of the token-count histograms' buckets.
+    int max_model_len = 0;
+  };
+
+  explicit PrometheusMetrics(const Options& options);
+  PrometheusMetrics(const PrometheusMetrics&) = delete;
+  PrometheusMetrics& operator=(const PrometheusMetrics&) = delete;
+
+  void OnStep(const engine::StepMetrics& step) override;
+  void OnRequestFinished(const engine::FinishedRequestMetrics& request) override;
+
+  // Counts a Generate call refused before it reached the engine or by the engine's Submit;
+  // `reason` is RejectionLabel() of its status.
+  void OnRequestRejected(const std::string& reason);
+
+  // Every metric in the Prometheus text exposition format, version 0.0.4.
+  std::string Render() const;
+
+ private:
+  prometheus::Registry registry_;  // owns the families below
+
+  // Series owned by registry_; set by the constructor, never null afterwards.
+  prometheus::Gauge* num_requests_running_ = nullptr;
+  prometheus::Gauge* num_requests_waiting_ = nullptr;
+  prometheus::Gauge* kv_cache_usage_ratio_ = nullptr;
+  prometheus::Gauge* kv_blocks_used_ = nullptr;
+  prometheus::Gauge* kv_blocks_cached_ = nullptr;
+  prometheus::Gauge* kv_blocks_free_ = nullptr;
+  prometheus::Gauge* kv_capacity_blocks_ = nullptr;
+
+  prometheus::Counter* kv_evictions_ = nullptr;
+  prometheus::Counter* prefix_queried_tokens_ = nullptr;
+  prometheus::Counter* prefix_hit_tokens_ = nullptr;
+  prometheus::Counter* num_preemptions_ = nullptr;
+  prometheus::Counter* success_stop_ = nullptr;
+  prometheus::Counter* success_length_ = nullptr;
+  prometheus::Counter* success_abort_ = nullptr;
+  prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
+  prometheus::Counter* prompt_tokens_ = nullptr;
+  prometheus::Counter* generation_tokens_ = nullptr;
+
+  prometheus::Histogram* time_to_first_token_ = nullptr;
+  prometheus::Histogram* inter_token_latency_ = nullptr;
+  prometheus::Histogram* time_per_output_token_ = nullptr;
+  prometheus::Histogram* e2e_latency_ = nullptr;
+  prometheus::Histogram* queue_time_ = nullptr;
+  prometheus::Histogram* prompt_tokens_per_request_ = nullptr;
+  prometheus::Histogram* generation_tokens_per_request_ = nullptr;
+  prometheus::Histogram* iteration_tokens_ = nullptr;
+  prometheus::Histogram* step_duration_ = nullptr;
+
+  // Engine thread only: the cumulative KV figures of the previous step.
+  int64_t last_evictions_ = 0;
+  int64_t last_prefix_queried_tokens_ = 0;
+  int64_t last_prefix_hit_tokens_ = 0;
+};
+
+}  // namespace pagoda::server

@@ -1,0 +1,356 @@
+#include "server/server_flags.h"
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "model/model_weights.h"
+
+namespace pagoda::server {
+namespace {
+
+// How a flag takes its value.
+enum class FlagKind {
+  kValue,  // --name VALUE or --name=VALUE
+  kBool,   // --name, --no-name, --name=true|false
+};
+
+struct Flag {
+  absl::string_view name;  // without the leading dashes
+  FlagKind kind;
+  absl::string_view value_name;  // for the usage text
+  std::string help;              // the default is part of it
+  std::function<absl::Status(absl::string_view value, ServerOptions&)> set;
+};
+
+absl::Status BadValue(absl::string_view flag, absl::string_view rule, absl::string_view value) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, ": must be ", rule, ", got '", value, "'"));
+}
+
+absl::StatusOr<int64_t> ParseInt(absl::string_view flag, absl::string_view value, int64_t min,
+                                 int64_t max) {
+  int64_t parsed = 0;
+  if (!absl::SimpleAtoi(value, &parsed) || parsed < min || parsed > max) {
+    return BadValue(flag, absl::StrCat("an integer in [", min, ", ", max, "]"), value);
+  }
+  return parsed;
+}
+
+// A setter that parses an integer in [min, max] and hands it to `assign`.
+std::function<absl::Status(absl::string_view, ServerOptions&)> SetInt(
+    absl::string_view flag, std::function<void(ServerOptions&, int64_t)> assign, int64_t min,
+    int64_t max = std::numeric_limits<int32_t>::max()) {
+  return [flag, assign = std::move(assign), min, max](absl::string_view value,
+                                                      ServerOptions& options) -> absl::Status {
+    PAGODA_ASSIGN_OR_RETURN(const int64_t parsed, ParseInt(flag, value, min, max));
+    assign(options, parsed);
+    return absl::OkStatus();
+  };
+}
+
+absl::StatusOr<model::DType> ParseDType(absl::string_view flag, absl::string_view value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  if (lower == "bf16" || lower == "bfloat16") return model::DType::kBF16;
+  if (lower == "f32" || lower == "fp32" || lower == "float32") return model::DType::kF32;
+  return BadValue(flag, "bf16 or f32", value);
+}
+
+absl::StatusOr<bool> ParseBool(absl::string_view flag, absl::string_view value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  if (lower == "true" || lower == "1" || lower == "yes") return true;
+  if (lower == "false" || lower == "0" || lower == "no") return false;
+  return BadValue(flag, "true or false", value);
+}
+
+const std::vector<Flag>& Flags() {
+  static const std::vector<Flag>* const flags = new std::vector<Flag>{
+      {"model", FlagKind::kValue, "MODEL",
+       absl::StrCat("A Hugging Face model directory (config.json, *.safetensors, "
+                    "tokenizer.json), or dummy:<preset> for random weights with the byte "
+                    "tokenizer (presets: ",
+                    absl::StrJoin(model::DummyPresetNames(), ", "),
+                    "). Default: ", engine::kDefaultModel, ", the built-in model."),
+       [](absl::string_view v, ServerOptions& o) {
+         o.engine.model = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"host", FlagKind::kValue, "ADDRESS",
+       "Address the gRPC and metrics servers listen on. Default 127.0.0.1 (this machine "
+       "only); 0.0.0.0 or :: for every interface.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return BadValue("host", "an address", v);
+         o.host = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"port", FlagKind::kValue, "PORT",
+       "gRPC port. Default 50051; 0 picks a free port (logged at start-up).",
+       SetInt(
+           "port", [](ServerOptions& o, int64_t v) { o.port = static_cast<int>(v); }, 0, 65535)},
+      {"metrics-port", FlagKind::kValue, "PORT|off",
+       "Port of the Prometheus endpoint http://HOST:PORT/metrics. Default 9400; 0 picks a "
+       "free port (logged); off disables it.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         if (v == "off") {
+           o.metrics_port.reset();
+           return absl::OkStatus();
+         }
+         PAGODA_ASSIGN_OR_RETURN(const int64_t port, ParseInt("metrics-port", v, 0, 65535));
+         o.metrics_port = static_cast<int>(port);
+         return absl::OkStatus();
+       }},
+      {"device", FlagKind::kValue, "cpu|cuda", "Where the model runs. Default cpu.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v != "cpu" && v != "cuda") return BadValue("device", "cpu or cuda", v);
+         o.engine.device = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"block-size", FlagKind::kValue, "TOKENS",
+       "Tokens per KV-cache block (the unit of allocation and of prefix sharing). Default 16.",
+       SetInt(
+           "block-size",
+           [](ServerOptions& o, int64_t v) { o.engine.block_size = static_cast<int>(v); }, 1,
+           1024)},
+      {"kv-cache-memory", FlagKind::kValue, "BYTES",
+       "CPU: memory for the KV cache of all layers, e.g. 512MiB or 2GiB (binary Ki/Mi/Gi, "
+       "decimal K/M/G). Default: enough for --max-num-seqs requests of --max-model-len "
+       "tokens, at most 2 GiB.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         absl::StatusOr<int64_t> bytes = ParseByteSize(v);
+         if (!bytes.ok() || *bytes <= 0) {
+           return BadValue("kv-cache-memory", "a positive byte size such as 512MiB", v);
+         }
+         o.engine.kv_cache_memory_bytes = *bytes;
+         return absl::OkStatus();
+       }},
+      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32",
+       "Element type of the KV cache. Default bf16 (half the memory of f32).",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.engine.kv_cache_dtype, ParseDType("kv-cache-dtype", v));
+         return absl::OkStatus();
+       }},
+      {"weight-dtype", FlagKind::kValue, "bf16|f32",
+       "Element type the weight matrices are computed in. Default: the checkpoint's (f16 "
+       "becomes f32); bf16 for dummy models.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.engine.weight_dtype, ParseDType("weight-dtype", v));
+         return absl::OkStatus();
+       }},
+      {"gpu-memory-utilization", FlagKind::kValue, "FRACTION",
+       "CUDA: fraction of the GPU's memory Pagoda may use (weights, activations, then the KV "
+       "cache gets the rest). Default 0.9.",
+       [](absl::string_view v, ServerOptions& o) {
+         double fraction = 0;
+         if (!absl::SimpleAtod(v, &fraction) || !(fraction > 0 && fraction <= 1)) {
+           return BadValue("gpu-memory-utilization", "in (0, 1]", v);
+         }
+         o.engine.gpu_memory_utilization = fraction;
+         return absl::OkStatus();
+       }},
+      {"max-num-seqs", FlagKind::kValue, "N",
+       "Most requests running at once (the batch size of a decode step). Default 64.",
+       SetInt(
+           "max-num-seqs",
+           [](ServerOptions& o, int64_t v) { o.engine.max_num_seqs = static_cast<int>(v); }, 1)},
+      {"max-num-batched-tokens", FlagKind::kValue, "N",
+       "Token budget of one engine step; longer prompts are prefilled in chunks of it. "
+       "Default 2048.",
+       SetInt(
+           "max-num-batched-tokens",
+           [](ServerOptions& o,
+              int64_t v) { o.engine.max_num_batched_tokens = static_cast<int>(v); },
+           1)},
+      {"max-model-len", FlagKind::kValue, "TOKENS",
+       "Context length: prompt plus output of one request. Default: the model's "
+       "max_position_embeddings, capped by what the KV cache holds.",
+       SetInt(
+           "max-model-len",
+           [](ServerOptions& o, int64_t v) { o.engine.max_model_len = static_cast<int>(v); }, 1)},
+      {"max-waiting-requests", FlagKind::kValue, "N",
+       "Requests that may wait for a place in the batch; beyond it Generate fails with "
+       "RESOURCE_EXHAUSTED (QUEUE_FULL). Default 1024; 0 = unbounded.",
+       SetInt(
+           "max-waiting-requests",
+           [](ServerOptions& o, int64_t v) { o.engine.max_waiting_requests = static_cast<int>(v); },
+           0)},
+      {"enable-prefix-caching", FlagKind::kBool, "",
+       "Reuse the KV blocks of earlier requests with the same prompt prefix. On by default; "
+       "--no-enable-prefix-caching turns it off.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.engine.enable_prefix_caching,
+                                 ParseBool("enable-prefix-caching", v));
+         return absl::OkStatus();
+       }},
+      {"threads", FlagKind::kValue, "N",
+       "CPU threads of the model's kernels. Default 0 = one per hardware thread.",
+       SetInt(
+           "threads",
+           [](ServerOptions& o, int64_t v) { o.engine.num_threads = static_cast<int>(v); }, 0,
+           4096)},
+      {"seed", FlagKind::kValue, "N", "Seed of the dummy models' random weights. Default 0.",
+       [](absl::string_view v, ServerOptions& o) {
+         uint64_t seed = 0;
+         if (!absl::SimpleAtoi(v, &seed)) return BadValue("seed", "an unsigned integer", v);
+         o.engine.seed = seed;
+         return absl::OkStatus();
+       }},
+      {"drain-timeout", FlagKind::kValue, "SECONDS",
+       "On SIGTERM or SIGINT, how long running requests may take to finish before they are "
+       "aborted. Default 30.",
+       [](absl::string_view v, ServerOptions& o) {
+         double seconds = 0;
+         if (!absl::SimpleAtod(v, &seconds) || !(seconds >= 0 && seconds <= 86400)) {
+           return BadValue("drain-timeout", "a number of seconds in [0, 86400]", v);
+         }
+         o.drain_timeout = absl::Seconds(seconds);
+         return absl::OkStatus();
+       }},
+  };
+  return *flags;
+}
+
+const Flag* FindFlag(absl::string_view name) {
+  for (const Flag& flag : Flags()) {
+    if (flag.name == name) return &flag;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedFlags> ParseServerFlags(absl::Span<const std::string> args) {
+  ParsedFlags parsed;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--help" || arg == "-h" || arg == "-help") {
+      parsed.help = true;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "--") || arg.size() == 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", arg, "' (flags start with --; see --help)"));
+    }
+    std::string name = absl::StrReplaceAll(arg.substr(2), {{"_", "-"}});
+    std::optional<std::string> value;
+    if (const size_t eq = name.find('='); eq != std::string::npos) {
+      value = arg.substr(arg.find('=') + 1);  // as given: underscores stay
+      name.resize(eq);
+    }
+    const Flag* flag = FindFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no-")) {
+      const Flag* negated = FindFlag(absl::string_view(name).substr(3));
+      if (negated != nullptr && negated->kind == FlagKind::kBool) {
+        if (value.has_value()) {
+          return absl::InvalidArgumentError(absl::StrCat("--", name, ": takes no value"));
+        }
+        PAGODA_RETURN_IF_ERROR(negated->set("false", parsed.options));
+        continue;
+      }
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '--", name, "' (see --help)"));
+    }
+    if (!value.has_value()) {
+      if (flag->kind == FlagKind::kBool) {
+        value = "true";
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, ": needs a value (", flag->value_name, ")"));
+      }
+    }
+    PAGODA_RETURN_IF_ERROR(flag->set(*value, parsed.options));
+  }
+  return parsed;
+}
+
+std::string ServerUsage() {
+  std::string usage =
+      "pagodad: serves a Llama-family model over gRPC (pagoda.v1.TextGeneration, health, "
+      "reflection)\nwith continuous batching and a paged KV cache, and exports Prometheus "
+      "metrics.\n\nUsage: pagodad [flags]\n\nFlags (--name VALUE or --name=VALUE):\n";
+  for (const Flag& flag : Flags()) {
+    std::string head = absl::StrCat("  --", flag.name);
+    if (flag.kind == FlagKind::kValue) absl::StrAppend(&head, " ", flag.value_name);
+    if (flag.kind == FlagKind::kBool) absl::StrAppend(&head, ", --no-", flag.name);
+    absl::StrAppend(&usage, head, "\n");
+    // Wrap the help text at 96 columns, indented.
+    std::string line = "      ";
+    for (absl::string_view word : absl::StrSplit(flag.help, ' ')) {
+      if (line.size() + word.size() + 1 > 96 && line.size() > 6) {
+        absl::StrAppend(&usage, line, "\n");
+        line = "      ";
+      }
+      absl::StrAppend(&line, line.size() > 6 ? " " : "", word);
+    }
+    absl::StrAppend(&usage, line, "\n");
+  }
+  absl::StrAppend(&usage,
+                  "  --help\n      Print this text and exit.\n\n"
+                  "SIGTERM or SIGINT drains: health turns NOT_SERVING, new requests get "
+                  "UNAVAILABLE, running\nones get --drain-timeout to finish, then pagodad exits 0. "
+                  "A second signal exits at once.\n");
+  return usage;
+}
+
+absl::StatusOr<int64_t> ParseByteSize(absl::string_view text) {
+  const absl::string_view input = text;
+  size_t number_end = 0;
+  while (number_end < text.size() &&
+         (absl::ascii_isdigit(static_cast<unsigned char>(text[number_end])) ||
+          text[number_end] == '.')) {
+    ++number_end;
+  }
+  double number = 0;
+  if (number_end == 0 || !absl::SimpleAtod(text.substr(0, number_end), &number)) {
+    return absl::InvalidArgumentError(absl::StrCat("not a byte size: '", input, "'"));
+  }
+  std::string unit(absl::StripAsciiWhitespace(text.substr(number_end)));
+  if (absl::EndsWith(unit, "B") && unit.size() > 1) unit.pop_back();  // KiB -> Ki, KB -> K
+  double multiplier = 0;
+  if (unit.empty() || unit == "B") {
+    multiplier = 1;
+  } else {
+    static constexpr absl::string_view kPrefixes = "KMGT";
+    const char prefix = absl::ascii_toupper(static_cast<unsigned char>(unit[0]));
+    const size_t power = kPrefixes.find(prefix);
+    const bool binary = unit.size() == 2 && unit[1] == 'i';
+    if (power == absl::string_view::npos || (unit.size() != 1 && !binary)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown unit in byte size '", input,
+                                                     "' (use B, Ki, Mi, Gi, Ti, K, M, G, T)"));
+    }
+    multiplier = std::pow(binary ? 1024.0 : 1000.0, static_cast<double>(power + 1));
+  }
+  const double bytes = number * multiplier;
+  if (!(bytes < 9.0e18)) {
+    return absl::InvalidArgumentError(absl::StrCat("byte size too large: '", input, "'"));
+  }
+  return static_cast<int64_t>(bytes);
+}
+
+std::string FormatByteSize(int64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  if (unit == 0) return absl::StrCat(bytes, " B");
+  return absl::StrFormat("%.2f %s", value, kUnits[unit]);
+}
+
+}  // namespace pagoda::server
