@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 #include "engine/engine_core.h"
 #include "model/dtype.h"
+#include "scheduler/scheduler.h"
 
 namespace pagoda::engine {
 
@@ -38,6 +39,12 @@ struct EngineConfig {
   int max_model_len = 0;
   int max_waiting_requests = 1024;
   bool enable_prefix_caching = true;
+  scheduler::QueuePolicy queue_policy = scheduler::QueuePolicy::kFcfs;
+  scheduler::PreemptionPolicy preemption_policy = scheduler::PreemptionPolicy::kLastAdmitted;
+  // Benchmarks only (bench/ablations): a contiguous allocator's reservation, or no KV cache.
+  // See scheduler::SchedulerOptions.
+  bool ablation_reserve_max_model_len = false;
+  bool ablation_recompute_every_step = false;
   int num_threads = 0;  // 0 = hardware concurrency
   uint64_t seed = 0;    // dummy weights
 };

@@ -90,6 +90,9 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
         " tokens; one request of max_model_len = ", options.max_model_len, " tokens needs ", needed,
         " (watermark included): lower max_model_len or enlarge the KV cache"));
   }
+  if (options.recompute_every_step && kv_cache->options().enable_prefix_caching) {
+    return absl::InvalidArgumentError("recompute_every_step needs prefix caching off");
+  }
   return std::unique_ptr<Scheduler>(new Scheduler(options, kv_cache));
 }
 
@@ -283,6 +286,10 @@ void Scheduler::AppendToken(RequestId id, TokenId token) {
   request.tokens_.push_back(token);
   if (kv_cache_->options().enable_prefix_caching) {
     hasher_.Extend(request.tokens_, request.cache_salt_, &request.block_hashes_);
+  }
+  if (options_.recompute_every_step) {
+    kv_cache_->Free(id);
+    request.num_computed_tokens_ = 0;
   }
 }
 

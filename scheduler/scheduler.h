@@ -46,6 +46,10 @@ struct SchedulerOptions {
   // Ablation only (bench/): emulate a contiguous KV allocator, which reserves max_model_len
   // tokens for every request at admission, to measure what paging saves. Off in serving.
   bool reserve_max_model_len = false;
+  // Ablation only (bench/): no KV cache. After every sampled token a request drops its blocks
+  // and recomputes its whole sequence in its next step, as an engine without a KV cache must.
+  // Needs prefix caching off (it would otherwise serve the dropped blocks back).
+  bool recompute_every_step = false;
 };
 
 // Continuous batching with vLLM V1 semantics (research/vllm-engine.md §1.7-1.9). Each

@@ -299,6 +299,26 @@ TEST(SchedulerTest, ReserveMaxModelLenEmulatesAContiguousAllocator) {
   EXPECT_EQ(s->NumComputedTokensRunning(), 6);
 }
 
+TEST(SchedulerTest, RecomputeEveryStepRecomputesTheWholeSequence) {
+  auto kv = MakeKv(16, 4, /*prefix_caching=*/false);
+  auto s = *Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv.get());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 5)).ok());
+  std::vector<int> computed;
+  for (int step = 0; step < 4; ++step) {
+    const StepPlan plan = s->Schedule();
+    ASSERT_EQ(plan.requests.size(), 1u);
+    EXPECT_EQ(plan.requests[0].num_computed_tokens, 0);
+    EXPECT_TRUE(plan.requests[0].samples);
+    computed.push_back(plan.requests[0].num_new_tokens);
+    SampleAll(*s, plan);
+    EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+  }
+  EXPECT_THAT(computed, ElementsAre(5, 6, 7, 8));
+  auto kv_cached = MakeKv(16, 4, /*prefix_caching=*/true);
+  EXPECT_FALSE(
+      Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv_cached.get()).ok());
+}
+
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
 TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
   for (const PreemptionPolicy policy :
