@@ -231,6 +231,21 @@ TEST(EngineCoreTest, ValidationNamesTheField) {
   EXPECT_EQ(sink->num_completions, 0);
 }
 
+TEST(EngineCoreTest, RefusesASlidingWindowShorterThanTheContext) {
+  // Sliding-window attention is not implemented: a model that needs it is refused unless
+  // max_model_len stays within the window (where full attention is the same thing).
+  auto refused = EngineCore::Create(
+      "fake", std::make_unique<FakeModelRunner>(FakeModelRunner::Options{.sliding_window = 128}),
+      nullptr, Options(/*max_model_len=*/256));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("sliding-window"));
+  EXPECT_TRUE(EngineCore::Create("fake",
+                                 std::make_unique<FakeModelRunner>(
+                                     FakeModelRunner::Options{.sliding_window = 128}),
+                                 nullptr, Options(/*max_model_len=*/128))
+                  .ok());
+}
+
 TEST(EngineCoreTest, AbortFreesBlocksAtOnce) {
   CoreWithRunner c = MakeCore({}, Options());
   auto a = std::make_shared<CollectingSink>();

@@ -8,6 +8,7 @@
 // those of a correct engine only if the paging is right.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ class FakeModelRunner final : public ModelRunner {
     // Added to these tokens' logits (e.g. ASCII letters, to make byte-tokenizer text readable).
     std::vector<TokenId> favored_tokens;
     float favored_bias = 6.0f;
+    std::optional<int> sliding_window;
   };
 
   explicit FakeModelRunner(const Options& options)
@@ -42,6 +44,7 @@ class FakeModelRunner final : public ModelRunner {
     config_.head_dim = 8;
     config_.max_position_embeddings = options.max_position_embeddings;
     config_.eos_token_ids = options.eos_token_ids;
+    config_.sliding_window = options.sliding_window;
   }
 
   const model::ModelConfig& config() const override { return config_; }
