@@ -188,14 +188,17 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
       "Duration of one engine step: schedule, model, sampling, outputs.", kStepDurationBuckets);
 }
 
+void PrometheusMetrics::SetEngineState(const engine::EngineSnapshot& snapshot) {
+  num_requests_running_->Set(snapshot.num_running);
+  num_requests_waiting_->Set(snapshot.num_waiting);
+  kv_cache_usage_ratio_->Set(snapshot.kv.usage_ratio);
+  kv_blocks_used_->Set(snapshot.kv.num_used_blocks);
+  kv_blocks_cached_->Set(snapshot.kv.num_cached_blocks);
+  kv_blocks_free_->Set(snapshot.kv.num_free_blocks);
+  kv_capacity_blocks_->Set(snapshot.kv.num_blocks);
+}
+
 void PrometheusMetrics::OnStep(const engine::StepMetrics& step) {
-  num_requests_running_->Set(step.num_running);
-  num_requests_waiting_->Set(step.num_waiting);
-  kv_cache_usage_ratio_->Set(step.kv.usage_ratio);
-  kv_blocks_used_->Set(step.kv.num_used_blocks);
-  kv_blocks_cached_->Set(step.kv.num_cached_blocks);
-  kv_blocks_free_->Set(step.kv.num_free_blocks);
-  kv_capacity_blocks_->Set(step.kv.num_blocks);
   AdvanceTo(*kv_evictions_, step.kv.num_evictions, last_evictions_);
   AdvanceTo(*prefix_queried_tokens_, step.kv.prefix_queried_tokens, last_prefix_queried_tokens_);
   AdvanceTo(*prefix_hit_tokens_, step.kv.prefix_hit_tokens, last_prefix_hit_tokens_);

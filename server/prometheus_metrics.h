@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/engine_metrics.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -17,10 +18,15 @@ namespace pagoda::server {
 // per-request figures (as its engine::MetricsObserver) and the server's rejections. Every
 // series carries the constant label model_name.
 //
+// Counters and histograms come from the engine's per-step reports. Gauges (requests running and
+// waiting, KV blocks by state, usage ratio) are set from the engine's published snapshot when a
+// scrape renders the page, so that they also reflect what changed outside steps (an abort frees
+// blocks without a step) and are never older than the snapshot.
+//
 // Thread rules: OnStep and OnRequestFinished come from the engine thread only (they keep the
-// previous step's cumulative KV figures to advance counters by deltas); OnRequestRejected and
-// Render may be called from any thread at any time (prometheus-cpp metrics are atomic and its
-// registry locks).
+// previous step's cumulative KV figures to advance counters by deltas); SetEngineState is for
+// one thread at a time (the scraper); OnRequestRejected and Render may be called from any
+// thread at any time (prometheus-cpp metrics are atomic and its registry locks).
 class PrometheusMetrics final : public engine::MetricsObserver {
  public:
   struct Options {
@@ -43,6 +49,9 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   // Counts a Generate call refused before it reached the engine or by the engine's Submit;
   // `reason` is RejectionLabel() of its status.
   void OnRequestRejected(const std::string& reason);
+
+  // Sets the gauges from the engine's current state.
+  void SetEngineState(const engine::EngineSnapshot& snapshot);
 
   // Every metric in the Prometheus text exposition format, version 0.0.4.
   std::string Render() const;

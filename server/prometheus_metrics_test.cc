@@ -84,23 +84,36 @@ TEST(PrometheusMetricsTest, EveryDocumentedMetricIsExportedWithTheModelLabel) {
             0.0);
 }
 
-TEST(PrometheusMetricsTest, StepsSetGaugesAndAdvanceCountersByDeltas) {
+TEST(PrometheusMetricsTest, GaugesComeFromTheEngineSnapshot) {
+  PrometheusMetrics metrics(TestOptions());
+  engine::EngineSnapshot snapshot;
+  snapshot.num_running = 3;
+  snapshot.num_waiting = 2;
+  snapshot.kv = {.num_blocks = 100,
+                 .num_used_blocks = 30,
+                 .num_cached_blocks = 10,
+                 .num_free_blocks = 60,
+                 .usage_ratio = 0.3};
+  metrics.SetEngineState(snapshot);
+  const std::string page = metrics.Render();
+  EXPECT_EQ(Value(page, R"(pagoda_num_requests_running{model_name="m"})"), 3.0);
+  EXPECT_EQ(Value(page, R"(pagoda_num_requests_waiting{model_name="m"})"), 2.0);
+  EXPECT_DOUBLE_EQ(Value(page, R"(pagoda_kv_cache_usage_ratio{model_name="m"})"), 0.3);
+  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="used"})"), 30.0);
+  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="cached"})"), 10.0);
+  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="free"})"), 60.0);
+  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_capacity_blocks{model_name="m"})"), 100.0);
+}
+
+TEST(PrometheusMetricsTest, StepsAdvanceCountersByDeltasAndFillHistograms) {
   PrometheusMetrics metrics(TestOptions());
   engine::StepMetrics step;
   step.num_scheduled_tokens = 40;
   step.num_generation_tokens = 3;
   step.num_preemptions = 1;
-  step.num_running = 3;
-  step.num_waiting = 2;
   step.step_seconds = 0.004;
-  step.kv = {.num_blocks = 100,
-             .num_used_blocks = 30,
-             .num_cached_blocks = 10,
-             .num_free_blocks = 60,
-             .usage_ratio = 0.3,
-             .prefix_queried_tokens = 64,
-             .prefix_hit_tokens = 32,
-             .num_evictions = 5};
+  step.kv = {
+      .num_blocks = 100, .prefix_queried_tokens = 64, .prefix_hit_tokens = 32, .num_evictions = 5};
   step.ttft_seconds = {0.002, 0.003};
   step.inter_token_seconds = {0.001};
   step.queue_seconds = {0.0005};
@@ -108,18 +121,10 @@ TEST(PrometheusMetricsTest, StepsSetGaugesAndAdvanceCountersByDeltas) {
   step.kv.prefix_queried_tokens = 80;
   step.kv.prefix_hit_tokens = 40;
   step.kv.num_evictions = 7;
-  step.kv.num_used_blocks = 0;
-  step.num_running = 0;
   step.ttft_seconds.clear();
   metrics.OnStep(step);
 
   const std::string page = metrics.Render();
-  EXPECT_EQ(Value(page, R"(pagoda_num_requests_running{model_name="m"})"), 0.0);
-  EXPECT_EQ(Value(page, R"(pagoda_num_requests_waiting{model_name="m"})"), 2.0);
-  EXPECT_DOUBLE_EQ(Value(page, R"(pagoda_kv_cache_usage_ratio{model_name="m"})"), 0.3);
-  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="used"})"), 0.0);
-  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="cached"})"), 10.0);
-  EXPECT_EQ(Value(page, R"(pagoda_kv_cache_blocks{model_name="m",state="free"})"), 60.0);
   EXPECT_EQ(Value(page, R"(pagoda_prefix_cache_queried_tokens_total{model_name="m"})"), 80.0);
   EXPECT_EQ(Value(page, R"(pagoda_prefix_cache_hit_tokens_total{model_name="m"})"), 40.0);
   EXPECT_EQ(Value(page, R"(pagoda_kv_cache_evictions_total{model_name="m"})"), 7.0);

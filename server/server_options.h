@@ -1,9 +1,13 @@
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "engine/engine_core.h"
 #include "engine/engine_factory.h"
 
 namespace pagoda::server {
@@ -20,6 +24,10 @@ struct ServerOptions {
   absl::Duration drain_timeout = absl::Seconds(30);
   // The `pagoda-retry-after-ms` hint sent with QUEUE_FULL.
   absl::Duration queue_full_retry_after = absl::Seconds(1);
+  // Builds the engine core from `engine`. Unset: engine::CreateEngineCore (the real model).
+  // Tests inject a fake model here; pagodad never sets it.
+  std::function<absl::StatusOr<std::unique_ptr<engine::EngineCore>>(const engine::EngineConfig&)>
+      engine_core_factory;
 };
 
 }  // namespace pagoda::server

@@ -1,0 +1,238 @@
+#include "server/pagoda_server.h"
+
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "engine/engine_factory.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "model/dtype.h"
+#include "server/log.h"
+#include "server/metrics_http_server.h"
+#include "server/prometheus_metrics.h"
+#include "server/server_flags.h"
+#include "server/text_generation_service.h"
+
+#ifndef PAGODA_VERSION
+#define PAGODA_VERSION "0.0.0"
+#endif
+
+namespace pagoda::server {
+namespace {
+
+constexpr char kServiceName[] = "pagoda.v1.TextGeneration";
+constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+// After the drain timeout, how long aborted requests get to deliver their last message.
+constexpr absl::Duration kAbortGrace = absl::Seconds(5);
+
+// "[::1]:50051" for IPv6 literals, "host:port" otherwise.
+std::string HostPort(const std::string& host, int port) {
+  if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+void InitGrpcOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  });
+}
+
+std::string KvDtypeLabel(model::DType dtype) {
+  switch (dtype) {
+    case model::DType::kF32:
+      return "f32";
+    case model::DType::kBF16:
+      return "bf16";
+    case model::DType::kF16:
+      return "f16";
+  }
+  return "unknown";
+}
+
+void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
+  const model::ModelConfig& c = info.config;
+  LogLine(absl::StrFormat(
+      "model %s: %d layers, hidden %d, %d heads (%d KV heads, head_dim %d), vocab %d, weights "
+      "%s, backend %s, tokenizer %s",
+      info.model_name, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
+      info.vocab_size, model::DTypeName(info.weight_dtype), info.backend,
+      info.has_tokenizer ? "yes" : "none (token ids only)"));
+  const int64_t bytes_per_token =
+      int64_t{2} * c.num_layers * c.num_kv_heads * c.head_dim * model::DTypeSize(info.kv_dtype);
+  const int64_t pool_tokens = int64_t{info.num_kv_blocks} * info.block_size;
+  LogLine(absl::StrFormat(
+      "KV cache: %d blocks of %d tokens = %d tokens, %s (%s, %d bytes per token); prefix "
+      "caching %s",
+      info.num_kv_blocks, info.block_size, pool_tokens,
+      FormatByteSize(pool_tokens * bytes_per_token), model::DTypeName(info.kv_dtype),
+      bytes_per_token, info.prefix_caching ? "on" : "off"));
+  LogLine(absl::StrFormat(
+      "max_model_len %d: maximum concurrency at max_model_len %.2fx; max_num_seqs %d, "
+      "max_num_batched_tokens %d, max_waiting_requests %d",
+      info.max_model_len, static_cast<double>(pool_tokens) / std::max(1, info.max_model_len),
+      info.max_num_seqs, info.max_num_batched_tokens, max_waiting_requests));
+}
+
+}  // namespace
+
+PagodaServer::PagodaServer(const ServerOptions& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOptions& options) {
+  InitGrpcOnce();
+  std::unique_ptr<PagodaServer> server(new PagodaServer(options));
+  PagodaServer* raw = server.get();
+  server->service_ = std::make_unique<TextGenerationService>(TextGenerationService::Options{
+      .version = PAGODA_VERSION,
+      .start_time = absl::Now(),
+      .max_waiting_requests = options.engine.max_waiting_requests,
+      .queue_full_retry_after = options.queue_full_retry_after,
+      .on_engine_failure =
+          [raw] {
+            raw->engine_failed_.store(true);
+            raw->SetServing(false);
+            LogLine("engine failure: health is NOT_SERVING; restart the server");
+          },
+  });
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(HostPort(options.host, options.port), grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->service_.get());
+  // As vLLM's gRPC server: tolerate client keepalive pings every 10 s, also between calls.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--port: cannot listen on ", HostPort(options.host, options.port)));
+  }
+  server->SetServing(false);
+
+  if (options.metrics_port.has_value()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
+        {.host = options.host, .port = *options.metrics_port, .render = [raw] {
+           return raw->RenderMetrics();
+         }});
+    if (!http.ok()) {
+      return absl::Status(http.status().code(),
+                          absl::StrCat("--metrics-port: ", http.status().message()));
+    }
+    server->metrics_http_ = *std::move(http);
+    server->metrics_port_ = server->metrics_http_->port();
+  }
+  LogLine(absl::StrCat("gRPC listening on ", server->address(),
+                       " (health NOT_SERVING until "
+                       "the model is loaded)"));
+  if (server->metrics_port_.has_value()) {
+    LogLine(absl::StrCat("metrics at http://", HostPort(options.host, *server->metrics_port_),
+                         "/metrics"));
+  }
+  return server;
+}
+
+PagodaServer::~PagodaServer() {
+  Shutdown();
+  metrics_http_.reset();
+  grpc_server_.reset();
+}
+
+std::string PagodaServer::address() const { return HostPort(options_.host, port_); }
+
+void PagodaServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  const bool value = serving && !engine_failed_.load();
+  health->SetServingStatus("", value);
+  health->SetServingStatus(kServiceName, value);
+}
+
+absl::Status PagodaServer::LoadEngine() {
+  const absl::Time start = absl::Now();
+  LogLine(
+      absl::StrCat("loading model ",
+                   options_.engine.model.empty() ? engine::kDefaultModel : options_.engine.model,
+                   " on ", options_.engine.device));
+  PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<engine::EngineCore> core,
+                          options_.engine_core_factory
+                              ? options_.engine_core_factory(options_.engine)
+                              : engine::CreateEngineCore(options_.engine));
+  const engine::EngineInfo& info = core->info();
+  metrics_ = std::make_unique<PrometheusMetrics>(
+      PrometheusMetrics::Options{.model_name = info.model_name,
+                                 .block_size = info.block_size,
+                                 .num_kv_blocks = info.num_kv_blocks,
+                                 .kv_cache_dtype = KvDtypeLabel(info.kv_dtype),
+                                 .max_model_len = info.max_model_len});
+  PAGODA_ASSIGN_OR_RETURN(
+      engine_, engine::Engine::Create(std::move(core),
+                                      {.max_waiting_requests = options_.engine.max_waiting_requests,
+                                       .metrics_observer = metrics_.get()}));
+  LogEngine(engine_->info(), options_.engine.max_waiting_requests);
+  service_->SetEngine(engine_.get(), metrics_.get());
+  loaded_metrics_.store(metrics_.get());
+  loaded_engine_.store(engine_.get());
+  SetServing(true);
+  LogLine(absl::StrFormat("ready in %.1f s: health SERVING",
+                          absl::ToDoubleSeconds(absl::Now() - start)));
+  return absl::OkStatus();
+}
+
+void PagodaServer::StartDrain() {
+  service_->StartDrain();
+  SetServing(false);
+  if (engine::Engine* engine = loaded_engine_.load()) engine->StartDrain();
+}
+
+void PagodaServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  StartDrain();
+  if (engine_ != nullptr) {
+    const engine::EngineSnapshot snapshot = engine_->Snapshot();
+    LogLine(absl::StrFormat("draining: %d running and %d waiting requests get up to %.1f s",
+                            snapshot.num_running, snapshot.num_waiting,
+                            absl::ToDoubleSeconds(options_.drain_timeout)));
+    if (!engine_->WaitUntilIdle(options_.drain_timeout)) {
+      LogLine("drain timeout: aborting the remaining requests");
+      engine_->AbortAll();
+      engine_->WaitUntilIdle(kAbortGrace);
+    }
+  }
+  grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                         absl::ToChronoMilliseconds(kShutdownGrace));
+  {
+    // A scrape in progress finishes with the engine before it goes.
+    absl::MutexLock render_lock(&render_mu_);
+    loaded_engine_.store(nullptr);
+  }
+  engine_.reset();
+  LogLine("stopped");
+}
+
+std::string PagodaServer::RenderMetrics() {
+  absl::MutexLock lock(&render_mu_);
+  PrometheusMetrics* metrics = loaded_metrics_.load();
+  if (metrics == nullptr) return std::string();
+  // After Shutdown the engine is gone; the gauges keep their last values.
+  if (const engine::Engine* engine = loaded_engine_.load()) {
+    metrics->SetEngineState(engine->Snapshot());
+  }
+  return metrics->Render();
+}
+
+engine::Engine* PagodaServer::engine() const { return loaded_engine_.load(); }
+
+int PagodaServer::num_unfinished_requests() const { return service_->num_unfinished_requests(); }
+
+}  // namespace pagoda::server

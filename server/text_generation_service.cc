@@ -1,0 +1,426 @@
+#include "server/text_generation_service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "grpcpp/grpcpp.h"
+#include "server/error_reason.h"
+#include "server/generate_request.h"
+#include "server/generate_response.h"
+#include "server/grpc_status.h"
+#include "server/model_info.h"
+
+namespace pagoda::server {
+namespace {
+
+constexpr absl::string_view kRequestIdKey = "x-request-id";
+
+std::optional<absl::string_view> RequestIdHeader(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find(grpc::string_ref(kRequestIdKey.data(), kRequestIdKey.size()));
+  if (it == metadata.end()) return std::nullopt;
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
+// Finishes a unary RPC with `status`.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status, context));
+  return reactor;
+}
+
+bool IsEngineFailure(const absl::Status& status) {
+  return GetErrorReason(status) == ErrorReason::kEngineFailure;
+}
+
+}  // namespace
+
+// The state of one accepted Generate call, shared by its reactor (gRPC threads) and the engine
+// (as the request's sink, on the engine thread). It outlives whichever of the two ends last.
+//
+// Messages are written one at a time: whoever finds no write in flight and something to send
+// takes the writer role under mu_ and starts the write (or the Finish) after releasing it;
+// OnWriteDone hands the role on. gRPC runs OnDone only after Finish, and Finish is called only
+// when no write is in flight, so the reactor outlives every write and Finish started here.
+class TextGenerationService::GenerateCall final : public engine::RequestSink {
+ public:
+  GenerateCall(TextGenerationService* service, engine::Engine* engine, std::string request_id,
+               RequestRegistry::Ticket ticket, ResponseOptions options,
+               double seconds_before_engine, GenerateReactor* reactor)
+      : service_(service),
+        engine_(engine),
+        request_id_(std::move(request_id)),
+        ticket_(ticket),
+        options_(options),
+        seconds_before_engine_(seconds_before_engine),
+        reactor_(reactor) {}
+
+  void SetEngineId(RequestId id) {
+    absl::MutexLock lock(&mu_);
+    engine_id_ = id;
+  }
+
+  // RequestSink, engine thread.
+  void OnChunk(engine::OutputChunk chunk) override {
+    if (!options_.stream || (chunk.token_ids.empty() && chunk.text.empty())) return;
+    Push(MakeChunkResponse(request_id_, chunk, options_), std::nullopt);
+  }
+  void OnComplete(engine::RequestCompletion completion) override {
+    service_->registry_.Release(request_id_, ticket_);
+    if (!completion.status.ok()) {
+      const absl::Status status = CompletionError(completion.status);
+      if (IsEngineFailure(status)) service_->ReportEngineFailure();
+      Push(std::nullopt, status);
+      return;
+    }
+    Push(MakeCompleteResponse(request_id_, completion, options_, seconds_before_engine_),
+         absl::OkStatus());
+  }
+
+  // Reactions, gRPC threads.
+  void OnWriteDone(bool ok) {
+    Action action;
+    std::optional<RequestId> abort;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        // The stream broke (the client went away): nothing more can be written.
+        pending_.clear();
+        abort = EndLocked(absl::CancelledError("the response stream was closed"));
+      }
+      action = NextActionLocked();
+    }
+    if (abort.has_value()) engine_->Abort(*abort);
+    Run(action);
+  }
+  void OnCancel() {
+    Action action;
+    std::optional<RequestId> abort;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.clear();
+      abort = EndLocked(absl::CancelledError("cancelled by the client or its deadline"));
+      action = NextActionLocked();
+    }
+    // Frees the request's blocks in the engine's next step.
+    if (abort.has_value()) engine_->Abort(*abort);
+    Run(action);
+  }
+  void OnDone() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  // What the writer-role holder does once it has released mu_.
+  struct Action {
+    enum class Kind { kNone, kWrite, kFinish } kind = Kind::kNone;
+    GenerateReactor* reactor = nullptr;
+    absl::Status status;  // kFinish
+  };
+
+  // An engine failure is INTERNAL with ENGINE_FAILURE; refusals the engine made on its own
+  // thread keep their code.
+  static absl::Status CompletionError(const absl::Status& status) {
+    switch (status.code()) {
+      case absl::StatusCode::kInvalidArgument:
+      case absl::StatusCode::kAlreadyExists:
+      case absl::StatusCode::kResourceExhausted:
+      case absl::StatusCode::kFailedPrecondition:
+        return status;
+      default:
+        return WithErrorReason(
+            absl::InternalError(absl::StrCat("engine failure: ", status.message())),
+            ErrorReason::kEngineFailure);
+    }
+  }
+
+  // Ends the call early with `status` (unless it already ended); returns the engine request
+  // to abort, if it is still running there.
+  std::optional<RequestId> EndLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!ended_) {
+      ended_ = true;
+      final_status_ = std::move(status);
+    }
+    if (engine_done_ || abort_sent_) return std::nullopt;
+    abort_sent_ = engine_id_.has_value();
+    return engine_id_;
+  }
+
+  // Queues a message and/or the final status (which marks the engine's end of the request).
+  void Push(std::optional<v1::GenerateResponse> message, std::optional<absl::Status> final) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      if (final.has_value()) engine_done_ = true;
+      if (reactor_ == nullptr || ended_) return;
+      if (message.has_value()) pending_.push_back(*std::move(message));
+      if (final.has_value()) {
+        ended_ = true;
+        final_status_ = *std::move(final);
+      }
+      action = NextActionLocked();
+    }
+    Run(action);
+  }
+
+  Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_ || reactor_ == nullptr) return {};
+    if (!pending_.empty()) {
+      writing_ = true;
+      in_flight_ = std::move(pending_.front());
+      pending_.pop_front();
+      return {.kind = Action::Kind::kWrite, .reactor = reactor_};
+    }
+    if (ended_) {
+      finishing_ = true;
+      return {.kind = Action::Kind::kFinish, .reactor = reactor_, .status = final_status_};
+    }
+    return {};
+  }
+
+  void Run(const Action& action);
+
+  TextGenerationService* const service_;
+  engine::Engine* const engine_;
+  const std::string request_id_;
+  const RequestRegistry::Ticket ticket_;
+  const ResponseOptions options_;
+  const double seconds_before_engine_;
+
+  absl::Mutex mu_;
+  GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null after OnDone
+  std::optional<RequestId> engine_id_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the final status is known
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool engine_done_ ABSL_GUARDED_BY(mu_) = false;  // the engine completed the request
+  bool abort_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;    // a write is in flight
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called
+  // The message being written; touched only by the writer-role holder.
+  v1::GenerateResponse in_flight_;
+};
+
+// The gRPC side of a Generate call. Without a call (the request was refused before it was
+// accepted) it only finishes with the refusal. Deletes itself in OnDone.
+class TextGenerationService::GenerateReactor final
+    : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  explicit GenerateReactor(grpc::CallbackServerContext* context) : context_(context) {}
+
+  grpc::CallbackServerContext* context() const { return context_; }
+  // Before the reactor is returned to gRPC.
+  void set_call(std::shared_ptr<GenerateCall> call) { call_ = std::move(call); }
+
+  // Refuses the call.
+  void Refuse(const absl::Status& status) { Finish(ToGrpcStatus(status, context_)); }
+
+  void OnWriteDone(bool ok) override {
+    if (call_ != nullptr) call_->OnWriteDone(ok);
+  }
+  void OnCancel() override {
+    if (call_ != nullptr) call_->OnCancel();
+  }
+  void OnDone() override {
+    if (call_ != nullptr) call_->OnDone();
+    delete this;
+  }
+
+ private:
+  grpc::CallbackServerContext* const context_;
+  std::shared_ptr<GenerateCall> call_;
+};
+
+void TextGenerationService::GenerateCall::Run(const Action& action) {
+  switch (action.kind) {
+    case Action::Kind::kNone:
+      return;
+    case Action::Kind::kWrite:
+      action.reactor->StartWrite(&in_flight_);
+      return;
+    case Action::Kind::kFinish:
+      action.reactor->Finish(ToGrpcStatus(action.status, action.reactor->context()));
+      return;
+  }
+}
+
+TextGenerationService::TextGenerationService(Options options) : options_(std::move(options)) {}
+
+TextGenerationService::~TextGenerationService() = default;
+
+void TextGenerationService::SetEngine(engine::Engine* engine, PrometheusMetrics* metrics) {
+  PAGODA_CHECK(engine != nullptr && metrics != nullptr);
+  metrics_.store(metrics, std::memory_order_release);
+  engine_.store(engine, std::memory_order_release);
+}
+
+void TextGenerationService::StartDrain() { draining_.store(true, std::memory_order_release); }
+
+absl::StatusOr<engine::Engine*> TextGenerationService::LoadedEngine() const {
+  engine::Engine* engine = engine_.load(std::memory_order_acquire);
+  if (engine == nullptr) return absl::UnavailableError("the model is still loading");
+  return engine;
+}
+
+void TextGenerationService::ReportEngineFailure() {
+  if (!engine_failed_.exchange(true) && options_.on_engine_failure) options_.on_engine_failure();
+}
+
+absl::Status TextGenerationService::SubmitError(const absl::Status& status) const {
+  switch (status.code()) {
+    case absl::StatusCode::kResourceExhausted:
+      return WithRetryAfter(WithErrorReason(status, ErrorReason::kQueueFull),
+                            options_.queue_full_retry_after);
+    case absl::StatusCode::kUnavailable:
+      if (engine_failed_.load() || !engine_.load()->Snapshot().healthy) {
+        return WithErrorReason(
+            absl::InternalError(absl::StrCat("engine failure: ", status.message())),
+            ErrorReason::kEngineFailure);
+      }
+      return WithErrorReason(status, ErrorReason::kDraining);
+    default:
+      return status;
+  }
+}
+
+absl::Status TextGenerationService::StartGenerate(grpc::CallbackServerContext* context,
+                                                  const v1::GenerateRequest& request,
+                                                  const std::string& request_id, absl::Time arrival,
+                                                  GenerateReactor* reactor) {
+  PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+  if (draining_.load(std::memory_order_acquire)) {
+    return WithErrorReason(
+        absl::UnavailableError("the server is draining; retry on another replica"),
+        ErrorReason::kDraining);
+  }
+  if (engine_failed_.load()) {
+    return WithErrorReason(absl::InternalError("the engine failed; this server must be restarted"),
+                           ErrorReason::kEngineFailure);
+  }
+  PAGODA_ASSIGN_OR_RETURN(engine::EngineRequest engine_request,
+                          ParseGenerateRequest(request, engine->info(), engine->tokenizer()));
+  engine_request.external_id = request_id;
+  PAGODA_ASSIGN_OR_RETURN(const RequestRegistry::Ticket ticket, registry_.Reserve(request_id));
+
+  const ResponseOptions response_options{.stream = request.stream(),
+                                         .usage_every_chunk = request.usage_every_chunk()};
+  auto call = std::make_shared<GenerateCall>(
+      this, engine, request_id, ticket, response_options,
+      std::max(0.0, absl::ToDoubleSeconds(absl::Now() - arrival)), reactor);
+  reactor->set_call(call);
+  absl::StatusOr<RequestId> id = engine->Submit(std::move(engine_request), call);
+  if (!id.ok()) {
+    registry_.Release(request_id, ticket);
+    reactor->set_call(nullptr);
+    return SubmitError(id.status());
+  }
+  call->SetEngineId(*id);
+  if (registry_.Bind(request_id, ticket, *id)) engine->Abort(*id);
+  (void)context;
+  return absl::OkStatus();
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  const absl::Time arrival = absl::Now();
+  auto* reactor = new GenerateReactor(context);
+  absl::Status status;
+  absl::StatusOr<std::string> request_id =
+      ResolveRequestId(request->request_id(), RequestIdHeader(*context));
+  if (request_id.ok()) {
+    context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
+    status = StartGenerate(context, *request, *request_id, arrival, reactor);
+  } else {
+    status = request_id.status();
+  }
+  if (!status.ok()) {
+    if (PrometheusMetrics* metrics = metrics_.load(std::memory_order_acquire)) {
+      metrics->OnRequestRejected(RejectionLabel(status));
+    }
+    reactor->Refuse(status);
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::Abort(grpc::CallbackServerContext* context,
+                                                       const v1::AbortRequest* request,
+                                                       v1::AbortResponse* response) {
+  if (request->request_ids_size() > kMaxAbortRequestIds) {
+    return FinishUnary(context, WithErrorReason(absl::InvalidArgumentError(absl::StrCat(
+                                                    "request_ids: at most ", kMaxAbortRequestIds,
+                                                    " ids, got ", request->request_ids_size())),
+                                                ErrorReason::kInvalidField));
+  }
+  std::vector<RequestId> to_abort;
+  const std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
+  response->set_num_found(static_cast<uint32_t>(registry_.MarkForAbort(ids, to_abort)));
+  if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
+    for (RequestId id : to_abort) engine->Abort(id);
+  }
+  return FinishUnary(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(
+    grpc::CallbackServerContext* context, const v1::GetModelInfoRequest* request,
+    v1::ModelInfo* response) {
+  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
+  if (!engine.ok()) return FinishUnary(context, engine.status());
+  const absl::Status status = CheckModelName(request->model(), (*engine)->info().model_name);
+  if (status.ok()) *response = MakeModelInfo((*engine)->info());
+  return FinishUnary(context, status);
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
+    v1::ServerInfo* response) {
+  const absl::Time now = absl::Now();
+  response->set_version(options_.version);
+  response->set_max_num_waiting_requests(static_cast<uint32_t>(options_.max_waiting_requests));
+  response->set_draining(draining_.load(std::memory_order_acquire));
+  response->set_uptime_seconds(absl::ToDoubleSeconds(now - options_.start_time));
+  response->set_start_time_unix_seconds(
+      absl::ToDoubleSeconds(options_.start_time - absl::UnixEpoch()));
+  if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
+    const engine::EngineSnapshot snapshot = engine->Snapshot();
+    response->set_num_requests_running(static_cast<uint32_t>(snapshot.num_running));
+    response->set_num_requests_waiting(static_cast<uint32_t>(snapshot.num_waiting));
+    response->set_kv_cache_usage_ratio(snapshot.kv.usage_ratio);
+  }
+  return FinishUnary(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                          const v1::TokenizeRequest* request,
+                                                          v1::TokenizeResponse* response) {
+  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
+  if (!engine.ok()) return FinishUnary(context, engine.status());
+  absl::StatusOr<v1::TokenizeResponse> result =
+      server::Tokenize(*request, (*engine)->info(), (*engine)->tokenizer());
+  if (result.ok()) *response = *std::move(result);
+  return FinishUnary(context, result.status());
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::Detokenize(grpc::CallbackServerContext* context,
+                                                            const v1::DetokenizeRequest* request,
+                                                            v1::DetokenizeResponse* response) {
+  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
+  if (!engine.ok()) return FinishUnary(context, engine.status());
+  absl::StatusOr<v1::DetokenizeResponse> result =
+      server::Detokenize(*request, (*engine)->info(), (*engine)->tokenizer());
+  if (result.ok()) *response = *std::move(result);
+  return FinishUnary(context, result.status());
+}
+
+}  // namespace pagoda::server
