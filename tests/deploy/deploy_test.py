@@ -4,8 +4,8 @@
     deploy_test.py CHECK --source-dir DIR [--pagodad PATH]
 
 Each CHECK is one ctest (tests/deploy/CMakeLists.txt). Exit status: 0 passed, 1 failed, 77
-skipped (a tool it needs is missing: promtool, python3-yaml, systemd-analyze, or pagodad not
-built yet). Only 127.0.0.1 is ever bound; every wait is bounded.
+skipped (a tool it needs is missing: promtool, prometheus, python3-yaml, or pagodad not built
+yet). Only 127.0.0.1 is ever bound; every wait is bounded.
 
 The metric checks run twice over: against EXPORTED below (the metrics the daemon documents) in
 every build, and against a scrape of the real pagodad (check "daemon") once it is built.
@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 SKIP = 77
@@ -630,7 +631,7 @@ def need_pagodad(args):
         raise Skip("the pagodad target does not exist in this build tree yet")
     if not os.access(args.pagodad, os.X_OK):
         raise Skip(f"pagodad is not built: {args.pagodad}")
-    return args.pagodad
+    return os.path.abspath(args.pagodad)
 
 
 def daemon_command(pagodad, grpc_port, metrics_port):
@@ -840,6 +841,105 @@ def check_daemon_pid1(src, args):
     return failures
 
 
+def http_json(url, timeout_s=5):
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return json.loads(response.read().decode())
+
+
+def wait_for(what, predicate, deadline_s, processes):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for name, process, log_path in processes:
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n"
+                                     + log_path.read_text())
+        try:
+            if predicate():
+                return
+        except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+
+
+def check_prometheus_e2e(src, args):
+    """A real Prometheus scraping the real pagodad: every dashboard query returns data, every
+    autoscaler query evaluates, every alert rule evaluates without error, none fires."""
+    pagodad = need_pagodad(args)
+    prometheus = need_tool("prometheus")
+    yaml = need_yaml()
+    failures = Failures()
+    grpc_port, metrics_port, web_port = free_port(), free_port(), free_port()
+    api = f"http://127.0.0.1:{web_port}/api/v1"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        config = tmp / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(src / "deploy/prometheus/alerts.yml")],
+            "scrape_configs": [{"job_name": "pagoda", "static_configs": [
+                {"targets": [f"127.0.0.1:{metrics_port}"]}]}]}))
+        processes = []
+        try:
+            for name, command in (
+                    ("pagodad", daemon_command(pagodad, grpc_port, metrics_port)),
+                    ("prometheus", [prometheus, f"--config.file={config}",
+                                    f"--storage.tsdb.path={tmp / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{web_port}",
+                                    "--log.level=warn"])):
+                log_path = tmp / f"{name}.log"
+                with open(log_path, "w") as log:
+                    processes.append((name, subprocess.Popen(
+                        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        cwd=tmp), log_path))
+
+            def query(expr):
+                url = f"{api}/query?" + urllib.parse.urlencode({"query": expr})
+                try:
+                    return http_json(url)
+                except urllib.error.HTTPError as error:  # 400/422: a bad query, with a reason
+                    return json.loads(error.read().decode())
+
+            # Rates need two samples in their window: wait for the fifth scrape.
+            wait_for("five scrapes of pagodad",
+                     lambda: query("count_over_time(pagoda_kv_cache_capacity_blocks[1m]) >= 5")[
+                         "data"]["result"], 60, processes)
+            dash = dashboard(src)
+            for where, expr in dashboard_exprs(dash):
+                answer = query(substitute_grafana_variables(expr).replace("[5m]", "[1m]"))
+                if failures.check(answer.get("status") == "success",
+                                  f"{where}: {answer.get('error')}"):
+                    failures.check(answer["data"]["result"], f"{where}: no data from pagodad")
+            for where, expr in keda_queries(src):
+                answer = query(expr)
+                failures.check(answer.get("status") == "success", f"{where}: {answer.get('error')}")
+
+            def all_rules_evaluated():
+                rules = [rule for group in http_json(f"{api}/rules")["data"]["groups"]
+                         for rule in group["rules"]]
+                return rules and all(rule.get("lastEvaluation", "").startswith("0001") is False
+                                     and rule.get("health") != "unknown" for rule in rules)
+
+            wait_for("the alert rules to be evaluated", all_rules_evaluated, 30, processes)
+            for group in http_json(f"{api}/rules")["data"]["groups"]:
+                for rule in group["rules"]:
+                    failures.check(rule["health"] == "ok" and not rule.get("lastError"),
+                                   f"alert {rule['name']}: {rule['health']} {rule.get('lastError')}")
+                    failures.check(rule.get("state", "inactive") == "inactive",
+                                   f"alert {rule['name']} is {rule.get('state')} on an idle, "
+                                   f"healthy pagodad")
+        finally:
+            for _, process, _ in reversed(processes):
+                if process.poll() is None:
+                    process.terminate()
+                    try:
+                        process.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+    return failures
+
+
 def run(command):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     print(result.stdout + result.stderr, end="")
@@ -858,6 +958,7 @@ CHECKS = {
     "docker": check_docker,
     "daemon": check_daemon,
     "daemon_pid1": check_daemon_pid1,
+    "prometheus_e2e": check_prometheus_e2e,
 }
 
 
