@@ -116,7 +116,7 @@ double MeanDecodeStepSeconds(const Run& run, bool recompute) {
 
 void KvCacheAblation(const Flags& flags, int vocab) {
   const std::vector<int> contexts =
-      flags.quick ? std::vector<int>{32, 64} : std::vector<int>{64, 128, 256, 512, 1024};
+      flags.quick ? std::vector<int>{32, 64} : std::vector<int>{64, 128, 256, 512, 1016};
   constexpr int kTimedSteps = 4;
   std::ofstream csv(flags.out + "/kv_cache_ablation.csv");
   csv << "context,paged_ms_per_token,recompute_ms_per_token\n";

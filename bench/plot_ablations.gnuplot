@@ -11,9 +11,11 @@ set title "Time per generated token: paged KV cache vs recomputing without a cac
 set xlabel "context length (tokens)"
 set ylabel "ms per generated token"
 set logscale x 2
+set logscale y 10
 plot dir."/kv_cache_ablation.csv" using 1:2 skip 1 with linespoints lw 2 title "paged KV cache", \
      ""                         using 1:3 skip 1 with linespoints lw 2 title "no KV cache (recompute)"
 unset logscale x
+unset logscale y
 
 set output dir."/paging_ablation.svg"
 set title "Paged vs contiguous KV allocation on the same KV memory"
