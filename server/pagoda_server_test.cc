@@ -335,6 +335,12 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
   const std::vector<Case> cases = {
       {"no prompt", [](v1::GenerateRequest& r) { r.clear_token_ids(); },
        grpc::StatusCode::INVALID_ARGUMENT, "prompt: required", invalid},
+      // The client library sends these (it only logs); protobuf's parser refuses them.
+      {"invalid UTF-8 text", [](v1::GenerateRequest& r) { r.set_text("ok \xff"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "text: must be valid UTF-8", invalid},
+      {"invalid UTF-8 stop string",
+       [](v1::GenerateRequest& r) { r.mutable_stopping()->add_stop("\xc3("); },
+       grpc::StatusCode::INVALID_ARGUMENT, "stopping.stop[0]: must be valid UTF-8", invalid},
       {"empty text", [](v1::GenerateRequest& r) { r.set_text(""); },
        grpc::StatusCode::INVALID_ARGUMENT, "text: must not be empty", invalid},
       {"empty token ids", [](v1::GenerateRequest& r) { r.mutable_token_ids()->clear_ids(); },
@@ -397,7 +403,7 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
   }
   EXPECT_EQ(
       Metric(R"(pagoda_requests_rejected_total{model_name="fake-model",reason="invalid_field"})"),
-      13);
+      15);
   EXPECT_EQ(
       Metric(R"(pagoda_requests_rejected_total{model_name="fake-model",reason="prompt_too_long"})"),
       2);
@@ -615,6 +621,15 @@ TEST_F(PagodaServerTest, InfoAndTokenizerRpcs) {
     request.set_text("hi");
     ASSERT_TRUE(stub_->Tokenize(&context, request, &tokens).ok());
     EXPECT_THAT(tokens.token_ids(), ElementsAre(256u, uint32_t{'h'}, uint32_t{'i'}));
+  }
+  {
+    grpc::ClientContext context;
+    v1::TokenizeRequest request;
+    request.set_text("\xff");
+    v1::TokenizeResponse response;
+    const grpc::Status status = stub_->Tokenize(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), "text: must be valid UTF-8");
   }
   {
     grpc::ClientContext context;

@@ -17,6 +17,7 @@
 #include "server/generate_request.h"
 #include "server/generate_response.h"
 #include "server/grpc_status.h"
+#include "server/message_parsing.h"
 #include "server/model_info.h"
 
 namespace pagoda::server {
@@ -41,6 +42,23 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
 
 bool IsEngineFailure(const absl::Status& status) {
   return GetErrorReason(status) == ErrorReason::kEngineFailure;
+}
+
+// The raw methods' requests and responses.
+std::string ToBytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (!buffer.Dump(&slices).ok()) return bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return bytes;
+}
+
+grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
+  const std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
 }
 
 }  // namespace
@@ -160,12 +178,15 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
 
   // Queues a message and/or the final status (which marks the engine's end of the request).
   void Push(std::optional<v1::GenerateResponse> message, std::optional<absl::Status> final) {
+    // Serialized outside the lock, on the engine thread.
+    std::optional<grpc::ByteBuffer> bytes;
+    if (message.has_value()) bytes = Serialize(*message);
     Action action;
     {
       absl::MutexLock lock(&mu_);
       if (final.has_value()) engine_done_ = true;
       if (reactor_ == nullptr || ended_) return;
-      if (message.has_value()) pending_.push_back(*std::move(message));
+      if (bytes.has_value()) pending_.push_back(*std::move(bytes));
       if (final.has_value()) {
         ended_ = true;
         final_status_ = *std::move(final);
@@ -202,7 +223,7 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
   absl::Mutex mu_;
   GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);  // null after OnDone
   std::optional<RequestId> engine_id_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> pending_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the final status is known
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   bool engine_done_ ABSL_GUARDED_BY(mu_) = false;  // the engine completed the request
@@ -210,13 +231,13 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;    // a write is in flight
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called
   // The message being written; touched only by the writer-role holder.
-  v1::GenerateResponse in_flight_;
+  grpc::ByteBuffer in_flight_;
 };
 
 // The gRPC side of a Generate call. Without a call (the request was refused before it was
 // accepted) it only finishes with the refusal. Deletes itself in OnDone.
 class TextGenerationService::GenerateReactor final
-    : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit GenerateReactor(grpc::CallbackServerContext* context) : context_(context) {}
 
@@ -332,18 +353,21 @@ absl::Status TextGenerationService::StartGenerate(grpc::CallbackServerContext* c
   return absl::OkStatus();
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes) {
   const absl::Time arrival = absl::Now();
   auto* reactor = new GenerateReactor(context);
-  absl::Status status;
-  absl::StatusOr<std::string> request_id =
-      ResolveRequestId(request->request_id(), RequestIdHeader(*context));
-  if (request_id.ok()) {
-    context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
-    status = StartGenerate(context, *request, *request_id, arrival, reactor);
-  } else {
-    status = request_id.status();
+  v1::GenerateRequest request;
+  absl::Status status = ParseMessage(ToBytes(*request_bytes), request);
+  if (status.ok()) {
+    absl::StatusOr<std::string> request_id =
+        ResolveRequestId(request.request_id(), RequestIdHeader(*context));
+    if (request_id.ok()) {
+      context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
+      status = StartGenerate(context, request, *request_id, arrival, reactor);
+    } else {
+      status = request_id.status();
+    }
   }
   if (!status.ok()) {
     if (PrometheusMetrics* metrics = metrics_.load(std::memory_order_acquire)) {
@@ -402,13 +426,17 @@ grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
-                                                          const v1::TokenizeRequest* request,
-                                                          v1::TokenizeResponse* response) {
+                                                          const grpc::ByteBuffer* request_bytes,
+                                                          grpc::ByteBuffer* response) {
   absl::StatusOr<engine::Engine*> engine = LoadedEngine();
   if (!engine.ok()) return FinishUnary(context, engine.status());
+  v1::TokenizeRequest request;
+  if (absl::Status status = ParseMessage(ToBytes(*request_bytes), request); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   absl::StatusOr<v1::TokenizeResponse> result =
-      server::Tokenize(*request, (*engine)->info(), (*engine)->tokenizer());
-  if (result.ok()) *response = *std::move(result);
+      server::Tokenize(request, (*engine)->info(), (*engine)->tokenizer());
+  if (result.ok()) *response = Serialize(*result);
   return FinishUnary(context, result.status());
 }
 

@@ -26,7 +26,13 @@ namespace pagoda::server {
 // loading). The engine and metrics passed to SetEngine must outlive every RPC of this service
 // (stop the grpc::Server first). The service must outlive the engine: requests the engine
 // still holds report their end to the service's registry.
-class TextGenerationService final : public v1::TextGeneration::CallbackService {
+//
+// Generate and Tokenize take their requests as raw bytes and parse them here
+// (server/message_parsing.h), so that invalid UTF-8 in a string field is an INVALID_ARGUMENT
+// naming the field rather than gRPC's bare UNIMPLEMENTED for an unparsable request.
+class TextGenerationService final
+    : public v1::TextGeneration::WithRawCallbackMethod_Generate<
+          v1::TextGeneration::WithRawCallbackMethod_Tokenize<v1::TextGeneration::CallbackService>> {
  public:
   struct Options {
     std::string version;                  // ServerInfo.version
@@ -50,8 +56,9 @@ class TextGenerationService final : public v1::TextGeneration::CallbackService {
   // Unfinished Generate requests (reserved ids): for tests and shutdown logs.
   int num_unfinished_requests() const { return registry_.size(); }
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  // Streams serialized v1::GenerateResponse messages for a serialized v1::GenerateRequest.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
                                   const v1::AbortRequest* request,
                                   v1::AbortResponse* response) override;
@@ -61,9 +68,10 @@ class TextGenerationService final : public v1::TextGeneration::CallbackService {
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
+  // v1::TokenizeRequest in, v1::TokenizeResponse out, serialized.
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
                                        const v1::DetokenizeRequest* request,
                                        v1::DetokenizeResponse* response) override;

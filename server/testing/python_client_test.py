@@ -199,7 +199,17 @@ def run(binary):
             check(error.details().startswith("sampling.top_p: "), error.details())
             check(("pagoda-error-reason", "INVALID_FIELD") in error.trailing_metadata(),
                   str(error.trailing_metadata()))
-        print("ok: INVALID_ARGUMENT with pagoda-error-reason")
+        # Invalid UTF-8 (which Python's protobuf refuses to send) as raw bytes: field 3, text.
+        raw = channel.unary_stream("/pagoda.v1.TextGeneration/Generate",
+                                   request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
+        try:
+            list(raw(b"\x1a\x02\xff\xfe", timeout=10))
+            raise AssertionError("invalid UTF-8 was accepted")
+        except grpc.RpcError as error:
+            check(error.code() == grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            check(error.details() == "text: must be valid UTF-8", error.details())
+        print("ok: INVALID_ARGUMENT with pagoda-error-reason, invalid UTF-8 named")
 
         # The metrics page counts what the clients received.
         page = daemon.scrape()
@@ -210,7 +220,7 @@ def run(binary):
         generated = metric(page, "pagoda_generation_tokens_total")
         check(prompt == 2 * complete.usage.prompt_tokens, f"prompt tokens {prompt}")
         check(generated == 24, f"generation tokens {generated}")
-        check(metric(page, "pagoda_requests_rejected_total", 'reason="invalid_field"') == 1,
+        check(metric(page, "pagoda_requests_rejected_total", 'reason="invalid_field"') == 2,
               "rejected{invalid_field}")
         print("ok: /metrics token counters match the responses")
 
