@@ -82,8 +82,12 @@ class GenerateCall final : public grpc::ClientReadReactor<pb::GenerateResponse> 
     result_->status_code = static_cast<int>(status.error_code());
     result_->success = status.ok();
     if (!status.ok()) result_->error = status.error_message();
-    on_done_(*result_);
+    // The call is destroyed before anyone learns it is done: the run may then tear down the
+    // channel this call's context refers to.
+    const std::function<void(const RequestResult&)> on_done = std::move(on_done_);
+    const RequestResult* result = result_;
     delete this;
+    on_done(*result);
   }
 
  private:
