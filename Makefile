@@ -41,13 +41,16 @@ test: asan build
 	@echo "== full test suite =="
 	@cd $(BUILD_DIR) && ctest -LE gpu $(CTEST_ARGS)
 
-run: build
-	@echo "pagodad (the gRPC daemon) is not built yet; see README.md, 'What works today'."
-	@echo "Running the KV-cache bookkeeping benchmark instead:"
-	@$(BUILD_DIR)/block_manager/kv_cache_manager_benchmark
+# Builds only what the daemon needs, then serves the built-in model on 127.0.0.1:50051 (gRPC)
+# and :9400 (/metrics) until Ctrl-C. Extra flags: make run RUN_ARGS="--model dummy:llama-110m".
+RUN_ARGS ?=
+run: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target pagodad pagoda-cli
+	@exec $(BUILD_DIR)/server/pagodad $(RUN_ARGS)
 
 bench: build
 	@$(BUILD_DIR)/block_manager/kv_cache_manager_benchmark
+	@$(BUILD_DIR)/engine/engine_benchmark --benchmark_filter=Overhead
 
 format:
 	@git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i
