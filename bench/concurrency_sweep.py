@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""A concurrency sweep against a real pagodad: throughput and latency as concurrency grows.
+
+    bench/concurrency_sweep.py --pagodad build/server/pagodad --bench build/bench/pagoda-bench \\
+        --model dummy:llama-110m --out docs/figures
+
+Starts pagodad on free loopback ports, runs pagoda-bench in closed loop at each concurrency
+(--concurrency 1,2,4,...), writes concurrency_sweep.csv into --out (the per-level JSON
+results and the daemon's log go to a scratch directory), prints a Markdown table, then stops the daemon with SIGTERM. Plot with
+    gnuplot -e "dir='docs/figures'" bench/plot_sweep.gnuplot
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pagodad", default="build/server/pagodad")
+    p.add_argument("--bench", default="build/bench/pagoda-bench")
+    p.add_argument("--model", default="dummy:llama-110m")
+    p.add_argument("--out", default=".")
+    p.add_argument("--concurrency", default="1,2,4,8,16,32,64")
+    p.add_argument("--input-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--prompts-per-level", type=int, default=2,
+                   help="prompts = max(8, this x concurrency)")
+    p.add_argument("--daemon-args", default="", help="extra pagodad flags")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    port, metrics_port = free_port(), free_port()
+    scratch = tempfile.mkdtemp(prefix="pagoda_sweep_")  # the daemon's log and raw JSON results
+    log_path = os.path.join(scratch, "pagodad.log")
+    daemon = subprocess.Popen(
+        [args.pagodad, "--model", args.model, "--host", "127.0.0.1", "--port", str(port),
+         "--metrics-port", str(metrics_port), "--max-num-seqs", str(max(levels)),
+         "--max-model-len", str(args.input_len + args.output_len + 16)]
+        + args.daemon_args.split(),
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    rows = []
+    try:
+        # Ready when GetModelInfo answers (the metrics port opens before the model loads).
+        cli = os.path.join(os.path.dirname(args.pagodad), "pagoda-cli")
+        deadline = time.time() + 300
+        while subprocess.run([cli, "--address", f"127.0.0.1:{port}", "--timeout", "2",
+                              "model-info"], capture_output=True).returncode != 0:
+            if daemon.poll() is not None or time.time() > deadline:
+                sys.exit("pagodad did not start; see " + log_path)
+            time.sleep(0.5)
+        print(f"| concurrency | req/s | output tok/s | mean TTFT ms | p99 TTFT ms | mean TPOT ms "
+              f"| p99 ITL ms | peak KV usage |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in levels:
+            out = os.path.join(scratch, f"sweep_c{c}.json")
+            cmd = [args.bench, "--address", f"127.0.0.1:{port}",
+                   "--metrics-address", f"127.0.0.1:{metrics_port}", "--no-progress",
+                   "--ignore-eos", "--input-len", str(args.input_len),
+                   "--output-len", str(args.output_len), "--max-concurrency", str(c),
+                   "--num-prompts", str(max(8, args.prompts_per_level * c)),
+                   "--num-warmups", "1", "--seed", str(c), "--result-json", out]
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            if run.returncode != 0:
+                sys.exit(f"pagoda-bench failed at concurrency {c}:\n{run.stdout}\n{run.stderr}")
+            r = json.load(open(out))
+            rows.append((c, r))
+            print(f"| {c} | {r['request_throughput']:.2f} | {r['output_throughput']:.1f} "
+                  f"| {r['mean_ttft_ms']:.0f} | {r['p99_ttft_ms']:.0f} | {r['mean_tpot_ms']:.1f} "
+                  f"| {r['p99_itl_ms']:.1f} | {r.get('peak_kv_cache_usage_ratio', 0):.3f} |",
+                  flush=True)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=120)
+    with open(os.path.join(args.out, "concurrency_sweep.csv"), "w") as f:
+        f.write("concurrency,request_throughput,output_throughput,mean_ttft_ms,p99_ttft_ms,"
+                "mean_tpot_ms,p99_tpot_ms,mean_itl_ms,p99_itl_ms\n")
+        for c, r in rows:
+            f.write(f"{c},{r['request_throughput']},{r['output_throughput']},{r['mean_ttft_ms']},"
+                    f"{r['p99_ttft_ms']},{r['mean_tpot_ms']},{r['p99_tpot_ms']},"
+                    f"{r['mean_itl_ms']},{r['p99_itl_ms']}\n")
+
+
+if __name__ == "__main__":
+    main()
