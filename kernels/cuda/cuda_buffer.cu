@@ -1,22 +1,13 @@
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_buffer.h"
+#include "kernels/cuda/cuda_status.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
-
-absl::Status ToStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(err));
-  if (err == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
-  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
-    return absl::UnavailableError(msg);
-  }
-  return absl::InternalError(msg);
-}
 
 __global__ void FillKernel(uint8_t* data, size_t n, uint8_t value) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
@@ -40,7 +31,7 @@ int VisibleDeviceCount() {
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Create(size_t size_bytes) {
   void* data = nullptr;
   if (size_bytes > 0) {
-    absl::Status s = ToStatus(cudaMalloc(&data, size_bytes), "cudaMalloc");
+    absl::Status s = CudaStatus(cudaMalloc(&data, size_bytes), "cudaMalloc");
     if (!s.ok()) return s;
   }
   return DeviceBuffer(data, size_bytes);
@@ -69,12 +60,12 @@ void DeviceBuffer::Reset() {
 
 absl::Status DeviceBuffer::CopyFromHost(const void* src, size_t size_bytes) {
   if (size_bytes > size_bytes_) return absl::OutOfRangeError("copy larger than the buffer");
-  return ToStatus(cudaMemcpy(data_, src, size_bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  return CudaStatus(cudaMemcpy(data_, src, size_bytes, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
 }
 
 absl::Status DeviceBuffer::CopyToHost(void* dst, size_t size_bytes) const {
   if (size_bytes > size_bytes_) return absl::OutOfRangeError("copy larger than the buffer");
-  return ToStatus(cudaMemcpy(dst, data_, size_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+  return CudaStatus(cudaMemcpy(dst, data_, size_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
 }
 
 absl::Status DeviceBuffer::Fill(uint8_t value) {
@@ -83,9 +74,9 @@ absl::Status DeviceBuffer::Fill(uint8_t value) {
   const int blocks =
       static_cast<int>(std::min<size_t>((size_bytes_ + kThreads - 1) / kThreads, 1024));
   FillKernel<<<blocks, kThreads>>>(static_cast<uint8_t*>(data_), size_bytes_, value);
-  absl::Status s = ToStatus(cudaGetLastError(), "FillKernel launch");
+  absl::Status s = CudaStatus(cudaGetLastError(), "FillKernel launch");
   if (!s.ok()) return s;
-  return ToStatus(cudaDeviceSynchronize(), "FillKernel");
+  return CudaStatus(cudaDeviceSynchronize(), "FillKernel");
 }
 
 }  // namespace pagoda::kernels::cuda

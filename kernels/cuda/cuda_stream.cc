@@ -1,0 +1,79 @@
+#include "kernels/cuda/cuda_stream.h"
+
+#include <utility>
+
+#include "kernels/cuda/cuda_status.h"
+
+namespace pagoda::kernels::cuda {
+
+absl::StatusOr<CudaStream> CudaStream::Create() {
+  cudaStream_t stream = nullptr;
+  absl::Status status =
+      CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (!status.ok()) return status;
+  return CudaStream(stream);
+}
+
+CudaStream::CudaStream(CudaStream&& other) noexcept
+    : stream_(std::exchange(other.stream_, nullptr)) {}
+
+CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    stream_ = std::exchange(other.stream_, nullptr);
+  }
+  return *this;
+}
+
+CudaStream::~CudaStream() { Reset(); }
+
+void CudaStream::Reset() {
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  stream_ = nullptr;
+}
+
+absl::Status CudaStream::Synchronize() const {
+  return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+}
+
+absl::StatusOr<CudaEvent> CudaEvent::Create() {
+  cudaEvent_t event = nullptr;
+  absl::Status status = CudaStatus(cudaEventCreate(&event), "cudaEventCreate");
+  if (!status.ok()) return status;
+  return CudaEvent(event);
+}
+
+CudaEvent::CudaEvent(CudaEvent&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+
+CudaEvent& CudaEvent::operator=(CudaEvent&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    event_ = std::exchange(other.event_, nullptr);
+  }
+  return *this;
+}
+
+CudaEvent::~CudaEvent() { Reset(); }
+
+void CudaEvent::Reset() {
+  if (event_ != nullptr) cudaEventDestroy(event_);
+  event_ = nullptr;
+}
+
+absl::Status CudaEvent::Record(cudaStream_t stream) {
+  return CudaStatus(cudaEventRecord(event_, stream), "cudaEventRecord");
+}
+
+absl::Status CudaEvent::Synchronize() const {
+  return CudaStatus(cudaEventSynchronize(event_), "cudaEventSynchronize");
+}
+
+absl::StatusOr<float> CudaEvent::ElapsedMs(const CudaEvent& start, const CudaEvent& end) {
+  float ms = 0.0f;
+  absl::Status status =
+      CudaStatus(cudaEventElapsedTime(&ms, start.event_, end.event_), "cudaEventElapsedTime");
+  if (!status.ok()) return status;
+  return ms;
+}
+
+}  // namespace pagoda::kernels::cuda

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace pagoda::kernels::cuda {
+
+// Owns a CUDA stream (cudaStreamCreateWithFlags, non-blocking: it does not synchronize with the
+// legacy default stream). Move-only. The device that was current at Create() must be current
+// when it is destroyed; destruction does not wait for queued work (the driver finishes it).
+class CudaStream {
+ public:
+  static absl::StatusOr<CudaStream> Create();
+
+  CudaStream() = default;
+  CudaStream(CudaStream&& other) noexcept;
+  CudaStream& operator=(CudaStream&& other) noexcept;
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  ~CudaStream();
+
+  cudaStream_t get() const { return stream_; }
+  // Blocks the calling thread until all work queued so far has finished; returns the first
+  // asynchronous error of that work.
+  absl::Status Synchronize() const;
+
+ private:
+  explicit CudaStream(cudaStream_t stream) : stream_(stream) {}
+  void Reset();
+
+  cudaStream_t stream_ = nullptr;
+};
+
+// Owns a CUDA event with timing enabled. Move-only; same device rule as CudaStream.
+class CudaEvent {
+ public:
+  static absl::StatusOr<CudaEvent> Create();
+
+  CudaEvent() = default;
+  CudaEvent(CudaEvent&& other) noexcept;
+  CudaEvent& operator=(CudaEvent&& other) noexcept;
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  ~CudaEvent();
+
+  cudaEvent_t get() const { return event_; }
+  absl::Status Record(cudaStream_t stream);
+  absl::Status Synchronize() const;
+  // Milliseconds between two recorded, completed events (`start` recorded first).
+  static absl::StatusOr<float> ElapsedMs(const CudaEvent& start, const CudaEvent& end);
+
+ private:
+  explicit CudaEvent(cudaEvent_t event) : event_(event) {}
+  void Reset();
+
+  cudaEvent_t event_ = nullptr;
+};
+
+}  // namespace pagoda::kernels::cuda

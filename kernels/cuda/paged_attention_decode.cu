@@ -1,0 +1,163 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/head_dim_dispatch.h"
+#include "kernels/cuda/paged_attention_decode.h"
+#include "kernels/cuda/paged_attention_decode_kernel.cuh"
+
+namespace pagoda::kernels::cuda {
+namespace {
+
+using internal::CeilDiv;
+using internal::DecodeConfig;
+using internal::MergePartitionsKernel;
+using internal::NumHeadChunks;
+using internal::PagedDecodeKernel;
+
+// The planner's choices (PlanPagedDecodeFor).
+constexpr int32_t kPlanPartitionMultiple = 64;  // every warp of a block gets whole tiles
+constexpr int32_t kMinPartitionTokens = 256;
+constexpr int64_t kBlocksPerResidentSlot = 2;
+
+bool Aligned(const void* p, uintptr_t alignment) {
+  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
+}
+
+template <typename T>
+absl::Status Validate(const PagedDecodeParams<T>& p) {
+  const PagedKvCacheView<T>& c = p.cache;
+  if (!IsSupportedHeadDim(c.head_dim)) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported head_dim ", c.head_dim));
+  }
+  if (p.num_requests < 0 || c.num_kv_heads <= 0 || p.num_heads <= 0 ||
+      p.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bad head counts: num_heads ", p.num_heads,
+                                                   ", num_kv_heads ", c.num_kv_heads));
+  }
+  if (c.block_size <= 0 || c.num_blocks <= 0 || p.max_blocks_per_request <= 0) {
+    return absl::InvalidArgumentError(
+        "block_size, num_blocks and max_blocks_per_request must be > 0");
+  }
+  const int64_t row = static_cast<int64_t>(p.num_heads) * c.head_dim;
+  if (p.query_token_stride < row || p.output_token_stride < row || p.query_token_stride % 2 != 0 ||
+      p.output_token_stride % 2 != 0) {
+    return absl::InvalidArgumentError("token strides must be even and >= num_heads * head_dim");
+  }
+  if (p.num_requests > 0 &&
+      (p.query == nullptr || p.output == nullptr || c.key == nullptr || c.value == nullptr ||
+       p.query_start == nullptr || p.context_lens == nullptr || p.block_tables == nullptr)) {
+    return absl::InvalidArgumentError("null device pointer");
+  }
+  if (!Aligned(c.key, 16) || !Aligned(c.value, 16) || !Aligned(p.query, 4) ||
+      !Aligned(p.output, 4)) {
+    return absl::InvalidArgumentError("cache pools must be 16-byte and q/out 4-byte aligned");
+  }
+  if (p.plan.partition_size <= 0 || p.plan.partition_size % kDecodePartitionAlignment != 0 ||
+      p.plan.max_num_partitions < 1 || p.plan.max_num_partitions > kMaxDecodePartitions) {
+    return absl::InvalidArgumentError(absl::StrCat("bad plan: partition_size ",
+                                                   p.plan.partition_size, ", max_num_partitions ",
+                                                   p.plan.max_num_partitions));
+  }
+  if (static_cast<int64_t>(c.num_kv_heads) * NumHeadChunks(p.num_heads, c.num_kv_heads) > 65535) {
+    return absl::InvalidArgumentError("too many KV heads for one launch");
+  }
+  const int64_t needed = PagedDecodeWorkspaceBytes(p.plan, p.num_requests, p.num_heads, c.head_dim);
+  if (needed > 0 &&
+      (p.workspace == nullptr || p.workspace_bytes < needed || !Aligned(p.workspace, 16))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode workspace needs ", needed, " bytes, 16-byte aligned"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename T, int kHeadDim>
+absl::Status Launch(const PagedDecodeParams<T>& p, cudaStream_t stream) {
+  using Cfg = DecodeConfig<kHeadDim>;
+  auto* kernel = &PagedDecodeKernel<T, kHeadDim>;
+  PAGODA_RETURN_IF_ERROR(CudaStatus(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
+      "cudaFuncSetAttribute(PagedDecodeKernel)"));
+  const int chunks = NumHeadChunks(p.num_heads, p.cache.num_kv_heads);
+  kernel<<<internal::DecodeGrid(p), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, chunks);
+  PAGODA_RETURN_IF_ERROR(LaunchStatus("PagedDecodeKernel"));
+  if (p.plan.max_num_partitions > 1) {
+    MergePartitionsKernel<T>
+        <<<internal::MergeGrid(p), kHeadDim, internal::MergeSharedBytes(p.plan), stream>>>(p);
+    PAGODA_RETURN_IF_ERROR(LaunchStatus("MergePartitionsKernel"));
+  }
+  return absl::OkStatus();
+}
+
+// Decode thread blocks one multiprocessor holds at once, for the kernel of this head dim.
+template <int kHeadDim>
+absl::StatusOr<int> BlocksPerMultiprocessor() {
+  using Cfg = DecodeConfig<kHeadDim>;
+  auto* kernel = &PagedDecodeKernel<__nv_bfloat16, kHeadDim>;
+  PAGODA_RETURN_IF_ERROR(CudaStatus(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
+      "cudaFuncSetAttribute(PagedDecodeKernel)"));
+  int blocks = 0;
+  PAGODA_RETURN_IF_ERROR(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                                        &blocks, kernel, Cfg::kThreads, Cfg::kSmemBytes),
+                                    "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
+  return std::max(blocks, 1);
+}
+
+}  // namespace
+
+PagedDecodePlan PlanPagedDecodeFor(const PagedDecodeShape& shape, int64_t resident_blocks) {
+  const int32_t max_context = std::max(shape.max_context_len, 1);
+  auto round_up = [](int64_t x, int64_t m) { return (x + m - 1) / m * m; };
+  PagedDecodePlan plan{
+      .partition_size = static_cast<int32_t>(round_up(max_context, kPlanPartitionMultiple)),
+      .max_num_partitions = 1};
+  if (shape.num_kv_heads <= 0 || shape.num_heads % shape.num_kv_heads != 0) return plan;
+  const int64_t blocks = static_cast<int64_t>(std::max(shape.num_requests, 1)) *
+                         shape.num_kv_heads * NumHeadChunks(shape.num_heads, shape.num_kv_heads);
+  const int64_t target = kBlocksPerResidentSlot * std::max<int64_t>(resident_blocks, 1);
+  if (blocks >= target || max_context <= kMinPartitionTokens) return plan;
+  const int64_t wanted_partitions = (target + blocks - 1) / blocks;
+  const int64_t size = std::max<int64_t>(
+      kMinPartitionTokens,
+      round_up((max_context + wanted_partitions - 1) / wanted_partitions, kPlanPartitionMultiple));
+  plan.partition_size = static_cast<int32_t>(size);
+  plan.max_num_partitions = static_cast<int32_t>(
+      std::min<int64_t>((max_context + size - 1) / size, kMaxDecodePartitions));
+  return plan;
+}
+
+absl::StatusOr<PagedDecodePlan> PlanPagedDecode(const PagedDecodeShape& shape) {
+  PAGODA_ASSIGN_OR_RETURN(const DeviceProperties device, CurrentDeviceProperties());
+  int per_multiprocessor = 0;
+  PAGODA_RETURN_IF_ERROR(
+      internal::DispatchHeadDim(shape.head_dim, [&](auto head_dim) -> absl::Status {
+        PAGODA_ASSIGN_OR_RETURN(per_multiprocessor,
+                                BlocksPerMultiprocessor<decltype(head_dim)::value>());
+        return absl::OkStatus();
+      }));
+  return PlanPagedDecodeFor(shape,
+                            static_cast<int64_t>(per_multiprocessor) * device.multiprocessor_count);
+}
+
+template <typename T>
+absl::Status PagedAttentionDecode(const PagedDecodeParams<T>& params, cudaStream_t stream) {
+  PAGODA_RETURN_IF_ERROR(Validate(params));
+  if (params.num_requests == 0) return absl::OkStatus();
+  return internal::DispatchHeadDim(params.cache.head_dim, [&](auto head_dim) {
+    return Launch<T, decltype(head_dim)::value>(params, stream);
+  });
+}
+
+template absl::Status PagedAttentionDecode<__nv_bfloat16>(const PagedDecodeParams<__nv_bfloat16>&,
+                                                          cudaStream_t);
+template absl::Status PagedAttentionDecode<__half>(const PagedDecodeParams<__half>&, cudaStream_t);
+
+}  // namespace pagoda::kernels::cuda

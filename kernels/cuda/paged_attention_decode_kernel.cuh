@@ -1,0 +1,299 @@
+#pragma once
+
+// The decode kernels (internal to kernels/cuda; paged_attention_decode.cu launches them, and the
+// CPU emulation test runs the same source).
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/attention_tile.cuh"
+#include "kernels/cuda/mma_primitives.cuh"
+#include "kernels/cuda/paged_attention_decode.h"
+
+namespace pagoda::kernels::cuda::internal {
+
+// Each warp walks its own tiles of 16 tokens (tile w, w + kWarps, ... of the partition) with a
+// private two-stage cp.async pipeline, so the main loop needs no block-wide barrier; the warps'
+// softmax states are merged once at the end.
+inline constexpr int kTileTokens = 16;
+inline constexpr int kHeadsPerBlock = 16;  // the MMA's M: query heads of one KV head
+inline constexpr int kDecodeStages = 2;
+static_assert(kDecodePartitionAlignment == kTileTokens);
+
+template <int kHeadDim>
+struct DecodeConfig {
+  static constexpr int kWarps = kHeadDim <= 128 ? 4 : 2;
+  static constexpr int kThreads = kWarps * kWarpSize;
+  static constexpr int kRowStride = kHeadDim + kVecElems;  // +16 bytes: conflict-free ldmatrix
+  static constexpr int kTileElems = kTileTokens * kRowStride;
+  static constexpr int kWarpSmemElems = kDecodeStages * 2 * kTileElems;  // K and V of each stage
+  static constexpr int kVecsPerRow = kHeadDim / kVecElems;
+  static constexpr int kVecsPerLane = kTileTokens * kVecsPerRow / kWarpSize;
+  static constexpr int kPipelineBytes = kWarps * kWarpSmemElems * 2;
+  // Per warp: m[16], l[16], o[16][kHeadDim] in fp32.
+  static constexpr int kMergeFloatsPerWarp = kHeadsPerBlock * (kHeadDim + 2);
+  static constexpr int kMergeBytes = kWarps * kMergeFloatsPerWarp * 4;
+  static constexpr int kSmemBytes = kPipelineBytes > kMergeBytes ? kPipelineBytes : kMergeBytes;
+  static_assert(kHeadDim % 16 == 0);
+  static_assert((kTileTokens * kVecsPerRow) % kWarpSize == 0);
+};
+
+__host__ __device__ inline int32_t EffectivePartitionSize(const PagedDecodePlan& plan,
+                                                          int32_t context_len) {
+  const int32_t fit =
+      CeilDiv(CeilDiv(context_len, plan.max_num_partitions), kTileTokens) * kTileTokens;
+  return fit > plan.partition_size ? fit : plan.partition_size;
+}
+
+struct DecodeWorkspace {
+  float* partial_out;  // [num_requests, num_heads, max_num_partitions, head_dim]
+  float* partial_lse;  // [num_requests, num_heads, max_num_partitions], log2 units
+};
+
+template <typename T>
+__host__ __device__ inline DecodeWorkspace SplitWorkspace(const PagedDecodeParams<T>& p) {
+  float* base = static_cast<float*>(p.workspace);
+  const int64_t slots =
+      static_cast<int64_t>(p.num_requests) * p.num_heads * p.plan.max_num_partitions;
+  return {base, base + slots * p.cache.head_dim};
+}
+
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
+    PagedDecodeKernel(const PagedDecodeParams<T> p, int num_head_chunks) {
+  using Cfg = DecodeConfig<kHeadDim>;
+  const int request = blockIdx.x;
+  const int kv_head = blockIdx.y / num_head_chunks;
+  const int chunk = blockIdx.y % num_head_chunks;
+  const int partition = blockIdx.z;
+  const int32_t context_len = p.context_lens[request];
+  const int32_t partition_size = EffectivePartitionSize(p.plan, context_len);
+  const int32_t num_partitions = CeilDiv(context_len, partition_size);
+  const int group = p.num_heads / p.cache.num_kv_heads;
+  const int head0 = kv_head * group + chunk * kHeadsPerBlock;
+  const int rows = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
+  const int64_t token = p.query_start[request];
+  T* out = p.output + token * p.output_token_stride + static_cast<int64_t>(head0) * kHeadDim;
+  if (context_len <= 0) {  // outside the contract; defined output rather than garbage
+    if (partition == 0) {
+      for (int i = threadIdx.x; i < rows * kHeadDim; i += Cfg::kThreads) {
+        out[i] = FromFloat<T>(0.0f);
+      }
+    }
+    return;
+  }
+  if (partition >= num_partitions) return;
+  const int32_t begin = partition * partition_size;
+  const int32_t end = min(context_len, begin + partition_size);
+  const int num_tiles = CeilDiv(end - begin, kTileTokens);
+
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  const int gid = lane / 4;
+  const int tid = lane % 4;
+
+  // A fragments of the queries: row = query head head0 + row, zero past `rows`.
+  uint32_t q_frag[kHeadDim / 16][4];
+  {
+    const T* q = p.query + token * p.query_token_stride + static_cast<int64_t>(head0) * kHeadDim;
+    const T* q_lo = q + gid * kHeadDim + 2 * tid;
+    const T* q_hi = q + (gid + 8) * kHeadDim + 2 * tid;
+#pragma unroll
+    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      q_frag[ks][0] = gid < rows ? LoadPair(q_lo + ks * 16) : 0u;
+      q_frag[ks][1] = gid + 8 < rows ? LoadPair(q_hi + ks * 16) : 0u;
+      q_frag[ks][2] = gid < rows ? LoadPair(q_lo + ks * 16 + 8) : 0u;
+      q_frag[ks][3] = gid + 8 < rows ? LoadPair(q_hi + ks * 16 + 8) : 0u;
+    }
+  }
+
+  T* warp_smem = DynamicShared<T>() + warp * Cfg::kWarpSmemElems;
+  const int32_t* table = p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
+  const int32_t block_size = p.cache.block_size;
+
+  // Copies tile `tile` of the partition into pipeline stage `stage`; rows past `end` are zeroed
+  // (never read from the cache: their table entries and slots may hold anything).
+  auto load_tile = [&](int tile, int stage) {
+    const int32_t tile_begin = begin + tile * kTileTokens;
+    int64_t row_offset = -1;  // element offset of lane's row (lanes < 16), -1 = past the end
+    if (lane < kTileTokens) {
+      const int32_t pos = tile_begin + lane;
+      if (pos < end) {
+        const int64_t block = table[pos / block_size];
+        row_offset =
+            ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+      }
+    }
+    T* k_dst = warp_smem + stage * 2 * Cfg::kTileElems;
+    T* v_dst = k_dst + Cfg::kTileElems;
+#pragma unroll
+    for (int i = 0; i < Cfg::kVecsPerLane; ++i) {
+      const int v = lane + i * kWarpSize;
+      const int row = v / Cfg::kVecsPerRow;
+      const int col = (v % Cfg::kVecsPerRow) * kVecElems;
+      const int64_t offset = __shfl_sync(kFullMask, row_offset, row);
+      const int s = row * Cfg::kRowStride + col;
+      if (offset >= 0) {
+        CpAsync16(k_dst + s, p.cache.key + offset + col);
+        CpAsync16(v_dst + s, p.cache.value + offset + col);
+      } else {
+        StoreZero16(k_dst + s);
+        StoreZero16(v_dst + s);
+      }
+    }
+  };
+
+  float m[2] = {-INFINITY, -INFINITY};
+  float l[2] = {0.0f, 0.0f};
+  float o[kHeadDim / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < kHeadDim / 8; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
+  }
+  const float scale_log2 = p.scale * kLog2e;
+
+  int stage = 0;
+  if (warp < num_tiles) load_tile(warp, 0);
+  CpAsyncCommit();
+  for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
+    if (tile + Cfg::kWarps < num_tiles) load_tile(tile + Cfg::kWarps, stage ^ 1);
+    CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
+    CpAsyncWait<1>();
+    __syncwarp();
+    const T* k_s = warp_smem + stage * 2 * Cfg::kTileElems;
+    const T* v_s = k_s + Cfg::kTileElems;
+    float s[2][4];
+    ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
+    const int32_t tile_begin = begin + tile * kTileTokens;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
+        s[j][e] = pos < end ? s[j][e] * scale_log2 : -INFINITY;
+      }
+    }
+    OnlineSoftmax(s, m, l, o);
+    AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
+    __syncwarp();  // the next iteration's prefetch overwrites this stage
+    stage ^= 1;
+  }
+  CpAsyncWait<0>();
+  ReduceRowSums(l);
+
+  // Merge the warps' states: M = max m_w, L = sum l_w 2^(m_w - M), O = sum o_w 2^(m_w - M).
+  // A warp without tiles has m = -inf, l = 0, o = 0 and drops out; warp 0 always has tile 0.
+  __syncthreads();  // every warp is done with the pipeline's shared memory
+  float* merge = DynamicShared<float>();
+  {
+    float* wm = merge + warp * Cfg::kMergeFloatsPerWarp;
+    float* wl = wm + kHeadsPerBlock;
+    float* wo = wl + kHeadsPerBlock;
+    if (tid == 0) {
+      wm[gid] = m[0];
+      wm[gid + 8] = m[1];
+      wl[gid] = l[0];
+      wl[gid + 8] = l[1];
+    }
+#pragma unroll
+    for (int dt = 0; dt < kHeadDim / 8; ++dt) {
+      const int c = dt * 8 + 2 * tid;
+      wo[gid * kHeadDim + c] = o[dt][0];
+      wo[gid * kHeadDim + c + 1] = o[dt][1];
+      wo[(gid + 8) * kHeadDim + c] = o[dt][2];
+      wo[(gid + 8) * kHeadDim + c + 1] = o[dt][3];
+    }
+  }
+  __syncthreads();
+  const DecodeWorkspace ws = SplitWorkspace(p);
+  for (int i = threadIdx.x; i < rows * kHeadDim; i += Cfg::kThreads) {
+    const int row = i / kHeadDim;
+    const int d = i % kHeadDim;
+    float m_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarps; ++w)
+      m_max = fmaxf(m_max, merge[w * Cfg::kMergeFloatsPerWarp + row]);
+    float l_sum = 0.0f;
+    float acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < Cfg::kWarps; ++w) {
+      const float* wm = merge + w * Cfg::kMergeFloatsPerWarp;
+      const float f = exp2f(wm[row] - m_max);
+      l_sum += wm[kHeadsPerBlock + row] * f;
+      acc += wm[2 * kHeadsPerBlock + row * kHeadDim + d] * f;
+    }
+    const float value = acc / l_sum;
+    if (num_partitions == 1) {
+      out[row * kHeadDim + d] = FromFloat<T>(value);
+    } else {
+      const int64_t slot =
+          (static_cast<int64_t>(request) * p.num_heads + head0 + row) * p.plan.max_num_partitions +
+          partition;
+      ws.partial_out[slot * kHeadDim + d] = value;
+      if (d == 0) ws.partial_lse[slot] = m_max + log2f(l_sum);
+    }
+  }
+}
+
+// Combines a request's partitions for one query head: weights 2^(lse_p - max lse), normalized.
+// Requests with a single partition were written by the decode kernel and are skipped.
+template <typename T>
+__global__ void MergePartitionsKernel(const PagedDecodeParams<T> p) {
+  float* weights = DynamicShared<float>();  // [max_num_partitions]
+  const int request = blockIdx.x;
+  const int head = blockIdx.y;
+  const int32_t context_len = p.context_lens[request];
+  if (context_len <= 0) return;
+  const int32_t num_partitions = CeilDiv(context_len, EffectivePartitionSize(p.plan, context_len));
+  if (num_partitions <= 1) return;
+  const DecodeWorkspace ws = SplitWorkspace(p);
+  const int head_dim = p.cache.head_dim;
+  const int64_t slot0 =
+      (static_cast<int64_t>(request) * p.num_heads + head) * p.plan.max_num_partitions;
+  float lse_max = -INFINITY;
+  for (int i = 0; i < num_partitions; ++i) lse_max = fmaxf(lse_max, ws.partial_lse[slot0 + i]);
+  for (int i = threadIdx.x; i < num_partitions; i += blockDim.x) {
+    weights[i] = exp2f(ws.partial_lse[slot0 + i] - lse_max);
+  }
+  __syncthreads();
+  float weight_sum = 0.0f;
+  for (int i = 0; i < num_partitions; ++i) weight_sum += weights[i];
+  const float inv_sum = 1.0f / weight_sum;
+  T* out = p.output + static_cast<int64_t>(p.query_start[request]) * p.output_token_stride +
+           static_cast<int64_t>(head) * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int i = 0; i < num_partitions; ++i) {
+      acc += weights[i] * ws.partial_out[(slot0 + i) * head_dim + d];
+    }
+    out[d] = FromFloat<T>(acc * inv_sum);
+  }
+}
+
+__host__ __device__ inline int NumHeadChunks(int32_t num_heads, int32_t num_kv_heads) {
+  return CeilDiv(num_heads / num_kv_heads, kHeadsPerBlock);
+}
+
+// Launch shapes, shared by the launcher and the emulation test. The decode kernel runs
+// DecodeConfig<head_dim>::kThreads threads with kSmemBytes of dynamic shared memory and takes
+// (params, NumHeadChunks(...)); the merge kernel runs head_dim threads.
+template <typename T>
+dim3 DecodeGrid(const PagedDecodeParams<T>& p) {
+  return dim3(p.num_requests,
+              p.cache.num_kv_heads * NumHeadChunks(p.num_heads, p.cache.num_kv_heads),
+              p.plan.max_num_partitions);
+}
+
+template <typename T>
+dim3 MergeGrid(const PagedDecodeParams<T>& p) {
+  return dim3(p.num_requests, p.num_heads);
+}
+
+inline size_t MergeSharedBytes(const PagedDecodePlan& plan) {
+  return sizeof(float) * plan.max_num_partitions;
+}
+
+}  // namespace pagoda::kernels::cuda::internal
