@@ -165,8 +165,8 @@ void CheckRmsNorm(int32_t rows, int32_t dim, bool in_place) {
                                        .eps = 1e-5f},
                       nullptr)
                   .ok());
-  ExpectNear(DownloadFloats(in_place ? d_x : d_out), want, Tolerance<T>::kAbs,
-             Tolerance<T>::kRel, "rmsnorm dim " + std::to_string(dim));
+  ExpectNear(DownloadFloats(in_place ? d_x : d_out), want, Tolerance<T>::kAbs, Tolerance<T>::kRel,
+             "rmsnorm dim " + std::to_string(dim));
 }
 
 TEST_F(ElementwiseGpuTest, RmsNormMatchesCpu) {
@@ -296,12 +296,9 @@ void CheckReshapeAndCache(int head_dim, int block_size) {
   const int64_t kv_row = static_cast<int64_t>(num_kv_heads) * head_dim;
   const int64_t qkv_row = static_cast<int64_t>(num_heads) * head_dim + 2 * kv_row;
   // Slots in scattered blocks and offsets; -1 is a padding token and must be skipped.
-  std::vector<int64_t> slots = {5,
-                                int64_t{block_size} * 3,
-                                int64_t{block_size} * 3 + block_size - 1,
-                                -1,
-                                int64_t{block_size} * 8 + 1,
-                                int64_t{block_size} * 2 + block_size / 2};
+  std::vector<int64_t> slots = {
+      5,  int64_t{block_size} * 3,     int64_t{block_size} * 3 + block_size - 1,
+      -1, int64_t{block_size} * 8 + 1, int64_t{block_size} * 2 + block_size / 2};
   const int64_t num_tokens = static_cast<int64_t>(slots.size());
   const std::vector<float> qkv = RandomRounded<T>(num_tokens * qkv_row, 8);
   std::vector<float> key(num_tokens * kv_row);
@@ -325,10 +322,10 @@ void CheckReshapeAndCache(int head_dim, int block_size) {
     real_value.insert(real_value.end(), value.begin() + t * kv_row,
                       value.begin() + (t + 1) * kv_row);
   }
-  cpu::ReshapeAndCache<float>(real_key.data(), real_value.data(), real_slots,
-                              PagedKvCacheView<float>{want_key.data(), want_value.data(),
-                                                      num_blocks, num_kv_heads, block_size,
-                                                      head_dim});
+  cpu::ReshapeAndCache<float>(
+      real_key.data(), real_value.data(), real_slots,
+      PagedKvCacheView<float>{want_key.data(), want_value.data(), num_blocks, num_kv_heads,
+                              block_size, head_dim});
   DeviceArray<T> d_qkv = Upload(ToT<T>(qkv));
   DeviceArray<int64_t> d_slots = Upload(slots);
   DeviceArray<T> d_key = Upload(ToT<T>(std::vector<float>(cache_elements, sentinel)));
@@ -366,17 +363,16 @@ TEST_F(ElementwiseGpuTest, ReshapeAndCacheWritesSlotsAndSkipsPadding) {
 TEST(ElementwiseArgumentsTest, RejectsBadShapesWithoutTouchingTheDevice) {
   EXPECT_EQ(RmsNorm(RmsNormParams<__nv_bfloat16>{.rows = -1, .dim = 8}, nullptr).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ApplyRope(RopeParams<__half>{.num_tokens = 1, .num_heads = 1, .head_dim = 7},
-                      nullptr)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ReshapeAndCache(ReshapeAndCacheParams<__nv_bfloat16>{
-                                .key_token_stride = 12,
-                                .value_token_stride = 12,
-                                .num_tokens = 1,
-                                .cache = PagedKvCacheView<__nv_bfloat16>{nullptr, nullptr, 1, 1,
-                                                                         16, 12}},
-                            nullptr)
+  EXPECT_EQ(
+      ApplyRope(RopeParams<__half>{.num_tokens = 1, .num_heads = 1, .head_dim = 7}, nullptr).code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReshapeAndCache(
+                ReshapeAndCacheParams<__nv_bfloat16>{
+                    .key_token_stride = 12,
+                    .value_token_stride = 12,
+                    .num_tokens = 1,
+                    .cache = PagedKvCacheView<__nv_bfloat16>{nullptr, nullptr, 1, 1, 16, 12}},
+                nullptr)
                 .code(),
             absl::StatusCode::kInvalidArgument);
 }
