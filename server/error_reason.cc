@@ -14,8 +14,8 @@ namespace {
 
 // Payload type URLs. The reason's is the engine's (engine/engine_request.h), so that errors the
 // engine tags (PROMPT_TOO_LONG) read the same way as the server's own.
-constexpr absl::string_view kReasonUrl = engine::kErrorReasonPayload;
-constexpr absl::string_view kRetryAfterUrl = "type.googleapis.com/pagoda.RetryAfterMs";
+constexpr const char* kReasonUrl = engine::kErrorReasonPayload;
+constexpr char kRetryAfterUrl[] = "type.googleapis.com/pagoda.RetryAfterMs";
 
 constexpr ErrorReason kAllReasons[] = {ErrorReason::kInvalidField, ErrorReason::kPromptTooLong,
                                        ErrorReason::kQueueFull,    ErrorReason::kKvCacheTooSmall,

@@ -58,10 +58,16 @@ TEST(MessageParsingTest, NamesTheFieldWithInvalidUtf8) {
 
 TEST(MessageParsingTest, MalformedBytes) {
   v1::GenerateRequest parsed;
-  const absl::Status status = ParseMessage("\x1a\x05" "ab", parsed);  // truncated field
+  const absl::Status status = ParseMessage(
+      "\x1a\x05"
+      "ab",
+      parsed);  // truncated field
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "request: not a valid pagoda.v1.GenerateRequest");
-  EXPECT_EQ(FindInvalidUtf8Field("\x1a\x05" "ab", *parsed.GetDescriptor()), std::nullopt);
+  EXPECT_EQ(FindInvalidUtf8Field("\x1a\x05"
+                                 "ab",
+                                 *parsed.GetDescriptor()),
+            std::nullopt);
 }
 
 }  // namespace

@@ -67,9 +67,10 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
 // (as the request's sink, on the engine thread). It outlives whichever of the two ends last.
 //
 // Messages are written one at a time: whoever finds no write in flight and something to send
-// takes the writer role under mu_ and starts the write (or the Finish) after releasing it;
-// OnWriteDone hands the role on. gRPC runs OnDone only after Finish, and Finish is called only
-// when no write is in flight, so the reactor outlives every write and Finish started here.
+// takes the writer role under mu_ and starts the write (or the Finish, or both for the last
+// message) after releasing it; OnWriteDone hands the role on. gRPC runs OnDone only after
+// Finish, and Finish is called only when no write is in flight, so the reactor outlives every
+// write and Finish started here.
 class TextGenerationService::GenerateCall final : public engine::RequestSink {
  public:
   GenerateCall(TextGenerationService* service, engine::Engine* engine, std::string request_id,
@@ -143,9 +144,9 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
  private:
   // What the writer-role holder does once it has released mu_.
   struct Action {
-    enum class Kind { kNone, kWrite, kFinish } kind = Kind::kNone;
+    enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = Kind::kNone;
     GenerateReactor* reactor = nullptr;
-    absl::Status status;  // kFinish
+    absl::Status status;  // kWriteAndFinish, kFinish
   };
 
   // An engine failure is INTERNAL with ENGINE_FAILURE; refusals the engine made on its own
@@ -199,9 +200,15 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
   Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writing_ || finishing_ || reactor_ == nullptr) return {};
     if (!pending_.empty()) {
-      writing_ = true;
       in_flight_ = std::move(pending_.front());
       pending_.pop_front();
+      if (pending_.empty() && ended_ && final_status_.ok()) {
+        // The last message goes out with the status: one batch, no extra round trip in which
+        // a deadline could expire after the client already has its Complete.
+        finishing_ = true;
+        return {.kind = Action::Kind::kWriteAndFinish, .reactor = reactor_};
+      }
+      writing_ = true;
       return {.kind = Action::Kind::kWrite, .reactor = reactor_};
     }
     if (ended_) {
@@ -271,6 +278,11 @@ void TextGenerationService::GenerateCall::Run(const Action& action) {
     case Action::Kind::kWrite:
       action.reactor->StartWrite(&in_flight_);
       return;
+    case Action::Kind::kWriteAndFinish:
+      // No OnWriteDone follows; in_flight_ lives until OnDone (the reactor holds this call).
+      action.reactor->StartWriteAndFinish(&in_flight_, grpc::WriteOptions(),
+                                          ToGrpcStatus(action.status, action.reactor->context()));
+      return;
     case Action::Kind::kFinish:
       action.reactor->Finish(ToGrpcStatus(action.status, action.reactor->context()));
       return;
@@ -316,8 +328,7 @@ absl::Status TextGenerationService::SubmitError(const absl::Status& status) cons
   }
 }
 
-absl::Status TextGenerationService::StartGenerate(grpc::CallbackServerContext* context,
-                                                  const v1::GenerateRequest& request,
+absl::Status TextGenerationService::StartGenerate(const v1::GenerateRequest& request,
                                                   const std::string& request_id, absl::Time arrival,
                                                   GenerateReactor* reactor) {
   PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
@@ -349,7 +360,6 @@ absl::Status TextGenerationService::StartGenerate(grpc::CallbackServerContext* c
   }
   call->SetEngineId(*id);
   if (registry_.Bind(request_id, ticket, *id)) engine->Abort(*id);
-  (void)context;
   return absl::OkStatus();
 }
 
@@ -364,7 +374,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
         ResolveRequestId(request.request_id(), RequestIdHeader(*context));
     if (request_id.ok()) {
       context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
-      status = StartGenerate(context, request, *request_id, arrival, reactor);
+      status = StartGenerate(request, *request_id, arrival, reactor);
     } else {
       status = request_id.status();
     }

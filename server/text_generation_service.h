@@ -82,8 +82,7 @@ class TextGenerationService final
 
   // Validates, registers and submits one Generate request; on success the call streams from
   // then on. `reactor` is not yet returned to gRPC.
-  absl::Status StartGenerate(grpc::CallbackServerContext* context,
-                             const v1::GenerateRequest& request, const std::string& request_id,
+  absl::Status StartGenerate(const v1::GenerateRequest& request, const std::string& request_id,
                              absl::Time arrival, GenerateReactor* reactor);
   // Maps an error of Engine::Submit to the API's status and reason.
   absl::Status SubmitError(const absl::Status& status) const;
