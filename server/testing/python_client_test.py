@@ -80,8 +80,8 @@ class Daemon:
 
     def __init__(self, binary, extra_args=()):
         self.process = subprocess.Popen(
-            [binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-             "--drain-timeout", "10", *extra_args],
+            [binary, "--model", "dummy:tiny", "--threads", "1", "--host", "127.0.0.1",
+             "--port", "0", "--metrics-port", "0", "--drain-timeout", "10", *extra_args],
             stderr=subprocess.PIPE, text=True)
         self.log = []
         self.address = None
