@@ -78,9 +78,9 @@ def generate_stubs(out_dir, proto_root, grpc_proto_root):
 class Daemon:
     """A pagodad process on loopback ports the kernel picks."""
 
-    def __init__(self, binary, extra_args=()):
+    def __init__(self, binary, model="dummy:tiny", extra_args=()):
         self.process = subprocess.Popen(
-            [binary, "--model", "dummy:tiny", "--threads", "1", "--host", "127.0.0.1",
+            [binary, "--model", model, "--host", "127.0.0.1",
              "--port", "0", "--metrics-port", "0", "--drain-timeout", "10", *extra_args],
             stderr=subprocess.PIPE, text=True)
         self.log = []
@@ -224,12 +224,28 @@ def run(binary):
               "rejected{invalid_field}")
         print("ok: /metrics token counters match the responses")
 
-        # SIGTERM while a long stream runs: health turns NOT_SERVING, new calls are refused,
-        # the stream still completes, and pagodad exits 0.
+        # SIGTERM with nothing running: a prompt exit 0.
+        code = daemon.stop()
+        check(code == 0, f"pagodad exited with {code}")
+        print("ok: SIGTERM on an idle daemon exits 0")
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(10)
+
+    # SIGTERM while a stream runs, on a model slow enough (about 40 ms a token here) that the
+    # drain lasts well beyond the checks made during it: health turns NOT_SERVING, new calls are
+    # refused with DRAINING, the stream still completes, and pagodad exits 0.
+    daemon = Daemon(binary, model="dummy:llama-110m",
+                    extra_args=("--max-model-len", "128", "--kv-cache-memory", "32MiB"))
+    try:
+        channel = grpc.insecure_channel(daemon.address)
+        stub = text_generation_service_pb2_grpc.TextGenerationStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
         long_request = generate_pb2.GenerateRequest(
             token_ids=generate_pb2.TokenIds(ids=[1, 2, 3]), stream=True,
-            stopping=sampling_pb2.StoppingParams(max_tokens=200, ignore_eos=True))
-        stream = stub.Generate(long_request, timeout=60)
+            stopping=sampling_pb2.StoppingParams(max_tokens=40, ignore_eos=True))
+        stream = stub.Generate(long_request, timeout=120)
         first = next(stream)
         check(first.HasField("chunk"), str(first))
         daemon.process.send_signal(signal.SIGTERM)
@@ -238,10 +254,12 @@ def run(binary):
             status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
             if status == health_pb2.HealthCheckResponse.NOT_SERVING:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         check(status == health_pb2.HealthCheckResponse.NOT_SERVING, f"health during drain {status}")
+        short = generate_pb2.GenerateRequest(token_ids=generate_pb2.TokenIds(ids=[1]),
+                                             stopping=sampling_pb2.StoppingParams(max_tokens=1))
         try:
-            list(stub.Generate(request, timeout=10))
+            list(stub.Generate(short, timeout=10))
             raise AssertionError("Generate was accepted while draining")
         except grpc.RpcError as error:
             check(error.code() == grpc.StatusCode.UNAVAILABLE, str(error))
@@ -250,6 +268,7 @@ def run(binary):
         rest = list(stream)
         check(rest[-1].HasField("complete"), str(rest[-1]))
         check(rest[-1].complete.finish_reason == generate_pb2.FINISH_REASON_LENGTH, str(rest[-1]))
+        check(rest[-1].complete.usage.completion_tokens == 40, str(rest[-1]))
         code = daemon.process.wait(30)
         check(code == 0, f"pagodad exited with {code}")
         print("ok: SIGTERM drains the running stream and exits 0")
