@@ -113,19 +113,18 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
   const int32_t* table = p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
   const int32_t block_size = p.cache.block_size;
 
-  // Copies tile `tile` of the partition into pipeline stage `stage`; rows past `end` are zeroed
-  // (never read from the cache: their table entries and slots may hold anything).
-  auto load_tile = [&](int tile, int stage) {
-    const int32_t tile_begin = begin + tile * kTileTokens;
-    int64_t row_offset = -1;  // element offset of lane's row (lanes < 16), -1 = past the end
-    if (lane < kTileTokens) {
-      const int32_t pos = tile_begin + lane;
-      if (pos < end) {
-        const int64_t block = table[pos / block_size];
-        row_offset =
-            ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
-      }
-    }
+  // Element offset in the pools of row `lane` (lanes < 16) of tile `tile`, or -1 for a row past
+  // `end`, whose table entry and slot may hold anything and are never read. The table entry is
+  // read one tile ahead of its copy, so its latency overlaps the current tile's math.
+  auto row_offset_of = [&](int tile) -> int64_t {
+    const int32_t pos = begin + tile * kTileTokens + lane;
+    if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
+    const int64_t block = table[pos / block_size];
+    return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+  };
+  // Copies a tile into pipeline stage `stage`, given its rows' offsets (lane r holds row r's);
+  // rows past `end` are zeroed.
+  auto load_tile = [&](int64_t row_offset, int stage) {
     T* k_dst = warp_smem + stage * 2 * Cfg::kTileElems;
     T* v_dst = k_dst + Cfg::kTileElems;
 #pragma unroll
@@ -156,11 +155,13 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
   const float scale_log2 = p.scale * kLog2e;
 
   int stage = 0;
-  if (warp < num_tiles) load_tile(warp, 0);
+  if (warp < num_tiles) load_tile(row_offset_of(warp), 0);
   CpAsyncCommit();
+  int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
   for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
-    if (tile + Cfg::kWarps < num_tiles) load_tile(tile + Cfg::kWarps, stage ^ 1);
+    if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
     CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
+    next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
     CpAsyncWait<1>();
     __syncwarp();
     const T* k_s = warp_smem + stage * 2 * Cfg::kTileElems;
