@@ -1,23 +1,30 @@
-// The paged-attention kernels' CUDA source run on the CPU emulator (kernel_emulation.h) against
-// the CPU reference, with the inputs, NaN poisoning and tolerances of attention_test_batch.h.
-// Needs no GPU, so CI checks the kernels' indexing, masking, partition merges and barriers on
-// every change; the GPU tests (paged_attention_test.cc) check the real thing. Cases are small:
-// the emulator switches between a block's threads at every warp collective.
+// The CUDA kernels' source run on the CPU emulator (kernel_emulation.h) against the CPU
+// reference: paged attention with the inputs, NaN poisoning and tolerances of
+// attention_test_batch.h, and the per-token kernels with those of elementwise_test.cc. Needs no
+// GPU, so CI checks the kernels' indexing, masking, partition merges and barriers on every
+// change; the GPU tests check the real thing. Cases are small: the emulator switches between a
+// block's threads at every warp collective.
 
 #define PAGODA_CUDA_EMULATION 1
 #include "kernels/cuda/kernel_emulation.h"  // first: it defines the emulated CUDA built-ins
 
 #include <cmath>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cuda/attention_test_batch.h"
+#include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode_kernel.cuh"
 #include "kernels/cuda/paged_attention_prefill_kernel.cuh"
+#include "kernels/cuda/reshape_and_cache_kernel.cuh"
+#include "kernels/cuda/rope_kernel.cuh"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -239,6 +246,189 @@ TEST(KernelEmulationTest, PrefillOfASubRangeOfRequests) {
                         .block_size = 32,
                         .requests = {{10, 1}, {12, 12}, {0, 0}, {65, 3}, {9, 9}}};
   CheckPrefillRange<__nv_bfloat16>(c, 500, 1, 4);
+}
+
+// ---- Per-token kernels -----------------------------------------------------------------------
+
+using T16 = __nv_bfloat16;
+
+std::vector<float> RandomBf16Values(size_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = RoundToHost<T16>(normal(rng));
+  return v;
+}
+
+std::vector<float> ToFloats(const std::vector<T16>& v) {
+  std::vector<float> out;
+  for (const T16 x : v) out.push_back(ToFloatHost(x));
+  return out;
+}
+
+// bf16 rounding of fp32 results: a couple of half-ulps (elementwise_test.cc).
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, float atol,
+                float rtol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && ++bad <= 5) {
+      ADD_FAILURE() << what << ": element " << i << " got " << got[i] << " want " << want[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << what;
+}
+
+TEST(KernelEmulationTest, ReshapeAndCacheWritesSlotsAndSkipsPadding) {
+  const int head_dim = 80;
+  const int num_kv_heads = 2;
+  const int block_size = 8;
+  const int num_blocks = 5;
+  const int64_t kv_row = num_kv_heads * head_dim;
+  const int64_t stride = kv_row + 16;  // as a slice of a wider activation
+  const std::vector<int64_t> slots = {3, 17, -1, 39, 8};
+  const int64_t num_tokens = static_cast<int64_t>(slots.size());
+  const std::vector<float> key = RandomBf16Values(num_tokens * stride, 1);
+  const std::vector<float> value = RandomBf16Values(num_tokens * stride, 2);
+  const size_t cache_elements = static_cast<size_t>(num_blocks) * block_size * kv_row;
+  std::vector<float> want_key(cache_elements, -7.0f);
+  std::vector<float> want_value(cache_elements, -7.0f);
+  std::vector<float> dense_key, dense_value;
+  std::vector<int64_t> real_slots;
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    if (slots[t] < 0) continue;
+    real_slots.push_back(slots[t]);
+    dense_key.insert(dense_key.end(), key.begin() + t * stride, key.begin() + t * stride + kv_row);
+    dense_value.insert(dense_value.end(), value.begin() + t * stride,
+                       value.begin() + t * stride + kv_row);
+  }
+  cpu::ReshapeAndCache<float>(
+      dense_key.data(), dense_value.data(), real_slots,
+      PagedKvCacheView<float>{want_key.data(), want_value.data(), num_blocks, num_kv_heads,
+                              block_size, head_dim});
+  std::vector<T16> key_t = ToDeviceType<T16>(key);
+  std::vector<T16> value_t = ToDeviceType<T16>(value);
+  std::vector<T16> key_cache = ToDeviceType<T16>(std::vector<float>(cache_elements, -7.0f));
+  std::vector<T16> value_cache = key_cache;
+  const ReshapeAndCacheParams<T16> p{.key = key_t.data(),
+                                     .key_token_stride = stride,
+                                     .value = value_t.data(),
+                                     .value_token_stride = stride,
+                                     .slot_mapping = slots.data(),
+                                     .num_tokens = static_cast<int32_t>(num_tokens),
+                                     .cache = {key_cache.data(), value_cache.data(), num_blocks,
+                                               num_kv_heads, block_size, head_dim}};
+  emulation::Launch(dim3(static_cast<unsigned>(num_tokens)), dim3(internal::kReshapeThreads), 0,
+                    &internal::ReshapeAndCacheKernel<T16>, p);
+  ExpectNear(ToFloats(key_cache), want_key, 0.0f, 0.0f, "key cache");
+  ExpectNear(ToFloats(value_cache), want_value, 0.0f, 0.0f, "value cache");
+}
+
+TEST(KernelEmulationTest, RopeRotatesQueriesAndKeys) {
+  const int head_dim = 64;
+  const int num_heads = 2;
+  const int num_kv_heads = 1;
+  const std::vector<int32_t> positions = {0, 9, 32767};
+  const int64_t n = static_cast<int64_t>(positions.size());
+  const std::vector<float> q = RandomBf16Values(n * num_heads * head_dim, 3);
+  const std::vector<float> k = RandomBf16Values(n * num_kv_heads * head_dim, 4);
+  const std::vector<float> inv_freq =
+      cpu::RopeInverseFrequencies(head_dim, 500000.0f, cpu::Llama3RopeScaling{});
+  cpu::RopeAngles angles;
+  cpu::ComputeRopeAngles(positions, inv_freq, &angles);
+  std::vector<float> want_q = q;
+  std::vector<float> want_k = k;
+  cpu::ApplyRope(want_q.data(), n, num_heads, head_dim, angles.cos.data(), angles.sin.data());
+  cpu::ApplyRope(want_k.data(), n, num_kv_heads, head_dim, angles.cos.data(), angles.sin.data());
+  std::vector<T16> q_t = ToDeviceType<T16>(q);
+  std::vector<T16> k_t = ToDeviceType<T16>(k);
+  const RopeParams<T16> p{.query = q_t.data(),
+                          .query_token_stride = num_heads * head_dim,
+                          .key = k_t.data(),
+                          .key_token_stride = num_kv_heads * head_dim,
+                          .positions = positions.data(),
+                          .inv_freq = inv_freq.data(),
+                          .num_tokens = static_cast<int32_t>(n),
+                          .num_heads = num_heads,
+                          .num_kv_heads = num_kv_heads,
+                          .head_dim = head_dim};
+  emulation::Launch(dim3(static_cast<unsigned>(n)), dim3(internal::kRopeThreads),
+                    sizeof(float) * head_dim, &internal::RopeKernel<T16>, p);
+  ExpectNear(ToFloats(q_t), want_q, 4e-3f, 8e-3f, "rope q");
+  ExpectNear(ToFloats(k_t), want_k, 4e-3f, 8e-3f, "rope k");
+}
+
+TEST(KernelEmulationTest, RmsNormVectorAndScalarPaths) {
+  for (const int32_t dim : {4096, 100}) {
+    const int32_t rows = 2;
+    const std::vector<float> x = RandomBf16Values(static_cast<size_t>(rows) * dim, 5, 3.0f);
+    const std::vector<float> weight = RandomBf16Values(dim, 6);
+    std::vector<float> want(x.size());
+    cpu::RmsNorm(x.data(), weight.data(), rows, dim, 1e-5f, want.data());
+    std::vector<T16> x_t = ToDeviceType<T16>(x);
+    std::vector<T16> w_t = ToDeviceType<T16>(weight);
+    const RmsNormParams<T16> p{
+        .x = x_t.data(), .weight = w_t.data(), .out = x_t.data(), .rows = rows, .dim = dim};
+    if (dim % 8 == 0) {
+      emulation::Launch(dim3(rows), dim3(internal::kNormThreads), 0,
+                        &internal::RmsNormKernel<T16, 8>, p);
+    } else {
+      emulation::Launch(dim3(rows), dim3(internal::kNormThreads), 0,
+                        &internal::RmsNormKernel<T16, 1>, p);
+    }
+    ExpectNear(ToFloats(x_t), want, 1e-3f, 8e-3f, "rmsnorm in place, dim " + std::to_string(dim));
+  }
+}
+
+TEST(KernelEmulationTest, SiluAndMulAddInPlaceAndEmbedding) {
+  const int32_t rows = 3;
+  const int32_t dim = 24;
+  const std::vector<float> gate_up = RandomBf16Values(static_cast<size_t>(rows) * 2 * dim, 7);
+  std::vector<float> gate, up;
+  for (int32_t r = 0; r < rows; ++r) {
+    gate.insert(gate.end(), gate_up.begin() + r * 2 * dim, gate_up.begin() + r * 2 * dim + dim);
+    up.insert(up.end(), gate_up.begin() + r * 2 * dim + dim, gate_up.begin() + (r + 1) * 2 * dim);
+  }
+  std::vector<float> want(gate.size());
+  cpu::SiluAndMul(gate.data(), up.data(), static_cast<int64_t>(want.size()), want.data());
+  std::vector<T16> gate_up_t = ToDeviceType<T16>(gate_up);
+  std::vector<T16> out_t(want.size());
+  const SiluAndMulParams<T16> silu{.gate = gate_up_t.data(),
+                                   .gate_row_stride = 2 * dim,
+                                   .up = gate_up_t.data() + dim,
+                                   .up_row_stride = 2 * dim,
+                                   .out = out_t.data(),
+                                   .out_row_stride = dim,
+                                   .rows = rows,
+                                   .dim = dim};
+  // Few threads, so the grid-stride loops go round.
+  emulation::Launch(dim3(2), dim3(4), 0, &internal::SiluAndMulKernel<T16, 8>, silu);
+  ExpectNear(ToFloats(out_t), want, 1e-3f, 8e-3f, "silu_and_mul");
+
+  std::vector<T16> y_t = ToDeviceType<T16>(gate);
+  emulation::Launch(
+      dim3(2), dim3(3), 0, &internal::AddInPlaceKernel<T16, 1>,
+      AddInPlaceParams<T16>{
+          .y = y_t.data(), .x = gate_up_t.data(), .n = static_cast<int64_t>(gate.size())});
+  std::vector<float> want_sum(gate.size());
+  for (size_t i = 0; i < gate.size(); ++i) want_sum[i] = RoundToHost<T16>(gate[i] + gate_up[i]);
+  ExpectNear(ToFloats(y_t), want_sum, 0.0f, 0.0f, "add_in_place");
+
+  const std::vector<int32_t> ids = {2, -1, 0};
+  std::vector<T16> rows_t(ids.size() * 2 * dim);
+  emulation::Launch(dim3(3), dim3(5), 0, &internal::EmbeddingKernel<T16, 8>,
+                    EmbeddingParams<T16>{.token_ids = ids.data(),
+                                         .table = gate_up_t.data(),
+                                         .vocab_size = rows,
+                                         .dim = 2 * dim,
+                                         .num_tokens = 3,
+                                         .out = rows_t.data()});
+  std::vector<float> want_rows(rows_t.size(), 0.0f);
+  for (int64_t i = 0; i < 2 * dim; ++i) {
+    want_rows[i] = gate_up[2 * 2 * dim + i];
+    want_rows[2 * 2 * dim + i] = gate_up[i];
+  }
+  ExpectNear(ToFloats(rows_t), want_rows, 0.0f, 0.0f, "embedding");
 }
 
 }  // namespace
