@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
 
 namespace pagoda::kernels::cpu {
@@ -37,7 +38,33 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void RmsNorm(const 
   }
 }
 
+namespace {
+
+#if defined(__x86_64__)
+// SiLU needs one exp per element; the scalar libm call dominated it.
+PAGODA_AVX512_TARGET void SiluAndMulAvx512(const float* gate, const float* up, int64_t n,
+                                           float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 g = _mm512_loadu_ps(gate + i);
+    const __m512 sig =
+        _mm512_div_ps(one, _mm512_add_ps(one, avx512::Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(g, sig), _mm512_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+#endif
+
+}  // namespace
+
 void SiluAndMul(const float* gate, const float* up, int64_t n, float* out) {
+#if defined(__x86_64__)
+  if (avx512::Supported()) {
+    SiluAndMulAvx512(gate, up, n, out);
+    return;
+  }
+#endif
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 

@@ -7,10 +7,7 @@
 #include <vector>
 
 #include "common/check.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/avx512_math.h"
 
 namespace pagoda::kernels::cpu {
 
@@ -112,34 +109,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
 // The AVX-512 path, for head dims that are a multiple of 16 (64, 80, 96, 128, 256): K and V rows
 // are loaded once per position as kChunks vectors of 16 floats; the softmax uses a vectorized
 // exp. About 4x the throughput of the auto-vectorized loop above on Zen 4.
-#define PAGODA_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-PAGODA_AVX512 inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
-PAGODA_AVX512 inline __m512 Load16(const Bf16* p) {
-  const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
-}
-
-// exp(x) for x <= 0 (scores minus their maximum), relative error about 1e-7: x = n ln2 + r with
-// |r| <= ln2 / 2, Cephes' degree-6 polynomial for exp(r), then scaled by 2^n. Underflows to 0.
-PAGODA_AVX512 inline __m512 ExpNonPositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
+using avx512::Exp;
+using avx512::Load16;
 
 // In place: s[0, len) = softmax(s).
-PAGODA_AVX512 inline void SoftmaxAvx512(float* s, int32_t len) {
+PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
   __m512 max_v = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   int32_t i = 0;
   for (; i + 16 <= len; i += 16) max_v = _mm512_max_ps(max_v, _mm512_loadu_ps(s + i));
@@ -148,12 +122,12 @@ PAGODA_AVX512 inline void SoftmaxAvx512(float* s, int32_t len) {
   const __m512 max_b = _mm512_set1_ps(_mm512_reduce_max_ps(max_v));
   __m512 sum_v = _mm512_setzero_ps();
   for (i = 0; i + 16 <= len; i += 16) {
-    const __m512 e = ExpNonPositive(_mm512_sub_ps(_mm512_loadu_ps(s + i), max_b));
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_loadu_ps(s + i), max_b));
     _mm512_storeu_ps(s + i, e);
     sum_v = _mm512_add_ps(sum_v, e);
   }
   if (tail != 0) {
-    const __m512 e = ExpNonPositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), max_b));
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + i), max_b));
     _mm512_mask_storeu_ps(s + i, tail, e);
     sum_v = _mm512_mask_add_ps(sum_v, tail, sum_v, e);
   }
@@ -165,8 +139,9 @@ PAGODA_AVX512 inline void SoftmaxAvx512(float* s, int32_t len) {
 }
 
 template <typename T, int kChunks>
-PAGODA_AVX512 void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t token, int64_t request,
-                                int kv_head, int32_t last, std::vector<float>& scores) {
+PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t token,
+                                       int64_t request, int kv_head, int32_t last,
+                                       std::vector<float>& scores) {
   const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
@@ -204,10 +179,7 @@ PAGODA_AVX512 void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t token, i
 template <typename T>
 auto SelectAvx512(int head_dim)
     -> void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t, std::vector<float>&) {
-  static const bool supported =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if (!supported) return nullptr;
+  if (!avx512::Supported()) return nullptr;
   switch (head_dim) {
     case 64:
       return &AttendAvx512<T, 4>;
@@ -223,7 +195,6 @@ auto SelectAvx512(int head_dim)
       return nullptr;
   }
 }
-#undef PAGODA_AVX512
 #endif  // __x86_64__
 
 }  // namespace

@@ -1,0 +1,51 @@
+#pragma once
+
+// AVX-512 helpers shared by the CPU kernels. Each function carries its own target attribute, so
+// callers must themselves be compiled for (and only run on) CPUs with AVX-512 F/BW/VL/DQ.
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include "kernels/cpu/bf16.h"
+
+#define PAGODA_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace pagoda::kernels::cpu::avx512 {
+
+// Whether this CPU runs the functions below (checked once).
+inline bool Supported() {
+  static const bool supported =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return supported;
+}
+
+// 16 consecutive elements as floats.
+PAGODA_AVX512_TARGET inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+PAGODA_AVX512_TARGET inline __m512 Load16(const Bf16* p) {
+  const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+}
+
+// exp(x), relative error about 1e-7 for x in [-87, 88] (clamped outside, so it never returns
+// inf or a denormal): x = n ln2 + r with |r| <= ln2 / 2, Cephes' degree-6 polynomial for exp(r),
+// then scaled by 2^n.
+PAGODA_AVX512_TARGET inline __m512 Exp(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+}  // namespace pagoda::kernels::cpu::avx512
+
+#endif  // __x86_64__
