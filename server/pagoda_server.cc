@@ -111,6 +111,9 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   // As vLLM's gRPC server: tolerate client keepalive pings every 10 s, also between calls.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default, so a second daemon on a taken port would start and
+  // share it silently; a taken port must be an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -149,6 +152,7 @@ PagodaServer::~PagodaServer() {
 std::string PagodaServer::address() const { return HostPort(options_.host, port_); }
 
 void PagodaServer::SetServing(bool serving) {
+  if (grpc_server_ == nullptr) return;
   grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
   if (health == nullptr) return;
   const bool value = serving && !engine_failed_.load();
@@ -197,6 +201,7 @@ void PagodaServer::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  if (grpc_server_ == nullptr) return;  // Start failed to listen: nothing runs
   StartDrain();
   if (engine_ != nullptr) {
     const engine::EngineSnapshot snapshot = engine_->Snapshot();

@@ -593,6 +593,20 @@ TEST_F(PagodaServerTest, HealthWhileLoadingAndAfterAnEngineFailure) {
   EXPECT_EQ(after.Trailer("pagoda-error-reason"), "ENGINE_FAILURE");
 }
 
+TEST_F(PagodaServerTest, TakenPortsAreErrors) {
+  StartServer();
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = server_->port();
+  options.metrics_port = 0;
+  EXPECT_EQ(PagodaServer::Start(options).status().code(), absl::StatusCode::kUnavailable);
+  options.port = 0;
+  options.metrics_port = *server_->metrics_port();
+  const absl::Status metrics = PagodaServer::Start(options).status();
+  EXPECT_EQ(metrics.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(metrics.message()), StartsWith("--metrics-port: "));
+}
+
 TEST_F(PagodaServerTest, InfoAndTokenizerRpcs) {
   StartServer();
   {
