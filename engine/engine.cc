@@ -110,8 +110,10 @@ void Engine::Loop() {
       aborts.swap(aborts_);
       std::swap(abort_all, abort_all_);
       stop = stop_;
-      // Until the step ends, the inbox's requests count as in the core.
+      // Until the step ends, the inbox's requests count as in the core, and as waiting (so
+      // Submit's queue bound and Snapshot() see them).
       num_in_core_ += static_cast<int>(submissions.size());
+      snapshot_.num_waiting += static_cast<int>(submissions.size());
     }
     for (Submission& s : submissions) {
       if (failed) {
@@ -126,9 +128,9 @@ void Engine::Loop() {
     for (const RequestId id : aborts) core_->Abort(id);
     if (abort_all || stop) core_->AbortAll();
 
-    bool stepped = false;
-    if (!failed && core_->has_requests()) {
-      stepped = true;
+    // Also without requests: the step then reports requests aborted above.
+    const bool stepped = !failed && core_->has_requests();
+    if (!failed) {
       if (absl::Status status = core_->Step(); !status.ok()) failed = true;
     }
 

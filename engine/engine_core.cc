@@ -277,20 +277,21 @@ void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
 }
 
 absl::Status EngineCore::Step() {
-  if (!scheduler_->has_requests()) return absl::OkStatus();
   const absl::Time start = clock_->Now();
   StepMetrics metrics;
-  const scheduler::StepPlan plan = scheduler_->Schedule();
-  metrics.schedule_seconds = Seconds(clock_->Now() - start);
-  metrics.num_preemptions = static_cast<int>(plan.preempted.size());
-  metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
-  if (!plan.empty()) {
-    const absl::Status status = RunStep(plan, metrics);
-    if (!status.ok()) {
-      FailAll(status);
-      return status;
-    }
+  absl::Status status;
+  if (scheduler_->has_requests()) {
+    const scheduler::StepPlan plan = scheduler_->Schedule();
+    metrics.schedule_seconds = Seconds(clock_->Now() - start);
+    metrics.num_preemptions = static_cast<int>(plan.preempted.size());
+    metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
+    if (!plan.empty()) status = RunStep(plan, metrics);
+    if (!status.ok()) FailAll(status);
+  } else if (finished_metrics_.empty()) {
+    return absl::OkStatus();  // nothing ran and nothing ended: nothing to report
   }
+  // Reported also for a step that only publishes requests ended outside it (aborts while idle)
+  // or by an engine failure, so every finished request is counted once, in time.
   metrics.num_running = scheduler_->num_running();
   metrics.num_waiting = scheduler_->num_waiting();
   metrics.kv = kv_cache_->Stats();
@@ -303,7 +304,7 @@ absl::Status EngineCore::Step() {
     observer_->OnStep(metrics);
   }
   finished_metrics_.clear();
-  return absl::OkStatus();
+  return status;
 }
 
 absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics) {
@@ -473,7 +474,6 @@ void EngineCore::FailAll(const absl::Status& status) {
   const absl::Time now = clock_->Now();
   for (auto& [id, state] : requests_) Finish(*state, FinishReason::kAbort, now, status);
   requests_.clear();
-  finished_metrics_.clear();
 }
 
 }  // namespace pagoda::engine

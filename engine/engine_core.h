@@ -90,8 +90,10 @@ class EngineCore {
   // its blocks. False for an unknown or finished id.
   bool Abort(RequestId id);
 
-  // Runs one step. With nothing to run, returns at once. A non-OK status is an engine failure:
-  // every request was completed with it, and the engine must not be used further.
+  // Runs one step. With nothing to run, it only reports (to the metrics observer) the requests
+  // that ended since the last step, e.g. by Abort(); with nothing to report either, it returns
+  // at once. A non-OK status is an engine failure: every request was completed with it (and
+  // reported), and the engine must not be used further.
   absl::Status Step();
 
   bool has_requests() const { return scheduler_->has_requests(); }

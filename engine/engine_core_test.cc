@@ -324,6 +324,33 @@ TEST(EngineCoreTest, MetricsAndTimingsFollowTheClock) {
   EXPECT_DOUBLE_EQ(sink->completion->timings.queue_seconds, 0.01);
 }
 
+TEST(EngineCoreTest, RequestsEndedOutsideAStepAreReportedByTheNext) {
+  CoreWithRunner c = MakeCore({}, Options());
+  RecordingObserver observer;
+  c.core->set_metrics_observer(&observer);
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(Iota(5), 10), sink).ok());
+  ASSERT_TRUE(c.core->Step().ok());
+  ASSERT_TRUE(c.core->Abort(RequestId(1)));  // the engine is now idle
+  ASSERT_EQ(observer.steps.size(), 1u);
+  ASSERT_TRUE(c.core->Step().ok());  // nothing runs, the abort is reported
+  ASSERT_EQ(observer.finished.size(), 1u);
+  EXPECT_EQ(observer.finished[0].finish_reason, FinishReason::kAbort);
+  ASSERT_EQ(observer.steps.size(), 2u);
+  EXPECT_EQ(observer.steps[1].num_scheduled_tokens, 0);
+  EXPECT_EQ(observer.steps[1].kv.num_used_blocks, 0);
+  ASSERT_TRUE(c.core->Step().ok());  // and only once
+  EXPECT_EQ(observer.steps.size(), 2u);
+
+  // Requests ended by an engine failure are reported too.
+  ASSERT_TRUE(c.core->AddRequest(RequestId(2), Request(Iota(5), 10), sink).ok());
+  ASSERT_TRUE(c.core->AddRequest(RequestId(3), Request(Iota(6), 10), sink).ok());
+  c.runner->FailNextStep();
+  EXPECT_FALSE(c.core->Step().ok());
+  EXPECT_EQ(observer.finished.size(), 3u);
+  EXPECT_EQ(observer.steps.size(), 3u);
+}
+
 // Random arrivals and cancellations against a tiny pool that forces preemption. Each request
 // samples with its own seed; its output must equal the output it produces alone.
 TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {

@@ -75,7 +75,7 @@ struct Timings {
 
 // New output since the previous chunk.
 struct OutputChunk {
-  std::vector<TokenId> token_ids;  // may be empty when only held-back text is released
+  std::vector<TokenId> token_ids;  // at least one (one per step in this version)
   std::string text;                // valid UTF-8; empty without detokenization
   Usage usage;                     // cumulative
 };
