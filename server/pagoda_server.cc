@@ -231,7 +231,10 @@ std::string PagodaServer::RenderMetrics() {
   if (metrics == nullptr) return std::string();
   // After Shutdown the engine is gone; the gauges keep their last values.
   if (const engine::Engine* engine = loaded_engine_.load()) {
-    metrics->SetEngineState(engine->Snapshot());
+    engine::EngineSnapshot snapshot = engine->Snapshot();
+    // The service may learn of a failure (from a request's completion) before the snapshot.
+    if (engine_failed_.load()) snapshot.healthy = false;
+    metrics->SetEngineState(snapshot);
   }
   return metrics->Render();
 }

@@ -576,6 +576,7 @@ TEST_F(PagodaServerTest, HealthWhileLoadingAndAfterAnEngineFailure) {
   ASSERT_TRUE(server_->LoadEngine().ok());
   EXPECT_EQ(Health(""), HealthCheckResponse::SERVING);
   EXPECT_EQ(Health("pagoda.v1.TextGeneration"), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Metric(R"(pagoda_engine_healthy{model_name="fake-model"})"), 1);
 
   // A failure mid-stream ends the stream with INTERNAL and turns health NOT_SERVING for good.
   std::unique_ptr<OpenStream> stream = Open(LongRequest(120));
@@ -591,6 +592,7 @@ TEST_F(PagodaServerTest, HealthWhileLoadingAndAfterAnEngineFailure) {
   const GenerateResult after = Generate(LongRequest(2));
   EXPECT_EQ(after.status.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_EQ(after.Trailer("pagoda-error-reason"), "ENGINE_FAILURE");
+  EXPECT_EQ(Metric(R"(pagoda_engine_healthy{model_name="fake-model"})"), 0);
 }
 
 TEST_F(PagodaServerTest, TakenPortsAreErrors) {
@@ -688,7 +690,8 @@ TEST_F(PagodaServerTest, MetricsScrapeCountsWhatClientsReceived) {
                            "pagoda_request_prompt_tokens",
                            "pagoda_request_generation_tokens",
                            "pagoda_iteration_tokens",
-                           "pagoda_engine_step_duration_seconds"}) {
+                           "pagoda_engine_step_duration_seconds",
+                           "pagoda_engine_healthy"}) {
     EXPECT_THAT(page, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
   }
   uint32_t prompt = 0;

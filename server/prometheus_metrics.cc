@@ -117,6 +117,11 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
   kv_capacity_blocks_ =
       make.NewGauge("pagoda_kv_cache_capacity_blocks", "KV-cache blocks in the pool.");
   kv_capacity_blocks_->Set(o.num_kv_blocks);
+  engine_healthy_ = make.NewGauge(
+      "pagoda_engine_healthy",
+      "1 while the engine is healthy, 0 after an engine failure (the server then refuses "
+      "every request and needs a restart).");
+  engine_healthy_->Set(1);
   kv_blocks_free_->Set(o.num_kv_blocks);
   make.GaugeFamily("pagoda_cache_config_info",
                    "KV-cache configuration, in the labels; the value is always 1.")
@@ -196,6 +201,7 @@ void PrometheusMetrics::SetEngineState(const engine::EngineSnapshot& snapshot) {
   kv_blocks_cached_->Set(snapshot.kv.num_cached_blocks);
   kv_blocks_free_->Set(snapshot.kv.num_free_blocks);
   kv_capacity_blocks_->Set(snapshot.kv.num_blocks);
+  engine_healthy_->Set(snapshot.healthy ? 1 : 0);
 }
 
 void PrometheusMetrics::OnStep(const engine::StepMetrics& step) {

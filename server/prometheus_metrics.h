@@ -18,6 +18,9 @@ namespace pagoda::server {
 // per-request figures (as its engine::MetricsObserver) and the server's rejections. Every
 // series carries the constant label model_name.
 //
+// pagoda_engine_healthy is 1 until a snapshot says the engine failed, then 0 for good (the
+// engine does not recover; after shutdown it keeps its last value).
+//
 // Counters and histograms come from the engine's per-step reports. Gauges (requests running and
 // waiting, KV blocks by state, usage ratio) are set from the engine's published snapshot when a
 // scrape renders the page, so that they also reflect what changed outside steps (an abort frees
@@ -67,6 +70,7 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   prometheus::Gauge* kv_blocks_cached_ = nullptr;
   prometheus::Gauge* kv_blocks_free_ = nullptr;
   prometheus::Gauge* kv_capacity_blocks_ = nullptr;
+  prometheus::Gauge* engine_healthy_ = nullptr;
 
   prometheus::Counter* kv_evictions_ = nullptr;
   prometheus::Counter* prefix_queried_tokens_ = nullptr;

@@ -47,6 +47,7 @@ EXPORTED = {
     "pagoda_requests_rejected_total": ("counter", {"reason": {
         "invalid_field", "prompt_too_long", "queue_full", "kv_cache_too_small", "draining",
         "engine_failure"}}),
+    "pagoda_engine_healthy": ("gauge", {}),
     "pagoda_prompt_tokens_total": ("counter", {}),
     "pagoda_generation_tokens_total": ("counter", {}),
     "pagoda_time_to_first_token_seconds": ("histogram", {}),
