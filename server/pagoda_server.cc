@@ -13,11 +13,13 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "model/dtype.h"
+#include "server/authenticator.h"
 #include "server/log.h"
 #include "server/metrics_http_server.h"
 #include "server/prometheus_metrics.h"
 #include "server/server_flags.h"
 #include "server/text_generation_service.h"
+#include "server/tls_files.h"
 
 #ifndef PAGODA_VERSION
 #define PAGODA_VERSION "0.0.0"
@@ -83,6 +85,33 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       info.max_num_seqs, info.max_num_batched_tokens, max_waiting_requests));
 }
 
+// The gRPC port's credentials from the TLS flags (plaintext without them), and a log line.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
+    const ServerOptions& options) {
+  if (!options.tls_cert_file.has_value()) {
+    LogLine("TLS off: the gRPC port is plaintext");
+    return grpc::InsecureServerCredentials();
+  }
+  PAGODA_ASSIGN_OR_RETURN(TlsFiles files,
+                          LoadTlsFiles({.cert_file = *options.tls_cert_file,
+                                        .key_file = options.tls_key_file.value_or(""),
+                                        .client_ca_file = options.tls_client_ca_file}));
+  grpc::SslServerCredentialsOptions ssl(
+      files.client_ca_pem.has_value() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({files.private_key_pem, files.cert_chain_pem});
+  if (files.client_ca_pem.has_value()) ssl.pem_root_certs = *files.client_ca_pem;
+  LogLine(absl::StrCat(files.client_ca_pem.has_value()
+                           ? "mTLS on: clients need a certificate signed by --tls-client-ca-file"
+                           : "TLS on",
+                       "; certificate ", files.subject, ", valid until ",
+                       absl::FormatTime("%Y-%m-%d", files.not_after, absl::UTCTimeZone())));
+  if (files.not_after < absl::Now()) {
+    LogLine("WARNING: the --tls-cert-file certificate has EXPIRED: clients will refuse it");
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
 
 PagodaServer::PagodaServer(const ServerOptions& options) : options_(options) {}
@@ -91,11 +120,31 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   InitGrpcOnce();
   std::unique_ptr<PagodaServer> server(new PagodaServer(options));
   PagodaServer* raw = server.get();
+  PAGODA_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                          GrpcCredentials(options));
+  if (options.auth_token_file.has_value()) {
+    PAGODA_ASSIGN_OR_RETURN(server->authenticator_,
+                            Authenticator::FromFile(*options.auth_token_file));
+    LogLine(absl::StrCat("auth on: TextGeneration calls need one of ",
+                         server->authenticator_->num_tokens(),
+                         " bearer tokens (health and reflection need none)"));
+  } else {
+    LogLine("auth off: no --auth-token-file");
+  }
+  if (!IsLoopbackHost(options.host) && !options.tls_cert_file.has_value() &&
+      !options.auth_token_file.has_value()) {
+    LogLine(absl::StrCat("WARNING: --host ", options.host,
+                         " exposes the gRPC port beyond this machine with neither TLS nor "
+                         "authentication; anyone who can reach it can generate. Use "
+                         "--tls-cert-file/--tls-key-file and --auth-token-file, or make sure a "
+                         "mesh or network policy protects it (docs/operations.md)"));
+  }
   server->service_ = std::make_unique<TextGenerationService>(TextGenerationService::Options{
       .version = PAGODA_VERSION,
       .start_time = absl::Now(),
       .max_waiting_requests = options.engine.max_waiting_requests,
       .queue_full_retry_after = options.queue_full_retry_after,
+      .authenticator = server->authenticator_.get(),
       .on_engine_failure =
           [raw] {
             raw->engine_failed_.store(true);
@@ -105,8 +154,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   });
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(HostPort(options.host, options.port), grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(HostPort(options.host, options.port), credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   // As vLLM's gRPC server: tolerate client keepalive pings every 10 s, also between calls.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);

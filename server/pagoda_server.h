@@ -18,6 +18,7 @@ class Server;
 
 namespace pagoda::server {
 
+class Authenticator;
 class MetricsHttpServer;
 class PrometheusMetrics;
 class TextGenerationService;
@@ -35,8 +36,11 @@ class TextGenerationService;
 // thread; the others return at once.
 class PagodaServer {
  public:
-  // Binds the gRPC port and the metrics port (if any) and starts serving; the engine is not
-  // loaded yet. Errors: Unavailable when an address cannot be bound.
+  // Reads the TLS and token files, binds the gRPC port (TLS when configured) and the metrics
+  // port (if any, always plain HTTP) and starts serving; the engine is not loaded yet. Errors:
+  // InvalidArgument naming the flag of an unreadable or invalid TLS or token file; Unavailable
+  // when an address cannot be bound. Logs a warning when the gRPC port is reachable from the
+  // network with neither TLS nor a token.
   static absl::StatusOr<std::unique_ptr<PagodaServer>> Start(const ServerOptions& options);
   // Shutdown(), then releases everything.
   ~PagodaServer();
@@ -80,7 +84,8 @@ class PagodaServer {
   std::optional<int> metrics_port_;
 
   // Destroyed in reverse order: the metrics endpoint first, the service last (the engine
-  // reports finished requests to it).
+  // reports finished requests to it), then the authenticator the service uses.
+  std::unique_ptr<const Authenticator> authenticator_;  // null: no --auth-token-file
   std::unique_ptr<TextGenerationService> service_;
   std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<engine::Engine> engine_;

@@ -150,12 +150,14 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
   rejected_ = &make.CounterFamily(
       "pagoda_requests_rejected_total",
       "Generate calls refused before they ran, by reason (the pagoda-error-reason lowercased, "
-      "or the status code lowercased).");
+      "or the status code lowercased); reason unauthenticated counts every TextGeneration "
+      "call refused for a missing or wrong bearer token.");
   for (ErrorReason reason :
        {ErrorReason::kInvalidField, ErrorReason::kPromptTooLong, ErrorReason::kQueueFull,
         ErrorReason::kKvCacheTooSmall, ErrorReason::kDraining, ErrorReason::kEngineFailure}) {
     rejected_->Add({{"reason", RejectionLabel(WithErrorReason(absl::UnknownError(""), reason))}});
   }
+  rejected_->Add({{"reason", RejectionLabel(absl::UnauthenticatedError(""))}});
   prompt_tokens_ =
       make.NewCounter("pagoda_prompt_tokens_total",
                       "Prompt tokens of finished requests (the sum of their Usage.prompt_tokens).");

@@ -61,6 +61,31 @@ std::function<absl::Status(absl::string_view, ServerOptions&)> SetInt(
   };
 }
 
+// A setter for a file path flag.
+std::function<absl::Status(absl::string_view, ServerOptions&)> SetPath(
+    std::optional<std::string>& (*field)(ServerOptions&)) {
+  return [field](absl::string_view value, ServerOptions& options) -> absl::Status {
+    if (value.empty()) return absl::InvalidArgumentError("a file path must not be empty");
+    field(options) = std::string(value);
+    return absl::OkStatus();
+  };
+}
+
+// The flags that only make sense together.
+absl::Status CheckTlsFlags(const ServerOptions& o) {
+  if (o.tls_cert_file.has_value() != o.tls_key_file.has_value()) {
+    return absl::InvalidArgumentError(o.tls_cert_file.has_value()
+                                          ? "--tls-cert-file: needs --tls-key-file as well"
+                                          : "--tls-key-file: needs --tls-cert-file as well");
+  }
+  if (o.tls_client_ca_file.has_value() && !o.tls_cert_file.has_value()) {
+    return absl::InvalidArgumentError(
+        "--tls-client-ca-file: needs --tls-cert-file and --tls-key-file (mTLS is TLS with "
+        "client certificates)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<model::DType> ParseDType(absl::string_view flag, absl::string_view value) {
   const std::string lower = absl::AsciiStrToLower(value);
   if (lower == "bf16" || lower == "bfloat16") return model::DType::kBF16;
@@ -206,6 +231,23 @@ const std::vector<Flag>& Flags() {
          o.engine.seed = seed;
          return absl::OkStatus();
        }},
+      {"tls-cert-file", FlagKind::kValue, "FILE",
+       "PEM certificate chain of the gRPC port (the server's certificate first). With "
+       "--tls-key-file, the gRPC port speaks TLS only. Default: none (plaintext).",
+       SetPath([](ServerOptions & o) -> auto& { return o.tls_cert_file; })},
+      {"tls-key-file", FlagKind::kValue, "FILE",
+       "PEM private key of --tls-cert-file (unencrypted; keep it readable by pagodad only).",
+       SetPath([](ServerOptions & o) -> auto& { return o.tls_key_file; })},
+      {"tls-client-ca-file", FlagKind::kValue, "FILE",
+       "PEM CA certificates: clients must present a certificate signed by one of them (mTLS). "
+       "Needs --tls-cert-file and --tls-key-file. Default: no client certificate asked for.",
+       SetPath([](ServerOptions & o) -> auto& { return o.tls_client_ca_file; })},
+      {"auth-token-file", FlagKind::kValue, "FILE",
+       "Bearer tokens, one per line (# comments and blank lines ignored). Every "
+       "pagoda.v1.TextGeneration call must then carry the metadata 'authorization: Bearer "
+       "TOKEN' with one of them, or it fails with UNAUTHENTICATED; health checks and "
+       "reflection need no token. Default: no authentication.",
+       SetPath([](ServerOptions & o) -> auto& { return o.auth_token_file; })},
       {"drain-timeout", FlagKind::kValue, "SECONDS",
        "On SIGTERM or SIGINT, how long running requests may take to finish before they are "
        "aborted. Default 30.",
@@ -272,9 +314,31 @@ absl::StatusOr<ParsedFlags> ParseServerFlags(absl::Span<const std::string> args)
             absl::StrCat("--", name, ": needs a value (", flag->value_name, ")"));
       }
     }
-    PAGODA_RETURN_IF_ERROR(flag->set(*value, parsed.options));
+    if (absl::Status status = flag->set(*value, parsed.options); !status.ok()) {
+      if (absl::StartsWith(status.message(), "--")) return status;
+      return absl::InvalidArgumentError(absl::StrCat("--", name, ": ", status.message()));
+    }
   }
+  PAGODA_RETURN_IF_ERROR(CheckTlsFlags(parsed.options));
   return parsed;
+}
+
+bool IsLoopbackHost(absl::string_view host) {
+  host = absl::StripPrefix(absl::StripSuffix(host, "]"), "[");
+  if (absl::EqualsIgnoreCase(host, "localhost") || host == "::1" ||
+      absl::EqualsIgnoreCase(host, "0:0:0:0:0:0:0:1")) {
+    return true;
+  }
+  // 127.x.y.z: four decimal octets, the first 127.
+  const std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view octet : octets) {
+    int value = 0;
+    if (octet.empty() || !absl::SimpleAtoi(octet, &value) || value < 0 || value > 255) {
+      return false;
+    }
+  }
+  return true;
 }
 
 std::string ServerUsage() {

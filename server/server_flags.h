@@ -23,6 +23,10 @@ struct ParsedFlags {
 // flag, a missing or malformed value, a value out of range, or a positional argument.
 absl::StatusOr<ParsedFlags> ParseServerFlags(absl::Span<const std::string> args);
 
+// Whether --host names this machine only: "localhost", 127.0.0.0/8 or ::1 (bracketed or
+// not). Anything else, 0.0.0.0 and :: included, is reachable from the network.
+bool IsLoopbackHost(absl::string_view host);
+
 // The --help text: every flag, its default and what it does.
 std::string ServerUsage();
 

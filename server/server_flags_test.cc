@@ -113,6 +113,42 @@ TEST(ServerFlagsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(Error({"model.gguf"}), StartsWith("unexpected argument 'model.gguf'"));
 }
 
+TEST(ServerFlagsTest, TlsAndAuthFlags) {
+  const absl::StatusOr<ParsedFlags> none = Parse({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->options.tls_cert_file.has_value());
+  EXPECT_FALSE(none->options.tls_key_file.has_value());
+  EXPECT_FALSE(none->options.tls_client_ca_file.has_value());
+  EXPECT_FALSE(none->options.auth_token_file.has_value());
+
+  const absl::StatusOr<ParsedFlags> all =
+      Parse({"--tls-cert-file=/c.pem", "--tls_key_file", "/k.pem", "--tls-client-ca-file=/ca.pem",
+             "--auth-token-file", "/tokens"});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->options.tls_cert_file, "/c.pem");
+  EXPECT_EQ(all->options.tls_key_file, "/k.pem");
+  EXPECT_EQ(all->options.tls_client_ca_file, "/ca.pem");
+  EXPECT_EQ(all->options.auth_token_file, "/tokens");
+
+  EXPECT_THAT(Error({"--tls-cert-file=/c.pem"}),
+              StartsWith("--tls-cert-file: needs --tls-key-file"));
+  EXPECT_THAT(Error({"--tls-key-file=/k.pem"}),
+              StartsWith("--tls-key-file: needs --tls-cert-file"));
+  EXPECT_THAT(Error({"--tls-client-ca-file=/ca.pem"}), StartsWith("--tls-client-ca-file: needs"));
+  EXPECT_THAT(Error({"--auth-token-file="}), StartsWith("--auth-token-file: "));
+  EXPECT_THAT(Error({"--auth-token-file"}), StartsWith("--auth-token-file: needs a value"));
+}
+
+TEST(ServerFlagsTest, LoopbackHosts) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "localhost", "LocalHost", "::1", "[::1]"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1", "127.0.0",
+                           "127.0.0.256", "example.com", "localhost.example.com", ""}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
+}
+
 TEST(ServerFlagsTest, UsageExplainsEveryFlag) {
   const std::string usage = ServerUsage();
   for (const char* flag :

@@ -24,10 +24,12 @@ namespace pagoda::server {
 namespace {
 
 constexpr absl::string_view kRequestIdKey = "x-request-id";
+constexpr absl::string_view kAuthorizationKey = "authorization";
 
-std::optional<absl::string_view> RequestIdHeader(const grpc::CallbackServerContext& context) {
+std::optional<absl::string_view> Header(const grpc::CallbackServerContext& context,
+                                        absl::string_view key) {
   const auto& metadata = context.client_metadata();
-  const auto it = metadata.find(grpc::string_ref(kRequestIdKey.data(), kRequestIdKey.size()));
+  const auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
   if (it == metadata.end()) return std::nullopt;
   return absl::string_view(it->second.data(), it->second.size());
 }
@@ -311,6 +313,17 @@ void TextGenerationService::ReportEngineFailure() {
   if (!engine_failed_.exchange(true) && options_.on_engine_failure) options_.on_engine_failure();
 }
 
+absl::Status TextGenerationService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (options_.authenticator == nullptr) return absl::OkStatus();
+  absl::Status status = options_.authenticator->Check(Header(context, kAuthorizationKey));
+  if (!status.ok()) {
+    if (PrometheusMetrics* metrics = metrics_.load(std::memory_order_acquire)) {
+      metrics->OnRequestRejected(RejectionLabel(status));
+    }
+  }
+  return status;
+}
+
 absl::Status TextGenerationService::SubmitError(const absl::Status& status) const {
   switch (status.code()) {
     case absl::StatusCode::kResourceExhausted:
@@ -367,11 +380,15 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes) {
   const absl::Time arrival = absl::Now();
   auto* reactor = new GenerateReactor(context);
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    reactor->Refuse(status);  // counted by Authenticate
+    return reactor;
+  }
   v1::GenerateRequest request;
   absl::Status status = ParseMessage(ToBytes(*request_bytes), request);
   if (status.ok()) {
     absl::StatusOr<std::string> request_id =
-        ResolveRequestId(request.request_id(), RequestIdHeader(*context));
+        ResolveRequestId(request.request_id(), Header(*context, kRequestIdKey));
     if (request_id.ok()) {
       context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
       status = StartGenerate(request, *request_id, arrival, reactor);
@@ -391,6 +408,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
 grpc::ServerUnaryReactor* TextGenerationService::Abort(grpc::CallbackServerContext* context,
                                                        const v1::AbortRequest* request,
                                                        v1::AbortResponse* response) {
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   if (request->request_ids_size() > kMaxAbortRequestIds) {
     return FinishUnary(context, WithErrorReason(absl::InvalidArgumentError(absl::StrCat(
                                                     "request_ids: at most ", kMaxAbortRequestIds,
@@ -409,6 +429,9 @@ grpc::ServerUnaryReactor* TextGenerationService::Abort(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(
     grpc::CallbackServerContext* context, const v1::GetModelInfoRequest* request,
     v1::ModelInfo* response) {
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   absl::StatusOr<engine::Engine*> engine = LoadedEngine();
   if (!engine.ok()) return FinishUnary(context, engine.status());
   const absl::Status status = CheckModelName(request->model(), (*engine)->info().model_name);
@@ -419,6 +442,9 @@ grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(
 grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
     v1::ServerInfo* response) {
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   const absl::Time now = absl::Now();
   response->set_version(options_.version);
   response->set_max_num_waiting_requests(static_cast<uint32_t>(options_.max_waiting_requests));
@@ -438,6 +464,9 @@ grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                           const grpc::ByteBuffer* request_bytes,
                                                           grpc::ByteBuffer* response) {
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   absl::StatusOr<engine::Engine*> engine = LoadedEngine();
   if (!engine.ok()) return FinishUnary(context, engine.status());
   v1::TokenizeRequest request;
@@ -453,6 +482,9 @@ grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* TextGenerationService::Detokenize(grpc::CallbackServerContext* context,
                                                             const v1::DetokenizeRequest* request,
                                                             v1::DetokenizeResponse* response) {
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    return FinishUnary(context, status);
+  }
   absl::StatusOr<engine::Engine*> engine = LoadedEngine();
   if (!engine.ok()) return FinishUnary(context, engine.status());
   absl::StatusOr<v1::DetokenizeResponse> result =

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "engine/engine.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
+#include "server/authenticator.h"
 #include "server/prometheus_metrics.h"
 #include "server/request_registry.h"
 
@@ -27,6 +28,11 @@ namespace pagoda::server {
 // (stop the grpc::Server first). The service must outlive the engine: requests the engine
 // still holds report their end to the service's registry.
 //
+// Authentication: with an authenticator, every RPC of this service first checks the
+// `authorization` metadata and fails with UNAUTHENTICATED (counted as a rejection with reason
+// "unauthenticated" once the metrics exist) before it looks at its request. The health and
+// reflection services are separate and never check it.
+//
 // Generate and Tokenize take their requests as raw bytes and parse them here
 // (server/message_parsing.h), so that invalid UTF-8 in a string field is an INVALID_ARGUMENT
 // naming the field rather than gRPC's bare UNIMPLEMENTED for an unparsable request.
@@ -39,6 +45,8 @@ class TextGenerationService final
     absl::Time start_time = absl::Now();  // ServerInfo start time and uptime
     int max_waiting_requests = 0;         // ServerInfo.max_num_waiting_requests
     absl::Duration queue_full_retry_after = absl::Seconds(1);
+    // Null: no authentication. Must outlive the service.
+    const Authenticator* authenticator = nullptr;
     // Called once, from any thread (often the engine thread), when a request ends with an
     // engine failure. Must not block.
     std::function<void()> on_engine_failure;
@@ -89,6 +97,8 @@ class TextGenerationService final
   // The engine once loaded, else Unavailable.
   absl::StatusOr<engine::Engine*> LoadedEngine() const;
   void ReportEngineFailure();
+  // OK without an authenticator or with a valid token; else Unauthenticated, counted.
+  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
 
   const Options options_;
   std::atomic<engine::Engine*> engine_{nullptr};
