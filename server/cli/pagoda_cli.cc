@@ -2,10 +2,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -13,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/text_format.h"
@@ -45,6 +49,16 @@ Commands:
 Options:
   --address HOST:PORT       pagodad's gRPC address (default 127.0.0.1:50051)
   --timeout SECONDS         deadline of the call (default 600 for generate, 10 otherwise)
+
+Security (for a pagodad started with --tls-cert-file or --auth-token-file):
+  --tls                     connect with TLS, trusting the system's CA certificates
+  --tls-ca-file FILE        connect with TLS, trusting the PEM CA certificates of FILE
+  --tls-cert-file FILE      client certificate (PEM) for mTLS, with --tls-key-file
+  --tls-key-file FILE       its private key (PEM)
+  --tls-server-name NAME    the name to check in the server's certificate (default: the
+                            host of --address)
+  --auth-token-file FILE    send 'authorization: Bearer TOKEN' with the first token of FILE
+                            (# comments and blank lines are skipped)
 
 A summary of each generation (finish reason, token counts, latencies) goes to stderr.
 )";
@@ -84,9 +98,10 @@ struct Args {
 
 // Flags that take a value; all others are switches.
 bool TakesValue(absl::string_view name) {
-  static const char* const kValued[] = {"address", "timeout",   "max-tokens", "temperature",
-                                        "top-p",   "top-k",     "min-p",      "seed",
-                                        "stop",    "token-ids", "request-id", "model"};
+  static const char* const kValued[] = {
+      "address",     "timeout",       "max-tokens",   "temperature",     "top-p",          "top-k",
+      "min-p",       "seed",          "stop",         "token-ids",       "request-id",     "model",
+      "tls-ca-file", "tls-cert-file", "tls-key-file", "tls-server-name", "auth-token-file"};
   for (const char* valued : kValued) {
     if (name == valued) return true;
   }
@@ -244,6 +259,56 @@ int PrintMessage(const grpc::Status& status, const grpc::ClientContext& context,
   return 0;
 }
 
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return std::nullopt;
+  return std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+// The channel credentials the security flags ask for; plaintext without them.
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const Args& args, std::string* error) {
+  const std::optional<std::string> ca = args.Get("tls-ca-file");
+  const std::optional<std::string> cert = args.Get("tls-cert-file");
+  const std::optional<std::string> key = args.Get("tls-key-file");
+  if (!args.Has("tls") && !ca.has_value() && !cert.has_value() && !key.has_value()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  if (cert.has_value() != key.has_value()) {
+    *error = "--tls-cert-file and --tls-key-file go together";
+    return nullptr;
+  }
+  grpc::SslCredentialsOptions ssl;
+  for (const auto& [flag, path, out] : {std::tuple{"tls-ca-file", ca, &ssl.pem_root_certs},
+                                        std::tuple{"tls-cert-file", cert, &ssl.pem_cert_chain},
+                                        std::tuple{"tls-key-file", key, &ssl.pem_private_key}}) {
+    if (!path.has_value()) continue;
+    std::optional<std::string> pem = ReadFile(*path);
+    if (!pem.has_value()) {
+      *error = absl::StrCat("--", flag, ": cannot read '", *path, "'");
+      return nullptr;
+    }
+    *out = *std::move(pem);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+// The first token of --auth-token-file, if given.
+std::optional<std::string> AuthToken(const Args& args, std::string* error) {
+  const std::optional<std::string> path = args.Get("auth-token-file");
+  if (!path.has_value()) return std::nullopt;
+  const std::optional<std::string> text = ReadFile(*path);
+  if (!text.has_value()) {
+    *error = absl::StrCat("--auth-token-file: cannot read '", *path, "'");
+    return std::nullopt;
+  }
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty() && line[0] != '#') return std::string(line);
+  }
+  *error = absl::StrCat("--auth-token-file: no token in '", *path, "'");
+  return std::nullopt;
+}
+
 int Run(const Args& args) {
   if (args.Has("help") || args.Has("h") || args.positional.empty()) {
     std::fputs(kUsage, args.positional.empty() && !args.Has("help") ? stderr : stdout);
@@ -255,10 +320,19 @@ int Run(const Args& args) {
   std::string error;
   if (!ParseNumber(args, "timeout", &timeout_seconds, &error)) return Fail(error);
 
+  const std::shared_ptr<grpc::ChannelCredentials> credentials = Credentials(args, &error);
+  if (credentials == nullptr) return Fail(error);
+  const std::optional<std::string> token = AuthToken(args, &error);
+  if (!error.empty()) return Fail(error);
+  grpc::ChannelArguments channel_args;
+  if (const std::optional<std::string> name = args.Get("tls-server-name")) {
+    channel_args.SetSslTargetNameOverride(*name);
+  }
   auto stub = pagoda::v1::TextGeneration::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+      grpc::CreateCustomChannel(address, credentials, channel_args));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout_seconds)));
+  if (token.has_value()) context.AddMetadata("authorization", absl::StrCat("Bearer ", *token));
 
   if (command == "generate") return Generate(*stub, context, args);
   if (command == "tokenize") {
