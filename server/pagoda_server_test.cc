@@ -494,7 +494,9 @@ TEST_F(PagodaServerTest, AnExpiredDeadlineAbortsTheRequest) {
 }
 
 TEST_F(PagodaServerTest, AFullQueueRefusesWithRetryAfter) {
-  StartServer({.max_num_seqs = 1, .max_waiting_requests = 2});
+  // 50 ms steps: the running request lasts 6 s, so it cannot finish (and let a waiting one
+  // in) while a loaded machine is slow to run the checks below.
+  StartServer({.step_time = absl::Milliseconds(50), .max_num_seqs = 1, .max_waiting_requests = 2});
   std::unique_ptr<OpenStream> running = Open(LongRequest(120));
   ASSERT_TRUE(running->Next().has_chunk());
   std::unique_ptr<OpenStream> waiting1 = Open(LongRequest(120));
