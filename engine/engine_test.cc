@@ -52,14 +52,16 @@ class WaitableSink final : public RequestSink {
   absl::Notification done_;
 };
 
-std::unique_ptr<Engine> MakeEngine(int max_waiting = 1024, int max_num_seqs = 8) {
+std::unique_ptr<Engine> MakeEngine(int max_waiting = 1024, int max_num_seqs = 8,
+                                   absl::Duration step_delay = absl::ZeroDuration()) {
   EngineCoreOptions options;
   options.scheduler.max_num_seqs = max_num_seqs;
   options.scheduler.max_num_batched_tokens = 64;
   options.scheduler.max_model_len = 256;
-  auto core = EngineCore::Create(
-      "fake", std::make_unique<FakeModelRunner>(FakeModelRunner::Options{.num_kv_blocks = 256}),
-      nullptr, options);
+  auto core = EngineCore::Create("fake",
+                                 std::make_unique<FakeModelRunner>(FakeModelRunner::Options{
+                                     .num_kv_blocks = 256, .step_delay = step_delay}),
+                                 nullptr, options);
   PAGODA_CHECK(core.ok());
   auto engine = Engine::Create(*std::move(core), {.max_waiting_requests = max_waiting});
   PAGODA_CHECK(engine.ok());
@@ -137,7 +139,8 @@ TEST(EngineTest, QueueFullIsResourceExhausted) {
 }
 
 TEST(EngineTest, AbortAndDrain) {
-  std::unique_ptr<Engine> engine = MakeEngine();
+  // 5 ms steps: the long request needs 1.2 s, far longer than the abort takes to arrive.
+  std::unique_ptr<Engine> engine = MakeEngine(1024, 8, absl::Milliseconds(5));
   auto long_running = std::make_shared<WaitableSink>();
   const auto id = engine->Submit(Request(4, 240), long_running);
   ASSERT_TRUE(id.ok());
@@ -158,7 +161,8 @@ TEST(EngineTest, AbortAndDrain) {
 TEST(EngineTest, DestructionAbortsWhatIsLeft) {
   auto sink = std::make_shared<WaitableSink>();
   {
-    std::unique_ptr<Engine> engine = MakeEngine();
+    // Slow steps, so the request cannot finish before the destructor aborts it.
+    std::unique_ptr<Engine> engine = MakeEngine(1024, 8, absl::Milliseconds(5));
     ASSERT_TRUE(engine->Submit(Request(4, 250), sink).ok());
   }
   EXPECT_EQ(sink->num_completions(), 1);

@@ -14,6 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/model_runner.h"
 
 namespace pagoda::engine::testing {
@@ -30,6 +32,8 @@ class FakeModelRunner final : public ModelRunner {
     std::vector<TokenId> favored_tokens;
     float favored_bias = 6.0f;
     std::optional<int> sliding_window;
+    // Each Execute() sleeps this long (a slow model, for tests that race the engine thread).
+    absl::Duration step_delay = absl::ZeroDuration();
   };
 
   explicit FakeModelRunner(const Options& options)
@@ -56,6 +60,7 @@ class FakeModelRunner final : public ModelRunner {
 
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
     ++num_steps_;
+    if (options_.step_delay > absl::ZeroDuration()) absl::SleepFor(options_.step_delay);
     if (fail_next_) {
       fail_next_ = false;
       return absl::InternalError("injected model failure");
