@@ -11,18 +11,12 @@ Standard library only; bounded in time.
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pagoda_daemon import Daemon
 
 
 def scrape(port):
@@ -46,22 +40,8 @@ def fail(message):
 def main():
     pagodad, bench, work = sys.argv[1], sys.argv[2], sys.argv[3]
     os.makedirs(work, exist_ok=True)
-    port, metrics_port = free_port(), free_port()
-    log = open(os.path.join(work, "pagodad.log"), "w")
-    daemon = subprocess.Popen(
-        [pagodad, "--model", "dummy:tiny", "--host", "127.0.0.1", "--port", str(port),
-         "--metrics-port", str(metrics_port), "--threads", "1", "--max-num-seqs", "8"],
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                scrape(metrics_port)
-                break
-            except OSError:
-                if daemon.poll() is not None or time.time() > deadline:
-                    fail("pagodad did not start; see " + log.name)
-                time.sleep(0.2)
+    with Daemon(pagodad, "--model", "dummy:tiny", "--threads", "1", "--max-num-seqs", "8") as d:
+        port, metrics_port = d.port, d.metrics_port
         common = [bench, "--address", f"127.0.0.1:{port}", "--metrics-address",
                   f"127.0.0.1:{metrics_port}", "--no-progress", "--ignore-eos",
                   "--input-len", "24", "--output-len", "8"]
@@ -117,15 +97,8 @@ def main():
         if time.time() - start > 60:
             fail("the time bound did not hold")
         print("open loop:", r["completed"], "requests,", round(r["duration"], 2), "s")
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            code = daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            fail("pagodad did not stop on SIGTERM")
-    if code != 0:
-        fail(f"pagodad exited {code} on SIGTERM")
+    if d.exit_code != 0:
+        fail(f"pagodad exited {d.exit_code} on SIGTERM")
     print("PASS")
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pagoda_daemon import Daemon, free_port
 
 
 def fail(message):
@@ -65,9 +60,12 @@ def main():
     if prometheus is None:
         print("SKIP: no prometheus binary (Debian package prometheus)")
         sys.exit(77)
-    grpc_port, metrics_port, web_port = free_port(), free_port(), free_port()
+    web_port = free_port()
     api = f"http://127.0.0.1:{web_port}/api/v1"
     scratch = tempfile.mkdtemp(prefix="pagoda_prom_")
+    daemon = Daemon(pagodad, "--model", "dummy:llama-110m", "--max-num-seqs", "8",
+                    "--max-model-len", "256", "--threads", "2")
+    grpc_port, metrics_port = daemon.port, daemon.metrics_port
     config = os.path.join(scratch, "prometheus.yml")
     with open(config, "w") as f:
         f.write("global:\n  scrape_interval: 250ms\n  scrape_timeout: 200ms\n"
@@ -75,11 +73,8 @@ def main():
                 f"      - targets: ['127.0.0.1:{metrics_port}']\n")
     processes = []
     try:
-        processes.append(("pagodad", subprocess.Popen(
-            [pagodad, "--model", "dummy:llama-110m", "--host", "127.0.0.1",
-             "--port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--max-num-seqs", "8", "--max-model-len", "256", "--threads", "2"],
-            stdout=open(os.path.join(scratch, "pagodad.log"), "w"), stderr=subprocess.STDOUT)))
+        daemon.__enter__()
+        processes.append(("pagodad", daemon.process))
         processes.append(("prometheus", subprocess.Popen(
             [prometheus, f"--config.file={config}", f"--storage.tsdb.path={scratch}/data",
              f"--web.listen-address=127.0.0.1:{web_port}", "--log.level=warn"],
@@ -87,7 +82,7 @@ def main():
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=scratch)))
         wait_for("Prometheus to scrape pagodad",
                  lambda: query(api, 'up{job="pagoda"}') == [1.0], 90, processes)
-        wait_for("the model to load",
+        wait_for("the model's metrics",
                  lambda: len(query(api, "pagoda_kv_cache_capacity_blocks")) == 1, 90, processes)
 
         result_path = os.path.join(scratch, "bench.json")
@@ -127,14 +122,18 @@ def main():
         print("Prometheus counters match the clients:", expected)
     finally:
         for name, process in reversed(processes):
-            if process.poll() is None:
+            if name != "pagodad" and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        if processes:
+            daemon.__exit__(None, None, None)
         shutil.rmtree(scratch, ignore_errors=True)
+    if daemon.exit_code != 0:
+        fail(f"pagodad exited {daemon.exit_code} on SIGTERM")
     print("PASS")
 
 
