@@ -53,9 +53,13 @@ from llama import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-# Prompts of the golden test (tests/builtin_model) and of the model card's samples.
-GOLDEN_PROMPTS = ["In the beginning", "And the LORD said unto Moses,", "Blessed are the"]
-SAMPLE_PROMPTS = GOLDEN_PROMPTS + ["The earth", "Jesus said unto them,", "Hello, how are you?"]
+# Prompts of the golden test (tests/builtin_model) and of the model card's samples. Golden
+# prompts need a clear greedy choice at every step (the smallest gap between the top two logits,
+# recorded in golden.json, was 0.03 or more here), so that float32 sums taken in another order
+# cannot flip a token; "And the LORD said unto Moses," came within 7e-5 of a tie.
+GOLDEN_PROMPTS = ["In the beginning", "And God said", "Blessed are the"]
+SAMPLE_PROMPTS = GOLDEN_PROMPTS + ["And the LORD said unto Moses,", "The earth",
+                                   "Jesus said unto them,", "Hello, how are you?"]
 GOLDEN_MAX_TOKENS = 48
 
 
@@ -78,7 +82,8 @@ def parse_args():
                    help="the context served; the training window, as positions beyond it are untrained")
     p.add_argument("--seq-len", type=int, default=256, help="training window, tokens")
     p.add_argument("--batch-size", type=int, default=16, help="windows per step")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=3000,
+                   help="steps of the cosine schedule (about 50 minutes on 2 idle Zen 4 cores)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup-steps", type=int, default=100)
@@ -88,6 +93,12 @@ def parse_args():
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--deadline-minutes", type=float, default=76.0,
                    help="stop training (checkpoint, then export) when this run has taken this long")
+    p.add_argument("--decay-at", type=float, default=0.7,
+                   help="fraction of the deadline after which the final decay may be brought "
+                        "forward (see Schedule)")
+    p.add_argument("--decay-start", type=int, default=None,
+                   help="replay: the step at which an earlier run began its final decay")
+    p.add_argument("--decay-steps", type=int, default=None)
     p.add_argument("--measure", type=int, default=0,
                    help="time this many training steps, print seconds per step, and exit")
     p.add_argument("--export-only", action="store_true",
@@ -143,13 +154,57 @@ def make_optimizer(args, model):
                              lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
-def lr_at(args, step):
-    """Linear warmup, then cosine decay to min_lr_ratio * lr at the last step."""
+def cosine_lr(args, step):
+    """Linear warmup, then cosine decay to min_lr_ratio * lr at step --steps."""
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return args.lr * (args.min_lr_ratio + (1.0 - args.min_lr_ratio) * cosine)
+
+
+class Schedule:
+    """The learning rate of each step: cosine_lr, unless the deadline would cut it short. Then,
+    once, at step decay_start, the run switches to a linear decay from the current rate to the
+    minimum over decay_steps steps, sized to end before the deadline at the recent step time
+    (a machine shared with builds may run several times slower than an idle one). The switch is
+    logged and saved; --decay-start and --decay-steps replay it, so the schedule of any run can
+    be reproduced."""
+
+    def __init__(self, args):
+        self.args = args
+        self.decay_start = args.decay_start
+        self.decay_steps = args.decay_steps
+
+    @property
+    def last_step(self):
+        if self.decay_start is None:
+            return self.args.steps
+        return min(self.args.steps, self.decay_start + self.decay_steps)
+
+    def lr(self, step):
+        if self.decay_start is None or step < self.decay_start:
+            return cosine_lr(self.args, step)
+        start_lr = cosine_lr(self.args, self.decay_start)
+        fraction = min(1.0, (step - self.decay_start + 1) / self.decay_steps)
+        return start_lr + (self.args.lr * self.args.min_lr_ratio - start_lr) * fraction
+
+    def maybe_switch(self, step, elapsed_s, step_s):
+        """Switches to the final decay when, past --decay-at of the deadline, the cosine would
+        not end in the time left at `step_s` seconds per step."""
+        deadline_s = self.args.deadline_minutes * 60.0
+        if self.decay_start is not None or step < self.args.warmup_steps:
+            return
+        left_s = deadline_s - elapsed_s
+        if elapsed_s < self.args.decay_at * deadline_s:
+            return
+        if (self.args.steps - step) * step_s <= left_s:
+            return
+        self.decay_start = step
+        self.decay_steps = max(1, int(left_s / (step_s * 1.25)))
+        print("the cosine would not end by the deadline (%.2f s per step): decaying linearly from "
+              "step %d over %d steps (replay: --decay-start %d --decay-steps %d)" %
+              (step_s, step, self.decay_steps, step, self.decay_steps), flush=True)
 
 
 @torch.no_grad()
@@ -179,37 +234,52 @@ def mean_nll(per_verse):
     return sum(n for n, _ in per_verse) / sum(c for _, c in per_verse)
 
 
-def save_checkpoint(path, model, optimizer, step, elapsed_s):
+def save_checkpoint(path, model, optimizer, step, elapsed_s, schedule):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "elapsed_s": elapsed_s}, tmp)
+                "elapsed_s": elapsed_s, "decay_start": schedule.decay_start,
+                "decay_steps": schedule.decay_steps}, tmp)
     os.replace(tmp, path)
 
 
 def train(args, model, stream, starts, held_out_ids):
+    """Trains until the schedule's last step or the deadline; returns (step, schedule,
+    training seconds)."""
     ckpt_path = os.path.join(args.work_dir, "checkpoint.pt")
     log_path = os.path.join(args.work_dir, "loss.csv")
     optimizer = make_optimizer(args, model)
+    schedule = Schedule(args)
     step, elapsed_before = 0, 0.0
     if os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, elapsed_before = ckpt["step"], ckpt["elapsed_s"]
+        if schedule.decay_start is None and ckpt.get("decay_start") is not None:
+            schedule.decay_start, schedule.decay_steps = ckpt["decay_start"], ckpt["decay_steps"]
         print("resumed at step %d (%.0f s of training before)" % (step, elapsed_before))
+        # Rows logged after the checkpoint are trained again.
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
     else:
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "tokens", "elapsed_s", "lr", "train_loss",
                                     "heldout_loss"])
     start = time.time()
-    window_losses = []
+    elapsed = elapsed_before
+    window_losses, step_times = [], []
     model.train()
-    while step < args.steps:
-        if (time.time() - start) / 60.0 > args.deadline_minutes:
+    while step < schedule.last_step:
+        if elapsed / 60.0 > args.deadline_minutes:
             print("deadline reached at step %d: stopping early" % step)
             break
+        if step_times:
+            schedule.maybe_switch(step, elapsed, sorted(step_times)[len(step_times) // 2])
+        step_start = time.time()
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(args, step)
+            group["lr"] = schedule.lr(step)
         inputs, targets = batch_for_step(args, stream, starts, step)
         logits = model(inputs)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -218,25 +288,27 @@ def train(args, model, stream, starts, held_out_ids):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
+        step_times = (step_times + [time.time() - step_start])[-50:]
         window_losses.append(loss.item())
         elapsed = elapsed_before + time.time() - start
-        if step % args.log_every == 0 or step == args.steps:
+        if step % args.log_every == 0 or step == schedule.last_step:
             held = ""
-            if step % args.eval_every == 0 or step == args.steps:
+            if step % args.eval_every == 0 or step == schedule.last_step:
                 held = "%.5f" % mean_nll(held_out_nll(model, held_out_ids))
             train_loss = sum(window_losses) / len(window_losses)
             window_losses = []
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([step, step * args.batch_size * args.seq_len,
-                                        "%.1f" % elapsed, "%.6g" % lr_at(args, step - 1),
+                                        "%.1f" % elapsed, "%.6g" % schedule.lr(step - 1),
                                         "%.5f" % train_loss, held])
             print("step %5d  %6.0f s  lr %.2e  train %.4f  %s" %
-                  (step, elapsed, lr_at(args, step - 1), train_loss,
+                  (step, elapsed, schedule.lr(step - 1), train_loss,
                    "held-out %s" % held if held else ""), flush=True)
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            save_checkpoint(ckpt_path, model, optimizer, step, elapsed)
-    save_checkpoint(ckpt_path, model, optimizer, step, elapsed_before + time.time() - start)
-    return step
+        if step % args.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, model, optimizer, step, elapsed, schedule)
+    elapsed = elapsed_before + time.time() - start
+    save_checkpoint(ckpt_path, model, optimizer, step, elapsed, schedule)
+    return step, schedule, elapsed
 
 
 # ---- export --------------------------------------------------------------------------------
@@ -316,7 +388,7 @@ def write_json(path, value, indent=1):
         f.write("\n")
 
 
-def export(args, model, tokenizer, held_out, held_out_ids, step):
+def export(args, model, tokenizer, held_out, held_out_ids, run):
     os.makedirs(args.out_dir, exist_ok=True)
     os.makedirs(args.testdata_dir, exist_ok=True)
     config = model.config
@@ -340,8 +412,7 @@ def export(args, model, tokenizer, held_out, held_out_ids, step):
     num_tokens = sum(c for _, c in per_verse)
     # Served defaults (bf16 KV cache) for comparison: K and V rounded to bf16.
     nll_bf16_kv = mean_nll(held_out_nll(shipped, held_out_ids, kv_round=to_bf16))
-    summary = {
-        "step": step,
+    summary = dict(run, **{
         "num_parameters": shipped.num_parameters(),
         "held_out_verses": len(held_out_ids),
         "held_out_predicted_tokens": num_tokens,
@@ -350,7 +421,7 @@ def export(args, model, tokenizer, held_out, held_out_ids, step):
         "held_out_perplexity_bf16_kv": math.exp(nll_bf16_kv),
         "model_safetensors_bytes": os.path.getsize(os.path.join(args.out_dir,
                                                                 "model.safetensors")),
-    }
+    })
     write_json(os.path.join(args.testdata_dir, "heldout.json"), {
         "about": "The held-out verses of pagoda-kjv (every 50th verse of the KJV), their token ids "
                  "from tools/builtin_model/byte_bpe.py (<s> text </s>), and the training script's "
@@ -420,10 +491,13 @@ def main():
     if args.export_only:
         ckpt = torch.load(os.path.join(args.work_dir, "checkpoint.pt"))
         model.load_state_dict(ckpt["model"])
-        step = ckpt["step"]
+        run = {"step": ckpt["step"], "training_s": ckpt["elapsed_s"],
+               "decay_start": ckpt.get("decay_start"), "decay_steps": ckpt.get("decay_steps")}
     else:
-        step = train(args, model, stream, starts, held_out_ids)
-    export(args, model, tokenizer, held_out, held_out_ids, step)
+        step, schedule, elapsed = train(args, model, stream, starts, held_out_ids)
+        run = {"step": step, "training_s": elapsed, "decay_start": schedule.decay_start,
+               "decay_steps": schedule.decay_steps}
+    export(args, model, tokenizer, held_out, held_out_ids, run)
 
 
 if __name__ == "__main__":
