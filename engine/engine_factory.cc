@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -16,6 +18,14 @@
 #include "model/model_weights.h"
 #include "model/tokenizer_loader.h"
 
+// Set by models/CMakeLists.txt; empty means no such location.
+#ifndef PAGODA_BUILTIN_MODEL_INSTALL_DIR
+#define PAGODA_BUILTIN_MODEL_INSTALL_DIR ""
+#endif
+#ifndef PAGODA_BUILTIN_MODEL_DIR
+#define PAGODA_BUILTIN_MODEL_DIR ""
+#endif
+
 namespace pagoda::engine {
 namespace {
 
@@ -28,7 +38,7 @@ struct LoadedModel {
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
-  const std::string spec = config.model.empty() ? std::string(kDefaultModel) : config.model;
+  const std::string spec = config.model.empty() ? DefaultModelSpec() : config.model;
   LoadedModel loaded;
   if (absl::StartsWith(spec, "dummy:")) {
     const std::string preset(absl::StripPrefix(spec, "dummy:"));
@@ -66,6 +76,18 @@ absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
 }
 
 }  // namespace
+
+std::string DefaultModelSpec() {
+  // The installed copy first: an installed binary may outlive the source tree it was built from.
+  for (const char* dir : {PAGODA_BUILTIN_MODEL_INSTALL_DIR, PAGODA_BUILTIN_MODEL_DIR}) {
+    std::error_code error;
+    if (*dir != '\0' &&
+        std::filesystem::exists(std::filesystem::path(dir) / "config.json", error)) {
+      return dir;
+    }
+  }
+  return "dummy:tiny";
+}
 
 absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig& config) {
   if (config.device == "cuda") {

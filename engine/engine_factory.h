@@ -13,15 +13,25 @@
 
 namespace pagoda::engine {
 
-// The model `pagodad` serves without --model: random weights of the "tiny" preset with the byte
-// tokenizer, until a trained built-in model exists.
-inline constexpr char kDefaultModel[] = "dummy:tiny";
+// The model `pagodad` serves without --model: pagoda-kjv, a small Llama trained on the King
+// James Bible that ships with Pagoda (docs/model_card.md). Its directory is the first of these
+// that holds a config.json:
+//   1. PAGODA_BUILTIN_MODEL_INSTALL_DIR, where `cmake --install` puts models/pagoda-kjv
+//      (<prefix>/share/pagoda/models/pagoda-kjv);
+//   2. PAGODA_BUILTIN_MODEL_DIR, models/pagoda-kjv of the source tree this binary was built from.
+// Both are compile-time paths (models/CMakeLists.txt). When neither exists the default is
+// "dummy:tiny": random weights, so the output is noise.
+inline constexpr char kDefaultModel[] = "pagoda-kjv";
+
+// What an empty EngineConfig::model stands for: the built-in model's directory, or "dummy:tiny"
+// when it cannot be found (see kDefaultModel).
+std::string DefaultModelSpec();
 
 // Everything needed to build an engine from the command line (the server's flags map onto it).
 struct EngineConfig {
-  // "" = the built-in default model; "dummy:<preset>" (model::DummyPresetNames()) = random
-  // weights of a named shape with the byte tokenizer; otherwise a Hugging Face model directory
-  // (config.json, *.safetensors, tokenizer.json).
+  // "" = the built-in default model (DefaultModelSpec()); "dummy:<preset>"
+  // (model::DummyPresetNames()) = random weights of a named shape with the byte tokenizer;
+  // otherwise a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
   std::string model;
   // Weights' matrix dtype: unset keeps the checkpoint's (F16 becomes F32); dummy models default
   // to BF16.

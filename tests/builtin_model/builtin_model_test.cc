@@ -6,6 +6,7 @@
 // and the engine its greedy text. Every test skips when the model directory is absent.
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
@@ -213,6 +214,31 @@ TEST_F(BuiltinModelTest, GreedyOutputIsTheGoldenText) {
     EXPECT_EQ((*completions)[i].token_ids, g["output_ids"].get<std::vector<TokenId>>());
     EXPECT_EQ((*completions)[i].text, g["text"].get<std::string>());
   }
+}
+
+// pagodad without --model: an empty EngineConfig::model is the built-in model, served at the
+// defaults (bf16 weights and KV cache), and it writes English.
+TEST_F(BuiltinModelTest, DefaultModelIsTheBuiltinModel) {
+  EXPECT_EQ(std::filesystem::path(engine::DefaultModelSpec()).filename(), "pagoda-kjv");
+  engine::EngineConfig config;
+  config.kv_cache_memory_bytes = 8 << 20;
+  config.num_threads = 2;
+  auto core = engine::CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ((*core)->info().model_name, engine::kDefaultModel);
+  EXPECT_EQ((*core)->info().weight_dtype, model::DType::kBF16);
+  EXPECT_EQ((*core)->info().max_model_len, 256);
+  engine::EngineRequest r;
+  r.prompt_tokens = (*core)->tokenizer()->Encode("And God said", model::AddSpecialTokens::kYes);
+  r.sampling.temperature = 0.0f;
+  r.stopping.max_tokens = 24;
+  auto completions = engine::GenerateOffline(**core, {r});
+  ASSERT_TRUE(completions.ok()) << completions.status();
+  const std::string& text = (*completions)[0].text;
+  int letters = 0;
+  for (const char ch : text) letters += std::isalpha(static_cast<unsigned char>(ch)) ? 1 : 0;
+  EXPECT_GT(letters, static_cast<int>(text.size()) / 2) << text;
+  RecordProperty("default_model_text", text);
 }
 
 }  // namespace
