@@ -79,7 +79,8 @@ def parse_args():
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--kv-heads", type=int, default=4)
     p.add_argument("--max-position-embeddings", type=int, default=256,
-                   help="the context served; the training window, as positions beyond it are untrained")
+                   help="the context served: the training window, as positions past it are "
+                        "never trained")
     p.add_argument("--seq-len", type=int, default=256, help="training window, tokens")
     p.add_argument("--batch-size", type=int, default=16, help="windows per step")
     p.add_argument("--steps", type=int, default=3000,
@@ -234,6 +235,10 @@ def mean_nll(per_verse):
     return sum(n for n, _ in per_verse) / sum(c for _, c in per_verse)
 
 
+def log_writer(f):
+    return csv.writer(f, lineterminator="\n")
+
+
 def save_checkpoint(path, model, optimizer, step, elapsed_s, schedule):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -262,10 +267,10 @@ def train(args, model, stream, starts, held_out_ids):
         with open(log_path, newline="") as f:
             rows = list(csv.reader(f))
         with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
+            log_writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= step])
     else:
         with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(["step", "tokens", "elapsed_s", "lr", "train_loss",
+            log_writer(f).writerow(["step", "tokens", "elapsed_s", "lr", "train_loss",
                                     "heldout_loss"])
     start = time.time()
     elapsed = elapsed_before
@@ -298,7 +303,7 @@ def train(args, model, stream, starts, held_out_ids):
             train_loss = sum(window_losses) / len(window_losses)
             window_losses = []
             with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow([step, step * args.batch_size * args.seq_len,
+                log_writer(f).writerow([step, step * args.batch_size * args.seq_len,
                                         "%.1f" % elapsed, "%.6g" % schedule.lr(step - 1),
                                         "%.5f" % train_loss, held])
             print("step %5d  %6.0f s  lr %.2e  train %.4f  %s" %
