@@ -72,6 +72,9 @@ struct ClientSecurity {
   std::string key;
 };
 
+// Connects to an IP address, never a host name: resolving "localhost" goes through c-ares,
+// which leaks a few bytes LeakSanitizer reports. TLS checks the certificate against "localhost",
+// the name the test server certificate is for.
 std::shared_ptr<grpc::Channel> Connect(const std::string& address, const ClientSecurity& client) {
   if (!client.tls) return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   grpc::SslCredentialsOptions ssl;
@@ -80,7 +83,9 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& address, const ClientS
     ssl.pem_cert_chain = ReadTestFile(client.cert);
     ssl.pem_private_key = ReadTestFile(client.key);
   }
-  return grpc::CreateChannel(address, grpc::SslCredentials(ssl));
+  grpc::ChannelArguments arguments;
+  arguments.SetSslTargetNameOverride("localhost");
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), arguments);
 }
 
 double MetricValue(const std::string& page, const std::string& series) {
@@ -127,8 +132,7 @@ class PagodaServerSecurityTest : public ::testing::Test {
 
   void TearDown() override { server_.reset(); }
 
-  // "localhost:PORT": the name the test server certificate is for.
-  std::string Address() const { return absl::StrCat("localhost:", server_->port()); }
+  std::string Address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
 
   // A Generate of two tokens on a fresh channel; `authorization` empty: no such metadata.
   grpc::Status Generate(const ClientSecurity& client, const std::string& authorization = "") {
