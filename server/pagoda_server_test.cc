@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
+#include "server/testing/exported_metrics.h"
 #include "server/testing/http_get.h"
 
 namespace pagoda::server {
@@ -670,30 +671,7 @@ TEST_F(PagodaServerTest, MetricsScrapeCountsWhatClientsReceived) {
   const GenerateResult second = Generate(LongRequest(7));
   ASSERT_TRUE(first.status.ok() && second.status.ok());
   const std::string page = Scrape();
-  for (const char* name : {"pagoda_num_requests_running",
-                           "pagoda_num_requests_waiting",
-                           "pagoda_kv_cache_usage_ratio",
-                           "pagoda_kv_cache_blocks",
-                           "pagoda_kv_cache_capacity_blocks",
-                           "pagoda_cache_config_info",
-                           "pagoda_kv_cache_evictions_total",
-                           "pagoda_prefix_cache_queried_tokens_total",
-                           "pagoda_prefix_cache_hit_tokens_total",
-                           "pagoda_num_preemptions_total",
-                           "pagoda_request_success_total",
-                           "pagoda_requests_rejected_total",
-                           "pagoda_prompt_tokens_total",
-                           "pagoda_generation_tokens_total",
-                           "pagoda_time_to_first_token_seconds",
-                           "pagoda_inter_token_latency_seconds",
-                           "pagoda_request_time_per_output_token_seconds",
-                           "pagoda_e2e_request_latency_seconds",
-                           "pagoda_request_queue_time_seconds",
-                           "pagoda_request_prompt_tokens",
-                           "pagoda_request_generation_tokens",
-                           "pagoda_iteration_tokens",
-                           "pagoda_engine_step_duration_seconds",
-                           "pagoda_engine_healthy"}) {
+  for (const char* name : testing::kExportedMetricFamilies) {
     EXPECT_THAT(page, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
   }
   uint32_t prompt = 0;

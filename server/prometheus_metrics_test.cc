@@ -5,9 +5,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/testing/exported_metrics.h"
 
 namespace pagoda::server {
 namespace {
@@ -36,33 +38,8 @@ double Value(const std::string& page, const std::string& series) {
 TEST(PrometheusMetricsTest, EveryDocumentedMetricIsExportedWithTheModelLabel) {
   const PrometheusMetrics metrics(TestOptions());
   const std::string page = metrics.Render();
-  const std::vector<std::string> names = {
-      "pagoda_num_requests_running",
-      "pagoda_num_requests_waiting",
-      "pagoda_kv_cache_usage_ratio",
-      "pagoda_kv_cache_blocks",
-      "pagoda_kv_cache_capacity_blocks",
-      "pagoda_cache_config_info",
-      "pagoda_kv_cache_evictions_total",
-      "pagoda_prefix_cache_queried_tokens_total",
-      "pagoda_prefix_cache_hit_tokens_total",
-      "pagoda_num_preemptions_total",
-      "pagoda_request_success_total",
-      "pagoda_requests_rejected_total",
-      "pagoda_prompt_tokens_total",
-      "pagoda_generation_tokens_total",
-      "pagoda_time_to_first_token_seconds",
-      "pagoda_inter_token_latency_seconds",
-      "pagoda_request_time_per_output_token_seconds",
-      "pagoda_e2e_request_latency_seconds",
-      "pagoda_request_queue_time_seconds",
-      "pagoda_request_prompt_tokens",
-      "pagoda_request_generation_tokens",
-      "pagoda_iteration_tokens",
-      "pagoda_engine_step_duration_seconds",
-  };
-  for (const std::string& name : names) {
-    EXPECT_THAT(page, HasSubstr("# TYPE " + name + " ")) << name;
+  for (const char* name : testing::kExportedMetricFamilies) {
+    EXPECT_THAT(page, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
   }
   int num_series = 0;
   for (absl::string_view line : absl::StrSplit(page, '\n', absl::SkipEmpty())) {
