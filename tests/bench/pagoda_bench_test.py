@@ -72,8 +72,15 @@ def main():
             fail(f"output tokens {r['total_output_tokens']} != {24 * 8}")
         if any(n < 32 + 24 for n in r["input_lens"]):
             fail("a prompt is shorter than prefix + input")
-        generated = (metric_sum(after, "pagoda_generation_tokens_total")
-                     - metric_sum(before, "pagoda_generation_tokens_total"))
+        # The engine reports a step's metrics just after its outputs went out: wait for it.
+        deadline = time.time() + 10
+        while True:
+            generated = (metric_sum(after, "pagoda_generation_tokens_total")
+                         - metric_sum(before, "pagoda_generation_tokens_total"))
+            if generated >= r["total_output_tokens"] or time.time() > deadline:
+                break
+            time.sleep(0.05)
+            after = scrape(metrics_port)
         if generated != r["total_output_tokens"]:
             fail(f"server counted {generated} generated tokens, client {r['total_output_tokens']}")
         if not r["prefix_cache_hit_rate"] > 0:
