@@ -211,8 +211,13 @@ def run(binary):
             check(error.details() == "text: must be valid UTF-8", error.details())
         print("ok: INVALID_ARGUMENT with pagoda-error-reason, invalid UTF-8 named")
 
-        # The metrics page counts what the clients received.
+        # The metrics page counts what the clients received (the engine reports a step just
+        # after its outputs went out, so wait for the last report).
+        deadline = time.time() + 10
         page = daemon.scrape()
+        while metric(page, "pagoda_generation_tokens_total") < 24 and time.time() < deadline:
+            time.sleep(0.05)
+            page = daemon.scrape()
         for name in ("pagoda_num_requests_running", "pagoda_kv_cache_usage_ratio",
                      "pagoda_time_to_first_token_seconds_bucket", "pagoda_cache_config_info"):
             check(name in page, f"{name} missing from /metrics")
