@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/attention_params_check.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode.h"
@@ -15,6 +16,8 @@
 
 namespace pagoda::kernels::cuda {
 namespace {
+
+using internal::Aligned;
 
 using internal::CeilDiv;
 using internal::DecodeConfig;
@@ -27,39 +30,10 @@ constexpr int32_t kPlanPartitionMultiple = 64;  // every warp of a block gets wh
 constexpr int32_t kMinPartitionTokens = 256;
 constexpr int64_t kBlocksPerResidentSlot = 2;
 
-bool Aligned(const void* p, uintptr_t alignment) {
-  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
-}
-
 template <typename T>
 absl::Status Validate(const PagedDecodeParams<T>& p) {
   const PagedKvCacheView<T>& c = p.cache;
-  if (!IsSupportedHeadDim(c.head_dim)) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported head_dim ", c.head_dim));
-  }
-  if (p.num_requests < 0 || c.num_kv_heads <= 0 || p.num_heads <= 0 ||
-      p.num_heads % c.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bad head counts: num_heads ", p.num_heads,
-                                                   ", num_kv_heads ", c.num_kv_heads));
-  }
-  if (c.block_size <= 0 || c.num_blocks <= 0 || p.max_blocks_per_request <= 0) {
-    return absl::InvalidArgumentError(
-        "block_size, num_blocks and max_blocks_per_request must be > 0");
-  }
-  const int64_t row = static_cast<int64_t>(p.num_heads) * c.head_dim;
-  if (p.query_token_stride < row || p.output_token_stride < row || p.query_token_stride % 2 != 0 ||
-      p.output_token_stride % 2 != 0) {
-    return absl::InvalidArgumentError("token strides must be even and >= num_heads * head_dim");
-  }
-  if (p.num_requests > 0 &&
-      (p.query == nullptr || p.output == nullptr || c.key == nullptr || c.value == nullptr ||
-       p.query_start == nullptr || p.context_lens == nullptr || p.block_tables == nullptr)) {
-    return absl::InvalidArgumentError("null device pointer");
-  }
-  if (!Aligned(c.key, 16) || !Aligned(c.value, 16) || !Aligned(p.query, 4) ||
-      !Aligned(p.output, 4)) {
-    return absl::InvalidArgumentError("cache pools must be 16-byte and q/out 4-byte aligned");
-  }
+  PAGODA_RETURN_IF_ERROR(internal::CheckCommonAttentionParams(p));
   if (p.plan.partition_size <= 0 || p.plan.partition_size % kDecodePartitionAlignment != 0 ||
       p.plan.max_num_partitions < 1 || p.plan.max_num_partitions > kMaxDecodePartitions) {
     return absl::InvalidArgumentError(absl::StrCat("bad plan: partition_size ",

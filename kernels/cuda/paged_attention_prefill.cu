@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/cuda/attention_params_check.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode.h"
@@ -15,39 +16,17 @@
 namespace pagoda::kernels::cuda {
 namespace {
 
-bool Aligned(const void* p, uintptr_t alignment) {
-  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
-}
+using internal::Aligned;
 
 template <typename T>
 absl::Status Validate(const PagedPrefillParams<T>& p) {
   const PagedKvCacheView<T>& c = p.cache;
-  if (!IsSupportedHeadDim(c.head_dim)) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported head_dim ", c.head_dim));
+  if (p.num_query_tokens < 0 || c.num_kv_heads > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad sizes: num_query_tokens ",
+                                                   p.num_query_tokens, ", num_kv_heads ",
+                                                   c.num_kv_heads));
   }
-  if (p.num_requests < 0 || p.num_query_tokens < 0 || c.num_kv_heads <= 0 || p.num_heads <= 0 ||
-      p.num_heads % c.num_kv_heads != 0 || c.num_kv_heads > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("bad head counts: num_heads ", p.num_heads,
-                                                   ", num_kv_heads ", c.num_kv_heads));
-  }
-  if (c.block_size <= 0 || c.num_blocks <= 0 || p.max_blocks_per_request <= 0) {
-    return absl::InvalidArgumentError(
-        "block_size, num_blocks and max_blocks_per_request must be > 0");
-  }
-  const int64_t row = static_cast<int64_t>(p.num_heads) * c.head_dim;
-  if (p.query_token_stride < row || p.output_token_stride < row || p.query_token_stride % 2 != 0 ||
-      p.output_token_stride % 2 != 0) {
-    return absl::InvalidArgumentError("token strides must be even and >= num_heads * head_dim");
-  }
-  if (p.num_requests > 0 &&
-      (p.query == nullptr || p.output == nullptr || c.key == nullptr || c.value == nullptr ||
-       p.query_start == nullptr || p.context_lens == nullptr || p.block_tables == nullptr)) {
-    return absl::InvalidArgumentError("null device pointer");
-  }
-  if (!Aligned(c.key, 16) || !Aligned(c.value, 16) || !Aligned(p.query, 4) ||
-      !Aligned(p.output, 4)) {
-    return absl::InvalidArgumentError("cache pools must be 16-byte and q/out 4-byte aligned");
-  }
+  PAGODA_RETURN_IF_ERROR(internal::CheckCommonAttentionParams(p));
   if (p.workspace == nullptr || p.workspace_bytes < PagedPrefillWorkspaceBytes(p.num_requests) ||
       !Aligned(p.workspace, 4)) {
     return absl::InvalidArgumentError(absl::StrCat(
