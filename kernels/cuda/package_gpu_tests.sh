@@ -9,7 +9,8 @@
 #
 # Not packed: glibc, libstdc++ and libgcc_s (the binaries need glibc >= 2.34 and GLIBCXX_3.4.29,
 # e.g. Ubuntu 22.04 or newer), the CUDA driver, and cuBLASLt (500 MB; cuda_gemm_test alone needs
-# it, and the runner looks for libcublasLt.so.13 in a CUDA 13 toolkit or a pip "nvidia" wheel).
+# it, and the runner looks for libcublasLt.so.13 in a CUDA 13 toolkit or a pip "nvidia" wheel:
+# scripts/find_cublaslt.sh, copied into OUT_DIR).
 # The CUDA runtime is linked statically. Debug info is stripped; device line info stays.
 set -euo pipefail
 
@@ -38,6 +39,8 @@ for name in "${BINARIES[@]}"; do
   done
 done
 
+# The runner's search for cuBLASLt, shared with scripts/package_pagodad.sh.
+cp "$(dirname "$0")/../../scripts/find_cublaslt.sh" "$OUT_DIR/"
 cat > "$OUT_DIR/run_gpu_tests.sh" <<'RUNNER'
 #!/usr/bin/env bash
 # Runs the packed CUDA tests (default), the tests under compute-sanitizer (--memcheck,
@@ -47,15 +50,8 @@ DIR=$(cd "$(dirname "$0")" && pwd)
 MODE=${1:-tests}
 
 # cuBLASLt (for cuda_gemm_test only): a CUDA 13 toolkit or a pip nvidia wheel.
-CUBLAS_DIR=""
-PIP_DIRS=$(python3 -c 'import glob, site
-for s in site.getsitepackages():
-    print("\n".join(glob.glob(s + "/nvidia/*/lib")))' 2>/dev/null || true)
-for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 \
-         /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu $PIP_DIRS; do
-  if [[ -e "$d/libcublasLt.so.13" ]]; then CUBLAS_DIR=$d; break; fi
-done
-export LD_LIBRARY_PATH="$DIR/lib${CUBLAS_DIR:+:$CUBLAS_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+source "$DIR/find_cublaslt.sh"
+export LD_LIBRARY_PATH="$DIR/lib${CUBLASLT_DIR:+:$CUBLASLT_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 TESTS=(cuda_paged_attention_plan_test cuda_kernel_emulation_test cuda_buffer_test
        cuda_elementwise_test cuda_paged_attention_test cuda_gemm_test)
@@ -69,7 +65,7 @@ run() {
   "$@" || { echo "FAILED: $*"; failed=1; }
 }
 for t in "${TESTS[@]}"; do
-  if [[ $t == cuda_gemm_test && -z $CUBLAS_DIR ]]; then
+  if [[ $t == cuda_gemm_test && -z $CUBLASLT_DIR ]]; then
     echo "== $t skipped: libcublasLt.so.13 not found (set CUDA_HOME or LD_LIBRARY_PATH)"
     continue
   fi
