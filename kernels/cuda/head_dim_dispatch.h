@@ -17,6 +17,8 @@ using HeadDim = std::integral_constant<int, kHeadDim>;
 template <typename Launch>
 absl::Status DispatchHeadDim(int head_dim, Launch&& launch) {
   switch (head_dim) {
+    case 32:
+      return launch(HeadDim<32>{});
     case 64:
       return launch(HeadDim<64>{});
     case 80:

@@ -22,7 +22,7 @@ namespace pagoda::kernels::cuda {
 // partial output and log-sum-exp to the workspace and a second kernel merges them.
 
 // Head dims the kernels are compiled for.
-inline constexpr int kSupportedHeadDims[] = {64, 80, 96, 128, 256};
+inline constexpr int kSupportedHeadDims[] = {32, 64, 80, 96, 128, 256};
 constexpr bool IsSupportedHeadDim(int head_dim) {
   for (const int d : kSupportedHeadDims) {
     if (d == head_dim) return true;

@@ -71,8 +71,8 @@ TEST(PagedDecodePlanTest, DegenerateShapesGiveAValidPlan) {
 }
 
 TEST(PagedAttentionValidationTest, SupportedHeadDims) {
-  for (const int d : {64, 80, 96, 128, 256}) EXPECT_TRUE(IsSupportedHeadDim(d));
-  for (const int d : {0, 32, 112, 100, 512}) EXPECT_FALSE(IsSupportedHeadDim(d));
+  for (const int d : {32, 64, 80, 96, 128, 256}) EXPECT_TRUE(IsSupportedHeadDim(d));
+  for (const int d : {0, 16, 48, 112, 100, 512}) EXPECT_FALSE(IsSupportedHeadDim(d));
 }
 
 // Arguments that pass validation, with fake (never dereferenced) device pointers.
@@ -120,6 +120,23 @@ TEST(PagedAttentionValidationTest, DecodeRejectsArgumentsOutsideTheContract) {
   p = ValidDecode();
   p.num_requests = 0;  // nothing to do: no launch, no device needed
   EXPECT_TRUE(PagedAttentionDecode(p, nullptr).ok());
+}
+
+// The built-in model's attention (models/pagoda-kjv: 8 query heads, 4 KV heads, head dim 32)
+// passes validation; without requests no device is needed.
+TEST(PagedAttentionValidationTest, HeadDim32PassesValidation) {
+  auto p = ValidDecode();
+  p.num_heads = 8;
+  p.cache.num_kv_heads = 4;
+  p.cache.head_dim = 32;
+  p.query_token_stride = 8 * 32;
+  p.output_token_stride = 8 * 32;
+  p.num_requests = 0;
+  EXPECT_TRUE(PagedAttentionDecode(p, nullptr).ok());
+  p.query_token_stride = 8 * 32 - 2;  // the stride check uses head dim 32
+  EXPECT_EQ(DecodeCode(p), absl::StatusCode::kInvalidArgument);
+  const PagedDecodePlan split{.partition_size = 256, .max_num_partitions = 4};
+  EXPECT_EQ(PagedDecodeWorkspaceBytes(split, 3, 8, 32), int64_t{3} * 8 * 4 * 33 * 4);
 }
 
 TEST(PagedAttentionValidationTest, PrefillRejectsArgumentsOutsideTheContract) {
