@@ -216,6 +216,30 @@ TEST(KernelEmulationTest, DecodeWithTooFewPartitionsAndASharedBlock) {
   CheckDecode<__nv_bfloat16>(c, {{.partition_size = 16, .max_num_partitions = 2}}, 200);
 }
 
+// Head dim 32 (models/pagoda-kjv: 8 query heads, 4 KV heads): 4 vectors of 16 bytes per row,
+// so a warp's 16-token tile is two vectors per lane and the merge kernel runs one warp.
+TEST(KernelEmulationTest, DecodeHeadDim32GqaGroupsWithAndWithoutSplit) {
+  uint32_t seed = 250;
+  for (const int group : {1, 2, 4, 8}) {
+    const AttentionCase c{.head_dim = 32,
+                          .num_kv_heads = 1,
+                          .group = group,
+                          .block_size = 16,
+                          // Block (and 16-token partition) boundaries +-1, several tiles.
+                          .requests = Decodes({1, 15, 16, 17, 64, 65})};
+    CheckDecodeBothWays<__nv_bfloat16>(c, ++seed);
+  }
+  // The model's shape (4 KV heads, group 2), fp16, a shared first block, a sharp softmax.
+  const AttentionCase fp16{.head_dim = 32,
+                           .num_kv_heads = 4,
+                           .group = 2,
+                           .block_size = 8,
+                           .requests = Decodes({7, 8, 9, 40}),
+                           .share_first_block = true,
+                           .query_scale = 20.0f};
+  CheckDecodeBothWays<__half>(fp16, ++seed);
+}
+
 TEST(KernelEmulationTest, PrefillEveryHeadDim) {
   uint32_t seed = 300;
   for (const int d : kSupportedHeadDims) {
@@ -226,6 +250,40 @@ TEST(KernelEmulationTest, PrefillEveryHeadDim) {
                           .requests = {{1, 1}, {17, 17}, {40, 9}, {20, 0}, {70, 1}}};
     CheckPrefill<__nv_bfloat16>(c, ++seed);
   }
+}
+
+TEST(KernelEmulationTest, PrefillHeadDim32BlockBoundariesAndAPrefixHit) {
+  uint32_t seed = 350;
+  for (const int group : {1, 2, 4}) {
+    const int bs = 16;
+    // Whole prompts at block boundaries +-1 and across the 64-token K/V tile, chunks after a
+    // cached prefix (request 1 shares request 0's first block), a decode and an idle request.
+    const AttentionCase c{.head_dim = 32,
+                          .num_kv_heads = 1,
+                          .group = group,
+                          .block_size = bs,
+                          .requests = {{40, 40},
+                                       {bs + 20, 20},
+                                       {bs - 1, bs - 1},
+                                       {bs, bs},
+                                       {bs + 1, bs + 1},
+                                       {65, 65},
+                                       {70, 1},
+                                       {30, 0},
+                                       {2 * bs + 1, bs + 1}},
+                          .share_first_block = true};
+    CheckPrefill<__nv_bfloat16>(c, ++seed);
+  }
+  // The model's shape (4 KV heads, group 2), fp16, a sharp softmax.
+  const AttentionCase fp16{.head_dim = 32,
+                           .num_kv_heads = 4,
+                           .group = 2,
+                           .block_size = 8,
+                           .requests = {{24, 24}, {17, 9}, {7, 7}, {9, 2}},
+                           .share_first_block = true,
+                           .query_scale = 8.0f,
+                           .token_stride_padding = 2 * 4 * 32};  // a fused QKV row's K and V
+  CheckPrefill<__half>(fp16, ++seed);
 }
 
 TEST(KernelEmulationTest, PrefillRowTilesAcrossQueriesAndGqa) {
