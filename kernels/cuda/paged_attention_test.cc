@@ -306,6 +306,24 @@ TEST_F(PagedAttentionGpuTest, DecodeSharedPrefixBlockAndSaturatedSoftmax) {
   }
 }
 
+// Head dim 32, the built-in model's (models/pagoda-kjv: 8 query heads, 4 KV heads): GQA 1-8
+// under the device's plan and at split boundaries +-1, in both types.
+TEST_F(PagedAttentionGpuTest, DecodeHeadDim32GqaAndSplitBoundaries) {
+  uint32_t seed = 650;
+  for (const int group : {1, 2, 4, 8}) {
+    const AttentionCase c{
+        .head_dim = 32,
+        .num_kv_heads = 4,
+        .group = group,
+        .block_size = 16,
+        .requests = Decodes({1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1000, 4097})};
+    const std::vector<PagedDecodePlan> plans = {DevicePlan(c), SplitPlan(c, 16), SplitPlan(c, 64),
+                                                SplitPlan(c, 256)};
+    CheckDecode<__nv_bfloat16>(c, plans, ++seed);
+    CheckDecode<__half>(c, plans, ++seed);
+  }
+}
+
 TEST_F(PagedAttentionGpuTest, DecodeIsDeterministic) {
   const AttentionCase c{.head_dim = 128,
                         .num_kv_heads = 8,
@@ -391,6 +409,37 @@ TEST_F(PagedAttentionGpuTest, PrefillSharedPrefixBlockStridedQueryAndSaturatedSo
                           .token_stride_padding = 2 * 2 * 80};
     CheckPrefill<__nv_bfloat16>(c, 4000);
     CheckPrefill<__half>(c, 4001);
+  }
+}
+
+// Head dim 32 (models/pagoda-kjv): whole prompts and chunks at block and 64-token tile
+// boundaries +-1, prefix hits (request 1 shares request 0's first block), a chunk at the end of
+// an 8k context, decodes and an idle request, GQA 1-8, both types, q/out as QKV slices.
+TEST_F(PagedAttentionGpuTest, PrefillHeadDim32BlockBoundariesAndPrefixHits) {
+  uint32_t seed = 4500;
+  for (const int group : {1, 2, 4, 8}) {
+    for (const int bs : {8, 16}) {
+      const AttentionCase c{.head_dim = 32,
+                            .num_kv_heads = 4,
+                            .group = group,
+                            .block_size = bs,
+                            .requests = {{100, 100},
+                                         {bs + 40, 40},
+                                         {bs - 1, bs - 1},
+                                         {bs, bs},
+                                         {bs + 1, bs + 1},
+                                         {63, 63},
+                                         {64, 64},
+                                         {65, 65},
+                                         {8192, 129},
+                                         {300, 1},
+                                         {50, 0},
+                                         {2 * bs + 1, bs + 1}},
+                            .share_first_block = true,
+                            .token_stride_padding = 2 * 4 * 32};
+      CheckPrefill<__nv_bfloat16>(c, ++seed);
+      CheckPrefill<__half>(c, ++seed);
+    }
   }
 }
 
