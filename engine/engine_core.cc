@@ -112,6 +112,7 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runn
   info_.kv_dtype = runner_->kv_dtype();
   info_.weight_dtype = runner_->weight_dtype();
   info_.backend = runner_->backend_name();
+  info_.backend_details = runner_->Describe();
   info_.has_tokenizer = tokenizer_ != nullptr;
   info_.prefix_caching = options.enable_prefix_caching;
   info_.max_num_seqs = options.scheduler.max_num_seqs;

@@ -40,7 +40,8 @@ struct EngineInfo {
   int num_kv_blocks = 0;
   model::DType kv_dtype = model::DType::kF32;
   model::DType weight_dtype = model::DType::kF32;
-  std::string backend;  // "cpu", "cuda"
+  std::string backend;          // "cpu", "cuda"
+  std::string backend_details;  // ModelRunner::Describe()
   bool has_tokenizer = false;
   bool prefix_caching = true;
   int max_num_seqs = 0;

@@ -3,16 +3,21 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "engine/cpu_model_runner.h"
+#ifdef PAGODA_WITH_CUDA
+#include "engine/cuda/cuda_model_runner.h"
+#endif
 #include "model/byte_tokenizer.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
@@ -89,39 +94,39 @@ std::string DefaultModelSpec() {
   return "dummy:tiny";
 }
 
-absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig& config) {
-  if (config.device == "cuda") {
-    return absl::UnimplementedError(
-        "--device cuda: the CUDA model runner is not implemented yet; use --device cpu");
-  }
-  if (config.device != "cpu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--device: must be cpu or cuda, got '", config.device, "'"));
-  }
-  if (config.block_size <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--block-size: must be positive, got ", config.block_size));
-  }
-  if (config.kv_cache_memory_bytes < 0) {
-    return absl::InvalidArgumentError("--kv-cache-memory: must not be negative");
-  }
-  if (config.max_model_len < 0) {
-    return absl::InvalidArgumentError("--max-model-len: must not be negative");
-  }
-  if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
-    return absl::InvalidArgumentError("the CPU KV cache is F32 or BF16");
-  }
-  PAGODA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(config));
-  const model::ModelConfig model_config = loaded.weights->config();
+namespace {
 
+// "cpu", "cuda" or "cuda:N": the CUDA device ordinal, or nullopt for the CPU.
+absl::StatusOr<std::optional<int>> ParseDevice(const std::string& device) {
+  if (device == "cpu") return std::nullopt;
+  if (device == "cuda") return 0;
+  int ordinal = 0;
+  if (absl::StartsWith(device, "cuda:") &&
+      absl::SimpleAtoi(absl::StripPrefix(device, "cuda:"), &ordinal) && ordinal >= 0) {
+    return ordinal;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device: must be cpu, cuda or cuda:N, got '", device, "'"));
+}
+
+struct RunnerAndLength {
+  std::unique_ptr<ModelRunner> runner;
+  int max_model_len = 0;
+};
+
+absl::StatusOr<RunnerAndLength> CreateCpuRunner(const EngineConfig& config,
+                                                std::unique_ptr<model::ModelWeights> weights) {
+  if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
+    return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32 or bf16");
+  }
+  const model::ModelConfig model_config = weights->config();
   const int num_threads = config.num_threads > 0
                               ? config.num_threads
                               : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<model::LlamaModel> llama,
-      model::LlamaModel::Create(std::move(loaded.weights), {.num_threads = num_threads}));
-
-  int max_model_len =
+      model::LlamaModel::Create(std::move(weights), {.num_threads = num_threads}));
+  const int max_model_len =
       config.max_model_len > 0 ? config.max_model_len : model_config.max_position_embeddings;
   const int64_t bytes_per_block =
       model::CpuKvCache::BytesPerBlock(model_config, config.block_size, config.kv_cache_dtype);
@@ -137,19 +142,75 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
                                                    num_blocks, " blocks of ", bytes_per_block,
                                                    " bytes; need between 1 and 2^30 blocks"));
   }
-  const EngineCoreOptions core_options_defaults;
-  if (config.max_model_len == 0) {
-    // Unset: as long as the model allows and the whole KV cache holds (watermark excluded).
-    const int64_t watermark_blocks = static_cast<int64_t>(
-        std::floor(core_options_defaults.watermark_ratio * static_cast<double>(num_blocks)));
-    max_model_len = static_cast<int>(
-        std::min<int64_t>(max_model_len, (num_blocks - watermark_blocks) * config.block_size));
-  }
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<CpuModelRunner> runner,
       CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
                                                 .block_size = config.block_size,
                                                 .kv_dtype = config.kv_cache_dtype}));
+  return RunnerAndLength{std::move(runner), max_model_len};
+}
+
+absl::StatusOr<RunnerAndLength> CreateCudaRunner(const EngineConfig& config, int device,
+                                                 std::unique_ptr<model::ModelWeights> weights) {
+#ifdef PAGODA_WITH_CUDA
+  if (config.kv_cache_dtype != model::DType::kBF16 && config.kv_cache_dtype != model::DType::kF16) {
+    return absl::InvalidArgumentError(
+        "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16");
+  }
+  const int max_model_len =
+      config.max_model_len > 0 ? config.max_model_len : weights->config().max_position_embeddings;
+  PAGODA_ASSIGN_OR_RETURN(
+      std::unique_ptr<cuda::CudaModelRunner> runner,
+      cuda::CudaModelRunner::Create(std::move(weights),
+                                    {.device = device,
+                                     .block_size = config.block_size,
+                                     .dtype = config.kv_cache_dtype,
+                                     .gpu_memory_utilization = config.gpu_memory_utilization,
+                                     .kv_cache_memory_bytes = config.kv_cache_memory_bytes,
+                                     .max_num_batched_tokens = config.max_num_batched_tokens,
+                                     .max_num_seqs = config.max_num_seqs,
+                                     .max_model_len = max_model_len,
+                                     .enforce_eager = config.enforce_eager}));
+  return RunnerAndLength{std::move(runner), max_model_len};
+#else
+  (void)config;
+  (void)device;
+  (void)weights;
+  return absl::FailedPreconditionError(
+      "--device cuda: this build has no CUDA support (nvcc was not found when it was "
+      "configured); use --device cpu");
+#endif
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig& config) {
+  PAGODA_ASSIGN_OR_RETURN(const std::optional<int> cuda_device, ParseDevice(config.device));
+  if (config.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--block-size: must be positive, got ", config.block_size));
+  }
+  if (config.kv_cache_memory_bytes < 0) {
+    return absl::InvalidArgumentError("--kv-cache-memory: must not be negative");
+  }
+  if (config.max_model_len < 0) {
+    return absl::InvalidArgumentError("--max-model-len: must not be negative");
+  }
+  PAGODA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(config));
+  PAGODA_ASSIGN_OR_RETURN(RunnerAndLength created,
+                          cuda_device.has_value()
+                              ? CreateCudaRunner(config, *cuda_device, std::move(loaded.weights))
+                              : CreateCpuRunner(config, std::move(loaded.weights)));
+  int max_model_len = created.max_model_len;
+  const EngineCoreOptions core_options_defaults;
+  if (config.max_model_len == 0) {
+    // Unset: as long as the model allows and the whole KV cache holds (watermark excluded).
+    const int64_t num_blocks = created.runner->num_kv_blocks();
+    const int64_t watermark_blocks = static_cast<int64_t>(
+        std::floor(core_options_defaults.watermark_ratio * static_cast<double>(num_blocks)));
+    max_model_len = static_cast<int>(
+        std::min<int64_t>(max_model_len, (num_blocks - watermark_blocks) * config.block_size));
+  }
   EngineCoreOptions options;
   options.scheduler.max_num_seqs = config.max_num_seqs;
   options.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
@@ -159,8 +220,8 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.reserve_max_model_len = config.ablation_reserve_max_model_len;
   options.scheduler.recompute_every_step = config.ablation_recompute_every_step;
   options.enable_prefix_caching = config.enable_prefix_caching;
-  return EngineCore::Create(std::move(loaded.name), std::move(runner), std::move(loaded.tokenizer),
-                            options);
+  return EngineCore::Create(std::move(loaded.name), std::move(created.runner),
+                            std::move(loaded.tokenizer), options);
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config,

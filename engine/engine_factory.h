@@ -36,13 +36,18 @@ struct EngineConfig {
   // Weights' matrix dtype: unset keeps the checkpoint's (F16 becomes F32); dummy models default
   // to BF16.
   std::optional<model::DType> weight_dtype;
-  std::string device = "cpu";  // "cpu" | "cuda"
+  std::string device = "cpu";  // "cpu" | "cuda" | "cuda:N" (device ordinal N)
   int block_size = 16;
-  // CPU: bytes of KV cache (all layers, K and V). 0 = enough for max_num_seqs requests of
-  // max_model_len tokens, capped at 4 GiB.
+  // Bytes of KV cache (all layers, K and V). 0 = CPU: enough for max_num_seqs requests of
+  // max_model_len tokens, capped at 2 GiB; CUDA: by gpu_memory_utilization.
   int64_t kv_cache_memory_bytes = 0;
+  // CPU: F32 or BF16. CUDA: BF16 or F16, which is also the type of the weights and
+  // activations there.
   model::DType kv_cache_dtype = model::DType::kBF16;
-  double gpu_memory_utilization = 0.9;  // CUDA only
+  // CUDA: the fraction of device memory this instance may use (weights, buffers, KV pool); with
+  // kv_cache_memory_bytes > 0 the pool has exactly that size instead.
+  double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   // 0 = the model's max_position_embeddings, capped by what the KV cache holds.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -23,6 +24,9 @@ class ModelRunner {
   virtual model::DType kv_dtype() const = 0;
   virtual model::DType weight_dtype() const = 0;
   virtual const char* backend_name() const = 0;  // "cpu", "cuda"
+  // One line on how the runner set itself up (device, memory, graphs) for the start-up log;
+  // empty when there is nothing beyond the EngineInfo fields.
+  virtual std::string Describe() const { return ""; }
 
   // Writes the K/V of the batch's tokens into their slots and returns the logits of
   // batch.logits_indices: [logits_indices.size(), vocab_size] row-major. An error is an engine

@@ -33,6 +33,14 @@ struct ForwardBatch {
   absl::Span<const int32_t> logits_indices;
 };
 
+// Checks what a model needs of `batch` before it reads or writes through it: array lengths,
+// query_start ascending from 0 to the token count, each request's query tokens within its
+// context, token ids in [0, vocab_size), slots and the block-table entries each context uses in
+// the cache of `num_blocks` blocks of `block_size`, logits indices in range. INVALID_ARGUMENT
+// names what is wrong.
+absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size, int num_blocks,
+                                  int block_size);
+
 // The CPU KV cache of every layer: one K and one V pool per layer, each
 // [num_blocks, num_kv_heads, block_size, head_dim], indexed by the same block ids. Elements are
 // F32 (exact) or BF16 (half the memory and the bandwidth attention reads; K/V rounded to bf16).
@@ -87,7 +95,6 @@ class LlamaModel {
 
  private:
   LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options);
-  absl::Status ValidateBatch(const ForwardBatch& batch, const CpuKvCache& cache) const;
   void Layer(int index, const ForwardBatch& batch, CpuKvCache& cache, int64_t num_tokens);
   // Writes the layer's new K/V and runs paged attention on a cache of element type T.
   template <typename T>

@@ -69,6 +69,7 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       info.model_name, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
       info.vocab_size, model::DTypeName(info.weight_dtype), info.backend,
       info.has_tokenizer ? "yes" : "none (token ids only)"));
+  if (!info.backend_details.empty()) LogLine(info.backend_details);
   const int64_t bytes_per_token =
       int64_t{2} * c.num_layers * c.num_kv_heads * c.head_dim * model::DTypeSize(info.kv_dtype);
   const int64_t pool_tokens = int64_t{info.num_kv_blocks} * info.block_size;

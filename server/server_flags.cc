@@ -136,9 +136,15 @@ const std::vector<Flag>& Flags() {
          o.metrics_port = static_cast<int>(port);
          return absl::OkStatus();
        }},
-      {"device", FlagKind::kValue, "cpu|cuda", "Where the model runs. Default cpu.",
+      {"device", FlagKind::kValue, "cpu|cuda|cuda:N",
+       "Where the model runs: the CPU, or CUDA device N (cuda = cuda:0). Default cpu.",
        [](absl::string_view v, ServerOptions& o) {
-         if (v != "cpu" && v != "cuda") return BadValue("device", "cpu or cuda", v);
+         uint32_t ordinal = 0;
+         const bool cuda_n =
+             absl::StartsWith(v, "cuda:") && absl::SimpleAtoi(v.substr(5), &ordinal);
+         if (v != "cpu" && v != "cuda" && !cuda_n) {
+           return BadValue("device", "cpu, cuda or cuda:N", v);
+         }
          o.engine.device = std::string(v);
          return absl::OkStatus();
        }},
@@ -149,9 +155,9 @@ const std::vector<Flag>& Flags() {
            [](ServerOptions& o, int64_t v) { o.engine.block_size = static_cast<int>(v); }, 1,
            1024)},
       {"kv-cache-memory", FlagKind::kValue, "BYTES",
-       "CPU: memory for the KV cache of all layers, e.g. 512MiB or 2GiB (binary Ki/Mi/Gi, "
-       "decimal K/M/G). Default: enough for --max-num-seqs requests of --max-model-len "
-       "tokens, at most 2 GiB.",
+       "Memory for the KV cache of all layers, e.g. 512MiB or 2GiB (binary Ki/Mi/Gi, "
+       "decimal K/M/G). Default on the CPU: enough for --max-num-seqs requests of "
+       "--max-model-len tokens, at most 2 GiB; on CUDA: set by --gpu-memory-utilization.",
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
          absl::StatusOr<int64_t> bytes = ParseByteSize(v);
          if (!bytes.ok() || *bytes <= 0) {
@@ -160,10 +166,18 @@ const std::vector<Flag>& Flags() {
          o.engine.kv_cache_memory_bytes = *bytes;
          return absl::OkStatus();
        }},
-      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32",
-       "Element type of the KV cache. Default bf16 (half the memory of f32).",
+      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16",
+       "Element type of the KV cache. Default bf16 (half the memory of f32). The CPU takes "
+       "bf16 or f32; CUDA bf16 or f16, which is also its weights' and activations' type.",
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         PAGODA_ASSIGN_OR_RETURN(o.engine.kv_cache_dtype, ParseDType("kv-cache-dtype", v));
+         const std::string lower = absl::AsciiStrToLower(v);
+         if (lower == "f16" || lower == "fp16" || lower == "float16") {
+           o.engine.kv_cache_dtype = model::DType::kF16;
+           return absl::OkStatus();
+         }
+         absl::StatusOr<model::DType> dtype = ParseDType("kv-cache-dtype", v);
+         if (!dtype.ok()) return BadValue("kv-cache-dtype", "bf16, f32 or f16", v);
+         o.engine.kv_cache_dtype = *dtype;
          return absl::OkStatus();
        }},
       {"weight-dtype", FlagKind::kValue, "bf16|f32",
@@ -216,6 +230,13 @@ const std::vector<Flag>& Flags() {
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
          PAGODA_ASSIGN_OR_RETURN(o.engine.enable_prefix_caching,
                                  ParseBool("enable-prefix-caching", v));
+         return absl::OkStatus();
+       }},
+      {"enforce-eager", FlagKind::kBool, "",
+       "CUDA: run every step eagerly, without the CUDA graphs that decode steps of up to 256 "
+       "requests otherwise replay (less start-up time and memory, more per-step launch cost).",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.engine.enforce_eager, ParseBool("enforce-eager", v));
          return absl::OkStatus();
        }},
       {"threads", FlagKind::kValue, "N",

@@ -60,6 +60,7 @@ TEST(ServerFlagsTest, EveryFlagInBothSpellings) {
                                                     "1024",
                                                     "--max-waiting-requests=0",
                                                     "--no-enable-prefix-caching",
+                                                    "--enforce-eager",
                                                     "--threads",
                                                     "2",
                                                     "--seed=7",
@@ -82,6 +83,7 @@ TEST(ServerFlagsTest, EveryFlagInBothSpellings) {
   EXPECT_EQ(o.engine.max_model_len, 1024);
   EXPECT_EQ(o.engine.max_waiting_requests, 0);
   EXPECT_FALSE(o.engine.enable_prefix_caching);
+  EXPECT_TRUE(o.engine.enforce_eager);
   EXPECT_EQ(o.engine.num_threads, 2);
   EXPECT_EQ(o.engine.seed, 7u);
   EXPECT_EQ(o.drain_timeout, absl::Milliseconds(2500));
@@ -92,6 +94,9 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
                   ->options.engine.enable_prefix_caching);
   EXPECT_FALSE(Parse({"--enable-prefix-caching=false"})->options.engine.enable_prefix_caching);
   EXPECT_FALSE(Parse({"--metrics-port=off"})->options.metrics_port.has_value());
+  EXPECT_EQ(Parse({"--device=cuda:3"})->options.engine.device, "cuda:3");
+  EXPECT_EQ(Parse({"--kv-cache-dtype=f16"})->options.engine.kv_cache_dtype, model::DType::kF16);
+  EXPECT_FALSE(Parse({})->options.engine.enforce_eager);
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_TRUE(Parse({"-h"})->help);
 }
@@ -102,9 +107,10 @@ TEST(ServerFlagsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(Error({"--port", "65536"}), StartsWith("--port: must be an integer in [0, 65535]"));
   EXPECT_THAT(Error({"--max-num-seqs=0"}), StartsWith("--max-num-seqs: "));
   EXPECT_THAT(Error({"--block-size=abc"}), StartsWith("--block-size: "));
-  EXPECT_THAT(Error({"--device=tpu"}), StartsWith("--device: must be cpu or cuda"));
+  EXPECT_THAT(Error({"--device=tpu"}), StartsWith("--device: must be cpu, cuda or cuda:N"));
+  EXPECT_THAT(Error({"--device=cuda:x"}), StartsWith("--device: "));
   EXPECT_THAT(Error({"--kv-cache-memory=lots"}), StartsWith("--kv-cache-memory: "));
-  EXPECT_THAT(Error({"--kv-cache-dtype=f16"}), StartsWith("--kv-cache-dtype: "));
+  EXPECT_THAT(Error({"--kv-cache-dtype=f8"}), StartsWith("--kv-cache-dtype: "));
   EXPECT_THAT(Error({"--gpu-memory-utilization=1.5"}), StartsWith("--gpu-memory-utilization"));
   EXPECT_THAT(Error({"--drain-timeout=-1"}), StartsWith("--drain-timeout: "));
   EXPECT_THAT(Error({"--enable-prefix-caching=maybe"}), StartsWith("--enable-prefix-caching: "));
@@ -151,12 +157,26 @@ TEST(ServerFlagsTest, LoopbackHosts) {
 
 TEST(ServerFlagsTest, UsageExplainsEveryFlag) {
   const std::string usage = ServerUsage();
-  for (const char* flag :
-       {"--model", "--host", "--port", "--metrics-port", "--device", "--block-size",
-        "--kv-cache-memory", "--kv-cache-dtype", "--weight-dtype", "--gpu-memory-utilization",
-        "--max-num-seqs", "--max-num-batched-tokens", "--max-model-len", "--max-waiting-requests",
-        "--enable-prefix-caching, --no-enable-prefix-caching", "--threads", "--seed",
-        "--drain-timeout", "--help"}) {
+  for (const char* flag : {"--model",
+                           "--host",
+                           "--port",
+                           "--metrics-port",
+                           "--device",
+                           "--block-size",
+                           "--kv-cache-memory",
+                           "--kv-cache-dtype",
+                           "--weight-dtype",
+                           "--gpu-memory-utilization",
+                           "--max-num-seqs",
+                           "--max-num-batched-tokens",
+                           "--max-model-len",
+                           "--max-waiting-requests",
+                           "--enable-prefix-caching, --no-enable-prefix-caching",
+                           "--enforce-eager, --no-enforce-eager",
+                           "--threads",
+                           "--seed",
+                           "--drain-timeout",
+                           "--help"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
   for (absl::string_view line : absl::StrSplit(usage, '\n')) {

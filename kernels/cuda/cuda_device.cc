@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "kernels/cuda/cuda_status.h"
@@ -36,6 +37,23 @@ absl::StatusOr<DeviceProperties> Query(int device) {
 }
 
 }  // namespace
+
+absl::StatusOr<DeviceMemoryInfo> CurrentDeviceMemoryInfo() {
+  size_t free_bytes = 0, total_bytes = 0;
+  PAGODA_RETURN_IF_ERROR(CudaStatus(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+  return DeviceMemoryInfo{.free_bytes = static_cast<int64_t>(free_bytes),
+                          .total_bytes = static_cast<int64_t>(total_bytes)};
+}
+
+absl::Status SetCurrentDevice(int device) {
+  int count = 0;
+  PAGODA_RETURN_IF_ERROR(CudaStatus(cudaGetDeviceCount(&count), "cudaGetDeviceCount"));
+  if (device < 0 || device >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " does not exist (", count, " visible)"));
+  }
+  return CudaStatus(cudaSetDevice(device), "cudaSetDevice");
+}
 
 absl::StatusOr<DeviceProperties> CurrentDeviceProperties() {
   static absl::Mutex mu(absl::kConstInit);

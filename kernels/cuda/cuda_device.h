@@ -16,6 +16,18 @@ struct DeviceProperties {
   int64_t total_memory_bytes = 0;
 };
 
+// Free and total memory of the current device (cudaMemGetInfo), in bytes. Other processes'
+// allocations count as used.
+struct DeviceMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+absl::StatusOr<DeviceMemoryInfo> CurrentDeviceMemoryInfo();
+
+// Makes `device` current for the calling thread (cudaSetDevice). INVALID_ARGUMENT names the
+// device when it does not exist; UNAVAILABLE without a driver or device.
+absl::Status SetCurrentDevice(int device);
+
 // Properties of the current device (cudaGetDevice). UNAVAILABLE without a device. Cached per
 // device after the first call; thread-safe.
 absl::StatusOr<DeviceProperties> CurrentDeviceProperties();

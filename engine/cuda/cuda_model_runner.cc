@@ -1,0 +1,888 @@
+#include "engine/cuda/cuda_model_runner.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+#include "engine/cuda/step_layout.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/cuda_buffer.h"
+#include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_graph.h"
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/cuda_stream.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/paged_attention_decode.h"
+#include "kernels/cuda/paged_attention_prefill.h"
+#include "kernels/cuda/pinned_host_buffer.h"
+#include "kernels/cuda/reshape_and_cache.h"
+#include "kernels/cuda/rope.h"
+
+namespace pagoda::engine::cuda {
+namespace {
+
+namespace kc = kernels::cuda;
+
+int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// The bits of `value` as element type T (bf16 or f16), rounding to nearest even.
+template <typename T>
+uint16_t ToBits(float value) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return model::F32ToBf16(value);
+  } else {
+    return model::F32ToF16(value);
+  }
+}
+
+template <typename T>
+float FromBits(uint16_t bits) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return model::Bf16ToF32(bits);
+  } else {
+    return model::F16ToF32(bits);
+  }
+}
+
+template <typename T>
+constexpr model::DType DTypeOf() {
+  return std::is_same_v<T, __nv_bfloat16> ? model::DType::kBF16 : model::DType::kF16;
+}
+
+float ElementAsFloat(const model::WeightTensor& w, int64_t i) {
+  switch (w.dtype) {
+    case model::DType::kF32:
+      return static_cast<const float*>(w.data)[i];
+    case model::DType::kBF16:
+      return model::Bf16ToF32(static_cast<const uint16_t*>(w.data)[i]);
+    case model::DType::kF16:
+      return model::F16ToF32(static_cast<const uint16_t*>(w.data)[i]);
+  }
+  return 0;
+}
+
+// A weight as T on the device, built on the host as rows of a padded matrix.
+template <typename T>
+class HostMatrix {
+ public:
+  HostMatrix(int64_t rows, int64_t cols)
+      : cols_(cols), bits_(static_cast<size_t>(rows * cols), uint16_t{0}) {}
+
+  // Copies `w` ([r, c], or a vector [c] as r = 1) to rows [row, row + r), columns [0, c).
+  void Put(const model::WeightTensor& w, int64_t row) {
+    const int64_t rows = w.shape.size() == 2 ? w.shape[0] : 1;
+    const int64_t cols = w.shape.back();
+    PAGODA_CHECK(cols <= cols_ && (row + rows) * cols_ <= static_cast<int64_t>(bits_.size()));
+    const bool same_type = w.dtype == DTypeOf<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      uint16_t* dst = bits_.data() + (row + r) * cols_;
+      if (same_type) {
+        std::memcpy(dst, static_cast<const uint16_t*>(w.data) + r * cols, cols * sizeof(uint16_t));
+      } else {
+        for (int64_t c = 0; c < cols; ++c) dst[c] = ToBits<T>(ElementAsFloat(w, r * cols + c));
+      }
+    }
+  }
+
+  absl::StatusOr<kc::DeviceBuffer> Upload() const {
+    PAGODA_ASSIGN_OR_RETURN(kc::DeviceBuffer buffer,
+                            kc::DeviceBuffer::Create(bits_.size() * sizeof(uint16_t)));
+    PAGODA_RETURN_IF_ERROR(buffer.CopyFromHost(bits_.data(), bits_.size() * sizeof(uint16_t)));
+    return buffer;
+  }
+
+ private:
+  int64_t cols_;
+  std::vector<uint16_t> bits_;
+};
+
+// Model dimensions as the GPU buffers use them. GEMM sizes must be multiples of 8 (16-byte
+// rows): the intermediate size and the vocabulary are padded with zero weights, which leave
+// the results unchanged (silu(0) * 0 = 0 into zero columns of down_proj; padded logits are
+// dropped).
+struct Dims {
+  int64_t hidden = 0;
+  int64_t q_dim = 0;
+  int64_t kv_dim = 0;
+  int64_t qkv_dim = 0;
+  int64_t intermediate = 0;  // padded
+  int64_t vocab = 0;         // the model's
+  int64_t vocab_padded = 0;
+
+  explicit Dims(const model::ModelConfig& c)
+      : hidden(c.hidden_size),
+        q_dim(int64_t{c.num_heads} * c.head_dim),
+        kv_dim(int64_t{c.num_kv_heads} * c.head_dim),
+        qkv_dim(q_dim + 2 * kv_dim),
+        intermediate(RoundUp(c.intermediate_size, 8)),
+        vocab(c.vocab_size),
+        vocab_padded(RoundUp(c.vocab_size, 8)) {}
+};
+
+struct DeviceLayer {
+  kc::DeviceBuffer input_norm;  // [hidden]
+  kc::DeviceBuffer qkv;         // [qkv_dim, hidden]: q_proj, k_proj, v_proj rows
+  kc::DeviceBuffer qkv_bias;    // [qkv_dim], or empty
+  kc::DeviceBuffer o_proj;      // [hidden, q_dim]
+  kc::DeviceBuffer post_norm;   // [hidden]
+  kc::DeviceBuffer gate_up;     // [2 * intermediate, hidden]: gate rows, then up rows
+  kc::DeviceBuffer down;        // [hidden, intermediate]
+};
+
+absl::Status CheckSupported(const model::ModelConfig& c, const CudaModelRunnerOptions& o) {
+  if (o.dtype != model::DType::kBF16 && o.dtype != model::DType::kF16) {
+    return absl::InvalidArgumentError("--kv-cache-dtype: the CUDA runner computes in bf16 or f16");
+  }
+  if (!kc::IsSupportedHeadDim(c.head_dim)) {
+    std::string dims;
+    for (const int d : kc::kSupportedHeadDims) absl::StrAppend(&dims, dims.empty() ? "" : ", ", d);
+    return absl::InvalidArgumentError(absl::StrCat("--device cuda: head_dim ", c.head_dim,
+                                                   " is not supported by the CUDA attention "
+                                                   "kernels (supported: ",
+                                                   dims, "); use --device cpu"));
+  }
+  if (c.hidden_size % 8 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--device cuda: hidden_size ", c.hidden_size,
+                                                   " must be a multiple of 8; use --device cpu"));
+  }
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        "num_attention_heads must be a multiple of num_key_value_heads");
+  }
+  if (c.rope_scaling.has_value() && c.rope_scaling->type != "llama3") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope_scaling type ", c.rope_scaling->type, " is not supported"));
+  }
+  if (o.block_size <= 0 || o.max_num_batched_tokens <= 0 || o.max_num_seqs <= 0 ||
+      o.max_model_len < 0 || o.max_cuda_graph_batch_size < 0) {
+    return absl::InvalidArgumentError("CUDA runner: sizes must be positive");
+  }
+  return absl::OkStatus();
+}
+
+// Device memory in use now (all processes).
+absl::StatusOr<int64_t> UsedDeviceBytes() {
+  PAGODA_ASSIGN_OR_RETURN(const kc::DeviceMemoryInfo info, kc::CurrentDeviceMemoryInfo());
+  return info.total_bytes - info.free_bytes;
+}
+
+// Device pointers and sizes of one step, read from the packed metadata on the device.
+struct DeviceStep {
+  StepShape shape;
+  const std::byte* meta = nullptr;  // the packed arrays (StepLayout)
+  StepLayout layout;
+  int32_t num_tokens = 0;  // rows computed (padding included)
+  int32_t num_prefill_tokens = 0;
+  kc::PagedDecodePlan plan;
+
+  template <typename U>
+  const U* At(int64_t offset) const {
+    return reinterpret_cast<const U*>(meta + offset);
+  }
+};
+
+template <typename T>
+class CudaModelRunnerImpl final : public CudaModelRunner {
+ public:
+  CudaModelRunnerImpl(const model::ModelConfig& config, const CudaModelRunnerOptions& options)
+      : config_(config), options_(options), dims_(config) {}
+
+  absl::Status Init(std::unique_ptr<model::ModelWeights> weights);
+
+  const model::ModelConfig& config() const override { return config_; }
+  int num_kv_blocks() const override { return num_blocks_; }
+  int block_size() const override { return options_.block_size; }
+  model::DType kv_dtype() const override { return DTypeOf<T>(); }
+  model::DType weight_dtype() const override { return DTypeOf<T>(); }
+  const CudaRunnerReport& report() const override { return report_; }
+  std::string Describe() const override;
+  int64_t graph_replays() const override { return graph_replays_; }
+
+  absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
+
+ private:
+  struct Graph {
+    kc::CudaGraph graph;
+    DeviceStep step;
+  };
+
+  absl::Status UploadWeights(const model::ModelWeights& weights);
+  absl::Status AllocateBuffers();
+  absl::Status AllocateKvPool(int64_t num_blocks);
+  absl::Status ProfileAndSizePool();
+  absl::Status CaptureGraphs();
+  absl::Status RunEager(const model::ForwardBatch& batch, const AttentionSplit& split,
+                        std::vector<float>* logits);
+  absl::Status RunGraph(const Graph& graph, const model::ForwardBatch& batch,
+                        const AttentionSplit& split, std::vector<float>* logits);
+  // Copies the packed step to the device metadata buffer (through pinned memory).
+  absl::Status UploadStep(const std::vector<std::byte>& packed);
+  // Enqueues the forward pass of `step` on the stream; the logits of its logits rows land in
+  // logits_ ([num_logits, vocab_padded]).
+  absl::Status EnqueueForward(const DeviceStep& step);
+  absl::Status EnqueueLayer(int layer, const DeviceStep& step);
+  // Copies logits rows [0, rows) to the host, waits, and writes the rows `pick` selects as
+  // floats: out[i] = row pick[i].
+  absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
+                              std::vector<float>* out);
+  kernels::PagedKvCacheView<T> LayerCache(int layer) const;
+
+  T* Ptr(const kc::DeviceBuffer& b) const { return static_cast<T*>(b.data()); }
+
+  const model::ModelConfig config_;
+  const CudaModelRunnerOptions options_;
+  const Dims dims_;
+  int max_model_len_ = 0;
+  int32_t table_width_ = 0;  // ceil(max_model_len / block_size)
+  int32_t max_tokens_ = 0;   // rows of the activation buffers
+  int32_t max_requests_ = 0;
+  int32_t max_logits_ = 0;
+
+  kc::CudaStream stream_;
+  std::unique_ptr<kc::Gemm> gemm_;
+
+  kc::DeviceBuffer embed_;    // [vocab, hidden]
+  kc::DeviceBuffer lm_head_;  // [vocab_padded, hidden]; empty when it is embed_
+  kc::DeviceBuffer final_norm_;
+  kc::DeviceBuffer inv_freq_;  // float [head_dim / 2]
+  std::vector<DeviceLayer> layers_;
+
+  // Activations, [max_tokens_, ...] each.
+  kc::DeviceBuffer hidden_, normed_, qkv_, attn_, gate_up_, act_;
+  kc::DeviceBuffer last_;    // [max_logits_, hidden]
+  kc::DeviceBuffer logits_;  // [max_logits_, vocab_padded]
+  kc::DeviceBuffer decode_workspace_, prefill_workspace_;
+  kc::DeviceBuffer meta_;  // the packed step
+  kc::PinnedHostBuffer meta_staging_;
+  kc::PinnedHostBuffer logits_staging_;  // [max_logits_, vocab_padded] T bits
+  std::vector<std::byte> packed_;
+
+  kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
+  int num_blocks_ = 0;
+
+  std::map<int, Graph> graphs_;  // by batch size
+  int max_graph_size_ = 0;
+  int64_t graph_replays_ = 0;
+  CudaRunnerReport report_;
+};
+
+template <typename T>
+std::string CudaModelRunnerImpl<T>::Describe() const {
+  const auto gib = [](int64_t bytes) {
+    return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
+  };
+  const CudaRunnerReport& r = report_;
+  std::string graphs = "off (--enforce-eager)";
+  if (!r.graph_batch_sizes.empty()) {
+    graphs = absl::StrFormat("%d decode batch sizes up to %d, captured in %.2f s",
+                             r.graph_batch_sizes.size(), r.graph_batch_sizes.back(),
+                             r.graph_capture_seconds);
+  }
+  return absl::StrFormat(
+      "cuda:%d (sm_%d, %s): weights %s, buffers %s, non-KV total %s; KV pool %s (%s); CUDA "
+      "graphs %s",
+      r.device, r.compute_capability, gib(r.memory.total_bytes), gib(r.weight_bytes),
+      gib(r.activation_bytes), gib(r.kv.non_kv_bytes), gib(r.kv.kv_bytes),
+      options_.kv_cache_memory_bytes > 0
+          ? "--kv-cache-memory"
+          : absl::StrFormat("--gpu-memory-utilization %.2f%s", options_.gpu_memory_utilization,
+                            r.kv.limited_by_free_memory ? ", limited by free memory" : ""),
+      graphs);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::Init(std::unique_ptr<model::ModelWeights> weights) {
+  PAGODA_RETURN_IF_ERROR(kc::SetCurrentDevice(options_.device));
+  PAGODA_ASSIGN_OR_RETURN(const kc::DeviceProperties props, kc::CurrentDeviceProperties());
+  report_.device = options_.device;
+  report_.compute_capability = props.compute_capability;
+  if (props.compute_capability < 80) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device cuda: compute capability ", props.compute_capability / 10, ".",
+        props.compute_capability % 10, " is too old; the kernels need 8.0 (Ampere) or newer"));
+  }
+  max_model_len_ =
+      options_.max_model_len > 0 ? options_.max_model_len : config_.max_position_embeddings;
+  table_width_ =
+      static_cast<int32_t>((max_model_len_ + options_.block_size - 1) / options_.block_size);
+  max_graph_size_ = options_.enforce_eager
+                        ? 0
+                        : std::min({options_.max_cuda_graph_batch_size, options_.max_num_seqs,
+                                    options_.max_num_batched_tokens});
+  max_tokens_ = std::max(options_.max_num_batched_tokens, max_graph_size_);
+  max_requests_ = options_.max_num_seqs;
+  max_logits_ = std::max(options_.max_num_seqs, max_graph_size_);
+
+  PAGODA_ASSIGN_OR_RETURN(report_.memory.used_before_load_bytes, UsedDeviceBytes());
+  PAGODA_ASSIGN_OR_RETURN(stream_, kc::CudaStream::Create());
+  PAGODA_ASSIGN_OR_RETURN(gemm_, kc::Gemm::Create({}));
+  PAGODA_RETURN_IF_ERROR(UploadWeights(*weights));
+  weights.reset();
+  PAGODA_RETURN_IF_ERROR(AllocateBuffers());
+  PAGODA_RETURN_IF_ERROR(ProfileAndSizePool());
+  return CaptureGraphs();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::UploadWeights(const model::ModelWeights& w) {
+  const int64_t h = dims_.hidden;
+  int64_t bytes = 0;
+  const auto upload = [&bytes](const HostMatrix<T>& m) -> absl::StatusOr<kc::DeviceBuffer> {
+    PAGODA_ASSIGN_OR_RETURN(kc::DeviceBuffer b, m.Upload());
+    bytes += static_cast<int64_t>(b.size_bytes());
+    return b;
+  };
+  const auto single = [&](const model::WeightTensor& t, int64_t rows, int64_t cols) {
+    HostMatrix<T> m(rows, cols);
+    m.Put(t, 0);
+    return upload(m);
+  };
+  PAGODA_ASSIGN_OR_RETURN(embed_, single(w.embed_tokens(), dims_.vocab, h));
+  const bool tied = &w.lm_head() == &w.embed_tokens();
+  if (!tied || dims_.vocab_padded != dims_.vocab) {
+    PAGODA_ASSIGN_OR_RETURN(lm_head_, single(w.lm_head(), dims_.vocab_padded, h));
+  }
+  PAGODA_ASSIGN_OR_RETURN(final_norm_, single(w.final_norm(), 1, h));
+  for (const model::LayerWeights& lw : w.layers()) {
+    DeviceLayer layer;
+    PAGODA_ASSIGN_OR_RETURN(layer.input_norm, single(lw.input_norm, 1, h));
+    PAGODA_ASSIGN_OR_RETURN(layer.post_norm, single(lw.post_attention_norm, 1, h));
+    HostMatrix<T> qkv(dims_.qkv_dim, h);
+    qkv.Put(lw.q_proj, 0);
+    qkv.Put(lw.k_proj, dims_.q_dim);
+    qkv.Put(lw.v_proj, dims_.q_dim + dims_.kv_dim);
+    PAGODA_ASSIGN_OR_RETURN(layer.qkv, upload(qkv));
+    if (lw.q_bias.has_value()) {
+      HostMatrix<T> bias(dims_.qkv_dim, 1);
+      // A bias vector [n] is n rows of one column here.
+      const auto as_column = [](const model::WeightTensor& t) {
+        model::WeightTensor c = t;
+        c.shape = {t.shape[0], 1};
+        return c;
+      };
+      bias.Put(as_column(*lw.q_bias), 0);
+      bias.Put(as_column(*lw.k_bias), dims_.q_dim);
+      bias.Put(as_column(*lw.v_bias), dims_.q_dim + dims_.kv_dim);
+      PAGODA_ASSIGN_OR_RETURN(layer.qkv_bias, upload(bias));
+    }
+    PAGODA_ASSIGN_OR_RETURN(layer.o_proj, single(lw.o_proj, h, dims_.q_dim));
+    HostMatrix<T> gate_up(2 * dims_.intermediate, h);
+    gate_up.Put(lw.gate_proj, 0);
+    gate_up.Put(lw.up_proj, dims_.intermediate);
+    PAGODA_ASSIGN_OR_RETURN(layer.gate_up, upload(gate_up));
+    PAGODA_ASSIGN_OR_RETURN(layer.down, single(lw.down_proj, h, dims_.intermediate));
+    layers_.push_back(std::move(layer));
+  }
+  std::optional<kernels::cpu::Llama3RopeScaling> scaling;
+  if (config_.rope_scaling.has_value()) {
+    const model::RopeScaling& s = *config_.rope_scaling;
+    scaling = kernels::cpu::Llama3RopeScaling{
+        .factor = s.factor,
+        .low_freq_factor = s.low_freq_factor,
+        .high_freq_factor = s.high_freq_factor,
+        .original_max_position_embeddings = s.original_max_position_embeddings};
+  }
+  const std::vector<float> inv_freq =
+      kernels::cpu::RopeInverseFrequencies(config_.head_dim, config_.rope_theta, scaling);
+  PAGODA_ASSIGN_OR_RETURN(inv_freq_, kc::DeviceBuffer::Create(inv_freq.size() * sizeof(float)));
+  PAGODA_RETURN_IF_ERROR(inv_freq_.CopyFromHost(inv_freq.data(), inv_freq.size() * sizeof(float)));
+  report_.weight_bytes = bytes;
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
+  int64_t bytes = 0;
+  const auto alloc = [&bytes](kc::DeviceBuffer* b, int64_t size) -> absl::Status {
+    PAGODA_ASSIGN_OR_RETURN(*b, kc::DeviceBuffer::Create(static_cast<size_t>(size)));
+    bytes += size;
+    return absl::OkStatus();
+  };
+  const int64_t t = max_tokens_;
+  const int64_t e = sizeof(T);
+  PAGODA_RETURN_IF_ERROR(alloc(&hidden_, t * dims_.hidden * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&normed_, t * dims_.hidden * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&qkv_, t * dims_.qkv_dim * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&attn_, t * dims_.q_dim * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&gate_up_, t * 2 * dims_.intermediate * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&act_, t * dims_.intermediate * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&last_, int64_t{max_logits_} * dims_.hidden * e));
+  PAGODA_RETURN_IF_ERROR(alloc(&logits_, int64_t{max_logits_} * dims_.vocab_padded * e));
+
+  // The decode split wants more partitions for fewer requests: size the workspace for the
+  // largest need over every batch size at the longest context.
+  int64_t decode_workspace = 0;
+  const int32_t max_decode = std::max(max_requests_, static_cast<int32_t>(max_graph_size_));
+  for (int32_t r = 1; r <= max_decode; ++r) {
+    PAGODA_ASSIGN_OR_RETURN(const kc::PagedDecodePlan plan,
+                            kc::PlanPagedDecode({.num_requests = r,
+                                                 .num_heads = config_.num_heads,
+                                                 .num_kv_heads = config_.num_kv_heads,
+                                                 .head_dim = config_.head_dim,
+                                                 .max_context_len = max_model_len_}));
+    decode_workspace =
+        std::max(decode_workspace,
+                 kc::PagedDecodeWorkspaceBytes(plan, r, config_.num_heads, config_.head_dim));
+  }
+  PAGODA_RETURN_IF_ERROR(alloc(&decode_workspace_, decode_workspace));
+  PAGODA_RETURN_IF_ERROR(alloc(&prefill_workspace_, kc::PagedPrefillWorkspaceBytes(max_requests_)));
+
+  const StepLayout largest = LayoutFor({.num_tokens = max_tokens_,
+                                        .num_decode_requests = max_decode,
+                                        .num_prefill_requests = max_requests_,
+                                        .num_logits = max_logits_,
+                                        .table_width = table_width_});
+  PAGODA_RETURN_IF_ERROR(alloc(&meta_, largest.size_bytes));
+  PAGODA_ASSIGN_OR_RETURN(meta_staging_,
+                          kc::PinnedHostBuffer::Create(static_cast<size_t>(largest.size_bytes)));
+  PAGODA_ASSIGN_OR_RETURN(logits_staging_, kc::PinnedHostBuffer::Create(static_cast<size_t>(
+                                               int64_t{max_logits_} * dims_.vocab_padded * e)));
+  report_.activation_bytes = bytes;
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::AllocateKvPool(int64_t num_blocks) {
+  kv_pool_ = kc::DeviceBuffer();  // the old pool goes before the new one is allocated
+  num_blocks_ = 0;
+  const int64_t bytes =
+      num_blocks * model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<T>());
+  PAGODA_ASSIGN_OR_RETURN(kv_pool_, kc::DeviceBuffer::Create(static_cast<size_t>(bytes)));
+  num_blocks_ = static_cast<int>(num_blocks);
+  return absl::OkStatus();
+}
+
+template <typename T>
+kernels::PagedKvCacheView<T> CudaModelRunnerImpl<T>::LayerCache(int layer) const {
+  kernels::PagedKvCacheView<T> view{.key = nullptr,
+                                    .value = nullptr,
+                                    .num_blocks = num_blocks_,
+                                    .num_kv_heads = config_.num_kv_heads,
+                                    .block_size = options_.block_size,
+                                    .head_dim = config_.head_dim};
+  const int64_t pool = view.num_elements();
+  view.key = Ptr(kv_pool_) + 2 * layer * pool;
+  view.value = view.key + pool;
+  return view;
+}
+
+// The profiling pass: the largest prefill step the scheduler can produce (max_num_batched_tokens
+// over as many requests as it allows, each asking for logits) on a temporary pool, with the
+// graphs captured too; what it leaves in use, less the temporary pool, is the runner's own.
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
+  const int64_t tokens = std::min<int64_t>(options_.max_num_batched_tokens,
+                                           int64_t{options_.max_num_seqs} * max_model_len_);
+  const int64_t requests = std::min<int64_t>(options_.max_num_seqs, tokens);
+  std::vector<TokenId> ids(tokens, 0);
+  std::vector<int32_t> positions, query_start = {0}, context_lens, block_tables, logits_indices;
+  std::vector<int64_t> slots;
+  int32_t blocks_used = 0;
+  const int32_t per_request = static_cast<int32_t>((tokens + requests - 1) / requests);
+  std::vector<std::vector<int32_t>> tables;
+  for (int64_t r = 0, left = tokens; r < requests && left > 0; ++r) {
+    const int32_t n = static_cast<int32_t>(std::min<int64_t>(per_request, left));
+    left -= n;
+    std::vector<int32_t> table;
+    for (int32_t i = 0; i < n; ++i) {
+      if (i % options_.block_size == 0) table.push_back(blocks_used++);
+      positions.push_back(i);
+      slots.push_back(int64_t{table.back()} * options_.block_size + i % options_.block_size);
+    }
+    query_start.push_back(query_start.back() + n);
+    context_lens.push_back(n);
+    logits_indices.push_back(query_start.back() - 1);
+    tables.push_back(std::move(table));
+  }
+  int32_t width = 0;
+  for (const auto& t : tables) width = std::max(width, static_cast<int32_t>(t.size()));
+  for (auto& t : tables) {
+    t.resize(width, 0);
+    block_tables.insert(block_tables.end(), t.begin(), t.end());
+  }
+  PAGODA_RETURN_IF_ERROR(AllocateKvPool(blocks_used));
+  report_.memory.profile_kv_bytes = static_cast<int64_t>(kv_pool_.size_bytes());
+  const model::ForwardBatch batch{.token_ids = ids,
+                                  .positions = positions,
+                                  .slot_mapping = slots,
+                                  .query_start = query_start,
+                                  .context_lens = context_lens,
+                                  .block_tables = block_tables,
+                                  .max_blocks_per_request = width,
+                                  .logits_indices = logits_indices};
+  std::vector<float> logits;
+  PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), &logits));
+  PAGODA_RETURN_IF_ERROR(CaptureGraphs());
+  PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
+  PAGODA_ASSIGN_OR_RETURN(const kc::DeviceMemoryInfo info, kc::CurrentDeviceMemoryInfo());
+  report_.memory.total_bytes = info.total_bytes;
+  report_.memory.used_after_profile_bytes = info.total_bytes - info.free_bytes;
+  report_.memory.free_after_profile_bytes = info.free_bytes;
+  graphs_.clear();
+
+  PAGODA_ASSIGN_OR_RETURN(
+      report_.kv,
+      PlanKvCacheBudget(report_.memory, {.gpu_memory_utilization = options_.gpu_memory_utilization,
+                                         .bytes_per_block = model::CpuKvCache::BytesPerBlock(
+                                             config_, options_.block_size, DTypeOf<T>()),
+                                         .kv_cache_memory_bytes = options_.kv_cache_memory_bytes}));
+  return AllocateKvPool(report_.kv.num_blocks);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
+  graphs_.clear();
+  if (max_graph_size_ == 0) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<int> sizes = CudaGraphBatchSizes(max_graph_size_);
+  // An empty batch padded to the graph's size: every row is padding (token 0, slot -1,
+  // context 0), which is valid input for a warm-up run and for capture.
+  const int32_t zero = 0;
+  const model::ForwardBatch padding_only{.query_start = absl::MakeConstSpan(&zero, 1)};
+  // Largest first: the warm-up of the largest size creates the GEMM plans, the rest reuse the
+  // buffers.
+  for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
+    const int size = *it;
+    const StepPadding padding{.num_tokens = size, .table_width = table_width_};
+    const PackedStep packed =
+        PackStep(padding_only, SplitAttention(padding_only.query_start), &padding, &packed_);
+    Graph graph;
+    graph.step = {.shape = packed.shape,
+                  .meta = static_cast<const std::byte*>(meta_.data()),
+                  .layout = packed.layout,
+                  .num_tokens = size,
+                  .num_prefill_tokens = 0};
+    PAGODA_ASSIGN_OR_RETURN(graph.step.plan,
+                            kc::PlanPagedDecode({.num_requests = size,
+                                                 .num_heads = config_.num_heads,
+                                                 .num_kv_heads = config_.num_kv_heads,
+                                                 .head_dim = config_.head_dim,
+                                                 .max_context_len = max_model_len_}));
+    PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+    PAGODA_RETURN_IF_ERROR(EnqueueForward(graph.step));  // warm-up: lazy module loading, plans
+    PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
+    PAGODA_ASSIGN_OR_RETURN(graph.graph, kc::CudaGraph::Capture(stream_.get(), [&] {
+                              return EnqueueForward(graph.step);
+                            }));
+    graphs_.emplace(size, std::move(graph));
+  }
+  PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
+  report_.graph_batch_sizes = sizes;
+  report_.graph_capture_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::UploadStep(const std::vector<std::byte>& packed) {
+  PAGODA_CHECK(packed.size() <= meta_staging_.size_bytes());
+  // The previous step's copy out of the staging buffer has completed: every step ends with a
+  // stream synchronization.
+  std::memcpy(meta_staging_.data(), packed.data(), packed.size());
+  return kc::CudaStatus(cudaMemcpyAsync(meta_.data(), meta_staging_.data(), packed.size(),
+                                        cudaMemcpyHostToDevice, stream_.get()),
+                        "cudaMemcpyAsync(step)");
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::EnqueueLayer(int index, const DeviceStep& s) {
+  const DeviceLayer& w = layers_[index];
+  cudaStream_t stream = stream_.get();
+  const int32_t n = s.num_tokens;
+  const kernels::PagedKvCacheView<T> cache = LayerCache(index);
+  T* qkv = Ptr(qkv_);
+  T* const k = qkv + dims_.q_dim;
+  T* const v = k + dims_.kv_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+
+  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(hidden_),
+                                         .weight = Ptr(w.input_norm),
+                                         .out = Ptr(normed_),
+                                         .rows = n,
+                                         .dim = static_cast<int32_t>(dims_.hidden),
+                                         .eps = config_.rms_norm_eps},
+                                        stream));
+  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(normed_),
+                                        .w = Ptr(w.qkv),
+                                        .bias = w.qkv_bias.data() ? Ptr(w.qkv_bias) : nullptr,
+                                        .y = qkv,
+                                        .m = n,
+                                        .n = dims_.qkv_dim,
+                                        .k = dims_.hidden},
+                                       stream));
+  PAGODA_RETURN_IF_ERROR(kc::ApplyRope<T>({.query = qkv,
+                                           .query_token_stride = dims_.qkv_dim,
+                                           .key = k,
+                                           .key_token_stride = dims_.qkv_dim,
+                                           .positions = s.At<int32_t>(s.layout.positions),
+                                           .inv_freq = static_cast<const float*>(inv_freq_.data()),
+                                           .num_tokens = n,
+                                           .num_heads = config_.num_heads,
+                                           .num_kv_heads = config_.num_kv_heads,
+                                           .head_dim = config_.head_dim},
+                                          stream));
+  PAGODA_RETURN_IF_ERROR(
+      kc::ReshapeAndCache<T>({.key = k,
+                              .key_token_stride = dims_.qkv_dim,
+                              .value = v,
+                              .value_token_stride = dims_.qkv_dim,
+                              .slot_mapping = s.At<int64_t>(s.layout.slot_mapping),
+                              .num_tokens = n,
+                              .cache = cache},
+                             stream));
+  if (s.shape.num_decode_requests > 0) {
+    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionDecode<T>(
+        {.query = qkv,
+         .query_token_stride = dims_.qkv_dim,
+         .output = Ptr(attn_),
+         .output_token_stride = dims_.q_dim,
+         .num_requests = s.shape.num_decode_requests,
+         .num_heads = config_.num_heads,
+         .cache = cache,
+         .query_start = s.At<int32_t>(s.layout.decode_rows),
+         .context_lens = s.At<int32_t>(s.layout.decode_context_lens),
+         .block_tables = s.At<int32_t>(s.layout.decode_block_tables),
+         .max_blocks_per_request = s.shape.table_width,
+         .scale = scale,
+         .plan = s.plan,
+         .workspace = decode_workspace_.data(),
+         .workspace_bytes = static_cast<int64_t>(decode_workspace_.size_bytes())},
+        stream));
+  }
+  if (s.shape.num_prefill_requests > 0) {
+    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionPrefill<T>(
+        {.query = qkv,
+         .query_token_stride = dims_.qkv_dim,
+         .output = Ptr(attn_),
+         .output_token_stride = dims_.q_dim,
+         .num_requests = s.shape.num_prefill_requests,
+         .num_query_tokens = s.num_prefill_tokens,
+         .num_heads = config_.num_heads,
+         .cache = cache,
+         .query_start = s.At<int32_t>(s.layout.prefill_query_start),
+         .context_lens = s.At<int32_t>(s.layout.prefill_context_lens),
+         .block_tables = s.At<int32_t>(s.layout.prefill_block_tables),
+         .max_blocks_per_request = s.shape.table_width,
+         .scale = scale,
+         .workspace = prefill_workspace_.data(),
+         .workspace_bytes = static_cast<int64_t>(prefill_workspace_.size_bytes())},
+        stream));
+  }
+  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(attn_),
+                                        .w = Ptr(w.o_proj),
+                                        .y = Ptr(hidden_),
+                                        .m = n,
+                                        .n = dims_.hidden,
+                                        .k = dims_.q_dim,
+                                        .output = kc::GemmOutput::kAccumulate},
+                                       stream));
+  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(hidden_),
+                                         .weight = Ptr(w.post_norm),
+                                         .out = Ptr(normed_),
+                                         .rows = n,
+                                         .dim = static_cast<int32_t>(dims_.hidden),
+                                         .eps = config_.rms_norm_eps},
+                                        stream));
+  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(normed_),
+                                        .w = Ptr(w.gate_up),
+                                        .y = Ptr(gate_up_),
+                                        .m = n,
+                                        .n = 2 * dims_.intermediate,
+                                        .k = dims_.hidden},
+                                       stream));
+  PAGODA_RETURN_IF_ERROR(kc::SiluAndMul<T>({.gate = Ptr(gate_up_),
+                                            .gate_row_stride = 2 * dims_.intermediate,
+                                            .up = Ptr(gate_up_) + dims_.intermediate,
+                                            .up_row_stride = 2 * dims_.intermediate,
+                                            .out = Ptr(act_),
+                                            .out_row_stride = dims_.intermediate,
+                                            .rows = n,
+                                            .dim = static_cast<int32_t>(dims_.intermediate)},
+                                           stream));
+  return gemm_->Run<T>({.x = Ptr(act_),
+                        .w = Ptr(w.down),
+                        .y = Ptr(hidden_),
+                        .m = n,
+                        .n = dims_.hidden,
+                        .k = dims_.intermediate,
+                        .output = kc::GemmOutput::kAccumulate},
+                       stream);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
+  cudaStream_t stream = stream_.get();
+  const int32_t hidden = static_cast<int32_t>(dims_.hidden);
+  PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.token_ids),
+                                           .table = Ptr(embed_),
+                                           .vocab_size = dims_.vocab,
+                                           .dim = hidden,
+                                           .num_tokens = s.num_tokens,
+                                           .out = Ptr(hidden_)},
+                                          stream));
+  for (int l = 0; l < config_.num_layers; ++l) PAGODA_RETURN_IF_ERROR(EnqueueLayer(l, s));
+  // Only the rows whose logits are wanted go through the final norm and the lm_head: gathered
+  // with the embedding kernel, the hidden states as its table.
+  PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.logits_indices),
+                                           .table = Ptr(hidden_),
+                                           .vocab_size = s.num_tokens,
+                                           .dim = hidden,
+                                           .num_tokens = s.shape.num_logits,
+                                           .out = Ptr(last_)},
+                                          stream));
+  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(last_),
+                                         .weight = Ptr(final_norm_),
+                                         .out = Ptr(last_),
+                                         .rows = s.shape.num_logits,
+                                         .dim = hidden,
+                                         .eps = config_.rms_norm_eps},
+                                        stream));
+  return gemm_->Run<T>({.x = Ptr(last_),
+                        .w = lm_head_.data() != nullptr ? Ptr(lm_head_) : Ptr(embed_),
+                        .y = Ptr(logits_),
+                        .m = s.shape.num_logits,
+                        .n = dims_.vocab_padded,
+                        .k = dims_.hidden},
+                       stream);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
+                                                    std::vector<float>* out) {
+  const int64_t row_bytes = dims_.vocab_padded * int64_t{sizeof(T)};
+  PAGODA_RETURN_IF_ERROR(
+      kc::CudaStatus(cudaMemcpyAsync(logits_staging_.data(), logits_.data(), rows * row_bytes,
+                                     cudaMemcpyDeviceToHost, stream_.get()),
+                     "cudaMemcpyAsync(logits)"));
+  // Also reports any asynchronous error of the step's kernels.
+  PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
+  const auto* bits = static_cast<const uint16_t*>(logits_staging_.data());
+  out->resize(pick.size() * dims_.vocab);
+  for (size_t i = 0; i < pick.size(); ++i) {
+    const uint16_t* row = bits + pick[i] * dims_.vocab_padded;
+    float* dst = out->data() + i * dims_.vocab;
+    for (int64_t j = 0; j < dims_.vocab; ++j) dst[j] = FromBits<T>(row[j]);
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
+                                              const AttentionSplit& split,
+                                              std::vector<float>* logits) {
+  const PackedStep packed = PackStep(batch, split, nullptr, &packed_);
+  DeviceStep step{.shape = packed.shape,
+                  .meta = static_cast<const std::byte*>(meta_.data()),
+                  .layout = packed.layout,
+                  .num_tokens = packed.shape.num_tokens,
+                  .num_prefill_tokens = packed.num_prefill_tokens};
+  if (packed.shape.num_decode_requests > 0) {
+    PAGODA_ASSIGN_OR_RETURN(
+        step.plan, kc::PlanPagedDecode({.num_requests = packed.shape.num_decode_requests,
+                                        .num_heads = config_.num_heads,
+                                        .num_kv_heads = config_.num_kv_heads,
+                                        .head_dim = config_.head_dim,
+                                        .max_context_len = packed.max_decode_context_len}));
+  }
+  PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+  PAGODA_RETURN_IF_ERROR(EnqueueForward(step));
+  std::vector<int32_t> rows(packed.shape.num_logits);
+  for (int32_t i = 0; i < packed.shape.num_logits; ++i) rows[i] = i;
+  return DownloadLogits(packed.shape.num_logits, rows, logits);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::ForwardBatch& batch,
+                                              const AttentionSplit& split,
+                                              std::vector<float>* logits) {
+  const StepPadding padding{.num_tokens = graph.step.num_tokens, .table_width = table_width_};
+  const PackedStep packed = PackStep(batch, split, &padding, &packed_);
+  PAGODA_CHECK(packed.layout == graph.step.layout);
+  PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+  PAGODA_RETURN_IF_ERROR(graph.graph.Launch(stream_.get()));
+  ++graph_replays_;
+  // The graph computed logits for every row (logits_indices = 0, 1, ...): copy rows up to the
+  // last one wanted.
+  int32_t rows = 0;
+  for (const int32_t i : batch.logits_indices) rows = std::max(rows, i + 1);
+  return DownloadLogits(rows, batch.logits_indices, logits);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
+                                             std::vector<float>* logits) {
+  PAGODA_RETURN_IF_ERROR(
+      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size));
+  const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
+  const int64_t num_requests = static_cast<int64_t>(batch.context_lens.size());
+  if (num_tokens > max_tokens_ || num_requests > max_requests_ ||
+      static_cast<int64_t>(batch.logits_indices.size()) > max_logits_ ||
+      batch.max_blocks_per_request > table_width_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA runner: a step of ", num_tokens, " tokens, ", num_requests, " requests, ",
+        batch.logits_indices.size(), " logits rows and ", batch.max_blocks_per_request,
+        " blocks per request exceeds the sizes it was created for (", max_tokens_, ", ",
+        max_requests_, ", ", max_logits_, ", ", table_width_, ")"));
+  }
+  // The engine thread may not be the thread that created the runner.
+  PAGODA_RETURN_IF_ERROR(kc::SetCurrentDevice(options_.device));
+  if (num_tokens == 0) {
+    logits->clear();
+    return absl::OkStatus();
+  }
+  AttentionSplit split = SplitAttention(batch.query_start);
+  if (!graphs_.empty() && num_tokens <= max_graph_size_ && split.decode_only() &&
+      static_cast<int64_t>(split.decode_requests.size()) == num_tokens) {
+    const auto it = graphs_.lower_bound(static_cast<int>(num_tokens));
+    PAGODA_CHECK(it != graphs_.end());
+    return RunGraph(it->second, batch, split, logits);
+  }
+  return RunEager(batch, split, logits);
+}
+
+}  // namespace
+
+std::vector<int> CudaGraphBatchSizes(int max_size) {
+  std::vector<int> sizes;
+  for (const int s : {1, 2, 4}) {
+    if (s <= max_size) sizes.push_back(s);
+  }
+  for (int s = 8; s <= max_size; s += 8) sizes.push_back(s);
+  if (max_size > 0 && sizes.back() != max_size) sizes.push_back(max_size);
+  return sizes;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
+    std::unique_ptr<model::ModelWeights> weights, const CudaModelRunnerOptions& options) {
+  if (weights == nullptr) return absl::InvalidArgumentError("no weights");
+  const model::ModelConfig config = weights->config();
+  PAGODA_RETURN_IF_ERROR(CheckSupported(config, options));
+  if (kc::VisibleDeviceCount() == 0) {
+    return absl::UnavailableError("--device cuda: no CUDA device is visible to this process");
+  }
+  if (options.dtype == model::DType::kBF16) {
+    auto runner = std::make_unique<CudaModelRunnerImpl<__nv_bfloat16>>(config, options);
+    PAGODA_RETURN_IF_ERROR(runner->Init(std::move(weights)));
+    return runner;
+  }
+  auto runner = std::make_unique<CudaModelRunnerImpl<__half>>(config, options);
+  PAGODA_RETURN_IF_ERROR(runner->Init(std::move(weights)));
+  return runner;
+}
+
+}  // namespace pagoda::engine::cuda

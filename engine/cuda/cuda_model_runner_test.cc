@@ -1,0 +1,347 @@
+// The CUDA model runner against the CPU runner on the same weights (ctest label gpu; every test
+// that needs a device skips without one).
+//
+// Tolerance. The CPU runner computes in f32 (BF16 weights, BF16 KV cache); the CUDA runner keeps
+// activations in bf16 between kernels (fp32 inside them), as vLLM does. A bf16 rounding is a
+// relative error of at most 2^-9; across a few layers and a final norm the logits of these models
+// (unit-scale) differ by a few hundredths. Each logit must satisfy
+//   |cuda - cpu| <= kAbsTolerance + kRelTolerance * |cpu|,
+// and where the CPU's best logit leads the runner-up by more than kArgmaxMargin, both runners
+// must pick the same token.
+
+#include "engine/cuda/cuda_model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/check.h"
+#include "engine/cpu_model_runner.h"
+#include "engine/engine_factory.h"
+#include "engine/offline.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/cuda_buffer.h"
+#include "kernels/cuda/cuda_device.h"
+#include "model/llama_model.h"
+#include "model/model_weights.h"
+#include "model/testing/forward_batch_builder.h"
+
+#ifndef PAGODA_BUILTIN_MODEL_SOURCE_DIR
+#define PAGODA_BUILTIN_MODEL_SOURCE_DIR ""
+#endif
+
+namespace pagoda::engine::cuda {
+namespace {
+
+using model::testing::ForwardBatchBuilder;
+using model::testing::StepRequest;
+using ::testing::HasSubstr;
+
+constexpr float kAbsTolerance = 0.06f;
+constexpr float kRelTolerance = 0.02f;
+constexpr float kArgmaxMargin = 0.15f;
+constexpr int kBlockSize = 16;
+constexpr int kNumBlocks = 64;
+
+bool HaveDevice() { return kernels::cuda::VisibleDeviceCount() > 0; }
+
+#define SKIP_WITHOUT_DEVICE() \
+  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device"
+
+// Head dim 64 (the CUDA kernels' smallest common one), an intermediate size and a vocabulary
+// that are not multiples of 8 (the runner pads them), GQA 2.
+model::ModelConfig SmallConfig(bool attention_bias = false) {
+  model::ModelConfig c;
+  c.architecture = attention_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  c.vocab_size = 509;
+  c.hidden_size = 256;
+  c.intermediate_size = 340;
+  c.num_layers = 3;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 64;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.max_position_embeddings = 512;
+  c.attention_bias = attention_bias;
+  return c;
+}
+
+std::unique_ptr<model::ModelWeights> DummyWeights(const model::ModelConfig& config) {
+  auto weights = model::MakeDummyWeights(config, /*seed=*/11, model::DType::kBF16);
+  PAGODA_CHECK(weights.ok()) << weights.status();
+  return *std::move(weights);
+}
+
+std::unique_ptr<CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights) {
+  auto llama = model::LlamaModel::Create(std::move(weights), {.num_threads = 2});
+  PAGODA_CHECK(llama.ok());
+  auto runner = CpuModelRunner::Create(
+      *std::move(llama),
+      {.num_kv_blocks = kNumBlocks, .block_size = kBlockSize, .kv_dtype = model::DType::kBF16});
+  PAGODA_CHECK(runner.ok());
+  return *std::move(runner);
+}
+
+CudaModelRunnerOptions SmallOptions() {
+  return {.block_size = kBlockSize,
+          .kv_cache_memory_bytes = int64_t{64} << 20,
+          .max_num_batched_tokens = 256,
+          .max_num_seqs = 16,
+          .max_model_len = 512};
+}
+
+std::unique_ptr<CudaModelRunner> GpuRunner(std::unique_ptr<model::ModelWeights> weights,
+                                           const CudaModelRunnerOptions& options) {
+  auto runner = CudaModelRunner::Create(std::move(weights), options);
+  EXPECT_TRUE(runner.ok()) << runner.status();
+  if (!runner.ok()) return nullptr;
+  EXPECT_GE((*runner)->num_kv_blocks(), kNumBlocks);
+  return *std::move(runner);
+}
+
+// Compares two [rows, vocab] logit arrays under the stated tolerance.
+void ExpectLogitsClose(const std::vector<float>& cpu, const std::vector<float>& gpu, int vocab,
+                       const std::string& what) {
+  ASSERT_EQ(cpu.size(), gpu.size()) << what;
+  const size_t rows = cpu.size() / vocab;
+  for (size_t r = 0; r < rows; ++r) {
+    const float* c = cpu.data() + r * vocab;
+    const float* g = gpu.data() + r * vocab;
+    float worst = 0;
+    int worst_at = 0;
+    for (int j = 0; j < vocab; ++j) {
+      ASSERT_TRUE(std::isfinite(g[j])) << what << " row " << r << " logit " << j;
+      const float excess = std::abs(g[j] - c[j]) - (kAbsTolerance + kRelTolerance * std::abs(c[j]));
+      if (excess > worst) {
+        worst = excess;
+        worst_at = j;
+      }
+    }
+    EXPECT_LE(worst, 0.0f) << what << " row " << r << " logit " << worst_at << ": cpu "
+                           << c[worst_at] << " cuda " << g[worst_at];
+    std::vector<int> order(vocab);
+    for (int j = 0; j < vocab; ++j) order[j] = j;
+    std::partial_sort(order.begin(), order.begin() + 2, order.end(),
+                      [&](int a, int b) { return c[a] > c[b]; });
+    if (c[order[0]] - c[order[1]] > kArgmaxMargin) {
+      EXPECT_EQ(std::max_element(g, g + vocab) - g, order[0]) << what << " row " << r;
+    }
+  }
+}
+
+// Steps both runners through the same batches (blocks scattered over the pool, prefix reuse,
+// chunked prefill, mixed prefill and decode, decode-only) and compares their logits each step.
+void CompareOnSteps(ModelRunner& cpu, ModelRunner& gpu, int vocab) {
+  std::vector<TokenId> a, b, c;
+  for (int i = 0; i < 70; ++i) a.push_back((i * 37 + 5) % vocab);
+  for (int i = 0; i < 33; ++i) b.push_back((i * 11 + 2) % vocab);
+  for (int i = 0; i < 17; ++i) c.push_back((i * 29 + 1) % vocab);
+  const std::vector<int32_t> blocks_a = {40, 3, 17, 9, 58};
+  const std::vector<int32_t> blocks_b = {21, 7, 33};
+  const std::vector<int32_t> blocks_c = {5, 44};
+  struct Step {
+    std::vector<StepRequest> requests;
+    std::string name;
+  };
+  const auto prefix = [](const std::vector<TokenId>& t, int n) {
+    return std::vector<TokenId>(t.begin(), t.begin() + n);
+  };
+  const std::vector<Step> steps = {
+      // Context 1 and a chunk that ends one token short of a block boundary.
+      {{{.tokens = prefix(a, 1), .first = 0, .blocks = blocks_a},
+        {.tokens = prefix(b, 15), .first = 0, .blocks = blocks_b}},
+       "first chunks"},
+      // Chunked prefill across block boundaries, with logits for every token of one request.
+      {{{.tokens = prefix(a, 49), .first = 1, .blocks = blocks_a, .all_logits = true},
+        {.tokens = prefix(b, 17), .first = 15, .blocks = blocks_b}},
+       "second chunks"},
+      // Decode of b, the rest of a's prompt, and a new request.
+      {{{.tokens = prefix(b, 18), .first = 17, .blocks = blocks_b},
+        {.tokens = prefix(a, 70), .first = 49, .blocks = blocks_a},
+        {.tokens = prefix(c, 16), .first = 0, .blocks = blocks_c}},
+       "mixed"},
+      // Decode-only (a CUDA graph when the runner has them).
+      {{{.tokens = prefix(b, 19), .first = 18, .blocks = blocks_b},
+        {.tokens = prefix(c, 17), .first = 16, .blocks = blocks_c}},
+       "decode-only"},
+  };
+  for (const Step& step : steps) {
+    const ForwardBatchBuilder builder(step.requests, kBlockSize);
+    std::vector<float> cpu_logits, gpu_logits;
+    ASSERT_TRUE(cpu.Execute(builder.batch(), &cpu_logits).ok());
+    const absl::Status s = gpu.Execute(builder.batch(), &gpu_logits);
+    ASSERT_TRUE(s.ok()) << step.name << ": " << s;
+    ExpectLogitsClose(cpu_logits, gpu_logits, vocab, step.name);
+  }
+}
+
+TEST(CudaModelRunnerTest, RefusesModelsTheKernelsDoNotSupportWithoutTouchingTheDevice) {
+  model::ModelConfig config = SmallConfig();
+  config.hidden_size = 64;
+  config.head_dim = 16;  // 4 heads x 16
+  auto runner = CudaModelRunner::Create(DummyWeights(config), SmallOptions());
+  ASSERT_FALSE(runner.ok());
+  EXPECT_EQ(runner.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(runner.status().message(), HasSubstr("head_dim 16"));
+
+  CudaModelRunnerOptions f32 = SmallOptions();
+  f32.dtype = model::DType::kF32;
+  runner = CudaModelRunner::Create(DummyWeights(SmallConfig()), f32);
+  EXPECT_EQ(runner.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CudaModelRunnerTest, GraphBatchSizes) {
+  EXPECT_THAT(CudaGraphBatchSizes(0), ::testing::IsEmpty());
+  EXPECT_THAT(CudaGraphBatchSizes(3), ::testing::ElementsAre(1, 2, 3));
+  EXPECT_THAT(CudaGraphBatchSizes(20), ::testing::ElementsAre(1, 2, 4, 8, 16, 20));
+  EXPECT_THAT(CudaGraphBatchSizes(32), ::testing::ElementsAre(1, 2, 4, 8, 16, 24, 32));
+}
+
+TEST(CudaModelRunnerTest, MatchesTheCpuRunnerOnADummyModel) {
+  SKIP_WITHOUT_DEVICE();
+  for (const bool eager : {true, false}) {
+    auto cpu = CpuRunner(DummyWeights(SmallConfig()));
+    CudaModelRunnerOptions options = SmallOptions();
+    options.enforce_eager = eager;
+    auto gpu = GpuRunner(DummyWeights(SmallConfig()), options);
+    ASSERT_NE(gpu, nullptr);
+    CompareOnSteps(*cpu, *gpu, SmallConfig().vocab_size);
+    EXPECT_EQ(gpu->graph_replays() > 0, !eager);
+  }
+}
+
+TEST(CudaModelRunnerTest, MatchesTheCpuRunnerWithAttentionBiasAndFloat16) {
+  SKIP_WITHOUT_DEVICE();
+  auto cpu = CpuRunner(DummyWeights(SmallConfig(/*attention_bias=*/true)));
+  CudaModelRunnerOptions options = SmallOptions();
+  options.dtype = model::DType::kF16;
+  auto gpu = GpuRunner(DummyWeights(SmallConfig(/*attention_bias=*/true)), options);
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_EQ(gpu->kv_dtype(), model::DType::kF16);
+  CompareOnSteps(*cpu, *gpu, SmallConfig().vocab_size);
+}
+
+// The built-in model's safetensors (head dim 32, tied embeddings), greedy decoding with the CPU's
+// tokens fed to both runners, so one near-tie cannot make the rest of the comparison diverge.
+TEST(CudaModelRunnerTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsModel) {
+  SKIP_WITHOUT_DEVICE();
+  std::string dir = PAGODA_BUILTIN_MODEL_SOURCE_DIR;
+  if (!std::filesystem::exists(dir + "/config.json")) dir = "models/pagoda-kjv";  // a copied tree
+  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "no models/pagoda-kjv";
+  auto load = [&] {
+    auto weights = model::LoadModelWeights(dir, {});
+    PAGODA_CHECK(weights.ok()) << weights.status();
+    return *std::move(weights);
+  };
+  auto cpu = CpuRunner(load());
+  auto gpu = GpuRunner(load(), SmallOptions());
+  ASSERT_NE(gpu, nullptr);
+  const int vocab = cpu->config().vocab_size;
+  std::vector<TokenId> tokens = {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77};
+  const std::vector<int32_t> blocks = {12, 3, 30, 8, 51, 26, 2, 61};
+  int first = 0;
+  int agreements = 0;
+  constexpr int kSteps = 48;
+  for (int step = 0; step < kSteps; ++step) {
+    const ForwardBatchBuilder builder(
+        {StepRequest{.tokens = tokens, .first = first, .blocks = blocks}}, kBlockSize);
+    std::vector<float> cpu_logits, gpu_logits;
+    ASSERT_TRUE(cpu->Execute(builder.batch(), &cpu_logits).ok());
+    ASSERT_TRUE(gpu->Execute(builder.batch(), &gpu_logits).ok());
+    ExpectLogitsClose(cpu_logits, gpu_logits, vocab, "step " + std::to_string(step));
+    const auto cpu_best = std::max_element(cpu_logits.begin(), cpu_logits.end());
+    const auto gpu_best = std::max_element(gpu_logits.begin(), gpu_logits.end());
+    agreements += (cpu_best - cpu_logits.begin()) == (gpu_best - gpu_logits.begin());
+    first = static_cast<int>(tokens.size());
+    tokens.push_back(static_cast<TokenId>(cpu_best - cpu_logits.begin()));
+  }
+  EXPECT_GE(agreements, kSteps * 9 / 10);
+  EXPECT_GT(gpu->graph_replays(), 0);
+}
+
+TEST(CudaModelRunnerTest, PoolIsSizedByUtilizationLessTheRunnersOwnMemory) {
+  SKIP_WITHOUT_DEVICE();
+  CudaModelRunnerOptions options = SmallOptions();
+  options.kv_cache_memory_bytes = 0;
+  options.gpu_memory_utilization = 0.3;
+  auto gpu = GpuRunner(DummyWeights(SmallConfig()), options);
+  ASSERT_NE(gpu, nullptr);
+  const CudaRunnerReport& r = gpu->report();
+  EXPECT_GT(r.weight_bytes, 0);
+  EXPECT_GE(r.kv.non_kv_bytes, r.weight_bytes + r.activation_bytes);
+  const double allowed = 0.3 * static_cast<double>(r.memory.total_bytes);
+  EXPECT_LE(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes), allowed);
+  // All but less than one block of what the rule allows (unless free memory limited it).
+  if (!r.kv.limited_by_free_memory) {
+    const int64_t bytes_per_block = r.kv.kv_bytes / r.kv.num_blocks;
+    EXPECT_GT(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes + bytes_per_block), allowed);
+  }
+  EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
+  // The device really holds it: what is in use now covers the pool and the runner's memory.
+  auto info = kernels::cuda::CurrentDeviceMemoryInfo();
+  ASSERT_TRUE(info.ok());
+  EXPECT_GE(info->total_bytes - info->free_bytes, r.kv.kv_bytes + r.weight_bytes);
+}
+
+TEST(CudaModelRunnerTest, MalformedBatchesAreRefused) {
+  SKIP_WITHOUT_DEVICE();
+  auto gpu = GpuRunner(DummyWeights(SmallConfig()), SmallOptions());
+  ASSERT_NE(gpu, nullptr);
+  std::vector<float> logits;
+  // A block id past the pool would make the kernels read outside it.
+  const ForwardBatchBuilder outside({StepRequest{.tokens = {1, 2, 3}, .blocks = {1 << 20}}},
+                                    kBlockSize);
+  EXPECT_EQ(gpu->Execute(outside.batch(), &logits).code(), absl::StatusCode::kInvalidArgument);
+  // More tokens than the runner's buffers hold.
+  const ForwardBatchBuilder too_long(
+      {StepRequest{.tokens = std::vector<TokenId>(300, 1),
+                   .blocks = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18}}},
+      kBlockSize);
+  EXPECT_EQ(gpu->Execute(too_long.batch(), &logits).code(), absl::StatusCode::kInvalidArgument);
+  // And it still works afterwards.
+  const ForwardBatchBuilder fine({StepRequest{.tokens = {1, 2, 3}, .blocks = {0}}}, kBlockSize);
+  EXPECT_TRUE(gpu->Execute(fine.batch(), &logits).ok());
+  EXPECT_EQ(logits.size(), static_cast<size_t>(SmallConfig().vocab_size));
+}
+
+// The whole engine on the GPU, as pagodad builds it: concurrent greedy requests on a pool small
+// enough to preempt, every request completes with its tokens and no block is left in use.
+TEST(CudaModelRunnerTest, EngineServesConcurrentRequestsOnTheGpu) {
+  SKIP_WITHOUT_DEVICE();
+  EngineConfig config;
+  config.model = "dummy:llama-110m";
+  config.device = "cuda";
+  config.kv_cache_memory_bytes = int64_t{64} << 20;  // 113 blocks of 16 tokens: preempts
+  config.max_num_seqs = 32;
+  config.max_num_batched_tokens = 512;
+  config.max_model_len = 1024;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 40; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < 40 + 13 * i; ++t) r.prompt_tokens.push_back(1 + (i * 31 + t * 7) % 250);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 64;
+    r.stopping.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  auto completions = GenerateOffline(**core, requests);
+  ASSERT_TRUE(completions.ok()) << completions.status();
+  for (const RequestCompletion& c : *completions) EXPECT_EQ(c.token_ids.size(), 64u);
+  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+  // Greedy decoding replays: the same request alone twice gives the same tokens.
+  auto once = GenerateOffline(**core, {requests[0]});
+  auto twice = GenerateOffline(**core, {requests[0]});
+  ASSERT_TRUE(once.ok() && twice.ok());
+  EXPECT_EQ((*once)[0].token_ids, (*twice)[0].token_ids);
+}
+
+}  // namespace
+}  // namespace pagoda::engine::cuda
