@@ -6,6 +6,8 @@
 #   kernels/cuda/package_gpu_tests.sh [BUILD_DIR] [OUT_DIR]
 #       BUILD_DIR defaults to build-cuda, OUT_DIR to BUILD_DIR/gpu-package.
 #   OUT_DIR/run_gpu_tests.sh [--memcheck|--racecheck|--bench]   (on the GPU machine)
+#       --bench also compares with PyTorch's SDPA (bench/cuda/torch_sdpa_compare.py, copied into
+#       OUT_DIR) when python3 there can import torch; results in OUT_DIR/bench-results.
 #
 # Not packed: glibc, libstdc++ and libgcc_s (the binaries need glibc >= 2.34 and GLIBCXX_3.4.29,
 # e.g. Ubuntu 22.04 or newer), the CUDA driver, and cuBLASLt (500 MB; cuda_gemm_test alone needs
@@ -41,6 +43,8 @@ done
 
 # The runner's search for cuBLASLt, shared with scripts/package_pagodad.sh.
 cp "$(dirname "$0")/../../scripts/find_cublaslt.sh" "$OUT_DIR/"
+# Our attention against PyTorch's SDPA, run by run_gpu_tests.sh --bench.
+cp "$(dirname "$0")/../../bench/cuda/torch_sdpa_compare.py" "$OUT_DIR/"
 cat > "$OUT_DIR/run_gpu_tests.sh" <<'RUNNER'
 #!/usr/bin/env bash
 # Runs the packed CUDA tests (default), the tests under compute-sanitizer (--memcheck,
@@ -51,6 +55,8 @@ MODE=${1:-tests}
 
 # cuBLASLt (for cuda_gemm_test only): a CUDA 13 toolkit or a pip nvidia wheel.
 source "$DIR/find_cublaslt.sh"
+# python3 (torch) runs with the caller's library path, not the packed libraries.
+CALLER_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH="$DIR/lib${CUBLASLT_DIR:+:$CUBLASLT_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 TESTS=(cuda_paged_attention_plan_test cuda_kernel_emulation_test cuda_buffer_test
@@ -80,7 +86,21 @@ for t in "${TESTS[@]}"; do
   esac
 done
 if [[ $MODE == --bench ]]; then
-  run "$DIR/bin/cuda_paged_attention_benchmark" --benchmark_counters_tabular=true
+  RESULTS=$DIR/bench-results
+  mkdir -p "$RESULTS"
+  rm -f "$RESULTS/cuda_paged_attention_benchmark.json"
+  run "$DIR/bin/cuda_paged_attention_benchmark" --benchmark_counters_tabular=true \
+    --benchmark_out="$RESULTS/cuda_paged_attention_benchmark.json" --benchmark_out_format=json
+  # PyTorch's SDPA on the same shapes, set against the run above (not run a second time).
+  if ! LD_LIBRARY_PATH=$CALLER_LD_LIBRARY_PATH python3 -c 'import torch' 2>/dev/null; then
+    echo "== torch_sdpa_compare.py skipped: python3 cannot import torch"
+  elif [[ ! -s $RESULTS/cuda_paged_attention_benchmark.json ]]; then
+    echo "== torch_sdpa_compare.py skipped: the benchmark wrote no results (no device?)"
+  else
+    run env LD_LIBRARY_PATH="$CALLER_LD_LIBRARY_PATH" python3 "$DIR/torch_sdpa_compare.py" \
+      --ours-json "$RESULTS/cuda_paged_attention_benchmark.json" \
+      --json-out "$RESULTS/torch_sdpa_compare.json"
+  fi
 fi
 exit $failed
 RUNNER
