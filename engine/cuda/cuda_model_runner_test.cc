@@ -1,13 +1,15 @@
 // The CUDA model runner against the CPU runner on the same weights (ctest label gpu; every test
 // that needs a device skips without one).
 //
-// Tolerance. The CPU runner computes in f32 (BF16 weights, BF16 KV cache); the CUDA runner keeps
-// activations in bf16 between kernels (fp32 inside them), as vLLM does. A bf16 rounding is a
-// relative error of at most 2^-9; across a few layers and a final norm the logits of these models
-// (unit-scale) differ by a few hundredths. Each logit must satisfy
-//   |cuda - cpu| <= kAbsTolerance + kRelTolerance * |cpu|,
-// and where the CPU's best logit leads the runner-up by more than kArgmaxMargin, both runners
-// must pick the same token.
+// Tolerance. The CPU runner computes in f32 (BF16 weights, BF16 KV cache); the CUDA runner rounds
+// every kernel's output to bf16 (fp32 inside kernels), as vLLM does. The rounding's effect on the
+// logits was measured with tests/reference/bf16_activation_error.py, which runs the NumPy
+// reference both ways: the largest difference was 0.135 on pagoda-kjv (logits up to 20) and 0.071
+// on the dummy shape below, over three seeds of 64 tokens. Each logit must satisfy
+//   |cuda - cpu| <= kAbsTolerance + kRelTolerance * |cpu|
+// (the simulation's smallest margin under this bound: 0.059), and where the CPU's best logit
+// leads the runner-up by more than kArgmaxMargin (twice the largest error), both runners must
+// pick the same token.
 
 #include "engine/cuda/cuda_model_runner.h"
 
@@ -42,9 +44,9 @@ using model::testing::ForwardBatchBuilder;
 using model::testing::StepRequest;
 using ::testing::HasSubstr;
 
-constexpr float kAbsTolerance = 0.06f;
+constexpr float kAbsTolerance = 0.15f;
 constexpr float kRelTolerance = 0.02f;
-constexpr float kArgmaxMargin = 0.15f;
+constexpr float kArgmaxMargin = 0.3f;
 constexpr int kBlockSize = 16;
 constexpr int kNumBlocks = 64;
 
