@@ -241,6 +241,15 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                               std::vector<float>* out);
   kernels::PagedKvCacheView<T> LayerCache(int layer) const;
+  // The decode split for `num_requests` requests of at most `max_context_len` tokens.
+  absl::StatusOr<kc::PagedDecodePlan> DecodePlan(int32_t num_requests,
+                                                 int32_t max_context_len) const {
+    return kc::PlanPagedDecode({.num_requests = num_requests,
+                                .num_heads = config_.num_heads,
+                                .num_kv_heads = config_.num_kv_heads,
+                                .head_dim = config_.head_dim,
+                                .max_context_len = max_context_len});
+  }
 
   T* Ptr(const kc::DeviceBuffer& b) const { return static_cast<T*>(b.data()); }
 
@@ -429,12 +438,7 @@ absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
   int64_t decode_workspace = 0;
   const int32_t max_decode = std::max(max_requests_, static_cast<int32_t>(max_graph_size_));
   for (int32_t r = 1; r <= max_decode; ++r) {
-    PAGODA_ASSIGN_OR_RETURN(const kc::PagedDecodePlan plan,
-                            kc::PlanPagedDecode({.num_requests = r,
-                                                 .num_heads = config_.num_heads,
-                                                 .num_kv_heads = config_.num_kv_heads,
-                                                 .head_dim = config_.head_dim,
-                                                 .max_context_len = max_model_len_}));
+    PAGODA_ASSIGN_OR_RETURN(const kc::PagedDecodePlan plan, DecodePlan(r, max_model_len_));
     decode_workspace =
         std::max(decode_workspace,
                  kc::PagedDecodeWorkspaceBytes(plan, r, config_.num_heads, config_.head_dim));
@@ -567,12 +571,7 @@ absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
                   .layout = packed.layout,
                   .num_tokens = size,
                   .num_prefill_tokens = 0};
-    PAGODA_ASSIGN_OR_RETURN(graph.step.plan,
-                            kc::PlanPagedDecode({.num_requests = size,
-                                                 .num_heads = config_.num_heads,
-                                                 .num_kv_heads = config_.num_kv_heads,
-                                                 .head_dim = config_.head_dim,
-                                                 .max_context_len = max_model_len_}));
+    PAGODA_ASSIGN_OR_RETURN(graph.step.plan, DecodePlan(size, max_model_len_));
     PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
     PAGODA_RETURN_IF_ERROR(EnqueueForward(graph.step));  // warm-up: lazy module loading, plans
     PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
@@ -793,11 +792,7 @@ absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
                   .num_prefill_tokens = packed.num_prefill_tokens};
   if (packed.shape.num_decode_requests > 0) {
     PAGODA_ASSIGN_OR_RETURN(
-        step.plan, kc::PlanPagedDecode({.num_requests = packed.shape.num_decode_requests,
-                                        .num_heads = config_.num_heads,
-                                        .num_kv_heads = config_.num_kv_heads,
-                                        .head_dim = config_.head_dim,
-                                        .max_context_len = packed.max_decode_context_len}));
+        step.plan, DecodePlan(packed.shape.num_decode_requests, packed.max_decode_context_len));
   }
   PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
   PAGODA_RETURN_IF_ERROR(EnqueueForward(step));
