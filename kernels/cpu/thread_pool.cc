@@ -23,11 +23,26 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::RunChunks() {
+void ThreadPool::RunChunks(uint64_t generation) {
+  const uint64_t tag = (generation << kIndexBits) & ~kIndexMask;
+  uint64_t cursor = cursor_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t begin = next_.fetch_add(chunk_, std::memory_order_relaxed);
-    if (begin >= n_) return;
-    (*fn_)(begin, std::min(n_, begin + chunk_));
+    if ((cursor & ~kIndexMask) != tag) return;  // that loop has ended; a later one has begun
+    // Acquire: if either load sees a later loop's value, that loop's invalidation of the cursor
+    // happened before, and the CAS below fails.
+    const int64_t n = n_.load(std::memory_order_acquire);
+    const int64_t chunk = chunk_.load(std::memory_order_acquire);
+    const auto begin = static_cast<int64_t>(cursor & kIndexMask);
+    if (begin >= n) return;
+    // Succeeds only if the cursor has not moved, so n and chunk were this loop's.
+    if (!cursor_.compare_exchange_weak(cursor, cursor + static_cast<uint64_t>(chunk),
+                                       std::memory_order_acq_rel, std::memory_order_acquire)) {
+      continue;
+    }
+    const int64_t end = std::min(n, begin + chunk);
+    (*fn_.load(std::memory_order_relaxed))(begin, end);
+    done_.fetch_add(end - begin, std::memory_order_acq_rel);
+    cursor = cursor_.load(std::memory_order_acquire);
   }
 }
 
@@ -48,34 +63,39 @@ void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   while (WaitForLoop(seen)) {
     seen = generation_.load(std::memory_order_acquire);
-    RunChunks();
-    pending_workers_.fetch_sub(1, std::memory_order_acq_rel);
+    RunChunks(seen);
   }
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
+  PAGODA_CHECK_LE(n, static_cast<int64_t>(kIndexMask / 2));
   min_chunk = std::max<int64_t>(1, min_chunk);
-  // A few chunks per thread balance uneven work without much contention on next_.
+  // A few chunks per thread balance uneven work without much contention on the cursor.
   const int64_t chunk = std::max(min_chunk, (n + 4 * num_threads_ - 1) / (4 * num_threads_));
   if (workers_.empty() || chunk >= n) {
     fn(0, n);
     return;
   }
-  fn_ = &fn;
-  n_ = n;
-  chunk_ = chunk;
-  next_.store(0, std::memory_order_relaxed);
-  pending_workers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  const uint64_t tag = (generation << kIndexBits) & ~kIndexMask;
+  // First close the cursor to claims of the previous loop (a worker late for it may still try),
+  // then publish this loop's parameters, then open the cursor.
+  cursor_.store(tag | kIndexMask, std::memory_order_seq_cst);
+  fn_.store(&fn, std::memory_order_release);
+  chunk_.store(chunk, std::memory_order_release);
+  n_.store(n, std::memory_order_release);
+  done_.store(0, std::memory_order_relaxed);
+  cursor_.store(tag, std::memory_order_release);
   {
     absl::MutexLock lock(&mu_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+    generation_.store(generation, std::memory_order_release);
   }
   wake_.SignalAll();
-  RunChunks();
-  // Workers finish their last chunk; on a loaded machine one may not have woken yet.
-  for (int spins = 0; pending_workers_.load(std::memory_order_acquire) != 0; ++spins) {
+  RunChunks(generation);
+  // Every chunk is claimed; wait for the ones other threads are still running.
+  for (int spins = 0; done_.load(std::memory_order_acquire) != n; ++spins) {
     if (spins > 4096) std::this_thread::yield();
     _mm_pause();
   }
