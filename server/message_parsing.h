@@ -3,8 +3,8 @@
 // Parsing of request messages from their wire bytes with errors that name the field.
 //
 // Protobuf refuses a message whose proto3 `string` field holds invalid UTF-8, and gRPC answers
-// a request it cannot parse with UNIMPLEMENTED and no message. The RPCs whose requests carry
-// free text (Generate, Tokenize) parse their bytes here instead, so that such a request gets
+// a request it cannot parse with UNIMPLEMENTED and no message. Every RPC of
+// TextGenerationService parses its request bytes here instead, so that such a request gets
 // INVALID_ARGUMENT naming the field ("text: must be valid UTF-8",
 // "stopping.stop[2]: must be valid UTF-8"). Pure functions; thread-safe.
 

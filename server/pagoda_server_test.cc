@@ -16,10 +16,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "engine/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
@@ -35,7 +39,9 @@ using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr char kModelName[] = "fake-model";
@@ -110,6 +116,58 @@ std::multimap<std::string, std::string> ToMap(
     out.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
   }
   return out;
+}
+
+// The outcome of a call made with raw request bytes.
+struct RawCallResult {
+  grpc::Status status;
+  std::multimap<std::string, std::string> trailing_metadata;
+
+  std::string Trailer(const std::string& key) const {
+    const auto it = trailing_metadata.find(key);
+    return it == trailing_metadata.end() ? "" : it->second;
+  }
+};
+
+// The wire form of a message that holds only field `number`, length-delimited, with `value`.
+std::string LengthDelimitedField(int number, const std::string& value) {
+  google::protobuf::UnknownFieldSet fields;
+  fields.AddLengthDelimited(number, value);
+  std::string bytes;
+  EXPECT_TRUE(fields.SerializeToString(&bytes));
+  return bytes;
+}
+
+// A request that sets one string field and nothing else: its wire bytes and the field's path
+// in proto text syntax, as INVALID_ARGUMENT messages name it.
+struct StringFieldRequest {
+  std::string path;
+  std::string bytes;
+};
+
+// One request per string field of `message`, also inside nested messages (at most `depth`
+// levels) and map entries (a map field is named without its key), each field holding `value`.
+// A repeated field holds it as its only entry, [0].
+std::vector<StringFieldRequest> StringFieldRequests(const google::protobuf::Descriptor& message,
+                                                    const std::string& value, int depth = 4) {
+  using google::protobuf::FieldDescriptor;
+  std::vector<StringFieldRequest> requests;
+  if (depth == 0) return requests;
+  for (int i = 0; i < message.field_count(); ++i) {
+    const FieldDescriptor& field = *message.field(i);
+    std::string path = field.name();
+    if (field.is_repeated() && !field.is_map()) absl::StrAppend(&path, "[0]");
+    if (field.type() == FieldDescriptor::TYPE_STRING) {
+      requests.push_back({path, LengthDelimitedField(field.number(), value)});
+    } else if (field.type() == FieldDescriptor::TYPE_MESSAGE) {
+      for (const StringFieldRequest& inner :
+           StringFieldRequests(*field.message_type(), value, depth - 1)) {
+        requests.push_back({field.is_map() ? path : absl::StrCat(path, ".", inner.path),
+                            LengthDelimitedField(field.number(), inner.bytes)});
+      }
+    }
+  }
+  return requests;
 }
 
 // A prompt of three token ids that generates `max_tokens` tokens (EOS ignored), streamed.
@@ -231,6 +289,28 @@ class PagodaServerTest : public ::testing::Test {
     v1::ServerInfo info;
     EXPECT_TRUE(stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &info).ok());
     return info;
+  }
+
+  // Calls `method` ("/pagoda.v1.TextGeneration/Abort") with `request_bytes` as the request, as
+  // a client whose protobuf library does not check UTF-8 would send it. A Generate call is
+  // read as one message: enough for refusals and for an unstreamed request.
+  RawCallResult RawCall(const std::string& method, const std::string& request_bytes) {
+    grpc::GenericStub stub(channel_);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    grpc::Slice slice(request_bytes);
+    const grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    RawCallResult result;
+    absl::Notification done;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status status) {
+                     result.status = std::move(status);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    result.trailing_metadata = ToMap(context.GetServerTrailingMetadata());
+    return result;
   }
 
   HealthCheckResponse::ServingStatus Health(const std::string& service) {
@@ -663,6 +743,51 @@ TEST_F(PagodaServerTest, InfoAndTokenizerRpcs) {
   EXPECT_GT(info.uptime_seconds(), 0);
   EXPECT_GT(info.start_time_unix_seconds(), 1.7e9);
   EXPECT_FALSE(info.draining());
+}
+
+// Every RPC parses its own request bytes. Invalid UTF-8 in any string field of any request
+// (checked before anything else the RPC does) is INVALID_ARGUMENT naming the field, while
+// valid UTF-8 in the same field gets past parsing; bytes that are no message at all are
+// INVALID_ARGUMENT as well, never gRPC's bare UNIMPLEMENTED or INTERNAL.
+TEST_F(PagodaServerTest, EveryRpcNamesAStringFieldWithInvalidUtf8) {
+  StartServer();
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          "pagoda.v1.TextGeneration");
+  ASSERT_NE(service, nullptr);
+  std::vector<std::string> methods_with_string_fields;
+  for (int i = 0; i < service->method_count(); ++i) {
+    const google::protobuf::MethodDescriptor& method = *service->method(i);
+    const std::string path = absl::StrCat("/", service->full_name(), "/", method.name());
+    const google::protobuf::Descriptor& request = *method.input_type();
+    SCOPED_TRACE(path);
+
+    const std::vector<StringFieldRequest> invalid = StringFieldRequests(request, "ok \xc3(");
+    if (!invalid.empty()) methods_with_string_fields.push_back(method.name());
+    for (const StringFieldRequest& field : invalid) {
+      SCOPED_TRACE(field.path);
+      const RawCallResult result = RawCall(path, field.bytes);
+      EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_EQ(result.status.error_message(), absl::StrCat(field.path, ": must be valid UTF-8"));
+      EXPECT_EQ(result.Trailer("pagoda-error-reason"), "INVALID_FIELD");
+    }
+    for (const StringFieldRequest& field : StringFieldRequests(request, "ok \xc3\xa9")) {
+      SCOPED_TRACE(field.path);
+      const RawCallResult result = RawCall(path, field.bytes);
+      EXPECT_THAT(result.status.error_message(), Not(HasSubstr("UTF-8")));
+      EXPECT_THAT(result.status.error_message(), Not(StartsWith("request: ")));
+    }
+
+    // Field 1, length-delimited, says 5 bytes follow; 2 do.
+    const RawCallResult malformed = RawCall(path, "\x0a\x05ok");
+    EXPECT_EQ(malformed.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(malformed.status.error_message(),
+              absl::StrCat("request: not a valid ", request.full_name()));
+    EXPECT_EQ(malformed.Trailer("pagoda-error-reason"), "INVALID_FIELD");
+  }
+  EXPECT_THAT(methods_with_string_fields,
+              IsSupersetOf({"Generate", "Abort", "GetModelInfo", "Tokenize", "Detokenize"}));
+  EXPECT_EQ(server_->num_unfinished_requests(), 0);
 }
 
 TEST_F(PagodaServerTest, MetricsScrapeCountsWhatClientsReceived) {

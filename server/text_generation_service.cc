@@ -63,6 +63,15 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& message) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+// Every RPC's request goes through here, so that every RPC answers an unparsable request alike
+// (ParseMessage's INVALID_ARGUMENT naming the field).
+template <typename Request>
+absl::StatusOr<Request> ParseRequest(const grpc::ByteBuffer& bytes) {
+  Request request;
+  PAGODA_RETURN_IF_ERROR(ParseMessage(ToBytes(bytes), request));
+  return request;
+}
+
 }  // namespace
 
 // The state of one accepted Generate call, shared by its reactor (gRPC threads) and the engine
@@ -384,14 +393,14 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
     reactor->Refuse(status);  // counted by Authenticate
     return reactor;
   }
-  v1::GenerateRequest request;
-  absl::Status status = ParseMessage(ToBytes(*request_bytes), request);
+  absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*request_bytes);
+  absl::Status status = request.status();
   if (status.ok()) {
     absl::StatusOr<std::string> request_id =
-        ResolveRequestId(request.request_id(), Header(*context, kRequestIdKey));
+        ResolveRequestId(request->request_id(), Header(*context, kRequestIdKey));
     if (request_id.ok()) {
       context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
-      status = StartGenerate(request, *request_id, arrival, reactor);
+      status = StartGenerate(*request, *request_id, arrival, reactor);
     } else {
       status = request_id.status();
     }
@@ -405,92 +414,101 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* TextGenerationService::Abort(grpc::CallbackServerContext* context,
-                                                       const v1::AbortRequest* request,
-                                                       v1::AbortResponse* response) {
+template <typename Request, typename Answer>
+grpc::ServerUnaryReactor* TextGenerationService::HandleUnary(grpc::CallbackServerContext* context,
+                                                             const grpc::ByteBuffer& request,
+                                                             grpc::ByteBuffer* response,
+                                                             Answer answer) {
   if (absl::Status status = Authenticate(*context); !status.ok()) {
     return FinishUnary(context, status);
   }
-  if (request->request_ids_size() > kMaxAbortRequestIds) {
-    return FinishUnary(context, WithErrorReason(absl::InvalidArgumentError(absl::StrCat(
-                                                    "request_ids: at most ", kMaxAbortRequestIds,
-                                                    " ids, got ", request->request_ids_size())),
-                                                ErrorReason::kInvalidField));
-  }
-  std::vector<RequestId> to_abort;
-  const std::vector<std::string> ids(request->request_ids().begin(), request->request_ids().end());
-  response->set_num_found(static_cast<uint32_t>(registry_.MarkForAbort(ids, to_abort)));
-  if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
-    for (RequestId id : to_abort) engine->Abort(id);
-  }
-  return FinishUnary(context, absl::OkStatus());
+  absl::StatusOr<Request> parsed = ParseRequest<Request>(request);
+  if (!parsed.ok()) return FinishUnary(context, parsed.status());
+  const auto answered = answer(*parsed);
+  if (answered.ok()) *response = Serialize(*answered);
+  return FinishUnary(context, answered.status());
 }
 
-grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(
-    grpc::CallbackServerContext* context, const v1::GetModelInfoRequest* request,
-    v1::ModelInfo* response) {
-  if (absl::Status status = Authenticate(*context); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
-  if (!engine.ok()) return FinishUnary(context, engine.status());
-  const absl::Status status = CheckModelName(request->model(), (*engine)->info().model_name);
-  if (status.ok()) *response = MakeModelInfo((*engine)->info());
-  return FinishUnary(context, status);
+grpc::ServerUnaryReactor* TextGenerationService::Abort(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request_bytes,
+                                                       grpc::ByteBuffer* response_bytes) {
+  return HandleUnary<v1::AbortRequest>(
+      context, *request_bytes, response_bytes,
+      [this](const v1::AbortRequest& request) -> absl::StatusOr<v1::AbortResponse> {
+        if (request.request_ids_size() > kMaxAbortRequestIds) {
+          return WithErrorReason(
+              absl::InvalidArgumentError(absl::StrCat("request_ids: at most ", kMaxAbortRequestIds,
+                                                      " ids, got ", request.request_ids_size())),
+              ErrorReason::kInvalidField);
+        }
+        std::vector<RequestId> to_abort;
+        const std::vector<std::string> ids(request.request_ids().begin(),
+                                           request.request_ids().end());
+        v1::AbortResponse response;
+        response.set_num_found(static_cast<uint32_t>(registry_.MarkForAbort(ids, to_abort)));
+        if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
+          for (RequestId id : to_abort) engine->Abort(id);
+        }
+        return response;
+      });
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request_bytes,
+                                                              grpc::ByteBuffer* response_bytes) {
+  return HandleUnary<v1::GetModelInfoRequest>(
+      context, *request_bytes, response_bytes,
+      [this](const v1::GetModelInfoRequest& request) -> absl::StatusOr<v1::ModelInfo> {
+        PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+        PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), engine->info().model_name));
+        return MakeModelInfo(engine->info());
+      });
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
-    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* /*request*/,
-    v1::ServerInfo* response) {
-  if (absl::Status status = Authenticate(*context); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  const absl::Time now = absl::Now();
-  response->set_version(options_.version);
-  response->set_max_num_waiting_requests(static_cast<uint32_t>(options_.max_waiting_requests));
-  response->set_draining(draining_.load(std::memory_order_acquire));
-  response->set_uptime_seconds(absl::ToDoubleSeconds(now - options_.start_time));
-  response->set_start_time_unix_seconds(
-      absl::ToDoubleSeconds(options_.start_time - absl::UnixEpoch()));
-  if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
-    const engine::EngineSnapshot snapshot = engine->Snapshot();
-    response->set_num_requests_running(static_cast<uint32_t>(snapshot.num_running));
-    response->set_num_requests_waiting(static_cast<uint32_t>(snapshot.num_waiting));
-    response->set_kv_cache_usage_ratio(snapshot.kv.usage_ratio);
-  }
-  return FinishUnary(context, absl::OkStatus());
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
+    grpc::ByteBuffer* response_bytes) {
+  return HandleUnary<v1::GetServerInfoRequest>(
+      context, *request_bytes, response_bytes,
+      [this](const v1::GetServerInfoRequest& /*request*/) -> absl::StatusOr<v1::ServerInfo> {
+        const absl::Time now = absl::Now();
+        v1::ServerInfo info;
+        info.set_version(options_.version);
+        info.set_max_num_waiting_requests(static_cast<uint32_t>(options_.max_waiting_requests));
+        info.set_draining(draining_.load(std::memory_order_acquire));
+        info.set_uptime_seconds(absl::ToDoubleSeconds(now - options_.start_time));
+        info.set_start_time_unix_seconds(
+            absl::ToDoubleSeconds(options_.start_time - absl::UnixEpoch()));
+        if (engine::Engine* engine = engine_.load(std::memory_order_acquire)) {
+          const engine::EngineSnapshot snapshot = engine->Snapshot();
+          info.set_num_requests_running(static_cast<uint32_t>(snapshot.num_running));
+          info.set_num_requests_waiting(static_cast<uint32_t>(snapshot.num_waiting));
+          info.set_kv_cache_usage_ratio(snapshot.kv.usage_ratio);
+        }
+        return info;
+      });
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                           const grpc::ByteBuffer* request_bytes,
-                                                          grpc::ByteBuffer* response) {
-  if (absl::Status status = Authenticate(*context); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
-  if (!engine.ok()) return FinishUnary(context, engine.status());
-  v1::TokenizeRequest request;
-  if (absl::Status status = ParseMessage(ToBytes(*request_bytes), request); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  absl::StatusOr<v1::TokenizeResponse> result =
-      server::Tokenize(request, (*engine)->info(), (*engine)->tokenizer());
-  if (result.ok()) *response = Serialize(*result);
-  return FinishUnary(context, result.status());
+                                                          grpc::ByteBuffer* response_bytes) {
+  return HandleUnary<v1::TokenizeRequest>(
+      context, *request_bytes, response_bytes,
+      [this](const v1::TokenizeRequest& request) -> absl::StatusOr<v1::TokenizeResponse> {
+        PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+        return server::Tokenize(request, engine->info(), engine->tokenizer());
+      });
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::Detokenize(grpc::CallbackServerContext* context,
-                                                            const v1::DetokenizeRequest* request,
-                                                            v1::DetokenizeResponse* response) {
-  if (absl::Status status = Authenticate(*context); !status.ok()) {
-    return FinishUnary(context, status);
-  }
-  absl::StatusOr<engine::Engine*> engine = LoadedEngine();
-  if (!engine.ok()) return FinishUnary(context, engine.status());
-  absl::StatusOr<v1::DetokenizeResponse> result =
-      server::Detokenize(*request, (*engine)->info(), (*engine)->tokenizer());
-  if (result.ok()) *response = *std::move(result);
-  return FinishUnary(context, result.status());
+                                                            const grpc::ByteBuffer* request_bytes,
+                                                            grpc::ByteBuffer* response_bytes) {
+  return HandleUnary<v1::DetokenizeRequest>(
+      context, *request_bytes, response_bytes,
+      [this](const v1::DetokenizeRequest& request) -> absl::StatusOr<v1::DetokenizeResponse> {
+        PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+        return server::Detokenize(request, engine->info(), engine->tokenizer());
+      });
 }
 
 }  // namespace pagoda::server

@@ -23,22 +23,30 @@ namespace pagoda::server {
 // message at a time, the engine thread queueing messages and OnWriteDone starting the next.
 // A client cancel or an expired deadline aborts the request in the engine.
 //
-// Lifetime: until SetEngine, every RPC but GetServerInfo fails with UNAVAILABLE (the model is
-// loading). The engine and metrics passed to SetEngine must outlive every RPC of this service
-// (stop the grpc::Server first). The service must outlive the engine: requests the engine
-// still holds report their end to the service's registry.
+// Lifetime: until SetEngine, every RPC but GetServerInfo and Abort (which finds nothing to
+// abort) fails with UNAVAILABLE (the model is loading) once its request has parsed. The engine and
+// metrics passed to SetEngine must outlive every RPC of this service (stop the grpc::Server first).
+// The service must outlive the engine: requests the engine still holds report their end to the
+// service's registry.
 //
 // Authentication: with an authenticator, every RPC of this service first checks the
 // `authorization` metadata and fails with UNAUTHENTICATED (counted as a rejection with reason
 // "unauthenticated" once the metrics exist) before it looks at its request. The health and
 // reflection services are separate and never check it.
 //
-// Generate and Tokenize take their requests as raw bytes and parse them here
-// (server/message_parsing.h), so that invalid UTF-8 in a string field is an INVALID_ARGUMENT
-// naming the field rather than gRPC's bare UNIMPLEMENTED for an unparsable request.
+// Every RPC takes its request as raw bytes and parses it here (server/message_parsing.h),
+// before anything else but the authentication: invalid UTF-8 in a string field is an
+// INVALID_ARGUMENT naming the field ("request_ids[2]: must be valid UTF-8"), and bytes that are
+// no request at all are an INVALID_ARGUMENT too, rather than the bare UNIMPLEMENTED that gRPC's
+// own deserialization answers before a handler runs. Responses are serialized here as well.
 class TextGenerationService final
     : public v1::TextGeneration::WithRawCallbackMethod_Generate<
-          v1::TextGeneration::WithRawCallbackMethod_Tokenize<v1::TextGeneration::CallbackService>> {
+          v1::TextGeneration::WithRawCallbackMethod_Abort<
+              v1::TextGeneration::WithRawCallbackMethod_GetModelInfo<
+                  v1::TextGeneration::WithRawCallbackMethod_GetServerInfo<
+                      v1::TextGeneration::WithRawCallbackMethod_Tokenize<
+                          v1::TextGeneration::WithRawCallbackMethod_Detokenize<
+                              v1::TextGeneration::Service>>>>>> {
  public:
   struct Options {
     std::string version;                  // ServerInfo.version
@@ -64,25 +72,32 @@ class TextGenerationService final
   // Unfinished Generate requests (reserved ids): for tests and shutdown logs.
   int num_unfinished_requests() const { return registry_.size(); }
 
-  // Streams serialized v1::GenerateResponse messages for a serialized v1::GenerateRequest.
+  // The RPCs. Each request and response is the serialized message its name says
+  // (proto/pagoda/v1/text_generation_service.proto).
+
+  // v1::GenerateRequest in, a stream of v1::GenerateResponse out.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
+  // v1::AbortRequest in, v1::AbortResponse out.
   grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
-                                  const v1::AbortRequest* request,
-                                  v1::AbortResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  // v1::GetModelInfoRequest in, v1::ModelInfo out.
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const v1::GetModelInfoRequest* request,
-                                         v1::ModelInfo* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+  // v1::GetServerInfoRequest in, v1::ServerInfo out.
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
-                                          const v1::GetServerInfoRequest* request,
-                                          v1::ServerInfo* response) override;
-  // v1::TokenizeRequest in, v1::TokenizeResponse out, serialized.
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+  // v1::TokenizeRequest in, v1::TokenizeResponse out.
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
+  // v1::DetokenizeRequest in, v1::DetokenizeResponse out.
   grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
-                                       const v1::DetokenizeRequest* request,
-                                       v1::DetokenizeResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
  private:
   class GenerateCall;
@@ -99,6 +114,13 @@ class TextGenerationService final
   void ReportEngineFailure();
   // OK without an authenticator or with a valid token; else Unauthenticated, counted.
   absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
+  // The one body of every unary RPC: Authenticate, parse `request` as a `Request`, call
+  // `answer` (absl::StatusOr<Response>(const Request&), Response a protobuf message; it must
+  // not block), serialize its response into `response` and finish with its status.
+  template <typename Request, typename Answer>
+  grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer& request, grpc::ByteBuffer* response,
+                                        Answer answer);
 
   const Options options_;
   std::atomic<engine::Engine*> engine_{nullptr};
