@@ -240,6 +240,37 @@ TEST(KernelEmulationTest, DecodeHeadDim32GqaGroupsWithAndWithoutSplit) {
   CheckDecodeBothWays<__half>(fp16, ++seed);
 }
 
+// The CUDA runner pads a CUDA graph's decode batch with requests of context 0 (engine/cuda):
+// each must get zeros in its own row, with and without a split, and leave every other row as
+// the real requests' attention.
+TEST(KernelEmulationTest, DecodeOfContextZeroWritesZerosForGraphPadding) {
+  for (const int head_dim : {32, 128}) {
+    const AttentionCase c{.head_dim = head_dim,
+                          .num_kv_heads = 2,
+                          .group = 4,
+                          .block_size = 16,
+                          .requests = Decodes({5, 33, 0, 17, 0, 0})};
+    HostBatch b = BuildBatch<__nv_bfloat16>(c, 300 + head_dim);
+    // The reference refuses a query without context: give padding one (its row is replaced).
+    HostBatch with_context = b;
+    for (int32_t& len : with_context.context_lens) len = std::max(len, 1);
+    std::vector<float> want = Reference(c, with_context);
+    const int64_t row = static_cast<int64_t>(b.num_heads) * c.head_dim;
+    for (size_t r = 0; r < b.context_lens.size(); ++r) {
+      if (b.context_lens[r] != 0) continue;
+      std::fill_n(want.begin() + b.query_start[r] * row, row, 0.0f);
+    }
+    const std::vector<bool> all(b.num_tokens, true);
+    for (const PagedDecodePlan& plan :
+         {PagedDecodePlan{.partition_size = 64, .max_num_partitions = 1}, SplitPlan(c, 16)}) {
+      EmulatedBatch<__nv_bfloat16> e = MakeEmulatedBatch<__nv_bfloat16>(c, b);
+      ASSERT_NO_FATAL_FAILURE(EmulateDecode(c, b, plan, &e));
+      ExpectMatches(c, b, e.output, want, all,
+                    absl::StrCat("padded decode (", plan.max_num_partitions, " partitions)"));
+    }
+  }
+}
+
 TEST(KernelEmulationTest, PrefillEveryHeadDim) {
   uint32_t seed = 300;
   for (const int d : kSupportedHeadDims) {
