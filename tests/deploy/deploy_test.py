@@ -610,7 +610,15 @@ def check_docker(src, args):
         result = subprocess.run([str(script), pagodad], capture_output=True, text=True,
                                 timeout=60)
         packages = result.stdout.split()
-        failures.check(result.returncode == 0, f"runtime-packages.sh failed: {result.stderr}")
+        # A CUDA build links cuBLASLt. The CUDA image installs it from NVIDIA's apt repository,
+        # which dpkg knows; a toolkit unpacked under /usr/local/cuda* (as on CI) it cannot.
+        unowned = re.findall(r"no Debian package owns (\S+)", result.stderr)
+        toolkit = [u for u in unowned if u.startswith("/usr/local/cuda")
+                   and os.path.basename(u).startswith("libcublas")]
+        failures.check(result.returncode == 0 or (unowned and toolkit == unowned),
+                       f"runtime-packages.sh failed: {result.stderr}")
+        if toolkit:
+            print("not from a Debian package (a hand-installed CUDA toolkit):", " ".join(toolkit))
         failures.check(any(p.startswith("libgrpc++") for p in packages),
                        f"runtime-packages.sh found no gRPC runtime package: {packages}")
         print("runtime packages of pagodad:", " ".join(packages))

@@ -122,7 +122,14 @@ def check_packed_daemon(out, pagodad):
             fail(f"bin/pagodad.sh ran {argv}, not the packed pagodad on the packed model")
         with open(f"/proc/{d.process.pid}/environ") as f:
             environ = dict(v.split("=", 1) for v in f.read().split("\0") if "=" in v)
-        if environ.get("LD_LIBRARY_PATH") != os.path.join(out, "lib"):
+        # The package's lib/ first; a CUDA build's wrapper appends the cuBLASLt it found.
+        search = environ.get("LD_LIBRARY_PATH", "").split(":")
+        links_cublas = "libcublasLt" in subprocess.run(
+            ["ldd", os.path.join(out, "libexec", "pagodad")], capture_output=True,
+            text=True).stdout
+        if search[0] != os.path.join(out, "lib") or len(search) > 1 + links_cublas or (
+                len(search) == 2 and not os.path.exists(
+                    os.path.join(search[1], "libcublasLt.so.13"))):
             fail(f"pagodad's environment: {environ}")
         mapped = check_mapped_libraries(d.process.pid, out)
         info = d.cli_run("model-info")
