@@ -593,9 +593,7 @@ absl::Status CudaModelRunnerImpl<T>::UploadStep(const std::vector<std::byte>& pa
   // The previous step's copy out of the staging buffer has completed: every step ends with a
   // stream synchronization.
   std::memcpy(meta_staging_.data(), packed.data(), packed.size());
-  return kc::CudaStatus(cudaMemcpyAsync(meta_.data(), meta_staging_.data(), packed.size(),
-                                        cudaMemcpyHostToDevice, stream_.get()),
-                        "cudaMemcpyAsync(step)");
+  return kc::CopyAsync(meta_.data(), meta_staging_.data(), packed.size(), stream_.get());
 }
 
 template <typename T>
@@ -764,10 +762,8 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                                                     std::vector<float>* out) {
   const int64_t row_bytes = dims_.vocab_padded * int64_t{sizeof(T)};
-  PAGODA_RETURN_IF_ERROR(
-      kc::CudaStatus(cudaMemcpyAsync(logits_staging_.data(), logits_.data(), rows * row_bytes,
-                                     cudaMemcpyDeviceToHost, stream_.get()),
-                     "cudaMemcpyAsync(logits)"));
+  PAGODA_RETURN_IF_ERROR(kc::CopyAsync(logits_staging_.data(), logits_.data(),
+                                       static_cast<size_t>(rows * row_bytes), stream_.get()));
   // Also reports any asynchronous error of the step's kernels.
   PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
   const auto* bits = static_cast<const uint16_t*>(logits_staging_.data());

@@ -36,6 +36,11 @@ absl::Status CudaStream::Synchronize() const {
   return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
 }
 
+absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream_t stream) {
+  return CudaStatus(cudaMemcpyAsync(dst, src, size_bytes, cudaMemcpyDefault, stream),
+                    "cudaMemcpyAsync");
+}
+
 absl::StatusOr<CudaEvent> CudaEvent::Create() {
   cudaEvent_t event = nullptr;
   absl::Status status = CudaStatus(cudaEventCreate(&event), "cudaEventCreate");

@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -32,6 +34,11 @@ class CudaStream {
 
   cudaStream_t stream_ = nullptr;
 };
+
+// Enqueues a copy of `size_bytes` from `src` to `dst` on `stream` (cudaMemcpyAsync; either may
+// be device or pinned host memory: the direction follows from the addresses). Asynchronous with
+// respect to the host when the host side is pinned.
+absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream_t stream);
 
 // Owns a CUDA event with timing enabled. Move-only; same device rule as CudaStream.
 class CudaEvent {

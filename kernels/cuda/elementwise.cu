@@ -7,6 +7,7 @@
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
+#include "kernels/cuda/kernel_launch.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -44,8 +45,8 @@ absl::Status Embedding(const EmbeddingParams<T>& p, cudaStream_t stream) {
   }
   const bool vec = p.dim % 8 == 0 && Aligned16(p.table) && Aligned16(p.out);
   return DispatchVec(vec, [&](auto k) {
-    EmbeddingKernel<T, decltype(k)::value><<<p.num_tokens, 128, 0, stream>>>(p);
-    return LaunchStatus("EmbeddingKernel");
+    return internal::LaunchKernel("EmbeddingKernel", &EmbeddingKernel<T, decltype(k)::value>,
+                                  p.num_tokens, 128, 0, stream, p);
   });
 }
 
@@ -58,8 +59,8 @@ absl::Status RmsNorm(const RmsNormParams<T>& p, cudaStream_t stream) {
   }
   const bool vec = p.dim % 8 == 0 && Aligned16(p.x) && Aligned16(p.weight) && Aligned16(p.out);
   return DispatchVec(vec, [&](auto k) {
-    RmsNormKernel<T, decltype(k)::value><<<p.rows, kNormThreads, 0, stream>>>(p);
-    return LaunchStatus("RmsNormKernel");
+    return internal::LaunchKernel("RmsNormKernel", &RmsNormKernel<T, decltype(k)::value>, p.rows,
+                                  kNormThreads, 0, stream, p);
   });
 }
 
@@ -79,8 +80,8 @@ absl::Status SiluAndMul(const SiluAndMulParams<T>& p, cudaStream_t stream) {
   return DispatchVec(vec, [&](auto k) {
     constexpr int kVec = decltype(k)::value;
     const int grid = GridFor(static_cast<int64_t>(p.rows) * (p.dim / kVec), 256);
-    SiluAndMulKernel<T, kVec><<<grid, 256, 0, stream>>>(p);
-    return LaunchStatus("SiluAndMulKernel");
+    return internal::LaunchKernel("SiluAndMulKernel", &SiluAndMulKernel<T, kVec>, grid, 256, 0,
+                                  stream, p);
   });
 }
 
@@ -94,8 +95,8 @@ absl::Status AddInPlace(const AddInPlaceParams<T>& p, cudaStream_t stream) {
   const bool vec = p.n % 8 == 0 && Aligned16(p.y) && Aligned16(p.x);
   return DispatchVec(vec, [&](auto k) {
     constexpr int kVec = decltype(k)::value;
-    AddInPlaceKernel<T, kVec><<<GridFor(p.n / kVec, 256), 256, 0, stream>>>(p);
-    return LaunchStatus("AddInPlaceKernel");
+    return internal::LaunchKernel("AddInPlaceKernel", &AddInPlaceKernel<T, kVec>,
+                                  GridFor(p.n / kVec, 256), 256, 0, stream, p);
   });
 }
 

@@ -34,6 +34,8 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+// Before the built-in variables below: its declarations use gridDim and blockDim as names.
+#include <cuda_runtime.h>
 #include <ucontext.h>
 #include <vector_types.h>
 
@@ -67,7 +69,7 @@ struct Barrier {
 
 struct Fiber {
   ucontext_t context;
-  std::unique_ptr<char[]> stack;
+  char* stack = nullptr;  // from StackPool()
   uint3 thread_idx;
   bool done = false;
 };
@@ -221,10 +223,17 @@ inline void FiberEntry() {
 
 // getcontext and swapcontext return twice: they are kept in these out-of-line functions so
 // that no caller's local lives across them.
-__attribute__((noinline)) inline void MakeFiber(Fiber* f, ucontext_t* scheduler) {
-  f->stack = std::make_unique<char[]>(kFiberStackBytes);
+// Fiber stacks, kept for the next block: allocating (and zeroing) 256 KiB per emulated thread
+// per block made the page faults cost more than the emulation itself.
+inline std::vector<std::unique_ptr<char[]>>& StackPool() {
+  static std::vector<std::unique_ptr<char[]>> pool;
+  return pool;
+}
+
+__attribute__((noinline)) inline void MakeFiber(Fiber* f, ucontext_t* scheduler, char* stack) {
+  f->stack = stack;
   getcontext(&f->context);
-  f->context.uc_stack.ss_sp = f->stack.get();
+  f->context.uc_stack.ss_sp = f->stack;
   f->context.uc_stack.ss_size = kFiberStackBytes;
   f->context.uc_link = scheduler;
   makecontext(&f->context, &FiberEntry, 0);
@@ -259,8 +268,11 @@ void Launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, void (*kernel)(P
         run.dynamic_shared.assign((dynamic_shared_bytes + 15) / 16, uint4{~0u, ~0u, ~0u, ~0u});
         run.body = [&] { kernel(args...); };
         Current() = &run;
+        while (StackPool().size() < static_cast<size_t>(threads)) {
+          StackPool().push_back(std::unique_ptr<char[]>(new char[kFiberStackBytes]));
+        }
         for (int i = 0; i < threads; ++i) {
-          MakeFiber(&run.fibers[i], &run.scheduler);
+          MakeFiber(&run.fibers[i], &run.scheduler, StackPool()[i].get());
           const unsigned u = static_cast<unsigned>(i);
           run.fibers[i].thread_idx =
               uint3{u % block.x, (u / block.x) % block.y, u / (block.x * block.y)};
@@ -280,6 +292,21 @@ void Launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, void (*kernel)(P
         Current() = nullptr;
       }
     }
+  }
+}
+
+// Where emulated stream work goes (kernel launches through kernel_launch.h, and what an emulated
+// runtime enqueues): run at once, or kept in order while a test's emulated CUDA graph records.
+inline std::vector<std::function<void()>>*& CaptureList() {
+  static std::vector<std::function<void()>>* list = nullptr;
+  return list;
+}
+
+inline void Enqueue(std::function<void()> work) {
+  if (CaptureList() != nullptr) {
+    CaptureList()->push_back(std::move(work));
+  } else {
+    work();
   }
 }
 

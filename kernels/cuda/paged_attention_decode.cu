@@ -7,10 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/attention_params_check.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/head_dim_dispatch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_decode_kernel.cuh"
 
@@ -56,16 +57,16 @@ template <typename T, int kHeadDim>
 absl::Status Launch(const PagedDecodeParams<T>& p, cudaStream_t stream) {
   using Cfg = DecodeConfig<kHeadDim>;
   auto* kernel = &PagedDecodeKernel<T, kHeadDim>;
-  PAGODA_RETURN_IF_ERROR(CudaStatus(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
-      "cudaFuncSetAttribute(PagedDecodeKernel)"));
+  PAGODA_RETURN_IF_ERROR(internal::AllowDynamicSharedMemory(
+      kernel, Cfg::kSmemBytes, "cudaFuncSetAttribute(PagedDecodeKernel)"));
   const int chunks = NumHeadChunks(p.num_heads, p.cache.num_kv_heads);
-  kernel<<<internal::DecodeGrid(p), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p, chunks);
-  PAGODA_RETURN_IF_ERROR(LaunchStatus("PagedDecodeKernel"));
+  PAGODA_RETURN_IF_ERROR(internal::LaunchKernel("PagedDecodeKernel", kernel,
+                                                internal::DecodeGrid(p), Cfg::kThreads,
+                                                Cfg::kSmemBytes, stream, p, chunks));
   if (p.plan.max_num_partitions > 1) {
-    MergePartitionsKernel<T>
-        <<<internal::MergeGrid(p), kHeadDim, internal::MergeSharedBytes(p.plan), stream>>>(p);
-    PAGODA_RETURN_IF_ERROR(LaunchStatus("MergePartitionsKernel"));
+    PAGODA_RETURN_IF_ERROR(internal::LaunchKernel(
+        "MergePartitionsKernel", &MergePartitionsKernel<T>, internal::MergeGrid(p), kHeadDim,
+        internal::MergeSharedBytes(p.plan), stream, p));
   }
   return absl::OkStatus();
 }
@@ -75,13 +76,10 @@ template <int kHeadDim>
 absl::StatusOr<int> BlocksPerMultiprocessor() {
   using Cfg = DecodeConfig<kHeadDim>;
   auto* kernel = &PagedDecodeKernel<__nv_bfloat16, kHeadDim>;
-  PAGODA_RETURN_IF_ERROR(CudaStatus(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
-      "cudaFuncSetAttribute(PagedDecodeKernel)"));
-  int blocks = 0;
-  PAGODA_RETURN_IF_ERROR(CudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                                        &blocks, kernel, Cfg::kThreads, Cfg::kSmemBytes),
-                                    "cudaOccupancyMaxActiveBlocksPerMultiprocessor"));
+  PAGODA_RETURN_IF_ERROR(internal::AllowDynamicSharedMemory(
+      kernel, Cfg::kSmemBytes, "cudaFuncSetAttribute(PagedDecodeKernel)"));
+  PAGODA_ASSIGN_OR_RETURN(const int blocks, internal::ResidentBlocksPerMultiprocessor(
+                                                kernel, Cfg::kThreads, Cfg::kSmemBytes));
   return std::max(blocks, 1);
 }
 

@@ -9,6 +9,7 @@
 #include "kernels/cuda/attention_params_check.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/head_dim_dispatch.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/paged_attention_prefill_kernel.cuh"
@@ -22,9 +23,8 @@ template <typename T>
 absl::Status Validate(const PagedPrefillParams<T>& p) {
   const PagedKvCacheView<T>& c = p.cache;
   if (p.num_query_tokens < 0 || c.num_kv_heads > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("bad sizes: num_query_tokens ",
-                                                   p.num_query_tokens, ", num_kv_heads ",
-                                                   c.num_kv_heads));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad sizes: num_query_tokens ", p.num_query_tokens, ", num_kv_heads ", c.num_kv_heads));
   }
   PAGODA_RETURN_IF_ERROR(internal::CheckCommonAttentionParams(p));
   if (p.workspace == nullptr || p.workspace_bytes < PagedPrefillWorkspaceBytes(p.num_requests) ||
@@ -42,16 +42,16 @@ absl::Status Launch(const PagedPrefillParams<T>& p, cudaStream_t stream) {
   const int64_t max_items = internal::PrefillMaxWorkItems(p);
   if (max_items > 0x7fffffff) return absl::InvalidArgumentError("batch too large for one launch");
   int32_t* tile_offsets = static_cast<int32_t*>(p.workspace);
-  internal::PrefillTileScanKernel<<<1, internal::kScanThreads, 0, stream>>>(
-      p.query_start, p.num_requests, group, tile_offsets);
-  PAGODA_RETURN_IF_ERROR(LaunchStatus("PrefillTileScanKernel"));
+  PAGODA_RETURN_IF_ERROR(internal::LaunchKernel(
+      "PrefillTileScanKernel", &internal::PrefillTileScanKernel, 1, internal::kScanThreads, 0,
+      stream, p.query_start, p.num_requests, group, tile_offsets));
   auto* kernel = &internal::PagedPrefillKernel<T, kHeadDim>;
-  PAGODA_RETURN_IF_ERROR(CudaStatus(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes),
-      "cudaFuncSetAttribute(PagedPrefillKernel)"));
+  PAGODA_RETURN_IF_ERROR(internal::AllowDynamicSharedMemory(
+      kernel, Cfg::kSmemBytes, "cudaFuncSetAttribute(PagedPrefillKernel)"));
   const dim3 grid(static_cast<unsigned>(max_items), p.cache.num_kv_heads);
-  kernel<<<grid, internal::kPrefillThreads, Cfg::kSmemBytes, stream>>>(p, tile_offsets);
-  return LaunchStatus("PagedPrefillKernel");
+  const int32_t* offsets = tile_offsets;
+  return internal::LaunchKernel("PagedPrefillKernel", kernel, grid, internal::kPrefillThreads,
+                                Cfg::kSmemBytes, stream, p, offsets);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/mma_primitives.cuh"
 #include "kernels/cuda/reshape_and_cache.h"
 #include "kernels/cuda/reshape_and_cache_kernel.cuh"
@@ -39,8 +40,8 @@ absl::Status ReshapeAndCache(const ReshapeAndCacheParams<T>& p, cudaStream_t str
       p.slot_mapping == nullptr) {
     return absl::InvalidArgumentError("ReshapeAndCache: null device pointer");
   }
-  internal::ReshapeAndCacheKernel<T><<<p.num_tokens, internal::kReshapeThreads, 0, stream>>>(p);
-  return LaunchStatus("ReshapeAndCacheKernel");
+  return internal::LaunchKernel("ReshapeAndCacheKernel", &internal::ReshapeAndCacheKernel<T>,
+                                p.num_tokens, internal::kReshapeThreads, 0, stream, p);
 }
 
 template absl::Status ReshapeAndCache<__nv_bfloat16>(const ReshapeAndCacheParams<__nv_bfloat16>&,

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rope_kernel.cuh"
 
@@ -24,8 +25,8 @@ absl::Status ApplyRope(const RopeParams<T>& p, cudaStream_t stream) {
     return absl::InvalidArgumentError("ApplyRope: null device pointer");
   }
   const size_t smem = sizeof(float) * p.head_dim;
-  internal::RopeKernel<T><<<p.num_tokens, internal::kRopeThreads, smem, stream>>>(p);
-  return LaunchStatus("RopeKernel");
+  return internal::LaunchKernel("RopeKernel", &internal::RopeKernel<T>, p.num_tokens,
+                                internal::kRopeThreads, smem, stream, p);
 }
 
 template absl::Status ApplyRope<__nv_bfloat16>(const RopeParams<__nv_bfloat16>&, cudaStream_t);

@@ -1,0 +1,90 @@
+// The CUDA model runner's own code (cuda_model_runner.cc and the kernels' launch wrappers, as
+// built for the GPU) on the CPU emulator of kernels/cuda (pagoda_kernels_cuda_emulated: kernels
+// emulated thread by thread, host memory as device memory, a loop for cuBLASLt), against the CPU
+// runner. It checks what the GPU test checks, without a GPU: step packing, pointers and
+// strides, the attention split, padding of GEMM sizes, CUDA-graph replay of padded decode
+// batches, the profiling pass and the pool's size. It cannot check real concurrency, cuBLASLt or
+// the driver; the GPU test (cuda_model_runner_test.cc) remains the authority.
+
+#include <memory>
+#include <vector>
+
+#include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/testing/runner_comparison.h"
+#include "gtest/gtest.h"
+#include "model/model_config.h"
+
+namespace pagoda::engine::cuda {
+namespace {
+
+using testing::CompareOnSteps;
+using testing::CpuRunner;
+using testing::DummyWeights;
+using testing::GpuRunner;
+using testing::kBlockSize;
+
+// Small enough for the emulator: head dim 32 (the built-in model's), GQA 2, an intermediate size
+// and a vocabulary that are not multiples of 8.
+model::ModelConfig TinyConfig(bool attention_bias) {
+  model::ModelConfig c;
+  c.architecture = attention_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  c.vocab_size = 203;
+  c.hidden_size = 64;
+  c.intermediate_size = 100;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.num_kv_heads = 1;
+  c.head_dim = 32;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.max_position_embeddings = 256;
+  c.attention_bias = attention_bias;
+  return c;
+}
+
+CudaModelRunnerOptions TinyOptions(model::DType dtype, bool eager) {
+  return {.block_size = kBlockSize,
+          .dtype = dtype,
+          .kv_cache_memory_bytes = int64_t{1} << 20,
+          .max_num_batched_tokens = 64,
+          .max_num_seqs = 4,
+          .max_model_len = 128,
+          .enforce_eager = eager};
+}
+
+TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerEagerAndWithGraphs) {
+  for (const bool eager : {true, false}) {
+    auto cpu = CpuRunner(DummyWeights(TinyConfig(false)));
+    auto gpu = GpuRunner(DummyWeights(TinyConfig(false)), TinyOptions(model::DType::kBF16, eager));
+    ASSERT_NE(gpu, nullptr);
+    CompareOnSteps(*cpu, *gpu, TinyConfig(false).vocab_size);
+    EXPECT_EQ(gpu->graph_replays() > 0, !eager) << "eager " << eager;
+    EXPECT_EQ(gpu->report().graph_batch_sizes.empty(), eager);
+  }
+}
+
+TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16) {
+  auto cpu = CpuRunner(DummyWeights(TinyConfig(true)));
+  auto gpu = GpuRunner(DummyWeights(TinyConfig(true)), TinyOptions(model::DType::kF16, false));
+  ASSERT_NE(gpu, nullptr);
+  CompareOnSteps(*cpu, *gpu, TinyConfig(true).vocab_size);
+}
+
+TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemory) {
+  CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
+  options.kv_cache_memory_bytes = 0;
+  options.gpu_memory_utilization = 0.01;  // of the emulated 4 GiB device
+  auto gpu = GpuRunner(DummyWeights(TinyConfig(false)), options);
+  ASSERT_NE(gpu, nullptr);
+  const CudaRunnerReport& r = gpu->report();
+  EXPECT_GT(r.weight_bytes, 0);
+  EXPECT_GE(r.kv.non_kv_bytes, r.weight_bytes + r.activation_bytes);
+  const double allowed = 0.01 * static_cast<double>(r.memory.total_bytes);
+  const int64_t bytes_per_block = r.kv.kv_bytes / r.kv.num_blocks;
+  EXPECT_LE(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes), allowed);
+  EXPECT_GT(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes + bytes_per_block), allowed);
+  EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
+}
+
+}  // namespace
+}  // namespace pagoda::engine::cuda
