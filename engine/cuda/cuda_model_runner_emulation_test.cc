@@ -18,19 +18,12 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
-#ifndef PAGODA_BUILTIN_MODEL_SOURCE_DIR
-#define PAGODA_BUILTIN_MODEL_SOURCE_DIR ""
-#endif
-
 namespace pagoda::engine::cuda {
 namespace {
 
-using model::testing::ForwardBatchBuilder;
-using model::testing::StepRequest;
 using testing::CompareOnSteps;
 using testing::CpuRunner;
 using testing::DummyWeights;
-using testing::ExpectLogitsClose;
 using testing::GpuRunner;
 using testing::kBlockSize;
 
@@ -84,33 +77,16 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16
 // The built-in model's safetensors (4 layers, hidden 256, tied embeddings, vocabulary 2048):
 // greedy decoding with the CPU's tokens fed to both runners.
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsModel) {
-  const std::string dir = PAGODA_BUILTIN_MODEL_SOURCE_DIR;
-  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "no models/pagoda-kjv";
-  const auto load = [&] {
-    auto weights = model::LoadModelWeights(dir, {});
-    PAGODA_CHECK(weights.ok()) << weights.status();
-    return *std::move(weights);
-  };
-  auto cpu = CpuRunner(load());
+  const std::optional<std::string> dir = testing::BuiltinModelDir();
+  if (!dir.has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
+  auto cpu = CpuRunner(testing::LoadWeights(*dir));
   CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
   options.kv_cache_memory_bytes = int64_t{4} << 20;
-  auto gpu = GpuRunner(load(), options);
+  auto gpu = GpuRunner(testing::LoadWeights(*dir), options);
   ASSERT_NE(gpu, nullptr);
-  const int vocab = cpu->config().vocab_size;
-  std::vector<TokenId> tokens = {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77};
-  const std::vector<int32_t> blocks = {12, 3, 30, 8, 51};
-  int first = 0;
-  for (int step = 0; step < 12; ++step) {
-    const ForwardBatchBuilder builder(
-        {StepRequest{.tokens = tokens, .first = first, .blocks = blocks}}, kBlockSize);
-    std::vector<float> cpu_logits, gpu_logits;
-    ASSERT_TRUE(cpu->Execute(builder.batch(), &cpu_logits).ok());
-    ASSERT_TRUE(gpu->Execute(builder.batch(), &gpu_logits).ok());
-    ExpectLogitsClose(cpu_logits, gpu_logits, vocab, "step " + std::to_string(step));
-    first = static_cast<int>(tokens.size());
-    tokens.push_back(static_cast<TokenId>(std::max_element(cpu_logits.begin(), cpu_logits.end()) -
-                                          cpu_logits.begin()));
-  }
+  testing::CompareTeacherForcedGreedy(*cpu, *gpu,
+                                      {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77},
+                                      {12, 3, 30, 8, 51}, /*steps=*/12);
   EXPECT_GT(gpu->graph_replays(), 0);
 }
 

@@ -24,10 +24,6 @@
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
 
-#ifndef PAGODA_BUILTIN_MODEL_SOURCE_DIR
-#define PAGODA_BUILTIN_MODEL_SOURCE_DIR ""
-#endif
-
 namespace pagoda::engine::cuda {
 namespace {
 
@@ -123,36 +119,15 @@ TEST(CudaModelRunnerTest, MatchesTheCpuRunnerWithAttentionBiasAndFloat16) {
 // tokens fed to both runners, so one near-tie cannot make the rest of the comparison diverge.
 TEST(CudaModelRunnerTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsModel) {
   SKIP_WITHOUT_DEVICE();
-  std::string dir = PAGODA_BUILTIN_MODEL_SOURCE_DIR;
-  if (!std::filesystem::exists(dir + "/config.json")) dir = "models/pagoda-kjv";  // a copied tree
-  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "no models/pagoda-kjv";
-  auto load = [&] {
-    auto weights = model::LoadModelWeights(dir, {});
-    PAGODA_CHECK(weights.ok()) << weights.status();
-    return *std::move(weights);
-  };
-  auto cpu = CpuRunner(load());
-  auto gpu = GpuRunner(load(), SmallOptions());
+  const std::optional<std::string> dir = testing::BuiltinModelDir();
+  if (!dir.has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
+  auto cpu = CpuRunner(testing::LoadWeights(*dir));
+  auto gpu = GpuRunner(testing::LoadWeights(*dir), SmallOptions());
   ASSERT_NE(gpu, nullptr);
-  const int vocab = cpu->config().vocab_size;
-  std::vector<TokenId> tokens = {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77};
-  const std::vector<int32_t> blocks = {12, 3, 30, 8, 51, 26, 2, 61};
-  int first = 0;
-  int agreements = 0;
   constexpr int kSteps = 48;
-  for (int step = 0; step < kSteps; ++step) {
-    const ForwardBatchBuilder builder(
-        {StepRequest{.tokens = tokens, .first = first, .blocks = blocks}}, kBlockSize);
-    std::vector<float> cpu_logits, gpu_logits;
-    ASSERT_TRUE(cpu->Execute(builder.batch(), &cpu_logits).ok());
-    ASSERT_TRUE(gpu->Execute(builder.batch(), &gpu_logits).ok());
-    ExpectLogitsClose(cpu_logits, gpu_logits, vocab, "step " + std::to_string(step));
-    const auto cpu_best = std::max_element(cpu_logits.begin(), cpu_logits.end());
-    const auto gpu_best = std::max_element(gpu_logits.begin(), gpu_logits.end());
-    agreements += (cpu_best - cpu_logits.begin()) == (gpu_best - gpu_logits.begin());
-    first = static_cast<int>(tokens.size());
-    tokens.push_back(static_cast<TokenId>(cpu_best - cpu_logits.begin()));
-  }
+  const int agreements = testing::CompareTeacherForcedGreedy(
+      *cpu, *gpu, {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77},
+      {12, 3, 30, 8, 51, 26, 2, 61}, kSteps);
   EXPECT_GE(agreements, kSteps * 9 / 10);
   EXPECT_GT(gpu->graph_replays(), 0);
 }

@@ -15,7 +15,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -137,6 +139,52 @@ void CompareOnSteps(ModelRunner& cpu, ModelRunner& gpu, int vocab) {
     ASSERT_TRUE(s.ok()) << step.name << ": " << s;
     ExpectLogitsClose(cpu_logits, gpu_logits, vocab, step.name);
   }
+}
+
+// models/pagoda-kjv: the path compiled into the test (PAGODA_BUILTIN_MODEL_SOURCE_DIR), else
+// relative to the current directory (a copied tree, e.g. the GPU package); nullopt without it.
+inline std::optional<std::string> BuiltinModelDir() {
+#ifdef PAGODA_BUILTIN_MODEL_SOURCE_DIR
+  for (const std::string dir : {PAGODA_BUILTIN_MODEL_SOURCE_DIR, "models/pagoda-kjv"}) {
+#else
+  for (const std::string dir : {"models/pagoda-kjv"}) {
+#endif
+    if (std::filesystem::exists(dir + "/config.json")) return dir;
+  }
+  return std::nullopt;
+}
+
+inline std::unique_ptr<model::ModelWeights> LoadWeights(const std::string& dir) {
+  auto weights = model::LoadModelWeights(dir, {});
+  PAGODA_CHECK(weights.ok()) << weights.status();
+  return *std::move(weights);
+}
+
+// Greedy decoding of one request for `steps` steps with the CPU's token fed to both runners (so
+// one near-tie cannot make the rest diverge), comparing the logits of every step. Returns how
+// many steps' argmax agreed.
+inline int CompareTeacherForcedGreedy(ModelRunner& cpu, ModelRunner& gpu,
+                                      std::vector<TokenId> tokens,
+                                      const std::vector<int32_t>& blocks, int steps) {
+  const int vocab = cpu.config().vocab_size;
+  int first = 0;
+  int agreements = 0;
+  for (int step = 0; step < steps; ++step) {
+    const ForwardBatchBuilder builder(
+        {StepRequest{.tokens = tokens, .first = first, .blocks = blocks}}, kBlockSize);
+    std::vector<float> cpu_logits, gpu_logits;
+    EXPECT_TRUE(cpu.Execute(builder.batch(), &cpu_logits).ok());
+    const absl::Status s = gpu.Execute(builder.batch(), &gpu_logits);
+    EXPECT_TRUE(s.ok()) << "step " << step << ": " << s;
+    if (!s.ok()) return agreements;
+    ExpectLogitsClose(cpu_logits, gpu_logits, vocab, "step " + std::to_string(step));
+    const auto cpu_best = std::max_element(cpu_logits.begin(), cpu_logits.end());
+    const auto gpu_best = std::max_element(gpu_logits.begin(), gpu_logits.end());
+    agreements += (cpu_best - cpu_logits.begin()) == (gpu_best - gpu_logits.begin());
+    first = static_cast<int>(tokens.size());
+    tokens.push_back(static_cast<TokenId>(cpu_best - cpu_logits.begin()));
+  }
+  return agreements;
 }
 
 }  // namespace pagoda::engine::cuda::testing
