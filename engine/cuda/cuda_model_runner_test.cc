@@ -32,7 +32,6 @@ using model::testing::StepRequest;
 using testing::CompareOnSteps;
 using testing::CpuRunner;
 using testing::DummyWeights;
-using testing::ExpectLogitsClose;
 using testing::GpuRunner;
 using ::testing::HasSubstr;
 using testing::kBlockSize;
