@@ -18,8 +18,8 @@
 #include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "engine/cuda/device_weights.h"
 #include "engine/cuda/step_layout.h"
-#include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_graph.h"
@@ -38,18 +38,6 @@ namespace {
 
 namespace kc = kernels::cuda;
 
-int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
-// The bits of `value` as element type T (bf16 or f16), rounding to nearest even.
-template <typename T>
-uint16_t ToBits(float value) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    return model::F32ToBf16(value);
-  } else {
-    return model::F32ToF16(value);
-  }
-}
-
 template <typename T>
 float FromBits(uint16_t bits) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -63,86 +51,6 @@ template <typename T>
 constexpr model::DType DTypeOf() {
   return std::is_same_v<T, __nv_bfloat16> ? model::DType::kBF16 : model::DType::kF16;
 }
-
-float ElementAsFloat(const model::WeightTensor& w, int64_t i) {
-  switch (w.dtype) {
-    case model::DType::kF32:
-      return static_cast<const float*>(w.data)[i];
-    case model::DType::kBF16:
-      return model::Bf16ToF32(static_cast<const uint16_t*>(w.data)[i]);
-    case model::DType::kF16:
-      return model::F16ToF32(static_cast<const uint16_t*>(w.data)[i]);
-  }
-  return 0;
-}
-
-// A weight as T on the device, built on the host as rows of a padded matrix.
-template <typename T>
-class HostMatrix {
- public:
-  HostMatrix(int64_t rows, int64_t cols)
-      : cols_(cols), bits_(static_cast<size_t>(rows * cols), uint16_t{0}) {}
-
-  // Copies `w` ([r, c], or a vector [c] as r = 1) to rows [row, row + r), columns [0, c).
-  void Put(const model::WeightTensor& w, int64_t row) {
-    const int64_t rows = w.shape.size() == 2 ? w.shape[0] : 1;
-    const int64_t cols = w.shape.back();
-    PAGODA_CHECK(cols <= cols_ && (row + rows) * cols_ <= static_cast<int64_t>(bits_.size()));
-    const bool same_type = w.dtype == DTypeOf<T>();
-    for (int64_t r = 0; r < rows; ++r) {
-      uint16_t* dst = bits_.data() + (row + r) * cols_;
-      if (same_type) {
-        std::memcpy(dst, static_cast<const uint16_t*>(w.data) + r * cols, cols * sizeof(uint16_t));
-      } else {
-        for (int64_t c = 0; c < cols; ++c) dst[c] = ToBits<T>(ElementAsFloat(w, r * cols + c));
-      }
-    }
-  }
-
-  absl::StatusOr<kc::DeviceBuffer> Upload() const {
-    PAGODA_ASSIGN_OR_RETURN(kc::DeviceBuffer buffer,
-                            kc::DeviceBuffer::Create(bits_.size() * sizeof(uint16_t)));
-    PAGODA_RETURN_IF_ERROR(buffer.CopyFromHost(bits_.data(), bits_.size() * sizeof(uint16_t)));
-    return buffer;
-  }
-
- private:
-  int64_t cols_;
-  std::vector<uint16_t> bits_;
-};
-
-// Model dimensions as the GPU buffers use them. GEMM sizes must be multiples of 8 (16-byte
-// rows): the intermediate size and the vocabulary are padded with zero weights, which leave
-// the results unchanged (silu(0) * 0 = 0 into zero columns of down_proj; padded logits are
-// dropped).
-struct Dims {
-  int64_t hidden = 0;
-  int64_t q_dim = 0;
-  int64_t kv_dim = 0;
-  int64_t qkv_dim = 0;
-  int64_t intermediate = 0;  // padded
-  int64_t vocab = 0;         // the model's
-  int64_t vocab_padded = 0;
-
-  explicit Dims(const model::ModelConfig& c)
-      : hidden(c.hidden_size),
-        q_dim(int64_t{c.num_heads} * c.head_dim),
-        kv_dim(int64_t{c.num_kv_heads} * c.head_dim),
-        qkv_dim(q_dim + 2 * kv_dim),
-        intermediate(RoundUp(c.intermediate_size, 8)),
-        vocab(c.vocab_size),
-        vocab_padded(RoundUp(c.vocab_size, 8)) {}
-};
-
-struct DeviceLayer {
-  kc::DeviceBuffer input_norm;  // [hidden]
-  kc::DeviceBuffer qkv;         // [qkv_dim, hidden]: q_proj, k_proj, v_proj rows
-  kc::DeviceBuffer qkv_bias;    // [qkv_dim], or empty
-  kc::DeviceBuffer o_proj;      // [hidden, q_dim]
-  kc::DeviceBuffer post_norm;   // [hidden]
-  kc::DeviceBuffer gate_up;     // [2 * intermediate, hidden]: gate rows, then up rows
-  kc::DeviceBuffer down;        // [hidden, intermediate]
-};
 
 absl::Status CheckSupported(const model::ModelConfig& c, const CudaModelRunnerOptions& o) {
   if (o.dtype != model::DType::kBF16 && o.dtype != model::DType::kF16) {
@@ -221,7 +129,6 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
     DeviceStep step;
   };
 
-  absl::Status UploadWeights(const model::ModelWeights& weights);
   absl::Status AllocateBuffers();
   absl::Status AllocateKvPool(int64_t num_blocks);
   absl::Status ProfileAndSizePool();
@@ -255,7 +162,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
 
   const model::ModelConfig config_;
   const CudaModelRunnerOptions options_;
-  const Dims dims_;
+  const DeviceDims dims_;
   int max_model_len_ = 0;
   int32_t table_width_ = 0;  // ceil(max_model_len / block_size)
   int32_t max_tokens_ = 0;   // rows of the activation buffers
@@ -265,11 +172,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   kc::CudaStream stream_;
   std::unique_ptr<kc::Gemm> gemm_;
 
-  kc::DeviceBuffer embed_;    // [vocab, hidden]
-  kc::DeviceBuffer lm_head_;  // [vocab_padded, hidden]; empty when it is embed_
-  kc::DeviceBuffer final_norm_;
-  kc::DeviceBuffer inv_freq_;  // float [head_dim / 2]
-  std::vector<DeviceLayer> layers_;
+  DeviceWeights weights_;
 
   // Activations, [max_tokens_, ...] each.
   kc::DeviceBuffer hidden_, normed_, qkv_, attn_, gate_up_, act_;
@@ -340,78 +243,12 @@ absl::Status CudaModelRunnerImpl<T>::Init(std::unique_ptr<model::ModelWeights> w
   PAGODA_ASSIGN_OR_RETURN(report_.memory.used_before_load_bytes, UsedDeviceBytes());
   PAGODA_ASSIGN_OR_RETURN(stream_, kc::CudaStream::Create());
   PAGODA_ASSIGN_OR_RETURN(gemm_, kc::Gemm::Create({}));
-  PAGODA_RETURN_IF_ERROR(UploadWeights(*weights));
+  PAGODA_ASSIGN_OR_RETURN(weights_, UploadWeights(*weights, dims_, DTypeOf<T>()));
+  report_.weight_bytes = weights_.size_bytes;
   weights.reset();
   PAGODA_RETURN_IF_ERROR(AllocateBuffers());
   PAGODA_RETURN_IF_ERROR(ProfileAndSizePool());
   return CaptureGraphs();
-}
-
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::UploadWeights(const model::ModelWeights& w) {
-  const int64_t h = dims_.hidden;
-  int64_t bytes = 0;
-  const auto upload = [&bytes](const HostMatrix<T>& m) -> absl::StatusOr<kc::DeviceBuffer> {
-    PAGODA_ASSIGN_OR_RETURN(kc::DeviceBuffer b, m.Upload());
-    bytes += static_cast<int64_t>(b.size_bytes());
-    return b;
-  };
-  const auto single = [&](const model::WeightTensor& t, int64_t rows, int64_t cols) {
-    HostMatrix<T> m(rows, cols);
-    m.Put(t, 0);
-    return upload(m);
-  };
-  PAGODA_ASSIGN_OR_RETURN(embed_, single(w.embed_tokens(), dims_.vocab, h));
-  const bool tied = &w.lm_head() == &w.embed_tokens();
-  if (!tied || dims_.vocab_padded != dims_.vocab) {
-    PAGODA_ASSIGN_OR_RETURN(lm_head_, single(w.lm_head(), dims_.vocab_padded, h));
-  }
-  PAGODA_ASSIGN_OR_RETURN(final_norm_, single(w.final_norm(), 1, h));
-  for (const model::LayerWeights& lw : w.layers()) {
-    DeviceLayer layer;
-    PAGODA_ASSIGN_OR_RETURN(layer.input_norm, single(lw.input_norm, 1, h));
-    PAGODA_ASSIGN_OR_RETURN(layer.post_norm, single(lw.post_attention_norm, 1, h));
-    HostMatrix<T> qkv(dims_.qkv_dim, h);
-    qkv.Put(lw.q_proj, 0);
-    qkv.Put(lw.k_proj, dims_.q_dim);
-    qkv.Put(lw.v_proj, dims_.q_dim + dims_.kv_dim);
-    PAGODA_ASSIGN_OR_RETURN(layer.qkv, upload(qkv));
-    if (lw.q_bias.has_value()) {
-      HostMatrix<T> bias(dims_.qkv_dim, 1);
-      // A bias vector [n] is n rows of one column here.
-      const auto as_column = [](const model::WeightTensor& t) {
-        model::WeightTensor c = t;
-        c.shape = {t.shape[0], 1};
-        return c;
-      };
-      bias.Put(as_column(*lw.q_bias), 0);
-      bias.Put(as_column(*lw.k_bias), dims_.q_dim);
-      bias.Put(as_column(*lw.v_bias), dims_.q_dim + dims_.kv_dim);
-      PAGODA_ASSIGN_OR_RETURN(layer.qkv_bias, upload(bias));
-    }
-    PAGODA_ASSIGN_OR_RETURN(layer.o_proj, single(lw.o_proj, h, dims_.q_dim));
-    HostMatrix<T> gate_up(2 * dims_.intermediate, h);
-    gate_up.Put(lw.gate_proj, 0);
-    gate_up.Put(lw.up_proj, dims_.intermediate);
-    PAGODA_ASSIGN_OR_RETURN(layer.gate_up, upload(gate_up));
-    PAGODA_ASSIGN_OR_RETURN(layer.down, single(lw.down_proj, h, dims_.intermediate));
-    layers_.push_back(std::move(layer));
-  }
-  std::optional<kernels::cpu::Llama3RopeScaling> scaling;
-  if (config_.rope_scaling.has_value()) {
-    const model::RopeScaling& s = *config_.rope_scaling;
-    scaling = kernels::cpu::Llama3RopeScaling{
-        .factor = s.factor,
-        .low_freq_factor = s.low_freq_factor,
-        .high_freq_factor = s.high_freq_factor,
-        .original_max_position_embeddings = s.original_max_position_embeddings};
-  }
-  const std::vector<float> inv_freq =
-      kernels::cpu::RopeInverseFrequencies(config_.head_dim, config_.rope_theta, scaling);
-  PAGODA_ASSIGN_OR_RETURN(inv_freq_, kc::DeviceBuffer::Create(inv_freq.size() * sizeof(float)));
-  PAGODA_RETURN_IF_ERROR(inv_freq_.CopyFromHost(inv_freq.data(), inv_freq.size() * sizeof(float)));
-  report_.weight_bytes = bytes;
-  return absl::OkStatus();
 }
 
 template <typename T>
@@ -598,7 +435,7 @@ absl::Status CudaModelRunnerImpl<T>::UploadStep(const std::vector<std::byte>& pa
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::EnqueueLayer(int index, const DeviceStep& s) {
-  const DeviceLayer& w = layers_[index];
+  const DeviceLayer& w = weights_.layers[index];
   cudaStream_t stream = stream_.get();
   const int32_t n = s.num_tokens;
   const kernels::PagedKvCacheView<T> cache = LayerCache(index);
@@ -622,17 +459,18 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueLayer(int index, const DeviceStep& s
                                         .n = dims_.qkv_dim,
                                         .k = dims_.hidden},
                                        stream));
-  PAGODA_RETURN_IF_ERROR(kc::ApplyRope<T>({.query = qkv,
-                                           .query_token_stride = dims_.qkv_dim,
-                                           .key = k,
-                                           .key_token_stride = dims_.qkv_dim,
-                                           .positions = s.At<int32_t>(s.layout.positions),
-                                           .inv_freq = static_cast<const float*>(inv_freq_.data()),
-                                           .num_tokens = n,
-                                           .num_heads = config_.num_heads,
-                                           .num_kv_heads = config_.num_kv_heads,
-                                           .head_dim = config_.head_dim},
-                                          stream));
+  PAGODA_RETURN_IF_ERROR(
+      kc::ApplyRope<T>({.query = qkv,
+                        .query_token_stride = dims_.qkv_dim,
+                        .key = k,
+                        .key_token_stride = dims_.qkv_dim,
+                        .positions = s.At<int32_t>(s.layout.positions),
+                        .inv_freq = static_cast<const float*>(weights_.inv_freq.data()),
+                        .num_tokens = n,
+                        .num_heads = config_.num_heads,
+                        .num_kv_heads = config_.num_kv_heads,
+                        .head_dim = config_.head_dim},
+                       stream));
   PAGODA_RETURN_IF_ERROR(
       kc::ReshapeAndCache<T>({.key = k,
                               .key_token_stride = dims_.qkv_dim,
@@ -726,7 +564,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
   cudaStream_t stream = stream_.get();
   const int32_t hidden = static_cast<int32_t>(dims_.hidden);
   PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.token_ids),
-                                           .table = Ptr(embed_),
+                                           .table = Ptr(weights_.embed),
                                            .vocab_size = dims_.vocab,
                                            .dim = hidden,
                                            .num_tokens = s.num_tokens,
@@ -743,19 +581,20 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
                                            .out = Ptr(last_)},
                                           stream));
   PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(last_),
-                                         .weight = Ptr(final_norm_),
+                                         .weight = Ptr(weights_.final_norm),
                                          .out = Ptr(last_),
                                          .rows = s.shape.num_logits,
                                          .dim = hidden,
                                          .eps = config_.rms_norm_eps},
                                         stream));
-  return gemm_->Run<T>({.x = Ptr(last_),
-                        .w = lm_head_.data() != nullptr ? Ptr(lm_head_) : Ptr(embed_),
-                        .y = Ptr(logits_),
-                        .m = s.shape.num_logits,
-                        .n = dims_.vocab_padded,
-                        .k = dims_.hidden},
-                       stream);
+  return gemm_->Run<T>(
+      {.x = Ptr(last_),
+       .w = Ptr(weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed),
+       .y = Ptr(logits_),
+       .m = s.shape.num_logits,
+       .n = dims_.vocab_padded,
+       .k = dims_.hidden},
+      stream);
 }
 
 template <typename T>
