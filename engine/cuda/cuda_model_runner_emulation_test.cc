@@ -14,6 +14,9 @@
 
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/testing/runner_comparison.h"
+#include "engine/engine_core.h"
+#include "engine/engine_factory.h"
+#include "engine/offline.h"
 #include "gtest/gtest.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
@@ -104,6 +107,66 @@ TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemor
   EXPECT_LE(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes), allowed);
   EXPECT_GT(static_cast<double>(r.kv.kv_bytes + r.kv.non_kv_bytes + bytes_per_block), allowed);
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
+}
+
+// The whole engine on the emulated runner: concurrent greedy requests on a pool small enough to
+// preempt (so recomputation, chunked prefill, mixed steps and graph-replayed decodes all occur)
+// complete with all their tokens, leave no block in use, and replay identically.
+TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption) {
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 5; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < 40; ++t) r.prompt_tokens.push_back(1 + (i * 31 + t * 17) % 200);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 24;
+    r.stopping.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  std::vector<std::vector<TokenId>> runs[2];
+  for (auto& tokens : runs) {
+    CudaModelRunnerOptions runner_options = TinyOptions(model::DType::kBF16, false);
+    runner_options.max_num_seqs = 5;
+    // 12 blocks of 16 tokens: four 40-token prompts (3 blocks each) are admitted, and their
+    // growth past 48 tokens preempts.
+    runner_options.kv_cache_memory_bytes =
+        12 * model::CpuKvCache::BytesPerBlock(TinyConfig(false), kBlockSize, model::DType::kBF16);
+    auto runner = CudaModelRunner::Create(DummyWeights(TinyConfig(false)), runner_options);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    EngineCoreOptions options;
+    options.scheduler.max_num_seqs = runner_options.max_num_seqs;
+    options.scheduler.max_num_batched_tokens = runner_options.max_num_batched_tokens;
+    options.scheduler.max_model_len = runner_options.max_model_len;
+    auto core = EngineCore::Create("tiny", *std::move(runner), nullptr, options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    auto completions = GenerateOffline(**core, requests);
+    ASSERT_TRUE(completions.ok()) << completions.status();
+    for (const RequestCompletion& c : *completions) {
+      EXPECT_EQ(c.token_ids.size(), 24u);
+      tokens.push_back(c.token_ids);
+    }
+    EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+    EXPECT_GT((*core)->num_preemptions(), 0);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+// The factory builds the runner for --device cuda as pagodad does (the built-in model here).
+TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
+  if (!testing::BuiltinModelDir().has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
+  EngineConfig config;  // the built-in model
+  config.device = "cuda";
+  config.kv_cache_memory_bytes = 64 * 32768;  // 64 blocks of 16 tokens of pagoda-kjv
+  config.max_num_seqs = 4;
+  config.max_num_batched_tokens = 64;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_EQ((*core)->info().backend, "cuda");
+  EXPECT_EQ((*core)->info().num_kv_blocks, 64);
+  EXPECT_EQ((*core)->info().kv_dtype, model::DType::kBF16);
+  // max_model_len unset: the model's 256, which the pool holds.
+  EXPECT_EQ((*core)->info().max_model_len, 256);
+  config.device = "cuda:1";
+  EXPECT_EQ(CreateEngineCore(config).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
