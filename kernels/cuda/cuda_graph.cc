@@ -1,7 +1,5 @@
 #include "kernels/cuda/cuda_graph.h"
 
-#include <utility>
-
 #include "kernels/cuda/cuda_status.h"
 
 namespace pagoda::kernels::cuda {
@@ -26,18 +24,6 @@ absl::StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream,
   if (!status.ok()) return status;
   return CudaGraph(exec);
 }
-
-CudaGraph::CudaGraph(CudaGraph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
-
-CudaGraph& CudaGraph::operator=(CudaGraph&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    exec_ = std::exchange(other.exec_, nullptr);
-  }
-  return *this;
-}
-
-CudaGraph::~CudaGraph() { Reset(); }
 
 void CudaGraph::Reset() {
   if (exec_ != nullptr) cudaGraphExecDestroy(exec_);

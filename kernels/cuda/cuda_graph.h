@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <utility>
+
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,11 +24,17 @@ class CudaGraph {
                                            absl::FunctionRef<absl::Status()> enqueue);
 
   CudaGraph() = default;
-  CudaGraph(CudaGraph&& other) noexcept;
-  CudaGraph& operator=(CudaGraph&& other) noexcept;
+  CudaGraph(CudaGraph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+  CudaGraph& operator=(CudaGraph&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      exec_ = std::exchange(other.exec_, nullptr);
+    }
+    return *this;
+  }
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
-  ~CudaGraph();
+  ~CudaGraph() { Reset(); }
 
   // Enqueues one replay on `stream`.
   absl::Status Launch(cudaStream_t stream) const;

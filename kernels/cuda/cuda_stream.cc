@@ -1,7 +1,5 @@
 #include "kernels/cuda/cuda_stream.h"
 
-#include <utility>
-
 #include "kernels/cuda/cuda_status.h"
 
 namespace pagoda::kernels::cuda {
@@ -13,19 +11,6 @@ absl::StatusOr<CudaStream> CudaStream::Create() {
   if (!status.ok()) return status;
   return CudaStream(stream);
 }
-
-CudaStream::CudaStream(CudaStream&& other) noexcept
-    : stream_(std::exchange(other.stream_, nullptr)) {}
-
-CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    stream_ = std::exchange(other.stream_, nullptr);
-  }
-  return *this;
-}
-
-CudaStream::~CudaStream() { Reset(); }
 
 void CudaStream::Reset() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -47,18 +32,6 @@ absl::StatusOr<CudaEvent> CudaEvent::Create() {
   if (!status.ok()) return status;
   return CudaEvent(event);
 }
-
-CudaEvent::CudaEvent(CudaEvent&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
-
-CudaEvent& CudaEvent::operator=(CudaEvent&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    event_ = std::exchange(other.event_, nullptr);
-  }
-  return *this;
-}
-
-CudaEvent::~CudaEvent() { Reset(); }
 
 void CudaEvent::Reset() {
   if (event_ != nullptr) cudaEventDestroy(event_);

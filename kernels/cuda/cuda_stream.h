@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -17,11 +18,17 @@ class CudaStream {
   static absl::StatusOr<CudaStream> Create();
 
   CudaStream() = default;
-  CudaStream(CudaStream&& other) noexcept;
-  CudaStream& operator=(CudaStream&& other) noexcept;
+  CudaStream(CudaStream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+  CudaStream& operator=(CudaStream&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      stream_ = std::exchange(other.stream_, nullptr);
+    }
+    return *this;
+  }
   CudaStream(const CudaStream&) = delete;
   CudaStream& operator=(const CudaStream&) = delete;
-  ~CudaStream();
+  ~CudaStream() { Reset(); }
 
   cudaStream_t get() const { return stream_; }
   // Blocks the calling thread until all work queued so far has finished; returns the first
@@ -46,11 +53,17 @@ class CudaEvent {
   static absl::StatusOr<CudaEvent> Create();
 
   CudaEvent() = default;
-  CudaEvent(CudaEvent&& other) noexcept;
-  CudaEvent& operator=(CudaEvent&& other) noexcept;
+  CudaEvent(CudaEvent&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+  CudaEvent& operator=(CudaEvent&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      event_ = std::exchange(other.event_, nullptr);
+    }
+    return *this;
+  }
   CudaEvent(const CudaEvent&) = delete;
   CudaEvent& operator=(const CudaEvent&) = delete;
-  ~CudaEvent();
+  ~CudaEvent() { Reset(); }
 
   cudaEvent_t get() const { return event_; }
   absl::Status Record(cudaStream_t stream);

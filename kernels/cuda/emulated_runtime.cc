@@ -53,21 +53,6 @@ absl::StatusOr<DeviceBuffer> DeviceBuffer::Create(size_t size_bytes) {
   return DeviceBuffer(data, size_bytes);
 }
 
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_bytes_(std::exchange(other.size_bytes_, 0)) {}
-
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    data_ = std::exchange(other.data_, nullptr);
-    size_bytes_ = std::exchange(other.size_bytes_, 0);
-  }
-  return *this;
-}
-
-DeviceBuffer::~DeviceBuffer() { Reset(); }
-
 void DeviceBuffer::Reset() {
   if (data_ != nullptr) {
     std::free(data_);
@@ -99,21 +84,6 @@ absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Create(size_t size_bytes) {
   return PinnedHostBuffer(AllocateAligned(size_bytes), size_bytes);
 }
 
-PinnedHostBuffer::PinnedHostBuffer(PinnedHostBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_bytes_(std::exchange(other.size_bytes_, 0)) {}
-
-PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    data_ = std::exchange(other.data_, nullptr);
-    size_bytes_ = std::exchange(other.size_bytes_, 0);
-  }
-  return *this;
-}
-
-PinnedHostBuffer::~PinnedHostBuffer() { Reset(); }
-
 void PinnedHostBuffer::Reset() {
   std::free(data_);
   data_ = nullptr;
@@ -125,15 +95,7 @@ absl::StatusOr<CudaStream> CudaStream::Create() {
   return CudaStream(reinterpret_cast<cudaStream_t>(&token));
 }
 
-CudaStream::CudaStream(CudaStream&& other) noexcept
-    : stream_(std::exchange(other.stream_, nullptr)) {}
-
-CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
-  stream_ = std::exchange(other.stream_, nullptr);
-  return *this;
-}
-
-CudaStream::~CudaStream() = default;
+void CudaStream::Reset() { stream_ = nullptr; }
 
 absl::Status CudaStream::Synchronize() const { return absl::OkStatus(); }
 
@@ -156,18 +118,6 @@ absl::StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream,
   }
   return CudaGraph(reinterpret_cast<cudaGraphExec_t>(work));
 }
-
-CudaGraph::CudaGraph(CudaGraph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
-
-CudaGraph& CudaGraph::operator=(CudaGraph&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    exec_ = std::exchange(other.exec_, nullptr);
-  }
-  return *this;
-}
-
-CudaGraph::~CudaGraph() { Reset(); }
 
 void CudaGraph::Reset() {
   delete reinterpret_cast<WorkList*>(exec_);

@@ -2,8 +2,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <utility>
-
 #include "kernels/cuda/cuda_status.h"
 
 namespace pagoda::kernels::cuda {
@@ -16,21 +14,6 @@ absl::StatusOr<PinnedHostBuffer> PinnedHostBuffer::Create(size_t size_bytes) {
   }
   return PinnedHostBuffer(data, size_bytes);
 }
-
-PinnedHostBuffer::PinnedHostBuffer(PinnedHostBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_bytes_(std::exchange(other.size_bytes_, 0)) {}
-
-PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    data_ = std::exchange(other.data_, nullptr);
-    size_bytes_ = std::exchange(other.size_bytes_, 0);
-  }
-  return *this;
-}
-
-PinnedHostBuffer::~PinnedHostBuffer() { Reset(); }
 
 void PinnedHostBuffer::Reset() {
   if (data_ != nullptr) cudaFreeHost(data_);
