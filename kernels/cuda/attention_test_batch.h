@@ -186,13 +186,6 @@ inline std::vector<float> Reference(const AttentionCase& c, HostBatch& b) {
   return out;
 }
 
-template <typename T>
-std::vector<T> ToDeviceType(const std::vector<float>& values) {
-  std::vector<T> out(values.size());
-  for (size_t i = 0; i < values.size(); ++i) out[i] = FromFloatHost<T>(values[i]);
-  return out;
-}
-
 inline int64_t TokenStride(const AttentionCase& c, const HostBatch& b) {
   return static_cast<int64_t>(b.num_heads) * c.head_dim + c.token_stride_padding;
 }

@@ -50,23 +50,6 @@ struct Tolerance<__half> {
   static constexpr float kRel = 1.5e-3f;
 };
 
-// Random N(0, sigma) values already rounded to T.
-template <typename T>
-std::vector<float> RandomRounded(size_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = RoundToHost<T>(normal(rng));
-  return v;
-}
-
-template <typename T>
-std::vector<T> ToT(const std::vector<float>& v) {
-  std::vector<T> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = FromFloatHost<T>(v[i]);
-  return out;
-}
-
 template <typename T>
 DeviceArray<T> Upload(const std::vector<T>& host) {
   auto array = DeviceArray<T>::FromHost(host);
@@ -121,7 +104,7 @@ void CheckEmbedding(int64_t dim) {
   // Out-of-range ids (a caller bug) must give zero rows, not reads out of bounds.
   const std::vector<int32_t> ids = {0, 999, 17, 17, -1, 1000, 512};
   DeviceArray<int32_t> d_ids = Upload(ids);
-  DeviceArray<T> d_table = Upload(ToT<T>(table));
+  DeviceArray<T> d_table = Upload(ToDeviceType<T>(table));
   DeviceArray<T> d_out = Upload(std::vector<T>(ids.size() * dim));
   ASSERT_TRUE(Embedding(EmbeddingParams<T>{.token_ids = d_ids.data(),
                                            .table = d_table.data(),
@@ -153,8 +136,8 @@ void CheckRmsNorm(int32_t rows, int32_t dim, bool in_place) {
   for (float& w : weight) w = RoundToHost<T>(1.0f + w);
   std::vector<float> want(x.size());
   cpu::RmsNorm(x.data(), weight.data(), rows, dim, 1e-5f, want.data());
-  DeviceArray<T> d_x = Upload(ToT<T>(x));
-  DeviceArray<T> d_weight = Upload(ToT<T>(weight));
+  DeviceArray<T> d_x = Upload(ToDeviceType<T>(x));
+  DeviceArray<T> d_weight = Upload(ToDeviceType<T>(weight));
   DeviceArray<T> d_out = Upload(std::vector<T>(x.size()));
   T* out = in_place ? d_x.data() : d_out.data();
   ASSERT_TRUE(RmsNorm(RmsNormParams<T>{.x = d_x.data(),
@@ -191,7 +174,7 @@ void CheckSiluAndMul(int32_t rows, int32_t dim) {
   }
   std::vector<float> want(gate.size());
   cpu::SiluAndMul(gate.data(), up.data(), static_cast<int64_t>(want.size()), want.data());
-  DeviceArray<T> d_gate_up = Upload(ToT<T>(gate_up));
+  DeviceArray<T> d_gate_up = Upload(ToDeviceType<T>(gate_up));
   DeviceArray<T> d_out = Upload(std::vector<T>(want.size()));
   ASSERT_TRUE(SiluAndMul(SiluAndMulParams<T>{.gate = d_gate_up.data(),
                                              .gate_row_stride = 2 * dim,
@@ -220,8 +203,8 @@ void CheckAddInPlace(int64_t n) {
   const std::vector<float> x = RandomRounded<T>(n, 6);
   std::vector<float> want(n);
   for (int64_t i = 0; i < n; ++i) want[i] = RoundToHost<T>(y[i] + x[i]);
-  DeviceArray<T> d_y = Upload(ToT<T>(y));
-  DeviceArray<T> d_x = Upload(ToT<T>(x));
+  DeviceArray<T> d_y = Upload(ToDeviceType<T>(y));
+  DeviceArray<T> d_x = Upload(ToDeviceType<T>(x));
   ASSERT_TRUE(
       AddInPlace(AddInPlaceParams<T>{.y = d_y.data(), .x = d_x.data(), .n = n}, nullptr).ok());
   ExpectExact(DownloadFloats(d_y), want, "add_in_place n " + std::to_string(n));
@@ -260,7 +243,7 @@ void CheckRope(int head_dim, int num_heads, int num_kv_heads) {
     for (int64_t i = 0; i < q_row; ++i) want[t * qkv_row + i] = q[t * q_row + i];
     for (int64_t i = 0; i < kv_row; ++i) want[t * qkv_row + q_row + i] = k[t * kv_row + i];
   }
-  DeviceArray<T> d_qkv = Upload(ToT<T>(qkv));
+  DeviceArray<T> d_qkv = Upload(ToDeviceType<T>(qkv));
   DeviceArray<int32_t> d_positions = Upload(positions);
   DeviceArray<float> d_inv_freq = Upload(inv_freq);
   ASSERT_TRUE(ApplyRope(RopeParams<T>{.query = d_qkv.data(),
@@ -326,10 +309,10 @@ void CheckReshapeAndCache(int head_dim, int block_size) {
       real_key.data(), real_value.data(), real_slots,
       PagedKvCacheView<float>{want_key.data(), want_value.data(), num_blocks, num_kv_heads,
                               block_size, head_dim});
-  DeviceArray<T> d_qkv = Upload(ToT<T>(qkv));
+  DeviceArray<T> d_qkv = Upload(ToDeviceType<T>(qkv));
   DeviceArray<int64_t> d_slots = Upload(slots);
-  DeviceArray<T> d_key = Upload(ToT<T>(std::vector<float>(cache_elements, sentinel)));
-  DeviceArray<T> d_value = Upload(ToT<T>(std::vector<float>(cache_elements, sentinel)));
+  DeviceArray<T> d_key = Upload(ToDeviceType<T>(std::vector<float>(cache_elements, sentinel)));
+  DeviceArray<T> d_value = Upload(ToDeviceType<T>(std::vector<float>(cache_elements, sentinel)));
   const T* k_src = d_qkv.data() + num_heads * head_dim;
   ASSERT_TRUE(ReshapeAndCache(
                   ReshapeAndCacheParams<T>{

@@ -42,15 +42,6 @@ struct Tolerance<__half> {
 };
 
 template <typename T>
-std::vector<float> RandomRounded(size_t n, uint32_t seed, float sigma) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = RoundToHost<T>(normal(rng));
-  return v;
-}
-
-template <typename T>
 DeviceArray<T> Upload(const std::vector<float>& values) {
   std::vector<T> host(values.size());
   for (size_t i = 0; i < values.size(); ++i) host[i] = FromFloatHost<T>(values[i]);

@@ -6,8 +6,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <random>
 #include <type_traits>
+#include <vector>
 
 namespace pagoda::kernels::cuda {
 
@@ -60,6 +63,25 @@ T FromBits(uint16_t bits) {
     raw.x = bits;
     return T(raw);
   }
+}
+
+// The values of `values` in T.
+template <typename T>
+std::vector<T> ToDeviceType(const std::vector<float>& values) {
+  std::vector<T> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = FromFloatHost<T>(values[i]);
+  return out;
+}
+
+// `n` values drawn from N(0, sigma) with `seed`, already rounded to T (so a kernel reading them
+// as T sees exactly these floats).
+template <typename T>
+std::vector<float> RandomRounded(size_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> values(n);
+  for (float& x : values) x = RoundToHost<T>(normal(rng));
+  return values;
 }
 
 }  // namespace pagoda::kernels::cuda

@@ -39,7 +39,6 @@ using attention_testing::Reference;
 using attention_testing::SentinelOutput;
 using attention_testing::SplitPlan;
 using attention_testing::StridedQuery;
-using attention_testing::ToDeviceType;
 using attention_testing::TokenStride;
 
 // The batch's arrays in the kernels' types; "device" pointers are these host arrays.

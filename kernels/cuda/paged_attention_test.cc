@@ -40,7 +40,6 @@ using attention_testing::SentinelOutput;
 using attention_testing::SplitPlan;
 using attention_testing::StridedQuery;
 using attention_testing::TestRequest;
-using attention_testing::ToDeviceType;
 using attention_testing::TokenStride;
 
 // A batch in device memory; the output holds the sentinel until a kernel writes it.
