@@ -269,6 +269,12 @@ TEST_F(PagodaServerTest, AFullQueueRefusesWithRetryAfter) {
   StartServer({.step_time = absl::Milliseconds(50), .max_num_seqs = 1, .max_waiting_requests = 2});
   std::unique_ptr<OpenStream> running = Open(LongRequest(120));
   ASSERT_TRUE(running->Next().has_chunk());
+  // Its first chunk goes out before the step that admitted it ends, and until then the engine
+  // counts it as waiting (in transit from the inbox), which would fill the queue early.
+  ASSERT_TRUE(WaitFor([&] {
+    const engine::EngineSnapshot snapshot = server_->engine()->Snapshot();
+    return snapshot.num_running == 1 && snapshot.num_waiting == 0;
+  }));
   std::unique_ptr<OpenStream> waiting1 = Open(LongRequest(120));
   std::unique_ptr<OpenStream> waiting2 = Open(LongRequest(120));
   ASSERT_TRUE(WaitFor([&] { return ServerInfo().num_requests_waiting() == 2; }));
