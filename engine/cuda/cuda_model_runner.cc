@@ -94,7 +94,6 @@ struct DeviceStep {
   StepShape shape;
   const std::byte* meta = nullptr;  // the packed arrays (StepLayout)
   StepLayout layout;
-  int32_t num_tokens = 0;  // rows computed (padding included)
   int32_t num_prefill_tokens = 0;
   kc::PagedDecodePlan plan;
 
@@ -148,14 +147,15 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                               std::vector<float>* out);
   kernels::PagedKvCacheView<T> LayerCache(int layer) const;
-  // The decode split for `num_requests` requests of at most `max_context_len` tokens.
-  absl::StatusOr<kc::PagedDecodePlan> DecodePlan(int32_t num_requests,
-                                                 int32_t max_context_len) const {
-    return kc::PlanPagedDecode({.num_requests = num_requests,
-                                .num_heads = config_.num_heads,
-                                .num_kv_heads = config_.num_kv_heads,
-                                .head_dim = config_.head_dim,
-                                .max_context_len = max_context_len});
+  // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
+  // function of the shape once decode_resident_blocks_ is known (no device query per step).
+  kc::PagedDecodePlan DecodePlan(int32_t num_requests, int32_t max_context_len) const {
+    return kc::PlanPagedDecodeFor({.num_requests = num_requests,
+                                   .num_heads = config_.num_heads,
+                                   .num_kv_heads = config_.num_kv_heads,
+                                   .head_dim = config_.head_dim,
+                                   .max_context_len = max_context_len},
+                                  decode_resident_blocks_);
   }
 
   T* Ptr(const kc::DeviceBuffer& b) const { return static_cast<T*>(b.data()); }
@@ -168,6 +168,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   int32_t max_tokens_ = 0;   // rows of the activation buffers
   int32_t max_requests_ = 0;
   int32_t max_logits_ = 0;
+  int64_t decode_resident_blocks_ = 0;  // kc::PagedDecodeResidentBlocks, queried once
 
   kc::CudaStream stream_;
   std::unique_ptr<kc::Gemm> gemm_;
@@ -240,6 +241,7 @@ absl::Status CudaModelRunnerImpl<T>::Init(std::unique_ptr<model::ModelWeights> w
   max_requests_ = options_.max_num_seqs;
   max_logits_ = std::max(options_.max_num_seqs, max_graph_size_);
 
+  PAGODA_ASSIGN_OR_RETURN(decode_resident_blocks_, kc::PagedDecodeResidentBlocks(config_.head_dim));
   PAGODA_ASSIGN_OR_RETURN(report_.memory.used_before_load_bytes, UsedDeviceBytes());
   PAGODA_ASSIGN_OR_RETURN(stream_, kc::CudaStream::Create());
   PAGODA_ASSIGN_OR_RETURN(gemm_, kc::Gemm::Create({}));
@@ -275,7 +277,7 @@ absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
   int64_t decode_workspace = 0;
   const int32_t max_decode = std::max(max_requests_, static_cast<int32_t>(max_graph_size_));
   for (int32_t r = 1; r <= max_decode; ++r) {
-    PAGODA_ASSIGN_OR_RETURN(const kc::PagedDecodePlan plan, DecodePlan(r, max_model_len_));
+    const kc::PagedDecodePlan plan = DecodePlan(r, max_model_len_);
     decode_workspace =
         std::max(decode_workspace,
                  kc::PagedDecodeWorkspaceBytes(plan, r, config_.num_heads, config_.head_dim));
@@ -406,9 +408,8 @@ absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
     graph.step = {.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
                   .layout = packed.layout,
-                  .num_tokens = size,
                   .num_prefill_tokens = 0};
-    PAGODA_ASSIGN_OR_RETURN(graph.step.plan, DecodePlan(size, max_model_len_));
+    graph.step.plan = DecodePlan(size, max_model_len_);
     PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
     PAGODA_RETURN_IF_ERROR(EnqueueForward(graph.step));  // warm-up: lazy module loading, plans
     PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
@@ -437,7 +438,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::EnqueueLayer(int index, const DeviceStep& s) {
   const DeviceLayer& w = weights_.layers[index];
   cudaStream_t stream = stream_.get();
-  const int32_t n = s.num_tokens;
+  const int32_t n = s.shape.num_tokens;  // rows computed, padding included
   const kernels::PagedKvCacheView<T> cache = LayerCache(index);
   T* qkv = Ptr(qkv_);
   T* const k = qkv + dims_.q_dim;
@@ -567,7 +568,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
                                            .table = Ptr(weights_.embed),
                                            .vocab_size = dims_.vocab,
                                            .dim = hidden,
-                                           .num_tokens = s.num_tokens,
+                                           .num_tokens = s.shape.num_tokens,
                                            .out = Ptr(hidden_)},
                                           stream));
   for (int l = 0; l < config_.num_layers; ++l) PAGODA_RETURN_IF_ERROR(EnqueueLayer(l, s));
@@ -575,7 +576,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
   // with the embedding kernel, the hidden states as its table.
   PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.logits_indices),
                                            .table = Ptr(hidden_),
-                                           .vocab_size = s.num_tokens,
+                                           .vocab_size = s.shape.num_tokens,
                                            .dim = hidden,
                                            .num_tokens = s.shape.num_logits,
                                            .out = Ptr(last_)},
@@ -623,11 +624,9 @@ absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
   DeviceStep step{.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
                   .layout = packed.layout,
-                  .num_tokens = packed.shape.num_tokens,
                   .num_prefill_tokens = packed.num_prefill_tokens};
   if (packed.shape.num_decode_requests > 0) {
-    PAGODA_ASSIGN_OR_RETURN(
-        step.plan, DecodePlan(packed.shape.num_decode_requests, packed.max_decode_context_len));
+    step.plan = DecodePlan(packed.shape.num_decode_requests, packed.max_decode_context_len);
   }
   PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
   PAGODA_RETURN_IF_ERROR(EnqueueForward(step));
@@ -640,7 +639,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
                                               std::vector<float>* logits) {
-  const StepPadding padding{.num_tokens = graph.step.num_tokens, .table_width = table_width_};
+  const StepPadding padding{.num_tokens = graph.step.shape.num_tokens, .table_width = table_width_};
   const PackedStep packed = PackStep(batch, split, &padding, &packed_);
   PAGODA_CHECK(packed.layout == graph.step.layout);
   PAGODA_RETURN_IF_ERROR(UploadStep(packed_));

@@ -106,17 +106,19 @@ PagedDecodePlan PlanPagedDecodeFor(const PagedDecodeShape& shape, int64_t reside
   return plan;
 }
 
-absl::StatusOr<PagedDecodePlan> PlanPagedDecode(const PagedDecodeShape& shape) {
+absl::StatusOr<int64_t> PagedDecodeResidentBlocks(int head_dim) {
   PAGODA_ASSIGN_OR_RETURN(const DeviceProperties device, CurrentDeviceProperties());
   int per_multiprocessor = 0;
-  PAGODA_RETURN_IF_ERROR(
-      internal::DispatchHeadDim(shape.head_dim, [&](auto head_dim) -> absl::Status {
-        PAGODA_ASSIGN_OR_RETURN(per_multiprocessor,
-                                BlocksPerMultiprocessor<decltype(head_dim)::value>());
-        return absl::OkStatus();
-      }));
-  return PlanPagedDecodeFor(shape,
-                            static_cast<int64_t>(per_multiprocessor) * device.multiprocessor_count);
+  PAGODA_RETURN_IF_ERROR(internal::DispatchHeadDim(head_dim, [&](auto dim) -> absl::Status {
+    PAGODA_ASSIGN_OR_RETURN(per_multiprocessor, BlocksPerMultiprocessor<decltype(dim)::value>());
+    return absl::OkStatus();
+  }));
+  return static_cast<int64_t>(per_multiprocessor) * device.multiprocessor_count;
+}
+
+absl::StatusOr<PagedDecodePlan> PlanPagedDecode(const PagedDecodeShape& shape) {
+  PAGODA_ASSIGN_OR_RETURN(const int64_t resident_blocks, PagedDecodeResidentBlocks(shape.head_dim));
+  return PlanPagedDecodeFor(shape, resident_blocks);
 }
 
 template <typename T>

@@ -57,6 +57,11 @@ struct PagedDecodeShape {
 // so. A pure function (tested without a GPU).
 PagedDecodePlan PlanPagedDecodeFor(const PagedDecodeShape& shape, int64_t resident_blocks);
 
+// Decode thread blocks of head dim `head_dim` the current device holds at once (multiprocessors x
+// the kernel's occupancy): PlanPagedDecodeFor's `resident_blocks`. Queries the device; a caller
+// planning every step computes it once.
+absl::StatusOr<int64_t> PagedDecodeResidentBlocks(int head_dim);
+
 // The plan for `shape` on the current device (its multiprocessor count and the kernel's
 // occupancy). The result can be reused for every call whose batch fits the shape, e.g. in a
 // captured CUDA graph planned for max_model_len.
