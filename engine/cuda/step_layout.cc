@@ -71,7 +71,6 @@ PackedStep PackStep(const model::ForwardBatch& batch, const AttentionSplit& spli
   const int32_t num_tokens = static_cast<int32_t>(batch.token_ids.size());
   const int32_t num_decode = static_cast<int32_t>(split.decode_requests.size());
   PackedStep packed;
-  packed.split = split;
   StepShape& shape = packed.shape;
   if (padding != nullptr) {
     PAGODA_CHECK(split.decode_only() && num_tokens <= padding->num_tokens &&

@@ -69,7 +69,6 @@ StepLayout LayoutFor(const StepShape& shape);
 struct PackedStep {
   StepShape shape;
   StepLayout layout;
-  AttentionSplit split;
   int32_t max_decode_context_len = 0;  // over the decode requests (0 without any)
   int32_t num_prefill_tokens = 0;      // query tokens of the prefill range
 };
