@@ -109,13 +109,9 @@ absl::StatusOr<std::optional<int>> ParseDevice(const std::string& device) {
       absl::StrCat("--device: must be cpu, cuda or cuda:N, got '", device, "'"));
 }
 
-struct RunnerAndLength {
-  std::unique_ptr<ModelRunner> runner;
-  int max_model_len = 0;
-};
-
-absl::StatusOr<RunnerAndLength> CreateCpuRunner(const EngineConfig& config,
-                                                std::unique_ptr<model::ModelWeights> weights) {
+// max_model_len: the configured one, or the model's when unset (before the pool caps it).
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(
+    const EngineConfig& config, int max_model_len, std::unique_ptr<model::ModelWeights> weights) {
   if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
     return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32 or bf16");
   }
@@ -126,8 +122,6 @@ absl::StatusOr<RunnerAndLength> CreateCpuRunner(const EngineConfig& config,
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<model::LlamaModel> llama,
       model::LlamaModel::Create(std::move(weights), {.num_threads = num_threads}));
-  const int max_model_len =
-      config.max_model_len > 0 ? config.max_model_len : model_config.max_position_embeddings;
   const int64_t bytes_per_block =
       model::CpuKvCache::BytesPerBlock(model_config, config.block_size, config.kv_cache_dtype);
   int64_t kv_bytes = config.kv_cache_memory_bytes;
@@ -147,18 +141,17 @@ absl::StatusOr<RunnerAndLength> CreateCpuRunner(const EngineConfig& config,
       CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
                                                 .block_size = config.block_size,
                                                 .kv_dtype = config.kv_cache_dtype}));
-  return RunnerAndLength{std::move(runner), max_model_len};
+  return runner;
 }
 
-absl::StatusOr<RunnerAndLength> CreateCudaRunner(const EngineConfig& config, int device,
-                                                 std::unique_ptr<model::ModelWeights> weights) {
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(
+    const EngineConfig& config, int device, int max_model_len,
+    std::unique_ptr<model::ModelWeights> weights) {
 #ifdef PAGODA_WITH_CUDA
   if (config.kv_cache_dtype != model::DType::kBF16 && config.kv_cache_dtype != model::DType::kF16) {
     return absl::InvalidArgumentError(
         "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16");
   }
-  const int max_model_len =
-      config.max_model_len > 0 ? config.max_model_len : weights->config().max_position_embeddings;
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<cuda::CudaModelRunner> runner,
       cuda::CudaModelRunner::Create(std::move(weights),
@@ -171,10 +164,11 @@ absl::StatusOr<RunnerAndLength> CreateCudaRunner(const EngineConfig& config, int
                                      .max_num_seqs = config.max_num_seqs,
                                      .max_model_len = max_model_len,
                                      .enforce_eager = config.enforce_eager}));
-  return RunnerAndLength{std::move(runner), max_model_len};
+  return runner;
 #else
   (void)config;
   (void)device;
+  (void)max_model_len;
   (void)weights;
   return absl::FailedPreconditionError(
       "--device cuda: this build has no CUDA support (nvcc was not found when it was "
@@ -197,15 +191,17 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
     return absl::InvalidArgumentError("--max-model-len: must not be negative");
   }
   PAGODA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(config));
-  PAGODA_ASSIGN_OR_RETURN(RunnerAndLength created,
-                          cuda_device.has_value()
-                              ? CreateCudaRunner(config, *cuda_device, std::move(loaded.weights))
-                              : CreateCpuRunner(config, std::move(loaded.weights)));
-  int max_model_len = created.max_model_len;
+  int max_model_len = config.max_model_len > 0 ? config.max_model_len
+                                               : loaded.weights->config().max_position_embeddings;
+  PAGODA_ASSIGN_OR_RETURN(
+      std::unique_ptr<ModelRunner> runner,
+      cuda_device.has_value()
+          ? CreateCudaRunner(config, *cuda_device, max_model_len, std::move(loaded.weights))
+          : CreateCpuRunner(config, max_model_len, std::move(loaded.weights)));
   const EngineCoreOptions core_options_defaults;
   if (config.max_model_len == 0) {
     // Unset: as long as the model allows and the whole KV cache holds (watermark excluded).
-    const int64_t num_blocks = created.runner->num_kv_blocks();
+    const int64_t num_blocks = runner->num_kv_blocks();
     const int64_t watermark_blocks = static_cast<int64_t>(
         std::floor(core_options_defaults.watermark_ratio * static_cast<double>(num_blocks)));
     max_model_len = static_cast<int>(
@@ -220,8 +216,8 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.reserve_max_model_len = config.ablation_reserve_max_model_len;
   options.scheduler.recompute_every_step = config.ablation_recompute_every_step;
   options.enable_prefix_caching = config.enable_prefix_caching;
-  return EngineCore::Create(std::move(loaded.name), std::move(created.runner),
-                            std::move(loaded.tokenizer), options);
+  return EngineCore::Create(std::move(loaded.name), std::move(runner), std::move(loaded.tokenizer),
+                            options);
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineConfig& config,
