@@ -1,8 +1,12 @@
 // The CUDA runtime pieces of kernels/cuda on the host, for the emulated kernels library
-// (pagoda_kernels_cuda_emulated): device memory is host memory, a stream runs its work at once
-// (or records it while a CudaGraph captures), the GEMM is a plain loop with fp32 sums, and the
-// device is a made-up Hopper with 4 GiB. Lets code above the kernels (the CUDA model runner)
-// run its real host logic in CI without a GPU. Tests only.
+// (pagoda_kernels_cuda_emulated): device memory is host memory, a stream's work runs when the host
+// waits for it (emulated_streams.h; or is recorded while a CudaGraph captures), the GEMM is a
+// plain loop with fp32 sums, and the device is a made-up Hopper with 4 GiB. Lets code above the
+// kernels (the CUDA model runner) run its real host logic in CI without a GPU. Tests only.
+//
+// The calls that synchronize behave as the CUDA runtime's: a synchronous copy or fill runs at
+// once (on the legacy default stream, which a non-blocking stream does not wait for), a free
+// first waits for every stream, and each of them fails while the calling thread captures a graph.
 
 #define PAGODA_CUDA_EMULATION
 // clang-format off
@@ -10,6 +14,7 @@
 // clang-format on
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -35,7 +40,15 @@ void* AllocateAligned(size_t size_bytes) {
   return std::aligned_alloc(256, (size_bytes + 255) / 256 * 256);
 }
 
-using WorkList = std::vector<std::function<void()>>;
+using emulation::WorkList;
+
+// What the driver answers a call that could synchronize while this thread captures a graph
+// (cudaErrorStreamCaptureUnsupported under cudaStreamCaptureModeThreadLocal).
+absl::Status RefuseDuringCapture(const char* call) {
+  if (!emulation::CapturingOnThisThread()) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat(call, ": operation not permitted when stream is capturing (emulated)"));
+}
 
 }  // namespace
 
@@ -43,6 +56,7 @@ int VisibleDeviceCount() { return 1; }
 
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Create(size_t size_bytes) {
   if (size_bytes == 0) return DeviceBuffer();
+  if (absl::Status s = RefuseDuringCapture("cudaMalloc"); !s.ok()) return s;
   if (allocated_bytes.load() + static_cast<int64_t>(size_bytes) > kEmulatedDeviceBytes) {
     return absl::ResourceExhaustedError("emulated device: out of memory");
   }
@@ -55,6 +69,11 @@ absl::StatusOr<DeviceBuffer> DeviceBuffer::Create(size_t size_bytes) {
 
 void DeviceBuffer::Reset() {
   if (data_ != nullptr) {
+    if (emulation::CapturingOnThisThread()) {
+      std::fprintf(stderr, "emulation: cudaFree while this thread captures a graph\n");
+      std::abort();
+    }
+    emulation::DrainAll();  // cudaFree waits for the device
     std::free(data_);
     allocated_bytes -= static_cast<int64_t>(size_bytes_);
   }
@@ -63,18 +82,22 @@ void DeviceBuffer::Reset() {
 }
 
 absl::Status DeviceBuffer::CopyFromHost(const void* src, size_t size_bytes) {
-  if (size_bytes > size_bytes_) return absl::InvalidArgumentError("copy larger than the buffer");
+  if (size_bytes > size_bytes_) return absl::OutOfRangeError("copy larger than the buffer");
+  if (absl::Status s = RefuseDuringCapture("cudaMemcpy H2D"); !s.ok()) return s;
   std::memcpy(data_, src, size_bytes);
   return absl::OkStatus();
 }
 
 absl::Status DeviceBuffer::CopyToHost(void* dst, size_t size_bytes) const {
-  if (size_bytes > size_bytes_) return absl::InvalidArgumentError("copy larger than the buffer");
+  if (size_bytes > size_bytes_) return absl::OutOfRangeError("copy larger than the buffer");
+  if (absl::Status s = RefuseDuringCapture("cudaMemcpy D2H"); !s.ok()) return s;
   std::memcpy(dst, data_, size_bytes);
   return absl::OkStatus();
 }
 
 absl::Status DeviceBuffer::Fill(uint8_t value) {
+  if (absl::Status s = RefuseDuringCapture("FillKernel"); !s.ok()) return s;
+  emulation::DrainAll();  // the real Fill ends with cudaDeviceSynchronize
   std::memset(data_, value, size_bytes_);
   return absl::OkStatus();
 }
@@ -91,27 +114,41 @@ void PinnedHostBuffer::Reset() {
 }
 
 absl::StatusOr<CudaStream> CudaStream::Create() {
-  static int token = 0;  // any non-null handle: work runs at once, whatever the stream
-  return CudaStream(reinterpret_cast<cudaStream_t>(&token));
+  // A distinct non-null handle per stream: the address of a byte nobody reads.
+  return CudaStream(reinterpret_cast<cudaStream_t>(new char));
 }
 
-void CudaStream::Reset() { stream_ = nullptr; }
+void CudaStream::Reset() {
+  if (stream_ != nullptr) {
+    emulation::Drain(stream_);  // cudaStreamDestroy lets enqueued work finish
+    delete reinterpret_cast<char*>(stream_);
+  }
+  stream_ = nullptr;
+}
 
-absl::Status CudaStream::Synchronize() const { return absl::OkStatus(); }
+absl::Status CudaStream::Synchronize() const {
+  if (emulation::IsCapturing(stream_)) {
+    return absl::InternalError(
+        "cudaStreamSynchronize: operation not permitted when stream is capturing (emulated)");
+  }
+  emulation::Drain(stream_);
+  return absl::OkStatus();
+}
 
 absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream_t stream) {
-  (void)stream;
-  emulation::Enqueue([=] { std::memcpy(dst, src, size_bytes); });
+  emulation::Enqueue(stream, [=] { std::memcpy(dst, src, size_bytes); });
   return absl::OkStatus();
 }
 
 absl::StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream,
                                              absl::FunctionRef<absl::Status()> enqueue) {
-  (void)stream;
   auto* work = new WorkList;
-  emulation::CaptureList() = work;
+  if (!emulation::BeginCapture(stream, work)) {
+    delete work;
+    return absl::InternalError("cudaStreamBeginCapture: a capture is already under way (emulated)");
+  }
   const absl::Status status = enqueue();
-  emulation::CaptureList() = nullptr;
+  emulation::EndCapture();
   if (!status.ok()) {
     delete work;
     return status;
@@ -125,9 +162,8 @@ void CudaGraph::Reset() {
 }
 
 absl::Status CudaGraph::Launch(cudaStream_t stream) const {
-  (void)stream;
   for (const std::function<void()>& work : *reinterpret_cast<WorkList*>(exec_)) {
-    emulation::Enqueue(work);
+    emulation::Enqueue(stream, work);
   }
   return absl::OkStatus();
 }
@@ -168,12 +204,11 @@ Gemm::~Gemm() = default;
 
 template <typename T>
 absl::Status Gemm::Run(const GemmParams<T>& p, cudaStream_t stream) {
-  (void)stream;
   if (p.m < 0 || p.n <= 0 || p.k <= 0 || p.n % 8 != 0 || p.k % 8 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("Gemm: need n, k multiples of 8; m=", p.m, " n=", p.n, " k=", p.k));
   }
-  emulation::Enqueue([p] {
+  emulation::Enqueue(stream, [p] {
     for (int64_t i = 0; i < p.m; ++i) {
       for (int64_t j = 0; j < p.n; ++j) {
         float sum = 0;

@@ -14,7 +14,8 @@
 // published values by the PTX ISA's layouts (mma_primitives.cuh), then a second barrier.
 // cp.async copies synchronously; dynamic shared memory starts filled with 0xff bytes (NaN in
 // every float type), so reading shared memory nobody wrote poisons the result; ldmatrix checks
-// its 16-byte alignment; a block whose threads all wait forever aborts with a message.
+// its 16-byte alignment; a block whose threads all wait forever aborts with a message. Streams,
+// graph capture and the launch limits are emulated_streams.h's.
 //
 // It checks index arithmetic, masking, the pipeline's stage bookkeeping, block merges and that
 // every collective is reached by the whole warp. It cannot see real concurrency (a missing
@@ -48,9 +49,11 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cuda/emulated_streams.h"
 #include "kernels/cuda/half_types.h"
 
 // The kernels' `#pragma unroll` means nothing to the host compiler: build the emulation with
@@ -250,6 +253,14 @@ __attribute__((noinline)) inline void Resume(BlockRun* run, int i) {
 template <typename... Params, typename... Args>
 void Launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, void (*kernel)(Params...),
             const Args&... args) {
+  // The launch limits (emulated_streams.h) but the shared memory opt-in, which a direct Launch
+  // has no way to make: the launch wrappers' LaunchKernel checks that too.
+  const std::string error = CheckLaunch(nullptr, grid, block, 0);
+  if (!error.empty() || dynamic_shared_bytes > kMaxDynamicSharedOptInBytes) {
+    std::fprintf(stderr, "emulation: invalid launch configuration: %s (%zu bytes shared)\n",
+                 error.c_str(), dynamic_shared_bytes);
+    std::abort();
+  }
   const int threads = static_cast<int>(block.x * block.y * block.z);
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
@@ -292,21 +303,6 @@ void Launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, void (*kernel)(P
         Current() = nullptr;
       }
     }
-  }
-}
-
-// Where emulated stream work goes (kernel launches through kernel_launch.h, and what an emulated
-// runtime enqueues): run at once, or kept in order while a test's emulated CUDA graph records.
-inline std::vector<std::function<void()>>*& CaptureList() {
-  static std::vector<std::function<void()>>* list = nullptr;
-  return list;
-}
-
-inline void Enqueue(std::function<void()> work) {
-  if (CaptureList() != nullptr) {
-    CaptureList()->push_back(std::move(work));
-  } else {
-    work();
   }
 }
 

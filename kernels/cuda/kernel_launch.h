@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,14 +17,20 @@
 namespace pagoda::kernels::cuda::internal {
 
 // Enqueues kernel<<<grid, block, shared_bytes, stream>>>(args...) and returns the launch's
-// status (INTERNAL naming `name` when it fails).
+// status, naming `name` when it fails (INVALID_ARGUMENT for a configuration the device refuses,
+// such as an empty grid or too much shared memory; the emulator checks the same limits).
 template <typename... Params, typename... Args>
 absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
                           size_t shared_bytes, cudaStream_t stream, const Args&... args) {
 #ifdef PAGODA_KERNEL_EMULATION_INCLUDED
-  (void)name;
-  (void)stream;
-  emulation::Enqueue([=] { emulation::Launch(grid, block, shared_bytes, kernel, args...); });
+  const std::string error =
+      emulation::CheckLaunch(reinterpret_cast<const void*>(kernel), grid, block, shared_bytes);
+  if (!error.empty()) {
+    return absl::InvalidArgumentError(std::string(name) +
+                                      ": invalid configuration argument: " + error);
+  }
+  emulation::Enqueue(stream,
+                     [=] { emulation::Launch(grid, block, shared_bytes, kernel, args...); });
   return absl::OkStatus();
 #else
   // A .h is formatted as C++, which would split the launch chevrons.
@@ -38,9 +45,9 @@ absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid
 template <typename... Params>
 absl::Status AllowDynamicSharedMemory(void (*kernel)(Params...), int bytes, const char* name) {
 #ifdef PAGODA_KERNEL_EMULATION_INCLUDED
-  (void)kernel;
-  (void)bytes;
-  (void)name;
+  const std::string error =
+      emulation::AllowDynamicShared(reinterpret_cast<const void*>(kernel), bytes);
+  if (!error.empty()) return absl::InvalidArgumentError(std::string(name) + ": " + error);
   return absl::OkStatus();
 #else
   return CudaStatus(
