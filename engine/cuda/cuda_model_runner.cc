@@ -136,8 +136,9 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
                         std::vector<float>* logits);
   absl::Status RunGraph(const Graph& graph, const model::ForwardBatch& batch,
                         const AttentionSplit& split, std::vector<float>* logits);
-  // Copies the packed step to the device metadata buffer (through pinned memory).
-  absl::Status UploadStep(const std::vector<std::byte>& packed);
+  // Copies the step PackStep packed into packed_bytes_ to the device metadata buffer (through
+  // pinned memory).
+  absl::Status UploadStep(const PackedStep& packed);
   // Enqueues the forward pass of `step` on the stream; the logits of its logits rows land in
   // logits_ ([num_logits, vocab_padded]).
   absl::Status EnqueueForward(const DeviceStep& step);
@@ -183,7 +184,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   kc::DeviceBuffer meta_;  // the packed step
   kc::PinnedHostBuffer meta_staging_;
   kc::PinnedHostBuffer logits_staging_;  // [max_logits_, vocab_padded] T bits
-  std::vector<std::byte> packed_;
+  std::vector<std::byte> packed_bytes_;  // PackStep's output (step_layout.h)
 
   kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
   int num_blocks_ = 0;
@@ -403,14 +404,14 @@ absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
     const int size = *it;
     const StepPadding padding{.num_tokens = size, .table_width = table_width_};
     const PackedStep packed =
-        PackStep(padding_only, SplitAttention(padding_only.query_start), &padding, &packed_);
+        PackStep(padding_only, SplitAttention(padding_only.query_start), &padding, &packed_bytes_);
     Graph graph;
     graph.step = {.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
                   .layout = packed.layout,
                   .num_prefill_tokens = 0};
     graph.step.plan = DecodePlan(size, max_model_len_);
-    PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+    PAGODA_RETURN_IF_ERROR(UploadStep(packed));
     PAGODA_RETURN_IF_ERROR(EnqueueForward(graph.step));  // warm-up: lazy module loading, plans
     PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
     PAGODA_ASSIGN_OR_RETURN(graph.graph, kc::CudaGraph::Capture(stream_.get(), [&] {
@@ -426,12 +427,25 @@ absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
 }
 
 template <typename T>
-absl::Status CudaModelRunnerImpl<T>::UploadStep(const std::vector<std::byte>& packed) {
-  PAGODA_CHECK(packed.size() <= meta_staging_.size_bytes());
+absl::Status CudaModelRunnerImpl<T>::UploadStep(const PackedStep& packed) {
+  PAGODA_CHECK(packed_bytes_.size() <= meta_staging_.size_bytes());
   // The previous step's copy out of the staging buffer has completed: every step ends with a
   // stream synchronization.
-  std::memcpy(meta_staging_.data(), packed.data(), packed.size());
-  return kc::CopyAsync(meta_.data(), meta_staging_.data(), packed.size(), stream_.get());
+  std::memcpy(meta_staging_.data(), packed_bytes_.data(), packed_bytes_.size());
+  // packed_bytes_ is the device image up to its end unless a graph step narrowed the table.
+  if (packed.decode_table_width == packed.shape.table_width) {
+    return kc::CopyAsync(meta_.data(), meta_staging_.data(), packed_bytes_.size(), stream_.get());
+  }
+  // A graph step: the arrays before the decode table, then the used part of its rows.
+  const int64_t table = packed.layout.decode_block_tables;
+  PAGODA_RETURN_IF_ERROR(
+      kc::CopyAsync(meta_.data(), meta_staging_.data(), static_cast<size_t>(table), stream_.get()));
+  constexpr size_t kEntry = sizeof(int32_t);
+  return kc::CopyRowsAsync(static_cast<std::byte*>(meta_.data()) + table,
+                           packed.shape.table_width * kEntry,
+                           static_cast<const std::byte*>(meta_staging_.data()) + table,
+                           packed.decode_table_width * kEntry, packed.decode_table_width * kEntry,
+                           static_cast<size_t>(packed.decode_table_rows), stream_.get());
 }
 
 template <typename T>
@@ -620,7 +634,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
                                               std::vector<float>* logits) {
-  const PackedStep packed = PackStep(batch, split, nullptr, &packed_);
+  const PackedStep packed = PackStep(batch, split, nullptr, &packed_bytes_);
   DeviceStep step{.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
                   .layout = packed.layout,
@@ -628,7 +642,7 @@ absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
   if (packed.shape.num_decode_requests > 0) {
     step.plan = DecodePlan(packed.shape.num_decode_requests, packed.max_decode_context_len);
   }
-  PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+  PAGODA_RETURN_IF_ERROR(UploadStep(packed));
   PAGODA_RETURN_IF_ERROR(EnqueueForward(step));
   std::vector<int32_t> rows(packed.shape.num_logits);
   for (int32_t i = 0; i < packed.shape.num_logits; ++i) rows[i] = i;
@@ -640,9 +654,9 @@ absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::F
                                               const AttentionSplit& split,
                                               std::vector<float>* logits) {
   const StepPadding padding{.num_tokens = graph.step.shape.num_tokens, .table_width = table_width_};
-  const PackedStep packed = PackStep(batch, split, &padding, &packed_);
+  const PackedStep packed = PackStep(batch, split, &padding, &packed_bytes_);
   PAGODA_CHECK(packed.layout == graph.step.layout);
-  PAGODA_RETURN_IF_ERROR(UploadStep(packed_));
+  PAGODA_RETURN_IF_ERROR(UploadStep(packed));
   PAGODA_RETURN_IF_ERROR(graph.graph.Launch(stream_.get()));
   ++graph_replays_;
   // The graph computed logits for every row (logits_indices = 0, 1, ...): copy rows up to the

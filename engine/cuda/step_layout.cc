@@ -58,10 +58,10 @@ StepLayout LayoutFor(const StepShape& s) {
   l.logits_indices = take(s.num_logits * i32);
   l.decode_rows = take(s.num_decode_requests * i32);
   l.decode_context_lens = take(s.num_decode_requests * i32);
-  l.decode_block_tables = take(int64_t{s.num_decode_requests} * s.table_width * i32);
   l.prefill_query_start = take((s.num_prefill_requests + 1) * i32);
   l.prefill_context_lens = take(s.num_prefill_requests * i32);
   l.prefill_block_tables = take(int64_t{s.num_prefill_requests} * s.table_width * i32);
+  l.decode_block_tables = take(int64_t{s.num_decode_requests} * s.table_width * i32);
   l.size_bytes = at;
   return l;
 }
@@ -89,9 +89,13 @@ PackedStep PackStep(const model::ForwardBatch& batch, const AttentionSplit& spli
   }
   packed.layout = LayoutFor(shape);
   const StepLayout& l = packed.layout;
+  packed.decode_table_rows = padding != nullptr ? num_decode : shape.num_decode_requests;
+  packed.decode_table_width = padding != nullptr ? batch.max_blocks_per_request : shape.table_width;
   // Zero-filled: padding tokens get id 0 and position 0, padding requests context 0, and unused
   // table entries block 0 (never read: only a row's first ceil(context / block_size) are).
-  out->assign(static_cast<size_t>(l.size_bytes), std::byte{0});
+  const int64_t table_bytes =
+      int64_t{packed.decode_table_rows} * packed.decode_table_width * int64_t{sizeof(int32_t)};
+  out->assign(static_cast<size_t>(l.decode_block_tables + table_bytes), std::byte{0});
 
   std::copy(batch.token_ids.begin(), batch.token_ids.end(), At<int32_t>(*out, l.token_ids));
   std::copy(batch.positions.begin(), batch.positions.end(), At<int32_t>(*out, l.positions));
@@ -118,7 +122,7 @@ PackedStep PackStep(const model::ForwardBatch& batch, const AttentionSplit& spli
     decode_rows[i] = batch.query_start[r];
     decode_lens[i] = batch.context_lens[r];
     packed.max_decode_context_len = std::max(packed.max_decode_context_len, decode_lens[i]);
-    copy_row(r, decode_tables + static_cast<int64_t>(i) * shape.table_width);
+    copy_row(r, decode_tables + static_cast<int64_t>(i) * packed.decode_table_width);
   }
   // Padding request i owns token row i: in a decode-only batch the real requests own rows
   // [0, num_decode), so i is a padding token's row, where context 0 makes the kernel write zeros.

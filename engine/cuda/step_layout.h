@@ -44,7 +44,8 @@ struct StepShape {
 };
 
 // Byte offsets of the packed arrays from the buffer's start, each 16-byte aligned (the
-// kernels' vector loads), in this order.
+// kernels' vector loads), in this order. The decode block table comes last, so that a graph step
+// can send only the used part of its rows (PackedStep).
 struct StepLayout {
   int64_t token_ids = 0;            // int32 [num_tokens]; padding: 0
   int64_t positions = 0;            // int32 [num_tokens]; padding: 0
@@ -52,12 +53,12 @@ struct StepLayout {
   int64_t logits_indices = 0;       // int32 [num_logits]: token rows whose logits are computed
   int64_t decode_rows = 0;          // int32 [num_decode_requests]: each one's token row
   int64_t decode_context_lens = 0;  // int32 [num_decode_requests]; padding: 0 (writes zeros)
-  int64_t decode_block_tables = 0;  // int32 [num_decode_requests, table_width]
   // Absolute token rows, [num_prefill_requests + 1] (the kernel takes query_start[r] and
   // query_start[r + 1] as request r's rows).
   int64_t prefill_query_start = 0;
   int64_t prefill_context_lens = 0;  // int32 [num_prefill_requests]
   int64_t prefill_block_tables = 0;  // int32 [num_prefill_requests, table_width]
+  int64_t decode_block_tables = 0;   // int32 [num_decode_requests, table_width]
   int64_t size_bytes = 0;
 
   friend bool operator==(const StepLayout&, const StepLayout&) = default;
@@ -65,12 +66,22 @@ struct StepLayout {
 
 StepLayout LayoutFor(const StepShape& shape);
 
-// What PackStep packed.
+// What PackStep packed. The packed bytes are the device buffer's image up to
+// layout.decode_block_tables, then the decode table's first `decode_table_rows` rows with
+// `decode_table_width` entries each, dense. Without padding that is the whole table (width
+// shape.table_width), so the packed bytes are the device image. A graph step packs only its real
+// requests' rows at the batch's own width, and the runner copies them into the graph's wider
+// rows (kernels::cuda::CopyRowsAsync): a graph sized for max_model_len would otherwise move
+// max_model_len / block_size entries per row every step. The rest of the device table may hold
+// anything, since a kernel reads only the first ceil(context / block_size) entries of a row and
+// padding rows have context 0.
 struct PackedStep {
   StepShape shape;
   StepLayout layout;
   int32_t max_decode_context_len = 0;  // over the decode requests (0 without any)
   int32_t num_prefill_tokens = 0;      // query tokens of the prefill range
+  int32_t decode_table_rows = 0;
+  int32_t decode_table_width = 0;
 };
 
 // Padding a packed step up to a CUDA graph's sizes.
@@ -79,8 +90,8 @@ struct StepPadding {
   int32_t table_width = 0;
 };
 
-// Packs `batch` (validated: see model::ValidateForwardBatch) into `out`, resized to the layout's
-// size. Without `padding`, the shape is the batch's own (table_width =
+// Packs `batch` (validated: see model::ValidateForwardBatch) into `out`, resized to what is
+// packed (above). Without `padding`, the shape is the batch's own (table_width =
 // batch.max_blocks_per_request). With it the batch must be decode-only with at most
 // padding->num_tokens tokens and a table no wider than padding->table_width; it is packed with
 // num_tokens = num_decode_requests = num_logits = padding->num_tokens (logits_indices = every

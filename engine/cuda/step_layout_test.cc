@@ -57,10 +57,10 @@ TEST(LayoutForTest, ArraysAreAlignedDisjointAndInOrder) {
                                                            {l.logits_indices, 3 * 4},
                                                            {l.decode_rows, 3 * 4},
                                                            {l.decode_context_lens, 3 * 4},
-                                                           {l.decode_block_tables, 21 * 4},
                                                            {l.prefill_query_start, 3 * 4},
                                                            {l.prefill_context_lens, 2 * 4},
-                                                           {l.prefill_block_tables, 14 * 4}};
+                                                           {l.prefill_block_tables, 14 * 4},
+                                                           {l.decode_block_tables, 21 * 4}};
   int64_t end = 0;
   for (const auto& [offset, bytes] : arrays) {
     EXPECT_EQ(offset % 16, 0);
@@ -86,7 +86,11 @@ TEST(PackStepTest, MixedBatchPacksEachKernelsRequests) {
   const model::ForwardBatch batch = builder.batch();
   std::vector<std::byte> packed_bytes;
   const PackedStep p = PackStep(batch, SplitAttention(batch.query_start), nullptr, &packed_bytes);
-  ASSERT_EQ(static_cast<int64_t>(packed_bytes.size()), p.layout.size_bytes);
+  // Without padding the packed bytes are the device image, the whole decode table included.
+  EXPECT_EQ(p.decode_table_rows, 2);
+  EXPECT_EQ(p.decode_table_width, 3);
+  ASSERT_EQ(static_cast<int64_t>(packed_bytes.size()), p.layout.decode_block_tables + 2 * 3 * 4);
+  EXPECT_LE(static_cast<int64_t>(packed_bytes.size()), p.layout.size_bytes);
   EXPECT_EQ(p.shape.num_tokens, 7);
   EXPECT_EQ(p.shape.num_decode_requests, 2);
   EXPECT_EQ(p.shape.num_prefill_requests, 1);
@@ -138,8 +142,13 @@ TEST(PackStepTest, GraphPaddingGivesTheGraphsLayoutWithInertPadding) {
   EXPECT_THAT(Read<int32_t>(packed_bytes, p.layout.decode_rows, 4), ElementsAre(0, 1, 2, 3));
   EXPECT_THAT(Read<int32_t>(packed_bytes, p.layout.decode_context_lens, 4),
               ElementsAre(3, 5, 0, 0));  // context 0: the kernel writes zeros to its own row
-  EXPECT_THAT(Read<int32_t>(packed_bytes, p.layout.decode_block_tables, 10),
-              ElementsAre(4, 1 << 20, 0, 0, 0, 6, 2, 0, 0, 0));
+  // The decode table: only the real requests' rows, at the batch's width (2); the runner copies
+  // them into the graph's rows of 5.
+  EXPECT_EQ(p.decode_table_rows, 2);
+  EXPECT_EQ(p.decode_table_width, 2);
+  ASSERT_EQ(static_cast<int64_t>(packed_bytes.size()), p.layout.decode_block_tables + 2 * 2 * 4);
+  EXPECT_THAT(Read<int32_t>(packed_bytes, p.layout.decode_block_tables, 4),
+              ElementsAre(4, 1 << 20, 6, 2));
 }
 
 }  // namespace

@@ -26,6 +26,14 @@ absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream
                     "cudaMemcpyAsync");
 }
 
+absl::Status CopyRowsAsync(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                           size_t row_bytes, size_t rows, cudaStream_t stream) {
+  if (rows == 0 || row_bytes == 0) return absl::OkStatus();
+  return CudaStatus(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows,
+                                      cudaMemcpyDefault, stream),
+                    "cudaMemcpy2DAsync");
+}
+
 absl::StatusOr<CudaEvent> CudaEvent::Create() {
   cudaEvent_t event = nullptr;
   absl::Status status = CudaStatus(cudaEventCreate(&event), "cudaEventCreate");

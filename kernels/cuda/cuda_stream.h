@@ -47,6 +47,12 @@ class CudaStream {
 // respect to the host when the host side is pinned.
 absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream_t stream);
 
+// Enqueues a copy of `rows` rows of `row_bytes` each, `src_pitch` bytes apart at `src`, to rows
+// `dst_pitch` bytes apart at `dst` (cudaMemcpy2DAsync; same memory rules as CopyAsync). Both
+// pitches must be at least row_bytes. Copies nothing when rows or row_bytes is 0.
+absl::Status CopyRowsAsync(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                           size_t row_bytes, size_t rows, cudaStream_t stream);
+
 // Owns a CUDA event with timing enabled. Move-only; same device rule as CudaStream.
 class CudaEvent {
  public:

@@ -140,6 +140,21 @@ absl::Status CopyAsync(void* dst, const void* src, size_t size_bytes, cudaStream
   return absl::OkStatus();
 }
 
+absl::Status CopyRowsAsync(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                           size_t row_bytes, size_t rows, cudaStream_t stream) {
+  if (rows == 0 || row_bytes == 0) return absl::OkStatus();
+  if (dst_pitch < row_bytes || src_pitch < row_bytes) {
+    return absl::InvalidArgumentError("cudaMemcpy2DAsync: invalid pitch argument (emulated)");
+  }
+  emulation::Enqueue(stream, [=] {
+    for (size_t r = 0; r < rows; ++r) {
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
+                  static_cast<const char*>(src) + r * src_pitch, row_bytes);
+    }
+  });
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CudaGraph> CudaGraph::Capture(cudaStream_t stream,
                                              absl::FunctionRef<absl::Status()> enqueue) {
   auto* work = new WorkList;

@@ -59,6 +59,21 @@ TEST(EmulatedRuntimeTest, StreamWorkRunsWhenTheHostWaitsForIt) {
   EXPECT_EQ(Read(*device, 4), (std::vector<int32_t>{501, 11, 21, 31}));
 }
 
+TEST(EmulatedRuntimeTest, CopyRowsAsyncKeepsEachPitch) {
+  auto stream = CudaStream::Create();
+  auto device = DeviceBuffer::Create(2 * 4 * sizeof(int32_t));
+  ASSERT_TRUE(stream.ok() && device.ok());
+  const std::vector<int32_t> src = {1, 2, 3, 4, 5, 6};  // 2 rows of 3
+  ASSERT_TRUE(CopyRowsAsync(device->data(), 4 * sizeof(int32_t), src.data(), 3 * sizeof(int32_t),
+                            3 * sizeof(int32_t), 2, stream->get())
+                  .ok());
+  EXPECT_FALSE(CopyRowsAsync(device->data(), 2 * sizeof(int32_t), src.data(), 3 * sizeof(int32_t),
+                             3 * sizeof(int32_t), 2, stream->get())
+                   .ok());
+  ASSERT_TRUE(stream->Synchronize().ok());
+  EXPECT_EQ(Read(*device, 8), (std::vector<int32_t>{1, 2, 3, -1, 4, 5, 6, -1}));
+}
+
 TEST(EmulatedRuntimeTest, StreamsAreIndependentAndAFreeWaitsForAllOfThem) {
   auto a = CudaStream::Create();
   auto b = CudaStream::Create();
