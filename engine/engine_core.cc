@@ -331,18 +331,32 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
                                   .max_blocks_per_request = batch_max_blocks_,
                                   .logits_indices = batch_logits_indices_};
   const absl::Time model_start = clock_->Now();
-  PAGODA_RETURN_IF_ERROR(runner_->Execute(batch, &logits_));
+  batch_greedy_rows_.clear();
+  for (const RequestId id : batch_sampled_) {
+    const RequestState& state = *requests_.at(id);
+    batch_greedy_rows_.push_back(
+        kernels::cpu::IsPlainGreedy(state.sampling) && BannedTokens(state).empty() ? 1 : 0);
+  }
+  PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_greedy_rows_, &step_output_));
   metrics.model_seconds = Seconds(clock_->Now() - model_start);
   const int vocab = info_.vocab_size;
-  PAGODA_CHECK_EQ(logits_.size(), batch_sampled_.size() * static_cast<size_t>(vocab));
+  const std::vector<TokenId>& greedy = step_output_.greedy_tokens;
+  PAGODA_CHECK_EQ(greedy.size(), batch_sampled_.size());
+  const size_t logits_rows = static_cast<size_t>(std::count(greedy.begin(), greedy.end(), -1));
+  PAGODA_CHECK_EQ(step_output_.logits.size(), logits_rows * static_cast<size_t>(vocab));
 
   const absl::Time now = clock_->Now();
   std::vector<RequestId> ended;
+  size_t logits_row = 0;
   for (size_t row = 0; row < batch_sampled_.size(); ++row) {
     RequestState& state = *requests_.at(batch_sampled_[row]);
-    const absl::Span<float> logits(logits_.data() + row * vocab, vocab);
-    const TokenId token =
-        kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
+    TokenId token = greedy[row];
+    if (token < 0) {
+      const absl::Span<float> logits(step_output_.logits.data() + logits_row++ * vocab, vocab);
+      token = kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
+    } else {
+      PAGODA_CHECK(batch_greedy_rows_[row] != 0 && token < vocab) << "runner's greedy token";
+    }
     if (ProcessToken(state, token, now, metrics)) ended.push_back(state.id);
   }
   for (const RequestId id : ended) requests_.erase(id);

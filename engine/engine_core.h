@@ -141,7 +141,10 @@ class EngineCore {
   std::vector<int32_t> batch_logits_indices_;
   std::vector<RequestId> batch_sampled_;  // the request of each logits row
   int32_t batch_max_blocks_ = 0;
-  std::vector<float> logits_;
+  // Per sampled row: whether the runner may answer with its argmax (kernels::cpu::IsPlainGreedy
+  // and no banned token this step).
+  std::vector<uint8_t> batch_greedy_rows_;
+  StepOutput step_output_;
 };
 
 }  // namespace pagoda::engine

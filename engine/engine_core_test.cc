@@ -94,6 +94,49 @@ TEST(EngineCoreTest, GeneratesMaxTokensAndStreamsEveryToken) {
   EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0);
 }
 
+// A runner that answers greedy rows itself (as the CUDA runner does) must give the same outputs
+// as host sampling: the engine marks a row greedy only when the sampler would take the plain
+// argmax. EOS (token 5) is the argmax everywhere, so a row marked greedy while EOS is banned
+// (min_tokens), biased away or penalized would end its request early.
+TEST(EngineCoreTest, RunnerGreedyRowsMatchHostSampling) {
+  FakeModelRunner::Options runner_options;
+  runner_options.eos_token_ids = {5};
+  runner_options.favored_tokens = {5};
+  std::vector<EngineRequest> requests;
+  requests.push_back(Request(Iota(6, 1), 8));  // plain greedy: EOS at once
+  requests.push_back(Request(Iota(6, 2), 8));  // EOS banned for 4 tokens
+  requests.back().stopping.min_tokens = 4;
+  requests.push_back(Request(Iota(6, 3), 6));  // biased to token 7
+  requests.back().sampling.logit_bias = {{7, 100.0f}};
+  requests.push_back(Request(Iota(6, 4), 6));  // repetition penalty, EOS ignored
+  requests.back().sampling.repetition_penalty = 8.0f;
+  requests.back().stopping.ignore_eos = true;
+  requests.push_back(Request(Iota(6, 5), 6));  // sampled, seeded
+  requests.back().sampling.temperature = 0.9f;
+  requests.back().sampling.seed = 3;
+  requests.push_back(Request(Iota(6, 6), 6));  // plain greedy, EOS ignored: all answered by
+  requests.back().stopping.ignore_eos = true;  // the runner
+  std::vector<std::vector<TokenId>> outputs[2];
+  int64_t greedy_rows[2] = {0, 0};
+  for (const bool device_greedy : {false, true}) {
+    runner_options.device_greedy = device_greedy;
+    CoreWithRunner c = MakeCore(runner_options, Options());
+    auto out = GenerateOffline(*c.core, requests);
+    ASSERT_TRUE(out.ok()) << out.status();
+    for (const RequestCompletion& done : *out) outputs[device_greedy].push_back(done.token_ids);
+    greedy_rows[device_greedy] = c.runner->num_greedy_rows();
+  }
+  EXPECT_EQ(outputs[1], outputs[0]);
+  EXPECT_THAT(outputs[0][0], ElementsAreArray({5}));
+  ASSERT_EQ(outputs[0][1].size(), 5u);  // four banned EOS, then EOS
+  EXPECT_EQ(outputs[0][1][4], 5);
+  EXPECT_THAT(outputs[0][2], ElementsAreArray({7, 7, 7, 7, 7, 7}));
+  EXPECT_THAT(outputs[0][5], ElementsAreArray({5, 5, 5, 5, 5, 5}));
+  // Request 0's token, request 1's last one and request 5's six: nothing else qualifies.
+  EXPECT_EQ(greedy_rows[1], 1 + 1 + 6);
+  EXPECT_EQ(greedy_rows[0], 0);
+}
+
 TEST(EngineCoreTest, StopsAtMaxModelLen) {
   CoreWithRunner c = MakeCore({}, Options(/*max_model_len=*/16));
   auto out = GenerateOffline(*c.core, {Request(Iota(10), std::nullopt)});

@@ -121,6 +121,8 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   int64_t graph_replays() const override { return graph_replays_; }
 
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
+  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
+                           StepOutput* out) override;
 
  private:
   struct Graph {
@@ -133,9 +135,10 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   absl::Status ProfileAndSizePool();
   absl::Status CaptureGraphs();
   absl::Status RunEager(const model::ForwardBatch& batch, const AttentionSplit& split,
-                        std::vector<float>* logits);
+                        absl::Span<const uint8_t> greedy_rows, StepOutput* out);
   absl::Status RunGraph(const Graph& graph, const model::ForwardBatch& batch,
-                        const AttentionSplit& split, std::vector<float>* logits);
+                        const AttentionSplit& split, absl::Span<const uint8_t> greedy_rows,
+                        StepOutput* out);
   // Copies the step PackStep packed into packed_bytes_ to the device metadata buffer (through
   // pinned memory).
   absl::Status UploadStep(const PackedStep& packed);
@@ -143,10 +146,11 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // logits_ ([num_logits, vocab_padded]).
   absl::Status EnqueueForward(const DeviceStep& step);
   absl::Status EnqueueLayer(int layer, const DeviceStep& step);
-  // Copies logits rows [0, rows) to the host, waits, and writes the rows `pick` selects as
-  // floats: out[i] = row pick[i].
+  // Answers the step's logits rows from logits_ rows [0, rows), waits, and fills `out`: row i
+  // is device row pick[i], answered with its argmax when greedy_rows[i] (empty: none), else
+  // with its logits. Only what is answered crosses to the host.
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
-                              std::vector<float>* out);
+                              absl::Span<const uint8_t> greedy_rows, StepOutput* out);
   kernels::PagedKvCacheView<T> LayerCache(int layer) const;
   // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
   // function of the shape once decode_resident_blocks_ is known (no device query per step).
@@ -184,6 +188,8 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   kc::DeviceBuffer meta_;  // the packed step
   kc::PinnedHostBuffer meta_staging_;
   kc::PinnedHostBuffer logits_staging_;  // [max_logits_, vocab_padded] T bits
+  kc::DeviceBuffer argmax_;              // int32 [max_logits_]: greedy tokens
+  kc::PinnedHostBuffer argmax_staging_;  // int32 [max_logits_]
   std::vector<std::byte> packed_bytes_;  // PackStep's output (step_layout.h)
 
   kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
@@ -294,6 +300,9 @@ absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
   PAGODA_RETURN_IF_ERROR(alloc(&meta_, largest.size_bytes));
   PAGODA_ASSIGN_OR_RETURN(meta_staging_,
                           kc::PinnedHostBuffer::Create(static_cast<size_t>(largest.size_bytes)));
+  PAGODA_RETURN_IF_ERROR(alloc(&argmax_, int64_t{max_logits_} * int64_t{sizeof(int32_t)}));
+  PAGODA_ASSIGN_OR_RETURN(argmax_staging_, kc::PinnedHostBuffer::Create(
+                                               static_cast<size_t>(max_logits_) * sizeof(int32_t)));
   PAGODA_ASSIGN_OR_RETURN(logits_staging_, kc::PinnedHostBuffer::Create(static_cast<size_t>(
                                                int64_t{max_logits_} * dims_.vocab_padded * e)));
   report_.activation_bytes = bytes;
@@ -369,8 +378,8 @@ absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
                                   .block_tables = block_tables,
                                   .max_blocks_per_request = width,
                                   .logits_indices = logits_indices};
-  std::vector<float> logits;
-  PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), &logits));
+  StepOutput out;
+  PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), {}, &out));
   PAGODA_RETURN_IF_ERROR(CaptureGraphs());
   PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
   PAGODA_ASSIGN_OR_RETURN(const kc::DeviceMemoryInfo info, kc::CurrentDeviceMemoryInfo());
@@ -614,18 +623,60 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
-                                                    std::vector<float>* out) {
+                                                    absl::Span<const uint8_t> greedy_rows,
+                                                    StepOutput* out) {
+  const auto greedy = [&](size_t i) { return !greedy_rows.empty() && greedy_rows[i] != 0; };
+  cudaStream_t stream = stream_.get();
+  size_t num_greedy = 0;
+  for (size_t i = 0; i < pick.size(); ++i) num_greedy += greedy(i) ? 1 : 0;
+  if (num_greedy > 0) {
+    PAGODA_RETURN_IF_ERROR(kc::Argmax<T>({.logits = Ptr(logits_),
+                                          .row_stride = dims_.vocab_padded,
+                                          .vocab_size = dims_.vocab,
+                                          .rows = rows,
+                                          .tokens = static_cast<int32_t*>(argmax_.data())},
+                                         stream));
+    PAGODA_RETURN_IF_ERROR(kc::CopyAsync(argmax_staging_.data(), argmax_.data(),
+                                         static_cast<size_t>(rows) * sizeof(int32_t), stream));
+  }
+  // The other rows' logits: one copy per run of consecutive device rows.
   const int64_t row_bytes = dims_.vocab_padded * int64_t{sizeof(T)};
-  PAGODA_RETURN_IF_ERROR(kc::CopyAsync(logits_staging_.data(), logits_.data(),
-                                       static_cast<size_t>(rows * row_bytes), stream_.get()));
+  auto* staging = static_cast<std::byte*>(logits_staging_.data());
+  const auto* device = static_cast<const std::byte*>(logits_.data());
+  for (size_t i = 0; i < pick.size();) {
+    if (greedy(i)) {
+      ++i;
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < pick.size() && !greedy(end) && pick[end] == pick[end - 1] + 1) ++end;
+    const int64_t offset = pick[i] * row_bytes;
+    PAGODA_RETURN_IF_ERROR(kc::CopyAsync(staging + offset, device + offset,
+                                         static_cast<size_t>((end - i) * row_bytes), stream));
+    i = end;
+  }
   // Also reports any asynchronous error of the step's kernels.
   PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
+
+  const auto* tokens = static_cast<const int32_t*>(argmax_staging_.data());
   const auto* bits = static_cast<const uint16_t*>(logits_staging_.data());
-  out->resize(pick.size() * dims_.vocab);
+  out->greedy_tokens.resize(pick.size());
+  out->logits.resize((pick.size() - num_greedy) * dims_.vocab);
+  float* dst = out->logits.data();
   for (size_t i = 0; i < pick.size(); ++i) {
+    if (greedy(i)) {
+      const int32_t token = tokens[pick[i]];
+      if (token < 0) {
+        return absl::InternalError(absl::StrCat("CUDA runner: logits row ", i,
+                                                " has no samplable token (all NaN or -inf)"));
+      }
+      out->greedy_tokens[i] = token;
+      continue;
+    }
+    out->greedy_tokens[i] = -1;
     const uint16_t* row = bits + pick[i] * dims_.vocab_padded;
-    float* dst = out->data() + i * dims_.vocab;
     for (int64_t j = 0; j < dims_.vocab; ++j) dst[j] = FromBits<T>(row[j]);
+    dst += dims_.vocab;
   }
   return absl::OkStatus();
 }
@@ -633,7 +684,8 @@ absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<con
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
-                                              std::vector<float>* logits) {
+                                              absl::Span<const uint8_t> greedy_rows,
+                                              StepOutput* out) {
   const PackedStep packed = PackStep(batch, split, nullptr, &packed_bytes_);
   DeviceStep step{.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
@@ -646,31 +698,48 @@ absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
   PAGODA_RETURN_IF_ERROR(EnqueueForward(step));
   std::vector<int32_t> rows(packed.shape.num_logits);
   for (int32_t i = 0; i < packed.shape.num_logits; ++i) rows[i] = i;
-  return DownloadLogits(packed.shape.num_logits, rows, logits);
+  return DownloadLogits(packed.shape.num_logits, rows, greedy_rows, out);
 }
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
-                                              std::vector<float>* logits) {
+                                              absl::Span<const uint8_t> greedy_rows,
+                                              StepOutput* out) {
   const StepPadding padding{.num_tokens = graph.step.shape.num_tokens, .table_width = table_width_};
   const PackedStep packed = PackStep(batch, split, &padding, &packed_bytes_);
   PAGODA_CHECK(packed.layout == graph.step.layout);
   PAGODA_RETURN_IF_ERROR(UploadStep(packed));
   PAGODA_RETURN_IF_ERROR(graph.graph.Launch(stream_.get()));
   ++graph_replays_;
-  // The graph computed logits for every row (logits_indices = 0, 1, ...): copy rows up to the
-  // last one wanted.
+  // The graph computed logits for every row (logits_indices = 0, 1, ...): answer from rows up
+  // to the last one wanted.
   int32_t rows = 0;
   for (const int32_t i : batch.logits_indices) rows = std::max(rows, i + 1);
-  return DownloadLogits(rows, batch.logits_indices, logits);
+  return DownloadLogits(rows, batch.logits_indices, greedy_rows, out);
 }
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
                                              std::vector<float>* logits) {
+  StepOutput out;
+  out.logits.swap(*logits);  // reuses the caller's capacity
+  const absl::Status status = ExecuteStep(batch, {}, &out);
+  logits->swap(out.logits);
+  return status;
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batch,
+                                                 absl::Span<const uint8_t> greedy_rows,
+                                                 StepOutput* out) {
   PAGODA_RETURN_IF_ERROR(
       model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size));
+  if (!greedy_rows.empty() && greedy_rows.size() != batch.logits_indices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA runner: ", greedy_rows.size(),
+                                                   " greedy_rows flags for ",
+                                                   batch.logits_indices.size(), " logits rows"));
+  }
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_requests = static_cast<int64_t>(batch.context_lens.size());
   if (num_tokens > max_tokens_ || num_requests > max_requests_ ||
@@ -685,7 +754,8 @@ absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
   // The engine thread may not be the thread that created the runner.
   PAGODA_RETURN_IF_ERROR(kc::SetCurrentDevice(options_.device));
   if (num_tokens == 0) {
-    logits->clear();
+    out->greedy_tokens.clear();
+    out->logits.clear();
     return absl::OkStatus();
   }
   AttentionSplit split = SplitAttention(batch.query_start);
@@ -693,9 +763,9 @@ absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
       static_cast<int64_t>(split.decode_requests.size()) == num_tokens) {
     const auto it = graphs_.lower_bound(static_cast<int>(num_tokens));
     PAGODA_CHECK(it != graphs_.end());
-    return RunGraph(it->second, batch, split, logits);
+    return RunGraph(it->second, batch, split, greedy_rows, out);
   }
-  return RunEager(batch, split, logits);
+  return RunEager(batch, split, greedy_rows, out);
 }
 
 }  // namespace

@@ -7,11 +7,13 @@
 // the driver; the GPU test (cuda_model_runner_test.cc) remains the authority.
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/status_macros.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/testing/runner_comparison.h"
 #include "engine/engine_core.h"
@@ -109,21 +111,57 @@ TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemor
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
 }
 
-// The whole engine on the emulated runner: concurrent greedy requests on a pool small enough to
-// preempt (so recomputation, chunked prefill, mixed steps and graph-replayed decodes all occur)
-// complete with all their tokens, leave no block in use, and replay identically.
+// Forwards to a runner but leaves ExecuteStep to ModelRunner's default, so that the engine
+// samples every row on the host from the logits; counts the greedy tokens the runner returns
+// otherwise.
+class Forwarding final : public ModelRunner {
+ public:
+  Forwarding(std::unique_ptr<ModelRunner> runner, bool device_greedy, int64_t* greedy_tokens)
+      : runner_(std::move(runner)), device_greedy_(device_greedy), greedy_tokens_(greedy_tokens) {}
+  const model::ModelConfig& config() const override { return runner_->config(); }
+  int num_kv_blocks() const override { return runner_->num_kv_blocks(); }
+  int block_size() const override { return runner_->block_size(); }
+  model::DType kv_dtype() const override { return runner_->kv_dtype(); }
+  model::DType weight_dtype() const override { return runner_->weight_dtype(); }
+  const char* backend_name() const override { return runner_->backend_name(); }
+  absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
+    return runner_->Execute(batch, logits);
+  }
+  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
+                           StepOutput* out) override {
+    if (!device_greedy_) return ModelRunner::ExecuteStep(batch, greedy_rows, out);
+    PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, greedy_rows, out));
+    for (const TokenId t : out->greedy_tokens) *greedy_tokens_ += t >= 0 ? 1 : 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<ModelRunner> runner_;
+  bool device_greedy_;
+  int64_t* greedy_tokens_;
+};
+
+// The whole engine on the emulated runner: concurrent requests on a pool small enough to preempt
+// (so recomputation, chunked prefill, mixed steps and graph-replayed decodes all occur) complete
+// with all their tokens and leave no block in use. Greedy requests take the runner's argmax and
+// the others (seeded, temperature 0.8) are sampled on the host from the rows it sends; a second
+// run samples every row on the host from the same runner's logits and must produce the same
+// tokens.
 TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption) {
   std::vector<EngineRequest> requests;
   for (int i = 0; i < 5; ++i) {
     EngineRequest r;
     for (int t = 0; t < 40; ++t) r.prompt_tokens.push_back(1 + (i * 31 + t * 17) % 200);
-    r.sampling.temperature = 0.0f;
+    r.sampling.temperature = i % 2 == 0 ? 0.0f : 0.8f;
+    r.sampling.seed = 100 + i;
     r.stopping.max_tokens = 24;
     r.stopping.ignore_eos = true;
     requests.push_back(std::move(r));
   }
   std::vector<std::vector<TokenId>> runs[2];
-  for (auto& tokens : runs) {
+  int64_t device_greedy_tokens[2] = {0, 0};
+  for (int run = 0; run < 2; ++run) {
+    std::vector<std::vector<TokenId>>& tokens = runs[run];
     CudaModelRunnerOptions runner_options = TinyOptions(model::DType::kBF16, false);
     runner_options.max_num_seqs = 5;
     // 12 blocks of 16 tokens: four 40-token prompts (3 blocks each) are admitted, and their
@@ -136,7 +174,10 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
     options.scheduler.max_num_seqs = runner_options.max_num_seqs;
     options.scheduler.max_num_batched_tokens = runner_options.max_num_batched_tokens;
     options.scheduler.max_model_len = runner_options.max_model_len;
-    auto core = EngineCore::Create("tiny", *std::move(runner), nullptr, options);
+    auto core = EngineCore::Create(
+        "tiny",
+        std::make_unique<Forwarding>(*std::move(runner), run == 0, &device_greedy_tokens[run]),
+        nullptr, options);
     ASSERT_TRUE(core.ok()) << core.status();
     auto completions = GenerateOffline(**core, requests);
     ASSERT_TRUE(completions.ok()) << completions.status();
@@ -148,6 +189,10 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
     EXPECT_GT((*core)->num_preemptions(), 0);
   }
   EXPECT_EQ(runs[0], runs[1]);
+  // Every token of the 3 greedy requests (24 each) came from the runner's argmax in the first
+  // run, none in the second.
+  EXPECT_EQ(device_greedy_tokens[0], 3 * 24);
+  EXPECT_EQ(device_greedy_tokens[1], 0);
 }
 
 // The factory builds the runner for --device cuda as pagodad does (the built-in model here).

@@ -7,6 +7,8 @@
 // position read before it was written changes the logits or fails the step, so outputs equal
 // those of a correct engine only if the paging is right.
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,6 +36,9 @@ class FakeModelRunner final : public ModelRunner {
     std::optional<int> sliding_window;
     // Each Execute() sleeps this long (a slow model, for tests that race the engine thread).
     absl::Duration step_delay = absl::ZeroDuration();
+    // ExecuteStep answers the rows the engine marks greedy with their argmax, as a GPU runner
+    // does, instead of the default (every row as logits).
+    bool device_greedy = false;
   };
 
   explicit FakeModelRunner(const Options& options)
@@ -103,6 +108,31 @@ class FakeModelRunner final : public ModelRunner {
     return absl::OkStatus();
   }
 
+  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
+                           StepOutput* out) override {
+    if (!options_.device_greedy) return ModelRunner::ExecuteStep(batch, greedy_rows, out);
+    std::vector<float> logits;
+    if (absl::Status s = Execute(batch, &logits); !s.ok()) return s;
+    const size_t vocab = static_cast<size_t>(options_.vocab_size);
+    out->greedy_tokens.clear();
+    out->logits.clear();
+    for (size_t row = 0; row < batch.logits_indices.size(); ++row) {
+      const auto begin = logits.begin() + static_cast<std::ptrdiff_t>(row * vocab);
+      if (!greedy_rows.empty() && greedy_rows[row] != 0) {
+        // The first maximum: the lowest id among ties, as the sampler's greedy rule.
+        out->greedy_tokens.push_back(
+            static_cast<TokenId>(std::max_element(begin, begin + vocab) - begin));
+        ++num_greedy_rows_;
+      } else {
+        out->greedy_tokens.push_back(-1);
+        out->logits.insert(out->logits.end(), begin, begin + vocab);
+      }
+    }
+    return absl::OkStatus();
+  }
+  // Rows ExecuteStep answered with their argmax.
+  int64_t num_greedy_rows() const { return num_greedy_rows_; }
+
   // The next Execute fails (an engine failure).
   void FailNextStep() { fail_next_ = true; }
   int64_t num_steps() const { return num_steps_; }
@@ -124,6 +154,7 @@ class FakeModelRunner final : public ModelRunner {
   std::vector<Slot> slots_;
   bool fail_next_ = false;
   int64_t num_steps_ = 0;
+  int64_t num_greedy_rows_ = 0;
 };
 
 }  // namespace pagoda::engine::testing

@@ -515,6 +515,12 @@ void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& param
   }
 }
 
+bool IsPlainGreedy(const SamplingParams& params) {
+  return params.temperature < kGreedyTemperature && params.logit_bias.empty() &&
+         params.repetition_penalty == 1.0f && params.presence_penalty == 0.0f &&
+         params.frequency_penalty == 0.0f;
+}
+
 TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
                absl::Span<const TokenId> banned_tokens) {
   PAGODA_CHECK(!logits.empty());

@@ -120,4 +120,10 @@ void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& param
 TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
                absl::Span<const TokenId> banned_tokens = {});
 
+// True when Sample() with `params` and no banned tokens is the argmax of the logits as they
+// are (the largest, the lowest id among ties, NaN never), whatever the state: greedy, with no
+// logit bias and no penalty. Whoever computes that argmax (a GPU runner, next to the logits) can
+// then stand in for the sampler.
+bool IsPlainGreedy(const SamplingParams& params);
+
 }  // namespace pagoda::kernels::cpu

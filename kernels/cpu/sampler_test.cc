@@ -94,6 +94,32 @@ TEST(SamplerTest, GreedyTiesGoToLowestIdAndTinyTemperatureIsGreedy) {
   EXPECT_EQ(Sample(absl::MakeSpan(logits), params, state), 1);
 }
 
+TEST(SamplerTest, PlainGreedyIsOnlyGreedyWithoutAdjustments) {
+  SamplingParams params;
+  EXPECT_FALSE(IsPlainGreedy(params));  // temperature 1
+  params.temperature = 0.0f;
+  params.top_k = 5;  // irrelevant when greedy
+  params.top_p = 0.5f;
+  EXPECT_TRUE(IsPlainGreedy(params));
+  // Each adjustment can move the argmax, so each one rules the shortcut out.
+  SamplingParams biased = params;
+  biased.logit_bias = {{3, 1.0f}};
+  SamplingParams repeated = params;
+  repeated.repetition_penalty = 1.2f;
+  SamplingParams present = params;
+  present.presence_penalty = 0.5f;
+  SamplingParams frequent = params;
+  frequent.frequency_penalty = -0.5f;
+  for (const SamplingParams& p : {biased, repeated, present, frequent}) {
+    EXPECT_FALSE(IsPlainGreedy(p));
+  }
+  // And when it holds, Sample is the argmax whatever the state's history.
+  std::vector<float> logits = {1.0f, 5.0f, 2.0f, 5.0f, kNegInf, std::nanf("")};
+  SamplerState state(1, std::vector<TokenId>{1, 1, 3});
+  state.AddOutputToken(1);
+  EXPECT_EQ(Sample(absl::MakeSpan(logits), params, state), 1);
+}
+
 TEST(SamplerTest, TemperatureMatchesSoftmaxDistribution) {
   const std::vector<float> logits = {1.0f, 0.5f, -0.3f, 2.0f, 0.0f, -1.0f, 1.5f, 0.2f};
   for (float temperature : {0.7f, 1.0f, 2.5f}) {

@@ -13,7 +13,9 @@ namespace pagoda::kernels::cuda {
 namespace {
 
 using internal::AddInPlaceKernel;
+using internal::ArgmaxKernel;
 using internal::EmbeddingKernel;
+using internal::kArgmaxThreads;
 using internal::kNormThreads;
 using internal::RmsNormKernel;
 using internal::SiluAndMulKernel;
@@ -100,6 +102,24 @@ absl::Status AddInPlace(const AddInPlaceParams<T>& p, cudaStream_t stream) {
   });
 }
 
+template <typename T>
+absl::Status Argmax(const ArgmaxParams<T>& p, cudaStream_t stream) {
+  if (p.rows < 0 || p.vocab_size <= 0 || p.vocab_size > 0x7fffffff || p.row_stride < p.vocab_size) {
+    return absl::InvalidArgumentError("Argmax: bad sizes");
+  }
+  if (p.rows == 0) return absl::OkStatus();
+  if (p.logits == nullptr || p.tokens == nullptr) {
+    return absl::InvalidArgumentError("Argmax: null device pointer");
+  }
+  // Rows start 16-byte aligned when the first does and the stride is a multiple of 8; the
+  // vocabulary's tail past a multiple of 8 is read scalar.
+  const bool vec = p.row_stride % 8 == 0 && Aligned16(p.logits);
+  return DispatchVec(vec, [&](auto k) {
+    return internal::LaunchKernel("ArgmaxKernel", &ArgmaxKernel<T, decltype(k)::value>, p.rows,
+                                  kArgmaxThreads, 0, stream, p);
+  });
+}
+
 template absl::Status Embedding<__nv_bfloat16>(const EmbeddingParams<__nv_bfloat16>&, cudaStream_t);
 template absl::Status RmsNorm<__nv_bfloat16>(const RmsNormParams<__nv_bfloat16>&, cudaStream_t);
 template absl::Status SiluAndMul<__nv_bfloat16>(const SiluAndMulParams<__nv_bfloat16>&,
@@ -110,5 +130,7 @@ template absl::Status Embedding<__half>(const EmbeddingParams<__half>&, cudaStre
 template absl::Status RmsNorm<__half>(const RmsNormParams<__half>&, cudaStream_t);
 template absl::Status SiluAndMul<__half>(const SiluAndMulParams<__half>&, cudaStream_t);
 template absl::Status AddInPlace<__half>(const AddInPlaceParams<__half>&, cudaStream_t);
+template absl::Status Argmax<__nv_bfloat16>(const ArgmaxParams<__nv_bfloat16>&, cudaStream_t);
+template absl::Status Argmax<__half>(const ArgmaxParams<__half>&, cudaStream_t);
 
 }  // namespace pagoda::kernels::cuda

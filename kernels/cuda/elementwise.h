@@ -71,4 +71,19 @@ struct AddInPlaceParams {
 template <typename T>
 absl::Status AddInPlace(const AddInPlaceParams<T>& params, cudaStream_t stream);
 
+// Greedy sampling on the device: tokens[r] = the index of the largest of
+// logits[r * row_stride + 0 .. vocab_size), by kernels::cpu::Sample's greedy rule (the lowest
+// index among ties; NaN is never chosen), or -1 for a row with nothing above -inf (which the CPU
+// sampler refuses as "no samplable token"). One block per row.
+template <typename T>
+struct ArgmaxParams {
+  const T* logits = nullptr;
+  int64_t row_stride = 0;
+  int64_t vocab_size = 0;
+  int32_t rows = 0;
+  int32_t* tokens = nullptr;  // [rows]
+};
+template <typename T>
+absl::Status Argmax(const ArgmaxParams<T>& params, cudaStream_t stream);
+
 }  // namespace pagoda::kernels::cuda

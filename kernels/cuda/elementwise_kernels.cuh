@@ -121,6 +121,62 @@ __global__ void SiluAndMulKernel(const SiluAndMulParams<T> p) {
   }
 }
 
+// ---- Argmax ---------------------------------------------------------------------------------
+
+inline constexpr int kArgmaxThreads = 256;
+
+// A candidate token: its logit and id, or id -1 for none.
+struct Best {
+  float value;
+  int32_t id;
+};
+
+// The better of two candidates: the larger logit, then the lower id. A real candidate's logit is
+// above -inf (Consider only takes those), so none (-1) loses to any.
+__device__ __forceinline__ Best Better(Best a, Best b) {
+  if (b.id < 0) return a;
+  if (a.id < 0) return b;
+  return b.value > a.value || (b.value == a.value && b.id < a.id) ? b : a;
+}
+
+// Ids arrive in increasing order per thread, so a strictly larger logit is needed to replace.
+// NaN compares false and -inf is never above the initial -inf: neither is taken.
+__device__ __forceinline__ void Consider(Best& best, float value, int32_t id) {
+  if (value > best.value) best = {value, id};
+}
+
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kArgmaxThreads) ArgmaxKernel(const ArgmaxParams<T> p) {
+  __shared__ Best warp_best[kArgmaxThreads / kWarpSize];
+  const T* row = p.logits + static_cast<int64_t>(blockIdx.x) * p.row_stride;
+  Best best = {-INFINITY, -1};
+  const int64_t vec_end = p.vocab_size / kVec * kVec;
+  for (int64_t i = threadIdx.x * kVec; i < vec_end; i += kArgmaxThreads * kVec) {
+    float v[kVec];
+    LoadVec<T, kVec>(row + i, v);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) Consider(best, v[k], static_cast<int32_t>(i + k));
+  }
+  for (int64_t i = vec_end + threadIdx.x; i < p.vocab_size; i += kArgmaxThreads) {
+    Consider(best, ToFloat(row[i]), static_cast<int32_t>(i));
+  }
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    const Best other = {__shfl_xor_sync(kFullMask, best.value, offset),
+                        __shfl_xor_sync(kFullMask, best.id, offset)};
+    best = Better(best, other);
+  }
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (lane == 0) warp_best[warp] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Best total = warp_best[0];
+    for (int w = 1; w < kArgmaxThreads / kWarpSize; ++w) total = Better(total, warp_best[w]);
+    p.tokens[blockIdx.x] = total.id;
+  }
+}
+
 // ---- Add in place ---------------------------------------------------------------------------
 
 template <typename T, int kVec>

@@ -1,6 +1,6 @@
 // The GPU's per-token kernels (embedding, RMSNorm, SiLU-and-mul, residual add, RoPE,
-// reshape-and-cache) against the CPU kernels on random inputs rounded to T, for bf16 and fp16,
-// on shapes that take the 16-byte vector path and shapes that take the scalar path. Skips
+// reshape-and-cache, greedy argmax) against the CPU kernels on random inputs rounded to T, for bf16
+// and fp16, on shapes that take the 16-byte vector path and shapes that take the scalar path. Skips
 // without a CUDA device.
 //
 // Tolerances (|gpu - cpu| <= atol + rtol * |cpu|): copies and the residual add must match
@@ -27,6 +27,7 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/sampler.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/device_array.h"
 #include "kernels/cuda/half_types.h"
@@ -195,6 +196,52 @@ TEST_F(ElementwiseGpuTest, SiluAndMulOnAFusedGateUpActivation) {
     CheckSiluAndMul<__nv_bfloat16>(5, dim);
     CheckSiluAndMul<__half>(5, dim);
   }
+}
+
+// Argmax against the CPU sampler's greedy choice on the rounded logits: a 128k padded
+// vocabulary (vector path) and an odd one (scalar path), ties across warps, NaN, and a padding
+// column larger than every real logit.
+template <typename T>
+void CheckArgmax(int64_t vocab, int64_t stride) {
+  const int32_t rows = 5;
+  std::vector<float> logits = RandomRounded<T>(rows * stride, 9);
+  for (int32_t r = 0; r < rows; ++r) {
+    for (int64_t i = vocab; i < stride; ++i) logits[r * stride + i] = 1000.0f;
+  }
+  logits[0 * stride + 3] = 60.0f;  // a tie: the lower id wins
+  logits[0 * stride + vocab - 1] = 60.0f;
+  logits[1 * stride + 0] = std::numeric_limits<float>::quiet_NaN();
+  logits[2 * stride + vocab / 2] = 70.0f;
+  const std::vector<T> rounded_t = ToDeviceType<T>(logits);
+  DeviceArray<T> d_logits = Upload(rounded_t);
+  DeviceArray<int32_t> d_tokens = Upload(std::vector<int32_t>(rows, -7));
+  ASSERT_TRUE(Argmax(ArgmaxParams<T>{.logits = d_logits.data(),
+                                     .row_stride = stride,
+                                     .vocab_size = vocab,
+                                     .rows = rows,
+                                     .tokens = d_tokens.data()},
+                     nullptr)
+                  .ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  auto tokens = d_tokens.ToHost();
+  ASSERT_TRUE(tokens.ok());
+  const cpu::SamplingParams greedy{.temperature = 0.0f};
+  for (int32_t r = 0; r < rows; ++r) {
+    std::vector<float> row;
+    for (int64_t i = 0; i < vocab; ++i) row.push_back(ToFloatHost(rounded_t[r * stride + i]));
+    cpu::SamplerState state(std::nullopt, {});
+    EXPECT_EQ((*tokens)[r], cpu::Sample(absl::MakeSpan(row), greedy, state))
+        << "row " << r << ", vocab " << vocab;
+  }
+  EXPECT_EQ((*tokens)[0], 3);
+  EXPECT_EQ((*tokens)[2], vocab / 2);
+}
+
+TEST_F(ElementwiseGpuTest, ArgmaxIsTheCpuSamplersGreedyChoice) {
+  CheckArgmax<__nv_bfloat16>(128256, 128256);
+  CheckArgmax<__half>(128256, 128256);
+  CheckArgmax<__nv_bfloat16>(32001, 32008);
+  CheckArgmax<__nv_bfloat16>(1001, 1001);
 }
 
 template <typename T>

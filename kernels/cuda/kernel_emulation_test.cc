@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/sampler.h"
 #include "kernels/cuda/attention_test_batch.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/head_dim_dispatch.h"
@@ -517,6 +518,55 @@ TEST(KernelEmulationTest, SiluAndMulAddInPlaceAndEmbedding) {
     want_rows[2 * 2 * dim + i] = gate_up[i];
   }
   ExpectNear(ToFloats(rows_t), want_rows, 0.0f, 0.0f, "embedding");
+}
+
+TEST(KernelEmulationTest, ArgmaxIsTheCpuSamplersGreedyChoice) {
+  // Rows of a padded vocabulary (stride 1032, 1027 real tokens) with ties, NaN, +-inf and a
+  // maximum in the scalar tail; the padding holds a larger value that must be ignored.
+  const int64_t vocab = 1027;
+  const int64_t stride = 1032;
+  const int32_t rows = 6;
+  std::vector<float> logits = RandomBf16Values(static_cast<size_t>(rows * stride), 11, 4.0f);
+  for (int32_t r = 0; r < rows; ++r) {
+    for (int64_t i = vocab; i < stride; ++i) logits[r * stride + i] = 100.0f;
+  }
+  const float nan = std::nanf("");
+  const float inf = INFINITY;
+  logits[0 * stride + 17] = 40.0f;  // a tie: the lower id wins
+  logits[0 * stride + 900] = 40.0f;
+  logits[1 * stride + 3] = nan;      // NaN is never chosen
+  logits[1 * stride + 1025] = 45.0f;  // in the scalar tail
+  logits[2 * stride + 600] = inf;    // +inf wins (the CPU allows it when greedy)
+  for (int64_t i = 0; i < vocab; ++i) logits[3 * stride + i] = i % 2 == 0 ? -inf : nan;
+  logits[4 * stride + 1026] = 50.0f;  // the last token
+  logits[4 * stride + 5] = 50.0f;
+  std::vector<T16> logits_t = ToDeviceType<T16>(logits);
+  std::vector<float> rounded = ToFloats(logits_t);
+
+  for (const int vec : {8, 1}) {
+    std::vector<int32_t> tokens(rows, -7);
+    const ArgmaxParams<T16> p{.logits = logits_t.data(),
+                              .row_stride = stride,
+                              .vocab_size = vocab,
+                              .rows = rows,
+                              .tokens = tokens.data()};
+    emulation::Launch(dim3(rows), dim3(internal::kArgmaxThreads), 0,
+                      vec == 8 ? &internal::ArgmaxKernel<T16, 8> : &internal::ArgmaxKernel<T16, 1>,
+                      p);
+    EXPECT_EQ(tokens[3], -1) << "a row of NaN and -inf has no samplable token";
+    const cpu::SamplingParams greedy{.temperature = 0.0f};
+    for (int32_t r = 0; r < rows; ++r) {
+      if (r == 3) continue;
+      std::vector<float> row(rounded.begin() + r * stride, rounded.begin() + r * stride + vocab);
+      cpu::SamplerState state(std::nullopt, {});
+      EXPECT_EQ(tokens[r], cpu::Sample(absl::MakeSpan(row), greedy, state))
+          << "row " << r << ", vector width " << vec;
+    }
+    EXPECT_EQ(tokens[0], 17);
+    EXPECT_EQ(tokens[1], 1025);
+    EXPECT_EQ(tokens[2], 600);
+    EXPECT_EQ(tokens[4], 5);
+  }
 }
 
 }  // namespace

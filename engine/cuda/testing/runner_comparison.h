@@ -25,6 +25,7 @@
 #include "engine/cpu_model_runner.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/sampler.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
@@ -95,8 +96,42 @@ void ExpectLogitsClose(const std::vector<float>& cpu, const std::vector<float>& 
   }
 }
 
+// Runs `batch` again through ExecuteStep with every other logits row greedy: the greedy rows
+// must come back as the host sampler's greedy choice on the `logits` Execute returned for the
+// same batch, and the others with exactly those logits. (Running a step again rewrites its K/V
+// with the same values.)
+inline void ExpectDeviceGreedyMatches(ModelRunner& gpu, const model::ForwardBatch& batch,
+                                      const std::vector<float>& logits, int vocab,
+                                      const std::string& what) {
+  const size_t rows = batch.logits_indices.size();
+  std::vector<uint8_t> greedy(rows);
+  for (size_t r = 0; r < rows; ++r) greedy[r] = r % 2 == 0 ? 1 : 0;
+  StepOutput out;
+  const absl::Status s = gpu.ExecuteStep(batch, greedy, &out);
+  ASSERT_TRUE(s.ok()) << what << ": " << s;
+  ASSERT_EQ(out.greedy_tokens.size(), rows) << what;
+  size_t next = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    std::vector<float> row(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+    if (greedy[r] != 0) {
+      kernels::cpu::SamplerState state(0, {});
+      EXPECT_EQ(out.greedy_tokens[r],
+                kernels::cpu::Sample(absl::MakeSpan(row), {.temperature = 0.0f}, state))
+          << what << ": greedy row " << r;
+    } else {
+      EXPECT_EQ(out.greedy_tokens[r], -1) << what << " row " << r;
+      ASSERT_LE((next + 1) * vocab, out.logits.size()) << what;
+      EXPECT_TRUE(std::equal(row.begin(), row.end(), out.logits.begin() + next * vocab))
+          << what << ": logits row " << r;
+      ++next;
+    }
+  }
+  EXPECT_EQ(out.logits.size(), next * vocab) << what;
+}
+
 // Steps both runners through the same batches (blocks scattered over the pool, prefix reuse,
-// chunked prefill, mixed prefill and decode, decode-only) and compares their logits each step.
+// chunked prefill, mixed prefill and decode, decode-only) and compares their logits each step;
+// then checks the GPU runner's greedy rows on the same step (ExpectDeviceGreedyMatches).
 void CompareOnSteps(ModelRunner& cpu, ModelRunner& gpu, int vocab) {
   std::vector<TokenId> a, b, c;
   for (int i = 0; i < 70; ++i) a.push_back((i * 37 + 5) % vocab);
@@ -138,6 +173,7 @@ void CompareOnSteps(ModelRunner& cpu, ModelRunner& gpu, int vocab) {
     const absl::Status s = gpu.Execute(builder.batch(), &gpu_logits);
     ASSERT_TRUE(s.ok()) << step.name << ": " << s;
     ExpectLogitsClose(cpu_logits, gpu_logits, vocab, step.name);
+    ExpectDeviceGreedyMatches(gpu, builder.batch(), gpu_logits, vocab, step.name);
   }
 }
 
