@@ -219,10 +219,7 @@ Gemm::~Gemm() = default;
 
 template <typename T>
 absl::Status Gemm::Run(const GemmParams<T>& p, cudaStream_t stream) {
-  if (p.m < 0 || p.n <= 0 || p.k <= 0 || p.n % 8 != 0 || p.k % 8 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Gemm: need n, k multiples of 8; m=", p.m, " n=", p.n, " k=", p.k));
-  }
+  if (absl::Status s = CheckGemmParams(p); !s.ok() || p.m == 0) return s;
   emulation::Enqueue(stream, [p] {
     for (int64_t i = 0; i < p.m; ++i) {
       for (int64_t j = 0; j < p.n; ++j) {

@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/cuda_stream.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/pinned_host_buffer.h"
 
@@ -161,6 +162,41 @@ TEST(EmulatedRuntimeTest, RefusesLaunchesTheDeviceWouldRefuse) {
   EXPECT_FALSE(AddOne(data, 32, stream->get(), (64 << 10) + 16).ok());
   EXPECT_FALSE(internal::AllowDynamicSharedMemory(&AddOneKernel, 228 << 10, "opt-in").ok());
   ASSERT_TRUE(stream->Synchronize().ok());
+}
+
+TEST(EmulatedRuntimeTest, GemmKeepsTheContractOfTheRealOne) {
+  auto gemm = Gemm::Create({});
+  auto stream = CudaStream::Create();
+  ASSERT_TRUE(gemm.ok() && stream.ok());
+  // y[2, 8] += x[2, 8] W[8, 8]^T + bias, with W = 2 I and bias = 1: y = y + 2x + 1.
+  std::vector<__nv_bfloat16> x(16), w(64), bias(8), y(16);
+  for (int i = 0; i < 16; ++i) x[i] = __float2bfloat16(static_cast<float>(i));
+  for (int i = 0; i < 64; ++i) w[i] = __float2bfloat16(i % 9 == 0 ? 2.0f : 0.0f);  // diagonal
+  for (auto& b : bias) b = __float2bfloat16(1.0f);
+  for (auto& v : y) v = __float2bfloat16(10.0f);
+  GemmParams<__nv_bfloat16> p{.x = x.data(),
+                              .w = w.data(),
+                              .bias = bias.data(),
+                              .y = y.data(),
+                              .m = 2,
+                              .n = 8,
+                              .k = 8,
+                              .output = GemmOutput::kAccumulate};
+  ASSERT_TRUE((*gemm)->Run(p, stream->get()).ok());
+  EXPECT_EQ(__bfloat162float(y[5]), 10.0f) << "ran before the host waited";
+  ASSERT_TRUE(stream->Synchronize().ok());
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(__bfloat162float(y[i]), 11.0f + 2.0f * i) << i;
+
+  GemmParams<__nv_bfloat16> misaligned = p;
+  misaligned.y = y.data() + 1;
+  EXPECT_EQ((*gemm)->Run(misaligned, stream->get()).code(), absl::StatusCode::kInvalidArgument);
+  GemmParams<__nv_bfloat16> odd = p;
+  odd.n = 6;
+  EXPECT_EQ((*gemm)->Run(odd, stream->get()).code(), absl::StatusCode::kInvalidArgument);
+  GemmParams<__nv_bfloat16> empty = p;
+  empty.m = 0;
+  empty.x = nullptr;
+  EXPECT_TRUE((*gemm)->Run(empty, stream->get()).ok());
 }
 
 }  // namespace

@@ -32,8 +32,6 @@ cudaDataType_t DataType() {
   }
 }
 
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace
 
 // Row-major y[m, n] = x[m, k] W[n, k]^T is, in cuBLAS's column-major terms, D (n x m, ld n) =
@@ -138,15 +136,8 @@ absl::StatusOr<Gemm::Plan*> Gemm::FindOrCreatePlan(const ShapeKey& key) {
 
 template <typename T>
 absl::Status Gemm::Run(const GemmParams<T>& p, cudaStream_t stream) {
-  if (p.m < 0 || p.n <= 0 || p.k <= 0 || p.n % 8 != 0 || p.k % 8 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Gemm: need n, k multiples of 8; m=", p.m, " n=", p.n, " k=", p.k));
-  }
+  PAGODA_RETURN_IF_ERROR(CheckGemmParams(p));
   if (p.m == 0) return absl::OkStatus();
-  if (p.x == nullptr || p.w == nullptr || p.y == nullptr || !Aligned16(p.x) || !Aligned16(p.w) ||
-      !Aligned16(p.y) || (p.bias != nullptr && !Aligned16(p.bias))) {
-    return absl::InvalidArgumentError("Gemm: arrays must be non-null and 16-byte aligned");
-  }
   PAGODA_ASSIGN_OR_RETURN(Plan * plan, FindOrCreatePlan({static_cast<int>(DataType<T>()), p.m, p.n,
                                                          p.k, p.bias != nullptr, p.output}));
   if (p.bias != nullptr) {

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_buffer.h"
 
 struct cublasLtContext;
@@ -35,6 +36,23 @@ struct GemmParams {
   int64_t k = 0;  // a multiple of 8
   GemmOutput output = GemmOutput::kOverwrite;
 };
+
+// The contract's checks on `p`, shared by Gemm::Run and its CPU emulation (emulated_runtime.cc):
+// INVALID_ARGUMENT naming what is wrong. An empty product (m = 0) passes with any pointers.
+template <typename T>
+absl::Status CheckGemmParams(const GemmParams<T>& p) {
+  if (p.m < 0 || p.n <= 0 || p.k <= 0 || p.n % 8 != 0 || p.k % 8 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Gemm: need n, k multiples of 8; m=", p.m, " n=", p.n, " k=", p.k));
+  }
+  if (p.m == 0) return absl::OkStatus();
+  const auto aligned = [](const void* a) { return reinterpret_cast<uintptr_t>(a) % 16 == 0; };
+  if (p.x == nullptr || p.w == nullptr || p.y == nullptr || !aligned(p.x) || !aligned(p.w) ||
+      !aligned(p.y) || (p.bias != nullptr && !aligned(p.bias))) {
+    return absl::InvalidArgumentError("Gemm: arrays must be non-null and 16-byte aligned");
+  }
+  return absl::OkStatus();
+}
 
 // A cuBLASLt handle, its workspace and the algorithms it chose per problem shape (cached, so a
 // shape pays for the heuristic once). Not thread-safe: one thread drives it, and its calls must
