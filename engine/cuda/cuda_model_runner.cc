@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "engine/cuda/cuda_model_runner_impl.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/step_layout.h"
 #include "kernels/cuda/cuda_buffer.h"
@@ -30,10 +31,13 @@
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/pinned_host_buffer.h"
-#include "kernels/cuda/reshape_and_cache.h"
-#include "kernels/cuda/rope.h"
 
 namespace pagoda::engine::cuda {
+
+using internal::CudaModelRunnerImpl;
+using internal::DeviceStep;
+using internal::DTypeOf;
+
 namespace {
 
 namespace kc = kernels::cuda;
@@ -45,11 +49,6 @@ float FromBits(uint16_t bits) {
   } else {
     return model::F16ToF32(bits);
   }
-}
-
-template <typename T>
-constexpr model::DType DTypeOf() {
-  return std::is_same_v<T, __nv_bfloat16> ? model::DType::kBF16 : model::DType::kF16;
 }
 
 absl::Status CheckSupported(const model::ModelConfig& c, const CudaModelRunnerOptions& o) {
@@ -89,117 +88,9 @@ absl::StatusOr<int64_t> UsedDeviceBytes() {
   return info.total_bytes - info.free_bytes;
 }
 
-// Device pointers and sizes of one step, read from the packed metadata on the device.
-struct DeviceStep {
-  StepShape shape;
-  const std::byte* meta = nullptr;  // the packed arrays (StepLayout)
-  StepLayout layout;
-  int32_t num_prefill_tokens = 0;
-  kc::PagedDecodePlan plan;
+}  // namespace
 
-  template <typename U>
-  const U* At(int64_t offset) const {
-    return reinterpret_cast<const U*>(meta + offset);
-  }
-};
-
-template <typename T>
-class CudaModelRunnerImpl final : public CudaModelRunner {
- public:
-  CudaModelRunnerImpl(const model::ModelConfig& config, const CudaModelRunnerOptions& options)
-      : config_(config), options_(options), dims_(config) {}
-
-  absl::Status Init(std::unique_ptr<model::ModelWeights> weights);
-
-  const model::ModelConfig& config() const override { return config_; }
-  int num_kv_blocks() const override { return num_blocks_; }
-  int block_size() const override { return options_.block_size; }
-  model::DType kv_dtype() const override { return DTypeOf<T>(); }
-  model::DType weight_dtype() const override { return DTypeOf<T>(); }
-  const CudaRunnerReport& report() const override { return report_; }
-  std::string Describe() const override;
-  int64_t graph_replays() const override { return graph_replays_; }
-
-  absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
-  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
-                           StepOutput* out) override;
-
- private:
-  struct Graph {
-    kc::CudaGraph graph;
-    DeviceStep step;
-  };
-
-  absl::Status AllocateBuffers();
-  absl::Status AllocateKvPool(int64_t num_blocks);
-  absl::Status ProfileAndSizePool();
-  absl::Status CaptureGraphs();
-  absl::Status RunEager(const model::ForwardBatch& batch, const AttentionSplit& split,
-                        absl::Span<const uint8_t> greedy_rows, StepOutput* out);
-  absl::Status RunGraph(const Graph& graph, const model::ForwardBatch& batch,
-                        const AttentionSplit& split, absl::Span<const uint8_t> greedy_rows,
-                        StepOutput* out);
-  // Copies the step PackStep packed into packed_bytes_ to the device metadata buffer (through
-  // pinned memory).
-  absl::Status UploadStep(const PackedStep& packed);
-  // Enqueues the forward pass of `step` on the stream; the logits of its logits rows land in
-  // logits_ ([num_logits, vocab_padded]).
-  absl::Status EnqueueForward(const DeviceStep& step);
-  absl::Status EnqueueLayer(int layer, const DeviceStep& step);
-  // Answers the step's logits rows from logits_ rows [0, rows), waits, and fills `out`: row i
-  // is device row pick[i], answered with its argmax when greedy_rows[i] (empty: none), else
-  // with its logits. Only what is answered crosses to the host.
-  absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
-                              absl::Span<const uint8_t> greedy_rows, StepOutput* out);
-  kernels::PagedKvCacheView<T> LayerCache(int layer) const;
-  // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
-  // function of the shape once decode_resident_blocks_ is known (no device query per step).
-  kc::PagedDecodePlan DecodePlan(int32_t num_requests, int32_t max_context_len) const {
-    return kc::PlanPagedDecodeFor({.num_requests = num_requests,
-                                   .num_heads = config_.num_heads,
-                                   .num_kv_heads = config_.num_kv_heads,
-                                   .head_dim = config_.head_dim,
-                                   .max_context_len = max_context_len},
-                                  decode_resident_blocks_);
-  }
-
-  T* Ptr(const kc::DeviceBuffer& b) const { return static_cast<T*>(b.data()); }
-
-  const model::ModelConfig config_;
-  const CudaModelRunnerOptions options_;
-  const DeviceDims dims_;
-  int max_model_len_ = 0;
-  int32_t table_width_ = 0;  // ceil(max_model_len / block_size)
-  int32_t max_tokens_ = 0;   // rows of the activation buffers
-  int32_t max_requests_ = 0;
-  int32_t max_logits_ = 0;
-  int64_t decode_resident_blocks_ = 0;  // kc::PagedDecodeResidentBlocks, queried once
-
-  kc::CudaStream stream_;
-  std::unique_ptr<kc::Gemm> gemm_;
-
-  DeviceWeights weights_;
-
-  // Activations, [max_tokens_, ...] each.
-  kc::DeviceBuffer hidden_, normed_, qkv_, attn_, gate_up_, act_;
-  kc::DeviceBuffer last_;    // [max_logits_, hidden]
-  kc::DeviceBuffer logits_;  // [max_logits_, vocab_padded]
-  kc::DeviceBuffer decode_workspace_, prefill_workspace_;
-  kc::DeviceBuffer meta_;  // the packed step
-  kc::PinnedHostBuffer meta_staging_;
-  kc::PinnedHostBuffer logits_staging_;  // [max_logits_, vocab_padded] T bits
-  kc::DeviceBuffer argmax_;              // int32 [max_logits_]: greedy tokens
-  kc::PinnedHostBuffer argmax_staging_;  // int32 [max_logits_]
-  std::vector<std::byte> packed_bytes_;  // PackStep's output (step_layout.h)
-
-  kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
-  int num_blocks_ = 0;
-
-  std::map<int, Graph> graphs_;  // by batch size
-  int max_graph_size_ = 0;
-  int64_t graph_replays_ = 0;
-  CudaRunnerReport report_;
-};
+namespace internal {
 
 template <typename T>
 std::string CudaModelRunnerImpl<T>::Describe() const {
@@ -318,20 +209,6 @@ absl::Status CudaModelRunnerImpl<T>::AllocateKvPool(int64_t num_blocks) {
   PAGODA_ASSIGN_OR_RETURN(kv_pool_, kc::DeviceBuffer::Create(static_cast<size_t>(bytes)));
   num_blocks_ = static_cast<int>(num_blocks);
   return absl::OkStatus();
-}
-
-template <typename T>
-kernels::PagedKvCacheView<T> CudaModelRunnerImpl<T>::LayerCache(int layer) const {
-  kernels::PagedKvCacheView<T> view{.key = nullptr,
-                                    .value = nullptr,
-                                    .num_blocks = num_blocks_,
-                                    .num_kv_heads = config_.num_kv_heads,
-                                    .block_size = options_.block_size,
-                                    .head_dim = config_.head_dim};
-  const int64_t pool = view.num_elements();
-  view.key = Ptr(kv_pool_) + 2 * layer * pool;
-  view.value = view.key + pool;
-  return view;
 }
 
 // The profiling pass: the largest prefill step the scheduler can produce (max_num_batched_tokens
@@ -455,170 +332,6 @@ absl::Status CudaModelRunnerImpl<T>::UploadStep(const PackedStep& packed) {
                            static_cast<const std::byte*>(meta_staging_.data()) + table,
                            packed.decode_table_width * kEntry, packed.decode_table_width * kEntry,
                            static_cast<size_t>(packed.decode_table_rows), stream_.get());
-}
-
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueueLayer(int index, const DeviceStep& s) {
-  const DeviceLayer& w = weights_.layers[index];
-  cudaStream_t stream = stream_.get();
-  const int32_t n = s.shape.num_tokens;  // rows computed, padding included
-  const kernels::PagedKvCacheView<T> cache = LayerCache(index);
-  T* qkv = Ptr(qkv_);
-  T* const k = qkv + dims_.q_dim;
-  T* const v = k + dims_.kv_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-
-  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(hidden_),
-                                         .weight = Ptr(w.input_norm),
-                                         .out = Ptr(normed_),
-                                         .rows = n,
-                                         .dim = static_cast<int32_t>(dims_.hidden),
-                                         .eps = config_.rms_norm_eps},
-                                        stream));
-  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(normed_),
-                                        .w = Ptr(w.qkv),
-                                        .bias = w.qkv_bias.data() ? Ptr(w.qkv_bias) : nullptr,
-                                        .y = qkv,
-                                        .m = n,
-                                        .n = dims_.qkv_dim,
-                                        .k = dims_.hidden},
-                                       stream));
-  PAGODA_RETURN_IF_ERROR(
-      kc::ApplyRope<T>({.query = qkv,
-                        .query_token_stride = dims_.qkv_dim,
-                        .key = k,
-                        .key_token_stride = dims_.qkv_dim,
-                        .positions = s.At<int32_t>(s.layout.positions),
-                        .inv_freq = static_cast<const float*>(weights_.inv_freq.data()),
-                        .num_tokens = n,
-                        .num_heads = config_.num_heads,
-                        .num_kv_heads = config_.num_kv_heads,
-                        .head_dim = config_.head_dim},
-                       stream));
-  PAGODA_RETURN_IF_ERROR(
-      kc::ReshapeAndCache<T>({.key = k,
-                              .key_token_stride = dims_.qkv_dim,
-                              .value = v,
-                              .value_token_stride = dims_.qkv_dim,
-                              .slot_mapping = s.At<int64_t>(s.layout.slot_mapping),
-                              .num_tokens = n,
-                              .cache = cache},
-                             stream));
-  if (s.shape.num_decode_requests > 0) {
-    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionDecode<T>(
-        {.query = qkv,
-         .query_token_stride = dims_.qkv_dim,
-         .output = Ptr(attn_),
-         .output_token_stride = dims_.q_dim,
-         .num_requests = s.shape.num_decode_requests,
-         .num_heads = config_.num_heads,
-         .cache = cache,
-         .query_start = s.At<int32_t>(s.layout.decode_rows),
-         .context_lens = s.At<int32_t>(s.layout.decode_context_lens),
-         .block_tables = s.At<int32_t>(s.layout.decode_block_tables),
-         .max_blocks_per_request = s.shape.table_width,
-         .scale = scale,
-         .plan = s.plan,
-         .workspace = decode_workspace_.data(),
-         .workspace_bytes = static_cast<int64_t>(decode_workspace_.size_bytes())},
-        stream));
-  }
-  if (s.shape.num_prefill_requests > 0) {
-    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionPrefill<T>(
-        {.query = qkv,
-         .query_token_stride = dims_.qkv_dim,
-         .output = Ptr(attn_),
-         .output_token_stride = dims_.q_dim,
-         .num_requests = s.shape.num_prefill_requests,
-         .num_query_tokens = s.num_prefill_tokens,
-         .num_heads = config_.num_heads,
-         .cache = cache,
-         .query_start = s.At<int32_t>(s.layout.prefill_query_start),
-         .context_lens = s.At<int32_t>(s.layout.prefill_context_lens),
-         .block_tables = s.At<int32_t>(s.layout.prefill_block_tables),
-         .max_blocks_per_request = s.shape.table_width,
-         .scale = scale,
-         .workspace = prefill_workspace_.data(),
-         .workspace_bytes = static_cast<int64_t>(prefill_workspace_.size_bytes())},
-        stream));
-  }
-  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(attn_),
-                                        .w = Ptr(w.o_proj),
-                                        .y = Ptr(hidden_),
-                                        .m = n,
-                                        .n = dims_.hidden,
-                                        .k = dims_.q_dim,
-                                        .output = kc::GemmOutput::kAccumulate},
-                                       stream));
-  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(hidden_),
-                                         .weight = Ptr(w.post_norm),
-                                         .out = Ptr(normed_),
-                                         .rows = n,
-                                         .dim = static_cast<int32_t>(dims_.hidden),
-                                         .eps = config_.rms_norm_eps},
-                                        stream));
-  PAGODA_RETURN_IF_ERROR(gemm_->Run<T>({.x = Ptr(normed_),
-                                        .w = Ptr(w.gate_up),
-                                        .y = Ptr(gate_up_),
-                                        .m = n,
-                                        .n = 2 * dims_.intermediate,
-                                        .k = dims_.hidden},
-                                       stream));
-  PAGODA_RETURN_IF_ERROR(kc::SiluAndMul<T>({.gate = Ptr(gate_up_),
-                                            .gate_row_stride = 2 * dims_.intermediate,
-                                            .up = Ptr(gate_up_) + dims_.intermediate,
-                                            .up_row_stride = 2 * dims_.intermediate,
-                                            .out = Ptr(act_),
-                                            .out_row_stride = dims_.intermediate,
-                                            .rows = n,
-                                            .dim = static_cast<int32_t>(dims_.intermediate)},
-                                           stream));
-  return gemm_->Run<T>({.x = Ptr(act_),
-                        .w = Ptr(w.down),
-                        .y = Ptr(hidden_),
-                        .m = n,
-                        .n = dims_.hidden,
-                        .k = dims_.intermediate,
-                        .output = kc::GemmOutput::kAccumulate},
-                       stream);
-}
-
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
-  cudaStream_t stream = stream_.get();
-  const int32_t hidden = static_cast<int32_t>(dims_.hidden);
-  PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.token_ids),
-                                           .table = Ptr(weights_.embed),
-                                           .vocab_size = dims_.vocab,
-                                           .dim = hidden,
-                                           .num_tokens = s.shape.num_tokens,
-                                           .out = Ptr(hidden_)},
-                                          stream));
-  for (int l = 0; l < config_.num_layers; ++l) PAGODA_RETURN_IF_ERROR(EnqueueLayer(l, s));
-  // Only the rows whose logits are wanted go through the final norm and the lm_head: gathered
-  // with the embedding kernel, the hidden states as its table.
-  PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.logits_indices),
-                                           .table = Ptr(hidden_),
-                                           .vocab_size = s.shape.num_tokens,
-                                           .dim = hidden,
-                                           .num_tokens = s.shape.num_logits,
-                                           .out = Ptr(last_)},
-                                          stream));
-  PAGODA_RETURN_IF_ERROR(kc::RmsNorm<T>({.x = Ptr(last_),
-                                         .weight = Ptr(weights_.final_norm),
-                                         .out = Ptr(last_),
-                                         .rows = s.shape.num_logits,
-                                         .dim = hidden,
-                                         .eps = config_.rms_norm_eps},
-                                        stream));
-  return gemm_->Run<T>(
-      {.x = Ptr(last_),
-       .w = Ptr(weights_.lm_head.data() != nullptr ? weights_.lm_head : weights_.embed),
-       .y = Ptr(logits_),
-       .m = s.shape.num_logits,
-       .n = dims_.vocab_padded,
-       .k = dims_.hidden},
-      stream);
 }
 
 template <typename T>
@@ -768,7 +481,7 @@ absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batc
   return RunEager(batch, split, greedy_rows, out);
 }
 
-}  // namespace
+}  // namespace internal
 
 std::vector<int> CudaGraphBatchSizes(int max_size) {
   std::vector<int> sizes;
