@@ -11,10 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "engine/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
@@ -27,6 +24,7 @@
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
 #include "server/pagoda_server.h"
 #include "server/testing/http_get.h"
+#include "server/testing/server_fixture.h"
 
 namespace pagoda::server {
 namespace {
@@ -35,6 +33,7 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::MetricValue;
 
 constexpr char kModelName[] = "fake-model";
 constexpr char kToken[] = "s3cret-token-for-tests-only";
@@ -86,16 +85,6 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& address, const ClientS
   grpc::ChannelArguments arguments;
   arguments.SetSslTargetNameOverride("localhost");
   return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), arguments);
-}
-
-double MetricValue(const std::string& page, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (absl::StartsWith(line, series)) {
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) return value;
-    }
-  }
-  return -1;
 }
 
 class PagodaServerSecurityTest : public ::testing::Test {
