@@ -142,9 +142,7 @@ kernels::PagedKvCacheView<kernels::cpu::Bf16> CpuKvCache::layer_bf16(int index) 
           head_dim_};
 }
 
-LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options)
-    : weights_(std::move(weights)), pool_(options.num_threads) {
-  const ModelConfig& c = weights_->config();
+std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   std::optional<kernels::cpu::Llama3RopeScaling> scaling;
   if (c.rope_scaling.has_value()) {
     scaling = kernels::cpu::Llama3RopeScaling{
@@ -153,8 +151,13 @@ LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& opt
         .high_freq_factor = c.rope_scaling->high_freq_factor,
         .original_max_position_embeddings = c.rope_scaling->original_max_position_embeddings};
   }
-  inv_freq_ = kernels::cpu::RopeInverseFrequencies(c.head_dim, c.rope_theta, scaling);
+  return kernels::cpu::RopeInverseFrequencies(c.head_dim, c.rope_theta, scaling);
 }
+
+LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options)
+    : weights_(std::move(weights)),
+      pool_(options.num_threads),
+      inv_freq_(RopeInverseFrequencies(weights_->config())) {}
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     std::unique_ptr<ModelWeights> weights, const Options& options) {

@@ -77,6 +77,10 @@ class CpuKvCache {
 // A Llama-family decoder (Llama 2/3, Mistral, Qwen2) running on the CPU over the paged KV
 // cache. Weights may be F32 or BF16 (computed in F32). Not thread-safe: one Forward at a time,
 // from the engine thread; it parallelizes internally over its own thread pool.
+// The model's RoPE inverse frequencies ([head_dim / 2]): rope_theta, with Llama 3's frequency
+// scaling when the config has rope_scaling. Shared by the CPU model and the CUDA runner.
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
+
 class LlamaModel {
  public:
   struct Options {

@@ -1,12 +1,11 @@
 #include "engine/cuda/device_weights.h"
 
 #include <cstring>
-#include <optional>
 #include <utility>
 
 #include "common/check.h"
 #include "common/status_macros.h"
-#include "kernels/cpu/rope.h"
+#include "model/llama_model.h"
 
 namespace pagoda::engine::cuda {
 namespace {
@@ -116,17 +115,7 @@ absl::StatusOr<DeviceWeights> UploadWeights(const model::ModelWeights& w, const 
     PAGODA_ASSIGN_OR_RETURN(layer.down, single(lw.down_proj, h, dims.intermediate));
     out.layers.push_back(std::move(layer));
   }
-  const model::ModelConfig& c = w.config();
-  std::optional<kernels::cpu::Llama3RopeScaling> scaling;
-  if (c.rope_scaling.has_value()) {
-    scaling = kernels::cpu::Llama3RopeScaling{
-        .factor = c.rope_scaling->factor,
-        .low_freq_factor = c.rope_scaling->low_freq_factor,
-        .high_freq_factor = c.rope_scaling->high_freq_factor,
-        .original_max_position_embeddings = c.rope_scaling->original_max_position_embeddings};
-  }
-  const std::vector<float> inv_freq =
-      kernels::cpu::RopeInverseFrequencies(c.head_dim, c.rope_theta, scaling);
+  const std::vector<float> inv_freq = model::RopeInverseFrequencies(w.config());
   const size_t inv_freq_bytes = inv_freq.size() * sizeof(float);
   PAGODA_ASSIGN_OR_RETURN(out.inv_freq, kc::DeviceBuffer::Create(inv_freq_bytes));
   PAGODA_RETURN_IF_ERROR(out.inv_freq.CopyFromHost(inv_freq.data(), inv_freq_bytes));
