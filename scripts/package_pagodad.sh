@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Packs the built pagodad and pagoda-cli, with the shared libraries they need that another machine
+# Packs the built pagodad and pagoda-cli (and pagoda-bench, the load generator, when it is built),
+# with the shared libraries they need that another machine
 # may lack (gRPC, protobuf, Abseil, prometheus-cpp, OpenSSL, c-ares, re2, ICU, ...) and the
 # built-in model, into one directory that runs on a machine without our Debian packages: a GPU
 # machine with a CUDA 13 driver, for instance.
@@ -25,6 +26,8 @@ SOURCE_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${1:-build}
 OUT_DIR=${2:-$BUILD_DIR/pagoda-package}
 BINARIES=(pagodad pagoda-cli)
+# Where each is built, under BUILD_DIR.
+declare -A BUILT_AT=([pagodad]=server [pagoda-cli]=server [pagoda-bench]=bench)
 MODEL_DIR=$SOURCE_DIR/models/pagoda-kjv
 MARKER=.pagoda-package  # marks OUT_DIR as ours, so that a rerun may delete it
 
@@ -40,6 +43,7 @@ for name in "${BINARIES[@]}"; do
   [[ -x $BUILD_DIR/server/$name ]] ||
     fail "missing $BUILD_DIR/server/$name: build it first (ninja -C $BUILD_DIR pagodad pagoda-cli)"
 done
+[[ -x $BUILD_DIR/bench/pagoda-bench ]] && BINARIES+=(pagoda-bench)
 [[ -f $MODEL_DIR/config.json ]] || fail "missing the built-in model: no $MODEL_DIR/config.json"
 if [[ -e $OUT_DIR && ! -e $OUT_DIR/$MARKER && -n $(ls -A "$OUT_DIR") ]]; then
   fail "$OUT_DIR exists, is not empty and is not a package this script made: not deleting it"
@@ -51,7 +55,7 @@ touch "$OUT_DIR/$MARKER"
 
 needs_cublaslt=0
 for name in "${BINARIES[@]}"; do
-  cp "$BUILD_DIR/server/$name" "$OUT_DIR/libexec/"
+  cp "$BUILD_DIR/${BUILT_AT[$name]}/$name" "$OUT_DIR/libexec/"
   strip --strip-debug "$OUT_DIR/libexec/$name"
   # ldd lists the whole dependency closure. Each line is "SONAME => PATH (ADDRESS)",
   # "SONAME => not found", or one without "=>" (the vDSO, the loader).
@@ -66,7 +70,7 @@ for name in "${BINARIES[@]}"; do
         [[ -e $OUT_DIR/lib/$soname ]] || cp -L "$path" "$OUT_DIR/lib/$soname"
         ;;
     esac
-  done < <(ldd "$BUILD_DIR/server/$name")
+  done < <(ldd "$BUILD_DIR/${BUILT_AT[$name]}/$name")
 done
 
 cp -R "$MODEL_DIR" "$OUT_DIR/share/pagoda/models/"
@@ -97,15 +101,18 @@ exec "$DIR/libexec/pagodad" "${model[@]}" "$@"
 WRAPPER
 sed -i "s/@NEEDS_CUBLASLT@/$needs_cublaslt/" "$OUT_DIR/bin/pagodad.sh"
 
-cat > "$OUT_DIR/bin/pagoda-cli.sh" <<'WRAPPER'
+# The clients' wrappers: the packed libraries, then the binary.
+for name in "${BINARIES[@]:1}"; do
+  cat > "$OUT_DIR/bin/$name.sh" <<WRAPPER
 #!/usr/bin/env bash
-# pagoda-cli from this package (see ../README.txt), with the packed libraries.
+# $name from this package (see ../README.txt), with the packed libraries.
 set -euo pipefail
-DIR=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
-export LD_LIBRARY_PATH="$DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-exec "$DIR/libexec/pagoda-cli" "$@"
+DIR=\$(cd "\$(dirname "\$(readlink -f "\$0")")/.." && pwd)
+export LD_LIBRARY_PATH="\$DIR/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+exec "\$DIR/libexec/$name" "\$@"
 WRAPPER
-chmod +x "$OUT_DIR/bin/pagodad.sh" "$OUT_DIR/bin/pagoda-cli.sh"
+done
+chmod +x "$OUT_DIR"/bin/*.sh
 
 # The newest symbol versions anything packed asks of what is not packed.
 newest_version() {
@@ -133,6 +140,7 @@ scripts/package_pagodad.sh from source tree $commit on ${built_on:-Linux}.
                                     share/pagoda/models/pagoda-kjv. bin/pagodad.sh --help
   bin/pagoda-cli.sh COMMAND ...     the client, e.g.
                                     bin/pagoda-cli.sh generate "In the beginning" --max-tokens 32
+  bin/pagoda-bench.sh [FLAGS]       the load generator, where it was built: bin/pagoda-bench.sh --help
 
 Run the wrappers in bin/, not libexec/: they put lib/ on LD_LIBRARY_PATH. They may be symlinked
 elsewhere and the directory may be moved.

@@ -7,11 +7,15 @@
 #   kernels/cuda/package_gpu_tests.sh [BUILD_DIR] [OUT_DIR]
 #       BUILD_DIR defaults to build-cuda, OUT_DIR to BUILD_DIR/gpu-package. Build the binaries
 #       first (kernels/cuda/README.md lists the targets): they are packed as they are.
-#   OUT_DIR/run_gpu_tests.sh [--memcheck|--racecheck|--bench]   (on the GPU machine)
-#       --bench runs the attention benchmark, compares it with PyTorch's SDPA
+#   OUT_DIR/run_gpu_tests.sh [--memcheck|--racecheck|--bench|--bench-kernels|--bench-engine|
+#                             --profile-decode CSV]   (on the GPU machine)
+#       --bench-kernels runs the attention benchmark and compares it with PyTorch's SDPA
 #       (bench/cuda/torch_sdpa_compare.py, copied into OUT_DIR) when python3 there can import
-#       torch, and runs the engine's offline-throughput benchmarks on the CUDA runner
-#       (engine_benchmark's BM_CudaOfflineThroughput); JSON results in OUT_DIR/bench-results.
+#       torch; --bench-engine runs the engine's offline-throughput benchmarks on the CUDA runner
+#       (engine_benchmark's BM_CudaOfflineThroughput); --bench both. JSON results in
+#       OUT_DIR/bench-results. --profile-decode times every kernel of a few llama-3.1-8b decode
+#       steps at 256 requests with Nsight Compute (ncu) into CSV.
+#       PAGODA_GPU_TESTS="a b" limits the tests (and sanitizer runs) to those binaries.
 #
 # Not packed: glibc, libstdc++ and libgcc_s (the binaries need glibc >= 2.34 and GLIBCXX_3.4.29,
 # e.g. Ubuntu 22.04 or newer), the CUDA driver, and cuBLASLt (500 MB; cuda_gemm_test,
@@ -78,6 +82,7 @@ export LD_LIBRARY_PATH="$DIR/lib${CUBLASLT_DIR:+:$CUBLASLT_DIR}${LD_LIBRARY_PATH
 
 TESTS=(cuda_paged_attention_plan_test cuda_kernel_emulation_test cuda_buffer_test
        cuda_elementwise_test cuda_paged_attention_test cuda_gemm_test cuda_model_runner_test)
+if [[ -n ${PAGODA_GPU_TESTS:-} ]]; then read -r -a TESTS <<< "$PAGODA_GPU_TESTS"; fi
 # Under the sanitizers: everything but the 32k-token cases (slow there, same code paths), and for
 # the model runner all but the whole-engine test (hundreds of engine steps; the runner's other
 # tests cover the same kernels and buffers). Racecheck skips the runner: it finds shared-memory
@@ -97,8 +102,12 @@ run() {
   echo "== $*"
   "$@" || { echo "FAILED: $*"; failed=1; }
 }
+case "$MODE" in
+  tests | --memcheck | --racecheck) ;;
+  *) TESTS=() ;;
+esac
 for t in "${TESTS[@]}"; do
-  if [[ $MODE != --bench ]] && lacks_cublaslt "$t"; then
+  if lacks_cublaslt "$t"; then
     echo "== $t skipped: libcublasLt.so.13 not found (set CUDA_HOME or LD_LIBRARY_PATH)"
     continue
   fi
@@ -113,13 +122,17 @@ for t in "${TESTS[@]}"; do
         run "$SANITIZER" --tool racecheck --error-exitcode 1 \
           "$DIR/bin/$t" --gtest_filter="$(sanitizer_filter "$t")"
       fi ;;
-    --bench) ;;
-    *) echo "usage: $0 [--memcheck|--racecheck|--bench]"; exit 2 ;;
   esac
 done
-if [[ $MODE == --bench ]]; then
-  RESULTS=$DIR/bench-results
-  mkdir -p "$RESULTS"
+RESULTS=$DIR/bench-results
+mkdir -p "$RESULTS"
+case "$MODE" in
+  tests | --memcheck | --racecheck | --bench | --bench-kernels | --bench-engine) ;;
+  --profile-decode) [[ -n ${2:-} ]] || { echo "usage: $0 --profile-decode CSV"; exit 2; } ;;
+  *) echo "usage: $0 [--memcheck|--racecheck|--bench|--bench-kernels|--bench-engine|" \
+       "--profile-decode CSV]"; exit 2 ;;
+esac
+if [[ $MODE == --bench || $MODE == --bench-kernels ]]; then
   rm -f "$RESULTS/cuda_paged_attention_benchmark.json"
   run "$DIR/bin/cuda_paged_attention_benchmark" --benchmark_counters_tabular=true \
     --benchmark_out="$RESULTS/cuda_paged_attention_benchmark.json" --benchmark_out_format=json
@@ -133,6 +146,8 @@ if [[ $MODE == --bench ]]; then
       --ours-json "$RESULTS/cuda_paged_attention_benchmark.json" \
       --json-out "$RESULTS/torch_sdpa_compare.json"
   fi
+fi
+if [[ $MODE == --bench || $MODE == --bench-engine ]]; then
   # Offline throughput of the whole engine on the CUDA runner: llama-110m, llama-3.2-1b and
   # llama-3.1-8b (dummy weights; the 8B's are 16 GB, drawn on the host), with and without CUDA
   # graphs, at max_num_seqs 1 to 256, two timed iterations each after a short warm-up; each
@@ -143,10 +158,24 @@ if [[ $MODE == --bench ]]; then
     echo "== engine_benchmark skipped: libcublasLt.so.13 not found (set CUDA_HOME or" \
       "LD_LIBRARY_PATH)"
   else
-    run "$DIR/bin/engine_benchmark" --benchmark_filter='^BM_CudaOfflineThroughput/' \
+    # PAGODA_ENGINE_BENCH_FILTER narrows it (a regex over the names above).
+    run "$DIR/bin/engine_benchmark" \
+      --benchmark_filter="${PAGODA_ENGINE_BENCH_FILTER:-^BM_CudaOfflineThroughput/}" \
       --benchmark_counters_tabular=true \
       --benchmark_out="$RESULTS/engine_benchmark.json" --benchmark_out_format=json
   fi
+fi
+if [[ $MODE == --profile-decode ]]; then
+  # llama-3.1-8b, eager (ncu sees each launch), 256 requests of 128 in / 128 out: the warm-up and
+  # the first iteration's prefill come first (some 35 steps of about 370 launches, then decodes
+  # of all 256), so 20000 launches are skipped and the next 1200 (about three decode steps) are
+  # timed, clocks left as they are.
+  NCU=$(command -v ncu || echo "${CUDA_HOME:-/usr/local/cuda}/bin/ncu")
+  run "$NCU" --clock-control none --metrics gpu__time_duration.sum --launch-skip 20000 \
+    --launch-count 1200 --csv --page raw --log-file "$2" --print-units base \
+    "$DIR/bin/engine_benchmark" \
+    --benchmark_filter='^BM_CudaOfflineThroughput/llama-3.1-8b/eager/max_num_seqs:256$' \
+    > "$2.benchmark-log"
 fi
 exit $failed
 RUNNER

@@ -37,6 +37,7 @@ Commands:
       --stop STRING           a stop string (repeatable)
       --ignore-eos            do not stop at EOS
       --no-stream             one final message instead of a stream
+      --print-token-ids       print the output's token ids (space-separated), not its text
       --token-ids 1,2,3       send token ids instead of TEXT
       --request-id ID, --model NAME
   tokenize TEXT [--no-special-tokens] [--pieces]
@@ -220,10 +221,16 @@ int Generate(pagoda::v1::TextGeneration::Stub& stub, grpc::ClientContext& contex
       stub.Generate(&context, *request);
   pagoda::v1::GenerateResponse response;
   bool printed_ids = false;
+  const bool print_ids = args.Has("print-token-ids");
   while (reader->Read(&response)) {
     if (response.has_chunk()) {
       const auto& chunk = response.chunk();
-      if (!chunk.text().empty()) {
+      if (print_ids) {
+        for (const uint32_t id : chunk.token_ids()) {
+          std::printf("%s%u", printed_ids ? " " : "", id);
+          printed_ids = true;
+        }
+      } else if (!chunk.text().empty()) {
         std::fwrite(chunk.text().data(), 1, chunk.text().size(), stdout);
       } else if (chunk.token_ids_size() > 0 && request->has_token_ids()) {
         // A server without a tokenizer sends no text: show the ids.
@@ -234,7 +241,9 @@ int Generate(pagoda::v1::TextGeneration::Stub& stub, grpc::ClientContext& contex
     } else if (response.has_complete()) {
       const auto& complete = response.complete();
       if (!request->stream()) {
-        if (!complete.text().empty() || complete.token_ids().empty()) {
+        if (print_ids) {
+          std::printf("%s", absl::StrJoin(complete.token_ids(), " ").c_str());
+        } else if (!complete.text().empty() || complete.token_ids().empty()) {
           std::fwrite(complete.text().data(), 1, complete.text().size(), stdout);
         } else {
           std::printf("%s", absl::StrJoin(complete.token_ids(), " ").c_str());
