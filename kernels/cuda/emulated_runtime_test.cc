@@ -161,6 +161,12 @@ TEST(EmulatedRuntimeTest, RefusesLaunchesTheDeviceWouldRefuse) {
   EXPECT_TRUE(AddOne(data, 32, stream->get(), 64 << 10).ok());
   EXPECT_FALSE(AddOne(data, 32, stream->get(), (64 << 10) + 16).ok());
   EXPECT_FALSE(internal::AllowDynamicSharedMemory(&AddOneKernel, 228 << 10, "opt-in").ok());
+  // Whole 16-byte elements only (DynamicShared() is uint4[]): 24 bytes is what the merge kernel
+  // asked for when compute-sanitizer caught it reading past them on an H200.
+  EXPECT_TRUE(AddOne(data, 32, stream->get(), 32).ok());
+  const absl::Status ragged = AddOne(data, 32, stream->get(), 24);
+  EXPECT_EQ(ragged.code(), absl::StatusCode::kInvalidArgument) << ragged;
+  EXPECT_NE(ragged.message().find("multiple of 16"), std::string::npos) << ragged;
   ASSERT_TRUE(stream->Synchronize().ok());
 }
 

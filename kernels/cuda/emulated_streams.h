@@ -37,6 +37,11 @@ namespace pagoda::kernels::cuda::emulation {
 
 inline constexpr size_t kDefaultDynamicSharedBytes = 48 << 10;
 inline constexpr size_t kMaxDynamicSharedOptInBytes = 227 << 10;
+// DynamicShared() (mma_primitives.cuh) declares the dynamic shared memory as uint4[], so nvcc may
+// read a whole 16-byte element where the code reads its first floats: a launch must give whole
+// elements. (On an H200, compute-sanitizer caught MergePartitionsKernel reading 12 bytes past a
+// 24-byte allocation; the hardware rounds allocations up, so only the sanitizer saw it.)
+inline constexpr size_t kDynamicSharedGranuleBytes = 16;
 
 using WorkList = std::vector<std::function<void()>>;
 
@@ -155,6 +160,10 @@ inline std::string CheckLaunch(const void* kernel, dim3 grid, dim3 block, size_t
       grid.z > 65535) {
     return "grid of " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" +
            std::to_string(grid.z) + " blocks (none zero, y and z at most 65535)";
+  }
+  if (shared_bytes % kDynamicSharedGranuleBytes != 0) {
+    return std::to_string(shared_bytes) + " bytes of dynamic shared memory, not a multiple of " +
+           std::to_string(kDynamicSharedGranuleBytes) + " (DynamicShared() is uint4[])";
   }
   size_t allowed = kDefaultDynamicSharedBytes;
   {

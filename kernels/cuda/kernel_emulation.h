@@ -256,7 +256,8 @@ void Launch(dim3 grid, dim3 block, size_t dynamic_shared_bytes, void (*kernel)(P
   // The launch limits (emulated_streams.h) but the shared memory opt-in, which a direct Launch
   // has no way to make: the launch wrappers' LaunchKernel checks that too.
   const std::string error = CheckLaunch(nullptr, grid, block, 0);
-  if (!error.empty() || dynamic_shared_bytes > kMaxDynamicSharedOptInBytes) {
+  if (!error.empty() || dynamic_shared_bytes > kMaxDynamicSharedOptInBytes ||
+      dynamic_shared_bytes % kDynamicSharedGranuleBytes != 0) {
     std::fprintf(stderr, "emulation: invalid launch configuration: %s (%zu bytes shared)\n",
                  error.c_str(), dynamic_shared_bytes);
     std::abort();

@@ -174,7 +174,7 @@ if [[ $MODE == --profile-decode ]]; then
   run "$NCU" --clock-control none --metrics gpu__time_duration.sum --launch-skip 20000 \
     --launch-count 1200 --csv --page raw --log-file "$2" --print-units base \
     "$DIR/bin/engine_benchmark" \
-    --benchmark_filter='^BM_CudaOfflineThroughput/llama-3.1-8b/eager/max_num_seqs:256$' \
+    --benchmark_filter='^BM_CudaOfflineThroughput/llama-3.1-8b/eager/max_num_seqs:256/' \
     > "$2.benchmark-log"
 fi
 exit $failed

@@ -36,6 +36,7 @@ struct DecodeConfig {
   static constexpr int kMergeFloatsPerWarp = kHeadsPerBlock * (kHeadDim + 2);
   static constexpr int kMergeBytes = kWarps * kMergeFloatsPerWarp * 4;
   static constexpr int kSmemBytes = kPipelineBytes > kMergeBytes ? kPipelineBytes : kMergeBytes;
+  static_assert(kSmemBytes % 16 == 0, "DynamicShared() hands out whole uint4 elements");
   static_assert(kHeadDim % 16 == 0);
   static_assert((kTileTokens * kVecsPerRow) % kWarpSize == 0);
 };
@@ -293,8 +294,11 @@ dim3 MergeGrid(const PagedDecodeParams<T>& p) {
   return dim3(p.num_requests, p.num_heads);
 }
 
+// Whole 16-byte elements: DynamicShared() is uint4[], and nvcc reads the weights loop's floats
+// in vectors up to the element's end (compute-sanitizer on an H200 caught a 12-byte read past 24
+// bytes when this was 4 * max_num_partitions).
 inline size_t MergeSharedBytes(const PagedDecodePlan& plan) {
-  return sizeof(float) * plan.max_num_partitions;
+  return (sizeof(float) * plan.max_num_partitions + 15) / 16 * 16;
 }
 
 }  // namespace pagoda::kernels::cuda::internal

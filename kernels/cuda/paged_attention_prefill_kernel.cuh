@@ -28,6 +28,7 @@ struct PrefillConfig {
   static constexpr int kVecsPerRow = kHeadDim / kVecElems;
   static constexpr int kVecsPerThread = kBlockTokens * kVecsPerRow / kPrefillThreads;
   static constexpr int kSmemBytes = kPrefillStages * 2 * kTileElems * 2;
+  static_assert(kSmemBytes % 16 == 0, "DynamicShared() hands out whole uint4 elements");
   static_assert(kHeadDim % 16 == 0 && kBlockTokens % 16 == 0);
   static_assert((kBlockTokens * kVecsPerRow) % kPrefillThreads == 0);
 };
