@@ -32,6 +32,8 @@ asan: deps
 # The sanitizer run comes first and the release run last, so the output closes on the full
 # suite's ctest summary. Any sanitizer report aborts its test (-fno-sanitize-recover), so it
 # fails the run. GPU tests run apart and skip cleanly without a device.
+# The tests build with warnings as errors (PAGODA_WERROR); `make build` and `make run` do not.
+test: CMAKE_ARGS += -DPAGODA_WERROR=ON
 test: asan build
 	@echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

@@ -3,8 +3,17 @@
 # Flags for code we write (generated code gets pagoda_generated_options instead).
 add_library(pagoda_options INTERFACE)
 target_compile_options(pagoda_options INTERFACE
-  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
                             -Wimplicit-fallthrough -Wno-missing-field-initializers>)
+if(PAGODA_WERROR)
+  target_compile_options(pagoda_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+endif()
+# nvcc's warnings for our .cu files, as errors under PAGODA_WERROR.
+if(PAGODA_WERROR)
+  set(PAGODA_CUDA_WARNINGS --Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror)
+else()
+  set(PAGODA_CUDA_WARNINGS -Xcompiler=-Wall,-Wextra)
+endif()
 add_library(pagoda_generated_options INTERFACE)
 
 if(PAGODA_SANITIZE)

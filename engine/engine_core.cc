@@ -353,7 +353,15 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
     TokenId token = greedy[row];
     if (token < 0) {
       const absl::Span<float> logits(step_output_.logits.data() + logits_row++ * vocab, vocab);
-      token = kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
+      absl::StatusOr<TokenId> sampled =
+          kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
+      if (!sampled.ok()) {
+        // Only this request fails (its logits had no samplable token); the step goes on.
+        Finish(state, FinishReason::kAbort, now, std::move(sampled).status());
+        ended.push_back(state.id);
+        continue;
+      }
+      token = *sampled;
     } else {
       PAGODA_CHECK(batch_greedy_rows_[row] != 0 && token < vocab) << "runner's greedy token";
     }

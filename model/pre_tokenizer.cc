@@ -137,7 +137,13 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
     if (add_prefix_space_) {
       for (std::string_view& word : words) {
         if (!word.empty() && word.front() != ' ') {
-          arena.push_back(" " + std::string(word));
+          // Built by hand: `" " + std::string(word)` trips GCC 12's -Wrestrict false positive
+          // (GCC bug 105329) in Release builds.
+          std::string spaced;
+          spaced.reserve(word.size() + 1);
+          spaced.push_back(' ');
+          spaced.append(word);
+          arena.push_back(std::move(spaced));
           word = arena.back();
         }
       }

@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
   const sigset_t signals = ShutdownSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Protobuf logs one ERROR per malformed request (e.g. invalid UTF-8): keep that bounded.
+  pagoda::server::InstallProtobufLogRateLimit();
   const std::vector<std::string> args(argv + 1, argv + argc);
   absl::StatusOr<pagoda::server::ParsedFlags> flags = pagoda::server::ParseServerFlags(args);
   if (!flags.ok()) {

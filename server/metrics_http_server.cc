@@ -1,190 +1,211 @@
 #include "server/metrics_http_server.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
 
 namespace pagoda::server {
 namespace {
 
-constexpr size_t kMaxRequestHeadBytes = 8192;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
 
-std::string ErrnoMessage(absl::string_view what) {
-  return absl::StrCat(what, ": ", std::strerror(errno));
+constexpr uint32_t kHeaderLimitBytes = 8 << 10;
+
+// What the connections share: the options and the count of open connections. Touched by the
+// serving thread only; owned jointly by the server and its connections, since a connection whose
+// handler is still queued when the server stops is destroyed with the io_context, after it.
+struct Shared {
+  MetricsHttpServer::Options options;
+  int open_connections = 0;
+};
+
+http::response<http::string_body> Respond(const http::request<http::empty_body>& request,
+                                          const Shared& shared) {
+  const bool head = request.method() == http::verb::head;
+  auto reply = [&](http::status status, const char* type, std::string body) {
+    http::response<http::string_body> response(status, request.version());
+    response.set(http::field::content_type, type);
+    // Errors close the connection: a client that sends wrong requests gets no more of ours.
+    response.keep_alive(request.keep_alive() && status == http::status::ok);
+    response.body() = std::move(body);
+    response.prepare_payload();  // Content-Length of the body, also for HEAD
+    if (head) response.body().clear();
+    return response;
+  };
+  if (request.method() != http::verb::get && !head) {
+    auto response = reply(http::status::method_not_allowed, "text/plain", "use GET\n");
+    response.set(http::field::allow, "GET, HEAD");
+    return response;
+  }
+  const beast::string_view target = request.target();
+  const beast::string_view path = target.substr(0, target.find('?'));
+  if (path != "/metrics") {
+    return reply(http::status::not_found, "text/plain", "metrics are at /metrics\n");
+  }
+  return reply(http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+               shared.options.render ? shared.options.render() : std::string());
 }
 
-// Sends all of `data` or gives up at the deadline or on an error.
-void SendAll(int fd, absl::string_view data, absl::Time deadline) {
-  while (!data.empty()) {
-    const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (timeout_ms <= 0) return;
-    pollfd pfd{.fd = fd, .events = POLLOUT, .revents = 0};
-    if (poll(&pfd, 1, timeout_ms) <= 0) return;
-    const ssize_t sent = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return;
+// One client connection: read a request head (bounded in size and time), answer, and again
+// while the client keeps the connection alive.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, std::shared_ptr<Shared> shared)
+      : stream_(std::move(socket)), shared_ptr_(std::move(shared)), shared_(*shared_ptr_) {
+    ++shared_.open_connections;
+  }
+  ~Connection() { --shared_.open_connections; }
+
+  void ReadRequest(int timeout_ms) {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimitBytes);
+    parser_->body_limit(kHeaderLimitBytes);
+    stream_.expires_after(std::chrono::milliseconds(timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       self->OnRead(error);
+                     });
+  }
+
+ private:
+  void OnRead(beast::error_code error) {
+    if (error == http::error::end_of_stream || error == beast::error::timeout ||
+        error == asio::error::operation_aborted) {
+      return Close();
     }
-    data.remove_prefix(static_cast<size_t>(sent));
+    if (error) {
+      // Malformed or too large: say so and close.
+      http::response<http::string_body> response(http::status::bad_request, 11);
+      response.set(http::field::content_type, "text/plain");
+      response.body() = "bad request\n";
+      response.keep_alive(false);
+      return Send(std::move(response));
+    }
+    Send(Respond(parser_->get(), shared_));
   }
-}
 
-// Reads until the end of the request head ("\r\n\r\n"); false on timeout, error, EOF or a
-// head over the limit.
-bool ReadRequestHead(int fd, absl::Time deadline, std::string& head) {
-  char buffer[2048];
-  while (head.find("\r\n\r\n") == std::string::npos) {
-    if (head.size() > kMaxRequestHeadBytes) return false;
-    const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (timeout_ms <= 0) return false;
-    pollfd pfd{.fd = fd, .events = POLLIN, .revents = 0};
-    if (poll(&pfd, 1, timeout_ms) <= 0) return false;
-    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return false;
-    head.append(buffer, static_cast<size_t>(n));
+  void Send(http::response<http::string_body> response) {
+    response_ = std::move(response);
+    stream_.expires_after(std::chrono::milliseconds(shared_.options.io_timeout_ms));
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code error, size_t) {
+                        if (error || !self->response_.keep_alive()) return self->Close();
+                        // The first byte of the next request may take the idle timeout; the
+                        // rest of its head shares it (a slow client holds one socket, no more).
+                        self->ReadRequest(self->shared_.options.idle_timeout_ms);
+                      });
   }
-  return true;
-}
 
-std::string Response(absl::string_view status, absl::string_view content_type,
-                     absl::string_view body, bool include_body) {
-  return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", content_type,
-                      "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
-                      include_body ? body : "");
-}
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  const std::shared_ptr<Shared> shared_ptr_;
+  Shared& shared_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+  http::response<http::string_body> response_;
+};
 
 }  // namespace
 
+class MetricsHttpServer::Impl {
+ public:
+  explicit Impl(Options options) : acceptor_(io_), shared_ptr_(std::make_shared<Shared>()) {
+    shared_.options = std::move(options);
+  }
+
+  absl::Status Listen() {
+    beast::error_code error;
+    tcp::resolver resolver(io_);
+    const auto endpoints = resolver.resolve(shared_.options.host,
+                                            std::to_string(shared_.options.port),
+                                            tcp::resolver::passive, error);
+    if (error || endpoints.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot resolve host '", shared_.options.host, "': ", error.message()));
+    }
+    std::string last_error;
+    for (const auto& entry : endpoints) {
+      beast::error_code e;
+      acceptor_.open(entry.endpoint().protocol(), e);
+      if (!e) acceptor_.set_option(asio::socket_base::reuse_address(true), e);
+      if (!e) acceptor_.bind(entry.endpoint(), e);
+      if (!e) acceptor_.listen(asio::socket_base::max_listen_connections, e);
+      if (!e) return absl::OkStatus();
+      last_error = absl::StrCat("bind ", shared_.options.host, ":", shared_.options.port, ": ",
+                                e.message());
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+    }
+    return absl::UnavailableError(last_error);
+  }
+
+  int port() const { return acceptor_.local_endpoint().port(); }
+
+  void Run() {
+    Accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~Impl() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code error,
+                                                           tcp::socket socket) {
+      if (error == asio::error::operation_aborted) return;
+      if (!error) {
+        if (shared_.open_connections >= shared_.options.max_connections) {
+          beast::error_code ignored;
+          socket.close(ignored);  // over the limit: refused at once, the others keep going
+        } else {
+          std::make_shared<Connection>(std::move(socket), shared_ptr_)
+              ->ReadRequest(shared_.options.io_timeout_ms);
+        }
+      }
+      Accept();
+    });
+  }
+
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_;
+  const std::shared_ptr<Shared> shared_ptr_;
+  Shared& shared_ = *shared_ptr_;
+  std::thread thread_;
+};
+
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(Options options) {
-  if (options.port < 0 || options.port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics port must be in [0, 65535], got ", options.port));
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* addresses = nullptr;
-  const std::string port_text = absl::StrCat(options.port);
-  if (const int rc = getaddrinfo(options.host.c_str(), port_text.c_str(), &hints, &addresses);
-      rc != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metrics host \"", options.host, "\": ", gai_strerror(rc)));
-  }
-  int fd = -1;
-  std::string last_error = "no address";
-  for (addrinfo* a = addresses; a != nullptr && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      last_error = ErrnoMessage("socket");
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-      last_error = ErrnoMessage(absl::StrCat("bind ", options.host, ":", options.port));
-      close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(addresses);
-  if (fd < 0) return absl::UnavailableError(last_error);
-
-  sockaddr_storage bound{};
-  socklen_t bound_len = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  const int port =
-      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  int wake[2];
-  if (pipe2(wake, O_CLOEXEC) != 0) {
-    close(fd);
-    return absl::InternalError(ErrnoMessage("pipe2"));
-  }
-  std::unique_ptr<MetricsHttpServer> server(
-      new MetricsHttpServer(std::move(options), fd, wake[0], wake[1], port));
-  server->thread_ = std::thread([s = server.get()] { s->Serve(); });
-  return server;
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status status = impl->Listen(); !status.ok()) return status;
+  impl->Run();
+  return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(std::move(impl)));
 }
 
-MetricsHttpServer::MetricsHttpServer(Options options, int listen_fd, int wake_read_fd,
-                                     int wake_write_fd, int port)
-    : options_(std::move(options)),
-      listen_fd_(listen_fd),
-      wake_read_fd_(wake_read_fd),
-      wake_write_fd_(wake_write_fd),
-      port_(port) {}
+MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-MetricsHttpServer::~MetricsHttpServer() {
-  const char byte = 0;
-  while (write(wake_write_fd_, &byte, 1) < 0 && errno == EINTR) {
-  }
-  if (thread_.joinable()) thread_.join();
-  close(listen_fd_);
-  close(wake_read_fd_);
-  close(wake_write_fd_);
-}
+MetricsHttpServer::~MetricsHttpServer() = default;
 
-void MetricsHttpServer::Serve() {
-  while (true) {
-    pollfd fds[2] = {{.fd = listen_fd_, .events = POLLIN, .revents = 0},
-                     {.fd = wake_read_fd_, .events = POLLIN, .revents = 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) continue;
-    HandleConnection(fd);
-    close(fd);
-  }
-}
-
-void MetricsHttpServer::HandleConnection(int fd) {
-  const absl::Time deadline = absl::Now() + absl::Milliseconds(options_.io_timeout_ms);
-  std::string head;
-  if (!ReadRequestHead(fd, deadline, head)) return;
-  // Request line: METHOD SP target SP version.
-  const absl::string_view request_line(head.data(), head.find("\r\n"));
-  const std::vector<absl::string_view> parts = absl::StrSplit(request_line, ' ');
-  if (parts.size() != 3 || !absl::StartsWith(parts[2], "HTTP/1.")) {
-    SendAll(fd, Response("400 Bad Request", "text/plain", "bad request\n", true), deadline);
-    return;
-  }
-  const absl::string_view method = parts[0];
-  absl::string_view path = parts[1];
-  path = path.substr(0, path.find('?'));
-  const bool head_only = method == "HEAD";
-  if (method != "GET" && !head_only) {
-    SendAll(fd, Response("405 Method Not Allowed", "text/plain", "use GET\n", true), deadline);
-    return;
-  }
-  if (path != "/metrics") {
-    SendAll(fd, Response("404 Not Found", "text/plain", "metrics are at /metrics\n", !head_only),
-            deadline);
-    return;
-  }
-  const std::string body = options_.render ? options_.render() : std::string();
-  SendAll(fd, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", body, !head_only),
-          deadline);
-}
+int MetricsHttpServer::port() const { return impl_->port(); }
 
 }  // namespace pagoda::server

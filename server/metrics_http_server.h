@@ -3,23 +3,26 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 
 namespace pagoda::server {
 
-// A minimal HTTP/1.1 server for Prometheus scrapes: GET /metrics answers 200 with the text
-// that `render` returns (text/plain; version=0.0.4); other paths 404, other methods 405. One
-// connection at a time, each closed after its response; a client gets at most
-// `io_timeout_ms` to send its request head (at most 8 KiB).
+// The HTTP/1.1 server of Prometheus scrapes, on Boost.Beast over Asio: GET (or HEAD) /metrics
+// answers 200 with the text that `render` returns (text/plain; version=0.0.4); other paths 404,
+// other methods 405, a malformed request 400. Asynchronous: one thread serves any number of
+// connections at once, so idle or slow clients cannot starve a scrape (the hardening issue: six
+// idle sockets used to make every scrape of the old one-connection-at-a-time server fail).
+// Keep-alive as the client asks. Per connection, a request head must arrive within
+// `io_timeout_ms` (8 KiB at most), and a kept-alive connection waits `idle_timeout_ms` for the
+// next request; past `max_connections` open at once, new ones are closed at once.
 //
-// Written instead of prometheus-cpp's civetweb Exposer, whose worker threads have 100 KiB
-// stacks that large static TLS of other libraries can overflow (TOOLCHAIN.md pitfall 1), and
-// whose destructor blocks for about 2 s (pitfall 2).
+// Rather than prometheus-cpp's civetweb Exposer, whose worker threads have 100 KiB stacks that
+// large static TLS of other libraries can overflow, and whose destructor blocks about 2 s.
+// Beast and Asio are included by metrics_http_server.cc alone (they are heavy to compile).
 //
-// Thread-safe to destroy from any thread but its own: the destructor stops accepting, closes
-// the socket and joins the serving thread. `render` runs on that thread and must be
+// Thread-safe to destroy from any thread but its own: the destructor stops the server, closes
+// every connection and joins the serving thread. `render` runs on that thread and must be
 // thread-safe with respect to whatever it reads.
 class MetricsHttpServer {
  public:
@@ -27,6 +30,8 @@ class MetricsHttpServer {
     std::string host = "127.0.0.1";  // an IPv4 or IPv6 address or a host name
     int port = 0;                    // 0: the kernel picks one (see port())
     int io_timeout_ms = 2000;
+    int idle_timeout_ms = 30000;
+    int max_connections = 1024;
     std::function<std::string()> render;
   };
 
@@ -39,20 +44,12 @@ class MetricsHttpServer {
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
   // The bound port.
-  int port() const { return port_; }
+  int port() const;
 
  private:
-  MetricsHttpServer(Options options, int listen_fd, int wake_read_fd, int wake_write_fd, int port);
-  void Serve();
-  void HandleConnection(int fd);
-
-  const Options options_;
-  const int listen_fd_;
-  // A pipe whose write end the destructor writes to wake the poll() of Serve().
-  const int wake_read_fd_;
-  const int wake_write_fd_;
-  const int port_;
-  std::thread thread_;
+  class Impl;
+  explicit MetricsHttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace pagoda::server

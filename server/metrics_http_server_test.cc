@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -68,6 +69,72 @@ TEST(MetricsHttpServerTest, ASilentClientDoesNotBlockTheNextOneForLong) {
   EXPECT_EQ(HttpGet(server->port(), "/metrics")->status, 200);
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   close(silent);
+}
+
+// Connects a TCP socket to the server and leaves it silent; -1 when that fails.
+int ConnectIdle(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The hardening issue's starvation: the old server took one connection at a time and waited
+// up to 2 s for each, so six idle sockets made every scrape fail and 200 blinded it.
+TEST(MetricsHttpServerTest, TwoHundredIdleSocketsDoNotDelayAScrape) {
+  std::atomic<int> renders{0};
+  const std::unique_ptr<MetricsHttpServer> server = StartServer(&renders);
+  ASSERT_NE(server, nullptr);
+  std::vector<int> idle;
+  for (int i = 0; i < 200; ++i) idle.push_back(ConnectIdle(server->port()));
+  for (int i = 0; i < 5; ++i) {
+    const absl::Time start = absl::Now();
+    const absl::StatusOr<testing::HttpResponse> response =
+        HttpGet(server->port(), "/metrics", /*timeout_ms=*/1000);
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  }
+  for (int fd : idle) close(fd);
+}
+
+TEST(MetricsHttpServerTest, KeepsAliveAndBoundsOpenConnections) {
+  std::atomic<int> renders{0};
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Start(
+      {.port = 0, .max_connections = 3, .render = [&renders] {
+         renders.fetch_add(1);
+         return std::string("pagoda_up 1\n");
+       }});
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  // Two requests on one connection, the second closing it: both answered.
+  const absl::StatusOr<testing::HttpResponse> two = HttpExchange(
+      port,
+      "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->status, 200);
+  EXPECT_EQ(renders.load(), 2);
+  // Three connections held open fill the limit: a fourth is closed unanswered, and answered
+  // again once one of them goes.
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) held.push_back(ConnectIdle(port));
+  absl::SleepFor(absl::Milliseconds(100));  // the server accepts them
+  const absl::StatusOr<testing::HttpResponse> refused = HttpGet(port, "/metrics", 1000);
+  EXPECT_FALSE(refused.ok() && refused->status == 200);
+  close(held.back());
+  held.pop_back();
+  absl::SleepFor(absl::Milliseconds(100));
+  const absl::StatusOr<testing::HttpResponse> after = HttpGet(port, "/metrics", 1000);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->status, 200);
+  for (int fd : held) close(fd);
 }
 
 TEST(MetricsHttpServerTest, ATakenPortIsAnError) {

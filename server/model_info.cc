@@ -60,6 +60,10 @@ absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request
                                               const model::Tokenizer* tokenizer) {
   PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
   if (tokenizer == nullptr) return NoTokenizer();
+  if (request.text().size() > kMaxTokenizeTextBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("text: at most ", kMaxTokenizeTextBytes,
+                                                   " bytes, got ", request.text().size()));
+  }
   const std::vector<TokenId> ids = tokenizer->Encode(
       request.text(), request.no_add_special_tokens() ? model::AddSpecialTokens::kNo
                                                       : model::AddSpecialTokens::kYes);

@@ -17,9 +17,14 @@ v1::DataType ToProtoDataType(model::DType dtype);
 // The served model as GetModelInfo reports it.
 v1::ModelInfo MakeModelInfo(const engine::EngineInfo& info);
 
+// Tokenize's bound on its text: tokenizing costs about a second per few MiB, so one call may
+// not hold a server thread for long (16 concurrent 4 MiB calls once starved health checks).
+inline constexpr size_t kMaxTokenizeTextBytes = size_t{1} << 20;
+
 // Tokenize and Detokenize. `tokenizer` may be null (FailedPrecondition). Errors: NotFound for a
-// model name that is not served; Detokenize: InvalidArgument "token_ids[i]: ..." for an id
-// outside the vocabulary.
+// model name that is not served; Tokenize: InvalidArgument "text: ..." for a text over
+// kMaxTokenizeTextBytes; Detokenize: InvalidArgument "token_ids[i]: ..." for an id outside the
+// vocabulary.
 absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request,
                                               const engine::EngineInfo& info,
                                               const model::Tokenizer* tokenizer);

@@ -63,6 +63,17 @@ TEST(ModelInfoTest, EveryFieldIsFilled) {
   EXPECT_EQ(MakeModelInfo(no_bos).backend(), v1::BACKEND_CUDA);
 }
 
+TEST(TokenizeTest, RefusesATextOverTheBound) {
+  const model::ByteTokenizer tokenizer;
+  v1::TokenizeRequest request;
+  request.set_text(std::string(kMaxTokenizeTextBytes + 1, 'a'));
+  const absl::StatusOr<v1::TokenizeResponse> tokens = Tokenize(request, TestInfo(), &tokenizer);
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tokens.status().message().substr(0, 6), "text: ");
+  request.set_text(std::string(kMaxTokenizeTextBytes, 'a'));
+  EXPECT_TRUE(Tokenize(request, TestInfo(), &tokenizer).ok());
+}
+
 TEST(TokenizeTest, TokenizeAndDetokenize) {
   const model::ByteTokenizer tokenizer;
   v1::TokenizeRequest request;

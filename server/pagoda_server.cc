@@ -1,5 +1,8 @@
 #include "server/pagoda_server.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <mutex>
 #include <utility>
 
@@ -86,6 +89,29 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       info.max_num_seqs, info.max_num_batched_tokens, max_waiting_requests));
 }
 
+// Milliseconds for a channel argument; an infinite duration is INT_MAX (gRPC's "never").
+int ChannelMillis(absl::Duration d) {
+  if (d == absl::InfiniteDuration()) return std::numeric_limits<int>::max();
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d),
+                                            std::numeric_limits<int>::max()));
+}
+
+// What one client can make the server hold (docs/operations.md, "Limits"). Debian's gRPC 1.51
+// predates the upstream fix for HTTP/2 rapid reset (CVE-2023-44487); the resource quota is what
+// bounds the memory a burst of reset streams takes.
+void ApplyGrpcLimits(const ServerOptions::GrpcLimits& limits, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             ChannelMillis(limits.max_connection_idle));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                             ChannelMillis(limits.max_connection_age));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             ChannelMillis(limits.max_connection_age_grace));
+  grpc::ResourceQuota quota("pagodad");
+  quota.Resize(static_cast<size_t>(limits.memory_bytes));
+  builder.SetResourceQuota(quota);
+}
+
 // The gRPC port's credentials from the TLS flags (plaintext without them), and a log line.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
     const ServerOptions& options) {
@@ -163,6 +189,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   // gRPC sets SO_REUSEPORT by default, so a second daemon on a taken port would start and
   // share it silently; a taken port must be an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ApplyGrpcLimits(options.grpc_limits, builder);
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

@@ -151,13 +151,15 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
       "pagoda_requests_rejected_total",
       "Generate calls refused before they ran, by reason (the pagoda-error-reason lowercased, "
       "or the status code lowercased); reason unauthenticated counts every TextGeneration "
-      "call refused for a missing or wrong bearer token.");
+      "call refused for a missing or wrong bearer token, reason cancelled the calls their "
+      "client cancelled before the request arrived.");
   for (ErrorReason reason :
        {ErrorReason::kInvalidField, ErrorReason::kPromptTooLong, ErrorReason::kQueueFull,
         ErrorReason::kKvCacheTooSmall, ErrorReason::kDraining, ErrorReason::kEngineFailure}) {
     rejected_->Add({{"reason", RejectionLabel(WithErrorReason(absl::UnknownError(""), reason))}});
   }
   rejected_->Add({{"reason", RejectionLabel(absl::UnauthenticatedError(""))}});
+  rejected_->Add({{"reason", RejectionLabel(absl::CancelledError(""))}});
   prompt_tokens_ =
       make.NewCounter("pagoda_prompt_tokens_total",
                       "Prompt tokens of finished requests (the sum of their Usage.prompt_tokens).");

@@ -49,6 +49,16 @@ absl::StatusOr<int64_t> ParseInt(absl::string_view flag, absl::string_view value
   return parsed;
 }
 
+// Parses seconds in [0, 1 week] into `out`; 0 means never (an infinite duration).
+absl::Status SetSeconds(absl::string_view flag, absl::string_view value, absl::Duration& out) {
+  double seconds = 0;
+  if (!absl::SimpleAtod(value, &seconds) || !(seconds >= 0 && seconds <= 7 * 86400)) {
+    return BadValue(flag, "a number of seconds in [0, 604800] (0 = never)", value);
+  }
+  out = seconds == 0 ? absl::InfiniteDuration() : absl::Seconds(seconds);
+  return absl::OkStatus();
+}
+
 // A setter that parses an integer in [min, max] and hands it to `assign`.
 std::function<absl::Status(absl::string_view, ServerOptions&)> SetInt(
     absl::string_view flag, std::function<void(ServerOptions&, int64_t)> assign, int64_t min,
@@ -269,6 +279,38 @@ const std::vector<Flag>& Flags() {
        "TOKEN' with one of them, or it fails with UNAUTHENTICATED; health checks and "
        "reflection need no token. Default: no authentication.",
        SetPath([](ServerOptions & o) -> auto& { return o.auth_token_file; })},
+      {"grpc-max-concurrent-streams", FlagKind::kValue, "N",
+       "Open gRPC calls per client connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). "
+       "Default 1024.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(const int64_t n,
+                                 ParseInt("grpc-max-concurrent-streams", v, 1, 1 << 20));
+         o.grpc_limits.max_concurrent_streams = static_cast<int>(n);
+         return absl::OkStatus();
+       }},
+      {"grpc-memory-limit", FlagKind::kValue, "BYTES",
+       "Memory gRPC itself may hold for calls and transport buffers (a grpc::ResourceQuota); "
+       "past it gRPC refuses new calls instead of growing. Default 256MiB.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         absl::StatusOr<int64_t> bytes = ParseByteSize(v);
+         if (!bytes.ok() || *bytes < (int64_t{16} << 20)) {
+           return BadValue("grpc-memory-limit", "a byte size of at least 16MiB", v);
+         }
+         o.grpc_limits.memory_bytes = *bytes;
+         return absl::OkStatus();
+       }},
+      {"grpc-max-connection-idle", FlagKind::kValue, "SECONDS",
+       "Close a client connection with no open call for this long (GOAWAY; clients reconnect). "
+       "0 = never. Default 600.",
+       [](absl::string_view v, ServerOptions& o) {
+         return SetSeconds("grpc-max-connection-idle", v, o.grpc_limits.max_connection_idle);
+       }},
+      {"grpc-max-connection-age", FlagKind::kValue, "SECONDS",
+       "Close a client connection this old with GOAWAY once its calls end (at most 30 s "
+       "later), so that clients spread over replicas. 0 = never (the default).",
+       [](absl::string_view v, ServerOptions& o) {
+         return SetSeconds("grpc-max-connection-age", v, o.grpc_limits.max_connection_age);
+       }},
       {"drain-timeout", FlagKind::kValue, "SECONDS",
        "On SIGTERM or SIGINT, how long running requests may take to finish before they are "
        "aborted. Default 30.",

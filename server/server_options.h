@@ -32,6 +32,21 @@ struct ServerOptions {
   // pagoda.v1.TextGeneration RPC needs `authorization: Bearer <token>`; health and reflection
   // do not.
   std::optional<std::string> auth_token_file;
+  // What one client can make the gRPC server hold (docs/operations.md, "Limits").
+  struct GrpcLimits {
+    // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: open calls per connection.
+    int max_concurrent_streams = 1024;
+    // A grpc::ResourceQuota over gRPC's own memory (calls, their arenas, transport buffers):
+    // under pressure gRPC shrinks buffers and refuses new streams instead of growing.
+    int64_t memory_bytes = int64_t{256} << 20;
+    // A connection with no open call for this long is closed with GOAWAY (clients reconnect).
+    absl::Duration max_connection_idle = absl::Minutes(10);
+    // A connection older than this is closed with GOAWAY once its calls end (or after the
+    // grace period). Infinite: never.
+    absl::Duration max_connection_age = absl::InfiniteDuration();
+    absl::Duration max_connection_age_grace = absl::Seconds(30);
+  };
+  GrpcLimits grpc_limits;
   // The `pagoda-retry-after-ms` hint sent with QUEUE_FULL.
   absl::Duration queue_full_retry_after = absl::Seconds(1);
   // Builds the engine core from `engine`. Unset: engine::CreateEngineCore (the real model).

@@ -1,8 +1,11 @@
 #include "server/text_generation_service.h"
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -406,6 +409,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
     }
   }
   if (!status.ok()) {
+    // A call the client cancelled (or whose deadline passed) before its request arrived whole
+    // fails to parse: that is a cancellation, not a bad request.
+    if (context->IsCancelled()) {
+      status = absl::CancelledError("cancelled by the client before the request started");
+    }
     if (PrometheusMetrics* metrics = metrics_.load(std::memory_order_acquire)) {
       metrics->OnRequestRejected(RejectionLabel(status));
     }
@@ -489,6 +497,31 @@ grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
       });
 }
 
+// Holds one of the tokenizer slots (TextGenerationService::tokenizer_calls_) while it lives.
+class TokenizerSlot {
+ public:
+  explicit TokenizerSlot(std::atomic<int>& calls) : calls_(calls) {
+    const int limit = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+    held_ = calls_.fetch_add(1) < limit;
+    if (!held_) calls_.fetch_sub(1);
+  }
+  ~TokenizerSlot() {
+    if (held_) calls_.fetch_sub(1);
+  }
+  TokenizerSlot(const TokenizerSlot&) = delete;
+  TokenizerSlot& operator=(const TokenizerSlot&) = delete;
+
+  absl::Status status() const {
+    return held_ ? absl::OkStatus()
+                 : absl::ResourceExhaustedError(
+                       "too many Tokenize/Detokenize calls at once on this server; retry");
+  }
+
+ private:
+  std::atomic<int>& calls_;
+  bool held_ = false;
+};
+
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                           const grpc::ByteBuffer* request_bytes,
                                                           grpc::ByteBuffer* response_bytes) {
@@ -496,6 +529,8 @@ grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerCo
       context, *request_bytes, response_bytes,
       [this](const v1::TokenizeRequest& request) -> absl::StatusOr<v1::TokenizeResponse> {
         PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+        const TokenizerSlot slot(tokenizer_calls_);
+        PAGODA_RETURN_IF_ERROR(slot.status());
         return server::Tokenize(request, engine->info(), engine->tokenizer());
       });
 }
@@ -507,6 +542,8 @@ grpc::ServerUnaryReactor* TextGenerationService::Detokenize(grpc::CallbackServer
       context, *request_bytes, response_bytes,
       [this](const v1::DetokenizeRequest& request) -> absl::StatusOr<v1::DetokenizeResponse> {
         PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
+        const TokenizerSlot slot(tokenizer_calls_);
+        PAGODA_RETURN_IF_ERROR(slot.status());
         return server::Detokenize(request, engine->info(), engine->tokenizer());
       });
 }

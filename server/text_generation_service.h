@@ -127,6 +127,10 @@ class TextGenerationService final
   std::atomic<PrometheusMetrics*> metrics_{nullptr};
   std::atomic<bool> draining_{false};
   std::atomic<bool> engine_failed_{false};
+  // Tokenize and Detokenize calls running now, at most kMaxTokenizerCalls: the others are
+  // refused with RESOURCE_EXHAUSTED at once, so that they never hold every gRPC thread and
+  // health checks and Generate keep answering.
+  std::atomic<int> tokenizer_calls_{0};
   RequestRegistry registry_;
 };
 

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/check.h"
+#include "common/status_macros.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -152,13 +153,11 @@ float MaxLogit(const float* l, size_t n) {
   return max;
 }
 
-TokenId Argmax(absl::Span<const float> logits) {
-  // Two vectorized passes (a running index would chain every iteration): the maximum, then the
-  // first token holding it, which gives the lowest id among ties.
+// The first token holding `max` (the largest logit, finite): the lowest id among ties.
+TokenId FirstAt(absl::Span<const float> logits, float max) {
+  // A second vectorized pass (a running index in the max pass would chain every iteration).
   const float* l = logits.data();
   const size_t n = logits.size();
-  const float max = MaxLogit(l, n);
-  PAGODA_CHECK(max > kNegInf) << "no samplable token";
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const Int4 hit = (Load4(l + i) == max) | (Load4(l + i + 4) == max) | (Load4(l + i + 8) == max) |
@@ -167,6 +166,13 @@ TokenId Argmax(absl::Span<const float> logits) {
   }
   while (l[i] != max) ++i;  // the maximum is at or after i
   return static_cast<TokenId>(i);
+}
+
+// +inf logits (an overflow in the model or the adjustments) become the largest finite float, so
+// that the weights stay defined: they tie for the top and share its probability.
+void ClampPositiveInfinity(absl::Span<float> logits) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  for (float& l : logits) l = l > kMax ? kMax : l;
 }
 
 // The k best tokens by Before(), sorted. Small k: a bounded min-heap over one pass (most
@@ -217,6 +223,7 @@ void SelectTopK(absl::Span<const float> logits, size_t k, std::vector<Candidate>
 TokenId SampleTopK(absl::Span<const float> logits, const SamplingParams& params, double uniform) {
   std::vector<Candidate>& cands = Scratch();
   SelectTopK(logits, static_cast<size_t>(params.top_k), &cands);
+  // Sample() found a logit above -inf, and SelectTopK keeps every such one up to k >= 1.
   PAGODA_CHECK(!cands.empty()) << "no samplable token";
   const float max = cands.front().value;
   thread_local std::vector<float> weights;
@@ -386,11 +393,11 @@ std::optional<Candidate> TopPCutoff(const float* w, size_t n, float top_p) {
 
 // Random sampling over the whole vocabulary. Weights replace the logits in place; top-p and
 // min-p zero the weights they drop, then one weighted draw walks in id order.
-TokenId SampleFull(absl::Span<float> logits, const SamplingParams& params, double uniform) {
+// `max` is the largest logit, finite (Sample() makes sure).
+TokenId SampleFull(absl::Span<float> logits, const SamplingParams& params, float max,
+                   double uniform) {
   float* w = logits.data();  // Debian's hardened Abseil bounds-checks Span::operator[]
   const size_t n = logits.size();
-  const float max = MaxLogit(w, n);
-  PAGODA_CHECK(max > kNegInf && std::isfinite(max)) << "no samplable token";
   ComputeWeights(w, n, max, params.temperature);
   // The top token has weight exactly 1, so min-p keeps weight >= min_p (p / p_max = w / 1).
   const float min_weight = params.min_p;
@@ -426,13 +433,18 @@ absl::Status FieldError(const char* field, const char* rule, double value) {
   return absl::InvalidArgumentError(absl::StrFormat("%s must be %s, got %g", field, rule, value));
 }
 
+absl::Status OutOfVocab(const char* what, TokenId token, TokenId vocab_size) {
+  return absl::InvalidArgumentError(
+      absl::StrFormat("sampling: %s id %d is not in [0, %d)", what, token, vocab_size));
+}
+
 }  // namespace
 
 absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size) {
   if (vocab_size <= 0) return FieldError("vocab_size", "> 0", vocab_size);
   // Written as !(ok) so that NaN fails every test.
-  if (!(std::isfinite(params.temperature) && params.temperature >= 0.0f)) {
-    return FieldError("temperature", "finite and >= 0", params.temperature);
+  if (!(params.temperature >= 0.0f && params.temperature <= kMaxTemperature)) {
+    return FieldError("temperature", "in [0, 100]", params.temperature);
   }
   if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) {
     return FieldError("top_p", "in (0, 1]", params.top_p);
@@ -441,8 +453,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
   if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) {
     return FieldError("min_p", "in [0, 1]", params.min_p);
   }
-  if (!(std::isfinite(params.repetition_penalty) && params.repetition_penalty > 0.0f)) {
-    return FieldError("repetition_penalty", "finite and > 0", params.repetition_penalty);
+  if (!(params.repetition_penalty >= kMinRepetitionPenalty &&
+        params.repetition_penalty <= kMaxRepetitionPenalty)) {
+    return FieldError("repetition_penalty", "in [0.01, 100]", params.repetition_penalty);
   }
   if (!(params.presence_penalty >= -2.0f && params.presence_penalty <= 2.0f)) {
     return FieldError("presence_penalty", "in [-2, 2]", params.presence_penalty);
@@ -455,9 +468,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
       return absl::InvalidArgumentError(
           absl::StrFormat("logit_bias token must be in [0, %d), got %d", vocab_size, token));
     }
-    if (!std::isfinite(bias)) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("logit_bias for token %d must be finite, got %g", token, bias));
+    if (!(bias >= -kMaxLogitBias && bias <= kMaxLogitBias)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "logit_bias for token %d must be in [-100, 100], got %g", token, bias));
     }
   }
   return absl::OkStatus();
@@ -481,30 +494,43 @@ uint64_t SamplerState::NextUint64() {
 
 double SamplerState::NextUniform() { return static_cast<double>(NextUint64() >> 11) * 0x1.0p-53; }
 
-void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
-                           const SamplerState& state, absl::Span<const TokenId> banned_tokens) {
+absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
+                                   const SamplerState& state,
+                                   absl::Span<const TokenId> banned_tokens) {
   const auto vocab_size = static_cast<TokenId>(logits.size());
+  const auto in_vocab = [&](TokenId token) { return token >= 0 && token < vocab_size; };
+  // Every id is checked before any logit changes: a bad one leaves the logits as they were.
   for (const auto& [token, bias] : params.logit_bias) {
-    PAGODA_CHECK(token >= 0 && token < vocab_size) << "logit_bias token " << token;
-    logits[token] += bias;
+    if (!in_vocab(token)) return OutOfVocab("logit_bias", token, vocab_size);
   }
   for (TokenId token : banned_tokens) {
-    PAGODA_CHECK(token >= 0 && token < vocab_size) << "banned token " << token;
-    logits[token] = kNegInf;
+    if (!in_vocab(token)) return OutOfVocab("banned token", token, vocab_size);
   }
+  // The token history matters only where a penalty reads it.
+  const bool additive = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
+  if (params.repetition_penalty != 1.0f) {
+    for (TokenId token : state.prompt_tokens()) {
+      if (!in_vocab(token)) return OutOfVocab("prompt token", token, vocab_size);
+    }
+  }
+  if (params.repetition_penalty != 1.0f || additive) {
+    for (const auto& [token, count] : state.output_counts()) {
+      if (!in_vocab(token)) return OutOfVocab("output token", token, vocab_size);
+    }
+  }
+  for (const auto& [token, bias] : params.logit_bias) logits[token] += bias;
+  for (TokenId token : banned_tokens) logits[token] = kNegInf;
   // Only the tokens seen so far are touched: O(distinct tokens), not O(vocab). Each token is
   // penalized once, so the iteration order of the hash containers does not matter.
   const float repetition = params.repetition_penalty;
   auto repeat = [&](TokenId token) {
-    PAGODA_CHECK(token >= 0 && token < vocab_size) << "token " << token;
     float& l = logits[token];
     l = l > 0.0f ? l / repetition : l * repetition;
   };
   if (repetition != 1.0f) {
     for (TokenId token : state.prompt_tokens()) repeat(token);
   }
-  const bool additive = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
-  if (repetition == 1.0f && !additive) return;
+  if (repetition == 1.0f && !additive) return absl::OkStatus();
   for (const auto& [token, count] : state.output_counts()) {
     if (repetition != 1.0f && !state.InPrompt(token)) repeat(token);
     if (additive && count > 0) {
@@ -513,6 +539,7 @@ void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& param
       logits[token] -= params.presence_penalty;
     }
   }
+  return absl::OkStatus();
 }
 
 bool IsPlainGreedy(const SamplingParams& params) {
@@ -521,16 +548,26 @@ bool IsPlainGreedy(const SamplingParams& params) {
          params.frequency_penalty == 0.0f;
 }
 
-TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
-               absl::Span<const TokenId> banned_tokens) {
-  PAGODA_CHECK(!logits.empty());
-  ApplyLogitAdjustments(logits, params, state, banned_tokens);
-  if (params.temperature < kGreedyTemperature) return Argmax(logits);
+absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& params,
+                               SamplerState& state, absl::Span<const TokenId> banned_tokens) {
+  if (logits.empty()) return absl::InvalidArgumentError("sampling: no logits (vocab_size 0)");
+  PAGODA_RETURN_IF_ERROR(ApplyLogitAdjustments(logits, params, state, banned_tokens));
+  float max = MaxLogit(logits.data(), logits.size());
+  if (!(max > kNegInf)) {
+    return absl::FailedPreconditionError(
+        "sampling: no samplable token (every logit is -inf or NaN after the logit bias, "
+        "banned tokens and penalties)");
+  }
+  if (max == std::numeric_limits<float>::infinity()) {
+    ClampPositiveInfinity(logits);
+    max = std::numeric_limits<float>::max();
+  }
+  if (params.temperature < kGreedyTemperature) return FirstAt(logits, max);
   const double uniform = state.NextUniform();
   if (params.top_k > 0 && static_cast<size_t>(params.top_k) < logits.size()) {
     return SampleTopK(logits, params, uniform);
   }
-  return SampleFull(logits, params, uniform);
+  return SampleFull(logits, params, max, uniform);
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -30,6 +30,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
 
@@ -39,20 +40,27 @@ namespace pagoda::kernels::cpu {
 // overflow and the distribution is argmax up to rounding anyway.
 inline constexpr float kGreedyTemperature = 1e-5f;
 
+// The accepted ranges (ValidateSamplingParams). Bounded so that no accepted value can overflow
+// a logit: a repetition penalty of 1e-38 used to divide logits into +inf.
+inline constexpr float kMaxTemperature = 100.0f;       // vLLM: >= 0, unbounded; OpenAI: [0, 2]
+inline constexpr float kMinRepetitionPenalty = 0.01f;  // vLLM: > 0
+inline constexpr float kMaxRepetitionPenalty = 100.0f;
+inline constexpr float kMaxLogitBias = 100.0f;  // OpenAI's documented [-100, 100]
+
 // One request's sampling parameters. Defaults leave the distribution unchanged
 // (temperature 1, no truncation, no penalties). Check them with ValidateSamplingParams()
 // before the first Sample(); Sample() assumes they are valid.
 struct SamplingParams {
-  float temperature = 1.0f;         // >= 0, finite; < kGreedyTemperature = greedy
+  float temperature = 1.0f;         // [0, 100]; < kGreedyTemperature = greedy
   float top_p = 1.0f;               // (0, 1]; 1 = off
   int top_k = 0;                    // >= 0; 0 = off; >= vocab_size also means off
   float min_p = 0.0f;               // [0, 1]; 0 = off
   std::optional<uint64_t> seed;     // unset: seeded from a process-wide random source
-  float repetition_penalty = 1.0f;  // > 0, finite; 1 = off
+  float repetition_penalty = 1.0f;  // [0.01, 100]; 1 = off
   float presence_penalty = 0.0f;    // [-2, 2]; 0 = off
   float frequency_penalty = 0.0f;   // [-2, 2]; 0 = off
-  // (token, additive bias) pairs, 0 <= token < vocab_size, bias finite. A token listed twice
-  // gets both biases.
+  // (token, additive bias) pairs, 0 <= token < vocab_size, bias in [-100, 100]. A token listed
+  // twice gets both biases.
   std::vector<std::pair<TokenId, float>> logit_bias;
 };
 
@@ -104,21 +112,25 @@ class SamplerState {
 // banned tokens to -inf, then the penalties with vLLM's formulas:
 //   for every token in the prompt or the output:  l = l > 0 ? l / repetition : l * repetition
 //   for every token in the output:  l -= presence * (count > 0) + frequency * count
-// Every token id in `params`, `state` and `banned_tokens` must be < logits.size() (checked).
-void ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
-                           const SamplerState& state, absl::Span<const TokenId> banned_tokens = {});
+// A token id in `params`, `state` or `banned_tokens` outside [0, logits.size()) is an
+// InvalidArgument error, and then no logit is changed.
+absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
+                                   const SamplerState& state,
+                                   absl::Span<const TokenId> banned_tokens = {});
 
-// Samples one token from `logits` ([vocab_size] floats of one request, vocab_size > 0), which
-// it uses as scratch: their contents are unspecified afterwards. `params` must be valid for
-// this vocab_size. `banned_tokens` are never returned; at least one token must remain
-// samplable (checked). Does not call AddOutputToken(): the caller does, once it keeps the
-// token. NaN logits are treated as -inf; a +inf logit is a bug, checked except when greedy.
+// Samples one token from `logits` ([vocab_size] floats of one request), which it uses as
+// scratch: their contents are unspecified afterwards. `params` must be valid for this
+// vocab_size. `banned_tokens` are never returned. Does not call AddOutputToken(): the caller
+// does, once it keeps the token. Whatever the logits hold, it never aborts: NaN logits are
+// never sampled, +inf ones (after the adjustments) count as the largest finite float, and
+// when no token is left (every logit -inf or NaN) it returns FailedPrecondition, so that the
+// caller can fail that one request. Token ids out of range: InvalidArgument (as above).
 //
 // Cost: greedy and top-k (small k) about one vectorized pass over the vocabulary, plus
 // O(k log k); otherwise a few passes (one exp per token), with top-p found by a radix select,
 // never a sort of the vocabulary. Scratch buffers are per thread and reused.
-TokenId Sample(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
-               absl::Span<const TokenId> banned_tokens = {});
+absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& params,
+                               SamplerState& state, absl::Span<const TokenId> banned_tokens = {});
 
 // True when Sample() with `params` and no banned tokens is the argmax of the logits as they
 // are (the largest, the lowest id among ties, NaN never), whatever the state: greedy, with no

@@ -22,6 +22,14 @@ using ::testing::StartsWith;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Sample() that must succeed; -1 (and a test failure) when it does not.
+TokenId SampleOk(absl::Span<float> logits, const SamplingParams& params, SamplerState& state,
+                 absl::Span<const TokenId> banned = {}) {
+  const absl::StatusOr<TokenId> token = Sample(logits, params, state, banned);
+  EXPECT_TRUE(token.ok()) << token.status();
+  return token.ok() ? *token : -1;
+}
+
 std::vector<float> RandomLogits(int vocab_size, float stddev, uint32_t seed) {
   std::mt19937 gen(seed);
   std::normal_distribution<float> dist(0.0f, stddev);
@@ -37,7 +45,9 @@ std::vector<int> Histogram(const std::vector<float>& logits, const SamplingParam
   std::vector<int> counts(logits.size(), 0);
   for (int i = 0; i < n; ++i) {
     std::vector<float> scratch = logits;
-    ++counts[Sample(absl::MakeSpan(scratch), params, state)];
+    const TokenId token = SampleOk(absl::MakeSpan(scratch), params, state);
+    if (token < 0) break;
+    ++counts[token];
   }
   return counts;
 }
@@ -81,7 +91,7 @@ TEST(SamplerTest, GreedyIsArgmaxAndMakesNoDraw) {
     std::vector<float> logits = RandomLogits(1000, 3.0f, seed);
     const auto expected = std::max_element(logits.begin(), logits.end()) - logits.begin();
     SamplerState state(seed, {});
-    EXPECT_EQ(Sample(absl::MakeSpan(logits), params, state), expected);
+    EXPECT_EQ(SampleOk(absl::MakeSpan(logits), params, state), expected);
     EXPECT_EQ(state.num_draws(), 0u);
   }
 }
@@ -91,7 +101,7 @@ TEST(SamplerTest, GreedyTiesGoToLowestIdAndTinyTemperatureIsGreedy) {
   SamplingParams params;
   params.temperature = kGreedyTemperature / 2;
   SamplerState state(1, {});
-  EXPECT_EQ(Sample(absl::MakeSpan(logits), params, state), 1);
+  EXPECT_EQ(SampleOk(absl::MakeSpan(logits), params, state), 1);
 }
 
 TEST(SamplerTest, PlainGreedyIsOnlyGreedyWithoutAdjustments) {
@@ -117,7 +127,7 @@ TEST(SamplerTest, PlainGreedyIsOnlyGreedyWithoutAdjustments) {
   std::vector<float> logits = {1.0f, 5.0f, 2.0f, 5.0f, kNegInf, std::nanf("")};
   SamplerState state(1, std::vector<TokenId>{1, 1, 3});
   state.AddOutputToken(1);
-  EXPECT_EQ(Sample(absl::MakeSpan(logits), params, state), 1);
+  EXPECT_EQ(SampleOk(absl::MakeSpan(logits), params, state), 1);
 }
 
 TEST(SamplerTest, TemperatureMatchesSoftmaxDistribution) {
@@ -276,7 +286,7 @@ TEST(SamplerTest, PenaltiesFollowVllmFormulas) {
   params.presence_penalty = 0.5f;
   params.frequency_penalty = 0.25f;
   std::vector<float> logits = {1.0f, 3.0f, -1.0f, 4.0f, 7.0f, 0.0f, -3.0f};
-  ApplyLogitAdjustments(absl::MakeSpan(logits), params, state);
+  ASSERT_TRUE(ApplyLogitAdjustments(absl::MakeSpan(logits), params, state).ok());
   EXPECT_THAT(logits, ElementsAre(1.0f,      // unseen
                                   1.5f,      // prompt: 3 / 2
                                   -2.75f,    // prompt and output once: -1 * 2 - 0.25 - 0.5
@@ -294,7 +304,7 @@ TEST(SamplerTest, NegativePenaltiesAndRepetitionBelowOne) {
   params.presence_penalty = -1.0f;
   params.frequency_penalty = -2.0f;
   std::vector<float> logits = {2.0f, -2.0f, 1.0f};
-  ApplyLogitAdjustments(absl::MakeSpan(logits), params, state);
+  ASSERT_TRUE(ApplyLogitAdjustments(absl::MakeSpan(logits), params, state).ok());
   EXPECT_THAT(logits, ElementsAre(4.0f, 2.0f, 1.0f));  // token 1: -2 * 0.5 + 2 + 1
 }
 
@@ -304,7 +314,7 @@ TEST(SamplerTest, LogitBiasIsAppliedFirst) {
   params.logit_bias = {{1, 2.0f}, {0, -0.5f}, {1, 1.0f}};
   params.repetition_penalty = 2.0f;
   std::vector<float> logits = {1.0f, -1.0f, 0.25f};
-  ApplyLogitAdjustments(absl::MakeSpan(logits), params, state);
+  ASSERT_TRUE(ApplyLogitAdjustments(absl::MakeSpan(logits), params, state).ok());
   // Token 1: (-1 + 2 + 1) = 2 > 0, then divided by the penalty: 1.
   EXPECT_THAT(logits, ElementsAre(0.5f, 1.0f, 0.25f));
 
@@ -312,7 +322,7 @@ TEST(SamplerTest, LogitBiasIsAppliedFirst) {
   greedy.temperature = 0.0f;
   greedy.logit_bias = {{2, 10.0f}};
   std::vector<float> more = {5.0f, 1.0f, 0.0f};
-  EXPECT_EQ(Sample(absl::MakeSpan(more), greedy, state), 2);
+  EXPECT_EQ(SampleOk(absl::MakeSpan(more), greedy, state), 2);
 }
 
 std::vector<TokenId> Generate(uint64_t seed, const SamplingParams& params, int n,
@@ -322,11 +332,11 @@ std::vector<TokenId> Generate(uint64_t seed, const SamplingParams& params, int n
   for (int i = 0; i < n; ++i) {
     if (other != nullptr) {  // another request sampled in the same batch
       std::vector<float> noise = RandomLogits(64, 1.0f, i);
-      Sample(absl::MakeSpan(noise), params, *other);
+      SampleOk(absl::MakeSpan(noise), params, *other);
     }
     // Logits that depend on the history, as a model's would.
     std::vector<float> logits = RandomLogits(64, 1.5f, out.empty() ? 0 : out.back() + 1000 * i);
-    out.push_back(Sample(absl::MakeSpan(logits), params, state));
+    out.push_back(SampleOk(absl::MakeSpan(logits), params, state));
     state.AddOutputToken(out.back());
   }
   return out;
@@ -358,24 +368,82 @@ TEST(SamplerTest, BannedTokensAreNeverSampled) {
   greedy.temperature = 0.0f;
   SamplerState state(8, {});
   std::vector<float> copy = logits;
-  EXPECT_EQ(Sample(absl::MakeSpan(copy), greedy, state, banned), 1);
+  EXPECT_EQ(SampleOk(absl::MakeSpan(copy), greedy, state, banned), 1);
   for (int top_k : {0, 2}) {
     SamplingParams params;
     params.top_k = top_k;
     params.temperature = 5.0f;
     for (int i = 0; i < 2000; ++i) {
       copy = logits;
-      const TokenId token = Sample(absl::MakeSpan(copy), params, state, banned);
+      const TokenId token = SampleOk(absl::MakeSpan(copy), params, state, banned);
       ASSERT_TRUE(token == 1 || token == 2) << token;
     }
   }
 }
 
-TEST(SamplerDeathTest, AllTokensBannedIsABug) {
-  std::vector<float> logits = {1.0f, 2.0f};
+TEST(SamplerTest, NoSamplableTokenFailsTheCallNotTheProcess) {
   SamplerState state(0, {});
-  EXPECT_DEATH(Sample(absl::MakeSpan(logits), SamplingParams(), state, {{0, 1}}),
-               "no samplable token");
+  for (const float temperature : {0.0f, 1.0f}) {
+    for (const int top_k : {0, 1}) {
+      SamplingParams params;
+      params.temperature = temperature;
+      params.top_k = top_k;
+      std::vector<float> logits = {1.0f, 2.0f};
+      const absl::StatusOr<TokenId> banned = Sample(absl::MakeSpan(logits), params, state, {{0, 1}});
+      EXPECT_EQ(banned.status().code(), absl::StatusCode::kFailedPrecondition) << banned.status();
+      EXPECT_THAT(std::string(banned.status().message()), ::testing::HasSubstr("no samplable"));
+      const float nan = std::nanf("");
+      std::vector<float> all_nan = {nan, nan, -std::numeric_limits<float>::infinity()};
+      EXPECT_FALSE(Sample(absl::MakeSpan(all_nan), params, state).ok());
+    }
+  }
+}
+
+// The crash of the hardening issue: repetition_penalty 1e-38 passed validation, divided positive
+// logits into +inf, and the "no samplable token" check aborted the daemon. It is refused now,
+// and the sampler itself copes with +inf and NaN logits whatever their cause.
+TEST(SamplerTest, TinyRepetitionPenaltyIsRefusedAndInfiniteLogitsAreSampled) {
+  SamplingParams tiny;
+  tiny.repetition_penalty = 1e-38f;
+  const absl::Status refused = ValidateSamplingParams(tiny, 8);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.message()), StartsWith("repetition_penalty "));
+
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::nanf("");
+  const std::vector<float> logits = {1.0f, inf, nan, 3.0f, inf, -inf, 0.5f, 2.0f};
+  SamplerState state(7, {});
+  for (const float temperature : {0.0f, 0.7f}) {
+    for (const int top_k : {0, 3}) {
+      for (const float top_p : {1.0f, 0.5f}) {
+        SamplingParams params;
+        params.temperature = temperature;
+        params.top_k = top_k;
+        params.top_p = top_p;
+        for (int i = 0; i < 200; ++i) {
+          std::vector<float> copy = logits;
+          const TokenId token = SampleOk(absl::MakeSpan(copy), params, state);
+          // The two +inf tokens share all the mass; greedy takes the lower id.
+          ASSERT_TRUE(token == 1 || (token == 4 && temperature > 0.0f)) << token;
+        }
+      }
+    }
+  }
+}
+
+TEST(SamplerTest, OutOfVocabularyIdsAreAnErrorAndLeaveTheLogits) {
+  SamplingParams params;
+  params.logit_bias = {{0, 1.0f}, {5, 1.0f}};
+  SamplerState state(0, {});
+  std::vector<float> logits = {1.0f, 2.0f};
+  const absl::Status status = ApplyLogitAdjustments(absl::MakeSpan(logits), params, state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(logits, ElementsAre(1.0f, 2.0f));
+  EXPECT_FALSE(Sample(absl::MakeSpan(logits), SamplingParams(), state, {{9}}).ok());
+  SamplerState long_prompt(0, {1, 70});
+  SamplingParams repetition;
+  repetition.repetition_penalty = 1.5f;
+  EXPECT_FALSE(Sample(absl::MakeSpan(logits), repetition, long_prompt).ok());
 }
 
 TEST(ValidateSamplingParamsTest, AcceptsDefaultsAndEdges) {
@@ -384,6 +452,10 @@ TEST(ValidateSamplingParamsTest, AcceptsDefaultsAndEdges) {
   params.temperature = 0.0f;
   params.top_p = 1.0f;
   params.top_k = 100;  // larger than the vocabulary: off
+  EXPECT_TRUE(ValidateSamplingParams(params, 10).ok());
+  params.temperature = 100.0f;
+  params.repetition_penalty = 100.0f;
+  EXPECT_TRUE(ValidateSamplingParams(params, 10).ok());
   params.min_p = 1.0f;
   params.presence_penalty = -2.0f;
   params.frequency_penalty = 2.0f;
@@ -404,6 +476,7 @@ TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {
       {[](SamplingParams& p, float v) { p.temperature = v; }, -0.1f, "temperature"},
       {[](SamplingParams& p, float v) { p.temperature = v; }, inf, "temperature"},
       {[](SamplingParams& p, float v) { p.temperature = v; }, nan, "temperature"},
+      {[](SamplingParams& p, float v) { p.temperature = v; }, 100.5f, "temperature"},
       {[](SamplingParams& p, float v) { p.top_p = v; }, 0.0f, "top_p"},
       {[](SamplingParams& p, float v) { p.top_p = v; }, 1.01f, "top_p"},
       {[](SamplingParams& p, float v) { p.top_p = v; }, nan, "top_p"},
@@ -412,6 +485,11 @@ TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {
       {[](SamplingParams& p, float v) { p.min_p = v; }, 1.5f, "min_p"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 0.0f, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, inf, "repetition_penalty"},
+      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 1e-38f, "repetition_penalty"},
+      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 0.0099f,
+       "repetition_penalty"},
+      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 100.5f, "repetition_penalty"},
+      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, nan, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.presence_penalty = v; }, 2.5f, "presence_penalty"},
       {[](SamplingParams& p, float v) { p.presence_penalty = v; }, nan, "presence_penalty"},
       {[](SamplingParams& p, float v) { p.frequency_penalty = v; }, -2.01f, "frequency_penalty"},
@@ -427,6 +505,14 @@ TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {
          p.logit_bias = {{0, v}};
        },
        inf, "logit_bias"},
+      {[](SamplingParams& p, float v) {
+         p.logit_bias = {{0, v}};
+       },
+       -100.5f, "logit_bias"},
+      {[](SamplingParams& p, float v) {
+         p.logit_bias = {{0, v}};
+       },
+       3e38f, "logit_bias"},
   };
   for (const Case& c : cases) {
     SamplingParams params;

@@ -116,7 +116,7 @@ inline void ExpectDeviceGreedyMatches(ModelRunner& gpu, const model::ForwardBatc
     if (greedy[r] != 0) {
       kernels::cpu::SamplerState state(0, {});
       EXPECT_EQ(out.greedy_tokens[r],
-                kernels::cpu::Sample(absl::MakeSpan(row), {.temperature = 0.0f}, state))
+                kernels::cpu::Sample(absl::MakeSpan(row), {.temperature = 0.0f}, state).value_or(-1))
           << what << ": greedy row " << r;
     } else {
       EXPECT_EQ(out.greedy_tokens[r], -1) << what << " row " << r;
