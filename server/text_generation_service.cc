@@ -260,29 +260,47 @@ class TextGenerationService::GenerateCall final : public engine::RequestSink {
 class TextGenerationService::GenerateReactor final
     : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  explicit GenerateReactor(grpc::CallbackServerContext* context) : context_(context) {}
+  GenerateReactor(grpc::CallbackServerContext* context, std::atomic<PrometheusMetrics*>* metrics)
+      : context_(context), metrics_(metrics) {}
 
   grpc::CallbackServerContext* context() const { return context_; }
   // Before the reactor is returned to gRPC.
   void set_call(std::shared_ptr<GenerateCall> call) { call_ = std::move(call); }
 
-  // Refuses the call.
-  void Refuse(const absl::Status& status) { Finish(ToGrpcStatus(status, context_)); }
+  // Refuses the call. `counted`: the refusal was already counted (Authenticate does); otherwise
+  // it is counted once the call is done, as "cancelled" when the client cancelled it: a call
+  // reset right after it was sent reaches the handler with its request cut short, before gRPC
+  // reports the cancellation, and must not count as an invalid request.
+  void Refuse(const absl::Status& status, bool counted = false) {
+    if (!counted) rejection_label_ = RejectionLabel(status);
+    Finish(ToGrpcStatus(status, context_));
+  }
 
   void OnWriteDone(bool ok) override {
     if (call_ != nullptr) call_->OnWriteDone(ok);
   }
   void OnCancel() override {
+    cancelled_.store(true);
     if (call_ != nullptr) call_->OnCancel();
   }
   void OnDone() override {
     if (call_ != nullptr) call_->OnDone();
+    if (!rejection_label_.empty()) {
+      if (PrometheusMetrics* metrics = metrics_->load(std::memory_order_acquire)) {
+        metrics->OnRequestRejected(cancelled_.load() || context_->IsCancelled()
+                                       ? RejectionLabel(absl::CancelledError(""))
+                                       : rejection_label_);
+      }
+    }
     delete this;
   }
 
  private:
   grpc::CallbackServerContext* const context_;
+  std::atomic<PrometheusMetrics*>* const metrics_;
   std::shared_ptr<GenerateCall> call_;
+  std::string rejection_label_;  // set by Refuse when the refusal is still to be counted
+  std::atomic<bool> cancelled_{false};
 };
 
 void TextGenerationService::GenerateCall::Run(const Action& action) {
@@ -391,9 +409,9 @@ absl::Status TextGenerationService::StartGenerate(const v1::GenerateRequest& req
 grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes) {
   const absl::Time arrival = absl::Now();
-  auto* reactor = new GenerateReactor(context);
+  auto* reactor = new GenerateReactor(context, &metrics_);
   if (absl::Status status = Authenticate(*context); !status.ok()) {
-    reactor->Refuse(status);  // counted by Authenticate
+    reactor->Refuse(status, /*counted=*/true);  // counted by Authenticate
     return reactor;
   }
   absl::StatusOr<v1::GenerateRequest> request = ParseRequest<v1::GenerateRequest>(*request_bytes);
@@ -408,17 +426,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
       status = request_id.status();
     }
   }
-  if (!status.ok()) {
-    // A call the client cancelled (or whose deadline passed) before its request arrived whole
-    // fails to parse: that is a cancellation, not a bad request.
-    if (context->IsCancelled()) {
-      status = absl::CancelledError("cancelled by the client before the request started");
-    }
-    if (PrometheusMetrics* metrics = metrics_.load(std::memory_order_acquire)) {
-      metrics->OnRequestRejected(RejectionLabel(status));
-    }
-    reactor->Refuse(status);
-  }
+  if (!status.ok()) reactor->Refuse(status);  // counted when the call is done
   return reactor;
 }
 

@@ -225,6 +225,13 @@ def run(binary):
         generated = metric(page, "pagoda_generation_tokens_total")
         check(prompt == 2 * complete.usage.prompt_tokens, f"prompt tokens {prompt}")
         check(generated == 24, f"generation tokens {generated}")
+        # Refusals are counted once gRPC is done with the call, which may be after the client
+        # has its status: poll briefly.
+        for _ in range(100):
+            if metric(page, "pagoda_requests_rejected_total", 'reason="invalid_field"') == 2:
+                break
+            time.sleep(0.05)
+            page = daemon.scrape()
         check(metric(page, "pagoda_requests_rejected_total", 'reason="invalid_field"') == 2,
               "rejected{invalid_field}")
         print("ok: /metrics token counters match the responses")

@@ -23,7 +23,7 @@ EXPORTED = {
     "pagoda_request_success_total": ("counter", {"finished_reason": {"stop", "length", "abort"}}),
     "pagoda_requests_rejected_total": ("counter", {"reason": {
         "invalid_field", "prompt_too_long", "queue_full", "kv_cache_too_small", "draining",
-        "engine_failure", "unauthenticated"}}),
+        "engine_failure", "unauthenticated", "cancelled"}}),
     "pagoda_engine_healthy": ("gauge", {}),
     "pagoda_prompt_tokens_total": ("counter", {}),
     "pagoda_generation_tokens_total": ("counter", {}),
