@@ -21,7 +21,6 @@ Needs only the Python standard library.
 import argparse
 import collections
 import errno
-import hashlib
 import json
 import os
 import re
@@ -34,94 +33,14 @@ import sys
 import threading
 import time
 
-STARTUP_TIMEOUT_S = 60.0
-STOP_GRACE_S = 10.0
+from probe_daemon import STARTUP_TIMEOUT_S, Daemon, sha256_of
+
 SCRAPE_TIMEOUT_S = 10.0
 SETTLE_S = 1.0            # after opening the idle sockets, before the first scrape
 HOLD_MAX_S = 300.0        # the idle sockets are released after this long whatever happens
 PARTIAL_REQUEST = b"GET /metr"
 
 
-class Daemon:
-    """Runs pagodad on free loopback ports and keeps its log drained (bounded in memory)."""
-
-    GRPC_RE = re.compile(r"gRPC listening on [^ ]*:(\d+)")
-    METRICS_RE = re.compile(r"metrics at http://[^/]*:(\d+)/metrics")
-
-    def __init__(self, binary, model, extra):
-        self.cmd = [binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
-        if not any(a == "--model" or a.startswith("--model=") for a in extra):
-            self.cmd += ["--model", model]
-        self.cmd += list(extra)
-        self.proc = None
-        self.grpc_port = None
-        self.metrics_port = None
-        self.log_head = []
-        self.log_tail = collections.deque(maxlen=60)
-        self.log_lines = 0
-        self._ports = threading.Event()
-        self._reader = None
-
-    def start(self):
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        if not self._ports.wait(STARTUP_TIMEOUT_S) or self.metrics_port is None:
-            if self.proc.poll() is not None:
-                raise RuntimeError("pagodad exited with %s before logging its ports; log:\n%s"
-                                   % (self.proc.returncode, self.log_text()))
-            raise RuntimeError("pagodad did not log its ports within %.0f s; log:\n%s"
-                               % (STARTUP_TIMEOUT_S, self.log_text()))
-
-    def _read_log(self):
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.log_lines += 1
-            if len(self.log_head) < 40:
-                self.log_head.append(line)
-            else:
-                self.log_tail.append(line)
-            m = self.GRPC_RE.search(line)
-            if m:
-                self.grpc_port = int(m.group(1))
-            m = self.METRICS_RE.search(line)
-            if m:
-                self.metrics_port = int(m.group(1))
-            if self.grpc_port is not None and self.metrics_port is not None:
-                self._ports.set()
-        self._ports.set()
-
-    def log_text(self):
-        return "\n".join(self.log_head + list(self.log_tail))
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.proc is None:
-            return None, "not started"
-        if self.proc.poll() is not None:
-            return self.proc.returncode, "had exited"
-        how = "SIGTERM"
-        try:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            how = "SIGKILL after %.0f s" % STOP_GRACE_S
-            self.proc.kill()
-            self.proc.wait(10)
-        if self._reader is not None:
-            self._reader.join(2)
-        return self.proc.returncode, how
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def scrape(port, timeout_s=SCRAPE_TIMEOUT_S):
