@@ -97,8 +97,9 @@ int ChannelMillis(absl::Duration d) {
 }
 
 // What one client can make the server hold (docs/operations.md, "Limits"). Debian's gRPC 1.51
-// predates the upstream fix for HTTP/2 rapid reset (CVE-2023-44487); the resource quota is what
-// bounds the memory a burst of reset streams takes.
+// predates the upstream fix for HTTP/2 rapid reset (CVE-2023-44487): none of these bounds the
+// calls gRPC queues for streams a client resets faster than the handlers retire them (measured
+// in docs/benchmarks.md, "Hardening").
 void ApplyGrpcLimits(const ServerOptions::GrpcLimits& limits, grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,

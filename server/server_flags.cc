@@ -49,6 +49,15 @@ absl::StatusOr<int64_t> ParseInt(absl::string_view flag, absl::string_view value
   return parsed;
 }
 
+// Parses a byte size of at least `min` ("512MiB", "2GiB") into `out`; `rule` says what is wanted.
+absl::Status SetBytes(absl::string_view flag, absl::string_view value, int64_t min,
+                      absl::string_view rule, int64_t& out) {
+  absl::StatusOr<int64_t> bytes = ParseByteSize(value);
+  if (!bytes.ok() || *bytes < min) return BadValue(flag, rule, value);
+  out = *bytes;
+  return absl::OkStatus();
+}
+
 // Parses seconds in [0, 1 week] into `out`; 0 means never (an infinite duration).
 absl::Status SetSeconds(absl::string_view flag, absl::string_view value, absl::Duration& out) {
   double seconds = 0;
@@ -168,13 +177,9 @@ const std::vector<Flag>& Flags() {
        "Memory for the KV cache of all layers, e.g. 512MiB or 2GiB (binary Ki/Mi/Gi, "
        "decimal K/M/G). Default on the CPU: enough for --max-num-seqs requests of "
        "--max-model-len tokens, at most 2 GiB; on CUDA: set by --gpu-memory-utilization.",
-       [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         absl::StatusOr<int64_t> bytes = ParseByteSize(v);
-         if (!bytes.ok() || *bytes <= 0) {
-           return BadValue("kv-cache-memory", "a positive byte size such as 512MiB", v);
-         }
-         o.engine.kv_cache_memory_bytes = *bytes;
-         return absl::OkStatus();
+       [](absl::string_view v, ServerOptions& o) {
+         return SetBytes("kv-cache-memory", v, 1, "a positive byte size such as 512MiB",
+                         o.engine.kv_cache_memory_bytes);
        }},
       {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16",
        "Element type of the KV cache. Default bf16 (half the memory of f32). The CPU takes "
@@ -289,15 +294,12 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        }},
       {"grpc-memory-limit", FlagKind::kValue, "BYTES",
-       "Memory gRPC itself may hold for calls and transport buffers (a grpc::ResourceQuota); "
-       "past it gRPC refuses new calls instead of growing. Default 256MiB.",
-       [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         absl::StatusOr<int64_t> bytes = ParseByteSize(v);
-         if (!bytes.ok() || *bytes < (int64_t{16} << 20)) {
-           return BadValue("grpc-memory-limit", "a byte size of at least 16MiB", v);
-         }
-         o.grpc_limits.memory_bytes = *bytes;
-         return absl::OkStatus();
+       "Memory gRPC itself may hold for its transport buffers (a grpc::ResourceQuota): under "
+       "pressure it shrinks them rather than grow. Calls queued by rapid reset are not "
+       "covered (docs/operations.md). Default 256MiB.",
+       [](absl::string_view v, ServerOptions& o) {
+         return SetBytes("grpc-memory-limit", v, int64_t{16} << 20,
+                         "a byte size of at least 16MiB", o.grpc_limits.memory_bytes);
        }},
       {"grpc-max-connection-idle", FlagKind::kValue, "SECONDS",
        "Close a client connection with no open call for this long (GOAWAY; clients reconnect). "

@@ -36,8 +36,9 @@ struct ServerOptions {
   struct GrpcLimits {
     // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: open calls per connection.
     int max_concurrent_streams = 1024;
-    // A grpc::ResourceQuota over gRPC's own memory (calls, their arenas, transport buffers):
-    // under pressure gRPC shrinks buffers and refuses new streams instead of growing.
+    // A grpc::ResourceQuota over gRPC's own memory (its transport buffers): under pressure
+    // gRPC shrinks them rather than grow. On gRPC 1.51 it does not cover the calls a rapid
+    // reset queues (docs/operations.md, "Limits").
     int64_t memory_bytes = int64_t{256} << 20;
     // A connection with no open call for this long is closed with GOAWAY (clients reconnect).
     absl::Duration max_connection_idle = absl::Minutes(10);
