@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""pagoda-cli against the real pagodad: generate (streamed and not, greedy text equal both ways),
+"""pagoda-cli against the real pagodad: generate (streamed and not, greedy text equal both ways;
+--print-token-ids),
 tokenize/detokenize round trip, model-info, server-info, and a clear error for a bad request.
 
 Usage: pagoda_cli_test.py PAGODAD   (pagoda-cli must sit beside it)
@@ -33,6 +34,23 @@ def main():
             fail(f"greedy text differs: streamed {streamed.stdout!r}, unary {unary.stdout!r}")
         if "12" not in streamed.stderr:
             fail(f"the summary does not report 12 tokens: {streamed.stderr!r}")
+
+        # --print-token-ids: the same 12 greedy ids streamed and not, and their text is the
+        # text printed above.
+        id_runs = [d.cli_run("generate", "Once upon a time", "--max-tokens", "12",
+                             "--temperature", "0", "--ignore-eos", "--print-token-ids", *extra)
+                   for extra in ([], ["--no-stream"])]
+        for run in id_runs:
+            if run.returncode != 0:
+                fail(f"generate --print-token-ids exited {run.returncode}: {run.stderr}")
+        out_ids = id_runs[0].stdout.split()
+        if len(out_ids) != 12 or not all(t.isdigit() for t in out_ids):
+            fail(f"--print-token-ids printed {id_runs[0].stdout!r}, not 12 ids")
+        if id_runs[1].stdout.split() != out_ids:
+            fail(f"token ids differ: streamed {out_ids}, unary {id_runs[1].stdout!r}")
+        spelled = d.cli_run("detokenize", *out_ids)
+        if spelled.returncode != 0 or spelled.stdout.rstrip("\n") != unary.stdout.rstrip("\n"):
+            fail(f"detokenize(ids) = {spelled.stdout!r}, generate printed {unary.stdout!r}")
 
         ids = d.cli_run("tokenize", "Hello, world")
         if ids.returncode != 0:
