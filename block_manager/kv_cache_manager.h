@@ -80,6 +80,8 @@ class KvCacheManager {
 
   int block_size() const { return pool_.block_size(); }
   int num_blocks() const { return pool_.num_blocks(); }
+  // Blocks an admission must leave free (floor(watermark_ratio * num_blocks)).
+  int num_watermark_blocks() const { return watermark_blocks_; }
   const KvCacheManagerOptions& options() const { return options_; }
 
   // The longest cached prefix of `seq.tokens`, block aligned, always leaving at least the last

@@ -1,7 +1,6 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -81,9 +80,8 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
   // A lone request of max_model_len tokens must be admissible in an empty cache, watermark
   // included, or it would wait forever. (Its last token is never computed, but admission
   // checks the whole sequence.)
-  const int watermark_blocks =
-      static_cast<int>(std::floor(kv_cache->options().watermark_ratio * kv_cache->num_blocks()));
-  const int needed = kv_cache->BlocksForTokens(options.max_model_len) + watermark_blocks;
+  const int needed =
+      kv_cache->BlocksForTokens(options.max_model_len) + kv_cache->num_watermark_blocks();
   if (needed > kv_cache->num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the KV cache holds ", kv_cache->num_blocks(), " blocks of ", kv_cache->block_size(),

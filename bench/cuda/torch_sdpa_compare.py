@@ -6,7 +6,7 @@
 
 Shapes are those of kernels/cuda/paged_attention_benchmark.cc: Llama-3-8B attention (32 query
 heads, 8 KV heads, head dim 128), block size 16, bf16; decode at batch x context 1x32k, 16x4k,
-64x2k, 256x4k, and a causal prefill of 4k and 16k tokens.
+64x2k, 256x4k, 256x256, and a causal prefill of 4k and 16k tokens.
 
 Ours: the benchmark binary is run with --benchmark_format=json (or its earlier JSON output is
 read with --ours-json) and its manual-time results are taken as they are: mean kernel time from
@@ -45,7 +45,7 @@ NUM_HEADS = 32
 NUM_KV_HEADS = 8
 HEAD_DIM = 128
 BLOCK_SIZE = 16
-DECODE_SHAPES = [(1, 32768), (16, 4096), (64, 2048), (256, 4096)]  # (batch, context)
+DECODE_SHAPES = [(1, 32768), (16, 4096), (64, 2048), (256, 4096), (256, 256)]  # (batch, context)
 PREFILL_TOKENS = [4096, 16384]
 MIN_FLUSH_BYTES = 256 << 20
 BF16_BYTES = 2

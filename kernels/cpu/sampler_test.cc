@@ -439,7 +439,8 @@ TEST(SamplerTest, OutOfVocabularyIdsAreAnErrorAndLeaveTheLogits) {
   const absl::Status status = ApplyLogitAdjustments(absl::MakeSpan(logits), params, state);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(logits, ElementsAre(1.0f, 2.0f));
-  EXPECT_FALSE(Sample(absl::MakeSpan(logits), SamplingParams(), state, {{9}}).ok());
+  const std::vector<TokenId> banned_out_of_vocab = {9};
+  EXPECT_FALSE(Sample(absl::MakeSpan(logits), SamplingParams(), state, banned_out_of_vocab).ok());
   SamplerState long_prompt(0, {1, 70});
   SamplingParams repetition;
   repetition.repetition_penalty = 1.5f;

@@ -21,7 +21,6 @@ Needs only the Python standard library.
 import argparse
 import collections
 import errno
-import json
 import os
 import re
 import resource
@@ -33,7 +32,7 @@ import sys
 import threading
 import time
 
-from probe_daemon import STARTUP_TIMEOUT_S, Daemon, sha256_of
+from probe_daemon import STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, write_json
 
 SCRAPE_TIMEOUT_S = 10.0
 SETTLE_S = 1.0            # after opening the idle sockets, before the first scrape
@@ -312,18 +311,13 @@ def main():
     finally:
         if holder is not None:
             holder.close_all()
-        code, how = daemon.stop()
-        result["daemon_exit"] = {"code": code, "how": how}
-        result["daemon_log_tail"] = list(daemon.log_tail)[-20:]
+        record_stop(daemon, result)
 
     result["passed"] = not reasons
     result["reasons"] = reasons
     if "control_scrape" not in result:  # it never got as far as the scrapes
         print("metrics_idle_sockets_probe: FAIL: " + "; ".join(reasons))
-        if args.json_out:
-            with open(args.json_out, "w") as f:
-                json.dump(result, f, indent=1, default=str)
-                f.write("\n")
+        write_json(args.json_out, result)
         return 1
     lat = ", ".join("%.3f%s" % (s["latency_s"], "" if s["ok"] else "!") for s in scrapes)
     held = result.get("idle_at_first_scrape", {})
@@ -333,10 +327,7 @@ def main():
              held.get("connected"), held.get("connect_pending"),
              result.get("control_scrape", {}).get("latency_s"), lat or "none",
              "" if result["passed"] else "; " + "; ".join(reasons)))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=1, default=str)
-            f.write("\n")
+    write_json(args.json_out, result)
     return 0 if result["passed"] else 1
 
 

@@ -5,6 +5,7 @@ Imported by the probes beside it (Python puts a script's own folder on sys.path)
 
 import collections
 import hashlib
+import json
 import re
 import signal
 import subprocess
@@ -95,3 +96,20 @@ def sha256_of(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_json(path, result):
+    """Writes a probe's result as indented JSON to `path` (nothing when path is empty)."""
+    if not path:
+        return
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+        f.write("\n")
+
+
+def record_stop(daemon, result):
+    """Stops the daemon and records how it ended, with the tail of its log."""
+    code, how = daemon.stop()
+    result["daemon_exit"] = {"code": code, "how": how}
+    result["daemon_log_lines"] = daemon.log_lines
+    result["daemon_log_tail"] = list(daemon.log_tail)[-20:]

@@ -22,7 +22,6 @@ Needs Debian's python3-h2 and python3-grpcio (see scripts/packages.d/server.txt)
 
 import argparse
 import collections
-import json
 import os
 import re
 import select
@@ -35,7 +34,7 @@ import threading
 import time
 import urllib.request
 
-from probe_daemon import STARTUP_TIMEOUT_S, Daemon, sha256_of
+from probe_daemon import STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, write_json
 
 try:
     import grpc
@@ -679,19 +678,13 @@ def main():
         run.attack_stop.set()
         if checker is not None:
             checker.close()
-        code, how = daemon.stop()
-        result["daemon_exit"] = {"code": code, "how": how}
-        result["daemon_log_lines"] = daemon.log_lines
-        result["daemon_log_tail"] = list(daemon.log_tail)[-20:]
+        record_stop(daemon, result)
 
     result["passed"] = not reasons
     result["reasons"] = reasons
     if "resets_sent" not in result:  # it never got as far as the burst
         print("rapid_reset_probe: FAIL: " + "; ".join(reasons))
-        if args.json_out:
-            with open(args.json_out, "w") as f:
-                json.dump(result, f, indent=1, default=str)
-                f.write("\n")
+        write_json(args.json_out, result)
         return 1
     d = result.get("checks_during_burst", {})
     h, g = d.get("health", {}), d.get("generate", {})
@@ -707,10 +700,7 @@ def main():
              g.get("ok"), g.get("runs"),
              max(h.get("worst_latency_s", 0), g.get("worst_latency_s", 0)) if d else None,
              "" if result["passed"] else "; " + "; ".join(reasons)))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=1, default=str)
-            f.write("\n")
+    write_json(args.json_out, result)
     return 0 if result["passed"] else 1
 
 
