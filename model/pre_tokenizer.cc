@@ -137,8 +137,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
     if (add_prefix_space_) {
       for (std::string_view& word : words) {
         if (!word.empty() && word.front() != ' ') {
-          // Built by hand: `" " + std::string(word)` trips GCC 12's -Wrestrict false positive
-          // (GCC bug 105329) in Release builds.
+          // One allocation (`" " + std::string(word)` makes two).
           std::string spaced;
           spaced.reserve(word.size() + 1);
           spaced.push_back(' ');

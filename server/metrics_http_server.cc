@@ -65,10 +65,10 @@ http::response<http::string_body> Respond(const http::request<http::empty_body>&
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, std::shared_ptr<Shared> shared)
-      : stream_(std::move(socket)), shared_ptr_(std::move(shared)), shared_(*shared_ptr_) {
-    ++shared_.open_connections;
+      : stream_(std::move(socket)), shared_(std::move(shared)) {
+    ++shared_->open_connections;
   }
-  ~Connection() { --shared_.open_connections; }
+  ~Connection() { --shared_->open_connections; }
 
   void ReadRequest(int timeout_ms) {
     parser_.emplace();
@@ -95,18 +95,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
       response.keep_alive(false);
       return Send(std::move(response));
     }
-    Send(Respond(parser_->get(), shared_));
+    Send(Respond(parser_->get(), *shared_));
   }
 
   void Send(http::response<http::string_body> response) {
     response_ = std::move(response);
-    stream_.expires_after(std::chrono::milliseconds(shared_.options.io_timeout_ms));
+    stream_.expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
     http::async_write(stream_, response_,
                       [self = shared_from_this()](beast::error_code error, size_t) {
                         if (error || !self->response_.keep_alive()) return self->Close();
                         // The first byte of the next request may take the idle timeout; the
                         // rest of its head shares it (a slow client holds one socket, no more).
-                        self->ReadRequest(self->shared_.options.idle_timeout_ms);
+                        self->ReadRequest(self->shared_->options.idle_timeout_ms);
                       });
   }
 
@@ -117,8 +117,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   beast::tcp_stream stream_;
-  const std::shared_ptr<Shared> shared_ptr_;
-  Shared& shared_;
+  const std::shared_ptr<Shared> shared_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::empty_body>> parser_;
   http::response<http::string_body> response_;
@@ -128,19 +127,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 class MetricsHttpServer::Impl {
  public:
-  explicit Impl(Options options) : acceptor_(io_), shared_ptr_(std::make_shared<Shared>()) {
-    shared_.options = std::move(options);
+  explicit Impl(Options options) : acceptor_(io_), shared_(std::make_shared<Shared>()) {
+    shared_->options = std::move(options);
   }
 
   absl::Status Listen() {
     beast::error_code error;
     tcp::resolver resolver(io_);
-    const auto endpoints = resolver.resolve(shared_.options.host,
-                                            std::to_string(shared_.options.port),
+    const auto endpoints = resolver.resolve(shared_->options.host,
+                                            std::to_string(shared_->options.port),
                                             tcp::resolver::passive, error);
     if (error || endpoints.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "cannot resolve host '", shared_.options.host, "': ", error.message()));
+          "cannot resolve host '", shared_->options.host, "': ", error.message()));
     }
     std::string last_error;
     for (const auto& entry : endpoints) {
@@ -150,7 +149,7 @@ class MetricsHttpServer::Impl {
       if (!e) acceptor_.bind(entry.endpoint(), e);
       if (!e) acceptor_.listen(asio::socket_base::max_listen_connections, e);
       if (!e) return absl::OkStatus();
-      last_error = absl::StrCat("bind ", shared_.options.host, ":", shared_.options.port, ": ",
+      last_error = absl::StrCat("bind ", shared_->options.host, ":", shared_->options.port, ": ",
                                 e.message());
       beast::error_code ignored;
       acceptor_.close(ignored);
@@ -176,12 +175,12 @@ class MetricsHttpServer::Impl {
                                                            tcp::socket socket) {
       if (error == asio::error::operation_aborted) return;
       if (!error) {
-        if (shared_.open_connections >= shared_.options.max_connections) {
+        if (shared_->open_connections >= shared_->options.max_connections) {
           beast::error_code ignored;
           socket.close(ignored);  // over the limit: refused at once, the others keep going
         } else {
-          std::make_shared<Connection>(std::move(socket), shared_ptr_)
-              ->ReadRequest(shared_.options.io_timeout_ms);
+          std::make_shared<Connection>(std::move(socket), shared_)
+              ->ReadRequest(shared_->options.io_timeout_ms);
         }
       }
       Accept();
@@ -190,8 +189,7 @@ class MetricsHttpServer::Impl {
 
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
-  const std::shared_ptr<Shared> shared_ptr_;
-  Shared& shared_ = *shared_ptr_;
+  const std::shared_ptr<Shared> shared_;
   std::thread thread_;
 };
 

@@ -509,7 +509,7 @@ grpc::ServerUnaryReactor* TextGenerationService::GetServerInfo(
 class TokenizerSlot {
  public:
   explicit TokenizerSlot(std::atomic<int>& calls) : calls_(calls) {
-    const int limit = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+    static const int limit = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2);
     held_ = calls_.fetch_add(1) < limit;
     if (!held_) calls_.fetch_sub(1);
   }

@@ -499,39 +499,33 @@ absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParam
                                    absl::Span<const TokenId> banned_tokens) {
   const auto vocab_size = static_cast<TokenId>(logits.size());
   const auto in_vocab = [&](TokenId token) { return token >= 0 && token < vocab_size; };
-  // Every id is checked before any logit changes: a bad one leaves the logits as they were.
+  // The request's own ids (a few) are checked before any logit changes.
   for (const auto& [token, bias] : params.logit_bias) {
     if (!in_vocab(token)) return OutOfVocab("logit_bias", token, vocab_size);
   }
   for (TokenId token : banned_tokens) {
     if (!in_vocab(token)) return OutOfVocab("banned token", token, vocab_size);
   }
-  // The token history matters only where a penalty reads it.
-  const bool additive = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
-  if (params.repetition_penalty != 1.0f) {
-    for (TokenId token : state.prompt_tokens()) {
-      if (!in_vocab(token)) return OutOfVocab("prompt token", token, vocab_size);
-    }
-  }
-  if (params.repetition_penalty != 1.0f || additive) {
-    for (const auto& [token, count] : state.output_counts()) {
-      if (!in_vocab(token)) return OutOfVocab("output token", token, vocab_size);
-    }
-  }
   for (const auto& [token, bias] : params.logit_bias) logits[token] += bias;
   for (TokenId token : banned_tokens) logits[token] = kNegInf;
-  // Only the tokens seen so far are touched: O(distinct tokens), not O(vocab). Each token is
-  // penalized once, so the iteration order of the hash containers does not matter.
+  // The token history is checked where a penalty reads it, in the same pass: only the tokens
+  // seen so far are touched, O(distinct tokens), not O(vocab). Each token is penalized once, so
+  // the iteration order of the hash containers does not matter.
   const float repetition = params.repetition_penalty;
+  const bool additive = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
   auto repeat = [&](TokenId token) {
     float& l = logits[token];
     l = l > 0.0f ? l / repetition : l * repetition;
   };
   if (repetition != 1.0f) {
-    for (TokenId token : state.prompt_tokens()) repeat(token);
+    for (TokenId token : state.prompt_tokens()) {
+      if (!in_vocab(token)) return OutOfVocab("prompt token", token, vocab_size);
+      repeat(token);
+    }
   }
   if (repetition == 1.0f && !additive) return absl::OkStatus();
   for (const auto& [token, count] : state.output_counts()) {
+    if (!in_vocab(token)) return OutOfVocab("output token", token, vocab_size);
     if (repetition != 1.0f && !state.InPrompt(token)) repeat(token);
     if (additive && count > 0) {
       // Two subtractions, in vLLM's order, so the floats match its results bit for bit.

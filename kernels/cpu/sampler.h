@@ -113,7 +113,8 @@ class SamplerState {
 //   for every token in the prompt or the output:  l = l > 0 ? l / repetition : l * repetition
 //   for every token in the output:  l -= presence * (count > 0) + frequency * count
 // A token id in `params`, `state` or `banned_tokens` outside [0, logits.size()) is an
-// InvalidArgument error, and then no logit is changed.
+// InvalidArgument error. A bad logit_bias or banned id is found before any logit changes; a bad
+// id in the token history (checked as the penalties read it) leaves the logits part-adjusted.
 absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParams& params,
                                    const SamplerState& state,
                                    absl::Span<const TokenId> banned_tokens = {});

@@ -445,6 +445,11 @@ TEST(SamplerTest, OutOfVocabularyIdsAreAnErrorAndLeaveTheLogits) {
   SamplingParams repetition;
   repetition.repetition_penalty = 1.5f;
   EXPECT_FALSE(Sample(absl::MakeSpan(logits), repetition, long_prompt).ok());
+  SamplerState long_output(0, {});
+  long_output.AddOutputToken(70);
+  SamplingParams presence;
+  presence.presence_penalty = 0.5f;
+  EXPECT_FALSE(Sample(absl::MakeSpan(logits), presence, long_output).ok());
 }
 
 TEST(ValidateSamplingParamsTest, AcceptsDefaultsAndEdges) {

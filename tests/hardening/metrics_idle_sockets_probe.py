@@ -32,7 +32,8 @@ import sys
 import threading
 import time
 
-from probe_daemon import STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, write_json
+from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, stopped_early,
+                          write_json)
 
 SCRAPE_TIMEOUT_S = 10.0
 SETTLE_S = 1.0            # after opening the idle sockets, before the first scrape
@@ -313,11 +314,7 @@ def main():
             holder.close_all()
         record_stop(daemon, result)
 
-    result["passed"] = not reasons
-    result["reasons"] = reasons
-    if "control_scrape" not in result:  # it never got as far as the scrapes
-        print("metrics_idle_sockets_probe: FAIL: " + "; ".join(reasons))
-        write_json(args.json_out, result)
+    if stopped_early("metrics_idle_sockets_probe", result, reasons, args.json_out, "control_scrape"):
         return 1
     lat = ", ".join("%.3f%s" % (s["latency_s"], "" if s["ok"] else "!") for s in scrapes)
     held = result.get("idle_at_first_scrape", {})

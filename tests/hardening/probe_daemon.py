@@ -113,3 +113,15 @@ def record_stop(daemon, result):
     result["daemon_exit"] = {"code": code, "how": how}
     result["daemon_log_lines"] = daemon.log_lines
     result["daemon_log_tail"] = list(daemon.log_tail)[-20:]
+
+
+def stopped_early(prog, result, reasons, json_out, reached_key):
+    """Records the verdict in `result`. When the probe never got as far as `reached_key`, prints
+    FAIL with the reasons, writes the JSON and returns True; otherwise returns False."""
+    result["passed"] = not reasons
+    result["reasons"] = reasons
+    if reached_key in result:
+        return False
+    print("%s: FAIL: %s" % (prog, "; ".join(reasons)))
+    write_json(json_out, result)
+    return True

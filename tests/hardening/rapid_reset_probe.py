@@ -34,7 +34,8 @@ import threading
 import time
 import urllib.request
 
-from probe_daemon import STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, write_json
+from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, stopped_early,
+                          write_json)
 
 try:
     import grpc
@@ -680,11 +681,7 @@ def main():
             checker.close()
         record_stop(daemon, result)
 
-    result["passed"] = not reasons
-    result["reasons"] = reasons
-    if "resets_sent" not in result:  # it never got as far as the burst
-        print("rapid_reset_probe: FAIL: " + "; ".join(reasons))
-        write_json(args.json_out, result)
+    if stopped_early("rapid_reset_probe", result, reasons, args.json_out, "resets_sent"):
         return 1
     d = result.get("checks_during_burst", {})
     h, g = d.get("health", {}), d.get("generate", {})
