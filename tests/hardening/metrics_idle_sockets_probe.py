@@ -18,7 +18,6 @@ Usage:
 Needs only the Python standard library.
 """
 
-import argparse
 import collections
 import errno
 import os
@@ -32,8 +31,8 @@ import sys
 import threading
 import time
 
-from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, stopped_early,
-                          write_json)
+from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, probe_parser, record_stop, sha256_of,
+                          stopped_early, write_json)
 
 SCRAPE_TIMEOUT_S = 10.0
 SETTLE_S = 1.0            # after opening the idle sockets, before the first scrape
@@ -225,13 +224,7 @@ def raise_fd_limit(needed):
 
 
 def main():
-    argv = sys.argv[1:]
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("pagodad", help="the pagodad binary to start")
+    p, argv, extra = probe_parser(__doc__)
     p.add_argument("--idle", type=int, default=200, help="idle connections held (default 200)")
     p.add_argument("--deadline-s", type=float, default=1.0,
                    help="most seconds one scrape may take (default 1.0)")

@@ -4,11 +4,13 @@ Imported by the probes beside it (Python puts a script's own folder on sys.path)
 """
 
 import collections
+import argparse
 import hashlib
 import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 
 STARTUP_TIMEOUT_S = 60.0
@@ -125,3 +127,16 @@ def stopped_early(prog, result, reasons, json_out, reached_key):
     print("%s: FAIL: %s" % (prog, "; ".join(reasons)))
     write_json(json_out, result)
     return True
+
+
+def probe_parser(doc):
+    """The probes' common command line: PAGODAD, the probe's own flags, then `-- FLAGS` passed to
+    pagodad. Returns (the parser, the probe's arguments, pagodad's extra flags)."""
+    argv = sys.argv[1:]
+    extra = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("pagodad", help="the pagodad binary to start")
+    return parser, argv, extra

@@ -20,7 +20,6 @@ Usage:
 Needs Debian's python3-h2 and python3-grpcio (see scripts/packages.d/server.txt).
 """
 
-import argparse
 import collections
 import os
 import re
@@ -34,8 +33,8 @@ import threading
 import time
 import urllib.request
 
-from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, record_stop, sha256_of, stopped_early,
-                          write_json)
+from probe_daemon import (STARTUP_TIMEOUT_S, Daemon, probe_parser, record_stop, sha256_of,
+                          stopped_early, write_json)
 
 try:
     import grpc
@@ -496,13 +495,7 @@ def mib(kib):
 
 
 def main():
-    argv = sys.argv[1:]
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("pagodad", help="the pagodad binary to start")
+    p, argv, extra = probe_parser(__doc__)
     p.add_argument("--resets", type=int, default=60000,
                    help="streams opened and reset at once (default 60000)")
     p.add_argument("--max-rss-growth-mib", type=float, default=150.0,
