@@ -119,9 +119,13 @@ void BM_EngineOverhead(benchmark::State& state) {
   state.counters["schedule_us"] = decode_steps > 0 ? 1e6 * schedule / decode_steps : 0;
   state.counters["schedule_share_pct"] = step > 0 ? 100 * schedule / step : 0;
   state.counters["non_model_share_pct"] = step > 0 ? 100 * (step - model) / step : 0;
+  state.counters["non_model_us"] = decode_steps > 0 ? 1e6 * (step - model) / decode_steps : 0;
 }
 BENCHMARK(BM_EngineOverhead)
+    ->Args({0, 1})
+    ->Args({0, 16})
     ->Args({0, 32})
+    ->Args({0, 64})
     ->Args({0, 256})
     ->Args({1, 256})
     ->Iterations(1)
