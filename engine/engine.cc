@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "engine/error_reason.h"
 
 namespace pagoda::engine {
 
@@ -38,18 +39,26 @@ Engine::~Engine() {
 
 absl::StatusOr<RequestId> Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
   PAGODA_CHECK(sink != nullptr);
-  // Validation reads only immutable engine state, so it runs on the caller's thread and the
-  // engine thread never sees an invalid request.
+  // The one validation of a request (engine/request_validation.h). It reads only immutable
+  // engine state, so it runs on the caller's thread and the engine thread never sees an
+  // invalid request.
   if (absl::Status status = core_->ValidateRequest(request); !status.ok()) return status;
   absl::MutexLock lock(&mu_);
   if (!snapshot_.healthy) {
-    return absl::UnavailableError("the engine failed and serves no more requests");
+    return WithErrorReason(
+        absl::InternalError("engine failure: the engine failed and serves no more requests"),
+        ErrorReason::kEngineFailure);
   }
-  if (draining_ || stop_) return absl::UnavailableError("the server is draining");
+  if (draining_ || stop_) {
+    return WithErrorReason(absl::UnavailableError("the server is draining"),
+                           ErrorReason::kDraining);
+  }
   const int num_waiting = snapshot_.num_waiting + static_cast<int>(inbox_.size());
   if (options_.max_waiting_requests > 0 && num_waiting >= options_.max_waiting_requests) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the waiting queue is full (", options_.max_waiting_requests, " requests)"));
+    return WithErrorReason(absl::ResourceExhaustedError(absl::StrCat(
+                               "the waiting queue is full (", options_.max_waiting_requests,
+                               " requests)")),
+                           ErrorReason::kQueueFull);
   }
   const RequestId id(next_id_.fetch_add(1, std::memory_order_relaxed));
   inbox_.push_back({id, std::move(request), std::move(sink)});

@@ -27,16 +27,6 @@ struct EngineOptions {
   MetricsObserver* metrics_observer = nullptr;
 };
 
-// A consistent view of the engine, published after every step.
-struct EngineSnapshot {
-  int num_running = 0;
-  int num_waiting = 0;  // inbox included
-  int64_t num_preemptions = 0;
-  int64_t num_steps = 0;
-  block_manager::KvCacheStats kv;
-  bool healthy = true;  // false after an engine failure
-};
-
 // The engine thread around an EngineCore (ARCHITECTURE.md "Threads"): callers on any thread
 // submit and abort through a mutex-guarded inbox; the engine thread drains it at the start of
 // every step, then steps while there is work and sleeps when idle. Outputs reach the callers'
@@ -56,8 +46,9 @@ class Engine {
   const model::Tokenizer* tokenizer() const { return tokenizer_; }
 
   // Validates and queues a request, returning its engine id. Errors (the sink is not called):
-  // InvalidArgument from EngineCore::ValidateRequest; ResourceExhausted when
-  // max_waiting_requests are waiting; Unavailable while draining or after a failure.
+  // those of ValidateEngineRequest (engine/request_validation.h); ResourceExhausted with
+  // ErrorReason kQueueFull when max_waiting_requests are waiting; Unavailable with kDraining
+  // while draining; Internal with kEngineFailure after a failure.
   absl::StatusOr<RequestId> Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
 
   // Asks the engine thread to abort `id`; it frees the blocks in its next step. No-op for an

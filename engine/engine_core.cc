@@ -3,24 +3,16 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/status_macros.h"
-#include "kernels/cpu/sampler.h"
-#include "model/utf8.h"
+#include "engine/request_validation.h"
 
 namespace pagoda::engine {
 
 namespace {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
-
-absl::Status PromptTooLong(std::string message) {
-  absl::Status status = absl::InvalidArgumentError(std::move(message));
-  status.SetPayload(kErrorReasonPayload, absl::Cord(kPromptTooLongReason));
-  return status;
-}
 
 bool Contains(const std::vector<TokenId>& ids, TokenId id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
@@ -32,10 +24,12 @@ bool Contains(const std::vector<TokenId>& ids, TokenId id) {
 struct EngineCore::RequestState {
   RequestId id;
   std::string external_id;
-  kernels::cpu::SamplingParams sampling;
+  sampling::SamplingParams sampling;
   StoppingOptions stopping;
   std::shared_ptr<RequestSink> sink;
-  kernels::cpu::SamplerState sampler;
+  sampling::SamplerState sampler;
+  // Never sampled before min_tokens output tokens: the EOS ids (unless ignored) and the stop ids.
+  std::vector<TokenId> banned_before_min_tokens;
   std::optional<model::IncrementalDetokenizer> detokenizer;
   std::optional<model::StopStringMatcher> stop_matcher;
   int num_prompt_tokens = 0;
@@ -129,74 +123,20 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runn
 EngineCore::~EngineCore() = default;
 
 absl::Status EngineCore::ValidateRequest(const EngineRequest& request) const {
-  const int num_prompt = static_cast<int>(request.prompt_tokens.size());
-  if (num_prompt == 0) return absl::InvalidArgumentError("prompt: must not be empty");
-  for (int i = 0; i < num_prompt; ++i) {
-    const TokenId id = request.prompt_tokens[i];
-    if (id < 0 || id >= info_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt.token_ids[", i, "]: token id ", id,
-                                                     " is outside the vocabulary [0, ",
-                                                     info_.vocab_size, ")"));
-    }
-  }
-  if (num_prompt >= info_.max_model_len) {
-    return PromptTooLong(absl::StrCat(
-        "prompt: ", num_prompt,
-        " tokens leave no room for output within max_model_len = ", info_.max_model_len));
-  }
-  const StoppingOptions& stopping = request.stopping;
-  if (stopping.max_tokens.has_value()) {
-    if (*stopping.max_tokens < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stopping.max_tokens: must be >= 1, got ", *stopping.max_tokens));
-    }
-    if (num_prompt + int64_t{*stopping.max_tokens} > info_.max_model_len) {
-      return PromptTooLong(absl::StrCat("stopping.max_tokens: the prompt's ", num_prompt,
-                                        " tokens plus max_tokens = ", *stopping.max_tokens,
-                                        " exceed max_model_len = ", info_.max_model_len));
-    }
-  }
-  if (stopping.min_tokens < 0 ||
-      (stopping.max_tokens.has_value() && stopping.min_tokens > *stopping.max_tokens)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stopping.min_tokens: must be in [0, max_tokens], got ", stopping.min_tokens));
-  }
-  for (size_t i = 0; i < stopping.stop_token_ids.size(); ++i) {
-    const TokenId id = stopping.stop_token_ids[i];
-    if (id < 0 || id >= info_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("stopping.stop_token_ids[", i, "]: token id ",
-                                                     id, " is outside the vocabulary"));
-    }
-  }
-  for (size_t i = 0; i < stopping.stop_strings.size(); ++i) {
-    if (stopping.stop_strings[i].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("stopping.stop[", i, "]: must not be empty"));
-    }
-    if (!model::IsValidUtf8(stopping.stop_strings[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stopping.stop[", i, "]: must be valid UTF-8"));
-    }
-  }
-  if (!stopping.stop_strings.empty() && tokenizer_ == nullptr) {
-    return absl::FailedPreconditionError(
-        "stopping.stop: stop strings need a tokenizer, and this model has none");
-  }
-  const absl::Status sampling =
-      kernels::cpu::ValidateSamplingParams(request.sampling, info_.vocab_size);
-  if (!sampling.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.", sampling.message()));
-  }
-  return absl::OkStatus();
+  return ValidateEngineRequest(request, info_);
 }
 
 absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
                                     std::shared_ptr<RequestSink> sink) {
   PAGODA_CHECK(sink != nullptr);
-  PAGODA_RETURN_IF_ERROR(ValidateRequest(request));
   if (requests_.contains(id)) {
     return absl::AlreadyExistsError(absl::StrCat("request ", id.value(), " is unfinished"));
   }
   auto state = std::make_unique<RequestState>(id, request, std::move(sink), clock_->Now());
+  if (!state->stopping.ignore_eos) state->banned_before_min_tokens = info_.eos_token_ids;
+  state->banned_before_min_tokens.insert(state->banned_before_min_tokens.end(),
+                                         state->stopping.stop_token_ids.begin(),
+                                         state->stopping.stop_token_ids.end());
   const int max_output = request.stopping.max_tokens.value_or(info_.max_model_len);
   state->max_num_tokens = static_cast<int>(
       std::min<int64_t>(int64_t{state->num_prompt_tokens} + max_output, info_.max_model_len));
@@ -232,13 +172,9 @@ void EngineCore::AbortAll() {
   requests_.clear();
 }
 
-std::vector<TokenId> EngineCore::BannedTokens(const RequestState& state) const {
-  std::vector<TokenId> banned;
-  if (static_cast<int>(state.output_tokens.size()) >= state.stopping.min_tokens) return banned;
-  if (!state.stopping.ignore_eos) banned = info_.eos_token_ids;
-  banned.insert(banned.end(), state.stopping.stop_token_ids.begin(),
-                state.stopping.stop_token_ids.end());
-  return banned;
+absl::Span<const TokenId> EngineCore::BannedTokens(const RequestState& state) {
+  if (static_cast<int>(state.output_tokens.size()) >= state.stopping.min_tokens) return {};
+  return state.banned_before_min_tokens;
 }
 
 void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
@@ -330,42 +266,38 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
                                   .block_tables = batch_block_tables_,
                                   .max_blocks_per_request = batch_max_blocks_,
                                   .logits_indices = batch_logits_indices_};
-  const absl::Time model_start = clock_->Now();
-  batch_greedy_rows_.clear();
+  batch_rows_.clear();
   for (const RequestId id : batch_sampled_) {
-    const RequestState& state = *requests_.at(id);
-    batch_greedy_rows_.push_back(
-        kernels::cpu::IsPlainGreedy(state.sampling) && BannedTokens(state).empty() ? 1 : 0);
+    RequestState& state = *requests_.at(id);
+    batch_rows_.push_back(SamplingRow{.params = &state.sampling,
+                                      .state = &state.sampler,
+                                      .banned_tokens = BannedTokens(state)});
   }
-  PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_greedy_rows_, &step_output_));
+  const absl::Time model_start = clock_->Now();
+  PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_rows_, &step_tokens_));
   metrics.model_seconds = Seconds(clock_->Now() - model_start);
-  const int vocab = info_.vocab_size;
-  const std::vector<TokenId>& greedy = step_output_.greedy_tokens;
-  PAGODA_CHECK_EQ(greedy.size(), batch_sampled_.size());
-  const size_t logits_rows = static_cast<size_t>(std::count(greedy.begin(), greedy.end(), -1));
-  PAGODA_CHECK_EQ(step_output_.logits.size(), logits_rows * static_cast<size_t>(vocab));
+  if (step_tokens_.size() != batch_sampled_.size()) {
+    return absl::InternalError(absl::StrCat("the runner returned ", step_tokens_.size(),
+                                            " tokens for ", batch_sampled_.size(), " rows"));
+  }
 
   const absl::Time now = clock_->Now();
   std::vector<RequestId> ended;
-  size_t logits_row = 0;
   for (size_t row = 0; row < batch_sampled_.size(); ++row) {
     RequestState& state = *requests_.at(batch_sampled_[row]);
-    TokenId token = greedy[row];
-    if (token < 0) {
-      const absl::Span<float> logits(step_output_.logits.data() + logits_row++ * vocab, vocab);
-      absl::StatusOr<TokenId> sampled =
-          kernels::cpu::Sample(logits, state.sampling, state.sampler, BannedTokens(state));
-      if (!sampled.ok()) {
-        // Only this request fails (its logits had no samplable token); the step goes on.
-        Finish(state, FinishReason::kAbort, now, std::move(sampled).status());
-        ended.push_back(state.id);
-        continue;
-      }
-      token = *sampled;
-    } else {
-      PAGODA_CHECK(batch_greedy_rows_[row] != 0 && token < vocab) << "runner's greedy token";
+    absl::StatusOr<TokenId>& token = step_tokens_[row];
+    if (!token.ok()) {
+      // Only this request fails (its logits had no samplable token); the step goes on.
+      Finish(state, FinishReason::kAbort, now, std::move(token).status());
+      ended.push_back(state.id);
+      continue;
     }
-    if (ProcessToken(state, token, now, metrics)) ended.push_back(state.id);
+    if (*token < 0 || *token >= info_.vocab_size) {
+      return absl::InternalError(absl::StrCat("the runner chose token ", *token,
+                                              ", outside the vocabulary [0, ", info_.vocab_size,
+                                              ")"));
+    }
+    if (ProcessToken(state, *token, now, metrics)) ended.push_back(state.id);
   }
   for (const RequestId id : ended) requests_.erase(id);
   return absl::OkStatus();

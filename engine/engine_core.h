@@ -13,6 +13,7 @@
 #include "block_manager/kv_cache_manager.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "engine/engine_info.h"
 #include "engine/engine_metrics.h"
 #include "engine/engine_request.h"
 #include "engine/model_runner.h"
@@ -29,27 +30,6 @@ struct EngineCoreOptions {
   bool enable_prefix_caching = true;
   // See block_manager::KvCacheManagerOptions::watermark_ratio.
   double watermark_ratio = 0.01;
-};
-
-// Static facts about the served model and engine, for GetModelInfo and logs.
-struct EngineInfo {
-  std::string model_name;
-  model::ModelConfig config;
-  int max_model_len = 0;
-  int block_size = 0;
-  int num_kv_blocks = 0;
-  model::DType kv_dtype = model::DType::kF32;
-  model::DType weight_dtype = model::DType::kF32;
-  std::string backend;          // "cpu", "cuda"
-  std::string backend_details;  // ModelRunner::Describe()
-  bool has_tokenizer = false;
-  bool prefix_caching = true;
-  int max_num_seqs = 0;
-  int max_num_batched_tokens = 0;
-  // Token ids that end generation (the tokenizer's, else the model config's).
-  std::vector<TokenId> eos_token_ids;
-  std::optional<TokenId> bos_token_id;
-  int vocab_size = 0;
 };
 
 // The engine step of ARCHITECTURE.md, synchronous: one Step() drains nothing (the threaded
@@ -72,19 +52,16 @@ class EngineCore {
   // Null when the model has no tokenizer. Immutable: any thread may use it.
   const model::Tokenizer* tokenizer() const { return tokenizer_.get(); }
 
-  // OK, or InvalidArgument naming the field ("prompt_tokens[3]: ...", "max_tokens: ...",
-  // "sampling.top_p: ..."): prompt empty or too long for max_model_len, ids out of the
-  // vocabulary, prompt + max_tokens > max_model_len, invalid sampling or stopping options,
-  // stop strings without a tokenizer (FailedPrecondition). Errors caused by the prompt's length
-  // carry the payload kErrorReasonPayload = kPromptTooLongReason. Reads only immutable state:
-  // safe from any thread.
+  // ValidateEngineRequest (engine/request_validation.h) against this engine's info. Reads only
+  // immutable state: safe from any thread.
   absl::Status ValidateRequest(const EngineRequest& request) const;
 
   // Ends every request now with FinishReason::kAbort.
   void AbortAll();
 
-  // Queues a request; `sink` receives its output. Fails (without calling the sink) when
-  // ValidateRequest does, or when `id` is already in use (AlreadyExists).
+  // Queues a request that passed ValidateRequest (which is not repeated here: Engine::Submit
+  // validated it on the caller's thread); `sink` receives its output. Fails (without calling
+  // the sink) only when `id` is already in use (AlreadyExists).
   absl::Status AddRequest(RequestId id, EngineRequest request, std::shared_ptr<RequestSink> sink);
 
   // Ends a request now with FinishReason::kAbort (its sink gets OnComplete at once) and frees
@@ -118,7 +95,7 @@ class EngineCore {
   // Appends `token` to the request and checks the stop conditions; returns true when it ended.
   bool ProcessToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);
   void Finish(RequestState& state, FinishReason reason, absl::Time now, absl::Status status);
-  std::vector<TokenId> BannedTokens(const RequestState& state) const;
+  static absl::Span<const TokenId> BannedTokens(const RequestState& state);
   void FailAll(const absl::Status& status);
 
   EngineInfo info_;
@@ -141,10 +118,8 @@ class EngineCore {
   std::vector<int32_t> batch_logits_indices_;
   std::vector<RequestId> batch_sampled_;  // the request of each logits row
   int32_t batch_max_blocks_ = 0;
-  // Per sampled row: whether the runner may answer with its argmax (kernels::cpu::IsPlainGreedy
-  // and no banned token this step).
-  std::vector<uint8_t> batch_greedy_rows_;
-  StepOutput step_output_;
+  std::vector<SamplingRow> batch_rows_;  // how to choose each logits row's token
+  std::vector<absl::StatusOr<TokenId>> step_tokens_;  // the runner's answer
 };
 
 }  // namespace pagoda::engine

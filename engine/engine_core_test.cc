@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/cord.h"
 #include "common/check.h"
+#include "engine/error_reason.h"
 #include "engine/offline.h"
 #include "engine/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
@@ -94,9 +94,9 @@ TEST(EngineCoreTest, GeneratesMaxTokensAndStreamsEveryToken) {
   EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0);
 }
 
-// A runner that answers greedy rows itself (as the CUDA runner does) must give the same outputs
-// as host sampling: the engine marks a row greedy only when the sampler would take the plain
-// argmax. EOS (token 5) is the argmax everywhere, so a row marked greedy while EOS is banned
+// A runner that answers argmax rows itself (as the CUDA runner does) must give the same outputs
+// as host sampling: IsArgmaxRow holds only where the sampler would take the plain argmax. EOS
+// (token 5) is the argmax everywhere, so a row answered by argmax while EOS is banned
 // (min_tokens), biased away or penalized would end its request early.
 TEST(EngineCoreTest, RunnerGreedyRowsMatchHostSampling) {
   FakeModelRunner::Options runner_options;
@@ -242,14 +242,18 @@ TEST(EngineCoreTest, ValidationNamesTheField) {
     return std::string(c.core->ValidateRequest(r).message());
   };
   EXPECT_THAT(message(Request({})), StartsWith("prompt: "));
-  EXPECT_THAT(message(Request({1, 2, 64})), StartsWith("prompt.token_ids[2]: "));
+  EXPECT_EQ(message(Request({1, 2, 64})),
+            "prompt[2]: token id 64 is outside the vocabulary [0, 64)");
+  EngineRequest named = Request({1, 2, 64});
+  named.prompt_field = "token_ids.ids";
+  EXPECT_THAT(message(named), StartsWith("token_ids.ids[2]: "));
+  EXPECT_EQ(GetErrorReason(c.core->ValidateRequest(named)), ErrorReason::kInvalidField);
   EXPECT_THAT(message(Request(Iota(4), 0)), StartsWith("stopping.max_tokens: "));
   const absl::Status too_long = c.core->ValidateRequest(Request(Iota(30), 3));
   EXPECT_THAT(std::string(too_long.message()), StartsWith("stopping.max_tokens: "));
-  EXPECT_EQ(too_long.GetPayload(kErrorReasonPayload), absl::Cord(kPromptTooLongReason));
-  EXPECT_EQ(
-      c.core->ValidateRequest(Request(Iota(32), std::nullopt)).GetPayload(kErrorReasonPayload),
-      absl::Cord(kPromptTooLongReason));
+  EXPECT_EQ(GetErrorReason(too_long), ErrorReason::kPromptTooLong);
+  EXPECT_EQ(GetErrorReason(c.core->ValidateRequest(Request(Iota(32), std::nullopt))),
+            ErrorReason::kPromptTooLong);
   EngineRequest r = Request(Iota(4));
   r.stopping.min_tokens = 9;
   EXPECT_THAT(message(r), StartsWith("stopping.min_tokens: "));
@@ -265,9 +269,8 @@ TEST(EngineCoreTest, ValidationNamesTheField) {
   r = Request(Iota(4));
   r.sampling.logit_bias = {{64, 1.0f}};
   EXPECT_THAT(message(r), StartsWith("sampling.logit_bias"));
-  // AddRequest refuses what ValidateRequest refuses, and duplicate ids.
+  // AddRequest takes validated requests (it does not check them again) and refuses duplicate ids.
   auto sink = std::make_shared<CollectingSink>();
-  EXPECT_FALSE(c.core->AddRequest(RequestId(1), Request({}), sink).ok());
   ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(Iota(4)), sink).ok());
   EXPECT_EQ(c.core->AddRequest(RequestId(1), Request(Iota(4)), sink).code(),
             absl::StatusCode::kAlreadyExists);
@@ -317,6 +320,43 @@ TEST(EngineCoreTest, ModelFailureCompletesEveryRequestWithTheError) {
   ASSERT_TRUE(c.core->Step().ok());
   c.runner->FailNextStep();
   EXPECT_EQ(c.core->Step().code(), absl::StatusCode::kInternal);
+  ASSERT_EQ(a->num_completions, 1);
+  EXPECT_EQ(a->completion->status.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0);
+}
+
+// A row the runner could not sample (its logits had no samplable token) ends that request alone,
+// with the runner's error; the step and the other request go on, and no block leaks.
+TEST(EngineCoreTest, RunnerRowErrorFailsOnlyThatRequest) {
+  CoreWithRunner c = MakeCore({}, Options());
+  auto a = std::make_shared<CollectingSink>();
+  auto b = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(Iota(5), 10), a).ok());
+  ASSERT_TRUE(c.core->AddRequest(RequestId(2), Request(Iota(5, 2), 10), b).ok());
+  ASSERT_TRUE(c.core->Step().ok());
+  c.runner->ReplaceNextToken(0, absl::FailedPreconditionError("sampling: no samplable token"));
+  ASSERT_TRUE(c.core->Step().ok());
+  ASSERT_EQ(a->num_completions, 1);
+  EXPECT_EQ(a->completion->status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(a->completion->token_ids.size(), 1u);  // the first step's token
+  while (c.core->has_requests()) ASSERT_TRUE(c.core->Step().ok());
+  ASSERT_EQ(b->num_completions, 1);
+  EXPECT_TRUE(b->completion->status.ok()) << b->completion->status;
+  EXPECT_EQ(b->completion->token_ids.size(), 10u);
+  EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0);
+}
+
+// A token outside the vocabulary from the runner is an engine failure reported as a status (every
+// request ends with it), never a crash, and never reaches the scheduler or the detokenizer.
+TEST(EngineCoreTest, RunnerTokenOutsideTheVocabularyIsAnEngineFailure) {
+  CoreWithRunner c = MakeCore({}, Options());
+  auto a = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(Iota(5), 10), a).ok());
+  const int vocab = c.core->info().vocab_size;
+  c.runner->ReplaceNextToken(0, vocab);
+  const absl::Status status = c.core->Step();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(status.message(), HasSubstr("outside the vocabulary"));
   ASSERT_EQ(a->num_completions, 1);
   EXPECT_EQ(a->completion->status.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0);

@@ -58,4 +58,14 @@ class MetricsObserver {
   virtual void OnRequestFinished(const FinishedRequestMetrics& request) = 0;
 };
 
+// A consistent view of the engine, published after every step.
+struct EngineSnapshot {
+  int num_running = 0;
+  int num_waiting = 0;  // inbox included
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  block_manager::KvCacheStats kv;
+  bool healthy = true;  // false after an engine failure
+};
+
 }  // namespace pagoda::engine

@@ -7,27 +7,31 @@
 
 #include "absl/status/status.h"
 #include "common/ids.h"
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampling_params.h"
 
 namespace pagoda::engine {
 
-// The absl::Status payload that refines an error's cause for clients (the server maps it to the
-// `pagoda-error-reason` trailing metadata), and its values.
-inline constexpr char kErrorReasonPayload[] = "type.googleapis.com/pagoda.ErrorReason";
-inline constexpr char kPromptTooLongReason[] = "PROMPT_TOO_LONG";
+// The limits of a request that ValidateEngineRequest (engine/request_validation.h) enforces for
+// every front end, documented in proto/pagoda/v1 and docs/api.md.
+inline constexpr int kMaxCacheSaltBytes = 256;
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr int kMaxStopStringBytes = 256;
+inline constexpr int kMaxStopTokenIds = 64;
 
 // When a request stops (vLLM's StoppingParams). Generation ends at the first of: an EOS token
 // (unless ignore_eos), a token of stop_token_ids, a stop string, max_tokens output tokens, or
 // the sequence reaching max_model_len tokens.
 struct StoppingOptions {
-  // Output tokens at most, >= 1. Unset: until max_model_len.
+  // Output tokens at most, >= 1, and prompt + max_tokens <= max_model_len. Unset: until
+  // max_model_len.
   std::optional<int> max_tokens;
   // Before this many output tokens exist, EOS and stop_token_ids are never sampled and stop
-  // strings are not checked.
+  // strings are not checked. In [0, max_tokens].
   int min_tokens = 0;
-  // Matched on the output text (needs a tokenizer); the first to occur wins.
+  // Matched on the output text (needs a tokenizer); the first to occur wins. At most 16, each
+  // 1 to 256 bytes of UTF-8 (front ends check the encoding where they decode the wire).
   std::vector<std::string> stop_strings;
-  std::vector<TokenId> stop_token_ids;
+  std::vector<TokenId> stop_token_ids;  // at most 64, in the vocabulary
   bool ignore_eos = false;
   // Whether the matched stop string, or the text of the stop token, ends the output text.
   bool include_stop_str_in_output = false;
@@ -35,14 +39,18 @@ struct StoppingOptions {
   bool keep_special_tokens = false;
 };
 
-// A validated, tokenized request, as the server hands it to the engine.
+// A tokenized request, as a front end hands it to the engine, which validates it
+// (ValidateEngineRequest) before anything else sees it.
 struct EngineRequest {
   // The client's id (GenerateRequest.request_id or x-request-id), for logs. May be empty.
   std::string external_id;
   std::vector<TokenId> prompt_tokens;  // not empty; every id < vocab size
-  kernels::cpu::SamplingParams sampling;
+  // What the client called the prompt, for error messages ("text", "token_ids.ids",
+  // "messages"): "prompt_tokens[3]: ..." becomes "token_ids.ids[3]: ...".
+  std::string prompt_field = "prompt";
+  sampling::SamplingParams sampling;
   StoppingOptions stopping;
-  // Requests with different salts never share prefix-cache blocks.
+  // Requests with different salts never share prefix-cache blocks. At most 256 bytes.
   std::string cache_salt;
   int priority = 0;  // lower first, under the priority queue policy
   // Whether chunks carry text (needs a tokenizer). Token ids are always sent.

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/check.h"
+#include "engine/error_reason.h"
 #include "engine/testing/fake_model_runner.h"
 #include "gtest/gtest.h"
 
@@ -129,6 +130,7 @@ TEST(EngineTest, QueueFullIsResourceExhausted) {
       accepted.push_back(sink);
     } else {
       EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
+      EXPECT_EQ(GetErrorReason(id.status()), ErrorReason::kQueueFull);
       ++refused;
     }
   }
@@ -148,8 +150,10 @@ TEST(EngineTest, AbortAndDrain) {
   ASSERT_TRUE(engine->Submit(Request(4, 3), short_one).ok());
   engine->StartDrain();
   EXPECT_TRUE(engine->draining());
-  EXPECT_EQ(engine->Submit(Request(4, 3), std::make_shared<WaitableSink>()).status().code(),
-            absl::StatusCode::kUnavailable);
+  const absl::Status refused =
+      engine->Submit(Request(4, 3), std::make_shared<WaitableSink>()).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GetErrorReason(refused), ErrorReason::kDraining);
   ASSERT_TRUE(short_one->WaitDone(absl::Seconds(30)));  // accepted work goes on
   engine->Abort(*id);
   ASSERT_TRUE(long_running->WaitDone(absl::Seconds(30)));

@@ -5,22 +5,37 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
 #include "model/dtype.h"
 #include "model/llama_model.h"
 #include "model/model_config.h"
+#include "sampling/sampler.h"
+#include "sampling/sampling_params.h"
 
 namespace pagoda::engine {
 
-// What ModelRunner::ExecuteStep returns for the batch's logits rows (ForwardBatch::logits_indices).
-struct StepOutput {
-  // Per logits row: the token the runner chose greedily, or -1 where the row's logits are in
-  // `logits` instead.
-  std::vector<TokenId> greedy_tokens;
-  // The logits of the rows whose greedy_tokens entry is -1, in row order: [count, vocab_size].
-  std::vector<float> logits;
+// What a runner needs to choose the token of one logits row (ForwardBatch::logits_indices): the
+// request's sampling parameters and its sampler state, both owned by the engine.
+struct SamplingRow {
+  const sampling::SamplingParams* params = nullptr;
+  sampling::SamplerState* state = nullptr;  // sampling draws from its RNG
+  absl::Span<const TokenId> banned_tokens;  // never chosen this step (the min_tokens rule)
 };
+
+// True when the row's token is the plain argmax of its logits as computed (the largest, the
+// lowest id among ties, NaN never): sampling::IsPlainGreedy and nothing banned. A GPU runner
+// computes that argmax next to the logits and sends the host 4 bytes instead of a row.
+inline bool IsArgmaxRow(const SamplingRow& row) {
+  return row.banned_tokens.empty() && sampling::IsPlainGreedy(*row.params);
+}
+
+// Chooses row i's token from its logits on the host with the shared sampler (which uses them as
+// scratch); an error fails that one request (no samplable token).
+inline absl::StatusOr<TokenId> SampleOnHost(absl::Span<float> logits, const SamplingRow& row) {
+  return sampling::Sample(logits, *row.params, *row.state, row.banned_tokens);
+}
 
 // Runs the model over the flat batch of one step and owns the KV cache memory it writes. The
 // CPU runner wraps model::LlamaModel and model::CpuKvCache; a CUDA runner implements the same
@@ -42,20 +57,21 @@ class ModelRunner {
 
   // Writes the K/V of the batch's tokens into their slots and returns the logits of
   // batch.logits_indices: [logits_indices.size(), vocab_size] row-major. An error is an engine
-  // failure (the engine ends every request with it).
+  // failure (the engine ends every request with it). For tests, tools and ExecuteStep.
   virtual absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) = 0;
 
-  // Execute, where logits row i with greedy_rows[i] != 0 may be answered with its argmax token
-  // (kernels::cpu::Sample's greedy rule on the row as computed: see kernels::cpu::IsPlainGreedy)
-  // instead of its logits. A GPU runner computes it next to the logits and sends the host 4 bytes
-  // for the row instead of vocab_size values. greedy_rows is empty or one entry per logits row.
-  // The default answers every row with logits.
+  // One engine step: Execute, then the token of each logits row, chosen as `rows` (one per
+  // logits row) say. (*tokens)[i] is row i's token, in [0, vocab_size), or the error that fails
+  // that request alone (its logits have no samplable token). Does not record the tokens in the
+  // sampler states: the engine does, once it keeps them. The returned status is an engine
+  // failure. The default samples every row on the host; a GPU runner answers argmax rows
+  // (IsArgmaxRow) on the device.
   virtual absl::Status ExecuteStep(const model::ForwardBatch& batch,
-                                   absl::Span<const uint8_t> greedy_rows, StepOutput* out) {
-    (void)greedy_rows;
-    out->greedy_tokens.assign(batch.logits_indices.size(), -1);
-    return Execute(batch, &out->logits);
-  }
+                                   absl::Span<const SamplingRow> rows,
+                                   std::vector<absl::StatusOr<TokenId>>* tokens);
+
+ private:
+  std::vector<float> host_logits_;  // the default ExecuteStep's, reused
 };
 
 }  // namespace pagoda::engine

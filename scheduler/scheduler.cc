@@ -102,12 +102,8 @@ Scheduler::Scheduler(const SchedulerOptions& options, KvCacheManager* kv_cache)
 
 absl::Status Scheduler::AddRequest(std::unique_ptr<Request> request) {
   PAGODA_CHECK(request != nullptr);
-  if (request->num_tokens() == 0) return absl::InvalidArgumentError("the prompt is empty");
-  if (request->num_tokens() > options_.max_model_len) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the prompt has ", request->num_tokens(),
-                     " tokens, more than max_model_len = ", options_.max_model_len));
-  }
+  PAGODA_CHECK(request->num_tokens() > 0 && request->num_tokens() <= options_.max_model_len)
+      << "an unvalidated request of " << request->num_tokens() << " tokens";
   PAGODA_CHECK_EQ(request->num_output_tokens(), 0);
   if (requests_.contains(request->id())) {
     return absl::AlreadyExistsError(

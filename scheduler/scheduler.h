@@ -80,9 +80,10 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a new request (state kWaiting, nothing computed). Errors, with nothing queued:
-  // InvalidArgument for an empty prompt or one longer than max_model_len; AlreadyExists when a
-  // request with the same id is unfinished.
+  // Queues a new request (state kWaiting, nothing computed). The request was validated upstream
+  // (engine/request_validation.h): a prompt of 1 to max_model_len tokens and no output yet,
+  // asserted here, not checked again. AlreadyExists, with nothing queued, when a request with
+  // the same id is unfinished.
   absl::Status AddRequest(std::unique_ptr<Request> request);
 
   // Plans the next step; see the class comment. Advances num_computed_tokens() of every

@@ -63,11 +63,13 @@ TEST(SchedulerTest, CreateRejectsBadOptions) {
   EXPECT_TRUE(Scheduler::Create({.max_model_len = 24}, kv_watermark.get()).ok());
 }
 
-TEST(SchedulerTest, AddRequestValidates) {
+// The engine validates requests once (engine/request_validation.h); the scheduler asserts what
+// it relies on instead of checking again.
+TEST(SchedulerDeathTest, AddRequestAssertsAValidatedRequest) {
   auto kv = MakeKv(8);
   auto s = *Scheduler::Create({.max_model_len = 16}, kv.get());
-  EXPECT_EQ(s->AddRequest(MakeRequest(1, 0)).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(s->AddRequest(MakeRequest(1, 17)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_DEATH((void)s->AddRequest(MakeRequest(1, 0)), "an unvalidated request of 0 tokens");
+  EXPECT_DEATH((void)s->AddRequest(MakeRequest(1, 17)), "an unvalidated request of 17 tokens");
   EXPECT_TRUE(s->AddRequest(MakeRequest(1, 16)).ok());
   EXPECT_EQ(s->AddRequest(MakeRequest(1, 3)).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(s->num_waiting(), 1);

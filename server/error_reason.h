@@ -3,34 +3,23 @@
 // The machine-readable side of a failed RPC: the `pagoda-error-reason` and
 // `pagoda-retry-after-ms` trailing metadata of proto/pagoda/v1/text_generation_service.proto,
 // carried inside an absl::Status as payloads until ToGrpcStatus (server/grpc_status.h) turns
-// them into metadata. Pure functions; thread-safe.
+// them into metadata. The reason is the engine's (engine/error_reason.h, which attaches it);
+// the retry hint and the rejection label are the server's. Pure functions; thread-safe.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "engine/error_reason.h"
 
 namespace pagoda::server {
 
-// The stable values of `pagoda-error-reason`, one per documented cause.
-enum class ErrorReason {
-  kInvalidField,     // INVALID_ARGUMENT: a field failed validation
-  kPromptTooLong,    // INVALID_ARGUMENT: prompt (+ max_tokens) exceeds max_model_len
-  kQueueFull,        // RESOURCE_EXHAUSTED: the waiting queue is full; retry later
-  kKvCacheTooSmall,  // RESOURCE_EXHAUSTED: the request can never fit in the KV cache
-  kDraining,         // UNAVAILABLE: the server is draining
-  kEngineFailure,    // INTERNAL: the engine failed
-};
-
-// The metadata value, e.g. "QUEUE_FULL".
-absl::string_view ErrorReasonName(ErrorReason reason);
-
-// `status` (not OK) with `reason` attached; replaces an earlier reason.
-absl::Status WithErrorReason(absl::Status status, ErrorReason reason);
-std::optional<ErrorReason> GetErrorReason(const absl::Status& status);
+using engine::ErrorReason;
+using engine::ErrorReasonName;
+using engine::GetErrorReason;
+using engine::WithErrorReason;
 
 // `status` (not OK) with a retry hint attached, rounded up to whole milliseconds (>= 1).
 absl::Status WithRetryAfter(absl::Status status, absl::Duration retry_after);

@@ -1,9 +1,12 @@
 #pragma once
 
-// Validation of the public request messages and their translation into the engine's types.
-// Every limit the .proto comments promise is enforced here, before anything reaches the engine,
-// so that errors name fields in the client's vocabulary: the proto text path of the field, then
-// ": " and the reason ("sampling.top_p: must be in (0, 1], got 0").
+// Translation of the public request messages into the engine's types, with the checks only the
+// wire can make: presence, the request id, the served model's name, fields not implemented,
+// unknown extension keys. UTF-8 is checked as the bytes are parsed (server/message_parsing.h).
+// Every semantic limit the .proto comments promise (ranges, sizes, lengths, the vocabulary) is
+// the engine's one validation (engine/request_validation.h), which Engine::Submit runs; its
+// errors name fields in the client's vocabulary: the proto text path of the field, then ": "
+// and the reason ("sampling.top_p: must be in (0, 1], got 0").
 //
 // Pure functions over immutable state: thread-safe.
 
@@ -13,21 +16,16 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/engine_core.h"
+#include "engine/engine_info.h"
 #include "engine/engine_request.h"
 #include "model/tokenizer.h"
 #include "pagoda/v1/generate.pb.h"
 
 namespace pagoda::server {
 
-// Limits documented in proto/pagoda/v1 (and docs/api.md).
+// Limits of the gRPC messages themselves, documented in proto/pagoda/v1 (and docs/api.md); the
+// request's own limits are the engine's (engine/engine_request.h).
 inline constexpr int kMaxRequestIdBytes = 256;
-inline constexpr int kMaxCacheSaltBytes = 256;
-inline constexpr int kMaxStopStrings = 16;
-inline constexpr int kMaxStopStringBytes = 256;
-inline constexpr int kMaxStopTokenIds = 64;
-inline constexpr int kMaxLogitBiasEntries = 1024;
-inline constexpr float kMaxAbsLogitBias = 100.0f;
 inline constexpr int kMaxAbortRequestIds = 1024;
 
 // OK when `id` is 1 to 256 bytes of printable ASCII (0x21-0x7E), else InvalidArgument naming
@@ -46,16 +44,16 @@ std::string NewRequestId();
 // OK when `requested` is empty or equals `served`; else NotFound ("model: ...").
 absl::Status CheckModelName(absl::string_view requested, absl::string_view served);
 
-// Validates `request` against the served model and translates it: the prompt is tokenized
-// (text) or copied (token ids) and truncated, sampling and stopping options are converted.
-// `tokenizer` may be null (then text prompts and stop strings are refused). The returned
-// request's external_id is empty: the caller sets the effective id.
+// Translates `request` (whose strings are valid UTF-8) for the served model: the prompt is
+// tokenized (text) or copied (token ids) and truncated, sampling and stopping options are
+// converted. `tokenizer` may be null (then text prompts are refused). The returned request's
+// external_id is empty: the caller sets the effective id. It is not yet validated: hand it to
+// Engine::Submit (or engine::ValidateEngineRequest).
 //
 // Errors, the first one found: NotFound (model); Unimplemented (n > 1, logprobs);
-// FailedPrecondition (a text prompt or stop strings without a tokenizer); InvalidArgument with
-// ErrorReason kInvalidField, or kPromptTooLong when the prompt or prompt + max_tokens exceeds
-// max_model_len; ResourceExhausted with kKvCacheTooSmall when prompt + max_tokens needs more
-// blocks than the whole KV cache has.
+// FailedPrecondition (a text prompt without a tokenizer); InvalidArgument with ErrorReason
+// kInvalidField (no prompt, an empty text, an unknown extra key, truncate_prompt_tokens out of
+// range).
 absl::StatusOr<engine::EngineRequest> ParseGenerateRequest(const v1::GenerateRequest& request,
                                                            const engine::EngineInfo& info,
                                                            const model::Tokenizer* tokenizer);

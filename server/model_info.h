@@ -4,7 +4,7 @@
 // Detokenize. Pure functions over immutable state; thread-safe.
 
 #include "absl/status/statusor.h"
-#include "engine/engine_core.h"
+#include "engine/engine_info.h"
 #include "model/dtype.h"
 #include "model/tokenizer.h"
 #include "pagoda/v1/info.pb.h"

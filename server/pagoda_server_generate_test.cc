@@ -127,7 +127,7 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
        [](v1::GenerateRequest& r) { r.mutable_stopping()->set_max_tokens(kMaxModelLen - 2); },
        grpc::StatusCode::INVALID_ARGUMENT, "stopping.max_tokens: the prompt's 3 tokens", too_long},
       {"temperature < 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-1); },
-       grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature: must be finite and >= 0, got -1",
+       grpc::StatusCode::INVALID_ARGUMENT, "sampling.temperature: must be in [0, 100], got -1",
        invalid},
       {"top_p 0", [](v1::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); },
        grpc::StatusCode::INVALID_ARGUMENT, "sampling.top_p: must be in (0, 1], got 0", invalid},

@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "engine/engine.h"
 #include "engine/engine_metrics.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"

@@ -355,20 +355,11 @@ absl::Status TextGenerationService::Authenticate(const grpc::CallbackServerConte
 }
 
 absl::Status TextGenerationService::SubmitError(const absl::Status& status) const {
-  switch (status.code()) {
-    case absl::StatusCode::kResourceExhausted:
-      return WithRetryAfter(WithErrorReason(status, ErrorReason::kQueueFull),
-                            options_.queue_full_retry_after);
-    case absl::StatusCode::kUnavailable:
-      if (engine_failed_.load() || !engine_.load()->Snapshot().healthy) {
-        return WithErrorReason(
-            absl::InternalError(absl::StrCat("engine failure: ", status.message())),
-            ErrorReason::kEngineFailure);
-      }
-      return WithErrorReason(status, ErrorReason::kDraining);
-    default:
-      return status;
+  // The engine attached the reason; the retry hint is the server's.
+  if (GetErrorReason(status) == ErrorReason::kQueueFull) {
+    return WithRetryAfter(status, options_.queue_full_retry_after);
   }
+  return status;
 }
 
 absl::Status TextGenerationService::StartGenerate(const v1::GenerateRequest& request,

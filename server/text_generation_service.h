@@ -107,7 +107,7 @@ class TextGenerationService final
   // then on. `reactor` is not yet returned to gRPC.
   absl::Status StartGenerate(const v1::GenerateRequest& request, const std::string& request_id,
                              absl::Time arrival, GenerateReactor* reactor);
-  // Maps an error of Engine::Submit to the API's status and reason.
+  // An error of Engine::Submit, which carries its reason, with the retry hint added.
   absl::Status SubmitError(const absl::Status& status) const;
   // The engine once loaded, else Unavailable.
   absl::StatusOr<engine::Engine*> LoadedEngine() const;

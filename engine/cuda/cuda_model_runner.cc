@@ -255,8 +255,7 @@ absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
                                   .block_tables = block_tables,
                                   .max_blocks_per_request = width,
                                   .logits_indices = logits_indices};
-  StepOutput out;
-  PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), {}, &out));
+  PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), {}, &host_rows_));
   PAGODA_RETURN_IF_ERROR(CaptureGraphs());
   PAGODA_RETURN_IF_ERROR(stream_.Synchronize());
   PAGODA_ASSIGN_OR_RETURN(const kc::DeviceMemoryInfo info, kc::CurrentDeviceMemoryInfo());
@@ -337,7 +336,7 @@ absl::Status CudaModelRunnerImpl<T>::UploadStep(const PackedStep& packed) {
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                                                     absl::Span<const uint8_t> greedy_rows,
-                                                    StepOutput* out) {
+                                                    HostRows* out) {
   const auto greedy = [&](size_t i) { return !greedy_rows.empty() && greedy_rows[i] != 0; };
   cudaStream_t stream = stream_.get();
   size_t num_greedy = 0;
@@ -373,20 +372,14 @@ absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<con
 
   const auto* tokens = static_cast<const int32_t*>(argmax_staging_.data());
   const auto* bits = static_cast<const uint16_t*>(logits_staging_.data());
-  out->greedy_tokens.resize(pick.size());
+  out->argmax_tokens.clear();
   out->logits.resize((pick.size() - num_greedy) * dims_.vocab);
   float* dst = out->logits.data();
   for (size_t i = 0; i < pick.size(); ++i) {
     if (greedy(i)) {
-      const int32_t token = tokens[pick[i]];
-      if (token < 0) {
-        return absl::InternalError(absl::StrCat("CUDA runner: logits row ", i,
-                                                " has no samplable token (all NaN or -inf)"));
-      }
-      out->greedy_tokens[i] = token;
+      out->argmax_tokens.push_back(tokens[pick[i]]);
       continue;
     }
-    out->greedy_tokens[i] = -1;
     const uint16_t* row = bits + pick[i] * dims_.vocab_padded;
     for (int64_t j = 0; j < dims_.vocab; ++j) dst[j] = FromBits<T>(row[j]);
     dst += dims_.vocab;
@@ -398,7 +391,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
                                               absl::Span<const uint8_t> greedy_rows,
-                                              StepOutput* out) {
+                                              HostRows* out) {
   const PackedStep packed = PackStep(batch, split, nullptr, &packed_bytes_);
   DeviceStep step{.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
@@ -418,7 +411,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::ForwardBatch& batch,
                                               const AttentionSplit& split,
                                               absl::Span<const uint8_t> greedy_rows,
-                                              StepOutput* out) {
+                                              HostRows* out) {
   const StepPadding padding{.num_tokens = graph.step.shape.num_tokens, .table_width = table_width_};
   const PackedStep packed = PackStep(batch, split, &padding, &packed_bytes_);
   PAGODA_CHECK(packed.layout == graph.step.layout);
@@ -435,24 +428,51 @@ absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::F
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
                                              std::vector<float>* logits) {
-  StepOutput out;
-  out.logits.swap(*logits);  // reuses the caller's capacity
-  const absl::Status status = ExecuteStep(batch, {}, &out);
-  logits->swap(out.logits);
+  host_rows_.logits.swap(*logits);  // reuses the caller's capacity
+  const absl::Status status = RunStep(batch, {}, &host_rows_);
+  logits->swap(host_rows_.logits);
   return status;
 }
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batch,
-                                                 absl::Span<const uint8_t> greedy_rows,
-                                                 StepOutput* out) {
-  PAGODA_RETURN_IF_ERROR(
-      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size));
-  if (!greedy_rows.empty() && greedy_rows.size() != batch.logits_indices.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("CUDA runner: ", greedy_rows.size(),
-                                                   " greedy_rows flags for ",
+                                                 absl::Span<const SamplingRow> rows,
+                                                 std::vector<absl::StatusOr<TokenId>>* tokens) {
+  if (rows.size() != batch.logits_indices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("CUDA runner: ", rows.size(),
+                                                   " sampling rows for ",
                                                    batch.logits_indices.size(), " logits rows"));
   }
+  argmax_rows_.clear();
+  for (const SamplingRow& row : rows) argmax_rows_.push_back(IsArgmaxRow(row) ? 1 : 0);
+  PAGODA_RETURN_IF_ERROR(RunStep(batch, argmax_rows_, &host_rows_));
+  // Argmax rows were answered on the device; the others are sampled here from their logits.
+  tokens->clear();
+  size_t next_argmax = 0;
+  size_t next_logits = 0;
+  const size_t vocab = static_cast<size_t>(dims_.vocab);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (argmax_rows_[i] == 0) {
+      tokens->push_back(SampleOnHost(
+          absl::MakeSpan(host_rows_.logits).subspan(next_logits++ * vocab, vocab), rows[i]));
+    } else if (const int32_t token = host_rows_.argmax_tokens[next_argmax++]; token >= 0) {
+      tokens->push_back(token);
+      ++device_argmax_rows_;
+    } else {
+      // As the host sampler says it: only this request fails.
+      tokens->push_back(absl::FailedPreconditionError(
+          "sampling: no samplable token (every logit is -inf or NaN)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::RunStep(const model::ForwardBatch& batch,
+                                             absl::Span<const uint8_t> greedy_rows,
+                                             HostRows* out) {
+  PAGODA_RETURN_IF_ERROR(
+      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size));
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_requests = static_cast<int64_t>(batch.context_lens.size());
   if (num_tokens > max_tokens_ || num_requests > max_requests_ ||
@@ -467,7 +487,7 @@ absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batc
   // The engine thread may not be the thread that created the runner.
   PAGODA_RETURN_IF_ERROR(kc::SetCurrentDevice(options_.device));
   if (num_tokens == 0) {
-    out->greedy_tokens.clear();
+    out->argmax_tokens.clear();
     out->logits.clear();
     return absl::OkStatus();
   }

@@ -70,6 +70,8 @@ class CudaModelRunner : public ModelRunner {
   virtual const CudaRunnerReport& report() const = 0;
   // Steps run through a CUDA graph so far.
   virtual int64_t graph_replays() const = 0;
+  // Logits rows ExecuteStep answered with the argmax computed on the device so far.
+  virtual int64_t device_argmax_rows() const = 0;
 };
 
 }  // namespace pagoda::engine::cuda

@@ -111,13 +111,11 @@ TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemor
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
 }
 
-// Forwards to a runner but leaves ExecuteStep to ModelRunner's default, so that the engine
-// samples every row on the host from the logits; counts the greedy tokens the runner returns
-// otherwise.
-class Forwarding final : public ModelRunner {
+// Forwards to a runner but leaves ExecuteStep to ModelRunner's default, so that every row is
+// sampled on the host from the runner's logits.
+class HostSampling final : public ModelRunner {
  public:
-  Forwarding(std::unique_ptr<ModelRunner> runner, bool device_greedy, int64_t* greedy_tokens)
-      : runner_(std::move(runner)), device_greedy_(device_greedy), greedy_tokens_(greedy_tokens) {}
+  explicit HostSampling(std::unique_ptr<ModelRunner> runner) : runner_(std::move(runner)) {}
   const model::ModelConfig& config() const override { return runner_->config(); }
   int num_kv_blocks() const override { return runner_->num_kv_blocks(); }
   int block_size() const override { return runner_->block_size(); }
@@ -127,18 +125,9 @@ class Forwarding final : public ModelRunner {
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
     return runner_->Execute(batch, logits);
   }
-  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
-                           StepOutput* out) override {
-    if (!device_greedy_) return ModelRunner::ExecuteStep(batch, greedy_rows, out);
-    PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, greedy_rows, out));
-    for (const TokenId t : out->greedy_tokens) *greedy_tokens_ += t >= 0 ? 1 : 0;
-    return absl::OkStatus();
-  }
 
  private:
   std::unique_ptr<ModelRunner> runner_;
-  bool device_greedy_;
-  int64_t* greedy_tokens_;
 };
 
 // The whole engine on the emulated runner: concurrent requests on a pool small enough to preempt
@@ -170,14 +159,14 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
         12 * model::CpuKvCache::BytesPerBlock(TinyConfig(false), kBlockSize, model::DType::kBF16);
     auto runner = CudaModelRunner::Create(DummyWeights(TinyConfig(false)), runner_options);
     ASSERT_TRUE(runner.ok()) << runner.status();
+    const CudaModelRunner* gpu = runner->get();
+    std::unique_ptr<ModelRunner> engine_runner = *std::move(runner);
+    if (run == 1) engine_runner = std::make_unique<HostSampling>(std::move(engine_runner));
     EngineCoreOptions options;
     options.scheduler.max_num_seqs = runner_options.max_num_seqs;
     options.scheduler.max_num_batched_tokens = runner_options.max_num_batched_tokens;
     options.scheduler.max_model_len = runner_options.max_model_len;
-    auto core = EngineCore::Create(
-        "tiny",
-        std::make_unique<Forwarding>(*std::move(runner), run == 0, &device_greedy_tokens[run]),
-        nullptr, options);
+    auto core = EngineCore::Create("tiny", std::move(engine_runner), nullptr, options);
     ASSERT_TRUE(core.ok()) << core.status();
     auto completions = GenerateOffline(**core, requests);
     ASSERT_TRUE(completions.ok()) << completions.status();
@@ -187,6 +176,7 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
     }
     EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
     EXPECT_GT((*core)->num_preemptions(), 0);
+    device_greedy_tokens[run] = gpu->device_argmax_rows();
   }
   EXPECT_EQ(runs[0], runs[1]);
   // Every token of the 3 greedy requests (24 each) came from the runner's argmax in the first

@@ -72,26 +72,36 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   const CudaRunnerReport& report() const override { return report_; }
   std::string Describe() const override;
   int64_t graph_replays() const override { return graph_replays_; }
+  int64_t device_argmax_rows() const override { return device_argmax_rows_; }
 
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
-  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
-                           StepOutput* out) override;
+  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const SamplingRow> rows,
+                           std::vector<absl::StatusOr<TokenId>>* tokens) override;
 
  private:
   struct Graph {
     kc::CudaGraph graph;
     DeviceStep step;
   };
+  // What a step sends back to the host, in logits-row order.
+  struct HostRows {
+    std::vector<int32_t> argmax_tokens;  // of the argmax rows (-1: no samplable token)
+    std::vector<float> logits;           // of the other rows: [count, vocab]
+  };
 
   absl::Status AllocateBuffers();
   absl::Status AllocateKvPool(int64_t num_blocks);
   absl::Status ProfileAndSizePool();
   absl::Status CaptureGraphs();
+  // Runs the step; logits row i comes back as its argmax when greedy_rows[i] != 0 (empty: no
+  // row), else as its logits.
+  absl::Status RunStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
+                       HostRows* out);
   absl::Status RunEager(const model::ForwardBatch& batch, const AttentionSplit& split,
-                        absl::Span<const uint8_t> greedy_rows, StepOutput* out);
+                        absl::Span<const uint8_t> greedy_rows, HostRows* out);
   absl::Status RunGraph(const Graph& graph, const model::ForwardBatch& batch,
                         const AttentionSplit& split, absl::Span<const uint8_t> greedy_rows,
-                        StepOutput* out);
+                        HostRows* out);
   // Copies the step PackStep packed into packed_bytes_ to the device metadata buffer (through
   // pinned memory).
   absl::Status UploadStep(const PackedStep& packed);
@@ -111,7 +121,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // is device row pick[i], answered with its argmax when greedy_rows[i] (empty: none), else
   // with its logits. Only what is answered crosses to the host.
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
-                              absl::Span<const uint8_t> greedy_rows, StepOutput* out);
+                              absl::Span<const uint8_t> greedy_rows, HostRows* out);
   kernels::PagedKvCacheView<T> LayerCache(int layer) const;
   // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
   // function of the shape once decode_resident_blocks_ is known (no device query per step).
@@ -152,6 +162,8 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   kc::DeviceBuffer argmax_;              // int32 [max_logits_]: greedy tokens
   kc::PinnedHostBuffer argmax_staging_;  // int32 [max_logits_]
   std::vector<std::byte> packed_bytes_;  // PackStep's output (step_layout.h)
+  std::vector<uint8_t> argmax_rows_;     // ExecuteStep's per-row choice, reused
+  HostRows host_rows_;                   // reused
 
   kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
   int num_blocks_ = 0;
@@ -159,6 +171,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   std::map<int, Graph> graphs_;  // by batch size
   int max_graph_size_ = 0;
   int64_t graph_replays_ = 0;
+  int64_t device_argmax_rows_ = 0;
   CudaRunnerReport report_;
 };
 

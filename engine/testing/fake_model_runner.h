@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -36,8 +37,8 @@ class FakeModelRunner final : public ModelRunner {
     std::optional<int> sliding_window;
     // Each Execute() sleeps this long (a slow model, for tests that race the engine thread).
     absl::Duration step_delay = absl::ZeroDuration();
-    // ExecuteStep answers the rows the engine marks greedy with their argmax, as a GPU runner
-    // does, instead of the default (every row as logits).
+    // ExecuteStep answers argmax rows (IsArgmaxRow) with the argmax it computes, as a GPU
+    // runner does, instead of the default (every row sampled on the host).
     bool device_greedy = false;
   };
 
@@ -108,27 +109,36 @@ class FakeModelRunner final : public ModelRunner {
     return absl::OkStatus();
   }
 
-  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const uint8_t> greedy_rows,
-                           StepOutput* out) override {
-    if (!options_.device_greedy) return ModelRunner::ExecuteStep(batch, greedy_rows, out);
-    std::vector<float> logits;
-    if (absl::Status s = Execute(batch, &logits); !s.ok()) return s;
-    const size_t vocab = static_cast<size_t>(options_.vocab_size);
-    out->greedy_tokens.clear();
-    out->logits.clear();
-    for (size_t row = 0; row < batch.logits_indices.size(); ++row) {
-      const auto begin = logits.begin() + static_cast<std::ptrdiff_t>(row * vocab);
-      if (!greedy_rows.empty() && greedy_rows[row] != 0) {
-        // The first maximum: the lowest id among ties, as the sampler's greedy rule.
-        out->greedy_tokens.push_back(
-            static_cast<TokenId>(std::max_element(begin, begin + vocab) - begin));
-        ++num_greedy_rows_;
-      } else {
-        out->greedy_tokens.push_back(-1);
-        out->logits.insert(out->logits.end(), begin, begin + vocab);
+  absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const SamplingRow> rows,
+                           std::vector<absl::StatusOr<TokenId>>* tokens) override {
+    if (!options_.device_greedy) {
+      if (absl::Status s = ModelRunner::ExecuteStep(batch, rows, tokens); !s.ok()) return s;
+    } else {
+      std::vector<float> logits;
+      if (absl::Status s = Execute(batch, &logits); !s.ok()) return s;
+      const size_t vocab = static_cast<size_t>(options_.vocab_size);
+      tokens->clear();
+      for (size_t row = 0; row < batch.logits_indices.size(); ++row) {
+        const auto begin = logits.begin() + static_cast<std::ptrdiff_t>(row * vocab);
+        if (IsArgmaxRow(rows[row])) {
+          // The first maximum: the lowest id among ties, as the sampler's greedy rule.
+          tokens->push_back(static_cast<TokenId>(std::max_element(begin, begin + vocab) - begin));
+          ++num_greedy_rows_;
+        } else {
+          tokens->push_back(SampleOnHost(absl::MakeSpan(&*begin, vocab), rows[row]));
+        }
       }
     }
+    if (replacement_.has_value() && replacement_->first < tokens->size()) {
+      (*tokens)[replacement_->first] = std::move(replacement_->second);
+    }
+    replacement_.reset();
     return absl::OkStatus();
+  }
+  // The next ExecuteStep answers logits row `row` with `token` (a wrong id, or an error) instead
+  // of its sampled token.
+  void ReplaceNextToken(size_t row, absl::StatusOr<TokenId> token) {
+    replacement_.emplace(row, std::move(token));
   }
   // Rows ExecuteStep answered with their argmax.
   int64_t num_greedy_rows() const { return num_greedy_rows_; }
@@ -155,6 +165,7 @@ class FakeModelRunner final : public ModelRunner {
   bool fail_next_ = false;
   int64_t num_steps_ = 0;
   int64_t num_greedy_rows_ = 0;
+  std::optional<std::pair<size_t, absl::StatusOr<TokenId>>> replacement_;
 };
 
 }  // namespace pagoda::engine::testing

@@ -72,7 +72,7 @@ template <typename T>
 absl::Status AddInPlace(const AddInPlaceParams<T>& params, cudaStream_t stream);
 
 // Greedy sampling on the device: tokens[r] = the index of the largest of
-// logits[r * row_stride + 0 .. vocab_size), by kernels::cpu::Sample's greedy rule (the lowest
+// logits[r * row_stride + 0 .. vocab_size), by sampling::Sample's greedy rule (the lowest
 // index among ties; NaN is never chosen), or -1 for a row with nothing above -inf (which the CPU
 // sampler refuses as "no samplable token"). One block per row.
 template <typename T>

@@ -27,13 +27,13 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cpu/sampler.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/device_array.h"
 #include "kernels/cuda/half_types.h"
 #include "kernels/cuda/reshape_and_cache.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/paged_kv_cache.h"
+#include "sampling/sampler.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -225,12 +225,12 @@ void CheckArgmax(int64_t vocab, int64_t stride) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   auto tokens = d_tokens.ToHost();
   ASSERT_TRUE(tokens.ok());
-  const cpu::SamplingParams greedy{.temperature = 0.0f};
+  const sampling::SamplingParams greedy{.temperature = 0.0f};
   for (int32_t r = 0; r < rows; ++r) {
     std::vector<float> row;
     for (int64_t i = 0; i < vocab; ++i) row.push_back(ToFloatHost(rounded_t[r * stride + i]));
-    cpu::SamplerState state(std::nullopt, {});
-    EXPECT_EQ((*tokens)[r], cpu::Sample(absl::MakeSpan(row), greedy, state).value_or(-1))
+    sampling::SamplerState state(std::nullopt, {});
+    EXPECT_EQ((*tokens)[r], sampling::Sample(absl::MakeSpan(row), greedy, state).value_or(-1))
         << "row " << r << ", vocab " << vocab;
   }
   EXPECT_EQ((*tokens)[0], 3);

@@ -18,7 +18,6 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cpu/sampler.h"
 #include "kernels/cuda/attention_test_batch.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/head_dim_dispatch.h"
@@ -26,6 +25,7 @@
 #include "kernels/cuda/paged_attention_prefill_kernel.cuh"
 #include "kernels/cuda/reshape_and_cache_kernel.cuh"
 #include "kernels/cuda/rope_kernel.cuh"
+#include "sampling/sampler.h"
 
 namespace pagoda::kernels::cuda {
 namespace {
@@ -554,12 +554,12 @@ TEST(KernelEmulationTest, ArgmaxIsTheCpuSamplersGreedyChoice) {
                       vec == 8 ? &internal::ArgmaxKernel<T16, 8> : &internal::ArgmaxKernel<T16, 1>,
                       p);
     EXPECT_EQ(tokens[3], -1) << "a row of NaN and -inf has no samplable token";
-    const cpu::SamplingParams greedy{.temperature = 0.0f};
+    const sampling::SamplingParams greedy{.temperature = 0.0f};
     for (int32_t r = 0; r < rows; ++r) {
       if (r == 3) continue;
       std::vector<float> row(rounded.begin() + r * stride, rounded.begin() + r * stride + vocab);
-      cpu::SamplerState state(std::nullopt, {});
-      EXPECT_EQ(tokens[r], cpu::Sample(absl::MakeSpan(row), greedy, state).value_or(-1))
+      sampling::SamplerState state(std::nullopt, {});
+      EXPECT_EQ(tokens[r], sampling::Sample(absl::MakeSpan(row), greedy, state).value_or(-1))
           << "row " << r << ", vector width " << vec;
     }
     EXPECT_EQ(tokens[0], 17);

@@ -25,7 +25,7 @@
 #include "engine/cpu_model_runner.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampler.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
@@ -96,37 +96,36 @@ void ExpectLogitsClose(const std::vector<float>& cpu, const std::vector<float>& 
   }
 }
 
-// Runs `batch` again through ExecuteStep with every other logits row greedy: the greedy rows
-// must come back as the host sampler's greedy choice on the `logits` Execute returned for the
-// same batch, and the others with exactly those logits. (Running a step again rewrites its K/V
-// with the same values.)
+// Runs `batch` again through ExecuteStep with every other logits row greedy (the runner answers
+// those with its device argmax) and the others sampled at temperature 0.8 with a seed: each
+// token must be the host sampler's choice on the `logits` Execute returned for the same batch,
+// with the same seed. (Running a step again rewrites its K/V with the same values.)
 inline void ExpectDeviceGreedyMatches(ModelRunner& gpu, const model::ForwardBatch& batch,
                                       const std::vector<float>& logits, int vocab,
                                       const std::string& what) {
   const size_t rows = batch.logits_indices.size();
-  std::vector<uint8_t> greedy(rows);
-  for (size_t r = 0; r < rows; ++r) greedy[r] = r % 2 == 0 ? 1 : 0;
-  StepOutput out;
-  const absl::Status s = gpu.ExecuteStep(batch, greedy, &out);
+  const sampling::SamplingParams greedy{.temperature = 0.0f};
+  const sampling::SamplingParams random{.temperature = 0.8f};
+  std::vector<sampling::SamplerState> states;
+  for (size_t r = 0; r < rows; ++r) states.emplace_back(/*seed=*/r, absl::Span<const TokenId>());
+  std::vector<SamplingRow> sampling_rows;
+  for (size_t r = 0; r < rows; ++r) {
+    sampling_rows.push_back({.params = r % 2 == 0 ? &greedy : &random, .state = &states[r]});
+  }
+  std::vector<absl::StatusOr<TokenId>> tokens;
+  const absl::Status s = gpu.ExecuteStep(batch, sampling_rows, &tokens);
   ASSERT_TRUE(s.ok()) << what << ": " << s;
-  ASSERT_EQ(out.greedy_tokens.size(), rows) << what;
-  size_t next = 0;
+  ASSERT_EQ(tokens.size(), rows) << what;
   for (size_t r = 0; r < rows; ++r) {
     std::vector<float> row(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
-    if (greedy[r] != 0) {
-      kernels::cpu::SamplerState state(0, {});
-      EXPECT_EQ(out.greedy_tokens[r],
-                kernels::cpu::Sample(absl::MakeSpan(row), {.temperature = 0.0f}, state).value_or(-1))
-          << what << ": greedy row " << r;
-    } else {
-      EXPECT_EQ(out.greedy_tokens[r], -1) << what << " row " << r;
-      ASSERT_LE((next + 1) * vocab, out.logits.size()) << what;
-      EXPECT_TRUE(std::equal(row.begin(), row.end(), out.logits.begin() + next * vocab))
-          << what << ": logits row " << r;
-      ++next;
-    }
+    sampling::SamplerState state(r, {});
+    const absl::StatusOr<TokenId> expected =
+        sampling::Sample(absl::MakeSpan(row), *sampling_rows[r].params, state);
+    ASSERT_TRUE(expected.ok()) << what << " row " << r << ": " << expected.status();
+    ASSERT_TRUE(tokens[r].ok()) << what << " row " << r << ": " << tokens[r].status();
+    EXPECT_EQ(*tokens[r], *expected) << what << (r % 2 == 0 ? ": greedy row " : ": sampled row ")
+                                     << r;
   }
-  EXPECT_EQ(out.logits.size(), next * vocab) << what;
 }
 
 // Steps both runners through the same batches (blocks scattered over the pool, prefix reuse,

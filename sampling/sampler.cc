@@ -1,4 +1,4 @@
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampler.h"
 
 #include <algorithm>
 #include <atomic>
@@ -18,7 +18,7 @@
 #include "common/check.h"
 #include "common/status_macros.h"
 
-namespace pagoda::kernels::cpu {
+namespace pagoda::sampling {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -429,52 +429,12 @@ TokenId SampleFull(absl::Span<float> logits, const SamplingParams& params, float
   return static_cast<TokenId>(DrawWeighted(logits, uniform));
 }
 
-absl::Status FieldError(const char* field, const char* rule, double value) {
-  return absl::InvalidArgumentError(absl::StrFormat("%s must be %s, got %g", field, rule, value));
-}
-
 absl::Status OutOfVocab(const char* what, TokenId token, TokenId vocab_size) {
   return absl::InvalidArgumentError(
       absl::StrFormat("sampling: %s id %d is not in [0, %d)", what, token, vocab_size));
 }
 
 }  // namespace
-
-absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size) {
-  if (vocab_size <= 0) return FieldError("vocab_size", "> 0", vocab_size);
-  // Written as !(ok) so that NaN fails every test.
-  if (!(params.temperature >= 0.0f && params.temperature <= kMaxTemperature)) {
-    return FieldError("temperature", "in [0, 100]", params.temperature);
-  }
-  if (!(params.top_p > 0.0f && params.top_p <= 1.0f)) {
-    return FieldError("top_p", "in (0, 1]", params.top_p);
-  }
-  if (params.top_k < 0) return FieldError("top_k", ">= 0 (0 = off)", params.top_k);
-  if (!(params.min_p >= 0.0f && params.min_p <= 1.0f)) {
-    return FieldError("min_p", "in [0, 1]", params.min_p);
-  }
-  if (!(params.repetition_penalty >= kMinRepetitionPenalty &&
-        params.repetition_penalty <= kMaxRepetitionPenalty)) {
-    return FieldError("repetition_penalty", "in [0.01, 100]", params.repetition_penalty);
-  }
-  if (!(params.presence_penalty >= -2.0f && params.presence_penalty <= 2.0f)) {
-    return FieldError("presence_penalty", "in [-2, 2]", params.presence_penalty);
-  }
-  if (!(params.frequency_penalty >= -2.0f && params.frequency_penalty <= 2.0f)) {
-    return FieldError("frequency_penalty", "in [-2, 2]", params.frequency_penalty);
-  }
-  for (const auto& [token, bias] : params.logit_bias) {
-    if (token < 0 || token >= vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("logit_bias token must be in [0, %d), got %d", vocab_size, token));
-    }
-    if (!(bias >= -kMaxLogitBias && bias <= kMaxLogitBias)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "logit_bias for token %d must be in [-100, 100], got %g", token, bias));
-    }
-  }
-  return absl::OkStatus();
-}
 
 SamplerState::SamplerState(std::optional<uint64_t> seed, absl::Span<const TokenId> prompt_tokens)
     : seed_(seed.has_value() ? *seed : NextProcessSeed()),
@@ -536,12 +496,6 @@ absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParam
   return absl::OkStatus();
 }
 
-bool IsPlainGreedy(const SamplingParams& params) {
-  return params.temperature < kGreedyTemperature && params.logit_bias.empty() &&
-         params.repetition_penalty == 1.0f && params.presence_penalty == 0.0f &&
-         params.frequency_penalty == 0.0f;
-}
-
 absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& params,
                                SamplerState& state, absl::Span<const TokenId> banned_tokens) {
   if (logits.empty()) return absl::InvalidArgumentError("sampling: no logits (vocab_size 0)");
@@ -564,4 +518,4 @@ absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& p
   return SampleFull(logits, params, max, uniform);
 }
 
-}  // namespace pagoda::kernels::cpu
+}  // namespace pagoda::sampling

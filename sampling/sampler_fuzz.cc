@@ -14,13 +14,13 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "common/check.h"
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampler.h"
 
 namespace {
 
 using pagoda::TokenId;
-using pagoda::kernels::cpu::SamplerState;
-using pagoda::kernels::cpu::SamplingParams;
+using pagoda::sampling::SamplerState;
+using pagoda::sampling::SamplingParams;
 
 // Reads the input front to back; past its end every read is zero.
 class Bytes {
@@ -92,7 +92,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Bytes in(data, size);
   const int vocab = 1 + static_cast<int>(in.U32() % 300);
   const SamplingParams params = ReadParams(in, vocab);
-  if (!pagoda::kernels::cpu::ValidateSamplingParams(params, vocab).ok()) return 0;
+  if (!pagoda::sampling::ValidateSamplingParams(params, vocab).ok()) return 0;
 
   SamplerState state(in.U32(), ReadTokens(in, vocab, 32));
   for (TokenId t : ReadTokens(in, vocab, 32)) state.AddOutputToken(t);
@@ -105,7 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int round = 0; round < 3; ++round) {
     std::vector<float> scratch = logits;
     const absl::StatusOr<TokenId> token =
-        pagoda::kernels::cpu::Sample(absl::MakeSpan(scratch), params, state, banned);
+        pagoda::sampling::Sample(absl::MakeSpan(scratch), params, state, banned);
     if (!token.ok()) {
       PAGODA_CHECK(token.status().code() == absl::StatusCode::kFailedPrecondition)
           << token.status();

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampler.h"
 
-namespace pagoda::kernels::cpu {
+namespace pagoda::sampling {
 namespace {
 
 std::vector<float> MakeLogits(int64_t vocab_size, float stddev) {
@@ -100,6 +100,6 @@ PAGODA_SAMPLER_BENCHMARK(BM_TopP09Flat);
 PAGODA_SAMPLER_BENCHMARK(BM_TopK50TopP09Penalties);
 
 }  // namespace
-}  // namespace pagoda::kernels::cpu
+}  // namespace pagoda::sampling
 
 BENCHMARK_MAIN();

@@ -1,4 +1,4 @@
-#include "kernels/cpu/sampler.h"
+#include "sampling/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,7 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace pagoda::kernels::cpu {
+namespace pagoda::sampling {
 namespace {
 
 using ::testing::ElementsAre;
@@ -407,7 +407,7 @@ TEST(SamplerTest, TinyRepetitionPenaltyIsRefusedAndInfiniteLogitsAreSampled) {
   tiny.repetition_penalty = 1e-38f;
   const absl::Status refused = ValidateSamplingParams(tiny, 8);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(refused.message()), StartsWith("repetition_penalty "));
+  EXPECT_THAT(std::string(refused.message()), StartsWith("repetition_penalty: must be in [0.01, 100], got 1e-38"));
 
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::nanf("");
@@ -502,32 +502,38 @@ TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {
       {[](SamplingParams& p, float v) {
          p.logit_bias = {{10, v}};
        },
-       1.0f, "logit_bias"},
+       1.0f, "logit_bias[10]: token id 10 is outside the vocabulary [0, 10)"},
       {[](SamplingParams& p, float v) {
          p.logit_bias = {{-1, v}};
        },
-       1.0f, "logit_bias"},
+       1.0f, "logit_bias[-1]"},
       {[](SamplingParams& p, float v) {
          p.logit_bias = {{0, v}};
        },
-       inf, "logit_bias"},
+       inf, "logit_bias[0]: must be finite and in [-100, 100], got inf"},
       {[](SamplingParams& p, float v) {
          p.logit_bias = {{0, v}};
        },
-       -100.5f, "logit_bias"},
+       -100.5f, "logit_bias[0]"},
       {[](SamplingParams& p, float v) {
          p.logit_bias = {{0, v}};
        },
-       3e38f, "logit_bias"},
+       3e38f, "logit_bias[0]"},
+      {[](SamplingParams& p, float v) {
+         p.logit_bias.assign(kMaxLogitBiasEntries + 1, {0, v});
+       },
+       1.0f, "logit_bias: at most 1024 entries, got 1025"},
   };
   for (const Case& c : cases) {
     SamplingParams params;
     c.mutate(params, c.value);
     const absl::Status status = ValidateSamplingParams(params, 10);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.field << " " << c.value;
-    EXPECT_THAT(std::string(status.message()), StartsWith(c.field + " ")) << status.message();
+    // The field, then ": " and the rule (a case may spell out the whole message).
+    const std::string prefix = c.field.find(':') == std::string::npos ? c.field + ": " : c.field;
+    EXPECT_THAT(std::string(status.message()), StartsWith(prefix)) << status.message();
   }
 }
 
 }  // namespace
-}  // namespace pagoda::kernels::cpu
+}  // namespace pagoda::sampling

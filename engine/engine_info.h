@@ -1,0 +1,37 @@
+#pragma once
+
+// What every front end needs to know about the served engine: static facts, fixed at start-up.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "model/dtype.h"
+#include "model/model_config.h"
+
+namespace pagoda::engine {
+
+// Static facts about the served model and engine, for validation, GetModelInfo and logs.
+// Immutable once the engine is built: any thread may read it.
+struct EngineInfo {
+  std::string model_name;
+  model::ModelConfig config;
+  int max_model_len = 0;
+  int block_size = 0;
+  int num_kv_blocks = 0;
+  model::DType kv_dtype = model::DType::kF32;
+  model::DType weight_dtype = model::DType::kF32;
+  std::string backend;          // "cpu", "cuda"
+  std::string backend_details;  // ModelRunner::Describe()
+  bool has_tokenizer = false;
+  bool prefix_caching = true;
+  int max_num_seqs = 0;
+  int max_num_batched_tokens = 0;
+  // Token ids that end generation (the tokenizer's, else the model config's).
+  std::vector<TokenId> eos_token_ids;
+  std::optional<TokenId> bos_token_id;
+  int vocab_size = 0;
+};
+
+}  // namespace pagoda::engine
