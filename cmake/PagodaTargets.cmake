@@ -38,6 +38,21 @@ if(PAGODA_FUZZ)
   target_link_options(pagoda_options INTERFACE -fsanitize=address,undefined)
 endif()
 
+# Where optional test models live (e.g. stories260K/, a tiny trained Llama in Hugging Face
+# format); absent on most machines, and then the tests that need them skip.
+set(PAGODA_SHARED_MODELS_DIR "${PROJECT_SOURCE_DIR}/../shared/models" CACHE PATH
+    "Folder of optional test models (stories260K/); tests that need one skip without it")
+
+# pagoda_use_shared_models(TARGET...): defines PAGODA_SHARED_MODELS_DIR for the targets that exist.
+function(pagoda_use_shared_models)
+  foreach(_target ${ARGN})
+    if(TARGET ${_target})
+      target_compile_definitions(${_target} PRIVATE
+                                 PAGODA_SHARED_MODELS_DIR="${PAGODA_SHARED_MODELS_DIR}")
+    endif()
+  endforeach()
+endfunction()
+
 # pagoda_add_library(NAME SOURCES ... [DEPS ...] [PRIVATE_DEPS ...])
 # One folder = one library = one namespace pagoda::<folder>. Includes are rooted at the repo,
 # e.g. #include "block_manager/block_pool.h".

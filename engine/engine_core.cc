@@ -178,38 +178,18 @@ absl::Span<const TokenId> EngineCore::BannedTokens(const RequestState& state) {
 }
 
 void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
-  batch_tokens_.clear();
-  batch_positions_.clear();
-  batch_slots_.clear();
-  batch_query_start_.assign(1, 0);
-  batch_context_lens_.clear();
-  batch_block_tables_.clear();
-  batch_logits_indices_.clear();
-  batch_sampled_.clear();
-  batch_max_blocks_ = 0;
+  int32_t max_blocks = 0;
   for (const scheduler::ScheduledRequest& r : plan.requests) {
-    batch_max_blocks_ = std::max(batch_max_blocks_, static_cast<int32_t>(r.block_table.size()));
+    max_blocks = std::max(max_blocks, static_cast<int32_t>(r.block_table.size()));
   }
-  const int block_size = info_.block_size;
+  batch_builder_.Reset(info_.block_size, max_blocks);
+  batch_sampled_.clear();
   for (const scheduler::ScheduledRequest& r : plan.requests) {
-    const absl::Span<const TokenId> tokens = scheduler_->GetRequest(r.id)->tokens();
-    const int end = r.num_computed_tokens + r.num_new_tokens;
-    for (int p = r.num_computed_tokens; p < end; ++p) {
-      batch_tokens_.push_back(tokens[p]);
-      batch_positions_.push_back(p);
-      batch_slots_.push_back(int64_t{r.block_table[p / block_size].value()} * block_size +
-                             p % block_size);
-    }
-    batch_query_start_.push_back(static_cast<int32_t>(batch_tokens_.size()));
-    batch_context_lens_.push_back(end);
-    for (const BlockId block : r.block_table) batch_block_tables_.push_back(block.value());
-    // Padding entries are never read (attention reads ceil(context / block_size) entries).
-    batch_block_tables_.resize(batch_block_tables_.size() + batch_max_blocks_ -
-                               r.block_table.size());
-    if (r.samples) {
-      batch_logits_indices_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1);
-      batch_sampled_.push_back(r.id);
-    }
+    batch_builder_.AddRequest(scheduler_->GetRequest(r.id)->tokens(), r.num_computed_tokens,
+                              r.num_computed_tokens + r.num_new_tokens,
+                              absl::MakeConstSpan(r.block_table),
+                              r.samples ? model::LogitsRows::kLast : model::LogitsRows::kNone);
+    if (r.samples) batch_sampled_.push_back(r.id);
   }
 }
 
@@ -258,14 +238,7 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   }
 
   BuildBatch(plan);
-  const model::ForwardBatch batch{.token_ids = batch_tokens_,
-                                  .positions = batch_positions_,
-                                  .slot_mapping = batch_slots_,
-                                  .query_start = batch_query_start_,
-                                  .context_lens = batch_context_lens_,
-                                  .block_tables = batch_block_tables_,
-                                  .max_blocks_per_request = batch_max_blocks_,
-                                  .logits_indices = batch_logits_indices_};
+  const model::ForwardBatch batch = batch_builder_.batch();
   batch_rows_.clear();
   for (const RequestId id : batch_sampled_) {
     RequestState& state = *requests_.at(id);

@@ -108,16 +108,9 @@ class EngineCore {
   absl::flat_hash_map<RequestId, std::unique_ptr<RequestState>> requests_;
   std::vector<FinishedRequestMetrics> finished_metrics_;  // of the current step
 
-  // The flat batch of the current step (model/llama_model.h ForwardBatch), reused.
-  std::vector<TokenId> batch_tokens_;
-  std::vector<int32_t> batch_positions_;
-  std::vector<int64_t> batch_slots_;
-  std::vector<int32_t> batch_query_start_;
-  std::vector<int32_t> batch_context_lens_;
-  std::vector<int32_t> batch_block_tables_;
-  std::vector<int32_t> batch_logits_indices_;
+  // The flat batch of the current step, its memory reused.
+  model::ForwardBatchBuilder batch_builder_;
   std::vector<RequestId> batch_sampled_;  // the request of each logits row
-  int32_t batch_max_blocks_ = 0;
   std::vector<SamplingRow> batch_rows_;  // how to choose each logits row's token
   std::vector<absl::StatusOr<TokenId>> step_tokens_;  // the runner's answer
 };

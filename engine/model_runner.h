@@ -9,7 +9,7 @@
 #include "absl/types/span.h"
 #include "common/ids.h"
 #include "model/dtype.h"
-#include "model/llama_model.h"
+#include "model/forward_batch.h"
 #include "model/model_config.h"
 #include "sampling/sampler.h"
 #include "sampling/sampling_params.h"

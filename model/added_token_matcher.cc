@@ -1,7 +1,7 @@
 #include "model/added_token_matcher.h"
 
 #include "absl/status/status.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -21,8 +21,8 @@ size_t WhitespaceRunStart(std::string_view text, size_t begin_limit, size_t end)
     while (char_start > begin_limit && (static_cast<uint8_t>(text[char_start]) & 0xC0) == 0x80) {
       --char_start;
     }
-    const size_t n = ValidSequenceLength(text, char_start);
-    if (n == 0 || !IsUnicodeWhitespace(DecodeValidSequence(text, char_start, n))) break;
+    const size_t n = common::ValidSequenceLength(text, char_start);
+    if (n == 0 || !IsUnicodeWhitespace(common::DecodeValidSequence(text, char_start, n))) break;
     start = char_start;
   }
   return start;
@@ -32,8 +32,8 @@ size_t WhitespaceRunStart(std::string_view text, size_t begin_limit, size_t end)
 size_t WhitespaceRunEnd(std::string_view text, size_t begin) {
   size_t end = begin;
   while (end < text.size()) {
-    const size_t n = ValidSequenceLength(text, end);
-    if (n == 0 || !IsUnicodeWhitespace(DecodeValidSequence(text, end, n))) break;
+    const size_t n = common::ValidSequenceLength(text, end);
+    if (n == 0 || !IsUnicodeWhitespace(common::DecodeValidSequence(text, end, n))) break;
     end += n;
   }
   return end;

@@ -9,7 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
 #include "model/byte_level.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -201,7 +201,7 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<TokenId>& symbo
     if (byte_level) {
       id = byte_ids_[static_cast<uint8_t>(word[pos])];
     } else {
-      len = std::max<size_t>(1, ValidSequenceLength(word, pos));
+      len = std::max<size_t>(1, common::ValidSequenceLength(word, pos));
       id = Lookup(word.substr(pos, len));
     }
     if (id.has_value()) {

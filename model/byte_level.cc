@@ -2,7 +2,7 @@
 
 #include <array>
 
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -41,9 +41,9 @@ std::optional<std::string> ByteLevelToBytes(std::string_view piece) {
   out.reserve(piece.size());
   size_t pos = 0;
   while (pos < piece.size()) {
-    const size_t n = ValidSequenceLength(piece, pos);
+    const size_t n = common::ValidSequenceLength(piece, pos);
     if (n == 0) return std::nullopt;
-    const char32_t c = DecodeValidSequence(piece, pos, n);
+    const char32_t c = common::DecodeValidSequence(piece, pos, n);
     if (c >= t.char_to_byte.size() || t.char_to_byte[c] < 0) return std::nullopt;
     out.push_back(static_cast<char>(t.char_to_byte[c]));
     pos += n;
@@ -54,7 +54,7 @@ std::optional<std::string> ByteLevelToBytes(std::string_view piece) {
 std::string BytesToByteLevel(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);
-  for (const char b : bytes) AppendUtf8(ByteLevelChar(static_cast<uint8_t>(b)), out);
+  for (const char b : bytes) common::AppendUtf8(ByteLevelChar(static_cast<uint8_t>(b)), out);
   return out;
 }
 

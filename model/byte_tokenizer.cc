@@ -1,7 +1,7 @@
 #include "model/byte_tokenizer.h"
 
 #include "absl/strings/str_format.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 
@@ -11,7 +11,7 @@ ByteTokenizer::ByteTokenizer()
                     {.id = kEosId, .content = "</s>", .special = true}} {}
 
 std::vector<TokenId> ByteTokenizer::Encode(std::string_view text, AddSpecialTokens add) const {
-  const std::string sanitized = SanitizeUtf8(text);
+  const std::string sanitized = common::SanitizeUtf8(text);
   std::vector<TokenId> ids;
   ids.reserve(sanitized.size() + 1);
   if (add == AddSpecialTokens::kYes) ids.push_back(kBosId);
@@ -28,12 +28,12 @@ std::string ByteTokenizer::Decode(absl::Span<const TokenId> ids, SkipSpecialToke
     } else if (IsSpecial(id) && skip == SkipSpecialTokens::kNo) {
       // Lossy decoding is local, so flushing the bytes before a special token gives the same
       // text as decoding all bytes at once would around it.
-      out += SanitizeUtf8(bytes);
+      out += common::SanitizeUtf8(bytes);
       bytes.clear();
       out += id == kBosId ? "<s>" : "</s>";
     }
   }
-  out += SanitizeUtf8(bytes);
+  out += common::SanitizeUtf8(bytes);
   return out;
 }
 

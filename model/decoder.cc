@@ -6,7 +6,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "model/byte_level.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -50,7 +50,7 @@ class ByteLevelDecoder final : public Decoder {
         bytes += piece;
       }
     }
-    pieces.assign(1, SanitizeUtf8(bytes));
+    pieces.assign(1, common::SanitizeUtf8(bytes));
   }
 };
 
@@ -78,7 +78,7 @@ class ByteFallbackDecoder final : public Decoder {
     std::string run;
     auto flush = [&] {
       if (run.empty()) return;
-      if (IsValidUtf8(run)) {
+      if (common::IsValidUtf8(run)) {
         out.push_back(run);
       } else {
         for (size_t i = 0; i < run.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
@@ -114,7 +114,7 @@ class StripDecoder final : public Decoder {
   // Removes up to start_ leading and stop_ trailing `content_` characters from every piece.
   void DecodeChain(std::vector<std::string>& pieces) const override {
     std::string needle;
-    AppendUtf8(content_, needle);
+    common::AppendUtf8(content_, needle);
     for (std::string& piece : pieces) {
       size_t begin = 0;
       for (size_t i = 0; i < start_ && piece.compare(begin, needle.size(), needle) == 0; ++i) {
@@ -169,11 +169,11 @@ absl::StatusOr<std::unique_ptr<Decoder>> CreateStrip(const Json& config) {
   PAGODA_ASSIGN_OR_RETURN(const std::string content, GetString(config, "content"));
   PAGODA_ASSIGN_OR_RETURN(const int64_t start, GetInt(config, "start"));
   PAGODA_ASSIGN_OR_RETURN(const int64_t stop, GetInt(config, "stop"));
-  const size_t length = content.empty() ? 0 : ValidSequenceLength(content, 0);
+  const size_t length = content.empty() ? 0 : common::ValidSequenceLength(content, 0);
   if (length == 0 || length != content.size() || start < 0 || stop < 0) {
     return absl::InvalidArgumentError("Strip decoder needs one character and counts >= 0");
   }
-  return std::make_unique<StripDecoder>(DecodeValidSequence(content, 0, length),
+  return std::make_unique<StripDecoder>(common::DecodeValidSequence(content, 0, length),
                                         static_cast<size_t>(start), static_cast<size_t>(stop));
 }
 

@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "common/status_macros.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -32,7 +32,7 @@ absl::StatusOr<AddedToken> ParseAddedToken(const Json& item) {
     return absl::UnimplementedError(
         absl::StrCat("unsupported added token option single_word (\"", token.content, "\")"));
   }
-  if (!IsValidUtf8(token.content)) {
+  if (!common::IsValidUtf8(token.content)) {
     return absl::InvalidArgumentError("added token content is not valid UTF-8");
   }
   return token;
@@ -178,7 +178,7 @@ absl::Status HfTokenizer::ApplyConfig(const SpecialTokenConfig& config) {
 
 std::vector<TokenId> HfTokenizer::Encode(std::string_view text, AddSpecialTokens add) const {
   EncodeState state;
-  const std::string& sanitized = state.arena.emplace_back(SanitizeUtf8(text));
+  const std::string& sanitized = state.arena.emplace_back(common::SanitizeUtf8(text));
   std::vector<AddedTokenMatcher::Segment> segments;
   raw_matcher_->Split(sanitized, segments);
   for (const AddedTokenMatcher::Segment& segment : segments) {

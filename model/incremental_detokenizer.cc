@@ -3,7 +3,7 @@
 #include <string_view>
 
 #include "absl/strings/match.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -24,7 +24,7 @@ std::optional<TokenId> FindAnchor(const Tokenizer& tokenizer, SkipSpecialTokens 
     const TokenId one[] = {id};
     const TokenId two[] = {id, id};
     const std::string text = tokenizer.Decode(one, skip);
-    if (text.empty() || text[0] == ' ' || EndsWithReplacementChar(text)) continue;
+    if (text.empty() || text[0] == ' ' || common::EndsWithReplacementChar(text)) continue;
     if (tokenizer.Decode(two, skip) != text + text) continue;
     *anchor_text = text;
     return id;
@@ -105,7 +105,7 @@ std::string IncrementalDetokenizer::Append(absl::Span<const TokenId> ids) {
   }
   if (end == committed_) return "";
   std::string text = DecodeRange(committed_, end);
-  if (EndsWithReplacementChar(text)) return CommitSettledHead(end, text);
+  if (common::EndsWithReplacementChar(text)) return CommitSettledHead(end, text);
   return Commit(end, std::move(text));
 }
 

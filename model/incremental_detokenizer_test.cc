@@ -10,7 +10,7 @@
 #include "model/stop_string_matcher.h"
 #include "model/test_tokenizers.h"
 #include "model/tokenizer_loader.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -24,7 +24,7 @@ std::vector<std::string> Stream(const Tokenizer& tokenizer, const std::vector<To
   for (size_t i = 0; i < ids.size();) {
     const size_t n = std::min(step(rng), ids.size() - i);
     deltas.push_back(detokenizer.Append(absl::MakeConstSpan(ids).subspan(i, n)));
-    EXPECT_TRUE(IsValidUtf8(deltas.back()));
+    EXPECT_TRUE(common::IsValidUtf8(deltas.back()));
     i += n;
   }
   deltas.push_back(detokenizer.Flush());
@@ -159,7 +159,7 @@ TEST_F(Stories260KDetokenizerTest, StopStringsAcrossTokenBoundaries) {
     if (full.size() < 8) continue;
     std::uniform_int_distribution<size_t> start(0, full.size() - 4);
     const std::string stop = full.substr(start(rng), 3);
-    if (!IsValidUtf8(stop)) continue;
+    if (!common::IsValidUtf8(stop)) continue;
     IncrementalDetokenizer detokenizer(*tokenizer_, {});
     StopStringMatcher matcher({.stop_strings = {stop}});
     std::string out;

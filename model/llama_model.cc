@@ -43,49 +43,6 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
 
 }  // namespace
 
-absl::Status ValidateForwardBatch(const ForwardBatch& b, int vocab_size, int num_blocks,
-                                  int block_size) {
-  const size_t n = b.token_ids.size();
-  if (b.positions.size() != n || b.slot_mapping.size() != n) {
-    return absl::InvalidArgumentError("positions and slot_mapping must have one entry per token");
-  }
-  if (b.query_start.empty() || b.query_start.size() != b.context_lens.size() + 1 ||
-      b.query_start.front() != 0 || static_cast<size_t>(b.query_start.back()) != n) {
-    return absl::InvalidArgumentError("query_start must span the tokens of every request");
-  }
-  if (b.block_tables.size() != b.context_lens.size() * b.max_blocks_per_request) {
-    return absl::InvalidArgumentError("block_tables must be [num_requests, max_blocks]");
-  }
-  for (size_t r = 0; r < b.context_lens.size(); ++r) {
-    const int64_t queries = int64_t{b.query_start[r + 1]} - b.query_start[r];
-    const int64_t context = b.context_lens[r];
-    if (queries < 0 || queries > context ||
-        context > int64_t{b.max_blocks_per_request} * block_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("request ", r, ": ", queries, " query tokens, context ", context));
-    }
-    const int32_t* row = b.block_tables.data() + r * b.max_blocks_per_request;
-    for (int64_t i = 0; i < (context + block_size - 1) / block_size; ++i) {
-      if (row[i] < 0 || row[i] >= num_blocks) {
-        return absl::InvalidArgumentError(absl::StrCat("request ", r, ": block ", row[i]));
-      }
-    }
-  }
-  for (const TokenId t : b.token_ids) {
-    if (t < 0 || t >= vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", t));
-  }
-  const int64_t num_slots = int64_t{num_blocks} * block_size;
-  for (const int64_t s : b.slot_mapping) {
-    if (s < 0 || s >= num_slots) return absl::InvalidArgumentError(absl::StrCat("slot ", s));
-  }
-  for (const int32_t i : b.logits_indices) {
-    if (i < 0 || static_cast<size_t>(i) >= n) {
-      return absl::InvalidArgumentError(absl::StrCat("logits index ", i));
-    }
-  }
-  return absl::OkStatus();
-}
-
 CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype)
     : dtype_(dtype),
       num_blocks_(num_blocks),

@@ -11,35 +11,11 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
+#include "model/forward_batch.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
 namespace pagoda::model {
-
-// The flat batch of one engine step (ARCHITECTURE.md, "The step" 3): all scheduled tokens of
-// all requests concatenated, prefill chunks and decodes mixed. Views; valid for one call.
-struct ForwardBatch {
-  absl::Span<const TokenId> token_ids;     // [num_tokens]
-  absl::Span<const int32_t> positions;     // [num_tokens], position of each token in its request
-  absl::Span<const int64_t> slot_mapping;  // [num_tokens], slot = block * block_size + offset
-  absl::Span<const int32_t> query_start;   // [num_requests + 1], query_start[0] == 0
-  // Tokens in each request's cache once this step's tokens are written: its scheduled tokens
-  // are the last ones.
-  absl::Span<const int32_t> context_lens;  // [num_requests]
-  absl::Span<const int32_t> block_tables;  // [num_requests, max_blocks_per_request]
-  int32_t max_blocks_per_request = 0;
-  // Flat token indices whose logits are wanted (a request's last token when it completes its
-  // prompt or decodes), in output order.
-  absl::Span<const int32_t> logits_indices;
-};
-
-// Checks what a model needs of `batch` before it reads or writes through it: array lengths,
-// query_start ascending from 0 to the token count, each request's query tokens within its
-// context, token ids in [0, vocab_size), slots and the block-table entries each context uses in
-// the cache of `num_blocks` blocks of `block_size`, logits indices in range. INVALID_ARGUMENT
-// names what is wrong.
-absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size, int num_blocks,
-                                  int block_size);
 
 // The CPU KV cache of every layer: one K and one V pool per layer, each
 // [num_blocks, num_kv_heads, block_size, head_dim], indexed by the same block ids. Elements are

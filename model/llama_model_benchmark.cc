@@ -96,27 +96,13 @@ class DecodeFixture {
 
   // Computes the first n tokens of every sequence (one request at a time).
   void Prefill(int n) {
-    std::vector<TokenId> ids(n, 1);
-    std::vector<int32_t> positions(n);
-    std::iota(positions.begin(), positions.end(), 0);
+    const std::vector<TokenId> ids(n, 1);
+    ForwardBatchBuilder builder;
     for (int b = 0; b < batch_; ++b) {
-      std::vector<int64_t> slots(n);
-      for (int i = 0; i < n; ++i) {
-        slots[i] = static_cast<int64_t>(tables_[b * max_blocks_ + i / kBlockSize]) * kBlockSize +
-                   i % kBlockSize;
-      }
-      const std::vector<int32_t> query_start = {0, n}, lens = {n}, logits_at = {n - 1};
+      builder.Reset(kBlockSize, max_blocks_);
+      builder.AddRequest(ids, 0, n, Table(b), LogitsRows::kLast);
       std::vector<float> logits;
-      const absl::Status s = model_->Forward(
-          {.token_ids = ids,
-           .positions = positions,
-           .slot_mapping = slots,
-           .query_start = query_start,
-           .context_lens = lens,
-           .block_tables = absl::MakeConstSpan(tables_).subspan(b * max_blocks_, max_blocks_),
-           .max_blocks_per_request = max_blocks_,
-           .logits_indices = logits_at},
-          *cache_, &logits);
+      const absl::Status s = model_->Forward(builder.batch(), *cache_, &logits);
       PAGODA_CHECK(s.ok()) << s;
     }
   }
@@ -124,34 +110,27 @@ class DecodeFixture {
   // One decode step of every sequence at position context_ - 1 (rewritten each time, so the
   // context stays fixed while the benchmark iterates).
   void DecodeStep() {
-    std::vector<TokenId> ids(batch_, 2);
-    std::vector<int32_t> positions(batch_, context_ - 1), lens(batch_, context_),
-        query_start(batch_ + 1), logits_at(batch_);
-    std::iota(query_start.begin(), query_start.end(), 0);
-    std::iota(logits_at.begin(), logits_at.end(), 0);
-    std::vector<int64_t> slots(batch_);
-    const int p = context_ - 1;
-    for (int b = 0; b < batch_; ++b) {
-      slots[b] = static_cast<int64_t>(tables_[b * max_blocks_ + p / kBlockSize]) * kBlockSize +
-                 p % kBlockSize;
+    if (decode_.num_requests() == 0) {
+      const std::vector<TokenId> ids(context_, 2);
+      decode_.Reset(kBlockSize, max_blocks_);
+      for (int b = 0; b < batch_; ++b) {
+        decode_.AddRequest(ids, context_ - 1, context_, Table(b), LogitsRows::kLast);
+      }
     }
-    const absl::Status s = model_->Forward({.token_ids = ids,
-                                            .positions = positions,
-                                            .slot_mapping = slots,
-                                            .query_start = query_start,
-                                            .context_lens = lens,
-                                            .block_tables = tables_,
-                                            .max_blocks_per_request = max_blocks_,
-                                            .logits_indices = logits_at},
-                                           *cache_, &logits_);
+    const absl::Status s = model_->Forward(decode_.batch(), *cache_, &logits_);
     PAGODA_CHECK(s.ok()) << s;
   }
 
  private:
+  absl::Span<const int32_t> Table(int b) const {
+    return absl::MakeConstSpan(tables_).subspan(b * max_blocks_, max_blocks_);
+  }
+
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<CpuKvCache> cache_;
   std::vector<int32_t> tables_;
   std::vector<float> logits_;
+  ForwardBatchBuilder decode_;  // the decode step, built once
   int batch_ = 0;
   int max_blocks_ = 0;
   int context_ = 0;

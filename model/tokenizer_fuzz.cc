@@ -25,7 +25,7 @@
 #include "model/stop_string_matcher.h"
 #include "model/test_tokenizers.h"
 #include "model/tokenizer_loader.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -130,12 +130,12 @@ const std::vector<std::unique_ptr<Tokenizer>>& Tokenizers() {
 void CheckStreaming(const Tokenizer& tokenizer, const std::vector<TokenId>& ids) {
   for (const SkipSpecialTokens skip : {SkipSpecialTokens::kYes, SkipSpecialTokens::kNo}) {
     const std::string full = tokenizer.Decode(ids, skip);
-    Require(IsValidUtf8(full));
+    Require(common::IsValidUtf8(full));
     IncrementalDetokenizer detokenizer(tokenizer, {.skip_special_tokens = skip});
     std::string streamed;
     for (const TokenId id : ids) {
       const std::string delta = detokenizer.Append({id});
-      Require(IsValidUtf8(delta));
+      Require(common::IsValidUtf8(delta));
       streamed += delta;
     }
     streamed += detokenizer.Flush();
@@ -164,11 +164,11 @@ void FuzzTokenizerJson(std::string_view json) {
   if (!tokenizer.ok()) return;
   const auto ids =
       (*tokenizer)->Encode("Hello world <s> \xE4\xB8\xAD 42\n\t!", AddSpecialTokens::kYes);
-  Require(IsValidUtf8((*tokenizer)->Decode(ids, SkipSpecialTokens::kNo)));
+  Require(common::IsValidUtf8((*tokenizer)->Decode(ids, SkipSpecialTokens::kNo)));
   std::vector<TokenId> all_ids;
   for (TokenId id = -1; id <= std::min((*tokenizer)->vocab_size(), 600); ++id)
     all_ids.push_back(id);
-  Require(IsValidUtf8((*tokenizer)->Decode(all_ids, SkipSpecialTokens::kNo)));
+  Require(common::IsValidUtf8((*tokenizer)->Decode(all_ids, SkipSpecialTokens::kNo)));
 }
 
 void FuzzText(std::string_view text) {
@@ -176,13 +176,13 @@ void FuzzText(std::string_view text) {
     const auto ids = tokenizer->Encode(text, AddSpecialTokens::kYes);
     for (const TokenId id : ids) Require(id >= 0 && id < tokenizer->vocab_size());
     const std::string decoded = tokenizer->Decode(ids, SkipSpecialTokens::kYes);
-    Require(IsValidUtf8(decoded));
+    Require(common::IsValidUtf8(decoded));
     CheckStreaming(*tokenizer, ids);
   }
   // Byte tokens carry the (sanitized) text exactly.
   const auto& bytes = *Tokenizers()[0];
   Require(bytes.Decode(bytes.Encode(text, AddSpecialTokens::kNo), SkipSpecialTokens::kNo) ==
-          SanitizeUtf8(text));
+          common::SanitizeUtf8(text));
 }
 
 void FuzzIds(std::string_view data) {

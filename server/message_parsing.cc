@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/unknown_field_set.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 #include "server/error_reason.h"
 
 namespace pagoda::server {
@@ -34,7 +34,7 @@ std::optional<std::string> Find(const std::string& bytes, const Descriptor& desc
     std::string path = absl::StrCat(prefix, fd->name());
     if (fd->is_repeated() && !fd->is_map()) absl::StrAppend(&path, "[", index, "]");
     if (fd->type() == FieldDescriptor::TYPE_STRING) {
-      if (!model::IsValidUtf8(field.length_delimited())) return path;
+      if (!common::IsValidUtf8(field.length_delimited())) return path;
     } else if (fd->type() == FieldDescriptor::TYPE_MESSAGE) {
       const std::optional<std::string> inner =
           Find(field.length_delimited(), *fd->message_type(), path + ".", depth + 1);

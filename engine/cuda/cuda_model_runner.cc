@@ -31,6 +31,7 @@
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/pinned_host_buffer.h"
+#include "model/forward_batch.h"
 
 namespace pagoda::engine::cuda {
 
@@ -219,42 +220,23 @@ absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
   const int64_t tokens = std::min<int64_t>(options_.max_num_batched_tokens,
                                            int64_t{options_.max_num_seqs} * max_model_len_);
   const int64_t requests = std::min<int64_t>(options_.max_num_seqs, tokens);
-  std::vector<TokenId> ids(tokens, 0);
-  std::vector<int32_t> positions, query_start = {0}, context_lens, block_tables, logits_indices;
-  std::vector<int64_t> slots;
-  int32_t blocks_used = 0;
   const int32_t per_request = static_cast<int32_t>((tokens + requests - 1) / requests);
-  std::vector<std::vector<int32_t>> tables;
+  const int32_t width = (per_request + options_.block_size - 1) / options_.block_size;
+  const std::vector<TokenId> ids(per_request, 0);
+  std::vector<int32_t> table;
+  int32_t blocks_used = 0;
+  model::ForwardBatchBuilder builder;
+  builder.Reset(options_.block_size, width);
   for (int64_t r = 0, left = tokens; r < requests && left > 0; ++r) {
     const int32_t n = static_cast<int32_t>(std::min<int64_t>(per_request, left));
     left -= n;
-    std::vector<int32_t> table;
-    for (int32_t i = 0; i < n; ++i) {
-      if (i % options_.block_size == 0) table.push_back(blocks_used++);
-      positions.push_back(i);
-      slots.push_back(int64_t{table.back()} * options_.block_size + i % options_.block_size);
-    }
-    query_start.push_back(query_start.back() + n);
-    context_lens.push_back(n);
-    logits_indices.push_back(query_start.back() - 1);
-    tables.push_back(std::move(table));
-  }
-  int32_t width = 0;
-  for (const auto& t : tables) width = std::max(width, static_cast<int32_t>(t.size()));
-  for (auto& t : tables) {
-    t.resize(width, 0);
-    block_tables.insert(block_tables.end(), t.begin(), t.end());
+    table.clear();
+    for (int32_t i = 0; i < n; i += options_.block_size) table.push_back(blocks_used++);
+    builder.AddRequest(ids, 0, n, absl::Span<const int32_t>(table), model::LogitsRows::kLast);
   }
   PAGODA_RETURN_IF_ERROR(AllocateKvPool(blocks_used));
   report_.memory.profile_kv_bytes = static_cast<int64_t>(kv_pool_.size_bytes());
-  const model::ForwardBatch batch{.token_ids = ids,
-                                  .positions = positions,
-                                  .slot_mapping = slots,
-                                  .query_start = query_start,
-                                  .context_lens = context_lens,
-                                  .block_tables = block_tables,
-                                  .max_blocks_per_request = width,
-                                  .logits_indices = logits_indices};
+  const model::ForwardBatch batch = builder.batch();
   PAGODA_RETURN_IF_ERROR(RunEager(batch, SplitAttention(batch.query_start), {}, &host_rows_));
   PAGODA_RETURN_IF_ERROR(CaptureGraphs());
   PAGODA_RETURN_IF_ERROR(stream_.Synchronize());

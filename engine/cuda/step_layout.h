@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "model/llama_model.h"
+#include "model/forward_batch.h"
 
 namespace pagoda::engine::cuda {
 

@@ -9,11 +9,12 @@
 
 #include <cstdint>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "engine/cuda/step_layout.h"
-#include "model/llama_model.h"
+#include "model/forward_batch.h"
 
 namespace pagoda::engine::cuda {
 namespace {
@@ -24,36 +25,21 @@ constexpr int32_t kGraphTableWidth = kMaxModelLen / kBlockSize;
 
 // A decode step of `requests` requests at context `context`, with block tables `width` wide.
 struct DecodeStep {
-  std::vector<TokenId> ids;
-  std::vector<int32_t> positions, query_start, context_lens, tables, logits;
-  std::vector<int64_t> slots;
-  int32_t width = 0;
+  model::ForwardBatchBuilder builder;
 
-  DecodeStep(int32_t requests, int32_t context, int32_t table_width) : width(table_width) {
+  DecodeStep(int32_t requests, int32_t context, int32_t table_width) {
     const int32_t used = (context + kBlockSize - 1) / kBlockSize;
-    query_start.push_back(0);
+    builder.Reset(kBlockSize, table_width);
+    std::vector<int32_t> table(used);
     for (int32_t r = 0; r < requests; ++r) {
-      ids.push_back(r % 1000);
-      positions.push_back(context - 1);
-      const int32_t first_block = r * used;
-      slots.push_back(int64_t{first_block + used - 1} * kBlockSize + (context - 1) % kBlockSize);
-      query_start.push_back(r + 1);
-      context_lens.push_back(context);
-      logits.push_back(r);
-      for (int32_t b = 0; b < width; ++b) tables.push_back(b < used ? first_block + b : 0);
+      const std::vector<TokenId> ids(context, r % 1000);
+      std::iota(table.begin(), table.end(), r * used);
+      builder.AddRequest(ids, context - 1, context, absl::Span<const int32_t>(table),
+                         model::LogitsRows::kLast);
     }
   }
 
-  model::ForwardBatch batch() const {
-    return {.token_ids = ids,
-            .positions = positions,
-            .slot_mapping = slots,
-            .query_start = query_start,
-            .context_lens = context_lens,
-            .block_tables = tables,
-            .max_blocks_per_request = width,
-            .logits_indices = logits};
-  }
+  model::ForwardBatch batch() const { return builder.batch(); }
 };
 
 void PackGraphStep(benchmark::State& state, bool full_width) {

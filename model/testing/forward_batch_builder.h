@@ -1,14 +1,14 @@
 #pragma once
 
-// Test support: builds the flat batch of one step (model/llama_model.h) from per-request
-// sequences, the way the engine will, so tests state only what each request computes.
+// Test support: the flat batch of one step (model/forward_batch.h) from per-request sequences,
+// built by the production ForwardBatchBuilder, so tests state only what each request computes.
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "common/ids.h"
-#include "model/llama_model.h"
+#include "model/forward_batch.h"
 
 namespace pagoda::model::testing {
 
@@ -25,47 +25,22 @@ struct StepRequest {
 class ForwardBatchBuilder {
  public:
   ForwardBatchBuilder(const std::vector<StepRequest>& requests, int block_size) {
+    int32_t width = 0;
     for (const StepRequest& r : requests) {
-      max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(r.blocks.size()));
+      width = std::max<int32_t>(width, static_cast<int32_t>(r.blocks.size()));
     }
+    builder_.Reset(block_size, width, /*pad_block=*/1 << 20);
     for (const StepRequest& r : requests) {
-      const int n = static_cast<int>(r.tokens.size());
-      for (int i = r.first; i < n; ++i) {
-        if (r.all_logits || i + 1 == n)
-          logits_indices_.push_back(static_cast<int32_t>(ids_.size()));
-        ids_.push_back(r.tokens[i]);
-        positions_.push_back(i);
-        slots_.push_back(static_cast<int64_t>(r.blocks[i / block_size]) * block_size +
-                         i % block_size);
-      }
-      query_start_.push_back(static_cast<int32_t>(ids_.size()));
-      context_lens_.push_back(n);
-      std::vector<int32_t> row = r.blocks;
-      row.resize(max_blocks_, 1 << 20);
-      tables_.insert(tables_.end(), row.begin(), row.end());
+      builder_.AddRequest(r.tokens, r.first, static_cast<int>(r.tokens.size()),
+                          absl::Span<const int32_t>(r.blocks),
+                          r.all_logits ? LogitsRows::kAll : LogitsRows::kLast);
     }
   }
 
-  ForwardBatch batch() const {
-    return {.token_ids = ids_,
-            .positions = positions_,
-            .slot_mapping = slots_,
-            .query_start = query_start_,
-            .context_lens = context_lens_,
-            .block_tables = tables_,
-            .max_blocks_per_request = max_blocks_,
-            .logits_indices = logits_indices_};
-  }
+  ForwardBatch batch() const { return builder_.batch(); }
 
  private:
-  std::vector<TokenId> ids_;
-  std::vector<int32_t> positions_;
-  std::vector<int64_t> slots_;
-  std::vector<int32_t> query_start_ = {0};
-  std::vector<int32_t> context_lens_;
-  std::vector<int32_t> tables_;
-  std::vector<int32_t> logits_indices_;
-  int32_t max_blocks_ = 0;
+  model::ForwardBatchBuilder builder_;
 };
 
 }  // namespace pagoda::model::testing

@@ -25,7 +25,7 @@
 #include "model/incremental_detokenizer.h"
 #include "model/json_fields.h"
 #include "model/tokenizer_loader.h"
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 namespace pagoda::model {
 namespace {
@@ -363,7 +363,7 @@ TEST_P(TokenizerParityTest, IncrementalDetokenizerMatchesFullDecode) {
       for (size_t i = 0; i < ids.size();) {
         const size_t n = std::min<size_t>(step(rng), ids.size() - i);
         const std::string delta = detokenizer.Append(absl::MakeConstSpan(ids).subspan(i, n));
-        ASSERT_TRUE(IsValidUtf8(delta));
+        ASSERT_TRUE(common::IsValidUtf8(delta));
         streamed += delta;
         i += n;
       }

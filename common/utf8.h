@@ -1,12 +1,12 @@
 #pragma once
 
-// UTF-8 helpers shared by the tokenizers. Pure functions; thread-safe.
+// UTF-8 helpers shared by the tokenizers, the detokenizer and the front ends' wire checks. Pure functions; thread-safe.
 
 #include <cstddef>
 #include <string>
 #include <string_view>
 
-namespace pagoda::model {
+namespace pagoda::common {
 
 inline constexpr char32_t kReplacementChar = 0xFFFD;
 
@@ -31,4 +31,4 @@ char32_t DecodeValidSequence(std::string_view text, size_t pos, size_t length);
 // True when `text` ends with U+FFFD, the mark of a (possibly still incomplete) invalid sequence.
 bool EndsWithReplacementChar(std::string_view text);
 
-}  // namespace pagoda::model
+}  // namespace pagoda::common

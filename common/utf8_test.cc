@@ -1,10 +1,10 @@
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 #include <string>
 
 #include "gtest/gtest.h"
 
-namespace pagoda::model {
+namespace pagoda::common {
 namespace {
 
 const std::string kFffd = "\xEF\xBF\xBD";
@@ -46,4 +46,4 @@ TEST(Utf8Test, EndsWithReplacementChar) {
 }
 
 }  // namespace
-}  // namespace pagoda::model
+}  // namespace pagoda::common

@@ -1,8 +1,8 @@
-#include "model/utf8.h"
+#include "common/utf8.h"
 
 #include <cstdint>
 
-namespace pagoda::model {
+namespace pagoda::common {
 namespace {
 
 // Bounds of the second byte for a lead byte (Unicode Table 3-7); later bytes are 0x80..0xBF.
@@ -115,4 +115,4 @@ bool EndsWithReplacementChar(std::string_view text) {
   return text.size() >= 3 && text.substr(text.size() - 3) == "\xEF\xBF\xBD";
 }
 
-}  // namespace pagoda::model
+}  // namespace pagoda::common
