@@ -20,9 +20,10 @@ bool Contains(const std::vector<TokenId>& ids, TokenId id) {
 
 }  // namespace
 
-// The engine's per-request state beside the scheduler's Request.
-struct EngineCore::RequestState {
-  RequestId id;
+// A request's one record: the scheduler's Request (tokens, progress, blocks), which the
+// scheduler owns, extended with the engine's state. Plans hand out stable pointers to it, so a
+// generated token costs no lookup.
+struct EngineCore::RequestState final : scheduler::Request {
   std::string external_id;
   sampling::SamplingParams sampling;
   StoppingOptions stopping;
@@ -32,9 +33,7 @@ struct EngineCore::RequestState {
   std::vector<TokenId> banned_before_min_tokens;
   std::optional<model::IncrementalDetokenizer> detokenizer;
   std::optional<model::StopStringMatcher> stop_matcher;
-  int num_prompt_tokens = 0;
   int max_num_tokens = 0;  // prompt plus output tokens at most
-  std::vector<TokenId> output_tokens;
   std::string output_text;
   absl::Time arrival;
   std::optional<absl::Time> first_scheduled;
@@ -46,15 +45,20 @@ struct EngineCore::RequestState {
 
   RequestState(RequestId request_id, EngineRequest& request,
                std::shared_ptr<RequestSink> request_sink, absl::Time arrival_time)
-      : id(request_id),
+      : scheduler::Request(request_id, std::move(request.prompt_tokens), request.priority,
+                           std::move(request.cache_salt)),
         external_id(std::move(request.external_id)),
         sampling(std::move(request.sampling)),
         stopping(std::move(request.stopping)),
         sink(std::move(request_sink)),
-        sampler(sampling.seed, request.prompt_tokens),
-        num_prompt_tokens(static_cast<int>(request.prompt_tokens.size())),
+        sampler(sampling.seed, tokens()),
         arrival(arrival_time) {}
 };
+
+EngineCore::RequestState& EngineCore::StateOf(scheduler::Request& request) {
+  // Every request the scheduler holds was added by AddRequest, as a RequestState.
+  return static_cast<RequestState&>(request);
+}
 
 absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
     std::string model_name, std::unique_ptr<ModelRunner> runner,
@@ -81,13 +85,12 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   std::unique_ptr<EngineCore> core(new EngineCore(std::move(model_name), std::move(runner),
                                                   std::move(tokenizer), options, clock));
   PAGODA_ASSIGN_OR_RETURN(
-      core->kv_cache_,
-      block_manager::KvCacheManager::Create({.num_blocks = core->runner_->num_kv_blocks(),
-                                             .block_size = core->runner_->block_size(),
-                                             .enable_prefix_caching = options.enable_prefix_caching,
-                                             .watermark_ratio = options.watermark_ratio}));
-  PAGODA_ASSIGN_OR_RETURN(core->scheduler_,
-                          scheduler::Scheduler::Create(options.scheduler, core->kv_cache_.get()));
+      core->scheduler_,
+      scheduler::Scheduler::Create(options.scheduler,
+                                   {.num_blocks = core->runner_->num_kv_blocks(),
+                                    .block_size = core->runner_->block_size(),
+                                    .enable_prefix_caching = options.enable_prefix_caching,
+                                    .watermark_ratio = options.watermark_ratio}));
   return core;
 }
 
@@ -129,18 +132,19 @@ absl::Status EngineCore::ValidateRequest(const EngineRequest& request) const {
 absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
                                     std::shared_ptr<RequestSink> sink) {
   PAGODA_CHECK(sink != nullptr);
-  if (requests_.contains(id)) {
+  if (scheduler_->GetRequest(id) != nullptr) {
     return absl::AlreadyExistsError(absl::StrCat("request ", id.value(), " is unfinished"));
   }
+  const bool detokenize = request.detokenize && tokenizer_ != nullptr;
   auto state = std::make_unique<RequestState>(id, request, std::move(sink), clock_->Now());
   if (!state->stopping.ignore_eos) state->banned_before_min_tokens = info_.eos_token_ids;
   state->banned_before_min_tokens.insert(state->banned_before_min_tokens.end(),
                                          state->stopping.stop_token_ids.begin(),
                                          state->stopping.stop_token_ids.end());
-  const int max_output = request.stopping.max_tokens.value_or(info_.max_model_len);
+  const int max_output = state->stopping.max_tokens.value_or(info_.max_model_len);
   state->max_num_tokens = static_cast<int>(
-      std::min<int64_t>(int64_t{state->num_prompt_tokens} + max_output, info_.max_model_len));
-  if (request.detokenize && tokenizer_ != nullptr) {
+      std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, info_.max_model_len));
+  if (detokenize) {
     state->detokenizer.emplace(*tokenizer_,
                                model::IncrementalDetokenizer::Options{
                                    .skip_special_tokens = state->stopping.keep_special_tokens
@@ -152,28 +156,20 @@ absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
           .include_stop_str_in_output = state->stopping.include_stop_str_in_output});
     }
   }
-  PAGODA_RETURN_IF_ERROR(scheduler_->AddRequest(std::make_unique<scheduler::Request>(
-      id, std::move(request.prompt_tokens), request.priority, std::move(request.cache_salt))));
-  requests_.emplace(id, std::move(state));
-  return absl::OkStatus();
+  return scheduler_->AddRequest(std::move(state));
 }
 
 bool EngineCore::Abort(RequestId id) {
-  const auto it = requests_.find(id);
-  if (it == requests_.end()) return false;
-  Finish(*it->second, FinishReason::kAbort, clock_->Now(), absl::OkStatus());
-  requests_.erase(it);
+  scheduler::Request* request = scheduler_->GetRequest(id);
+  if (request == nullptr) return false;
+  Finish(StateOf(*request), FinishReason::kAbort, clock_->Now(), absl::OkStatus());
   return true;
 }
 
-void EngineCore::AbortAll() {
-  const absl::Time now = clock_->Now();
-  for (auto& [id, state] : requests_) Finish(*state, FinishReason::kAbort, now, absl::OkStatus());
-  requests_.clear();
-}
+void EngineCore::AbortAll() { FailAll(absl::OkStatus()); }
 
 absl::Span<const TokenId> EngineCore::BannedTokens(const RequestState& state) {
-  if (static_cast<int>(state.output_tokens.size()) >= state.stopping.min_tokens) return {};
+  if (state.num_output_tokens() >= state.stopping.min_tokens) return {};
   return state.banned_before_min_tokens;
 }
 
@@ -185,11 +181,11 @@ void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
   batch_builder_.Reset(info_.block_size, max_blocks);
   batch_sampled_.clear();
   for (const scheduler::ScheduledRequest& r : plan.requests) {
-    batch_builder_.AddRequest(scheduler_->GetRequest(r.id)->tokens(), r.num_computed_tokens,
+    batch_builder_.AddRequest(r.request->tokens(), r.num_computed_tokens,
                               r.num_computed_tokens + r.num_new_tokens,
                               absl::MakeConstSpan(r.block_table),
                               r.samples ? model::LogitsRows::kLast : model::LogitsRows::kNone);
-    if (r.samples) batch_sampled_.push_back(r.id);
+    if (r.samples) batch_sampled_.push_back(&StateOf(*r.request));
   }
 }
 
@@ -211,7 +207,7 @@ absl::Status EngineCore::Step() {
   // or by an engine failure, so every finished request is counted once, in time.
   metrics.num_running = scheduler_->num_running();
   metrics.num_waiting = scheduler_->num_waiting();
-  metrics.kv = kv_cache_->Stats();
+  metrics.kv = scheduler_->kv_cache().Stats();
   metrics.num_computed_tokens_running = scheduler_->NumComputedTokensRunning();
   metrics.step_seconds = Seconds(clock_->Now() - start);
   if (observer_ != nullptr) {
@@ -227,24 +223,23 @@ absl::Status EngineCore::Step() {
 absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics) {
   const absl::Time step_start = clock_->Now();
   for (const scheduler::ScheduledRequest& r : plan.requests) {
-    RequestState& state = *requests_.at(r.id);
+    RequestState& state = StateOf(*r.request);
     if (!state.first_scheduled.has_value()) {
       state.first_scheduled = step_start;
       metrics.queue_seconds.push_back(Seconds(step_start - state.arrival));
     }
     // Prefill work: everything but a running request's one decode token.
-    const bool decode = !r.newly_admitted && r.num_computed_tokens >= state.num_prompt_tokens;
+    const bool decode = !r.newly_admitted && r.num_computed_tokens >= state.num_prompt_tokens();
     if (!decode) metrics.num_prompt_tokens += r.num_new_tokens;
   }
 
   BuildBatch(plan);
   const model::ForwardBatch batch = batch_builder_.batch();
   batch_rows_.clear();
-  for (const RequestId id : batch_sampled_) {
-    RequestState& state = *requests_.at(id);
-    batch_rows_.push_back(SamplingRow{.params = &state.sampling,
-                                      .state = &state.sampler,
-                                      .banned_tokens = BannedTokens(state)});
+  for (RequestState* state : batch_sampled_) {
+    batch_rows_.push_back(SamplingRow{.params = &state->sampling,
+                                      .state = &state->sampler,
+                                      .banned_tokens = BannedTokens(*state)});
   }
   const absl::Time model_start = clock_->Now();
   PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_rows_, &step_tokens_));
@@ -254,33 +249,45 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
                                             " tokens for ", batch_sampled_.size(), " rows"));
   }
 
-  const absl::Time now = clock_->Now();
-  std::vector<RequestId> ended;
-  for (size_t row = 0; row < batch_sampled_.size(); ++row) {
-    RequestState& state = *requests_.at(batch_sampled_[row]);
-    absl::StatusOr<TokenId>& token = step_tokens_[row];
-    if (!token.ok()) {
-      // Only this request fails (its logits had no samplable token); the step goes on.
-      Finish(state, FinishReason::kAbort, now, std::move(token).status());
-      ended.push_back(state.id);
-      continue;
-    }
-    if (*token < 0 || *token >= info_.vocab_size) {
+  // Every token is checked before any request moves on, so that an engine failure leaves no
+  // request half-advanced.
+  for (const absl::StatusOr<TokenId>& token : step_tokens_) {
+    if (token.ok() && (*token < 0 || *token >= info_.vocab_size)) {
       return absl::InternalError(absl::StrCat("the runner chose token ", *token,
                                               ", outside the vocabulary [0, ", info_.vocab_size,
                                               ")"));
     }
-    if (ProcessToken(state, *token, now, metrics)) ended.push_back(state.id);
   }
-  for (const RequestId id : ended) requests_.erase(id);
+  const absl::Time now = clock_->Now();
+  for (size_t row = 0; row < batch_sampled_.size(); ++row) {
+    RequestState& state = *batch_sampled_[row];  // Finish() below destroys it
+    absl::StatusOr<TokenId>& token = step_tokens_[row];
+    if (!token.ok()) {
+      // Only this request fails (its logits had no samplable token); the step goes on.
+      Finish(state, FinishReason::kAbort, now, std::move(token).status());
+    } else {
+      ProcessToken(state, *token, now, metrics);
+    }
+  }
   return absl::OkStatus();
 }
 
-bool EngineCore::ProcessToken(RequestState& state, TokenId token, absl::Time now,
+void EngineCore::ProcessToken(RequestState& state, TokenId token, absl::Time now,
                               StepMetrics& metrics) {
-  scheduler_->AppendToken(state.id, token);
+  RecordToken(state, token, now, metrics);
+  // Stop tokens cannot occur before min_tokens (they are banned from sampling); stop strings
+  // are checked from the min_tokens-th token on.
+  const bool stops_checked = state.num_output_tokens() >= state.stopping.min_tokens;
+  StopKind stop = stops_checked ? CheckStopToken(state, token) : StopKind::kNone;
+  const bool length = stop == StopKind::kNone && state.num_tokens() >= state.max_num_tokens;
+  std::string text = EmitText(state, token, stops_checked, length, stop);
+  Emit(state, token, std::move(text), now, stop, length);
+}
+
+void EngineCore::RecordToken(RequestState& state, TokenId token, absl::Time now,
+                             StepMetrics& metrics) {
+  scheduler_->AppendToken(state, token);
   state.sampler.AddOutputToken(token);
-  state.output_tokens.push_back(token);
   ++metrics.num_generation_tokens;
   if (!state.first_token.has_value()) {
     state.first_token = now;
@@ -289,99 +296,85 @@ bool EngineCore::ProcessToken(RequestState& state, TokenId token, absl::Time now
     metrics.inter_token_seconds.push_back(Seconds(now - state.last_token));
   }
   state.last_token = now;
+}
 
-  const int num_output = static_cast<int>(state.output_tokens.size());
-  // Stop tokens cannot occur before min_tokens (they are banned from sampling); stop strings
-  // are checked from the min_tokens-th token on.
-  const bool stops_checked = num_output >= state.stopping.min_tokens;
-  StopKind stop = StopKind::kNone;
-  if (stops_checked) {
-    if (!state.stopping.ignore_eos && Contains(info_.eos_token_ids, token)) {
-      stop = StopKind::kEos;
-    } else if (Contains(state.stopping.stop_token_ids, token)) {
-      stop = StopKind::kStopTokenId;
-    }
-  }
-  const bool length = stop == StopKind::kNone &&
-                      scheduler_->GetRequest(state.id)->num_tokens() >= state.max_num_tokens;
+StopKind EngineCore::CheckStopToken(const RequestState& state, TokenId token) const {
+  if (!state.stopping.ignore_eos && Contains(info_.eos_token_ids, token)) return StopKind::kEos;
+  if (Contains(state.stopping.stop_token_ids, token)) return StopKind::kStopTokenId;
+  return StopKind::kNone;
+}
 
-  std::string text;
-  if (state.detokenizer.has_value()) {
-    // A stop token's own text is part of the output only on request.
-    std::string delta;
-    if (stop == StopKind::kNone || state.stopping.include_stop_str_in_output) {
-      delta = state.detokenizer->Append({token});
-    }
-    if (stop != StopKind::kNone || length) delta += state.detokenizer->Flush();
-    if (state.stop_matcher.has_value() && stops_checked) {
-      model::StopStringMatcher::Result result = state.stop_matcher->Append(delta);
-      text = std::move(result.text);
-      if (result.stop_index.has_value() && stop == StopKind::kNone) {
-        stop = StopKind::kStopString;
-        state.stop_string_index = *result.stop_index;
-      } else if (stop != StopKind::kNone || length) {
-        text += state.stop_matcher->Flush();
-      }
-    } else {
-      // Before min_tokens stop strings are not checked: the text bypasses the matcher.
-      text = std::move(delta);
-    }
+std::string EngineCore::EmitText(RequestState& state, TokenId token, bool stops_checked,
+                                 bool length, StopKind& stop) {
+  if (!state.detokenizer.has_value()) return "";
+  // A stop token's own text is part of the output only on request.
+  std::string delta;
+  if (stop == StopKind::kNone || state.stopping.include_stop_str_in_output) {
+    delta = state.detokenizer->Append({token});
   }
+  if (stop != StopKind::kNone || length) delta += state.detokenizer->Flush();
+  // Before min_tokens stop strings are not checked: the text bypasses the matcher.
+  if (!state.stop_matcher.has_value() || !stops_checked) return delta;
+  model::StopStringMatcher::Result result = state.stop_matcher->Append(delta);
+  std::string text = std::move(result.text);
+  if (result.stop_index.has_value() && stop == StopKind::kNone) {
+    stop = StopKind::kStopString;
+    state.stop_string_index = *result.stop_index;
+  } else if (stop != StopKind::kNone || length) {
+    text += state.stop_matcher->Flush();
+  }
+  return text;
+}
+
+void EngineCore::Emit(RequestState& state, TokenId token, std::string text, absl::Time now,
+                      StopKind stop, bool length) {
   state.output_text += text;
-
   OutputChunk chunk;
   chunk.token_ids.push_back(token);
   chunk.text = std::move(text);
-  chunk.usage = {
-      .prompt_tokens = state.num_prompt_tokens,
-      .completion_tokens = num_output,
-      .cached_prompt_tokens = scheduler_->GetRequest(state.id)->num_cached_prompt_tokens()};
+  chunk.usage = {.prompt_tokens = state.num_prompt_tokens(),
+                 .completion_tokens = state.num_output_tokens(),
+                 .cached_prompt_tokens = state.num_cached_prompt_tokens()};
   state.sink->OnChunk(std::move(chunk));
-
   if (stop != StopKind::kNone) {
     state.stop_kind = stop;
     Finish(state, FinishReason::kStop, now, absl::OkStatus());
-    return true;
-  }
-  if (length) {
+  } else if (length) {
     Finish(state, FinishReason::kLength, now, absl::OkStatus());
-    return true;
   }
-  return false;
 }
 
 void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now,
                         absl::Status status) {
   PAGODA_CHECK(!state.finished);
   state.finished = true;
-  const scheduler::Request* request = scheduler_->GetRequest(state.id);
-  PAGODA_CHECK(request != nullptr);
   RequestCompletion completion;
   completion.status = std::move(status);
   completion.finish_reason = reason;
+  const absl::Span<const TokenId> output = state.output_tokens();
   if (reason == FinishReason::kStop) {
     completion.stop_kind = state.stop_kind;
     if (state.stop_kind == StopKind::kStopTokenId) {
-      completion.stop_token_id = state.output_tokens.back();
+      completion.stop_token_id = output.back();
     } else if (state.stop_kind == StopKind::kStopString) {
       completion.stop_string = state.stopping.stop_strings[state.stop_string_index];
     }
   }
-  completion.token_ids = std::move(state.output_tokens);
+  completion.token_ids.assign(output.begin(), output.end());
   completion.text = std::move(state.output_text);
-  const int num_output = static_cast<int>(completion.token_ids.size());
-  completion.usage = {.prompt_tokens = state.num_prompt_tokens,
+  const int num_output = static_cast<int>(output.size());
+  completion.usage = {.prompt_tokens = state.num_prompt_tokens(),
                       .completion_tokens = num_output,
-                      .cached_prompt_tokens = request->num_cached_prompt_tokens()};
+                      .cached_prompt_tokens = state.num_cached_prompt_tokens()};
   completion.timings = {
       .queue_seconds = Seconds(state.first_scheduled.value_or(now) - state.arrival),
       .ttft_seconds =
           state.first_token.has_value() ? Seconds(*state.first_token - state.arrival) : 0.0,
       .e2e_seconds = Seconds(now - state.arrival),
-      .num_preemptions = request->num_preemptions()};
+      .num_preemptions = state.num_preemptions()};
 
   FinishedRequestMetrics finished{.finish_reason = reason,
-                                  .prompt_tokens = state.num_prompt_tokens,
+                                  .prompt_tokens = state.num_prompt_tokens(),
                                   .generation_tokens = num_output,
                                   .cached_prompt_tokens = completion.usage.cached_prompt_tokens,
                                   .e2e_seconds = completion.timings.e2e_seconds,
@@ -393,15 +386,17 @@ void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now
   }
   finished_metrics_.push_back(finished);
 
-  PAGODA_CHECK(scheduler_->FinishRequest(state.id));
-  state.sink->OnComplete(std::move(completion));
-  state.sink.reset();
+  // Frees the blocks and destroys the record (`state`): take the sink out first.
+  const std::shared_ptr<RequestSink> sink = std::move(state.sink);
+  PAGODA_CHECK(scheduler_->FinishRequest(state.id()));
+  sink->OnComplete(std::move(completion));
 }
 
 void EngineCore::FailAll(const absl::Status& status) {
   const absl::Time now = clock_->Now();
-  for (auto& [id, state] : requests_) Finish(*state, FinishReason::kAbort, now, status);
-  requests_.clear();
+  for (const RequestId id : scheduler_->RequestIds()) {
+    Finish(StateOf(*scheduler_->GetRequest(id)), FinishReason::kAbort, now, status);
+  }
 }
 
 }  // namespace pagoda::engine

@@ -78,7 +78,7 @@ class EngineCore {
   int num_running() const { return scheduler_->num_running(); }
   int num_waiting() const { return scheduler_->num_waiting(); }
   int64_t num_preemptions() const { return scheduler_->num_preemptions(); }
-  block_manager::KvCacheStats kv_stats() const { return kv_cache_->Stats(); }
+  block_manager::KvCacheStats kv_stats() const { return scheduler_->kv_cache().Stats(); }
 
   // Not owned; may be null. Called from Step().
   void set_metrics_observer(MetricsObserver* observer) { observer_ = observer; }
@@ -90,27 +90,41 @@ class EngineCore {
              std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
              const common::Clock* clock);
 
+  static RequestState& StateOf(scheduler::Request& request);
+
   absl::Status RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics);
   void BuildBatch(const scheduler::StepPlan& plan);
-  // Appends `token` to the request and checks the stop conditions; returns true when it ended.
-  bool ProcessToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);
+  // Appends `token` to the request, checks the stop conditions and hands the output to the
+  // sink; a request that ends is finished (and its state destroyed).
+  void ProcessToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);
+  // The token joins the request's sequence, sampler history and the step's metrics.
+  void RecordToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);
+  // EOS (unless ignored) or a stop token id.
+  StopKind CheckStopToken(const RequestState& state, TokenId token) const;
+  // The text the token adds, after detokenization and stop strings (which may set `stop`).
+  std::string EmitText(RequestState& state, TokenId token, bool stops_checked, bool length,
+                       StopKind& stop);
+  // One chunk to the sink, then Finish() if the request stopped or reached its length.
+  void Emit(RequestState& state, TokenId token, std::string text, absl::Time now, StopKind stop,
+            bool length);
+  // Completes the request (sink, metrics), frees its blocks and destroys its state.
   void Finish(RequestState& state, FinishReason reason, absl::Time now, absl::Status status);
   static absl::Span<const TokenId> BannedTokens(const RequestState& state);
+  // Finishes every request with `status` (kAbort).
   void FailAll(const absl::Status& status);
 
   EngineInfo info_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<model::Tokenizer> tokenizer_;
-  std::unique_ptr<block_manager::KvCacheManager> kv_cache_;
+  // Owns the KV-cache manager and every request's record (RequestState).
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   const common::Clock* clock_;
   MetricsObserver* observer_ = nullptr;
-  absl::flat_hash_map<RequestId, std::unique_ptr<RequestState>> requests_;
   std::vector<FinishedRequestMetrics> finished_metrics_;  // of the current step
 
   // The flat batch of the current step, its memory reused.
   model::ForwardBatchBuilder batch_builder_;
-  std::vector<RequestId> batch_sampled_;  // the request of each logits row
+  std::vector<RequestState*> batch_sampled_;  // the request of each logits row
   std::vector<SamplingRow> batch_rows_;  // how to choose each logits row's token
   std::vector<absl::StatusOr<TokenId>> step_tokens_;  // the runner's answer
 };

@@ -17,7 +17,8 @@ enum class RequestState {
 };
 
 // What the scheduler knows of one request: its tokens and how many of them have their K/V in the
-// request's blocks. Like vLLM V1 there are no prefill and decode phases: every step closes part
+// request's blocks. The one record of a request: the engine derives its per-request state from
+// it (engine/engine_core.cc), so nothing is kept in a second map. Like vLLM V1 there are no prefill and decode phases: every step closes part
 // of the gap num_computed_tokens() < num_tokens(). Created by the engine, then owned by the
 // Scheduler from AddRequest() until the request finishes.
 //
@@ -33,6 +34,10 @@ class Request {
         num_prompt_tokens_(static_cast<int>(tokens_.size())),
         priority_(priority),
         cache_salt_(std::move(cache_salt)) {}
+
+  virtual ~Request() = default;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
 
   RequestId id() const { return id_; }
   // Prompt followed by the generated tokens.

@@ -58,9 +58,8 @@ void Scheduler::WaitingQueue::Remove(Request* request) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options,
-                                                             KvCacheManager* kv_cache) {
-  PAGODA_CHECK(kv_cache != nullptr);
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
+    const SchedulerOptions& options, const block_manager::KvCacheManagerOptions& kv_options) {
   if (options.max_num_seqs <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_num_seqs must be positive, got ", options.max_num_seqs));
@@ -77,27 +76,29 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
     return absl::InvalidArgumentError(absl::StrCat(
         "long_prefill_token_threshold must be >= 0, got ", options.long_prefill_token_threshold));
   }
+  absl::StatusOr<std::unique_ptr<KvCacheManager>> kv_cache = KvCacheManager::Create(kv_options);
+  if (!kv_cache.ok()) return kv_cache.status();
   // A lone request of max_model_len tokens must be admissible in an empty cache, watermark
   // included, or it would wait forever. (Its last token is never computed, but admission
   // checks the whole sequence.)
   const int needed =
-      kv_cache->BlocksForTokens(options.max_model_len) + kv_cache->num_watermark_blocks();
-  if (needed > kv_cache->num_blocks()) {
+      (*kv_cache)->BlocksForTokens(options.max_model_len) + (*kv_cache)->num_watermark_blocks();
+  if (needed > (*kv_cache)->num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the KV cache holds ", kv_cache->num_blocks(), " blocks of ", kv_cache->block_size(),
+        "the KV cache holds ", (*kv_cache)->num_blocks(), " blocks of ", (*kv_cache)->block_size(),
         " tokens; one request of max_model_len = ", options.max_model_len, " tokens needs ", needed,
         " (watermark included): lower max_model_len or enlarge the KV cache"));
   }
-  if (options.recompute_every_step && kv_cache->options().enable_prefix_caching) {
+  if (options.recompute_every_step && (*kv_cache)->options().enable_prefix_caching) {
     return absl::InvalidArgumentError("recompute_every_step needs prefix caching off");
   }
-  return std::unique_ptr<Scheduler>(new Scheduler(options, kv_cache));
+  return std::unique_ptr<Scheduler>(new Scheduler(options, *std::move(kv_cache)));
 }
 
-Scheduler::Scheduler(const SchedulerOptions& options, KvCacheManager* kv_cache)
+Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<KvCacheManager> kv_cache)
     : options_(options),
-      kv_cache_(kv_cache),
-      hasher_(kv_cache->block_size()),
+      kv_cache_(std::move(kv_cache)),
+      hasher_(kv_cache_->block_size()),
       waiting_(options.queue_policy) {}
 
 absl::Status Scheduler::AddRequest(std::unique_ptr<Request> request) {
@@ -203,6 +204,7 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
     budget -= n;
     plan.requests.push_back(ScheduledRequest{
         .id = request->id(),
+        .request = request,
         .num_computed_tokens = request->num_computed_tokens(),
         .num_new_tokens = n,
         .num_new_blocks =
@@ -242,6 +244,7 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
     budget -= n;
     plan.requests.push_back(ScheduledRequest{
         .id = request->id(),
+        .request = request,
         .num_computed_tokens = hit.num_tokens,
         .num_new_tokens = n,
         .newly_admitted = true,
@@ -259,7 +262,7 @@ StepPlan Scheduler::Schedule() {
   if (plan.preempted.empty()) ScheduleWaiting(plan, budget);
 
   for (ScheduledRequest& scheduled : plan.requests) {
-    Request& request = *requests_.at(scheduled.id);
+    Request& request = *scheduled.request;
     request.num_computed_tokens_ = scheduled.num_computed_tokens + scheduled.num_new_tokens;
     scheduled.samples = request.num_computed_tokens_ == request.num_tokens();
     // Taken last: allocations above may have moved other requests' tables.
@@ -273,7 +276,11 @@ StepPlan Scheduler::Schedule() {
 void Scheduler::AppendToken(RequestId id, TokenId token) {
   const auto it = requests_.find(id);
   PAGODA_CHECK(it != requests_.end()) << "unknown request " << id.value();
-  Request& request = *it->second;
+  AppendToken(*it->second, token);
+}
+
+void Scheduler::AppendToken(Request& request, TokenId token) {
+  const RequestId id = request.id();
   PAGODA_CHECK(request.state_ == RequestState::kRunning);
   PAGODA_CHECK_EQ(request.num_computed_tokens_, request.num_tokens())
       << "request " << id.value() << " has tokens left to compute";
@@ -310,6 +317,18 @@ int64_t Scheduler::NumComputedTokensRunning() const {
 const Request* Scheduler::GetRequest(RequestId id) const {
   const auto it = requests_.find(id);
   return it == requests_.end() ? nullptr : it->second.get();
+}
+
+Request* Scheduler::GetRequest(RequestId id) {
+  const auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+std::vector<RequestId> Scheduler::RequestIds() const {
+  std::vector<RequestId> ids;
+  ids.reserve(requests_.size());
+  for (const auto& [id, request] : requests_) ids.push_back(id);
+  return ids;
 }
 
 }  // namespace pagoda::scheduler

@@ -68,14 +68,18 @@ struct SchedulerOptions {
 // The engine then runs the plan, appends each sampled token with AppendToken(), and calls
 // FinishRequest() for requests that stop or are aborted (blocks are freed at once).
 //
+// The scheduler owns the KV-cache manager and each request's one record (Request, which a
+// front end may derive from to keep its own per-request state there: the engine does). A plan
+// hands out stable pointers to those records, so the engine needs no lookup per token.
+//
 // Not thread-safe: confined to the engine thread.
 class Scheduler {
  public:
-  // `kv_cache` is not owned and must outlive the scheduler. Fails when the options are out of
-  // range or the KV cache cannot hold one request of max_model_len tokens (such a request could
-  // never run, even alone).
-  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(const SchedulerOptions& options,
-                                                           block_manager::KvCacheManager* kv_cache);
+  // Builds the scheduler and the KV-cache manager it owns (as vLLM's scheduler owns its
+  // KVCacheManager). Fails when the options are out of range or the KV cache cannot hold one
+  // request of max_model_len tokens (such a request could never run, even alone).
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
+      const SchedulerOptions& options, const block_manager::KvCacheManagerOptions& kv_options);
 
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -90,9 +94,10 @@ class Scheduler {
   // scheduled request by its new tokens. An empty plan means nothing can run now.
   StepPlan Schedule();
 
-  // Appends a token sampled for `id`, which must be running and have been scheduled with
-  // `samples` in the last plan (checked).
+  // Appends a token sampled for `id` (or `request`, as the plan gave it: no lookup), which must
+  // be running and have been scheduled with `samples` in the last plan (checked).
   void AppendToken(RequestId id, TokenId token);
+  void AppendToken(Request& request, TokenId token);
 
   // Removes a finished or aborted request, running or waiting, and frees its KV blocks now.
   // Returns false (and does nothing) for an unknown id.
@@ -100,6 +105,9 @@ class Scheduler {
 
   // Null for an unknown id. Valid until the request is finished.
   const Request* GetRequest(RequestId id) const;
+  Request* GetRequest(RequestId id);
+  // The ids of every unfinished request, running or waiting, in no particular order.
+  std::vector<RequestId> RequestIds() const;
 
   int num_running() const { return static_cast<int>(running_.size()); }
   int num_waiting() const { return static_cast<int>(requests_.size()) - num_running(); }
@@ -130,7 +138,8 @@ class Scheduler {
     std::set<Key> by_priority_;  // kPriority
   };
 
-  Scheduler(const SchedulerOptions& options, block_manager::KvCacheManager* kv_cache);
+  Scheduler(const SchedulerOptions& options,
+            std::unique_ptr<block_manager::KvCacheManager> kv_cache);
 
   block_manager::SequenceView View(const Request& request) const;
   int CapNewTokens(const Request& request, int num_new_tokens, int budget) const;
@@ -141,7 +150,7 @@ class Scheduler {
   void RemoveFromRunning(Request* request);
 
   const SchedulerOptions options_;
-  block_manager::KvCacheManager* const kv_cache_;
+  const std::unique_ptr<block_manager::KvCacheManager> kv_cache_;
   const block_manager::BlockHasher hasher_;
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
   std::vector<Request*> running_;  // in admission order

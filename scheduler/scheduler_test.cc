@@ -12,17 +12,17 @@
 namespace pagoda::scheduler {
 namespace {
 
-using block_manager::KvCacheManager;
 using block_manager::KvCacheManagerOptions;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::unique_ptr<KvCacheManager> MakeKv(int num_blocks, int block_size = 4,
-                                       bool prefix_caching = true, double watermark = 0.0) {
-  return *KvCacheManager::Create({.num_blocks = num_blocks,
-                                  .block_size = block_size,
-                                  .enable_prefix_caching = prefix_caching,
-                                  .watermark_ratio = watermark});
+// The options of the KV-cache manager the scheduler builds and owns.
+KvCacheManagerOptions MakeKv(int num_blocks, int block_size = 4, bool prefix_caching = true,
+                             double watermark = 0.0) {
+  return {.num_blocks = num_blocks,
+          .block_size = block_size,
+          .enable_prefix_caching = prefix_caching,
+          .watermark_ratio = watermark};
 }
 
 // A prompt of `n` tokens starting at `first` (distinct prompts share no prefix).
@@ -32,10 +32,13 @@ std::unique_ptr<Request> MakeRequest(uint64_t id, int n, int first = 0, int prio
   return std::make_unique<Request>(RequestId(id), std::move(prompt), priority);
 }
 
-// Appends a token to every request the plan samples, as the engine does.
+// Appends a token to every request the plan samples, as the engine does: through the record
+// the plan hands out (the scheduler's own, no lookup).
 void SampleAll(Scheduler& s, const StepPlan& plan, TokenId token = 7) {
   for (const ScheduledRequest& r : plan.requests) {
-    if (r.samples) s.AppendToken(r.id, token);
+    ASSERT_NE(r.request, nullptr);
+    ASSERT_EQ(r.request, s.GetRequest(r.id));
+    if (r.samples) s.AppendToken(*r.request, token);
   }
 }
 
@@ -47,27 +50,27 @@ std::vector<uint64_t> Ids(const StepPlan& plan) {
 
 TEST(SchedulerTest, CreateRejectsBadOptions) {
   auto kv = MakeKv(8);
-  EXPECT_FALSE(Scheduler::Create({.max_num_seqs = 0}, kv.get()).ok());
-  EXPECT_FALSE(Scheduler::Create({.max_num_batched_tokens = 0}, kv.get()).ok());
-  EXPECT_FALSE(Scheduler::Create({.max_model_len = 0}, kv.get()).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_num_seqs = 0}, kv).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_num_batched_tokens = 0}, kv).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 0}, kv).ok());
   EXPECT_FALSE(
-      Scheduler::Create({.max_model_len = 32, .long_prefill_token_threshold = -1}, kv.get()).ok());
+      Scheduler::Create({.max_model_len = 32, .long_prefill_token_threshold = -1}, kv).ok());
   // 8 blocks of 4 tokens hold 32 tokens: a max_model_len of 33 could never run alone.
-  EXPECT_TRUE(Scheduler::Create({.max_model_len = 32}, kv.get()).ok());
-  const auto too_long = Scheduler::Create({.max_model_len = 33}, kv.get());
+  EXPECT_TRUE(Scheduler::Create({.max_model_len = 32}, kv).ok());
+  const auto too_long = Scheduler::Create({.max_model_len = 33}, kv);
   ASSERT_FALSE(too_long.ok());
   EXPECT_THAT(std::string(too_long.status().message()), ::testing::HasSubstr("max_model_len"));
   // The watermark counts too.
   auto kv_watermark = MakeKv(8, 4, true, 0.25);
-  EXPECT_FALSE(Scheduler::Create({.max_model_len = 32}, kv_watermark.get()).ok());
-  EXPECT_TRUE(Scheduler::Create({.max_model_len = 24}, kv_watermark.get()).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 32}, kv_watermark).ok());
+  EXPECT_TRUE(Scheduler::Create({.max_model_len = 24}, kv_watermark).ok());
 }
 
 // The engine validates requests once (engine/request_validation.h); the scheduler asserts what
 // it relies on instead of checking again.
 TEST(SchedulerDeathTest, AddRequestAssertsAValidatedRequest) {
   auto kv = MakeKv(8);
-  auto s = *Scheduler::Create({.max_model_len = 16}, kv.get());
+  auto s = *Scheduler::Create({.max_model_len = 16}, kv);
   EXPECT_DEATH((void)s->AddRequest(MakeRequest(1, 0)), "an unvalidated request of 0 tokens");
   EXPECT_DEATH((void)s->AddRequest(MakeRequest(1, 17)), "an unvalidated request of 17 tokens");
   EXPECT_TRUE(s->AddRequest(MakeRequest(1, 16)).ok());
@@ -77,7 +80,7 @@ TEST(SchedulerDeathTest, AddRequestAssertsAValidatedRequest) {
 
 TEST(SchedulerTest, ChunkedPrefillThenDecode) {
   auto kv = MakeKv(64);
-  auto s = *Scheduler::Create({.max_num_batched_tokens = 32, .max_model_len = 128}, kv.get());
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 32, .max_model_len = 128}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 100)).ok());
   std::vector<int> chunks;
   std::vector<bool> samples;
@@ -100,7 +103,7 @@ TEST(SchedulerTest, ChunkedPrefillThenDecode) {
 
 TEST(SchedulerTest, RunningDecodesGetTheBudgetBeforeWaitingPrompts) {
   auto kv = MakeKv(64);
-  auto s = *Scheduler::Create({.max_num_batched_tokens = 10, .max_model_len = 64}, kv.get());
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 10, .max_model_len = 64}, kv);
   for (uint64_t id = 1; id <= 3; ++id)
     ASSERT_TRUE(s->AddRequest(MakeRequest(id, 2, 100 * id)).ok());
   SampleAll(*s, s->Schedule());  // all three prompts fit: 6 tokens
@@ -117,7 +120,7 @@ TEST(SchedulerTest, LongPrefillThresholdSharesTheBudget) {
   auto kv = MakeKv(64);
   auto s = *Scheduler::Create(
       {.max_num_batched_tokens = 32, .max_model_len = 64, .long_prefill_token_threshold = 8},
-      kv.get());
+      kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 40, 0)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 40, 100)).ok());
   const StepPlan plan = s->Schedule();
@@ -128,7 +131,7 @@ TEST(SchedulerTest, LongPrefillThresholdSharesTheBudget) {
 
 TEST(SchedulerTest, MaxNumSeqsBoundsRunningRequests) {
   auto kv = MakeKv(64);
-  auto s = *Scheduler::Create({.max_num_seqs = 2, .max_model_len = 64}, kv.get());
+  auto s = *Scheduler::Create({.max_num_seqs = 2, .max_model_len = 64}, kv);
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 3, 10 * id)).ok());
   const StepPlan plan = s->Schedule();
   EXPECT_THAT(Ids(plan), ElementsAre(1, 2));
@@ -144,16 +147,16 @@ TEST(SchedulerTest, AdmissionNeedsTheWholeSequenceAndDoesNotOvertake) {
   // 4 blocks, so it is not admitted on a first chunk that would fit; request 3 (1 block) does
   // not overtake it.
   auto kv = MakeKv(8);
-  auto s = *Scheduler::Create({.max_num_batched_tokens = 4, .max_model_len = 32}, kv.get());
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 4, .max_model_len = 32}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 20, 0)).ok());
   for (int step = 0; step < 5; ++step) SampleAll(*s, s->Schedule());
-  ASSERT_EQ(kv->Stats().num_used_blocks, 5);  // the 20 prompt tokens; one token sampled
+  ASSERT_EQ(s->kv_cache().Stats().num_used_blocks, 5);  // the 20 prompt tokens; one token sampled
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 16, 100)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
   EXPECT_THAT(Ids(s->Schedule()), ElementsAre(1));
   EXPECT_EQ(s->num_waiting(), 2);
   ASSERT_TRUE(s->FinishRequest(RequestId(1)));
-  EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0);
   const StepPlan plan = s->Schedule();
   EXPECT_THAT(Ids(plan), ElementsAre(2));  // the budget of 4 is spent on request 2's chunk
   EXPECT_FALSE(plan.requests[0].samples);
@@ -163,7 +166,7 @@ TEST(SchedulerTest, PreemptsTheLastAdmittedAndResumesItFirst) {
   // 4 blocks of 4 tokens; two requests of 7 tokens each take 2 blocks. Request 1 grows into a
   // third block at its 9th token: request 2 (last admitted) is preempted.
   auto kv = MakeKv(4);
-  auto s = *Scheduler::Create({.max_num_batched_tokens = 64, .max_model_len = 16}, kv.get());
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 64, .max_model_len = 16}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 7, 0)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 7, 100)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
@@ -197,7 +200,7 @@ TEST(SchedulerTest, PreemptsTheLastAdmittedAndResumesItFirst) {
   EXPECT_TRUE(plan.requests[0].samples);
   // Re-admission does not count as a prompt-cache hit for the client.
   EXPECT_EQ(s->GetRequest(RequestId(2))->num_cached_prompt_tokens(), 0);
-  EXPECT_EQ(kv->Stats().preempted_prefix_hit_tokens, 4);
+  EXPECT_EQ(s->kv_cache().Stats().preempted_prefix_hit_tokens, 4);
 }
 
 TEST(SchedulerTest, LeastComputedPolicyPicksTheShortestVictim) {
@@ -205,7 +208,7 @@ TEST(SchedulerTest, LeastComputedPolicyPicksTheShortestVictim) {
   auto s = *Scheduler::Create({.max_num_batched_tokens = 64,
                                .max_model_len = 24,
                                .preemption_policy = PreemptionPolicy::kLeastComputed},
-                              kv.get());
+                              kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 4, 0)).ok());     // 1 block
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 12, 100)).ok());  // 3 blocks
   ASSERT_TRUE(s->AddRequest(MakeRequest(3, 7, 200)).ok());   // 2 blocks
@@ -227,7 +230,7 @@ TEST(SchedulerTest, PriorityPolicyAdmitsLowestValueFirstAndPreemptsHighest) {
                                .max_num_batched_tokens = 64,
                                .max_model_len = 16,
                                .queue_policy = QueuePolicy::kPriority},
-                              kv.get());
+                              kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 3, 0, /*priority=*/5)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 3, 100, /*priority=*/1)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(3, 3, 200, /*priority=*/1)).ok());
@@ -241,7 +244,7 @@ TEST(SchedulerTest, PriorityPolicyAdmitsLowestValueFirstAndPreemptsHighest) {
   auto kv2 = MakeKv(4);
   auto s2 = *Scheduler::Create(
       {.max_num_batched_tokens = 64, .max_model_len = 16, .queue_policy = QueuePolicy::kPriority},
-      kv2.get());
+      kv2);
   ASSERT_TRUE(s2->AddRequest(MakeRequest(1, 8, 0, /*priority=*/9)).ok());
   ASSERT_TRUE(s2->AddRequest(MakeRequest(2, 8, 100, /*priority=*/0)).ok());
   StepPlan plan = s2->Schedule();
@@ -254,25 +257,25 @@ TEST(SchedulerTest, PriorityPolicyAdmitsLowestValueFirstAndPreemptsHighest) {
 
 TEST(SchedulerTest, FinishFreesBlocksAtOnce) {
   auto kv = MakeKv(16);
-  auto s = *Scheduler::Create({.max_model_len = 64}, kv.get());
+  auto s = *Scheduler::Create({.max_model_len = 64}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 10)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 10, 100)).ok());
   s->Schedule();
-  EXPECT_EQ(kv->Stats().num_used_blocks, 6);
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 6);
   EXPECT_TRUE(s->FinishRequest(RequestId(1)));
-  EXPECT_EQ(kv->Stats().num_used_blocks, 3);
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 3);
   EXPECT_FALSE(s->FinishRequest(RequestId(1)));
   EXPECT_EQ(s->GetRequest(RequestId(1)), nullptr);
   ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 200)).ok());
   EXPECT_TRUE(s->FinishRequest(RequestId(3)));  // a waiting request
   EXPECT_TRUE(s->FinishRequest(RequestId(2)));
   EXPECT_FALSE(s->has_requests());
-  EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0);
 }
 
 TEST(SchedulerTest, SharedPrefixIsServedFromTheCache) {
   auto kv = MakeKv(32);
-  auto s = *Scheduler::Create({.max_model_len = 64}, kv.get());
+  auto s = *Scheduler::Create({.max_model_len = 64}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 13)).ok());
   SampleAll(*s, s->Schedule());
   std::vector<TokenId> prompt(13);
@@ -292,18 +295,18 @@ TEST(SchedulerTest, SharedPrefixIsServedFromTheCache) {
 
 TEST(SchedulerTest, ReserveMaxModelLenEmulatesAContiguousAllocator) {
   auto kv = MakeKv(16);  // 64 tokens: two requests of max_model_len 32
-  auto s = *Scheduler::Create({.max_model_len = 32, .reserve_max_model_len = true}, kv.get());
+  auto s = *Scheduler::Create({.max_model_len = 32, .reserve_max_model_len = true}, kv);
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 3, 10 * id)).ok());
   const StepPlan plan = s->Schedule();
   EXPECT_THAT(Ids(plan), ElementsAre(1, 2));  // the third does not fit, though 3 tokens each
-  EXPECT_EQ(kv->Stats().num_used_blocks, 16);
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 16);
   EXPECT_EQ(plan.requests[0].block_table.size(), 8u);
   EXPECT_EQ(s->NumComputedTokensRunning(), 6);
 }
 
 TEST(SchedulerTest, RecomputeEveryStepRecomputesTheWholeSequence) {
   auto kv = MakeKv(16, 4, /*prefix_caching=*/false);
-  auto s = *Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv.get());
+  auto s = *Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 5)).ok());
   std::vector<int> computed;
   for (int step = 0; step < 4; ++step) {
@@ -313,12 +316,12 @@ TEST(SchedulerTest, RecomputeEveryStepRecomputesTheWholeSequence) {
     EXPECT_TRUE(plan.requests[0].samples);
     computed.push_back(plan.requests[0].num_new_tokens);
     SampleAll(*s, plan);
-    EXPECT_EQ(kv->Stats().num_used_blocks, 0);
+    EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0);
   }
   EXPECT_THAT(computed, ElementsAre(5, 6, 7, 8));
   auto kv_cached = MakeKv(16, 4, /*prefix_caching=*/true);
   EXPECT_FALSE(
-      Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv_cached.get()).ok());
+      Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv_cached).ok());
 }
 
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
@@ -331,7 +334,7 @@ TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
                                    .max_num_batched_tokens = 20,
                                    .max_model_len = 40,
                                    .preemption_policy = policy};
-    auto s = *Scheduler::Create(options, kv.get());
+    auto s = *Scheduler::Create(options, kv);
     uint64_t next_id = 1;
     int finished = 0;
     int64_t preemptions = 0;
@@ -348,7 +351,7 @@ TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
       preemptions += static_cast<int64_t>(plan.preempted.size());
       ASSERT_LE(plan.num_scheduled_tokens, options.max_num_batched_tokens);
       ASSERT_LE(s->num_running(), options.max_num_seqs);
-      ASSERT_LE(kv->Stats().num_used_blocks, kv->num_blocks());
+      ASSERT_LE(s->kv_cache().Stats().num_used_blocks, s->kv_cache().num_blocks());
       if (s->has_requests() && plan.empty()) {
         ASSERT_FALSE(plan.preempted.empty()) << "a step with work scheduled nothing";
       }
@@ -369,7 +372,7 @@ TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
       if (!s->has_requests() && next_id > 300) break;
     }
     EXPECT_EQ(finished, 300);
-    EXPECT_EQ(kv->Stats().num_used_blocks, 0) << "blocks leaked";
+    EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0) << "blocks leaked";
     EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
     EXPECT_EQ(preemptions, s->num_preemptions());
   }

@@ -9,8 +9,12 @@
 namespace pagoda::scheduler {
 
 // One request's part of a step.
+class Request;
+
 struct ScheduledRequest {
   RequestId id;
+  // The request's record, owned by the scheduler: valid until Scheduler::FinishRequest.
+  Request* request = nullptr;
   // Tokens already in the cache before this step; the step computes tokens
   // [num_computed_tokens, num_computed_tokens + num_new_tokens) of the request's sequence.
   int num_computed_tokens = 0;
