@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "kernels/cuda/cuda_buffer.h"
+#include "runner/cuda/cuda_model_runner.h"
 #endif
 
 namespace pagoda::engine {
@@ -133,7 +133,7 @@ BENCHMARK(BM_EngineOverhead)
     ->UseRealTime();
 
 #ifdef PAGODA_WITH_CUDA
-// The CUDA runner (engine/cuda/) as pagodad runs it with --device cuda: offline throughput of
+// The CUDA runner (runner/cuda/) as pagodad runs it with --device cuda: offline throughput of
 // one wave of `max_num_seqs` requests, 128 tokens in and 128 out, ignore_eos, with and without
 // CUDA graphs. Each engine is built with max_num_seqs kCudaMaxNumSeqs; with no more requests than
 // N its scheduler runs exactly the steps an engine built with max_num_seqs N would (the runner's
@@ -197,7 +197,7 @@ void FailCudaEngine(const absl::Status& status) {
 // (the engine's whole step: schedule, model, sampling on the host, outputs), requests.
 void BM_CudaOfflineThroughput(benchmark::State& state, int preset, CudaGraphs graphs,
                               int max_num_seqs) {
-  if (kernels::cuda::VisibleDeviceCount() == 0) {
+  if (runner::cuda::VisibleCudaDeviceCount() == 0) {
     state.SkipWithError("no CUDA device");
     return;
   }

@@ -61,7 +61,7 @@ EngineCore::RequestState& EngineCore::StateOf(scheduler::Request& request) {
 }
 
 absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
-    std::string model_name, std::unique_ptr<ModelRunner> runner,
+    std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
     std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
     const common::Clock* clock) {
   PAGODA_CHECK(runner != nullptr);
@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   return core;
 }
 
-EngineCore::EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runner,
+EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
                        std::unique_ptr<model::Tokenizer> tokenizer,
                        const EngineCoreOptions& options, const common::Clock* clock)
     : runner_(std::move(runner)),
@@ -237,7 +237,7 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   const model::ForwardBatch batch = batch_builder_.batch();
   batch_rows_.clear();
   for (RequestState* state : batch_sampled_) {
-    batch_rows_.push_back(SamplingRow{.params = &state->sampling,
+    batch_rows_.push_back(runner::SamplingRow{.params = &state->sampling,
                                       .state = &state->sampler,
                                       .banned_tokens = BannedTokens(*state)});
   }

@@ -16,7 +16,7 @@
 #include "engine/engine_info.h"
 #include "engine/engine_metrics.h"
 #include "engine/engine_request.h"
-#include "engine/model_runner.h"
+#include "runner/model_runner.h"
 #include "model/incremental_detokenizer.h"
 #include "model/stop_string_matcher.h"
 #include "model/tokenizer.h"
@@ -43,7 +43,7 @@ class EngineCore {
   // `tokenizer` may be null (token ids only: text prompts and stop strings are refused).
   // `clock` (not owned, may be null for the real clock) times the requests.
   static absl::StatusOr<std::unique_ptr<EngineCore>> Create(
-      std::string model_name, std::unique_ptr<ModelRunner> runner,
+      std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
       std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
       const common::Clock* clock = nullptr);
   ~EngineCore();
@@ -86,7 +86,7 @@ class EngineCore {
  private:
   struct RequestState;
 
-  EngineCore(std::string model_name, std::unique_ptr<ModelRunner> runner,
+  EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
              std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
              const common::Clock* clock);
 
@@ -114,7 +114,7 @@ class EngineCore {
   void FailAll(const absl::Status& status);
 
   EngineInfo info_;
-  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<runner::ModelRunner> runner_;
   std::unique_ptr<model::Tokenizer> tokenizer_;
   // Owns the KV-cache manager and every request's record (RequestState).
   std::unique_ptr<scheduler::Scheduler> scheduler_;
@@ -125,7 +125,7 @@ class EngineCore {
   // The flat batch of the current step, its memory reused.
   model::ForwardBatchBuilder batch_builder_;
   std::vector<RequestState*> batch_sampled_;  // the request of each logits row
-  std::vector<SamplingRow> batch_rows_;  // how to choose each logits row's token
+  std::vector<runner::SamplingRow> batch_rows_;  // how to choose each logits row's token
   std::vector<absl::StatusOr<TokenId>> step_tokens_;  // the runner's answer
 };
 

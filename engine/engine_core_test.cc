@@ -10,7 +10,7 @@
 #include "common/check.h"
 #include "engine/error_reason.h"
 #include "engine/offline.h"
-#include "engine/testing/fake_model_runner.h"
+#include "runner/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/byte_tokenizer.h"
@@ -19,7 +19,7 @@ namespace pagoda::engine {
 namespace {
 
 using ::testing::ElementsAreArray;
-using testing::FakeModelRunner;
+using runner::testing::FakeModelRunner;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 

@@ -14,9 +14,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
-#include "engine/cpu_model_runner.h"
+#include "runner/cpu/cpu_model_runner.h"
 #ifdef PAGODA_WITH_CUDA
-#include "engine/cuda/cuda_model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
 #endif
 #include "model/byte_tokenizer.h"
 #include "model/llama_model.h"
@@ -110,7 +110,7 @@ absl::StatusOr<std::optional<int>> ParseDevice(const std::string& device) {
 }
 
 // max_model_len: the configured one, or the model's when unset (before the pool caps it).
-absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(
+absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
     const EngineConfig& config, int max_model_len, std::unique_ptr<model::ModelWeights> weights) {
   if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
     return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32 or bf16");
@@ -137,14 +137,14 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCpuRunner(
                                                    " bytes; need between 1 and 2^30 blocks"));
   }
   PAGODA_ASSIGN_OR_RETURN(
-      std::unique_ptr<CpuModelRunner> runner,
-      CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
+      std::unique_ptr<runner::cpu::CpuModelRunner> runner,
+      runner::cpu::CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
                                                 .block_size = config.block_size,
                                                 .kv_dtype = config.kv_cache_dtype}));
   return runner;
 }
 
-absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(
+absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
     const EngineConfig& config, int device, int max_model_len,
     std::unique_ptr<model::ModelWeights> weights) {
 #ifdef PAGODA_WITH_CUDA
@@ -153,8 +153,8 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(
         "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16");
   }
   PAGODA_ASSIGN_OR_RETURN(
-      std::unique_ptr<cuda::CudaModelRunner> runner,
-      cuda::CudaModelRunner::Create(std::move(weights),
+      std::unique_ptr<runner::cuda::CudaModelRunner> runner,
+      runner::cuda::CudaModelRunner::Create(std::move(weights),
                                     {.device = device,
                                      .block_size = config.block_size,
                                      .dtype = config.kv_cache_dtype,
@@ -194,7 +194,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   int max_model_len = config.max_model_len > 0 ? config.max_model_len
                                                : loaded.weights->config().max_position_embeddings;
   PAGODA_ASSIGN_OR_RETURN(
-      std::unique_ptr<ModelRunner> runner,
+      std::unique_ptr<runner::ModelRunner> runner,
       cuda_device.has_value()
           ? CreateCudaRunner(config, *cuda_device, max_model_len, std::move(loaded.weights))
           : CreateCpuRunner(config, max_model_len, std::move(loaded.weights)));

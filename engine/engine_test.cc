@@ -10,13 +10,13 @@
 #include "absl/synchronization/notification.h"
 #include "common/check.h"
 #include "engine/error_reason.h"
-#include "engine/testing/fake_model_runner.h"
+#include "runner/testing/fake_model_runner.h"
 #include "gtest/gtest.h"
 
 namespace pagoda::engine {
 namespace {
 
-using testing::FakeModelRunner;
+using runner::testing::FakeModelRunner;
 
 // A thread-safe sink for requests submitted from test threads.
 class WaitableSink final : public RequestSink {

@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "engine/testing/fake_model_runner.h"
+#include "runner/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -107,8 +107,8 @@ class PagodaServerSecurityTest : public ::testing::Test {
       core.scheduler.max_num_batched_tokens = 256;
       core.scheduler.max_model_len = 128;
       return engine::EngineCore::Create(kModelName,
-                                        std::make_unique<engine::testing::FakeModelRunner>(
-                                            engine::testing::FakeModelRunner::Options{
+                                        std::make_unique<runner::testing::FakeModelRunner>(
+                                            runner::testing::FakeModelRunner::Options{
                                                 .vocab_size = model::ByteTokenizer::kVocabSize,
                                                 .eos_token_ids = {model::ByteTokenizer::kEosId}}),
                                         std::make_unique<model::ByteTokenizer>(), core);

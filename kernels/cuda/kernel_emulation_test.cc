@@ -240,7 +240,7 @@ TEST(KernelEmulationTest, DecodeHeadDim32GqaGroupsWithAndWithoutSplit) {
   CheckDecodeBothWays<__half>(fp16, ++seed);
 }
 
-// The CUDA runner pads a CUDA graph's decode batch with requests of context 0 (engine/cuda):
+// The CUDA runner pads a CUDA graph's decode batch with requests of context 0 (runner/cuda):
 // each must get zeros in its own row, with and without a split, and leave every other row as
 // the real requests' attention.
 TEST(KernelEmulationTest, DecodeOfContextZeroWritesZerosForGraphPadding) {

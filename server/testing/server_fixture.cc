@@ -10,7 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "engine/testing/fake_model_runner.h"
+#include "runner/testing/fake_model_runner.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "model/byte_tokenizer.h"
 #include "server/testing/http_get.h"
@@ -22,10 +22,10 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 
 // The fake model, slowed to `step_time` per step; fails its next step when *fail_next is set.
-class SlowFakeRunner final : public engine::ModelRunner {
+class SlowFakeRunner final : public runner::ModelRunner {
  public:
   SlowFakeRunner(absl::Duration step_time, std::atomic<bool>* fail_next)
-      : inner_(engine::testing::FakeModelRunner::Options{
+      : inner_(runner::testing::FakeModelRunner::Options{
             .vocab_size = model::ByteTokenizer::kVocabSize,
             .num_kv_blocks = kNumKvBlocks,
             .block_size = kBlockSize,
@@ -55,7 +55,7 @@ class SlowFakeRunner final : public engine::ModelRunner {
     return letters;
   }
 
-  engine::testing::FakeModelRunner inner_;
+  runner::testing::FakeModelRunner inner_;
   const absl::Duration step_time_;
   std::atomic<bool>* const fail_next_;
 };

@@ -2,7 +2,7 @@
 
 // Test support: an in-process daemon for end-to-end tests. PagodaServerTest starts a
 // PagodaServer on 127.0.0.1 with kernel-picked ports and a real Engine over the fake model
-// (engine/testing/fake_model_runner.h, slowed down so that requests take a predictable while),
+// (runner/testing/fake_model_runner.h, slowed down so that requests take a predictable while),
 // and calls it through real gRPC and HTTP clients.
 //
 // Threads: the fixture and the helpers here are used from the test's thread only; the

@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """How far bf16 activations move a model's logits: the error budget of the CUDA runner's tests.
 
-The CUDA runner (engine/cuda/) rounds every kernel's output to bf16 (residual stream, norms,
+The CUDA runner (runner/cuda/) rounds every kernel's output to bf16 (residual stream, norms,
 projections, rotated q/k, the KV cache, softmax probabilities before P.V, the logits); the CPU
 runner computes in f32 with a bf16 KV cache. This script runs the NumPy reference
 (llama_reference.py) both ways on the same bf16 weights and prints the largest logit difference,
 the tolerance's margin, and how often the greedy tokens agree, so that the tolerance of
-engine/cuda/cuda_model_runner_test.cc rests on a measurement rather than a guess.
+engine/cuda_model_runner_test.cc rests on a measurement rather than a guess.
 
   /usr/bin/python3 tests/reference/bf16_activation_error.py models/pagoda-kjv
   /usr/bin/python3 tests/reference/bf16_activation_error.py --dummy [--attention-bias]

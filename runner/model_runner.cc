@@ -1,9 +1,9 @@
-#include "engine/model_runner.h"
+#include "runner/model_runner.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace pagoda::engine {
+namespace pagoda::runner {
 
 absl::Status ModelRunner::ExecuteStep(const model::ForwardBatch& batch,
                                       absl::Span<const SamplingRow> rows,
@@ -28,4 +28,4 @@ absl::Status ModelRunner::ExecuteStep(const model::ForwardBatch& batch,
   return absl::OkStatus();
 }
 
-}  // namespace pagoda::engine
+}  // namespace pagoda::runner

@@ -13,7 +13,7 @@
 #include "absl/types/span.h"
 #include "model/forward_batch.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 
 // Which requests of a step each attention kernel takes.
 struct AttentionSplit {
@@ -99,4 +99,4 @@ struct StepPadding {
 PackedStep PackStep(const model::ForwardBatch& batch, const AttentionSplit& split,
                     const StepPadding* padding, std::vector<std::byte>* out);
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

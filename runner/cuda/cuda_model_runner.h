@@ -9,12 +9,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/cuda/kv_cache_budget.h"
-#include "engine/model_runner.h"
+#include "runner/cuda/kv_cache_budget.h"
+#include "runner/model_runner.h"
 #include "model/dtype.h"
 #include "model/model_weights.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 
 struct CudaModelRunnerOptions {
   int device = 0;  // CUDA device ordinal (--device cuda:N)
@@ -35,6 +35,16 @@ struct CudaModelRunnerOptions {
   bool enforce_eager = false;
   int max_cuda_graph_batch_size = 256;
 };
+
+// The CUDA devices this process can use (0 without a driver or device), and the memory of the
+// current one: what callers above the runner (the engine's tests and benchmarks) ask before
+// they build a runner, without the kernels' headers.
+int VisibleCudaDeviceCount();
+struct CudaDeviceMemory {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+absl::StatusOr<CudaDeviceMemory> CurrentCudaDeviceMemory();
 
 // The decode batch sizes that get a CUDA graph, ascending: 1, 2, 4, 8, every multiple of 8 up
 // to `max_size`, and `max_size` itself (vLLM's choice: padding wastes at most 7 rows).
@@ -74,4 +84,4 @@ class CudaModelRunner : public ModelRunner {
   virtual int64_t device_argmax_rows() const = 0;
 };
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

@@ -12,7 +12,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 
 // Model dimensions as the GPU buffers use them. GEMM sizes must be multiples of 8 (16-byte
 // rows): the intermediate size and the vocabulary are padded with zero weights, which leave the
@@ -64,4 +64,4 @@ struct DeviceWeights {
 absl::StatusOr<DeviceWeights> UploadWeights(const model::ModelWeights& weights,
                                             const DeviceDims& dims, model::DType dtype);
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

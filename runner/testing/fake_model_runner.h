@@ -19,9 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "engine/model_runner.h"
+#include "runner/model_runner.h"
 
-namespace pagoda::engine::testing {
+namespace pagoda::runner::testing {
 
 class FakeModelRunner final : public ModelRunner {
  public:
@@ -168,4 +168,4 @@ class FakeModelRunner final : public ModelRunner {
   std::optional<std::pair<size_t, absl::StatusOr<TokenId>>> replacement_;
 };
 
-}  // namespace pagoda::engine::testing
+}  // namespace pagoda::runner::testing

@@ -1,4 +1,4 @@
-#include "engine/cuda/step_layout.h"
+#include "runner/cuda/step_layout.h"
 
 #include <cstring>
 #include <vector>
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "model/testing/forward_batch_builder.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 using model::testing::ForwardBatchBuilder;
@@ -152,4 +152,4 @@ TEST(PackStepTest, GraphPaddingGivesTheGraphsLayoutWithInertPadding) {
 }
 
 }  // namespace
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

@@ -1,7 +1,7 @@
 // The CUDA model runner against the CPU runner on the same weights (ctest label gpu; every test
 // that needs a device skips without one). Tolerances: testing/runner_comparison.h.
 
-#include "engine/cuda/cuda_model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,31 +12,34 @@
 #include <vector>
 
 #include "common/check.h"
-#include "engine/cpu_model_runner.h"
-#include "engine/cuda/testing/runner_comparison.h"
+#include "runner/cpu/cpu_model_runner.h"
+#include "runner/cuda/testing/runner_comparison.h"
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/cuda_device.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::engine {
 namespace {
+
+using runner::cuda::CudaModelRunner;
+using runner::cuda::CudaModelRunnerOptions;
+using runner::cuda::CudaGraphBatchSizes;
+using runner::cuda::CudaRunnerReport;
 
 using model::testing::ForwardBatchBuilder;
 using model::testing::StepRequest;
-using testing::CompareOnSteps;
-using testing::CpuRunner;
-using testing::DummyWeights;
-using testing::GpuRunner;
+using runner::cuda::testing::CompareOnSteps;
+using runner::cuda::testing::CpuRunner;
+using runner::cuda::testing::DummyWeights;
+using runner::cuda::testing::GpuRunner;
 using ::testing::HasSubstr;
-using testing::kBlockSize;
+using runner::cuda::testing::kBlockSize;
 
-bool HaveDevice() { return kernels::cuda::VisibleDeviceCount() > 0; }
+bool HaveDevice() { return runner::cuda::VisibleCudaDeviceCount() > 0; }
 
 #define SKIP_WITHOUT_DEVICE() \
   if (!HaveDevice()) GTEST_SKIP() << "no CUDA device"
@@ -118,13 +121,13 @@ TEST(CudaModelRunnerTest, MatchesTheCpuRunnerWithAttentionBiasAndFloat16) {
 // tokens fed to both runners, so one near-tie cannot make the rest of the comparison diverge.
 TEST(CudaModelRunnerTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsModel) {
   SKIP_WITHOUT_DEVICE();
-  const std::optional<std::string> dir = testing::BuiltinModelDir();
+  const std::optional<std::string> dir = runner::cuda::testing::BuiltinModelDir();
   if (!dir.has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
-  auto cpu = CpuRunner(testing::LoadWeights(*dir));
-  auto gpu = GpuRunner(testing::LoadWeights(*dir), SmallOptions());
+  auto cpu = CpuRunner(runner::cuda::testing::LoadWeights(*dir));
+  auto gpu = GpuRunner(runner::cuda::testing::LoadWeights(*dir), SmallOptions());
   ASSERT_NE(gpu, nullptr);
   constexpr int kSteps = 48;
-  const int agreements = testing::CompareTeacherForcedGreedy(
+  const int agreements = runner::cuda::testing::CompareTeacherForcedGreedy(
       *cpu, *gpu, {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77},
       {12, 3, 30, 8, 51, 26, 2, 61}, kSteps);
   EXPECT_GE(agreements, kSteps * 9 / 10);
@@ -150,7 +153,7 @@ TEST(CudaModelRunnerTest, PoolIsSizedByUtilizationLessTheRunnersOwnMemory) {
   }
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
   // The device really holds it: what is in use now covers the pool and the runner's memory.
-  auto info = kernels::cuda::CurrentDeviceMemoryInfo();
+  auto info = runner::cuda::CurrentCudaDeviceMemory();
   ASSERT_TRUE(info.ok());
   EXPECT_GE(info->total_bytes - info->free_bytes, r.kv.kv_bytes + r.weight_bytes);
 }
@@ -210,4 +213,4 @@ TEST(CudaModelRunnerTest, EngineServesConcurrentRequestsOnTheGpu) {
 }
 
 }  // namespace
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::engine

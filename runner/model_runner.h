@@ -14,7 +14,7 @@
 #include "sampling/sampler.h"
 #include "sampling/sampling_params.h"
 
-namespace pagoda::engine {
+namespace pagoda::runner {
 
 // What a runner needs to choose the token of one logits row (ForwardBatch::logits_indices): the
 // request's sampling parameters and its sampler state, both owned by the engine.
@@ -74,4 +74,4 @@ class ModelRunner {
   std::vector<float> host_logits_;  // the default ExecuteStep's, reused
 };
 
-}  // namespace pagoda::engine
+}  // namespace pagoda::runner

@@ -1,4 +1,4 @@
-#include "engine/cuda/cuda_model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -18,9 +18,9 @@
 #include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
-#include "engine/cuda/cuda_model_runner_impl.h"
-#include "engine/cuda/device_weights.h"
-#include "engine/cuda/step_layout.h"
+#include "runner/cuda/cuda_model_runner_impl.h"
+#include "runner/cuda/device_weights.h"
+#include "runner/cuda/step_layout.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_graph.h"
@@ -33,7 +33,7 @@
 #include "kernels/cuda/pinned_host_buffer.h"
 #include "model/forward_batch.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 
 using internal::CudaModelRunnerImpl;
 using internal::DeviceStep;
@@ -485,6 +485,13 @@ absl::Status CudaModelRunnerImpl<T>::RunStep(const model::ForwardBatch& batch,
 
 }  // namespace internal
 
+int VisibleCudaDeviceCount() { return kc::VisibleDeviceCount(); }
+
+absl::StatusOr<CudaDeviceMemory> CurrentCudaDeviceMemory() {
+  PAGODA_ASSIGN_OR_RETURN(const kc::DeviceMemoryInfo info, kc::CurrentDeviceMemoryInfo());
+  return CudaDeviceMemory{.free_bytes = info.free_bytes, .total_bytes = info.total_bytes};
+}
+
 std::vector<int> CudaGraphBatchSizes(int max_size) {
   std::vector<int> sizes;
   for (const int s : {1, 2, 4}) {
@@ -513,4 +520,4 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   return runner;
 }
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

@@ -1,4 +1,4 @@
-// The kernels of one forward pass of the CUDA model runner (engine/cuda/README.md, "One step"):
+// The kernels of one forward pass of the CUDA model runner (runner/cuda/README.md, "One step"):
 // what CudaModelRunnerImpl::EnqueueForward enqueues on the runner's stream, eagerly or under
 // CUDA-graph capture.
 
@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "common/status_macros.h"
-#include "engine/cuda/cuda_model_runner_impl.h"
+#include "runner/cuda/cuda_model_runner_impl.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/paged_attention_decode.h"
@@ -17,7 +17,7 @@
 #include "kernels/cuda/reshape_and_cache.h"
 #include "kernels/cuda/rope.h"
 
-namespace pagoda::engine::cuda::internal {
+namespace pagoda::runner::cuda::internal {
 
 template <typename T>
 kernels::PagedKvCacheView<T> CudaModelRunnerImpl<T>::LayerCache(int layer) const {
@@ -219,4 +219,4 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
 template absl::Status CudaModelRunnerImpl<__nv_bfloat16>::EnqueueForward(const DeviceStep&);
 template absl::Status CudaModelRunnerImpl<__half>::EnqueueForward(const DeviceStep&);
 
-}  // namespace pagoda::engine::cuda::internal
+}  // namespace pagoda::runner::cuda::internal

@@ -1,9 +1,9 @@
-#include "engine/cuda/kv_cache_budget.h"
+#include "runner/cuda/kv_cache_budget.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 using ::testing::HasSubstr;
@@ -95,4 +95,4 @@ TEST(KvCacheBudgetTest, OptionsOutOfRange) {
 }
 
 }  // namespace
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

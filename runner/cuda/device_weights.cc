@@ -1,4 +1,4 @@
-#include "engine/cuda/device_weights.h"
+#include "runner/cuda/device_weights.h"
 
 #include <cstring>
 #include <utility>
@@ -7,7 +7,7 @@
 #include "common/status_macros.h"
 #include "model/llama_model.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 namespace kc = kernels::cuda;
@@ -123,4 +123,4 @@ absl::StatusOr<DeviceWeights> UploadWeights(const model::ModelWeights& w, const 
   return out;
 }
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

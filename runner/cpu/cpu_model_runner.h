@@ -4,10 +4,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/model_runner.h"
+#include "runner/model_runner.h"
 #include "model/llama_model.h"
 
-namespace pagoda::engine {
+namespace pagoda::runner::cpu {
 
 // The CPU model runner: model::LlamaModel over a model::CpuKvCache of a fixed number of blocks.
 // Engine thread only.
@@ -39,4 +39,4 @@ class CpuModelRunner final : public ModelRunner {
   std::unique_ptr<model::CpuKvCache> cache_;
 };
 
-}  // namespace pagoda::engine
+}  // namespace pagoda::runner::cpu

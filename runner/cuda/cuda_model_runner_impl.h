@@ -17,10 +17,10 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "engine/cuda/cuda_model_runner.h"
-#include "engine/cuda/device_weights.h"
-#include "engine/cuda/step_layout.h"
-#include "engine/model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
+#include "runner/cuda/device_weights.h"
+#include "runner/cuda/step_layout.h"
+#include "runner/model_runner.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/cuda_stream.h"
@@ -33,7 +33,7 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
-namespace pagoda::engine::cuda::internal {
+namespace pagoda::runner::cuda::internal {
 
 namespace kc = kernels::cuda;
 
@@ -175,4 +175,4 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   CudaRunnerReport report_;
 };
 
-}  // namespace pagoda::engine::cuda::internal
+}  // namespace pagoda::runner::cuda::internal

@@ -22,15 +22,15 @@
 #include <vector>
 
 #include "common/check.h"
-#include "engine/cpu_model_runner.h"
-#include "engine/cuda/cuda_model_runner.h"
+#include "runner/cpu/cpu_model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
 #include "gtest/gtest.h"
 #include "sampling/sampler.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
 
-namespace pagoda::engine::cuda::testing {
+namespace pagoda::runner::cuda::testing {
 
 using model::testing::ForwardBatchBuilder;
 using model::testing::StepRequest;
@@ -47,10 +47,10 @@ std::unique_ptr<model::ModelWeights> DummyWeights(const model::ModelConfig& conf
   return *std::move(weights);
 }
 
-std::unique_ptr<CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights) {
+std::unique_ptr<cpu::CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights) {
   auto llama = model::LlamaModel::Create(std::move(weights), {.num_threads = 2});
   PAGODA_CHECK(llama.ok());
-  auto runner = CpuModelRunner::Create(
+  auto runner = cpu::CpuModelRunner::Create(
       *std::move(llama),
       {.num_kv_blocks = kNumBlocks, .block_size = kBlockSize, .kv_dtype = model::DType::kBF16});
   PAGODA_CHECK(runner.ok());
@@ -222,4 +222,4 @@ inline int CompareTeacherForcedGreedy(ModelRunner& cpu, ModelRunner& gpu,
   return agreements;
 }
 
-}  // namespace pagoda::engine::cuda::testing
+}  // namespace pagoda::runner::cuda::testing

@@ -1,4 +1,4 @@
-#include "engine/cuda/kv_cache_budget.h"
+#include "runner/cuda/kv_cache_budget.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 std::string GiB(int64_t bytes) {
@@ -63,4 +63,4 @@ absl::StatusOr<KvCacheBudget> PlanKvCacheBudget(const GpuMemoryProfile& p,
   return budget;
 }
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

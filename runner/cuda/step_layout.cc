@@ -1,11 +1,11 @@
-#include "engine/cuda/step_layout.h"
+#include "runner/cuda/step_layout.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include "common/check.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 constexpr int64_t kAlignment = 16;
@@ -145,4 +145,4 @@ PackedStep PackStep(const model::ForwardBatch& batch, const AttentionSplit& spli
   return packed;
 }
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda

@@ -1,11 +1,11 @@
-#include "engine/cpu_model_runner.h"
+#include "runner/cpu/cpu_model_runner.h"
 
 #include <utility>
 
 #include "common/check.h"
 #include "common/status_macros.h"
 
-namespace pagoda::engine {
+namespace pagoda::runner::cpu {
 
 absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
     std::unique_ptr<model::LlamaModel> model, const Options& options) {
@@ -20,4 +20,4 @@ absl::Status CpuModelRunner::Execute(const model::ForwardBatch& batch, std::vect
   return model_->Forward(batch, *cache_, logits);
 }
 
-}  // namespace pagoda::engine
+}  // namespace pagoda::runner::cpu

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "common/status_macros.h"
-#include "engine/cuda/cuda_model_runner.h"
-#include "engine/cuda/testing/runner_comparison.h"
+#include "runner/cuda/cuda_model_runner.h"
+#include "runner/cuda/testing/runner_comparison.h"
 #include "engine/engine_core.h"
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
@@ -23,14 +23,18 @@
 #include "model/model_config.h"
 #include "model/model_weights.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::engine {
 namespace {
 
-using testing::CompareOnSteps;
-using testing::CpuRunner;
-using testing::DummyWeights;
-using testing::GpuRunner;
-using testing::kBlockSize;
+using runner::cuda::CudaModelRunner;
+using runner::cuda::CudaModelRunnerOptions;
+using runner::cuda::CudaRunnerReport;
+
+using runner::cuda::testing::CompareOnSteps;
+using runner::cuda::testing::CpuRunner;
+using runner::cuda::testing::DummyWeights;
+using runner::cuda::testing::GpuRunner;
+using runner::cuda::testing::kBlockSize;
 
 // Small enough for the emulator: head dim 32 (the built-in model's), GQA 2, an intermediate size
 // and a vocabulary that are not multiples of 8.
@@ -82,14 +86,14 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16
 // The built-in model's safetensors (4 layers, hidden 256, tied embeddings, vocabulary 2048):
 // greedy decoding with the CPU's tokens fed to both runners.
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsModel) {
-  const std::optional<std::string> dir = testing::BuiltinModelDir();
+  const std::optional<std::string> dir = runner::cuda::testing::BuiltinModelDir();
   if (!dir.has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
-  auto cpu = CpuRunner(testing::LoadWeights(*dir));
+  auto cpu = CpuRunner(runner::cuda::testing::LoadWeights(*dir));
   CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
   options.kv_cache_memory_bytes = int64_t{4} << 20;
-  auto gpu = GpuRunner(testing::LoadWeights(*dir), options);
+  auto gpu = GpuRunner(runner::cuda::testing::LoadWeights(*dir), options);
   ASSERT_NE(gpu, nullptr);
-  testing::CompareTeacherForcedGreedy(*cpu, *gpu,
+  runner::cuda::testing::CompareTeacherForcedGreedy(*cpu, *gpu,
                                       {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77},
                                       {12, 3, 30, 8, 51}, /*steps=*/12);
   EXPECT_GT(gpu->graph_replays(), 0);
@@ -111,11 +115,11 @@ TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemor
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
 }
 
-// Forwards to a runner but leaves ExecuteStep to ModelRunner's default, so that every row is
+// Forwards to a runner but leaves ExecuteStep to runner::ModelRunner's default, so that every row is
 // sampled on the host from the runner's logits.
-class HostSampling final : public ModelRunner {
+class HostSampling final : public runner::ModelRunner {
  public:
-  explicit HostSampling(std::unique_ptr<ModelRunner> runner) : runner_(std::move(runner)) {}
+  explicit HostSampling(std::unique_ptr<runner::ModelRunner> runner) : runner_(std::move(runner)) {}
   const model::ModelConfig& config() const override { return runner_->config(); }
   int num_kv_blocks() const override { return runner_->num_kv_blocks(); }
   int block_size() const override { return runner_->block_size(); }
@@ -127,7 +131,7 @@ class HostSampling final : public ModelRunner {
   }
 
  private:
-  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<runner::ModelRunner> runner_;
 };
 
 // The whole engine on the emulated runner: concurrent requests on a pool small enough to preempt
@@ -160,7 +164,7 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
     auto runner = CudaModelRunner::Create(DummyWeights(TinyConfig(false)), runner_options);
     ASSERT_TRUE(runner.ok()) << runner.status();
     const CudaModelRunner* gpu = runner->get();
-    std::unique_ptr<ModelRunner> engine_runner = *std::move(runner);
+    std::unique_ptr<runner::ModelRunner> engine_runner = *std::move(runner);
     if (run == 1) engine_runner = std::make_unique<HostSampling>(std::move(engine_runner));
     EngineCoreOptions options;
     options.scheduler.max_num_seqs = runner_options.max_num_seqs;
@@ -187,7 +191,7 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
 
 // The factory builds the runner for --device cuda as pagodad does (the built-in model here).
 TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
-  if (!testing::BuiltinModelDir().has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
+  if (!runner::cuda::testing::BuiltinModelDir().has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
   EngineConfig config;  // the built-in model
   config.device = "cuda";
   config.kv_cache_memory_bytes = 64 * 32768;  // 64 blocks of 16 tokens of pagoda-kjv
@@ -205,4 +209,4 @@ TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
 }
 
 }  // namespace
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::engine

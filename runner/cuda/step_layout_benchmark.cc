@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "engine/cuda/step_layout.h"
+#include "runner/cuda/step_layout.h"
 #include "model/forward_batch.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 namespace {
 
 constexpr int32_t kBlockSize = 16;
@@ -78,6 +78,6 @@ BENCHMARK(BM_PackGraphStep_Narrow)->Apply(Args);
 BENCHMARK(BM_PackGraphStep_FullWidth)->Apply(Args);
 
 }  // namespace
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda
 
 BENCHMARK_MAIN();

@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace pagoda::engine::cuda {
+namespace pagoda::runner::cuda {
 
 // Device memory readings taken by the runner (cudaMemGetInfo), in bytes.
 struct GpuMemoryProfile {
@@ -50,4 +50,4 @@ struct KvCacheBudget {
 absl::StatusOr<KvCacheBudget> PlanKvCacheBudget(const GpuMemoryProfile& profile,
                                                 const KvCacheBudgetOptions& options);
 
-}  // namespace pagoda::engine::cuda
+}  // namespace pagoda::runner::cuda
