@@ -43,6 +43,12 @@ endif()
 set(PAGODA_SHARED_MODELS_DIR "${PROJECT_SOURCE_DIR}/../shared/models" CACHE PATH
     "Folder of optional test models (stories260K/); tests that need one skip without it")
 
+# The built-in model (models/pagoda-kjv, docs/model_card.md) in this source tree, and where
+# `cmake --install` puts it (models/CMakeLists.txt).
+include(GNUInstallDirs)
+set(PAGODA_BUILTIN_MODEL_SOURCE_DIR "${PROJECT_SOURCE_DIR}/models/pagoda-kjv")
+set(PAGODA_BUILTIN_MODEL_INSTALL_DIR "${CMAKE_INSTALL_FULL_DATADIR}/pagoda/models/pagoda-kjv")
+
 # pagoda_use_shared_models(TARGET...): defines PAGODA_SHARED_MODELS_DIR for the targets that exist.
 function(pagoda_use_shared_models)
   foreach(_target ${ARGN})

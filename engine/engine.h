@@ -43,7 +43,7 @@ class Engine {
 
   const EngineInfo& info() const { return info_; }
   // Null without a tokenizer. Immutable; usable from any thread for as long as the Engine lives.
-  const model::Tokenizer* tokenizer() const { return tokenizer_; }
+  const tokenizer::Tokenizer* tokenizer() const { return tokenizer_; }
 
   // Validates and queues a request, returning its engine id. Errors (the sink is not called):
   // those of ValidateEngineRequest (engine/request_validation.h); ResourceExhausted with
@@ -78,7 +78,7 @@ class Engine {
   const EngineOptions options_;
   std::unique_ptr<EngineCore> core_;  // used by the engine thread only after Create
   const EngineInfo info_;
-  const model::Tokenizer* const tokenizer_;
+  const tokenizer::Tokenizer* const tokenizer_;
   std::atomic<uint64_t> next_id_{1};
 
   mutable absl::Mutex mu_;

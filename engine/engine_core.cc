@@ -31,8 +31,8 @@ struct EngineCore::RequestState final : scheduler::Request {
   sampling::SamplerState sampler;
   // Never sampled before min_tokens output tokens: the EOS ids (unless ignored) and the stop ids.
   std::vector<TokenId> banned_before_min_tokens;
-  std::optional<model::IncrementalDetokenizer> detokenizer;
-  std::optional<model::StopStringMatcher> stop_matcher;
+  std::optional<tokenizer::IncrementalDetokenizer> detokenizer;
+  std::optional<tokenizer::StopStringMatcher> stop_matcher;
   int max_num_tokens = 0;  // prompt plus output tokens at most
   std::string output_text;
   absl::Time arrival;
@@ -62,7 +62,7 @@ EngineCore::RequestState& EngineCore::StateOf(scheduler::Request& request) {
 
 absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
     std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
-    std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+    std::unique_ptr<tokenizer::Tokenizer> tokenizer, const EngineCoreOptions& options,
     const common::Clock* clock) {
   PAGODA_CHECK(runner != nullptr);
   const model::ModelConfig& config = runner->config();
@@ -95,7 +95,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
 }
 
 EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
-                       std::unique_ptr<model::Tokenizer> tokenizer,
+                       std::unique_ptr<tokenizer::Tokenizer> tokenizer,
                        const EngineCoreOptions& options, const common::Clock* clock)
     : runner_(std::move(runner)),
       tokenizer_(std::move(tokenizer)),
@@ -146,12 +146,12 @@ absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
       std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, info_.max_model_len));
   if (detokenize) {
     state->detokenizer.emplace(*tokenizer_,
-                               model::IncrementalDetokenizer::Options{
+                               tokenizer::IncrementalDetokenizer::Options{
                                    .skip_special_tokens = state->stopping.keep_special_tokens
-                                                              ? model::SkipSpecialTokens::kNo
-                                                              : model::SkipSpecialTokens::kYes});
+                                                              ? tokenizer::SkipSpecialTokens::kNo
+                                                              : tokenizer::SkipSpecialTokens::kYes});
     if (!state->stopping.stop_strings.empty()) {
-      state->stop_matcher.emplace(model::StopStringMatcher::Options{
+      state->stop_matcher.emplace(tokenizer::StopStringMatcher::Options{
           .stop_strings = state->stopping.stop_strings,
           .include_stop_str_in_output = state->stopping.include_stop_str_in_output});
     }
@@ -315,7 +315,7 @@ std::string EngineCore::EmitText(RequestState& state, TokenId token, bool stops_
   if (stop != StopKind::kNone || length) delta += state.detokenizer->Flush();
   // Before min_tokens stop strings are not checked: the text bypasses the matcher.
   if (!state.stop_matcher.has_value() || !stops_checked) return delta;
-  model::StopStringMatcher::Result result = state.stop_matcher->Append(delta);
+  tokenizer::StopStringMatcher::Result result = state.stop_matcher->Append(delta);
   std::string text = std::move(result.text);
   if (result.stop_index.has_value() && stop == StopKind::kNone) {
     stop = StopKind::kStopString;

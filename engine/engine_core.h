@@ -17,9 +17,9 @@
 #include "engine/engine_metrics.h"
 #include "engine/engine_request.h"
 #include "runner/model_runner.h"
-#include "model/incremental_detokenizer.h"
-#include "model/stop_string_matcher.h"
-#include "model/tokenizer.h"
+#include "tokenizer/incremental_detokenizer.h"
+#include "tokenizer/stop_string_matcher.h"
+#include "tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
 
 namespace pagoda::engine {
@@ -44,13 +44,13 @@ class EngineCore {
   // `clock` (not owned, may be null for the real clock) times the requests.
   static absl::StatusOr<std::unique_ptr<EngineCore>> Create(
       std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
-      std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+      std::unique_ptr<tokenizer::Tokenizer> tokenizer, const EngineCoreOptions& options,
       const common::Clock* clock = nullptr);
   ~EngineCore();
 
   const EngineInfo& info() const { return info_; }
   // Null when the model has no tokenizer. Immutable: any thread may use it.
-  const model::Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const tokenizer::Tokenizer* tokenizer() const { return tokenizer_.get(); }
 
   // ValidateEngineRequest (engine/request_validation.h) against this engine's info. Reads only
   // immutable state: safe from any thread.
@@ -87,7 +87,7 @@ class EngineCore {
   struct RequestState;
 
   EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
-             std::unique_ptr<model::Tokenizer> tokenizer, const EngineCoreOptions& options,
+             std::unique_ptr<tokenizer::Tokenizer> tokenizer, const EngineCoreOptions& options,
              const common::Clock* clock);
 
   static RequestState& StateOf(scheduler::Request& request);
@@ -115,7 +115,7 @@ class EngineCore {
 
   EngineInfo info_;
   std::unique_ptr<runner::ModelRunner> runner_;
-  std::unique_ptr<model::Tokenizer> tokenizer_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   // Owns the KV-cache manager and every request's record (RequestState).
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   const common::Clock* clock_;

@@ -13,7 +13,7 @@
 #include "runner/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::engine {
 namespace {
@@ -30,7 +30,7 @@ struct CoreWithRunner {
 
 CoreWithRunner MakeCore(const FakeModelRunner::Options& runner_options,
                         const EngineCoreOptions& options,
-                        std::unique_ptr<model::Tokenizer> tokenizer = nullptr,
+                        std::unique_ptr<tokenizer::Tokenizer> tokenizer = nullptr,
                         const common::Clock* clock = nullptr) {
   auto runner = std::make_unique<FakeModelRunner>(runner_options);
   FakeModelRunner* raw = runner.get();
@@ -194,7 +194,7 @@ TEST(EngineCoreTest, StopTokensEosAndMinTokens) {
 // Lowercase letters are favored so that the byte tokenizer's text is readable.
 FakeModelRunner::Options LetterModel() {
   FakeModelRunner::Options options;
-  options.vocab_size = model::ByteTokenizer::kVocabSize;
+  options.vocab_size = tokenizer::ByteTokenizer::kVocabSize;
   for (TokenId t = 'a'; t <= 'z'; ++t) options.favored_tokens.push_back(t);
   options.favored_bias = 100.0f;
   return options;
@@ -204,7 +204,7 @@ TEST(EngineCoreTest, TextDeltasAndStopStrings) {
   const std::vector<TokenId> prompt = {'h', 'i'};
   std::string free_text;
   {
-    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<model::ByteTokenizer>());
+    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
     auto sink = std::make_shared<CollectingSink>();
     ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(prompt, 12), sink).ok());
     while (c.core->has_requests()) ASSERT_TRUE(c.core->Step().ok());
@@ -217,7 +217,7 @@ TEST(EngineCoreTest, TextDeltasAndStopStrings) {
   const std::string stop = free_text.substr(4, 3);
   const size_t at = free_text.find(stop);
   for (const bool include : {false, true}) {
-    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<model::ByteTokenizer>());
+    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
     EngineRequest request = Request(prompt, 12);
     request.stopping.stop_strings = {"not-there", stop};
     request.stopping.include_stop_str_in_output = include;

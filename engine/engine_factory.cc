@@ -18,10 +18,10 @@
 #ifdef PAGODA_WITH_CUDA
 #include "runner/cuda/cuda_model_runner.h"
 #endif
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
-#include "model/tokenizer_loader.h"
+#include "tokenizer/tokenizer_loader.h"
 
 // Set by models/CMakeLists.txt; empty means no such location.
 #ifndef PAGODA_BUILTIN_MODEL_INSTALL_DIR
@@ -39,7 +39,7 @@ constexpr int64_t kDefaultKvCacheCapBytes = int64_t{2} << 30;
 struct LoadedModel {
   std::string name;
   std::unique_ptr<model::ModelWeights> weights;
-  std::unique_ptr<model::Tokenizer> tokenizer;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
@@ -56,7 +56,7 @@ absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
     PAGODA_ASSIGN_OR_RETURN(
         loaded.weights, model::MakeDummyWeights(*model_config, config.seed,
                                                 config.weight_dtype.value_or(model::DType::kBF16)));
-    loaded.tokenizer = std::make_unique<model::ByteTokenizer>();
+    loaded.tokenizer = std::make_unique<tokenizer::ByteTokenizer>();
     loaded.name = spec;
     return loaded;
   }
@@ -67,7 +67,7 @@ absl::StatusOr<LoadedModel> LoadModel(const EngineConfig& config) {
                         absl::StrCat("--model ", spec, ": ", weights.status().message()));
   }
   loaded.weights = *std::move(weights);
-  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer = model::LoadTokenizer(spec);
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tokenizer = tokenizer::LoadTokenizer(spec);
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat("--model ", spec, ": ", tokenizer.status().message()));

@@ -106,12 +106,12 @@ TEST(EngineLlamaTest, Stories260KGeneratesTheSameTextBatchedAndAlone) {
   config.num_threads = 2;
   auto core = CreateEngineCore(config);
   ASSERT_TRUE(core.ok()) << core.status();
-  const model::Tokenizer* tokenizer = (*core)->tokenizer();
+  const tokenizer::Tokenizer* tokenizer = (*core)->tokenizer();
   ASSERT_NE(tokenizer, nullptr);
   std::vector<EngineRequest> requests;
   for (const char* text : {"Once upon a time", "Lily and Ben", "The cat sat on the mat and"}) {
     EngineRequest r;
-    r.prompt_tokens = tokenizer->Encode(text, model::AddSpecialTokens::kYes);
+    r.prompt_tokens = tokenizer->Encode(text, tokenizer::AddSpecialTokens::kYes);
     r.sampling.temperature = 0.0f;
     r.stopping.max_tokens = 24;
     requests.push_back(std::move(r));
@@ -124,7 +124,7 @@ TEST(EngineLlamaTest, Stories260KGeneratesTheSameTextBatchedAndAlone) {
     EXPECT_EQ((*batched)[i].text, (*alone)[0].text);
     EXPECT_FALSE((*batched)[i].text.empty());
     EXPECT_EQ((*batched)[i].text,
-              tokenizer->Decode((*batched)[i].token_ids, model::SkipSpecialTokens::kYes));
+              tokenizer->Decode((*batched)[i].token_ids, tokenizer::SkipSpecialTokens::kYes));
   }
 }
 

@@ -22,7 +22,7 @@
 #include "model/llama_model.h"
 #include "model/safetensors.h"
 #include "model/testing/forward_batch_builder.h"
-#include "model/tokenizer_loader.h"
+#include "tokenizer/tokenizer_loader.h"
 #include "nlohmann/json.hpp"
 
 namespace pagoda::model {
@@ -201,15 +201,15 @@ TEST(LlamaReferenceTest, Stories260KGreedyMatchesNumpyTokenForToken) {
   }
   if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
   auto model = LlamaModel::Create(LoadModelWeights(dir, {}).value(), {.num_threads = 2}).value();
-  auto tokenizer = LoadTokenizer(dir).value();
-  const std::vector<TokenId> prompt = tokenizer->Encode("Once upon a time", AddSpecialTokens::kYes);
+  auto tokenizer = tokenizer::LoadTokenizer(dir).value();
+  const std::vector<TokenId> prompt = tokenizer->Encode("Once upon a time", tokenizer::AddSpecialTokens::kYes);
   constexpr int kSteps = 64;
   const std::vector<TokenId> ours = GreedyWithCache(*model, prompt, kSteps);
   const nlohmann::json ref =
       RunReference(dir, prompt, absl::StrCat("--greedy ", kSteps, " --last-only"));
   ASSERT_FALSE(ref.is_discarded());
   EXPECT_EQ(ours, ref["greedy"].get<std::vector<TokenId>>());
-  const std::string text = tokenizer->Decode(ours, SkipSpecialTokens::kYes);
+  const std::string text = tokenizer->Decode(ours, tokenizer::SkipSpecialTokens::kYes);
   // Sensible text: English words and spaces, no byte-fallback garbage.
   int letters = 0;
   for (char ch : text) letters += std::isalpha(static_cast<unsigned char>(ch)) ? 1 : 0;

@@ -78,7 +78,7 @@ void ParseStopping(const v1::StoppingParams& in, const engine::EngineInfo& info,
 
 // The prompt's tokens, and the name the engine's errors give it.
 absl::Status ParsePrompt(const v1::GenerateRequest& in, const engine::EngineInfo& info,
-                         const model::Tokenizer* tokenizer, engine::EngineRequest& out) {
+                         const tokenizer::Tokenizer* tokenizer, engine::EngineRequest& out) {
   switch (in.prompt_case()) {
     case v1::GenerateRequest::PROMPT_NOT_SET:
       return InvalidField("prompt: required (set text or token_ids)");
@@ -87,8 +87,8 @@ absl::Status ParsePrompt(const v1::GenerateRequest& in, const engine::EngineInfo
       if (tokenizer == nullptr) return NeedsTokenizer("text", "text prompts");
       if (in.text().empty()) return InvalidField("text: must not be empty");
       out.prompt_tokens =
-          tokenizer->Encode(in.text(), in.no_add_special_tokens() ? model::AddSpecialTokens::kNo
-                                                                  : model::AddSpecialTokens::kYes);
+          tokenizer->Encode(in.text(), in.no_add_special_tokens() ? tokenizer::AddSpecialTokens::kNo
+                                                                  : tokenizer::AddSpecialTokens::kYes);
       if (out.prompt_tokens.empty()) return InvalidField("text: gives no tokens");
       break;
     }
@@ -182,7 +182,7 @@ absl::Status CheckModelName(absl::string_view requested, absl::string_view serve
 
 absl::StatusOr<engine::EngineRequest> ParseGenerateRequest(const v1::GenerateRequest& request,
                                                            const engine::EngineInfo& info,
-                                                           const model::Tokenizer* tokenizer) {
+                                                           const tokenizer::Tokenizer* tokenizer) {
   PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
   PAGODA_RETURN_IF_ERROR(ParseRequestFields(request));
   engine::EngineRequest out;

@@ -18,7 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/engine_info.h"
 #include "engine/engine_request.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "pagoda/v1/generate.pb.h"
 
 namespace pagoda::server {
@@ -56,6 +56,6 @@ absl::Status CheckModelName(absl::string_view requested, absl::string_view serve
 // range).
 absl::StatusOr<engine::EngineRequest> ParseGenerateRequest(const v1::GenerateRequest& request,
                                                            const engine::EngineInfo& info,
-                                                           const model::Tokenizer* tokenizer);
+                                                           const tokenizer::Tokenizer* tokenizer);
 
 }  // namespace pagoda::server

@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 #include "engine/request_validation.h"
 #include "server/error_reason.h"
 
@@ -23,7 +23,7 @@ using ::testing::StartsWith;
 engine::EngineInfo TestInfo() {
   engine::EngineInfo info;
   info.model_name = "test-model";
-  info.vocab_size = model::ByteTokenizer::kVocabSize;
+  info.vocab_size = tokenizer::ByteTokenizer::kVocabSize;
   info.max_model_len = 64;
   info.block_size = 16;
   info.num_kv_blocks = 16;
@@ -41,7 +41,7 @@ v1::GenerateRequest TokenRequest(std::vector<uint32_t> ids) {
 // translation, then the engine's one validation (which Engine::Submit runs).
 absl::StatusOr<engine::EngineRequest> Admit(const v1::GenerateRequest& request,
                                             const engine::EngineInfo& info,
-                                            const model::Tokenizer* tokenizer) {
+                                            const tokenizer::Tokenizer* tokenizer) {
   absl::StatusOr<engine::EngineRequest> parsed = ParseGenerateRequest(request, info, tokenizer);
   if (!parsed.ok()) return parsed;
   if (absl::Status valid = engine::ValidateEngineRequest(*parsed, info); !valid.ok()) return valid;
@@ -65,7 +65,7 @@ class ParseGenerateRequestTest : public ::testing::Test {
   }
 
   engine::EngineInfo info_ = TestInfo();
-  model::ByteTokenizer tokenizer_;
+  tokenizer::ByteTokenizer tokenizer_;
 };
 
 TEST_F(ParseGenerateRequestTest, TextPromptGetsBosAndEveryOptionIsTranslated) {
@@ -97,7 +97,7 @@ TEST_F(ParseGenerateRequestTest, TextPromptGetsBosAndEveryOptionIsTranslated) {
   const absl::StatusOr<engine::EngineRequest> parsed = Parse(request);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_THAT(parsed->prompt_tokens,
-              ElementsAre(model::ByteTokenizer::kBosId, TokenId{'h'}, TokenId{'i'}));
+              ElementsAre(tokenizer::ByteTokenizer::kBosId, TokenId{'h'}, TokenId{'i'}));
   EXPECT_EQ(parsed->sampling.temperature, 0.5f);
   EXPECT_EQ(parsed->sampling.top_p, 0.9f);
   EXPECT_EQ(parsed->sampling.top_k, 40);

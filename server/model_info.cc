@@ -57,7 +57,7 @@ v1::ModelInfo MakeModelInfo(const engine::EngineInfo& info) {
 
 absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request,
                                               const engine::EngineInfo& info,
-                                              const model::Tokenizer* tokenizer) {
+                                              const tokenizer::Tokenizer* tokenizer) {
   PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
   if (tokenizer == nullptr) return NoTokenizer();
   if (request.text().size() > kMaxTokenizeTextBytes) {
@@ -65,8 +65,8 @@ absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request
                                                    " bytes, got ", request.text().size()));
   }
   const std::vector<TokenId> ids = tokenizer->Encode(
-      request.text(), request.no_add_special_tokens() ? model::AddSpecialTokens::kNo
-                                                      : model::AddSpecialTokens::kYes);
+      request.text(), request.no_add_special_tokens() ? tokenizer::AddSpecialTokens::kNo
+                                                      : tokenizer::AddSpecialTokens::kYes);
   v1::TokenizeResponse out;
   out.mutable_token_ids()->Add(ids.begin(), ids.end());
   if (request.return_token_strings()) {
@@ -77,7 +77,7 @@ absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request
 
 absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& request,
                                                   const engine::EngineInfo& info,
-                                                  const model::Tokenizer* tokenizer) {
+                                                  const tokenizer::Tokenizer* tokenizer) {
   PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
   if (tokenizer == nullptr) return NoTokenizer();
   std::vector<TokenId> ids;
@@ -94,8 +94,8 @@ absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& r
   }
   v1::DetokenizeResponse out;
   out.set_text(tokenizer->Decode(ids, request.keep_special_tokens()
-                                          ? model::SkipSpecialTokens::kNo
-                                          : model::SkipSpecialTokens::kYes));
+                                          ? tokenizer::SkipSpecialTokens::kNo
+                                          : tokenizer::SkipSpecialTokens::kYes));
   return out;
 }
 

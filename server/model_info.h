@@ -6,7 +6,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine_info.h"
 #include "model/dtype.h"
-#include "model/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "pagoda/v1/info.pb.h"
 #include "pagoda/v1/tokenize.pb.h"
 
@@ -27,9 +27,9 @@ inline constexpr size_t kMaxTokenizeTextBytes = size_t{1} << 20;
 // vocabulary.
 absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request,
                                               const engine::EngineInfo& info,
-                                              const model::Tokenizer* tokenizer);
+                                              const tokenizer::Tokenizer* tokenizer);
 absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& request,
                                                   const engine::EngineInfo& info,
-                                                  const model::Tokenizer* tokenizer);
+                                                  const tokenizer::Tokenizer* tokenizer);
 
 }  // namespace pagoda::server

@@ -2,7 +2,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::server {
 namespace {
@@ -64,7 +64,7 @@ TEST(ModelInfoTest, EveryFieldIsFilled) {
 }
 
 TEST(TokenizeTest, RefusesATextOverTheBound) {
-  const model::ByteTokenizer tokenizer;
+  const tokenizer::ByteTokenizer tokenizer;
   v1::TokenizeRequest request;
   request.set_text(std::string(kMaxTokenizeTextBytes + 1, 'a'));
   const absl::StatusOr<v1::TokenizeResponse> tokens = Tokenize(request, TestInfo(), &tokenizer);
@@ -75,7 +75,7 @@ TEST(TokenizeTest, RefusesATextOverTheBound) {
 }
 
 TEST(TokenizeTest, TokenizeAndDetokenize) {
-  const model::ByteTokenizer tokenizer;
+  const tokenizer::ByteTokenizer tokenizer;
   v1::TokenizeRequest request;
   request.set_text("hi");
   request.set_return_token_strings(true);
@@ -102,7 +102,7 @@ TEST(TokenizeTest, TokenizeAndDetokenize) {
 }
 
 TEST(TokenizeTest, ErrorsWithoutTokenizerOrForAnotherModel) {
-  const model::ByteTokenizer tokenizer;
+  const tokenizer::ByteTokenizer tokenizer;
   v1::TokenizeRequest request;
   request.set_text("hi");
   EXPECT_EQ(Tokenize(request, TestInfo(), nullptr).status().code(),

@@ -20,7 +20,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
 #include "server/pagoda_server.h"
 #include "server/testing/http_get.h"
@@ -109,9 +109,9 @@ class PagodaServerSecurityTest : public ::testing::Test {
       return engine::EngineCore::Create(kModelName,
                                         std::make_unique<runner::testing::FakeModelRunner>(
                                             runner::testing::FakeModelRunner::Options{
-                                                .vocab_size = model::ByteTokenizer::kVocabSize,
-                                                .eos_token_ids = {model::ByteTokenizer::kEosId}}),
-                                        std::make_unique<model::ByteTokenizer>(), core);
+                                                .vocab_size = tokenizer::ByteTokenizer::kVocabSize,
+                                                .eos_token_ids = {tokenizer::ByteTokenizer::kEosId}}),
+                                        std::make_unique<tokenizer::ByteTokenizer>(), core);
     };
     absl::StatusOr<std::unique_ptr<PagodaServer>> server = PagodaServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();

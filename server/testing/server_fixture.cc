@@ -12,7 +12,7 @@
 #include "absl/time/clock.h"
 #include "runner/testing/fake_model_runner.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "model/byte_tokenizer.h"
+#include "tokenizer/byte_tokenizer.h"
 #include "server/testing/http_get.h"
 
 namespace pagoda::server::testing {
@@ -26,11 +26,11 @@ class SlowFakeRunner final : public runner::ModelRunner {
  public:
   SlowFakeRunner(absl::Duration step_time, std::atomic<bool>* fail_next)
       : inner_(runner::testing::FakeModelRunner::Options{
-            .vocab_size = model::ByteTokenizer::kVocabSize,
+            .vocab_size = tokenizer::ByteTokenizer::kVocabSize,
             .num_kv_blocks = kNumKvBlocks,
             .block_size = kBlockSize,
             .max_position_embeddings = 512,
-            .eos_token_ids = {model::ByteTokenizer::kEosId},
+            .eos_token_ids = {tokenizer::ByteTokenizer::kEosId},
             .favored_tokens = Letters()}),
         step_time_(step_time),
         fail_next_(fail_next) {}
@@ -135,7 +135,7 @@ void PagodaServerTest::StartServer(const TestConfig& config) {
     core.scheduler.max_model_len = kMaxModelLen;
     return engine::EngineCore::Create(
         kModelName, std::make_unique<SlowFakeRunner>(config.step_time, &fail_next_),
-        std::make_unique<model::ByteTokenizer>(), core);
+        std::make_unique<tokenizer::ByteTokenizer>(), core);
   };
   absl::StatusOr<std::unique_ptr<PagodaServer>> server = PagodaServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();

@@ -23,7 +23,7 @@
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
-#include "model/tokenizer_loader.h"
+#include "tokenizer/tokenizer_loader.h"
 #include "nlohmann/json.hpp"
 
 namespace pagoda {
@@ -120,9 +120,9 @@ class BuiltinModelTest : public ::testing::Test {
 };
 
 TEST_F(BuiltinModelTest, TokenizerGivesTheTrainingScriptsIds) {
-  auto tokenizer = model::LoadTokenizer(kModelDir);
+  auto tokenizer = tokenizer::LoadTokenizer(kModelDir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  const model::Tokenizer& t = **tokenizer;
+  const tokenizer::Tokenizer& t = **tokenizer;
   ASSERT_EQ(t.bos_id(), 0);
   ASSERT_EQ(t.eos_ids(), std::vector<TokenId>{1});
   const nlohmann::json heldout = ReadJson("heldout.json");
@@ -130,10 +130,10 @@ TEST_F(BuiltinModelTest, TokenizerGivesTheTrainingScriptsIds) {
   const std::vector<Verse> verses = HeldOutVerses(heldout);
   ASSERT_EQ(verses.size(), 622u);
   for (const Verse& v : verses) {
-    std::vector<TokenId> ids = t.Encode(v.text, model::AddSpecialTokens::kYes);
+    std::vector<TokenId> ids = t.Encode(v.text, tokenizer::AddSpecialTokens::kYes);
     ids.push_back(1);
     ASSERT_EQ(ids, v.ids) << v.text;
-    ASSERT_EQ(t.Decode(v.ids, model::SkipSpecialTokens::kYes), v.text);
+    ASSERT_EQ(t.Decode(v.ids, tokenizer::SkipSpecialTokens::kYes), v.text);
   }
 }
 
@@ -197,7 +197,7 @@ TEST_F(BuiltinModelTest, GreedyOutputIsTheGoldenText) {
   config.num_threads = 2;
   auto core = engine::CreateEngineCore(config);
   ASSERT_TRUE(core.ok()) << core.status();
-  const model::Tokenizer* tokenizer = (*core)->tokenizer();
+  const tokenizer::Tokenizer* tokenizer = (*core)->tokenizer();
   ASSERT_NE(tokenizer, nullptr);
   const nlohmann::json golden = ReadJson("golden.json");
   ASSERT_FALSE(golden.is_discarded());
@@ -205,7 +205,7 @@ TEST_F(BuiltinModelTest, GreedyOutputIsTheGoldenText) {
   for (const nlohmann::json& g : golden["outputs"]) {
     engine::EngineRequest r;
     r.prompt_tokens =
-        tokenizer->Encode(g["prompt"].get<std::string>(), model::AddSpecialTokens::kYes);
+        tokenizer->Encode(g["prompt"].get<std::string>(), tokenizer::AddSpecialTokens::kYes);
     EXPECT_EQ(r.prompt_tokens, g["prompt_ids"].get<std::vector<TokenId>>());
     r.sampling.temperature = 0.0f;
     r.stopping.max_tokens = g["max_tokens"].get<int>();
@@ -234,7 +234,7 @@ TEST_F(BuiltinModelTest, DefaultModelIsTheBuiltinModel) {
   EXPECT_EQ((*core)->info().weight_dtype, model::DType::kBF16);
   EXPECT_EQ((*core)->info().max_model_len, 256);
   engine::EngineRequest r;
-  r.prompt_tokens = (*core)->tokenizer()->Encode("And God said", model::AddSpecialTokens::kYes);
+  r.prompt_tokens = (*core)->tokenizer()->Encode("And God said", tokenizer::AddSpecialTokens::kYes);
   r.sampling.temperature = 0.0f;
   r.stopping.max_tokens = 24;
   auto completions = engine::GenerateOffline(**core, {r});

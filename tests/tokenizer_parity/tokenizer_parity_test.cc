@@ -21,13 +21,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
-#include "model/hf_tokenizer.h"
-#include "model/incremental_detokenizer.h"
-#include "model/json_fields.h"
-#include "model/tokenizer_loader.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/incremental_detokenizer.h"
+#include "tokenizer/json_fields.h"
+#include "tokenizer/tokenizer_loader.h"
 #include "common/utf8.h"
 
-namespace pagoda::model {
+namespace pagoda::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
@@ -394,4 +394,4 @@ INSTANTIATE_TEST_SUITE_P(Tokenizers, TokenizerParityTest, ::testing::ValuesIn(Ca
                          });
 
 }  // namespace
-}  // namespace pagoda::model
+}  // namespace pagoda::tokenizer

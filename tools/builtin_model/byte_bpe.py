@@ -1,5 +1,5 @@
 """A small GPT-2-style byte-level BPE tokenizer: training, encoding, decoding, and export to a
-Hugging Face tokenizer.json that Pagoda's HfTokenizer (model/hf_tokenizer.h) loads.
+Hugging Face tokenizer.json that Pagoda's HfTokenizer (tokenizer/hf_tokenizer.h) loads.
 
 The tokenizer.json uses only components Pagoda supports: no normalizer; pre-tokenizer ByteLevel
 (GPT-2 regex, add_prefix_space false); model BPE (no unk, no byte fallback: every byte is a
