@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/kv_ablation_policies.h"
 #include "common/check.h"
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
@@ -131,7 +133,7 @@ void KvCacheAblation(const Flags& flags, int vocab) {
     const std::vector<TokenId> prompt = source.Tokens(context - 1, vocab);
     const Run paged = RunOffline(config, {Greedy(prompt, kTimedSteps + 1)});
     config.enable_prefix_caching = false;
-    config.ablation_recompute_every_step = true;
+    config.allocation_policy = std::make_shared<NoKvCache>();
     const Run recompute = RunOffline(config, {Greedy(prompt, kTimedSteps + 1)});
     PAGODA_CHECK(paged.completions[0].token_ids == recompute.completions[0].token_ids ||
                  config.kv_cache_dtype != model::DType::kF32)
@@ -195,7 +197,7 @@ void PagingAblation(const Flags& flags, int vocab) {
   }();
   config.kv_cache_memory_bytes = bytes_per_token * kv_tokens;
   const PagingResult paged = Summarize(RunOffline(config, requests), config.block_size);
-  config.ablation_reserve_max_model_len = true;
+  config.allocation_policy = std::make_shared<ContiguousReservation>();
   const PagingResult contiguous = Summarize(RunOffline(config, requests), config.block_size);
 
   std::ofstream csv(flags.out + "/paging_ablation.csv");

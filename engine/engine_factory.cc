@@ -213,8 +213,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.max_model_len = max_model_len;
   options.scheduler.queue_policy = config.queue_policy;
   options.scheduler.preemption_policy = config.preemption_policy;
-  options.scheduler.reserve_max_model_len = config.ablation_reserve_max_model_len;
-  options.scheduler.recompute_every_step = config.ablation_recompute_every_step;
+  options.scheduler.allocation_policy = config.allocation_policy;
   options.enable_prefix_caching = config.enable_prefix_caching;
   return EngineCore::Create(std::move(loaded.name), std::move(runner), std::move(loaded.tokenizer),
                             options);

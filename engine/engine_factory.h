@@ -56,10 +56,9 @@ struct EngineConfig {
   bool enable_prefix_caching = true;
   scheduler::QueuePolicy queue_policy = scheduler::QueuePolicy::kFcfs;
   scheduler::PreemptionPolicy preemption_policy = scheduler::PreemptionPolicy::kLastAdmitted;
-  // Benchmarks only (bench/ablations): a contiguous allocator's reservation, or no KV cache.
-  // See scheduler::SchedulerOptions.
-  bool ablation_reserve_max_model_len = false;
-  bool ablation_recompute_every_step = false;
+  // Benchmarks only (bench/kv_ablation_policies.h): how KV blocks are sized and kept. Null in
+  // serving (paging with a KV cache). See scheduler::AllocationPolicy.
+  std::shared_ptr<const scheduler::AllocationPolicy> allocation_policy;
   int num_threads = 0;  // 0 = hardware concurrency
   uint64_t seed = 0;    // dummy weights
 };

@@ -58,6 +58,13 @@ void Scheduler::WaitingQueue::Remove(Request* request) {
   }
 }
 
+namespace {
+
+// Serving: blocks as tokens arrive, kept until the request ends.
+const AllocationPolicy kDefaultPolicy{};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     const SchedulerOptions& options, const block_manager::KvCacheManagerOptions& kv_options) {
   if (options.max_num_seqs <= 0) {
@@ -89,14 +96,19 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
         " tokens; one request of max_model_len = ", options.max_model_len, " tokens needs ", needed,
         " (watermark included): lower max_model_len or enlarge the KV cache"));
   }
-  if (options.recompute_every_step && (*kv_cache)->options().enable_prefix_caching) {
-    return absl::InvalidArgumentError("recompute_every_step needs prefix caching off");
+  if (options.allocation_policy != nullptr &&
+      options.allocation_policy->DropsBlocksAfterEachToken() &&
+      (*kv_cache)->options().enable_prefix_caching) {
+    return absl::InvalidArgumentError(
+        "an allocation policy that drops blocks after each token needs prefix caching off");
   }
   return std::unique_ptr<Scheduler>(new Scheduler(options, *std::move(kv_cache)));
 }
 
 Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<KvCacheManager> kv_cache)
     : options_(options),
+      policy_(options_.allocation_policy != nullptr ? *options_.allocation_policy
+                                                    : kDefaultPolicy),
       kv_cache_(std::move(kv_cache)),
       hasher_(kv_cache_->block_size()),
       waiting_(options.queue_policy) {}
@@ -224,9 +236,8 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
     // With the hit counted as computed, the view asks for slots after the hit only.
     SequenceView view = View(*request);
     view.num_computed_tokens = 0;
-    const int lookahead = options_.reserve_max_model_len
-                              ? std::max(0, options_.max_model_len - hit.num_tokens - n)
-                              : 0;
+    const int lookahead = std::max(
+        0, policy_.AdmissionLookaheadTokens(options_.max_model_len, hit.num_tokens, n));
     if (n <= 0 || !kv_cache_->AllocateSlots(view, hit,
                                             SlotRequest{.num_new_tokens = n,
                                                         .num_lookahead_tokens = lookahead,
@@ -288,7 +299,7 @@ void Scheduler::AppendToken(Request& request, TokenId token) {
   if (kv_cache_->options().enable_prefix_caching) {
     hasher_.Extend(request.tokens_, request.cache_salt_, &request.block_hashes_);
   }
-  if (options_.recompute_every_step) {
+  if (policy_.DropsBlocksAfterEachToken()) {
     kv_cache_->Free(id);
     request.num_computed_tokens_ = 0;
   }

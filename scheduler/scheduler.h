@@ -13,6 +13,7 @@
 #include "block_manager/block_hash.h"
 #include "block_manager/kv_cache_manager.h"
 #include "common/ids.h"
+#include "scheduler/allocation_policy.h"
 #include "scheduler/request.h"
 #include "scheduler/step_plan.h"
 
@@ -43,13 +44,9 @@ struct SchedulerOptions {
   // Under QueuePolicy::kPriority the victim is always a request with the largest priority
   // value; this policy breaks ties among them.
   PreemptionPolicy preemption_policy = PreemptionPolicy::kLastAdmitted;
-  // Ablation only (bench/): emulate a contiguous KV allocator, which reserves max_model_len
-  // tokens for every request at admission, to measure what paging saves. Off in serving.
-  bool reserve_max_model_len = false;
-  // Ablation only (bench/): no KV cache. After every sampled token a request drops its blocks
-  // and recomputes its whole sequence in its next step, as an engine without a KV cache must.
-  // Needs prefix caching off (it would otherwise serve the dropped blocks back).
-  bool recompute_every_step = false;
+  // How KV blocks are sized and kept. Null in serving (the default policy: paging with a KV
+  // cache); the ablations of bench/ set their baselines here.
+  std::shared_ptr<const AllocationPolicy> allocation_policy;
 };
 
 // Continuous batching with vLLM V1 semantics (research/vllm-engine.md §1.7-1.9). Each
@@ -150,6 +147,7 @@ class Scheduler {
   void RemoveFromRunning(Request* request);
 
   const SchedulerOptions options_;
+  const AllocationPolicy& policy_;  // options_.allocation_policy's, or the default
   const std::unique_ptr<block_manager::KvCacheManager> kv_cache_;
   const block_manager::BlockHasher hasher_;
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;

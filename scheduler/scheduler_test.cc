@@ -293,9 +293,25 @@ TEST(SchedulerTest, SharedPrefixIsServedFromTheCache) {
     EXPECT_EQ(plan.requests[0].block_table[i], plan.requests[1].block_table[i]);
 }
 
-TEST(SchedulerTest, ReserveMaxModelLenEmulatesAContiguousAllocator) {
+// The allocation-policy seam the ablations of bench/ use (bench/kv_ablation_policies.h has the
+// real ones): a reservation of max_model_len at admission, and no KV cache.
+class ReserveMaxModelLen final : public AllocationPolicy {
+ public:
+  int AdmissionLookaheadTokens(int max_model_len, int num_cached_tokens,
+                               int num_new_tokens) const override {
+    return max_model_len - num_cached_tokens - num_new_tokens;
+  }
+};
+
+class DropBlocks final : public AllocationPolicy {
+ public:
+  bool DropsBlocksAfterEachToken() const override { return true; }
+};
+
+TEST(SchedulerTest, AnAdmissionLookaheadEmulatesAContiguousAllocator) {
   auto kv = MakeKv(16);  // 64 tokens: two requests of max_model_len 32
-  auto s = *Scheduler::Create({.max_model_len = 32, .reserve_max_model_len = true}, kv);
+  auto s = *Scheduler::Create(
+      {.max_model_len = 32, .allocation_policy = std::make_shared<ReserveMaxModelLen>()}, kv);
   for (uint64_t id = 1; id <= 3; ++id) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 3, 10 * id)).ok());
   const StepPlan plan = s->Schedule();
   EXPECT_THAT(Ids(plan), ElementsAre(1, 2));  // the third does not fit, though 3 tokens each
@@ -304,9 +320,10 @@ TEST(SchedulerTest, ReserveMaxModelLenEmulatesAContiguousAllocator) {
   EXPECT_EQ(s->NumComputedTokensRunning(), 6);
 }
 
-TEST(SchedulerTest, RecomputeEveryStepRecomputesTheWholeSequence) {
+TEST(SchedulerTest, DroppingBlocksAfterEachTokenRecomputesTheWholeSequence) {
   auto kv = MakeKv(16, 4, /*prefix_caching=*/false);
-  auto s = *Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv);
+  auto s = *Scheduler::Create(
+      {.max_model_len = 32, .allocation_policy = std::make_shared<DropBlocks>()}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 5)).ok());
   std::vector<int> computed;
   for (int step = 0; step < 4; ++step) {
@@ -320,8 +337,10 @@ TEST(SchedulerTest, RecomputeEveryStepRecomputesTheWholeSequence) {
   }
   EXPECT_THAT(computed, ElementsAre(5, 6, 7, 8));
   auto kv_cached = MakeKv(16, 4, /*prefix_caching=*/true);
-  EXPECT_FALSE(
-      Scheduler::Create({.max_model_len = 32, .recompute_every_step = true}, kv_cached).ok());
+  EXPECT_FALSE(Scheduler::Create(
+                   {.max_model_len = 32, .allocation_policy = std::make_shared<DropBlocks>()},
+                   kv_cached)
+                   .ok());
 }
 
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
