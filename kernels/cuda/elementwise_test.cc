@@ -28,7 +28,7 @@
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/half_types.h"
 #include "kernels/cuda/reshape_and_cache.h"
 #include "kernels/cuda/rope.h"
@@ -36,6 +36,8 @@
 #include "sampling/sampler.h"
 
 namespace pagoda::kernels::cuda {
+
+using testing::DeviceArray;
 namespace {
 
 template <typename T>

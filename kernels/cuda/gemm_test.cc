@@ -22,10 +22,12 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/half_types.h"
 
 namespace pagoda::kernels::cuda {
+
+using testing::DeviceArray;
 namespace {
 
 template <typename T>

@@ -29,7 +29,7 @@
 #include <type_traits>
 
 #if defined(PAGODA_CUDA_EMULATION) && !defined(PAGODA_KERNEL_EMULATION_INCLUDED)
-#error "include kernels/cuda/kernel_emulation.h before the kernels"
+#error "include kernels/cuda/emulation/kernel_emulation.h before the kernels"
 #endif
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800

@@ -29,16 +29,21 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "kernels/cuda/benchmark_kernels.h"
+#include "kernels/cuda/testing/benchmark_kernels.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_stream.h"
-#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
+
+using testing::DeviceArray;
+using testing::FillUniformBf16;
+using testing::FlushL2;
+using testing::MeasureReadBandwidth;
 namespace {
 
 using T = __nv_bfloat16;

@@ -18,29 +18,31 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/cuda/attention_test_batch.h"
+#include "kernels/cuda/testing/attention_test_batch.h"
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/half_types.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
+
+using testing::DeviceArray;
 namespace {
 
-using attention_testing::AttentionCase;
-using attention_testing::BuildBatch;
-using attention_testing::Decodes;
-using attention_testing::ExpectMatches;
-using attention_testing::HostBatch;
-using attention_testing::MaxContext;
-using attention_testing::Reference;
-using attention_testing::SentinelOutput;
-using attention_testing::SplitPlan;
-using attention_testing::StridedQuery;
-using attention_testing::TestRequest;
-using attention_testing::TokenStride;
+using testing::AttentionCase;
+using testing::BuildBatch;
+using testing::Decodes;
+using testing::ExpectMatches;
+using testing::HostBatch;
+using testing::MaxContext;
+using testing::Reference;
+using testing::SentinelOutput;
+using testing::SplitPlan;
+using testing::StridedQuery;
+using testing::TestRequest;
+using testing::TokenStride;
 
 // A batch in device memory; the output holds the sentinel until a kernel writes it.
 template <typename T>

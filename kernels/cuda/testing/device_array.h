@@ -10,7 +10,7 @@
 #include "absl/types/span.h"
 #include "kernels/cuda/cuda_buffer.h"
 
-namespace pagoda::kernels::cuda {
+namespace pagoda::kernels::cuda::testing {
 
 // A typed DeviceBuffer: `size` elements of T in device memory (256-byte aligned, as cudaMalloc
 // returns). Move-only; same thread and device rules as DeviceBuffer. Copies are synchronous.
@@ -54,4 +54,4 @@ class DeviceArray {
   size_t size_ = 0;
 };
 
-}  // namespace pagoda::kernels::cuda
+}  // namespace pagoda::kernels::cuda::testing

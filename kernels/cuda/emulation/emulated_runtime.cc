@@ -10,7 +10,7 @@
 
 #define PAGODA_CUDA_EMULATION
 // clang-format off
-#include "kernels/cuda/kernel_emulation.h"  // first: it defines what the CUDA headers keep
+#include "kernels/cuda/emulation/kernel_emulation.h"  // first: it defines what the CUDA headers keep
 // clang-format on
 
 #include <atomic>

@@ -5,7 +5,7 @@
 
 #define PAGODA_CUDA_EMULATION 1
 // clang-format off
-#include "kernels/cuda/kernel_emulation.h"  // first: it defines the emulated CUDA built-ins
+#include "kernels/cuda/emulation/kernel_emulation.h"  // first: it defines the emulated CUDA built-ins
 // clang-format on
 
 #include <cstdint>

@@ -39,7 +39,7 @@
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/paged_kv_cache.h"
 
-namespace pagoda::kernels::cuda::attention_testing {
+namespace pagoda::kernels::cuda::testing {
 
 inline constexpr uint16_t kSentinelBits = 0x7fff;  // a NaN in both bf16 and fp16
 
@@ -260,4 +260,4 @@ inline PagedDecodePlan SplitPlan(const AttentionCase& c, int partition_size) {
           .max_num_partitions = (MaxContext(c) + partition_size - 1) / partition_size};
 }
 
-}  // namespace pagoda::kernels::cuda::attention_testing
+}  // namespace pagoda::kernels::cuda::testing

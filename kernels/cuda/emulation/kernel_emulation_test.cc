@@ -6,7 +6,7 @@
 // block's threads at every warp collective.
 
 #define PAGODA_CUDA_EMULATION 1
-#include "kernels/cuda/kernel_emulation.h"  // first: it defines the emulated CUDA built-ins
+#include "kernels/cuda/emulation/kernel_emulation.h"  // first: it defines the emulated CUDA built-ins
 
 #include <cmath>
 #include <cstdint>
@@ -18,7 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cuda/attention_test_batch.h"
+#include "kernels/cuda/testing/attention_test_batch.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode_kernel.cuh"
@@ -30,17 +30,17 @@
 namespace pagoda::kernels::cuda {
 namespace {
 
-using attention_testing::AttentionCase;
-using attention_testing::BuildBatch;
-using attention_testing::Decodes;
-using attention_testing::ExpectMatches;
-using attention_testing::HostBatch;
-using attention_testing::MaxContext;
-using attention_testing::Reference;
-using attention_testing::SentinelOutput;
-using attention_testing::SplitPlan;
-using attention_testing::StridedQuery;
-using attention_testing::TokenStride;
+using testing::AttentionCase;
+using testing::BuildBatch;
+using testing::Decodes;
+using testing::ExpectMatches;
+using testing::HostBatch;
+using testing::MaxContext;
+using testing::Reference;
+using testing::SentinelOutput;
+using testing::SplitPlan;
+using testing::StridedQuery;
+using testing::TokenStride;
 
 // The batch's arrays in the kernels' types; "device" pointers are these host arrays.
 template <typename T>

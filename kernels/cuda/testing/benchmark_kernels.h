@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/cuda/cuda_buffer.h"
 
-namespace pagoda::kernels::cuda {
+namespace pagoda::kernels::cuda::testing {
 
 // Fills `count` bf16 values at `data` with uniform values in [-scale, scale) from a hash of
 // (index, seed). Asynchronous on `stream`.
@@ -29,4 +29,4 @@ absl::Status FlushL2(DeviceBuffer& scratch, cudaStream_t stream);
 absl::StatusOr<double> MeasureReadBandwidth(const DeviceBuffer& buffer, int repetitions,
                                             cudaStream_t stream);
 
-}  // namespace pagoda::kernels::cuda
+}  // namespace pagoda::kernels::cuda::testing

@@ -5,12 +5,12 @@
 #include <cstdint>
 
 #include "common/status_macros.h"
-#include "kernels/cuda/benchmark_kernels.h"
+#include "kernels/cuda/testing/benchmark_kernels.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/cuda_stream.h"
 
-namespace pagoda::kernels::cuda {
+namespace pagoda::kernels::cuda::testing {
 namespace {
 
 __device__ uint32_t Hash(uint64_t x) {
@@ -93,4 +93,4 @@ absl::StatusOr<double> MeasureReadBandwidth(const DeviceBuffer& buffer, int repe
   return static_cast<double>(num_vecs * sizeof(uint4)) / best_seconds / 1e9;
 }
 
-}  // namespace pagoda::kernels::cuda
+}  // namespace pagoda::kernels::cuda::testing

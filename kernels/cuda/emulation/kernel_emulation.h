@@ -53,7 +53,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/cuda/emulated_streams.h"
+#include "kernels/cuda/emulation/emulated_streams.h"
 #include "kernels/cuda/half_types.h"
 
 // The kernels' `#pragma unroll` means nothing to the host compiler: build the emulation with
