@@ -1,6 +1,7 @@
 #pragma once
 
-// UTF-8 helpers shared by the tokenizers, the detokenizer and the front ends' wire checks. Pure functions; thread-safe.
+// UTF-8 helpers shared by the tokenizers, the detokenizer and the front ends' wire checks. Pure
+// functions; thread-safe.
 
 #include <cstddef>
 #include <string>

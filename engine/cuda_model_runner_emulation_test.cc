@@ -14,14 +14,14 @@
 #include <vector>
 
 #include "common/status_macros.h"
-#include "runner/cuda/cuda_model_runner.h"
-#include "runner/cuda/testing/runner_comparison.h"
 #include "engine/engine_core.h"
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
 #include "gtest/gtest.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "runner/cuda/cuda_model_runner.h"
+#include "runner/cuda/testing/runner_comparison.h"
 
 namespace pagoda::engine {
 namespace {
@@ -93,9 +93,9 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerOnTheBuiltInSafetensorsMod
   options.kv_cache_memory_bytes = int64_t{4} << 20;
   auto gpu = GpuRunner(runner::cuda::testing::LoadWeights(*dir), options);
   ASSERT_NE(gpu, nullptr);
-  runner::cuda::testing::CompareTeacherForcedGreedy(*cpu, *gpu,
-                                      {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77},
-                                      {12, 3, 30, 8, 51}, /*steps=*/12);
+  runner::cuda::testing::CompareTeacherForcedGreedy(
+      *cpu, *gpu, {0, 412, 95, 7, 1203, 56, 88, 19, 640, 33, 2, 1500, 77}, {12, 3, 30, 8, 51},
+      /*steps=*/12);
   EXPECT_GT(gpu->graph_replays(), 0);
 }
 
@@ -115,8 +115,8 @@ TEST(CudaModelRunnerEmulationTest, PoolTakesTheUtilizationLessTheRunnersOwnMemor
   EXPECT_EQ(gpu->num_kv_blocks(), r.kv.num_blocks);
 }
 
-// Forwards to a runner but leaves ExecuteStep to runner::ModelRunner's default, so that every row is
-// sampled on the host from the runner's logits.
+// Forwards to a runner but leaves ExecuteStep to runner::ModelRunner's default, so that every row
+// is sampled on the host from the runner's logits.
 class HostSampling final : public runner::ModelRunner {
  public:
   explicit HostSampling(std::unique_ptr<runner::ModelRunner> runner) : runner_(std::move(runner)) {}

@@ -145,11 +145,11 @@ absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
   state->max_num_tokens = static_cast<int>(
       std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, info_.max_model_len));
   if (detokenize) {
-    state->detokenizer.emplace(*tokenizer_,
-                               tokenizer::IncrementalDetokenizer::Options{
-                                   .skip_special_tokens = state->stopping.keep_special_tokens
-                                                              ? tokenizer::SkipSpecialTokens::kNo
-                                                              : tokenizer::SkipSpecialTokens::kYes});
+    state->detokenizer.emplace(
+        *tokenizer_, tokenizer::IncrementalDetokenizer::Options{
+                         .skip_special_tokens = state->stopping.keep_special_tokens
+                                                    ? tokenizer::SkipSpecialTokens::kNo
+                                                    : tokenizer::SkipSpecialTokens::kYes});
     if (!state->stopping.stop_strings.empty()) {
       state->stop_matcher.emplace(tokenizer::StopStringMatcher::Options{
           .stop_strings = state->stopping.stop_strings,
@@ -238,8 +238,8 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   batch_rows_.clear();
   for (RequestState* state : batch_sampled_) {
     batch_rows_.push_back(runner::SamplingRow{.params = &state->sampling,
-                                      .state = &state->sampler,
-                                      .banned_tokens = BannedTokens(*state)});
+                                              .state = &state->sampler,
+                                              .banned_tokens = BannedTokens(*state)});
   }
   const absl::Time model_start = clock_->Now();
   PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_rows_, &step_tokens_));

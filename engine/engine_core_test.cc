@@ -10,16 +10,16 @@
 #include "common/check.h"
 #include "engine/error_reason.h"
 #include "engine/offline.h"
-#include "runner/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runner/testing/fake_model_runner.h"
 #include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::engine {
 namespace {
 
-using ::testing::ElementsAreArray;
 using runner::testing::FakeModelRunner;
+using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -204,7 +204,8 @@ TEST(EngineCoreTest, TextDeltasAndStopStrings) {
   const std::vector<TokenId> prompt = {'h', 'i'};
   std::string free_text;
   {
-    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
+    CoreWithRunner c =
+        MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
     auto sink = std::make_shared<CollectingSink>();
     ASSERT_TRUE(c.core->AddRequest(RequestId(1), Request(prompt, 12), sink).ok());
     while (c.core->has_requests()) ASSERT_TRUE(c.core->Step().ok());
@@ -217,7 +218,8 @@ TEST(EngineCoreTest, TextDeltasAndStopStrings) {
   const std::string stop = free_text.substr(4, 3);
   const size_t at = free_text.find(stop);
   for (const bool include : {false, true}) {
-    CoreWithRunner c = MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
+    CoreWithRunner c =
+        MakeCore(LetterModel(), Options(), std::make_unique<tokenizer::ByteTokenizer>());
     EngineRequest request = Request(prompt, 12);
     request.stopping.stop_strings = {"not-there", stop};
     request.stopping.include_stop_str_in_output = include;

@@ -18,9 +18,9 @@
 #ifdef PAGODA_WITH_CUDA
 #include "runner/cuda/cuda_model_runner.h"
 #endif
-#include "tokenizer/byte_tokenizer.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
+#include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/tokenizer_loader.h"
 
 // Set by models/CMakeLists.txt; empty means no such location.
@@ -136,11 +136,11 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
                                                    num_blocks, " blocks of ", bytes_per_block,
                                                    " bytes; need between 1 and 2^30 blocks"));
   }
-  PAGODA_ASSIGN_OR_RETURN(
-      std::unique_ptr<runner::cpu::CpuModelRunner> runner,
-      runner::cpu::CpuModelRunner::Create(std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
-                                                .block_size = config.block_size,
-                                                .kv_dtype = config.kv_cache_dtype}));
+  PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<runner::cpu::CpuModelRunner> runner,
+                          runner::cpu::CpuModelRunner::Create(
+                              std::move(llama), {.num_kv_blocks = static_cast<int>(num_blocks),
+                                                 .block_size = config.block_size,
+                                                 .kv_dtype = config.kv_cache_dtype}));
   return runner;
 }
 
@@ -154,16 +154,16 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
   }
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<runner::cuda::CudaModelRunner> runner,
-      runner::cuda::CudaModelRunner::Create(std::move(weights),
-                                    {.device = device,
-                                     .block_size = config.block_size,
-                                     .dtype = config.kv_cache_dtype,
-                                     .gpu_memory_utilization = config.gpu_memory_utilization,
-                                     .kv_cache_memory_bytes = config.kv_cache_memory_bytes,
-                                     .max_num_batched_tokens = config.max_num_batched_tokens,
-                                     .max_num_seqs = config.max_num_seqs,
-                                     .max_model_len = max_model_len,
-                                     .enforce_eager = config.enforce_eager}));
+      runner::cuda::CudaModelRunner::Create(
+          std::move(weights), {.device = device,
+                               .block_size = config.block_size,
+                               .dtype = config.kv_cache_dtype,
+                               .gpu_memory_utilization = config.gpu_memory_utilization,
+                               .kv_cache_memory_bytes = config.kv_cache_memory_bytes,
+                               .max_num_batched_tokens = config.max_num_batched_tokens,
+                               .max_num_seqs = config.max_num_seqs,
+                               .max_model_len = max_model_len,
+                               .enforce_eager = config.enforce_eager}));
   return runner;
 #else
   (void)config;

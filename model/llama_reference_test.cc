@@ -22,8 +22,8 @@
 #include "model/llama_model.h"
 #include "model/safetensors.h"
 #include "model/testing/forward_batch_builder.h"
-#include "tokenizer/tokenizer_loader.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/tokenizer_loader.h"
 
 namespace pagoda::model {
 namespace {
@@ -202,7 +202,8 @@ TEST(LlamaReferenceTest, Stories260KGreedyMatchesNumpyTokenForToken) {
   if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
   auto model = LlamaModel::Create(LoadModelWeights(dir, {}).value(), {.num_threads = 2}).value();
   auto tokenizer = tokenizer::LoadTokenizer(dir).value();
-  const std::vector<TokenId> prompt = tokenizer->Encode("Once upon a time", tokenizer::AddSpecialTokens::kYes);
+  const std::vector<TokenId> prompt =
+      tokenizer->Encode("Once upon a time", tokenizer::AddSpecialTokens::kYes);
   constexpr int kSteps = 64;
   const std::vector<TokenId> ours = GreedyWithCache(*model, prompt, kSteps);
   const nlohmann::json ref =

@@ -5,14 +5,18 @@
 
 namespace pagoda::runner {
 
+absl::Status CheckSamplingRows(const model::ForwardBatch& batch,
+                               absl::Span<const SamplingRow> rows) {
+  if (rows.size() == batch.logits_indices.size()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("ExecuteStep: ", rows.size(),
+                                                 " sampling rows for ", batch.logits_indices.size(),
+                                                 " logits rows"));
+}
+
 absl::Status ModelRunner::ExecuteStep(const model::ForwardBatch& batch,
                                       absl::Span<const SamplingRow> rows,
                                       std::vector<absl::StatusOr<TokenId>>* tokens) {
-  if (rows.size() != batch.logits_indices.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("ExecuteStep: ", rows.size(),
-                                                   " sampling rows for ",
-                                                   batch.logits_indices.size(), " logits rows"));
-  }
+  PAGODA_RETURN_IF_ERROR(CheckSamplingRows(batch, rows));
   PAGODA_RETURN_IF_ERROR(Execute(batch, &host_logits_));
   const size_t vocab = static_cast<size_t>(config().vocab_size);
   if (host_logits_.size() != rows.size() * vocab) {
@@ -23,7 +27,8 @@ absl::Status ModelRunner::ExecuteStep(const model::ForwardBatch& batch,
   tokens->clear();
   tokens->reserve(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    tokens->push_back(SampleOnHost(absl::MakeSpan(host_logits_).subspan(i * vocab, vocab), rows[i]));
+    tokens->push_back(
+        SampleOnHost(absl::MakeSpan(host_logits_).subspan(i * vocab, vocab), rows[i]));
   }
   return absl::OkStatus();
 }

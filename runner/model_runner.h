@@ -37,6 +37,11 @@ inline absl::StatusOr<TokenId> SampleOnHost(absl::Span<float> logits, const Samp
   return sampling::Sample(logits, *row.params, *row.state, row.banned_tokens);
 }
 
+// OK when `rows` has one entry per logits row of `batch`; else InvalidArgument. The first check
+// of every ExecuteStep.
+absl::Status CheckSamplingRows(const model::ForwardBatch& batch,
+                               absl::Span<const SamplingRow> rows);
+
 // Runs the model over the flat batch of one step and owns the KV cache memory it writes. The
 // CPU runner wraps model::LlamaModel and model::CpuKvCache; a CUDA runner implements the same
 // interface. Called from the engine thread only.

@@ -496,16 +496,18 @@ absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParam
   return absl::OkStatus();
 }
 
+absl::Status NoSamplableTokenError() {
+  return absl::FailedPreconditionError(
+      "sampling: no samplable token (every logit is -inf or NaN after the logit bias, banned "
+      "tokens and penalties)");
+}
+
 absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& params,
                                SamplerState& state, absl::Span<const TokenId> banned_tokens) {
   if (logits.empty()) return absl::InvalidArgumentError("sampling: no logits (vocab_size 0)");
   PAGODA_RETURN_IF_ERROR(ApplyLogitAdjustments(logits, params, state, banned_tokens));
   float max = MaxLogit(logits.data(), logits.size());
-  if (!(max > kNegInf)) {
-    return absl::FailedPreconditionError(
-        "sampling: no samplable token (every logit is -inf or NaN after the logit bias, "
-        "banned tokens and penalties)");
-  }
+  if (!(max > kNegInf)) return NoSamplableTokenError();
   if (max == std::numeric_limits<float>::infinity()) {
     ClampPositiveInfinity(logits);
     max = std::numeric_limits<float>::max();

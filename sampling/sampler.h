@@ -97,6 +97,11 @@ absl::Status ApplyLogitAdjustments(absl::Span<float> logits, const SamplingParam
 // Cost: greedy and top-k (small k) about one vectorized pass over the vocabulary, plus
 // O(k log k); otherwise a few passes (one exp per token), with top-p found by a radix select,
 // never a sort of the vocabulary. Scratch buffers are per thread and reused.
+// FAILED_PRECONDITION for a row with no samplable token (every logit -inf or NaN after the
+// adjustments): what Sample() returns, and what a runner that argmaxes on its device says for
+// such a row. Only that request fails.
+absl::Status NoSamplableTokenError();
+
 absl::StatusOr<TokenId> Sample(absl::Span<float> logits, const SamplingParams& params,
                                SamplerState& state, absl::Span<const TokenId> banned_tokens = {});
 

@@ -2,7 +2,8 @@
 // subnormals and 1e-38 come up), its token history and banned tokens, and a row of logits with
 // the same freedom. Whatever ValidateSamplingParams accepts, Sample must answer without
 // aborting: a token in the vocabulary that is not banned, or FailedPrecondition when no token is
-// samplable; never a token whose logit was NaN or -inf. (A repetition_penalty of 1e-38 once passed validation and aborted the daemon.)
+// samplable; never a token whose logit was NaN or -inf. (A repetition_penalty of 1e-38 once passed
+// validation and aborted the daemon.)
 
 #include <cmath>
 #include <cstddef>
@@ -39,9 +40,9 @@ class Bytes {
   // A float that is often special: a value from a table of troublemakers, a plain one in a
   // modest range, or raw bits.
   float Float() {
-    static constexpr float kSpecial[] = {0.0f,    -0.0f,   1.0f,   1e-38f, 1e-45f,  3e38f,
-                                         -3e38f,  1e-5f,   0.01f,  100.0f, -100.0f, 2.0f,
-                                         -2.0f,   0.5f,    1e30f,  -1e30f};
+    static constexpr float kSpecial[] = {0.0f,   -0.0f, 1.0f,  1e-38f, 1e-45f,  3e38f,
+                                         -3e38f, 1e-5f, 0.01f, 100.0f, -100.0f, 2.0f,
+                                         -2.0f,  0.5f,  1e30f, -1e30f};
     const uint8_t kind = U8();
     if (kind < 64) return kSpecial[kind % std::size(kSpecial)];
     if (kind < 96) {

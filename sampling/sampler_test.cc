@@ -389,7 +389,8 @@ TEST(SamplerTest, NoSamplableTokenFailsTheCallNotTheProcess) {
       params.temperature = temperature;
       params.top_k = top_k;
       std::vector<float> logits = {1.0f, 2.0f};
-      const absl::StatusOr<TokenId> banned = Sample(absl::MakeSpan(logits), params, state, {{0, 1}});
+      const absl::StatusOr<TokenId> banned =
+          Sample(absl::MakeSpan(logits), params, state, {{0, 1}});
       EXPECT_EQ(banned.status().code(), absl::StatusCode::kFailedPrecondition) << banned.status();
       EXPECT_THAT(std::string(banned.status().message()), ::testing::HasSubstr("no samplable"));
       const float nan = std::nanf("");
@@ -407,7 +408,8 @@ TEST(SamplerTest, TinyRepetitionPenaltyIsRefusedAndInfiniteLogitsAreSampled) {
   tiny.repetition_penalty = 1e-38f;
   const absl::Status refused = ValidateSamplingParams(tiny, 8);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(refused.message()), StartsWith("repetition_penalty: must be in [0.01, 100], got 1e-38"));
+  EXPECT_THAT(std::string(refused.message()),
+              StartsWith("repetition_penalty: must be in [0.01, 100], got 1e-38"));
 
   const float inf = std::numeric_limits<float>::infinity();
   const float nan = std::nanf("");
@@ -492,8 +494,7 @@ TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 0.0f, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, inf, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 1e-38f, "repetition_penalty"},
-      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 0.0099f,
-       "repetition_penalty"},
+      {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 0.0099f, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, 100.5f, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.repetition_penalty = v; }, nan, "repetition_penalty"},
       {[](SamplingParams& p, float v) { p.presence_penalty = v; }, 2.5f, "presence_penalty"},

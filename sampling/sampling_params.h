@@ -49,10 +49,10 @@ struct SamplingParams {
 // prefixes "sampling.". `vocab_size` > 0 bounds the logit_bias tokens.
 absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size);
 
-// True when Sample() (sampling/sampler.h) with `params` and no banned tokens is the argmax of the logits as they
-// are (the largest, the lowest id among ties, NaN never), whatever the state: greedy, with no
-// logit bias and no penalty. Whoever computes that argmax (a GPU runner, next to the logits) can
-// then stand in for the sampler.
+// True when Sample() (sampling/sampler.h) with `params` and no banned tokens is the argmax of the
+// logits as they are (the largest, the lowest id among ties, NaN never), whatever the state:
+// greedy, with no logit bias and no penalty. Whoever computes that argmax (a GPU runner, next to
+// the logits) can then stand in for the sampler.
 bool IsPlainGreedy(const SamplingParams& params);
 
 }  // namespace pagoda::sampling

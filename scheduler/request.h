@@ -18,9 +18,9 @@ enum class RequestState {
 
 // What the scheduler knows of one request: its tokens and how many of them have their K/V in the
 // request's blocks. The one record of a request: the engine derives its per-request state from
-// it (engine/engine_core.cc), so nothing is kept in a second map. Like vLLM V1 there are no prefill and decode phases: every step closes part
-// of the gap num_computed_tokens() < num_tokens(). Created by the engine, then owned by the
-// Scheduler from AddRequest() until the request finishes.
+// it (engine/engine_core.cc), so nothing is kept in a second map. Like vLLM V1 there are no prefill
+// and decode phases: every step closes part of the gap num_computed_tokens() < num_tokens().
+// Created by the engine, then owned by the Scheduler from AddRequest() until the request finishes.
 //
 // Not thread-safe: confined to the engine thread.
 class Request {

@@ -18,10 +18,6 @@
 namespace pagoda::server {
 namespace {
 
-absl::Status InvalidField(std::string message) {
-  return engine::InvalidFieldError(message);
-}
-
 absl::Status NeedsTokenizer(absl::string_view field, absl::string_view what) {
   return absl::FailedPreconditionError(
       absl::StrCat(field, ": ", what,
@@ -61,8 +57,8 @@ void ParseSampling(const v1::SamplingParams& in, int vocab_size, sampling::Sampl
 void ParseStopping(const v1::StoppingParams& in, const engine::EngineInfo& info,
                    engine::StoppingOptions& out) {
   if (in.has_max_tokens()) {
-    out.max_tokens = static_cast<int>(
-        std::min<uint32_t>(in.max_tokens(), std::numeric_limits<int>::max()));
+    out.max_tokens =
+        static_cast<int>(std::min<uint32_t>(in.max_tokens(), std::numeric_limits<int>::max()));
   }
   // Without max_tokens, more than max_model_len is the same as max_model_len.
   out.min_tokens = static_cast<int>(std::min<uint32_t>(
@@ -81,15 +77,15 @@ absl::Status ParsePrompt(const v1::GenerateRequest& in, const engine::EngineInfo
                          const tokenizer::Tokenizer* tokenizer, engine::EngineRequest& out) {
   switch (in.prompt_case()) {
     case v1::GenerateRequest::PROMPT_NOT_SET:
-      return InvalidField("prompt: required (set text or token_ids)");
+      return engine::InvalidFieldError("prompt: required (set text or token_ids)");
     case v1::GenerateRequest::kText: {
       out.prompt_field = "text";
       if (tokenizer == nullptr) return NeedsTokenizer("text", "text prompts");
-      if (in.text().empty()) return InvalidField("text: must not be empty");
-      out.prompt_tokens =
-          tokenizer->Encode(in.text(), in.no_add_special_tokens() ? tokenizer::AddSpecialTokens::kNo
-                                                                  : tokenizer::AddSpecialTokens::kYes);
-      if (out.prompt_tokens.empty()) return InvalidField("text: gives no tokens");
+      if (in.text().empty()) return engine::InvalidFieldError("text: must not be empty");
+      out.prompt_tokens = tokenizer->Encode(in.text(), in.no_add_special_tokens()
+                                                           ? tokenizer::AddSpecialTokens::kNo
+                                                           : tokenizer::AddSpecialTokens::kYes);
+      if (out.prompt_tokens.empty()) return engine::InvalidFieldError("text: gives no tokens");
       break;
     }
     case v1::GenerateRequest::kTokenIds: {
@@ -101,8 +97,8 @@ absl::Status ParsePrompt(const v1::GenerateRequest& in, const engine::EngineInfo
     }
   }
   if (in.has_truncate_prompt_tokens()) {
-    return engine::TruncatePromptTokens(in.truncate_prompt_tokens(), info,
-                                        "truncate_prompt_tokens", out.prompt_tokens);
+    return engine::TruncatePromptTokens(in.truncate_prompt_tokens(), info, "truncate_prompt_tokens",
+                                        out.prompt_tokens);
   }
   return absl::OkStatus();
 }
@@ -119,8 +115,8 @@ absl::Status ParseRequestFields(const v1::GenerateRequest& in) {
     // The smallest key, so the error is deterministic.
     std::string key = in.extra().begin()->first;
     for (const auto& [k, v] : in.extra()) key = std::min(key, k);
-    return InvalidField(absl::StrCat("extra[\"", absl::CHexEscape(key),
-                                     "\"]: unknown key (no extension keys are defined)"));
+    return engine::InvalidFieldError(absl::StrCat(
+        "extra[\"", absl::CHexEscape(key), "\"]: unknown key (no extension keys are defined)"));
   }
   return absl::OkStatus();
 }
@@ -128,15 +124,15 @@ absl::Status ParseRequestFields(const v1::GenerateRequest& in) {
 }  // namespace
 
 absl::Status ValidateRequestId(absl::string_view id, absl::string_view field) {
-  if (id.empty()) return InvalidField(absl::StrCat(field, ": must not be empty"));
+  if (id.empty()) return engine::InvalidFieldError(absl::StrCat(field, ": must not be empty"));
   if (id.size() > static_cast<size_t>(kMaxRequestIdBytes)) {
-    return InvalidField(
+    return engine::InvalidFieldError(
         absl::StrCat(field, ": at most ", kMaxRequestIdBytes, " bytes, got ", id.size()));
   }
   for (size_t i = 0; i < id.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(id[i]);
     if (c < 0x21 || c > 0x7e) {
-      return InvalidField(absl::StrFormat(
+      return engine::InvalidFieldError(absl::StrFormat(
           "%s: must be printable ASCII without spaces (0x21-0x7E), got byte 0x%02X at %d", field, c,
           i));
     }

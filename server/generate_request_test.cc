@@ -4,11 +4,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "engine/request_validation.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tokenizer/byte_tokenizer.h"
-#include "engine/request_validation.h"
 #include "server/error_reason.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::server {
 namespace {
@@ -304,9 +304,9 @@ TEST_F(ParseGenerateRequestTest, StoppingErrorsNameTheField) {
   ExpectError(request, absl::StatusCode::kInvalidArgument,
               "stopping.stop[0]: at most 256 bytes, got 257");
 
-
   request = TokenRequest({1});
-  for (int i = 0; i <= engine::kMaxStopTokenIds; ++i) request.mutable_stopping()->add_stop_token_ids(1);
+  for (int i = 0; i <= engine::kMaxStopTokenIds; ++i)
+    request.mutable_stopping()->add_stop_token_ids(1);
   ExpectError(request, absl::StatusCode::kInvalidArgument,
               "stopping.stop_token_ids: at most 64 entries, got 65");
 

@@ -296,7 +296,8 @@ TEST_F(PagodaServerTest, AFullQueueRefusesWithRetryAfter) {
   EXPECT_EQ(refused.Trailer("pagoda-error-reason"), "QUEUE_FULL");
   EXPECT_EQ(refused.Trailer("pagoda-retry-after-ms"), "250");
   EXPECT_TRUE(WaitFor([&] {
-    return Metric(R"(pagoda_requests_rejected_total{model_name="fake-model",reason="queue_full"})") ==
+    return Metric(
+               R"(pagoda_requests_rejected_total{model_name="fake-model",reason="queue_full"})") ==
            1;
   }));
   for (OpenStream* s : {running.get(), waiting1.get(), waiting2.get()}) {

@@ -13,18 +13,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "runner/testing/fake_model_runner.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tokenizer/byte_tokenizer.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
+#include "runner/testing/fake_model_runner.h"
 #include "server/pagoda_server.h"
 #include "server/testing/http_get.h"
 #include "server/testing/server_fixture.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::server {
 namespace {
@@ -32,8 +32,8 @@ namespace {
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::MetricValue;
+using ::testing::Not;
 
 constexpr char kModelName[] = "fake-model";
 constexpr char kToken[] = "s3cret-token-for-tests-only";
@@ -106,12 +106,13 @@ class PagodaServerSecurityTest : public ::testing::Test {
       core.scheduler.max_num_seqs = 4;
       core.scheduler.max_num_batched_tokens = 256;
       core.scheduler.max_model_len = 128;
-      return engine::EngineCore::Create(kModelName,
-                                        std::make_unique<runner::testing::FakeModelRunner>(
-                                            runner::testing::FakeModelRunner::Options{
-                                                .vocab_size = tokenizer::ByteTokenizer::kVocabSize,
-                                                .eos_token_ids = {tokenizer::ByteTokenizer::kEosId}}),
-                                        std::make_unique<tokenizer::ByteTokenizer>(), core);
+      return engine::EngineCore::Create(
+          kModelName,
+          std::make_unique<runner::testing::FakeModelRunner>(
+              runner::testing::FakeModelRunner::Options{
+                  .vocab_size = tokenizer::ByteTokenizer::kVocabSize,
+                  .eos_token_ids = {tokenizer::ByteTokenizer::kEosId}}),
+          std::make_unique<tokenizer::ByteTokenizer>(), core);
     };
     absl::StatusOr<std::unique_ptr<PagodaServer>> server = PagodaServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();

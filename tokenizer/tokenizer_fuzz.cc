@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "common/utf8.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/byte_tokenizer.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -25,7 +26,6 @@
 #include "tokenizer/stop_string_matcher.h"
 #include "tokenizer/test_tokenizers.h"
 #include "tokenizer/tokenizer_loader.h"
-#include "common/utf8.h"
 
 namespace pagoda::tokenizer {
 namespace {

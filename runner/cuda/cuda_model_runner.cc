@@ -420,11 +420,7 @@ template <typename T>
 absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batch,
                                                  absl::Span<const SamplingRow> rows,
                                                  std::vector<absl::StatusOr<TokenId>>* tokens) {
-  if (rows.size() != batch.logits_indices.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("CUDA runner: ", rows.size(),
-                                                   " sampling rows for ",
-                                                   batch.logits_indices.size(), " logits rows"));
-  }
+  PAGODA_RETURN_IF_ERROR(CheckSamplingRows(batch, rows));
   argmax_rows_.clear();
   for (const SamplingRow& row : rows) argmax_rows_.push_back(IsArgmaxRow(row) ? 1 : 0);
   PAGODA_RETURN_IF_ERROR(RunStep(batch, argmax_rows_, &host_rows_));
@@ -441,9 +437,7 @@ absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batc
       tokens->push_back(token);
       ++device_argmax_rows_;
     } else {
-      // As the host sampler says it: only this request fails.
-      tokens->push_back(absl::FailedPreconditionError(
-          "sampling: no samplable token (every logit is -inf or NaN)"));
+      tokens->push_back(sampling::NoSamplableTokenError());  // only this request fails
     }
   }
   return absl::OkStatus();

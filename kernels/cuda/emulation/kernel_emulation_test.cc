@@ -18,13 +18,13 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cuda/testing/attention_test_batch.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode_kernel.cuh"
 #include "kernels/cuda/paged_attention_prefill_kernel.cuh"
 #include "kernels/cuda/reshape_and_cache_kernel.cuh"
 #include "kernels/cuda/rope_kernel.cuh"
+#include "kernels/cuda/testing/attention_test_batch.h"
 #include "sampling/sampler.h"
 
 namespace pagoda::kernels::cuda {
@@ -534,9 +534,9 @@ TEST(KernelEmulationTest, ArgmaxIsTheCpuSamplersGreedyChoice) {
   const float inf = INFINITY;
   logits[0 * stride + 17] = 40.0f;  // a tie: the lower id wins
   logits[0 * stride + 900] = 40.0f;
-  logits[1 * stride + 3] = nan;      // NaN is never chosen
+  logits[1 * stride + 3] = nan;       // NaN is never chosen
   logits[1 * stride + 1025] = 45.0f;  // in the scalar tail
-  logits[2 * stride + 600] = inf;    // +inf wins (the CPU allows it when greedy)
+  logits[2 * stride + 600] = inf;     // +inf wins (the CPU allows it when greedy)
   for (int64_t i = 0; i < vocab; ++i) logits[3 * stride + i] = i % 2 == 0 ? -inf : nan;
   logits[4 * stride + 1026] = 50.0f;  // the last token
   logits[4 * stride + 5] = 50.0f;
