@@ -24,25 +24,9 @@
 namespace pagoda::server {
 
 // Limits of the gRPC messages themselves, documented in proto/pagoda/v1 (and docs/api.md); the
-// request's own limits are the engine's (engine/engine_request.h).
-inline constexpr int kMaxRequestIdBytes = 256;
+// request's own limits are the engine's (engine/engine_request.h), its id's and model name's
+// checks are engine/request_identity.h.
 inline constexpr int kMaxAbortRequestIds = 1024;
-
-// OK when `id` is 1 to 256 bytes of printable ASCII (0x21-0x7E), else InvalidArgument naming
-// `field` ("request_id", "x-request-id").
-absl::Status ValidateRequestId(absl::string_view id, absl::string_view field);
-
-// The effective request id of a Generate call: `request_id` when not empty, else `header` (the
-// x-request-id metadata) when present and not empty, else NewRequestId(). InvalidArgument when
-// the chosen value is not a valid id.
-absl::StatusOr<std::string> ResolveRequestId(absl::string_view request_id,
-                                             std::optional<absl::string_view> header);
-
-// A random version-4 UUID in its canonical lowercase form.
-std::string NewRequestId();
-
-// OK when `requested` is empty or equals `served`; else NotFound ("model: ...").
-absl::Status CheckModelName(absl::string_view requested, absl::string_view served);
 
 // Translates `request` (whose strings are valid UTF-8) for the served model: the prompt is
 // tokenized (text) or copied (token ids) and truncated, sampling and stopping options are

@@ -336,30 +336,5 @@ TEST_F(ParseGenerateRequestTest, KvCacheTooSmall) {
               "token_ids.ids: ", ErrorReason::kKvCacheTooSmall);
 }
 
-TEST(RequestIdTest, ValidationAndPrecedence) {
-  EXPECT_TRUE(ValidateRequestId("abc-123_XYZ", "request_id").ok());
-  EXPECT_TRUE(ValidateRequestId(std::string(256, 'a'), "request_id").ok());
-  EXPECT_THAT(std::string(ValidateRequestId(std::string(257, 'a'), "request_id").message()),
-              StartsWith("request_id: at most 256 bytes"));
-  EXPECT_THAT(std::string(ValidateRequestId("has space", "request_id").message()),
-              HasSubstr("0x20 at 3"));
-  EXPECT_THAT(std::string(ValidateRequestId("tab\t", "x-request-id").message()),
-              StartsWith("x-request-id: "));
-
-  EXPECT_EQ(*ResolveRequestId("mine", "header"), "mine");
-  EXPECT_EQ(*ResolveRequestId("", "header"), "header");
-  EXPECT_THAT(std::string(ResolveRequestId("", "bad header").status().message()),
-              StartsWith("x-request-id: "));
-  EXPECT_THAT(*ResolveRequestId("", std::nullopt),
-              MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"));
-  EXPECT_THAT(*ResolveRequestId("", ""), MatchesRegex(".{36}"));
-}
-
-TEST(RequestIdTest, GeneratedIdsAreDistinct) {
-  absl::flat_hash_set<std::string> ids;
-  for (int i = 0; i < 1000; ++i) ids.insert(NewRequestId());
-  EXPECT_EQ(ids.size(), 1000u);
-}
-
 }  // namespace
 }  // namespace pagoda::server

@@ -18,8 +18,8 @@ namespace pagoda::server {
 // next request; past `max_connections` open at once, new ones are closed at once.
 //
 // Rather than prometheus-cpp's civetweb Exposer, whose worker threads have 100 KiB stacks that
-// large static TLS of other libraries can overflow, and whose destructor blocks about 2 s.
-// Beast and Asio are included by metrics_http_server.cc alone (they are heavy to compile).
+// large static TLS of other libraries can overflow, and whose destructor blocks about 2 s. It is
+// the daemon's HTTP server (http/http_server.h) with one route.
 //
 // Thread-safe to destroy from any thread but its own: the destructor stops the server, closes
 // every connection and joins the serving thread. `render` runs on that thread and must be

@@ -11,14 +11,14 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/testing/http_get.h"
+#include "http/testing/http_client.h"
 
 namespace pagoda::server {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::HttpExchange;
-using testing::HttpGet;
+using http::testing::HttpExchange;
+using http::testing::HttpGet;
 
 std::unique_ptr<MetricsHttpServer> StartServer(std::atomic<int>* renders,
                                                int io_timeout_ms = 2000) {
@@ -37,7 +37,7 @@ TEST(MetricsHttpServerTest, ServesMetricsAndRefusesTheRest) {
   ASSERT_NE(server, nullptr);
   ASSERT_GT(server->port(), 0);
 
-  absl::StatusOr<testing::HttpResponse> response = HttpGet(server->port(), "/metrics");
+  absl::StatusOr<http::testing::HttpResponse> response = HttpGet(server->port(), "/metrics");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 200);
   EXPECT_THAT(response->headers, HasSubstr("Content-Type: text/plain; version=0.0.4"));
@@ -48,7 +48,7 @@ TEST(MetricsHttpServerTest, ServesMetricsAndRefusesTheRest) {
   EXPECT_EQ(HttpGet(server->port(), "/")->status, 404);
   EXPECT_EQ(HttpExchange(server->port(), "POST /metrics HTTP/1.1\r\n\r\n")->status, 405);
   EXPECT_EQ(HttpExchange(server->port(), "garbage\r\n\r\n")->status, 400);
-  const absl::StatusOr<testing::HttpResponse> head =
+  const absl::StatusOr<http::testing::HttpResponse> head =
       HttpExchange(server->port(), "HEAD /metrics HTTP/1.0\r\n\r\n");
   EXPECT_EQ(head->status, 200);
   EXPECT_TRUE(head->body.empty());
@@ -95,7 +95,7 @@ TEST(MetricsHttpServerTest, TwoHundredIdleSocketsDoNotDelayAScrape) {
   for (int i = 0; i < 200; ++i) idle.push_back(ConnectIdle(server->port()));
   for (int i = 0; i < 5; ++i) {
     const absl::Time start = absl::Now();
-    const absl::StatusOr<testing::HttpResponse> response =
+    const absl::StatusOr<http::testing::HttpResponse> response =
         HttpGet(server->port(), "/metrics", /*timeout_ms=*/1000);
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->status, 200);
@@ -114,7 +114,7 @@ TEST(MetricsHttpServerTest, KeepsAliveAndBoundsOpenConnections) {
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
   // Two requests on one connection, the second closing it: both answered.
-  const absl::StatusOr<testing::HttpResponse> two = HttpExchange(
+  const absl::StatusOr<http::testing::HttpResponse> two = HttpExchange(
       port,
       "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
       "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
@@ -126,12 +126,12 @@ TEST(MetricsHttpServerTest, KeepsAliveAndBoundsOpenConnections) {
   std::vector<int> held;
   for (int i = 0; i < 3; ++i) held.push_back(ConnectIdle(port));
   absl::SleepFor(absl::Milliseconds(100));  // the server accepts them
-  const absl::StatusOr<testing::HttpResponse> refused = HttpGet(port, "/metrics", 1000);
+  const absl::StatusOr<http::testing::HttpResponse> refused = HttpGet(port, "/metrics", 1000);
   EXPECT_FALSE(refused.ok() && refused->status == 200);
   close(held.back());
   held.pop_back();
   absl::SleepFor(absl::Milliseconds(100));
-  const absl::StatusOr<testing::HttpResponse> after = HttpGet(port, "/metrics", 1000);
+  const absl::StatusOr<http::testing::HttpResponse> after = HttpGet(port, "/metrics", 1000);
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->status, 200);
   for (int fd : held) close(fd);

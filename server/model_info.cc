@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/request_identity.h"
 #include "server/error_reason.h"
 #include "server/generate_request.h"
 
@@ -58,7 +59,7 @@ v1::ModelInfo MakeModelInfo(const engine::EngineInfo& info) {
 absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request,
                                               const engine::EngineInfo& info,
                                               const tokenizer::Tokenizer* tokenizer) {
-  PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
+  PAGODA_RETURN_IF_ERROR(engine::CheckModelName(request.model(), info.model_name));
   if (tokenizer == nullptr) return NoTokenizer();
   if (request.text().size() > kMaxTokenizeTextBytes) {
     return absl::InvalidArgumentError(absl::StrCat("text: at most ", kMaxTokenizeTextBytes,
@@ -78,7 +79,7 @@ absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request
 absl::StatusOr<v1::DetokenizeResponse> Detokenize(const v1::DetokenizeRequest& request,
                                                   const engine::EngineInfo& info,
                                                   const tokenizer::Tokenizer* tokenizer) {
-  PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), info.model_name));
+  PAGODA_RETURN_IF_ERROR(engine::CheckModelName(request.model(), info.model_name));
   if (tokenizer == nullptr) return NoTokenizer();
   std::vector<TokenId> ids;
   ids.reserve(request.token_ids_size());

@@ -22,7 +22,7 @@
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
 #include "runner/testing/fake_model_runner.h"
 #include "server/pagoda_server.h"
-#include "server/testing/http_get.h"
+#include "http/testing/http_client.h"
 #include "server/testing/server_fixture.h"
 #include "tokenizer/byte_tokenizer.h"
 
@@ -154,8 +154,8 @@ class PagodaServerSecurityTest : public ::testing::Test {
   }
 
   double Metric(const std::string& series) {
-    absl::StatusOr<testing::HttpResponse> response =
-        testing::HttpGet(*server_->metrics_port(), "/metrics");
+    absl::StatusOr<http::testing::HttpResponse> response =
+        http::testing::HttpGet(*server_->metrics_port(), "/metrics");
     EXPECT_TRUE(response.ok()) << response.status();
     return response.ok() ? MetricValue(response->body, series) : -1;
   }

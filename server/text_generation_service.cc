@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "engine/request_identity.h"
 #include "grpcpp/grpcpp.h"
 #include "server/error_reason.h"
 #include "server/generate_request.h"
@@ -409,7 +410,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* TextGenerationService::Generate(
   absl::Status status = request.status();
   if (status.ok()) {
     absl::StatusOr<std::string> request_id =
-        ResolveRequestId(request->request_id(), Header(*context, kRequestIdKey));
+        engine::ResolveRequestId(request->request_id(), Header(*context, kRequestIdKey));
     if (request_id.ok()) {
       context->AddInitialMetadata(std::string(kRequestIdKey), *request_id);
       status = StartGenerate(*request, *request_id, arrival, reactor);
@@ -467,7 +468,7 @@ grpc::ServerUnaryReactor* TextGenerationService::GetModelInfo(grpc::CallbackServ
       context, *request_bytes, response_bytes,
       [this](const v1::GetModelInfoRequest& request) -> absl::StatusOr<v1::ModelInfo> {
         PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, LoadedEngine());
-        PAGODA_RETURN_IF_ERROR(CheckModelName(request.model(), engine->info().model_name));
+        PAGODA_RETURN_IF_ERROR(engine::CheckModelName(request.model(), engine->info().model_name));
         return MakeModelInfo(engine->info());
       });
 }

@@ -13,7 +13,7 @@
 #include "runner/testing/fake_model_runner.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "tokenizer/byte_tokenizer.h"
-#include "server/testing/http_get.h"
+#include "http/testing/http_client.h"
 
 namespace pagoda::server::testing {
 namespace {
@@ -217,7 +217,7 @@ HealthCheckResponse::ServingStatus PagodaServerTest::Health(const std::string& s
 }
 
 std::string PagodaServerTest::Scrape() {
-  absl::StatusOr<HttpResponse> response = HttpGet(*server_->metrics_port(), "/metrics");
+  absl::StatusOr<http::testing::HttpResponse> response = http::testing::HttpGet(*server_->metrics_port(), "/metrics");
   EXPECT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 200);
   return response.ok() ? response->body : "";

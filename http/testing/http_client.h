@@ -4,9 +4,9 @@
 
 #include "absl/status/statusor.h"
 
-namespace pagoda::server::testing {
+namespace pagoda::http::testing {
 
-// A raw HTTP exchange over a plain socket, for tests of the /metrics endpoint.
+// A raw HTTP exchange over a plain socket, for tests of the HTTP servers.
 struct HttpResponse {
   int status = 0;       // e.g. 200
   std::string headers;  // the header lines, CRLF-separated
@@ -21,4 +21,4 @@ absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request,
 // GET `path` with HTTP/1.1 and Connection: close.
 absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path, int timeout_ms = 5000);
 
-}  // namespace pagoda::server::testing
+}  // namespace pagoda::http::testing

@@ -1,4 +1,4 @@
-#include "server/testing/http_get.h"
+#include "http/testing/http_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,7 +14,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace pagoda::server::testing {
+namespace pagoda::http::testing {
 
 absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request, int timeout_ms) {
   const absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
@@ -67,4 +67,4 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path, int time
       timeout_ms);
 }
 
-}  // namespace pagoda::server::testing
+}  // namespace pagoda::http::testing

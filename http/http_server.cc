@@ -1,0 +1,458 @@
+#include "http/http_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/asio/write.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+
+namespace pagoda::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+constexpr size_t kWatchBytes = 4096;
+
+// What the server and its connections share. `options` is immutable after Start;
+// `open_connections` is counted by the accept loop and by destructors on any thread.
+struct Shared {
+  HttpServer::Options options;
+  std::atomic<int> open_connections{0};
+};
+
+std::string FormatHead(int status, const Response& response, bool keep_alive, bool chunked) {
+  std::string head = absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
+  absl::StrAppend(&head, "Content-Type: ", response.content_type, "\r\n");
+  for (const auto& [name, value] : response.headers) {
+    absl::StrAppend(&head, name, ": ", value, "\r\n");
+  }
+  if (chunked) {
+    absl::StrAppend(&head, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n");
+  } else {
+    absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
+  }
+  absl::StrAppend(&head, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+  return head;
+}
+
+std::string Chunk(absl::string_view data) {
+  return absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n");
+}
+
+// One client connection: read a request (bounded in size and time), hand it to the handler,
+// write its answer, and again while the client keeps the connection alive. While an answer is
+// pending, a read watches the socket so that a client going away is noticed at once. Every
+// member is touched on the connection's strand only, except `shared_`'s counter.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, std::shared_ptr<Shared> shared)
+      : stream_(std::move(socket)), shared_(std::move(shared)) {
+    ++shared_->open_connections;
+  }
+  ~Connection() { --shared_->open_connections; }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+  void ReadRequest(int timeout_ms) {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->header_limit(shared_->options.max_header_bytes);
+    parser_->body_limit(shared_->options.max_body_bytes);
+    stream_.expires_after(std::chrono::milliseconds(timeout_ms));
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code error, size_t) {
+                        self->OnRead(error);
+                      });
+  }
+
+  // The responder's operations, on the strand; `exchange` names the request they answer.
+  void Send(uint64_t exchange, Response response) {
+    if (!Current(exchange) || streaming_ || finished_) return;
+    finished_ = true;
+    if (response.close_connection) keep_alive_ = false;
+    std::string bytes = FormatHead(response.status, response, keep_alive_, /*chunked=*/false);
+    if (!head_request_) bytes += response.body;
+    Queue(std::move(bytes));
+  }
+  void StartStream(uint64_t exchange, Response head) {
+    if (!Current(exchange) || streaming_ || finished_) return;
+    streaming_ = true;
+    if (head.close_connection) keep_alive_ = false;
+    Queue(FormatHead(head.status, head, keep_alive_, /*chunked=*/true));
+    if (!head.body.empty()) Queue(Chunk(head.body));
+  }
+  void Write(uint64_t exchange, std::string data) {
+    if (!Current(exchange) || !streaming_ || finished_ || data.empty()) return;
+    Queue(Chunk(data));
+  }
+  void End(uint64_t exchange) {
+    if (!Current(exchange) || !streaming_ || finished_) return;
+    finished_ = true;
+    Queue("0\r\n\r\n");
+  }
+  void SetOnDisconnect(uint64_t exchange, std::function<void()> callback) {
+    if (exchange != exchange_ || !in_response_) return;  // answered already
+    if (closed_) return callback();                      // the client left before this
+    on_disconnect_ = std::move(callback);
+  }
+  // The server stops: the client is gone as far as the handler is concerned.
+  void Stop() { Disconnect(); }
+
+ private:
+  bool Current(uint64_t exchange) const { return exchange == exchange_ && in_response_ && !closed_; }
+
+  void OnRead(beast::error_code error) {
+    if (closed_) return;
+    if (error == bhttp::error::body_limit) {
+      return Reject(413, absl::StrCat("the request body is over ",
+                                      shared_->options.max_body_bytes, " bytes"));
+    }
+    if (error == bhttp::error::header_limit) {
+      return Reject(431, absl::StrCat("the request head is over ",
+                                      shared_->options.max_header_bytes, " bytes"));
+    }
+    // A request that does not arrive in time (a slowloris client) is dropped: on a timeout the
+    // stream has already closed the socket.
+    if (error == bhttp::error::end_of_stream || error == beast::error::timeout ||
+        error == asio::error::operation_aborted || error == asio::error::eof ||
+        error == asio::error::connection_reset) {
+      return Close();
+    }
+    if (error) return Reject(400, absl::StrCat("malformed HTTP request: ", error.message()));
+    Dispatch();
+  }
+
+  void Dispatch() {
+    bhttp::request<bhttp::string_body> message = parser_->release();
+    Request request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    request.path = request.target.substr(0, request.target.find('?'));
+    for (const auto& field : message) {
+      request.headers.emplace_back(absl::AsciiStrToLower(std::string(field.name_string())),
+                                   std::string(field.value()));
+    }
+    request.body = std::move(message.body());
+    keep_alive_ = message.keep_alive();
+    head_request_ = message.method() == bhttp::verb::head;
+    BeginResponse();
+    shared_->options.handler(request, MakeResponder());
+  }
+
+  void BeginResponse() {
+    ++exchange_;
+    in_response_ = true;
+    self_ = shared_from_this();  // alive until answered, whatever else holds it
+    stream_.expires_never();
+    // With a pipelined request already read, there is nothing to watch: the next request is
+    // read once this one is answered.
+    if (buffer_.size() == 0) Watch();
+  }
+
+  std::shared_ptr<Responder> MakeResponder();
+
+  // An answer the server gives itself, without the handler; the connection then closes.
+  void Reject(int status, std::string message) {
+    keep_alive_ = false;
+    head_request_ = false;
+    BeginResponse();
+    Response response;
+    if (shared_->options.error_response) {
+      response = shared_->options.error_response(status, message);
+    } else {
+      response.content_type = "text/plain";
+      response.body = message + "\n";
+    }
+    response.status = status;
+    Send(exchange_, std::move(response));
+  }
+
+  void Watch() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    stream_.async_read_some(buffer_.prepare(kWatchBytes),
+                            [self = shared_from_this()](beast::error_code error, size_t n) {
+                              self->OnWatch(error, n);
+                            });
+  }
+
+  void OnWatch(beast::error_code error, size_t n) {
+    watching_ = false;
+    if (closed_) return;
+    if (error) return in_response_ ? Disconnect() : Close();
+    buffer_.commit(n);
+    // Bytes of the next request: read it now, or once this answer is out.
+    if (!in_response_) ReadRequest(shared_->options.io_timeout_ms);
+  }
+
+  void Queue(std::string bytes) {
+    if (closed_) return;
+    out_.push_back(std::move(bytes));
+    Flush();
+  }
+
+  void Flush() {
+    if (writing_ || out_.empty() || closed_) return;
+    writing_ = true;
+    stream_.expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
+    asio::async_write(stream_, asio::buffer(out_.front()),
+                      [self = shared_from_this()](beast::error_code error, size_t) {
+                        self->OnWritten(error);
+                      });
+  }
+
+  void OnWritten(beast::error_code error) {
+    writing_ = false;
+    if (closed_) return;
+    if (error) return Disconnect();  // a client that does not read is dropped
+    out_.pop_front();
+    if (!out_.empty()) return Flush();
+    if (finished_) return EndResponse();
+    stream_.expires_never();  // a stream waits for its next piece as long as it takes
+  }
+
+  void EndResponse() {
+    in_response_ = false;
+    streaming_ = false;
+    finished_ = false;
+    on_disconnect_ = nullptr;
+    const std::shared_ptr<Connection> hold = std::move(self_);
+    if (!keep_alive_) return Close();
+    if (watching_) {
+      // The watch read is now the wait for the next request.
+      stream_.expires_after(std::chrono::milliseconds(shared_->options.idle_timeout_ms));
+    } else {
+      ReadRequest(buffer_.size() > 0 ? shared_->options.io_timeout_ms
+                                     : shared_->options.idle_timeout_ms);
+    }
+  }
+
+  void Disconnect() {
+    std::function<void()> callback = std::move(on_disconnect_);
+    on_disconnect_ = nullptr;
+    Close();
+    if (callback) callback();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    out_.clear();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+    self_.reset();  // callers hold a reference of their own
+  }
+
+  beast::tcp_stream stream_;
+  const std::shared_ptr<Shared> shared_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  uint64_t exchange_ = 0;     // the request being answered (or last answered)
+  bool in_response_ = false;  // from the request's dispatch to the answer's last byte written
+  bool streaming_ = false;
+  bool finished_ = false;  // the answer's last byte is queued
+  bool keep_alive_ = false;
+  bool head_request_ = false;
+  bool watching_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+  std::deque<std::string> out_;
+  std::function<void()> on_disconnect_;
+  std::shared_ptr<Connection> self_;
+};
+
+// Posts each call to its connection's strand. Holds the connection weakly: once the connection
+// is gone (closed and unreferenced), calls do nothing.
+class ConnectionResponder final : public Responder {
+ public:
+  ConnectionResponder(std::weak_ptr<Connection> connection, uint64_t exchange)
+      : connection_(std::move(connection)), exchange_(exchange) {}
+
+  void Send(Response response) override {
+    Post([e = exchange_, r = std::move(response)](Connection& c) mutable {
+      c.Send(e, std::move(r));
+    });
+  }
+  void StartStream(Response head) override {
+    Post([e = exchange_, h = std::move(head)](Connection& c) mutable {
+      c.StartStream(e, std::move(h));
+    });
+  }
+  void Write(std::string data) override {
+    Post([e = exchange_, d = std::move(data)](Connection& c) mutable { c.Write(e, std::move(d)); });
+  }
+  void End() override {
+    Post([e = exchange_](Connection& c) { c.End(e); });
+  }
+  void OnDisconnect(std::function<void()> callback) override {
+    Post([e = exchange_, cb = std::move(callback)](Connection& c) mutable {
+      c.SetOnDisconnect(e, std::move(cb));
+    });
+  }
+
+ private:
+  template <typename F>
+  void Post(F f) {
+    std::shared_ptr<Connection> connection = connection_.lock();
+    if (connection == nullptr) return;
+    asio::any_io_executor executor = connection->executor();
+    asio::post(executor, [connection = std::move(connection), f = std::move(f)]() mutable {
+      f(*connection);
+    });
+  }
+
+  const std::weak_ptr<Connection> connection_;
+  const uint64_t exchange_;
+};
+
+std::shared_ptr<Responder> Connection::MakeResponder() {
+  return std::make_shared<ConnectionResponder>(weak_from_this(), exchange_);
+}
+
+}  // namespace
+
+const std::string* Request::Header(absl::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+class HttpServer::Impl {
+ public:
+  explicit Impl(Options options) : acceptor_(io_), shared_(std::make_shared<Shared>()) {
+    shared_->options = std::move(options);
+  }
+
+  absl::Status Listen() {
+    beast::error_code error;
+    tcp::resolver resolver(io_);
+    const auto endpoints =
+        resolver.resolve(shared_->options.host, std::to_string(shared_->options.port),
+                         tcp::resolver::passive, error);
+    if (error || endpoints.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot resolve host '", shared_->options.host, "': ", error.message()));
+    }
+    std::string last_error;
+    for (const auto& entry : endpoints) {
+      beast::error_code e;
+      acceptor_.open(entry.endpoint().protocol(), e);
+      if (!e) acceptor_.set_option(asio::socket_base::reuse_address(true), e);
+      if (!e) acceptor_.bind(entry.endpoint(), e);
+      if (!e) acceptor_.listen(asio::socket_base::max_listen_connections, e);
+      if (!e) return absl::OkStatus();
+      last_error = absl::StrCat("bind ", shared_->options.host, ":", shared_->options.port, ": ",
+                                e.message());
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+    }
+    return absl::UnavailableError(last_error);
+  }
+
+  int port() const { return port_; }
+
+  void Run() {
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  // Closes the acceptor and every connection (their disconnect callbacks run), lets their
+  // handlers finish, and joins the thread; after 2 s it stops whatever is left.
+  ~Impl() {
+    if (!thread_.joinable()) return;
+    asio::post(io_, [this] { StopAll(); });
+    for (int i = 0; i < 200 && !io_.stopped(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    io_.stop();
+    thread_.join();
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code error,
+                                                           tcp::socket socket) {
+      if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!error) {
+        if (shared_->open_connections.load() >= shared_->options.max_connections) {
+          beast::error_code ignored;
+          socket.close(ignored);  // over the limit: refused at once, the others keep going
+        } else {
+          auto connection = std::make_shared<Connection>(std::move(socket), shared_);
+          Track(connection);
+          connection->ReadRequest(shared_->options.io_timeout_ms);
+        }
+      }
+      Accept();
+    });
+  }
+
+  void Track(const std::shared_ptr<Connection>& connection) {
+    if (connections_.size() > 64 && connections_.size() > 2 * static_cast<size_t>(
+                                                                  shared_->open_connections)) {
+      std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+    }
+    connections_.push_back(connection);
+  }
+
+  void StopAll() {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    for (const auto& weak : connections_) {
+      if (std::shared_ptr<Connection> connection = weak.lock()) {
+        asio::post(connection->executor(), [connection] { connection->Stop(); });
+      }
+    }
+    connections_.clear();
+  }
+
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_;
+  const std::shared_ptr<Shared> shared_;
+  std::vector<std::weak_ptr<Connection>> connections_;  // the server's thread only
+  int port_ = 0;
+  std::thread thread_;
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
+  if (!options.handler) return absl::InvalidArgumentError("HttpServer needs a handler");
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status status = impl->Listen(); !status.ok()) return status;
+  impl->Run();
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::port() const { return impl_->port(); }
+
+absl::string_view ReasonPhrase(int status) {
+  if (status < 100 || status > 599) return "Unknown";
+  const beast::string_view phrase = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  return absl::string_view(phrase.data(), phrase.size());
+}
+
+}  // namespace pagoda::http

@@ -1,0 +1,226 @@
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "http/testing/http_client.h"
+
+namespace pagoda::http {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HttpExchange;
+
+std::unique_ptr<HttpServer> StartServer(Handler handler, int io_timeout_ms = 2000) {
+  HttpServer::Options options;
+  options.io_timeout_ms = io_timeout_ms;
+  options.max_header_bytes = 1024;
+  options.max_body_bytes = 100;
+  options.handler = std::move(handler);
+  options.error_response = [](int status, const std::string& message) {
+    Response response;
+    response.body = absl::StrCat("{\"status\":", status, ",\"message\":\"", message, "\"}");
+    return response;
+  };
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(std::move(options));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+// Echoes the method, path, a header and the body.
+void Echo(const Request& request, std::shared_ptr<Responder> responder) {
+  Response response;
+  response.content_type = "text/plain";
+  const std::string* value = request.Header("x-test");
+  response.body = absl::StrCat(request.method, " ", request.path, " ",
+                               value == nullptr ? "-" : *value, " ", request.body);
+  responder->Send(std::move(response));
+}
+
+// The payload of a chunked body ("3\r\nabc\r\n0\r\n\r\n" -> "abc"); "!" when malformed.
+std::string Dechunk(const std::string& body) {
+  std::string out;
+  size_t at = 0;
+  while (true) {
+    const size_t eol = body.find("\r\n", at);
+    if (eol == std::string::npos) return "!";
+    size_t size = 0;
+    if (!absl::SimpleHexAtoi(body.substr(at, eol - at), &size)) return "!";
+    if (size == 0) return out;
+    out += body.substr(eol + 2, size);
+    at = eol + 2 + size + 2;
+  }
+}
+
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(HttpServerTest, AnswersWholeResponsesAndHead) {
+  const std::unique_ptr<HttpServer> server = StartServer(Echo);
+  ASSERT_NE(server, nullptr);
+  const auto response = HttpExchange(server->port(),
+                                     "POST /a/b?q=1 HTTP/1.1\r\nHost: x\r\nX-Test: yes\r\n"
+                                     "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, "POST /a/b yes hello");
+  EXPECT_THAT(response->headers, HasSubstr("Content-Length: 19"));
+  const auto head = HttpExchange(server->port(), "HEAD / HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_THAT(head->headers, HasSubstr("Content-Length: 9"));
+  EXPECT_EQ(head->body, "");
+}
+
+TEST(HttpServerTest, AnswersPipelinedRequestsInOrder) {
+  const std::unique_ptr<HttpServer> server = StartServer(Echo);
+  ASSERT_NE(server, nullptr);
+  const auto response = HttpExchange(server->port(),
+                                     "GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     "GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(response.ok()) << response.status();
+  // The client reads one response; the second follows it in the bytes read.
+  EXPECT_THAT(response->body, HasSubstr("GET /one - "));
+  EXPECT_THAT(response->body, HasSubstr("GET /two - "));
+}
+
+TEST(HttpServerTest, StreamsChunksWrittenFromAnotherThread) {
+  std::thread writer;
+  const std::unique_ptr<HttpServer> server =
+      StartServer([&writer](const Request&, std::shared_ptr<Responder> responder) {
+        Response head;
+        head.content_type = "text/event-stream";
+        head.body = "first;";
+        responder->StartStream(std::move(head));
+        writer = std::thread([responder] {
+          for (int i = 0; i < 3; ++i) {
+            absl::SleepFor(absl::Milliseconds(10));
+            responder->Write(absl::StrCat("piece", i, ";"));
+          }
+          responder->End();
+          responder->Write("after the end");  // ignored
+        });
+      });
+  ASSERT_NE(server, nullptr);
+  const auto response =
+      HttpExchange(server->port(), "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  writer.join();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_THAT(response->headers, HasSubstr("Transfer-Encoding: chunked"));
+  EXPECT_THAT(response->headers, HasSubstr("Content-Type: text/event-stream"));
+  EXPECT_EQ(Dechunk(response->body), "first;piece0;piece1;piece2;");
+}
+
+TEST(HttpServerTest, TellsTheHandlerWhenTheClientLeaves) {
+  absl::Notification disconnected;
+  std::shared_ptr<Responder> kept;
+  absl::Mutex mu;
+  const std::unique_ptr<HttpServer> server =
+      StartServer([&](const Request&, std::shared_ptr<Responder> responder) {
+        responder->StartStream(Response{.content_type = "text/event-stream"});
+        responder->OnDisconnect([&disconnected] { disconnected.Notify(); });
+        absl::MutexLock lock(&mu);
+        kept = responder;  // never answered: only the client's leaving ends it
+      });
+  ASSERT_NE(server, nullptr);
+  const int fd = Connect(server->port());
+  ASSERT_GE(fd, 0);
+  const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  char buffer[256];
+  ASSERT_GT(recv(fd, buffer, sizeof(buffer), 0), 0);  // the stream's head
+  close(fd);
+  EXPECT_TRUE(disconnected.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  absl::MutexLock lock(&mu);
+  kept->Write("to nobody");  // harmless
+  kept->End();
+}
+
+TEST(HttpServerTest, StoppingEndsOpenStreams) {
+  absl::Notification disconnected;
+  std::shared_ptr<Responder> kept;
+  absl::Mutex mu;
+  std::unique_ptr<HttpServer> server =
+      StartServer([&](const Request&, std::shared_ptr<Responder> responder) {
+        responder->StartStream(Response{.content_type = "text/event-stream"});
+        responder->OnDisconnect([&disconnected] { disconnected.Notify(); });
+        absl::MutexLock lock(&mu);
+        kept = responder;
+      });
+  ASSERT_NE(server, nullptr);
+  const int fd = Connect(server->port());
+  ASSERT_GE(fd, 0);
+  const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  char buffer[256];
+  ASSERT_GT(recv(fd, buffer, sizeof(buffer), 0), 0);
+  const absl::Time start = absl::Now();
+  server.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_TRUE(disconnected.HasBeenNotified());
+  close(fd);
+  absl::MutexLock lock(&mu);
+  kept->Write("after the server");  // harmless
+}
+
+TEST(HttpServerTest, RefusesOversizedAndMalformedRequests) {
+  const std::unique_ptr<HttpServer> server = StartServer(Echo);
+  ASSERT_NE(server, nullptr);
+  const auto big_body = HttpExchange(
+      server->port(), absl::StrCat("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n",
+                                   std::string(101, 'a')));
+  ASSERT_TRUE(big_body.ok()) << big_body.status();
+  EXPECT_EQ(big_body->status, 413);
+  EXPECT_THAT(big_body->body, HasSubstr("\"status\":413"));
+  const auto big_head = HttpExchange(
+      server->port(), absl::StrCat("GET / HTTP/1.1\r\nX-Flood: ", std::string(2000, 'h'), "\r\n\r\n"));
+  ASSERT_TRUE(big_head.ok()) << big_head.status();
+  EXPECT_EQ(big_head->status, 431);
+  const auto garbage = HttpExchange(server->port(), "garbage\r\n\r\n");
+  ASSERT_TRUE(garbage.ok()) << garbage.status();
+  EXPECT_EQ(garbage->status, 400);
+  EXPECT_THAT(garbage->headers, HasSubstr("Connection: close"));
+}
+
+TEST(HttpServerTest, ASlowRequestIsDroppedAfterTheTimeout) {
+  const std::unique_ptr<HttpServer> server = StartServer(Echo, /*io_timeout_ms=*/200);
+  ASSERT_NE(server, nullptr);
+  const absl::Time start = absl::Now();
+  // Half a head, then silence: the server closes the connection, unanswered.
+  const auto slow = HttpExchange(server->port(), "GET / HTTP/1.1\r\nHost: x\r\n", 3000);
+  EXPECT_FALSE(slow.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  // The server keeps serving.
+  EXPECT_EQ(HttpExchange(server->port(), "GET / HTTP/1.0\r\n\r\n")->status, 200);
+}
+
+TEST(HttpServerTest, ReasonPhrases) {
+  EXPECT_EQ(ReasonPhrase(404), "Not Found");
+  EXPECT_EQ(ReasonPhrase(429), "Too Many Requests");
+  EXPECT_EQ(ReasonPhrase(42), "Unknown");
+}
+
+}  // namespace
+}  // namespace pagoda::http
