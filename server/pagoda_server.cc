@@ -15,8 +15,12 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "http/http_server.h"
 #include "model/dtype.h"
+#include "openai/openai_service.h"
+#include "openai/responses.h"
 #include "server/authenticator.h"
+#include "server/error_reason.h"
 #include "server/log.h"
 #include "server/metrics_http_server.h"
 #include "server/prometheus_metrics.h"
@@ -173,12 +177,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
       .max_waiting_requests = options.engine.max_waiting_requests,
       .queue_full_retry_after = options.queue_full_retry_after,
       .authenticator = server->authenticator_.get(),
-      .on_engine_failure =
-          [raw] {
-            raw->engine_failed_.store(true);
-            raw->SetServing(false);
-            LogLine("engine failure: health is NOT_SERVING; restart the server");
-          },
+      .on_engine_failure = [raw] { raw->ReportEngineFailure(); },
   });
 
   grpc::ServerBuilder builder;
@@ -198,6 +197,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   }
   server->SetServing(false);
 
+  PAGODA_RETURN_IF_ERROR(server->StartOpenAiApi());
   if (options.metrics_port.has_value()) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
         {.host = options.host, .port = *options.metrics_port, .render = [raw] {
@@ -213,6 +213,10 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   LogLine(absl::StrCat("gRPC listening on ", server->address(),
                        " (health NOT_SERVING until "
                        "the model is loaded)"));
+  if (server->http_port_.has_value()) {
+    LogLine(absl::StrCat("OpenAI API at http://", HostPort(options.host, *server->http_port_),
+                         "/v1 (completions, models; /health, /metrics)"));
+  }
   if (server->metrics_port_.has_value()) {
     LogLine(absl::StrCat("metrics at http://", HostPort(options.host, *server->metrics_port_),
                          "/metrics"));
@@ -220,8 +224,59 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   return server;
 }
 
+absl::Status PagodaServer::StartOpenAiApi() {
+  openai_service_ = std::make_unique<openai::OpenAiService>(openai::OpenAiService::Options{
+      .version = PAGODA_VERSION,
+      .start_time = absl::Now(),
+      .queue_full_retry_after = options_.queue_full_retry_after,
+      .authenticate =
+          authenticator_ == nullptr
+              ? std::function<absl::Status(const std::string*)>()
+              : [auth = authenticator_.get()](const std::string* header) {
+                  return auth->Check(header == nullptr
+                                         ? std::nullopt
+                                         : std::optional<absl::string_view>(*header));
+                },
+      .render_metrics = [this] { return RenderMetrics(); },
+      .on_refused =
+          [this](const absl::Status& status) {
+            if (PrometheusMetrics* metrics = loaded_metrics_.load()) {
+              metrics->OnRequestRejected(RejectionLabel(status));
+            }
+          },
+      .on_engine_failure = [this] { ReportEngineFailure(); },
+      .log = [](absl::string_view line) { LogLine(line); },
+  });
+  if (!options_.http_port.has_value()) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
+      {.host = options_.host,
+       .port = *options_.http_port,
+       .handler = [service = openai_service_.get()](
+                      const http::Request& request, std::shared_ptr<http::Responder> responder) {
+         service->Handle(request, std::move(responder));
+       },
+       .error_response = [](int /*status*/, const std::string& message) {
+         http::Response response;
+         response.body = openai::ErrorJson(absl::InvalidArgumentError(message));
+         return response;
+       }});
+  if (!http.ok()) {
+    return absl::Status(http.status().code(), absl::StrCat("--http-port: ", http.status().message()));
+  }
+  openai_http_ = *std::move(http);
+  http_port_ = openai_http_->port();
+  return absl::OkStatus();
+}
+
+void PagodaServer::ReportEngineFailure() {
+  engine_failed_.store(true);
+  SetServing(false);
+  LogLine("engine failure: health is NOT_SERVING; restart the server");
+}
+
 PagodaServer::~PagodaServer() {
   Shutdown();
+  openai_http_.reset();
   metrics_http_.reset();
   grpc_server_.reset();
 }
@@ -260,6 +315,7 @@ absl::Status PagodaServer::LoadEngine() {
                                        .metrics_observer = metrics_.get()}));
   LogEngine(engine_->info(), options_.engine.max_waiting_requests);
   service_->SetEngine(engine_.get(), metrics_.get());
+  openai_service_->SetEngine(engine_.get());
   loaded_metrics_.store(metrics_.get());
   loaded_engine_.store(engine_.get());
   SetServing(true);
@@ -270,6 +326,7 @@ absl::Status PagodaServer::LoadEngine() {
 
 void PagodaServer::StartDrain() {
   service_->StartDrain();
+  if (openai_service_ != nullptr) openai_service_->StartDrain();
   SetServing(false);
   if (engine::Engine* engine = loaded_engine_.load()) engine->StartDrain();
 }
@@ -293,11 +350,14 @@ void PagodaServer::Shutdown() {
   }
   grpc_server_->Shutdown(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(kShutdownGrace));
+  // Its requests end now (their clients see the connection close), and none comes after.
+  openai_http_.reset();
   {
     // A scrape in progress finishes with the engine before it goes.
     absl::MutexLock render_lock(&render_mu_);
     loaded_engine_.store(nullptr);
   }
+  openai_service_->SetEngine(nullptr);
   engine_.reset();
   LogLine("stopped");
 }

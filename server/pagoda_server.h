@@ -16,6 +16,13 @@ namespace grpc {
 class Server;
 }  // namespace grpc
 
+namespace pagoda::http {
+class HttpServer;
+}  // namespace pagoda::http
+namespace pagoda::openai {
+class OpenAiService;
+}  // namespace pagoda::openai
+
 namespace pagoda::server {
 
 class Authenticator;
@@ -55,6 +62,7 @@ class PagodaServer {
   // The bound ports.
   int port() const { return port_; }
   std::optional<int> metrics_port() const { return metrics_port_; }
+  std::optional<int> http_port() const { return http_port_; }
   // "host:port" of the gRPC server, for clients.
   std::string address() const;
 
@@ -78,19 +86,26 @@ class PagodaServer {
  private:
   explicit PagodaServer(const ServerOptions& options);
   void SetServing(bool serving);
+  // Creates the OpenAI service and, with --http-port, its HTTP server.
+  absl::Status StartOpenAiApi();
+  // Health NOT_SERVING for good, logged. Any thread.
+  void ReportEngineFailure();
 
   const ServerOptions options_;
   int port_ = 0;
   std::optional<int> metrics_port_;
+  std::optional<int> http_port_;
 
-  // Destroyed in reverse order: the metrics endpoint first, the service last (the engine
-  // reports finished requests to it), then the authenticator the service uses.
+  // Destroyed in reverse order: the HTTP endpoints first, the services after the engine (the
+  // engine reports finished requests to them), then the authenticator the services use.
   std::unique_ptr<const Authenticator> authenticator_;  // null: no --auth-token-file
   std::unique_ptr<TextGenerationService> service_;
+  std::unique_ptr<openai::OpenAiService> openai_service_;
   std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<http::HttpServer> openai_http_;  // stopped before the engine goes
 
   // Read by the metrics endpoint's thread; set once by LoadEngine.
   std::atomic<PrometheusMetrics*> loaded_metrics_{nullptr};

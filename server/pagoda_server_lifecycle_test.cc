@@ -113,6 +113,7 @@ TEST_F(PagodaServerTest, TakenPortsAreErrors) {
   options.host = "127.0.0.1";
   options.port = server_->port();
   options.metrics_port = 0;
+  options.http_port = 0;
   EXPECT_EQ(PagodaServer::Start(options).status().code(), absl::StatusCode::kUnavailable);
   options.port = 0;
   options.metrics_port = *server_->metrics_port();

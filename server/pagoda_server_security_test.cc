@@ -94,6 +94,7 @@ class PagodaServerSecurityTest : public ::testing::Test {
     options.host = "127.0.0.1";
     options.port = 0;
     options.metrics_port = 0;
+    options.http_port = 0;
     options.drain_timeout = absl::Seconds(5);
     if (security.tls) {
       options.tls_cert_file = TestFile("server.pem");
@@ -209,6 +210,31 @@ TEST_F(PagodaServerSecurityTest, BearerTokens) {
 
 // Every method of pagoda.v1.TextGeneration, present and future, checks the token: called
 // without one, each fails with UNAUTHENTICATED before it looks at its (empty) request.
+// The OpenAI API checks the same tokens: /v1/* and the tokenizer routes need one, /health,
+// /version and /metrics do not.
+TEST_F(PagodaServerSecurityTest, TheHttpApiChecksTheSameTokens) {
+  StartServer({.auth_token = true});
+  const int port = *server_->http_port();
+  auto post = [port](const std::string& path, const std::string& header) {
+    const std::string body = R"({"prompt": "hi", "max_tokens": 2})";
+    return http::testing::HttpExchange(
+        port, absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", header,
+                           "Content-Length: ", body.size(), "\r\n\r\n", body));
+  };
+  const auto none = post("/v1/completions", "");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->status, 401);
+  EXPECT_THAT(none->body, HasSubstr("\"type\":\"authentication_error\""));
+  EXPECT_EQ(post("/v1/completions", "Authorization: Bearer wrong\r\n")->status, 401);
+  EXPECT_EQ(post("/v1/completions", absl::StrCat("Authorization: Bearer ", kToken, "\r\n"))->status,
+            200);
+  EXPECT_EQ(post("/tokenize", "")->status, 401);
+  EXPECT_EQ(http::testing::HttpGet(port, "/v1/models")->status, 401);
+  EXPECT_EQ(http::testing::HttpGet(port, "/health")->status, 200);
+  EXPECT_EQ(http::testing::HttpGet(port, "/version")->status, 200);
+  EXPECT_EQ(http::testing::HttpGet(port, "/metrics")->status, 200);
+}
+
 TEST_F(PagodaServerSecurityTest, EveryTextGenerationMethodNeedsTheToken) {
   StartServer({.tls = true, .auth_token = true});
   const google::protobuf::ServiceDescriptor* service =
@@ -280,6 +306,7 @@ TEST_F(PagodaServerSecurityTest, BadFilesAreStartUpErrorsNamingTheFlag) {
     options.host = "127.0.0.1";
     options.port = 0;
     options.metrics_port.reset();
+    options.http_port.reset();
     c.set(options);
     const absl::StatusOr<std::unique_ptr<PagodaServer>> server = PagodaServer::Start(options);
     ASSERT_FALSE(server.ok()) << c.error_start;

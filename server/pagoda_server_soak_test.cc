@@ -211,6 +211,7 @@ TEST(PagodaServerSoakTest, RandomTrafficEndsCleanlyAndLeaksNothing) {
   options.host = "127.0.0.1";
   options.port = 0;
   options.metrics_port.reset();
+  options.http_port.reset();
   options.drain_timeout = absl::Seconds(5);
   options.engine.model = "dummy:tiny";
   options.engine.num_threads = 1;

@@ -69,6 +69,20 @@ absl::Status SetSeconds(absl::string_view flag, absl::string_view value, absl::D
 }
 
 // A setter that parses an integer in [min, max] and hands it to `assign`.
+// A port flag that also takes "off" (the member is then unset).
+std::function<absl::Status(absl::string_view, ServerOptions&)> SetPortOrOff(
+    const char* flag, std::optional<int> ServerOptions::*member) {
+  return [flag, member](absl::string_view v, ServerOptions& o) -> absl::Status {
+    if (v == "off") {
+      (o.*member).reset();
+      return absl::OkStatus();
+    }
+    PAGODA_ASSIGN_OR_RETURN(const int64_t port, ParseInt(flag, v, 0, 65535));
+    o.*member = static_cast<int>(port);
+    return absl::OkStatus();
+  };
+}
+
 std::function<absl::Status(absl::string_view, ServerOptions&)> SetInt(
     absl::string_view flag, std::function<void(ServerOptions&, int64_t)> assign, int64_t min,
     int64_t max = std::numeric_limits<int32_t>::max()) {
@@ -132,7 +146,7 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        }},
       {"host", FlagKind::kValue, "ADDRESS",
-       "Address the gRPC and metrics servers listen on. Default 127.0.0.1 (this machine "
+       "Address the gRPC, HTTP and metrics servers listen on. Default 127.0.0.1 (this machine "
        "only); 0.0.0.0 or :: for every interface.",
        [](absl::string_view v, ServerOptions& o) {
          if (v.empty()) return BadValue("host", "an address", v);
@@ -146,15 +160,11 @@ const std::vector<Flag>& Flags() {
       {"metrics-port", FlagKind::kValue, "PORT|off",
        "Port of the Prometheus endpoint http://HOST:PORT/metrics. Default 9400; 0 picks a "
        "free port (logged); off disables it.",
-       [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         if (v == "off") {
-           o.metrics_port.reset();
-           return absl::OkStatus();
-         }
-         PAGODA_ASSIGN_OR_RETURN(const int64_t port, ParseInt("metrics-port", v, 0, 65535));
-         o.metrics_port = static_cast<int>(port);
-         return absl::OkStatus();
-       }},
+       SetPortOrOff("metrics-port", &ServerOptions::metrics_port)},
+      {"http-port", FlagKind::kValue, "PORT|off",
+       "Port of the OpenAI-compatible HTTP API (http://HOST:PORT/v1/completions, also "
+       "/metrics). Default 8000; 0 picks a free port (logged); off disables it.",
+       SetPortOrOff("http-port", &ServerOptions::http_port)},
       {"device", FlagKind::kValue, "cpu|cuda|cuda:N",
        "Where the model runs: the CPU, or CUDA device N (cuda = cuda:0). Default cpu.",
        [](absl::string_view v, ServerOptions& o) {

@@ -20,6 +20,9 @@ struct ServerOptions {
   int port = 50051;
   // The Prometheus /metrics port, on `host`. 0: the kernel picks one; unset: no metrics server.
   std::optional<int> metrics_port = 9400;
+  // The OpenAI-compatible HTTP API (and /metrics again), on `host`. 0: the kernel picks one;
+  // unset: none.
+  std::optional<int> http_port = 8000;
   // On shutdown, how long running requests may take to finish before they are aborted.
   absl::Duration drain_timeout = absl::Seconds(30);
   // TLS on the gRPC port (docs/operations.md, "TLS and authentication"): PEM files, read at

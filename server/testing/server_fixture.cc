@@ -125,6 +125,7 @@ void PagodaServerTest::StartServer(const TestConfig& config) {
   options.host = "127.0.0.1";
   options.port = 0;
   options.metrics_port = 0;
+  options.http_port = 0;
   options.drain_timeout = config.drain_timeout;
   options.queue_full_retry_after = absl::Milliseconds(250);
   options.engine.max_waiting_requests = config.max_waiting_requests;

@@ -1,0 +1,460 @@
+#include "openai/openai_service.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/error_reason.h"
+#include "engine/request_identity.h"
+#include "engine/request_validation.h"
+#include "nlohmann/json.hpp"
+#include "openai/completion_request.h"
+#include "openai/json_fields.h"
+#include "openai/responses.h"
+#include "openai/sampling_fields.h"
+
+namespace pagoda::openai {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxLoggedFieldNames = 256;
+constexpr size_t kMaxDetokenizeIds = 1 << 20;
+
+http::Response JsonResponse(const json& body) {
+  http::Response response;
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
+}
+
+int64_t UnixSeconds(absl::Time t) { return absl::ToUnixSeconds(t); }
+
+}  // namespace
+
+// One POST /v1/completions: its choices (one engine request per prompt), streamed or gathered.
+// Engine outputs arrive on the engine thread, the client's leaving on the HTTP thread; one mutex
+// orders them, and every responder call is made under it, so that a stream's events go out in
+// order (those produced before the stream's head is sent wait in `pending_`).
+class OpenAiService::CompletionCall : public std::enable_shared_from_this<CompletionCall> {
+ public:
+  CompletionCall(const OpenAiService* service, engine::Engine* engine,
+                 std::shared_ptr<http::Responder> responder, ResponseIds ids,
+                 std::string request_id, const CompletionRequest& request)
+      : service_(service),
+        engine_(engine),
+        responder_(std::move(responder)),
+        ids_(std::move(ids)),
+        request_id_(std::move(request_id)),
+        stream_(request.stream),
+        include_usage_(request.include_usage),
+        continuous_usage_(request.continuous_usage_stats),
+        results_(request.prompts.size()),
+        remaining_(static_cast<int>(request.prompts.size())) {
+    for (size_t i = 0; i < request.echo_texts.size(); ++i) results_[i].text = request.echo_texts[i];
+  }
+
+  // Validates and submits every prompt. An error before the first prompt is taken is returned,
+  // for the caller to answer; after it, this call reports errors itself (as an error event, or
+  // as the error response once every choice has ended).
+  absl::Status Start(std::vector<engine::EngineRequest> prompts);
+  void OnChunk(int index, engine::OutputChunk chunk);
+  void OnComplete(int index, engine::RequestCompletion completion);
+  void OnClientGone();
+
+ private:
+  absl::Status Submit(int index, engine::EngineRequest prompt);
+  void Complete(int index, engine::RequestCompletion completion)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Emit(std::string event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string EchoEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Aborts every submitted choice (outside the lock: Engine::Abort takes the engine's).
+  void AbortAll() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const OpenAiService* const service_;
+  engine::Engine* const engine_;
+  const std::shared_ptr<http::Responder> responder_;
+  const ResponseIds ids_;
+  const std::string request_id_;  // the X-Request-Id answered
+  const bool stream_;
+  const bool include_usage_;
+  const bool continuous_usage_;
+
+  absl::Mutex mu_;
+  std::vector<RequestId> engine_ids_ ABSL_GUARDED_BY(mu_);
+  bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // the stream's head is sent
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;    // every choice has ended
+  std::string pending_ ABSL_GUARDED_BY(mu_);   // events before the head
+  std::vector<ChoiceResult> results_ ABSL_GUARDED_BY(mu_);
+  int remaining_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> failure_ ABSL_GUARDED_BY(mu_);
+};
+
+namespace {
+
+// Hands one choice's outputs to its call.
+class ChoiceSink final : public engine::RequestSink {
+ public:
+  ChoiceSink(std::function<void(engine::OutputChunk)> on_chunk,
+             std::function<void(engine::RequestCompletion)> on_complete)
+      : on_chunk_(std::move(on_chunk)), on_complete_(std::move(on_complete)) {}
+  void OnChunk(engine::OutputChunk chunk) override { on_chunk_(std::move(chunk)); }
+  void OnComplete(engine::RequestCompletion completion) override {
+    on_complete_(std::move(completion));
+  }
+
+ private:
+  std::function<void(engine::OutputChunk)> on_chunk_;
+  std::function<void(engine::RequestCompletion)> on_complete_;
+};
+
+}  // namespace
+
+absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequest> prompts) {
+  // Every prompt is checked before any is taken, so that a bad one is a plain 400.
+  for (const engine::EngineRequest& prompt : prompts) {
+    PAGODA_RETURN_IF_ERROR(engine::ValidateEngineRequest(prompt, engine_->info()));
+  }
+  std::weak_ptr<CompletionCall> weak = weak_from_this();
+  responder_->OnDisconnect([weak] {
+    if (std::shared_ptr<CompletionCall> call = weak.lock()) call->OnClientGone();
+  });
+  const size_t num_prompts = prompts.size();
+  for (size_t i = 0; i < num_prompts; ++i) {
+    prompts[i].external_id = num_prompts == 1 ? request_id_ : absl::StrCat(request_id_, "-", i);
+    absl::Status status = Submit(static_cast<int>(i), std::move(prompts[i]));
+    if (status.ok()) continue;
+    if (i == 0) return status;
+    // The choices taken go on to their end; the others end with this error, and so the call.
+    if (service_->options_.on_refused) service_->options_.on_refused(status);
+    absl::MutexLock lock(&mu_);
+    for (size_t j = i; j < num_prompts; ++j) {
+      Complete(static_cast<int>(j), engine::RequestCompletion{.status = status});
+    }
+    break;
+  }
+  absl::MutexLock lock(&mu_);
+  if (!stream_) return absl::OkStatus();
+  http::Response head;
+  head.content_type = "text/event-stream";
+  head.headers.emplace_back("X-Request-Id", request_id_);
+  head.body = EchoEvents() + pending_;
+  pending_.clear();
+  responder_->StartStream(std::move(head));
+  started_ = true;
+  if (ended_) responder_->End();
+  return absl::OkStatus();
+}
+
+absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequest prompt) {
+  auto self = shared_from_this();
+  absl::StatusOr<RequestId> id = engine_->Submit(
+      std::move(prompt),
+      std::make_shared<ChoiceSink>(
+          [self, index](engine::OutputChunk chunk) { self->OnChunk(index, std::move(chunk)); },
+          [self, index](engine::RequestCompletion completion) {
+            self->OnComplete(index, std::move(completion));
+          }));
+  if (!id.ok()) return id.status();
+  bool abort = false;
+  {
+    absl::MutexLock lock(&mu_);
+    engine_ids_.push_back(*id);
+    abort = client_gone_ || failure_.has_value();
+  }
+  if (abort) engine_->Abort(*id);
+  return absl::OkStatus();
+}
+
+std::string OpenAiService::CompletionCall::EchoEvents() const {
+  std::string events;
+  for (size_t i = 0; i < results_.size(); ++i) {
+    if (results_[i].text.empty()) continue;
+    events += SseEvent(
+        CompletionChunkJson(ids_, static_cast<int>(i), results_[i].text, nullptr, nullptr));
+  }
+  return events;
+}
+
+void OpenAiService::CompletionCall::Emit(std::string event) {
+  if (started_) {
+    responder_->Write(std::move(event));
+  } else {
+    pending_ += event;
+  }
+}
+
+void OpenAiService::CompletionCall::OnChunk(int index, engine::OutputChunk chunk) {
+  // Text held back (an incomplete UTF-8 sequence, a possible stop string) makes no event.
+  if (!stream_ || (chunk.text.empty() && !continuous_usage_)) return;
+  absl::MutexLock lock(&mu_);
+  if (failure_.has_value()) return;
+  Emit(SseEvent(CompletionChunkJson(ids_, index, chunk.text, nullptr,
+                                    continuous_usage_ ? &chunk.usage : nullptr)));
+}
+
+void OpenAiService::CompletionCall::OnComplete(int index, engine::RequestCompletion completion) {
+  bool failed_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const bool failed_before = failure_.has_value();
+    Complete(index, std::move(completion));
+    failed_now = !failed_before && failure_.has_value();
+  }
+  if (failed_now) AbortAll();
+}
+
+void OpenAiService::CompletionCall::Complete(int index, engine::RequestCompletion completion) {
+  if (!completion.status.ok()) {
+    if (!failure_.has_value()) {
+      failure_ = completion.status;
+      if (completion.status.code() == absl::StatusCode::kInternal &&
+          service_->options_.on_engine_failure) {
+        service_->options_.on_engine_failure();
+      }
+    }
+  } else if (!failure_.has_value()) {
+    if (stream_) {
+      Emit(SseEvent(CompletionChunkJson(ids_, index, "", &completion,
+                                        continuous_usage_ ? &completion.usage : nullptr)));
+    }
+    results_[index].text += completion.text;
+    results_[index].completion = std::move(completion);
+  }
+  if (--remaining_ == 0) Finish();
+}
+
+void OpenAiService::CompletionCall::Finish() {
+  ended_ = true;
+  if (!stream_) {
+    http::Response response;
+    if (failure_.has_value()) {
+      response = ErrorResponse(*failure_, service_->options_.queue_full_retry_after);
+    } else {
+      response.body = CompletionJson(ids_, results_);
+    }
+    response.headers.emplace_back("X-Request-Id", request_id_);
+    responder_->Send(std::move(response));
+    return;
+  }
+  if (failure_.has_value()) {
+    Emit(SseEvent(ErrorJson(*failure_)));
+  } else if (include_usage_) {
+    Emit(SseEvent(CompletionUsageChunkJson(ids_, TotalUsage(results_))));
+  }
+  Emit(std::string(kSseDone));
+  if (started_) responder_->End();  // else Start ends the stream once its head is out
+}
+
+void OpenAiService::CompletionCall::OnClientGone() {
+  {
+    absl::MutexLock lock(&mu_);
+    client_gone_ = true;
+  }
+  AbortAll();
+}
+
+void OpenAiService::CompletionCall::AbortAll() {
+  std::vector<RequestId> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    ids = engine_ids_;
+  }
+  for (const RequestId id : ids) engine_->Abort(id);
+}
+
+OpenAiService::OpenAiService(Options options) : options_(std::move(options)) {}
+
+OpenAiService::~OpenAiService() = default;
+
+void OpenAiService::SetEngine(engine::Engine* engine) { engine_.store(engine); }
+
+void OpenAiService::StartDrain() { draining_.store(true); }
+
+absl::StatusOr<engine::Engine*> OpenAiService::ServingEngine() const {
+  engine::Engine* engine = engine_.load();
+  if (engine == nullptr) return absl::UnavailableError("the model is still loading");
+  if (draining_.load()) {
+    return engine::WithErrorReason(
+        absl::UnavailableError("the server is draining; retry on another replica"),
+        engine::ErrorReason::kDraining);
+  }
+  return engine;
+}
+
+void OpenAiService::Refuse(const absl::Status& status, http::Responder& responder) {
+  if (options_.on_refused) options_.on_refused(status);
+  responder.Send(ErrorResponse(status, options_.queue_full_retry_after));
+}
+
+void OpenAiService::LogUnknownFields(const std::vector<std::string>& names) {
+  if (names.empty() || !options_.log) return;
+  absl::MutexLock lock(&log_mu_);
+  for (const std::string& name : names) {
+    if (logged_fields_.size() >= kMaxLoggedFieldNames) return;
+    if (logged_fields_.insert(name).second) {
+      options_.log(absl::StrCat("OpenAI API: ignoring the unknown request field \"",
+                                absl::CHexEscape(name.substr(0, 64)), "\" (logged once)"));
+    }
+  }
+}
+
+void OpenAiService::Completions(const http::Request& request,
+                                std::shared_ptr<http::Responder> responder) {
+  const absl::Time arrival = absl::Now();
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), *responder);
+  const std::string* header = request.Header("x-request-id");
+  absl::StatusOr<std::string> request_id = engine::ResolveRequestId(
+      "", header == nullptr ? std::nullopt : std::optional<absl::string_view>(*header));
+  if (!request_id.ok()) return Refuse(request_id.status(), *responder);
+  absl::StatusOr<CompletionRequest> parsed =
+      ParseCompletionRequest(request.body, (*engine)->info(), (*engine)->tokenizer());
+  if (!parsed.ok()) return Refuse(parsed.status(), *responder);
+  if (absl::Status status = engine::CheckModelName(parsed->model, (*engine)->info().model_name);
+      !status.ok()) {
+    return Refuse(status, *responder);
+  }
+  LogUnknownFields(parsed->unknown_fields);
+  ResponseIds ids{.id = absl::StrCat("cmpl-", *request_id),
+                  .created = UnixSeconds(arrival),
+                  .model = (*engine)->info().model_name};
+  auto call = std::make_shared<CompletionCall>(this, *engine, responder, std::move(ids),
+                                               *request_id, *parsed);
+  if (absl::Status status = call->Start(std::move(parsed->prompts)); !status.ok()) {
+    return Refuse(status, *responder);
+  }
+}
+
+void OpenAiService::Tokenize(const http::Request& request, http::Responder& responder) {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), responder);
+  const tokenizer::Tokenizer* tokenizer = (*engine)->tokenizer();
+  absl::StatusOr<json> object = ParseJsonObject(request.body);
+  if (!object.ok()) return Refuse(object.status(), responder);
+  JsonFields fields(*object);
+  std::optional<std::string> model;
+  std::optional<std::string> prompt;
+  std::optional<bool> add_special;
+  absl::Status status = fields.String("model", model);
+  if (status.ok()) status = fields.String("prompt", prompt);
+  if (status.ok()) status = fields.Bool("add_special_tokens", add_special);
+  if (status.ok() && model.has_value()) {
+    status = engine::CheckModelName(*model, (*engine)->info().model_name);
+  }
+  if (status.ok() && !prompt.has_value()) status = FieldError("prompt", "required");
+  if (status.ok() && tokenizer == nullptr) {
+    status = absl::FailedPreconditionError("prompt: this model has no tokenizer");
+  }
+  if (!status.ok()) return Refuse(status, responder);
+  const std::vector<TokenId> tokens = tokenizer->Encode(
+      *prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
+                                          : tokenizer::AddSpecialTokens::kNo);
+  responder.Send(JsonResponse({{"count", tokens.size()},
+                               {"max_model_len", (*engine)->info().max_model_len},
+                               {"tokens", tokens}}));
+}
+
+void OpenAiService::Detokenize(const http::Request& request, http::Responder& responder) {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), responder);
+  const tokenizer::Tokenizer* tokenizer = (*engine)->tokenizer();
+  absl::StatusOr<json> object = ParseJsonObject(request.body);
+  if (!object.ok()) return Refuse(object.status(), responder);
+  JsonFields fields(*object);
+  std::optional<std::string> model;
+  std::vector<int64_t> ids;
+  absl::Status status = fields.String("model", model);
+  if (status.ok()) {
+    status = fields.Ints("tokens", kMaxDetokenizeIds, 0, (*engine)->info().vocab_size - 1, ids);
+  }
+  if (status.ok() && model.has_value()) {
+    status = engine::CheckModelName(*model, (*engine)->info().model_name);
+  }
+  if (status.ok() && tokenizer == nullptr) {
+    status = absl::FailedPreconditionError("tokens: this model has no tokenizer");
+  }
+  if (!status.ok()) return Refuse(status, responder);
+  const std::vector<TokenId> tokens(ids.begin(), ids.end());
+  responder.Send(
+      JsonResponse({{"prompt", tokenizer->Decode(tokens, tokenizer::SkipSpecialTokens::kNo)}}));
+}
+
+void OpenAiService::Models(http::Responder& responder) const {
+  engine::Engine* engine = engine_.load();
+  json data = json::array();
+  if (engine != nullptr) {
+    const engine::EngineInfo& info = engine->info();
+    data.push_back({{"id", info.model_name},
+                    {"object", "model"},
+                    {"created", UnixSeconds(options_.start_time)},
+                    {"owned_by", "pagoda"},
+                    {"root", info.model_name},
+                    {"parent", nullptr},
+                    {"max_model_len", info.max_model_len}});
+  }
+  responder.Send(JsonResponse({{"object", "list"}, {"data", std::move(data)}}));
+}
+
+void OpenAiService::Health(http::Responder& responder) const {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  absl::Status status = engine.status();
+  if (status.ok() && !(*engine)->Snapshot().healthy) {
+    status = absl::UnavailableError("the engine failed; this server must be restarted");
+  }
+  if (!status.ok()) return responder.Send(ErrorResponse(status, absl::ZeroDuration()));
+  responder.Send(JsonResponse(json::object()));
+}
+
+void OpenAiService::Handle(const http::Request& request,
+                           std::shared_ptr<http::Responder> responder) {
+  struct Route {
+    absl::string_view path;
+    absl::string_view method;
+    bool authenticated;
+  };
+  static constexpr Route kRoutes[] = {
+      {"/health", "GET", false},         {"/version", "GET", false},
+      {"/metrics", "GET", false},        {"/v1/models", "GET", true},
+      {"/v1/completions", "POST", true}, {"/v1/chat/completions", "POST", true},
+      {"/tokenize", "POST", true},       {"/detokenize", "POST", true}};
+  const Route* route = nullptr;
+  for (const Route& r : kRoutes) {
+    if (r.path == request.path) route = &r;
+  }
+  if (route == nullptr || (route->path == "/metrics" && !options_.render_metrics)) {
+    return responder->Send(ErrorResponse(
+        absl::NotFoundError(absl::StrCat("no route ", request.method, " ", request.path)), {}));
+  }
+  if (request.method != route->method && !(route->method == "GET" && request.method == "HEAD")) {
+    http::Response response = ErrorResponse(
+        absl::InvalidArgumentError(absl::StrCat(request.path, " takes ", route->method)), {});
+    response.status = 405;
+    response.headers.emplace_back("Allow", std::string(route->method));
+    return responder->Send(std::move(response));
+  }
+  if (route->authenticated && options_.authenticate) {
+    if (absl::Status status = options_.authenticate(request.Header("authorization"));
+        !status.ok()) {
+      return Refuse(status, *responder);
+    }
+  }
+  if (route->path == "/health") return Health(*responder);
+  if (route->path == "/version") return responder->Send(JsonResponse({{"version", options_.version}}));
+  if (route->path == "/metrics") {
+    return responder->Send(http::Response{.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                                          .body = options_.render_metrics()});
+  }
+  if (route->path == "/v1/models") return Models(*responder);
+  if (route->path == "/v1/completions") return Completions(request, std::move(responder));
+  if (route->path == "/tokenize") return Tokenize(request, *responder);
+  if (route->path == "/detokenize") return Detokenize(request, *responder);
+  Refuse(absl::UnimplementedError("/v1/chat/completions: chat templates are not implemented yet; "
+                                  "render the conversation yourself and use /v1/completions"),
+         *responder);
+}
+
+}  // namespace pagoda::openai

@@ -1,0 +1,86 @@
+#pragma once
+
+// The OpenAI-compatible HTTP API (docs/openai_api.md) over the engine: a second front end
+// beside gRPC, with the same validation (the engine's) and the same engine. It is the handler of
+// an http::HttpServer.
+//
+// Routes: GET /health, /version, /metrics, /v1/models; POST /v1/completions (whole or streamed
+// as server-sent events), /tokenize, /detokenize. POST /v1/chat/completions answers 501 until
+// chat templates exist. A client that goes away, streaming or not, aborts its requests at once
+// (their KV blocks go back to the pool in the engine's next step).
+//
+// Threads: Handle runs on the HTTP server's threads and never blocks on the engine; outputs
+// reach the responders from the engine thread. Every method is thread-safe. The engine passed
+// to SetEngine must outlive every request of this service: stop the HTTP server first.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/engine.h"
+#include "http/http_server.h"
+
+namespace pagoda::openai {
+
+class OpenAiService {
+ public:
+  struct Options {
+    std::string version;                  // GET /version
+    absl::Time start_time = absl::Now();  // the model's "created" in /v1/models
+    absl::Duration queue_full_retry_after = absl::Seconds(1);  // Retry-After of a 429
+    // Checks the value of the Authorization header (null when absent): OK or Unauthenticated.
+    // Unset: no authentication. Guards /v1/*, /tokenize and /detokenize, not /health,
+    // /version or /metrics. Thread-safe.
+    std::function<absl::Status(const std::string* authorization)> authenticate;
+    // The Prometheus page of GET /metrics. Unset: 404. Thread-safe.
+    std::function<std::string()> render_metrics;
+    // Each request refused before the engine took it (validation, authentication, a full
+    // queue), with its status. May be unset. Must not block.
+    std::function<void(const absl::Status&)> on_refused;
+    // A request ended with an engine failure. May be unset. Must not block.
+    std::function<void()> on_engine_failure;
+    // One log line. May be unset.
+    std::function<void(absl::string_view)> log;
+  };
+
+  explicit OpenAiService(Options options);
+  ~OpenAiService();
+
+  // Makes the loaded engine available; until then every engine route answers 503.
+  void SetEngine(engine::Engine* engine);
+  // From now on new requests get 503 and /health answers 503. Requests already taken go on.
+  void StartDrain();
+
+  // The http::Handler of the API.
+  void Handle(const http::Request& request, std::shared_ptr<http::Responder> responder);
+
+ private:
+  class CompletionCall;
+
+  void Completions(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Tokenize(const http::Request& request, http::Responder& responder);
+  void Detokenize(const http::Request& request, http::Responder& responder);
+  void Models(http::Responder& responder) const;
+  void Health(http::Responder& responder) const;
+  // The engine once loaded and while not draining, else Unavailable.
+  absl::StatusOr<engine::Engine*> ServingEngine() const;
+  // Sends the error response of `status` and reports the refusal.
+  void Refuse(const absl::Status& status, http::Responder& responder);
+  // Logs each unknown field name once (the first 256 names).
+  void LogUnknownFields(const std::vector<std::string>& names);
+
+  const Options options_;
+  std::atomic<engine::Engine*> engine_{nullptr};
+  std::atomic<bool> draining_{false};
+  absl::Mutex log_mu_;
+  absl::flat_hash_set<std::string> logged_fields_ ABSL_GUARDED_BY(log_mu_);
+};
+
+}  // namespace pagoda::openai

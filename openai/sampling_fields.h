@@ -1,0 +1,32 @@
+#pragma once
+
+// What /v1/completions and /v1/chat/completions share: the body as a JSON object, and the
+// sampling and stopping fields (vLLM's names) translated into an engine request. Translation
+// only: the engine validates the ranges. Pure functions; thread-safe.
+
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "engine/engine_info.h"
+#include "engine/engine_request.h"
+#include "nlohmann/json_fwd.hpp"
+#include "openai/json_fields.h"
+
+namespace pagoda::openai {
+
+// `body` parsed as a JSON object; else InvalidArgument (kInvalidField) "body: ...".
+absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body);
+
+// temperature, top_p, top_k (-1 or 0: off), min_p, seed, the repetition, presence and frequency
+// penalties, logit_bias ({"token id": bias}), stop, stop_token_ids, ignore_eos, min_tokens,
+// include_stop_str_in_output, skip_special_tokens (default true), priority, cache_salt; `user`
+// is read and ignored.
+absl::Status ParseSamplingFields(JsonFields& fields, const engine::EngineInfo& info,
+                                 engine::EngineRequest& out);
+
+// The field `name` (max_tokens, max_completion_tokens) into out.max_tokens: `default_value`
+// when absent (0: none), none when null, else an integer >= 1.
+absl::Status ParseMaxTokens(JsonFields& fields, absl::string_view name, int default_value,
+                            engine::StoppingOptions& out);
+
+}  // namespace pagoda::openai

@@ -1,0 +1,278 @@
+// End-to-end tests of the OpenAI-compatible HTTP API (openai/) in the daemon: a real engine over
+// the slowed fake model, called over loopback HTTP.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "http/testing/http_client.h"
+#include "nlohmann/json.hpp"
+#include "server/testing/server_fixture.h"
+
+namespace pagoda::server::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using nlohmann::json;
+
+class OpenAiApiTest : public PagodaServerTest {
+ protected:
+  int port() const { return *server_->http_port(); }
+
+  absl::StatusOr<http::testing::HttpResponse> Post(const std::string& path,
+                                                   const std::string& body,
+                                                   const std::string& headers = "") {
+    return http::testing::HttpExchange(
+        port(), absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                             headers, "Content-Length: ", body.size(), "\r\n\r\n", body),
+        20000);
+  }
+
+  // The JSON objects of a server-sent-event body (chunked), and whether it ended with [DONE].
+  static std::vector<json> Events(const std::string& chunked, bool* done) {
+    std::vector<json> events;
+    *done = false;
+    for (absl::string_view line : absl::StrSplit(chunked, '\n')) {
+      if (!absl::ConsumePrefix(&line, "data: ")) continue;
+      line = absl::StripTrailingAsciiWhitespace(line);
+      if (line == "[DONE]") {
+        *done = true;
+        continue;
+      }
+      events.push_back(json::parse(line, nullptr, false));
+    }
+    return events;
+  }
+
+  // Connects, sends `request`, reads until `marker` arrives, and leaves the socket open.
+  int OpenAndRead(const std::string& request, const std::string& marker) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port()));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    std::string got;
+    char buffer[4096];
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (got.find(marker) == std::string::npos && absl::Now() < deadline) {
+      pollfd pfd{.fd = fd, .events = POLLIN, .revents = 0};
+      if (poll(&pfd, 1, 100) <= 0) continue;
+      const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      got.append(buffer, static_cast<size_t>(n));
+    }
+    EXPECT_THAT(got, HasSubstr(marker));
+    return fd;
+  }
+
+  double RunningRequests() {
+    return Metric("pagoda_num_requests_running{");
+  }
+  double UsedKvBlocks() { return server_->engine()->Snapshot().kv.num_used_blocks; }
+};
+
+TEST_F(OpenAiApiTest, InfoRoutes) {
+  StartServer();
+  const auto models = http::testing::HttpGet(port(), "/v1/models");
+  ASSERT_TRUE(models.ok()) << models.status();
+  EXPECT_EQ(models->status, 200);
+  const json list = json::parse(models->body);
+  EXPECT_EQ(list["object"], "list");
+  EXPECT_EQ(list["data"][0]["id"], kModelName);
+  EXPECT_EQ(list["data"][0]["max_model_len"], kMaxModelLen);
+  EXPECT_EQ(http::testing::HttpGet(port(), "/health")->status, 200);
+  EXPECT_THAT(http::testing::HttpGet(port(), "/version")->body, HasSubstr("\"version\""));
+  const auto metrics = http::testing::HttpGet(port(), "/metrics");
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(metrics->body, HasSubstr("pagoda_num_requests_running"));
+  const auto tokens = Post("/tokenize", R"({"prompt": "ab"})");
+  EXPECT_EQ(json::parse(tokens->body)["tokens"], json::array({256, 97, 98}));
+  EXPECT_EQ(json::parse(Post("/detokenize", R"({"tokens": [97, 98]})")->body)["prompt"], "ab");
+}
+
+TEST_F(OpenAiApiTest, CompletionWhole) {
+  StartServer();
+  const auto response = Post(
+      "/v1/completions", R"({"model": "fake-model", "prompt": ["ab", "cd"], "max_tokens": 3, "ignore_eos": true, "echo": true})",
+      "X-Request-Id: my-id-1\r\n");
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->status, 200) << response->body;
+  EXPECT_THAT(response->headers, HasSubstr("X-Request-Id: my-id-1"));
+  const json body = json::parse(response->body);
+  EXPECT_EQ(body["id"], "cmpl-my-id-1");
+  EXPECT_EQ(body["object"], "text_completion");
+  ASSERT_EQ(body["choices"].size(), 2u);
+  EXPECT_THAT(body["choices"][1]["text"].get<std::string>(), StartsWith("cd"));
+  EXPECT_EQ(body["choices"][1]["index"], 1);
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(body["usage"]["completion_tokens"], 6);
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 6);  // BOS + 2 bytes, twice
+  EXPECT_EQ(body["usage"]["total_tokens"], 12);
+}
+
+TEST_F(OpenAiApiTest, CompletionStreamWithUsage) {
+  StartServer();
+  const auto response = Post("/v1/completions",
+                             R"({"prompt": [1, 2, 3], "max_tokens": 4, "ignore_eos": true,
+                                 "stream": true, "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->status, 200);
+  EXPECT_THAT(response->headers, HasSubstr("Content-Type: text/event-stream"));
+  bool done = false;
+  const std::vector<json> events = Events(response->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 2u);
+  const json& last_choice = events[events.size() - 2];
+  EXPECT_EQ(last_choice["choices"][0]["finish_reason"], "length");
+  const json& usage = events.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(usage["usage"]["prompt_tokens"], 3);
+  for (const json& event : events) EXPECT_EQ(event["object"], "text_completion");
+}
+
+// The issue's bad-input table: each case's status and the start of its error message.
+TEST_F(OpenAiApiTest, BadInputTable) {
+  StartServer();
+  struct Case {
+    std::string method;
+    std::string path;
+    std::string body;
+    int status;
+    std::string message;  // "" for statuses the server answers without a JSON error
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/v1/completions", "{", 400, "body: not valid JSON"},
+      {"POST", "/v1/completions", "[]", 400, "body: must be a JSON object"},
+      {"POST", "/v1/completions", "null", 400, "body: must be a JSON object"},
+      {"POST", "/v1/completions", "{}", 400, "prompt: required"},
+      {"POST", "/v1/completions", R"({"prompt": ""})", 400, "prompt: must not be empty"},
+      {"POST", "/v1/completions", R"({"prompt": {}})", 400, "prompt: must be a string"},
+      {"POST", "/v1/completions", R"({"prompt": [1, 99999]})", 400, "prompt[1]: "},
+      {"POST", "/v1/completions", R"({"prompt": [-5]})", 400, "prompt[0]: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "model": "other"})", 404, "model: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "temperature": "x"})", 400, "temperature: must be a number"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "temperature": 101})", 400, "temperature: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "top_p": 1.5})", 400, "top_p: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "top_k": -7})", 400, "top_k: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "min_p": 2})", 400, "min_p: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "repetition_penalty": 0})", 400, "repetition_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "presence_penalty": 3})", 400, "presence_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "frequency_penalty": -3})", 400, "frequency_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": []})", 400, "logit_bias: must be an object"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"1": 101}})", 400, "logit_bias"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 0})", 400, "max_tokens: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 1000})", 400, "max_tokens: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": "5"})", 400, "max_tokens: must be an integer"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "min_tokens": -1})", 400, "min_tokens: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stop": 5})", 400, "stop: must be a string or an array"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stop": [""]})", 400, "stop[0]: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stop_token_ids": [9999]})", 400, "stop_token_ids[0]: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "seed": 1.5})", 400, "seed: must be an integer"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", 400, "stream: must be a boolean"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})", 400, "stream_options: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "n": 3})", 400, "n: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", 400, "logprobs: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "cache_salt": 1})", 400, "cache_salt: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "priority": "high"})", 400, "priority: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "truncate_prompt_tokens": 0})", 400, "truncate_prompt_tokens: "},
+      {"POST", "/v1/completions", std::string(5 << 20, ' '), 413, "the request body is over"},
+      {"GET", "/v1/completions", "", 405, "/v1/completions takes POST"},
+      {"POST", "/v1/models", "{}", 405, "/v1/models takes GET"},
+      {"GET", "/v2/nothing", "", 404, "no route GET /v2/nothing"},
+      {"POST", "/v1/chat/completions", R"({"messages": []})", 501, "/v1/chat/completions: "},
+      {"POST", "/tokenize", R"({"prompt": 5})", 400, "prompt: must be a string"},
+      {"POST", "/detokenize", R"({"tokens": [99999]})", 400, "tokens[0]: "},
+  };
+  ASSERT_GE(cases.size(), 30u);
+  for (const Case& c : cases) {
+    const auto response = http::testing::HttpExchange(
+        port(), absl::StrCat(c.method, " ", c.path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                             "Content-Length: ", c.body.size(), "\r\n\r\n", c.body),
+        20000);
+    ASSERT_TRUE(response.ok()) << c.path << " " << c.body.substr(0, 80) << ": " << response.status();
+    EXPECT_EQ(response->status, c.status) << c.body.substr(0, 80) << " -> " << response->body;
+    const json body = json::parse(response->body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << response->body;
+    EXPECT_THAT(body["error"]["message"].get<std::string>(), StartsWith(c.message))
+        << c.body.substr(0, 80);
+    EXPECT_TRUE(body["error"].contains("type") && body["error"].contains("param") &&
+                body["error"].contains("code"));
+  }
+  // A header flood is refused, and the server goes on serving.
+  const auto flood = http::testing::HttpExchange(
+      port(), absl::StrCat("GET /health HTTP/1.1\r\nX-Flood: ", std::string(64 << 10, 'h'),
+                           "\r\n\r\n"));
+  ASSERT_TRUE(flood.ok()) << flood.status();
+  EXPECT_EQ(flood->status, 431);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "a", "max_tokens": 2})")->status, 200);
+  // Every refusal was counted as one.
+  EXPECT_GE(Metric("pagoda_requests_rejected_total{model_name=\"fake-model\",reason=\"invalid_field\"}"),
+            30);
+}
+
+// A client that leaves aborts its request at once and its KV blocks go back to the pool:
+// streaming or not (the opposite of vLLM's issues #9428 and #54947).
+TEST_F(OpenAiApiTest, AClientThatLeavesAbortsItsRequest) {
+  StartServer({.step_time = absl::Milliseconds(20)});
+  for (const bool stream : {true, false}) {
+    const std::string body = absl::StrCat(R"({"prompt": [1, 2, 3], "max_tokens": 100, "ignore_eos": true, "stream": )",
+                                          stream ? "true" : "false", "}");
+    const int fd = OpenAndRead(
+        absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(),
+                     "\r\n\r\n", body),
+        stream ? "data: " : "");
+    ASSERT_TRUE(WaitFor([&] { return RunningRequests() == 1; })) << "stream " << stream;
+    EXPECT_GT(UsedKvBlocks(), 0);
+    const absl::Time closed = absl::Now();
+    close(fd);
+    // 100 tokens take 2 s; the abort comes within a few steps.
+    ASSERT_TRUE(WaitFor([&] { return RunningRequests() == 0 && UsedKvBlocks() == 0; },
+                        absl::Seconds(1)))
+        << "stream " << stream;
+    EXPECT_LT(absl::Now() - closed, absl::Seconds(1));
+  }
+  EXPECT_EQ(Metric("pagoda_request_success_total{model_name=\"fake-model\",finished_reason=\"abort\"}"),
+            2);
+}
+
+TEST_F(OpenAiApiTest, AFullQueueIs429WithRetryAfter) {
+  StartServer({.step_time = absl::Milliseconds(20), .max_num_seqs = 1, .max_waiting_requests = 1});
+  const std::string body = R"({"prompt": [1, 2], "max_tokens": 100, "ignore_eos": true, "stream": true})";
+  const std::string request = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
+  const int running = OpenAndRead(request, "data: ");
+  const int waiting = OpenAndRead(request, "text/event-stream");
+  const auto refused = Post("/v1/completions", R"({"prompt": "a"})");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_THAT(refused->headers, HasSubstr("Retry-After: 1"));
+  EXPECT_EQ(json::parse(refused->body)["error"]["code"], "queue_full");
+  close(running);
+  close(waiting);
+}
+
+TEST_F(OpenAiApiTest, DrainingIs503) {
+  StartServer();
+  server_->StartDrain();
+  const auto response = Post("/v1/completions", R"({"prompt": "a"})");
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 503);
+  EXPECT_EQ(json::parse(response->body)["error"]["code"], "draining");
+  EXPECT_EQ(http::testing::HttpGet(port(), "/health")->status, 503);
+}
+
+}  // namespace
+}  // namespace pagoda::server::testing
