@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/load/openai_client.h"
 #include "grpcpp/grpcpp.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
 
@@ -125,6 +126,16 @@ std::vector<RequestResult> RunLoad(const std::vector<BenchRequest>& requests,
   const std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
   const std::unique_ptr<pb::TextGeneration::Stub> stub = pb::TextGeneration::NewStub(channel);
+  std::unique_ptr<OpenAiClient> openai;
+  if (options.backend == Backend::kOpenAiCompletions) {
+    absl::StatusOr<std::unique_ptr<OpenAiClient>> client = OpenAiClient::Create(options.address);
+    if (!client.ok()) {
+      std::vector<RequestResult> failed(requests.size());
+      for (RequestResult& r : failed) r.error = std::string(client.status().message());
+      return failed;
+    }
+    openai = *std::move(client);
+  }
   std::vector<RequestResult> results(requests.size());
   const std::vector<double> offsets = ArrivalOffsets(
       static_cast<int>(requests.size()), options.request_rate, options.burstiness, options.seed);
@@ -150,8 +161,12 @@ std::vector<RequestResult> RunLoad(const std::vector<BenchRequest>& requests,
     in_flight.WaitBelow(limit);
     if (absl::ToDoubleSeconds(absl::Now() - start) > options.max_duration_seconds) break;
     in_flight.Add();
-    new GenerateCall(stub.get(), ToProto(requests[i], options), start,
-                     options.request_timeout_seconds, &results[i], on_done);
+    if (openai != nullptr) {
+      openai->Start(requests[i], options, start, &results[i], on_done);
+    } else {
+      new GenerateCall(stub.get(), ToProto(requests[i], options), start,
+                       options.request_timeout_seconds, &results[i], on_done);
+    }
   }
   in_flight.WaitBelow(1);
   return results;

@@ -27,8 +27,15 @@ struct RequestResult {
   std::string text;
 };
 
+// Which front end the requests go through.
+enum class Backend {
+  kGrpc,               // pagoda.v1.TextGeneration/Generate, streamed
+  kOpenAiCompletions,  // POST /v1/completions, streamed as server-sent events
+};
+
 struct LoadOptions {
-  std::string address = "127.0.0.1:50051";
+  Backend backend = Backend::kGrpc;
+  std::string address = "127.0.0.1:50051";  // gRPC, or the HTTP API with kOpenAiCompletions
   std::string model;  // GenerateRequest.model; empty = the served one
   double request_rate = std::numeric_limits<double>::infinity();
   double burstiness = 1.0;
@@ -40,7 +47,7 @@ struct LoadOptions {
   uint64_t seed = 0;
 };
 
-// Sends `requests` over gRPC with the arrival process and concurrency bound of `options` and
+// Sends `requests` through `options.backend` with the arrival process and concurrency bound of `options` and
 // waits for all of them. `progress(done, failed)` is called after each completion, from gRPC's
 // threads (serialized). Thread-compatible; one run at a time.
 std::vector<RequestResult> RunLoad(const std::vector<BenchRequest>& requests,

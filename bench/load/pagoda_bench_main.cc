@@ -40,6 +40,8 @@ namespace {
 struct Flags {
   LoadOptions load;
   std::string metrics_address;  // host:port of /metrics; empty = the gRPC host, port 9400
+  bool address_set = false;
+  std::string grpc_address = "127.0.0.1:50051";  // GetModelInfo with openai-completions
   bool no_metrics = false;
   int num_prompts = 100;
   int num_warmups = 2;
@@ -50,7 +52,12 @@ struct Flags {
 };
 
 constexpr char kUsage[] = R"(usage: pagoda-bench [flags]
-  --address HOST:PORT        pagodad's gRPC address (default 127.0.0.1:50051)
+  --backend B                grpc (default) or openai-completions (POST /v1/completions,
+                             streamed)
+  --address HOST:PORT        pagodad's gRPC address (default 127.0.0.1:50051), or its HTTP
+                             API with openai-completions (default 127.0.0.1:8000)
+  --grpc-address HOST:PORT   with openai-completions: where GetModelInfo asks for the
+                             vocabulary (default 127.0.0.1:50051)
   --metrics-address H:P      pagodad's /metrics (default: the gRPC host, port 9400)
   --no-metrics               do not scrape /metrics
   --num-prompts N            requests to send (default 100)
@@ -110,8 +117,20 @@ Flags ParseFlags(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    } else if (arg == "--backend") {
+      const std::string backend = next();
+      if (backend == "grpc") {
+        f.load.backend = Backend::kGrpc;
+      } else if (backend == "openai-completions") {
+        f.load.backend = Backend::kOpenAiCompletions;
+      } else {
+        Fail("--backend needs grpc or openai-completions");
+      }
     } else if (arg == "--address") {
       f.load.address = next();
+      f.address_set = true;
+    } else if (arg == "--grpc-address") {
+      f.grpc_address = next();
     } else if (arg == "--metrics-address") {
       f.metrics_address = next();
     } else if (arg == "--no-metrics") {
@@ -235,9 +254,12 @@ void PrintSummary(const char* title, const char* name, const std::vector<double>
 
 int Main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
+  const bool openai = flags.load.backend == Backend::kOpenAiCompletions;
+  if (openai && !flags.address_set) flags.load.address = "127.0.0.1:8000";
+  const std::string info_address = openai ? flags.grpc_address : flags.load.address;
 
   // The served model: its vocabulary bounds the synthetic token ids.
-  const auto channel = grpc::CreateChannel(flags.load.address, grpc::InsecureChannelCredentials());
+  const auto channel = grpc::CreateChannel(info_address, grpc::InsecureChannelCredentials());
   const auto stub = v1::TextGeneration::NewStub(channel);
   v1::ModelInfo info;
   {
@@ -245,7 +267,7 @@ int Main(int argc, char** argv) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     const grpc::Status status = stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
     if (!status.ok()) {
-      Fail(absl::StrCat("GetModelInfo at ", flags.load.address, ": ", status.error_message()));
+      Fail(absl::StrCat("GetModelInfo at ", info_address, ": ", status.error_message()));
     }
   }
   absl::StatusOr<std::vector<BenchRequest>> requests;
@@ -263,7 +285,7 @@ int Main(int argc, char** argv) {
     }
   }
 
-  std::string metrics_host = flags.load.address.substr(0, flags.load.address.rfind(':'));
+  std::string metrics_host = info_address.substr(0, info_address.rfind(':'));
   int metrics_port = 9400;
   if (!flags.metrics_address.empty()) {
     const size_t colon = flags.metrics_address.rfind(':');
