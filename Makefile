@@ -17,6 +17,7 @@ CTEST_ARGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 deps:
 	@./scripts/install-deps.sh
 	@./tests/tokenizer_parity/install.sh
+	@./tests/openai_sdk/install.sh
 
 configure: deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null

@@ -81,7 +81,7 @@ class Daemon:
     def __init__(self, binary, model="dummy:tiny", extra_args=()):
         self.process = subprocess.Popen(
             [binary, "--model", model, "--host", "127.0.0.1",
-             "--port", "0", "--metrics-port", "0", "--drain-timeout", "10", *extra_args],
+             "--port", "0", "--metrics-port", "0", "--http-port", "0", "--drain-timeout", "10", *extra_args],
             stderr=subprocess.PIPE, text=True)
         self.log = []
         self.address = None

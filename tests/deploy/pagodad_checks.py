@@ -40,7 +40,7 @@ def need_pagodad(args):
 def daemon_command(pagodad, grpc_port, metrics_port):
     # dummy:tiny loads in milliseconds; one kernel thread leaves the shared cores alone.
     return [pagodad, "--host=127.0.0.1", f"--port={grpc_port}",
-            f"--metrics-port={metrics_port}", "--model=dummy:tiny", "--threads=1",
+            f"--metrics-port={metrics_port}", "--http-port=0", "--model=dummy:tiny", "--threads=1",
             "--drain-timeout=5"]
 
 

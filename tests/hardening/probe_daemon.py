@@ -24,7 +24,8 @@ class Daemon:
     METRICS_RE = re.compile(r"metrics at http://[^/]*:(\d+)/metrics")
 
     def __init__(self, binary, model, extra):
-        self.cmd = [binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+        self.cmd = [binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                    "--http-port", "0"]
         if not any(a == "--model" or a.startswith("--model=") for a in extra):
             self.cmd += ["--model", model]
         self.cmd += list(extra)

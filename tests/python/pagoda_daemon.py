@@ -17,7 +17,7 @@ def free_port():
 
 
 class Daemon:
-    """pagodad on 127.0.0.1 with free gRPC and metrics ports; a context manager that waits until
+    """pagodad on 127.0.0.1 with free gRPC, metrics and HTTP API ports; a context manager that waits until
     the model answers GetModelInfo (through pagoda-cli, beside pagodad) and stops the daemon with
     SIGTERM on exit, recording its exit code in `exit_code`."""
 
@@ -26,6 +26,7 @@ class Daemon:
         self.cli = os.path.join(os.path.dirname(pagodad), "pagoda-cli")
         self.port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.flags = list(flags)
         self.ready_timeout = ready_timeout
@@ -35,7 +36,7 @@ class Daemon:
     def __enter__(self):
         self.process = subprocess.Popen(
             [self.pagodad, "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port",
-             str(self.metrics_port)] + self.flags,
+             str(self.metrics_port), "--http-port", str(self.http_port)] + self.flags,
             stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
         deadline = time.time() + self.ready_timeout
         while self.cli_run("model-info").returncode != 0:

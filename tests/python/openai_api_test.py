@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""The OpenAI HTTP API of the real pagodad, from a plain Python SSE client (standard library):
+/v1/models, a whole and a streamed /v1/completions whose greedy texts are equal and equal to the
+gRPC path's (pagoda-cli), include_usage, an error body, and a streaming client that leaves
+mid-stream: its request is aborted at once and its KV blocks go back (seen in /metrics).
+
+Usage: openai_api_test.py PAGODAD   (pagoda-cli must sit beside it)
+"""
+
+import http.client
+import json
+import socket
+import sys
+import time
+import urllib.request
+
+from pagoda_daemon import Daemon
+
+PROMPT = "Once upon a time"
+
+
+def fail(message):
+    print("FAIL:", message)
+    sys.exit(1)
+
+
+def post(port, path, body, timeout=60):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+def sse_events(response):
+    """The JSON events of a server-sent-event stream up to [DONE] (which must come)."""
+    events = []
+    for raw in response:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        data = line[len("data: "):]
+        if data == "[DONE]":
+            return events
+        events.append(json.loads(data))
+    fail(f"the stream ended without [DONE] after {len(events)} events")
+
+
+def metric(port, series):
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for line in page.splitlines():
+        if line.startswith(series):
+            return float(line.rsplit(" ", 1)[1])
+    return -1.0
+
+
+def check_completions(d):
+    body = {"prompt": PROMPT, "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    _, whole = post(d.http_port, "/v1/completions", body)
+    if whole.status != 200:
+        fail(f"whole completion: {whole.status} {whole.read()}")
+    whole_json = json.loads(whole.read())
+    text = whole_json["choices"][0]["text"]
+    if whole_json["usage"]["completion_tokens"] != 12:
+        fail(f"usage: {whole_json['usage']}")
+
+    _, streamed = post(d.http_port, "/v1/completions",
+                       dict(body, stream=True, stream_options={"include_usage": True}))
+    if streamed.getheader("Content-Type") != "text/event-stream":
+        fail(f"stream content type {streamed.getheader('Content-Type')}")
+    events = sse_events(streamed)
+    streamed_text = "".join(e["choices"][0]["text"] for e in events if e["choices"])
+    if streamed_text != text:
+        fail(f"greedy text differs: whole {text!r}, streamed {streamed_text!r}")
+    if events[-1]["choices"] or events[-1]["usage"]["completion_tokens"] != 12:
+        fail(f"the last event is not the usage: {events[-1]}")
+    if events[-2]["choices"][0]["finish_reason"] != "length":
+        fail(f"no finish_reason before the usage: {events[-2]}")
+
+    grpc = d.cli_run("generate", PROMPT, "--max-tokens", "12", "--temperature", "0",
+                     "--ignore-eos", "--no-stream")
+    if grpc.returncode != 0 or grpc.stdout.rstrip("\n") != text:
+        fail(f"gRPC's greedy text {grpc.stdout!r} differs from HTTP's {text!r}")
+    print(f"OK: greedy text equal over HTTP (whole, streamed) and gRPC: {text!r}")
+
+
+def check_error(d):
+    _, response = post(d.http_port, "/v1/completions", {"prompt": PROMPT, "top_p": 7})
+    error = json.loads(response.read())["error"]
+    if response.status != 400 or error["param"] != "top_p" or error["type"] != "invalid_request_error":
+        fail(f"bad top_p: {response.status} {error}")
+    print(f"OK: 400 {error['message']!r}")
+
+
+def check_client_leaving(d):
+    running = 'pagoda_num_requests_running{model_name="dummy:tiny"}'
+    request = json.dumps({"prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "stream": True})
+    sock = socket.create_connection(("127.0.0.1", d.http_port), timeout=10)
+    sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(request)}"
+                  f"\r\n\r\n{request}").encode())
+    received = b""
+    while b"data: " not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            fail(f"the stream closed before its first event: {received!r}")
+        received += chunk
+    sock.close()
+    left = time.time()
+    while metric(d.metrics_port, running) != 0:
+        if time.time() - left > 2:
+            fail("the request still runs 2 s after its client left")
+        time.sleep(0.01)
+    aborted = metric(d.metrics_port,
+                     'pagoda_request_success_total{model_name="dummy:tiny",finished_reason="abort"}')
+    if aborted != 1:
+        fail(f"aborted requests: {aborted}")
+    print(f"OK: a streaming client that left was aborted within {time.time() - left:.3f} s")
+
+
+def main():
+    with Daemon(sys.argv[1], "--model", "dummy:tiny", "--threads", "1") as d:
+        models = json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{d.http_port}/v1/models", timeout=10).read())
+        if models["data"][0]["id"] != "dummy:tiny":
+            fail(f"/v1/models: {models}")
+        check_completions(d)
+        check_error(d)
+        check_client_leaving(d)
+    if d.exit_code != 0:
+        fail(f"pagodad exited {d.exit_code}")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
