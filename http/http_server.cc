@@ -1,11 +1,13 @@
 #include "http/http_server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
@@ -30,6 +33,7 @@ namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr size_t kWatchBytes = 4096;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // What the server and its connections share. `options` is immutable after Start;
 // `open_connections` is counted by the accept loop and by destructors on any thread.
@@ -77,10 +81,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->header_limit(shared_->options.max_header_bytes);
     parser_->body_limit(shared_->options.max_body_bytes);
     stream_.expires_after(std::chrono::milliseconds(timeout_ms));
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code error, size_t) {
-                        self->OnRead(error);
-                      });
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code error, size_t) {
+                               self->OnHeader(error);
+                             });
   }
 
   // The responder's operations, on the strand; `exchange` names the request they answer.
@@ -118,6 +122,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   bool Current(uint64_t exchange) const { return exchange == exchange_ && in_response_ && !closed_; }
+
+  // A client that sent `Expect: 100-continue` (curl does for bodies over 1 KiB) waits for a
+  // 100 before it sends the body; then the body is read within what is left of the timeout.
+  void OnHeader(beast::error_code error) {
+    if (error || closed_) return OnRead(error);
+    const auto read_body = [self = shared_from_this()] {
+      bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
+                        [self](beast::error_code e, size_t) { self->OnRead(e); });
+    };
+    if (!beast::iequals(parser_->get()[bhttp::field::expect], "100-continue") ||
+        parser_->is_done()) {
+      return read_body();
+    }
+    asio::async_write(stream_, asio::buffer(kContinue),
+                      [self = shared_from_this(), read_body](beast::error_code e, size_t) {
+                        if (e) return self->OnRead(e);
+                        read_body();
+                      });
+  }
 
   void OnRead(beast::error_code error) {
     if (closed_) return;
@@ -339,7 +362,11 @@ const std::string* Request::Header(absl::string_view name) const {
 
 class HttpServer::Impl {
  public:
-  explicit Impl(Options options) : acceptor_(io_), shared_(std::make_shared<Shared>()) {
+  explicit Impl(Options options)
+      : io_(std::max(1, options.num_threads)),
+        acceptor_(asio::make_strand(io_)),
+        retry_(acceptor_.get_executor()),
+        shared_(std::make_shared<Shared>()) {
     shared_->options = std::move(options);
   }
 
@@ -374,19 +401,21 @@ class HttpServer::Impl {
   void Run() {
     port_ = acceptor_.local_endpoint().port();
     Accept();
-    thread_ = std::thread([this] { io_.run(); });
+    for (int i = 0; i < std::max(1, shared_->options.num_threads); ++i) {
+      threads_.emplace_back([this] { io_.run(); });
+    }
   }
 
   // Closes the acceptor and every connection (their disconnect callbacks run), lets their
   // handlers finish, and joins the thread; after 2 s it stops whatever is left.
   ~Impl() {
-    if (!thread_.joinable()) return;
-    asio::post(io_, [this] { StopAll(); });
+    if (threads_.empty()) return;
+    asio::post(acceptor_.get_executor(), [this] { StopAll(); });
     for (int i = 0; i < 200 && !io_.stopped(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     io_.stop();
-    thread_.join();
+    for (std::thread& thread : threads_) thread.join();
   }
 
  private:
@@ -394,15 +423,21 @@ class HttpServer::Impl {
     acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code error,
                                                            tcp::socket socket) {
       if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!error) {
-        if (shared_->open_connections.load() >= shared_->options.max_connections) {
-          beast::error_code ignored;
-          socket.close(ignored);  // over the limit: refused at once, the others keep going
-        } else {
-          auto connection = std::make_shared<Connection>(std::move(socket), shared_);
-          Track(connection);
-          connection->ReadRequest(shared_->options.io_timeout_ms);
-        }
+      if (error) {
+        // Out of file descriptors (or another transient failure): retrying at once would spin.
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([this](beast::error_code e) {
+          if (!e && acceptor_.is_open()) Accept();
+        });
+        return;
+      }
+      if (shared_->open_connections.load() >= shared_->options.max_connections) {
+        beast::error_code ignored;
+        socket.close(ignored);  // over the limit: refused at once, the others keep going
+      } else {
+        auto connection = std::make_shared<Connection>(std::move(socket), shared_);
+        Track(connection);
+        connection->ReadRequest(shared_->options.io_timeout_ms);
       }
       Accept();
     });
@@ -419,6 +454,7 @@ class HttpServer::Impl {
   void StopAll() {
     beast::error_code ignored;
     acceptor_.close(ignored);
+    retry_.cancel();
     for (const auto& weak : connections_) {
       if (std::shared_ptr<Connection> connection = weak.lock()) {
         asio::post(connection->executor(), [connection] { connection->Stop(); });
@@ -427,12 +463,13 @@ class HttpServer::Impl {
     connections_.clear();
   }
 
-  asio::io_context io_{1};
-  tcp::acceptor acceptor_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;     // on its own strand, with retry_ and connections_
+  asio::steady_timer retry_;  // the accept loop's pause after an error
   const std::shared_ptr<Shared> shared_;
-  std::vector<std::weak_ptr<Connection>> connections_;  // the server's thread only
+  std::vector<std::weak_ptr<Connection>> connections_;  // the acceptor's strand only
   int port_ = 0;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {

@@ -1,7 +1,7 @@
 #pragma once
 
 // An asynchronous HTTP/1.1 server on Boost.Beast over Asio, for the daemon's HTTP front ends
-// (the OpenAI API and /metrics). One thread serves any number of connections; a handler answers
+// (the OpenAI API and /metrics). A few threads serve any number of connections; a handler answers
 // each request through a Responder, at once or later from any thread, with a whole response or
 // a chunked stream (server-sent events). Beast and Asio are included by http_server.cc alone:
 // they are heavy to compile.
@@ -59,13 +59,14 @@ class Responder {
   virtual void OnDisconnect(std::function<void()> callback) = 0;
 };
 
-// Runs on the server's thread for every request and must not block: hand slow work elsewhere
-// and answer through the responder later.
+// Runs on one of the server's threads for every request and must not block on other work (an
+// engine): hand it elsewhere and answer through the responder later.
 using Handler = std::function<void(const Request&, std::shared_ptr<Responder>)>;
 
 // Thread rule: Start and the destructor from any thread but the server's own; port() from any.
 // The destructor stops the server, closes every connection (their responders' disconnect
-// callbacks run) and joins the thread.
+// callbacks run) and joins the threads. Handlers run on the server's threads, several at once
+// (never two for one connection).
 class HttpServer {
  public:
   struct Options {
@@ -76,6 +77,9 @@ class HttpServer {
     int io_timeout_ms = 10000;
     // A kept-alive connection waits this long for its next request.
     int idle_timeout_ms = 30000;
+    // Threads serving the connections (each connection is served by one at a time), so that a
+    // handler's slow work (a large body to parse) holds up only the connections of its thread.
+    int num_threads = 1;
     // Past this many open connections, new ones are closed at once.
     int max_connections = 4096;
     uint32_t max_header_bytes = 16 << 10;  // larger heads: 431

@@ -216,6 +216,49 @@ TEST(HttpServerTest, ASlowRequestIsDroppedAfterTheTimeout) {
   EXPECT_EQ(HttpExchange(server->port(), "GET / HTTP/1.0\r\n\r\n")->status, 200);
 }
 
+TEST(HttpServerTest, AnswersExpectContinueBeforeTheBody) {
+  const std::unique_ptr<HttpServer> server = StartServer(Echo);
+  ASSERT_NE(server, nullptr);
+  const int fd = Connect(server->port());
+  ASSERT_GE(fd, 0);
+  const std::string head =
+      "POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
+      "Connection: close\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  char buffer[512];
+  const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);  // before any body byte was sent
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buffer, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_EQ(send(fd, "abc", 3, 0), 3);
+  std::string rest;
+  for (ssize_t got; (got = recv(fd, buffer, sizeof(buffer), 0)) > 0;) {
+    rest.append(buffer, static_cast<size_t>(got));
+  }
+  close(fd);
+  EXPECT_THAT(rest, HasSubstr("POST /c - abc"));
+}
+
+// With two threads, a handler that holds its thread does not hold up another connection.
+TEST(HttpServerTest, ASlowHandlerHoldsUpOnlyItsThread) {
+  absl::Notification release;
+  HttpServer::Options options;
+  options.num_threads = 2;
+  options.handler = [&release](const Request& request, std::shared_ptr<Responder> responder) {
+    if (request.path == "/slow") release.WaitForNotificationWithTimeout(absl::Seconds(10));
+    responder->Send(Response{.body = "{}"});
+  };
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(std::move(options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  std::thread slow([port] { (void)HttpExchange(port, "GET /slow HTTP/1.0\r\n\r\n", 15000); });
+  absl::SleepFor(absl::Milliseconds(100));
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(HttpExchange(port, "GET /fast HTTP/1.0\r\n\r\n", 5000)->status, 200);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  release.Notify();
+  slow.join();
+}
+
 TEST(HttpServerTest, ReasonPhrases) {
   EXPECT_EQ(ReasonPhrase(404), "Not Found");
   EXPECT_EQ(ReasonPhrase(429), "Too Many Requests");

@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -436,6 +437,17 @@ void OpenAiService::Handle(const http::Request& request,
     response.headers.emplace_back("Allow", std::string(route->method));
     return responder->Send(std::move(response));
   }
+  // Parsing a large body holds this thread for a while: only so many at once.
+  const bool large = request.body.size() > kLargeBodyBytes && options_.max_large_requests > 0;
+  if (large && large_requests_.fetch_add(1) >= options_.max_large_requests) {
+    large_requests_.fetch_sub(1);
+    return Refuse(absl::ResourceExhaustedError(absl::StrCat(
+                      "too many large requests (over ", kLargeBodyBytes, " bytes) at once; retry")),
+                  *responder);
+  }
+  absl::Cleanup release = [this, large] {
+    if (large) large_requests_.fetch_sub(1);
+  };
   if (route->authenticated && options_.authenticate) {
     if (absl::Status status = options_.authenticate(request.Header("authorization"));
         !status.ok()) {

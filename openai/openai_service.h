@@ -48,7 +48,13 @@ class OpenAiService {
     std::function<void()> on_engine_failure;
     // One log line. May be unset.
     std::function<void(absl::string_view)> log;
+    // Requests with a body over kLargeBodyBytes being parsed (JSON and tokenization run on the
+    // HTTP server's threads) at most; more get 429 at once. Keep it below the HTTP server's
+    // thread count, so that health checks and small requests always find a thread. 0: no limit.
+    int max_large_requests = 0;
   };
+
+  static constexpr size_t kLargeBodyBytes = 64 << 10;
 
   explicit OpenAiService(Options options);
   ~OpenAiService();
@@ -79,6 +85,7 @@ class OpenAiService {
   const Options options_;
   std::atomic<engine::Engine*> engine_{nullptr};
   std::atomic<bool> draining_{false};
+  std::atomic<int> large_requests_{0};
   absl::Mutex log_mu_;
   absl::flat_hash_set<std::string> logged_fields_ ABSL_GUARDED_BY(log_mu_);
 };

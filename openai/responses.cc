@@ -99,8 +99,8 @@ int HttpStatusOf(const absl::Status& status) {
     case absl::StatusCode::kNotFound:
       return 404;
     case absl::StatusCode::kResourceExhausted:
-      // A request that can never fit is the client's to change; a full queue passes.
-      return engine::GetErrorReason(status) == engine::ErrorReason::kQueueFull ? 429 : 400;
+      // A request that can never fit is the client's to change; the rest (a full queue) pass.
+      return engine::GetErrorReason(status) == engine::ErrorReason::kKvCacheTooSmall ? 400 : 429;
     case absl::StatusCode::kUnavailable:
       return 503;
     case absl::StatusCode::kCancelled:

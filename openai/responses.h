@@ -16,7 +16,8 @@
 namespace pagoda::openai {
 
 // The HTTP status of a refusal or failure: 400 InvalidArgument, FailedPrecondition and a request
-// that can never fit (kKvCacheTooSmall); 401 Unauthenticated; 404 NotFound; 429 a full queue;
+// that can never fit (kKvCacheTooSmall); 401 Unauthenticated; 404 NotFound; 429 other
+// ResourceExhausted (a full queue, too many large requests at once);
 // 501 Unimplemented; 503 Unavailable (loading, draining); 499 Cancelled; else 500.
 int HttpStatusOf(const absl::Status& status);
 

@@ -2,6 +2,7 @@
 // drains and exits 0 on SIGTERM or SIGINT.
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -53,6 +54,20 @@ void WaitForSignals(absl::Notification* shutdown) {
 
 }  // namespace
 
+// Each HTTP stream and gRPC connection is a socket: a soft limit of 1024 open files (Debian's
+// default) would cap the daemon near a thousand clients. Raises it to the hard limit, as vLLM
+// does, and logs the result.
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    pagoda::server::LogLine(absl::StrCat("open files limit raised from ", before, " to ",
+                                         limit.rlim_cur));
+  }
+}
+
 int main(int argc, char** argv) {
   const sigset_t signals = ShutdownSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -75,6 +90,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  RaiseOpenFileLimit();
   // Never destroyed: the signal thread may still use it while the process exits.
   auto* shutdown = new absl::Notification();
   std::thread(WaitForSignals, shutdown).detach();

@@ -39,6 +39,9 @@ constexpr char kServiceName[] = "pagoda.v1.TextGeneration";
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 // After the drain timeout, how long aborted requests get to deliver their last message.
 constexpr absl::Duration kAbortGrace = absl::Seconds(5);
+// Threads of the OpenAI API's HTTP server: one of them is always left to small requests and
+// health checks (OpenAiService::Options::max_large_requests).
+constexpr int kHttpThreads = 4;
 
 // "[::1]:50051" for IPv6 literals, "host:port" otherwise.
 std::string HostPort(const std::string& host, int port) {
@@ -246,11 +249,13 @@ absl::Status PagodaServer::StartOpenAiApi() {
           },
       .on_engine_failure = [this] { ReportEngineFailure(); },
       .log = [](absl::string_view line) { LogLine(line); },
+      .max_large_requests = kHttpThreads - 1,
   });
   if (!options_.http_port.has_value()) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
       {.host = options_.host,
        .port = *options_.http_port,
+       .num_threads = kHttpThreads,
        .handler = [service = openai_service_.get()](
                       const http::Request& request, std::shared_ptr<http::Responder> responder) {
          service->Handle(request, std::move(responder));
