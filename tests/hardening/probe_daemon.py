@@ -22,6 +22,7 @@ class Daemon:
 
     GRPC_RE = re.compile(r"gRPC listening on [^ ]*:(\d+)")
     METRICS_RE = re.compile(r"metrics at http://[^/]*:(\d+)/metrics")
+    HTTP_RE = re.compile(r"OpenAI API at http://[^/]*:(\d+)/v1")
 
     def __init__(self, binary, model, extra):
         self.cmd = [binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
@@ -32,6 +33,7 @@ class Daemon:
         self.proc = None
         self.grpc_port = None
         self.metrics_port = None
+        self.http_port = None
         self.log_head = []
         self.log_tail = collections.deque(maxlen=60)
         self.log_lines = 0
@@ -64,6 +66,9 @@ class Daemon:
             m = self.METRICS_RE.search(line)
             if m:
                 self.metrics_port = int(m.group(1))
+            m = self.HTTP_RE.search(line)
+            if m:
+                self.http_port = int(m.group(1))
             if self.grpc_port is not None and self.metrics_port is not None:
                 self._ports.set()
         self._ports.set()  # EOF: the daemon is gone; let start() report it
