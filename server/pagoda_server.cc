@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -39,9 +40,13 @@ constexpr char kServiceName[] = "pagoda.v1.TextGeneration";
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 // After the drain timeout, how long aborted requests get to deliver their last message.
 constexpr absl::Duration kAbortGrace = absl::Seconds(5);
-// Threads of the OpenAI API's HTTP server: one of them is always left to small requests and
-// health checks (OpenAiService::Options::max_large_requests).
-constexpr int kHttpThreads = 4;
+// Threads of the OpenAI API's HTTP server: one per core, from 2 to 4. One of them is always left
+// to small requests and health checks (OpenAiService::Options::max_large_requests). More threads
+// than cores cost throughput: each piece the engine hands over wakes one (measured on 2 cores,
+// c=64: HTTP at 0.84x gRPC with 4 threads, 0.98x with 2; docs/benchmarks.md).
+int HttpThreads() {
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 4);
+}
 
 // "[::1]:50051" for IPv6 literals, "host:port" otherwise.
 std::string HostPort(const std::string& host, int port) {
@@ -249,13 +254,13 @@ absl::Status PagodaServer::StartOpenAiApi() {
           },
       .on_engine_failure = [this] { ReportEngineFailure(); },
       .log = [](absl::string_view line) { LogLine(line); },
-      .max_large_requests = kHttpThreads - 1,
+      .max_large_requests = HttpThreads() - 1,
   });
   if (!options_.http_port.has_value()) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
       {.host = options_.host,
        .port = *options_.http_port,
-       .num_threads = kHttpThreads,
+       .num_threads = HttpThreads(),
        .handler = [service = openai_service_.get()](
                       const http::Request& request, std::shared_ptr<http::Responder> responder) {
          service->Handle(request, std::move(responder));
