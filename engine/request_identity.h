@@ -20,8 +20,8 @@ inline constexpr int kMaxRequestIdBytes = 256;
 absl::Status ValidateRequestId(absl::string_view id, absl::string_view field);
 
 // The effective request id of a request: `request_id` when not empty, else `header` (the
-// x-request-id metadata or header) when present and not empty, else NewRequestId(). InvalidArgument when
-// the chosen value is not a valid id.
+// x-request-id metadata or header) when present and not empty, else NewRequestId(). InvalidArgument
+// when the chosen value is not a valid id.
 absl::StatusOr<std::string> ResolveRequestId(absl::string_view request_id,
                                              std::optional<absl::string_view> header);
 

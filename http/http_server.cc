@@ -53,7 +53,8 @@ std::string FormatHead(int status, const Response& response, bool keep_alive, bo
   } else {
     absl::StrAppend(&head, "Content-Length: ", response.body.size(), "\r\n");
   }
-  absl::StrAppend(&head, keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+  absl::StrAppend(&head,
+                  keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
   return head;
 }
 
@@ -81,10 +82,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_->header_limit(shared_->options.max_header_bytes);
     parser_->body_limit(shared_->options.max_body_bytes);
     stream_.expires_after(std::chrono::milliseconds(timeout_ms));
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code error, size_t) {
-                               self->OnHeader(error);
-                             });
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
   }
 
   // The responder's operations, on the strand; `exchange` names the request they answer.
@@ -121,7 +121,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Stop() { Disconnect(); }
 
  private:
-  bool Current(uint64_t exchange) const { return exchange == exchange_ && in_response_ && !closed_; }
+  bool Current(uint64_t exchange) const {
+    return exchange == exchange_ && in_response_ && !closed_;
+  }
 
   // A client that sent `Expect: 100-continue` (curl does for bodies over 1 KiB) waits for a
   // 100 before it sends the body; then the body is read within what is left of the timeout.
@@ -145,8 +147,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnRead(beast::error_code error) {
     if (closed_) return;
     if (error == bhttp::error::body_limit) {
-      return Reject(413, absl::StrCat("the request body is over ",
-                                      shared_->options.max_body_bytes, " bytes"));
+      return Reject(413, absl::StrCat("the request body is over ", shared_->options.max_body_bytes,
+                                      " bytes"));
     }
     if (error == bhttp::error::header_limit) {
       return Reject(431, absl::StrCat("the request head is over ",
@@ -236,10 +238,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (writing_ || out_.empty() || closed_) return;
     writing_ = true;
     stream_.expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
-    asio::async_write(stream_, asio::buffer(out_.front()),
-                      [self = shared_from_this()](beast::error_code error, size_t) {
-                        self->OnWritten(error);
-                      });
+    asio::async_write(
+        stream_, asio::buffer(out_.front()),
+        [self = shared_from_this()](beast::error_code error, size_t) { self->OnWritten(error); });
   }
 
   void OnWritten(beast::error_code error) {
@@ -420,32 +421,32 @@ class HttpServer::Impl {
 
  private:
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code error,
-                                                           tcp::socket socket) {
-      if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (error) {
-        // Out of file descriptors (or another transient failure): retrying at once would spin.
-        retry_.expires_after(std::chrono::milliseconds(100));
-        retry_.async_wait([this](beast::error_code e) {
-          if (!e && acceptor_.is_open()) Accept();
+    acceptor_.async_accept(
+        asio::make_strand(io_), [this](beast::error_code error, tcp::socket socket) {
+          if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
+          if (error) {
+            // Out of file descriptors (or another transient failure): retrying at once would spin.
+            retry_.expires_after(std::chrono::milliseconds(100));
+            retry_.async_wait([this](beast::error_code e) {
+              if (!e && acceptor_.is_open()) Accept();
+            });
+            return;
+          }
+          if (shared_->open_connections.load() >= shared_->options.max_connections) {
+            beast::error_code ignored;
+            socket.close(ignored);  // over the limit: refused at once, the others keep going
+          } else {
+            auto connection = std::make_shared<Connection>(std::move(socket), shared_);
+            Track(connection);
+            connection->ReadRequest(shared_->options.io_timeout_ms);
+          }
+          Accept();
         });
-        return;
-      }
-      if (shared_->open_connections.load() >= shared_->options.max_connections) {
-        beast::error_code ignored;
-        socket.close(ignored);  // over the limit: refused at once, the others keep going
-      } else {
-        auto connection = std::make_shared<Connection>(std::move(socket), shared_);
-        Track(connection);
-        connection->ReadRequest(shared_->options.io_timeout_ms);
-      }
-      Accept();
-    });
   }
 
   void Track(const std::shared_ptr<Connection>& connection) {
-    if (connections_.size() > 64 && connections_.size() > 2 * static_cast<size_t>(
-                                                                  shared_->open_connections)) {
+    if (connections_.size() > 64 &&
+        connections_.size() > 2 * static_cast<size_t>(shared_->open_connections)) {
       std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
     }
     connections_.push_back(connection);
@@ -464,7 +465,7 @@ class HttpServer::Impl {
   }
 
   asio::io_context io_;
-  tcp::acceptor acceptor_;     // on its own strand, with retry_ and connections_
+  tcp::acceptor acceptor_;    // on its own strand, with retry_ and connections_
   asio::steady_timer retry_;  // the accept loop's pause after an error
   const std::shared_ptr<Shared> shared_;
   std::vector<std::weak_ptr<Connection>> connections_;  // the acceptor's strand only

@@ -194,8 +194,9 @@ TEST(HttpServerTest, RefusesOversizedAndMalformedRequests) {
   ASSERT_TRUE(big_body.ok()) << big_body.status();
   EXPECT_EQ(big_body->status, 413);
   EXPECT_THAT(big_body->body, HasSubstr("\"status\":413"));
-  const auto big_head = HttpExchange(
-      server->port(), absl::StrCat("GET / HTTP/1.1\r\nX-Flood: ", std::string(2000, 'h'), "\r\n\r\n"));
+  const auto big_head =
+      HttpExchange(server->port(),
+                   absl::StrCat("GET / HTTP/1.1\r\nX-Flood: ", std::string(2000, 'h'), "\r\n\r\n"));
   ASSERT_TRUE(big_head.ok()) << big_head.status();
   EXPECT_EQ(big_head->status, 431);
   const auto garbage = HttpExchange(server->port(), "garbage\r\n\r\n");

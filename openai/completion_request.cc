@@ -34,10 +34,10 @@ absl::Status TokenIds(const json& array, const std::string& field, std::vector<T
       return FieldError(absl::StrCat(field, "[", i, "]"),
                         absl::StrCat("must be a token id (an integer), got ", JsonTypeName(item)));
     }
-    const int64_t id = item.is_number_unsigned()
-                           ? static_cast<int64_t>(std::min<uint64_t>(item.get<uint64_t>(),
-                                                                     kMaxTokenId))
-                           : std::clamp<int64_t>(item.get<int64_t>(), -1, kMaxTokenId);
+    const int64_t id =
+        item.is_number_unsigned()
+            ? static_cast<int64_t>(std::min<uint64_t>(item.get<uint64_t>(), kMaxTokenId))
+            : std::clamp<int64_t>(item.get<int64_t>(), -1, kMaxTokenId);
     out.push_back(static_cast<TokenId>(id));
   }
   if (out.empty()) return FieldError(field, "must not be empty");
@@ -63,8 +63,8 @@ absl::StatusOr<std::vector<PromptForm>> PromptForms(const json* prompt) {
     forms.push_back({.field = "prompt", .text = prompt->get<std::string>()});
     return forms;
   }
-  if (!prompt->is_array()) return FieldError("prompt", absl::StrCat(kForms, ", got ",
-                                                                    JsonTypeName(*prompt)));
+  if (!prompt->is_array())
+    return FieldError("prompt", absl::StrCat(kForms, ", got ", JsonTypeName(*prompt)));
   if (prompt->empty()) return FieldError("prompt", "must not be empty");
   const json& first = prompt->front();
   if (first.is_number()) {
@@ -74,8 +74,8 @@ absl::StatusOr<std::vector<PromptForm>> PromptForms(const json* prompt) {
     return forms;
   }
   if (prompt->size() > kMaxPrompts) {
-    return FieldError("prompt", absl::StrCat("at most ", kMaxPrompts, " prompts, got ",
-                                             prompt->size()));
+    return FieldError("prompt",
+                      absl::StrCat("at most ", kMaxPrompts, " prompts, got ", prompt->size()));
   }
   for (size_t i = 0; i < prompt->size(); ++i) {
     const json& item = (*prompt)[i];
@@ -98,9 +98,9 @@ absl::Status Tokenize(PromptForm& form, bool add_special_tokens,
   if (!form.text.has_value()) return absl::OkStatus();
   if (tokenizer == nullptr) return NeedsTokenizer(form.field, "text prompts");
   if (form.text->empty()) return FieldError(form.field, "must not be empty");
-  form.tokens = tokenizer->Encode(*form.text, add_special_tokens
-                                                  ? tokenizer::AddSpecialTokens::kYes
-                                                  : tokenizer::AddSpecialTokens::kNo);
+  form.tokens =
+      tokenizer->Encode(*form.text, add_special_tokens ? tokenizer::AddSpecialTokens::kYes
+                                                       : tokenizer::AddSpecialTokens::kNo);
   if (form.tokens.empty()) return FieldError(form.field, "gives no tokens");
   return absl::OkStatus();
 }
@@ -111,10 +111,11 @@ absl::Status RefuseUnimplemented(JsonFields& fields) {
       fields.OnlyValue("n", 1, "more than one choice per prompt is not implemented yet"));
   PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("best_of", 1, "more than one candidate per prompt is not implemented"));
-  PAGODA_RETURN_IF_ERROR(fields.OnlyValue("logprobs", json(), "log-probabilities are not "
-                                                               "implemented yet"));
-  PAGODA_RETURN_IF_ERROR(fields.OnlyValue("prompt_logprobs", json(),
-                                          "log-probabilities are not implemented yet"));
+  PAGODA_RETURN_IF_ERROR(fields.OnlyValue("logprobs", json(),
+                                          "log-probabilities are not "
+                                          "implemented yet"));
+  PAGODA_RETURN_IF_ERROR(
+      fields.OnlyValue("prompt_logprobs", json(), "log-probabilities are not implemented yet"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("suffix", json(), "suffixes are not supported"));
   return absl::OkStatus();
 }
@@ -127,8 +128,8 @@ absl::Status ParseStreamOptions(JsonFields& fields, CompletionRequest& out) {
   if (options == nullptr) return absl::OkStatus();
   if (!out.stream) return FieldError("stream_options", "only allowed with \"stream\": true");
   if (!options->is_object()) {
-    return FieldError("stream_options", absl::StrCat("must be an object, got ",
-                                                     JsonTypeName(*options)));
+    return FieldError("stream_options",
+                      absl::StrCat("must be an object, got ", JsonTypeName(*options)));
   }
   JsonFields option_fields(*options);
   std::optional<bool> include_usage;
@@ -168,21 +169,21 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   // The options every prompt shares, read once.
   engine::EngineRequest shared;
   PAGODA_RETURN_IF_ERROR(ParseSamplingFields(fields, info, shared));
-  PAGODA_RETURN_IF_ERROR(ParseMaxTokens(fields, "max_tokens", kDefaultCompletionMaxTokens,
-                                        shared.stopping));
+  PAGODA_RETURN_IF_ERROR(
+      ParseMaxTokens(fields, "max_tokens", kDefaultCompletionMaxTokens, shared.stopping));
   shared.detokenize = tokenizer != nullptr;
 
   for (PromptForm& form : forms) {
     PAGODA_RETURN_IF_ERROR(Tokenize(form, add_special_tokens.value_or(true), tokenizer));
     if (truncate.has_value()) {
-      PAGODA_RETURN_IF_ERROR(engine::TruncatePromptTokens(*truncate, info,
-                                                          "truncate_prompt_tokens", form.tokens));
+      PAGODA_RETURN_IF_ERROR(
+          engine::TruncatePromptTokens(*truncate, info, "truncate_prompt_tokens", form.tokens));
     }
     if (out.echo) {
-      out.echo_texts.push_back(form.text.has_value()
-                                   ? *form.text
-                                   : tokenizer->Decode(form.tokens,
-                                                       tokenizer::SkipSpecialTokens::kYes));
+      out.echo_texts.push_back(
+          form.text.has_value()
+              ? *form.text
+              : tokenizer->Decode(form.tokens, tokenizer::SkipSpecialTokens::kYes));
     }
     engine::EngineRequest request = shared;
     request.prompt_tokens = std::move(form.tokens);

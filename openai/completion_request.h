@@ -8,10 +8,10 @@
 // state: thread-safe.
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/engine_info.h"
 #include "engine/engine_request.h"
 #include "tokenizer/tokenizer.h"

@@ -4,15 +4,16 @@
 
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
+#include "absl/strings/string_view.h"
 #include "engine/request_validation.h"
 #include "openai/completion_request.h"
 #include "openai/responses.h"
 #include "tokenizer/byte_tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const pagoda::tokenizer::ByteTokenizer* const kTokenizer = new pagoda::tokenizer::ByteTokenizer();
+  static const pagoda::tokenizer::ByteTokenizer* const kTokenizer =
+      new pagoda::tokenizer::ByteTokenizer();
   pagoda::engine::EngineInfo info;
   info.model_name = "fuzz-model";
   info.vocab_size = pagoda::tokenizer::ByteTokenizer::kVocabSize;

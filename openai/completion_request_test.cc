@@ -79,8 +79,8 @@ TEST_F(CompletionRequestTest, TextPromptAndEveryOptionIsTranslated) {
   EXPECT_FLOAT_EQ(r.sampling.repetition_penalty, 1.1f);
   EXPECT_FLOAT_EQ(r.sampling.presence_penalty, 0.5f);
   EXPECT_FLOAT_EQ(r.sampling.frequency_penalty, -0.5f);
-  EXPECT_THAT(r.sampling.logit_bias,
-              ElementsAre(std::pair<TokenId, float>{3, -1.0f}, std::pair<TokenId, float>{104, 2.5f}));
+  EXPECT_THAT(r.sampling.logit_bias, ElementsAre(std::pair<TokenId, float>{3, -1.0f},
+                                                 std::pair<TokenId, float>{104, 2.5f}));
   EXPECT_THAT(r.stopping.stop_strings, ElementsAre("x"));
   EXPECT_THAT(r.stopping.stop_token_ids, ElementsAre(5));
   EXPECT_TRUE(r.stopping.ignore_eos);
@@ -150,12 +150,14 @@ TEST_F(CompletionRequestTest, ErrorsNameTheField) {
   ExpectError(R"({"prompt": [1, "a"]})", "prompt[1]: must be a token id");
   ExpectError(R"({"prompt": [[1], "a"]})", "prompt[1]: must be a string, an array of strings");
   ExpectError(R"({"prompt": [1, 999]})", "prompt[1]: ");
-  ExpectError(R"({"prompt": "hi", "temperature": "hot"})", "temperature: must be a number, got string");
+  ExpectError(R"({"prompt": "hi", "temperature": "hot"})",
+              "temperature: must be a number, got string");
   ExpectError(R"({"prompt": "hi", "temperature": -1})", "temperature: ");
   ExpectError(R"({"prompt": "hi", "top_p": 0})", "top_p: ");
   ExpectError(R"({"prompt": "hi", "top_k": -2})", "top_k: must be in [-1, ");
   ExpectError(R"({"prompt": "hi", "max_tokens": 0})", "max_tokens: must be in [1, ");
-  ExpectError(R"({"prompt": "hi", "max_tokens": 1.5})", "max_tokens: must be an integer, got number");
+  ExpectError(R"({"prompt": "hi", "max_tokens": 1.5})",
+              "max_tokens: must be an integer, got number");
   ExpectError(R"({"prompt": "hi", "max_tokens": 100})", "max_tokens: the prompt");
   ExpectError(R"({"prompt": "hi", "repetition_penalty": 1e-38})", "repetition_penalty: ");
   ExpectError(R"({"prompt": "hi", "logit_bias": {"x": 1}})", "logit_bias[\\\"x\\\"]: keys must be");

@@ -46,8 +46,8 @@ absl::Status WrongType(absl::string_view field, absl::string_view want, const nl
 // mode takes 16.0 for 16); nullopt otherwise. Unsigned values above 2^63 saturate.
 std::optional<int64_t> IntegerValue(const nlohmann::json& value) {
   if (value.is_number_unsigned()) {
-    return static_cast<int64_t>(std::min<uint64_t>(value.get<uint64_t>(),
-                                                   std::numeric_limits<int64_t>::max()));
+    return static_cast<int64_t>(
+        std::min<uint64_t>(value.get<uint64_t>(), std::numeric_limits<int64_t>::max()));
   }
   if (value.is_number_integer()) return value.get<int64_t>();
   if (value.is_number_float()) {

@@ -66,8 +66,7 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
 
  private:
   absl::Status Submit(int index, engine::EngineRequest prompt);
-  void Complete(int index, engine::RequestCompletion completion)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Complete(int index, engine::RequestCompletion completion) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(std::string event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string EchoEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -351,9 +350,9 @@ void OpenAiService::Tokenize(const http::Request& request, http::Responder& resp
     status = absl::FailedPreconditionError("prompt: this model has no tokenizer");
   }
   if (!status.ok()) return Refuse(status, responder);
-  const std::vector<TokenId> tokens = tokenizer->Encode(
-      *prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
-                                          : tokenizer::AddSpecialTokens::kNo);
+  const std::vector<TokenId> tokens =
+      tokenizer->Encode(*prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
+                                                            : tokenizer::AddSpecialTokens::kNo);
   responder.Send(JsonResponse({{"count", tokens.size()},
                                {"max_model_len", (*engine)->info().max_model_len},
                                {"tokens", tokens}}));
@@ -455,10 +454,12 @@ void OpenAiService::Handle(const http::Request& request,
     }
   }
   if (route->path == "/health") return Health(*responder);
-  if (route->path == "/version") return responder->Send(JsonResponse({{"version", options_.version}}));
+  if (route->path == "/version")
+    return responder->Send(JsonResponse({{"version", options_.version}}));
   if (route->path == "/metrics") {
-    return responder->Send(http::Response{.content_type = "text/plain; version=0.0.4; charset=utf-8",
-                                          .body = options_.render_metrics()});
+    return responder->Send(
+        http::Response{.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                       .body = options_.render_metrics()});
   }
   if (route->path == "/v1/models") return Models(*responder);
   if (route->path == "/v1/completions") return Completions(request, std::move(responder));

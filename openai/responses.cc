@@ -43,7 +43,8 @@ absl::string_view ErrorType(int http_status) {
 
 // The message with the engine's own prefixes dropped: "sampling.top_p: ..." is "top_p: ...".
 std::string ClientMessage(absl::string_view message) {
-  for (absl::string_view prefix : {absl::string_view("sampling."), absl::string_view("stopping.")}) {
+  for (absl::string_view prefix :
+       {absl::string_view("sampling."), absl::string_view("stopping.")}) {
     if (absl::StartsWith(message, prefix)) return std::string(message.substr(prefix.size()));
   }
   return std::string(message);
@@ -78,7 +79,9 @@ json StopReason(const engine::RequestCompletion& completion) {
 }
 
 json Envelope(const ResponseIds& ids) {
-  return {{"id", ids.id}, {"object", "text_completion"}, {"created", ids.created},
+  return {{"id", ids.id},
+          {"object", "text_completion"},
+          {"created", ids.created},
           {"model", ids.model}};
 }
 
@@ -113,10 +116,12 @@ int HttpStatusOf(const absl::Status& status) {
 std::string ErrorJson(const absl::Status& status) {
   const std::string message = ClientMessage(status.message());
   const int http_status = HttpStatusOf(status);
-  json error = {{"message", message}, {"type", std::string(ErrorType(http_status))}, {"param", nullptr},
+  json error = {{"message", message},
+                {"type", std::string(ErrorType(http_status))},
+                {"param", nullptr},
                 {"code", nullptr}};
-  if (std::optional<std::string> field = FieldOf(message); field.has_value() &&
-                                                          http_status == 400) {
+  if (std::optional<std::string> field = FieldOf(message);
+      field.has_value() && http_status == 400) {
     error["param"] = *field;
   }
   if (std::optional<engine::ErrorReason> reason = engine::GetErrorReason(status)) {
@@ -134,8 +139,8 @@ http::Response ErrorResponse(const absl::Status& status, absl::Duration retry_af
   response.status = HttpStatusOf(status);
   response.body = ErrorJson(status);
   if (response.status == 429) {
-    const int64_t seconds = std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(
-                                                     retry_after, absl::Seconds(1))));
+    const int64_t seconds =
+        std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(retry_after, absl::Seconds(1))));
     response.headers.emplace_back("Retry-After", absl::StrCat(seconds));
   }
   if (response.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -161,8 +166,11 @@ absl::string_view FinishReasonName(engine::FinishReason reason) {
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
                                 const engine::Usage* usage) {
-  json choice = {{"index", index}, {"text", std::string(text)}, {"logprobs", nullptr},
-                 {"finish_reason", nullptr}, {"stop_reason", nullptr}};
+  json choice = {{"index", index},
+                 {"text", std::string(text)},
+                 {"logprobs", nullptr},
+                 {"finish_reason", nullptr},
+                 {"stop_reason", nullptr}};
   if (finished != nullptr) {
     choice["finish_reason"] = std::string(FinishReasonName(finished->finish_reason));
     choice["stop_reason"] = StopReason(*finished);

@@ -23,8 +23,8 @@ TEST(ResponsesTest, ErrorsHaveOpenAisShapeAndStatus) {
                                                     engine::ErrorReason::kQueueFull);
   const http::Response response = ErrorResponse(full, absl::Milliseconds(1500));
   EXPECT_EQ(response.status, 429);
-  EXPECT_THAT(response.headers, ::testing::Contains(std::pair<std::string, std::string>(
-                                    "Retry-After", "2")));
+  EXPECT_THAT(response.headers,
+              ::testing::Contains(std::pair<std::string, std::string>("Retry-After", "2")));
   EXPECT_EQ(json::parse(response.body)["error"]["code"], "queue_full");
 
   EXPECT_EQ(HttpStatusOf(engine::WithErrorReason(absl::ResourceExhaustedError("x"),

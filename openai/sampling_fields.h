@@ -4,9 +4,8 @@
 // sampling and stopping fields (vLLM's names) translated into an engine request. Translation
 // only: the engine validates the ranges. Pure functions; thread-safe.
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/engine_info.h"
 #include "engine/engine_request.h"
 #include "nlohmann/json_fwd.hpp"

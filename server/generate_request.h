@@ -18,8 +18,8 @@
 #include "absl/strings/string_view.h"
 #include "engine/engine_info.h"
 #include "engine/engine_request.h"
-#include "tokenizer/tokenizer.h"
 #include "pagoda/v1/generate.pb.h"
+#include "tokenizer/tokenizer.h"
 
 namespace pagoda::server {
 

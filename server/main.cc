@@ -63,8 +63,8 @@ void RaiseOpenFileLimit() {
   const rlim_t before = limit.rlim_cur;
   limit.rlim_cur = limit.rlim_max;
   if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    pagoda::server::LogLine(absl::StrCat("open files limit raised from ", before, " to ",
-                                         limit.rlim_cur));
+    pagoda::server::LogLine(
+        absl::StrCat("open files limit raised from ", before, " to ", limit.rlim_cur));
   }
 }
 

@@ -16,9 +16,9 @@
 namespace pagoda::server {
 namespace {
 
-using ::testing::HasSubstr;
 using http::testing::HttpExchange;
 using http::testing::HttpGet;
+using ::testing::HasSubstr;
 
 std::unique_ptr<MetricsHttpServer> StartServer(std::atomic<int>* renders,
                                                int io_timeout_ms = 2000) {
@@ -106,18 +106,18 @@ TEST(MetricsHttpServerTest, TwoHundredIdleSocketsDoNotDelayAScrape) {
 
 TEST(MetricsHttpServerTest, KeepsAliveAndBoundsOpenConnections) {
   std::atomic<int> renders{0};
-  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Start(
-      {.port = 0, .max_connections = 3, .render = [&renders] {
-         renders.fetch_add(1);
-         return std::string("pagoda_up 1\n");
-       }});
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start({.port = 0, .max_connections = 3, .render = [&renders] {
+                                  renders.fetch_add(1);
+                                  return std::string("pagoda_up 1\n");
+                                }});
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
   // Two requests on one connection, the second closing it: both answered.
-  const absl::StatusOr<http::testing::HttpResponse> two = HttpExchange(
-      port,
-      "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
-      "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  const absl::StatusOr<http::testing::HttpResponse> two =
+      HttpExchange(port,
+                   "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+                   "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
   ASSERT_TRUE(two.ok()) << two.status();
   EXPECT_EQ(two->status, 200);
   EXPECT_EQ(renders.load(), 2);

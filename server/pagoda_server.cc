@@ -104,8 +104,8 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
 // Milliseconds for a channel argument; an infinite duration is INT_MAX (gRPC's "never").
 int ChannelMillis(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return std::numeric_limits<int>::max();
-  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d),
-                                            std::numeric_limits<int>::max()));
+  return static_cast<int>(
+      std::min<int64_t>(absl::ToInt64Milliseconds(d), std::numeric_limits<int>::max()));
 }
 
 // What one client can make the server hold (docs/operations.md, "Limits"). Debian's gRPC 1.51
@@ -261,17 +261,20 @@ absl::Status PagodaServer::StartOpenAiApi() {
       {.host = options_.host,
        .port = *options_.http_port,
        .num_threads = HttpThreads(),
-       .handler = [service = openai_service_.get()](
-                      const http::Request& request, std::shared_ptr<http::Responder> responder) {
-         service->Handle(request, std::move(responder));
-       },
-       .error_response = [](int /*status*/, const std::string& message) {
-         http::Response response;
-         response.body = openai::ErrorJson(absl::InvalidArgumentError(message));
-         return response;
-       }});
+       .handler =
+           [service = openai_service_.get()](const http::Request& request,
+                                             std::shared_ptr<http::Responder> responder) {
+             service->Handle(request, std::move(responder));
+           },
+       .error_response =
+           [](int /*status*/, const std::string& message) {
+             http::Response response;
+             response.body = openai::ErrorJson(absl::InvalidArgumentError(message));
+             return response;
+           }});
   if (!http.ok()) {
-    return absl::Status(http.status().code(), absl::StrCat("--http-port: ", http.status().message()));
+    return absl::Status(http.status().code(),
+                        absl::StrCat("--http-port: ", http.status().message()));
   }
   openai_http_ = *std::move(http);
   http_port_ = openai_http_->port();

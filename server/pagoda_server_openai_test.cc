@@ -21,20 +21,20 @@
 namespace pagoda::server::testing {
 namespace {
 
+using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-using nlohmann::json;
 
 class OpenAiApiTest : public PagodaServerTest {
  protected:
   int port() const { return *server_->http_port(); }
 
-  absl::StatusOr<http::testing::HttpResponse> Post(const std::string& path,
-                                                   const std::string& body,
+  absl::StatusOr<http::testing::HttpResponse> Post(const std::string& path, const std::string& body,
                                                    const std::string& headers = "") {
     return http::testing::HttpExchange(
-        port(), absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
-                             headers, "Content-Length: ", body.size(), "\r\n\r\n", body),
+        port(),
+        absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", headers,
+                     "Content-Length: ", body.size(), "\r\n\r\n", body),
         20000);
   }
 
@@ -77,9 +77,7 @@ class OpenAiApiTest : public PagodaServerTest {
     return fd;
   }
 
-  double RunningRequests() {
-    return Metric("pagoda_num_requests_running{");
-  }
+  double RunningRequests() { return Metric("pagoda_num_requests_running{"); }
   double UsedKvBlocks() { return server_->engine()->Snapshot().kv.num_used_blocks; }
 };
 
@@ -105,7 +103,8 @@ TEST_F(OpenAiApiTest, InfoRoutes) {
 TEST_F(OpenAiApiTest, CompletionWhole) {
   StartServer();
   const auto response = Post(
-      "/v1/completions", R"({"model": "fake-model", "prompt": ["ab", "cd"], "max_tokens": 3, "ignore_eos": true, "echo": true})",
+      "/v1/completions",
+      R"({"model": "fake-model", "prompt": ["ab", "cd"], "max_tokens": 3, "ignore_eos": true, "echo": true})",
       "X-Request-Id: my-id-1\r\n");
   ASSERT_TRUE(response.ok()) << response.status();
   ASSERT_EQ(response->status, 200) << response->body;
@@ -163,31 +162,44 @@ TEST_F(OpenAiApiTest, BadInputTable) {
       {"POST", "/v1/completions", R"({"prompt": [1, 99999]})", 400, "prompt[1]: "},
       {"POST", "/v1/completions", R"({"prompt": [-5]})", 400, "prompt[0]: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "model": "other"})", 404, "model: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "temperature": "x"})", 400, "temperature: must be a number"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "temperature": "x"})", 400,
+       "temperature: must be a number"},
       {"POST", "/v1/completions", R"({"prompt": "a", "temperature": 101})", 400, "temperature: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "top_p": 1.5})", 400, "top_p: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "top_k": -7})", 400, "top_k: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "min_p": 2})", 400, "min_p: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "repetition_penalty": 0})", 400, "repetition_penalty: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "presence_penalty": 3})", 400, "presence_penalty: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "frequency_penalty": -3})", 400, "frequency_penalty: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": []})", 400, "logit_bias: must be an object"},
-      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"1": 101}})", 400, "logit_bias"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "repetition_penalty": 0})", 400,
+       "repetition_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "presence_penalty": 3})", 400,
+       "presence_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "frequency_penalty": -3})", 400,
+       "frequency_penalty: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": []})", 400,
+       "logit_bias: must be an object"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logit_bias": {"1": 101}})", 400,
+       "logit_bias"},
       {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 0})", 400, "max_tokens: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": 1000})", 400, "max_tokens: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": "5"})", 400, "max_tokens: must be an integer"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "max_tokens": "5"})", 400,
+       "max_tokens: must be an integer"},
       {"POST", "/v1/completions", R"({"prompt": "a", "min_tokens": -1})", 400, "min_tokens: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "stop": 5})", 400, "stop: must be a string or an array"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stop": 5})", 400,
+       "stop: must be a string or an array"},
       {"POST", "/v1/completions", R"({"prompt": "a", "stop": [""]})", 400, "stop[0]: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "stop_token_ids": [9999]})", 400, "stop_token_ids[0]: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "seed": 1.5})", 400, "seed: must be an integer"},
-      {"POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", 400, "stream: must be a boolean"},
-      {"POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})", 400, "stream_options: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stop_token_ids": [9999]})", 400,
+       "stop_token_ids[0]: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "seed": 1.5})", 400,
+       "seed: must be an integer"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stream": "yes"})", 400,
+       "stream: must be a boolean"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})",
+       400, "stream_options: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "n": 3})", 400, "n: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", 400, "logprobs: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "cache_salt": 1})", 400, "cache_salt: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "priority": "high"})", 400, "priority: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "truncate_prompt_tokens": 0})", 400, "truncate_prompt_tokens: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "truncate_prompt_tokens": 0})", 400,
+       "truncate_prompt_tokens: "},
       {"POST", "/v1/completions", std::string(5 << 20, ' '), 413, "the request body is over"},
       {"GET", "/v1/completions", "", 405, "/v1/completions takes POST"},
       {"POST", "/v1/models", "{}", 405, "/v1/models takes GET"},
@@ -199,10 +211,12 @@ TEST_F(OpenAiApiTest, BadInputTable) {
   ASSERT_GE(cases.size(), 30u);
   for (const Case& c : cases) {
     const auto response = http::testing::HttpExchange(
-        port(), absl::StrCat(c.method, " ", c.path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
-                             "Content-Length: ", c.body.size(), "\r\n\r\n", c.body),
+        port(),
+        absl::StrCat(c.method, " ", c.path, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                     "Content-Length: ", c.body.size(), "\r\n\r\n", c.body),
         20000);
-    ASSERT_TRUE(response.ok()) << c.path << " " << c.body.substr(0, 80) << ": " << response.status();
+    ASSERT_TRUE(response.ok()) << c.path << " " << c.body.substr(0, 80) << ": "
+                               << response.status();
     EXPECT_EQ(response->status, c.status) << c.body.substr(0, 80) << " -> " << response->body;
     const json body = json::parse(response->body, nullptr, false);
     ASSERT_TRUE(body.is_object()) << response->body;
@@ -213,14 +227,15 @@ TEST_F(OpenAiApiTest, BadInputTable) {
   }
   // A header flood is refused, and the server goes on serving.
   const auto flood = http::testing::HttpExchange(
-      port(), absl::StrCat("GET /health HTTP/1.1\r\nX-Flood: ", std::string(64 << 10, 'h'),
-                           "\r\n\r\n"));
+      port(),
+      absl::StrCat("GET /health HTTP/1.1\r\nX-Flood: ", std::string(64 << 10, 'h'), "\r\n\r\n"));
   ASSERT_TRUE(flood.ok()) << flood.status();
   EXPECT_EQ(flood->status, 431);
   EXPECT_EQ(Post("/v1/completions", R"({"prompt": "a", "max_tokens": 2})")->status, 200);
   // Every refusal was counted as one.
-  EXPECT_GE(Metric("pagoda_requests_rejected_total{model_name=\"fake-model\",reason=\"invalid_field\"}"),
-            30);
+  EXPECT_GE(
+      Metric("pagoda_requests_rejected_total{model_name=\"fake-model\",reason=\"invalid_field\"}"),
+      30);
 }
 
 // A client that leaves aborts its request at once and its KV blocks go back to the pool:
@@ -228,8 +243,9 @@ TEST_F(OpenAiApiTest, BadInputTable) {
 TEST_F(OpenAiApiTest, AClientThatLeavesAbortsItsRequest) {
   StartServer({.step_time = absl::Milliseconds(20)});
   for (const bool stream : {true, false}) {
-    const std::string body = absl::StrCat(R"({"prompt": [1, 2, 3], "max_tokens": 100, "ignore_eos": true, "stream": )",
-                                          stream ? "true" : "false", "}");
+    const std::string body =
+        absl::StrCat(R"({"prompt": [1, 2, 3], "max_tokens": 100, "ignore_eos": true, "stream": )",
+                     stream ? "true" : "false", "}");
     const int fd = OpenAndRead(
         absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(),
                      "\r\n\r\n", body),
@@ -239,22 +255,34 @@ TEST_F(OpenAiApiTest, AClientThatLeavesAbortsItsRequest) {
     const absl::Time closed = absl::Now();
     close(fd);
     // 100 tokens take 2 s; the abort comes within a few steps.
-    ASSERT_TRUE(WaitFor([&] { return RunningRequests() == 0 && UsedKvBlocks() == 0; },
-                        absl::Seconds(1)))
+    ASSERT_TRUE(
+        WaitFor([&] { return RunningRequests() == 0 && UsedKvBlocks() == 0; }, absl::Seconds(1)))
         << "stream " << stream;
     EXPECT_LT(absl::Now() - closed, absl::Seconds(1));
   }
-  EXPECT_EQ(Metric("pagoda_request_success_total{model_name=\"fake-model\",finished_reason=\"abort\"}"),
-            2);
+  EXPECT_EQ(
+      Metric("pagoda_request_success_total{model_name=\"fake-model\",finished_reason=\"abort\"}"),
+      2);
 }
 
 TEST_F(OpenAiApiTest, AFullQueueIs429WithRetryAfter) {
   StartServer({.step_time = absl::Milliseconds(20), .max_num_seqs = 1, .max_waiting_requests = 1});
-  const std::string body = R"({"prompt": [1, 2], "max_tokens": 100, "ignore_eos": true, "stream": true})";
-  const std::string request = absl::StrCat(
-      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
+  const std::string body =
+      R"({"prompt": [1, 2], "max_tokens": 100, "ignore_eos": true, "stream": true})";
+  const std::string request =
+      absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(),
+                   "\r\n\r\n", body);
+  // The engine counts a request as waiting until the end of the step that first runs it.
+  const auto snapshot_is = [this](int running, int waiting) {
+    return WaitFor([&] {
+      const engine::EngineSnapshot s = server_->engine()->Snapshot();
+      return s.num_running == running && s.num_waiting == waiting;
+    });
+  };
   const int running = OpenAndRead(request, "data: ");
+  ASSERT_TRUE(snapshot_is(1, 0));
   const int waiting = OpenAndRead(request, "text/event-stream");
+  ASSERT_TRUE(snapshot_is(1, 1));
   const auto refused = Post("/v1/completions", R"({"prompt": "a"})");
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_EQ(refused->status, 429);

@@ -19,10 +19,10 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "http/testing/http_client.h"
 #include "pagoda/v1/text_generation_service.grpc.pb.h"
 #include "runner/testing/fake_model_runner.h"
 #include "server/pagoda_server.h"
-#include "http/testing/http_client.h"
 #include "server/testing/server_fixture.h"
 #include "tokenizer/byte_tokenizer.h"
 

@@ -233,8 +233,9 @@ const std::vector<Flag>& Flags() {
        "Default 2048.",
        SetInt(
            "max-num-batched-tokens",
-           [](ServerOptions& o,
-              int64_t v) { o.engine.max_num_batched_tokens = static_cast<int>(v); },
+           [](ServerOptions& o, int64_t v) {
+             o.engine.max_num_batched_tokens = static_cast<int>(v);
+           },
            1)},
       {"max-model-len", FlagKind::kValue, "TOKENS",
        "Context length: prompt plus output of one request. Default: the model's "
@@ -308,8 +309,8 @@ const std::vector<Flag>& Flags() {
        "pressure it shrinks them rather than grow. Calls queued by rapid reset are not "
        "covered (docs/operations.md). Default 256MiB.",
        [](absl::string_view v, ServerOptions& o) {
-         return SetBytes("grpc-memory-limit", v, int64_t{16} << 20,
-                         "a byte size of at least 16MiB", o.grpc_limits.memory_bytes);
+         return SetBytes("grpc-memory-limit", v, int64_t{16} << 20, "a byte size of at least 16MiB",
+                         o.grpc_limits.memory_bytes);
        }},
       {"grpc-max-connection-idle", FlagKind::kValue, "SECONDS",
        "Close a client connection with no open call for this long (GOAWAY; clients reconnect). "

@@ -36,7 +36,7 @@ enum class Backend {
 struct LoadOptions {
   Backend backend = Backend::kGrpc;
   std::string address = "127.0.0.1:50051";  // gRPC, or the HTTP API with kOpenAiCompletions
-  std::string model;  // GenerateRequest.model; empty = the served one
+  std::string model;                        // GenerateRequest.model; empty = the served one
   double request_rate = std::numeric_limits<double>::infinity();
   double burstiness = 1.0;
   int max_concurrency = 0;  // 0 = unbounded
@@ -47,9 +47,9 @@ struct LoadOptions {
   uint64_t seed = 0;
 };
 
-// Sends `requests` through `options.backend` with the arrival process and concurrency bound of `options` and
-// waits for all of them. `progress(done, failed)` is called after each completion, from gRPC's
-// threads (serialized). Thread-compatible; one run at a time.
+// Sends `requests` through `options.backend` with the arrival process and concurrency bound of
+// `options` and waits for all of them. `progress(done, failed)` is called after each completion,
+// from gRPC's threads (serialized). Thread-compatible; one run at a time.
 std::vector<RequestResult> RunLoad(const std::vector<BenchRequest>& requests,
                                    const LoadOptions& options,
                                    const std::function<void(int, int)>& progress = nullptr);

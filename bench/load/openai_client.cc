@@ -188,7 +188,8 @@ absl::StatusOr<std::unique_ptr<OpenAiClient>> OpenAiClient::Create(const std::st
   tcp::resolver resolver(resolve_io);
   beast::error_code error;
   auto endpoints = resolver.resolve(address.substr(0, colon), address.substr(colon + 1), error);
-  if (error) return absl::UnavailableError(absl::StrCat("resolve ", address, ": ", error.message()));
+  if (error)
+    return absl::UnavailableError(absl::StrCat("resolve ", address, ": ", error.message()));
   return std::unique_ptr<OpenAiClient>(
       new OpenAiClient(std::make_unique<Impl>(address, std::move(endpoints))));
 }

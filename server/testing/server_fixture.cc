@@ -10,10 +10,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "runner/testing/fake_model_runner.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "tokenizer/byte_tokenizer.h"
 #include "http/testing/http_client.h"
+#include "runner/testing/fake_model_runner.h"
+#include "tokenizer/byte_tokenizer.h"
 
 namespace pagoda::server::testing {
 namespace {
@@ -218,7 +218,8 @@ HealthCheckResponse::ServingStatus PagodaServerTest::Health(const std::string& s
 }
 
 std::string PagodaServerTest::Scrape() {
-  absl::StatusOr<http::testing::HttpResponse> response = http::testing::HttpGet(*server_->metrics_port(), "/metrics");
+  absl::StatusOr<http::testing::HttpResponse> response =
+      http::testing::HttpGet(*server_->metrics_port(), "/metrics");
   EXPECT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 200);
   return response.ok() ? response->body : "";

@@ -17,6 +17,8 @@ import urllib.request
 from pagoda_daemon import Daemon
 
 PROMPT = "Once upon a time"
+MODEL = "dummy:tiny"  # its byte tokenizer gives text for every token
+SLOW_MODEL = "dummy:llama-110m"  # about 9 ms a token: slow enough to leave mid-stream
 
 
 def fail(message):
@@ -91,8 +93,9 @@ def check_error(d):
 
 
 def check_client_leaving(d):
-    running = 'pagoda_num_requests_running{model_name="dummy:tiny"}'
-    request = json.dumps({"prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "stream": True})
+    running = f'pagoda_num_requests_running{{model_name="{SLOW_MODEL}"}}'
+    # About 8 s of decoding: it must still run when its client leaves, however loaded the machine.
+    request = json.dumps({"prompt": PROMPT, "max_tokens": 900, "ignore_eos": True, "stream": True})
     sock = socket.create_connection(("127.0.0.1", d.http_port), timeout=10)
     sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(request)}"
                   f"\r\n\r\n{request}").encode())
@@ -109,23 +112,25 @@ def check_client_leaving(d):
             fail("the request still runs 2 s after its client left")
         time.sleep(0.01)
     aborted = metric(d.metrics_port,
-                     'pagoda_request_success_total{model_name="dummy:tiny",finished_reason="abort"}')
+                     f'pagoda_request_success_total{{model_name="{SLOW_MODEL}",finished_reason="abort"}}')
     if aborted != 1:
         fail(f"aborted requests: {aborted}")
     print(f"OK: a streaming client that left was aborted within {time.time() - left:.3f} s")
 
 
 def main():
-    with Daemon(sys.argv[1], "--model", "dummy:tiny", "--threads", "1") as d:
+    with Daemon(sys.argv[1], "--model", MODEL, "--threads", "1") as d:
         models = json.loads(urllib.request.urlopen(
             f"http://127.0.0.1:{d.http_port}/v1/models", timeout=10).read())
-        if models["data"][0]["id"] != "dummy:tiny":
+        if models["data"][0]["id"] != MODEL:
             fail(f"/v1/models: {models}")
         check_completions(d)
         check_error(d)
-        check_client_leaving(d)
-    if d.exit_code != 0:
-        fail(f"pagodad exited {d.exit_code}")
+    with Daemon(sys.argv[1], "--model", SLOW_MODEL, "--threads", "1") as slow:
+        check_client_leaving(slow)
+    for daemon in (d, slow):
+        if daemon.exit_code != 0:
+            fail(f"pagodad exited {daemon.exit_code}")
     print("PASS")
 
 
