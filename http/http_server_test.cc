@@ -1,7 +1,5 @@
 #include "http/http_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,19 +63,6 @@ std::string Dechunk(const std::string& body) {
   }
 }
 
-int Connect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 TEST(HttpServerTest, AnswersWholeResponsesAndHead) {
   const std::unique_ptr<HttpServer> server = StartServer(Echo);
   ASSERT_NE(server, nullptr);
@@ -133,56 +118,65 @@ TEST(HttpServerTest, StreamsChunksWrittenFromAnotherThread) {
   EXPECT_EQ(Dechunk(response->body), "first;piece0;piece1;piece2;");
 }
 
-TEST(HttpServerTest, TellsTheHandlerWhenTheClientLeaves) {
+// A handler that starts a stream and never ends it: only the client's leaving (or the server
+// stopping) ends it.
+struct HeldStream {
+  Handler handler() {
+    return [this](const Request&, std::shared_ptr<Responder> responder) {
+      responder->StartStream(Response{.content_type = "text/event-stream"});
+      responder->OnDisconnect([this] { disconnected.Notify(); });
+      absl::MutexLock lock(&mu);
+      kept = responder;
+    };
+  }
+  // Connects, asks for the stream and reads its head; the socket, or -1.
+  static int Open(int port) {
+    const int fd = testing::ConnectLoopback(port);
+    const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
+    char buffer[256];
+    if (fd < 0 ||
+        send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size()) ||
+        recv(fd, buffer, sizeof(buffer), 0) <= 0) {
+      if (fd >= 0) close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // Writing to a stream whose client or server is gone is harmless.
+  void WriteToNobody() {
+    absl::MutexLock lock(&mu);
+    kept->Write("to nobody");
+    kept->End();
+  }
+
   absl::Notification disconnected;
-  std::shared_ptr<Responder> kept;
   absl::Mutex mu;
-  const std::unique_ptr<HttpServer> server =
-      StartServer([&](const Request&, std::shared_ptr<Responder> responder) {
-        responder->StartStream(Response{.content_type = "text/event-stream"});
-        responder->OnDisconnect([&disconnected] { disconnected.Notify(); });
-        absl::MutexLock lock(&mu);
-        kept = responder;  // never answered: only the client's leaving ends it
-      });
+  std::shared_ptr<Responder> kept ABSL_GUARDED_BY(mu);
+};
+
+TEST(HttpServerTest, TellsTheHandlerWhenTheClientLeaves) {
+  HeldStream held;
+  const std::unique_ptr<HttpServer> server = StartServer(held.handler());
   ASSERT_NE(server, nullptr);
-  const int fd = Connect(server->port());
+  const int fd = HeldStream::Open(server->port());
   ASSERT_GE(fd, 0);
-  const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
-  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  char buffer[256];
-  ASSERT_GT(recv(fd, buffer, sizeof(buffer), 0), 0);  // the stream's head
   close(fd);
-  EXPECT_TRUE(disconnected.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  absl::MutexLock lock(&mu);
-  kept->Write("to nobody");  // harmless
-  kept->End();
+  EXPECT_TRUE(held.disconnected.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  held.WriteToNobody();
 }
 
 TEST(HttpServerTest, StoppingEndsOpenStreams) {
-  absl::Notification disconnected;
-  std::shared_ptr<Responder> kept;
-  absl::Mutex mu;
-  std::unique_ptr<HttpServer> server =
-      StartServer([&](const Request&, std::shared_ptr<Responder> responder) {
-        responder->StartStream(Response{.content_type = "text/event-stream"});
-        responder->OnDisconnect([&disconnected] { disconnected.Notify(); });
-        absl::MutexLock lock(&mu);
-        kept = responder;
-      });
+  HeldStream held;
+  std::unique_ptr<HttpServer> server = StartServer(held.handler());
   ASSERT_NE(server, nullptr);
-  const int fd = Connect(server->port());
+  const int fd = HeldStream::Open(server->port());
   ASSERT_GE(fd, 0);
-  const std::string request = "GET /s HTTP/1.1\r\nHost: x\r\n\r\n";
-  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  char buffer[256];
-  ASSERT_GT(recv(fd, buffer, sizeof(buffer), 0), 0);
   const absl::Time start = absl::Now();
   server.reset();
   EXPECT_LT(absl::Now() - start, absl::Seconds(1));
-  EXPECT_TRUE(disconnected.HasBeenNotified());
+  EXPECT_TRUE(held.disconnected.HasBeenNotified());
   close(fd);
-  absl::MutexLock lock(&mu);
-  kept->Write("after the server");  // harmless
+  held.WriteToNobody();
 }
 
 TEST(HttpServerTest, RefusesOversizedAndMalformedRequests) {
@@ -220,7 +214,7 @@ TEST(HttpServerTest, ASlowRequestIsDroppedAfterTheTimeout) {
 TEST(HttpServerTest, AnswersExpectContinueBeforeTheBody) {
   const std::unique_ptr<HttpServer> server = StartServer(Echo);
   ASSERT_NE(server, nullptr);
-  const int fd = Connect(server->port());
+  const int fd = testing::ConnectLoopback(server->port());
   ASSERT_GE(fd, 0);
   const std::string head =
       "POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"

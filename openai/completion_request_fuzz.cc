@@ -7,6 +7,7 @@
 
 #include "absl/strings/string_view.h"
 #include "engine/request_validation.h"
+#include "engine/testing/byte_model_info.h"
 #include "openai/completion_request.h"
 #include "openai/responses.h"
 #include "tokenizer/byte_tokenizer.h"
@@ -14,13 +15,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const pagoda::tokenizer::ByteTokenizer* const kTokenizer =
       new pagoda::tokenizer::ByteTokenizer();
-  pagoda::engine::EngineInfo info;
-  info.model_name = "fuzz-model";
-  info.vocab_size = pagoda::tokenizer::ByteTokenizer::kVocabSize;
-  info.max_model_len = 64;
-  info.block_size = 16;
-  info.num_kv_blocks = 16;
-  info.has_tokenizer = true;
+  static const pagoda::engine::EngineInfo info = pagoda::engine::testing::ByteModelInfo();
   const absl::string_view body(reinterpret_cast<const char*>(data), size);
   const auto parsed = pagoda::openai::ParseCompletionRequest(body, info, kTokenizer);
   if (!parsed.ok()) {

@@ -5,6 +5,7 @@
 
 #include "engine/error_reason.h"
 #include "engine/request_validation.h"
+#include "engine/testing/byte_model_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "openai/responses.h"
@@ -17,17 +18,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// A served model of 258 tokens (the byte tokenizer's) and 64-token contexts.
-engine::EngineInfo TestInfo() {
-  engine::EngineInfo info;
-  info.model_name = "test-model";
-  info.vocab_size = tokenizer::ByteTokenizer::kVocabSize;
-  info.max_model_len = 64;
-  info.block_size = 16;
-  info.num_kv_blocks = 16;
-  info.has_tokenizer = true;
-  return info;
-}
+using engine::testing::ByteModelInfo;
 
 class CompletionRequestTest : public ::testing::Test {
  protected:
@@ -50,7 +41,7 @@ class CompletionRequestTest : public ::testing::Test {
     EXPECT_THAT(ErrorJson(parsed.status()), HasSubstr("\"message\":\"" + prefix)) << body;
   }
 
-  engine::EngineInfo info_ = TestInfo();
+  engine::EngineInfo info_ = ByteModelInfo();
   tokenizer::ByteTokenizer tokenizer_;
 };
 

@@ -32,6 +32,31 @@ http::Response JsonResponse(const json& body) {
 
 int64_t UnixSeconds(absl::Time t) { return absl::ToUnixSeconds(t); }
 
+// The loaded engine (with a tokenizer) and the parsed body of /tokenize or /detokenize.
+struct TokenizerRoute {
+  engine::Engine* engine;
+  json body;
+};
+
+// The start both tokenizer routes share: the serving engine, the body as a JSON object, its
+// `model` checked; FailedPrecondition naming `field` without a tokenizer.
+absl::StatusOr<TokenizerRoute> StartTokenizerRoute(absl::StatusOr<engine::Engine*> serving,
+                                                   const http::Request& request,
+                                                   absl::string_view field) {
+  PAGODA_ASSIGN_OR_RETURN(engine::Engine * engine, std::move(serving));
+  PAGODA_ASSIGN_OR_RETURN(json object, ParseJsonObject(request.body));
+  JsonFields fields(object);
+  std::optional<std::string> model;
+  PAGODA_RETURN_IF_ERROR(fields.String("model", model));
+  if (model.has_value()) {
+    PAGODA_RETURN_IF_ERROR(engine::CheckModelName(*model, engine->info().model_name));
+  }
+  if (engine->tokenizer() == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(field, ": this model has no tokenizer"));
+  }
+  return TokenizerRoute{.engine = engine, .body = std::move(object)};
+}
+
 }  // namespace
 
 // One POST /v1/completions: its choices (one engine request per prompt), streamed or gathered.
@@ -330,57 +355,36 @@ void OpenAiService::Completions(const http::Request& request,
 }
 
 void OpenAiService::Tokenize(const http::Request& request, http::Responder& responder) {
-  absl::StatusOr<engine::Engine*> engine = ServingEngine();
-  if (!engine.ok()) return Refuse(engine.status(), responder);
-  const tokenizer::Tokenizer* tokenizer = (*engine)->tokenizer();
-  absl::StatusOr<json> object = ParseJsonObject(request.body);
-  if (!object.ok()) return Refuse(object.status(), responder);
-  JsonFields fields(*object);
-  std::optional<std::string> model;
+  absl::StatusOr<TokenizerRoute> route = StartTokenizerRoute(ServingEngine(), request, "prompt");
+  if (!route.ok()) return Refuse(route.status(), responder);
+  JsonFields fields(route->body);
   std::optional<std::string> prompt;
   std::optional<bool> add_special;
-  absl::Status status = fields.String("model", model);
-  if (status.ok()) status = fields.String("prompt", prompt);
+  absl::Status status = fields.String("prompt", prompt);
   if (status.ok()) status = fields.Bool("add_special_tokens", add_special);
-  if (status.ok() && model.has_value()) {
-    status = engine::CheckModelName(*model, (*engine)->info().model_name);
-  }
   if (status.ok() && !prompt.has_value()) status = FieldError("prompt", "required");
-  if (status.ok() && tokenizer == nullptr) {
-    status = absl::FailedPreconditionError("prompt: this model has no tokenizer");
-  }
   if (!status.ok()) return Refuse(status, responder);
-  const std::vector<TokenId> tokens =
-      tokenizer->Encode(*prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
-                                                            : tokenizer::AddSpecialTokens::kNo);
+  const std::vector<TokenId> tokens = route->engine->tokenizer()->Encode(
+      *prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
+                                          : tokenizer::AddSpecialTokens::kNo);
   responder.Send(JsonResponse({{"count", tokens.size()},
-                               {"max_model_len", (*engine)->info().max_model_len},
+                               {"max_model_len", route->engine->info().max_model_len},
                                {"tokens", tokens}}));
 }
 
 void OpenAiService::Detokenize(const http::Request& request, http::Responder& responder) {
-  absl::StatusOr<engine::Engine*> engine = ServingEngine();
-  if (!engine.ok()) return Refuse(engine.status(), responder);
-  const tokenizer::Tokenizer* tokenizer = (*engine)->tokenizer();
-  absl::StatusOr<json> object = ParseJsonObject(request.body);
-  if (!object.ok()) return Refuse(object.status(), responder);
-  JsonFields fields(*object);
-  std::optional<std::string> model;
+  absl::StatusOr<TokenizerRoute> route = StartTokenizerRoute(ServingEngine(), request, "tokens");
+  if (!route.ok()) return Refuse(route.status(), responder);
+  JsonFields fields(route->body);
   std::vector<int64_t> ids;
-  absl::Status status = fields.String("model", model);
-  if (status.ok()) {
-    status = fields.Ints("tokens", kMaxDetokenizeIds, 0, (*engine)->info().vocab_size - 1, ids);
+  if (absl::Status status =
+          fields.Ints("tokens", kMaxDetokenizeIds, 0, route->engine->info().vocab_size - 1, ids);
+      !status.ok()) {
+    return Refuse(status, responder);
   }
-  if (status.ok() && model.has_value()) {
-    status = engine::CheckModelName(*model, (*engine)->info().model_name);
-  }
-  if (status.ok() && tokenizer == nullptr) {
-    status = absl::FailedPreconditionError("tokens: this model has no tokenizer");
-  }
-  if (!status.ok()) return Refuse(status, responder);
   const std::vector<TokenId> tokens(ids.begin(), ids.end());
-  responder.Send(
-      JsonResponse({{"prompt", tokenizer->Decode(tokens, tokenizer::SkipSpecialTokens::kNo)}}));
+  responder.Send(JsonResponse(
+      {{"prompt", route->engine->tokenizer()->Decode(tokens, tokenizer::SkipSpecialTokens::kNo)}}));
 }
 
 void OpenAiService::Models(http::Responder& responder) const {

@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "engine/request_validation.h"
+#include "engine/testing/byte_model_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/error_reason.h"
@@ -18,18 +19,7 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 
-// A served model of 258 tokens (the byte tokenizer's), 64-token contexts and a KV cache of
-// 16 blocks of 16 tokens.
-engine::EngineInfo TestInfo() {
-  engine::EngineInfo info;
-  info.model_name = "test-model";
-  info.vocab_size = tokenizer::ByteTokenizer::kVocabSize;
-  info.max_model_len = 64;
-  info.block_size = 16;
-  info.num_kv_blocks = 16;
-  info.has_tokenizer = true;
-  return info;
-}
+using engine::testing::ByteModelInfo;
 
 v1::GenerateRequest TokenRequest(std::vector<uint32_t> ids) {
   v1::GenerateRequest request;
@@ -64,7 +54,7 @@ class ParseGenerateRequestTest : public ::testing::Test {
     EXPECT_EQ(GetErrorReason(parsed.status()), reason) << parsed.status();
   }
 
-  engine::EngineInfo info_ = TestInfo();
+  engine::EngineInfo info_ = ByteModelInfo();
   tokenizer::ByteTokenizer tokenizer_;
 };
 

@@ -1,8 +1,5 @@
 #include "server/metrics_http_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -59,30 +56,12 @@ TEST(MetricsHttpServerTest, ASilentClientDoesNotBlockTheNextOneForLong) {
   std::atomic<int> renders{0};
   const std::unique_ptr<MetricsHttpServer> server = StartServer(&renders, /*io_timeout_ms=*/200);
   ASSERT_NE(server, nullptr);
-  const int silent = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(server->port()));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(silent, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const int silent = http::testing::ConnectLoopback(server->port());
+  ASSERT_GE(silent, 0);
   const absl::Time start = absl::Now();
   EXPECT_EQ(HttpGet(server->port(), "/metrics")->status, 200);
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   close(silent);
-}
-
-// Connects a TCP socket to the server and leaves it silent; -1 when that fails.
-int ConnectIdle(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 // The hardening issue's starvation: the old server took one connection at a time and waited
@@ -92,7 +71,7 @@ TEST(MetricsHttpServerTest, TwoHundredIdleSocketsDoNotDelayAScrape) {
   const std::unique_ptr<MetricsHttpServer> server = StartServer(&renders);
   ASSERT_NE(server, nullptr);
   std::vector<int> idle;
-  for (int i = 0; i < 200; ++i) idle.push_back(ConnectIdle(server->port()));
+  for (int i = 0; i < 200; ++i) idle.push_back(http::testing::ConnectLoopback(server->port()));
   for (int i = 0; i < 5; ++i) {
     const absl::Time start = absl::Now();
     const absl::StatusOr<http::testing::HttpResponse> response =
@@ -124,7 +103,7 @@ TEST(MetricsHttpServerTest, KeepsAliveAndBoundsOpenConnections) {
   // Three connections held open fill the limit: a fourth is closed unanswered, and answered
   // again once one of them goes.
   std::vector<int> held;
-  for (int i = 0; i < 3; ++i) held.push_back(ConnectIdle(port));
+  for (int i = 0; i < 3; ++i) held.push_back(http::testing::ConnectLoopback(port));
   absl::SleepFor(absl::Milliseconds(100));  // the server accepts them
   const absl::StatusOr<http::testing::HttpResponse> refused = HttpGet(port, "/metrics", 1000);
   EXPECT_FALSE(refused.ok() && refused->status == 200);

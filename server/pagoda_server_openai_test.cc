@@ -1,8 +1,6 @@
 // End-to-end tests of the OpenAI-compatible HTTP API (openai/) in the daemon: a real engine over
 // the slowed fake model, called over loopback HTTP.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,12 +54,8 @@ class OpenAiApiTest : public PagodaServerTest {
 
   // Connects, sends `request`, reads until `marker` arrives, and leaves the socket open.
   int OpenAndRead(const std::string& request, const std::string& marker) {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port()));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    const int fd = http::testing::ConnectLoopback(port());
+    EXPECT_GE(fd, 0);
     EXPECT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
     std::string got;
     char buffer[4096];

@@ -16,19 +16,26 @@
 
 namespace pagoda::http::testing {
 
-absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request, int timeout_ms) {
-  const absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  if (fd < 0) return -1;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    const std::string error = std::strerror(errno);
+    const int error = errno;
     close(fd);
-    return absl::UnavailableError(absl::StrCat("connect: ", error));
+    errno = error;
+    return -1;
   }
+  return fd;
+}
+
+absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request, int timeout_ms) {
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("connect: ", std::strerror(errno)));
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);

@@ -13,6 +13,9 @@ struct HttpResponse {
   std::string body;
 };
 
+// A TCP socket connected to 127.0.0.1:`port` (close it yourself), or -1 with errno set.
+int ConnectLoopback(int port);
+
 // Connects to 127.0.0.1:`port`, sends `request` verbatim (e.g. "GET /metrics HTTP/1.1\r\n...")
 // and reads until the server closes the connection or `timeout_ms` passes.
 absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request,

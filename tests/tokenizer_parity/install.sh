@@ -1,15 +1,4 @@
 #!/usr/bin/env bash
 # Installs the reference tokenizer packages (package-lock.json) into node_modules/ here.
-# Idempotent and quick when node_modules already matches the lock file.
-set -euo pipefail
-cd "$(dirname "$0")"
-if ! command -v npm > /dev/null; then
-  echo "install.sh: npm not found; the tokenizer parity tests will be skipped" >&2
-  exit 0
-fi
-stamp=node_modules/.pagoda-lock-stamp
-if [[ -f "$stamp" ]] && cmp -s package-lock.json "$stamp" && [[ -d node_modules/tokenizers ]]; then
-  exit 0
-fi
-npm ci --no-audit --no-fund --loglevel=error
-cp package-lock.json "$stamp"
+exec "$(dirname "$0")/../../scripts/npm_ci_locked.sh" "$(dirname "$0")" tokenizers \
+  "the tokenizer parity tests"
