@@ -147,6 +147,12 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   responder_->OnDisconnect([weak] {
     if (std::shared_ptr<CompletionCall> call = weak.lock()) call->OnClientGone();
   });
+  // The echoed prompts open the stream; taken before any choice can add its output.
+  std::string echo_events;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_) echo_events = EchoEvents();
+  }
   const size_t num_prompts = prompts.size();
   for (size_t i = 0; i < num_prompts; ++i) {
     prompts[i].external_id = num_prompts == 1 ? request_id_ : absl::StrCat(request_id_, "-", i);
@@ -166,7 +172,7 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   http::Response head;
   head.content_type = "text/event-stream";
   head.headers.emplace_back("X-Request-Id", request_id_);
-  head.body = EchoEvents() + pending_;
+  head.body = echo_events + pending_;
   pending_.clear();
   responder_->StartStream(std::move(head));
   started_ = true;
