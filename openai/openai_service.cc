@@ -1,5 +1,7 @@
 #include "openai/openai_service.h"
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -76,6 +78,7 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
         stream_(request.stream),
         include_usage_(request.include_usage),
         continuous_usage_(request.continuous_usage_stats),
+        echo_events_(stream_ ? EchoEvents(ids_, request.echo_texts) : ""),
         results_(request.prompts.size()),
         remaining_(static_cast<int>(request.prompts.size())) {
     for (size_t i = 0; i < request.echo_texts.size(); ++i) results_[i].text = request.echo_texts[i];
@@ -90,11 +93,14 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
   void OnClientGone();
 
  private:
+  class Sink;
+
   absl::Status Submit(int index, engine::EngineRequest prompt);
   void Complete(int index, engine::RequestCompletion completion) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(std::string event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string EchoEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The events that open a stream with the echoed prompts.
+  static std::string EchoEvents(const ResponseIds& ids, const std::vector<std::string>& texts);
   // Aborts every submitted choice (outside the lock: Engine::Abort takes the engine's).
   void AbortAll() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -106,37 +112,31 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
   const bool stream_;
   const bool include_usage_;
   const bool continuous_usage_;
+  const std::string echo_events_;
 
   absl::Mutex mu_;
   std::vector<RequestId> engine_ids_ ABSL_GUARDED_BY(mu_);
   bool client_gone_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;  // the stream's head is sent
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;    // every choice has ended
   std::string pending_ ABSL_GUARDED_BY(mu_);   // events before the head
   std::vector<ChoiceResult> results_ ABSL_GUARDED_BY(mu_);
-  int remaining_ ABSL_GUARDED_BY(mu_);
+  int remaining_ ABSL_GUARDED_BY(mu_);  // choices not yet ended
   std::optional<absl::Status> failure_ ABSL_GUARDED_BY(mu_);
 };
 
-namespace {
-
 // Hands one choice's outputs to its call.
-class ChoiceSink final : public engine::RequestSink {
+class OpenAiService::CompletionCall::Sink final : public engine::RequestSink {
  public:
-  ChoiceSink(std::function<void(engine::OutputChunk)> on_chunk,
-             std::function<void(engine::RequestCompletion)> on_complete)
-      : on_chunk_(std::move(on_chunk)), on_complete_(std::move(on_complete)) {}
-  void OnChunk(engine::OutputChunk chunk) override { on_chunk_(std::move(chunk)); }
+  Sink(std::shared_ptr<CompletionCall> call, int index) : call_(std::move(call)), index_(index) {}
+  void OnChunk(engine::OutputChunk chunk) override { call_->OnChunk(index_, std::move(chunk)); }
   void OnComplete(engine::RequestCompletion completion) override {
-    on_complete_(std::move(completion));
+    call_->OnComplete(index_, std::move(completion));
   }
 
  private:
-  std::function<void(engine::OutputChunk)> on_chunk_;
-  std::function<void(engine::RequestCompletion)> on_complete_;
+  const std::shared_ptr<CompletionCall> call_;
+  const int index_;
 };
-
-}  // namespace
 
 absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequest> prompts) {
   // Every prompt is checked before any is taken, so that a bad one is a plain 400.
@@ -147,12 +147,6 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   responder_->OnDisconnect([weak] {
     if (std::shared_ptr<CompletionCall> call = weak.lock()) call->OnClientGone();
   });
-  // The echoed prompts open the stream; taken before any choice can add its output.
-  std::string echo_events;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stream_) echo_events = EchoEvents();
-  }
   const size_t num_prompts = prompts.size();
   for (size_t i = 0; i < num_prompts; ++i) {
     prompts[i].external_id = num_prompts == 1 ? request_id_ : absl::StrCat(request_id_, "-", i);
@@ -172,23 +166,17 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   http::Response head;
   head.content_type = "text/event-stream";
   head.headers.emplace_back("X-Request-Id", request_id_);
-  head.body = echo_events + pending_;
+  head.body = echo_events_ + pending_;
   pending_.clear();
   responder_->StartStream(std::move(head));
   started_ = true;
-  if (ended_) responder_->End();
+  if (remaining_ == 0) responder_->End();
   return absl::OkStatus();
 }
 
 absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequest prompt) {
-  auto self = shared_from_this();
-  absl::StatusOr<RequestId> id = engine_->Submit(
-      std::move(prompt),
-      std::make_shared<ChoiceSink>(
-          [self, index](engine::OutputChunk chunk) { self->OnChunk(index, std::move(chunk)); },
-          [self, index](engine::RequestCompletion completion) {
-            self->OnComplete(index, std::move(completion));
-          }));
+  absl::StatusOr<RequestId> id =
+      engine_->Submit(std::move(prompt), std::make_shared<Sink>(shared_from_this(), index));
   if (!id.ok()) return id.status();
   bool abort = false;
   {
@@ -200,12 +188,12 @@ absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequ
   return absl::OkStatus();
 }
 
-std::string OpenAiService::CompletionCall::EchoEvents() const {
+std::string OpenAiService::CompletionCall::EchoEvents(const ResponseIds& ids,
+                                                      const std::vector<std::string>& texts) {
   std::string events;
-  for (size_t i = 0; i < results_.size(); ++i) {
-    if (results_[i].text.empty()) continue;
-    events += SseEvent(
-        CompletionChunkJson(ids_, static_cast<int>(i), results_[i].text, nullptr, nullptr));
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (texts[i].empty()) continue;
+    events += SseEvent(CompletionChunkJson(ids, static_cast<int>(i), texts[i], nullptr, nullptr));
   }
   return events;
 }
@@ -259,7 +247,6 @@ void OpenAiService::CompletionCall::Complete(int index, engine::RequestCompletio
 }
 
 void OpenAiService::CompletionCall::Finish() {
-  ended_ = true;
   if (!stream_) {
     http::Response response;
     if (failure_.has_value()) {
@@ -360,40 +347,42 @@ void OpenAiService::Completions(const http::Request& request,
   }
 }
 
-void OpenAiService::Tokenize(const http::Request& request, http::Responder& responder) {
+void OpenAiService::Tokenize(const http::Request& request,
+                             std::shared_ptr<http::Responder> responder) {
   absl::StatusOr<TokenizerRoute> route = StartTokenizerRoute(ServingEngine(), request, "prompt");
-  if (!route.ok()) return Refuse(route.status(), responder);
+  if (!route.ok()) return Refuse(route.status(), *responder);
   JsonFields fields(route->body);
   std::optional<std::string> prompt;
   std::optional<bool> add_special;
   absl::Status status = fields.String("prompt", prompt);
   if (status.ok()) status = fields.Bool("add_special_tokens", add_special);
   if (status.ok() && !prompt.has_value()) status = FieldError("prompt", "required");
-  if (!status.ok()) return Refuse(status, responder);
+  if (!status.ok()) return Refuse(status, *responder);
   const std::vector<TokenId> tokens = route->engine->tokenizer()->Encode(
       *prompt, add_special.value_or(true) ? tokenizer::AddSpecialTokens::kYes
                                           : tokenizer::AddSpecialTokens::kNo);
-  responder.Send(JsonResponse({{"count", tokens.size()},
-                               {"max_model_len", route->engine->info().max_model_len},
-                               {"tokens", tokens}}));
+  responder->Send(JsonResponse({{"count", tokens.size()},
+                                {"max_model_len", route->engine->info().max_model_len},
+                                {"tokens", tokens}}));
 }
 
-void OpenAiService::Detokenize(const http::Request& request, http::Responder& responder) {
+void OpenAiService::Detokenize(const http::Request& request,
+                               std::shared_ptr<http::Responder> responder) {
   absl::StatusOr<TokenizerRoute> route = StartTokenizerRoute(ServingEngine(), request, "tokens");
-  if (!route.ok()) return Refuse(route.status(), responder);
+  if (!route.ok()) return Refuse(route.status(), *responder);
   JsonFields fields(route->body);
   std::vector<int64_t> ids;
   if (absl::Status status =
           fields.Ints("tokens", kMaxDetokenizeIds, 0, route->engine->info().vocab_size - 1, ids);
       !status.ok()) {
-    return Refuse(status, responder);
+    return Refuse(status, *responder);
   }
   const std::vector<TokenId> tokens(ids.begin(), ids.end());
-  responder.Send(JsonResponse(
+  responder->Send(JsonResponse(
       {{"prompt", route->engine->tokenizer()->Decode(tokens, tokenizer::SkipSpecialTokens::kNo)}}));
 }
 
-void OpenAiService::Models(http::Responder& responder) const {
+void OpenAiService::Models(const http::Request&, std::shared_ptr<http::Responder> responder) {
   engine::Engine* engine = engine_.load();
   json data = json::array();
   if (engine != nullptr) {
@@ -406,17 +395,33 @@ void OpenAiService::Models(http::Responder& responder) const {
                     {"parent", nullptr},
                     {"max_model_len", info.max_model_len}});
   }
-  responder.Send(JsonResponse({{"object", "list"}, {"data", std::move(data)}}));
+  responder->Send(JsonResponse({{"object", "list"}, {"data", std::move(data)}}));
 }
 
-void OpenAiService::Health(http::Responder& responder) const {
+void OpenAiService::Health(const http::Request&, std::shared_ptr<http::Responder> responder) {
   absl::StatusOr<engine::Engine*> engine = ServingEngine();
   absl::Status status = engine.status();
   if (status.ok() && !(*engine)->Snapshot().healthy) {
     status = absl::UnavailableError("the engine failed; this server must be restarted");
   }
-  if (!status.ok()) return responder.Send(ErrorResponse(status, absl::ZeroDuration()));
-  responder.Send(JsonResponse(json::object()));
+  if (!status.ok()) return responder->Send(ErrorResponse(status, absl::ZeroDuration()));
+  responder->Send(JsonResponse(json::object()));
+}
+
+void OpenAiService::Version(const http::Request&, std::shared_ptr<http::Responder> responder) {
+  responder->Send(JsonResponse({{"version", options_.version}}));
+}
+
+void OpenAiService::Metrics(const http::Request&, std::shared_ptr<http::Responder> responder) {
+  responder->Send(http::Response{.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                                 .body = options_.render_metrics()});
+}
+
+void OpenAiService::ChatCompletions(const http::Request&,
+                                    std::shared_ptr<http::Responder> responder) {
+  Refuse(absl::UnimplementedError("/v1/chat/completions: chat templates are not implemented yet; "
+                                  "render the conversation yourself and use /v1/completions"),
+         *responder);
 }
 
 void OpenAiService::Handle(const http::Request& request,
@@ -425,17 +430,20 @@ void OpenAiService::Handle(const http::Request& request,
     absl::string_view path;
     absl::string_view method;
     bool authenticated;
+    void (OpenAiService::*answer)(const http::Request&, std::shared_ptr<http::Responder>);
   };
   static constexpr Route kRoutes[] = {
-      {"/health", "GET", false},         {"/version", "GET", false},
-      {"/metrics", "GET", false},        {"/v1/models", "GET", true},
-      {"/v1/completions", "POST", true}, {"/v1/chat/completions", "POST", true},
-      {"/tokenize", "POST", true},       {"/detokenize", "POST", true}};
-  const Route* route = nullptr;
-  for (const Route& r : kRoutes) {
-    if (r.path == request.path) route = &r;
-  }
-  if (route == nullptr || (route->path == "/metrics" && !options_.render_metrics)) {
+      {"/health", "GET", false, &OpenAiService::Health},
+      {"/version", "GET", false, &OpenAiService::Version},
+      {"/metrics", "GET", false, &OpenAiService::Metrics},
+      {"/v1/models", "GET", true, &OpenAiService::Models},
+      {"/v1/completions", "POST", true, &OpenAiService::Completions},
+      {"/v1/chat/completions", "POST", true, &OpenAiService::ChatCompletions},
+      {"/tokenize", "POST", true, &OpenAiService::Tokenize},
+      {"/detokenize", "POST", true, &OpenAiService::Detokenize}};
+  const auto route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
+                                  [&](const Route& r) { return r.path == request.path; });
+  if (route == std::end(kRoutes) || (route->path == "/metrics" && !options_.render_metrics)) {
     return responder->Send(ErrorResponse(
         absl::NotFoundError(absl::StrCat("no route ", request.method, " ", request.path)), {}));
   }
@@ -463,21 +471,7 @@ void OpenAiService::Handle(const http::Request& request,
       return Refuse(status, *responder);
     }
   }
-  if (route->path == "/health") return Health(*responder);
-  if (route->path == "/version")
-    return responder->Send(JsonResponse({{"version", options_.version}}));
-  if (route->path == "/metrics") {
-    return responder->Send(
-        http::Response{.content_type = "text/plain; version=0.0.4; charset=utf-8",
-                       .body = options_.render_metrics()});
-  }
-  if (route->path == "/v1/models") return Models(*responder);
-  if (route->path == "/v1/completions") return Completions(request, std::move(responder));
-  if (route->path == "/tokenize") return Tokenize(request, *responder);
-  if (route->path == "/detokenize") return Detokenize(request, *responder);
-  Refuse(absl::UnimplementedError("/v1/chat/completions: chat templates are not implemented yet; "
-                                  "render the conversation yourself and use /v1/completions"),
-         *responder);
+  (this->*route->answer)(request, std::move(responder));
 }
 
 }  // namespace pagoda::openai

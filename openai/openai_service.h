@@ -70,11 +70,15 @@ class OpenAiService {
  private:
   class CompletionCall;
 
+  // The routes, one each (Handle has checked the method and the token).
+  void Health(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Version(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Metrics(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Models(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Completions(const http::Request& request, std::shared_ptr<http::Responder> responder);
-  void Tokenize(const http::Request& request, http::Responder& responder);
-  void Detokenize(const http::Request& request, http::Responder& responder);
-  void Models(http::Responder& responder) const;
-  void Health(http::Responder& responder) const;
+  void ChatCompletions(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Tokenize(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void Detokenize(const http::Request& request, std::shared_ptr<http::Responder> responder);
   // The engine once loaded and while not draining, else Unavailable.
   absl::StatusOr<engine::Engine*> ServingEngine() const;
   // Sends the error response of `status` and reports the refusal.
