@@ -31,15 +31,6 @@ http::Response Respond(const http::Request& request, const std::function<std::st
 
 }  // namespace
 
-class MetricsHttpServer::Impl {
- public:
-  explicit Impl(std::unique_ptr<http::HttpServer> server) : server_(std::move(server)) {}
-  int port() const { return server_->port(); }
-
- private:
-  std::unique_ptr<http::HttpServer> server_;
-};
-
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(Options options) {
   http::HttpServer::Options http_options;
   http_options.host = options.host;
@@ -57,14 +48,14 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(Opti
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
       http::HttpServer::Start(std::move(http_options));
   if (!server.ok()) return server.status();
-  return std::unique_ptr<MetricsHttpServer>(
-      new MetricsHttpServer(std::make_unique<Impl>(*std::move(server))));
+  return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(*std::move(server)));
 }
 
-MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MetricsHttpServer::MetricsHttpServer(std::unique_ptr<http::HttpServer> server)
+    : server_(std::move(server)) {}
 
 MetricsHttpServer::~MetricsHttpServer() = default;
 
-int MetricsHttpServer::port() const { return impl_->port(); }
+int MetricsHttpServer::port() const { return server_->port(); }
 
 }  // namespace pagoda::server

@@ -6,6 +6,10 @@
 
 #include "absl/status/statusor.h"
 
+namespace pagoda::http {
+class HttpServer;
+}  // namespace pagoda::http
+
 namespace pagoda::server {
 
 // The HTTP/1.1 server of Prometheus scrapes, on Boost.Beast over Asio: GET (or HEAD) /metrics
@@ -47,9 +51,8 @@ class MetricsHttpServer {
   int port() const;
 
  private:
-  class Impl;
-  explicit MetricsHttpServer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit MetricsHttpServer(std::unique_ptr<http::HttpServer> server);
+  std::unique_ptr<http::HttpServer> server_;
 };
 
 }  // namespace pagoda::server
