@@ -125,6 +125,11 @@ void ApplyGrpcLimits(const ServerOptions::GrpcLimits& limits, grpc::ServerBuilde
   builder.SetResourceQuota(quota);
 }
 
+// `status` with its message prefixed by the flag it concerns ("--http-port: bind ...").
+absl::Status NamingFlag(absl::string_view flag, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(flag, ": ", status.message()));
+}
+
 // The gRPC port's credentials from the TLS flags (plaintext without them), and a log line.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
     const ServerOptions& options) {
@@ -206,18 +211,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   server->SetServing(false);
 
   PAGODA_RETURN_IF_ERROR(server->StartOpenAiApi());
-  if (options.metrics_port.has_value()) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
-        {.host = options.host, .port = *options.metrics_port, .render = [raw] {
-           return raw->RenderMetrics();
-         }});
-    if (!http.ok()) {
-      return absl::Status(http.status().code(),
-                          absl::StrCat("--metrics-port: ", http.status().message()));
-    }
-    server->metrics_http_ = *std::move(http);
-    server->metrics_port_ = server->metrics_http_->port();
-  }
+  PAGODA_RETURN_IF_ERROR(server->StartMetricsEndpoint());
   LogLine(absl::StrCat("gRPC listening on ", server->address(),
                        " (health NOT_SERVING until "
                        "the model is loaded)"));
@@ -230,6 +224,18 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
                          "/metrics"));
   }
   return server;
+}
+
+absl::Status PagodaServer::StartMetricsEndpoint() {
+  if (!options_.metrics_port.has_value()) return absl::OkStatus();
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http = MetricsHttpServer::Start(
+      {.host = options_.host, .port = *options_.metrics_port, .render = [this] {
+         return RenderMetrics();
+       }});
+  if (!http.ok()) return NamingFlag("--metrics-port", http.status());
+  metrics_http_ = *std::move(http);
+  metrics_port_ = metrics_http_->port();
+  return absl::OkStatus();
 }
 
 absl::Status PagodaServer::StartOpenAiApi() {
@@ -272,10 +278,7 @@ absl::Status PagodaServer::StartOpenAiApi() {
              response.body = openai::ErrorJson(absl::InvalidArgumentError(message));
              return response;
            }});
-  if (!http.ok()) {
-    return absl::Status(http.status().code(),
-                        absl::StrCat("--http-port: ", http.status().message()));
-  }
+  if (!http.ok()) return NamingFlag("--http-port", http.status());
   openai_http_ = *std::move(http);
   http_port_ = openai_http_->port();
   return absl::OkStatus();

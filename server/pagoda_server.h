@@ -88,6 +88,8 @@ class PagodaServer {
   void SetServing(bool serving);
   // Creates the OpenAI service and, with --http-port, its HTTP server.
   absl::Status StartOpenAiApi();
+  // With --metrics-port, the /metrics server.
+  absl::Status StartMetricsEndpoint();
   // Health NOT_SERVING for good, logged. Any thread.
   void ReportEngineFailure();
 
