@@ -139,9 +139,10 @@ class OpenAiService::CompletionCall::Sink final : public engine::RequestSink {
 };
 
 absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequest> prompts) {
-  // Every prompt is checked before any is taken, so that a bad one is a plain 400.
-  for (const engine::EngineRequest& prompt : prompts) {
-    PAGODA_RETURN_IF_ERROR(engine::ValidateEngineRequest(prompt, engine_->info()));
+  // The prompts after the first are checked before any is taken, so that a bad one is a plain
+  // 400; the first is checked by its Submit, before anything has been sent either.
+  for (size_t i = 1; i < prompts.size(); ++i) {
+    PAGODA_RETURN_IF_ERROR(engine::ValidateEngineRequest(prompts[i], engine_->info()));
   }
   std::weak_ptr<CompletionCall> weak = weak_from_this();
   responder_->OnDisconnect([weak] {
