@@ -547,6 +547,7 @@ absl::StatusOr<Value> OneArg(const CallArgs& args, absl::string_view test) {
 
 #define PAGODA_SIMPLE_TEST(Name, expr)                                                  \
   absl::StatusOr<bool> Name(Interpreter&, const Value& value, CallArgs& args) {        \
+    (void)value;                                                                       \
     if (!args.positional.empty() || !args.keyword.empty()) {                           \
       return absl::InvalidArgumentError("this test takes no argument");                \
     }                                                                                  \

@@ -20,8 +20,9 @@ namespace pagoda::chat_template {
 struct RenderLimits {
   // The rendered prompt, including what macros and block sets build on the way.
   size_t max_output_bytes = size_t{16} << 20;
-  // Loop iterations, calls and items built by filters, together.
-  int64_t max_steps = 10'000'000;
+  // Loop iterations, calls and items built by filters, together: about 0.3 s of work on one
+  // core; a real template spends tens of steps per message.
+  int64_t max_steps = 1'000'000;
   // Macro calls nested in macro calls.
   int max_call_depth = 64;
 };

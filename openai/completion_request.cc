@@ -120,27 +120,6 @@ absl::Status RefuseUnimplemented(JsonFields& fields) {
   return absl::OkStatus();
 }
 
-absl::Status ParseStreamOptions(JsonFields& fields, CompletionRequest& out) {
-  std::optional<bool> stream;
-  PAGODA_RETURN_IF_ERROR(fields.Bool("stream", stream));
-  out.stream = stream.value_or(false);
-  const json* options = fields.Get("stream_options");
-  if (options == nullptr) return absl::OkStatus();
-  if (!out.stream) return FieldError("stream_options", "only allowed with \"stream\": true");
-  if (!options->is_object()) {
-    return FieldError("stream_options",
-                      absl::StrCat("must be an object, got ", JsonTypeName(*options)));
-  }
-  JsonFields option_fields(*options);
-  std::optional<bool> include_usage;
-  std::optional<bool> continuous;
-  PAGODA_RETURN_IF_ERROR(option_fields.Bool("include_usage", include_usage));
-  PAGODA_RETURN_IF_ERROR(option_fields.Bool("continuous_usage_stats", continuous));
-  out.include_usage = include_usage.value_or(false);
-  out.continuous_usage_stats = continuous.value_or(false);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
@@ -153,7 +132,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   PAGODA_RETURN_IF_ERROR(fields.String("model", model));
   out.model = model.value_or("");
   PAGODA_RETURN_IF_ERROR(RefuseUnimplemented(fields));
-  PAGODA_RETURN_IF_ERROR(ParseStreamOptions(fields, out));
+  PAGODA_RETURN_IF_ERROR(
+      ParseStreamFields(fields, out.stream, out.include_usage, out.continuous_usage_stats));
   PAGODA_ASSIGN_OR_RETURN(std::vector<PromptForm> forms, PromptForms(fields.Get("prompt")));
 
   std::optional<bool> echo;

@@ -78,7 +78,9 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
         stream_(request.stream),
         include_usage_(request.include_usage),
         continuous_usage_(request.continuous_usage_stats),
-        echo_events_(stream_ ? EchoEvents(ids_, request.echo_texts) : ""),
+        echo_events_(!stream_ ? ""
+                     : ids_.chat ? RoleEvents(ids_, request.prompts.size())
+                                 : EchoEvents(ids_, request.echo_texts)),
         results_(request.prompts.size()),
         remaining_(static_cast<int>(request.prompts.size())) {
     for (size_t i = 0; i < request.echo_texts.size(); ++i) results_[i].text = request.echo_texts[i];
@@ -99,6 +101,8 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
   void Complete(int index, engine::RequestCompletion completion) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(std::string event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The events that open a chat stream: each choice's role.
+  static std::string RoleEvents(const ResponseIds& ids, size_t num_choices);
   // The events that open a stream with the echoed prompts.
   static std::string EchoEvents(const ResponseIds& ids, const std::vector<std::string>& texts);
   // Aborts every submitted choice (outside the lock: Engine::Abort takes the engine's).
@@ -187,6 +191,15 @@ absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequ
   }
   if (abort) engine_->Abort(*id);
   return absl::OkStatus();
+}
+
+std::string OpenAiService::CompletionCall::RoleEvents(const ResponseIds& ids,
+                                                      size_t num_choices) {
+  std::string events;
+  for (size_t i = 0; i < num_choices; ++i) {
+    events += SseEvent(ChatRoleChunkJson(ids, static_cast<int>(i)));
+  }
+  return events;
 }
 
 std::string OpenAiService::CompletionCall::EchoEvents(const ResponseIds& ids,
@@ -289,7 +302,14 @@ OpenAiService::OpenAiService(Options options) : options_(std::move(options)) {}
 
 OpenAiService::~OpenAiService() = default;
 
-void OpenAiService::SetEngine(engine::Engine* engine) { engine_.store(engine); }
+void OpenAiService::SetEngine(engine::Engine* engine,
+                              std::shared_ptr<const chat_template::ChatTemplates> templates) {
+  {
+    absl::MutexLock lock(&templates_mu_);
+    templates_ = std::move(templates);
+  }
+  engine_.store(engine);
+}
 
 void OpenAiService::StartDrain() { draining_.store(true); }
 
@@ -355,8 +375,22 @@ void OpenAiService::Tokenize(const http::Request& request,
   JsonFields fields(route->body);
   std::optional<std::string> prompt;
   std::optional<bool> add_special;
-  absl::Status status = fields.String("prompt", prompt);
+  const bool chat = fields.Present("messages");
+  absl::Status status = chat ? absl::OkStatus() : fields.String("prompt", prompt);
   if (status.ok()) status = fields.Bool("add_special_tokens", add_special);
+  if (status.ok() && chat) {
+    // A conversation is rendered with the chat template first, as /v1/chat/completions does
+    // (and then, by default, no special tokens are added: the template wrote them).
+    std::string source;
+    absl::StatusOr<chat_template::RenderRequest> render = ChatRenderRequest(request.body, source);
+    const std::shared_ptr<const chat_template::ChatTemplates> templates = ChatTemplates();
+    absl::StatusOr<std::string> text =
+        render.ok() ? RenderChat(*render, source, ChatContextOf(*route->engine, templates.get(), absl::Now()))
+                    : render.status();
+    if (text.ok()) prompt = *std::move(text);
+    status = text.status();
+    if (!add_special.has_value()) add_special = false;
+  }
   if (status.ok() && !prompt.has_value()) status = FieldError("prompt", "required");
   if (!status.ok()) return Refuse(status, *responder);
   const std::vector<TokenId> tokens = route->engine->tokenizer()->Encode(
@@ -418,11 +452,85 @@ void OpenAiService::Metrics(const http::Request&, std::shared_ptr<http::Responde
                                  .body = options_.render_metrics()});
 }
 
-void OpenAiService::ChatCompletions(const http::Request&,
+void OpenAiService::ChatCompletions(const http::Request& request,
                                     std::shared_ptr<http::Responder> responder) {
-  Refuse(absl::UnimplementedError("/v1/chat/completions: chat templates are not implemented yet; "
-                                  "render the conversation yourself and use /v1/completions"),
-         *responder);
+  const absl::Time arrival = absl::Now();
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), *responder);
+  const std::string* header = request.Header("x-request-id");
+  absl::StatusOr<std::string> request_id = engine::ResolveRequestId(
+      "", header == nullptr ? std::nullopt : std::optional<absl::string_view>(*header));
+  if (!request_id.ok()) return Refuse(request_id.status(), *responder);
+  const std::shared_ptr<const chat_template::ChatTemplates> templates = ChatTemplates();
+  absl::StatusOr<ChatRequest> chat = ParseChatRequest(request.body, ChatContextOf(**engine, templates.get(), arrival));
+  if (!chat.ok()) return Refuse(chat.status(), *responder);
+  if (absl::Status status = engine::CheckModelName(chat->model, (*engine)->info().model_name);
+      !status.ok()) {
+    return Refuse(status, *responder);
+  }
+  LogUnknownFields(chat->unknown_fields);
+  CompletionRequest as_completion;
+  as_completion.stream = chat->stream;
+  as_completion.include_usage = chat->include_usage;
+  as_completion.continuous_usage_stats = chat->continuous_usage_stats;
+  as_completion.prompts.push_back(std::move(chat->prompt));
+  ResponseIds ids{.id = absl::StrCat("chatcmpl-", *request_id),
+                  .created = UnixSeconds(arrival),
+                  .model = (*engine)->info().model_name,
+                  .chat = true};
+  auto call = std::make_shared<CompletionCall>(this, *engine, responder, std::move(ids),
+                                               *request_id, as_completion);
+  if (absl::Status status = call->Start(std::move(as_completion.prompts)); !status.ok()) {
+    return Refuse(status, *responder);
+  }
+}
+
+void OpenAiService::CompletionsRender(const http::Request& request,
+                                      std::shared_ptr<http::Responder> responder) {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), *responder);
+  absl::StatusOr<CompletionRequest> parsed =
+      ParseCompletionRequest(request.body, (*engine)->info(), (*engine)->tokenizer());
+  if (!parsed.ok()) return Refuse(parsed.status(), *responder);
+  if (absl::Status status = engine::CheckModelName(parsed->model, (*engine)->info().model_name);
+      !status.ok()) {
+    return Refuse(status, *responder);
+  }
+  json rendered = json::array();
+  for (const engine::EngineRequest& prompt : parsed->prompts) {
+    rendered.push_back({{"token_ids", prompt.prompt_tokens}});
+  }
+  responder->Send(JsonResponse(rendered));
+}
+
+void OpenAiService::ChatCompletionsRender(const http::Request& request,
+                                          std::shared_ptr<http::Responder> responder) {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), *responder);
+  const std::shared_ptr<const chat_template::ChatTemplates> templates = ChatTemplates();
+  absl::StatusOr<ChatRequest> chat =
+      ParseChatRequest(request.body, ChatContextOf(**engine, templates.get(), absl::Now()));
+  if (!chat.ok()) return Refuse(chat.status(), *responder);
+  if (absl::Status status = engine::CheckModelName(chat->model, (*engine)->info().model_name);
+      !status.ok()) {
+    return Refuse(status, *responder);
+  }
+  responder->Send(JsonResponse({{"token_ids", chat->prompt.prompt_tokens},
+                                {"prompt", chat->prompt_text}}));
+}
+
+ChatContext OpenAiService::ChatContextOf(const engine::Engine& engine,
+                                         const chat_template::ChatTemplates* templates,
+                                         absl::Time now) {
+  return ChatContext{.info = &engine.info(),
+                     .tokenizer = engine.tokenizer(),
+                     .templates = templates,
+                     .now = now};
+}
+
+std::shared_ptr<const chat_template::ChatTemplates> OpenAiService::ChatTemplates() const {
+  absl::MutexLock lock(&templates_mu_);
+  return templates_;
 }
 
 void OpenAiService::Handle(const http::Request& request,
@@ -440,6 +548,8 @@ void OpenAiService::Handle(const http::Request& request,
       {"/v1/models", "GET", true, &OpenAiService::Models},
       {"/v1/completions", "POST", true, &OpenAiService::Completions},
       {"/v1/chat/completions", "POST", true, &OpenAiService::ChatCompletions},
+      {"/v1/completions/render", "POST", true, &OpenAiService::CompletionsRender},
+      {"/v1/chat/completions/render", "POST", true, &OpenAiService::ChatCompletionsRender},
       {"/tokenize", "POST", true, &OpenAiService::Tokenize},
       {"/detokenize", "POST", true, &OpenAiService::Detokenize}};
   const auto route = std::find_if(std::begin(kRoutes), std::end(kRoutes),

@@ -4,9 +4,10 @@
 // beside gRPC, with the same validation (the engine's) and the same engine. It is the handler of
 // an http::HttpServer.
 //
-// Routes: GET /health, /version, /metrics, /v1/models; POST /v1/completions (whole or streamed
-// as server-sent events), /tokenize, /detokenize. POST /v1/chat/completions answers 501 until
-// chat templates exist. A client that goes away, streaming or not, aborts its requests at once
+// Routes: GET /health, /version, /metrics, /v1/models; POST /v1/completions and
+// /v1/chat/completions (whole or streamed as server-sent events), /v1/completions/render and
+// /v1/chat/completions/render (the prompt's token ids, for cache-aware routers), /tokenize
+// (`prompt` or `messages`), /detokenize. A client that goes away, streaming or not, aborts its requests at once
 // (their KV blocks go back to the pool in the engine's next step).
 //
 // Threads: Handle runs on the HTTP server's threads and never blocks on the engine; outputs
@@ -24,7 +25,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "chat_template/chat_template.h"
 #include "engine/engine.h"
+#include "openai/chat_request.h"
 #include "http/http_server.h"
 
 namespace pagoda::openai {
@@ -59,8 +62,10 @@ class OpenAiService {
   explicit OpenAiService(Options options);
   ~OpenAiService();
 
-  // Makes the loaded engine available; until then every engine route answers 503.
-  void SetEngine(engine::Engine* engine);
+  // Makes the loaded engine available, with the model's chat templates (null or empty: chat
+  // requests get a 400 that says so); until then every engine route answers 503.
+  void SetEngine(engine::Engine* engine,
+                 std::shared_ptr<const chat_template::ChatTemplates> templates = nullptr);
   // From now on new requests get 503 and /health answers 503. Requests already taken go on.
   void StartDrain();
 
@@ -77,7 +82,13 @@ class OpenAiService {
   void Models(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Completions(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void ChatCompletions(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void CompletionsRender(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void ChatCompletionsRender(const http::Request& request,
+                             std::shared_ptr<http::Responder> responder);
   void Tokenize(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  static ChatContext ChatContextOf(const engine::Engine& engine,
+                                   const chat_template::ChatTemplates* templates, absl::Time now);
+  std::shared_ptr<const chat_template::ChatTemplates> ChatTemplates() const;
   void Detokenize(const http::Request& request, std::shared_ptr<http::Responder> responder);
   // The engine once loaded and while not draining, else Unavailable.
   absl::StatusOr<engine::Engine*> ServingEngine() const;
@@ -90,6 +101,8 @@ class OpenAiService {
   std::atomic<engine::Engine*> engine_{nullptr};
   std::atomic<bool> draining_{false};
   std::atomic<int> large_requests_{0};
+  mutable absl::Mutex templates_mu_;
+  std::shared_ptr<const chat_template::ChatTemplates> templates_ ABSL_GUARDED_BY(templates_mu_);
   absl::Mutex log_mu_;
   absl::flat_hash_set<std::string> logged_fields_ ABSL_GUARDED_BY(log_mu_);
 };

@@ -78,9 +78,12 @@ json StopReason(const engine::RequestCompletion& completion) {
   }
 }
 
-json Envelope(const ResponseIds& ids) {
+// The fields every object shares; chat chunks and whole chat objects have their own names.
+json Envelope(const ResponseIds& ids, bool chunk = false) {
+  const char* object = !ids.chat ? "text_completion"
+                                 : chunk ? "chat.completion.chunk" : "chat.completion";
   return {{"id", ids.id},
-          {"object", "text_completion"},
+          {"object", object},
           {"created", ids.created},
           {"model", ids.model}};
 }
@@ -166,23 +169,39 @@ absl::string_view FinishReasonName(engine::FinishReason reason) {
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
                                 const engine::Usage* usage) {
-  json choice = {{"index", index},
-                 {"text", std::string(text)},
-                 {"logprobs", nullptr},
-                 {"finish_reason", nullptr},
-                 {"stop_reason", nullptr}};
+  json choice = {{"index", index}};
+  if (ids.chat) {
+    // The finishing chunk of a chat choice has an empty delta when it brings no text.
+    choice["delta"] = text.empty() && finished != nullptr
+                          ? json::object()
+                          : json{{"content", std::string(text)}};
+  } else {
+    choice["text"] = std::string(text);
+  }
+  choice["logprobs"] = nullptr;
+  choice["finish_reason"] = nullptr;
+  choice["stop_reason"] = nullptr;
   if (finished != nullptr) {
     choice["finish_reason"] = std::string(FinishReasonName(finished->finish_reason));
     choice["stop_reason"] = StopReason(*finished);
   }
-  json chunk = Envelope(ids);
+  json chunk = Envelope(ids, /*chunk=*/true);
   chunk["choices"] = json::array({std::move(choice)});
   if (usage != nullptr) chunk["usage"] = UsageObject(*usage);
   return Dump(chunk);
 }
 
+std::string ChatRoleChunkJson(const ResponseIds& ids, int index) {
+  json chunk = Envelope(ids, /*chunk=*/true);
+  chunk["choices"] = json::array({{{"index", index},
+                                   {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}});
+  return Dump(chunk);
+}
+
 std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage& usage) {
-  json chunk = Envelope(ids);
+  json chunk = Envelope(ids, /*chunk=*/true);
   chunk["choices"] = json::array();
   chunk["usage"] = UsageObject(usage);
   return Dump(chunk);
@@ -192,11 +211,18 @@ std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResul
   json array = json::array();
   for (size_t i = 0; i < choices.size(); ++i) {
     const engine::RequestCompletion& completion = choices[i].completion;
-    array.push_back({{"index", i},
-                     {"text", choices[i].text},
-                     {"logprobs", nullptr},
-                     {"finish_reason", std::string(FinishReasonName(completion.finish_reason))},
-                     {"stop_reason", StopReason(completion)}});
+    json choice = {{"index", i}};
+    if (ids.chat) {
+      choice["message"] = {{"role", "assistant"},
+                           {"content", choices[i].text},
+                           {"tool_calls", json::array()}};
+    } else {
+      choice["text"] = choices[i].text;
+    }
+    choice["logprobs"] = nullptr;
+    choice["finish_reason"] = std::string(FinishReasonName(completion.finish_reason));
+    choice["stop_reason"] = StopReason(completion);
+    array.push_back(std::move(choice));
   }
   json object = Envelope(ids);
   object["choices"] = std::move(array);

@@ -39,6 +39,7 @@ struct ResponseIds {
   std::string id;       // "cmpl-<request id>"
   int64_t created = 0;  // Unix seconds
   std::string model;
+  bool chat = false;  // chat.completion objects ("chatcmpl-" ids), else text_completion
 };
 
 // One finished choice of a completion.
@@ -50,11 +51,14 @@ struct ChoiceResult {
 // "stop", "length" or "abort".
 absl::string_view FinishReasonName(engine::FinishReason reason);
 
-// A text_completion chunk with one choice: `text`, and when `finished` is not null its
+// A text_completion chunk (a chat.completion.chunk with ids.chat, whose delta holds the text)
+// with one choice: `text`, and when `finished` is not null its
 // finish_reason and stop_reason (else null); with `usage`, a usage object.
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
                                 const engine::Usage* usage);
+// A chat stream's first chunk of a choice: its delta names the role.
+std::string ChatRoleChunkJson(const ResponseIds& ids, int index);
 // The last chunk of a stream with include_usage: no choices, the total usage.
 std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage& usage);
 // A whole text_completion object.

@@ -118,6 +118,28 @@ absl::Status ParseSamplingFields(JsonFields& fields, const engine::EngineInfo& i
   return absl::OkStatus();
 }
 
+absl::Status ParseStreamFields(JsonFields& fields, bool& stream, bool& include_usage,
+                               bool& continuous_usage_stats) {
+  std::optional<bool> stream_field;
+  PAGODA_RETURN_IF_ERROR(fields.Bool("stream", stream_field));
+  stream = stream_field.value_or(false);
+  const json* options = fields.Get("stream_options");
+  if (options == nullptr) return absl::OkStatus();
+  if (!stream) return FieldError("stream_options", "only allowed with \"stream\": true");
+  if (!options->is_object()) {
+    return FieldError("stream_options",
+                      absl::StrCat("must be an object, got ", JsonTypeName(*options)));
+  }
+  JsonFields option_fields(*options);
+  std::optional<bool> include;
+  std::optional<bool> continuous;
+  PAGODA_RETURN_IF_ERROR(option_fields.Bool("include_usage", include));
+  PAGODA_RETURN_IF_ERROR(option_fields.Bool("continuous_usage_stats", continuous));
+  include_usage = include.value_or(false);
+  continuous_usage_stats = continuous.value_or(false);
+  return absl::OkStatus();
+}
+
 absl::Status ParseMaxTokens(JsonFields& fields, absl::string_view name, int default_value,
                             engine::StoppingOptions& out) {
   const bool present = fields.Present(name);

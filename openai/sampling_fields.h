@@ -23,6 +23,10 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body);
 absl::Status ParseSamplingFields(JsonFields& fields, const engine::EngineInfo& info,
                                  engine::EngineRequest& out);
 
+// stream, and stream_options' include_usage and continuous_usage_stats (only with stream).
+absl::Status ParseStreamFields(JsonFields& fields, bool& stream, bool& include_usage,
+                               bool& continuous_usage_stats);
+
 // The field `name` (max_tokens, max_completion_tokens) into out.max_tokens: `default_value`
 // when absent (0: none), none when null, else an integer >= 1.
 absl::Status ParseMaxTokens(JsonFields& fields, absl::string_view name, int default_value,

@@ -21,6 +21,7 @@
 #include "openai/openai_service.h"
 #include "openai/responses.h"
 #include "server/authenticator.h"
+#include "server/chat_template_loading.h"
 #include "server/error_reason.h"
 #include "server/log.h"
 #include "server/metrics_http_server.h"
@@ -310,6 +311,10 @@ void PagodaServer::SetServing(bool serving) {
 
 absl::Status PagodaServer::LoadEngine() {
   const absl::Time start = absl::Now();
+  const std::string model_spec =
+      options_.engine.model.empty() ? engine::DefaultModelSpec() : options_.engine.model;
+  PAGODA_ASSIGN_OR_RETURN(std::shared_ptr<const chat_template::ChatTemplates> templates,
+                          LoadChatTemplates(model_spec, options_.chat_template));
   LogLine(
       absl::StrCat("loading model ",
                    options_.engine.model.empty() ? engine::kDefaultModel : options_.engine.model,
@@ -331,7 +336,8 @@ absl::Status PagodaServer::LoadEngine() {
                                        .metrics_observer = metrics_.get()}));
   LogEngine(engine_->info(), options_.engine.max_waiting_requests);
   service_->SetEngine(engine_.get(), metrics_.get());
-  openai_service_->SetEngine(engine_.get());
+  LogLine(DescribeChatTemplates(*templates, options_.chat_template));
+  openai_service_->SetEngine(engine_.get(), std::move(templates));
   loaded_metrics_.store(metrics_.get());
   loaded_engine_.store(engine_.get());
   SetServing(true);

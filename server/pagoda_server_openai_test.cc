@@ -228,7 +228,7 @@ TEST_F(OpenAiApiTest, BadInputTable) {
       {"GET", "/v1/completions", "", 405, "/v1/completions takes POST"},
       {"POST", "/v1/models", "{}", 405, "/v1/models takes GET"},
       {"GET", "/v2/nothing", "", 404, "no route GET /v2/nothing"},
-      {"POST", "/v1/chat/completions", R"({"messages": []})", 501, "/v1/chat/completions: "},
+      {"POST", "/v1/chat/completions", R"({"messages": []})", 400, "messages: must not be empty"},
       {"POST", "/tokenize", R"({"prompt": 5})", 400, "prompt: must be a string"},
       {"POST", "/detokenize", R"({"tokens": [99999]})", 400, "tokens[0]: "},
   };
@@ -324,6 +324,149 @@ TEST_F(OpenAiApiTest, DrainingIs503) {
   EXPECT_EQ(response->status, 503);
   EXPECT_EQ(json::parse(response->body)["error"]["code"], "draining");
   EXPECT_EQ(http::testing::HttpGet(port(), "/health")->status, 503);
+}
+
+// A ChatML-like template, and one that refuses system messages.
+constexpr char kChatMl[] =
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}";
+
+TEST_F(OpenAiApiTest, ChatCompletionWholeAndStreamedAgree) {
+  StartServer({.chat_template = kChatMl});
+  const std::string body =
+      R"({"messages": [{"role": "system", "content": "Be brief."},
+                       {"role": "user", "content": [{"type": "text", "text": "Hi"},
+                                                    {"type": "text", "text": "there"}]}],
+          "max_completion_tokens": 6, "ignore_eos": true, "temperature": 0)";
+  const auto whole = Post("/v1/chat/completions", body + "}", "X-Request-Id: chat-1\r\n");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json object = json::parse(whole->body);
+  EXPECT_EQ(object["id"], "chatcmpl-chat-1");
+  EXPECT_EQ(object["object"], "chat.completion");
+  EXPECT_EQ(object["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(object["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(object["usage"]["completion_tokens"], 6);
+  // The prompt is the rendered conversation, byte for byte, with no special tokens added (the
+  // template writes those): the byte tokenizer gives one token per byte.
+  const std::string rendered = "<|system|>Be brief.\n<|user|>Hi\nthere\n<|assistant|>";
+  EXPECT_EQ(object["usage"]["prompt_tokens"], static_cast<int>(rendered.size()));
+  const auto render = Post("/v1/chat/completions/render", body + "}");
+  ASSERT_EQ(render->status, 200) << render->body;
+  EXPECT_EQ(json::parse(render->body)["prompt"], rendered);
+  EXPECT_EQ(json::parse(render->body)["token_ids"].size(), rendered.size());
+  const auto tokenized = Post("/tokenize", body + "}");
+  EXPECT_EQ(json::parse(tokenized->body)["tokens"], json::parse(render->body)["token_ids"]);
+
+  const auto streamed = Post("/v1/chat/completions",
+                             body + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  bool done = false;
+  const std::vector<json> events = Events(streamed->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events[0]["object"], "chat.completion.chunk");
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  std::string finish;
+  for (const json& event : events) {
+    if (event["choices"].empty()) {
+      EXPECT_EQ(event["usage"]["prompt_tokens"], static_cast<int>(rendered.size()));
+      continue;
+    }
+    const json& choice = event["choices"][0];
+    if (choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
+    if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
+  }
+  EXPECT_EQ(text, object["choices"][0]["message"]["content"]);
+  EXPECT_EQ(finish, "length");
+}
+
+TEST_F(OpenAiApiTest, ChatTemplateErrorsAreTheClients) {
+  StartServer({.chat_template =
+                   "{% if messages[0].role == 'system' %}{{ raise_exception('No system "
+                   "messages here.') }}{% endif %}{{ messages[0].content }}"});
+  const auto raised = Post("/v1/chat/completions",
+                           R"({"messages": [{"role": "system", "content": "x"}]})");
+  ASSERT_EQ(raised->status, 400) << raised->body;
+  EXPECT_THAT(raised->body, HasSubstr("No system messages here."));
+  EXPECT_EQ(json::parse(raised->body)["error"]["param"], "messages");
+  // A per-request template is parsed and bounded like the model's.
+  const auto custom = Post("/v1/chat/completions/render",
+                           R"({"messages": [{"role": "user", "content": "x"}],
+                               "chat_template": "{{ messages | length }}{{ bogus | frob }}"})");
+  ASSERT_EQ(custom->status, 400) << custom->body;
+  EXPECT_THAT(custom->body, HasSubstr("no filter named 'frob'"));
+  const auto runaway = Post("/v1/chat/completions/render",
+                            R"({"messages": [{"role": "user", "content": "x"}],
+                                "chat_template": "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"})");
+  ASSERT_EQ(runaway->status, 400) << runaway->body;
+  EXPECT_THAT(runaway->body, HasSubstr("steps"));
+  EXPECT_EQ(server_->engine()->Snapshot().num_waiting, 0);
+}
+
+TEST_F(OpenAiApiTest, ChatWithoutATemplateSaysSo) {
+  StartServer();
+  const auto response =
+      Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}]})");
+  ASSERT_EQ(response->status, 400) << response->body;
+  EXPECT_THAT(response->body, HasSubstr("no chat template"));
+  // The render endpoint of completions needs none.
+  const auto render = Post("/v1/completions/render", R"({"prompt": [[7, 8, 9], [10]]})");
+  ASSERT_EQ(render->status, 200) << render->body;
+  EXPECT_EQ(json::parse(render->body),
+            json::parse(R"([{"token_ids": [7, 8, 9]}, {"token_ids": [10]}])"));
+}
+
+TEST_F(OpenAiApiTest, ChatBadInputNamesTheField) {
+  StartServer({.chat_template = kChatMl});
+  const struct {
+    const char* body;
+    const char* param;
+  } cases[] = {
+      {R"({})", "messages"},
+      {R"({"messages": []})", "messages"},
+      {R"({"messages": "hi"})", "messages"},
+      {R"({"messages": [1]})", "messages[0]"},
+      {R"({"messages": [{"content": "x"}]})", "messages[0].role"},
+      {R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
+       "messages[0].content[0].type"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "text"}]}]})",
+       "messages[0].content[0].text"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", "n"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", "tool_choice"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})",
+       "response_format"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tools": {}})", "tools"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": []})",
+       "chat_template_kwargs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"messages": 1}})",
+       "messages"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": "yes"})",
+       "add_generation_prompt"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0})",
+       "max_completion_tokens"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "temperature": -1})", "temperature"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "model": "other"})", nullptr},
+      {R"({"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": true, "continue_final_message": true})",
+       "messages"},
+  };
+  for (const auto& c : cases) {
+    const auto response = Post("/v1/chat/completions", c.body);
+    ASSERT_TRUE(response.ok()) << c.body;
+    EXPECT_GE(response->status, 400) << c.body;
+    EXPECT_LT(response->status, 500) << c.body << " " << response->body;
+    const json error = json::parse(response->body, nullptr, false);
+    ASSERT_TRUE(error.is_object()) << response->body;
+    if (c.param != nullptr) {
+      EXPECT_EQ(error["error"]["param"], c.param) << c.body << response->body;
+    }
+  }
+  EXPECT_EQ(http::testing::HttpGet(port(), "/health")->status, 200);
+  EXPECT_EQ(UsedKvBlocks(), 0);
 }
 
 }  // namespace

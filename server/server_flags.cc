@@ -165,6 +165,14 @@ const std::vector<Flag>& Flags() {
        "Port of the OpenAI-compatible HTTP API (http://HOST:PORT/v1/completions, also "
        "/metrics). Default 8000; 0 picks a free port (logged); off disables it.",
        SetPortOrOff("http-port", &ServerOptions::http_port)},
+      {"chat-template", FlagKind::kValue, "FILE|TEMPLATE",
+       "The Jinja chat template of /v1/chat/completions: a file, or the template itself. "
+       "Default: the model's (chat_template.jinja or tokenizer_config.json's chat_template).",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return absl::InvalidArgumentError("--chat-template: empty");
+         o.chat_template = std::string(v);
+         return absl::OkStatus();
+       }},
       {"device", FlagKind::kValue, "cpu|cuda|cuda:N",
        "Where the model runs: the CPU, or CUDA device N (cuda = cuda:0). Default cpu.",
        [](absl::string_view v, ServerOptions& o) {

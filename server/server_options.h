@@ -23,6 +23,9 @@ struct ServerOptions {
   // The OpenAI-compatible HTTP API (and /metrics again), on `host`. 0: the kernel picks one;
   // unset: none.
   std::optional<int> http_port = 8000;
+  // The chat template of /v1/chat/completions: a file, or the template itself (a value with
+  // "{{" or "{%"). Unset: the model's (chat_template.jinja or tokenizer_config.json).
+  std::optional<std::string> chat_template;
   // On shutdown, how long running requests may take to finish before they are aborted.
   absl::Duration drain_timeout = absl::Seconds(30);
   // TLS on the gRPC port (docs/operations.md, "TLS and authentication"): PEM files, read at

@@ -127,6 +127,8 @@ void PagodaServerTest::StartServer(const TestConfig& config) {
   options.metrics_port = 0;
   options.http_port = 0;
   options.drain_timeout = config.drain_timeout;
+  options.engine.model = "dummy:fake";  // no model directory, so no chat template of its own
+  options.chat_template = config.chat_template;
   options.queue_full_retry_after = absl::Milliseconds(250);
   options.engine.max_waiting_requests = config.max_waiting_requests;
   options.engine_core_factory = [this, config](const engine::EngineConfig&) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,8 @@ struct TestConfig {
   int max_waiting_requests = 64;
   absl::Duration drain_timeout = absl::Seconds(10);
   bool load_engine = true;  // false: the test calls server_->LoadEngine() itself
+  // --chat-template (the fake model has none of its own).
+  std::optional<std::string> chat_template;
 };
 
 // The outcome of one Generate call.
