@@ -1,6 +1,7 @@
 // The official openai npm SDK (package.json pins it) against pagodad's HTTP API: completions
-// whole and streamed (greedy text equal both ways, usage in the last streamed chunk), the
-// models list, and an API error the SDK raises as a BadRequestError naming the field.
+// and chat completions, each whole and streamed (greedy text equal both ways, usage in the last
+// streamed chunk, the assistant role in the first chat chunk), the models list, and API errors
+// the SDK raises as a BadRequestError naming the field. The daemon must have a chat template.
 //
 // Usage: node sdk_test.mjs BASE_URL MODEL   (BASE_URL such as http://127.0.0.1:8000/v1)
 
@@ -50,4 +51,48 @@ try {
   check(error instanceof OpenAI.BadRequestError, `error ${error}`);
   check(error.status === 400 && error.param === "temperature", `status ${error.status} param ${error.param}`);
 }
-console.log(`PASS: openai SDK, completions whole and streamed (${JSON.stringify(text)}), models, 400`);
+const chatRequest = {
+  model, max_completion_tokens: 10, temperature: 0, ignore_eos: true,
+  messages: [{ role: "system", content: "You tell stories." },
+             { role: "user", content: [{ type: "text", text: "Once upon a time" }] }] };
+const chat = await client.chat.completions.create(chatRequest);
+check(chat.object === "chat.completion", `chat object ${chat.object}`);
+check(chat.choices.length === 1 && chat.choices[0].finish_reason === "length" &&
+      chat.choices[0].message.role === "assistant" &&
+      typeof chat.choices[0].message.content === "string" && chat.choices[0].message.content !== "",
+      `chat choices ${JSON.stringify(chat.choices)}`);
+check(chat.usage.completion_tokens === 10 && chat.usage.prompt_tokens > 0 &&
+      chat.usage.total_tokens === chat.usage.prompt_tokens + 10, `chat usage ${JSON.stringify(chat.usage)}`);
+
+const chatStream = await client.chat.completions.create({
+  ...chatRequest, stream: true, stream_options: { include_usage: true } });
+const chunks = [];
+for await (const chunk of chatStream) chunks.push(chunk);
+check(chunks.length >= 3 && chunks.every((c) => c.object === "chat.completion.chunk"),
+      `chat chunks ${JSON.stringify(chunks)}`);
+check(chunks[0].choices[0].delta.role === "assistant", `first chat chunk ${JSON.stringify(chunks[0])}`);
+let chatText = "";
+let chatFinish = null;
+let chatUsage = null;
+for (const chunk of chunks) {
+  for (const choice of chunk.choices) {
+    chatText += choice.delta.content ?? "";
+    if (choice.finish_reason) chatFinish = choice.finish_reason;
+  }
+  if (chunk.usage) chatUsage = chunk.usage;
+}
+check(chatText === chat.choices[0].message.content,
+      `streamed chat ${JSON.stringify(chatText)} != whole ${JSON.stringify(chat.choices[0].message.content)}`);
+check(chatFinish === "length", `chat finish_reason ${chatFinish}`);
+check(chunks.at(-1).usage && chunks.at(-1).choices.length === 0 && chatUsage.completion_tokens === 10 &&
+      chatUsage.prompt_tokens === chat.usage.prompt_tokens, `streamed chat usage ${JSON.stringify(chunks.at(-1))}`);
+
+try {
+  await client.chat.completions.create({ ...chatRequest, n: 2 });
+  check(false, "chat n 2 was accepted");
+} catch (error) {
+  check(error instanceof OpenAI.BadRequestError, `chat error ${error}`);
+  check(error.status === 400 && error.param === "n", `chat status ${error.status} param ${error.param}`);
+}
+console.log(`PASS: openai SDK, completions (${JSON.stringify(text)}) and chat completions ` +
+            `(${JSON.stringify(chatText)}) whole and streamed, models, 400s`);

@@ -3,6 +3,12 @@
 /v1/models, a whole and a streamed /v1/completions whose greedy texts are equal and equal to the
 gRPC path's (pagoda-cli), include_usage, an error body, and a streaming client that leaves
 mid-stream: its request is aborted at once and its KV blocks go back (seen in /metrics).
+Chat, on a daemon given a ChatML-like --chat-template: /v1/chat/completions/render's prompt and
+token ids (equal to /tokenize's with the same messages and to /v1/completions/render's of that
+prompt without special tokens), a whole and a streamed greedy chat completion whose texts are equal
+and equal to /v1/completions' on the rendered prompt, the stream's role/finish/usage chunks, and its
+400s (an image part, raise_exception); on a daemon without one, chat answers 400 (no template)
+unless the request brings its own chat_template.
 
 Usage: openai_api_test.py PAGODAD   (pagoda-cli must sit beside it)
 """
@@ -19,6 +25,17 @@ from pagoda_daemon import Daemon
 PROMPT = "Once upon a time"
 MODEL = "dummy:tiny"  # its byte tokenizer gives text for every token
 SLOW_MODEL = "dummy:llama-110m"  # about 9 ms a token: slow enough to leave mid-stream
+# ChatML-like; given to pagodad as the template itself (not a file).
+CHAT_TEMPLATE = ("{% for message in messages %}"
+                 "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+                 "{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+# The user's content as text parts, which the server joins with "\n".
+MESSAGES = [{"role": "system", "content": "You tell stories."},
+            {"role": "user", "content": [{"type": "text", "text": "Once upon"},
+                                         {"type": "text", "text": "a time"}]}]
+RENDERED = ("<|im_start|>system\nYou tell stories.<|im_end|>\n"
+            "<|im_start|>user\nOnce upon\na time<|im_end|>\n<|im_start|>assistant\n")
 
 
 def fail(message):
@@ -92,6 +109,95 @@ def check_error(d):
     print(f"OK: 400 {error['message']!r}")
 
 
+def post_json(port, path, body, status=200):
+    """POSTs `body`; fails unless the answer has `status`; returns its JSON."""
+    _, response = post(port, path, body)
+    data = response.read()
+    if response.status != status:
+        fail(f"{path} {json.dumps(body)}: {response.status} (wanted {status}) {data!r}")
+    return json.loads(data)
+
+
+def check_chat(d):
+    render = post_json(d.http_port, "/v1/chat/completions/render", {"messages": MESSAGES})
+    ids = render["token_ids"]
+    if render["prompt"] != RENDERED or not ids:
+        fail(f"chat render: {render}")
+    tokenized = post_json(d.http_port, "/tokenize", {"messages": MESSAGES})
+    if tokenized["tokens"] != ids or tokenized["count"] != len(ids):
+        fail(f"/tokenize with messages {tokenized} differs from the render's {ids}")
+    completion_render = post_json(d.http_port, "/v1/completions/render",
+                                  {"prompt": RENDERED, "add_special_tokens": False})
+    if completion_render != [{"token_ids": ids}]:
+        fail(f"/v1/completions/render of the chat prompt {completion_render} != {ids}")
+
+    body = {"messages": MESSAGES, "max_completion_tokens": 12, "temperature": 0, "ignore_eos": True}
+    whole = post_json(d.http_port, "/v1/chat/completions", body)
+    choice = whole["choices"][0]
+    text = choice["message"]["content"]
+    if (whole["object"] != "chat.completion" or len(whole["choices"]) != 1
+            or choice["message"]["role"] != "assistant" or choice["message"]["tool_calls"] != []
+            or choice["finish_reason"] != "length" or not text):
+        fail(f"whole chat completion: {whole}")
+    if whole["usage"]["prompt_tokens"] != len(ids) or whole["usage"]["completion_tokens"] != 12:
+        fail(f"chat usage {whole['usage']}, rendered prompt {len(ids)} tokens")
+
+    _, streamed = post(d.http_port, "/v1/chat/completions",
+                       dict(body, stream=True, stream_options={"include_usage": True}))
+    if streamed.status != 200 or streamed.getheader("Content-Type") != "text/event-stream":
+        fail(f"chat stream: {streamed.status} {streamed.getheader('Content-Type')}")
+    events = sse_events(streamed)
+    if any(e["object"] != "chat.completion.chunk" or e["id"] != events[0]["id"] for e in events):
+        fail(f"chat stream objects/ids: {events}")
+    if events[0]["choices"][0]["delta"] != {"role": "assistant", "content": ""}:
+        fail(f"the first chat chunk: {events[0]}")
+    usage, finishing = events[-1], events[-2]
+    if usage["choices"] or usage["usage"]["prompt_tokens"] != len(ids) \
+            or usage["usage"]["completion_tokens"] != 12:
+        fail(f"the last chat chunk is not the usage (prompt {len(ids)} tokens): {usage}")
+    if finishing["choices"][0]["finish_reason"] != "length" or finishing["choices"][0]["delta"]:
+        fail(f"the finishing chat chunk: {finishing}")
+    streamed_text = "".join(e["choices"][0]["delta"].get("content", "")
+                            for e in events if e["choices"])
+    if streamed_text != text:
+        fail(f"greedy chat text differs: whole {text!r}, streamed {streamed_text!r}")
+
+    completion = post_json(d.http_port, "/v1/completions",
+                           {"prompt": RENDERED, "add_special_tokens": False, "max_tokens": 12,
+                            "temperature": 0, "ignore_eos": True})
+    if completion["choices"][0]["text"] != text or completion["usage"]["prompt_tokens"] != len(ids):
+        fail(f"/v1/completions on the rendered prompt {completion} differs from chat's {text!r}")
+    print(f"OK: greedy chat text equal whole, streamed and as a completion of its render: {text!r}")
+
+    image = [{"role": "user", "content": [{"type": "image_url",
+                                           "image_url": {"url": "http://127.0.0.1/x.png"}}]}]
+    error = post_json(d.http_port, "/v1/chat/completions", {"messages": image}, 400)["error"]
+    if error["param"] != "messages[0].content[0].type" or error["type"] != "invalid_request_error":
+        fail(f"image_url part: {error}")
+    raised = post_json(d.http_port, "/v1/chat/completions",
+                       {"messages": MESSAGES, "chat_template": "{{ raise_exception('no stories') }}"},
+                       400)["error"]
+    if "no stories" not in raised["message"]:
+        fail(f"raise_exception: {raised}")
+    print(f"OK: chat 400s {error['message']!r}, {raised['message']!r}")
+
+
+def check_chat_without_template(d):
+    messages = [{"role": "user", "content": "Hi"}]
+    for path in ("/v1/chat/completions", "/v1/chat/completions/render"):
+        error = post_json(d.http_port, path, {"messages": messages}, 400)["error"]
+        if "chat template" not in error["message"]:
+            fail(f"{path} without a chat template: {error}")
+    own = post_json(d.http_port, "/v1/chat/completions",
+                    {"messages": messages, "chat_template": "{{ messages[0]['content'] }}!",
+                     "max_completion_tokens": 2, "ignore_eos": True})
+    rendered = post_json(d.http_port, "/tokenize", {"prompt": "Hi!", "add_special_tokens": False})
+    if (own["usage"]["prompt_tokens"] != rendered["count"]
+            or own["usage"]["completion_tokens"] != 2):
+        fail(f"a request's own chat_template ('Hi!', {rendered['count']} tokens): {own}")
+    print(f"OK: without a chat template: 400 {error['message']!r}; a request's own template works")
+
+
 def check_client_leaving(d):
     running = f'pagoda_num_requests_running{{model_name="{SLOW_MODEL}"}}'
     # About 8 s of decoding: it must still run when its client leaves, however loaded the machine.
@@ -119,15 +225,18 @@ def check_client_leaving(d):
 
 
 def main():
-    with Daemon(sys.argv[1], "--model", MODEL, "--threads", "1") as d:
+    with Daemon(sys.argv[1], "--model", MODEL, "--threads", "1", "--chat-template",
+                CHAT_TEMPLATE) as d:
         models = json.loads(urllib.request.urlopen(
             f"http://127.0.0.1:{d.http_port}/v1/models", timeout=10).read())
         if models["data"][0]["id"] != MODEL:
             fail(f"/v1/models: {models}")
         check_completions(d)
         check_error(d)
+        check_chat(d)
     with Daemon(sys.argv[1], "--model", SLOW_MODEL, "--threads", "1") as slow:
         check_client_leaving(slow)
+        check_chat_without_template(slow)
     for daemon in (d, slow):
         if daemon.exit_code != 0:
             fail(f"pagodad exited {daemon.exit_code}")
