@@ -74,7 +74,7 @@ def main():
                    help="prompts = max(8, this x concurrency)")
     p.add_argument("--daemon-args", default="", help="extra pagodad flags")
     p.add_argument("--backends", default="grpc",
-                   help="pagoda-bench backends, comma-separated (grpc, openai-completions)")
+                   help="pagoda-bench backends, comma-separated (grpc, openai-completions, openai-chat)")
     p.add_argument("--rounds", type=int, default=1, help="runs per level and backend")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)

@@ -20,11 +20,12 @@ using chat_template::Value;
 
 // OpenAI's content forms: a string, null, or an array of parts, of which we take text parts
 // (joined with "\n", as vLLM renders text-only content for templates that expect a string).
+// Null (an assistant turn that only calls tools) becomes "", which every template can print and
+// test ("None" would be printed, and Qwen3's `'</think>' in content` fails on it).
 absl::Status NormalizeContent(ordered_json& message, const std::string& field) {
   auto content = message.find("content");
-  if (content == message.end() || content->is_null() || content->is_string()) {
-    return absl::OkStatus();
-  }
+  if (content != message.end() && content->is_null()) *content = "";
+  if (content == message.end() || content->is_string()) return absl::OkStatus();
   if (!content->is_array()) {
     return FieldError(field + ".content", absl::StrCat("must be a string, an array of parts or "
                                                        "null, got ", JsonTypeName(json(*content))));

@@ -127,7 +127,7 @@ std::vector<RequestResult> RunLoad(const std::vector<BenchRequest>& requests,
       grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
   const std::unique_ptr<pb::TextGeneration::Stub> stub = pb::TextGeneration::NewStub(channel);
   std::unique_ptr<OpenAiClient> openai;
-  if (options.backend == Backend::kOpenAiCompletions) {
+  if (options.backend != Backend::kGrpc) {
     absl::StatusOr<std::unique_ptr<OpenAiClient>> client = OpenAiClient::Create(options.address);
     if (!client.ok()) {
       std::vector<RequestResult> failed(requests.size());

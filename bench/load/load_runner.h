@@ -31,6 +31,7 @@ struct RequestResult {
 enum class Backend {
   kGrpc,               // pagoda.v1.TextGeneration/Generate, streamed
   kOpenAiCompletions,  // POST /v1/completions, streamed as server-sent events
+  kOpenAiChat,         // POST /v1/chat/completions (one user message), streamed
 };
 
 struct LoadOptions {

@@ -29,13 +29,17 @@ using tcp = asio::ip::tcp;
 using nlohmann::json;
 
 std::string RequestBody(const BenchRequest& r, const LoadOptions& options) {
-  json body = {{"max_tokens", r.output_len},
+  const bool chat = options.backend == Backend::kOpenAiChat;
+  json body = {{chat ? "max_completion_tokens" : "max_tokens", r.output_len},
                {"temperature", options.temperature},
                {"ignore_eos", options.ignore_eos},
                {"stream", true},
                {"stream_options", {{"include_usage", true}}}};
   if (!options.model.empty()) body["model"] = options.model;
-  if (r.prompt_text.has_value()) {
+  if (chat) {
+    // The caller made every prompt text (OpenAiClient::Detokenize) before the run.
+    body["messages"] = json::array({{{"role", "user"}, {"content", r.prompt_text.value_or("")}}});
+  } else if (r.prompt_text.has_value()) {
     body["prompt"] = *r.prompt_text;
   } else {
     body["prompt"] = r.prompt_token_ids;
@@ -103,8 +107,15 @@ class Call {
       return;
     }
     const json& choices = event.value("choices", json::array());
-    if (!choices.empty() && choices[0].contains("text") && choices[0]["text"].is_string()) {
-      const std::string& text = choices[0]["text"].get_ref<const std::string&>();
+    // A completion chunk's text, or a chat chunk's delta.content.
+    const json* piece = nullptr;
+    if (!choices.empty() && choices[0].contains("text")) piece = &choices[0]["text"];
+    if (!choices.empty() && choices[0].contains("delta") && choices[0]["delta"].is_object() &&
+        choices[0]["delta"].contains("content")) {
+      piece = &choices[0]["delta"]["content"];
+    }
+    if (piece != nullptr && piece->is_string()) {
+      const std::string& text = piece->get_ref<const std::string&>();
       if (!text.empty()) {
         const absl::Time now = absl::Now();
         if (!saw_text_) {
@@ -194,6 +205,33 @@ absl::StatusOr<std::unique_ptr<OpenAiClient>> OpenAiClient::Create(const std::st
       new OpenAiClient(std::make_unique<Impl>(address, std::move(endpoints))));
 }
 
+absl::StatusOr<std::string> OpenAiClient::Detokenize(const std::vector<uint32_t>& token_ids) {
+  const std::string body = json{{"tokens", token_ids}}.dump();
+  try {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(30));
+    stream.connect(impl_->endpoints_);
+    bhttp::request<bhttp::string_body> request{bhttp::verb::post, "/detokenize", 11};
+    request.set(bhttp::field::host, impl_->host_);
+    request.set(bhttp::field::content_type, "application/json");
+    request.body() = body;
+    request.prepare_payload();
+    bhttp::write(stream, request);
+    beast::flat_buffer buffer;
+    bhttp::response<bhttp::string_body> response;
+    bhttp::read(stream, buffer, response);
+    const json answer = json::parse(response.body(), nullptr, false);
+    if (response.result_int() != 200 || !answer.contains("prompt") || !answer["prompt"].is_string()) {
+      return absl::UnavailableError(absl::StrCat("/detokenize: HTTP ", response.result_int(), ": ",
+                                                 response.body().substr(0, 200)));
+    }
+    return answer["prompt"].get<std::string>();
+  } catch (const std::exception& e) {  // Beast's synchronous calls throw system_error
+    return absl::UnavailableError(absl::StrCat("/detokenize: ", e.what()));
+  }
+}
+
 OpenAiClient::OpenAiClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 OpenAiClient::~OpenAiClient() = default;
@@ -202,8 +240,10 @@ void OpenAiClient::Start(const BenchRequest& request, const LoadOptions& options
                          absl::Time run_start, RequestResult* result,
                          std::function<void(const RequestResult&)> on_done) {
   const std::string body = RequestBody(request, options);
+  const char* path =
+      options.backend == Backend::kOpenAiChat ? "/v1/chat/completions" : "/v1/completions";
   std::string http_request = absl::StrCat(
-      "POST /v1/completions HTTP/1.1\r\nHost: ", impl_->host_,
+      "POST ", path, " HTTP/1.1\r\nHost: ", impl_->host_,
       "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ", body.size(),
       "\r\n\r\n", body);
   asio::post(impl_->io_, [this, http_request = std::move(http_request),

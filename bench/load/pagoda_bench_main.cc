@@ -27,6 +27,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "bench/load/load_runner.h"
+#include "bench/load/openai_client.h"
 #include "bench/load/metrics_scrape.h"
 #include "bench/load/stats.h"
 #include "bench/load/workload.h"
@@ -52,8 +53,9 @@ struct Flags {
 };
 
 constexpr char kUsage[] = R"(usage: pagoda-bench [flags]
-  --backend B                grpc (default) or openai-completions (POST /v1/completions,
-                             streamed)
+  --backend B                grpc (default), openai-completions (POST /v1/completions,
+                             streamed) or openai-chat (POST /v1/chat/completions with one
+                             user message, streamed; synthetic prompts are detokenized first)
   --address HOST:PORT        pagodad's gRPC address (default 127.0.0.1:50051), or its HTTP
                              API with openai-completions (default 127.0.0.1:8000)
   --grpc-address HOST:PORT   with openai-completions: where GetModelInfo asks for the
@@ -123,8 +125,10 @@ Flags ParseFlags(int argc, char** argv) {
         f.load.backend = Backend::kGrpc;
       } else if (backend == "openai-completions") {
         f.load.backend = Backend::kOpenAiCompletions;
+      } else if (backend == "openai-chat") {
+        f.load.backend = Backend::kOpenAiChat;
       } else {
-        Fail("--backend needs grpc or openai-completions");
+        Fail("--backend needs grpc, openai-completions or openai-chat");
       }
     } else if (arg == "--address") {
       f.load.address = next();
@@ -252,9 +256,23 @@ void PrintSummary(const char* title, const char* name, const std::vector<double>
   std::printf("%-40s %.2f\n", absl::StrCat("P99 ", name, " (ms):").c_str(), s.p99 * 1e3);
 }
 
+// Chat sends text: synthetic token prompts become their text (the server's /detokenize), as
+// vLLM's benchmark decodes its random prompts. The chat template and the re-tokenization change
+// each prompt's length by a few tokens; the usage the server reports counts the real ones.
+void TextPromptsForChat(const std::string& address, std::vector<BenchRequest>& requests) {
+  absl::StatusOr<std::unique_ptr<OpenAiClient>> client = OpenAiClient::Create(address);
+  if (!client.ok()) Fail(std::string(client.status().message()));
+  for (BenchRequest& r : requests) {
+    if (r.prompt_text.has_value()) continue;
+    absl::StatusOr<std::string> text = (*client)->Detokenize(r.prompt_token_ids);
+    if (!text.ok()) Fail(std::string(text.status().message()));
+    r.prompt_text = *std::move(text);
+  }
+}
+
 int Main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
-  const bool openai = flags.load.backend == Backend::kOpenAiCompletions;
+  const bool openai = flags.load.backend != Backend::kGrpc;
   if (openai && !flags.address_set) flags.load.address = "127.0.0.1:8000";
   const std::string info_address = openai ? flags.grpc_address : flags.load.address;
 
@@ -284,6 +302,8 @@ int Main(int argc, char** argv) {
                         " tokens exceeds the server's max_model_len = ", info.max_model_len()));
     }
   }
+
+  if (flags.load.backend == Backend::kOpenAiChat) TextPromptsForChat(flags.load.address, *requests);
 
   std::string metrics_host = info_address.substr(0, info_address.rfind(':'));
   int metrics_port = 9400;
