@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "chat_template/interpreter.h"
@@ -18,6 +19,12 @@
 #include "common/status_macros.h"
 
 namespace pagoda::chat_template {
+namespace {
+
+// Iterating over a string makes a value per character: bounded.
+constexpr size_t kMaxIteratedStringBytes = size_t{1} << 18;
+
+}  // namespace
 
 absl::StatusOr<std::vector<Value>> Iterate(const Value& value) {
   switch (value.kind()) {
@@ -31,6 +38,10 @@ absl::StatusOr<std::vector<Value>> Iterate(const Value& value) {
       return keys;
     }
     case Value::Kind::kString: {
+      if (value.string_value().size() > kMaxIteratedStringBytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "iterating over a string of more than ", kMaxIteratedStringBytes, " bytes"));
+      }
       std::vector<Value> chars;
       for (char32_t c : DecodeUtf8(value.string_value())) {
         std::string one;
@@ -67,13 +78,21 @@ absl::StatusOr<Value> AttributeOf(const Value& item, const Value& attribute) {
   return current;
 }
 
+// A string a filter builds may not pass the render's output bound.
+absl::Status BoundOutput(const Interpreter& interpreter, size_t bytes) {
+  if (bytes <= interpreter.limits().max_output_bytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "a string passed the chat template's bound of ", interpreter.limits().max_output_bytes,
+      " bytes"));
+}
+
 // The key a case-insensitive sort or unique compares: lower-cased strings.
 Value IgnoreCase(const Value& value, bool case_sensitive) {
   if (case_sensitive || !value.is_string()) return value;
   return Value::String(PyLower(value.string_value()));
 }
 
-absl::StatusOr<Value> ToJson(Interpreter&, const Value& value, CallArgs& args) {
+absl::StatusOr<Value> ToJson(Interpreter& interpreter, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "tojson", "ensure_ascii", "indent", "separators", "sort_keys");
   JsonDumpOptions options;
   options.ensure_ascii = params.Get(0, Value::Bool(false)).Truthy();
@@ -92,6 +111,7 @@ absl::StatusOr<Value> ToJson(Interpreter&, const Value& value, CallArgs& args) {
     return absl::InvalidArgumentError("tojson: separators must be a pair of strings");
   }
   options.sort_keys = params.Get(3, Value::Bool(false)).Truthy();
+  options.max_bytes = interpreter.limits().max_output_bytes;
   PAGODA_ASSIGN_OR_RETURN(std::string json, DumpJson(value, options));
   return Value::String(std::move(json));
 }
@@ -136,12 +156,13 @@ absl::StatusOr<Value> Last(Interpreter&, const Value& value, CallArgs& args) {
   return items.back();
 }
 
-absl::StatusOr<Value> Join(Interpreter&, const Value& value, CallArgs& args) {
+absl::StatusOr<Value> Join(Interpreter& interpreter, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "join", "d", "attribute");
   const std::string separator = params.Get(0, Value::String("")).Str();
   PAGODA_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(value));
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {
+    PAGODA_RETURN_IF_ERROR(BoundOutput(interpreter, out.size() + separator.size()));
     if (i > 0) out += separator;
     if (params.Given(1)) {
       PAGODA_ASSIGN_OR_RETURN(Value item, AttributeOf(items[i], params.Get(1)));
@@ -170,8 +191,15 @@ absl::StatusOr<Value> ToInt(Interpreter&, const Value& value, CallArgs& args) {
   }
   if (!value.is_string()) return fallback;
   PAGODA_ASSIGN_OR_RETURN(int64_t base, params.Int(1, 10));
-  const std::string text = PyStrip(value.string_value(), std::nullopt, StripSide::kBoth);
+  std::string text = PyStrip(value.string_value(), std::nullopt, StripSide::kBoth);
   if (text.empty() || base < 2 || base > 36) return fallback;
+  // Python's int() takes single underscores between digits ("1_000").
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    if (text[i] == '_' && absl::ascii_isalnum(static_cast<unsigned char>(text[i - 1])) &&
+        absl::ascii_isalnum(static_cast<unsigned char>(text[i + 1]))) {
+      text.erase(i, 1);
+    }
+  }
   char* end = nullptr;
   errno = 0;
   const long long parsed = std::strtoll(text.c_str(), &end, static_cast<int>(base));
@@ -243,11 +271,15 @@ absl::StatusOr<Value> Title(Interpreter&, const Value& value, CallArgs& args) {
   return Value::String(std::move(out));
 }
 
-absl::StatusOr<Value> Replace(Interpreter&, const Value& value, CallArgs& args) {
+absl::StatusOr<Value> Replace(Interpreter& interpreter, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "replace", "old", "new", "count");
   PAGODA_ASSIGN_OR_RETURN(int64_t count, params.Int(2, -1));
-  return Value::String(
-      PyReplace(value.Str(), params.Get(0).Str(), params.Get(1).Str(), count));
+  const std::string text = value.Str();
+  const std::string old_text = params.Get(0).Str();
+  const std::string new_text = params.Get(1).Str();
+  PAGODA_RETURN_IF_ERROR(
+      BoundOutput(interpreter, ReplacedSize(text, old_text, new_text, count)));
+  return Value::String(PyReplace(text, old_text, new_text, count));
 }
 
 // select/reject/selectattr/rejectattr: keeps the items whose (attribute's) test result is
@@ -423,23 +455,32 @@ absl::StatusOr<Value> Reverse(Interpreter&, const Value& value, CallArgs& args) 
   return Value::List(std::move(items));
 }
 
-absl::StatusOr<Value> Indent(Interpreter&, const Value& value, CallArgs& args) {
+// Jinja2's indent: every line after the first (and the first with first=true) gets the
+// indentation; blank lines only with blank=true. Lines are Python's splitlines().
+absl::StatusOr<Value> Indent(Interpreter& interpreter, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "indent", "width", "first", "blank");
   const Value width = params.Get(0, Value::Int(4));
+  if (!width.is_string() && !width.is_integral()) {
+    return absl::InvalidArgumentError("indent: width must be an int or a string");
+  }
   const std::string pad = width.is_string() ? width.string_value()
                                             : std::string(static_cast<size_t>(std::clamp<int64_t>(
-                                                  width.is_integral() ? width.int_value() : 4, 0, 256)), ' ');
+                                                  width.int_value(), 0, 1024)), ' ');
   const bool first = params.Get(1, Value::Bool(false)).Truthy();
   const bool blank = params.Get(2, Value::Bool(false)).Truthy();
-  std::string text = value.Str();
-  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  const std::vector<std::string> lines = PySplitLines(value.Str() + "\n");
+  size_t size = value.Str().size() + 1;
+  for (size_t i = 0; i < lines.size(); ++i) size += pad.size();
+  PAGODA_RETURN_IF_ERROR(BoundOutput(interpreter, size));
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
-    if (i > 0) out += '\n';
-    const bool indent = (i > 0 || first) && (blank || !PyStrip(lines[i], std::nullopt, StripSide::kBoth).empty());
-    if (indent) out += pad;
+    if (i > 0) {
+      out += '\n';
+      if (blank || !lines[i].empty()) out += pad;
+    }
     out += lines[i];
   }
+  if (first) out = pad + out;
   return Value::String(std::move(out));
 }
 
@@ -453,18 +494,28 @@ absl::StatusOr<Value> Abs(Interpreter&, const Value& value, CallArgs& args) {
   return absl::InvalidArgumentError(absl::StrCat("TypeError: bad operand type for abs(): '", value.TypeName(), "'"));
 }
 
+// Jinja2's round: "common" is Python's round() (half to even on the exact value; an int stays
+// an int); "ceil" and "floor" scale, apply and divide back, as floats.
 absl::StatusOr<Value> Round(Interpreter&, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "round", "precision", "method");
   if (!value.is_number()) return absl::InvalidArgumentError("round: the value is not a number");
   PAGODA_ASSIGN_OR_RETURN(int64_t precision, params.Int(0, 0));
+  precision = std::clamp<int64_t>(precision, -300, 300);
   const std::string method = params.Get(1, Value::String("common")).Str();
-  const double scale = std::pow(10.0, static_cast<double>(std::clamp<int64_t>(precision, -300, 300)));
-  const double x = value.number() * scale;
-  double rounded = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::round(x);
   if (method != "common" && method != "ceil" && method != "floor") {
     return absl::InvalidArgumentError("round: method must be 'common', 'ceil' or 'floor'");
   }
-  return Value::Float(rounded / scale);
+  const double scale = std::pow(10.0, static_cast<double>(precision));
+  if (method != "common") {
+    const double x = value.number() * scale;
+    return Value::Float((method == "ceil" ? std::ceil(x) : std::floor(x)) / scale);
+  }
+  if (value.is_integral() && precision >= 0) return Value::Int(value.int_value());
+  if (precision < 0) return Value::Float(std::nearbyint(value.number() * scale) / scale);
+  // printf rounds the exact binary value half to even, as Python's round does.
+  char buffer[512];
+  std::snprintf(buffer, sizeof(buffer), "%.*f", static_cast<int>(precision), value.number());
+  return Value::Float(std::strtod(buffer, nullptr));
 }
 
 absl::StatusOr<Value> Sum(Interpreter&, const Value& value, CallArgs& args) {
@@ -517,9 +568,14 @@ absl::StatusOr<Value> Format(Interpreter&, const Value& value, CallArgs& args) {
   return PercentFormat(Value::String(value.Str()), Value::Tuple(args.positional));
 }
 
+// Jinja2's attr: an attribute only, never a dict's key.
 absl::StatusOr<Value> Attr(Interpreter&, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "attr", "name");
-  return GetAttr(value, params.Get(0).Str());
+  const std::string name = params.Get(0).Str();
+  if (value.is_dict() && !HasMethod(value, name)) {
+    return Value::Undefined(absl::StrCat("'dict object' has no attribute '", name, "'"));
+  }
+  return GetAttr(value, name);
 }
 
 constexpr Filter kFilters[] = {
@@ -564,15 +620,19 @@ PAGODA_SIMPLE_TEST(IsFloat, value.kind() == Value::Kind::kFloat)
 PAGODA_SIMPLE_TEST(IsMapping, value.is_dict())
 PAGODA_SIMPLE_TEST(IsIterable, value.is_undefined() || value.is_string() || value.is_list() ||
                                    value.is_dict())
-PAGODA_SIMPLE_TEST(IsSequence, value.is_string() || value.is_list() || value.is_dict())
+PAGODA_SIMPLE_TEST(IsSequence, value.is_undefined() || value.is_string() || value.is_list() ||
+                                   value.is_dict())
 PAGODA_SIMPLE_TEST(IsBoolean, value.kind() == Value::Kind::kBool)
 PAGODA_SIMPLE_TEST(IsTrue, value.kind() == Value::Kind::kBool && value.bool_value())
 PAGODA_SIMPLE_TEST(IsFalse, value.kind() == Value::Kind::kBool && !value.bool_value())
 PAGODA_SIMPLE_TEST(IsCallable, value.kind() == Value::Kind::kCallable)
-PAGODA_SIMPLE_TEST(IsOdd, value.is_integral() && value.int_value() % 2 != 0)
-PAGODA_SIMPLE_TEST(IsEven, value.is_integral() && value.int_value() % 2 == 0)
-PAGODA_SIMPLE_TEST(IsLower, value.is_string() && PyLower(value.string_value()) == value.string_value())
-PAGODA_SIMPLE_TEST(IsUpper, value.is_string() && PyUpper(value.string_value()) == value.string_value())
+PAGODA_SIMPLE_TEST(IsOdd, value.is_integral() ? value.int_value() % 2 != 0
+                                             : value.is_number() && std::fmod(std::fabs(value.number()), 2.0) == 1.0)
+PAGODA_SIMPLE_TEST(IsEven, value.is_integral() ? value.int_value() % 2 == 0
+                                              : value.is_number() && std::fmod(value.number(), 2.0) == 0.0)
+// str(value).islower() / isupper(): a cased character, and none of the other case.
+PAGODA_SIMPLE_TEST(IsLower, PyUpper(value.Str()) != PyLower(value.Str()) && PyLower(value.Str()) == value.Str())
+PAGODA_SIMPLE_TEST(IsUpper, PyUpper(value.Str()) != PyLower(value.Str()) && PyUpper(value.Str()) == value.Str())
 PAGODA_SIMPLE_TEST(IsEscaped, false)
 
 template <CompareOp kOp>
@@ -595,15 +655,8 @@ absl::StatusOr<bool> IsDivisibleBy(Interpreter&, const Value& value, CallArgs& a
   return !rest.Truthy();
 }
 
-absl::StatusOr<bool> IsFilter(Interpreter&, const Value& value, CallArgs& args) {
-  PAGODA_RETURN_IF_ERROR(OneArg(args, "filter").status());
-  return value.is_string() && FindFilter(value.string_value()) != nullptr;
-}
-
-absl::StatusOr<bool> IsTest(Interpreter&, const Value& value, CallArgs& args) {
-  PAGODA_RETURN_IF_ERROR(OneArg(args, "test").status());
-  return value.is_string() && FindTest(value.string_value()) != nullptr;
-}
+PAGODA_SIMPLE_TEST(IsFilter, value.is_string() && FindFilter(value.string_value()) != nullptr)
+PAGODA_SIMPLE_TEST(IsTest, value.is_string() && FindTest(value.string_value()) != nullptr)
 
 constexpr Test kTests[] = {
     {"!=", CompareTest<CompareOp::kNe>}, {"<", CompareTest<CompareOp::kLt>},

@@ -119,7 +119,8 @@ absl::StatusOr<Dict> ChatTemplates::SpecialTokensFromConfig(absl::string_view co
     if (it == config.end()) continue;
     if (it->is_string() && !it->get<std::string>().empty()) {
       specials.Set(std::string(name), Value::String(it->get<std::string>()));
-    } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string() &&
+               !(*it)["content"].get<std::string>().empty()) {
       specials.Set(std::string(name), Value::String((*it)["content"].get<std::string>()));
     }
   }
@@ -192,6 +193,8 @@ const ChatTemplate* ChatTemplates::Select(bool has_tools) const {
     if (has_tools && name == "tool_use") return &parsed;
     if (name == "default") fallback = &parsed;
   }
+  // Several named templates and none called "default": transformers refuses to guess.
+  if (fallback == nullptr && templates_.size() > 1) return nullptr;
   return fallback != nullptr ? fallback : &templates_.front().second;
 }
 
@@ -201,7 +204,9 @@ absl::StatusOr<std::string> ChatTemplates::Render(const RenderRequest& request, 
   const bool has_tools = !request.tools.is_none() && !request.tools.is_undefined();
   const ChatTemplate* selected = Select(has_tools);
   if (selected == nullptr) {
-    return absl::FailedPreconditionError("the model has no chat template");
+    return absl::FailedPreconditionError(
+        Has() ? "the model has several chat templates and none is named \"default\""
+              : "the model has no chat template");
   }
   return selected->Render(specials_, request, now, limits);
 }

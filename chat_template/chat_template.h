@@ -68,7 +68,7 @@ class ChatTemplates {
 
   bool Has() const { return !templates_.empty(); }
   // The template to use: "tool_use" when the request has tools and the model names one, else
-  // "default" (or the only one). Null when there is none.
+  // "default" (or the only one). Null when there is none, or several and none is "default".
   const ChatTemplate* Select(bool has_tools) const;
   const Dict& specials() const { return specials_; }
 

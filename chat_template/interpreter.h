@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
+#include <utility>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "chat_template/ast.h"
@@ -19,13 +21,16 @@ namespace pagoda::chat_template {
 
 struct RenderLimits {
   // The rendered prompt, including what macros and block sets build on the way.
-  size_t max_output_bytes = size_t{16} << 20;
+  size_t max_output_bytes = size_t{8} << 20;
   // Loop iterations, calls and items built by filters, together: about 0.3 s of work on one
   // core; a real template spends tens of steps per message.
   int64_t max_steps = 1'000'000;
   // Macro calls nested in macro calls.
   int max_call_depth = 64;
 };
+
+// Lists and dicts nested deeper than this are refused where they are built.
+inline constexpr int kMaxValueDepth = 128;
 
 // A raise_exception() status carries this payload (its message is the template's own text).
 inline constexpr absl::string_view kRaisedPayload = "pagoda.chat_template.raised";
@@ -51,8 +56,28 @@ class Interpreter {
   absl::StatusOr<Value> CallMacro(const Stmt& macro, CallArgs args);
 
  private:
+  // A scope's variables: few, so a scan beats hashing (a loop makes a scope per iteration).
+  class Vars {
+   public:
+    Value& operator[](const std::string& name) {
+      for (auto& [key, value] : entries_) {
+        if (key == name) return value;
+      }
+      return entries_.emplace_back(name, Value()).second;
+    }
+    const Value* Find(const std::string& name) const {
+      for (const auto& [key, value] : entries_) {
+        if (key == name) return &value;
+      }
+      return nullptr;
+    }
+    bool contains(const std::string& name) const { return Find(name) != nullptr; }
+
+   private:
+    std::vector<std::pair<std::string, Value>> entries_;
+  };
   struct Frame {
-    absl::flat_hash_map<std::string, Value> vars;
+    Vars vars;
     Frame* parent = nullptr;
   };
   enum class Flow { kNormal, kBreak, kContinue };
@@ -61,16 +86,18 @@ class Interpreter {
   absl::Status Exec(const Body& body, Frame& frame, Flow& flow);
   absl::Status ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow);
   absl::Status ExecFor(const Stmt& stmt, Frame& frame, Flow& flow);
-  absl::Status ExecSet(const Stmt& stmt, Frame& frame);
+  absl::Status ExecSet(const Stmt& stmt, Frame& frame, Flow& flow);
   absl::Status Bind(const std::vector<std::string>& targets, const Value& value, Frame& frame,
                     Position position);
   absl::Status Append(absl::string_view text);
   // Renders `body` into a string of its own (block set, macro).
-  absl::StatusOr<std::string> Capture(const Body& body, Frame& frame);
+  absl::StatusOr<std::string> Capture(const Body& body, Frame& frame, Flow* flow = nullptr);
   // Applies a block set's filter chain (filters over a placeholder) to `operand`.
   absl::StatusOr<Value> ApplyFilterChain(const Expr& chain, Value operand, Frame& frame);
 
+  // Eval bounds what EvalUnbounded computes (weight and depth).
   absl::StatusOr<Value> Eval(const Expr& expr, Frame& frame);
+  absl::StatusOr<Value> EvalUnbounded(const Expr& expr, Frame& frame);
   absl::StatusOr<Value> EvalCall(const Expr& expr, Frame& frame);
   absl::StatusOr<Value> EvalCompare(const Expr& expr, Frame& frame);
   absl::StatusOr<Value> EvalLiteralContainer(const Expr& expr, Frame& frame);

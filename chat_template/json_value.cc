@@ -12,7 +12,13 @@
 
 namespace pagoda::chat_template {
 
-Value FromJson(const nlohmann::ordered_json& json) {
+namespace {
+
+absl::StatusOr<Value> FromJsonAt(const nlohmann::ordered_json& json, int depth) {
+  if (depth > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("JSON nested deeper than ", kMaxJsonDepth, " levels"));
+  }
   switch (json.type()) {
     case nlohmann::ordered_json::value_t::null:
     case nlohmann::ordered_json::value_t::discarded:
@@ -33,12 +39,18 @@ Value FromJson(const nlohmann::ordered_json& json) {
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(json.size());
-      for (const auto& item : json) items.push_back(FromJson(item));
+      for (const auto& item : json) {
+        PAGODA_ASSIGN_OR_RETURN(Value value, FromJsonAt(item, depth + 1));
+        items.push_back(std::move(value));
+      }
       return Value::List(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Dict dict;
-      for (const auto& [key, item] : json.items()) dict.Set(key, FromJson(item));
+      for (const auto& [key, item] : json.items()) {
+        PAGODA_ASSIGN_OR_RETURN(Value value, FromJsonAt(item, depth + 1));
+        dict.Set(key, std::move(value));
+      }
       return Value::MakeDict(std::move(dict));
     }
     case nlohmann::ordered_json::value_t::binary:
@@ -46,6 +58,10 @@ Value FromJson(const nlohmann::ordered_json& json) {
   }
   return Value::None();
 }
+
+}  // namespace
+
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& json) { return FromJsonAt(json, 0); }
 
 namespace {
 
@@ -76,7 +92,7 @@ void AppendJsonString(absl::string_view text, bool ensure_ascii, std::string& ou
     for (char c : text) AppendJsonByte(c, out);
   } else {
     for (char32_t c : DecodeUtf8(text)) {
-      if (c < 0x80) {
+      if (c < 0x7F) {
         AppendJsonByte(static_cast<char>(c), out);
       } else if (c < 0x10000) {
         absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned>(c));
@@ -100,6 +116,9 @@ class Dumper {
 
   absl::Status Dump(const Value& value, int level, std::string& out) {
     if (level > 512) return absl::InvalidArgumentError("ValueError: JSON nesting is too deep");
+    if (out.size() > options_.max_bytes) {
+      return absl::ResourceExhaustedError("tojson: the JSON passed the chat template's bound");
+    }
     switch (value.kind()) {
       case Value::Kind::kNone: out += "null"; return absl::OkStatus();
       case Value::Kind::kBool: out += value.bool_value() ? "true" : "false"; return absl::OkStatus();

@@ -16,7 +16,10 @@
 
 namespace pagoda::chat_template {
 
-Value FromJson(const nlohmann::ordered_json& json);
+// JSON nested deeper than this is refused (the conversion and the values are recursive).
+inline constexpr int kMaxJsonDepth = 64;
+
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& json);
 
 struct JsonDumpOptions {
   // None: one line with ", " and ": "; otherwise one item per line, indented this many spaces.
@@ -27,6 +30,8 @@ struct JsonDumpOptions {
   bool sort_keys = false;
   // Escape every non-ASCII character as \uXXXX (surrogate pairs above U+FFFF).
   bool ensure_ascii = false;
+  // The dump fails (ResourceExhausted) once its text passes this many bytes.
+  size_t max_bytes = size_t{1} << 30;
 };
 
 // Python's json.dumps with ensure_ascii=False. Undefined, namespaces and functions are not

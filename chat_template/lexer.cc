@@ -187,7 +187,7 @@ class Lexer {
   }
 
   absl::Status LexTag(size_t start, bool block) {
-    if (block && TryRaw(start)) return absl::OkStatus();
+    if (block && TryRaw()) return absl::OkStatus();
     Token begin;
     begin.kind = block ? TokenKind::kBlockBegin : TokenKind::kVarBegin;
     begin.position = PositionAt(start);
@@ -218,7 +218,7 @@ class Lexer {
 
   // `{% raw %}...{% endraw %}`: the text between is data, with the endraw tag's whitespace
   // control applied to it.
-  bool TryRaw(size_t start) {
+  bool TryRaw() {
     size_t p = pos_;
     while (p < src_.size() && absl::ascii_isspace(static_cast<unsigned char>(src_[p]))) ++p;
     if (src_.compare(p, 3, "raw") != 0 || (p + 3 < src_.size() && IsNameChar(src_[p + 3]))) {
@@ -336,7 +336,8 @@ class Lexer {
       errno = 0;
       const long long value = std::strtoll(text.c_str(), nullptr, 10);
       token.int_value = value;
-      if (errno == ERANGE) token.kind = TokenKind::kFloat, token.float_value = 0;
+      // Beyond 64 bits it stays an integer of exact digits, as in Python.
+      token.big_int = errno == ERANGE;
     }
   }
 

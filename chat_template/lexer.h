@@ -4,7 +4,7 @@
 // renders with (trim_blocks and lstrip_blocks on, keep_trailing_newline off):
 //   - newlines in the source are normalized to "\n", and one trailing newline is dropped;
 //   - `{%-`, `{{-`, `{#-` strip all whitespace before the tag; `-%}`, `-}}`, `-#}` after it;
-//   - lstrip_blocks: spaces and tabs from the line's start to a `{%` or `{#` are removed
+//   - lstrip_blocks: whitespace from the line's start to a `{%` or `{#` is removed
 //     (`{%+` keeps them);
 //   - trim_blocks: the first newline after `%}` or `#}` is removed (`+%}` keeps it);
 //   - `{% raw %}...{% endraw %}` is text; comments are dropped.
@@ -47,6 +47,7 @@ struct Token {
   // kText: the data; kName: the name; kString: the decoded value; kOperator: the operator.
   std::string text;
   int64_t int_value = 0;
+  bool big_int = false;  // kInt beyond 64 bits: `text` holds its digits
   double float_value = 0;
   Position position;
 };

@@ -141,7 +141,7 @@ absl::StatusOr<Value> PyStrFormat(const std::string& format, const CallArgs& arg
 }
 
 absl::StatusOr<Value> CallStringMethod(const std::string& text, absl::string_view name,
-                                       const CallArgs& args) {
+                                       const CallArgs& args, size_t max_bytes) {
   if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
     PAGODA_RETURN_IF_ERROR(Params(name, args, {}).status());
     if (name == "upper") return Value::String(PyUpper(text));
@@ -166,23 +166,7 @@ absl::StatusOr<Value> CallStringMethod(const std::string& text, absl::string_vie
   }
   if (name == "splitlines") {
     PAGODA_RETURN_IF_ERROR(Params(name, args, {}).status());
-    // Python's line boundaries: \n \r \r\n \v \f \x1c \x1d \x1e \x85 U+2028 U+2029.
-    std::vector<std::string> lines;
-    std::vector<char32_t> line;
-    const std::vector<char32_t> points = DecodeUtf8(text);
-    for (size_t i = 0; i < points.size(); ++i) {
-      const char32_t c = points[i];
-      const bool boundary = c == '\n' || c == '\r' || c == '\v' || c == '\f' || c == 0x1C ||
-                            c == 0x1D || c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
-      if (!boundary) {
-        line.push_back(c);
-        continue;
-      }
-      if (c == '\r' && i + 1 < points.size() && points[i + 1] == '\n') ++i;
-      lines.push_back(EncodeUtf8(line));
-      line.clear();
-    }
-    if (!line.empty()) lines.push_back(EncodeUtf8(line));
+    const std::vector<std::string> lines = PySplitLines(text);
     return StringList(lines);
   }
   if (name == "startswith" || name == "endswith") {
@@ -202,6 +186,9 @@ absl::StatusOr<Value> CallStringMethod(const std::string& text, absl::string_vie
     PAGODA_ASSIGN_OR_RETURN(auto new_text, params.OptionalString(1));
     PAGODA_ASSIGN_OR_RETURN(int64_t count, params.Int(2, -1));
     if (!old_text || !new_text) return absl::InvalidArgumentError("TypeError: replace expected 2 str arguments");
+    if (ReplacedSize(text, *old_text, *new_text, count) > max_bytes) {
+      return absl::ResourceExhaustedError("str.replace: the result passed the chat template's bound");
+    }
     return Value::String(PyReplace(text, *old_text, *new_text, count));
   }
   if (name == "find" || name == "rfind" || name == "count") {
@@ -228,6 +215,9 @@ absl::StatusOr<Value> CallStringMethod(const std::string& text, absl::string_vie
       if (!items[i].is_string()) return absl::InvalidArgumentError("TypeError: join expects str items");
       if (i > 0) out += text;
       out += items[i].string_value();
+      if (out.size() > max_bytes) {
+        return absl::ResourceExhaustedError("str.join: the result passed the chat template's bound");
+      }
     }
     return Value::String(std::move(out));
   }
@@ -282,6 +272,8 @@ absl::StatusOr<Value> CallListMethod(const std::vector<Value>& list, absl::strin
 }  // namespace
 
 bool HasMethod(const Value& object, absl::string_view name) {
+  // Most attribute reads are a dict's keys ("role", "content"): rule those out cheaply.
+  if (name.size() < 3 || name.size() > 10) return false;
   switch (object.kind()) {
     case Value::Kind::kString: return In(kStringMethods, name);
     case Value::Kind::kDict: return In(kDictMethods, name) || In(kMutatingMethods, name);
@@ -303,7 +295,9 @@ absl::StatusOr<Value> CallMethod(Interpreter& interpreter, const Value& object,
   }
   PAGODA_RETURN_IF_ERROR(interpreter.Charge(1));
   switch (object.kind()) {
-    case Value::Kind::kString: return CallStringMethod(object.string_value(), name, args);
+    case Value::Kind::kString:
+      return CallStringMethod(object.string_value(), name, args,
+                              interpreter.limits().max_output_bytes);
     case Value::Kind::kDict: return CallDictMethod(object.dict(), name, args);
     case Value::Kind::kList: return CallListMethod(object.list(), name, args);
     default:
@@ -323,6 +317,88 @@ std::string CFormat(const std::string& format, T value) {
   return out;
 }
 
+// One conversion's spec: [flags][width][.precision], each number at most kMaxFormatWidth.
+struct FormatSpec {
+  bool left = false;
+  std::string flags;
+  int width = -1;
+  int precision = -1;
+};
+
+constexpr int kMaxFormatWidth = 1 << 16;
+
+absl::StatusOr<FormatSpec> ParseSpec(absl::string_view spec) {
+  FormatSpec out;
+  size_t i = 0;
+  while (i < spec.size() && (spec[i] == '-' || spec[i] == '+' || spec[i] == ' ' || spec[i] == '0' || spec[i] == '#')) {
+    if (spec[i] == '-') out.left = true;
+    out.flags += spec[i++];
+  }
+  auto number = [&](int& into) -> absl::Status {
+    into = 0;
+    while (i < spec.size() && spec[i] >= '0' && spec[i] <= '9') {
+      into = into * 10 + (spec[i++] - '0');
+      if (into > kMaxFormatWidth) return absl::InvalidArgumentError("% format: a width or precision is too large");
+    }
+    return absl::OkStatus();
+  };
+  if (i < spec.size() && spec[i] != '.') PAGODA_RETURN_IF_ERROR(number(out.width));
+  if (i < spec.size() && spec[i] == '.') {
+    ++i;
+    PAGODA_RETURN_IF_ERROR(number(out.precision));
+  }
+  if (i != spec.size()) return absl::InvalidArgumentError("ValueError: unsupported format spec");
+  return out;
+}
+
+// Pads `text` to the spec's width in code points, as Python does.
+std::string Pad(std::string text, const FormatSpec& spec) {
+  const auto length = static_cast<int>(CodePointCount(text));
+  if (spec.width <= length) return text;
+  const std::string fill(static_cast<size_t>(spec.width - length), ' ');
+  return spec.left ? text + fill : fill + text;
+}
+
+absl::StatusOr<std::string> FormatOne(char conversion, const FormatSpec& spec, const Value& value) {
+  switch (conversion) {
+    case 's':
+    case 'r': {
+      std::string text = conversion == 's' ? value.Str() : value.Repr();
+      if (spec.precision >= 0) {
+        std::vector<char32_t> points = DecodeUtf8(text);
+        if (points.size() > static_cast<size_t>(spec.precision)) points.resize(static_cast<size_t>(spec.precision));
+        text = EncodeUtf8(points);
+      }
+      return Pad(std::move(text), spec);
+    }
+    case 'd':
+    case 'i':
+    case 'x': {
+      if (!value.is_number()) {
+        return absl::InvalidArgumentError(absl::StrCat("TypeError: %", std::string(1, conversion), " format: a real number is required, not ", value.TypeName()));
+      }
+      const int64_t n = value.is_integral() ? value.int_value() : static_cast<int64_t>(value.number());
+      const uint64_t magnitude = n < 0 ? 0 - static_cast<uint64_t>(n) : static_cast<uint64_t>(n);
+      // Python prints a sign and the magnitude (-ff), never two's complement.
+      std::string digits = CFormat(absl::StrCat("%", spec.precision >= 0 ? absl::StrCat(".", spec.precision) : "", conversion == 'x' ? "llx" : "llu"),
+                                   static_cast<unsigned long long>(magnitude));
+      std::string sign = n < 0 ? "-" : spec.flags.find('+') != std::string::npos ? "+" : spec.flags.find(' ') != std::string::npos ? " " : "";
+      const auto length = static_cast<int>(sign.size() + digits.size());
+      if (!spec.left && spec.flags.find('0') != std::string::npos && spec.width > length) {
+        digits = std::string(static_cast<size_t>(spec.width - length), '0') + digits;
+      }
+      return Pad(sign + digits, spec);
+    }
+    case 'f':
+      if (!value.is_number()) return absl::InvalidArgumentError("TypeError: must be real number");
+      return CFormat(absl::StrCat("%", spec.flags, spec.width >= 0 ? absl::StrCat(spec.width) : "",
+                                  ".", spec.precision >= 0 ? spec.precision : 6, "f"),
+                     value.number());
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unsupported format character '", std::string(1, conversion), "'"));
+  }
+}
+
 absl::StatusOr<Value> PercentFormat(const Value& format, const Value& args) {
   std::vector<Value> values;
   if (args.is_tuple()) {
@@ -339,41 +415,24 @@ absl::StatusOr<Value> PercentFormat(const Value& format, const Value& args) {
       continue;
     }
     size_t j = i + 1;
-    const size_t spec_start = j;
-    while (j < text.size() && (text[j] == '-' || text[j] == '0' || text[j] == '+' || text[j] == ' ' ||
-                               text[j] == '.' || (text[j] >= '1' && text[j] <= '9'))) {
+    while (j < text.size() && (text[j] == '-' || text[j] == '+' || text[j] == ' ' || text[j] == '#' ||
+                               text[j] == '.' || (text[j] >= '0' && text[j] <= '9'))) {
       ++j;
     }
     if (j >= text.size()) return absl::InvalidArgumentError("ValueError: incomplete format");
     const char conversion = text[j];
-    const std::string spec = text.substr(spec_start, j - spec_start);
+    PAGODA_ASSIGN_OR_RETURN(const FormatSpec spec, ParseSpec(absl::string_view(text).substr(i + 1, j - i - 1)));
     i = j;
     if (conversion == '%') {
       out += '%';
       continue;
     }
     if (next >= values.size()) return absl::InvalidArgumentError("TypeError: not enough arguments for format string");
-    const Value& value = values[next++];
-    switch (conversion) {
-      case 's': out += CFormat(absl::StrCat("%", spec, "s"), value.Str().c_str()); break;
-      case 'r': out += CFormat(absl::StrCat("%", spec, "s"), value.Repr().c_str()); break;
-      case 'd':
-      case 'i':
-      case 'x':
-        if (!value.is_number()) return absl::InvalidArgumentError(absl::StrCat("TypeError: %", std::string(1, conversion), " format: a number is required"));
-        out += CFormat(absl::StrCat("%", spec, conversion == 'x' ? "llx" : "lld"),
-                       static_cast<long long>(value.is_integral() ? value.int_value()
-                                                                  : static_cast<int64_t>(value.number())));
-        break;
-      case 'f':
-        if (!value.is_number()) return absl::InvalidArgumentError("TypeError: must be real number");
-        out += CFormat(absl::StrCat("%", spec, "f"), value.number());
-        break;
-      default:
-        return absl::InvalidArgumentError(absl::StrCat("unsupported format character '", std::string(1, conversion), "'"));
-    }
+    PAGODA_ASSIGN_OR_RETURN(std::string piece, FormatOne(conversion, spec, values[next++]));
+    out += piece;
   }
-  if (next < values.size() && args.is_tuple()) {
+  // Python: every argument must be used, unless the one argument is a mapping.
+  if (next < values.size() && !(!args.is_tuple() && args.is_dict())) {
     return absl::InvalidArgumentError("TypeError: not all arguments converted during string formatting");
   }
   return Value::String(std::move(out));

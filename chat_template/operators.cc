@@ -102,10 +102,15 @@ absl::StatusOr<Value> FloatArithmetic(BinaryOp op, double a, double b) {
 }
 
 absl::StatusOr<Value> Repeat(const Value& sequence, int64_t times) {
-  if (times <= 0) return sequence.is_string() ? Value::String("") : Value::List({});
   const int64_t unit = sequence.is_string() ? static_cast<int64_t>(sequence.string_value().size())
                                             : static_cast<int64_t>(sequence.list().size());
-  if (unit > 0 && times > kMaxRepeat / unit) {
+  if (times <= 0 || unit == 0) {
+    if (!sequence.is_list()) return Value::String("");
+    return sequence.is_tuple() ? Value::Tuple({}) : Value::List({});
+  }
+  // Both the items built and what they would print as are bounded before anything is built.
+  const auto weight = static_cast<double>(sequence.weight()) * static_cast<double>(times);
+  if (times > kMaxRepeat / unit || weight > static_cast<double>(kMaxRepeat) * 16) {
     return absl::ResourceExhaustedError("chat template: a repetition is too large");
   }
   if (sequence.is_string()) {

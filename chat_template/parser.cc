@@ -569,7 +569,8 @@ class Parser {
         return literal;
       }
       case TokenKind::kInt:
-        return ParseLiteral(Value::Int(token.int_value), position);
+        return ParseLiteral(token.big_int ? Value::BigInt(token.text) : Value::Int(token.int_value),
+                            position);
       case TokenKind::kFloat:
         return ParseLiteral(Value::Float(token.float_value), position);
       default:

@@ -41,7 +41,7 @@ absl::StatusOr<ChatTemplates> LoadTemplates(const std::string& config, const std
     Dict tokens;
     const auto json = nlohmann::ordered_json::parse(specials, nullptr, false);
     if (json.is_object()) {
-      for (const auto& [name, value] : json.items()) tokens.Set(name, FromJson(value));
+      for (const auto& [name, value] : json.items()) tokens.Set(name, FromJson(value).value_or(Value()));
     }
     return ChatTemplates::FromSource(ReadAll(config), std::move(tokens));
   }
@@ -57,14 +57,15 @@ nlohmann::ordered_json RenderCase(const ChatTemplates& templates, const nlohmann
   nlohmann::ordered_json out;
   out["id"] = c.value("id", "");
   RenderRequest request;
-  request.messages = FromJson(c.value("messages", nlohmann::ordered_json::array()));
-  if (c.contains("tools")) request.tools = FromJson(c["tools"]);
-  if (c.contains("documents")) request.documents = FromJson(c["documents"]);
+  // The corpus is ours and shallow: a conversion error would be a broken corpus.
+  request.messages = *FromJson(c.value("messages", nlohmann::ordered_json::array()));
+  if (c.contains("tools")) request.tools = *FromJson(c["tools"]);
+  if (c.contains("documents")) request.documents = *FromJson(c["documents"]);
   request.add_generation_prompt = c.value("add_generation_prompt", false);
   request.continue_final_message = c.value("continue_final_message", false);
   if (c.contains("chat_template_kwargs") && c["chat_template_kwargs"].is_object()) {
     for (const auto& [name, value] : c["chat_template_kwargs"].items()) {
-      request.kwargs.Set(name, FromJson(value));
+      request.kwargs.Set(name, *FromJson(value));
     }
   }
   const auto rendered = templates.Render(request, now);

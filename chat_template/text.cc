@@ -198,4 +198,40 @@ std::string PyReplace(absl::string_view text, absl::string_view old_text,
   return out;
 }
 
+size_t ReplacedSize(absl::string_view text, absl::string_view old_text, absl::string_view new_text,
+                    int64_t count) {
+  int64_t found = 0;
+  if (old_text.empty()) {
+    found = static_cast<int64_t>(CodePointCount(text)) + 1;
+  } else {
+    for (size_t at = text.find(old_text); at != absl::string_view::npos;
+         at = text.find(old_text, at + old_text.size())) {
+      ++found;
+    }
+  }
+  if (count >= 0) found = std::min(found, count);
+  const auto n = static_cast<size_t>(found);
+  return text.size() - n * old_text.size() + n * new_text.size();
+}
+
+std::vector<std::string> PySplitLines(absl::string_view text) {
+  std::vector<std::string> lines;
+  std::vector<char32_t> line;
+  const std::vector<char32_t> points = DecodeUtf8(text);
+  for (size_t i = 0; i < points.size(); ++i) {
+    const char32_t c = points[i];
+    const bool boundary = c == '\n' || c == '\r' || c == '\v' || c == '\f' || c == 0x1C ||
+                          c == 0x1D || c == 0x1E || c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!boundary) {
+      line.push_back(c);
+      continue;
+    }
+    if (c == '\r' && i + 1 < points.size() && points[i + 1] == '\n') ++i;
+    lines.push_back(EncodeUtf8(line));
+    line.clear();
+  }
+  if (!line.empty()) lines.push_back(EncodeUtf8(line));
+  return lines;
+}
+
 }  // namespace pagoda::chat_template

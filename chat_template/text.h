@@ -37,4 +37,11 @@ std::vector<std::string> PyRSplit(absl::string_view text,
 std::string PyReplace(absl::string_view text, absl::string_view old_text,
                       absl::string_view new_text, int64_t count);
 
+// The byte size of PyReplace's result, without building it.
+size_t ReplacedSize(absl::string_view text, absl::string_view old_text, absl::string_view new_text,
+                    int64_t count);
+
+// str.splitlines(): lines split at \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, U+2028, U+2029.
+std::vector<std::string> PySplitLines(absl::string_view text);
+
 }  // namespace pagoda::chat_template

@@ -1,5 +1,6 @@
 #include "chat_template/value.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -11,7 +12,27 @@
 
 namespace pagoda::chat_template {
 
+namespace {
+
+// Dicts up to this size are scanned; larger ones keep an index.
+constexpr size_t kScannedDictSize = 16;
+
+}  // namespace
+
+Dict Dict::FromDistinct(std::vector<std::pair<std::string, Value>> entries) {
+  Dict dict;
+  dict.entries_ = std::move(entries);
+  if (dict.entries_.size() > kScannedDictSize) {
+    for (size_t i = 0; i < dict.entries_.size(); ++i) dict.index_[dict.entries_[i].first] = i;
+  }
+  return dict;
+}
+
 const Value* Dict::Find(absl::string_view key) const {
+  if (!index_.empty()) {
+    const auto it = index_.find(key);
+    return it == index_.end() ? nullptr : &entries_[it->second].second;
+  }
   for (const auto& [name, value] : entries_) {
     if (name == key) return &value;
   }
@@ -19,18 +40,23 @@ const Value* Dict::Find(absl::string_view key) const {
 }
 
 void Dict::Set(std::string key, Value value) {
-  for (auto& [name, old] : entries_) {
-    if (name == key) {
-      old = std::move(value);
-      return;
-    }
+  if (const Value* found = Find(key)) {
+    *const_cast<Value*>(found) = std::move(value);
+    return;
   }
   entries_.emplace_back(std::move(key), std::move(value));
+  if (entries_.size() > kScannedDictSize) {
+    if (index_.empty()) {
+      for (size_t i = 0; i < entries_.size(); ++i) index_[entries_[i].first] = i;
+    } else {
+      index_[entries_.back().first] = entries_.size() - 1;
+    }
+  }
 }
 
 Value Value::Undefined(std::string hint) {
   Value v;
-  v.string_ = std::make_shared<const std::string>(std::move(hint));
+  v.ptr_ = std::make_shared<const std::string>(std::move(hint));
   return v;
 }
 
@@ -65,21 +91,35 @@ Value Value::BigInt(std::string digits) {
   Value v;
   v.kind_ = Kind::kInt;
   v.int_ = digits.size() > 0 && digits[0] == '-' ? INT64_MIN : INT64_MAX;
-  v.string_ = std::make_shared<const std::string>(std::move(digits));
+  v.weight_ = digits.size();
+  v.ptr_ = std::make_shared<const std::string>(std::move(digits));
   return v;
 }
 
 Value Value::String(std::string value) {
   Value v;
   v.kind_ = Kind::kString;
-  v.string_ = std::make_shared<const std::string>(std::move(value));
+  v.weight_ = value.size() + 2;
+  v.ptr_ = std::make_shared<const std::string>(std::move(value));
   return v;
 }
+
+namespace {
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+}  // namespace
 
 Value Value::List(std::vector<Value> items) {
   Value v;
   v.kind_ = Kind::kList;
-  v.list_ = std::make_shared<const std::vector<Value>>(std::move(items));
+  v.weight_ = 2;
+  for (const Value& item : items) {
+    v.weight_ = SaturatingAdd(v.weight_, SaturatingAdd(item.weight_, 2));
+    v.depth_ = std::max(v.depth_, item.depth_ + 1);
+    v.has_namespace_ = v.has_namespace_ || item.has_namespace_;
+  }
+  v.ptr_ = std::make_shared<const std::vector<Value>>(std::move(items));
   return v;
 }
 
@@ -92,27 +132,34 @@ Value Value::Tuple(std::vector<Value> items) {
 Value Value::MakeDict(Dict dict) {
   Value v;
   v.kind_ = Kind::kDict;
-  v.dict_ = std::make_shared<const Dict>(std::move(dict));
+  v.weight_ = 2;
+  for (const auto& [key, item] : dict.entries()) {
+    v.weight_ = SaturatingAdd(v.weight_, SaturatingAdd(item.weight_, key.size() + 6));
+    v.depth_ = std::max(v.depth_, item.depth_ + 1);
+    v.has_namespace_ = v.has_namespace_ || item.has_namespace_;
+  }
+  v.ptr_ = std::make_shared<const Dict>(std::move(dict));
   return v;
 }
 
 Value Value::Namespace(Dict initial) {
   Value v;
   v.kind_ = Kind::kNamespace;
-  v.namespace_ = std::make_shared<Dict>(std::move(initial));
+  v.has_namespace_ = true;
+  v.ptr_ = std::make_shared<Dict>(std::move(initial));
   return v;
 }
 
 Value Value::Function(std::shared_ptr<const Callable> callable) {
   Value v;
   v.kind_ = Kind::kCallable;
-  v.callable_ = std::move(callable);
+  v.ptr_ = std::move(callable);
   return v;
 }
 
 const std::string& Value::undefined_hint() const {
   static const std::string* const kEmpty = new std::string();
-  return string_ != nullptr ? *string_ : *kEmpty;
+  return ptr_ != nullptr ? As<std::string>() : *kEmpty;
 }
 
 bool Value::Truthy() const {
@@ -126,11 +173,11 @@ bool Value::Truthy() const {
     case Kind::kFloat:
       return float_ != 0;
     case Kind::kString:
-      return !string_->empty();
+      return !string_value().empty();
     case Kind::kList:
-      return !list_->empty();
+      return !list().empty();
     case Kind::kDict:
-      return dict_->size() != 0;
+      return dict().size() != 0;
     case Kind::kNamespace:
     case Kind::kCallable:
       return true;
@@ -143,7 +190,7 @@ std::string Value::Str() const {
     case Kind::kUndefined:
       return "";
     case Kind::kString:
-      return *string_;
+      return string_value();
     default:
       return Repr();
   }
@@ -182,21 +229,23 @@ std::string Value::Repr() const {
     case Kind::kBool:
       return int_ != 0 ? "True" : "False";
     case Kind::kInt:
-      return string_ != nullptr ? *string_ : absl::StrCat(int_);
+      return ptr_ != nullptr ? As<std::string>() : absl::StrCat(int_);
     case Kind::kFloat:
       return PythonFloatRepr(float_);
     case Kind::kString:
-      return PythonStringRepr(*string_);
+      return PythonStringRepr(string_value());
     case Kind::kList:
-      if (!tuple_) return absl::StrCat("[", ReprItems(*list_), "]");
-      return list_->size() == 1 ? absl::StrCat("(", (*list_)[0].Repr(), ",)")
-                                : absl::StrCat("(", ReprItems(*list_), ")");
+      if (!tuple_) return absl::StrCat("[", ReprItems(list()), "]");
+      return list().size() == 1 ? absl::StrCat("(", (list())[0].Repr(), ",)")
+                                : absl::StrCat("(", ReprItems(list()), ")");
     case Kind::kDict:
-      return ReprDict(*dict_);
+      return ReprDict(dict());
     case Kind::kNamespace:
-      return absl::StrCat("<Namespace ", ReprDict(*namespace_), ">");
+      // Its attributes are not printed: they change, and printing them could follow a value
+      // of any size (Jinja2 prints them; templates never do).
+      return "<Namespace>";
     case Kind::kCallable:
-      return absl::StrCat("<function ", callable_->name(), ">");
+      return absl::StrCat("<function ", callable().name(), ">");
   }
   return "";
 }

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -44,7 +45,7 @@ class Value {
   // An integer beyond 64 bits (from JSON): it prints and dumps as its digits; arithmetic on
   // it is refused.
   static Value BigInt(std::string digits);
-  bool is_big_int() const { return kind_ == Kind::kInt && string_ != nullptr; }
+  bool is_big_int() const { return kind_ == Kind::kInt && ptr_ != nullptr; }
   static Value String(std::string value);
   static Value List(std::vector<Value> items);
   // A tuple is a list that prints with parentheses.
@@ -71,14 +72,25 @@ class Value {
   int64_t int_value() const { return int_; }
   // Any number as a double.
   double number() const { return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_); }
-  const std::string& string_value() const { return *string_; }
-  const std::vector<Value>& list() const { return *list_; }
-  const Dict& dict() const { return *dict_; }
+  const std::string& string_value() const { return As<std::string>(); }
+  const std::vector<Value>& list() const { return As<std::vector<Value>>(); }
+  const Dict& dict() const { return As<Dict>(); }
   // The mutable dict of a namespace().
-  Dict& namespace_dict() const { return *namespace_; }
-  const Callable& callable() const { return *callable_; }
+  // (Made mutable by Namespace(), so the cast is sound.)
+  Dict& namespace_dict() const { return const_cast<Dict&>(As<Dict>()); }
+  const Callable& callable() const { return As<Callable>(); }
   // What was looked up, for the error of using an Undefined (may be empty).
   const std::string& undefined_hint() const;
+
+  // What the value would print as, at most (saturating): the bytes of its strings and a few
+  // per item. The renderer bounds it, so that no value can print as more than a few times
+  // RenderLimits::max_output_bytes.
+  uint64_t weight() const { return weight_; }
+  // Nesting of lists and dicts (0 for a scalar). Bounded by the renderer, so that printing,
+  // comparing and freeing values cannot exhaust the stack.
+  int depth() const { return depth_; }
+  // Whether a namespace() is inside (a namespace may not be stored in one: no cycles).
+  bool has_namespace() const { return has_namespace_; }
 
   // Python's bool(value); Undefined is false.
   bool Truthy() const;
@@ -92,19 +104,28 @@ class Value {
  private:
   Kind kind_ = Kind::kUndefined;
   bool tuple_ = false;
+  bool has_namespace_ = false;
+  int depth_ = 0;
+  uint64_t weight_ = 8;
   int64_t int_ = 0;
   double float_ = 0;
-  std::shared_ptr<const std::string> string_;
-  std::shared_ptr<const std::vector<Value>> list_;
-  std::shared_ptr<const Dict> dict_;
-  std::shared_ptr<Dict> namespace_;
-  std::shared_ptr<const Callable> callable_;
+  template <typename T>
+  const T& As() const {
+    return *static_cast<const T*>(ptr_.get());
+  }
+
+  // One pointer for the kinds that hold one (a copy costs one count): the string (kString, an
+  // Undefined's hint, a BigInt's digits), the list, the dict (also a namespace's), the callable.
+  std::shared_ptr<const void> ptr_;
 };
 
 // An ordered dict with string keys (JSON objects and template dict literals). Keeps insertion
 // order, as Python's dicts do.
 class Dict {
  public:
+  Dict() = default;
+  // A dict of `entries` whose keys the caller knows to be distinct (no duplicate check).
+  static Dict FromDistinct(std::vector<std::pair<std::string, Value>> entries);
   const Value* Find(absl::string_view key) const;
   // Sets `key`, keeping its first position when it is already there.
   void Set(std::string key, Value value);
@@ -113,6 +134,8 @@ class Dict {
 
  private:
   std::vector<std::pair<std::string, Value>> entries_;
+  // Key -> position, once the dict is large enough for a scan to cost more.
+  absl::flat_hash_map<std::string, size_t> index_;
 };
 
 // Positional and keyword arguments of a call.

@@ -215,7 +215,9 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.preemption_policy = config.preemption_policy;
   options.scheduler.allocation_policy = config.allocation_policy;
   options.enable_prefix_caching = config.enable_prefix_caching;
-  return EngineCore::Create(std::move(loaded.name), std::move(runner), std::move(loaded.tokenizer),
+  std::string name = config.served_model_name.empty() ? std::move(loaded.name)
+                                                     : config.served_model_name;
+  return EngineCore::Create(std::move(name), std::move(runner), std::move(loaded.tokenizer),
                             options);
 }
 

@@ -33,6 +33,9 @@ struct EngineConfig {
   // (model::DummyPresetNames()) = random weights of a named shape with the byte tokenizer;
   // otherwise a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
   std::string model;
+  // The name clients use and see (`model` fields, /v1/models, GetModelInfo, metric labels).
+  // Empty: the model directory's name, or the dummy spec.
+  std::string served_model_name;
   // Weights' matrix dtype: unset keeps the checkpoint's (F16 becomes F32); dummy models default
   // to BF16.
   std::optional<model::DType> weight_dtype;

@@ -86,7 +86,9 @@ absl::StatusOr<Value> Messages(ordered_json* messages) {
     PAGODA_RETURN_IF_ERROR(NormalizeContent(message, field));
     ParseToolCallArguments(message);
   }
-  return chat_template::FromJson(*messages);
+  absl::StatusOr<Value> value = chat_template::FromJson(*messages);
+  if (!value.ok()) return FieldError("messages", value.status().message());
+  return value;
 }
 
 // The optional array field `name` (tools, documents) as a value, None when absent or null.
@@ -96,7 +98,9 @@ absl::StatusOr<Value> OptionalArray(ordered_json& object, const char* name) {
   if (!it->is_array()) {
     return FieldError(name, absl::StrCat("must be an array, got ", JsonTypeName(json(*it))));
   }
-  return chat_template::FromJson(*it);
+  absl::StatusOr<Value> value = chat_template::FromJson(*it);
+  if (!value.ok()) return FieldError(name, value.status().message());
+  return value;
 }
 
 absl::StatusOr<bool> OptionalBool(const ordered_json& object, const char* name, bool fallback) {
@@ -155,7 +159,9 @@ absl::StatusOr<chat_template::RenderRequest> ChatRenderRequest(absl::string_view
   if (kwargs != object.end() && !kwargs->is_null()) {
     if (!kwargs->is_object()) return FieldError("chat_template_kwargs", "must be an object");
     for (const auto& [name, value] : kwargs->items()) {
-      render.kwargs.Set(name, chat_template::FromJson(value));
+      absl::StatusOr<Value> converted = chat_template::FromJson(value);
+      if (!converted.ok()) return FieldError("chat_template_kwargs", converted.status().message());
+      render.kwargs.Set(name, *std::move(converted));
     }
   }
   auto custom = object.find("chat_template");

@@ -1,6 +1,8 @@
 #include "server/pagoda_server.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <cstdint>
 #include <limits>
 #include <mutex>
@@ -158,6 +160,30 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+
+// The bearer tokens of --auth-token-file (--api-key-file) and --api-key, in one store for both
+// front ends.
+absl::StatusOr<std::unique_ptr<Authenticator>> LoadAuthenticator(const ServerOptions& options) {
+  std::string tokens;
+  if (options.auth_token_file.has_value()) {
+    // Read and checked through the file's own errors first.
+    PAGODA_RETURN_IF_ERROR(Authenticator::FromFile(*options.auth_token_file).status());
+    std::ifstream file(*options.auth_token_file, std::ios::binary);
+    std::stringstream contents;
+    contents << file.rdbuf();
+    tokens = contents.str();
+  }
+  if (options.api_key.has_value()) {
+    const std::string& key = *options.api_key;
+    if (key.empty() || std::any_of(key.begin(), key.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+      return absl::InvalidArgumentError(
+          "--api-key: must be visible ASCII, without spaces, and not empty");
+    }
+    absl::StrAppend(&tokens, "\n", key, "\n");
+  }
+  return Authenticator::FromText(tokens);
+}
+
 }  // namespace
 
 PagodaServer::PagodaServer(const ServerOptions& options) : options_(options) {}
@@ -168,9 +194,8 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   PagodaServer* raw = server.get();
   PAGODA_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                           GrpcCredentials(options));
-  if (options.auth_token_file.has_value()) {
-    PAGODA_ASSIGN_OR_RETURN(server->authenticator_,
-                            Authenticator::FromFile(*options.auth_token_file));
+  if (options.auth_token_file.has_value() || options.api_key.has_value()) {
+    PAGODA_ASSIGN_OR_RETURN(server->authenticator_, LoadAuthenticator(options));
     LogLine(absl::StrCat("auth on: TextGeneration calls need one of ",
                          server->authenticator_->num_tokens(),
                          " bearer tokens (health and reflection need none)"));
@@ -178,7 +203,7 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
     LogLine("auth off: no --auth-token-file");
   }
   if (!IsLoopbackHost(options.host) && !options.tls_cert_file.has_value() &&
-      !options.auth_token_file.has_value()) {
+      server->authenticator_ == nullptr) {
     LogLine(absl::StrCat("WARNING: --host ", options.host,
                          " exposes the gRPC port beyond this machine with neither TLS nor "
                          "authentication; anyone who can reach it can generate. Use "

@@ -297,6 +297,24 @@ const std::vector<Flag>& Flags() {
        "PEM CA certificates: clients must present a certificate signed by one of them (mTLS). "
        "Needs --tls-cert-file and --tls-key-file. Default: no client certificate asked for.",
        SetPath([](ServerOptions & o) -> auto& { return o.tls_client_ca_file; })},
+      {"api-key", FlagKind::kValue, "KEY",
+       "A bearer token accepted beside those of --auth-token-file (vLLM's flag): the OpenAI "
+       "API's /v1/* and gRPC's TextGeneration calls then need 'Authorization: Bearer KEY'. "
+       "Visible on the process list: prefer --api-key-file.",
+       [](absl::string_view v, ServerOptions& o) {
+         o.api_key = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"api-key-file", FlagKind::kValue, "FILE", "The same as --auth-token-file.",
+       SetPath([](ServerOptions & o) -> auto& { return o.auth_token_file; })},
+      {"served-model-name", FlagKind::kValue, "NAME",
+       "The model's name for clients: the `model` they send and see in /v1/models, "
+       "GetModelInfo and metric labels. Default: the model directory's name.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return absl::InvalidArgumentError("--served-model-name: empty");
+         o.engine.served_model_name = std::string(v);
+         return absl::OkStatus();
+       }},
       {"auth-token-file", FlagKind::kValue, "FILE",
        "Bearer tokens, one per line (# comments and blank lines ignored). Every "
        "pagoda.v1.TextGeneration call must then carry the metadata 'authorization: Bearer "

@@ -38,6 +38,8 @@ struct ServerOptions {
   // pagoda.v1.TextGeneration RPC needs `authorization: Bearer <token>`; health and reflection
   // do not.
   std::optional<std::string> auth_token_file;
+  // One more bearer token, given on the command line (--api-key, vLLM's flag).
+  std::optional<std::string> api_key;
   // What one client can make the gRPC server hold (docs/operations.md, "Limits").
   struct GrpcLimits {
     // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: open calls per connection.
