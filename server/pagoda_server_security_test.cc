@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ struct Security {
   bool tls = false;
   bool client_ca = false;   // mTLS
   bool auth_token = false;  // --auth-token-file
+  std::optional<std::string> api_key;  // --api-key
 };
 
 // How a client connects.
@@ -102,6 +104,7 @@ class PagodaServerSecurityTest : public ::testing::Test {
     }
     if (security.client_ca) options.tls_client_ca_file = TestFile("ca.pem");
     if (security.auth_token) options.auth_token_file = WriteTokenFile();
+    options.api_key = security.api_key;
     options.engine_core_factory = [](const engine::EngineConfig&) {
       engine::EngineCoreOptions core;
       core.scheduler.max_num_seqs = 4;
@@ -233,6 +236,22 @@ TEST_F(PagodaServerSecurityTest, TheHttpApiChecksTheSameTokens) {
   EXPECT_EQ(http::testing::HttpGet(port, "/health")->status, 200);
   EXPECT_EQ(http::testing::HttpGet(port, "/version")->status, 200);
   EXPECT_EQ(http::testing::HttpGet(port, "/metrics")->status, 200);
+}
+
+TEST_F(PagodaServerSecurityTest, ApiKeyJoinsTheTokenFile) {
+  StartServer({.auth_token = true, .api_key = "sk-command-line"});
+  const int port = *server_->http_port();
+  auto models = [port](const std::string& authorization) {
+    return http::testing::HttpExchange(
+        port, absl::StrCat("GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                           authorization, "\r\n"));
+  };
+  EXPECT_EQ(models("Authorization: Bearer sk-command-line\r\n")->status, 200);
+  EXPECT_EQ(models(absl::StrCat("Authorization: Bearer ", kToken, "\r\n"))->status, 200);
+  EXPECT_EQ(models("Authorization: Bearer sk-other\r\n")->status, 401);
+  // The same store guards gRPC.
+  EXPECT_TRUE(Generate({}, "Bearer sk-command-line").ok());
+  EXPECT_EQ(Generate({}, "Bearer sk-other").error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(PagodaServerSecurityTest, EveryTextGenerationMethodNeedsTheToken) {

@@ -142,6 +142,16 @@ TEST(ServerFlagsTest, TlsAndAuthFlags) {
               StartsWith("--tls-key-file: needs --tls-cert-file"));
   EXPECT_THAT(Error({"--tls-client-ca-file=/ca.pem"}), StartsWith("--tls-client-ca-file: needs"));
   EXPECT_THAT(Error({"--auth-token-file="}), StartsWith("--auth-token-file: "));
+  const absl::StatusOr<ParsedFlags> keys =
+      Parse({"--api-key", "sk-1", "--api-key-file=/keys", "--served-model-name", "my-model",
+             "--chat-template", "{{ messages }}"});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->options.api_key, "sk-1");
+  EXPECT_EQ(keys->options.auth_token_file, "/keys");
+  EXPECT_EQ(keys->options.engine.served_model_name, "my-model");
+  EXPECT_EQ(keys->options.chat_template, "{{ messages }}");
+  EXPECT_THAT(Error({"--served-model-name="}), StartsWith("--served-model-name: "));
+  EXPECT_THAT(Error({"--chat-template="}), StartsWith("--chat-template: "));
   EXPECT_THAT(Error({"--auth-token-file"}), StartsWith("--auth-token-file: needs a value"));
 }
 

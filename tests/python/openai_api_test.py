@@ -182,6 +182,18 @@ def check_chat(d):
     print(f"OK: chat 400s {error['message']!r}, {raised['message']!r}")
 
 
+def check_served_model_name(d):
+    """--served-model-name is the name clients see and send; others are 404."""
+    models = json.loads(urllib.request.urlopen(
+        f"http://127.0.0.1:{d.http_port}/v1/models", timeout=10).read())
+    if [m["id"] for m in models["data"]] != ["slow-model"]:
+        fail(f"/v1/models with --served-model-name slow-model: {models}")
+    body = {"model": "slow-model", "prompt": "ab", "max_tokens": 1}
+    if post_json(d.http_port, "/v1/completions", body)["model"] != "slow-model":
+        fail("a completion names the served model")
+    post_json(d.http_port, "/v1/completions", dict(body, model=SLOW_MODEL), 404)
+
+
 def check_chat_without_template(d):
     messages = [{"role": "user", "content": "Hi"}]
     for path in ("/v1/chat/completions", "/v1/chat/completions/render"):
@@ -234,9 +246,11 @@ def main():
         check_completions(d)
         check_error(d)
         check_chat(d)
-    with Daemon(sys.argv[1], "--model", SLOW_MODEL, "--threads", "1") as slow:
+    with Daemon(sys.argv[1], "--model", SLOW_MODEL, "--threads", "1",
+                "--served-model-name", "slow-model") as slow:
         check_client_leaving(slow)
         check_chat_without_template(slow)
+        check_served_model_name(slow)
     for daemon in (d, slow):
         if daemon.exit_code != 0:
             fail(f"pagodad exited {daemon.exit_code}")
