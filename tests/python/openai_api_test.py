@@ -25,6 +25,7 @@ from pagoda_daemon import Daemon
 PROMPT = "Once upon a time"
 MODEL = "dummy:tiny"  # its byte tokenizer gives text for every token
 SLOW_MODEL = "dummy:llama-110m"  # about 9 ms a token: slow enough to leave mid-stream
+SLOW_NAME = "slow-model"  # its --served-model-name: the name clients and metric labels use
 # ChatML-like; given to pagodad as the template itself (not a file).
 CHAT_TEMPLATE = ("{% for message in messages %}"
                  "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -211,7 +212,7 @@ def check_chat_without_template(d):
 
 
 def check_client_leaving(d):
-    running = f'pagoda_num_requests_running{{model_name="{SLOW_MODEL}"}}'
+    running = f'pagoda_num_requests_running{{model_name="{SLOW_NAME}"}}'
     # About 8 s of decoding: it must still run when its client leaves, however loaded the machine.
     request = json.dumps({"prompt": PROMPT, "max_tokens": 900, "ignore_eos": True, "stream": True})
     sock = socket.create_connection(("127.0.0.1", d.http_port), timeout=10)
@@ -230,7 +231,7 @@ def check_client_leaving(d):
             fail("the request still runs 2 s after its client left")
         time.sleep(0.01)
     aborted = metric(d.metrics_port,
-                     f'pagoda_request_success_total{{model_name="{SLOW_MODEL}",finished_reason="abort"}}')
+                     f'pagoda_request_success_total{{model_name="{SLOW_NAME}",finished_reason="abort"}}')
     if aborted != 1:
         fail(f"aborted requests: {aborted}")
     print(f"OK: a streaming client that left was aborted within {time.time() - left:.3f} s")
@@ -247,7 +248,7 @@ def main():
         check_error(d)
         check_chat(d)
     with Daemon(sys.argv[1], "--model", SLOW_MODEL, "--threads", "1",
-                "--served-model-name", "slow-model") as slow:
+                "--served-model-name", SLOW_NAME) as slow:
         check_client_leaving(slow)
         check_chat_without_template(slow)
         check_served_model_name(slow)
