@@ -38,7 +38,7 @@ enum class ExprKind {
   kCompare,  // children[0] ops[0] children[1] ops[1] children[2] ...
   kAnd,
   kOr,
-  kCond,     // children[0] if children[1] else children[2] (children[2] may be null)
+  kCond,  // children[0] if children[1] else children[2] (children[2] may be null)
 };
 
 enum class BinaryOp { kAdd, kSub, kMul, kDiv, kFloorDiv, kMod, kPow };
@@ -63,17 +63,17 @@ struct Expr {
 };
 
 enum class StmtKind {
-  kText,       // text
-  kOutput,     // {{ expr }}
-  kIf,         // branches, else_body
-  kFor,        // for targets in expr [if condition]: body, else_body
-  kSet,        // set targets = expr
-  kSetAttr,    // set targets[0].attribute = expr
-  kBlockSet,   // set targets[0] %}body{% endset
-  kMacro,      // macro name(params = defaults): body
+  kText,      // text
+  kOutput,    // {{ expr }}
+  kIf,        // branches, else_body
+  kFor,       // for targets in expr [if condition]: body, else_body
+  kSet,       // set targets = expr
+  kSetAttr,   // set targets[0].attribute = expr
+  kBlockSet,  // set targets[0] %}body{% endset
+  kMacro,     // macro name(params = defaults): body
   kBreak,
   kContinue,
-  kGeneration, // {% generation %}body{% endgeneration %} (transformers' assistant mask)
+  kGeneration,  // {% generation %}body{% endgeneration %} (transformers' assistant mask)
 };
 
 struct Stmt;

@@ -39,8 +39,8 @@ absl::StatusOr<std::vector<Value>> Iterate(const Value& value) {
     }
     case Value::Kind::kString: {
       if (value.string_value().size() > kMaxIteratedStringBytes) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "iterating over a string of more than ", kMaxIteratedStringBytes, " bytes"));
+        return absl::ResourceExhaustedError(absl::StrCat("iterating over a string of more than ",
+                                                         kMaxIteratedStringBytes, " bytes"));
       }
       std::vector<Value> chars;
       for (char32_t c : DecodeUtf8(value.string_value())) {
@@ -60,7 +60,7 @@ namespace {
 
 using Status = absl::Status;
 
-#define PAGODA_BIND(params, function, ...)             \
+#define PAGODA_BIND(params, function, ...)            \
   const Params params(function, args, {__VA_ARGS__}); \
   PAGODA_RETURN_IF_ERROR(params.status())
 
@@ -70,7 +70,8 @@ absl::StatusOr<Value> AttributeOf(const Value& item, const Value& attribute) {
   Value current = item;
   for (absl::string_view part : absl::StrSplit(attribute.Str(), '.')) {
     Value key = Value::String(std::string(part));
-    if (!part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (!part.empty() &&
+        std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       key = Value::Int(std::stoll(std::string(part)));
     }
     PAGODA_ASSIGN_OR_RETURN(current, GetItem(current, key));
@@ -81,9 +82,9 @@ absl::StatusOr<Value> AttributeOf(const Value& item, const Value& attribute) {
 // A string a filter builds may not pass the render's output bound.
 absl::Status BoundOutput(const Interpreter& interpreter, size_t bytes) {
   if (bytes <= interpreter.limits().max_output_bytes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "a string passed the chat template's bound of ", interpreter.limits().max_output_bytes,
-      " bytes"));
+  return absl::ResourceExhaustedError(absl::StrCat("a string passed the chat template's bound of ",
+                                                   interpreter.limits().max_output_bytes,
+                                                   " bytes"));
 }
 
 // The key a case-insensitive sort or unique compares: lower-cased strings.
@@ -103,8 +104,8 @@ absl::StatusOr<Value> ToJson(Interpreter& interpreter, const Value& value, CallA
     return absl::InvalidArgumentError("tojson: indent must be an int or None");
   }
   const Value separators = params.Get(2);
-  if (separators.is_list() && separators.list().size() == 2 &&
-      separators.list()[0].is_string() && separators.list()[1].is_string()) {
+  if (separators.is_list() && separators.list().size() == 2 && separators.list()[0].is_string() &&
+      separators.list()[1].is_string()) {
     options.item_separator = separators.list()[0].string_value();
     options.key_separator = separators.list()[1].string_value();
   } else if (!separators.is_none()) {
@@ -125,10 +126,14 @@ absl::StatusOr<Value> Trim(Interpreter&, const Value& value, CallArgs& args) {
 absl::StatusOr<Value> Length(Interpreter&, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "length");
   switch (value.kind()) {
-    case Value::Kind::kUndefined: return Value::Int(0);
-    case Value::Kind::kString: return Value::Int(static_cast<int64_t>(CodePointCount(value.string_value())));
-    case Value::Kind::kList: return Value::Int(static_cast<int64_t>(value.list().size()));
-    case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(value.dict().size()));
+    case Value::Kind::kUndefined:
+      return Value::Int(0);
+    case Value::Kind::kString:
+      return Value::Int(static_cast<int64_t>(CodePointCount(value.string_value())));
+    case Value::Kind::kList:
+      return Value::Int(static_cast<int64_t>(value.list().size()));
+    case Value::Kind::kDict:
+      return Value::Int(static_cast<int64_t>(value.dict().size()));
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("TypeError: object of type '", value.TypeName(), "' has no len()"));
@@ -277,8 +282,7 @@ absl::StatusOr<Value> Replace(Interpreter& interpreter, const Value& value, Call
   const std::string text = value.Str();
   const std::string old_text = params.Get(0).Str();
   const std::string new_text = params.Get(1).Str();
-  PAGODA_RETURN_IF_ERROR(
-      BoundOutput(interpreter, ReplacedSize(text, old_text, new_text, count)));
+  PAGODA_RETURN_IF_ERROR(BoundOutput(interpreter, ReplacedSize(text, old_text, new_text, count)));
   return Value::String(PyReplace(text, old_text, new_text, count));
 }
 
@@ -306,18 +310,26 @@ absl::StatusOr<Value> SelectItems(Interpreter& interpreter, const Value& value, 
       test_args.positional.assign(positional.begin() + static_cast<ptrdiff_t>(test_at) + 1,
                                   positional.end());
       test_args.keyword = args.keyword;
-      PAGODA_ASSIGN_OR_RETURN(result, interpreter.ApplyTest(positional[test_at].Str(), subject,
-                                                            std::move(test_args)));
+      PAGODA_ASSIGN_OR_RETURN(
+          result, interpreter.ApplyTest(positional[test_at].Str(), subject, std::move(test_args)));
     }
     if (result == keep) kept.push_back(item);
   }
   return Value::List(std::move(kept));
 }
 
-absl::StatusOr<Value> Select(Interpreter& i, const Value& v, CallArgs& a) { return SelectItems(i, v, a, false, true); }
-absl::StatusOr<Value> Reject(Interpreter& i, const Value& v, CallArgs& a) { return SelectItems(i, v, a, false, false); }
-absl::StatusOr<Value> SelectAttr(Interpreter& i, const Value& v, CallArgs& a) { return SelectItems(i, v, a, true, true); }
-absl::StatusOr<Value> RejectAttr(Interpreter& i, const Value& v, CallArgs& a) { return SelectItems(i, v, a, true, false); }
+absl::StatusOr<Value> Select(Interpreter& i, const Value& v, CallArgs& a) {
+  return SelectItems(i, v, a, false, true);
+}
+absl::StatusOr<Value> Reject(Interpreter& i, const Value& v, CallArgs& a) {
+  return SelectItems(i, v, a, false, false);
+}
+absl::StatusOr<Value> SelectAttr(Interpreter& i, const Value& v, CallArgs& a) {
+  return SelectItems(i, v, a, true, true);
+}
+absl::StatusOr<Value> RejectAttr(Interpreter& i, const Value& v, CallArgs& a) {
+  return SelectItems(i, v, a, true, false);
+}
 
 absl::StatusOr<Value> Map(Interpreter& interpreter, const Value& value, CallArgs& args) {
   PAGODA_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(value));
@@ -360,7 +372,8 @@ absl::StatusOr<Value> Items(Interpreter&, const Value& value, CallArgs& args) {
   PAGODA_BIND(params, "items");
   if (value.is_undefined()) return Value::List({});
   if (!value.is_dict()) {
-    return absl::InvalidArgumentError(absl::StrCat("items: can only get item pairs from a mapping, not ", value.TypeName()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("items: can only get item pairs from a mapping, not ", value.TypeName()));
   }
   return Value::List(DictItems(value));
 }
@@ -463,9 +476,10 @@ absl::StatusOr<Value> Indent(Interpreter& interpreter, const Value& value, CallA
   if (!width.is_string() && !width.is_integral()) {
     return absl::InvalidArgumentError("indent: width must be an int or a string");
   }
-  const std::string pad = width.is_string() ? width.string_value()
-                                            : std::string(static_cast<size_t>(std::clamp<int64_t>(
-                                                  width.int_value(), 0, 1024)), ' ');
+  const std::string pad =
+      width.is_string()
+          ? width.string_value()
+          : std::string(static_cast<size_t>(std::clamp<int64_t>(width.int_value(), 0, 1024)), ' ');
   const bool first = params.Get(1, Value::Bool(false)).Truthy();
   const bool blank = params.Get(2, Value::Bool(false)).Truthy();
   const std::vector<std::string> lines = PySplitLines(value.Str() + "\n");
@@ -491,7 +505,8 @@ absl::StatusOr<Value> Abs(Interpreter&, const Value& value, CallArgs& args) {
     return Value::Int(value.int_value());
   }
   if (value.is_number()) return Value::Float(std::fabs(value.number()));
-  return absl::InvalidArgumentError(absl::StrCat("TypeError: bad operand type for abs(): '", value.TypeName(), "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("TypeError: bad operand type for abs(): '", value.TypeName(), "'"));
 }
 
 // Jinja2's round: "common" is Python's round() (half to even on the exact value; an int stays
@@ -564,7 +579,8 @@ absl::StatusOr<Value> Safe(Interpreter&, const Value& value, CallArgs& args) {
 }
 
 absl::StatusOr<Value> Format(Interpreter&, const Value& value, CallArgs& args) {
-  if (!args.keyword.empty()) return absl::InvalidArgumentError("format: keyword arguments are not supported");
+  if (!args.keyword.empty())
+    return absl::InvalidArgumentError("format: keyword arguments are not supported");
   return PercentFormat(Value::String(value.Str()), Value::Tuple(args.positional));
 }
 
@@ -579,106 +595,43 @@ absl::StatusOr<Value> Attr(Interpreter&, const Value& value, CallArgs& args) {
 }
 
 constexpr Filter kFilters[] = {
-    {"abs", Abs},           {"attr", Attr},         {"capitalize", Capitalize},
-    {"count", Length},      {"d", Default},         {"default", Default},
-    {"dictsort", DictSort}, {"first", First},       {"float", ToFloat},
-    {"format", Format},     {"indent", Indent},     {"int", ToInt},
-    {"items", Items},       {"join", Join},         {"last", Last},
-    {"length", Length},     {"list", ToList},       {"lower", Lower},
-    {"map", Map},           {"max", Max},           {"min", Min},
-    {"reject", Reject},     {"rejectattr", RejectAttr}, {"replace", Replace},
-    {"reverse", Reverse},   {"round", Round},       {"safe", Safe},
-    {"select", Select},     {"selectattr", SelectAttr}, {"sort", Sort},
-    {"string", ToString},   {"sum", Sum},           {"title", Title},       {"tojson", ToJson},
-    {"trim", Trim},         {"unique", Unique},     {"upper", Upper},
-};
-
-// --- tests ---
-absl::StatusOr<Value> OneArg(const CallArgs& args, absl::string_view test) {
-  if (args.positional.size() != 1 || !args.keyword.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("test '", test, "' takes one argument"));
-  }
-  return args.positional[0];
-}
-
-#define PAGODA_SIMPLE_TEST(Name, expr)                                                  \
-  absl::StatusOr<bool> Name(Interpreter&, const Value& value, CallArgs& args) {        \
-    (void)value;                                                                       \
-    if (!args.positional.empty() || !args.keyword.empty()) {                           \
-      return absl::InvalidArgumentError("this test takes no argument");                \
-    }                                                                                  \
-    return (expr);                                                                     \
-  }
-
-PAGODA_SIMPLE_TEST(IsDefined, !value.is_undefined())
-PAGODA_SIMPLE_TEST(IsUndefined, value.is_undefined())
-PAGODA_SIMPLE_TEST(IsNone, value.is_none())
-PAGODA_SIMPLE_TEST(IsString, value.is_string())
-PAGODA_SIMPLE_TEST(IsNumber, value.is_number())
-PAGODA_SIMPLE_TEST(IsInteger, value.kind() == Value::Kind::kInt)
-PAGODA_SIMPLE_TEST(IsFloat, value.kind() == Value::Kind::kFloat)
-PAGODA_SIMPLE_TEST(IsMapping, value.is_dict())
-PAGODA_SIMPLE_TEST(IsIterable, value.is_undefined() || value.is_string() || value.is_list() ||
-                                   value.is_dict())
-PAGODA_SIMPLE_TEST(IsSequence, value.is_undefined() || value.is_string() || value.is_list() ||
-                                   value.is_dict())
-PAGODA_SIMPLE_TEST(IsBoolean, value.kind() == Value::Kind::kBool)
-PAGODA_SIMPLE_TEST(IsTrue, value.kind() == Value::Kind::kBool && value.bool_value())
-PAGODA_SIMPLE_TEST(IsFalse, value.kind() == Value::Kind::kBool && !value.bool_value())
-PAGODA_SIMPLE_TEST(IsCallable, value.kind() == Value::Kind::kCallable)
-PAGODA_SIMPLE_TEST(IsOdd, value.is_integral() ? value.int_value() % 2 != 0
-                                             : value.is_number() && std::fmod(std::fabs(value.number()), 2.0) == 1.0)
-PAGODA_SIMPLE_TEST(IsEven, value.is_integral() ? value.int_value() % 2 == 0
-                                              : value.is_number() && std::fmod(value.number(), 2.0) == 0.0)
-// str(value).islower() / isupper(): a cased character, and none of the other case.
-PAGODA_SIMPLE_TEST(IsLower, PyUpper(value.Str()) != PyLower(value.Str()) && PyLower(value.Str()) == value.Str())
-PAGODA_SIMPLE_TEST(IsUpper, PyUpper(value.Str()) != PyLower(value.Str()) && PyUpper(value.Str()) == value.Str())
-PAGODA_SIMPLE_TEST(IsEscaped, false)
-
-template <CompareOp kOp>
-absl::StatusOr<bool> CompareTest(Interpreter&, const Value& value, CallArgs& args) {
-  PAGODA_ASSIGN_OR_RETURN(Value other, OneArg(args, "compare"));
-  return Compare(kOp, value, other);
-}
-
-absl::StatusOr<bool> IsSameAs(Interpreter&, const Value& value, CallArgs& args) {
-  PAGODA_ASSIGN_OR_RETURN(Value other, OneArg(args, "sameas"));
-  if (value.kind() != other.kind()) return false;
-  if (value.is_none() || value.is_undefined()) return true;
-  if (value.kind() == Value::Kind::kBool) return value.bool_value() == other.bool_value();
-  return false;
-}
-
-absl::StatusOr<bool> IsDivisibleBy(Interpreter&, const Value& value, CallArgs& args) {
-  PAGODA_ASSIGN_OR_RETURN(Value other, OneArg(args, "divisibleby"));
-  PAGODA_ASSIGN_OR_RETURN(Value rest, BinaryOperation(BinaryOp::kMod, value, other));
-  return !rest.Truthy();
-}
-
-PAGODA_SIMPLE_TEST(IsFilter, value.is_string() && FindFilter(value.string_value()) != nullptr)
-PAGODA_SIMPLE_TEST(IsTest, value.is_string() && FindTest(value.string_value()) != nullptr)
-
-constexpr Test kTests[] = {
-    {"!=", CompareTest<CompareOp::kNe>}, {"<", CompareTest<CompareOp::kLt>},
-    {"<=", CompareTest<CompareOp::kLe>}, {"==", CompareTest<CompareOp::kEq>},
-    {">", CompareTest<CompareOp::kGt>},  {">=", CompareTest<CompareOp::kGe>},
-    {"boolean", IsBoolean},              {"callable", IsCallable},
-    {"defined", IsDefined},              {"divisibleby", IsDivisibleBy},
-    {"eq", CompareTest<CompareOp::kEq>}, {"equalto", CompareTest<CompareOp::kEq>},
-    {"escaped", IsEscaped},              {"even", IsEven},
-    {"false", IsFalse},                  {"filter", IsFilter},
-    {"float", IsFloat},                  {"ge", CompareTest<CompareOp::kGe>},
-    {"greaterthan", CompareTest<CompareOp::kGt>}, {"gt", CompareTest<CompareOp::kGt>},
-    {"in", CompareTest<CompareOp::kIn>}, {"integer", IsInteger},
-    {"iterable", IsIterable},            {"le", CompareTest<CompareOp::kLe>},
-    {"lessthan", CompareTest<CompareOp::kLt>}, {"lower", IsLower},
-    {"lt", CompareTest<CompareOp::kLt>}, {"mapping", IsMapping},
-    {"ne", CompareTest<CompareOp::kNe>}, {"none", IsNone},
-    {"number", IsNumber},                {"odd", IsOdd},
-    {"sameas", IsSameAs},                {"sequence", IsSequence},
-    {"string", IsString},                {"test", IsTest},
-    {"true", IsTrue},                    {"undefined", IsUndefined},
-    {"upper", IsUpper},
+    {"abs", Abs},
+    {"attr", Attr},
+    {"capitalize", Capitalize},
+    {"count", Length},
+    {"d", Default},
+    {"default", Default},
+    {"dictsort", DictSort},
+    {"first", First},
+    {"float", ToFloat},
+    {"format", Format},
+    {"indent", Indent},
+    {"int", ToInt},
+    {"items", Items},
+    {"join", Join},
+    {"last", Last},
+    {"length", Length},
+    {"list", ToList},
+    {"lower", Lower},
+    {"map", Map},
+    {"max", Max},
+    {"min", Min},
+    {"reject", Reject},
+    {"rejectattr", RejectAttr},
+    {"replace", Replace},
+    {"reverse", Reverse},
+    {"round", Round},
+    {"safe", Safe},
+    {"select", Select},
+    {"selectattr", SelectAttr},
+    {"sort", Sort},
+    {"string", ToString},
+    {"sum", Sum},
+    {"title", Title},
+    {"tojson", ToJson},
+    {"trim", Trim},
+    {"unique", Unique},
+    {"upper", Upper},
 };
 
 // --- globals ---
@@ -709,7 +662,8 @@ absl::StatusOr<Value> Range(Interpreter& interpreter, CallArgs& args) {
   PAGODA_ASSIGN_OR_RETURN(int64_t step, params.Int(2, 1));
   if (step == 0) return absl::InvalidArgumentError("ValueError: range() arg 3 must not be zero");
   // Jinja2's sandbox refuses ranges of more than 100,000 items.
-  const double count = (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step);
+  const double count =
+      (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step);
   if (count > 100000) {
     return absl::InvalidArgumentError(
         "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
@@ -724,7 +678,8 @@ absl::StatusOr<Value> Range(Interpreter& interpreter, CallArgs& args) {
 }
 
 absl::StatusOr<Value> MakeDictGlobal(Interpreter&, CallArgs& args) {
-  if (!args.positional.empty()) return absl::InvalidArgumentError("dict() takes keyword arguments only");
+  if (!args.positional.empty())
+    return absl::InvalidArgumentError("dict() takes keyword arguments only");
   Dict dict;
   for (auto& [name, value] : args.keyword) dict.Set(name, value);
   return Value::MakeDict(std::move(dict));
@@ -732,9 +687,11 @@ absl::StatusOr<Value> MakeDictGlobal(Interpreter&, CallArgs& args) {
 
 absl::StatusOr<Value> MakeNamespace(Interpreter&, CallArgs& args) {
   Dict dict;
-  if (args.positional.size() > 1) return absl::InvalidArgumentError("namespace() takes at most one mapping");
+  if (args.positional.size() > 1)
+    return absl::InvalidArgumentError("namespace() takes at most one mapping");
   if (args.positional.size() == 1) {
-    if (!args.positional[0].is_dict()) return absl::InvalidArgumentError("namespace(): the argument is not a mapping");
+    if (!args.positional[0].is_dict())
+      return absl::InvalidArgumentError("namespace(): the argument is not a mapping");
     for (const auto& [key, value] : args.positional[0].dict().entries()) dict.Set(key, value);
   }
   for (auto& [name, value] : args.keyword) dict.Set(name, value);
@@ -775,13 +732,6 @@ absl::StatusOr<Value> StrftimeNow(Interpreter& interpreter, CallArgs& args) {
 const Filter* FindFilter(absl::string_view name) {
   for (const Filter& filter : kFilters) {
     if (filter.name == name) return &filter;
-  }
-  return nullptr;
-}
-
-const Test* FindTest(absl::string_view name) {
-  for (const Test& test : kTests) {
-    if (test.name == name) return &test;
   }
   return nullptr;
 }

@@ -80,9 +80,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::Parse(absl::string_view source) {
   return parsed;
 }
 
-absl::StatusOr<std::string> ChatTemplate::Render(const Dict& specials,
-                                                 const RenderRequest& request, absl::Time now,
-                                                 const RenderLimits& limits) const {
+absl::StatusOr<std::string> ChatTemplate::Render(const Dict& specials, const RenderRequest& request,
+                                                 absl::Time now, const RenderLimits& limits) const {
   if (request.add_generation_prompt && request.continue_final_message) {
     return absl::InvalidArgumentError(
         "continue_final_message and add_generation_prompt are not compatible");
@@ -179,8 +178,8 @@ absl::StatusOr<ChatTemplates> ChatTemplates::Load(const std::string& model_dir) 
         return absl::InvalidArgumentError(
             "tokenizer_config.json: chat_template entries need a name and a template");
       }
-      PAGODA_RETURN_IF_ERROR(add(named["name"].get<std::string>(),
-                                 named["template"].get<std::string>()));
+      PAGODA_RETURN_IF_ERROR(
+          add(named["name"].get<std::string>(), named["template"].get<std::string>()));
     }
   }
   return templates;

@@ -22,7 +22,7 @@ namespace pagoda::chat_template {
 
 // What one render gets. Values usually come from the request's JSON (FromJson).
 struct RenderRequest {
-  Value messages;              // a list of message dicts
+  Value messages;               // a list of message dicts
   Value tools = Value::None();  // a list of tool dicts, or None
   Value documents = Value::None();
   bool add_generation_prompt = false;

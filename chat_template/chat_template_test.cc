@@ -30,7 +30,8 @@ RenderRequest Conversation() {
   return request;
 }
 
-absl::StatusOr<std::string> Render(const std::string& source, RenderRequest request = Conversation(),
+absl::StatusOr<std::string> Render(const std::string& source,
+                                   RenderRequest request = Conversation(),
                                    const RenderLimits& limits = {}) {
   auto parsed = ChatTemplate::Parse(source);
   if (!parsed.ok()) return parsed.status();
@@ -68,14 +69,17 @@ TEST(ChatTemplate, WhitespaceControlAsTransformers) {
 
 TEST(ChatTemplate, LoopScopingAndNamespaces) {
   // A set inside a loop body is local to the iteration; a namespace carries state out.
-  EXPECT_EQ(RenderOk("{% set c = 0 %}{% for m in messages %}{% set c = c + 1 %}{{ c }}{% endfor %}{{ c }}"),
-            "1110");
+  EXPECT_EQ(
+      RenderOk(
+          "{% set c = 0 %}{% for m in messages %}{% set c = c + 1 %}{{ c }}{% endfor %}{{ c }}"),
+      "1110");
   EXPECT_EQ(RenderOk("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}"
                      "{% endfor %}{{ ns.n }}"),
             "3");
-  EXPECT_EQ(RenderOk("{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}"
-                     "{{ ',' if not loop.last }}{% endfor %}"),
-            "1/2,2/2");
+  EXPECT_EQ(
+      RenderOk("{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}"
+               "{{ ',' if not loop.last }}{% endfor %}"),
+      "1/2,2/2");
   EXPECT_EQ(RenderOk("{% for x in [] %}a{% else %}empty{% endfor %}"), "empty");
   EXPECT_EQ(RenderOk("{% for x in [1,2,3,4] %}{% if x == 2 %}{% continue %}{% endif %}"
                      "{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
@@ -92,14 +96,14 @@ TEST(ChatTemplate, ExpressionsAsPython) {
             "a1None True True");
   EXPECT_EQ(RenderOk("{{ 'yes' if messages else 'no' }} {{ (1, 2) }} {{ {'a': [1.0]} }}"),
             "yes (1, 2) {'a': [1.0]}");
-  EXPECT_EQ(RenderOk("{{ not missing is defined }} {{ messages[0].role is string }}"),
-            "True True");
+  EXPECT_EQ(RenderOk("{{ not missing is defined }} {{ messages[0].role is string }}"), "True True");
 }
 
 TEST(ChatTemplate, FiltersAndMethods) {
   EXPECT_EQ(RenderOk("{{ messages | map(attribute='role') | join(',') }}"),
             "system,user,assistant");
-  EXPECT_EQ(RenderOk("{{ messages | selectattr('role', 'equalto', 'user') | list | length }}"), "1");
+  EXPECT_EQ(RenderOk("{{ messages | selectattr('role', 'equalto', 'user') | list | length }}"),
+            "1");
   EXPECT_EQ(RenderOk("{{ {'b': 1, 'a': 2} | dictsort }}"), "[('a', 2), ('b', 1)]");
   EXPECT_EQ(RenderOk("{{ {'x': 'é', 'y': [1, 2.5, none]} | tojson }}"),
             "{\"x\": \"é\", \"y\": [1, 2.5, null]}");
@@ -155,8 +159,9 @@ TEST(ChatTemplate, RefusesWhatItDoesNotSupportWhenLoaded) {
 }
 
 TEST(ChatTemplate, RaiseExceptionPassesItsMessage) {
-  const auto out = Render("{% if messages[0].role == 'system' %}{{ raise_exception('No system "
-                          "messages, please.') }}{% endif %}");
+  const auto out = Render(
+      "{% if messages[0].role == 'system' %}{{ raise_exception('No system "
+      "messages, please.') }}{% endif %}");
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().message(), "No system messages, please.");
   EXPECT_TRUE(out.status().GetPayload(kRaisedPayload).has_value());
@@ -167,34 +172,36 @@ TEST(ChatTemplate, BoundsStopRunawayTemplates) {
   limits.max_steps = 100000;
   limits.max_output_bytes = 1 << 16;
   limits.max_call_depth = 16;
-  const auto loops = Render("{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
-                            Conversation(), limits);
+  const auto loops =
+      Render("{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}",
+             Conversation(), limits);
   EXPECT_EQ(loops.status().code(), absl::StatusCode::kResourceExhausted) << loops.status();
-  const auto output = Render("{% for a in range(10000) %}0123456789{% endfor %}", Conversation(), limits);
+  const auto output =
+      Render("{% for a in range(10000) %}0123456789{% endfor %}", Conversation(), limits);
   EXPECT_EQ(output.status().code(), absl::StatusCode::kResourceExhausted) << output.status();
-  const auto doubling = Render("{% set ns = namespace(s='x') %}{% for a in range(64) %}"
-                               "{% set ns.s = ns.s + ns.s %}{% endfor %}",
-                               Conversation(), limits);
+  const auto doubling = Render(
+      "{% set ns = namespace(s='x') %}{% for a in range(64) %}"
+      "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+      Conversation(), limits);
   EXPECT_EQ(doubling.status().code(), absl::StatusCode::kResourceExhausted) << doubling.status();
-  const auto recursion = Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
-                                Conversation(), limits);
-  EXPECT_EQ(recursion.status().code(), absl::StatusCode::kResourceExhausted)
-      << recursion.status();
+  const auto recursion =
+      Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", Conversation(), limits);
+  EXPECT_EQ(recursion.status().code(), absl::StatusCode::kResourceExhausted) << recursion.status();
   EXPECT_FALSE(Render("{{ range(1000000) | length }}").ok());  // Jinja's sandbox cap
   EXPECT_THAT(std::string(Render("{{ messages.append(1) }}").status().message()),
               HasSubstr("unsafe"));
 }
 
 TEST(ChatTemplate, ContinueFinalMessageCutsAfterItsText) {
-  const std::string source = "{% for m in messages %}<{{ m.role }}>{{ m.content }}</end>{% endfor %}";
+  const std::string source =
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}</end>{% endfor %}";
   RenderRequest request;
   request.messages = Json(R"([{"role": "user", "content": "Hi"},
                               {"role": "assistant", "content": "The answer is "}])");
   request.continue_final_message = true;
   EXPECT_EQ(RenderOk(source, request), "<user>Hi</end><assistant>The answer is ");
   request.add_generation_prompt = true;
-  EXPECT_THAT(std::string(Render(source, request).status().message()),
-              HasSubstr("not compatible"));
+  EXPECT_THAT(std::string(Render(source, request).status().message()), HasSubstr("not compatible"));
 }
 
 TEST(ChatTemplate, StrftimeNowUsesTheGivenClock) {

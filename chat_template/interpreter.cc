@@ -68,8 +68,10 @@ Value LoopObject(const std::vector<Value>& items, size_t i, int depth) {
   loop.emplace_back("length", Value::Int(n));
   loop.emplace_back("depth", Value::Int(depth));
   loop.emplace_back("depth0", Value::Int(depth - 1));
-  loop.emplace_back("previtem", i > 0 ? items[i - 1] : Value::Undefined("there is no previous item"));
-  loop.emplace_back("nextitem", index + 1 < n ? items[i + 1] : Value::Undefined("there is no next item"));
+  loop.emplace_back("previtem",
+                    i > 0 ? items[i - 1] : Value::Undefined("there is no previous item"));
+  loop.emplace_back("nextitem",
+                    index + 1 < n ? items[i + 1] : Value::Undefined("there is no next item"));
   loop.emplace_back("cycle", Value::Function(std::make_shared<LoopCycle>(i)));
   return Value::MakeDict(Dict::FromDistinct(std::move(loop)));
 }
@@ -101,8 +103,8 @@ absl::Status Interpreter::Charge(int64_t steps) {
 absl::Status Interpreter::Append(absl::string_view text) {
   output_bytes_ += text.size();
   if (output_bytes_ > limits_.max_output_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the chat template's output passed ", limits_.max_output_bytes, " bytes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the chat template's output passed ", limits_.max_output_bytes, " bytes"));
   }
   out_->append(text.data(), text.size());
   return absl::OkStatus();
@@ -170,8 +172,7 @@ absl::Status Interpreter::ExecFor(const Stmt& stmt, Frame& frame, Flow& flow) {
   if (!iterable.ok()) return Located(iterable.status(), stmt.position);
   // A list is iterated in place (the loop holds it); other iterables are materialized.
   const bool in_place = iterable->is_list() && stmt.condition == nullptr;
-  absl::StatusOr<std::vector<Value>> all =
-      in_place ? std::vector<Value>() : Iterate(*iterable);
+  absl::StatusOr<std::vector<Value>> all = in_place ? std::vector<Value>() : Iterate(*iterable);
   if (!all.ok()) return Located(all.status(), stmt.position);
   std::vector<Value> filtered;
   if (stmt.condition == nullptr) {
@@ -215,9 +216,10 @@ absl::Status Interpreter::Bind(const std::vector<std::string>& targets, const Va
   auto items = Iterate(value);
   if (!items.ok()) return Located(items.status(), position);
   if (items->size() != targets.size()) {
-    return ErrorAt(position, absl::StrCat(items->size() < targets.size() ? "not enough" : "too many",
-                                          " values to unpack (expected ", targets.size(), ", got ",
-                                          items->size(), ")"));
+    return ErrorAt(
+        position,
+        absl::StrCat(items->size() < targets.size() ? "not enough" : "too many",
+                     " values to unpack (expected ", targets.size(), ", got ", items->size(), ")"));
   }
   for (size_t i = 0; i < targets.size(); ++i) frame.vars[targets[i]] = (*items)[i];
   return absl::OkStatus();
@@ -251,8 +253,8 @@ absl::Status Interpreter::ExecSet(const Stmt& stmt, Frame& frame, Flow& flow) {
   if (stmt.kind == StmtKind::kSet) return Bind(stmt.targets, value, frame, stmt.position);
   const Value target = Lookup(frame, stmt.targets[0]);
   if (target.kind() != Value::Kind::kNamespace) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot assign attribute on non-namespace object '", stmt.targets[0], "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot assign attribute on non-namespace object '", stmt.targets[0], "'"));
   }
   if (value.has_namespace()) {
     // Jinja2 allows it; refusing it keeps values free of cycles (and so of leaks and endless
@@ -266,7 +268,8 @@ absl::Status Interpreter::ExecSet(const Stmt& stmt, Frame& frame, Flow& flow) {
 absl::StatusOr<Value> Interpreter::ApplyFilterChain(const Expr& chain, Value operand,
                                                     Frame& frame) {
   if (chain.kind != ExprKind::kFilter) return operand;
-  PAGODA_ASSIGN_OR_RETURN(Value inner, ApplyFilterChain(*chain.children[0], std::move(operand), frame));
+  PAGODA_ASSIGN_OR_RETURN(Value inner,
+                          ApplyFilterChain(*chain.children[0], std::move(operand), frame));
   PAGODA_ASSIGN_OR_RETURN(CallArgs args, EvalArgs(chain, 1, frame));
   return chain.filter->apply(*this, inner, args);
 }
@@ -297,8 +300,8 @@ absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, CallArgs args) {
   for (size_t i = 0; i < macro.params.size(); ++i) {
     if (scope.vars.contains(macro.params[i])) continue;
     if (macro.defaults[i] == nullptr) {
-      scope.vars[macro.params[i]] = Value::Undefined(
-          absl::StrCat("parameter '", macro.params[i], "' was not provided"));
+      scope.vars[macro.params[i]] =
+          Value::Undefined(absl::StrCat("parameter '", macro.params[i], "' was not provided"));
       continue;
     }
     PAGODA_ASSIGN_OR_RETURN(scope.vars[macro.params[i]], Eval(*macro.defaults[i], scope));
@@ -322,14 +325,16 @@ absl::StatusOr<Value> Interpreter::CallValue(const Value& callee, CallArgs args)
 absl::StatusOr<Value> Interpreter::ApplyFilter(absl::string_view name, const Value& operand,
                                                CallArgs args) {
   const Filter* filter = FindFilter(name);
-  if (filter == nullptr) return absl::InvalidArgumentError(absl::StrCat("no filter named '", name, "'"));
+  if (filter == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("no filter named '", name, "'"));
   return filter->apply(*this, operand, args);
 }
 
 absl::StatusOr<bool> Interpreter::ApplyTest(absl::string_view name, const Value& operand,
                                             CallArgs args) {
   const Test* test = FindTest(name);
-  if (test == nullptr) return absl::InvalidArgumentError(absl::StrCat("no test named '", name, "'"));
+  if (test == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("no test named '", name, "'"));
   return test->check(*this, operand, args);
 }
 
@@ -403,8 +408,8 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& expr, Frame& frame) {
   // Every value a template builds is bounded where it is built: what it could print as, and
   // how deep it nests.
   if (value->weight() > limits_.max_output_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "a value passed the chat template's bound of ", limits_.max_output_bytes, " bytes"));
+    return absl::ResourceExhaustedError(absl::StrCat("a value passed the chat template's bound of ",
+                                                     limits_.max_output_bytes, " bytes"));
   }
   if (value->depth() > kMaxValueDepth) {
     return absl::ResourceExhaustedError(
@@ -489,7 +494,8 @@ absl::StatusOr<Value> Interpreter::EvalUnbounded(const Expr& expr, Frame& frame)
       PAGODA_ASSIGN_OR_RETURN(Value test, Eval(*expr.children[1], frame));
       if (test.Truthy()) return Eval(*expr.children[0], frame);
       if (expr.children[2] == nullptr) {
-        return Value::Undefined("the inline if-expression evaluated to false and no else section was defined");
+        return Value::Undefined(
+            "the inline if-expression evaluated to false and no else section was defined");
       }
       return Eval(*expr.children[2], frame);
     }

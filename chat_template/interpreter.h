@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <string>
-
 #include <utility>
 #include <vector>
 

@@ -68,13 +68,27 @@ namespace {
 // One byte of a JSON string as Python's json escapes it (", \\ and control characters).
 void AppendJsonByte(char c, std::string& out) {
   switch (c) {
-    case '"': out += "\\\""; break;
-    case '\\': out += "\\\\"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
-    case '\b': out += "\\b"; break;
-    case '\f': out += "\\f"; break;
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '\b':
+      out += "\\b";
+      break;
+    case '\f':
+      out += "\\f";
+      break;
     default:
       if (static_cast<unsigned char>(c) < 0x20) {
         absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned>(c));
@@ -120,19 +134,32 @@ class Dumper {
       return absl::ResourceExhaustedError("tojson: the JSON passed the chat template's bound");
     }
     switch (value.kind()) {
-      case Value::Kind::kNone: out += "null"; return absl::OkStatus();
-      case Value::Kind::kBool: out += value.bool_value() ? "true" : "false"; return absl::OkStatus();
-      case Value::Kind::kInt: out += value.Repr(); return absl::OkStatus();
+      case Value::Kind::kNone:
+        out += "null";
+        return absl::OkStatus();
+      case Value::Kind::kBool:
+        out += value.bool_value() ? "true" : "false";
+        return absl::OkStatus();
+      case Value::Kind::kInt:
+        out += value.Repr();
+        return absl::OkStatus();
       case Value::Kind::kFloat: {
         const double d = value.number();
-        if (std::isnan(d)) out += "NaN";
-        else if (std::isinf(d)) out += d > 0 ? "Infinity" : "-Infinity";
-        else out += PythonFloatRepr(d);
+        if (std::isnan(d))
+          out += "NaN";
+        else if (std::isinf(d))
+          out += d > 0 ? "Infinity" : "-Infinity";
+        else
+          out += PythonFloatRepr(d);
         return absl::OkStatus();
       }
-      case Value::Kind::kString: AppendJsonString(value.string_value(), options_.ensure_ascii, out); return absl::OkStatus();
-      case Value::Kind::kList: return DumpList(value.list(), level, out);
-      case Value::Kind::kDict: return DumpDict(value.dict(), level, out);
+      case Value::Kind::kString:
+        AppendJsonString(value.string_value(), options_.ensure_ascii, out);
+        return absl::OkStatus();
+      case Value::Kind::kList:
+        return DumpList(value.list(), level, out);
+      case Value::Kind::kDict:
+        return DumpDict(value.dict(), level, out);
       default:
         return absl::InvalidArgumentError(absl::StrCat(
             "TypeError: Object of type ", value.TypeName(), " is not JSON serializable"));

@@ -12,8 +12,8 @@
 namespace pagoda::chat_template {
 
 absl::Status ErrorAt(Position position, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("chat template line ", position.line,
-                                                 ", column ", position.column, ": ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("chat template line ", position.line, ", column ", position.column, ": ", what));
 }
 
 namespace {
@@ -70,9 +70,9 @@ bool IsNameStart(char c) { return absl::ascii_isalpha(static_cast<unsigned char>
 bool IsNameChar(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-constexpr absl::string_view kOperators[] = {
-    "//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "(", ")", "[", "]",
-    "{",  "}",  ",",  ".",  ":",  "|",  "=", "<", ">", ";"};
+constexpr absl::string_view kOperators[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                            "/",  "%",  "~",  "(",  ")",  "[",  "]", "{", "}",
+                                            ",",  ".",  ":",  "|",  "=",  "<",  ">", ";"};
 
 class Lexer {
  public:
@@ -298,16 +298,16 @@ class Lexer {
   void LexNumber(Token& token) {
     const size_t begin = pos_;
     auto digits = [&] {
-      while (pos_ < src_.size() && (IsDigit(src_[pos_]) ||
-                                    (src_[pos_] == '_' && pos_ + 1 < src_.size() &&
-                                     IsDigit(src_[pos_ + 1])))) {
+      while (pos_ < src_.size() &&
+             (IsDigit(src_[pos_]) ||
+              (src_[pos_] == '_' && pos_ + 1 < src_.size() && IsDigit(src_[pos_ + 1])))) {
         ++pos_;
       }
     };
     digits();
     // After '.', digits are an item index (foo.0), never a float.
-    const bool after_dot = !out_.empty() && out_.back().kind == TokenKind::kOperator &&
-                           out_.back().text == ".";
+    const bool after_dot =
+        !out_.empty() && out_.back().kind == TokenKind::kOperator && out_.back().text == ".";
     bool is_float = false;
     if (!after_dot && pos_ + 1 < src_.size() && src_[pos_] == '.' && IsDigit(src_[pos_ + 1])) {
       ++pos_;
@@ -365,23 +365,44 @@ class Lexer {
   absl::Status DecodeEscape(Position position, std::string& value) {
     const char e = src_[pos_++];
     switch (e) {
-      case '\n': return absl::OkStatus();
-      case '\\': value += '\\'; return absl::OkStatus();
-      case '\'': value += '\''; return absl::OkStatus();
-      case '"': value += '"'; return absl::OkStatus();
-      case 'a': value += '\a'; return absl::OkStatus();
-      case 'b': value += '\b'; return absl::OkStatus();
-      case 'f': value += '\f'; return absl::OkStatus();
-      case 'n': value += '\n'; return absl::OkStatus();
-      case 'r': value += '\r'; return absl::OkStatus();
-      case 't': value += '\t'; return absl::OkStatus();
-      case 'v': value += '\v'; return absl::OkStatus();
-      default: break;
+      case '\n':
+        return absl::OkStatus();
+      case '\\':
+        value += '\\';
+        return absl::OkStatus();
+      case '\'':
+        value += '\'';
+        return absl::OkStatus();
+      case '"':
+        value += '"';
+        return absl::OkStatus();
+      case 'a':
+        value += '\a';
+        return absl::OkStatus();
+      case 'b':
+        value += '\b';
+        return absl::OkStatus();
+      case 'f':
+        value += '\f';
+        return absl::OkStatus();
+      case 'n':
+        value += '\n';
+        return absl::OkStatus();
+      case 'r':
+        value += '\r';
+        return absl::OkStatus();
+      case 't':
+        value += '\t';
+        return absl::OkStatus();
+      case 'v':
+        value += '\v';
+        return absl::OkStatus();
+      default:
+        break;
     }
     if (e >= '0' && e <= '7') {
       char32_t code = static_cast<char32_t>(e - '0');
-      for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7';
-           ++k) {
+      for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++k) {
         code = code * 8 + static_cast<char32_t>(src_[pos_++] - '0');
       }
       AppendUtf8(code, value);

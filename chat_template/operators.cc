@@ -57,7 +57,8 @@ absl::StatusOr<Value> IntArithmetic(BinaryOp op, int64_t a, int64_t b) {
       return Value::Float(static_cast<double>(a) / static_cast<double>(b));
     case BinaryOp::kFloorDiv:
     case BinaryOp::kMod: {
-      if (b == 0) return absl::InvalidArgumentError("ZeroDivisionError: integer division or modulo by zero");
+      if (b == 0)
+        return absl::InvalidArgumentError("ZeroDivisionError: integer division or modulo by zero");
       if (a == INT64_MIN && b == -1) return IntResult(true, 0);
       int64_t q = a / b;
       int64_t r = a % b;
@@ -82,9 +83,12 @@ absl::StatusOr<Value> IntArithmetic(BinaryOp op, int64_t a, int64_t b) {
 
 absl::StatusOr<Value> FloatArithmetic(BinaryOp op, double a, double b) {
   switch (op) {
-    case BinaryOp::kAdd: return Value::Float(a + b);
-    case BinaryOp::kSub: return Value::Float(a - b);
-    case BinaryOp::kMul: return Value::Float(a * b);
+    case BinaryOp::kAdd:
+      return Value::Float(a + b);
+    case BinaryOp::kSub:
+      return Value::Float(a - b);
+    case BinaryOp::kMul:
+      return Value::Float(a * b);
     case BinaryOp::kDiv:
       if (b == 0) return absl::InvalidArgumentError("ZeroDivisionError: float division by zero");
       return Value::Float(a / b);
@@ -96,7 +100,8 @@ absl::StatusOr<Value> FloatArithmetic(BinaryOp op, double a, double b) {
       if (op == BinaryOp::kMod) return Value::Float(mod);
       return Value::Float(std::floor((a - mod) / b + 0.5));
     }
-    case BinaryOp::kPow: return Value::Float(std::pow(a, b));
+    case BinaryOp::kPow:
+      return Value::Float(std::pow(a, b));
   }
   return Value::Float(0);
 }
@@ -127,13 +132,20 @@ absl::StatusOr<Value> Repeat(const Value& sequence, int64_t times) {
 
 absl::string_view OpSymbol(BinaryOp op) {
   switch (op) {
-    case BinaryOp::kAdd: return "+";
-    case BinaryOp::kSub: return "-";
-    case BinaryOp::kMul: return "*";
-    case BinaryOp::kDiv: return "/";
-    case BinaryOp::kFloorDiv: return "//";
-    case BinaryOp::kMod: return "%";
-    case BinaryOp::kPow: return "**";
+    case BinaryOp::kAdd:
+      return "+";
+    case BinaryOp::kSub:
+      return "-";
+    case BinaryOp::kMul:
+      return "*";
+    case BinaryOp::kDiv:
+      return "/";
+    case BinaryOp::kFloorDiv:
+      return "//";
+    case BinaryOp::kMod:
+      return "%";
+    case BinaryOp::kPow:
+      return "**";
   }
   return "?";
 }
@@ -262,8 +274,8 @@ absl::StatusOr<Value> BinaryOperation(BinaryOp op, const Value& left, const Valu
       return left.is_tuple() ? Value::Tuple(std::move(items)) : Value::List(std::move(items));
     }
     if (left.is_string()) {
-      return TypeError(absl::StrCat("can only concatenate str (not \"", right.TypeName(),
-                                    "\") to str"));
+      return TypeError(
+          absl::StrCat("can only concatenate str (not \"", right.TypeName(), "\") to str"));
     }
   }
   if (op == BinaryOp::kMul) {
@@ -284,8 +296,8 @@ absl::StatusOr<bool> Contains(const Value& haystack, const Value& needle) {
       return false;
     case Value::Kind::kString:
       if (!needle.is_string()) {
-        return TypeError(absl::StrCat("'in <string>' requires string as left operand, not ",
-                                      needle.TypeName()));
+        return TypeError(
+            absl::StrCat("'in <string>' requires string as left operand, not ", needle.TypeName()));
       }
       return haystack.string_value().find(needle.string_value()) != std::string::npos;
     case Value::Kind::kList:
@@ -296,28 +308,34 @@ absl::StatusOr<bool> Contains(const Value& haystack, const Value& needle) {
     case Value::Kind::kDict:
       return needle.is_string() && haystack.dict().Find(needle.string_value()) != nullptr;
     default:
-      return TypeError(absl::StrCat("argument of type '", haystack.TypeName(),
-                                    "' is not iterable"));
+      return TypeError(
+          absl::StrCat("argument of type '", haystack.TypeName(), "' is not iterable"));
   }
 }
 
 absl::StatusOr<bool> Compare(CompareOp op, const Value& left, const Value& right) {
   switch (op) {
-    case CompareOp::kEq: return Equal(left, right);
-    case CompareOp::kNe: return !Equal(left, right);
-    case CompareOp::kIn: return Contains(right, left);
+    case CompareOp::kEq:
+      return Equal(left, right);
+    case CompareOp::kNe:
+      return !Equal(left, right);
+    case CompareOp::kIn:
+      return Contains(right, left);
     case CompareOp::kNotIn: {
       auto in = Contains(right, left);
       if (!in.ok()) return in.status();
       return !*in;
     }
-    default: break;
+    default:
+      break;
   }
   if (left.is_undefined()) return UndefinedError(left);
   if (right.is_undefined()) return UndefinedError(right);
   switch (op) {
-    case CompareOp::kLt: return Less(left, right);
-    case CompareOp::kGt: return Less(right, left);
+    case CompareOp::kLt:
+      return Less(left, right);
+    case CompareOp::kGt:
+      return Less(right, left);
     case CompareOp::kLe: {
       auto greater = Less(right, left);
       if (!greater.ok()) return greater.status();
@@ -328,7 +346,8 @@ absl::StatusOr<bool> Compare(CompareOp op, const Value& left, const Value& right
       if (!less.ok()) return less.status();
       return !*less;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 

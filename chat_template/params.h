@@ -25,9 +25,9 @@ class Params {
       : names_(names) {
     values_.resize(names_.size());
     if (args.positional.size() > names_.size()) {
-      status_ = absl::InvalidArgumentError(absl::StrCat(
-          function, "() takes at most ", names_.size(), " argument(s), got ",
-          args.positional.size()));
+      status_ =
+          absl::InvalidArgumentError(absl::StrCat(function, "() takes at most ", names_.size(),
+                                                  " argument(s), got ", args.positional.size()));
       return;
     }
     for (size_t i = 0; i < args.positional.size(); ++i) values_[i] = args.positional[i];
@@ -53,18 +53,16 @@ class Params {
   absl::StatusOr<std::optional<std::string>> OptionalString(size_t i) const {
     if (!values_[i].has_value() || values_[i]->is_none()) return std::optional<std::string>();
     if (!values_[i]->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("TypeError: argument '", names_[i],
-                                                     "' must be str, not ",
-                                                     values_[i]->TypeName()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TypeError: argument '", names_[i], "' must be str, not ", values_[i]->TypeName()));
     }
     return std::optional<std::string>(values_[i]->string_value());
   }
   absl::StatusOr<int64_t> Int(size_t i, int64_t fallback) const {
     if (!values_[i].has_value() || values_[i]->is_none()) return fallback;
     if (!values_[i]->is_integral()) {
-      return absl::InvalidArgumentError(absl::StrCat("TypeError: argument '", names_[i],
-                                                     "' must be int, not ",
-                                                     values_[i]->TypeName()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TypeError: argument '", names_[i], "' must be int, not ", values_[i]->TypeName()));
     }
     return values_[i]->int_value();
   }

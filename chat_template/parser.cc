@@ -11,8 +11,8 @@ namespace {
 
 // Tags Jinja2 has that chat templates do not need; refused by name.
 constexpr absl::string_view kUnsupportedTags[] = {
-    "include", "import", "from", "extends", "block", "call", "filter", "with", "autoescape",
-    "do", "trans", "pluralize", "endblock", "endcall", "endfilter", "endwith"};
+    "include",    "import", "from",  "extends",   "block",    "call",    "filter",    "with",
+    "autoescape", "do",     "trans", "pluralize", "endblock", "endcall", "endfilter", "endwith"};
 
 // Recursive descent with Jinja2's precedence. Each Parse* returns null on error, with the
 // first error kept in error_.
@@ -54,13 +54,19 @@ class Parser {
 
   static std::string Describe(const Token& token) {
     switch (token.kind) {
-      case TokenKind::kEnd: return "end of template";
-      case TokenKind::kBlockEnd: return "end of statement block";
-      case TokenKind::kVarEnd: return "end of print statement";
-      case TokenKind::kString: return "string";
+      case TokenKind::kEnd:
+        return "end of template";
+      case TokenKind::kBlockEnd:
+        return "end of statement block";
+      case TokenKind::kVarEnd:
+        return "end of print statement";
+      case TokenKind::kString:
+        return "string";
       case TokenKind::kInt:
-      case TokenKind::kFloat: return "number";
-      default: return absl::StrCat("'", token.text, "'");
+      case TokenKind::kFloat:
+        return "number";
+      default:
+        return absl::StrCat("'", token.text, "'");
     }
   }
 
@@ -77,13 +83,11 @@ class Parser {
       Advance();
       return true;
     }
-    return Fail(Current().position,
-                absl::StrCat("expected ", what, ", got ", Describe(Current())));
+    return Fail(Current().position, absl::StrCat("expected ", what, ", got ", Describe(Current())));
   }
   bool ExpectOp(absl::string_view op) {
     if (SkipOp(op)) return true;
-    return Fail(Current().position,
-                absl::StrCat("expected '", op, "', got ", Describe(Current())));
+    return Fail(Current().position, absl::StrCat("expected '", op, "', got ", Describe(Current())));
   }
   bool ExpectBlockEnd() { return Expect(TokenKind::kBlockEnd, "'%}'"); }
 
@@ -134,8 +138,8 @@ class Parser {
         }
         case TokenKind::kEnd:
           if (ends.size() == 0) return true;
-          return Fail(token.position, absl::StrCat("unexpected end of template, expected '",
-                                                   *ends.begin(), "'"));
+          return Fail(token.position,
+                      absl::StrCat("unexpected end of template, expected '", *ends.begin(), "'"));
         default:
           return Fail(token.position, absl::StrCat("unexpected ", Describe(token)));
       }
@@ -327,8 +331,8 @@ class Parser {
 
   bool AtTupleEnd(bool explicit_parentheses) const {
     const TokenKind kind = Current().kind;
-    return kind == TokenKind::kVarEnd || kind == TokenKind::kBlockEnd ||
-           kind == TokenKind::kEnd || (explicit_parentheses && IsOp(")"));
+    return kind == TokenKind::kVarEnd || kind == TokenKind::kBlockEnd || kind == TokenKind::kEnd ||
+           (explicit_parentheses && IsOp(")"));
   }
 
   ExprPtr ParseTuple(bool with_condexpr, bool explicit_parentheses) {
@@ -549,9 +553,12 @@ class Parser {
     const Position position = token.position;
     switch (token.kind) {
       case TokenKind::kName:
-        if (token.text == "true" || token.text == "True") return ParseLiteral(Value::Bool(true), position);
-        if (token.text == "false" || token.text == "False") return ParseLiteral(Value::Bool(false), position);
-        if (token.text == "none" || token.text == "None") return ParseLiteral(Value::None(), position);
+        if (token.text == "true" || token.text == "True")
+          return ParseLiteral(Value::Bool(true), position);
+        if (token.text == "false" || token.text == "False")
+          return ParseLiteral(Value::Bool(false), position);
+        if (token.text == "none" || token.text == "None")
+          return ParseLiteral(Value::None(), position);
         {
           auto name = NewExpr(ExprKind::kName, position);
           name->name = token.text;
@@ -665,7 +672,8 @@ class Parser {
       if (!first && !ExpectOp(",")) return false;
       first = false;
       if (IsOp(")")) break;
-      if (IsOp("*") || IsOp("**")) return Fail(Current().position, "*args and **kwargs are not supported");
+      if (IsOp("*") || IsOp("**"))
+        return Fail(Current().position, "*args and **kwargs are not supported");
       if (Current().kind == TokenKind::kName && Peek().kind == TokenKind::kOperator &&
           Peek().text == "=") {
         std::string name = Current().text;
@@ -676,7 +684,8 @@ class Parser {
         expr.kwargs.emplace_back(std::move(name), std::move(value));
         continue;
       }
-      if (!expr.kwargs.empty()) return Fail(Current().position, "positional argument after a keyword argument");
+      if (!expr.kwargs.empty())
+        return Fail(Current().position, "positional argument after a keyword argument");
       ExprPtr value = ParseExpression(true);
       if (!value) return false;
       expr.children.push_back(std::move(value));
@@ -707,7 +716,8 @@ class Parser {
     while (expr) {
       const Position position = Current().position;
       if (SkipOp("|")) {
-        if (Current().kind != TokenKind::kName) return FailExpr(Current().position, "expected a filter name");
+        if (Current().kind != TokenKind::kName)
+          return FailExpr(Current().position, "expected a filter name");
         auto filter = NewExpr(ExprKind::kFilter, position);
         filter->name = ParseDottedName();
         filter->filter = FindFilter(filter->name);
@@ -731,20 +741,21 @@ class Parser {
   ExprPtr ParseTest(ExprPtr operand, Position position) {
     auto test = NewExpr(ExprKind::kTest, position);
     test->negated = SkipName("not");
-    if (Current().kind != TokenKind::kName) return FailExpr(Current().position, "expected a test name");
+    if (Current().kind != TokenKind::kName)
+      return FailExpr(Current().position, "expected a test name");
     test->name = ParseDottedName();
     test->test = FindTest(test->name);
-    if (test->test == nullptr) return FailExpr(position, absl::StrCat("no test named '", test->name, "'"));
+    if (test->test == nullptr)
+      return FailExpr(position, absl::StrCat("no test named '", test->name, "'"));
     test->children.push_back(std::move(operand));
     if (IsOp("(")) {
       if (!ParseArgs(*test)) return nullptr;
       return test;
     }
     const Token& next = Current();
-    const bool starts_primary =
-        next.kind == TokenKind::kName || next.kind == TokenKind::kString ||
-        next.kind == TokenKind::kInt || next.kind == TokenKind::kFloat || IsOp("(") ||
-        IsOp("[") || IsOp("{");
+    const bool starts_primary = next.kind == TokenKind::kName || next.kind == TokenKind::kString ||
+                                next.kind == TokenKind::kInt || next.kind == TokenKind::kFloat ||
+                                IsOp("(") || IsOp("[") || IsOp("{");
     if (starts_primary && !IsName("else") && !IsName("or") && !IsName("and")) {
       if (IsName("is")) return FailExpr(next.position, "tests cannot be chained with 'is'");
       ExprPtr arg = ParsePrimary();

@@ -36,12 +36,14 @@ std::string ReadAll(const std::string& path) {
   return text.str();
 }
 
-absl::StatusOr<ChatTemplates> LoadTemplates(const std::string& config, const std::string& specials) {
+absl::StatusOr<ChatTemplates> LoadTemplates(const std::string& config,
+                                            const std::string& specials) {
   if (absl::EndsWith(config, ".jinja")) {
     Dict tokens;
     const auto json = nlohmann::ordered_json::parse(specials, nullptr, false);
     if (json.is_object()) {
-      for (const auto& [name, value] : json.items()) tokens.Set(name, FromJson(value).value_or(Value()));
+      for (const auto& [name, value] : json.items())
+        tokens.Set(name, FromJson(value).value_or(Value()));
     }
     return ChatTemplates::FromSource(ReadAll(config), std::move(tokens));
   }
@@ -87,10 +89,14 @@ int main(int argc, char** argv) {
   std::string config, cases, now_text = "2026-01-02T03:04:05Z", specials = "{}";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--config") config = argv[i + 1];
-    else if (flag == "--cases") cases = argv[i + 1];
-    else if (flag == "--now") now_text = argv[i + 1];
-    else if (flag == "--specials") specials = argv[i + 1];
+    if (flag == "--config")
+      config = argv[i + 1];
+    else if (flag == "--cases")
+      cases = argv[i + 1];
+    else if (flag == "--now")
+      now_text = argv[i + 1];
+    else if (flag == "--specials")
+      specials = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -98,8 +104,12 @@ int main(int argc, char** argv) {
   }
   absl::Time now;
   std::string error;
-  if (config.empty() || cases.empty() || !absl::ParseTime(absl::RFC3339_full, now_text, &now, &error)) {
-    std::fprintf(stderr, "usage: pagoda-chat-template --config PATH --cases FILE.jsonl [--now RFC3339] [--specials JSON] %s\n", error.c_str());
+  if (config.empty() || cases.empty() ||
+      !absl::ParseTime(absl::RFC3339_full, now_text, &now, &error)) {
+    std::fprintf(stderr,
+                 "usage: pagoda-chat-template --config PATH --cases FILE.jsonl [--now RFC3339] "
+                 "[--specials JSON] %s\n",
+                 error.c_str());
     return 2;
   }
   const auto templates = LoadTemplates(config, specials);
@@ -116,8 +126,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "a case is not a JSON object: %s\n", line.substr(0, 80).c_str());
       return 1;
     }
-    std::cout << RenderCase(*templates, c, now).dump(-1, ' ', false,
-                                                      nlohmann::json::error_handler_t::replace)
+    std::cout << RenderCase(*templates, c, now)
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
   }
   return 0;

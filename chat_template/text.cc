@@ -21,9 +21,7 @@ std::string FromIcu(const icu::UnicodeString& text) {
   return out;
 }
 
-bool IsCased(char32_t c) {
-  return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASED) != 0;
-}
+bool IsCased(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASED) != 0; }
 
 std::string TitleOne(char32_t c) {
   icu::UnicodeString one(static_cast<UChar32>(c));
@@ -94,8 +92,7 @@ std::string PyStrip(absl::string_view text, const std::optional<std::string>& ch
 }
 
 std::vector<std::string> PySplit(absl::string_view text,
-                                 const std::optional<std::string>& separator,
-                                 int64_t max_split) {
+                                 const std::optional<std::string>& separator, int64_t max_split) {
   std::vector<std::string> out;
   if (separator.has_value()) {
     size_t start = 0;
@@ -116,8 +113,9 @@ std::vector<std::string> PySplit(absl::string_view text,
     if (max_split >= 0 && static_cast<int64_t>(out.size()) == max_split) {
       size_t end = points.size();
       while (end > i && IsPythonSpace(points[end - 1])) --end;
-      out.push_back(EncodeUtf8(std::vector<char32_t>(points.begin() + static_cast<ptrdiff_t>(i),
-                                                     points.begin() + static_cast<ptrdiff_t>(end))));
+      out.push_back(
+          EncodeUtf8(std::vector<char32_t>(points.begin() + static_cast<ptrdiff_t>(i),
+                                           points.begin() + static_cast<ptrdiff_t>(end))));
       break;
     }
     const size_t start = i;
@@ -129,8 +127,7 @@ std::vector<std::string> PySplit(absl::string_view text,
 }
 
 std::vector<std::string> PyRSplit(absl::string_view text,
-                                  const std::optional<std::string>& separator,
-                                  int64_t max_split) {
+                                  const std::optional<std::string>& separator, int64_t max_split) {
   if (max_split < 0) return PySplit(text, separator, max_split);
   std::vector<std::string> out;
   if (separator.has_value()) {

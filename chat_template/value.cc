@@ -360,8 +360,8 @@ std::string PythonFloatRepr(double value) {
   if (exponent < -4 || exponent >= 16) {
     std::string out = sign + digits.substr(0, 1);
     if (digits.size() > 1) absl::StrAppend(&out, ".", digits.substr(1));
-    return absl::StrCat(out, absl::StrFormat("e%c%02d", exponent < 0 ? '-' : '+',
-                                             std::abs(exponent)));
+    return absl::StrCat(out,
+                        absl::StrFormat("e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent)));
   }
   if (exponent < 0) {
     return absl::StrCat(sign, "0.", std::string(static_cast<size_t>(-exponent - 1), '0'), digits);
@@ -431,10 +431,15 @@ std::vector<char32_t> DecodeUtf8(absl::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     const auto byte = static_cast<unsigned char>(text[i]);
-    size_t length = byte < 0x80 ? 1 : (byte >> 5) == 0x6 ? 2 : (byte >> 4) == 0xE ? 3
-                                    : (byte >> 3) == 0x1E ? 4 : 0;
-    char32_t c = length == 1 ? byte : length == 2 ? byte & 0x1F : length == 3 ? byte & 0x0F
-                                                                            : byte & 0x07;
+    size_t length = byte < 0x80           ? 1
+                    : (byte >> 5) == 0x6  ? 2
+                    : (byte >> 4) == 0xE  ? 3
+                    : (byte >> 3) == 0x1E ? 4
+                                          : 0;
+    char32_t c = length == 1   ? byte
+                 : length == 2 ? byte & 0x1F
+                 : length == 3 ? byte & 0x0F
+                               : byte & 0x07;
     bool valid = length != 0 && i + length <= text.size();
     for (size_t k = 1; valid && k < length; ++k) {
       const auto next = static_cast<unsigned char>(text[i + k]);

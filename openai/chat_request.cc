@@ -14,9 +14,9 @@
 namespace pagoda::openai {
 namespace {
 
+using chat_template::Value;
 using nlohmann::json;
 using nlohmann::ordered_json;
-using chat_template::Value;
 
 // OpenAI's content forms: a string, null, or an array of parts, of which we take text parts
 // (joined with "\n", as vLLM renders text-only content for templates that expect a string).
@@ -28,7 +28,8 @@ absl::Status NormalizeContent(ordered_json& message, const std::string& field) {
   if (content == message.end() || content->is_string()) return absl::OkStatus();
   if (!content->is_array()) {
     return FieldError(field + ".content", absl::StrCat("must be a string, an array of parts or "
-                                                       "null, got ", JsonTypeName(json(*content))));
+                                                       "null, got ",
+                                                       JsonTypeName(json(*content))));
   }
   std::vector<std::string> texts;
   for (size_t j = 0; j < content->size(); ++j) {
@@ -69,12 +70,13 @@ void ParseToolCallArguments(ordered_json& message) {
 absl::StatusOr<Value> Messages(ordered_json* messages) {
   if (messages == nullptr) return FieldError("messages", "required");
   if (!messages->is_array()) {
-    return FieldError("messages", absl::StrCat("must be an array, got ", JsonTypeName(json(*messages))));
+    return FieldError("messages",
+                      absl::StrCat("must be an array, got ", JsonTypeName(json(*messages))));
   }
   if (messages->empty()) return FieldError("messages", "must not be empty");
   if (messages->size() > kMaxMessages) {
-    return FieldError("messages", absl::StrCat("at most ", kMaxMessages, " messages, got ",
-                                               messages->size()));
+    return FieldError("messages",
+                      absl::StrCat("at most ", kMaxMessages, " messages, got ", messages->size()));
   }
   for (size_t i = 0; i < messages->size(); ++i) {
     ordered_json& message = (*messages)[i];
@@ -115,9 +117,9 @@ absl::StatusOr<bool> OptionalBool(const ordered_json& object, const char* name, 
 // The fields /v1/chat/completions reads that are not sampling or stopping fields, marked known,
 // and the ones it does not implement, refused by name unless at their defaults.
 absl::Status CheckChatFields(JsonFields& fields) {
-  for (const char* name : {"messages", "tools", "documents", "add_generation_prompt",
-                           "continue_final_message", "chat_template", "chat_template_kwargs",
-                           "parallel_tool_calls"}) {
+  for (const char* name :
+       {"messages", "tools", "documents", "add_generation_prompt", "continue_final_message",
+        "chat_template", "chat_template_kwargs", "parallel_tool_calls"}) {
     (void)fields.Get(name);
   }
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("n", 1, "more than one choice is not implemented yet"));
@@ -184,8 +186,9 @@ absl::StatusOr<std::string> RenderChat(const chat_template::RenderRequest& rende
     absl::StatusOr<chat_template::ChatTemplate> parsed = chat_template::ChatTemplate::Parse(source);
     if (!parsed.ok()) return FieldError("chat_template", parsed.status().message());
     const chat_template::Dict no_specials;
-    text = parsed->Render(context.templates != nullptr ? context.templates->specials() : no_specials,
-                          render, context.now);
+    text =
+        parsed->Render(context.templates != nullptr ? context.templates->specials() : no_specials,
+                       render, context.now);
   } else if (context.templates == nullptr || !context.templates->Has()) {
     return absl::FailedPreconditionError(
         "messages: this model has no chat template; start pagodad with --chat-template, send "

@@ -23,7 +23,7 @@ namespace pagoda::openai {
 inline constexpr size_t kMaxMessages = 4096;
 
 struct ChatRequest {
-  std::string model;  // empty: the served model
+  std::string model;             // empty: the served model
   engine::EngineRequest prompt;  // not yet validated: hand it to Engine::Submit
   std::string prompt_text;       // the rendered conversation
   bool stream = false;
@@ -35,9 +35,9 @@ struct ChatRequest {
 // What rendering needs besides the body.
 struct ChatContext {
   const engine::EngineInfo* info = nullptr;
-  const tokenizer::Tokenizer* tokenizer = nullptr;        // null: chat is refused
+  const tokenizer::Tokenizer* tokenizer = nullptr;          // null: chat is refused
   const chat_template::ChatTemplates* templates = nullptr;  // null or empty: refused
-  absl::Time now;                                         // strftime_now()
+  absl::Time now;                                           // strftime_now()
 };
 
 // Parses `body` and renders its conversation. Errors (InvalidArgument with kInvalidField unless

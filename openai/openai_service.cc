@@ -34,6 +34,18 @@ http::Response JsonResponse(const json& body) {
 
 int64_t UnixSeconds(absl::Time t) { return absl::ToUnixSeconds(t); }
 
+// The request id a client gave in X-Request-Id, checked, or a new one.
+absl::StatusOr<std::string> RequestIdOf(const http::Request& request) {
+  const std::string* header = request.Header("x-request-id");
+  return engine::ResolveRequestId(
+      "", header == nullptr ? std::nullopt : std::optional<absl::string_view>(*header));
+}
+
+// A body's `model` (empty: the served one) against the served model's name.
+absl::Status CheckModel(const std::string& model, const engine::Engine& engine) {
+  return engine::CheckModelName(model, engine.info().model_name);
+}
+
 // The loaded engine (with a tokenizer) and the parsed body of /tokenize or /detokenize.
 struct TokenizerRoute {
   engine::Engine* engine;
@@ -78,7 +90,7 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
         stream_(request.stream),
         include_usage_(request.include_usage),
         continuous_usage_(request.continuous_usage_stats),
-        echo_events_(!stream_ ? ""
+        echo_events_(!stream_    ? ""
                      : ids_.chat ? RoleEvents(ids_, request.prompts.size())
                                  : EchoEvents(ids_, request.echo_texts)),
         results_(request.prompts.size()),
@@ -193,8 +205,7 @@ absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequ
   return absl::OkStatus();
 }
 
-std::string OpenAiService::CompletionCall::RoleEvents(const ResponseIds& ids,
-                                                      size_t num_choices) {
+std::string OpenAiService::CompletionCall::RoleEvents(const ResponseIds& ids, size_t num_choices) {
   std::string events;
   for (size_t i = 0; i < num_choices; ++i) {
     events += SseEvent(ChatRoleChunkJson(ids, static_cast<int>(i)));
@@ -346,15 +357,12 @@ void OpenAiService::Completions(const http::Request& request,
   const absl::Time arrival = absl::Now();
   absl::StatusOr<engine::Engine*> engine = ServingEngine();
   if (!engine.ok()) return Refuse(engine.status(), *responder);
-  const std::string* header = request.Header("x-request-id");
-  absl::StatusOr<std::string> request_id = engine::ResolveRequestId(
-      "", header == nullptr ? std::nullopt : std::optional<absl::string_view>(*header));
+  absl::StatusOr<std::string> request_id = RequestIdOf(request);
   if (!request_id.ok()) return Refuse(request_id.status(), *responder);
   absl::StatusOr<CompletionRequest> parsed =
       ParseCompletionRequest(request.body, (*engine)->info(), (*engine)->tokenizer());
   if (!parsed.ok()) return Refuse(parsed.status(), *responder);
-  if (absl::Status status = engine::CheckModelName(parsed->model, (*engine)->info().model_name);
-      !status.ok()) {
+  if (absl::Status status = CheckModel(parsed->model, **engine); !status.ok()) {
     return Refuse(status, *responder);
   }
   LogUnknownFields(parsed->unknown_fields);
@@ -385,7 +393,8 @@ void OpenAiService::Tokenize(const http::Request& request,
     absl::StatusOr<chat_template::RenderRequest> render = ChatRenderRequest(request.body, source);
     const std::shared_ptr<const chat_template::ChatTemplates> templates = ChatTemplates();
     absl::StatusOr<std::string> text =
-        render.ok() ? RenderChat(*render, source, ChatContextOf(*route->engine, templates.get(), absl::Now()))
+        render.ok() ? RenderChat(*render, source,
+                                 ChatContextOf(*route->engine, templates.get(), absl::Now()))
                     : render.status();
     if (text.ok()) prompt = *std::move(text);
     status = text.status();
@@ -457,15 +466,13 @@ void OpenAiService::ChatCompletions(const http::Request& request,
   const absl::Time arrival = absl::Now();
   absl::StatusOr<engine::Engine*> engine = ServingEngine();
   if (!engine.ok()) return Refuse(engine.status(), *responder);
-  const std::string* header = request.Header("x-request-id");
-  absl::StatusOr<std::string> request_id = engine::ResolveRequestId(
-      "", header == nullptr ? std::nullopt : std::optional<absl::string_view>(*header));
+  absl::StatusOr<std::string> request_id = RequestIdOf(request);
   if (!request_id.ok()) return Refuse(request_id.status(), *responder);
   const std::shared_ptr<const chat_template::ChatTemplates> templates = ChatTemplates();
-  absl::StatusOr<ChatRequest> chat = ParseChatRequest(request.body, ChatContextOf(**engine, templates.get(), arrival));
+  absl::StatusOr<ChatRequest> chat =
+      ParseChatRequest(request.body, ChatContextOf(**engine, templates.get(), arrival));
   if (!chat.ok()) return Refuse(chat.status(), *responder);
-  if (absl::Status status = engine::CheckModelName(chat->model, (*engine)->info().model_name);
-      !status.ok()) {
+  if (absl::Status status = CheckModel(chat->model, **engine); !status.ok()) {
     return Refuse(status, *responder);
   }
   LogUnknownFields(chat->unknown_fields);
@@ -492,8 +499,7 @@ void OpenAiService::CompletionsRender(const http::Request& request,
   absl::StatusOr<CompletionRequest> parsed =
       ParseCompletionRequest(request.body, (*engine)->info(), (*engine)->tokenizer());
   if (!parsed.ok()) return Refuse(parsed.status(), *responder);
-  if (absl::Status status = engine::CheckModelName(parsed->model, (*engine)->info().model_name);
-      !status.ok()) {
+  if (absl::Status status = CheckModel(parsed->model, **engine); !status.ok()) {
     return Refuse(status, *responder);
   }
   json rendered = json::array();
@@ -511,21 +517,18 @@ void OpenAiService::ChatCompletionsRender(const http::Request& request,
   absl::StatusOr<ChatRequest> chat =
       ParseChatRequest(request.body, ChatContextOf(**engine, templates.get(), absl::Now()));
   if (!chat.ok()) return Refuse(chat.status(), *responder);
-  if (absl::Status status = engine::CheckModelName(chat->model, (*engine)->info().model_name);
-      !status.ok()) {
+  if (absl::Status status = CheckModel(chat->model, **engine); !status.ok()) {
     return Refuse(status, *responder);
   }
-  responder->Send(JsonResponse({{"token_ids", chat->prompt.prompt_tokens},
-                                {"prompt", chat->prompt_text}}));
+  responder->Send(
+      JsonResponse({{"token_ids", chat->prompt.prompt_tokens}, {"prompt", chat->prompt_text}}));
 }
 
 ChatContext OpenAiService::ChatContextOf(const engine::Engine& engine,
                                          const chat_template::ChatTemplates* templates,
                                          absl::Time now) {
-  return ChatContext{.info = &engine.info(),
-                     .tokenizer = engine.tokenizer(),
-                     .templates = templates,
-                     .now = now};
+  return ChatContext{
+      .info = &engine.info(), .tokenizer = engine.tokenizer(), .templates = templates, .now = now};
 }
 
 std::shared_ptr<const chat_template::ChatTemplates> OpenAiService::ChatTemplates() const {

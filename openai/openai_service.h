@@ -7,8 +7,8 @@
 // Routes: GET /health, /version, /metrics, /v1/models; POST /v1/completions and
 // /v1/chat/completions (whole or streamed as server-sent events), /v1/completions/render and
 // /v1/chat/completions/render (the prompt's token ids, for cache-aware routers), /tokenize
-// (`prompt` or `messages`), /detokenize. A client that goes away, streaming or not, aborts its requests at once
-// (their KV blocks go back to the pool in the engine's next step).
+// (`prompt` or `messages`), /detokenize. A client that goes away, streaming or not, aborts its
+// requests at once (their KV blocks go back to the pool in the engine's next step).
 //
 // Threads: Handle runs on the HTTP server's threads and never blocks on the engine; outputs
 // reach the responders from the engine thread. Every method is thread-safe. The engine passed
@@ -27,8 +27,8 @@
 #include "absl/time/time.h"
 #include "chat_template/chat_template.h"
 #include "engine/engine.h"
-#include "openai/chat_request.h"
 #include "http/http_server.h"
+#include "openai/chat_request.h"
 
 namespace pagoda::openai {
 

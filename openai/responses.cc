@@ -81,11 +81,9 @@ json StopReason(const engine::RequestCompletion& completion) {
 // The fields every object shares; chat chunks and whole chat objects have their own names.
 json Envelope(const ResponseIds& ids, bool chunk = false) {
   const char* object = !ids.chat ? "text_completion"
-                                 : chunk ? "chat.completion.chunk" : "chat.completion";
-  return {{"id", ids.id},
-          {"object", object},
-          {"created", ids.created},
-          {"model", ids.model}};
+                       : chunk   ? "chat.completion.chunk"
+                                 : "chat.completion";
+  return {{"id", ids.id}, {"object", object}, {"created", ids.created}, {"model", ids.model}};
 }
 
 }  // namespace
@@ -172,9 +170,8 @@ std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_
   json choice = {{"index", index}};
   if (ids.chat) {
     // The finishing chunk of a chat choice has an empty delta when it brings no text.
-    choice["delta"] = text.empty() && finished != nullptr
-                          ? json::object()
-                          : json{{"content", std::string(text)}};
+    choice["delta"] =
+        text.empty() && finished != nullptr ? json::object() : json{{"content", std::string(text)}};
   } else {
     choice["text"] = std::string(text);
   }
@@ -213,9 +210,8 @@ std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResul
     const engine::RequestCompletion& completion = choices[i].completion;
     json choice = {{"index", i}};
     if (ids.chat) {
-      choice["message"] = {{"role", "assistant"},
-                           {"content", choices[i].text},
-                           {"tool_calls", json::array()}};
+      choice["message"] = {
+          {"role", "assistant"}, {"content", choices[i].text}, {"tool_calls", json::array()}};
     } else {
       choice["text"] = choices[i].text;
     }

@@ -26,8 +26,8 @@ absl::StatusOr<std::string> FlagSource(const std::string& value) {
     return text.str();
   }
   if (absl::StrContains(value, "{{") || absl::StrContains(value, "{%")) return value;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--chat-template: ", value, " is neither a file nor a template (no {{ or {%)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--chat-template: ", value, " is neither a file nor a template (no {{ or {%)"));
 }
 
 }  // namespace

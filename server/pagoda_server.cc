@@ -1,11 +1,11 @@
 #include "server/pagoda_server.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -160,7 +160,6 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
-
 // The bearer tokens of --auth-token-file (--api-key-file) and --api-key, in one store for both
 // front ends.
 absl::StatusOr<std::unique_ptr<Authenticator>> LoadAuthenticator(const ServerOptions& options) {
@@ -175,7 +174,8 @@ absl::StatusOr<std::unique_ptr<Authenticator>> LoadAuthenticator(const ServerOpt
   }
   if (options.api_key.has_value()) {
     const std::string& key = *options.api_key;
-    if (key.empty() || std::any_of(key.begin(), key.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+    if (key.empty() ||
+        std::any_of(key.begin(), key.end(), [](char c) { return c <= ' ' || c > '~'; })) {
       return absl::InvalidArgumentError(
           "--api-key: must be visible ASCII, without spaces, and not empty");
     }

@@ -222,7 +222,8 @@ absl::StatusOr<std::string> OpenAiClient::Detokenize(const std::vector<uint32_t>
     bhttp::response<bhttp::string_body> response;
     bhttp::read(stream, buffer, response);
     const json answer = json::parse(response.body(), nullptr, false);
-    if (response.result_int() != 200 || !answer.contains("prompt") || !answer["prompt"].is_string()) {
+    if (response.result_int() != 200 || !answer.contains("prompt") ||
+        !answer["prompt"].is_string()) {
       return absl::UnavailableError(absl::StrCat("/detokenize: HTTP ", response.result_int(), ": ",
                                                  response.body().substr(0, 200)));
     }
