@@ -132,6 +132,9 @@ absl::Status Interpreter::ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow) {
     case StmtKind::kText:
       return Append(stmt.text);
     case StmtKind::kOutput: {
+      if (stmt.expr->kind == ExprKind::kBinary && stmt.expr->op == BinaryOp::kAdd) {
+        return Located(OutputSum(*stmt.expr, frame), stmt.position);
+      }
       auto value = Eval(*stmt.expr, frame);
       if (!value.ok()) return Located(value.status(), stmt.position);
       if (value->is_string()) return Append(value->string_value());  // no copy
@@ -165,6 +168,39 @@ absl::Status Interpreter::ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow) {
     }
   }
   return absl::OkStatus();
+}
+
+// {{ a + b + c }}: the operands are evaluated left to right as always; when they are all
+// strings, each is appended to the output as it is, instead of building every partial sum
+// (chat templates print long `'<|im_start|>' + role + '\n' + content + ...` chains).
+absl::Status Interpreter::OutputSum(const Expr& sum, Frame& frame) {
+  std::vector<const Expr*> operands;
+  const Expr* node = &sum;
+  while (node->kind == ExprKind::kBinary && node->op == BinaryOp::kAdd) {
+    operands.push_back(node->children[1].get());
+    node = node->children[0].get();
+  }
+  operands.push_back(node);
+  std::vector<Value> values;
+  values.reserve(operands.size());
+  bool all_strings = true;
+  for (auto it = operands.rbegin(); it != operands.rend(); ++it) {
+    PAGODA_ASSIGN_OR_RETURN(Value value, Eval(**it, frame));
+    all_strings = all_strings && value.is_string();
+    values.push_back(std::move(value));
+  }
+  if (all_strings) {
+    for (const Value& value : values) PAGODA_RETURN_IF_ERROR(Append(value.string_value()));
+    return absl::OkStatus();
+  }
+  Value total = std::move(values[0]);
+  for (size_t i = 1; i < values.size(); ++i) {
+    PAGODA_ASSIGN_OR_RETURN(total, BinaryOperation(BinaryOp::kAdd, total, values[i]));
+    if (total.weight() > limits_.max_output_bytes) {
+      return absl::ResourceExhaustedError("a value passed the chat template's output bound");
+    }
+  }
+  return Append(total.Str());
 }
 
 absl::Status Interpreter::ExecFor(const Stmt& stmt, Frame& frame, Flow& flow) {

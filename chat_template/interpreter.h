@@ -85,6 +85,7 @@ class Interpreter {
   absl::Status Exec(const Body& body, Frame& frame, Flow& flow);
   absl::Status ExecStmt(const Stmt& stmt, Frame& frame, Flow& flow);
   absl::Status ExecFor(const Stmt& stmt, Frame& frame, Flow& flow);
+  absl::Status OutputSum(const Expr& sum, Frame& frame);
   absl::Status ExecSet(const Stmt& stmt, Frame& frame, Flow& flow);
   absl::Status Bind(const std::vector<std::string>& targets, const Value& value, Frame& frame,
                     Position position);
