@@ -122,7 +122,6 @@ absl::Status CheckChatFields(JsonFields& fields) {
         "chat_template", "chat_template_kwargs", "parallel_tool_calls"}) {
     (void)fields.Get(name);
   }
-  PAGODA_RETURN_IF_ERROR(fields.OnlyValue("n", 1, "more than one choice is not implemented yet"));
   PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("logprobs", false, "log-probabilities are not implemented yet"));
   PAGODA_RETURN_IF_ERROR(
@@ -235,6 +234,8 @@ absl::StatusOr<ChatRequest> ParseChatRequest(absl::string_view body, const ChatC
   if (prompt.prompt_tokens.empty()) return FieldError("messages", "the rendered prompt is empty");
   prompt.prompt_field = "messages";
   prompt.detokenize = true;
+  PAGODA_RETURN_IF_ERROR(ParseN(fields, 1, out.n));
+  out.prompts = FanOut({prompt}, out.n);
   out.unknown_fields = fields.UnknownFields();
   return out;
 }

@@ -24,7 +24,10 @@ inline constexpr size_t kMaxMessages = 4096;
 
 struct ChatRequest {
   std::string model;             // empty: the served model
-  engine::EngineRequest prompt;  // not yet validated: hand it to Engine::Submit
+  engine::EngineRequest prompt;  // the conversation's request (render endpoints read it)
+  int n = 1;                     // choices
+  // `prompt` n times (FanOut): what is submitted, not yet validated (Engine::Submit does).
+  std::vector<engine::EngineRequest> prompts;
   std::string prompt_text;       // the rendered conversation
   bool stream = false;
   bool include_usage = false;
@@ -42,7 +45,7 @@ struct ChatContext {
 
 // Parses `body` and renders its conversation. Errors (InvalidArgument with kInvalidField unless
 // said): a field of the wrong type or form, named ("messages[2].content: ..."); content parts
-// other than text; tool_choice "required" or a named function, n > 1, logprobs, a
+// other than text; tool_choice "required" or a named function, logprobs, a
 // response_format other than text (not implemented); FailedPrecondition when the model has no
 // tokenizer or no chat template; a template error (its line, or raise_exception's message) as
 // an InvalidArgument naming "messages".

@@ -108,8 +108,6 @@ absl::Status Tokenize(PromptForm& form, bool add_special_tokens,
 // The fields /v1/completions does not implement, refused by name unless at their defaults.
 absl::Status RefuseUnimplemented(JsonFields& fields) {
   PAGODA_RETURN_IF_ERROR(
-      fields.OnlyValue("n", 1, "more than one choice per prompt is not implemented yet"));
-  PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("best_of", 1, "more than one candidate per prompt is not implemented"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("logprobs", json(),
                                           "log-probabilities are not "
@@ -169,6 +167,13 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
     request.prompt_tokens = std::move(form.tokens);
     request.prompt_field = form.field;
     out.prompts.push_back(std::move(request));
+  }
+  PAGODA_RETURN_IF_ERROR(ParseN(fields, out.prompts.size(), out.n));
+  out.prompts = FanOut(std::move(out.prompts), out.n);
+  if (out.echo && out.n > 1) {
+    std::vector<std::string> texts;
+    for (const std::string& text : out.echo_texts) texts.insert(texts.end(), out.n, text);
+    out.echo_texts = std::move(texts);
   }
   out.unknown_fields = fields.UnknownFields();
   return out;

@@ -31,6 +31,7 @@ struct CompletionRequest {
   // With `echo`: each prompt's text, which its choice's text starts with.
   bool echo = false;
   std::vector<std::string> echo_texts;
+  int n = 1;  // choices per prompt: `prompts` holds each prompt n times in a row
   bool stream = false;
   bool include_usage = false;           // stream_options.include_usage
   bool continuous_usage_stats = false;  // stream_options.continuous_usage_stats
@@ -40,7 +41,7 @@ struct CompletionRequest {
 
 // Parses `body` for the served model. `tokenizer` may be null (text prompts are then refused).
 // Errors (InvalidArgument with ErrorReason kInvalidField unless said): the body is not JSON or
-// not an object ("body: ..."); a field of the wrong type or form, named; n, best_of, logprobs,
+// not an object ("body: ..."); a field of the wrong type or form, named; best_of, logprobs,
 // suffix other than their defaults (not implemented); stream_options without stream;
 // FailedPrecondition for text prompts or echo without a tokenizer.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,

@@ -158,12 +158,30 @@ TEST_F(CompletionRequestTest, ErrorsNameTheField) {
   ExpectError(R"({"prompt": "hi", "seed": "x"})", "seed: must be an integer");
   ExpectError(R"({"prompt": "hi", "stream": 1})", "stream: must be a boolean, got integer");
   ExpectError(R"({"prompt": "hi", "stream_options": {}})", "stream_options: only allowed with");
-  ExpectError(R"({"prompt": "hi", "n": 2})", "n: more than one choice");
+  ExpectError(R"({"prompt": "hi", "n": 0})", "n: ");
+  ExpectError(R"({"prompt": "hi", "n": 129})", "n: ");
+  ExpectError(R"({"prompt": ["a", "b", "c"], "n": 100})", "n: prompts × n must be at most 256");
   ExpectError(R"({"prompt": "hi", "logprobs": 1})", "logprobs: ");
   ExpectError(R"({"prompt": "hi", "suffix": "x"})", "suffix: ");
   ExpectError(R"({"prompt": "hi", "min_tokens": 20, "max_tokens": 5})", "min_tokens: ");
   ExpectError(R"({"prompt": "hi", "cache_salt": 5})", "cache_salt: must be a string");
   ExpectError(R"({"prompt": "hi", "model": 5})", "model: must be a string");
+}
+
+TEST_F(CompletionRequestTest, NChoicesPerPromptFanOutWithTheirOwnSeeds) {
+  const absl::StatusOr<CompletionRequest> parsed =
+      Parse(R"({"prompt": ["ab", "cd"], "n": 3, "seed": 7, "echo": true})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->n, 3);
+  ASSERT_EQ(parsed->prompts.size(), 6u);
+  ASSERT_EQ(parsed->echo_texts.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    // Choice i is copy i % 3 of prompt i / 3.
+    EXPECT_EQ(parsed->prompts[i].prompt_tokens, parsed->prompts[i / 3 * 3].prompt_tokens);
+    EXPECT_EQ(parsed->prompts[i].sampling.seed, 7u + i % 3);
+    EXPECT_EQ(parsed->echo_texts[i], i < 3 ? "ab" : "cd");
+  }
+  EXPECT_FALSE(Parse(R"({"prompt": "ab", "n": 2})")->prompts[1].sampling.seed.has_value());
 }
 
 TEST_F(CompletionRequestTest, TextNeedsATokenizer) {

@@ -286,7 +286,7 @@ void OpenAiService::CompletionCall::Finish() {
   if (failure_.has_value()) {
     Emit(SseEvent(ErrorJson(*failure_)));
   } else if (include_usage_) {
-    Emit(SseEvent(CompletionUsageChunkJson(ids_, TotalUsage(results_))));
+    Emit(SseEvent(CompletionUsageChunkJson(ids_, TotalUsage(results_, ids_.n))));
   }
   Emit(std::string(kSseDone));
   if (started_) responder_->End();  // else Start ends the stream once its head is out
@@ -368,7 +368,8 @@ void OpenAiService::Completions(const http::Request& request,
   LogUnknownFields(parsed->unknown_fields);
   ResponseIds ids{.id = absl::StrCat("cmpl-", *request_id),
                   .created = UnixSeconds(arrival),
-                  .model = (*engine)->info().model_name};
+                  .model = (*engine)->info().model_name,
+                  .n = parsed->n};
   auto call = std::make_shared<CompletionCall>(this, *engine, responder, std::move(ids),
                                                *request_id, *parsed);
   if (absl::Status status = call->Start(std::move(parsed->prompts)); !status.ok()) {
@@ -480,11 +481,13 @@ void OpenAiService::ChatCompletions(const http::Request& request,
   as_completion.stream = chat->stream;
   as_completion.include_usage = chat->include_usage;
   as_completion.continuous_usage_stats = chat->continuous_usage_stats;
-  as_completion.prompts.push_back(std::move(chat->prompt));
+  as_completion.n = chat->n;
+  as_completion.prompts = std::move(chat->prompts);
   ResponseIds ids{.id = absl::StrCat("chatcmpl-", *request_id),
                   .created = UnixSeconds(arrival),
                   .model = (*engine)->info().model_name,
-                  .chat = true};
+                  .chat = true,
+                  .n = chat->n};
   auto call = std::make_shared<CompletionCall>(this, *engine, responder, std::move(ids),
                                                *request_id, as_completion);
   if (absl::Status status = call->Start(std::move(as_completion.prompts)); !status.ok()) {

@@ -222,16 +222,18 @@ std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResul
   }
   json object = Envelope(ids);
   object["choices"] = std::move(array);
-  object["usage"] = UsageObject(TotalUsage(choices));
+  object["usage"] = UsageObject(TotalUsage(choices, ids.n));
   return Dump(object);
 }
 
-engine::Usage TotalUsage(const std::vector<ChoiceResult>& choices) {
+engine::Usage TotalUsage(const std::vector<ChoiceResult>& choices, int n) {
   engine::Usage total;
-  for (const ChoiceResult& choice : choices) {
-    total.prompt_tokens += choice.completion.usage.prompt_tokens;
-    total.completion_tokens += choice.completion.usage.completion_tokens;
-    total.cached_prompt_tokens += choice.completion.usage.cached_prompt_tokens;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const engine::Usage& usage = choices[i].completion.usage;
+    total.completion_tokens += usage.completion_tokens;
+    if (n > 1 && i % static_cast<size_t>(n) != 0) continue;
+    total.prompt_tokens += usage.prompt_tokens;
+    total.cached_prompt_tokens += usage.cached_prompt_tokens;
   }
   return total;
 }

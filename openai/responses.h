@@ -40,6 +40,7 @@ struct ResponseIds {
   int64_t created = 0;  // Unix seconds
   std::string model;
   bool chat = false;  // chat.completion objects ("chatcmpl-" ids), else text_completion
+  int n = 1;          // choices per prompt: usage counts each prompt's tokens once
 };
 
 // One finished choice of a completion.
@@ -64,7 +65,8 @@ std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage
 // A whole text_completion object.
 std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices);
 
-// The sum of every choice's usage.
-engine::Usage TotalUsage(const std::vector<ChoiceResult>& choices);
+// The sum of every choice's completion tokens, and of each prompt's tokens once (choices
+// i*n .. i*n+n-1 share prompt i, as vLLM counts them).
+engine::Usage TotalUsage(const std::vector<ChoiceResult>& choices, int n = 1);
 
 }  // namespace pagoda::openai

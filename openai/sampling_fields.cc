@@ -118,6 +118,31 @@ absl::Status ParseSamplingFields(JsonFields& fields, const engine::EngineInfo& i
   return absl::OkStatus();
 }
 
+absl::Status ParseN(JsonFields& fields, size_t num_prompts, int& n) {
+  std::optional<int64_t> value;
+  PAGODA_RETURN_IF_ERROR(fields.Int("n", 1, kMaxChoicesPerPrompt, value));
+  n = static_cast<int>(value.value_or(1));
+  if (num_prompts * static_cast<size_t>(n) > kMaxChoices) {
+    return FieldError("n", absl::StrCat("prompts × n must be at most ", kMaxChoices, ", got ",
+                                        num_prompts, " × ", n));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<engine::EngineRequest> FanOut(std::vector<engine::EngineRequest> prompts, int n) {
+  if (n <= 1) return prompts;
+  std::vector<engine::EngineRequest> out;
+  out.reserve(prompts.size() * static_cast<size_t>(n));
+  for (engine::EngineRequest& prompt : prompts) {
+    for (int j = 0; j < n; ++j) {
+      engine::EngineRequest copy = prompt;
+      if (copy.sampling.seed.has_value()) *copy.sampling.seed += static_cast<uint64_t>(j);
+      out.push_back(std::move(copy));
+    }
+  }
+  return out;
+}
+
 absl::Status ParseStreamFields(JsonFields& fields, bool& stream, bool& include_usage,
                                bool& continuous_usage_stats) {
   std::optional<bool> stream_field;

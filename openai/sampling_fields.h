@@ -4,6 +4,8 @@
 // sampling and stopping fields (vLLM's names) translated into an engine request. Translation
 // only: the engine validates the ranges. Pure functions; thread-safe.
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/engine_info.h"
@@ -22,6 +24,18 @@ absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view body);
 // is read and ignored.
 absl::Status ParseSamplingFields(JsonFields& fields, const engine::EngineInfo& info,
                                  engine::EngineRequest& out);
+
+// Choices per prompt (`n`) at most this, and prompts × n at most kMaxChoices.
+inline constexpr int kMaxChoicesPerPrompt = 128;
+inline constexpr size_t kMaxChoices = 256;
+
+// `n` (default 1) into `n`, checked against the prompts it multiplies.
+absl::Status ParseN(JsonFields& fields, size_t num_prompts, int& n);
+
+// Each request `n` times in a row: choice i*n + j is copy j of prompt i. vLLM fans out n the
+// same way; the copies share the prompt's KV blocks through the prefix cache (one prefill, the
+// blocks counted once). With a seed, copy j samples with seed + j, so the choices differ.
+std::vector<engine::EngineRequest> FanOut(std::vector<engine::EngineRequest> prompts, int n);
 
 // stream, and stream_options' include_usage and continuous_usage_stats (only with stream).
 absl::Status ParseStreamFields(JsonFields& fields, bool& stream, bool& include_usage,

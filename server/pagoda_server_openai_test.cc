@@ -218,7 +218,7 @@ TEST_F(OpenAiApiTest, BadInputTable) {
        "stream: must be a boolean"},
       {"POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})",
        400, "stream_options: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "n": 3})", 400, "n: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "n": 0})", 400, "n: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", 400, "logprobs: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "cache_salt": 1})", 400, "cache_salt: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "priority": "high"})", 400, "priority: "},
@@ -383,6 +383,42 @@ TEST_F(OpenAiApiTest, ChatCompletionWholeAndStreamedAgree) {
   EXPECT_EQ(finish, "length");
 }
 
+TEST_F(OpenAiApiTest, NChoicesCountThePromptOnce) {
+  StartServer({.chat_template = kChatMl});
+  const auto whole = Post("/v1/completions",
+                          R"({"prompt": ["ab", "cd"], "n": 3, "max_tokens": 2, "ignore_eos": true})");
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json body = json::parse(whole->body);
+  ASSERT_EQ(body["choices"].size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(body["choices"][i]["index"], i);
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 6);  // BOS + 2 bytes, once per prompt
+  EXPECT_EQ(body["usage"]["completion_tokens"], 12);
+  const auto chat = Post("/v1/chat/completions",
+                         R"({"messages": [{"role": "user", "content": "Hi"}], "n": 2,
+                             "max_completion_tokens": 3, "ignore_eos": true, "stream": true,
+                             "stream_options": {"include_usage": true}})");
+  ASSERT_EQ(chat->status, 200) << chat->body;
+  bool done = false;
+  std::vector<std::string> texts(2);
+  std::vector<int> roles(2, 0);
+  int usage_prompt = -1;
+  for (const json& event : Events(chat->body, &done)) {
+    if (event["choices"].empty()) {
+      usage_prompt = event["usage"]["prompt_tokens"];
+      continue;
+    }
+    const json& choice = event["choices"][0];
+    const int index = choice["index"];
+    if (choice["delta"].contains("role")) ++roles[index];
+    if (choice["delta"].contains("content")) texts[index] += choice["delta"]["content"].get<std::string>();
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(roles, std::vector<int>({1, 1}));
+  EXPECT_EQ(texts[0].size(), 3u);
+  EXPECT_EQ(texts[1].size(), 3u);
+  EXPECT_EQ(usage_prompt, static_cast<int>(std::string("<|user|>Hi\n<|assistant|>").size()));
+}
+
 TEST_F(OpenAiApiTest, ChatTemplateErrorsAreTheClients) {
   StartServer({.chat_template =
                    "{% if messages[0].role == 'system' %}{{ raise_exception('No system "
@@ -435,7 +471,7 @@ TEST_F(OpenAiApiTest, ChatBadInputNamesTheField) {
        "messages[0].content[0].type"},
       {R"({"messages": [{"role": "user", "content": [{"type": "text"}]}]})",
        "messages[0].content[0].text"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", "n"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "n": 200})", "n"},
       {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", "tool_choice"},
       {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})",

@@ -87,9 +87,16 @@ check(chatFinish === "length", `chat finish_reason ${chatFinish}`);
 check(chunks.at(-1).usage && chunks.at(-1).choices.length === 0 && chatUsage.completion_tokens === 10 &&
       chatUsage.prompt_tokens === chat.usage.prompt_tokens, `streamed chat usage ${JSON.stringify(chunks.at(-1))}`);
 
+// n choices: one request, n choices with indices 0..n-1, the prompt counted once.
+const three = await client.chat.completions.create({ ...chatRequest, n: 3 });
+check(three.choices.length === 3 && three.choices.every((c, i) => c.index === i) &&
+      three.usage.prompt_tokens === chat.usage.prompt_tokens &&
+      three.usage.completion_tokens === 3 * chat.usage.completion_tokens,
+      `chat n=3 ${JSON.stringify(three.usage)}`);
+
 try {
-  await client.chat.completions.create({ ...chatRequest, n: 2 });
-  check(false, "chat n 2 was accepted");
+  await client.chat.completions.create({ ...chatRequest, n: 500 });
+  check(false, "chat n 500 was accepted");
 } catch (error) {
   check(error instanceof OpenAI.BadRequestError, `chat error ${error}`);
   check(error.status === 400 && error.param === "n", `chat status ${error.status} param ${error.param}`);
