@@ -98,7 +98,8 @@ std::optional<CachedBlock> BlockPool::FindCached(const BlockHash& hash,
 
 CacheEntryId BlockPool::Register(BlockId block, const BlockHash& hash,
                                  std::optional<CacheEntryId> parent,
-                                 absl::Span<const TokenId> tokens) {
+                                 absl::Span<const TokenId> tokens, const BlockHash* parent_hash,
+                                 absl::string_view extra_key) {
   PAGODA_CHECK_EQ(static_cast<int>(tokens.size()), block_size_);
   BlockMeta& m = meta(block);
   PAGODA_CHECK_GT(m.ref_count, 0) << "registering unowned block " << block;
@@ -112,13 +113,17 @@ CacheEntryId BlockPool::Register(BlockId block, const BlockHash& hash,
   m.entry = CacheEntryId(next_entry_++);
   m.parent = parent;
   m.hash = hash;
+  m.parent_hash =
+      parent_hash == nullptr ? std::nullopt : std::optional<uint64_t>(parent_hash->low);
+  m.extra_key.assign(extra_key.data(), extra_key.size());
   std::copy(tokens.begin(), tokens.end(),
             tokens_.begin() + static_cast<size_t>(block.value()) * block_size_);
   index_.emplace(hash, block);
+  if (events_enabled_) RecordStored(block);
   return *m.entry;
 }
 
-void BlockPool::Unregister(BlockId block) {
+void BlockPool::Unregister(BlockId block, bool record) {
   BlockMeta& m = meta(block);
   PAGODA_CHECK(m.entry.has_value());
   const auto it = index_.find(m.hash);
@@ -126,15 +131,56 @@ void BlockPool::Unregister(BlockId block) {
   index_.erase(it);
   m.entry.reset();
   m.parent.reset();
+  m.parent_hash.reset();
+  m.extra_key.clear();
+  if (events_enabled_ && record) AppendBlockRemoved(m.hash.low, &events_);
+}
+
+void BlockPool::RecordStored(BlockId block) {
+  const BlockMeta& m = meta(block);
+  AppendBlockStored(m.hash.low, m.parent_hash, cached_tokens(block), m.extra_key, &events_);
 }
 
 bool BlockPool::ResetPrefixCache() {
   if (num_used_blocks() > 0) return false;
   for (int32_t b = 0; b < num_blocks_; ++b) {
-    if (blocks_[b].entry.has_value()) Unregister(BlockId(b));
+    if (blocks_[b].entry.has_value()) Unregister(BlockId(b), /*record=*/false);
   }
   num_cached_evictable_ = 0;
+  if (events_enabled_) events_.push_back({.kind = KvCacheEvent::Kind::kAllBlocksCleared});
   return true;
+}
+
+void BlockPool::EnableEvents(bool enable) {
+  events_enabled_ = enable;
+  if (!enable) events_.clear();
+}
+
+std::vector<KvCacheEvent> BlockPool::TakeEvents() {
+  std::vector<KvCacheEvent> events;
+  events.swap(events_);
+  return events;
+}
+
+std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
+  std::vector<CachedBlockInfo> blocks;
+  blocks.reserve(index_.size());
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    const BlockMeta& m = blocks_[b];
+    if (!m.entry.has_value()) continue;
+    const absl::Span<const TokenId> tokens = cached_tokens(BlockId(b));
+    blocks.push_back({.block = BlockId(b),
+                      .block_hash = m.hash.low,
+                      .parent_block_hash = m.parent_hash,
+                      .token_ids = std::vector<TokenId>(tokens.begin(), tokens.end()),
+                      .extra_key = m.extra_key,
+                      .in_use = m.ref_count > 0});
+  }
+  // Entry ids grow with each registration, and a parent is registered before its children.
+  std::sort(blocks.begin(), blocks.end(), [this](const CachedBlockInfo& a, const CachedBlockInfo& b) {
+    return meta(a.block).entry->value() < meta(b.block).entry->value();
+  });
+  return blocks;
 }
 
 }  // namespace pagoda::block_manager

@@ -2,12 +2,15 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "block_manager/block_hash.h"
 #include "block_manager/free_block_queue.h"
+#include "block_manager/kv_cache_events.h"
 #include "common/ids.h"
 
 namespace pagoda::block_manager {
@@ -88,11 +91,25 @@ class BlockPool {
   // is returned and `block` stays unregistered (block tables are append-only, so the duplicate
   // lives on uncached). Anything else indexed under `hash` (a collision, or content orphaned by
   // its parent's eviction) is unregistered in favour of `block`.
+  // `parent_hash` (the parent content's hash) and `extra_key` (what the first block's hash
+  // folded in) are only reported: in KV events and ListCachedBlocks().
   CacheEntryId Register(BlockId block, const BlockHash& hash, std::optional<CacheEntryId> parent,
-                        absl::Span<const TokenId> tokens);
+                        absl::Span<const TokenId> tokens, const BlockHash* parent_hash = nullptr,
+                        absl::string_view extra_key = {});
 
   // Drops every cached content. Only possible when no block is in use; returns false otherwise.
   [[nodiscard]] bool ResetPrefixCache();
+
+  // KV events (kv_cache_events.h). While enabled, every change to the cached contents is
+  // recorded, in order, until TakeEvents(); consecutive stores of one chain share an event, and
+  // so do consecutive removals. Disabled (the default), nothing is recorded.
+  void EnableEvents(bool enable);
+  bool events_enabled() const { return events_enabled_; }
+  std::vector<KvCacheEvent> TakeEvents();
+
+  // Every block holding registered content, in registration order (so a parent that is still
+  // cached comes before its children). O(num_blocks).
+  std::vector<CachedBlockInfo> ListCachedBlocks() const;
 
   // The free list from next-to-allocate to last; O(num_blocks), for tests.
   std::vector<BlockId> FreeListForTesting() const { return free_queue_.ToVector(); }
@@ -105,6 +122,9 @@ class BlockPool {
     std::optional<CacheEntryId> entry;
     std::optional<CacheEntryId> parent;
     BlockHash hash;
+    // Reported only (events, ListCachedBlocks).
+    std::optional<uint64_t> parent_hash;
+    std::string extra_key;
   };
 
   const BlockMeta& meta(BlockId block) const;
@@ -112,8 +132,10 @@ class BlockPool {
   absl::Span<const TokenId> cached_tokens(BlockId block) const;
   bool Holds(BlockId block, std::optional<CacheEntryId> parent,
              absl::Span<const TokenId> tokens) const;
-  // Forgets `block`'s registered content (keeps its place in the free list, if any).
-  void Unregister(BlockId block);
+  // Forgets `block`'s registered content (keeps its place in the free list, if any), and
+  // records its removal unless `record` is false.
+  void Unregister(BlockId block, bool record = true);
+  void RecordStored(BlockId block);
 
   const int num_blocks_;
   const int block_size_;
@@ -125,6 +147,8 @@ class BlockPool {
   int num_cached_evictable_ = 0;
   int64_t num_evictions_ = 0;
   uint64_t next_entry_ = 1;
+  bool events_enabled_ = false;
+  std::vector<KvCacheEvent> events_;
 };
 
 }  // namespace pagoda::block_manager

@@ -116,9 +116,10 @@ void KvCacheManager::RegisterFullBlocks(const SequenceView& seq, int num_tokens,
   PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), num_full)
       << "request " << seq.id << " lacks block hashes";
   for (int i = request->num_registered_blocks; i < num_full; ++i) {
-    request->last_entry =
-        pool_.Register(request->table[i], seq.block_hashes[i], request->last_entry,
-                       seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
+    request->last_entry = pool_.Register(
+        request->table[i], seq.block_hashes[i], request->last_entry,
+        seq.tokens.subspan(static_cast<size_t>(i) * bs, bs),
+        i == 0 ? nullptr : &seq.block_hashes[i - 1], i == 0 ? seq.extra_key : absl::string_view());
   }
   request->num_registered_blocks = std::max(request->num_registered_blocks, num_full);
 }

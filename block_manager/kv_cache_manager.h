@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "block_manager/block_hash.h"
 #include "block_manager/block_pool.h"
@@ -33,6 +34,8 @@ struct SequenceView {
   // Chained hash of every full block of `tokens` (BlockHasher::Extend); only read when prefix
   // caching is on.
   absl::Span<const BlockHash> block_hashes;
+  // What the first block's hash folded in (the cache salt): reported in KV events only.
+  absl::string_view extra_key;
   // Tokens whose K/V are already in the request's blocks (0 for a request not yet admitted or
   // preempted).
   int num_computed_tokens = 0;
@@ -115,6 +118,10 @@ class KvCacheManager {
 
   KvCacheStats Stats() const;
   const BlockPool& pool() const { return pool_; }
+
+  // KV events (BlockPool::EnableEvents): the prefix cache's changes since the last call.
+  void EnableEvents(bool enable) { pool_.EnableEvents(enable); }
+  std::vector<KvCacheEvent> TakeEvents() { return pool_.TakeEvents(); }
 
  private:
   struct RequestBlocks {

@@ -25,8 +25,11 @@ struct TestSequence {
 
   SequenceView View(const BlockHasher& hasher) {
     hasher.Extend(tokens, salt, &hashes);
-    return SequenceView{
-        .id = id, .tokens = tokens, .block_hashes = hashes, .num_computed_tokens = num_computed};
+    return SequenceView{.id = id,
+                        .tokens = tokens,
+                        .block_hashes = hashes,
+                        .extra_key = salt,
+                        .num_computed_tokens = num_computed};
   }
 };
 
@@ -283,6 +286,89 @@ TEST_F(KvCacheManagerTest, ResetPrefixCacheRefusesWhileBlocksAreUsed) {
   EXPECT_TRUE(manager_->ResetPrefixCache());
   TestSequence b{.id = RequestId(2), .tokens = Iota(9)};
   EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
+}
+
+
+TEST_F(KvCacheManagerTest, EventsFollowTheCacheInOrder) {
+  Init(/*num_blocks=*/4, /*block_size=*/2);
+  manager_->EnableEvents(true);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(5), .salt = "tenant"};
+  ASSERT_TRUE(Admit(a, 5));
+  // Blocks 0 and 1 fill (the last token's block is partial): one event for the chain, the
+  // first block carrying the salt.
+  std::vector<KvCacheEvent> events = manager_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, KvCacheEvent::Kind::kBlockStored);
+  EXPECT_THAT(events[0].block_hashes, ElementsAre(a.hashes[0].low, a.hashes[1].low));
+  EXPECT_EQ(events[0].parent_block_hash, std::nullopt);
+  EXPECT_THAT(events[0].token_ids, ElementsAre(100, 101, 102, 103));
+  EXPECT_THAT(events[0].extra_keys, ElementsAre(std::optional<std::string>("tenant"), std::nullopt));
+  EXPECT_THAT(manager_->TakeEvents(), IsEmpty()) << "taken once";
+
+  // The decode that fills block 2 stores it under its parent.
+  a.tokens.push_back(7);
+  ASSERT_TRUE(manager_->AllocateSlots(a.View(*hasher_), {}, {.num_new_tokens = 1}));
+  a.num_computed = 6;
+  events = manager_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_THAT(events[0].block_hashes, ElementsAre(a.hashes[2].low));
+  EXPECT_EQ(events[0].parent_block_hash, a.hashes[1].low);
+  EXPECT_THAT(events[0].extra_keys, ElementsAre(std::nullopt));
+
+  // Freed, then evicted by another request: removed, in eviction order (tail first).
+  manager_->Free(a.id);
+  TestSequence b{.id = RequestId(2), .tokens = Iota(8, 500)};
+  ASSERT_TRUE(Admit(b, 8));
+  events = manager_->TakeEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind, KvCacheEvent::Kind::kBlockRemoved);
+  EXPECT_THAT(events[0].block_hashes,
+              ElementsAre(a.hashes[2].low, a.hashes[1].low, a.hashes[0].low));
+  EXPECT_EQ(events[1].kind, KvCacheEvent::Kind::kBlockStored);
+  EXPECT_EQ(events[1].block_hashes.size(), 4u);
+
+  const std::vector<CachedBlockInfo> cached = manager_->pool().ListCachedBlocks();
+  ASSERT_EQ(cached.size(), 4u);
+  EXPECT_EQ(cached[0].block_hash, b.hashes[0].low);
+  EXPECT_EQ(cached[2].parent_block_hash, b.hashes[1].low);
+  EXPECT_TRUE(cached[0].in_use);
+
+  manager_->Free(b.id);
+  ASSERT_TRUE(manager_->ResetPrefixCache());
+  events = manager_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, KvCacheEvent::Kind::kAllBlocksCleared);
+  EXPECT_THAT(manager_->pool().ListCachedBlocks(), IsEmpty());
+}
+
+TEST_F(KvCacheManagerTest, NoEventsUnlessEnabled) {
+  Init(/*num_blocks=*/4, /*block_size=*/2);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(5)};
+  ASSERT_TRUE(Admit(a, 5));
+  EXPECT_THAT(manager_->TakeEvents(), IsEmpty());
+  manager_->EnableEvents(true);
+  manager_->Free(a.id);
+  ASSERT_TRUE(manager_->ResetPrefixCache());
+  EXPECT_EQ(manager_->TakeEvents().size(), 1u);
+  manager_->EnableEvents(false);
+  EXPECT_THAT(manager_->TakeEvents(), IsEmpty());
+}
+
+TEST(KvCacheEventsTest, ResyncClearsThenStoresEveryBlockByChain) {
+  const std::vector<CachedBlockInfo> blocks = {
+      {.block_hash = 1, .token_ids = {1, 2}, .extra_key = "s"},
+      {.block_hash = 2, .parent_block_hash = 1, .token_ids = {3, 4}},
+      {.block_hash = 9, .parent_block_hash = 5, .token_ids = {7, 8}},  // an orphan
+      {.block_hash = 3, .parent_block_hash = 2, .token_ids = {5, 6}},
+  };
+  const std::vector<KvCacheEvent> events = ResyncEvents(blocks);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[0].kind, KvCacheEvent::Kind::kAllBlocksCleared);
+  EXPECT_THAT(events[1].block_hashes, ElementsAre(1u, 2u));
+  EXPECT_THAT(events[1].extra_keys, ElementsAre(std::optional<std::string>("s"), std::nullopt));
+  EXPECT_EQ(events[2].parent_block_hash, 5u);
+  EXPECT_EQ(events[3].parent_block_hash, 2u);
+  EXPECT_THAT(events[3].token_ids, ElementsAre(5, 6));
 }
 
 }  // namespace

@@ -3,10 +3,16 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/check.h"
 #include "engine/error_reason.h"
 
 namespace pagoda::engine {
+namespace {
+
+constexpr absl::Duration kKvResyncRetry = absl::Milliseconds(20);
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<EngineCore> core,
                                                        const EngineOptions& options) {
@@ -26,6 +32,7 @@ Engine::Engine(std::unique_ptr<EngineCore> core, const EngineOptions& options)
       info_(core_->info()),
       tokenizer_(core_->tokenizer()) {
   core_->set_metrics_observer(options.metrics_observer);
+  core_->set_kv_event_sink(options.kv_event_sink);
   snapshot_.kv = core_->kv_stats();
 }
 
@@ -100,11 +107,33 @@ EngineSnapshot Engine::Snapshot() const {
   return snapshot;
 }
 
+absl::StatusOr<KvCacheDump> Engine::DumpKvCache(absl::Duration timeout) {
+  struct Pending {
+    absl::Notification done;
+    KvCacheDump dump;
+  };
+  auto pending = std::make_shared<Pending>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) return absl::UnavailableError("the engine is stopping");
+    tasks_.push_back([pending](EngineCore& core) {
+      pending->dump.num_requests = core.num_running() + core.num_waiting();
+      pending->dump.blocks = core.ListCachedBlocks();
+      pending->done.Notify();
+    });
+  }
+  if (!pending->done.WaitForNotificationWithTimeout(timeout)) {
+    return absl::DeadlineExceededError("the engine thread did not answer in time");
+  }
+  return std::move(pending->dump);
+}
+
 void Engine::Loop() {
   bool failed = false;
   while (true) {
     std::vector<Submission> submissions;
     std::vector<RequestId> aborts;
+    std::vector<std::function<void(EngineCore&)>> tasks;
     bool abort_all = false;
     bool stop = false;
     {
@@ -112,11 +141,17 @@ void Engine::Loop() {
       // Sleep only when the core has nothing to do.
       const bool busy = core_->has_requests();
       const auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || abort_all_ || !inbox_.empty() || !aborts_.empty();
+        return stop_ || abort_all_ || !inbox_.empty() || !aborts_.empty() || !tasks_.empty();
       };
-      if (!busy) mu_.Await(absl::Condition(&wake));
+      if (!busy && core_->kv_resync_pending()) {
+        // A dropped KV-event batch waits for room in the publisher's queue: retry soon.
+        mu_.AwaitWithTimeout(absl::Condition(&wake), kKvResyncRetry);
+      } else if (!busy) {
+        mu_.Await(absl::Condition(&wake));
+      }
       submissions.swap(inbox_);
       aborts.swap(aborts_);
+      tasks.swap(tasks_);
       std::swap(abort_all, abort_all_);
       stop = stop_;
       // Until the step ends, the inbox's requests count as in the core, and as waiting (so
@@ -136,6 +171,7 @@ void Engine::Loop() {
     }
     for (const RequestId id : aborts) core_->Abort(id);
     if (abort_all || stop) core_->AbortAll();
+    for (const auto& task : tasks) task(*core_);
 
     // Also without requests: the step then reports requests aborted above.
     const bool stepped = !failed && core_->has_requests();

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "block_manager/kv_cache_events.h"
 #include "block_manager/kv_cache_stats.h"
 #include "common/ids.h"
 #include "engine/engine_core.h"
@@ -25,6 +27,15 @@ struct EngineOptions {
   int max_waiting_requests = 1024;
   // Not owned; may be null. Called on the engine thread.
   MetricsObserver* metrics_observer = nullptr;
+  // Not owned; may be null (no KV events: nothing is recorded). Gets each step's prefix-cache
+  // changes on the engine thread (EngineCore::set_kv_event_sink); must outlive the Engine.
+  block_manager::KvEventSink* kv_event_sink = nullptr;
+};
+
+// The prefix cache's contents at one moment between two steps (Engine::DumpKvCache).
+struct KvCacheDump {
+  int num_requests = 0;  // queued or running in the core at that moment
+  std::vector<block_manager::CachedBlockInfo> blocks;  // parents first
 };
 
 // The engine thread around an EngineCore (ARCHITECTURE.md "Threads"): callers on any thread
@@ -65,6 +76,11 @@ class Engine {
 
   EngineSnapshot Snapshot() const;
 
+  // Every block holding prefix-cache content, read on the engine thread between two steps (for
+  // debugging and the KV-event consistency test). O(num_blocks). DeadlineExceeded when the
+  // engine thread did not answer within `timeout`; Unavailable once the engine is stopping.
+  absl::StatusOr<KvCacheDump> DumpKvCache(absl::Duration timeout);
+
  private:
   Engine(std::unique_ptr<EngineCore> core, const EngineOptions& options);
   void Loop();
@@ -84,6 +100,8 @@ class Engine {
   mutable absl::Mutex mu_;
   std::vector<Submission> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<RequestId> aborts_ ABSL_GUARDED_BY(mu_);
+  // Run on the engine thread between two steps.
+  std::vector<std::function<void(EngineCore&)>> tasks_ ABSL_GUARDED_BY(mu_);
   bool abort_all_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

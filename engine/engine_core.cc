@@ -200,7 +200,9 @@ absl::Status EngineCore::Step() {
     metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
     if (!plan.empty()) status = RunStep(plan, metrics);
     if (!status.ok()) FailAll(status);
+    PublishKvEvents();
   } else if (finished_metrics_.empty()) {
+    PublishKvEvents();       // a resync may still be due
     return absl::OkStatus();  // nothing ran and nothing ended: nothing to report
   }
   // Reported also for a step that only publishes requests ended outside it (aborts while idle)
@@ -390,6 +392,24 @@ void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now
   const std::shared_ptr<RequestSink> sink = std::move(state.sink);
   PAGODA_CHECK(scheduler_->FinishRequest(state.id()));
   sink->OnComplete(std::move(completion));
+}
+
+void EngineCore::set_kv_event_sink(block_manager::KvEventSink* sink) {
+  kv_event_sink_ = sink;
+  kv_resync_pending_ = false;
+  scheduler_->mutable_kv_cache().EnableEvents(sink != nullptr);
+}
+
+void EngineCore::PublishKvEvents() {
+  if (kv_event_sink_ == nullptr) return;
+  std::vector<block_manager::KvCacheEvent> events = scheduler_->mutable_kv_cache().TakeEvents();
+  if (kv_resync_pending_) {
+    // The cache as it is now subsumes this step's changes.
+    events = block_manager::ResyncEvents(ListCachedBlocks());
+  } else if (events.empty()) {
+    return;
+  }
+  kv_resync_pending_ = !kv_event_sink_->Publish(std::move(events));
 }
 
 void EngineCore::FailAll(const absl::Status& status) {

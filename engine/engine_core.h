@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "block_manager/kv_cache_events.h"
 #include "block_manager/kv_cache_manager.h"
 #include "common/clock.h"
 #include "common/ids.h"
@@ -83,6 +84,17 @@ class EngineCore {
   // Not owned; may be null. Called from Step().
   void set_metrics_observer(MetricsObserver* observer) { observer_ = observer; }
 
+  // KV events (block_manager/kv_cache_events.h): each Step() hands the prefix cache's changes
+  // to `sink` as one batch. Not owned; may be null (the default), and then nothing is recorded.
+  // When the sink drops a batch, the next batch it takes re-announces the whole cache.
+  void set_kv_event_sink(block_manager::KvEventSink* sink);
+  // A dropped batch is waiting to be made good (the engine should step again soon).
+  bool kv_resync_pending() const { return kv_resync_pending_; }
+  // Every block holding prefix-cache content, parents first (the debug endpoint's view).
+  std::vector<block_manager::CachedBlockInfo> ListCachedBlocks() const {
+    return scheduler_->kv_cache().pool().ListCachedBlocks();
+  }
+
  private:
   struct RequestState;
 
@@ -112,6 +124,8 @@ class EngineCore {
   static absl::Span<const TokenId> BannedTokens(const RequestState& state);
   // Finishes every request with `status` (kAbort).
   void FailAll(const absl::Status& status);
+  // Hands this step's KV events (or a resync after a drop) to the sink.
+  void PublishKvEvents();
 
   EngineInfo info_;
   std::unique_ptr<runner::ModelRunner> runner_;
@@ -120,6 +134,8 @@ class EngineCore {
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   const common::Clock* clock_;
   MetricsObserver* observer_ = nullptr;
+  block_manager::KvEventSink* kv_event_sink_ = nullptr;
+  bool kv_resync_pending_ = false;
   std::vector<FinishedRequestMetrics> finished_metrics_;  // of the current step
 
   // The flat batch of the current step, its memory reused.

@@ -136,6 +136,7 @@ SequenceView Scheduler::View(const Request& request) const {
   return {.id = request.id(),
           .tokens = request.tokens(),
           .block_hashes = request.block_hashes(),
+          .extra_key = request.cache_salt(),
           .num_computed_tokens = request.num_computed_tokens()};
 }
 

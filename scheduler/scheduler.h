@@ -115,6 +115,8 @@ class Scheduler {
   int64_t num_preemptions() const { return num_preemptions_; }
   const SchedulerOptions& options() const { return options_; }
   const block_manager::KvCacheManager& kv_cache() const { return *kv_cache_; }
+  // For KV events (KvCacheManager::EnableEvents, TakeEvents) only.
+  block_manager::KvCacheManager& mutable_kv_cache() { return *kv_cache_; }
 
  private:
   // Waiting requests in admission order under the queue policy.

@@ -18,6 +18,8 @@ KvCacheHarness::KvCacheHarness(const HarnessOptions& options)
   auto manager = KvCacheManager::Create(options.manager);
   PAGODA_CHECK(manager.ok()) << manager.status();
   manager_ = std::move(manager).value();
+  options_.check_events = options.check_events && options.hash_mode == HashMode::kReal;
+  manager_->EnableEvents(options_.check_events);
   slots_.resize(static_cast<size_t>(options.manager.num_blocks) * options.manager.block_size);
 }
 
@@ -46,6 +48,7 @@ SequenceView KvCacheHarness::View(RequestId id, Request& request) {
   return SequenceView{.id = id,
                       .tokens = request.tokens,
                       .block_hashes = request.hashes,
+                      .extra_key = request.salt,
                       .num_computed_tokens = request.num_computed};
 }
 
@@ -226,7 +229,7 @@ absl::Status KvCacheHarness::Admit(RequestId id, int max_new_tokens, bool* admit
     request.preempted = false;
     *admitted = true;
   }
-  return CheckInvariants();
+  return CheckAfterOperation();
 }
 
 absl::Status KvCacheHarness::Step(RequestId id, int max_new_tokens, TokenId next_token,
@@ -252,7 +255,7 @@ absl::Status KvCacheHarness::Step(RequestId id, int max_new_tokens, TokenId next
     return s;
   }
   *scheduled = allocated;
-  return CheckInvariants();
+  return CheckAfterOperation();
 }
 
 absl::Status KvCacheHarness::Preempt(RequestId id) {
@@ -264,13 +267,13 @@ absl::Status KvCacheHarness::Preempt(RequestId id) {
   request.num_hit_blocks = 0;
   request.running = false;
   request.preempted = true;
-  return CheckInvariants();
+  return CheckAfterOperation();
 }
 
 absl::Status KvCacheHarness::Finish(RequestId id) {
   manager_->Free(id);
   requests_.erase(id);
-  return CheckInvariants();
+  return CheckAfterOperation();
 }
 
 absl::Status KvCacheHarness::ResetPrefixCache() {
@@ -279,6 +282,20 @@ absl::Status KvCacheHarness::ResetPrefixCache() {
   if (reset == in_use) return Violation("ResetPrefixCache ignored whether blocks are in use");
   if (reset && manager_->Stats().num_cached_blocks != 0) {
     return Violation("cached blocks survived a reset");
+  }
+  return CheckAfterOperation();
+}
+
+absl::Status KvCacheHarness::CheckAfterOperation() {
+  if (options_.check_events) {
+    const std::vector<KvCacheEvent> events = manager_->TakeEvents();
+    if (absl::Status status = mirror_.Apply(events, manager_->block_size()); !status.ok()) {
+      return Violation(absl::StrCat("KV events: ", status.message()));
+    }
+    if (absl::Status status = mirror_.Compare(manager_->pool().ListCachedBlocks());
+        !status.ok()) {
+      return Violation(absl::StrCat("KV events: ", status.message()));
+    }
   }
   return CheckInvariants();
 }

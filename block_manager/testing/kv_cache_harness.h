@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "block_manager/block_hash.h"
 #include "block_manager/kv_cache_manager.h"
+#include "block_manager/testing/kv_event_mirror.h"
 #include "common/ids.h"
 
 namespace pagoda::block_manager::testing {
@@ -26,6 +27,9 @@ enum class HashMode {
 struct HarnessOptions {
   KvCacheManagerOptions manager;
   HashMode hash_mode = HashMode::kReal;
+  // Records KV events and, after every operation, checks that a subscriber applying them sees
+  // exactly the pool's cached blocks (real hashes only: the colliding hash shares 64-bit keys).
+  bool check_events = true;
 };
 
 // Drives a KvCacheManager the way the scheduler and the model runner will, while keeping an
@@ -59,6 +63,9 @@ class KvCacheHarness {
   absl::Status ResetPrefixCache();
   // Checks every global invariant (also run at the end of every operation).
   absl::Status CheckInvariants() const;
+  // The KV events of the last operation applied to the mirror, compared with the pool, then
+  // CheckInvariants(): what every operation runs last.
+  absl::Status CheckAfterOperation();
   // Ends every request and checks that no block leaked.
   absl::Status FinishAllAndCheckNoLeaks();
 
@@ -104,6 +111,7 @@ class KvCacheHarness {
   std::vector<std::optional<int>> slots_;
   std::map<PrefixKey, int> prefixes_;
   int64_t num_hit_blocks_ = 0;
+  KvEventMirror mirror_;
 };
 
 }  // namespace pagoda::block_manager::testing

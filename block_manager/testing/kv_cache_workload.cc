@@ -31,6 +31,7 @@ HarnessOptions RandomHarnessOptions(ChoiceSource& choices) {
   options.manager.enable_prefix_caching = choices.Next(8) != 0;
   options.manager.watermark_ratio = choices.Next(4) == 0 ? 0.1 : 0.0;
   options.hash_mode = choices.Next(4) == 0 ? HashMode::kColliding : HashMode::kReal;
+  options.check_events = choices.Next(4) != 0;
   return options;
 }
 
