@@ -7,6 +7,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/error_reason.h"
@@ -462,6 +463,28 @@ void OpenAiService::Metrics(const http::Request&, std::shared_ptr<http::Responde
                                  .body = options_.render_metrics()});
 }
 
+void OpenAiService::KvCacheBlocks(const http::Request&,
+                                  std::shared_ptr<http::Responder> responder) {
+  absl::StatusOr<engine::Engine*> engine = ServingEngine();
+  if (!engine.ok()) return Refuse(engine.status(), *responder);
+  absl::StatusOr<engine::KvCacheDump> dump = (*engine)->DumpKvCache(absl::Seconds(5));
+  if (!dump.ok()) return Refuse(dump.status(), *responder);
+  json blocks = json::array();
+  for (const block_manager::CachedBlockInfo& block : dump->blocks) {
+    blocks.push_back(
+        {{"block_hash", block.block_hash},
+         {"parent_block_hash",
+          block.parent_block_hash.has_value() ? json(*block.parent_block_hash) : json(nullptr)},
+         {"token_ids", block.token_ids},
+         {"extra_keys", block.extra_key.empty() ? json(nullptr) : json::array({block.extra_key})},
+         {"in_use", block.in_use}});
+  }
+  responder->Send(JsonResponse({{"medium", "GPU"},
+                                {"block_size", (*engine)->info().block_size},
+                                {"num_requests", dump->num_requests},
+                                {"blocks", std::move(blocks)}}));
+}
+
 void OpenAiService::ChatCompletions(const http::Request& request,
                                     std::shared_ptr<http::Responder> responder) {
   const absl::Time arrival = absl::Now();
@@ -557,10 +580,12 @@ void OpenAiService::Handle(const http::Request& request,
       {"/v1/completions/render", "POST", true, &OpenAiService::CompletionsRender},
       {"/v1/chat/completions/render", "POST", true, &OpenAiService::ChatCompletionsRender},
       {"/tokenize", "POST", true, &OpenAiService::Tokenize},
-      {"/detokenize", "POST", true, &OpenAiService::Detokenize}};
+      {"/detokenize", "POST", true, &OpenAiService::Detokenize},
+      {"/debug/kv_cache_blocks", "GET", true, &OpenAiService::KvCacheBlocks}};
   const auto route = std::find_if(std::begin(kRoutes), std::end(kRoutes),
                                   [&](const Route& r) { return r.path == request.path; });
-  if (route == std::end(kRoutes) || (route->path == "/metrics" && !options_.render_metrics)) {
+  if (route == std::end(kRoutes) || (route->path == "/metrics" && !options_.render_metrics) ||
+      (absl::StartsWith(route->path, "/debug/") && !options_.debug_endpoints)) {
     return responder->Send(ErrorResponse(
         absl::NotFoundError(absl::StrCat("no route ", request.method, " ", request.path)), {}));
   }

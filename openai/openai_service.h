@@ -55,6 +55,9 @@ class OpenAiService {
     // HTTP server's threads) at most; more get 429 at once. Keep it below the HTTP server's
     // thread count, so that health checks and small requests always find a thread. 0: no limit.
     int max_large_requests = 0;
+    // GET /debug/kv_cache_blocks (--debug-endpoints): every block holding prefix-cache
+    // content, as the KV-event consistency test compares it. Off: 404.
+    bool debug_endpoints = false;
   };
 
   static constexpr size_t kLargeBodyBytes = 64 << 10;
@@ -79,6 +82,7 @@ class OpenAiService {
   void Health(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Version(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Metrics(const http::Request& request, std::shared_ptr<http::Responder> responder);
+  void KvCacheBlocks(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Models(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void Completions(const http::Request& request, std::shared_ptr<http::Responder> responder);
   void ChatCompletions(const http::Request& request, std::shared_ptr<http::Responder> responder);

@@ -1,5 +1,7 @@
 #include "server/pagoda_server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
@@ -19,6 +21,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "http/http_server.h"
+#include "kv_events/zmq_publisher.h"
 #include "model/dtype.h"
 #include "openai/openai_service.h"
 #include "openai/responses.h"
@@ -287,6 +290,7 @@ absl::Status PagodaServer::StartOpenAiApi() {
       .on_engine_failure = [this] { ReportEngineFailure(); },
       .log = [](absl::string_view line) { LogLine(line); },
       .max_large_requests = HttpThreads() - 1,
+      .debug_endpoints = options_.debug_endpoints,
   });
   if (!options_.http_port.has_value()) return absl::OkStatus();
   absl::StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
@@ -307,6 +311,33 @@ absl::Status PagodaServer::StartOpenAiApi() {
   if (!http.ok()) return NamingFlag("--http-port", http.status());
   openai_http_ = *std::move(http);
   http_port_ = openai_http_->port();
+  return absl::OkStatus();
+}
+
+absl::Status PagodaServer::StartKvEvents(const engine::EngineInfo& info) {
+  const kv_events::KvEventsConfig& config = options_.kv_events;
+  if (!config.publishes()) return absl::OkStatus();
+  std::string topic = config.topic;
+  if (topic.empty()) {
+    // vLLM's and llm-d's kv@<pod>@<model>, the pod named by the address routers send to.
+    std::string host = options_.host;
+    if (host == "0.0.0.0" || host == "::" || host == "[::]") {
+      char name[256] = {};
+      if (gethostname(name, sizeof(name) - 1) == 0) host = name;
+    }
+    topic = absl::StrCat("kv@", HostPort(host, http_port_.value_or(port_)), "@", info.model_name);
+  }
+  absl::StatusOr<std::unique_ptr<kv_events::ZmqEventPublisher>> publisher =
+      kv_events::ZmqEventPublisher::Create(
+          {.config = config, .topic = topic, .encoding = {.block_size = info.block_size}});
+  if (!publisher.ok()) return NamingFlag("--kv-events-config", publisher.status());
+  kv_event_publisher_ = *std::move(publisher);
+  LogLine(absl::StrCat("KV events: topic ", topic, " on ", kv_event_publisher_->endpoint(),
+                       kv_events::BindsEndpoint(config.endpoint) ? " (bound)" : " (connected)",
+                       kv_event_publisher_->replay_endpoint().has_value()
+                           ? absl::StrCat(", replay on ", *kv_event_publisher_->replay_endpoint())
+                           : std::string(", no replay"),
+                       "; schema: docs/kv_events.md"));
   return absl::OkStatus();
 }
 
@@ -354,11 +385,14 @@ absl::Status PagodaServer::LoadEngine() {
                                  .block_size = info.block_size,
                                  .num_kv_blocks = info.num_kv_blocks,
                                  .kv_cache_dtype = KvDtypeLabel(info.kv_dtype),
-                                 .max_model_len = info.max_model_len});
+                                 .max_model_len = info.max_model_len,
+                                 .vllm_compat = options_.metrics_compat_vllm});
+  PAGODA_RETURN_IF_ERROR(StartKvEvents(info));
   PAGODA_ASSIGN_OR_RETURN(
       engine_, engine::Engine::Create(std::move(core),
                                       {.max_waiting_requests = options_.engine.max_waiting_requests,
-                                       .metrics_observer = metrics_.get()}));
+                                       .metrics_observer = metrics_.get(),
+                                       .kv_event_sink = kv_event_publisher_.get()}));
   LogEngine(engine_->info(), options_.engine.max_waiting_requests);
   service_->SetEngine(engine_.get(), metrics_.get());
   LogLine(DescribeChatTemplates(*templates, options_.chat_template));
@@ -419,6 +453,12 @@ std::string PagodaServer::RenderMetrics() {
     // The service may learn of a failure (from a request's completion) before the snapshot.
     if (engine_failed_.load()) snapshot.healthy = false;
     metrics->SetEngineState(snapshot);
+  }
+  if (kv_event_publisher_ != nullptr) {
+    const kv_events::ZmqEventPublisher::Stats stats = kv_event_publisher_->stats();
+    metrics->SetKvEventCounts({.batches_published = stats.batches_published,
+                               .batches_dropped = stats.batches_dropped,
+                               .replay_requests = stats.replay_requests});
   }
   return metrics->Render();
 }

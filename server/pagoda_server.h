@@ -12,6 +12,10 @@
 #include "engine/engine.h"
 #include "server/server_options.h"
 
+namespace pagoda::kv_events {
+class ZmqEventPublisher;
+}  // namespace pagoda::kv_events
+
 namespace grpc {
 class Server;
 }  // namespace grpc
@@ -90,6 +94,8 @@ class PagodaServer {
   absl::Status StartOpenAiApi();
   // With --metrics-port, the /metrics server.
   absl::Status StartMetricsEndpoint();
+  // The KV-event publisher of --kv-events-config, if on.
+  absl::Status StartKvEvents(const engine::EngineInfo& info);
   // Health NOT_SERVING for good, logged. Any thread.
   void ReportEngineFailure();
 
@@ -104,6 +110,9 @@ class PagodaServer {
   std::unique_ptr<TextGenerationService> service_;
   std::unique_ptr<openai::OpenAiService> openai_service_;
   std::unique_ptr<PrometheusMetrics> metrics_;
+  // Set by LoadEngine with --kv-events-config, before the engine that publishes to it, which
+  // it outlives; kept until destruction (it flushes then).
+  std::unique_ptr<kv_events::ZmqEventPublisher> kv_event_publisher_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;

@@ -195,6 +195,32 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
   step_duration_ = make.NewHistogram(
       "pagoda_engine_step_duration_seconds",
       "Duration of one engine step: schedule, model, sampling, outputs.", kStepDurationBuckets);
+
+  kv_events_published_ = make.NewCounter(
+      "pagoda_kv_events_published_total",
+      "KV-event batches sent on the ZeroMQ PUB socket (--kv-events-config; one per engine step "
+      "that changed the prefix cache).");
+  kv_events_dropped_ = make.NewCounter(
+      "pagoda_kv_events_dropped_total",
+      "KV-event batches dropped because the publisher's queue was full; the engine then "
+      "re-announces its whole cache (AllBlocksCleared, then BlockStored of every block).");
+  kv_events_replay_requests_ = make.NewCounter(
+      "pagoda_kv_events_replay_requests_total",
+      "Replay requests served on the KV-event ROUTER socket.");
+  if (o.vllm_compat) {
+    vllm_num_requests_running_ =
+        make.NewGauge("vllm:num_requests_running", "pagoda_num_requests_running, vLLM's name.");
+    vllm_num_requests_waiting_ =
+        make.NewGauge("vllm:num_requests_waiting", "pagoda_num_requests_waiting, vLLM's name.");
+    vllm_kv_cache_usage_perc_ = make.NewGauge(
+        "vllm:kv_cache_usage_perc", "pagoda_kv_cache_usage_ratio (0 to 1), vLLM's name.");
+    make.GaugeFamily("vllm:cache_config_info",
+                     "KV-cache configuration in vLLM's labels; the value is always 1.")
+        .Add({{"block_size", std::to_string(o.block_size)},
+              {"num_gpu_blocks", std::to_string(o.num_kv_blocks)},
+              {"cache_dtype", o.kv_cache_dtype}})
+        .Set(1);
+  }
 }
 
 void PrometheusMetrics::SetEngineState(const engine::EngineSnapshot& snapshot) {
@@ -206,6 +232,17 @@ void PrometheusMetrics::SetEngineState(const engine::EngineSnapshot& snapshot) {
   kv_blocks_free_->Set(snapshot.kv.num_free_blocks);
   kv_capacity_blocks_->Set(snapshot.kv.num_blocks);
   engine_healthy_->Set(snapshot.healthy ? 1 : 0);
+  if (vllm_num_requests_running_ != nullptr) {
+    vllm_num_requests_running_->Set(snapshot.num_running);
+    vllm_num_requests_waiting_->Set(snapshot.num_waiting);
+    vllm_kv_cache_usage_perc_->Set(snapshot.kv.usage_ratio);
+  }
+}
+
+void PrometheusMetrics::SetKvEventCounts(const KvEventCounts& counts) {
+  AdvanceTo(*kv_events_published_, counts.batches_published, last_kv_events_.batches_published);
+  AdvanceTo(*kv_events_dropped_, counts.batches_dropped, last_kv_events_.batches_dropped);
+  AdvanceTo(*kv_events_replay_requests_, counts.replay_requests, last_kv_events_.replay_requests);
 }
 
 void PrometheusMetrics::OnStep(const engine::StepMetrics& step) {

@@ -39,6 +39,17 @@ class PrometheusMetrics final : public engine::MetricsObserver {
     std::string kv_cache_dtype;  // e.g. "bf16"
     // Upper end of the token-count histograms' buckets.
     int max_model_len = 0;
+    // --metrics-compat vllm: also export the gauges under the names the Gateway API Inference
+    // Extension's endpoint picker reads by default (vllm:num_requests_waiting,
+    // vllm:num_requests_running, vllm:kv_cache_usage_perc, vllm:cache_config_info).
+    bool vllm_compat = false;
+  };
+
+  // The KV-event publisher's cumulative figures (kv_events::ZmqEventPublisher::Stats).
+  struct KvEventCounts {
+    int64_t batches_published = 0;
+    int64_t batches_dropped = 0;
+    int64_t replay_requests = 0;
   };
 
   explicit PrometheusMetrics(const Options& options);
@@ -54,6 +65,8 @@ class PrometheusMetrics final : public engine::MetricsObserver {
 
   // Sets the gauges from the engine's current state.
   void SetEngineState(const engine::EngineSnapshot& snapshot);
+  // Advances the KV-event counters; same thread rule as SetEngineState.
+  void SetKvEventCounts(const KvEventCounts& counts);
 
   // Every metric in the Prometheus text exposition format, version 0.0.4.
   std::string Render() const;
@@ -81,6 +94,13 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
   prometheus::Counter* prompt_tokens_ = nullptr;
   prometheus::Counter* generation_tokens_ = nullptr;
+  prometheus::Counter* kv_events_published_ = nullptr;
+  prometheus::Counter* kv_events_dropped_ = nullptr;
+  prometheus::Counter* kv_events_replay_requests_ = nullptr;
+  // --metrics-compat vllm only; null otherwise.
+  prometheus::Gauge* vllm_num_requests_running_ = nullptr;
+  prometheus::Gauge* vllm_num_requests_waiting_ = nullptr;
+  prometheus::Gauge* vllm_kv_cache_usage_perc_ = nullptr;
 
   prometheus::Histogram* time_to_first_token_ = nullptr;
   prometheus::Histogram* inter_token_latency_ = nullptr;
@@ -96,6 +116,8 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   int64_t last_evictions_ = 0;
   int64_t last_prefix_queried_tokens_ = 0;
   int64_t last_prefix_hit_tokens_ = 0;
+  // The scraper's: the KV-event counts of the previous scrape.
+  KvEventCounts last_kv_events_;
 };
 
 }  // namespace pagoda::server

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "kv_events/kv_events_config.h"
 #include "model/model_weights.h"
 
 namespace pagoda::server {
@@ -313,6 +314,31 @@ const std::vector<Flag>& Flags() {
        [](absl::string_view v, ServerOptions& o) {
          if (v.empty()) return absl::InvalidArgumentError("--served-model-name: empty");
          o.engine.served_model_name = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"kv-events-config", FlagKind::kValue, "JSON",
+       "KV-cache events for cache-aware routers (llm-d, the Gateway API Inference "
+       "Extension), with vLLM's fields, e.g. '{\"enable_kv_cache_events\":true,"
+       "\"endpoint\":\"tcp://*:5557\",\"replay_endpoint\":\"tcp://*:5558\"}' "
+       "(docs/kv_events.md). Default: off.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.kv_events, kv_events::ParseKvEventsConfig(v));
+         return absl::OkStatus();
+       }},
+      {"metrics-compat", FlagKind::kValue, "vllm|none",
+       "vllm: /metrics also exports vllm:num_requests_waiting, vllm:num_requests_running, "
+       "vllm:kv_cache_usage_perc and vllm:cache_config_info, the names an endpoint picker "
+       "reads by default. Default none.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v != "vllm" && v != "none") return BadValue("metrics-compat", "vllm or none", v);
+         o.metrics_compat_vllm = v == "vllm";
+         return absl::OkStatus();
+       }},
+      {"debug-endpoints", FlagKind::kBool, "",
+       "Serve GET /debug/kv_cache_blocks on the HTTP port: every block of the prefix cache "
+       "with its hash and tokens (for checking KV-event subscribers). Default off.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         PAGODA_ASSIGN_OR_RETURN(o.debug_endpoints, ParseBool("debug-endpoints", v));
          return absl::OkStatus();
        }},
       {"auth-token-file", FlagKind::kValue, "FILE",

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "engine/engine_core.h"
 #include "engine/engine_factory.h"
+#include "kv_events/kv_events_config.h"
 
 namespace pagoda::server {
 
@@ -26,6 +27,14 @@ struct ServerOptions {
   // The chat template of /v1/chat/completions: a file, or the template itself (a value with
   // "{{" or "{%"). Unset: the model's (chat_template.jinja or tokenizer_config.json).
   std::optional<std::string> chat_template;
+  // KV-cache events for cache-aware routers (--kv-events-config, docs/kv_events.md). Default:
+  // off (nothing is recorded).
+  kv_events::KvEventsConfig kv_events;
+  // --metrics-compat vllm: /metrics also carries vLLM's names for the gauges an endpoint
+  // picker reads (server/prometheus_metrics.h).
+  bool metrics_compat_vllm = false;
+  // --debug-endpoints: GET /debug/kv_cache_blocks on the HTTP port (openai/openai_service.h).
+  bool debug_endpoints = false;
   // On shutdown, how long running requests may take to finish before they are aborted.
   absl::Duration drain_timeout = absl::Seconds(30);
   // TLS on the gRPC port (docs/operations.md, "TLS and authentication"): PEM files, read at

@@ -140,6 +140,7 @@ void PagodaServerTest::StartServer(const TestConfig& config) {
         kModelName, std::make_unique<SlowFakeRunner>(config.step_time, &fail_next_),
         std::make_unique<tokenizer::ByteTokenizer>(), core);
   };
+  if (config.customize) config.customize(options);
   absl::StatusOr<std::unique_ptr<PagodaServer>> server = PagodaServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);

@@ -40,6 +40,8 @@ struct TestConfig {
   bool load_engine = true;  // false: the test calls server_->LoadEngine() itself
   // --chat-template (the fake model has none of its own).
   std::optional<std::string> chat_template;
+  // Last changes to the server's options (other flags), if set.
+  std::function<void(ServerOptions&)> customize;
 };
 
 // The outcome of one Generate call.
