@@ -125,27 +125,35 @@ TEST(ZmqEventPublisherTest, SendsTopicSequenceAndPayloadAndReplaysFromAnySequenc
   EXPECT_GE(first_seq, 1u) << "sequence 0 is the initial AllBlocksCleared";
   EXPECT_EQ(RemovedHash(frames[2]), 100 + first_seq - 1);
 
+  // Probes published while that one was on its way arrive next, in order.
+  uint64_t last_seq = first_seq;
+  const uint64_t num_probes = hash - 100;
+  while (last_seq < num_probes) {
+    frames = Receive(sub);
+    ASSERT_EQ(frames.size(), 3u);
+    ASSERT_EQ(SeqOf(frames[1]), ++last_seq);
+  }
   // Live batches follow with consecutive sequence numbers.
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(pub.Publish(Removed(1000 + i)));
   for (int i = 0; i < 5; ++i) {
     frames = Receive(sub);
     ASSERT_EQ(frames.size(), 3u);
-    EXPECT_EQ(SeqOf(frames[1]), first_seq + 1 + i);
+    EXPECT_EQ(SeqOf(frames[1]), last_seq + 1 + i);
     EXPECT_EQ(RemovedHash(frames[2]), 1000u + i);
   }
 
   // Replay from 0: the initial AllBlocksCleared, then every batch, in order.
   const auto replayed = Replay(context, *pub.replay_endpoint(), 0);
-  ASSERT_EQ(replayed.size(), first_seq + 6);
+  ASSERT_EQ(replayed.size(), 1 + num_probes + 5);
   const std::optional<MsgNode> first = DecodeMsgpack(replayed[0].second.to_string());
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->items[1].items[0].Find("type")->str, "AllBlocksCleared");
   for (size_t i = 0; i < replayed.size(); ++i) EXPECT_EQ(replayed[i].first, i);
   EXPECT_EQ(RemovedHash(replayed.back().second), 1004u);
   // From the middle.
-  const auto tail = Replay(context, *pub.replay_endpoint(), first_seq + 3);
+  const auto tail = Replay(context, *pub.replay_endpoint(), num_probes + 3);
   ASSERT_EQ(tail.size(), 3u);
-  EXPECT_EQ(tail[0].first, first_seq + 3);
+  EXPECT_EQ(tail[0].first, num_probes + 3);
   EXPECT_EQ(RemovedHash(tail[0].second), 1002u);
   EXPECT_GE(pub.stats().replay_requests, 2);
 }
