@@ -65,12 +65,21 @@ def load_yaml_docs(path):
         return [doc for doc in yaml.safe_load_all(f) if doc is not None]
 
 
+def k8s_manifests(src):
+    """The manifest files of deploy/k8s's kustomization. A subfolder with its own
+    kustomization.yaml (inference-pool/, tests/deploy/inference_pool_test.py) is a separate
+    tree and not among them."""
+    k8s = src / "deploy/k8s"
+    separate = {p.parent for p in k8s.rglob("kustomization.yaml") if p.parent != k8s}
+    return [path for path in sorted(k8s.rglob("*.yaml"))
+            if path.name != "kustomization.yaml"
+            and not any(tree in path.parents for tree in separate)]
+
+
 def k8s_objects(src):
-    """Every object of deploy/k8s, by (kind, name)."""
+    """Every object of deploy/k8s's kustomization, by (kind, name)."""
     objects = {}
-    for path in sorted((src / "deploy/k8s").rglob("*.yaml")):
-        if path.name == "kustomization.yaml":
-            continue
+    for path in k8s_manifests(src):
         for doc in load_yaml_docs(path):
             objects[(doc["kind"], doc["metadata"]["name"])] = doc
     return objects

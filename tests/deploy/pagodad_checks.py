@@ -162,9 +162,12 @@ def pagodad_invocations(src):
         for kind, rest in dockerfile_instructions(src / "deploy/docker" / name):
             if kind == "ENTRYPOINT":
                 yield name, json.loads(rest)[1:]
-    for doc in load_yaml_docs(src / "deploy/k8s/deployment.yaml"):
-        for container in doc["spec"]["template"]["spec"]["containers"]:
-            yield f"deployment.yaml {container['name']}", container.get("args", [])
+    for rel in ("deployment.yaml", "inference-pool/pagoda.yaml"):
+        for doc in load_yaml_docs(src / "deploy/k8s" / rel):
+            if doc["kind"] != "Deployment":
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                yield f"{rel} {container['name']}", container.get("args", [])
     systemd = src / "deploy/systemd"
     for path in (systemd / "pagodad.service", systemd / "pagodad.service.d/cuda.conf"):
         for key, value in systemd_unit(path)["Service"]:

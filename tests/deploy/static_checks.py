@@ -14,8 +14,8 @@ import tempfile
 from deploy_sources import (DEFAULT_DRAIN_TIMEOUT_S, GRPC_PORT, METRICS_PORT,
                             SHUTDOWN_AFTER_DRAIN_S, Failures, alert_rules, all_queries, dashboard,
                             dashboard_exprs, dashboard_panels, dockerfile_instructions,
-                            importable, k8s_objects, load_yaml_docs, need_tool, need_yaml,
-                            systemd_unit)
+                            importable, k8s_manifests, k8s_objects, load_yaml_docs, need_tool,
+                            need_yaml, systemd_unit)
 from exported_metrics import (EXPORTED, QUANTILE_RE, check_query_against, static_label_values,
                               static_series, static_type, substitute_grafana_variables)
 
@@ -135,10 +135,8 @@ def check_k8s(src, _args):
     failures = Failures()
     k8s = src / "deploy/k8s"
     listed = set(yaml.safe_load((k8s / "kustomization.yaml").read_text())["resources"])
-    for path in sorted(k8s.rglob("*.yaml")):
+    for path in k8s_manifests(src):
         rel = str(path.relative_to(k8s))
-        if rel == "kustomization.yaml":
-            continue
         failures.check(rel in listed, f"{rel} is not in kustomization.yaml")
         for doc in load_yaml_docs(path):
             for key in ("apiVersion", "kind", "metadata"):
