@@ -5,10 +5,9 @@ namespace pagoda::block_manager {
 void AppendBlockStored(uint64_t block_hash, std::optional<uint64_t> parent_hash,
                        absl::Span<const TokenId> token_ids, absl::string_view extra_key,
                        std::vector<KvCacheEvent>* events) {
-  const bool continues = !events->empty() &&
-                         events->back().kind == KvCacheEvent::Kind::kBlockStored &&
-                         parent_hash.has_value() &&
-                         events->back().block_hashes.back() == *parent_hash;
+  const bool continues =
+      !events->empty() && events->back().kind == KvCacheEvent::Kind::kBlockStored &&
+      parent_hash.has_value() && events->back().block_hashes.back() == *parent_hash;
   if (!continues) {
     events->push_back({.kind = KvCacheEvent::Kind::kBlockStored, .parent_block_hash = parent_hash});
   }

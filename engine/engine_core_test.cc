@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "block_manager/testing/kv_event_mirror.h"
 #include "common/check.h"
 #include "engine/error_reason.h"
 #include "engine/offline.h"
@@ -492,6 +493,59 @@ TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {
     if (done.timings.num_preemptions > 0) ++preempted_checked;
   }
   EXPECT_GT(preempted_checked, 0);
+}
+
+// A KV-event sink that takes or refuses batches on command.
+class SwitchableSink : public block_manager::KvEventSink {
+ public:
+  bool Publish(std::vector<block_manager::KvCacheEvent> events) override {
+    if (!accept) {
+      ++num_refused;
+      return false;
+    }
+    batches.push_back(std::move(events));
+    return true;
+  }
+  bool accept = true;
+  int num_refused = 0;
+  std::vector<std::vector<block_manager::KvCacheEvent>> batches;
+};
+
+TEST(EngineCoreTest, KvEventsFollowTheCacheAndResyncAfterADroppedBatch) {
+  std::mt19937 rng(11);
+  CoreWithRunner c = MakeCore({.num_kv_blocks = 16, .block_size = 4},
+                              Options(/*max_model_len=*/64, 4, /*budget=*/24));
+  SwitchableSink sink;
+  c.core->set_kv_event_sink(&sink);
+  block_manager::testing::KvEventMirror mirror;
+  bool resynced = false;
+  for (int round = 0; round < 60; ++round) {
+    // Shared prefixes (the first token picks one of three), salts, and enough work to evict.
+    EngineRequest request =
+        Request(Iota(6 + static_cast<int>(rng() % 20), 1 + static_cast<int>(rng() % 3)), 3);
+    request.stopping.ignore_eos = true;
+    if (rng() % 4 == 0) request.cache_salt = "tenant";
+    ASSERT_TRUE(
+        c.core->AddRequest(RequestId(round + 1), request, std::make_shared<CollectingSink>()).ok());
+    // Refuse the batches of a few steps in the middle: the engine must re-announce the cache.
+    sink.accept = !(round >= 20 && round < 23);
+    while (c.core->has_requests()) ASSERT_TRUE(c.core->Step().ok());
+    if (!sink.accept) continue;
+    for (const auto& batch : sink.batches) {
+      if (!batch.empty() && batch[0].kind == block_manager::KvCacheEvent::Kind::kAllBlocksCleared &&
+          round == 23) {
+        resynced = true;
+      }
+      ASSERT_TRUE(mirror.Apply(batch, /*block_size=*/4).ok()) << "round " << round;
+    }
+    sink.batches.clear();
+    ASSERT_TRUE(mirror.Compare(c.core->ListCachedBlocks()).ok()) << "round " << round;
+    EXPECT_FALSE(c.core->kv_resync_pending());
+  }
+  EXPECT_GT(sink.num_refused, 0);
+  EXPECT_TRUE(resynced) << "the first batch taken after the drops starts with AllBlocksCleared";
+  EXPECT_GT(c.core->kv_stats().num_evictions, 0) << "the workload must evict";
+  EXPECT_GT(mirror.size(), 0);
 }
 
 }  // namespace

@@ -17,10 +17,18 @@ class Writer {
  public:
   explicit Writer(std::string* out) : out_(out) {}
 
-  void Array(uint32_t n) { Put(mp_sizeof_array(n), [n](char* p) { return mp_encode_array(p, n); }); }
-  void Map(uint32_t n) { Put(mp_sizeof_map(n), [n](char* p) { return mp_encode_map(p, n); }); }
-  void Nil() { Put(mp_sizeof_nil(), [](char* p) { return mp_encode_nil(p); }); }
-  void Uint(uint64_t v) { Put(mp_sizeof_uint(v), [v](char* p) { return mp_encode_uint(p, v); }); }
+  void Array(uint32_t n) {
+    Put(mp_sizeof_array(n), [n](char* p) { return mp_encode_array(p, n); });
+  }
+  void Map(uint32_t n) {
+    Put(mp_sizeof_map(n), [n](char* p) { return mp_encode_map(p, n); });
+  }
+  void Nil() {
+    Put(mp_sizeof_nil(), [](char* p) { return mp_encode_nil(p); });
+  }
+  void Uint(uint64_t v) {
+    Put(mp_sizeof_uint(v), [v](char* p) { return mp_encode_uint(p, v); });
+  }
   void Int(int64_t v) {
     if (v >= 0) return Uint(static_cast<uint64_t>(v));
     Put(mp_sizeof_int(v), [v](char* p) { return mp_encode_int(p, v); });

@@ -10,8 +10,8 @@ namespace {
 
 using block_manager::KvCacheEvent;
 using testing::DecodeMsgpack;
-using testing::MsgNode;
 using ::testing::ElementsAre;
+using testing::MsgNode;
 
 std::vector<uint64_t> Uints(const MsgNode& array) {
   std::vector<uint64_t> values;
@@ -35,8 +35,8 @@ TEST(EventEncodingTest, BatchIsVllmsArrayOfMapsKeyedByType) {
                        .extra_keys = {std::nullopt}};
   KvCacheEvent removed{.kind = KvCacheEvent::Kind::kBlockRemoved, .block_hashes = {7, 9}};
   KvCacheEvent cleared{.kind = KvCacheEvent::Kind::kAllBlocksCleared};
-  const std::string payload = EncodeEventBatch(
-      1789095808.25, {stored, chained, removed, cleared}, {.block_size = 4, .medium = "GPU"});
+  const std::string payload = EncodeEventBatch(1789095808.25, {stored, chained, removed, cleared},
+                                               {.block_size = 4, .medium = "GPU"});
 
   const std::optional<MsgNode> batch = DecodeMsgpack(payload);
   ASSERT_TRUE(batch.has_value()) << "not one well-formed msgpack value";

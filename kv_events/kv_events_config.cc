@@ -71,8 +71,8 @@ absl::Status ReadField(const std::string& key, const Json& value, KvEventsConfig
     if (value.is_null()) return absl::OkStatus();
     PAGODA_RETURN_IF_ERROR(ReadString(value, key, config.publisher));
     if (config.publisher != "zmq" && config.publisher != "null") {
-      return FieldError(key, absl::StrCat("must be \"zmq\" or \"null\", got \"",
-                                          config.publisher, "\""));
+      return FieldError(
+          key, absl::StrCat("must be \"zmq\" or \"null\", got \"", config.publisher, "\""));
     }
     publisher_set = true;
   } else if (key == "endpoint") {
@@ -96,10 +96,10 @@ absl::Status ReadField(const std::string& key, const Json& value, KvEventsConfig
   } else if (key == "topic") {
     PAGODA_RETURN_IF_ERROR(ReadString(value, key, config.topic));
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown field '", key,
-        "' (known: enable_kv_cache_events, publisher, endpoint, replay_endpoint, "
-        "buffer_steps, hwm, max_queue_size, topic)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown field '", key,
+                     "' (known: enable_kv_cache_events, publisher, endpoint, replay_endpoint, "
+                     "buffer_steps, hwm, max_queue_size, topic)"));
   }
   return absl::OkStatus();
 }

@@ -19,8 +19,8 @@ struct KvEventsConfig {
   std::string endpoint = "tcp://*:5557";
   // The ROUTER socket serving replays (always bound). Unset: no replay.
   std::optional<std::string> replay_endpoint;
-  int buffer_steps = 10000;    // batches kept for replay, >= 1
-  int hwm = 100000;            // the PUB socket's send high-water mark (0: none)
+  int buffer_steps = 10000;     // batches kept for replay, >= 1
+  int hwm = 100000;             // the PUB socket's send high-water mark (0: none)
   int max_queue_size = 100000;  // batches waiting for the publisher thread, >= 1
   // Empty: the server's default, kv@<host:port>@<served model name>.
   std::string topic;

@@ -21,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   PAGODA_CHECK_GE(config->hwm, 0);
   PAGODA_CHECK_GE(config->max_queue_size, 1);
   PAGODA_CHECK_LE(config->topic.size(), 1024u);
-  PAGODA_CHECK(!config->replay_endpoint.has_value() || *config->replay_endpoint != config->endpoint);
+  PAGODA_CHECK(!config->replay_endpoint.has_value() ||
+               *config->replay_endpoint != config->endpoint);
   return 0;
 }

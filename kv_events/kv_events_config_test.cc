@@ -82,8 +82,8 @@ TEST(KvEventsConfigTest, BadInputNamesTheField) {
     EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(config.status().message(), HasSubstr(c.message)) << c.json;
   }
-  EXPECT_FALSE(ParseKvEventsConfig(std::string(R"({"topic":")") + std::string(2000, 'a') + "\"}")
-                   .ok());
+  EXPECT_FALSE(
+      ParseKvEventsConfig(std::string(R"({"topic":")") + std::string(2000, 'a') + "\"}").ok());
 }
 
 TEST(KvEventsConfigTest, BindsLikeVllm) {

@@ -80,9 +80,9 @@ absl::Status ZmqEventPublisher::OpenSockets() {
       endpoint_ = config.endpoint;
     }
   } catch (const zmq::error_t& e) {
-    return absl::InvalidArgumentError(absl::StrCat("endpoint: cannot ",
-                                                   BindsEndpoint(config.endpoint) ? "bind " : "connect ",
-                                                   config.endpoint, ": ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint: cannot ", BindsEndpoint(config.endpoint) ? "bind " : "connect ",
+                     config.endpoint, ": ", e.what()));
   }
   if (!config.replay_endpoint.has_value()) return absl::OkStatus();
   try {
@@ -93,8 +93,8 @@ absl::Status ZmqEventPublisher::OpenSockets() {
     replay_->bind(*config.replay_endpoint);
     replay_endpoint_ = replay_->get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "replay_endpoint: cannot bind ", *config.replay_endpoint, ": ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("replay_endpoint: cannot bind ", *config.replay_endpoint, ": ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -176,8 +176,7 @@ void ZmqEventPublisher::ServeReplays() {
   try {
     while (true) {
       std::vector<zmq::message_t> request;
-      if (!zmq::recv_multipart(*replay_, std::back_inserter(request),
-                               zmq::recv_flags::dontwait)) {
+      if (!zmq::recv_multipart(*replay_, std::back_inserter(request), zmq::recv_flags::dontwait)) {
         return;
       }
       // [client identity, empty delimiter, start sequence (8 bytes, big-endian)]

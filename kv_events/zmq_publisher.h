@@ -9,7 +9,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 

@@ -14,8 +14,8 @@ namespace {
 
 using block_manager::KvCacheEvent;
 using testing::DecodeMsgpack;
-using testing::MsgNode;
 using ::testing::HasSubstr;
+using testing::MsgNode;
 
 constexpr int kTimeoutMs = 5000;
 

@@ -8,7 +8,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -53,9 +52,9 @@ class KvEventsServerTest : public PagodaServerTest {
   void Complete(const std::string& prompt, const std::string& salt = "") {
     std::string body = json({{"prompt", prompt}, {"max_tokens", 4}, {"ignore_eos", true}}).dump();
     if (!salt.empty()) {
-      body = json({{"prompt", prompt}, {"max_tokens", 4}, {"ignore_eos", true},
-                   {"cache_salt", salt}})
-                 .dump();
+      body =
+          json({{"prompt", prompt}, {"max_tokens", 4}, {"ignore_eos", true}, {"cache_salt", salt}})
+              .dump();
     }
     const auto response = http::testing::HttpExchange(
         port(),

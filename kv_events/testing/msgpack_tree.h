@@ -22,7 +22,7 @@ struct MsgNode {
   int64_t int_value = 0;
   double double_value = 0;
   std::string str;
-  std::vector<MsgNode> items;                         // kArray
+  std::vector<MsgNode> items;                        // kArray
   std::vector<std::pair<std::string, MsgNode>> map;  // kMap (string keys only)
 
   // The value of `key` in a map, or null.
