@@ -176,11 +176,38 @@ std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
                       .extra_key = m.extra_key,
                       .in_use = m.ref_count > 0});
   }
-  // Entry ids grow with each registration, and a parent is registered before its children.
-  std::sort(blocks.begin(), blocks.end(), [this](const CachedBlockInfo& a, const CachedBlockInfo& b) {
-    return meta(a.block).entry->value() < meta(b.block).entry->value();
-  });
-  return blocks;
+  // Registration order, except that a cached parent always comes first: a child can be
+  // registered while its parent's content is not cached (a request kept its own copy of the
+  // parent after the cached one was evicted), and the parent registered again later.
+  std::sort(blocks.begin(), blocks.end(),
+            [this](const CachedBlockInfo& a, const CachedBlockInfo& b) {
+              return meta(a.block).entry->value() < meta(b.block).entry->value();
+            });
+  absl::flat_hash_map<uint64_t, size_t> position;
+  position.reserve(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) position.emplace(blocks[i].block_hash, i);
+  std::vector<bool> placed(blocks.size(), false);
+  std::vector<size_t> order;
+  order.reserve(blocks.size());
+  std::vector<size_t> chain;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    // Climb to the highest ancestor not yet placed, then place the chain top down. `placed`
+    // is set while climbing, so a (practically impossible) cycle of 64-bit hashes ends too.
+    chain.clear();
+    for (size_t at = i; !placed[at];) {
+      placed[at] = true;
+      chain.push_back(at);
+      const std::optional<uint64_t>& parent = blocks[at].parent_block_hash;
+      const auto it = parent.has_value() ? position.find(*parent) : position.end();
+      if (it == position.end()) break;
+      at = it->second;
+    }
+    order.insert(order.end(), chain.rbegin(), chain.rend());
+  }
+  std::vector<CachedBlockInfo> sorted;
+  sorted.reserve(blocks.size());
+  for (const size_t i : order) sorted.push_back(std::move(blocks[i]));
+  return sorted;
 }
 
 }  // namespace pagoda::block_manager

@@ -107,8 +107,9 @@ class BlockPool {
   bool events_enabled() const { return events_enabled_; }
   std::vector<KvCacheEvent> TakeEvents();
 
-  // Every block holding registered content, in registration order (so a parent that is still
-  // cached comes before its children). O(num_blocks).
+  // Every block holding registered content, in registration order except that a block's
+  // parent, when cached, always comes before it (a child may have been registered first, while
+  // its parent's content was not cached). O(num_blocks).
   std::vector<CachedBlockInfo> ListCachedBlocks() const;
 
   // The free list from next-to-allocate to last; O(num_blocks), for tests.

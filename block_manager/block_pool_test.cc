@@ -140,5 +140,26 @@ TEST(BlockPoolDeathTest, CatchesBookkeepingBugs) {
   EXPECT_DEATH(pool.ref_count(BlockId(2)), "no block 2");
 }
 
+TEST(BlockPoolTest, ListCachedBlocksPutsACachedParentFirstWhateverTheRegistrationOrder) {
+  // A child registered while its parent's content was not cached (a request held its own copy
+  // of the parent after the cached one was evicted), then the parent registered again, then a
+  // grandchild and an unrelated root.
+  BlockPool pool(5, 2);
+  const std::vector<BlockId> b = Allocate(pool, 5);
+  constexpr BlockHash kHashC{.low = 3, .high = 3};
+  constexpr BlockHash kHashD{.low = 4, .high = 4};
+  constexpr BlockHash kHashE{.low = 5, .high = 5};
+  const CacheEntryId child = pool.Register(b[1], kHashB, CacheEntryId(99), {3, 4}, &kHashA);
+  pool.Register(b[2], kHashC, child, {5, 6}, &kHashB);
+  pool.Register(b[3], kHashD, std::nullopt, {9, 9});
+  pool.Register(b[0], kHashA, std::nullopt, {1, 2}, nullptr, "salt");
+  pool.Register(b[4], kHashE, std::nullopt, {8, 8});
+  std::vector<uint64_t> order;
+  for (const CachedBlockInfo& info : pool.ListCachedBlocks()) order.push_back(info.block_hash);
+  EXPECT_THAT(order, ElementsAre(kHashA.low, kHashB.low, kHashC.low, kHashD.low, kHashE.low));
+  EXPECT_EQ(pool.ListCachedBlocks()[0].extra_key, "salt");
+  EXPECT_EQ(pool.ListCachedBlocks()[1].parent_block_hash, kHashA.low);
+}
+
 }  // namespace
 }  // namespace pagoda::block_manager
