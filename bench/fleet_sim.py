@@ -281,7 +281,10 @@ def stream_completion(replica, prompt, max_tokens, timeout=120):
     """(ttft seconds, text, completion tokens, cached prompt tokens) of a streamed greedy
     completion."""
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}}
+            "stream": True,
+            # A chunk per token, even one whose text is held back or empty (a dummy model's
+            # byte tokenizer prints nothing for most ids): the first one times TTFT.
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
     conn = http.client.HTTPConnection("127.0.0.1", replica.http_port, timeout=timeout)
     try:
         start = time.monotonic()
@@ -303,10 +306,11 @@ def stream_completion(replica, prompt, max_tokens, timeout=120):
             event = json.loads(data)
             if event.get("error"):
                 raise RuntimeError(f"stream error: {event['error']}")
+            produced = (event.get("usage") or {}).get("completion_tokens", 0)
             for choice in event.get("choices", []):
+                if ttft is None and (choice.get("text") or produced >= 1):
+                    ttft = time.monotonic() - start
                 if choice.get("text"):
-                    if ttft is None:
-                        ttft = time.monotonic() - start
                     text.append(choice["text"])
             if event.get("usage") and not event.get("choices"):
                 usage = event["usage"]

@@ -1,7 +1,8 @@
 // Cost of the KV-cache bookkeeping per engine step: 256 running requests each decode one
 // token (a new block every block_size steps) and finished requests are replaced by new ones
 // whose prompts share a prefix, so allocation, prefix lookup, registration, free and lazy
-// eviction all happen in the measured loop. Reported per request per step.
+// eviction all happen in the measured loop. Reported per request per step, without and with
+// KV events recorded (and taken once per step, as the engine does for its sink).
 //
 // Run: ./build/block_manager/kv_cache_manager_benchmark
 
@@ -28,13 +29,18 @@ struct Sequence {
 
 class Workload {
  public:
-  Workload(int num_requests, int block_size, int prompt_len, int output_len)
-      : hasher_(block_size), prompt_len_(prompt_len), output_len_(output_len), rng_(1) {
+  Workload(int num_requests, int block_size, int prompt_len, int output_len, bool events)
+      : hasher_(block_size),
+        prompt_len_(prompt_len),
+        output_len_(output_len),
+        events_(events),
+        rng_(1) {
     // Room for every request at full length plus 50% for the prefix cache to keep.
     const int blocks_per_request = (prompt_len + output_len) / block_size + 2;
     manager_ = KvCacheManager::Create({.num_blocks = num_requests * blocks_per_request * 3 / 2,
                                        .block_size = block_size})
                    .value();
+    manager_->EnableEvents(events);
     for (int i = 0; i < 64; ++i) system_prompt_.push_back(static_cast<TokenId>(rng_() % 32000));
     for (int i = 0; i < num_requests; ++i) {
       sequences_.push_back(NewSequence());
@@ -58,10 +64,13 @@ class Workload {
       ++seq.num_computed;
       --seq.num_to_generate;
     }
+    // What the engine does at the end of a step with a KV-event sink attached.
+    if (events_) num_events_ += static_cast<int64_t>(manager_->TakeEvents().size());
     return static_cast<int>(sequences_.size());
   }
 
   const KvCacheManager& manager() const { return *manager_; }
+  int64_t num_events() const { return num_events_; }
 
  private:
   Sequence NewSequence() {
@@ -93,6 +102,8 @@ class Workload {
   BlockHasher hasher_;
   int prompt_len_;
   int output_len_;
+  bool events_;
+  int64_t num_events_ = 0;
   std::mt19937_64 rng_;
   std::unique_ptr<KvCacheManager> manager_;
   std::vector<TokenId> system_prompt_;
@@ -102,7 +113,7 @@ class Workload {
 
 void BM_DecodeStep(benchmark::State& state) {
   Workload workload(/*num_requests=*/static_cast<int>(state.range(0)), /*block_size=*/16,
-                    /*prompt_len=*/256, /*output_len=*/256);
+                    /*prompt_len=*/256, /*output_len=*/256, /*events=*/state.range(1) != 0);
   int64_t request_steps = 0;
   for (auto _ : state) request_steps += workload.Step();
   state.counters["ns_per_request_step"] =
@@ -112,9 +123,14 @@ void BM_DecodeStep(benchmark::State& state) {
   state.counters["hit_rate"] =
       static_cast<double>(workload.manager().Stats().prefix_hit_tokens) /
       static_cast<double>(workload.manager().Stats().prefix_queried_tokens);
+  state.counters["events"] = static_cast<double>(workload.num_events());
   state.SetItemsProcessed(request_steps);
 }
-BENCHMARK(BM_DecodeStep)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond);
+// Args: running requests, KV events recorded (0/1).
+BENCHMARK(BM_DecodeStep)
+    ->ArgsProduct({{256, 1024}, {0, 1}})
+    ->ArgNames({"requests", "events"})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace pagoda::block_manager
