@@ -42,6 +42,10 @@ struct EngineCore::RequestState final : scheduler::Request {
   StopKind stop_kind = StopKind::kNone;
   size_t stop_string_index = 0;
   bool finished = false;
+  // With sampling.logprobs >= 0: the runner's answer for this step's token, and every output
+  // token's so far (one per output token).
+  sampling::TokenLogprobs step_logprobs;
+  std::vector<sampling::TokenLogprobs> output_logprobs;
 
   RequestState(RequestId request_id, EngineRequest& request,
                std::shared_ptr<RequestSink> request_sink, absl::Time arrival_time)
@@ -202,7 +206,7 @@ absl::Status EngineCore::Step() {
     if (!status.ok()) FailAll(status);
     PublishKvEvents();
   } else if (finished_metrics_.empty()) {
-    PublishKvEvents();       // a resync may still be due
+    PublishKvEvents();        // a resync may still be due
     return absl::OkStatus();  // nothing ran and nothing ended: nothing to report
   }
   // Reported also for a step that only publishes requests ended outside it (aborts while idle)
@@ -239,9 +243,11 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   const model::ForwardBatch batch = batch_builder_.batch();
   batch_rows_.clear();
   for (RequestState* state : batch_sampled_) {
-    batch_rows_.push_back(runner::SamplingRow{.params = &state->sampling,
-                                              .state = &state->sampler,
-                                              .banned_tokens = BannedTokens(*state)});
+    batch_rows_.push_back(runner::SamplingRow{
+        .params = &state->sampling,
+        .state = &state->sampler,
+        .banned_tokens = BannedTokens(*state),
+        .logprobs = state->sampling.logprobs >= 0 ? &state->step_logprobs : nullptr});
   }
   const absl::Time model_start = clock_->Now();
   PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_rows_, &step_tokens_));
@@ -334,6 +340,11 @@ void EngineCore::Emit(RequestState& state, TokenId token, std::string text, absl
   OutputChunk chunk;
   chunk.token_ids.push_back(token);
   chunk.text = std::move(text);
+  if (state.sampling.logprobs >= 0) {
+    // The runner filled step_logprobs for this very token (SamplingRow::logprobs).
+    state.output_logprobs.push_back(state.step_logprobs);
+    chunk.logprobs.push_back(std::move(state.step_logprobs));
+  }
   chunk.usage = {.prompt_tokens = state.num_prompt_tokens(),
                  .completion_tokens = state.num_output_tokens(),
                  .cached_prompt_tokens = state.num_cached_prompt_tokens()};
@@ -364,6 +375,7 @@ void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now
   }
   completion.token_ids.assign(output.begin(), output.end());
   completion.text = std::move(state.output_text);
+  completion.logprobs = std::move(state.output_logprobs);
   const int num_output = static_cast<int>(output.size());
   completion.usage = {.prompt_tokens = state.num_prompt_tokens(),
                       .completion_tokens = num_output,

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "common/ids.h"
+#include "sampling/logprobs.h"
 #include "sampling/sampling_params.h"
 
 namespace pagoda::engine {
@@ -86,6 +87,8 @@ struct OutputChunk {
   std::vector<TokenId> token_ids;  // at least one (one per step in this version)
   std::string text;                // valid UTF-8; empty without detokenization
   Usage usage;                     // cumulative
+  // One per token_ids entry when sampling.logprobs >= 0, else empty.
+  std::vector<sampling::TokenLogprobs> logprobs;
 };
 
 // The end of a request: exactly one per accepted request.
@@ -100,6 +103,8 @@ struct RequestCompletion {
   // the whole text after stop-string and special-token handling.
   std::vector<TokenId> token_ids;
   std::string text;
+  // One per token_ids entry when sampling.logprobs >= 0, else empty.
+  std::vector<sampling::TokenLogprobs> logprobs;
   Usage usage;
   Timings timings;
 };

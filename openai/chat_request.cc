@@ -122,10 +122,6 @@ absl::Status CheckChatFields(JsonFields& fields) {
         "chat_template", "chat_template_kwargs", "parallel_tool_calls"}) {
     (void)fields.Get(name);
   }
-  PAGODA_RETURN_IF_ERROR(
-      fields.OnlyValue("logprobs", false, "log-probabilities are not implemented yet"));
-  PAGODA_RETURN_IF_ERROR(
-      fields.OnlyValue("top_logprobs", json(), "log-probabilities are not implemented yet"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("echo", false, "echo is not implemented for chat"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("response_format", json{{"type", "text"}},
                                           "structured output is not implemented yet"));
@@ -223,6 +219,15 @@ absl::StatusOr<ChatRequest> ParseChatRequest(absl::string_view body, const ChatC
                              ? ParseMaxTokens(fields, "max_completion_tokens", 0, prompt.stopping)
                              : ParseMaxTokens(fields, "max_tokens", 0, prompt.stopping));
   (void)fields.Get("max_tokens");
+  std::optional<bool> logprobs;
+  std::optional<int64_t> top_logprobs;
+  PAGODA_RETURN_IF_ERROR(fields.Bool("logprobs", logprobs));
+  PAGODA_RETURN_IF_ERROR(fields.Int("top_logprobs", 0, sampling::kMaxLogprobs, top_logprobs));
+  if (top_logprobs.has_value() && !logprobs.value_or(false)) {
+    return FieldError("top_logprobs", "needs \"logprobs\": true");
+  }
+  out.logprobs = logprobs.value_or(false) ? static_cast<int>(top_logprobs.value_or(0)) : -1;
+  prompt.sampling.logprobs = out.logprobs;
 
   std::string source;
   PAGODA_ASSIGN_OR_RETURN(chat_template::RenderRequest render, ChatRenderRequest(body, source));

@@ -28,10 +28,12 @@ struct ChatRequest {
   int n = 1;                     // choices
   // `prompt` n times (FanOut): what is submitted, not yet validated (Engine::Submit does).
   std::vector<engine::EngineRequest> prompts;
-  std::string prompt_text;       // the rendered conversation
+  std::string prompt_text;  // the rendered conversation
   bool stream = false;
   bool include_usage = false;
   bool continuous_usage_stats = false;
+  // top_logprobs when `logprobs` is true, else -1 (also in each prompt's sampling.logprobs).
+  int logprobs = -1;
   std::vector<std::string> unknown_fields;
 };
 
@@ -45,7 +47,7 @@ struct ChatContext {
 
 // Parses `body` and renders its conversation. Errors (InvalidArgument with kInvalidField unless
 // said): a field of the wrong type or form, named ("messages[2].content: ..."); content parts
-// other than text; tool_choice "required" or a named function, logprobs, a
+// other than text; tool_choice "required" or a named function, top_logprobs without logprobs, a
 // response_format other than text (not implemented); FailedPrecondition when the model has no
 // tokenizer or no chat template; a template error (its line, or raise_exception's message) as
 // an InvalidArgument naming "messages".

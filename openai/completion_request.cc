@@ -109,9 +109,6 @@ absl::Status Tokenize(PromptForm& form, bool add_special_tokens,
 absl::Status RefuseUnimplemented(JsonFields& fields) {
   PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("best_of", 1, "more than one candidate per prompt is not implemented"));
-  PAGODA_RETURN_IF_ERROR(fields.OnlyValue("logprobs", json(),
-                                          "log-probabilities are not "
-                                          "implemented yet"));
   PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("prompt_logprobs", json(), "log-probabilities are not implemented yet"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("suffix", json(), "suffixes are not supported"));
@@ -143,6 +140,13 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
                                     std::numeric_limits<int64_t>::max(), truncate));
   out.echo = echo.value_or(false);
   if (out.echo && tokenizer == nullptr) return NeedsTokenizer("echo", "echoed prompts");
+  std::optional<int64_t> logprobs;
+  PAGODA_RETURN_IF_ERROR(fields.Int("logprobs", 0, sampling::kMaxLogprobs, logprobs));
+  if (logprobs.has_value() && out.echo) {
+    return FieldError("logprobs",
+                      "with echo needs the prompt's log-probabilities, which are "
+                      "not implemented yet");
+  }
 
   // The options every prompt shares, read once.
   engine::EngineRequest shared;
@@ -150,6 +154,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   PAGODA_RETURN_IF_ERROR(
       ParseMaxTokens(fields, "max_tokens", kDefaultCompletionMaxTokens, shared.stopping));
   shared.detokenize = tokenizer != nullptr;
+  shared.sampling.logprobs = logprobs.has_value() ? static_cast<int>(*logprobs) : -1;
+  out.logprobs = shared.sampling.logprobs;
 
   for (PromptForm& form : forms) {
     PAGODA_RETURN_IF_ERROR(Tokenize(form, add_special_tokens.value_or(true), tokenizer));

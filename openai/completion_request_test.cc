@@ -52,7 +52,7 @@ TEST_F(CompletionRequestTest, TextPromptAndEveryOptionIsTranslated) {
       "presence_penalty": 0.5, "frequency_penalty": -0.5, "logit_bias": {"104": 2.5, "3": -1},
       "stop": "x", "stop_token_ids": [5], "ignore_eos": true, "min_tokens": 2,
       "include_stop_str_in_output": true, "skip_special_tokens": false, "priority": 3,
-      "cache_salt": "s", "user": "u", "stream": true,
+      "cache_salt": "s", "user": "u", "stream": true, "logprobs": 3,
       "stream_options": {"include_usage": true, "continuous_usage_stats": true},
       "some_new_field": 1})");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -80,6 +80,8 @@ TEST_F(CompletionRequestTest, TextPromptAndEveryOptionIsTranslated) {
   EXPECT_TRUE(r.stopping.keep_special_tokens);
   EXPECT_EQ(r.priority, 3);
   EXPECT_EQ(r.cache_salt, "s");
+  EXPECT_EQ(r.sampling.logprobs, 3);
+  EXPECT_EQ(parsed->logprobs, 3);
   EXPECT_TRUE(parsed->stream);
   EXPECT_TRUE(parsed->include_usage);
   EXPECT_TRUE(parsed->continuous_usage_stats);
@@ -96,6 +98,11 @@ TEST_F(CompletionRequestTest, DefaultsAreOpenAis) {
   EXPECT_FALSE(r.stopping.keep_special_tokens);
   EXPECT_FALSE(parsed->stream);
   EXPECT_TRUE(r.detokenize);
+  EXPECT_EQ(r.sampling.logprobs, -1);
+  EXPECT_EQ(parsed->logprobs, -1);
+  // logprobs 0: only the sampled token's; null: none.
+  EXPECT_EQ(Parse(R"({"prompt": "hi", "logprobs": 0})")->prompts[0].sampling.logprobs, 0);
+  EXPECT_EQ(Parse(R"({"prompt": "hi", "logprobs": null})")->prompts[0].sampling.logprobs, -1);
   // null max_tokens: up to the context length.
   EXPECT_FALSE(Parse(R"({"prompt": "hi", "max_tokens": null})")->prompts[0].stopping.max_tokens);
   // top_k -1 is vLLM's "off"; 16.0 is an integer.
@@ -161,7 +168,11 @@ TEST_F(CompletionRequestTest, ErrorsNameTheField) {
   ExpectError(R"({"prompt": "hi", "n": 0})", "n: ");
   ExpectError(R"({"prompt": "hi", "n": 129})", "n: ");
   ExpectError(R"({"prompt": ["a", "b", "c"], "n": 100})", "n: prompts × n must be at most 256");
-  ExpectError(R"({"prompt": "hi", "logprobs": 1})", "logprobs: ");
+  ExpectError(R"({"prompt": "hi", "logprobs": 21})", "logprobs: must be in [0, 20]");
+  ExpectError(R"({"prompt": "hi", "logprobs": -1})", "logprobs: must be in [0, 20]");
+  ExpectError(R"({"prompt": "hi", "logprobs": true})", "logprobs: must be an integer");
+  ExpectError(R"({"prompt": "hi", "logprobs": 1, "echo": true})", "logprobs: with echo needs");
+  ExpectError(R"({"prompt": "hi", "prompt_logprobs": 1})", "prompt_logprobs: ");
   ExpectError(R"({"prompt": "hi", "suffix": "x"})", "suffix: ");
   ExpectError(R"({"prompt": "hi", "min_tokens": 20, "max_tokens": 5})", "min_tokens: ");
   ExpectError(R"({"prompt": "hi", "cache_salt": 5})", "cache_salt: must be a string");

@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "openai/completion_request.h"
 #include "openai/json_fields.h"
+#include "openai/logprobs_json.h"
 #include "openai/responses.h"
 #include "openai/sampling_fields.h"
 
@@ -94,7 +95,11 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
         echo_events_(!stream_    ? ""
                      : ids_.chat ? RoleEvents(ids_, request.prompts.size())
                                  : EchoEvents(ids_, request.echo_texts)),
+        logprobs_json_(request.logprobs >= 0 ? std::optional<LogprobsJson>(
+                                                   LogprobsJson(engine->tokenizer(), ids_.chat))
+                                             : std::nullopt),
         results_(request.prompts.size()),
+        text_offsets_(request.prompts.size(), 0),
         remaining_(static_cast<int>(request.prompts.size())) {
     for (size_t i = 0; i < request.echo_texts.size(); ++i) results_[i].text = request.echo_texts[i];
   }
@@ -130,6 +135,8 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
   const bool include_usage_;
   const bool continuous_usage_;
   const std::string echo_events_;
+  // Set when the request asked for log-probabilities.
+  const std::optional<LogprobsJson> logprobs_json_;
 
   absl::Mutex mu_;
   std::vector<RequestId> engine_ids_ ABSL_GUARDED_BY(mu_);
@@ -137,6 +144,8 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
   bool started_ ABSL_GUARDED_BY(mu_) = false;  // the stream's head is sent
   std::string pending_ ABSL_GUARDED_BY(mu_);   // events before the head
   std::vector<ChoiceResult> results_ ABSL_GUARDED_BY(mu_);
+  // Each streamed choice's text length so far, in code points (completions' text_offset).
+  std::vector<int> text_offsets_ ABSL_GUARDED_BY(mu_);
   int remaining_ ABSL_GUARDED_BY(mu_);  // choices not yet ended
   std::optional<absl::Status> failure_ ABSL_GUARDED_BY(mu_);
 };
@@ -233,12 +242,17 @@ void OpenAiService::CompletionCall::Emit(std::string event) {
 }
 
 void OpenAiService::CompletionCall::OnChunk(int index, engine::OutputChunk chunk) {
-  // Text held back (an incomplete UTF-8 sequence, a possible stop string) makes no event.
-  if (!stream_ || (chunk.text.empty() && !continuous_usage_)) return;
+  // Text held back (an incomplete UTF-8 sequence, a possible stop string) makes no event,
+  // unless the chunk carries usage or log-probabilities.
+  const bool logprobs = logprobs_json_.has_value() && !chunk.logprobs.empty();
+  if (!stream_ || (chunk.text.empty() && !continuous_usage_ && !logprobs)) return;
   absl::MutexLock lock(&mu_);
   if (failure_.has_value()) return;
+  std::optional<nlohmann::json> logprobs_object;
+  if (logprobs) logprobs_object = logprobs_json_->Make(chunk.logprobs, &text_offsets_[index]);
   Emit(SseEvent(CompletionChunkJson(ids_, index, chunk.text, nullptr,
-                                    continuous_usage_ ? &chunk.usage : nullptr)));
+                                    continuous_usage_ ? &chunk.usage : nullptr,
+                                    logprobs_object.has_value() ? &*logprobs_object : nullptr)));
 }
 
 void OpenAiService::CompletionCall::OnComplete(int index, engine::RequestCompletion completion) {
@@ -278,7 +292,8 @@ void OpenAiService::CompletionCall::Finish() {
     if (failure_.has_value()) {
       response = ErrorResponse(*failure_, service_->options_.queue_full_retry_after);
     } else {
-      response.body = CompletionJson(ids_, results_);
+      response.body =
+          CompletionJson(ids_, results_, logprobs_json_.has_value() ? &*logprobs_json_ : nullptr);
     }
     response.headers.emplace_back("X-Request-Id", request_id_);
     responder_->Send(std::move(response));
@@ -504,6 +519,7 @@ void OpenAiService::ChatCompletions(const http::Request& request,
   as_completion.stream = chat->stream;
   as_completion.include_usage = chat->include_usage;
   as_completion.continuous_usage_stats = chat->continuous_usage_stats;
+  as_completion.logprobs = chat->logprobs;
   as_completion.n = chat->n;
   as_completion.prompts = std::move(chat->prompts);
   ResponseIds ids{.id = absl::StrCat("chatcmpl-", *request_id),

@@ -166,7 +166,7 @@ absl::string_view FinishReasonName(engine::FinishReason reason) {
 
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
-                                const engine::Usage* usage) {
+                                const engine::Usage* usage, const json* logprobs) {
   json choice = {{"index", index}};
   if (ids.chat) {
     // The finishing chunk of a chat choice has an empty delta when it brings no text.
@@ -175,7 +175,7 @@ std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_
   } else {
     choice["text"] = std::string(text);
   }
-  choice["logprobs"] = nullptr;
+  choice["logprobs"] = logprobs != nullptr ? *logprobs : json(nullptr);
   choice["finish_reason"] = nullptr;
   choice["stop_reason"] = nullptr;
   if (finished != nullptr) {
@@ -204,7 +204,8 @@ std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage
   return Dump(chunk);
 }
 
-std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices) {
+std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices,
+                           const LogprobsJson* logprobs) {
   json array = json::array();
   for (size_t i = 0; i < choices.size(); ++i) {
     const engine::RequestCompletion& completion = choices[i].completion;
@@ -215,7 +216,10 @@ std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResul
     } else {
       choice["text"] = choices[i].text;
     }
-    choice["logprobs"] = nullptr;
+    int text_offset = 0;
+    choice["logprobs"] = logprobs != nullptr && !completion.logprobs.empty()
+                             ? logprobs->Make(completion.logprobs, &text_offset)
+                             : json(nullptr);
     choice["finish_reason"] = std::string(FinishReasonName(completion.finish_reason));
     choice["stop_reason"] = StopReason(completion);
     array.push_back(std::move(choice));

@@ -12,6 +12,8 @@
 #include "absl/time/time.h"
 #include "engine/engine_request.h"
 #include "http/http_server.h"
+#include "nlohmann/json_fwd.hpp"
+#include "openai/logprobs_json.h"
 
 namespace pagoda::openai {
 
@@ -55,15 +57,19 @@ absl::string_view FinishReasonName(engine::FinishReason reason);
 // A text_completion chunk (a chat.completion.chunk with ids.chat, whose delta holds the text)
 // with one choice: `text`, and when `finished` is not null its
 // finish_reason and stop_reason (else null); with `usage`, a usage object.
+// With `logprobs` (not null), the choice's logprobs object (openai/logprobs_json.h), else null.
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
-                                const engine::Usage* usage);
+                                const engine::Usage* usage,
+                                const nlohmann::json* logprobs = nullptr);
 // A chat stream's first chunk of a choice: its delta names the role.
 std::string ChatRoleChunkJson(const ResponseIds& ids, int index);
 // The last chunk of a stream with include_usage: no choices, the total usage.
 std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage& usage);
-// A whole text_completion object.
-std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices);
+// A whole text_completion object. With `logprobs` (not null), each choice's logprobs object
+// from its completion's log-probabilities (null when it has none).
+std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices,
+                           const LogprobsJson* logprobs = nullptr);
 
 // The sum of every choice's completion tokens, and of each prompt's tokens once (choices
 // i*n .. i*n+n-1 share prompt i, as vLLM counts them).

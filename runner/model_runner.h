@@ -11,6 +11,7 @@
 #include "model/dtype.h"
 #include "model/forward_batch.h"
 #include "model/model_config.h"
+#include "sampling/logprobs.h"
 #include "sampling/sampler.h"
 #include "sampling/sampling_params.h"
 
@@ -22,18 +23,26 @@ struct SamplingRow {
   const sampling::SamplingParams* params = nullptr;
   sampling::SamplerState* state = nullptr;  // sampling draws from its RNG
   absl::Span<const TokenId> banned_tokens;  // never chosen this step (the min_tokens rule)
+  // Set exactly when params->logprobs >= 0: receives the token's log-probabilities
+  // (sampling/logprobs.h). Owned by the engine.
+  sampling::TokenLogprobs* logprobs = nullptr;
 };
 
 // True when the row's token is the plain argmax of its logits as computed (the largest, the
 // lowest id among ties, NaN never): sampling::IsPlainGreedy and nothing banned. A GPU runner
 // computes that argmax next to the logits and sends the host 4 bytes instead of a row.
 inline bool IsArgmaxRow(const SamplingRow& row) {
-  return row.banned_tokens.empty() && sampling::IsPlainGreedy(*row.params);
+  return row.banned_tokens.empty() && row.logprobs == nullptr &&
+         sampling::IsPlainGreedy(*row.params);
 }
 
 // Chooses row i's token from its logits on the host with the shared sampler (which uses them as
 // scratch); an error fails that one request (no samplable token).
 inline absl::StatusOr<TokenId> SampleOnHost(absl::Span<float> logits, const SamplingRow& row) {
+  if (row.logprobs != nullptr) {
+    return sampling::SampleWithLogprobs(logits, *row.params, *row.state, row.banned_tokens,
+                                        row.logprobs);
+  }
   return sampling::Sample(logits, *row.params, *row.state, row.banned_tokens);
 }
 

@@ -34,10 +34,12 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
   if (!(params.frequency_penalty >= -2.0f && params.frequency_penalty <= 2.0f)) {
     return FieldError("frequency_penalty", "in [-2, 2]", params.frequency_penalty);
   }
+  if (params.logprobs < -1 || params.logprobs > kMaxLogprobs) {
+    return FieldError("logprobs", "in [0, 20], or -1 for none", params.logprobs);
+  }
   if (params.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries)) {
-    return absl::InvalidArgumentError(absl::StrFormat("logit_bias: at most %d entries, got %d",
-                                                      kMaxLogitBiasEntries,
-                                                      params.logit_bias.size()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "logit_bias: at most %d entries, got %d", kMaxLogitBiasEntries, params.logit_bias.size()));
   }
   for (const auto& [token, bias] : params.logit_bias) {
     if (token < 0 || token >= vocab_size) {
@@ -56,7 +58,7 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
 bool IsPlainGreedy(const SamplingParams& params) {
   return params.temperature < kGreedyTemperature && params.logit_bias.empty() &&
          params.repetition_penalty == 1.0f && params.presence_penalty == 0.0f &&
-         params.frequency_penalty == 0.0f;
+         params.frequency_penalty == 0.0f && params.logprobs < 0;
 }
 
 }  // namespace pagoda::sampling

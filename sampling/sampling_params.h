@@ -41,7 +41,12 @@ struct SamplingParams {
   // At most 1024 (token, additive bias) pairs, 0 <= token < vocab_size, bias in [-100, 100].
   // A token listed twice gets both biases.
   std::vector<std::pair<TokenId, float>> logit_bias;
+  // Log-probabilities of each sampled token (sampling/logprobs.h): -1 = none; 0 = the sampled
+  // token's own; k in [1, 20] = also the k most likely tokens at its position.
+  int logprobs = -1;
 };
+
+inline constexpr int kMaxLogprobs = 20;
 
 // The one check of these ranges, for every front end: OK, or InvalidArgument whose message
 // starts with the offending field's name, then ": " and the rule ("top_p: must be in (0, 1],
@@ -53,6 +58,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
 // logits as they are (the largest, the lowest id among ties, NaN never), whatever the state:
 // greedy, with no logit bias and no penalty. Whoever computes that argmax (a GPU runner, next to
 // the logits) can then stand in for the sampler.
+// Requests that ask for log-probabilities are never plain greedy: their rows need the whole
+// distribution on the host.
 bool IsPlainGreedy(const SamplingParams& params);
 
 }  // namespace pagoda::sampling

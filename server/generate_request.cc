@@ -12,6 +12,7 @@
 #include "engine/error_reason.h"
 #include "engine/request_identity.h"
 #include "engine/request_validation.h"
+#include "sampling/sampling_params.h"
 
 namespace pagoda::server {
 namespace {
@@ -106,8 +107,14 @@ absl::Status ParseRequestFields(const v1::GenerateRequest& in) {
     return absl::UnimplementedError(
         absl::StrCat("n: more than one output per request is not implemented, got ", in.n()));
   }
-  if (in.has_logprobs()) {
-    return absl::UnimplementedError("logprobs: log-probabilities are not implemented");
+  if (in.logprobs().prompt_logprobs()) {
+    return absl::UnimplementedError(
+        "logprobs.prompt_logprobs: prompt log-probabilities are not implemented");
+  }
+  if (in.logprobs().top_logprobs() > static_cast<uint32_t>(sampling::kMaxLogprobs)) {
+    return engine::InvalidFieldError(absl::StrCat("logprobs.top_logprobs: must be in [0, ",
+                                                  sampling::kMaxLogprobs, "], got ",
+                                                  in.logprobs().top_logprobs()));
   }
   if (!in.extra().empty()) {
     // The smallest key, so the error is deterministic.
@@ -130,6 +137,8 @@ absl::StatusOr<engine::EngineRequest> ParseGenerateRequest(const v1::GenerateReq
   PAGODA_RETURN_IF_ERROR(ParsePrompt(request, info, tokenizer, out));
   ParseSampling(request.sampling(), info.vocab_size, out.sampling);
   ParseStopping(request.stopping(), info, out.stopping);
+  out.sampling.logprobs =
+      request.has_logprobs() ? static_cast<int>(request.logprobs().top_logprobs()) : -1;
   out.cache_salt = request.cache_salt();
   out.priority = request.priority();
   out.detokenize = tokenizer != nullptr;

@@ -158,8 +158,17 @@ TEST_F(ParseGenerateRequestTest, ModelAndUnimplementedFeatures) {
   ExpectError(request, absl::StatusCode::kUnimplemented, "n: ", std::nullopt);
   request.set_n(1);
   ASSERT_TRUE(Parse(request).ok());
+  EXPECT_EQ(Parse(request)->sampling.logprobs, -1);
   request.mutable_logprobs();
-  ExpectError(request, absl::StatusCode::kUnimplemented, "logprobs: ", std::nullopt);
+  EXPECT_EQ(Parse(request)->sampling.logprobs, 0);
+  request.mutable_logprobs()->set_top_logprobs(20);
+  EXPECT_EQ(Parse(request)->sampling.logprobs, 20);
+  request.mutable_logprobs()->set_top_logprobs(21);
+  ExpectError(request, absl::StatusCode::kInvalidArgument, "logprobs.top_logprobs: must be in");
+  request.mutable_logprobs()->set_top_logprobs(1);
+  request.mutable_logprobs()->set_prompt_logprobs(true);
+  ExpectError(request, absl::StatusCode::kUnimplemented,
+              "logprobs.prompt_logprobs: ", std::nullopt);
 }
 
 TEST_F(ParseGenerateRequestTest, ExtraKeysAndCacheSalt) {

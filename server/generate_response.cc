@@ -14,6 +14,21 @@ double SinceArrival(double engine_seconds, double seconds_before_engine) {
   return engine_seconds > 0 ? engine_seconds + seconds_before_engine : 0.0;
 }
 
+void FillLogprobs(const std::vector<sampling::TokenLogprobs>& logprobs,
+                  google::protobuf::RepeatedPtrField<v1::TokenLogprob>& out) {
+  out.Reserve(static_cast<int>(logprobs.size()));
+  for (const sampling::TokenLogprobs& lp : logprobs) {
+    v1::TokenLogprob* entry = out.Add();
+    entry->set_token_id(static_cast<uint32_t>(lp.token));
+    entry->set_logprob(lp.logprob);
+    for (const auto& [id, logprob] : lp.top) {
+      v1::TopLogprob* top = entry->add_top();
+      top->set_token_id(static_cast<uint32_t>(id));
+      top->set_logprob(logprob);
+    }
+  }
+}
+
 }  // namespace
 
 v1::FinishReason ToProtoFinishReason(engine::FinishReason reason) {
@@ -36,6 +51,7 @@ v1::GenerateResponse MakeChunkResponse(const std::string& request_id,
   v1::GenerateResponse::Chunk* out = response.mutable_chunk();
   out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
   out->set_text(chunk.text);
+  FillLogprobs(chunk.logprobs, *out->mutable_logprobs());
   if (options.stream && options.usage_every_chunk) FillUsage(chunk.usage, *out->mutable_usage());
   return response;
 }
@@ -66,6 +82,7 @@ v1::GenerateResponse MakeCompleteResponse(const std::string& request_id,
   if (!options.stream) {
     out->mutable_token_ids()->Add(completion.token_ids.begin(), completion.token_ids.end());
     out->set_text(completion.text);
+    FillLogprobs(completion.logprobs, *out->mutable_logprobs());
   }
   FillUsage(completion.usage, *out->mutable_usage());
   const engine::Timings& t = completion.timings;

@@ -4,6 +4,7 @@
 // Pure functions; thread-safe.
 
 #include <string>
+#include <vector>
 
 #include "engine/engine_request.h"
 #include "pagoda/v1/generate.pb.h"

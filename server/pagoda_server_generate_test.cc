@@ -36,6 +36,7 @@ TEST_F(PagodaServerTest, UnaryAndStreamingGenerateAgree) {
   request.mutable_sampling()->set_temperature(0);
   request.mutable_stopping()->set_max_tokens(8);
   request.mutable_stopping()->set_ignore_eos(true);
+  request.mutable_logprobs()->set_top_logprobs(2);
   const GenerateResult unary = Generate(request, {{"x-request-id", "unary-1"}});
   ASSERT_TRUE(unary.status.ok()) << unary.status.error_message();
   ASSERT_EQ(unary.responses.size(), 1u);
@@ -50,6 +51,17 @@ TEST_F(PagodaServerTest, UnaryAndStreamingGenerateAgree) {
   EXPECT_EQ(complete.usage().completion_tokens(), 8u);
   EXPECT_GT(complete.timings().ttft_seconds(), 0);
   EXPECT_GE(complete.timings().e2e_seconds(), complete.timings().ttft_seconds());
+  // One log-probability per token; greedy sampled the most likely of the top two.
+  ASSERT_EQ(complete.logprobs_size(), 8);
+  for (int i = 0; i < 8; ++i) {
+    const v1::TokenLogprob& lp = complete.logprobs(i);
+    EXPECT_EQ(lp.token_id(), complete.token_ids(i));
+    EXPECT_LE(lp.logprob(), 0.0f);
+    ASSERT_EQ(lp.top_size(), 2);
+    EXPECT_EQ(lp.top(0).token_id(), lp.token_id());
+    EXPECT_EQ(lp.top(0).logprob(), lp.logprob());
+    EXPECT_GE(lp.top(0).logprob(), lp.top(1).logprob());
+  }
 
   request.set_stream(true);
   request.set_usage_every_chunk(true);
@@ -59,6 +71,7 @@ TEST_F(PagodaServerTest, UnaryAndStreamingGenerateAgree) {
   ASSERT_GE(streamed.responses.size(), 2u);
   EXPECT_EQ(streamed.initial_metadata.find("x-request-id")->second, "stream-1");
   std::vector<uint32_t> ids;
+  std::vector<std::string> logprobs;
   std::string text;
   uint32_t last_completion_tokens = 0;
   for (size_t i = 0; i + 1 < streamed.responses.size(); ++i) {
@@ -67,17 +80,33 @@ TEST_F(PagodaServerTest, UnaryAndStreamingGenerateAgree) {
     ASSERT_TRUE(r.has_chunk());
     ids.insert(ids.end(), r.chunk().token_ids().begin(), r.chunk().token_ids().end());
     text += r.chunk().text();
+    EXPECT_EQ(r.chunk().logprobs_size(), r.chunk().token_ids_size());
+    for (const v1::TokenLogprob& lp : r.chunk().logprobs())
+      logprobs.push_back(lp.SerializeAsString());
     ASSERT_TRUE(r.chunk().has_usage());
     EXPECT_GT(r.chunk().usage().completion_tokens(), last_completion_tokens);
     last_completion_tokens = r.chunk().usage().completion_tokens();
   }
   EXPECT_THAT(ids, ElementsAreArray(complete.token_ids()));
   EXPECT_EQ(text, complete.text());
+  std::vector<std::string> whole_logprobs;
+  for (const v1::TokenLogprob& lp : complete.logprobs())
+    whole_logprobs.push_back(lp.SerializeAsString());
+  EXPECT_EQ(logprobs, whole_logprobs);
   const v1::GenerateResponse& last = streamed.responses.back();
   ASSERT_TRUE(last.has_complete());
   EXPECT_TRUE(last.complete().token_ids().empty());
   EXPECT_TRUE(last.complete().text().empty());
+  EXPECT_TRUE(last.complete().logprobs().empty());
   EXPECT_EQ(last.complete().usage().completion_tokens(), 8u);
+
+  // Without LogprobsOptions, none.
+  request.clear_logprobs();
+  request.set_stream(false);
+  request.set_request_id("unary-2");
+  const GenerateResult plain = Generate(request);
+  ASSERT_TRUE(plain.status.ok()) << plain.status.error_message();
+  EXPECT_TRUE(plain.responses[0].complete().logprobs().empty());
 }
 
 TEST_F(PagodaServerTest, ServerGeneratesARequestIdWhenNoneIsGiven) {
@@ -158,8 +187,13 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
        grpc::StatusCode::NOT_FOUND, "model: \"gpt-5\" is not served", ""},
       {"n > 1", [](v1::GenerateRequest& r) { r.set_n(2); }, grpc::StatusCode::UNIMPLEMENTED,
        "n: ", ""},
-      {"logprobs", [](v1::GenerateRequest& r) { r.mutable_logprobs(); },
-       grpc::StatusCode::UNIMPLEMENTED, "logprobs: ", ""},
+      {"prompt logprobs",
+       [](v1::GenerateRequest& r) { r.mutable_logprobs()->set_prompt_logprobs(true); },
+       grpc::StatusCode::UNIMPLEMENTED, "logprobs.prompt_logprobs: ", ""},
+      {"top_logprobs 21",
+       [](v1::GenerateRequest& r) { r.mutable_logprobs()->set_top_logprobs(21); },
+       grpc::StatusCode::INVALID_ARGUMENT, "logprobs.top_logprobs: must be in [0, 20], got 21",
+       invalid},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -178,10 +212,10 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
                                reason, R"("})"));
   };
   EXPECT_TRUE(WaitFor([&] {
-    return rejected("invalid_field") == 15 && rejected("prompt_too_long") == 2 &&
+    return rejected("invalid_field") == 16 && rejected("prompt_too_long") == 2 &&
            rejected("not_found") == 1;
   }));
-  EXPECT_EQ(rejected("invalid_field"), 15);
+  EXPECT_EQ(rejected("invalid_field"), 16);
   EXPECT_EQ(rejected("prompt_too_long"), 2);
   EXPECT_EQ(rejected("not_found"), 1);
   EXPECT_EQ(rejected("cancelled"), 0);

@@ -219,7 +219,9 @@ TEST_F(OpenAiApiTest, BadInputTable) {
       {"POST", "/v1/completions", R"({"prompt": "a", "stream_options": {"include_usage": true}})",
        400, "stream_options: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "n": 0})", 400, "n: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2})", 400, "logprobs: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 21})", 400, "logprobs: "},
+      {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2, "echo": true})", 400,
+       "logprobs: with echo"},
       {"POST", "/v1/completions", R"({"prompt": "a", "cache_salt": 1})", 400, "cache_salt: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "priority": "high"})", 400, "priority: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "truncate_prompt_tokens": 0})", 400,
@@ -358,8 +360,9 @@ TEST_F(OpenAiApiTest, ChatCompletionWholeAndStreamedAgree) {
   const auto tokenized = Post("/tokenize", body + "}");
   EXPECT_EQ(json::parse(tokenized->body)["tokens"], json::parse(render->body)["token_ids"]);
 
-  const auto streamed = Post("/v1/chat/completions",
-                             body + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+  const auto streamed =
+      Post("/v1/chat/completions",
+           body + R"(, "stream": true, "stream_options": {"include_usage": true}})");
   ASSERT_TRUE(streamed.ok()) << streamed.status();
   ASSERT_EQ(streamed->status, 200) << streamed->body;
   bool done = false;
@@ -383,10 +386,112 @@ TEST_F(OpenAiApiTest, ChatCompletionWholeAndStreamedAgree) {
   EXPECT_EQ(finish, "length");
 }
 
+// Log-probabilities (docs/openai_api.md): the whole answer and the stream carry the same
+// values, one per output token, in vLLM's completions and chat shapes.
+TEST_F(OpenAiApiTest, CompletionLogprobsWholeAndStreamedAgree) {
+  StartServer();
+  const std::string request =
+      R"({"prompt": "ab", "max_tokens": 5, "ignore_eos": true, "temperature": 0, "logprobs": 2)";
+  const auto whole = Post("/v1/completions", request + "}");
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json choice = json::parse(whole->body)["choices"][0];
+  const json& logprobs = choice["logprobs"];
+  ASSERT_EQ(logprobs["tokens"].size(), 5u) << logprobs;
+  ASSERT_EQ(logprobs["token_logprobs"].size(), 5u);
+  ASSERT_EQ(logprobs["top_logprobs"].size(), 5u);
+  ASSERT_EQ(logprobs["text_offset"].size(), 5u);
+  int previous_offset = -1;
+  for (size_t i = 0; i < 5; ++i) {
+    const std::string token = logprobs["tokens"][i];
+    const float logprob = logprobs["token_logprobs"][i];
+    const json& top = logprobs["top_logprobs"][i];
+    EXPECT_LE(logprob, 0.0f);
+    // The two most likely tokens, and the sampled one, which greedy makes the most likely.
+    EXPECT_GE(top.size(), 2u);
+    EXPECT_LE(top.size(), 3u);
+    ASSERT_TRUE(top.contains(token)) << top;
+    EXPECT_EQ(top[token].get<float>(), logprob);
+    for (const auto& [text, value] : top.items()) EXPECT_LE(value.get<float>(), logprob) << text;
+    const int offset = logprobs["text_offset"][i];
+    EXPECT_GT(offset, previous_offset);
+    previous_offset = offset;
+  }
+  EXPECT_EQ(logprobs["text_offset"][0], 0);
+
+  const auto streamed = Post("/v1/completions", request + R"(, "stream": true})");
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  bool done = false;
+  json tokens = json::array(), values = json::array(), offsets = json::array();
+  for (const json& event : Events(streamed->body, &done)) {
+    const json& part = event["choices"][0]["logprobs"];
+    if (part.is_null()) continue;
+    for (const json& t : part["tokens"]) tokens.push_back(t);
+    for (const json& v : part["token_logprobs"]) values.push_back(v);
+    for (const json& o : part["text_offset"]) offsets.push_back(o);
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(tokens, logprobs["tokens"]);
+  EXPECT_EQ(values, logprobs["token_logprobs"]);
+  EXPECT_EQ(offsets, logprobs["text_offset"]);
+
+  // logprobs 0: the sampled token's only; none asked: null.
+  const auto zero = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2, "logprobs": 0})");
+  ASSERT_EQ(zero->status, 200) << zero->body;
+  for (const json& top : json::parse(zero->body)["choices"][0]["logprobs"]["top_logprobs"]) {
+    EXPECT_EQ(top.size(), 1u) << top;
+  }
+  const auto none = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2})");
+  EXPECT_TRUE(json::parse(none->body)["choices"][0]["logprobs"].is_null());
+}
+
+TEST_F(OpenAiApiTest, ChatLogprobsWholeAndStreamedAgree) {
+  StartServer({.chat_template = kChatMl});
+  const std::string request =
+      R"({"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 4,
+          "ignore_eos": true, "temperature": 0, "logprobs": true, "top_logprobs": 3)";
+  const auto whole = Post("/v1/chat/completions", request + "}");
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json content = json::parse(whole->body)["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 4u) << content;
+  for (const json& entry : content) {
+    const std::string token = entry["token"];
+    std::vector<int> bytes(token.begin(), token.end());
+    for (int& b : bytes) b &= 0xFF;
+    EXPECT_EQ(entry["bytes"].get<std::vector<int>>(), bytes);
+    const json& top = entry["top_logprobs"];
+    ASSERT_EQ(top.size(), 3u) << entry;
+    // Most likely first; greedy sampled the first.
+    EXPECT_EQ(top[0]["token"], token);
+    EXPECT_EQ(top[0]["logprob"], entry["logprob"]);
+    EXPECT_GE(top[0]["logprob"].get<float>(), top[1]["logprob"].get<float>());
+    EXPECT_GE(top[1]["logprob"].get<float>(), top[2]["logprob"].get<float>());
+  }
+  const auto streamed = Post("/v1/chat/completions", request + R"(, "stream": true})");
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  bool done = false;
+  json streamed_content = json::array();
+  for (const json& event : Events(streamed->body, &done)) {
+    const json& part = event["choices"][0]["logprobs"];
+    if (part.is_null()) continue;
+    for (const json& entry : part["content"]) streamed_content.push_back(entry);
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(streamed_content, content);
+  // logprobs without top_logprobs: the sampled tokens', with empty top lists.
+  const auto plain = Post("/v1/chat/completions",
+                          R"({"messages": [{"role": "user", "content": "Hi"}],
+                              "max_completion_tokens": 2, "logprobs": true})");
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  for (const json& entry : json::parse(plain->body)["choices"][0]["logprobs"]["content"]) {
+    EXPECT_TRUE(entry["top_logprobs"].empty()) << entry;
+  }
+}
+
 TEST_F(OpenAiApiTest, NChoicesCountThePromptOnce) {
   StartServer({.chat_template = kChatMl});
-  const auto whole = Post("/v1/completions",
-                          R"({"prompt": ["ab", "cd"], "n": 3, "max_tokens": 2, "ignore_eos": true})");
+  const auto whole =
+      Post("/v1/completions",
+           R"({"prompt": ["ab", "cd"], "n": 3, "max_tokens": 2, "ignore_eos": true})");
   ASSERT_EQ(whole->status, 200) << whole->body;
   const json body = json::parse(whole->body);
   ASSERT_EQ(body["choices"].size(), 6u);
@@ -410,7 +515,8 @@ TEST_F(OpenAiApiTest, NChoicesCountThePromptOnce) {
     const json& choice = event["choices"][0];
     const int index = choice["index"];
     if (choice["delta"].contains("role")) ++roles[index];
-    if (choice["delta"].contains("content")) texts[index] += choice["delta"]["content"].get<std::string>();
+    if (choice["delta"].contains("content"))
+      texts[index] += choice["delta"]["content"].get<std::string>();
   }
   EXPECT_TRUE(done);
   EXPECT_EQ(roles, std::vector<int>({1, 1}));
@@ -423,8 +529,8 @@ TEST_F(OpenAiApiTest, ChatTemplateErrorsAreTheClients) {
   StartServer({.chat_template =
                    "{% if messages[0].role == 'system' %}{{ raise_exception('No system "
                    "messages here.') }}{% endif %}{{ messages[0].content }}"});
-  const auto raised = Post("/v1/chat/completions",
-                           R"({"messages": [{"role": "system", "content": "x"}]})");
+  const auto raised =
+      Post("/v1/chat/completions", R"({"messages": [{"role": "system", "content": "x"}]})");
   ASSERT_EQ(raised->status, 400) << raised->body;
   EXPECT_THAT(raised->body, HasSubstr("No system messages here."));
   EXPECT_EQ(json::parse(raised->body)["error"]["param"], "messages");
@@ -472,8 +578,12 @@ TEST_F(OpenAiApiTest, ChatBadInputNamesTheField) {
       {R"({"messages": [{"role": "user", "content": [{"type": "text"}]}]})",
        "messages[0].content[0].text"},
       {R"({"messages": [{"role": "user", "content": "x"}], "n": 200})", "n"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", "tool_choice"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 1})", "logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "top_logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})",
+       "top_logprobs"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})",
+       "tool_choice"},
       {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})",
        "response_format"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tools": {}})", "tools"},

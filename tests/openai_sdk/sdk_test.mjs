@@ -1,6 +1,7 @@
 // The official openai npm SDK (package.json pins it) against pagodad's HTTP API: completions
 // and chat completions, each whole and streamed (greedy text equal both ways, usage in the last
-// streamed chunk, the assistant role in the first chat chunk), the models list, and API errors
+// streamed chunk, the assistant role in the first chat chunk), log-probabilities in both shapes,
+// the models list, and API errors
 // the SDK raises as a BadRequestError naming the field. The daemon must have a chat template.
 //
 // Usage: node sdk_test.mjs BASE_URL MODEL   (BASE_URL such as http://127.0.0.1:8000/v1)
@@ -94,6 +95,21 @@ check(three.choices.length === 3 && three.choices.every((c, i) => c.index === i)
       three.usage.completion_tokens === 3 * chat.usage.completion_tokens,
       `chat n=3 ${JSON.stringify(three.usage)}`);
 
+// Log-probabilities: one entry per token, the sampled token first among the greedy top two, and
+// the completions shape with the same values.
+const withLogprobs = await client.chat.completions.create({ ...chatRequest, logprobs: true, top_logprobs: 2 });
+const content = withLogprobs.choices[0].logprobs?.content ?? [];
+check(content.length === 10 && content.every((e) => e.logprob <= 0 && e.top_logprobs.length === 2 &&
+      e.top_logprobs[0].token === e.token && e.top_logprobs[0].logprob === e.logprob &&
+      Array.isArray(e.bytes)), `chat logprobs ${JSON.stringify(withLogprobs.choices[0].logprobs)}`);
+check(content.map((e) => e.token).join("") === withLogprobs.choices[0].message.content ||
+      content.some((e) => e.token.includes("\uFFFD")),
+      `chat logprob tokens ${JSON.stringify(content.map((e) => e.token))} != content`);
+const completionLogprobs = (await client.completions.create({ ...request, ignore_eos: true, logprobs: 1 })).choices[0].logprobs;
+check(completionLogprobs.tokens.length === 10 && completionLogprobs.token_logprobs.length === 10 &&
+      completionLogprobs.top_logprobs.every((top, i) => top[completionLogprobs.tokens[i]] === completionLogprobs.token_logprobs[i]),
+      `completion logprobs ${JSON.stringify(completionLogprobs)}`);
+
 try {
   await client.chat.completions.create({ ...chatRequest, n: 500 });
   check(false, "chat n 500 was accepted");
@@ -102,4 +118,4 @@ try {
   check(error.status === 400 && error.param === "n", `chat status ${error.status} param ${error.param}`);
 }
 console.log(`PASS: openai SDK, completions (${JSON.stringify(text)}) and chat completions ` +
-            `(${JSON.stringify(chatText)}) whole and streamed, models, 400s`);
+            `(${JSON.stringify(chatText)}) whole and streamed, logprobs, models, 400s`);
