@@ -11,7 +11,8 @@ results and the daemon's log go to a scratch directory), prints a Markdown table
 
 With --backends grpc,openai-completions each level runs through both front ends of the same
 daemon (--rounds times each, alternating which goes first; the median run is reported), and a
-last table gives each backend's output throughput as a ratio of the first's.
+last table gives each backend's output throughput as a ratio of the first's: of the median runs,
+and the median of the per-round ratios.
 """
 
 import argparse
@@ -48,17 +49,25 @@ def run_bench(args, backend, c, round_, port, http_port, metrics_port, scratch):
     return json.load(open(out))
 
 
-def print_ratios(rows, backends):
-    """Each backend's median output throughput over the first backend's, per level."""
+def print_ratios(rows, runs_by_level, backends):
+    """Each backend's output throughput as a ratio of the first's, per level: the ratio of the
+    median runs, and the median of the per-round ratios (runs of one round are adjacent in time,
+    so slow drifts of a shared machine cancel in them)."""
     print()
-    print("| concurrency | " + " | ".join(f"{b} / {backends[0]}" for b in backends[1:]) + " |")
-    print("|---:|" + "---:|" * (len(backends) - 1))
+    print("| concurrency | " + " | ".join(f"{b} / {backends[0]} (medians) | per-round median [min, max]"
+                                         for b in backends[1:]) + " |")
+    print("|---:|" + "---:|---:|" * (len(backends) - 1))
     by_level = {}
     for c, backend, r in rows:
         by_level.setdefault(c, {})[backend] = r["output_throughput"]
     for c, tput in by_level.items():
-        print(f"| {c} | " + " | ".join(f"{tput[b] / tput[backends[0]]:.3f}"
-                                        for b in backends[1:]) + " |")
+        cells = []
+        for b in backends[1:]:
+            paired = sorted(x["output_throughput"] / y["output_throughput"]
+                            for x, y in zip(runs_by_level[c][b], runs_by_level[c][backends[0]]))
+            cells.append(f"{tput[b] / tput[backends[0]]:.3f} | {paired[len(paired) // 2]:.3f} "
+                         f"[{paired[0]:.3f}, {paired[-1]:.3f}]")
+        print(f"| {c} | " + " | ".join(cells) + " |")
 
 
 def main():
@@ -93,6 +102,7 @@ def main():
         + args.daemon_args.split(),
         stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     rows = []
+    runs_by_level = {}
     try:
         # Ready when GetModelInfo answers (the metrics port opens before the model loads).
         cli = os.path.join(os.path.dirname(args.pagodad), "pagoda-cli")
@@ -106,7 +116,7 @@ def main():
               f"| mean TPOT ms | p99 ITL ms | peak KV usage |")
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for c in levels:
-            runs = {b: [] for b in backends}
+            runs = runs_by_level[c] = {b: [] for b in backends}
             for round_ in range(args.rounds):
                 order = backends if round_ % 2 == 0 else list(reversed(backends))
                 for backend in order:
@@ -122,7 +132,7 @@ def main():
                       f"| {r['p99_itl_ms']:.1f} | {r.get('peak_kv_cache_usage_ratio', 0):.3f} |",
                       flush=True)
         if len(backends) > 1:
-            print_ratios(rows, backends)
+            print_ratios(rows, runs_by_level, backends)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)

@@ -14,6 +14,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -23,6 +24,7 @@
 #include "boost/asio/write.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl.hpp"
 
 namespace pagoda::http {
 namespace {
@@ -35,12 +37,15 @@ using tcp = asio::ip::tcp;
 constexpr size_t kWatchBytes = 4096;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-// What the server and its connections share. `options` is immutable after Start;
+// What the server and its connections share. `options` and `tls` are immutable after Start;
 // `open_connections` is counted by the accept loop and by destructors on any thread.
 struct Shared {
   HttpServer::Options options;
+  std::optional<asio::ssl::context> tls;  // set with options.tls
   std::atomic<int> open_connections{0};
 };
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 std::string FormatHead(int status, const Response& response, bool keep_alive, bool chunked) {
   std::string head = absl::StrCat("HTTP/1.1 ", status, " ", ReasonPhrase(status), "\r\n");
@@ -58,37 +63,91 @@ std::string FormatHead(int status, const Response& response, bool keep_alive, bo
   return head;
 }
 
+// The server's TLS context from PEM material: TLS 1.2 or later; with a client CA, clients must
+// present a certificate it signed. Errors name what OpenSSL refused.
+absl::Status MakeTlsContext(const HttpServer::Options::Tls& tls,
+                            std::optional<asio::ssl::context>& out) {
+  asio::ssl::context& context = out.emplace(asio::ssl::context::tls_server);
+  beast::error_code error;
+  context.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                          asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use,
+                      error);
+  const auto failed = [&error](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS ", what, ": ", error.message()));
+  };
+  if (error) return failed("options");
+  context.use_certificate_chain(asio::buffer(tls.cert_chain_pem), error);
+  if (error) return failed("certificate chain");
+  context.use_private_key(asio::buffer(tls.private_key_pem), asio::ssl::context::pem, error);
+  if (error) return failed("private key");
+  if (tls.client_ca_pem.has_value()) {
+    context.add_certificate_authority(asio::buffer(*tls.client_ca_pem), error);
+    if (error) return failed("client CA");
+    context.set_verify_mode(
+        asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, error);
+    if (error) return failed("verify mode");
+  }
+  return absl::OkStatus();
+}
+
 std::string Chunk(absl::string_view data) {
   return absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n");
 }
 
-// One client connection: read a request (bounded in size and time), hand it to the handler,
-// write its answer, and again while the client keeps the connection alive. While an answer is
-// pending, a read watches the socket so that a client going away is noticed at once. Every
-// member is touched on the connection's strand only, except `shared_`'s counter.
-class Connection : public std::enable_shared_from_this<Connection> {
+// What a responder and the server see of a connection, whatever its stream (plain or TLS).
+// Every method is called on the connection's strand (executor()).
+class ConnectionBase : public std::enable_shared_from_this<ConnectionBase> {
  public:
-  Connection(tcp::socket socket, std::shared_ptr<Shared> shared)
-      : stream_(std::move(socket)), shared_(std::move(shared)) {
+  virtual ~ConnectionBase() = default;
+  virtual asio::any_io_executor executor() = 0;
+  // Starts serving: the TLS handshake if any, then the first request.
+  virtual void Start() = 0;
+  // The responder's operations; `exchange` names the request they answer.
+  virtual void Send(uint64_t exchange, Response response) = 0;
+  virtual void StartStream(uint64_t exchange, Response head) = 0;
+  virtual void Write(uint64_t exchange, std::string data) = 0;
+  virtual void End(uint64_t exchange) = 0;
+  virtual void SetOnDisconnect(uint64_t exchange, std::function<void()> callback) = 0;
+  // The server stops: the client is gone as far as the handler is concerned.
+  virtual void Stop() = 0;
+
+ protected:
+  std::shared_ptr<Responder> MakeResponder(uint64_t exchange);
+};
+
+// One client connection over `Stream` (beast::tcp_stream, or TlsStream): read a request
+// (bounded in size and time), hand it to the handler, write its answer, and again while the
+// client keeps the connection alive. While an answer is pending, a read watches the socket so
+// that a client going away is noticed at once. Every member is touched on the connection's
+// strand only, except `shared_`'s counter.
+template <typename Stream>
+class Connection final : public ConnectionBase {
+ public:
+  template <typename... Args>
+  Connection(std::shared_ptr<Shared> shared, Args&&... stream_args)
+      : stream_(std::forward<Args>(stream_args)...), shared_(std::move(shared)) {
     ++shared_->open_connections;
   }
-  ~Connection() { --shared_->open_connections; }
+  ~Connection() override { --shared_->open_connections; }
 
-  asio::any_io_executor executor() { return stream_.get_executor(); }
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
 
-  void ReadRequest(int timeout_ms) {
-    if (closed_) return;
-    parser_.emplace();
-    parser_->header_limit(shared_->options.max_header_bytes);
-    parser_->body_limit(shared_->options.max_body_bytes);
-    stream_.expires_after(std::chrono::milliseconds(timeout_ms));
-    bhttp::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
+  void Start() override {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      // A handshake must complete within the timeout of a request, as a slow request must.
+      Lowest().expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = Self()](beast::error_code error) {
+                                if (error) return self->Close();
+                                self->ReadRequest(self->shared_->options.io_timeout_ms);
+                              });
+    } else {
+      ReadRequest(shared_->options.io_timeout_ms);
+    }
   }
 
-  // The responder's operations, on the strand; `exchange` names the request they answer.
-  void Send(uint64_t exchange, Response response) {
+  void Send(uint64_t exchange, Response response) override {
     if (!Current(exchange) || streaming_ || finished_) return;
     finished_ = true;
     if (response.close_connection) keep_alive_ = false;
@@ -96,31 +155,46 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!head_request_) bytes += response.body;
     Queue(std::move(bytes));
   }
-  void StartStream(uint64_t exchange, Response head) {
+  void StartStream(uint64_t exchange, Response head) override {
     if (!Current(exchange) || streaming_ || finished_) return;
     streaming_ = true;
     if (head.close_connection) keep_alive_ = false;
     Queue(FormatHead(head.status, head, keep_alive_, /*chunked=*/true));
     if (!head.body.empty()) Queue(Chunk(head.body));
   }
-  void Write(uint64_t exchange, std::string data) {
+  void Write(uint64_t exchange, std::string data) override {
     if (!Current(exchange) || !streaming_ || finished_ || data.empty()) return;
     Queue(Chunk(data));
   }
-  void End(uint64_t exchange) {
+  void End(uint64_t exchange) override {
     if (!Current(exchange) || !streaming_ || finished_) return;
     finished_ = true;
     Queue("0\r\n\r\n");
   }
-  void SetOnDisconnect(uint64_t exchange, std::function<void()> callback) {
+  void SetOnDisconnect(uint64_t exchange, std::function<void()> callback) override {
     if (exchange != exchange_ || !in_response_) return;  // answered already
     if (closed_) return callback();                      // the client left before this
     on_disconnect_ = std::move(callback);
   }
-  // The server stops: the client is gone as far as the handler is concerned.
-  void Stop() { Disconnect(); }
+  void Stop() override { Disconnect(); }
 
  private:
+  std::shared_ptr<Connection> Self() {
+    return std::static_pointer_cast<Connection>(shared_from_this());
+  }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  void ReadRequest(int timeout_ms) {
+    if (closed_) return;
+    parser_.emplace();
+    parser_->header_limit(shared_->options.max_header_bytes);
+    parser_->body_limit(shared_->options.max_body_bytes);
+    Lowest().expires_after(std::chrono::milliseconds(timeout_ms));
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = Self()](beast::error_code error, size_t) { self->OnHeader(error); });
+  }
+
   bool Current(uint64_t exchange) const {
     return exchange == exchange_ && in_response_ && !closed_;
   }
@@ -129,7 +203,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // 100 before it sends the body; then the body is read within what is left of the timeout.
   void OnHeader(beast::error_code error) {
     if (error || closed_) return OnRead(error);
-    const auto read_body = [self = shared_from_this()] {
+    const auto read_body = [self = Self()] {
       bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
                         [self](beast::error_code e, size_t) { self->OnRead(e); });
     };
@@ -138,7 +212,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return read_body();
     }
     asio::async_write(stream_, asio::buffer(kContinue),
-                      [self = shared_from_this(), read_body](beast::error_code e, size_t) {
+                      [self = Self(), read_body](beast::error_code e, size_t) {
                         if (e) return self->OnRead(e);
                         read_body();
                       });
@@ -158,7 +232,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // stream has already closed the socket.
     if (error == bhttp::error::end_of_stream || error == beast::error::timeout ||
         error == asio::error::operation_aborted || error == asio::error::eof ||
-        error == asio::error::connection_reset) {
+        error == asio::error::connection_reset || error.category() == asio::error::get_ssl_category() ||
+        error == asio::ssl::error::stream_truncated) {
       return Close();
     }
     if (error) return Reject(400, absl::StrCat("malformed HTTP request: ", error.message()));
@@ -179,20 +254,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
     keep_alive_ = message.keep_alive();
     head_request_ = message.method() == bhttp::verb::head;
     BeginResponse();
-    shared_->options.handler(request, MakeResponder());
+    shared_->options.handler(request, MakeResponder(exchange_));
   }
 
   void BeginResponse() {
     ++exchange_;
     in_response_ = true;
-    self_ = shared_from_this();  // alive until answered, whatever else holds it
-    stream_.expires_never();
+    self_ = Self();  // alive until answered, whatever else holds it
+    Lowest().expires_never();
     // With a pipelined request already read, there is nothing to watch: the next request is
     // read once this one is answered.
     if (buffer_.size() == 0) Watch();
   }
-
-  std::shared_ptr<Responder> MakeResponder();
 
   // An answer the server gives itself, without the handler; the connection then closes.
   void Reject(int status, std::string message) {
@@ -214,7 +287,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (watching_ || closed_) return;
     watching_ = true;
     stream_.async_read_some(buffer_.prepare(kWatchBytes),
-                            [self = shared_from_this()](beast::error_code error, size_t n) {
+                            [self = Self()](beast::error_code error, size_t n) {
                               self->OnWatch(error, n);
                             });
   }
@@ -237,10 +310,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Flush() {
     if (writing_ || out_.empty() || closed_) return;
     writing_ = true;
-    stream_.expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
+    Lowest().expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
     asio::async_write(
         stream_, asio::buffer(out_.front()),
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnWritten(error); });
+        [self = Self()](beast::error_code error, size_t) { self->OnWritten(error); });
   }
 
   void OnWritten(beast::error_code error) {
@@ -250,7 +323,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_.pop_front();
     if (!out_.empty()) return Flush();
     if (finished_) return EndResponse();
-    stream_.expires_never();  // a stream waits for its next piece as long as it takes
+    Lowest().expires_never();  // a stream waits for its next piece as long as it takes
   }
 
   void EndResponse() {
@@ -262,7 +335,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!keep_alive_) return Close();
     if (watching_) {
       // The watch read is now the wait for the next request.
-      stream_.expires_after(std::chrono::milliseconds(shared_->options.idle_timeout_ms));
+      Lowest().expires_after(std::chrono::milliseconds(shared_->options.idle_timeout_ms));
     } else {
       ReadRequest(buffer_.size() > 0 ? shared_->options.io_timeout_ms
                                      : shared_->options.idle_timeout_ms);
@@ -281,12 +354,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     closed_ = true;
     out_.clear();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.socket().close(ignored);
+    // TLS: no close_notify; HTTP/1.1's framing (Content-Length, the last chunk) tells a client
+    // the answer is whole, and a client going away is not waited for.
+    Lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Lowest().socket().close(ignored);
     self_.reset();  // callers hold a reference of their own
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   const std::shared_ptr<Shared> shared_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -308,27 +383,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
 // is gone (closed and unreferenced), calls do nothing.
 class ConnectionResponder final : public Responder {
  public:
-  ConnectionResponder(std::weak_ptr<Connection> connection, uint64_t exchange)
+  ConnectionResponder(std::weak_ptr<ConnectionBase> connection, uint64_t exchange)
       : connection_(std::move(connection)), exchange_(exchange) {}
 
   void Send(Response response) override {
-    Post([e = exchange_, r = std::move(response)](Connection& c) mutable {
+    Post([e = exchange_, r = std::move(response)](ConnectionBase& c) mutable {
       c.Send(e, std::move(r));
     });
   }
   void StartStream(Response head) override {
-    Post([e = exchange_, h = std::move(head)](Connection& c) mutable {
+    Post([e = exchange_, h = std::move(head)](ConnectionBase& c) mutable {
       c.StartStream(e, std::move(h));
     });
   }
   void Write(std::string data) override {
-    Post([e = exchange_, d = std::move(data)](Connection& c) mutable { c.Write(e, std::move(d)); });
+    Post([e = exchange_, d = std::move(data)](ConnectionBase& c) mutable { c.Write(e, std::move(d)); });
   }
   void End() override {
-    Post([e = exchange_](Connection& c) { c.End(e); });
+    Post([e = exchange_](ConnectionBase& c) { c.End(e); });
   }
   void OnDisconnect(std::function<void()> callback) override {
-    Post([e = exchange_, cb = std::move(callback)](Connection& c) mutable {
+    Post([e = exchange_, cb = std::move(callback)](ConnectionBase& c) mutable {
       c.SetOnDisconnect(e, std::move(cb));
     });
   }
@@ -336,7 +411,7 @@ class ConnectionResponder final : public Responder {
  private:
   template <typename F>
   void Post(F f) {
-    std::shared_ptr<Connection> connection = connection_.lock();
+    std::shared_ptr<ConnectionBase> connection = connection_.lock();
     if (connection == nullptr) return;
     asio::any_io_executor executor = connection->executor();
     asio::post(executor, [connection = std::move(connection), f = std::move(f)]() mutable {
@@ -344,12 +419,12 @@ class ConnectionResponder final : public Responder {
     });
   }
 
-  const std::weak_ptr<Connection> connection_;
+  const std::weak_ptr<ConnectionBase> connection_;
   const uint64_t exchange_;
 };
 
-std::shared_ptr<Responder> Connection::MakeResponder() {
-  return std::make_shared<ConnectionResponder>(weak_from_this(), exchange_);
+std::shared_ptr<Responder> ConnectionBase::MakeResponder(uint64_t exchange) {
+  return std::make_shared<ConnectionResponder>(weak_from_this(), exchange);
 }
 
 }  // namespace
@@ -372,6 +447,9 @@ class HttpServer::Impl {
   }
 
   absl::Status Listen() {
+    if (shared_->options.tls.has_value()) {
+      PAGODA_RETURN_IF_ERROR(MakeTlsContext(*shared_->options.tls, shared_->tls));
+    }
     beast::error_code error;
     tcp::resolver resolver(io_);
     const auto endpoints =
@@ -436,15 +514,22 @@ class HttpServer::Impl {
             beast::error_code ignored;
             socket.close(ignored);  // over the limit: refused at once, the others keep going
           } else {
-            auto connection = std::make_shared<Connection>(std::move(socket), shared_);
+            std::shared_ptr<ConnectionBase> connection;
+            if (shared_->tls.has_value()) {
+              connection = std::make_shared<Connection<TlsStream>>(shared_, std::move(socket),
+                                                                  *shared_->tls);
+            } else {
+              connection = std::make_shared<Connection<beast::tcp_stream>>(shared_,
+                                                                          std::move(socket));
+            }
             Track(connection);
-            connection->ReadRequest(shared_->options.io_timeout_ms);
+            connection->Start();
           }
           Accept();
         });
   }
 
-  void Track(const std::shared_ptr<Connection>& connection) {
+  void Track(const std::shared_ptr<ConnectionBase>& connection) {
     if (connections_.size() > 64 &&
         connections_.size() > 2 * static_cast<size_t>(shared_->open_connections)) {
       std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
@@ -457,7 +542,7 @@ class HttpServer::Impl {
     acceptor_.close(ignored);
     retry_.cancel();
     for (const auto& weak : connections_) {
-      if (std::shared_ptr<Connection> connection = weak.lock()) {
+      if (std::shared_ptr<ConnectionBase> connection = weak.lock()) {
         asio::post(connection->executor(), [connection] { connection->Stop(); });
       }
     }
@@ -468,7 +553,7 @@ class HttpServer::Impl {
   tcp::acceptor acceptor_;    // on its own strand, with retry_ and connections_
   asio::steady_timer retry_;  // the accept loop's pause after an error
   const std::shared_ptr<Shared> shared_;
-  std::vector<std::weak_ptr<Connection>> connections_;  // the acceptor's strand only
+  std::vector<std::weak_ptr<ConnectionBase>> connections_;  // the acceptor's strand only
   int port_ = 0;
   std::vector<std::thread> threads_;
 };

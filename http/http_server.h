@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,14 +85,23 @@ class HttpServer {
     int max_connections = 4096;
     uint32_t max_header_bytes = 16 << 10;  // larger heads: 431
     uint64_t max_body_bytes = 4 << 20;     // larger bodies: 413
+    // Set: the port speaks TLS only (1.2 or later), with this certificate chain (the server's
+    // own first) and private key, both PEM; with `client_ca_pem`, clients must present a
+    // certificate signed by one of its CAs (mTLS).
+    struct Tls {
+      std::string cert_chain_pem;
+      std::string private_key_pem;
+      std::optional<std::string> client_ca_pem;
+    };
+    std::optional<Tls> tls;
     Handler handler;
     // The body of the answers the server gives by itself (400 malformed, 413, 431) from
     // their status and message. Unset: text/plain with the message.
     std::function<Response(int status, const std::string& message)> error_response;
   };
 
-  // Binds and listens, then serves on a new thread. Errors: InvalidArgument for a bad host,
-  // Unavailable when the address cannot be bound (e.g. the port is taken).
+  // Binds and listens, then serves on a new thread. Errors: InvalidArgument for a bad host
+  // or TLS material OpenSSL refuses, Unavailable when the address cannot be bound (e.g. the port is taken).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(Options options);
   ~HttpServer();
 

@@ -3,7 +3,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -252,6 +254,111 @@ TEST(HttpServerTest, ASlowHandlerHoldsUpOnlyItsThread) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
   release.Notify();
   slow.join();
+}
+
+// TLS, with the test-only certificates of server/testdata (README there): the server's for
+// "localhost" signed by ca.pem, a client certificate signed by the same CA, and one signed by
+// another CA.
+std::string TestCert(const std::string& name) {
+  std::ifstream file(std::string(PAGODA_TLS_TESTDATA) + "/" + name);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  EXPECT_FALSE(contents.str().empty()) << name;
+  return contents.str();
+}
+
+std::unique_ptr<HttpServer> StartTlsServer(Handler handler, bool require_client_cert) {
+  HttpServer::Options options;
+  options.io_timeout_ms = 1000;
+  options.handler = std::move(handler);
+  options.tls = HttpServer::Options::Tls{
+      .cert_chain_pem = TestCert("server.pem"),
+      .private_key_pem = TestCert("server.key"),
+      .client_ca_pem =
+          require_client_cert ? std::optional<std::string>(TestCert("ca.pem")) : std::nullopt};
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(std::move(options));
+  EXPECT_TRUE(server.ok()) << server.status();
+  return server.ok() ? *std::move(server) : nullptr;
+}
+
+TEST(HttpServerTlsTest, ServesWholeAndStreamedAnswersOverTlsOnly) {
+  const std::unique_ptr<HttpServer> server =
+      StartTlsServer([](const Request& request, std::shared_ptr<Responder> responder) {
+        if (request.path == "/echo") return Echo(request, std::move(responder));
+        responder->StartStream(Response{.content_type = "text/event-stream", .body = "a;"});
+        responder->Write("b;");
+        responder->End();
+      }, /*require_client_cert=*/false);
+  ASSERT_NE(server, nullptr);
+  const testing::TlsClientOptions tls{.ca_pem = TestCert("ca.pem")};
+  const auto whole = testing::HttpsExchange(
+      server->port(),
+      "POST /echo HTTP/1.1\r\nHost: x\r\nX-Test: t\r\nContent-Length: 4\r\nConnection: close\r\n"
+      "\r\nbody",
+      tls);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->status, 200);
+  EXPECT_EQ(whole->body, "POST /echo t body");
+  const auto streamed = testing::HttpsExchange(
+      server->port(), "GET /s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", tls);
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  EXPECT_EQ(Dechunk(streamed->body), "a;b;");
+  // A client that does not trust the server's CA refuses it.
+  const auto untrusted = testing::HttpsExchange(
+      server->port(), "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      {.ca_pem = TestCert("other_ca.pem")});
+  EXPECT_EQ(untrusted.status().code(), absl::StatusCode::kUnavailable) << untrusted.status();
+  // Plain HTTP to the TLS port gets no HTTP answer, and the server keeps serving.
+  const auto plain =
+      HttpExchange(server->port(), "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_FALSE(plain.ok() && plain->status == 200);
+  // A client that connects and sends nothing is dropped after the request timeout.
+  const int idle = testing::ConnectLoopback(server->port());
+  ASSERT_GE(idle, 0);
+  char byte;
+  const absl::Time start = absl::Now();
+  EXPECT_LE(recv(idle, &byte, 1, 0), 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  close(idle);
+  EXPECT_EQ(testing::HttpsExchange(server->port(),
+                                   "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                   tls)
+                ->status,
+            200);
+}
+
+TEST(HttpServerTlsTest, MutualTlsNeedsACertificateFromTheClientCa) {
+  const std::unique_ptr<HttpServer> server = StartTlsServer(Echo, /*require_client_cert=*/true);
+  ASSERT_NE(server, nullptr);
+  const std::string request = "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string ca = TestCert("ca.pem");
+  EXPECT_FALSE(testing::HttpsExchange(server->port(), request, {.ca_pem = ca}).ok());
+  EXPECT_FALSE(testing::HttpsExchange(server->port(), request,
+                                      {.ca_pem = ca,
+                                       .cert_chain_pem = TestCert("other_client.pem"),
+                                       .private_key_pem = TestCert("other_client.key")})
+                   .ok());
+  const auto accepted = testing::HttpsExchange(server->port(), request,
+                                               {.ca_pem = ca,
+                                                .cert_chain_pem = TestCert("client.pem"),
+                                                .private_key_pem = TestCert("client.key")});
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->body, "GET /echo - ");
+}
+
+TEST(HttpServerTlsTest, MaterialOpenSslRefusesIsAnError) {
+  HttpServer::Options options;
+  options.handler = Echo;
+  options.tls = HttpServer::Options::Tls{.cert_chain_pem = "not a certificate",
+                                         .private_key_pem = TestCert("server.key")};
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Start(options);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("certificate chain"));
+  // A key of another certificate.
+  options.tls = HttpServer::Options::Tls{.cert_chain_pem = TestCert("server.pem"),
+                                         .private_key_pem = TestCert("client.key")};
+  server = HttpServer::Start(options);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << server.status();
 }
 
 TEST(HttpServerTest, ReasonPhrases) {

@@ -136,25 +136,30 @@ absl::Status NamingFlag(absl::string_view flag, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(flag, ": ", status.message()));
 }
 
-// The gRPC port's credentials from the TLS flags (plaintext without them), and a log line.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
-    const ServerOptions& options) {
-  if (!options.tls_cert_file.has_value()) {
-    LogLine("TLS off: the gRPC port is plaintext");
+// The files of the TLS flags, read and checked once for both front ends (none without them).
+absl::StatusOr<std::optional<TlsFiles>> LoadTlsFlags(const ServerOptions& options) {
+  if (!options.tls_cert_file.has_value()) return std::nullopt;
+  return LoadTlsFiles({.cert_file = *options.tls_cert_file,
+                       .key_file = options.tls_key_file.value_or(""),
+                       .client_ca_file = options.tls_client_ca_file});
+}
+
+// The gRPC port's credentials from the TLS files (plaintext without them), and a log line.
+std::shared_ptr<grpc::ServerCredentials> GrpcCredentials(const std::optional<TlsFiles>& tls) {
+  if (!tls.has_value()) {
+    LogLine("TLS off: the gRPC and HTTP ports are plaintext");
     return grpc::InsecureServerCredentials();
   }
-  PAGODA_ASSIGN_OR_RETURN(TlsFiles files,
-                          LoadTlsFiles({.cert_file = *options.tls_cert_file,
-                                        .key_file = options.tls_key_file.value_or(""),
-                                        .client_ca_file = options.tls_client_ca_file}));
+  const TlsFiles& files = *tls;
   grpc::SslServerCredentialsOptions ssl(
       files.client_ca_pem.has_value() ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_key_cert_pairs.push_back({files.private_key_pem, files.cert_chain_pem});
   if (files.client_ca_pem.has_value()) ssl.pem_root_certs = *files.client_ca_pem;
   LogLine(absl::StrCat(files.client_ca_pem.has_value()
-                           ? "mTLS on: clients need a certificate signed by --tls-client-ca-file"
-                           : "TLS on",
+                           ? "mTLS on (gRPC and HTTP ports): clients need a certificate signed "
+                             "by --tls-client-ca-file"
+                           : "TLS on (gRPC and HTTP ports)",
                        "; certificate ", files.subject, ", valid until ",
                        absl::FormatTime("%Y-%m-%d", files.not_after, absl::UTCTimeZone())));
   if (files.not_after < absl::Now()) {
@@ -195,8 +200,8 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   InitGrpcOnce();
   std::unique_ptr<PagodaServer> server(new PagodaServer(options));
   PagodaServer* raw = server.get();
-  PAGODA_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                          GrpcCredentials(options));
+  PAGODA_ASSIGN_OR_RETURN(const std::optional<TlsFiles> tls, LoadTlsFlags(options));
+  const std::shared_ptr<grpc::ServerCredentials> credentials = GrpcCredentials(tls);
   if (options.auth_token_file.has_value() || options.api_key.has_value()) {
     PAGODA_ASSIGN_OR_RETURN(server->authenticator_, LoadAuthenticator(options));
     LogLine(absl::StrCat("auth on: TextGeneration calls need one of ",
@@ -208,7 +213,8 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   if (!IsLoopbackHost(options.host) && !options.tls_cert_file.has_value() &&
       server->authenticator_ == nullptr) {
     LogLine(absl::StrCat("WARNING: --host ", options.host,
-                         " exposes the gRPC port beyond this machine with neither TLS nor "
+                         " exposes the gRPC and HTTP ports beyond this machine with neither "
+                         "TLS nor "
                          "authentication; anyone who can reach it can generate. Use "
                          "--tls-cert-file/--tls-key-file and --auth-token-file, or make sure a "
                          "mesh or network policy protects it (docs/operations.md)"));
@@ -239,13 +245,14 @@ absl::StatusOr<std::unique_ptr<PagodaServer>> PagodaServer::Start(const ServerOp
   }
   server->SetServing(false);
 
-  PAGODA_RETURN_IF_ERROR(server->StartOpenAiApi());
+  PAGODA_RETURN_IF_ERROR(server->StartOpenAiApi(tls));
   PAGODA_RETURN_IF_ERROR(server->StartMetricsEndpoint());
   LogLine(absl::StrCat("gRPC listening on ", server->address(),
                        " (health NOT_SERVING until "
                        "the model is loaded)"));
   if (server->http_port_.has_value()) {
-    LogLine(absl::StrCat("OpenAI API at http://", HostPort(options.host, *server->http_port_),
+    LogLine(absl::StrCat("OpenAI API at ", tls.has_value() ? "https://" : "http://",
+                         HostPort(options.host, *server->http_port_),
                          "/v1 (completions, models; /health, /metrics)"));
   }
   if (server->metrics_port_.has_value()) {
@@ -267,7 +274,7 @@ absl::Status PagodaServer::StartMetricsEndpoint() {
   return absl::OkStatus();
 }
 
-absl::Status PagodaServer::StartOpenAiApi() {
+absl::Status PagodaServer::StartOpenAiApi(const std::optional<TlsFiles>& tls) {
   openai_service_ = std::make_unique<openai::OpenAiService>(openai::OpenAiService::Options{
       .version = PAGODA_VERSION,
       .start_time = absl::Now(),
@@ -293,10 +300,17 @@ absl::Status PagodaServer::StartOpenAiApi() {
       .debug_endpoints = options_.debug_endpoints,
   });
   if (!options_.http_port.has_value()) return absl::OkStatus();
+  std::optional<http::HttpServer::Options::Tls> http_tls;
+  if (tls.has_value()) {
+    http_tls = http::HttpServer::Options::Tls{.cert_chain_pem = tls->cert_chain_pem,
+                                              .private_key_pem = tls->private_key_pem,
+                                              .client_ca_pem = tls->client_ca_pem};
+  }
   absl::StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
       {.host = options_.host,
        .port = *options_.http_port,
        .num_threads = HttpThreads(),
+       .tls = std::move(http_tls),
        .handler =
            [service = openai_service_.get()](const http::Request& request,
                                              std::shared_ptr<http::Responder> responder) {

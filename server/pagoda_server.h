@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
 #include "server/server_options.h"
+#include "server/tls_files.h"
 
 namespace pagoda::kv_events {
 class ZmqEventPublisher;
@@ -91,7 +92,8 @@ class PagodaServer {
   explicit PagodaServer(const ServerOptions& options);
   void SetServing(bool serving);
   // Creates the OpenAI service and, with --http-port, its HTTP server.
-  absl::Status StartOpenAiApi();
+  // `tls`: the TLS flags' files, when given (the HTTP port then speaks TLS as gRPC's does).
+  absl::Status StartOpenAiApi(const std::optional<TlsFiles>& tls);
   // With --metrics-port, the /metrics server.
   absl::Status StartMetricsEndpoint();
   // The KV-event publisher of --kv-events-config, if on.

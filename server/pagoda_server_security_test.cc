@@ -128,6 +128,22 @@ class PagodaServerSecurityTest : public ::testing::Test {
 
   std::string Address() const { return absl::StrCat("127.0.0.1:", server_->port()); }
 
+  // A completion of two tokens over TLS to the HTTP API port, trusting ca.pem; with
+  // `client.cert`, presenting that certificate.
+  absl::StatusOr<http::testing::HttpResponse> HttpsPost(const ClientSecurity& client) {
+    const std::string body = R"({"prompt": "hi", "max_tokens": 2, "ignore_eos": true})";
+    http::testing::TlsClientOptions tls{.ca_pem = ReadTestFile("ca.pem")};
+    if (!client.cert.empty()) {
+      tls.cert_chain_pem = ReadTestFile(client.cert);
+      tls.private_key_pem = ReadTestFile(client.key);
+    }
+    return http::testing::HttpsExchange(
+        *server_->http_port(),
+        absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n",
+                     "Content-Length: ", body.size(), "\r\n\r\n", body),
+        tls, 10000);
+  }
+
   // A Generate of two tokens on a fresh channel; `authorization` empty: no such metadata.
   grpc::Status Generate(const ClientSecurity& client, const std::string& authorization = "") {
     auto stub = v1::TextGeneration::NewStub(Connect(Address(), client));
@@ -175,6 +191,16 @@ TEST_F(PagodaServerSecurityTest, TlsServesTlsClientsOnly) {
   EXPECT_EQ(health.status(), HealthCheckResponse::SERVING);
   // A plaintext client cannot complete the handshake.
   EXPECT_EQ(Generate({.tls = false}).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // The HTTP API port speaks TLS with the same certificate, and only TLS; --metrics-port
+  // stays plaintext.
+  const auto completion = HttpsPost({});
+  ASSERT_TRUE(completion.ok()) << completion.status();
+  EXPECT_EQ(completion->status, 200) << completion->body;
+  EXPECT_THAT(completion->body, HasSubstr("\"completion_tokens\":2"));
+  const auto plain = http::testing::HttpGet(*server_->http_port(), "/health");
+  EXPECT_FALSE(plain.ok() && plain->status == 200);
+  EXPECT_EQ(http::testing::HttpGet(*server_->metrics_port(), "/metrics")->status, 200);
 }
 
 TEST_F(PagodaServerSecurityTest, MutualTlsNeedsAClientCertificateOfTheCa) {
@@ -185,6 +211,10 @@ TEST_F(PagodaServerSecurityTest, MutualTlsNeedsAClientCertificateOfTheCa) {
   EXPECT_FALSE(Generate({.tls = false}).ok());
   HealthCheckResponse health;
   EXPECT_FALSE(HealthCheck({.tls = true}, &health).ok());  // mTLS covers the whole port
+  // And the HTTP API port.
+  EXPECT_EQ(HttpsPost({.cert = "client.pem", .key = "client.key"})->status, 200);
+  EXPECT_FALSE(HttpsPost({}).ok());
+  EXPECT_FALSE(HttpsPost({.cert = "other_client.pem", .key = "other_client.key"}).ok());
 }
 
 TEST_F(PagodaServerSecurityTest, BearerTokens) {

@@ -288,8 +288,9 @@ const std::vector<Flag>& Flags() {
          return absl::OkStatus();
        }},
       {"tls-cert-file", FlagKind::kValue, "FILE",
-       "PEM certificate chain of the gRPC port (the server's certificate first). With "
-       "--tls-key-file, the gRPC port speaks TLS only. Default: none (plaintext).",
+       "PEM certificate chain of the gRPC and HTTP ports (the server's certificate first). "
+       "With --tls-key-file, both speak TLS only (--metrics-port stays plaintext). Default: "
+       "none (plaintext).",
        SetPath([](ServerOptions & o) -> auto& { return o.tls_cert_file; })},
       {"tls-key-file", FlagKind::kValue, "FILE",
        "PEM private key of --tls-cert-file (unencrypted; keep it readable by pagodad only).",

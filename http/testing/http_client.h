@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,5 +24,19 @@ absl::StatusOr<HttpResponse> HttpExchange(int port, const std::string& request,
 
 // GET `path` with HTTP/1.1 and Connection: close.
 absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path, int timeout_ms = 5000);
+
+// What a TLS client trusts and presents (PEM text).
+struct TlsClientOptions {
+  std::string ca_pem;                         // the server's certificate must chain to it
+  std::optional<std::string> cert_chain_pem;  // a client certificate, for mTLS
+  std::optional<std::string> private_key_pem;
+  std::string server_name = "localhost";  // checked against the certificate, and sent as SNI
+};
+
+// HttpExchange over TLS (1.2 or later), verifying the server's certificate. Unavailable with
+// OpenSSL's reason when the handshake fails (an untrusted server, a client without a certificate
+// the server requires).
+absl::StatusOr<HttpResponse> HttpsExchange(int port, const std::string& request,
+                                           const TlsClientOptions& tls, int timeout_ms = 5000);
 
 }  // namespace pagoda::http::testing
