@@ -14,7 +14,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -25,6 +24,7 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
 #include "boost/beast/ssl.hpp"
+#include "common/status_macros.h"
 
 namespace pagoda::http {
 namespace {
@@ -84,8 +84,7 @@ absl::Status MakeTlsContext(const HttpServer::Options::Tls& tls,
   if (tls.client_ca_pem.has_value()) {
     context.add_certificate_authority(asio::buffer(*tls.client_ca_pem), error);
     if (error) return failed("client CA");
-    context.set_verify_mode(
-        asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, error);
+    context.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, error);
     if (error) return failed("verify mode");
   }
   return absl::OkStatus();
@@ -232,7 +231,8 @@ class Connection final : public ConnectionBase {
     // stream has already closed the socket.
     if (error == bhttp::error::end_of_stream || error == beast::error::timeout ||
         error == asio::error::operation_aborted || error == asio::error::eof ||
-        error == asio::error::connection_reset || error.category() == asio::error::get_ssl_category() ||
+        error == asio::error::connection_reset ||
+        error.category() == asio::error::get_ssl_category() ||
         error == asio::ssl::error::stream_truncated) {
       return Close();
     }
@@ -286,10 +286,9 @@ class Connection final : public ConnectionBase {
   void Watch() {
     if (watching_ || closed_) return;
     watching_ = true;
-    stream_.async_read_some(buffer_.prepare(kWatchBytes),
-                            [self = Self()](beast::error_code error, size_t n) {
-                              self->OnWatch(error, n);
-                            });
+    stream_.async_read_some(
+        buffer_.prepare(kWatchBytes),
+        [self = Self()](beast::error_code error, size_t n) { self->OnWatch(error, n); });
   }
 
   void OnWatch(beast::error_code error, size_t n) {
@@ -311,9 +310,8 @@ class Connection final : public ConnectionBase {
     if (writing_ || out_.empty() || closed_) return;
     writing_ = true;
     Lowest().expires_after(std::chrono::milliseconds(shared_->options.io_timeout_ms));
-    asio::async_write(
-        stream_, asio::buffer(out_.front()),
-        [self = Self()](beast::error_code error, size_t) { self->OnWritten(error); });
+    asio::async_write(stream_, asio::buffer(out_.front()),
+                      [self = Self()](beast::error_code error, size_t) { self->OnWritten(error); });
   }
 
   void OnWritten(beast::error_code error) {
@@ -397,7 +395,9 @@ class ConnectionResponder final : public Responder {
     });
   }
   void Write(std::string data) override {
-    Post([e = exchange_, d = std::move(data)](ConnectionBase& c) mutable { c.Write(e, std::move(d)); });
+    Post([e = exchange_, d = std::move(data)](ConnectionBase& c) mutable {
+      c.Write(e, std::move(d));
+    });
   }
   void End() override {
     Post([e = exchange_](ConnectionBase& c) { c.End(e); });
@@ -499,34 +499,33 @@ class HttpServer::Impl {
 
  private:
   void Accept() {
-    acceptor_.async_accept(
-        asio::make_strand(io_), [this](beast::error_code error, tcp::socket socket) {
-          if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
-          if (error) {
-            // Out of file descriptors (or another transient failure): retrying at once would spin.
-            retry_.expires_after(std::chrono::milliseconds(100));
-            retry_.async_wait([this](beast::error_code e) {
-              if (!e && acceptor_.is_open()) Accept();
-            });
-            return;
-          }
-          if (shared_->open_connections.load() >= shared_->options.max_connections) {
-            beast::error_code ignored;
-            socket.close(ignored);  // over the limit: refused at once, the others keep going
-          } else {
-            std::shared_ptr<ConnectionBase> connection;
-            if (shared_->tls.has_value()) {
-              connection = std::make_shared<Connection<TlsStream>>(shared_, std::move(socket),
-                                                                  *shared_->tls);
-            } else {
-              connection = std::make_shared<Connection<beast::tcp_stream>>(shared_,
-                                                                          std::move(socket));
-            }
-            Track(connection);
-            connection->Start();
-          }
-          Accept();
+    acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code error,
+                                                          tcp::socket socket) {
+      if (error == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (error) {
+        // Out of file descriptors (or another transient failure): retrying at once would spin.
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([this](beast::error_code e) {
+          if (!e && acceptor_.is_open()) Accept();
         });
+        return;
+      }
+      if (shared_->open_connections.load() >= shared_->options.max_connections) {
+        beast::error_code ignored;
+        socket.close(ignored);  // over the limit: refused at once, the others keep going
+      } else {
+        std::shared_ptr<ConnectionBase> connection;
+        if (shared_->tls.has_value()) {
+          connection =
+              std::make_shared<Connection<TlsStream>>(shared_, std::move(socket), *shared_->tls);
+        } else {
+          connection = std::make_shared<Connection<beast::tcp_stream>>(shared_, std::move(socket));
+        }
+        Track(connection);
+        connection->Start();
+      }
+      Accept();
+    });
   }
 
   void Track(const std::shared_ptr<ConnectionBase>& connection) {

@@ -101,7 +101,8 @@ class HttpServer {
   };
 
   // Binds and listens, then serves on a new thread. Errors: InvalidArgument for a bad host
-  // or TLS material OpenSSL refuses, Unavailable when the address cannot be bound (e.g. the port is taken).
+  // or TLS material OpenSSL refuses, Unavailable when the address cannot be bound (e.g. the port is
+  // taken).
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(Options options);
   ~HttpServer();
 

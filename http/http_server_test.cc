@@ -282,13 +282,14 @@ std::unique_ptr<HttpServer> StartTlsServer(Handler handler, bool require_client_
 }
 
 TEST(HttpServerTlsTest, ServesWholeAndStreamedAnswersOverTlsOnly) {
-  const std::unique_ptr<HttpServer> server =
-      StartTlsServer([](const Request& request, std::shared_ptr<Responder> responder) {
+  const std::unique_ptr<HttpServer> server = StartTlsServer(
+      [](const Request& request, std::shared_ptr<Responder> responder) {
         if (request.path == "/echo") return Echo(request, std::move(responder));
         responder->StartStream(Response{.content_type = "text/event-stream", .body = "a;"});
         responder->Write("b;");
         responder->End();
-      }, /*require_client_cert=*/false);
+      },
+      /*require_client_cert=*/false);
   ASSERT_NE(server, nullptr);
   const testing::TlsClientOptions tls{.ca_pem = TestCert("ca.pem")};
   const auto whole = testing::HttpsExchange(
@@ -320,9 +321,8 @@ TEST(HttpServerTlsTest, ServesWholeAndStreamedAnswersOverTlsOnly) {
   EXPECT_LE(recv(idle, &byte, 1, 0), 0);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   close(idle);
-  EXPECT_EQ(testing::HttpsExchange(server->port(),
-                                   "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                   tls)
+  EXPECT_EQ(testing::HttpsExchange(
+                server->port(), "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", tls)
                 ->status,
             200);
 }

@@ -7,8 +7,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -61,8 +61,8 @@ std::string WriteTokenFile() {
 
 struct Security {
   bool tls = false;
-  bool client_ca = false;   // mTLS
-  bool auth_token = false;  // --auth-token-file
+  bool client_ca = false;              // mTLS
+  bool auth_token = false;             // --auth-token-file
   std::optional<std::string> api_key;  // --api-key
 };
 

@@ -2,14 +2,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -53,7 +52,8 @@ bool UsePem(SSL_CTX* context, const std::string& cert_pem, const std::string& ke
   bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
-  const bool ok = cert != nullptr && key != nullptr && SSL_CTX_use_certificate(context, cert) == 1 &&
+  const bool ok = cert != nullptr && key != nullptr &&
+                  SSL_CTX_use_certificate(context, cert) == 1 &&
                   SSL_CTX_use_PrivateKey(context, key) == 1;
   X509_free(cert);
   EVP_PKEY_free(key);
