@@ -437,7 +437,9 @@ TEST_F(OpenAiApiTest, CompletionLogprobsWholeAndStreamedAgree) {
   // logprobs 0: the sampled token's only; none asked: null.
   const auto zero = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2, "logprobs": 0})");
   ASSERT_EQ(zero->status, 200) << zero->body;
-  for (const json& top : json::parse(zero->body)["choices"][0]["logprobs"]["top_logprobs"]) {
+  const json zero_body = json::parse(zero->body);
+  ASSERT_EQ(zero_body["choices"][0]["logprobs"]["top_logprobs"].size(), 2u);
+  for (const json& top : zero_body["choices"][0]["logprobs"]["top_logprobs"]) {
     EXPECT_EQ(top.size(), 1u) << top;
   }
   const auto none = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2})");
@@ -482,7 +484,9 @@ TEST_F(OpenAiApiTest, ChatLogprobsWholeAndStreamedAgree) {
                           R"({"messages": [{"role": "user", "content": "Hi"}],
                               "max_completion_tokens": 2, "logprobs": true})");
   ASSERT_EQ(plain->status, 200) << plain->body;
-  for (const json& entry : json::parse(plain->body)["choices"][0]["logprobs"]["content"]) {
+  const json plain_body = json::parse(plain->body);
+  ASSERT_EQ(plain_body["choices"][0]["logprobs"]["content"].size(), 2u);
+  for (const json& entry : plain_body["choices"][0]["logprobs"]["content"]) {
     EXPECT_TRUE(entry["top_logprobs"].empty()) << entry;
   }
 }
