@@ -46,6 +46,9 @@ struct EngineCore::RequestState final : scheduler::Request {
   // token's so far (one per output token).
   sampling::TokenLogprobs step_logprobs;
   std::vector<sampling::TokenLogprobs> output_logprobs;
+  // With sampling.prompt_logprobs >= 0: entry i scores prompt token i + 1 (computed at
+  // position i), in order; a recomputation after preemption does not add them again.
+  std::vector<sampling::TokenLogprobs> prompt_logprobs;
 
   RequestState(RequestId request_id, EngineRequest& request,
                std::shared_ptr<RequestSink> request_sink, absl::Time arrival_time)
@@ -56,7 +59,10 @@ struct EngineCore::RequestState final : scheduler::Request {
         stopping(std::move(request.stopping)),
         sink(std::move(request_sink)),
         sampler(sampling.seed, tokens()),
-        arrival(arrival_time) {}
+        arrival(arrival_time) {
+    // Prompt log-probabilities need the logits of every prompt token: no prefix-cache hit.
+    set_skips_prefix_cache(sampling.prompt_logprobs >= 0);
+  }
 };
 
 EngineCore::RequestState& EngineCore::StateOf(scheduler::Request& request) {
@@ -184,12 +190,28 @@ void EngineCore::BuildBatch(const scheduler::StepPlan& plan) {
   }
   batch_builder_.Reset(info_.block_size, max_blocks);
   batch_sampled_.clear();
+  batch_score_positions_.clear();
   for (const scheduler::ScheduledRequest& r : plan.requests) {
-    batch_builder_.AddRequest(r.request->tokens(), r.num_computed_tokens,
-                              r.num_computed_tokens + r.num_new_tokens,
-                              absl::MakeConstSpan(r.block_table),
-                              r.samples ? model::LogitsRows::kLast : model::LogitsRows::kNone);
-    if (r.samples) batch_sampled_.push_back(&StateOf(*r.request));
+    RequestState& state = StateOf(*r.request);
+    const int first = r.num_computed_tokens;
+    const int end = first + r.num_new_tokens;
+    // Scoring rows: the prompt positions not yet scored, each predicting the next prompt token.
+    int score_begin = 0;
+    int score_end = 0;
+    if (state.sampling.prompt_logprobs >= 0) {
+      score_begin = std::max(first, static_cast<int>(state.prompt_logprobs.size()));
+      score_end = std::min(end, state.num_prompt_tokens() - 1);
+    }
+    batch_builder_.AddRequest(r.request->tokens(), first, end, absl::MakeConstSpan(r.block_table),
+                              score_begin, score_end, r.samples);
+    for (int p = score_begin; p < score_end; ++p) {
+      batch_sampled_.push_back(&state);
+      batch_score_positions_.push_back(p);
+    }
+    if (r.samples) {
+      batch_sampled_.push_back(&state);
+      batch_score_positions_.push_back(-1);
+    }
   }
 }
 
@@ -242,7 +264,17 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   BuildBatch(plan);
   const model::ForwardBatch batch = batch_builder_.batch();
   batch_rows_.clear();
-  for (RequestState* state : batch_sampled_) {
+  batch_scores_.resize(batch_sampled_.size());
+  for (size_t row = 0; row < batch_sampled_.size(); ++row) {
+    RequestState* state = batch_sampled_[row];
+    const int position = batch_score_positions_[row];
+    if (position >= 0) {
+      batch_rows_.push_back(runner::SamplingRow{.params = &state->sampling,
+                                                .state = &state->sampler,
+                                                .logprobs = &batch_scores_[row],
+                                                .score_target = state->tokens()[position + 1]});
+      continue;
+    }
     batch_rows_.push_back(runner::SamplingRow{
         .params = &state->sampling,
         .state = &state->sampler,
@@ -259,7 +291,12 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
 
   // Every token is checked before any request moves on, so that an engine failure leaves no
   // request half-advanced.
-  for (const absl::StatusOr<TokenId>& token : step_tokens_) {
+  for (size_t row = 0; row < step_tokens_.size(); ++row) {
+    const absl::StatusOr<TokenId>& token = step_tokens_[row];
+    if (!token.ok() && batch_score_positions_[row] >= 0) {
+      return absl::InternalError(
+          absl::StrCat("the runner failed a prompt-scoring row: ", token.status().message()));
+    }
     if (token.ok() && (*token < 0 || *token >= info_.vocab_size)) {
       return absl::InternalError(absl::StrCat("the runner chose token ", *token,
                                               ", outside the vocabulary [0, ", info_.vocab_size,
@@ -270,6 +307,14 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
   for (size_t row = 0; row < batch_sampled_.size(); ++row) {
     RequestState& state = *batch_sampled_[row];  // Finish() below destroys it
     absl::StatusOr<TokenId>& token = step_tokens_[row];
+    if (batch_score_positions_[row] >= 0) {
+      // A scoring row comes before its request's sampling row, which may finish it.
+      if (token.ok() &&
+          static_cast<size_t>(batch_score_positions_[row]) == state.prompt_logprobs.size()) {
+        state.prompt_logprobs.push_back(std::move(batch_scores_[row]));
+      }
+      continue;
+    }
     if (!token.ok()) {
       // Only this request fails (its logits had no samplable token); the step goes on.
       Finish(state, FinishReason::kAbort, now, std::move(token).status());
@@ -345,6 +390,9 @@ void EngineCore::Emit(RequestState& state, TokenId token, std::string text, absl
     state.output_logprobs.push_back(state.step_logprobs);
     chunk.logprobs.push_back(std::move(state.step_logprobs));
   }
+  if (state.sampling.prompt_logprobs >= 0 && state.num_output_tokens() == 1) {
+    chunk.prompt_logprobs = state.prompt_logprobs;
+  }
   chunk.usage = {.prompt_tokens = state.num_prompt_tokens(),
                  .completion_tokens = state.num_output_tokens(),
                  .cached_prompt_tokens = state.num_cached_prompt_tokens()};
@@ -376,6 +424,7 @@ void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now
   completion.token_ids.assign(output.begin(), output.end());
   completion.text = std::move(state.output_text);
   completion.logprobs = std::move(state.output_logprobs);
+  completion.prompt_logprobs = std::move(state.prompt_logprobs);
   const int num_output = static_cast<int>(output.size());
   completion.usage = {.prompt_tokens = state.num_prompt_tokens(),
                       .completion_tokens = num_output,

@@ -18,10 +18,10 @@
 #include "engine/engine_metrics.h"
 #include "engine/engine_request.h"
 #include "runner/model_runner.h"
+#include "scheduler/scheduler.h"
 #include "tokenizer/incremental_detokenizer.h"
 #include "tokenizer/stop_string_matcher.h"
 #include "tokenizer/tokenizer.h"
-#include "scheduler/scheduler.h"
 
 namespace pagoda::engine {
 
@@ -141,7 +141,11 @@ class EngineCore {
   // The flat batch of the current step, its memory reused.
   model::ForwardBatchBuilder batch_builder_;
   std::vector<RequestState*> batch_sampled_;  // the request of each logits row
-  std::vector<runner::SamplingRow> batch_rows_;  // how to choose each logits row's token
+  // Per logits row: the prompt position it scores (prompt_logprobs), or -1 for a row that
+  // samples; and where a scoring row's answer goes.
+  std::vector<int> batch_score_positions_;
+  std::vector<sampling::TokenLogprobs> batch_scores_;
+  std::vector<runner::SamplingRow> batch_rows_;       // how to choose each logits row's token
   std::vector<absl::StatusOr<TokenId>> step_tokens_;  // the runner's answer
 };
 

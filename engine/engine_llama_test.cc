@@ -67,6 +67,56 @@ TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
   EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
 }
 
+// Teacher forcing equals generation: scoring a prompt made of a generated text gives each of its
+// tokens the log-probability the generation reported when it sampled it, whether the prompt is
+// computed in chunks, batched with others, or again after its blocks were cached.
+TEST(EngineLlamaTest, PromptLogprobsScoreWhatGenerationSampled) {
+  EngineConfig config = TinyConfig();
+  config.max_num_batched_tokens = 24;  // the scored prompt takes three chunks
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EngineRequest generate = Prompts(2)[1];  // 14 prompt tokens
+  generate.stopping.max_tokens = 40;
+  generate.sampling.logprobs = 3;
+  auto generated = GenerateOffline(**core, {generate});
+  ASSERT_TRUE(generated.ok()) << generated.status();
+  const RequestCompletion& g = (*generated)[0];
+  ASSERT_EQ(g.logprobs.size(), 40u);
+
+  EngineRequest score = generate;
+  score.prompt_tokens.insert(score.prompt_tokens.end(), g.token_ids.begin(), g.token_ids.end());
+  score.sampling.logprobs = -1;
+  score.sampling.prompt_logprobs = 3;
+  score.stopping.max_tokens = 1;
+  const int num_prompt = static_cast<int>(generate.prompt_tokens.size());
+  for (int round = 0; round < 2; ++round) {  // the second finds the prompt's blocks cached
+    std::vector<EngineRequest> batch = Prompts(3);
+    batch.insert(batch.begin() + 1, score);
+    auto scored = GenerateOffline(**core, batch);
+    ASSERT_TRUE(scored.ok()) << scored.status();
+    const RequestCompletion& s = (*scored)[1];
+    ASSERT_EQ(s.prompt_logprobs.size(), score.prompt_tokens.size() - 1) << "round " << round;
+    EXPECT_EQ(s.usage.cached_prompt_tokens, 0);
+    EXPECT_TRUE((*scored)[0].prompt_logprobs.empty());
+    for (size_t i = 0; i < s.prompt_logprobs.size(); ++i) {
+      EXPECT_EQ(s.prompt_logprobs[i].token, score.prompt_tokens[i + 1]);
+      EXPECT_LE(s.prompt_logprobs[i].logprob, 0.0f);
+      EXPECT_EQ(s.prompt_logprobs[i].top.size(), 3u);
+    }
+    // Entry num_prompt - 1 + j scores output token j.
+    for (size_t j = 0; j < g.logprobs.size(); ++j) {
+      const sampling::TokenLogprobs& forced = s.prompt_logprobs[num_prompt - 1 + j];
+      EXPECT_EQ(forced.token, g.logprobs[j].token);
+      EXPECT_NEAR(forced.logprob, g.logprobs[j].logprob, 1e-4) << "token " << j;
+      ASSERT_EQ(forced.top.size(), g.logprobs[j].top.size());
+      for (size_t k = 0; k < forced.top.size(); ++k) {
+        EXPECT_NEAR(forced.top[k].second, g.logprobs[j].top[k].second, 1e-4);
+      }
+    }
+  }
+  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+}
+
 TEST(EngineLlamaTest, PrefixCachingChangesNoTokenAndHitsASharedSystemPrompt) {
   constexpr int kSystemPromptLen = 64;  // four blocks
   std::vector<std::vector<TokenId>> outputs[2];

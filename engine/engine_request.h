@@ -89,6 +89,9 @@ struct OutputChunk {
   Usage usage;                     // cumulative
   // One per token_ids entry when sampling.logprobs >= 0, else empty.
   std::vector<sampling::TokenLogprobs> logprobs;
+  // On a request's first chunk with sampling.prompt_logprobs >= 0: the prompt's, as
+  // RequestCompletion::prompt_logprobs will hold them (streams get them early). Else empty.
+  std::vector<sampling::TokenLogprobs> prompt_logprobs;
 };
 
 // The end of a request: exactly one per accepted request.
@@ -105,6 +108,9 @@ struct RequestCompletion {
   std::string text;
   // One per token_ids entry when sampling.logprobs >= 0, else empty.
   std::vector<sampling::TokenLogprobs> logprobs;
+  // With sampling.prompt_logprobs >= 0: one per prompt token but the first (entry i scores
+  // prompt token i + 1); fewer when the request ended before its prompt was computed.
+  std::vector<sampling::TokenLogprobs> prompt_logprobs;
   Usage usage;
   Timings timings;
 };

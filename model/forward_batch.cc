@@ -54,8 +54,7 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int vocab_size, int num
   return absl::OkStatus();
 }
 
-void ForwardBatchBuilder::Reset(int block_size, int32_t max_blocks_per_request,
-                                int32_t pad_block) {
+void ForwardBatchBuilder::Reset(int block_size, int32_t max_blocks_per_request, int32_t pad_block) {
   PAGODA_CHECK(block_size > 0 && max_blocks_per_request >= 0);
   block_size_ = block_size;
   max_blocks_ = max_blocks_per_request;
@@ -71,13 +70,14 @@ void ForwardBatchBuilder::Reset(int block_size, int32_t max_blocks_per_request,
 
 template <typename Block>
 void ForwardBatchBuilder::Append(absl::Span<const TokenId> tokens, int first, int end,
-                                 absl::Span<const Block> block_table, LogitsRows logits) {
+                                 absl::Span<const Block> block_table, int rows_begin, int rows_end,
+                                 bool last) {
   PAGODA_CHECK(block_size_ > 0) << "Reset() first";
   PAGODA_CHECK(0 <= first && first <= end && static_cast<size_t>(end) <= tokens.size());
   PAGODA_CHECK_LE(block_table.size(), static_cast<size_t>(max_blocks_));
   PAGODA_CHECK_LE(int64_t{end}, static_cast<int64_t>(block_table.size()) * block_size_);
   for (int p = first; p < end; ++p) {
-    if (logits == LogitsRows::kAll || (logits == LogitsRows::kLast && p + 1 == end)) {
+    if ((rows_begin <= p && p < rows_end) || (last && p + 1 == end)) {
       logits_indices_.push_back(static_cast<int32_t>(token_ids_.size()));
     }
     token_ids_.push_back(tokens[p]);
@@ -93,12 +93,20 @@ void ForwardBatchBuilder::Append(absl::Span<const TokenId> tokens, int first, in
 
 void ForwardBatchBuilder::AddRequest(absl::Span<const TokenId> tokens, int first, int end,
                                      absl::Span<const int32_t> block_table, LogitsRows logits) {
-  Append(tokens, first, end, block_table, logits);
+  Append(tokens, first, end, block_table, logits == LogitsRows::kAll ? first : 0,
+         logits == LogitsRows::kAll ? end : 0, logits == LogitsRows::kLast);
 }
 
 void ForwardBatchBuilder::AddRequest(absl::Span<const TokenId> tokens, int first, int end,
                                      absl::Span<const BlockId> block_table, LogitsRows logits) {
-  Append(tokens, first, end, block_table, logits);
+  Append(tokens, first, end, block_table, logits == LogitsRows::kAll ? first : 0,
+         logits == LogitsRows::kAll ? end : 0, logits == LogitsRows::kLast);
+}
+
+void ForwardBatchBuilder::AddRequest(absl::Span<const TokenId> tokens, int first, int end,
+                                     absl::Span<const BlockId> block_table, int rows_begin,
+                                     int rows_end, bool last) {
+  Append(tokens, first, end, block_table, rows_begin, rows_end, last);
 }
 
 ForwardBatch ForwardBatchBuilder::batch() const {

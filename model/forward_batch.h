@@ -61,6 +61,10 @@ class ForwardBatchBuilder {
                   absl::Span<const int32_t> block_table, LogitsRows logits);
   void AddRequest(absl::Span<const TokenId> tokens, int first, int end,
                   absl::Span<const BlockId> block_table, LogitsRows logits);
+  // The same with logits rows for the positions in [rows_begin, rows_end) that are computed
+  // (in [first, end)), in order, and for end - 1 when `last` (once, if already among them).
+  void AddRequest(absl::Span<const TokenId> tokens, int first, int end,
+                  absl::Span<const BlockId> block_table, int rows_begin, int rows_end, bool last);
 
   ForwardBatch batch() const;
   int num_tokens() const { return static_cast<int>(token_ids_.size()); }
@@ -69,7 +73,7 @@ class ForwardBatchBuilder {
  private:
   template <typename Block>
   void Append(absl::Span<const TokenId> tokens, int first, int end,
-              absl::Span<const Block> block_table, LogitsRows logits);
+              absl::Span<const Block> block_table, int rows_begin, int rows_end, bool last);
 
   int block_size_ = 0;
   int32_t max_blocks_ = 0;

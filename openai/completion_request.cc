@@ -109,8 +109,6 @@ absl::Status Tokenize(PromptForm& form, bool add_special_tokens,
 absl::Status RefuseUnimplemented(JsonFields& fields) {
   PAGODA_RETURN_IF_ERROR(
       fields.OnlyValue("best_of", 1, "more than one candidate per prompt is not implemented"));
-  PAGODA_RETURN_IF_ERROR(
-      fields.OnlyValue("prompt_logprobs", json(), "log-probabilities are not implemented yet"));
   PAGODA_RETURN_IF_ERROR(fields.OnlyValue("suffix", json(), "suffixes are not supported"));
   return absl::OkStatus();
 }
@@ -142,11 +140,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   if (out.echo && tokenizer == nullptr) return NeedsTokenizer("echo", "echoed prompts");
   std::optional<int64_t> logprobs;
   PAGODA_RETURN_IF_ERROR(fields.Int("logprobs", 0, sampling::kMaxLogprobs, logprobs));
-  if (logprobs.has_value() && out.echo) {
-    return FieldError("logprobs",
-                      "with echo needs the prompt's log-probabilities, which are "
-                      "not implemented yet");
-  }
+  std::optional<int64_t> prompt_logprobs;
+  PAGODA_RETURN_IF_ERROR(fields.Int("prompt_logprobs", 0, sampling::kMaxLogprobs, prompt_logprobs));
 
   // The options every prompt shares, read once.
   engine::EngineRequest shared;
@@ -156,6 +151,9 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,
   shared.detokenize = tokenizer != nullptr;
   shared.sampling.logprobs = logprobs.has_value() ? static_cast<int>(*logprobs) : -1;
   out.logprobs = shared.sampling.logprobs;
+  out.prompt_logprobs = prompt_logprobs.has_value() ? static_cast<int>(*prompt_logprobs) : -1;
+  // Echoed log-probabilities are the prompt's: the engine scores it with the larger k.
+  shared.sampling.prompt_logprobs = std::max(out.prompt_logprobs, out.echo ? out.logprobs : -1);
 
   for (PromptForm& form : forms) {
     PAGODA_RETURN_IF_ERROR(Tokenize(form, add_special_tokens.value_or(true), tokenizer));

@@ -37,13 +37,15 @@ struct CompletionRequest {
   bool continuous_usage_stats = false;  // stream_options.continuous_usage_stats
   // `logprobs` (completions) or top_logprobs when `logprobs` is true (chat); -1: none.
   int logprobs = -1;
+  // vLLM's `prompt_logprobs` (completions); -1: none.
+  int prompt_logprobs = -1;
   // Fields present that Pagoda does not know: accepted (as vLLM does) and logged.
   std::vector<std::string> unknown_fields;
 };
 
 // Parses `body` for the served model. `tokenizer` may be null (text prompts are then refused).
 // Errors (InvalidArgument with ErrorReason kInvalidField unless said): the body is not JSON or
-// not an object ("body: ..."); a field of the wrong type or form, named; best_of, prompt_logprobs,
+// not an object ("body: ..."); a field of the wrong type or form, named; best_of,
 // suffix other than their defaults (not implemented); stream_options without stream;
 // FailedPrecondition for text prompts or echo without a tokenizer.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body,

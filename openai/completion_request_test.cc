@@ -103,6 +103,18 @@ TEST_F(CompletionRequestTest, DefaultsAreOpenAis) {
   // logprobs 0: only the sampled token's; null: none.
   EXPECT_EQ(Parse(R"({"prompt": "hi", "logprobs": 0})")->prompts[0].sampling.logprobs, 0);
   EXPECT_EQ(Parse(R"({"prompt": "hi", "logprobs": null})")->prompts[0].sampling.logprobs, -1);
+  EXPECT_EQ(r.sampling.prompt_logprobs, -1);
+  // Prompt log-probabilities: asked for, or needed by echo with logprobs (the larger k).
+  EXPECT_EQ(Parse(R"({"prompt": "hi", "prompt_logprobs": 2})")->prompts[0].sampling.prompt_logprobs,
+            2);
+  EXPECT_EQ(Parse(R"({"prompt": "hi", "echo": true, "logprobs": 3, "prompt_logprobs": 1})")
+                ->prompts[0]
+                .sampling.prompt_logprobs,
+            3);
+  EXPECT_EQ(Parse(R"({"prompt": "hi", "echo": false, "logprobs": 3})")
+                ->prompts[0]
+                .sampling.prompt_logprobs,
+            -1);
   // null max_tokens: up to the context length.
   EXPECT_FALSE(Parse(R"({"prompt": "hi", "max_tokens": null})")->prompts[0].stopping.max_tokens);
   // top_k -1 is vLLM's "off"; 16.0 is an integer.
@@ -171,8 +183,8 @@ TEST_F(CompletionRequestTest, ErrorsNameTheField) {
   ExpectError(R"({"prompt": "hi", "logprobs": 21})", "logprobs: must be in [0, 20]");
   ExpectError(R"({"prompt": "hi", "logprobs": -1})", "logprobs: must be in [0, 20]");
   ExpectError(R"({"prompt": "hi", "logprobs": true})", "logprobs: must be an integer");
-  ExpectError(R"({"prompt": "hi", "logprobs": 1, "echo": true})", "logprobs: with echo needs");
-  ExpectError(R"({"prompt": "hi", "prompt_logprobs": 1})", "prompt_logprobs: ");
+  ExpectError(R"({"prompt": "hi", "prompt_logprobs": 21})", "prompt_logprobs: must be in [0, 20]");
+  ExpectError(R"({"prompt": "hi", "prompt_logprobs": "1"})", "prompt_logprobs: must be an integer");
   ExpectError(R"({"prompt": "hi", "suffix": "x"})", "suffix: ");
   ExpectError(R"({"prompt": "hi", "min_tokens": 20, "max_tokens": 5})", "min_tokens: ");
   ExpectError(R"({"prompt": "hi", "cache_salt": 5})", "cache_salt: must be a string");

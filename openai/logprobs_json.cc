@@ -37,7 +37,7 @@ std::string LogprobsJson::TokenString(TokenId id) const {
 
 json LogprobsJson::Make(absl::Span<const sampling::TokenLogprobs> logprobs,
                         int* text_offset) const {
-  if (chat_) {
+  if (options_.chat) {
     json content = json::array();
     for (const sampling::TokenLogprobs& lp : logprobs) {
       const std::string token = TokenString(lp.token);
@@ -72,6 +72,61 @@ json LogprobsJson::Make(absl::Span<const sampling::TokenLogprobs> logprobs,
           {"token_logprobs", std::move(token_logprobs)},
           {"top_logprobs", std::move(top_logprobs)},
           {"text_offset", std::move(offsets)}};
+}
+
+json LogprobsJson::ChoiceLogprobs(TokenId first_prompt_token,
+                                  absl::Span<const sampling::TokenLogprobs> prompt,
+                                  absl::Span<const sampling::TokenLogprobs> output,
+                                  int* text_offset) const {
+  if (options_.logprobs < 0) return nullptr;
+  if (options_.chat || !options_.echo || prompt.empty()) return Make(output, text_offset);
+  json tokens = json::array();
+  json token_logprobs = json::array();
+  json top_logprobs = json::array();
+  json offsets = json::array();
+  const auto add = [&](const std::string& token, json logprob, json top) {
+    tokens.push_back(token);
+    token_logprobs.push_back(std::move(logprob));
+    top_logprobs.push_back(std::move(top));
+    offsets.push_back(*text_offset);
+    *text_offset += CodePoints(token);
+  };
+  add(TokenString(first_prompt_token), nullptr, nullptr);
+  for (const sampling::TokenLogprobs& lp : prompt) {
+    json top = json::object();
+    for (size_t i = 0; i < lp.top.size() && static_cast<int>(i) < options_.logprobs; ++i) {
+      top[TokenString(lp.top[i].first)] = Clamp(lp.top[i].second);
+    }
+    const std::string token = TokenString(lp.token);
+    top[token] = Clamp(lp.logprob);
+    add(token, Clamp(lp.logprob), std::move(top));
+  }
+  json rest = Make(output, text_offset);
+  for (json& t : rest["tokens"]) tokens.push_back(std::move(t));
+  for (json& t : rest["token_logprobs"]) token_logprobs.push_back(std::move(t));
+  for (json& t : rest["top_logprobs"]) top_logprobs.push_back(std::move(t));
+  for (json& t : rest["text_offset"]) offsets.push_back(std::move(t));
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_logprobs)},
+          {"top_logprobs", std::move(top_logprobs)},
+          {"text_offset", std::move(offsets)}};
+}
+
+json LogprobsJson::PromptLogprobs(absl::Span<const sampling::TokenLogprobs> prompt) const {
+  json out = json::array({nullptr});
+  for (const sampling::TokenLogprobs& lp : prompt) {
+    json entry = json::object();
+    for (size_t i = 0; i < lp.top.size() && static_cast<int>(i) < options_.prompt_logprobs; ++i) {
+      entry[std::to_string(lp.top[i].first)] = {{"logprob", Clamp(lp.top[i].second)},
+                                                {"rank", i + 1},
+                                                {"decoded_token", TokenString(lp.top[i].first)}};
+    }
+    entry[std::to_string(lp.token)] = {{"logprob", Clamp(lp.logprob)},
+                                       {"rank", lp.rank},
+                                       {"decoded_token", TokenString(lp.token)}};
+    out.push_back(std::move(entry));
+  }
+  return out;
 }
 
 }  // namespace pagoda::openai

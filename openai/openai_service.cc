@@ -95,13 +95,20 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
         echo_events_(!stream_    ? ""
                      : ids_.chat ? RoleEvents(ids_, request.prompts.size())
                                  : EchoEvents(ids_, request.echo_texts)),
-        logprobs_json_(request.logprobs >= 0 ? std::optional<LogprobsJson>(
-                                                   LogprobsJson(engine->tokenizer(), ids_.chat))
-                                             : std::nullopt),
+        logprobs_json_(request.logprobs >= 0 || request.prompt_logprobs >= 0
+                           ? std::optional<LogprobsJson>(LogprobsJson(
+                                 engine->tokenizer(), {.chat = ids_.chat,
+                                                       .logprobs = request.logprobs,
+                                                       .prompt_logprobs = request.prompt_logprobs,
+                                                       .echo = request.echo}))
+                           : std::nullopt),
         results_(request.prompts.size()),
         text_offsets_(request.prompts.size(), 0),
         remaining_(static_cast<int>(request.prompts.size())) {
     for (size_t i = 0; i < request.echo_texts.size(); ++i) results_[i].text = request.echo_texts[i];
+    for (size_t i = 0; i < request.prompts.size(); ++i) {
+      results_[i].first_prompt_token = request.prompts[i].prompt_tokens.front();
+    }
   }
 
   // Validates and submits every prompt. An error before the first prompt is taken is returned,
@@ -244,15 +251,25 @@ void OpenAiService::CompletionCall::Emit(std::string event) {
 void OpenAiService::CompletionCall::OnChunk(int index, engine::OutputChunk chunk) {
   // Text held back (an incomplete UTF-8 sequence, a possible stop string) makes no event,
   // unless the chunk carries usage or log-probabilities.
-  const bool logprobs = logprobs_json_.has_value() && !chunk.logprobs.empty();
+  const bool logprobs =
+      logprobs_json_.has_value() && (!chunk.logprobs.empty() || !chunk.prompt_logprobs.empty());
   if (!stream_ || (chunk.text.empty() && !continuous_usage_ && !logprobs)) return;
   absl::MutexLock lock(&mu_);
   if (failure_.has_value()) return;
-  std::optional<nlohmann::json> logprobs_object;
-  if (logprobs) logprobs_object = logprobs_json_->Make(chunk.logprobs, &text_offsets_[index]);
+  nlohmann::json logprobs_object;  // null
+  std::optional<nlohmann::json> prompt_logprobs;
+  if (logprobs) {
+    logprobs_object =
+        logprobs_json_->ChoiceLogprobs(results_[index].first_prompt_token, chunk.prompt_logprobs,
+                                       chunk.logprobs, &text_offsets_[index]);
+    // The prompt's come with a choice's first chunk.
+    if (logprobs_json_->wants_prompt_logprobs() && !chunk.prompt_logprobs.empty()) {
+      prompt_logprobs = logprobs_json_->PromptLogprobs(chunk.prompt_logprobs);
+    }
+  }
   Emit(SseEvent(CompletionChunkJson(ids_, index, chunk.text, nullptr,
-                                    continuous_usage_ ? &chunk.usage : nullptr,
-                                    logprobs_object.has_value() ? &*logprobs_object : nullptr)));
+                                    continuous_usage_ ? &chunk.usage : nullptr, &logprobs_object,
+                                    prompt_logprobs.has_value() ? &*prompt_logprobs : nullptr)));
 }
 
 void OpenAiService::CompletionCall::OnComplete(int index, engine::RequestCompletion completion) {

@@ -166,7 +166,8 @@ absl::string_view FinishReasonName(engine::FinishReason reason) {
 
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
-                                const engine::Usage* usage, const json* logprobs) {
+                                const engine::Usage* usage, const json* logprobs,
+                                const json* prompt_logprobs) {
   json choice = {{"index", index}};
   if (ids.chat) {
     // The finishing chunk of a chat choice has an empty delta when it brings no text.
@@ -176,6 +177,7 @@ std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_
     choice["text"] = std::string(text);
   }
   choice["logprobs"] = logprobs != nullptr ? *logprobs : json(nullptr);
+  if (prompt_logprobs != nullptr) choice["prompt_logprobs"] = *prompt_logprobs;
   choice["finish_reason"] = nullptr;
   choice["stop_reason"] = nullptr;
   if (finished != nullptr) {
@@ -217,9 +219,14 @@ std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResul
       choice["text"] = choices[i].text;
     }
     int text_offset = 0;
-    choice["logprobs"] = logprobs != nullptr && !completion.logprobs.empty()
-                             ? logprobs->Make(completion.logprobs, &text_offset)
-                             : json(nullptr);
+    choice["logprobs"] =
+        logprobs != nullptr
+            ? logprobs->ChoiceLogprobs(choices[i].first_prompt_token, completion.prompt_logprobs,
+                                       completion.logprobs, &text_offset)
+            : json(nullptr);
+    if (logprobs != nullptr && logprobs->wants_prompt_logprobs()) {
+      choice["prompt_logprobs"] = logprobs->PromptLogprobs(completion.prompt_logprobs);
+    }
     choice["finish_reason"] = std::string(FinishReasonName(completion.finish_reason));
     choice["stop_reason"] = StopReason(completion);
     array.push_back(std::move(choice));

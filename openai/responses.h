@@ -47,7 +47,8 @@ struct ResponseIds {
 
 // One finished choice of a completion.
 struct ChoiceResult {
-  std::string text;  // echoed prompt included
+  std::string text;                // echoed prompt included
+  TokenId first_prompt_token = 0;  // for echoed log-probabilities
   engine::RequestCompletion completion;
 };
 
@@ -57,16 +58,19 @@ absl::string_view FinishReasonName(engine::FinishReason reason);
 // A text_completion chunk (a chat.completion.chunk with ids.chat, whose delta holds the text)
 // with one choice: `text`, and when `finished` is not null its
 // finish_reason and stop_reason (else null); with `usage`, a usage object.
-// With `logprobs` (not null), the choice's logprobs object (openai/logprobs_json.h), else null.
+// With `logprobs` (not null), the choice's logprobs object (openai/logprobs_json.h), else null;
+// with `prompt_logprobs`, vLLM's field of that name.
 std::string CompletionChunkJson(const ResponseIds& ids, int index, absl::string_view text,
                                 const engine::RequestCompletion* finished,
                                 const engine::Usage* usage,
-                                const nlohmann::json* logprobs = nullptr);
+                                const nlohmann::json* logprobs = nullptr,
+                                const nlohmann::json* prompt_logprobs = nullptr);
 // A chat stream's first chunk of a choice: its delta names the role.
 std::string ChatRoleChunkJson(const ResponseIds& ids, int index);
 // The last chunk of a stream with include_usage: no choices, the total usage.
 std::string CompletionUsageChunkJson(const ResponseIds& ids, const engine::Usage& usage);
 // A whole text_completion object. With `logprobs` (not null), each choice's logprobs object
+// (LogprobsJson::ChoiceLogprobs) and, when asked for, its prompt_logprobs
 // from its completion's log-probabilities (null when it has none).
 std::string CompletionJson(const ResponseIds& ids, const std::vector<ChoiceResult>& choices,
                            const LogprobsJson* logprobs = nullptr);

@@ -26,19 +26,30 @@ struct SamplingRow {
   // Set exactly when params->logprobs >= 0: receives the token's log-probabilities
   // (sampling/logprobs.h). Owned by the engine.
   sampling::TokenLogprobs* logprobs = nullptr;
+  // A scoring row (prompt log-probabilities): when >= 0, this row samples nothing; `logprobs`
+  // (set) receives this token's log-probability and params->prompt_logprobs alternatives, and
+  // the row's answer is this token.
+  TokenId score_target = -1;
 };
 
 // True when the row's token is the plain argmax of its logits as computed (the largest, the
 // lowest id among ties, NaN never): sampling::IsPlainGreedy and nothing banned. A GPU runner
 // computes that argmax next to the logits and sends the host 4 bytes instead of a row.
 inline bool IsArgmaxRow(const SamplingRow& row) {
-  return row.banned_tokens.empty() && row.logprobs == nullptr &&
+  return row.banned_tokens.empty() && row.logprobs == nullptr && row.score_target < 0 &&
          sampling::IsPlainGreedy(*row.params);
 }
 
 // Chooses row i's token from its logits on the host with the shared sampler (which uses them as
 // scratch); an error fails that one request (no samplable token).
 inline absl::StatusOr<TokenId> SampleOnHost(absl::Span<float> logits, const SamplingRow& row) {
+  if (row.score_target >= 0) {
+    if (row.logprobs == nullptr || static_cast<size_t>(row.score_target) >= logits.size()) {
+      return absl::InternalError("a scoring row needs a target in the vocabulary and an answer");
+    }
+    *row.logprobs = sampling::ScoreToken(logits, row.score_target, row.params->prompt_logprobs);
+    return row.score_target;
+  }
   if (row.logprobs != nullptr) {
     return sampling::SampleWithLogprobs(logits, *row.params, *row.state, row.banned_tokens,
                                         row.logprobs);

@@ -50,6 +50,27 @@ LogSoftmaxSummary SummarizeLogits(absl::Span<const float> logits, int k) {
   return summary;
 }
 
+namespace {
+
+float Logprob(const LogSoftmaxSummary& summary, float logit) {
+  if (std::isinf(summary.log_normalizer)) return -std::numeric_limits<float>::infinity();
+  return static_cast<float>(static_cast<double>(Mass(logit)) - summary.log_normalizer);
+}
+
+}  // namespace
+
+TokenLogprobs ScoreToken(absl::Span<const float> logits, TokenId target, int k) {
+  const LogSoftmaxSummary summary = SummarizeLogits(logits, std::max(k, 0));
+  TokenLogprobs out;
+  out.token = target;
+  out.logprob = Logprob(summary, logits[target]);
+  const float mass = Mass(logits[target]);
+  out.rank = 1 + static_cast<int>(std::count_if(logits.begin(), logits.end(),
+                                                [mass](float l) { return Mass(l) > mass; }));
+  for (const auto& [id, logit] : summary.top) out.top.emplace_back(id, Logprob(summary, logit));
+  return out;
+}
+
 absl::StatusOr<TokenId> SampleWithLogprobs(absl::Span<float> logits, const SamplingParams& params,
                                            SamplerState& state,
                                            absl::Span<const TokenId> banned_tokens,
@@ -59,10 +80,7 @@ absl::StatusOr<TokenId> SampleWithLogprobs(absl::Span<float> logits, const Sampl
   const std::vector<float> raw(logits.begin(), logits.end());
   absl::StatusOr<TokenId> token = Sample(logits, params, state, banned_tokens);
   if (!token.ok()) return token;
-  const auto logprob = [&](float logit) {
-    if (std::isinf(summary.log_normalizer)) return -std::numeric_limits<float>::infinity();
-    return static_cast<float>(static_cast<double>(Mass(logit)) - summary.log_normalizer);
-  };
+  const auto logprob = [&](float logit) { return Logprob(summary, logit); };
   out->token = *token;
   out->logprob = logprob(raw[*token]);
   out->top.clear();

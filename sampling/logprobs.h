@@ -19,6 +19,9 @@ struct TokenLogprobs {
   float logprob = 0;  // <= 0; -inf for a token the raw distribution gives no mass
   // The `SamplingParams::logprobs` most likely tokens, most likely first (ties: lowest id).
   std::vector<std::pair<TokenId, float>> top;
+  // For a scored prompt token (ScoreToken): 1 + the number of tokens more likely than it.
+  // 0 when not computed (sampled tokens).
+  int rank = 0;
 };
 
 // log(sum(exp(logits))) over the finite and +inf entries (NaN and -inf carry no mass), and the
@@ -37,5 +40,9 @@ absl::StatusOr<TokenId> SampleWithLogprobs(absl::Span<float> logits, const Sampl
                                            SamplerState& state,
                                            absl::Span<const TokenId> banned_tokens,
                                            TokenLogprobs* out);
+
+// The log-probability of `target` (a prompt token, given those before it) and the `k` most likely
+// tokens, from raw logits; samples nothing. k in [0, 20].
+TokenLogprobs ScoreToken(absl::Span<const float> logits, TokenId target, int k);
 
 }  // namespace pagoda::sampling

@@ -37,6 +37,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& params, int vocab_size
   if (params.logprobs < -1 || params.logprobs > kMaxLogprobs) {
     return FieldError("logprobs", "in [0, 20], or -1 for none", params.logprobs);
   }
+  if (params.prompt_logprobs < -1 || params.prompt_logprobs > kMaxLogprobs) {
+    return FieldError("prompt_logprobs", "in [0, 20], or -1 for none", params.prompt_logprobs);
+  }
   if (params.logit_bias.size() > static_cast<size_t>(kMaxLogitBiasEntries)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "logit_bias: at most %d entries, got %d", kMaxLogitBiasEntries, params.logit_bias.size()));

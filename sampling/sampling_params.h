@@ -44,6 +44,10 @@ struct SamplingParams {
   // Log-probabilities of each sampled token (sampling/logprobs.h): -1 = none; 0 = the sampled
   // token's own; k in [1, 20] = also the k most likely tokens at its position.
   int logprobs = -1;
+  // Log-probabilities of the prompt's tokens (each but the first, given those before it), with
+  // as many alternatives: -1 = none, else in [0, 20]. The engine then computes the whole prompt
+  // (no prefix-cache hit, as in vLLM): cached tokens have no logits.
+  int prompt_logprobs = -1;
 };
 
 inline constexpr int kMaxLogprobs = 20;

@@ -53,6 +53,11 @@ class Request {
   int num_computed_tokens() const { return num_computed_tokens_; }
   int priority() const { return priority_; }
   const std::string& cache_salt() const { return cache_salt_; }
+  // True: admission takes no prefix-cache hit, so every prompt token is computed (prompt
+  // log-probabilities need their logits); its blocks are still cached for others. Set by the
+  // creator before Scheduler::AddRequest.
+  bool skips_prefix_cache() const { return skips_prefix_cache_; }
+  void set_skips_prefix_cache(bool skips) { skips_prefix_cache_ = skips; }
   RequestState state() const { return state_; }
   int num_preemptions() const { return num_preemptions_; }
   // Prompt tokens served from the prefix cache at the first admission (vLLM's
@@ -71,6 +76,7 @@ class Request {
   int num_prompt_tokens_;
   int priority_;
   std::string cache_salt_;
+  bool skips_prefix_cache_ = false;
   int num_computed_tokens_ = 0;
   RequestState state_ = RequestState::kWaiting;
   int num_preemptions_ = 0;

@@ -107,8 +107,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
 
 Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<KvCacheManager> kv_cache)
     : options_(options),
-      policy_(options_.allocation_policy != nullptr ? *options_.allocation_policy
-                                                    : kDefaultPolicy),
+      policy_(options_.allocation_policy != nullptr ? *options_.allocation_policy : kDefaultPolicy),
       kv_cache_(std::move(kv_cache)),
       hasher_(kv_cache_->block_size()),
       waiting_(options.queue_policy) {}
@@ -229,16 +228,19 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
   while (budget > 0 && num_running() < options_.max_num_seqs && !waiting_.empty()) {
     Request* request = waiting_.Front();
     PAGODA_CHECK_EQ(request->num_computed_tokens(), 0);
-    const PrefixHit hit = kv_cache_->GetComputedBlocks(
-        View(*request),
-        request->ever_admitted_ ? LookupKind::kResumedAfterPreemption : LookupKind::kNewRequest);
+    const PrefixHit hit =
+        request->skips_prefix_cache()
+            ? PrefixHit{}
+            : kv_cache_->GetComputedBlocks(View(*request), request->ever_admitted_
+                                                               ? LookupKind::kResumedAfterPreemption
+                                                               : LookupKind::kNewRequest);
     request->num_computed_tokens_ = hit.num_tokens;
     const int n = CapNewTokens(*request, request->num_tokens() - hit.num_tokens, budget);
     // With the hit counted as computed, the view asks for slots after the hit only.
     SequenceView view = View(*request);
     view.num_computed_tokens = 0;
-    const int lookahead = std::max(
-        0, policy_.AdmissionLookaheadTokens(options_.max_model_len, hit.num_tokens, n));
+    const int lookahead =
+        std::max(0, policy_.AdmissionLookaheadTokens(options_.max_model_len, hit.num_tokens, n));
     if (n <= 0 || !kv_cache_->AllocateSlots(view, hit,
                                             SlotRequest{.num_new_tokens = n,
                                                         .num_lookahead_tokens = lookahead,

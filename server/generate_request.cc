@@ -107,10 +107,6 @@ absl::Status ParseRequestFields(const v1::GenerateRequest& in) {
     return absl::UnimplementedError(
         absl::StrCat("n: more than one output per request is not implemented, got ", in.n()));
   }
-  if (in.logprobs().prompt_logprobs()) {
-    return absl::UnimplementedError(
-        "logprobs.prompt_logprobs: prompt log-probabilities are not implemented");
-  }
   if (in.logprobs().top_logprobs() > static_cast<uint32_t>(sampling::kMaxLogprobs)) {
     return engine::InvalidFieldError(absl::StrCat("logprobs.top_logprobs: must be in [0, ",
                                                   sampling::kMaxLogprobs, "], got ",
@@ -139,6 +135,9 @@ absl::StatusOr<engine::EngineRequest> ParseGenerateRequest(const v1::GenerateReq
   ParseStopping(request.stopping(), info, out.stopping);
   out.sampling.logprobs =
       request.has_logprobs() ? static_cast<int>(request.logprobs().top_logprobs()) : -1;
+  out.sampling.prompt_logprobs = request.logprobs().prompt_logprobs()
+                                     ? static_cast<int>(request.logprobs().top_logprobs())
+                                     : -1;
   out.cache_salt = request.cache_salt();
   out.priority = request.priority();
   out.detokenize = tokenizer != nullptr;

@@ -34,7 +34,7 @@ inline constexpr int kMaxAbortRequestIds = 1024;
 // external_id is empty: the caller sets the effective id. It is not yet validated: hand it to
 // Engine::Submit (or engine::ValidateEngineRequest).
 //
-// Errors, the first one found: NotFound (model); Unimplemented (n > 1, logprobs.prompt_logprobs);
+// Errors, the first one found: NotFound (model); Unimplemented (n > 1);
 // FailedPrecondition (a text prompt without a tokenizer); InvalidArgument with ErrorReason
 // kInvalidField (no prompt, an empty text, an unknown extra key, truncate_prompt_tokens out of
 // range).

@@ -166,9 +166,9 @@ TEST_F(ParseGenerateRequestTest, ModelAndUnimplementedFeatures) {
   request.mutable_logprobs()->set_top_logprobs(21);
   ExpectError(request, absl::StatusCode::kInvalidArgument, "logprobs.top_logprobs: must be in");
   request.mutable_logprobs()->set_top_logprobs(1);
+  EXPECT_EQ(Parse(request)->sampling.prompt_logprobs, -1);
   request.mutable_logprobs()->set_prompt_logprobs(true);
-  ExpectError(request, absl::StatusCode::kUnimplemented,
-              "logprobs.prompt_logprobs: ", std::nullopt);
+  EXPECT_EQ(Parse(request)->sampling.prompt_logprobs, 1);
 }
 
 TEST_F(ParseGenerateRequestTest, ExtraKeysAndCacheSalt) {

@@ -21,6 +21,7 @@ void FillLogprobs(const std::vector<sampling::TokenLogprobs>& logprobs,
     v1::TokenLogprob* entry = out.Add();
     entry->set_token_id(static_cast<uint32_t>(lp.token));
     entry->set_logprob(lp.logprob);
+    entry->set_rank(static_cast<uint32_t>(lp.rank));
     for (const auto& [id, logprob] : lp.top) {
       v1::TopLogprob* top = entry->add_top();
       top->set_token_id(static_cast<uint32_t>(id));
@@ -84,6 +85,8 @@ v1::GenerateResponse MakeCompleteResponse(const std::string& request_id,
     out->set_text(completion.text);
     FillLogprobs(completion.logprobs, *out->mutable_logprobs());
   }
+  // Not in Chunks: they come whole at the end, streamed or not.
+  FillLogprobs(completion.prompt_logprobs, *out->mutable_prompt_logprobs());
   FillUsage(completion.usage, *out->mutable_usage());
   const engine::Timings& t = completion.timings;
   v1::Timings* timings = out->mutable_timings();

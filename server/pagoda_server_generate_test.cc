@@ -100,6 +100,24 @@ TEST_F(PagodaServerTest, UnaryAndStreamingGenerateAgree) {
   EXPECT_TRUE(last.complete().logprobs().empty());
   EXPECT_EQ(last.complete().usage().completion_tokens(), 8u);
 
+  EXPECT_TRUE(complete.prompt_logprobs().empty());
+  // Prompt log-probabilities: one per prompt token but the first (BOS), ranked.
+  request.mutable_logprobs()->set_prompt_logprobs(true);
+  request.set_request_id("unary-3");
+  request.set_stream(false);
+  const GenerateResult prompt = Generate(request);
+  ASSERT_TRUE(prompt.status.ok()) << prompt.status.error_message();
+  const v1::GenerateResponse::Complete& scored = prompt.responses.back().complete();
+  ASSERT_EQ(scored.prompt_logprobs_size(), 5);  // "Hello"
+  EXPECT_EQ(scored.prompt_logprobs(0).token_id(), static_cast<uint32_t>('H'));
+  for (const v1::TokenLogprob& lp : scored.prompt_logprobs()) {
+    EXPECT_LE(lp.logprob(), 0.0f);
+    EXPECT_GE(lp.rank(), 1u);
+    EXPECT_EQ(lp.top_size(), 2);
+    // Rank 1 exactly when it is the most likely.
+    EXPECT_EQ(lp.rank() == 1, lp.top(0).token_id() == lp.token_id()) << lp.DebugString();
+  }
+
   // Without LogprobsOptions, none.
   request.clear_logprobs();
   request.set_stream(false);
@@ -187,9 +205,6 @@ TEST_F(PagodaServerTest, EveryValidationCaseHasItsStatus) {
        grpc::StatusCode::NOT_FOUND, "model: \"gpt-5\" is not served", ""},
       {"n > 1", [](v1::GenerateRequest& r) { r.set_n(2); }, grpc::StatusCode::UNIMPLEMENTED,
        "n: ", ""},
-      {"prompt logprobs",
-       [](v1::GenerateRequest& r) { r.mutable_logprobs()->set_prompt_logprobs(true); },
-       grpc::StatusCode::UNIMPLEMENTED, "logprobs.prompt_logprobs: ", ""},
       {"top_logprobs 21",
        [](v1::GenerateRequest& r) { r.mutable_logprobs()->set_top_logprobs(21); },
        grpc::StatusCode::INVALID_ARGUMENT, "logprobs.top_logprobs: must be in [0, 20], got 21",

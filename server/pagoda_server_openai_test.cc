@@ -220,8 +220,8 @@ TEST_F(OpenAiApiTest, BadInputTable) {
        400, "stream_options: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "n": 0})", 400, "n: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 21})", 400, "logprobs: "},
-      {"POST", "/v1/completions", R"({"prompt": "a", "logprobs": 2, "echo": true})", 400,
-       "logprobs: with echo"},
+      {"POST", "/v1/completions", R"({"prompt": "a", "prompt_logprobs": -1})", 400,
+       "prompt_logprobs: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "cache_salt": 1})", 400, "cache_salt: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "priority": "high"})", 400, "priority: "},
       {"POST", "/v1/completions", R"({"prompt": "a", "truncate_prompt_tokens": 0})", 400,
@@ -444,6 +444,58 @@ TEST_F(OpenAiApiTest, CompletionLogprobsWholeAndStreamedAgree) {
   }
   const auto none = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2})");
   EXPECT_TRUE(json::parse(none->body)["choices"][0]["logprobs"].is_null());
+}
+
+// The prompt's log-probabilities: vLLM's prompt_logprobs, and echo with logprobs, whole and
+// streamed alike.
+TEST_F(OpenAiApiTest, PromptLogprobsAndEchoedLogprobs) {
+  StartServer();
+  const std::string request =
+      R"({"prompt": "abcd", "max_tokens": 3, "ignore_eos": true, "temperature": 0,
+          "echo": true, "logprobs": 1, "prompt_logprobs": 2)";
+  const auto whole = Post("/v1/completions", request + "}");
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json choice = json::parse(whole->body)["choices"][0];
+  // vLLM's shape: null for the first prompt token (BOS), then {id: {logprob, rank,
+  // decoded_token}} holding the token and its two most likely alternatives.
+  const json& prompt = choice["prompt_logprobs"];
+  ASSERT_EQ(prompt.size(), 5u) << prompt;
+  EXPECT_TRUE(prompt[0].is_null());
+  for (int i = 1; i < 5; ++i) {
+    const std::string id = std::to_string(static_cast<int>("abcd"[i - 1]));
+    ASSERT_TRUE(prompt[i].contains(id)) << prompt[i];
+    EXPECT_EQ(prompt[i][id]["decoded_token"], std::string(1, "abcd"[i - 1]));
+    EXPECT_GE(prompt[i][id]["rank"].get<int>(), 1);
+    EXPECT_LE(prompt[i][id]["logprob"].get<float>(), 0.0f);
+    EXPECT_GE(prompt[i].size(), 2u);
+    EXPECT_LE(prompt[i].size(), 3u);
+  }
+  // Echoed: the prompt's tokens lead, the first without a log-probability.
+  const json& logprobs = choice["logprobs"];
+  ASSERT_EQ(logprobs["tokens"].size(), 8u) << logprobs;  // BOS, 4 prompt bytes, 3 outputs
+  EXPECT_TRUE(logprobs["token_logprobs"][0].is_null());
+  EXPECT_TRUE(logprobs["top_logprobs"][0].is_null());
+  for (int i = 1; i < 5; ++i) {
+    const std::string id = std::to_string(static_cast<int>("abcd"[i - 1]));
+    EXPECT_EQ(logprobs["tokens"][i], std::string(1, "abcd"[i - 1]));
+    EXPECT_EQ(logprobs["token_logprobs"][i], prompt[i][id]["logprob"]);
+  }
+
+  const auto streamed = Post("/v1/completions", request + R"(, "stream": true})");
+  ASSERT_EQ(streamed->status, 200) << streamed->body;
+  bool done = false;
+  json tokens = json::array(), values = json::array(), streamed_prompt;
+  for (const json& event : Events(streamed->body, &done)) {
+    const json& part = event["choices"][0];
+    if (part.contains("prompt_logprobs")) streamed_prompt = part["prompt_logprobs"];
+    if (part["logprobs"].is_null()) continue;
+    for (const json& t : part["logprobs"]["tokens"]) tokens.push_back(t);
+    for (const json& v : part["logprobs"]["token_logprobs"]) values.push_back(v);
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(streamed_prompt, prompt);
+  EXPECT_EQ(tokens, logprobs["tokens"]);
+  EXPECT_EQ(values, logprobs["token_logprobs"]);
 }
 
 TEST_F(OpenAiApiTest, ChatLogprobsWholeAndStreamedAgree) {

@@ -37,6 +37,7 @@ v1::StoppingParams FullStopping() {
 void SetFullTokenLogprob(v1::TokenLogprob& logprob) {
   logprob.set_token_id(11);
   logprob.set_logprob(-0.25f);
+  logprob.set_rank(2);
   v1::TopLogprob* top = logprob.add_top();
   top->set_token_id(12);
   top->set_logprob(-1.5f);
