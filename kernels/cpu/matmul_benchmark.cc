@@ -1,7 +1,8 @@
 // MatMul throughput for the shapes of llama-110m's decode (k = 768; n = 2048 fits in cache,
 // n = 32000 is the lm_head and streams from memory), single-threaded so the
 // figure reads as per-core efficiency: GFLOP/s and weight GB/s, m = 1 (bandwidth-bound) to
-// m = 16 (compute-bound).
+// m = 16 (compute-bound); also as fractions of this machine's measured single-thread limits
+// (of_bf16_peak, of_read_bw: kernels/cpu/roofline.h).
 //
 //   ./build/kernels/matmul_benchmark
 
@@ -11,9 +12,19 @@
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/roofline.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
+
+// This machine's single-thread limits, measured once (kernels/cpu/roofline.h).
+const Roofline& OneThreadRoofline() {
+  static const Roofline roofline = [] {
+    ThreadPool pool(1);
+    return MeasureRoofline(pool, int64_t{256} << 20, 3);
+  }();
+  return roofline;
+}
 
 void BM_MatMul(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(2), k = 768;
@@ -25,7 +36,11 @@ void BM_MatMul(benchmark::State& state) {
   const MatMulArgs args{.x = x.data(),
                         .w = type == WeightType::kBF16 ? static_cast<const void*>(w16.data())
                                                        : static_cast<const void*>(w32.data()),
-                        .w_type = type, .y = y.data(), .m = m, .n = n, .k = k};
+                        .w_type = type,
+                        .y = y.data(),
+                        .m = m,
+                        .n = n,
+                        .k = k};
   for (auto _ : state) {
     MatMul(args, pool);
     benchmark::ClobberMemory();
@@ -36,6 +51,15 @@ void BM_MatMul(benchmark::State& state) {
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_GB_per_s"] =
       benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  // The same rates as fractions of the machine's limits: of the bf16 dot peak (the bound at
+  // large m) and of the read bandwidth (the bound at m = 1).
+  const Roofline& roof = OneThreadRoofline();
+  if (roof.bf16_gflop_per_s > 0) {
+    state.counters["of_bf16_peak"] = benchmark::Counter(
+        flops / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  }
+  state.counters["of_read_bw"] = benchmark::Counter(weight_bytes / (roof.read_gb_per_s * 1e9),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_MatMul)
     ->ArgsProduct({{1, 2, 4, 8, 16}, {static_cast<int>(WeightType::kBF16)}, {2048, 32000}})
