@@ -1,5 +1,6 @@
 // Paged attention of a decode batch: B requests, one query token each, over a context of L
-// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32 or bf16 KV cache.
+// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32 or bf16 KV cache; the
+// KV bytes read per second also as a fraction of the machine's measured read bandwidth.
 //
 //   ./build/kernels/paged_attention_benchmark
 
@@ -9,9 +10,19 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/roofline.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
+
+// The read bandwidth of the benchmark's 2 threads, measured once (kernels/cpu/roofline.h).
+double TwoThreadReadBandwidth() {
+  static const double gb_per_s = [] {
+    ThreadPool pool(2);
+    return MeasureRoofline(pool, int64_t{256} << 20, 3).read_gb_per_s;
+  }();
+  return gb_per_s;
+}
 
 template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
@@ -42,6 +53,10 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   const double kv_bytes = 2.0 * batch * context * kHeads * kDim * sizeof(T);
   state.counters["KV_GB_per_s"] =
       benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  // Decode attention reads every K and V once: bound by the read bandwidth (a KV set that fits
+  // in cache can pass 1).
+  state.counters["of_read_bw"] = benchmark::Counter(kv_bytes / (TwoThreadReadBandwidth() * 1e9),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_PagedAttentionDecode<float>)
     ->ArgsProduct({{1, 16}, {128, 1024}})
