@@ -22,6 +22,10 @@ inline bool Supported() {
 
 // 16 consecutive elements as floats.
 PAGODA_AVX512_TARGET inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+PAGODA_AVX512_TARGET inline __m512 Load16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
 PAGODA_AVX512_TARGET inline __m512 Load16(const Bf16* p) {
   const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));

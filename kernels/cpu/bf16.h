@@ -28,6 +28,7 @@ inline uint16_t FloatToBf16(float f) {
 
 // Widening conversions the attention loops inline into vectorized code.
 inline float ToFloat(float x) { return x; }
+inline float ToFloat(int8_t x) { return static_cast<float>(x); }
 inline float ToFloat(Bf16 x) { return Bf16ToFloat(x.bits); }
 inline void FromFloat(float x, float* out) { *out = x; }
 inline void FromFloat(float x, Bf16* out) { out->bits = FloatToBf16(x); }

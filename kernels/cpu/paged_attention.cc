@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common/check.h"
@@ -11,20 +12,67 @@
 
 namespace pagoda::kernels::cpu {
 
+namespace {
+
+// int8 with a per-(token, head) scale: scale = absmax / 127 rounded to bf16 (what is stored, so
+// quantizing and dequantizing agree); values round to nearest and clamp to [-127, 127].
+void QuantizeHead(const float* x, int64_t d, int8_t* out, uint16_t* scale_bits) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
+  *scale_bits = FloatToBf16(amax / 127.0f);
+  const float scale = Bf16ToFloat(*scale_bits);
+  const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+  for (int64_t i = 0; i < d; ++i) {
+    const float q = std::nearbyint(x[i] * inv);
+    out[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+  }
+}
+
+// The factor that turns a stored element of (block, head, offset) back into a value: 1 for float
+// and bf16 caches, the token's scale for int8.
+template <typename T>
+inline float ElementScale(const PagedKvCacheView<T>& c, const uint16_t* scales, int64_t block,
+                          int64_t head, int64_t offset) {
+  if constexpr (std::is_same_v<T, int8_t>) {
+    return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
+  } else {
+    (void)c, (void)scales, (void)block, (void)head, (void)offset;
+    return 1.0f;
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
                      const PagedKvCacheView<T>& cache) {
   const int64_t d = cache.head_dim;
-  for (size_t t = 0; t < slots.size(); ++t) {
-    const int64_t block = slots[t] / cache.block_size;
-    const int64_t offset = slots[t] % cache.block_size;
-    PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
-    for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
-      const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
-      const int64_t dst = cache.Offset(block, h, offset);
-      for (int64_t i = 0; i < d; ++i) {
-        FromFloat(key[src + i], cache.key + dst + i);
-        FromFloat(value[src + i], cache.value + dst + i);
+  if constexpr (std::is_same_v<T, int8_t>) {
+    PAGODA_CHECK(cache.key_scale != nullptr && cache.value_scale != nullptr);
+    for (size_t t = 0; t < slots.size(); ++t) {
+      const int64_t block = slots[t] / cache.block_size;
+      const int64_t offset = slots[t] % cache.block_size;
+      PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
+      for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
+        const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
+        const int64_t dst = cache.Offset(block, h, offset);
+        const int64_t s = cache.ScaleIndex(block, h, offset);
+        QuantizeHead(key + src, d, cache.key + dst, cache.key_scale + s);
+        QuantizeHead(value + src, d, cache.value + dst, cache.value_scale + s);
+      }
+    }
+  } else {
+    for (size_t t = 0; t < slots.size(); ++t) {
+      const int64_t block = slots[t] / cache.block_size;
+      const int64_t offset = slots[t] % cache.block_size;
+      PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
+      for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
+        const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
+        const int64_t dst = cache.Offset(block, h, offset);
+        for (int64_t i = 0; i < d; ++i) {
+          FromFloat(key[src + i], cache.key + dst + i);
+          FromFloat(value[src + i], cache.value + dst + i);
+        }
       }
     }
   }
@@ -54,7 +102,11 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
   scores.resize(static_cast<size_t>(group) * len);
   // Scores for every head of the group, one pass over the K tiles.
   for (int32_t pos = 0; pos < len; ++pos) {
-    const T* k = c.key + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    const int32_t block = table[pos / c.block_size];
+    const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+    // Dequantization fused: an int8 row's scale multiplies its dot products.
+    const float k_scale =
+        a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
     for (int g = 0; g < group; ++g) {
       const float* q = a.query + (token * a.num_heads + kv_head * group + g) * d;
       // 16 independent partial sums: a reduction the compiler may vectorize without
@@ -67,7 +119,7 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
       float dot = 0.0f;
       for (; i < d; ++i) dot += q[i] * ToFloat(k[i]);
       for (const float p : partial) dot += p;
-      scores[static_cast<size_t>(g) * len + pos] = dot * a.scale;
+      scores[static_cast<size_t>(g) * len + pos] = dot * k_scale;
     }
   }
   for (int g = 0; g < group; ++g) {
@@ -83,9 +135,11 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
     std::fill(out, out + d, 0.0f);
   }
   for (int32_t pos = 0; pos < len; ++pos) {
-    const T* v = c.value + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    const int32_t block = table[pos / c.block_size];
+    const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
+    const float v_scale = ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size);
     for (int g = 0; g < group; ++g) {
-      const float p = scores[static_cast<size_t>(g) * len + pos];
+      const float p = scores[static_cast<size_t>(g) * len + pos] * v_scale;
       Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
     }
   }
@@ -101,6 +155,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
     const PagedAttentionArgs<Bf16>& a, int64_t token, int64_t request, int kv_head, int32_t last,
+    std::vector<float>& scores) {
+  AttendOneToken(a, token, request, kv_head, last, scores);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
+    const PagedAttentionArgs<int8_t>& a, int64_t token, int64_t request, int kv_head, int32_t last,
     std::vector<float>& scores) {
   AttendOneToken(a, token, request, kv_head, last, scores);
 }
@@ -149,7 +209,10 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   scores.resize(static_cast<size_t>(group) * len);
   const float* q = a.query + (token * a.num_heads + kv_head * group) * (16 * kChunks);
   for (int32_t pos = 0; pos < len; ++pos) {
-    const T* k = c.key + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
+    const int32_t block = table[pos / c.block_size];
+    const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+    const float k_scale =
+        a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
     __m512 kv[kChunks];
     for (int i = 0; i < kChunks; ++i) kv[i] = Load16(k + 16 * i);
     for (int g = 0; g < group; ++g) {
@@ -157,7 +220,7 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
       for (int i = 1; i < kChunks; ++i)
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
-      scores[static_cast<size_t>(g) * len + pos] = _mm512_reduce_add_ps(acc) * a.scale;
+      scores[static_cast<size_t>(g) * len + pos] = _mm512_reduce_add_ps(acc) * k_scale;
     }
   }
   for (int g = 0; g < group; ++g) SoftmaxAvx512(scores.data() + static_cast<size_t>(g) * len, len);
@@ -166,8 +229,10 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
     __m512 acc[kChunks];
     for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_setzero_ps();
     for (int32_t pos = 0; pos < len; ++pos) {
-      const T* v = c.value + c.Offset(table[pos / c.block_size], kv_head, pos % c.block_size);
-      const __m512 w = _mm512_set1_ps(p[pos]);
+      const int32_t block = table[pos / c.block_size];
+      const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
+      const __m512 w = _mm512_set1_ps(
+          p[pos] * ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
       for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_fmadd_ps(w, Load16(v + 16 * i), acc[i]);
     }
     float* out = a.output + (token * a.num_heads + kv_head * group + g) * (16 * kChunks);
@@ -241,5 +306,8 @@ template void ReshapeAndCache<Bf16>(const float*, const float*, absl::Span<const
                                     const PagedKvCacheView<Bf16>&);
 template void PagedAttention<float>(const PagedAttentionArgs<float>&, ThreadPool&);
 template void PagedAttention<Bf16>(const PagedAttentionArgs<Bf16>&, ThreadPool&);
+template void ReshapeAndCache<int8_t>(const float*, const float*, absl::Span<const int64_t>,
+                                      const PagedKvCacheView<int8_t>&);
+template void PagedAttention<int8_t>(const PagedAttentionArgs<int8_t>&, ThreadPool&);
 
 }  // namespace pagoda::kernels::cpu

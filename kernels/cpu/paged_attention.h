@@ -10,7 +10,8 @@
 namespace pagoda::kernels::cpu {
 
 // Writes the new tokens' K and V into their slots (slot = block * block_size + offset),
-// rounding to the cache's element type T (float or Bf16).
+// rounding to the cache's element type T (float or Bf16), or quantizing to int8 with each
+// token's and head's scale (absmax / 127, bf16) stored beside it (kernels/paged_kv_cache.h).
 // key, value: [num_tokens, num_kv_heads, head_dim]; slots: [num_tokens].
 template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
@@ -22,7 +23,8 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
 // earlier steps and of this step, all already written by ReshapeAndCache), and its queries are
 // the last tokens of that context, so query i of n attends context positions
 // [0, context_len - n + i]. K/V are read only through the request's row of block_tables.
-template <typename T>  // the cache's element type: float or Bf16
+template <typename T>  // the cache's element type: float, Bf16 or int8_t (dequantized in the
+                       // dot products: scores scaled by the K scale, V weights by the V scale)
 struct PagedAttentionArgs {
   const float* query = nullptr;  // [num_tokens, num_heads, head_dim]
   float* output = nullptr;       // [num_tokens, num_heads, head_dim]

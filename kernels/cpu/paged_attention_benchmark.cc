@@ -1,11 +1,12 @@
 // Paged attention of a decode batch: B requests, one query token each, over a context of L
-// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32 or bf16 KV cache; the
-// KV bytes read per second also as a fraction of the machine's measured read bandwidth.
+// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32, bf16 or int8 KV cache;
+// the KV bytes read per second also as a fraction of the machine's measured read bandwidth.
 //
 //   ./build/kernels/paged_attention_benchmark
 
 #include <numeric>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -31,10 +32,17 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   constexpr int kHeads = 12, kDim = 64, kBlock = 16;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock;
   const int num_blocks = batch * blocks_per_seq;
-  T element;
-  FromFloat(0.01f, &element);
+  T element{};
+  if constexpr (std::is_same_v<T, int8_t>) {
+    element = 1;
+  } else {
+    FromFloat(0.01f, &element);
+  }
   std::vector<T> k(static_cast<size_t>(num_blocks) * kHeads * kBlock * kDim, element);
   std::vector<T> v(k.size(), element);
+  // int8: one bf16 scale per token and head, for K and V.
+  std::vector<uint16_t> scales(static_cast<size_t>(num_blocks) * kHeads * kBlock,
+                               FloatToBf16(0.01f));
   std::vector<float> q(static_cast<size_t>(batch) * kHeads * kDim, 0.1f), out(q.size());
   std::vector<int32_t> tables(num_blocks), query_start(batch + 1), lens(batch, context);
   std::iota(tables.begin(), tables.end(), 0);
@@ -43,14 +51,18 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   const PagedAttentionArgs<T> args{.query = q.data(),
                                    .output = out.data(),
                                    .num_heads = kHeads,
-                                   .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim},
+                                   .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim,
+                                             std::is_same_v<T, int8_t> ? scales.data() : nullptr,
+                                             std::is_same_v<T, int8_t> ? scales.data() : nullptr},
                                    .query_start = query_start,
                                    .context_lens = lens,
                                    .block_tables = tables,
                                    .max_blocks_per_request = blocks_per_seq,
                                    .scale = 0.125f};
   for (auto _ : state) PagedAttention(args, pool);
-  const double kv_bytes = 2.0 * batch * context * kHeads * kDim * sizeof(T);
+  // K and V, with int8's scales (2 bytes per token and head each).
+  const double kv_bytes =
+      2.0 * batch * context * kHeads * (kDim * sizeof(T) + (std::is_same_v<T, int8_t> ? 2 : 0));
   state.counters["KV_GB_per_s"] =
       benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   // Decode attention reads every K and V once: bound by the read bandwidth (a KV set that fits
@@ -63,6 +75,10 @@ BENCHMARK(BM_PagedAttentionDecode<float>)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_PagedAttentionDecode<Bf16>)
+    ->ArgsProduct({{1, 16}, {128, 1024}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_PagedAttentionDecode<int8_t>)
     ->ArgsProduct({{1, 16}, {128, 1024}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -30,9 +31,23 @@ struct Case {
 
 template <typename T>
 float RoundTo(float x) {
-  T stored;
-  FromFloat(x, &stored);
-  return ToFloat(stored);
+  if constexpr (std::is_same_v<T, int8_t>) {
+    return x;  // quantized by ReshapeAndCache itself, with the token's scale
+  } else {
+    T stored;
+    FromFloat(x, &stored);
+    return ToFloat(stored);
+  }
+}
+
+// What an int8 cache holds for (block, head, offset) of `cache`, dequantized.
+std::vector<float> Dequantized(const PagedKvCacheView<int8_t>& c, const int8_t* data,
+                               const uint16_t* scales, int64_t block, int64_t head,
+                               int64_t offset) {
+  std::vector<float> out(c.head_dim);
+  const float scale = Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
+  for (int i = 0; i < c.head_dim; ++i) out[i] = data[c.Offset(block, head, offset) + i] * scale;
+  return out;
 }
 
 // Dense causal attention: the reference.
@@ -87,13 +102,23 @@ void RunCase(const Case& c, uint32_t seed) {
   std::shuffle(physical.begin(), physical.end(), rng);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   // Everything not written stays NaN: reading an unused block or slot poisons the output.
-  T nan_element;
-  FromFloat(nan, &nan_element);
+  // (int8: the scales are NaN, which poisons the dequantized value the same way.)
+  T nan_element{};
+  if constexpr (!std::is_same_v<T, int8_t>) FromFloat(nan, &nan_element);
   std::vector<T> key_cache(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size * d,
                            nan_element);
   std::vector<T> value_cache(key_cache.size(), nan_element);
+  std::vector<uint16_t> key_scales(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size,
+                                   FloatToBf16(nan));
+  std::vector<uint16_t> value_scales(key_scales.size(), FloatToBf16(nan));
   PagedKvCacheView<T> cache{key_cache.data(), value_cache.data(), num_blocks,
                             c.num_kv_heads,   c.block_size,       d};
+  if constexpr (std::is_same_v<T, int8_t>) {
+    cache.key_scale = key_scales.data();
+    cache.value_scale = value_scales.data();
+  }
+  // int8: the K/V before quantization, for the looser check against unquantized attention.
+  std::vector<std::vector<float>> original_ks, original_vs;
   // Unused table entries point at a block index that does not exist.
   std::vector<int32_t> tables(static_cast<size_t>(num_requests) * max_blocks, 1 << 20);
   std::vector<int32_t> query_start = {0};
@@ -123,6 +148,29 @@ void RunCase(const Case& c, uint32_t seed) {
                  p % c.block_size;
     }
     ReshapeAndCache(k.data(), v.data(), slots, cache);
+    if constexpr (std::is_same_v<T, int8_t>) {
+      // The tight reference sees exactly what the cache holds: the dequantized values.
+      original_ks.push_back(k);
+      original_vs.push_back(v);
+      for (int p = 0; p < req.context_len; ++p) {
+        const int64_t block = tables[r * max_blocks + p / c.block_size];
+        for (int h = 0; h < c.num_kv_heads; ++h) {
+          const std::vector<float> dk =
+              Dequantized(cache, key_cache.data(), key_scales.data(), block, h, p % c.block_size);
+          const std::vector<float> dv = Dequantized(cache, value_cache.data(), value_scales.data(),
+                                                    block, h, p % c.block_size);
+          for (int i = 0; i < d; ++i) {
+            const size_t at = (static_cast<size_t>(p) * c.num_kv_heads + h) * d + i;
+            // Quantization error is at most half a step (the scale), plus rounding.
+            const float step =
+                Bf16ToFloat(key_scales[cache.ScaleIndex(block, h, p % c.block_size)]);
+            ASSERT_LE(std::fabs(dk[i] - k[at]), 0.5f * step * 1.01f + 1e-6f);
+            k[at] = dk[i];
+            v[at] = dv[i];
+          }
+        }
+      }
+    }
     ks.push_back(std::move(k));
     vs.push_back(std::move(v));
     qs.push_back(std::move(q));
@@ -157,13 +205,29 @@ void RunCase(const Case& c, uint32_t seed) {
       ASSERT_NEAR(got, expected[i], kTolerance) << "request " << r << " element " << i << " d=" << d
                                                 << " group=" << c.group << " bs=" << c.block_size;
     }
+    if constexpr (std::is_same_v<T, int8_t>) {
+      // Against attention over the unquantized K/V: a looser, stated tolerance. With N(0,1)
+      // values a head's step is about 3 / 127; each output element is within 0.05 and their mean
+      // error within 0.01.
+      DenseAttention(qs[r], original_ks[r], original_vs[r], c.requests[r].num_queries,
+                     c.requests[r].context_len, heads, c.num_kv_heads, d, scale, expected.data());
+      double total_error = 0;
+      for (size_t i = 0; i < expected.size(); ++i) {
+        const float got = output[static_cast<size_t>(query_start[r]) * heads * d + i];
+        ASSERT_NEAR(got, expected[i], 0.05f) << "request " << r << " element " << i;
+        total_error += std::fabs(got - expected[i]);
+      }
+      EXPECT_LT(total_error / static_cast<double>(expected.size()), 0.01) << "request " << r;
+    }
   }
 }
 
-// Both cache element types run every case: f32, and bf16 (on bf16-rounded K/V).
+// Every cache element type runs every case: f32, bf16 (on bf16-rounded K/V), and int8 (against
+// its dequantized K/V tightly, and the unquantized ones loosely).
 void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<float>(c, seed);
   RunCase<Bf16>(c, seed);
+  RunCase<int8_t>(c, seed);
 }
 
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {
