@@ -112,8 +112,8 @@ absl::StatusOr<std::optional<int>> ParseDevice(const std::string& device) {
 // max_model_len: the configured one, or the model's when unset (before the pool caps it).
 absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
     const EngineConfig& config, int max_model_len, std::unique_ptr<model::ModelWeights> weights) {
-  if (config.kv_cache_dtype != model::DType::kF32 && config.kv_cache_dtype != model::DType::kBF16) {
-    return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32 or bf16");
+  if (config.kv_cache_dtype == model::DType::kF16) {
+    return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32, bf16 or int8");
   }
   const model::ModelConfig model_config = weights->config();
   const int num_threads = config.num_threads > 0
@@ -150,7 +150,8 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
 #ifdef PAGODA_WITH_CUDA
   if (config.kv_cache_dtype != model::DType::kBF16 && config.kv_cache_dtype != model::DType::kF16) {
     return absl::InvalidArgumentError(
-        "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16");
+        "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16 (int8 KV is "
+        "CPU-only in this version)");
   }
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<runner::cuda::CudaModelRunner> runner,
@@ -215,8 +216,8 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.preemption_policy = config.preemption_policy;
   options.scheduler.allocation_policy = config.allocation_policy;
   options.enable_prefix_caching = config.enable_prefix_caching;
-  std::string name = config.served_model_name.empty() ? std::move(loaded.name)
-                                                     : config.served_model_name;
+  std::string name =
+      config.served_model_name.empty() ? std::move(loaded.name) : config.served_model_name;
   return EngineCore::Create(std::move(name), std::move(runner), std::move(loaded.tokenizer),
                             options);
 }

@@ -117,6 +117,47 @@ TEST(EngineLlamaTest, PromptLogprobsScoreWhatGenerationSampled) {
   EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
 }
 
+// An int8 KV cache: cached decode equals recomputation over the same quantized cache (a request
+// batched or alone, its prompt's blocks from the prefix cache or computed), and its pool holds
+// about twice bf16's tokens in the same memory.
+TEST(EngineLlamaTest, Int8KvCacheDecodesAsRecomputationAndHoldsTwiceTheTokens) {
+  EngineConfig config = TinyConfig();
+  config.kv_cache_dtype = model::DType::kInt8;
+  std::vector<std::vector<TokenId>> outputs[2];
+  for (const bool caching : {false, true}) {
+    config.enable_prefix_caching = caching;
+    auto core = CreateEngineCore(config);
+    ASSERT_TRUE(core.ok()) << core.status();
+    EXPECT_EQ((*core)->info().kv_dtype, model::DType::kInt8);
+    std::vector<EngineRequest> requests = Prompts(6, /*shared_prefix_len=*/48);
+    ASSERT_TRUE(GenerateOffline(**core, {requests[0]}).ok());  // warms the cache
+    auto batched = GenerateOffline(**core, requests);
+    ASSERT_TRUE(batched.ok()) << batched.status();
+    outputs[caching ? 1 : 0] = Tokens(*batched);
+    for (size_t i = 0; i < requests.size(); i += 2) {
+      auto alone_core = CreateEngineCore(config);
+      ASSERT_TRUE(alone_core.ok());
+      auto alone = GenerateOffline(**alone_core, {requests[i]});
+      ASSERT_TRUE(alone.ok());
+      EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
+    }
+    if (caching) {
+      EXPECT_GT((*batched)[1].usage.cached_prompt_tokens, 0);
+    }
+    EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+  // Same memory, int8 against bf16: dummy:tiny has head_dim 16, so the scales cost 2 bytes in
+  // 18 per value row: 32 / 18 = 1.78x the blocks.
+  config.kv_cache_dtype = model::DType::kBF16;
+  auto bf16 = CreateEngineCore(config);
+  config.kv_cache_dtype = model::DType::kInt8;
+  auto int8 = CreateEngineCore(config);
+  ASSERT_TRUE(bf16.ok() && int8.ok());
+  EXPECT_NEAR(static_cast<double>((*int8)->info().num_kv_blocks) / (*bf16)->info().num_kv_blocks,
+              32.0 / 18.0, 0.01);
+}
+
 TEST(EngineLlamaTest, PrefixCachingChangesNoTokenAndHitsASharedSystemPrompt) {
   constexpr int kSystemPromptLen = 64;  // four blocks
   std::vector<std::vector<TokenId>> outputs[2];

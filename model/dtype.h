@@ -12,12 +12,16 @@
 
 namespace pagoda::model {
 
-// Element type of a weight tensor. All are little-endian IEEE-754 formats: float32, bfloat16
-// (the upper half of a float32), float16 (binary16).
-enum class DType { kF32, kBF16, kF16 };
+// Element type of a weight tensor or of the KV cache. kF32, kBF16, kF16 are little-endian
+// IEEE-754 formats: float32, bfloat16 (the upper half of a float32), float16 (binary16). kInt8
+// is a KV-cache type only (int8 with a bf16 scale per token and head,
+// kernels/paged_kv_cache.h); weights never have it.
+enum class DType { kF32, kBF16, kF16, kInt8 };
 
-// Bytes per element.
-constexpr int64_t DTypeSize(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+// Bytes per element (an int8 KV cache's scales come on top: CpuKvCache::BytesPerBlock).
+constexpr int64_t DTypeSize(DType dtype) {
+  return dtype == DType::kF32 ? 4 : dtype == DType::kInt8 ? 1 : 2;
+}
 
 // The safetensors spelling: "F32", "BF16", "F16".
 constexpr std::string_view DTypeName(DType dtype) {
@@ -28,6 +32,8 @@ constexpr std::string_view DTypeName(DType dtype) {
       return "BF16";
     case DType::kF16:
       return "F16";
+    case DType::kInt8:
+      return "I8";
   }
   return "?";
 }

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 #include "model/model_weights.h"
 
@@ -64,6 +65,8 @@ void FillRange(const FillSpec& spec, int64_t begin, int64_t end) {
       return FillRangeAs<DType::kBF16>(spec, begin, end);
     case DType::kF16:
       return FillRangeAs<DType::kF16>(spec, begin, end);
+    case DType::kInt8:  // a KV-cache type only; weight dtypes come from FromFlags/checkpoints
+      PAGODA_CHECK(false) << "int8 weights";
   }
 }
 

@@ -55,6 +55,11 @@ CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size
   if (dtype == DType::kF32) {
     key_f32_.resize(total);
     value_f32_.resize(total);
+  } else if (dtype == DType::kInt8) {
+    key_int8_.resize(total);
+    value_int8_.resize(total);
+    key_scale_.resize(total / static_cast<size_t>(config.head_dim));
+    value_scale_.resize(total / static_cast<size_t>(config.head_dim));
   } else {
     key_bf16_.resize(total);
     value_bf16_.resize(total);
@@ -68,15 +73,33 @@ absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache needs blocks: num_blocks=", num_blocks, " block_size=", block_size));
   }
-  if (dtype != DType::kF32 && dtype != DType::kBF16) {
-    return absl::InvalidArgumentError("the CPU KV cache holds F32 or BF16");
+  if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kInt8) {
+    return absl::InvalidArgumentError("the CPU KV cache holds F32, BF16 or Int8");
   }
   return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size, dtype));
 }
 
 int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DType dtype) {
-  return 2LL * config.num_layers * config.num_kv_heads * block_size * config.head_dim *
-         DTypeSize(dtype);
+  return KvBytesPerToken(config, dtype) * block_size;
+}
+
+int64_t KvBytesPerToken(const ModelConfig& config, DType dtype) {
+  // Int8 adds one bf16 scale per token and head, for K and for V.
+  const int64_t per_head = config.head_dim * DTypeSize(dtype) + (dtype == DType::kInt8 ? 2 : 0);
+  return 2LL * config.num_layers * config.num_kv_heads * per_head;
+}
+
+kernels::PagedKvCacheView<int8_t> CpuKvCache::layer_int8(int index) {
+  PAGODA_CHECK(dtype_ == DType::kInt8);
+  const int64_t scales = layer_elements_ / head_dim_;
+  return {key_int8_.data() + index * layer_elements_,
+          value_int8_.data() + index * layer_elements_,
+          num_blocks_,
+          num_kv_heads_,
+          block_size_,
+          head_dim_,
+          key_scale_.data() + index * scales,
+          value_scale_.data() + index * scales};
 }
 
 kernels::PagedKvCacheView<float> CpuKvCache::layer_f32(int index) {
@@ -168,6 +191,8 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
 
   if (cache.dtype() == DType::kF32) {
     Attention(batch, cache.layer_f32(index));
+  } else if (cache.dtype() == DType::kInt8) {
+    Attention(batch, cache.layer_int8(index));
   } else {
     Attention(batch, cache.layer_bf16(index));
   }

@@ -19,10 +19,15 @@ namespace pagoda::model {
 
 // The CPU KV cache of every layer: one K and one V pool per layer, each
 // [num_blocks, num_kv_heads, block_size, head_dim], indexed by the same block ids. Elements are
-// F32 (exact) or BF16 (half the memory and the bandwidth attention reads; K/V rounded to bf16).
+// F32 (exact), BF16 (half the memory and the bandwidth attention reads; K/V rounded to bf16) or
+// Int8 (about a quarter of F32's, with a bf16 scale per token and head for K and for V).
+// KV-cache bytes per token across all layers, K and V, with int8's per-token scales (the
+// layout of kernels/paged_kv_cache.h, on the CPU and the GPU alike).
+int64_t KvBytesPerToken(const ModelConfig& config, DType dtype);
+
 class CpuKvCache {
  public:
-  // `dtype` is DType::kF32 or DType::kBF16.
+  // `dtype` is DType::kF32, kBF16 or kInt8.
   static absl::StatusOr<std::unique_ptr<CpuKvCache>> Create(const ModelConfig& config,
                                                             int num_blocks, int block_size,
                                                             DType dtype = DType::kF32);
@@ -33,6 +38,7 @@ class CpuKvCache {
   // The view of layer `index`; call the one that matches dtype().
   kernels::PagedKvCacheView<float> layer_f32(int index);
   kernels::PagedKvCacheView<kernels::cpu::Bf16> layer_bf16(int index);
+  kernels::PagedKvCacheView<int8_t> layer_int8(int index);
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
 
@@ -48,6 +54,9 @@ class CpuKvCache {
   // [num_layers, layer_elements_] each; only the pair of dtype_ is allocated.
   std::vector<float> key_f32_, value_f32_;
   std::vector<kernels::cpu::Bf16> key_bf16_, value_bf16_;
+  std::vector<int8_t> key_int8_, value_int8_;
+  // Int8: [num_layers, num_blocks * num_kv_heads * block_size] bf16 scales each.
+  std::vector<uint16_t> key_scale_, value_scale_;
 };
 
 // A Llama-family decoder (Llama 2/3, Mistral, Qwen2) running on the CPU over the paged KV

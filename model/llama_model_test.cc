@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -121,6 +122,52 @@ TEST_F(LlamaModelTest, Bf16CacheDecodeEqualsRecomputationAndTracksF32) {
   // bf16 keeps 8 bits of mantissa: K/V errors of ~0.4% move these O(1) logits by ~1e-2.
   EXPECT_LT(max_diff, 5e-2f);
   EXPECT_GT(max_diff, 0.0f) << "the bf16 cache should round something";
+}
+
+// An int8 KV cache (a bf16 scale per token and head): cached decode equals recomputation over
+// an int8 cache (both quantize the same K/V the same way), and stays near the F32 cache: a step
+// of absmax / 127 per value, about bf16's relative error, so the same bound holds.
+TEST_F(LlamaModelTest, Int8CacheDecodeEqualsRecomputationAndTracksF32) {
+  const std::vector<TokenId> all = RandomTokens(24, 9);
+  std::vector<TokenId> seq(all.begin(), all.begin() + 5);
+  const std::vector<float> f32_logits = [&] {
+    std::vector<TokenId> full = all;
+    return FromScratch(full);
+  }();
+  kv_dtype_ = DType::kInt8;
+  auto cache = NewCache();
+  const std::vector<int32_t> blocks = Blocks(all.size(), 3);
+  std::vector<float> logits = Step({{seq, 0, blocks}}, *cache).back();
+  for (size_t n = seq.size() + 1; n <= all.size(); ++n) {
+    seq.push_back(all[n - 1]);
+    logits = Step({{seq, static_cast<int>(n) - 1, blocks}}, *cache).back();
+    ExpectNear(logits, FromScratch(seq), "int8 decode step " + std::to_string(n));
+  }
+  float max_diff = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(logits[i] - f32_logits[i]));
+  }
+  EXPECT_LT(max_diff, 5e-2f);
+  EXPECT_GT(max_diff, 0.0f) << "the int8 cache should round something";
+}
+
+// Same memory, int8 against bf16, for every dummy preset: the tokens a pool holds, scales
+// included (issue 22's floor: 1.85x at head_dim 64, 1.9x at 128).
+TEST(KvBytesPerTokenTest, Int8HoldsNearlyTwiceBf16sTokensForEveryPreset) {
+  for (const std::string& name : DummyPresetNames()) {
+    const absl::StatusOr<ModelConfig> config = DummyPresetConfig(name);
+    ASSERT_TRUE(config.ok()) << name;
+    const double ratio = static_cast<double>(KvBytesPerToken(*config, DType::kBF16)) /
+                         static_cast<double>(KvBytesPerToken(*config, DType::kInt8));
+    EXPECT_DOUBLE_EQ(ratio, 2.0 * config->head_dim / (config->head_dim + 2)) << name;
+    if (config->head_dim >= 128) {
+      EXPECT_GE(ratio, 1.9) << name;
+    } else if (config->head_dim >= 64) {
+      EXPECT_GE(ratio, 1.85) << name;
+    }
+    std::cout << name << " (head_dim " << config->head_dim << "): int8 holds " << ratio
+              << "x bf16's tokens\n";
+  }
 }
 
 TEST_F(LlamaModelTest, ChunkedPrefillEqualsOneShotPrefill) {

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 
 namespace pagoda::model {
@@ -55,6 +56,8 @@ void ConvertFrom(const uint8_t* src, DType to, uint8_t* dst, int64_t n) {
       return ConvertAs<kFrom, DType::kBF16>(src, dst, n);
     case DType::kF16:
       return ConvertAs<kFrom, DType::kF16>(src, dst, n);
+    case DType::kInt8:  // a KV-cache type only: never a weight's
+      PAGODA_CHECK(false) << "int8 weights";
   }
 }
 
@@ -67,6 +70,8 @@ void Convert(const uint8_t* src, DType from, uint8_t* dst, DType to, int64_t n) 
       return ConvertFrom<DType::kBF16>(src, to, dst, n);
     case DType::kF16:
       return ConvertFrom<DType::kF16>(src, to, dst, n);
+    case DType::kInt8:  // a KV-cache type only: never a weight's
+      PAGODA_CHECK(false) << "int8 weights";
   }
 }
 

@@ -27,6 +27,8 @@ v1::DataType ToProtoDataType(model::DType dtype) {
       return v1::DATA_TYPE_BFLOAT16;
     case model::DType::kF16:
       return v1::DATA_TYPE_FLOAT16;
+    case model::DType::kInt8:
+      return v1::DATA_TYPE_INT8;
   }
   return v1::DATA_TYPE_UNSPECIFIED;
 }

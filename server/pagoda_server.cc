@@ -23,6 +23,7 @@
 #include "http/http_server.h"
 #include "kv_events/zmq_publisher.h"
 #include "model/dtype.h"
+#include "model/llama_model.h"
 #include "openai/openai_service.h"
 #include "openai/responses.h"
 #include "server/authenticator.h"
@@ -78,6 +79,8 @@ std::string KvDtypeLabel(model::DType dtype) {
       return "bf16";
     case model::DType::kF16:
       return "f16";
+    case model::DType::kInt8:
+      return "int8";
   }
   return "unknown";
 }
@@ -91,8 +94,7 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       info.vocab_size, model::DTypeName(info.weight_dtype), info.backend,
       info.has_tokenizer ? "yes" : "none (token ids only)"));
   if (!info.backend_details.empty()) LogLine(info.backend_details);
-  const int64_t bytes_per_token =
-      int64_t{2} * c.num_layers * c.num_kv_heads * c.head_dim * model::DTypeSize(info.kv_dtype);
+  const int64_t bytes_per_token = model::KvBytesPerToken(c, info.kv_dtype);
   const int64_t pool_tokens = int64_t{info.num_kv_blocks} * info.block_size;
   LogLine(absl::StrFormat(
       "KV cache: %d blocks of %d tokens = %d tokens, %s (%s, %d bytes per token); prefix "

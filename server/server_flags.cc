@@ -200,17 +200,23 @@ const std::vector<Flag>& Flags() {
          return SetBytes("kv-cache-memory", v, 1, "a positive byte size such as 512MiB",
                          o.engine.kv_cache_memory_bytes);
        }},
-      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16",
+      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16|int8",
        "Element type of the KV cache. Default bf16 (half the memory of f32). The CPU takes "
-       "bf16 or f32; CUDA bf16 or f16, which is also its weights' and activations' type.",
+       "bf16, f32 or int8 (a bf16 scale per token and head: 1.94x bf16's tokens at head_dim "
+       "64; check your model with pagoda-kv-accuracy first); CUDA bf16 or f16, which is also "
+       "its weights' and activations' type.",
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
          const std::string lower = absl::AsciiStrToLower(v);
          if (lower == "f16" || lower == "fp16" || lower == "float16") {
            o.engine.kv_cache_dtype = model::DType::kF16;
            return absl::OkStatus();
          }
+         if (lower == "int8") {
+           o.engine.kv_cache_dtype = model::DType::kInt8;
+           return absl::OkStatus();
+         }
          absl::StatusOr<model::DType> dtype = ParseDType("kv-cache-dtype", v);
-         if (!dtype.ok()) return BadValue("kv-cache-dtype", "bf16, f32 or f16", v);
+         if (!dtype.ok()) return BadValue("kv-cache-dtype", "bf16, f32, f16 or int8", v);
          o.engine.kv_cache_dtype = *dtype;
          return absl::OkStatus();
        }},

@@ -96,6 +96,7 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
   EXPECT_FALSE(Parse({"--metrics-port=off"})->options.metrics_port.has_value());
   EXPECT_EQ(Parse({"--device=cuda:3"})->options.engine.device, "cuda:3");
   EXPECT_EQ(Parse({"--kv-cache-dtype=f16"})->options.engine.kv_cache_dtype, model::DType::kF16);
+  EXPECT_EQ(Parse({"--kv-cache-dtype=int8"})->options.engine.kv_cache_dtype, model::DType::kInt8);
   EXPECT_FALSE(Parse({})->options.engine.enforce_eager);
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_TRUE(Parse({"-h"})->help);
@@ -125,24 +126,26 @@ TEST(ServerFlagsTest, KvEventsMetricsCompatAndDebugEndpoints) {
   EXPECT_FALSE(none->options.kv_events.publishes());
   EXPECT_FALSE(none->options.metrics_compat_vllm);
   EXPECT_FALSE(none->options.debug_endpoints);
-  const absl::StatusOr<ParsedFlags> on = Parse(
-      {"--kv-events-config",
-       R"({"enable_kv_cache_events":true,"endpoint":"tcp://*:6000","topic":"kv@p:8000@m"})",
-       "--metrics-compat=vllm", "--debug-endpoints"});
+  const absl::StatusOr<ParsedFlags> on =
+      Parse({"--kv-events-config",
+             R"({"enable_kv_cache_events":true,"endpoint":"tcp://*:6000","topic":"kv@p:8000@m"})",
+             "--metrics-compat=vllm", "--debug-endpoints"});
   ASSERT_TRUE(on.ok()) << on.status();
   EXPECT_TRUE(on->options.kv_events.publishes());
   EXPECT_EQ(on->options.kv_events.endpoint, "tcp://*:6000");
   EXPECT_EQ(on->options.kv_events.topic, "kv@p:8000@m");
   EXPECT_TRUE(on->options.metrics_compat_vllm);
   EXPECT_TRUE(on->options.debug_endpoints);
-  EXPECT_FALSE(Parse({"--metrics-compat=vllm", "--metrics-compat=none"})
-                   ->options.metrics_compat_vllm);
+  EXPECT_FALSE(
+      Parse({"--metrics-compat=vllm", "--metrics-compat=none"})->options.metrics_compat_vllm);
   EXPECT_THAT(Error({"--kv-events-config={\"hwm\":-1}"}),
               StartsWith("--kv-events-config: field 'hwm': must be in [0, "));
   EXPECT_THAT(Error({"--kv-events-config", "{\"nope\":1}"}),
               StartsWith("--kv-events-config: unknown field 'nope'"));
-  EXPECT_THAT(Error({"--kv-events-config", "yes"}), StartsWith("--kv-events-config: not valid JSON"));
-  EXPECT_THAT(Error({"--metrics-compat=sglang"}), StartsWith("--metrics-compat: must be vllm or none"));
+  EXPECT_THAT(Error({"--kv-events-config", "yes"}),
+              StartsWith("--kv-events-config: not valid JSON"));
+  EXPECT_THAT(Error({"--metrics-compat=sglang"}),
+              StartsWith("--metrics-compat: must be vllm or none"));
 }
 
 TEST(ServerFlagsTest, TlsAndAuthFlags) {

@@ -20,6 +20,8 @@ float ElementAsFloat(const model::WeightTensor& w, int64_t i) {
       return model::Bf16ToF32(static_cast<const uint16_t*>(w.data)[i]);
     case model::DType::kF16:
       return model::F16ToF32(static_cast<const uint16_t*>(w.data)[i]);
+    case model::DType::kInt8:  // a KV-cache type only: never a weight's
+      break;
   }
   return 0;
 }

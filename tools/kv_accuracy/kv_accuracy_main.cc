@@ -28,7 +28,7 @@ constexpr char kUsage[] =
     "usage: pagoda-kv-accuracy --kv-cache-dtype DTYPE [flags]\n"
     "  --model SPEC                 a Hugging Face directory, dummy:<preset>, or \"\" (the\n"
     "                               built-in model; default)\n"
-    "  --kv-cache-dtype DTYPE       the dtype to check: f32 | bf16 (this build's CPU KV dtypes)\n"
+    "  --kv-cache-dtype DTYPE       the dtype to check: bf16 | int8 | f32 (the CPU's KV dtypes)\n"
     "  --reference-dtype DTYPE      the baseline (default f32)\n"
     "  --heldout FILE.json          texts as {\"verses\": [{\"ids\": [...]}, ...]} (token ids)\n"
     "  --text FILE                  texts, one per line (tokenized with the model's tokenizer,\n"
@@ -42,6 +42,7 @@ std::optional<model::DType> DTypeOf(const std::string& name) {
   if (name == "f32" || name == "float32") return model::DType::kF32;
   if (name == "bf16" || name == "bfloat16") return model::DType::kBF16;
   if (name == "f16" || name == "float16") return model::DType::kF16;
+  if (name == "int8") return model::DType::kInt8;
   return std::nullopt;
 }
 
@@ -145,7 +146,7 @@ int Run(const Flags& f) {
   const std::optional<model::DType> reference = DTypeOf(f.reference);
   if (!dtype.has_value() || !reference.has_value()) {
     std::cerr << (dtype.has_value() ? "--reference-dtype" : "--kv-cache-dtype")
-              << ": not a KV dtype of this build (f32, bf16, f16)\n";
+              << ": not a KV dtype of this build (f32, bf16, f16, int8)\n";
     return 2;
   }
   if (f.heldout.empty() == f.text.empty()) {
