@@ -23,6 +23,7 @@ using Part = testing::StepRequest;
 
 class LlamaModelTest : public ::testing::Test {
  protected:
+  void ExpectCachedDecodeEqualsRecomputationAndTracksF32(DType dtype, uint32_t seed);
   void SetUp() override {
     ModelConfig config = DummyPresetConfig("tiny").value();
     model_ = LlamaModel::Create(MakeDummyWeights(config, /*seed=*/11, DType::kF32).value(),
@@ -97,58 +98,41 @@ TEST_F(LlamaModelTest, CachedDecodeEqualsFullRecomputation) {
   for (float l : logits) ASSERT_TRUE(std::isfinite(l));
 }
 
-// With a BF16 KV cache, cached decode must still equal recomputation over a BF16 cache (both
-// round the same K/V the same way), and stay within bf16 rounding of the F32 cache.
-TEST_F(LlamaModelTest, Bf16CacheDecodeEqualsRecomputationAndTracksF32) {
-  const std::vector<TokenId> all = RandomTokens(24, 8);
+// With a `dtype` KV cache, cached decode must still equal recomputation over a `dtype` cache
+// (both round or quantize the same K/V the same way), and stay near the F32 cache: bf16 keeps 8
+// bits of mantissa and int8 (a bf16 scale per token and head) steps of absmax / 127, so K/V
+// errors of ~0.4% move these O(1) logits by ~1e-2.
+void LlamaModelTest::ExpectCachedDecodeEqualsRecomputationAndTracksF32(DType dtype, uint32_t seed) {
+  const std::vector<TokenId> all = RandomTokens(24, seed);
   std::vector<TokenId> seq(all.begin(), all.begin() + 5);
   const std::vector<float> f32_logits = [&] {
     std::vector<TokenId> full = all;
     return FromScratch(full);
   }();
-  kv_dtype_ = DType::kBF16;
+  kv_dtype_ = dtype;
   auto cache = NewCache();
   const std::vector<int32_t> blocks = Blocks(all.size(), 3);
   std::vector<float> logits = Step({{seq, 0, blocks}}, *cache).back();
   for (size_t n = seq.size() + 1; n <= all.size(); ++n) {
     seq.push_back(all[n - 1]);
     logits = Step({{seq, static_cast<int>(n) - 1, blocks}}, *cache).back();
-    ExpectNear(logits, FromScratch(seq), "bf16 decode step " + std::to_string(n));
+    ExpectNear(logits, FromScratch(seq),
+               std::string(DTypeName(dtype)) + " decode step " + std::to_string(n));
   }
   float max_diff = 0;
   for (size_t i = 0; i < logits.size(); ++i) {
     max_diff = std::max(max_diff, std::fabs(logits[i] - f32_logits[i]));
   }
-  // bf16 keeps 8 bits of mantissa: K/V errors of ~0.4% move these O(1) logits by ~1e-2.
   EXPECT_LT(max_diff, 5e-2f);
-  EXPECT_GT(max_diff, 0.0f) << "the bf16 cache should round something";
+  EXPECT_GT(max_diff, 0.0f) << "the " << DTypeName(dtype) << " cache should round something";
 }
 
-// An int8 KV cache (a bf16 scale per token and head): cached decode equals recomputation over
-// an int8 cache (both quantize the same K/V the same way), and stays near the F32 cache: a step
-// of absmax / 127 per value, about bf16's relative error, so the same bound holds.
+TEST_F(LlamaModelTest, Bf16CacheDecodeEqualsRecomputationAndTracksF32) {
+  ExpectCachedDecodeEqualsRecomputationAndTracksF32(DType::kBF16, 8);
+}
+
 TEST_F(LlamaModelTest, Int8CacheDecodeEqualsRecomputationAndTracksF32) {
-  const std::vector<TokenId> all = RandomTokens(24, 9);
-  std::vector<TokenId> seq(all.begin(), all.begin() + 5);
-  const std::vector<float> f32_logits = [&] {
-    std::vector<TokenId> full = all;
-    return FromScratch(full);
-  }();
-  kv_dtype_ = DType::kInt8;
-  auto cache = NewCache();
-  const std::vector<int32_t> blocks = Blocks(all.size(), 3);
-  std::vector<float> logits = Step({{seq, 0, blocks}}, *cache).back();
-  for (size_t n = seq.size() + 1; n <= all.size(); ++n) {
-    seq.push_back(all[n - 1]);
-    logits = Step({{seq, static_cast<int>(n) - 1, blocks}}, *cache).back();
-    ExpectNear(logits, FromScratch(seq), "int8 decode step " + std::to_string(n));
-  }
-  float max_diff = 0;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(logits[i] - f32_logits[i]));
-  }
-  EXPECT_LT(max_diff, 5e-2f);
-  EXPECT_GT(max_diff, 0.0f) << "the int8 cache should round something";
+  ExpectCachedDecodeEqualsRecomputationAndTracksF32(DType::kInt8, 9);
 }
 
 // Same memory, int8 against bf16, for every dummy preset: the tokens a pool holds, scales

@@ -49,26 +49,19 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
   const int64_t d = cache.head_dim;
   if constexpr (std::is_same_v<T, int8_t>) {
     PAGODA_CHECK(cache.key_scale != nullptr && cache.value_scale != nullptr);
-    for (size_t t = 0; t < slots.size(); ++t) {
-      const int64_t block = slots[t] / cache.block_size;
-      const int64_t offset = slots[t] % cache.block_size;
-      PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
-      for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
-        const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
-        const int64_t dst = cache.Offset(block, h, offset);
+  }
+  for (size_t t = 0; t < slots.size(); ++t) {
+    const int64_t block = slots[t] / cache.block_size;
+    const int64_t offset = slots[t] % cache.block_size;
+    PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
+    for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
+      const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
+      const int64_t dst = cache.Offset(block, h, offset);
+      if constexpr (std::is_same_v<T, int8_t>) {
         const int64_t s = cache.ScaleIndex(block, h, offset);
         QuantizeHead(key + src, d, cache.key + dst, cache.key_scale + s);
         QuantizeHead(value + src, d, cache.value + dst, cache.value_scale + s);
-      }
-    }
-  } else {
-    for (size_t t = 0; t < slots.size(); ++t) {
-      const int64_t block = slots[t] / cache.block_size;
-      const int64_t offset = slots[t] % cache.block_size;
-      PAGODA_CHECK(block >= 0 && block < cache.num_blocks) << "slot " << slots[t];
-      for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
-        const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
-        const int64_t dst = cache.Offset(block, h, offset);
+      } else {
         for (int64_t i = 0; i < d; ++i) {
           FromFloat(key[src + i], cache.key + dst + i);
           FromFloat(value[src + i], cache.value + dst + i);
