@@ -4,7 +4,9 @@
 //   2. paged allocation against a contiguous allocator that reserves max_model_len per
 //      request, on the same KV memory: concurrency, throughput and KV memory left unfilled;
 //   3. prefix caching on against off, on a shared-system-prompt workload: TTFT, prefill work
-//      and throughput.
+//      and throughput;
+//   4. the KV dtype (f32, bf16, int8) at the same KV memory: the tokens the pool holds,
+//      concurrency and throughput.
 //
 //   ./build/bench/kv_ablations --model dummy:llama-110m --out docs/figures
 //   gnuplot -e "dir='docs/figures'" bench/plot_ablations.gnuplot
@@ -176,10 +178,9 @@ PagingResult Summarize(const Run& run, int block_size) {
   return r;
 }
 
-void PagingAblation(const Flags& flags, int vocab) {
+// The workload of the paging and dtype ablations: random prompts and outputs.
+std::vector<EngineRequest> MixedRequests(const Flags& flags, int vocab) {
   const int num_requests = flags.quick ? 8 : 64;
-  const int max_model_len = flags.quick ? 256 : 1024;
-  const int kv_tokens = flags.quick ? 1024 : 8192;
   TokenSource source(2);
   std::vector<EngineRequest> requests;
   for (int i = 0; i < num_requests; ++i) {
@@ -187,15 +188,25 @@ void PagingAblation(const Flags& flags, int vocab) {
     const int out = flags.quick ? source.Uniform(8, 32) : source.Uniform(32, 256);
     requests.push_back(Greedy(source.Tokens(in, vocab), out));
   }
+  return requests;
+}
+
+// KV bytes per token of the dummy preset of --model in `dtype`.
+int64_t KvBytesPerTokenOf(const Flags& flags, model::DType dtype) {
+  auto model_config = model::DummyPresetConfig(flags.model.substr(6));
+  PAGODA_CHECK(model_config.ok()) << "the paging ablations need a dummy:<preset> model";
+  return model::KvBytesPerToken(*model_config, dtype);
+}
+
+void PagingAblation(const Flags& flags, int vocab) {
+  const std::vector<EngineRequest> requests = MixedRequests(flags, vocab);
+  const int num_requests = static_cast<int>(requests.size());
+  const int max_model_len = flags.quick ? 256 : 1024;
+  const int kv_tokens = flags.quick ? 1024 : 8192;
   EngineConfig config = BaseConfig(flags);
   config.max_model_len = max_model_len;
   config.enable_prefix_caching = false;  // random prompts share nothing anyway
-  const int64_t bytes_per_token = [&] {
-    auto model_config = model::DummyPresetConfig(flags.model.substr(6));
-    PAGODA_CHECK(model_config.ok()) << "the paging ablation needs a dummy:<preset> model";
-    return model::CpuKvCache::BytesPerBlock(*model_config, 1, config.kv_cache_dtype);
-  }();
-  config.kv_cache_memory_bytes = bytes_per_token * kv_tokens;
+  config.kv_cache_memory_bytes = KvBytesPerTokenOf(flags, config.kv_cache_dtype) * kv_tokens;
   const PagingResult paged = Summarize(RunOffline(config, requests), config.block_size);
   config.allocation_policy = std::make_shared<ContiguousReservation>();
   const PagingResult contiguous = Summarize(RunOffline(config, requests), config.block_size);
@@ -220,6 +231,47 @@ void PagingAblation(const Flags& flags, int vocab) {
   std::printf("\nPaged/contiguous: %.2fx mean concurrency, %.2fx throughput.\n",
               paged.mean_running / contiguous.mean_running,
               paged.output_tokens_per_second / contiguous.output_tokens_per_second);
+}
+
+// The paging workload on a quarter of its KV memory (in bf16 tokens), in each
+// KV dtype: the smaller the element, the more tokens the pool holds and the more requests run.
+void DtypeAblation(const Flags& flags, int vocab) {
+  const std::vector<EngineRequest> requests = MixedRequests(flags, vocab);
+  const int kv_tokens_bf16 = flags.quick ? 256 : 2048;  // a quarter of the paging ablation's
+  EngineConfig config = BaseConfig(flags);
+  config.max_model_len = flags.quick ? 64 : 512;  // the longest request, so f32's pool admits it
+  config.enable_prefix_caching = false;
+  config.kv_cache_memory_bytes = KvBytesPerTokenOf(flags, model::DType::kBF16) * kv_tokens_bf16;
+  std::ofstream csv(flags.out + "/kv_dtype_ablation.csv");
+  csv << "kv_dtype,pool_tokens,mean_running,peak_running,output_tokens_per_s\n";
+  std::printf(
+      "\n## 4. KV dtype at the same KV memory (%lld MiB, the paging workload, %s)\n\n"
+      "| KV dtype | pool tokens | mean running | peak running | output tok/s | preemptions |\n"
+      "|---|---:|---:|---:|---:|---:|\n",
+      static_cast<long long>(config.kv_cache_memory_bytes >> 20), flags.model.c_str());
+  double bf16_running = 0, bf16_throughput = 0;
+  for (const auto& [name, dtype] :
+       {std::pair{"f32", model::DType::kF32}, std::pair{"bf16", model::DType::kBF16},
+        std::pair{"int8", model::DType::kInt8}}) {
+    config.kv_cache_dtype = dtype;
+    const int64_t pool_tokens = config.kv_cache_memory_bytes /
+                                (KvBytesPerTokenOf(flags, dtype) * config.block_size) *
+                                config.block_size;
+    const PagingResult r = Summarize(RunOffline(config, requests), config.block_size);
+    if (dtype == model::DType::kBF16) {
+      bf16_running = r.mean_running;
+      bf16_throughput = r.output_tokens_per_second;
+    }
+    csv << name << "," << pool_tokens << "," << r.mean_running << "," << r.peak_running << ","
+        << r.output_tokens_per_second << "\n";
+    std::printf("| %s | %lld | %.1f | %d | %.1f | %lld |\n", name,
+                static_cast<long long>(pool_tokens), r.mean_running, r.peak_running,
+                r.output_tokens_per_second, static_cast<long long>(r.preemptions));
+    if (dtype == model::DType::kInt8) {
+      std::printf("\nint8/bf16: %.2fx mean concurrency, %.2fx throughput.\n",
+                  r.mean_running / bf16_running, r.output_tokens_per_second / bf16_throughput);
+    }
+  }
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -311,5 +363,6 @@ int main(int argc, char** argv) {
   KvCacheAblation(flags, config->vocab_size);
   PagingAblation(flags, config->vocab_size);
   PrefixAblation(flags, config->vocab_size);
+  DtypeAblation(flags, config->vocab_size);
   return 0;
 }

@@ -34,3 +34,11 @@ set title "Prefix caching on a shared system prompt"
 set ylabel "seconds"
 plot dir."/prefix_ablation.csv" using 2:xtic(1) skip 1 title "mean TTFT", \
      ""                       using 3 skip 1 title "p90 TTFT"
+
+set output dir."/kv_dtype_ablation.svg"
+set title "KV dtype at the same KV memory"
+set ylabel "value"
+plot dir."/kv_dtype_ablation.csv" using ($2/1000):xtic(1) skip 1 title "pool tokens (thousands)", \
+     ""                         using 3 skip 1 title "mean running requests", \
+     ""                         using ($5/10) skip 1 title "output tok/s (tens)"
+
