@@ -63,8 +63,8 @@ absl::Status ValidateLengths(const StoppingOptions& stopping, int num_prompt,
 absl::Status ValidateStops(const StoppingOptions& stopping, const EngineInfo& info) {
   const size_t num_stops = stopping.stop_strings.size();
   if (num_stops > static_cast<size_t>(kMaxStopStrings)) {
-    return InvalidFieldError(absl::StrCat("stopping.stop: at most ", kMaxStopStrings,
-                                          " stop strings, got ", num_stops));
+    return InvalidFieldError(
+        absl::StrCat("stopping.stop: at most ", kMaxStopStrings, " stop strings, got ", num_stops));
   }
   if (num_stops > 0 && !info.has_tokenizer) {
     return absl::FailedPreconditionError(
@@ -98,16 +98,15 @@ absl::Status ValidateStops(const StoppingOptions& stopping, const EngineInfo& in
 // The blocks the request certainly needs: its prompt plus max_tokens (or one token). More than
 // the whole cache can never be scheduled.
 absl::Status ValidateFitsTheCache(const EngineRequest& request, const EngineInfo& info) {
-  const int64_t tokens_needed =
-      int64_t{static_cast<int64_t>(request.prompt_tokens.size())} +
-      request.stopping.max_tokens.value_or(1);
+  const int64_t tokens_needed = int64_t{static_cast<int64_t>(request.prompt_tokens.size())} +
+                                request.stopping.max_tokens.value_or(1);
   const int64_t blocks_needed = (tokens_needed + info.block_size - 1) / info.block_size;
   if (blocks_needed <= info.num_kv_blocks) return absl::OkStatus();
   return WithErrorReason(
-      absl::ResourceExhaustedError(absl::StrCat(
-          request.prompt_field, ": the prompt plus max_tokens need ", tokens_needed, " tokens (",
-          blocks_needed, " KV blocks) but the whole KV cache holds ", info.num_kv_blocks,
-          " blocks of ", info.block_size, " tokens")),
+      absl::ResourceExhaustedError(
+          absl::StrCat(request.prompt_field, ": the prompt plus max_tokens need ", tokens_needed,
+                       " tokens (", blocks_needed, " KV blocks) but the whole KV cache holds ",
+                       info.num_kv_blocks, " blocks of ", info.block_size, " tokens")),
       ErrorReason::kKvCacheTooSmall);
 }
 
@@ -122,14 +121,20 @@ absl::Status ValidateEngineRequest(const EngineRequest& request, const EngineInf
       !sampling.ok()) {
     return InvalidFieldError(absl::StrCat("sampling.", sampling.message()));
   }
+  // The CUDA runner's logits buffer holds one row per running request; scoring a prompt needs a
+  // row per prompt token.
+  if (request.sampling.prompt_logprobs >= 0 && info.backend == "cuda") {
+    return InvalidFieldError(
+        "sampling.prompt_logprobs: not available on the CUDA backend in this version");
+  }
   return ValidateFitsTheCache(request, info);
 }
 
 absl::Status TruncatePromptTokens(int64_t keep, const EngineInfo& info, const char* field,
                                   std::vector<TokenId>& tokens) {
   if (keep < 1 || keep > info.max_model_len - 1) {
-    return InvalidFieldError(absl::StrCat(field, ": must be in [1, ", info.max_model_len - 1,
-                                          "], got ", keep));
+    return InvalidFieldError(
+        absl::StrCat(field, ": must be in [1, ", info.max_model_len - 1, "], got ", keep));
   }
   if (tokens.size() > static_cast<size_t>(keep)) tokens.erase(tokens.begin(), tokens.end() - keep);
   return absl::OkStatus();

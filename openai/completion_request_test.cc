@@ -207,6 +207,18 @@ TEST_F(CompletionRequestTest, NChoicesPerPromptFanOutWithTheirOwnSeeds) {
   EXPECT_FALSE(Parse(R"({"prompt": "ab", "n": 2})")->prompts[1].sampling.seed.has_value());
 }
 
+TEST_F(CompletionRequestTest, PromptLogprobsAreRefusedOnCuda) {
+  EXPECT_TRUE(Parse(R"({"prompt": "hi", "prompt_logprobs": 1})").ok());
+  info_.backend = "cuda";
+  const absl::StatusOr<CompletionRequest> parsed =
+      Parse(R"({"prompt": "hi", "prompt_logprobs": 1})");
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(parsed.status().message()),
+              HasSubstr("prompt_logprobs: not available on the CUDA backend"));
+  EXPECT_FALSE(Parse(R"({"prompt": "hi", "echo": true, "logprobs": 1})").ok());
+  EXPECT_TRUE(Parse(R"({"prompt": "hi", "logprobs": 1})").ok());
+}
+
 TEST_F(CompletionRequestTest, TextNeedsATokenizer) {
   const absl::StatusOr<CompletionRequest> parsed =
       ParseCompletionRequest(R"({"prompt": "hi"})", info_, nullptr);
