@@ -18,6 +18,10 @@ bool Contains(const std::vector<TokenId>& ids, TokenId id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
+// A request scoring its prompt computes at most this many tokens per step: each is a logits row
+// (256 x a 128k vocabulary = 128 MiB of f32 at most).
+constexpr int kMaxScoredTokensPerStep = 256;
+
 }  // namespace
 
 // A request's one record: the scheduler's Request (tokens, progress, blocks), which the
@@ -60,8 +64,12 @@ struct EngineCore::RequestState final : scheduler::Request {
         sink(std::move(request_sink)),
         sampler(sampling.seed, tokens()),
         arrival(arrival_time) {
-    // Prompt log-probabilities need the logits of every prompt token: no prefix-cache hit.
-    set_skips_prefix_cache(sampling.prompt_logprobs >= 0);
+    // Prompt log-probabilities need the logits of every prompt token: no prefix-cache hit, and
+    // chunks of at most kMaxScoredTokensPerStep so a step's logits stay bounded (rows x vocab).
+    if (sampling.prompt_logprobs >= 0) {
+      set_skips_prefix_cache(true);
+      set_max_tokens_per_step(kMaxScoredTokensPerStep);
+    }
   }
 };
 

@@ -58,6 +58,10 @@ class Request {
   // creator before Scheduler::AddRequest.
   bool skips_prefix_cache() const { return skips_prefix_cache_; }
   void set_skips_prefix_cache(bool skips) { skips_prefix_cache_ = skips; }
+  // At most this many tokens computed per step (0: no limit beyond the step's budget). Set by
+  // the creator before Scheduler::AddRequest, e.g. to bound the logits rows of a scored prompt.
+  int max_tokens_per_step() const { return max_tokens_per_step_; }
+  void set_max_tokens_per_step(int n) { max_tokens_per_step_ = n; }
   RequestState state() const { return state_; }
   int num_preemptions() const { return num_preemptions_; }
   // Prompt tokens served from the prefix cache at the first admission (vLLM's
@@ -77,6 +81,7 @@ class Request {
   int priority_;
   std::string cache_salt_;
   bool skips_prefix_cache_ = false;
+  int max_tokens_per_step_ = 0;
   int num_computed_tokens_ = 0;
   RequestState state_ = RequestState::kWaiting;
   int num_preemptions_ = 0;

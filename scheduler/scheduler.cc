@@ -144,6 +144,7 @@ int Scheduler::CapNewTokens(const Request& request, int num_new_tokens, int budg
   if (options_.long_prefill_token_threshold > 0) {
     n = std::min(n, options_.long_prefill_token_threshold);
   }
+  if (request.max_tokens_per_step() > 0) n = std::min(n, request.max_tokens_per_step());
   return std::min(n, options_.max_model_len - request.num_computed_tokens());
 }
 

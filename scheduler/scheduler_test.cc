@@ -101,6 +101,26 @@ TEST(SchedulerTest, ChunkedPrefillThenDecode) {
   EXPECT_EQ(s->GetRequest(RequestId(1))->num_output_tokens(), 2);
 }
 
+// A request with its own per-step cap (prompt scoring) is chunked by it, whatever the budget.
+// (Skipping the prefix cache is checked through the engine: EngineLlamaTest.PromptLogprobs...)
+TEST(SchedulerTest, PerRequestStepCapChunksThePrompt) {
+  auto kv = MakeKv(64);
+  auto s = *Scheduler::Create({.max_num_batched_tokens = 512, .max_model_len = 128}, kv);
+  std::unique_ptr<Request> capped = MakeRequest(1, 100);
+  capped->set_max_tokens_per_step(24);
+  capped->set_skips_prefix_cache(true);
+  ASSERT_TRUE(s->AddRequest(std::move(capped)).ok());
+  std::vector<int> chunks;
+  for (int step = 0; step < 5; ++step) {
+    const StepPlan plan = s->Schedule();
+    ASSERT_EQ(plan.requests.size(), 1u);
+    chunks.push_back(plan.requests[0].num_new_tokens);
+    SampleAll(*s, plan);
+  }
+  EXPECT_EQ(chunks, std::vector<int>({24, 24, 24, 24, 4}));
+  EXPECT_EQ(s->num_running(), 1);
+}
+
 TEST(SchedulerTest, RunningDecodesGetTheBudgetBeforeWaitingPrompts) {
   auto kv = MakeKv(64);
   auto s = *Scheduler::Create({.max_num_batched_tokens = 10, .max_model_len = 64}, kv);
@@ -119,8 +139,7 @@ TEST(SchedulerTest, RunningDecodesGetTheBudgetBeforeWaitingPrompts) {
 TEST(SchedulerTest, LongPrefillThresholdSharesTheBudget) {
   auto kv = MakeKv(64);
   auto s = *Scheduler::Create(
-      {.max_num_batched_tokens = 32, .max_model_len = 64, .long_prefill_token_threshold = 8},
-      kv);
+      {.max_num_batched_tokens = 32, .max_model_len = 64, .long_prefill_token_threshold = 8}, kv);
   ASSERT_TRUE(s->AddRequest(MakeRequest(1, 40, 0)).ok());
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 40, 100)).ok());
   const StepPlan plan = s->Schedule();
@@ -337,10 +356,10 @@ TEST(SchedulerTest, DroppingBlocksAfterEachTokenRecomputesTheWholeSequence) {
   }
   EXPECT_THAT(computed, ElementsAre(5, 6, 7, 8));
   auto kv_cached = MakeKv(16, 4, /*prefix_caching=*/true);
-  EXPECT_FALSE(Scheduler::Create(
-                   {.max_model_len = 32, .allocation_policy = std::make_shared<DropBlocks>()},
-                   kv_cached)
-                   .ok());
+  EXPECT_FALSE(
+      Scheduler::Create({.max_model_len = 32, .allocation_policy = std::make_shared<DropBlocks>()},
+                        kv_cached)
+          .ok());
 }
 
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.

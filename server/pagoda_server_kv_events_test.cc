@@ -183,6 +183,9 @@ TEST_F(KvEventsServerTest, VllmNamedGaugesForEndpointPickers) {
   // A running request shows in both names.
   std::unique_ptr<OpenStream> stream = Open(LongRequest(/*max_tokens=*/100));
   stream->Next();
+  // The gauges are set when the step that produced the token ends, which may be just after the
+  // token reached the client: poll.
+  EXPECT_TRUE(WaitFor([&] { return Metric("vllm:num_requests_running{") == 1; }));
   EXPECT_EQ(Metric("vllm:num_requests_running{"), 1);
   EXPECT_EQ(Metric("pagoda_num_requests_running{"), 1);
   EXPECT_GT(Metric("vllm:kv_cache_usage_perc{"), 0);
