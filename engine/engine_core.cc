@@ -256,23 +256,9 @@ absl::Status EngineCore::Step() {
   return status;
 }
 
-absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics) {
-  const absl::Time step_start = clock_->Now();
-  for (const scheduler::ScheduledRequest& r : plan.requests) {
-    RequestState& state = StateOf(*r.request);
-    if (!state.first_scheduled.has_value()) {
-      state.first_scheduled = step_start;
-      metrics.queue_seconds.push_back(Seconds(step_start - state.arrival));
-    }
-    // Prefill work: everything but a running request's one decode token.
-    const bool decode = !r.newly_admitted && r.num_computed_tokens >= state.num_prompt_tokens();
-    if (!decode) metrics.num_prompt_tokens += r.num_new_tokens;
-  }
-
-  BuildBatch(plan);
-  const model::ForwardBatch batch = batch_builder_.batch();
+void EngineCore::BuildSamplingRows() {
   batch_rows_.clear();
-  batch_scores_.resize(batch_sampled_.size());
+  batch_scores_.resize(batch_sampled_.size());  // before pointers into it are taken
   for (size_t row = 0; row < batch_sampled_.size(); ++row) {
     RequestState* state = batch_sampled_[row];
     const int position = batch_score_positions_[row];
@@ -289,16 +275,13 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
         .banned_tokens = BannedTokens(*state),
         .logprobs = state->sampling.logprobs >= 0 ? &state->step_logprobs : nullptr});
   }
-  const absl::Time model_start = clock_->Now();
-  PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch, batch_rows_, &step_tokens_));
-  metrics.model_seconds = Seconds(clock_->Now() - model_start);
+}
+
+absl::Status EngineCore::CheckStepTokens() const {
   if (step_tokens_.size() != batch_sampled_.size()) {
     return absl::InternalError(absl::StrCat("the runner returned ", step_tokens_.size(),
                                             " tokens for ", batch_sampled_.size(), " rows"));
   }
-
-  // Every token is checked before any request moves on, so that an engine failure leaves no
-  // request half-advanced.
   for (size_t row = 0; row < step_tokens_.size(); ++row) {
     const absl::StatusOr<TokenId>& token = step_tokens_[row];
     if (!token.ok() && batch_score_positions_[row] >= 0) {
@@ -311,6 +294,30 @@ absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& m
                                               ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status EngineCore::RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics) {
+  const absl::Time step_start = clock_->Now();
+  for (const scheduler::ScheduledRequest& r : plan.requests) {
+    RequestState& state = StateOf(*r.request);
+    if (!state.first_scheduled.has_value()) {
+      state.first_scheduled = step_start;
+      metrics.queue_seconds.push_back(Seconds(step_start - state.arrival));
+    }
+    // Prefill work: everything but a running request's one decode token.
+    const bool decode = !r.newly_admitted && r.num_computed_tokens >= state.num_prompt_tokens();
+    if (!decode) metrics.num_prompt_tokens += r.num_new_tokens;
+  }
+
+  BuildBatch(plan);
+  BuildSamplingRows();
+  const absl::Time model_start = clock_->Now();
+  PAGODA_RETURN_IF_ERROR(runner_->ExecuteStep(batch_builder_.batch(), batch_rows_, &step_tokens_));
+  metrics.model_seconds = Seconds(clock_->Now() - model_start);
+  // Every token is checked before any request moves on, so that an engine failure leaves no
+  // request half-advanced.
+  PAGODA_RETURN_IF_ERROR(CheckStepTokens());
   const absl::Time now = clock_->Now();
   for (size_t row = 0; row < batch_sampled_.size(); ++row) {
     RequestState& state = *batch_sampled_[row];  // Finish() below destroys it

@@ -106,6 +106,10 @@ class EngineCore {
 
   absl::Status RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics);
   void BuildBatch(const scheduler::StepPlan& plan);
+  // How the runner answers each logits row of the built batch (batch_rows_).
+  void BuildSamplingRows();
+  // The runner's answer has one valid token per row; otherwise an engine failure.
+  absl::Status CheckStepTokens() const;
   // Appends `token` to the request, checks the stop conditions and hands the output to the
   // sink; a request that ends is finished (and its state destroyed).
   void ProcessToken(RequestState& state, TokenId token, absl::Time now, StepMetrics& metrics);

@@ -35,6 +35,43 @@ std::string LogprobsJson::TokenString(TokenId id) const {
   return common::SanitizeUtf8(tokenizer_->Decode(ids, tokenizer::SkipSpecialTokens::kNo));
 }
 
+namespace {
+
+// The four parallel arrays of a completions `logprobs` object, filled token by token.
+struct CompletionColumns {
+  json tokens = json::array();
+  json token_logprobs = json::array();
+  json top_logprobs = json::array();
+  json text_offset = json::array();
+
+  void Add(const std::string& token, json logprob, json top, int* offset) {
+    tokens.push_back(token);
+    token_logprobs.push_back(std::move(logprob));
+    top_logprobs.push_back(std::move(top));
+    text_offset.push_back(*offset);
+    *offset += CodePoints(token);
+  }
+  // A scored token: its top_logprobs dict holds up to `k` alternatives and the token itself.
+  void AddScored(const LogprobsJson& strings, const sampling::TokenLogprobs& lp, size_t k,
+                 int* offset) {
+    json top = json::object();
+    for (size_t i = 0; i < lp.top.size() && i < k; ++i) {
+      top[strings.TokenString(lp.top[i].first)] = Clamp(lp.top[i].second);
+    }
+    const std::string token = strings.TokenString(lp.token);
+    top[token] = Clamp(lp.logprob);
+    Add(token, Clamp(lp.logprob), std::move(top), offset);
+  }
+  json Take() {
+    return {{"tokens", std::move(tokens)},
+            {"token_logprobs", std::move(token_logprobs)},
+            {"top_logprobs", std::move(top_logprobs)},
+            {"text_offset", std::move(text_offset)}};
+  }
+};
+
+}  // namespace
+
 json LogprobsJson::Make(absl::Span<const sampling::TokenLogprobs> logprobs,
                         int* text_offset) const {
   if (options_.chat) {
@@ -53,25 +90,11 @@ json LogprobsJson::Make(absl::Span<const sampling::TokenLogprobs> logprobs,
     }
     return {{"content", std::move(content)}};
   }
-  json tokens = json::array();
-  json token_logprobs = json::array();
-  json top_logprobs = json::array();
-  json offsets = json::array();
+  CompletionColumns columns;
   for (const sampling::TokenLogprobs& lp : logprobs) {
-    const std::string token = TokenString(lp.token);
-    tokens.push_back(token);
-    token_logprobs.push_back(Clamp(lp.logprob));
-    json top = json::object();
-    for (const auto& [id, logprob] : lp.top) top[TokenString(id)] = Clamp(logprob);
-    top[token] = Clamp(lp.logprob);
-    top_logprobs.push_back(std::move(top));
-    offsets.push_back(*text_offset);
-    *text_offset += CodePoints(token);
+    columns.AddScored(*this, lp, lp.top.size(), text_offset);
   }
-  return {{"tokens", std::move(tokens)},
-          {"token_logprobs", std::move(token_logprobs)},
-          {"top_logprobs", std::move(top_logprobs)},
-          {"text_offset", std::move(offsets)}};
+  return columns.Take();
 }
 
 json LogprobsJson::ChoiceLogprobs(TokenId first_prompt_token,
@@ -80,36 +103,16 @@ json LogprobsJson::ChoiceLogprobs(TokenId first_prompt_token,
                                   int* text_offset) const {
   if (options_.logprobs < 0) return nullptr;
   if (options_.chat || !options_.echo || prompt.empty()) return Make(output, text_offset);
-  json tokens = json::array();
-  json token_logprobs = json::array();
-  json top_logprobs = json::array();
-  json offsets = json::array();
-  const auto add = [&](const std::string& token, json logprob, json top) {
-    tokens.push_back(token);
-    token_logprobs.push_back(std::move(logprob));
-    top_logprobs.push_back(std::move(top));
-    offsets.push_back(*text_offset);
-    *text_offset += CodePoints(token);
-  };
-  add(TokenString(first_prompt_token), nullptr, nullptr);
-  for (const sampling::TokenLogprobs& lp : prompt) {
-    json top = json::object();
-    for (size_t i = 0; i < lp.top.size() && static_cast<int>(i) < options_.logprobs; ++i) {
-      top[TokenString(lp.top[i].first)] = Clamp(lp.top[i].second);
-    }
-    const std::string token = TokenString(lp.token);
-    top[token] = Clamp(lp.logprob);
-    add(token, Clamp(lp.logprob), std::move(top));
+  // Echoed: the prompt's tokens first (the first has no log-probability), its alternatives cut
+  // to the request's k (the engine scored it with the larger of the two k).
+  CompletionColumns columns;
+  columns.Add(TokenString(first_prompt_token), nullptr, nullptr, text_offset);
+  const size_t k = static_cast<size_t>(options_.logprobs);
+  for (const sampling::TokenLogprobs& lp : prompt) columns.AddScored(*this, lp, k, text_offset);
+  for (const sampling::TokenLogprobs& lp : output) {
+    columns.AddScored(*this, lp, lp.top.size(), text_offset);
   }
-  json rest = Make(output, text_offset);
-  for (json& t : rest["tokens"]) tokens.push_back(std::move(t));
-  for (json& t : rest["token_logprobs"]) token_logprobs.push_back(std::move(t));
-  for (json& t : rest["top_logprobs"]) top_logprobs.push_back(std::move(t));
-  for (json& t : rest["text_offset"]) offsets.push_back(std::move(t));
-  return {{"tokens", std::move(tokens)},
-          {"token_logprobs", std::move(token_logprobs)},
-          {"top_logprobs", std::move(top_logprobs)},
-          {"text_offset", std::move(offsets)}};
+  return columns.Take();
 }
 
 json LogprobsJson::PromptLogprobs(absl::Span<const sampling::TokenLogprobs> prompt) const {
