@@ -6,6 +6,8 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "kernels/cpu/bf16.h"
@@ -17,6 +19,18 @@ namespace pagoda::model {
 // is a KV-cache type only (int8 with a bf16 scale per token and head,
 // kernels/paged_kv_cache.h); weights never have it.
 enum class DType { kF32, kBF16, kF16, kInt8 };
+
+// The dtype a flag value names, case-insensitively: f32/fp32/float32, bf16/bfloat16,
+// f16/fp16/float16, int8; nullopt otherwise. Which ones a flag accepts is the flag's business.
+inline std::optional<DType> DTypeFromFlagValue(std::string_view value) {
+  std::string lower(value);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (lower == "f32" || lower == "fp32" || lower == "float32") return DType::kF32;
+  if (lower == "bf16" || lower == "bfloat16") return DType::kBF16;
+  if (lower == "f16" || lower == "fp16" || lower == "float16") return DType::kF16;
+  if (lower == "int8") return DType::kInt8;
+  return std::nullopt;
+}
 
 // Bytes per element (an int8 KV cache's scales come on top: CpuKvCache::BytesPerBlock).
 constexpr int64_t DTypeSize(DType dtype) {

@@ -76,8 +76,10 @@ absl::StatusOr<TokenId> SampleWithLogprobs(absl::Span<float> logits, const Sampl
                                            absl::Span<const TokenId> banned_tokens,
                                            TokenLogprobs* out) {
   const LogSoftmaxSummary summary = SummarizeLogits(logits, std::max(params.logprobs, 0));
-  // Sample() uses the row as scratch: keep the raw logits of the answer's tokens.
-  const std::vector<float> raw(logits.begin(), logits.end());
+  // Sample() uses the row as scratch: keep the raw logits (in a buffer each thread reuses, so a
+  // step allocates nothing).
+  thread_local std::vector<float> raw;
+  raw.assign(logits.begin(), logits.end());
   absl::StatusOr<TokenId> token = Sample(logits, params, state, banned_tokens);
   if (!token.ok()) return token;
   const auto logprob = [&](float logit) { return Logprob(summary, logit); };

@@ -121,9 +121,9 @@ absl::Status CheckTlsFlags(const ServerOptions& o) {
 }
 
 absl::StatusOr<model::DType> ParseDType(absl::string_view flag, absl::string_view value) {
-  const std::string lower = absl::AsciiStrToLower(value);
-  if (lower == "bf16" || lower == "bfloat16") return model::DType::kBF16;
-  if (lower == "f32" || lower == "fp32" || lower == "float32") return model::DType::kF32;
+  const std::optional<model::DType> dtype =
+      model::DTypeFromFlagValue(std::string_view(value.data(), value.size()));
+  if (dtype == model::DType::kBF16 || dtype == model::DType::kF32) return *dtype;
   return BadValue(flag, "bf16 or f32", value);
 }
 
@@ -206,17 +206,9 @@ const std::vector<Flag>& Flags() {
        "64; check your model with pagoda-kv-accuracy first); CUDA bf16 or f16, which is also "
        "its weights' and activations' type.",
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         const std::string lower = absl::AsciiStrToLower(v);
-         if (lower == "f16" || lower == "fp16" || lower == "float16") {
-           o.engine.kv_cache_dtype = model::DType::kF16;
-           return absl::OkStatus();
-         }
-         if (lower == "int8") {
-           o.engine.kv_cache_dtype = model::DType::kInt8;
-           return absl::OkStatus();
-         }
-         absl::StatusOr<model::DType> dtype = ParseDType("kv-cache-dtype", v);
-         if (!dtype.ok()) return BadValue("kv-cache-dtype", "bf16, f32, f16 or int8", v);
+         const std::optional<model::DType> dtype =
+             model::DTypeFromFlagValue(std::string_view(v.data(), v.size()));
+         if (!dtype.has_value()) return BadValue("kv-cache-dtype", "bf16, f32, f16 or int8", v);
          o.engine.kv_cache_dtype = *dtype;
          return absl::OkStatus();
        }},

@@ -17,15 +17,6 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
-// This machine's single-thread limits, measured once (kernels/cpu/roofline.h).
-const Roofline& OneThreadRoofline() {
-  static const Roofline roofline = [] {
-    ThreadPool pool(1);
-    return MeasureRoofline(pool, int64_t{256} << 20, 3);
-  }();
-  return roofline;
-}
-
 void BM_MatMul(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(2), k = 768;
   const auto type = static_cast<WeightType>(state.range(1));
@@ -53,7 +44,7 @@ void BM_MatMul(benchmark::State& state) {
       benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   // The same rates as fractions of the machine's limits: of the bf16 dot peak (the bound at
   // large m) and of the read bandwidth (the bound at m = 1).
-  const Roofline& roof = OneThreadRoofline();
+  const Roofline& roof = MeasuredRoofline(1);
   if (roof.bf16_gflop_per_s > 0) {
     state.counters["of_bf16_peak"] = benchmark::Counter(
         flops / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);

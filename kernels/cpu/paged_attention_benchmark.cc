@@ -16,15 +16,6 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
-// The read bandwidth of the benchmark's 2 threads, measured once (kernels/cpu/roofline.h).
-double TwoThreadReadBandwidth() {
-  static const double gb_per_s = [] {
-    ThreadPool pool(2);
-    return MeasureRoofline(pool, int64_t{256} << 20, 3).read_gb_per_s;
-  }();
-  return gb_per_s;
-}
-
 template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
@@ -67,8 +58,9 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
       benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   // Decode attention reads every K and V once: bound by the read bandwidth (a KV set that fits
   // in cache can pass 1).
-  state.counters["of_read_bw"] = benchmark::Counter(kv_bytes / (TwoThreadReadBandwidth() * 1e9),
-                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["of_read_bw"] =
+      benchmark::Counter(kv_bytes / (MeasuredRoofline(2).read_gb_per_s * 1e9),
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_PagedAttentionDecode<float>)
     ->ArgsProduct({{1, 16}, {128, 1024}})

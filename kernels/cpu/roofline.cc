@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -121,6 +123,16 @@ Roofline MeasureRoofline(ThreadPool& pool, int64_t buffer_bytes, int repeats) {
     }
   }
   return out;
+}
+
+const Roofline& MeasuredRoofline(int threads) {
+  static std::mutex mu;
+  static std::map<int, Roofline> measured;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto it = measured.find(threads);
+  if (it != measured.end()) return it->second;
+  ThreadPool pool(threads);
+  return measured[threads] = MeasureRoofline(pool, int64_t{256} << 20, 3);
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -37,4 +37,8 @@ struct Roofline {
 Roofline MeasureRoofline(ThreadPool& pool, int64_t buffer_bytes = int64_t{512} << 20,
                          int repeats = 5);
 
+// MeasureRoofline on `threads` threads (256 MiB, best of 3), measured once per thread count and
+// kept: what a kernel benchmark divides its results by. Thread-safe.
+const Roofline& MeasuredRoofline(int threads);
+
 }  // namespace pagoda::kernels::cpu

@@ -38,14 +38,6 @@ constexpr char kUsage[] =
     "                               paged cache in chunks, as served)\n"
     "  --threads N                  CPU threads (default 0: all cores)\n";
 
-std::optional<model::DType> DTypeOf(const std::string& name) {
-  if (name == "f32" || name == "float32") return model::DType::kF32;
-  if (name == "bf16" || name == "bfloat16") return model::DType::kBF16;
-  if (name == "f16" || name == "float16") return model::DType::kF16;
-  if (name == "int8") return model::DType::kInt8;
-  return std::nullopt;
-}
-
 struct Flags {
   std::string model;
   std::string dtype;
@@ -142,8 +134,8 @@ absl::StatusOr<std::vector<std::vector<TokenId>>> ReadTexts(const Flags& f,
 }
 
 int Run(const Flags& f) {
-  const std::optional<model::DType> dtype = DTypeOf(f.dtype);
-  const std::optional<model::DType> reference = DTypeOf(f.reference);
+  const std::optional<model::DType> dtype = model::DTypeFromFlagValue(f.dtype);
+  const std::optional<model::DType> reference = model::DTypeFromFlagValue(f.reference);
   if (!dtype.has_value() || !reference.has_value()) {
     std::cerr << (dtype.has_value() ? "--reference-dtype" : "--kv-cache-dtype")
               << ": not a KV dtype of this build (f32, bf16, f16, int8)\n";
