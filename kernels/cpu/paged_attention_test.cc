@@ -40,14 +40,40 @@ float RoundTo(float x) {
   }
 }
 
-// What an int8 cache holds for (block, head, offset) of `cache`, dequantized.
-std::vector<float> Dequantized(const PagedKvCacheView<int8_t>& c, const int8_t* data,
-                               const uint16_t* scales, int64_t block, int64_t head,
-                               int64_t offset) {
-  std::vector<float> out(c.head_dim);
-  const float scale = Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
-  for (int i = 0; i < c.head_dim; ++i) out[i] = data[c.Offset(block, head, offset) + i] * scale;
-  return out;
+// Replaces a request's K/V ([context_len, kv_heads, head_dim]) with what the int8 cache holds
+// for them, dequantized, so the tight reference sees exactly the cache; checks on the way that
+// quantization moved each value by at most half a step (its scale), plus rounding.
+void ReadBackDequantized(const PagedKvCacheView<int8_t>& c, const int32_t* table, int context_len,
+                         std::vector<float>& k, std::vector<float>& v) {
+  for (int p = 0; p < context_len; ++p) {
+    const int64_t block = table[p / c.block_size];
+    for (int h = 0; h < c.num_kv_heads; ++h) {
+      const int64_t at_scale = c.ScaleIndex(block, h, p % c.block_size);
+      const float k_scale = Bf16ToFloat(c.key_scale[at_scale]);
+      const float v_scale = Bf16ToFloat(c.value_scale[at_scale]);
+      const int64_t at_cache = c.Offset(block, h, p % c.block_size);
+      for (int i = 0; i < c.head_dim; ++i) {
+        const size_t at = (static_cast<size_t>(p) * c.num_kv_heads + h) * c.head_dim + i;
+        const float dk = c.key[at_cache + i] * k_scale;
+        ASSERT_LE(std::fabs(dk - k[at]), 0.5f * k_scale * 1.01f + 1e-6f);
+        k[at] = dk;
+        v[at] = c.value[at_cache + i] * v_scale;
+      }
+    }
+  }
+}
+
+// int8 against attention over the unquantized K/V: a looser, stated tolerance. With N(0,1)
+// values a head's step is about 3 / 127; each output element is within 0.05 and their mean
+// error within 0.01.
+void ExpectNearUnquantized(absl::Span<const float> got, const std::vector<float>& expected,
+                           int request) {
+  double total_error = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_NEAR(got[i], expected[i], 0.05f) << "request " << request << " element " << i;
+    total_error += std::fabs(got[i] - expected[i]);
+  }
+  EXPECT_LT(total_error / static_cast<double>(expected.size()), 0.01) << "request " << request;
 }
 
 // Dense causal attention: the reference.
@@ -149,27 +175,9 @@ void RunCase(const Case& c, uint32_t seed) {
     }
     ReshapeAndCache(k.data(), v.data(), slots, cache);
     if constexpr (std::is_same_v<T, int8_t>) {
-      // The tight reference sees exactly what the cache holds: the dequantized values.
       original_ks.push_back(k);
       original_vs.push_back(v);
-      for (int p = 0; p < req.context_len; ++p) {
-        const int64_t block = tables[r * max_blocks + p / c.block_size];
-        for (int h = 0; h < c.num_kv_heads; ++h) {
-          const std::vector<float> dk =
-              Dequantized(cache, key_cache.data(), key_scales.data(), block, h, p % c.block_size);
-          const std::vector<float> dv = Dequantized(cache, value_cache.data(), value_scales.data(),
-                                                    block, h, p % c.block_size);
-          for (int i = 0; i < d; ++i) {
-            const size_t at = (static_cast<size_t>(p) * c.num_kv_heads + h) * d + i;
-            // Quantization error is at most half a step (the scale), plus rounding.
-            const float step =
-                Bf16ToFloat(key_scales[cache.ScaleIndex(block, h, p % c.block_size)]);
-            ASSERT_LE(std::fabs(dk[i] - k[at]), 0.5f * step * 1.01f + 1e-6f);
-            k[at] = dk[i];
-            v[at] = dv[i];
-          }
-        }
-      }
+      ReadBackDequantized(cache, &tables[r * max_blocks], req.context_len, k, v);
     }
     ks.push_back(std::move(k));
     vs.push_back(std::move(v));
@@ -206,18 +214,11 @@ void RunCase(const Case& c, uint32_t seed) {
                                                 << " group=" << c.group << " bs=" << c.block_size;
     }
     if constexpr (std::is_same_v<T, int8_t>) {
-      // Against attention over the unquantized K/V: a looser, stated tolerance. With N(0,1)
-      // values a head's step is about 3 / 127; each output element is within 0.05 and their mean
-      // error within 0.01.
       DenseAttention(qs[r], original_ks[r], original_vs[r], c.requests[r].num_queries,
                      c.requests[r].context_len, heads, c.num_kv_heads, d, scale, expected.data());
-      double total_error = 0;
-      for (size_t i = 0; i < expected.size(); ++i) {
-        const float got = output[static_cast<size_t>(query_start[r]) * heads * d + i];
-        ASSERT_NEAR(got, expected[i], 0.05f) << "request " << r << " element " << i;
-        total_error += std::fabs(got - expected[i]);
-      }
-      EXPECT_LT(total_error / static_cast<double>(expected.size()), 0.01) << "request " << r;
+      ExpectNearUnquantized(absl::MakeConstSpan(output).subspan(
+                                static_cast<size_t>(query_start[r]) * heads * d, expected.size()),
+                            expected, r);
     }
   }
 }
