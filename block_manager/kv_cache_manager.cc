@@ -35,6 +35,42 @@ int KvCacheManager::BlocksForTokens(int num_tokens) const {
   return (num_tokens + block_size() - 1) / block_size();
 }
 
+int KvCacheManager::MaxLiveBlocks(int num_tokens, int chunk) const {
+  const kernels::AttentionWindow& w = options_.window;
+  const int all = BlocksForTokens(num_tokens);
+  if (w.full()) return all;
+  // The sink blocks, and the window before a chunk plus the chunk, straddling one more block.
+  return std::min(all, BlocksForTokens(w.sink_tokens) +
+                           BlocksForTokens(w.sliding_window - 1 + std::max(chunk, 1)) + 1);
+}
+
+int KvCacheManager::NumLiveBlocks(RequestId id) const {
+  const absl::Span<const BlockId> table = GetBlockTable(id);
+  return static_cast<int>(std::count_if(table.begin(), table.end(),
+                                        [](BlockId b) { return b != kNullBlock; }));
+}
+
+bool KvCacheManager::IsDeadBlock(int index, int first_query) const {
+  const int bs = block_size();
+  return options_.window.IsDead(index * bs, first_query) &&
+         options_.window.IsDead((index + 1) * bs - 1, first_query);
+}
+
+void KvCacheManager::FreeDeadBlocks(int first_query, RequestBlocks* request) {
+  if (options_.window.full()) return;
+  // Dead blocks form one run after the sink blocks; it only grows as queries move on. Freed in
+  // table order, so the oldest content is evicted first.
+  std::vector<BlockId> freed;
+  const int first = BlocksForTokens(options_.window.sink_tokens);
+  int i = std::max(first, request->num_dead_blocks);
+  for (; i < static_cast<int>(request->table.size()) && IsDeadBlock(i, first_query); ++i) {
+    if (request->table[i] != kNullBlock) freed.push_back(request->table[i]);
+    request->table[i] = kNullBlock;
+  }
+  request->num_dead_blocks = std::max(request->num_dead_blocks, i);
+  pool_.Release(freed);
+}
+
 PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind kind) {
   PrefixHit hit;
   if (!options_.enable_prefix_caching) return hit;
@@ -74,6 +110,8 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
   const int computed = seq.num_computed_tokens + hit.num_tokens;
   PAGODA_CHECK_LE(computed + slots.num_new_tokens, static_cast<int>(seq.tokens.size()))
       << "request " << seq.id << " schedules tokens it does not have";
+  // Blocks no query from this step on attends go back first: they are dead whatever happens.
+  if (it != requests_.end()) FreeDeadBlocks(seq.num_computed_tokens, &it->second);
 
   // Everything is counted before anything changes: a failed allocation changes nothing.
   const int needed_blocks =
@@ -84,9 +122,13 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
       hit.blocks.begin(), hit.blocks.end(), [&](BlockId b) { return pool_.ref_count(b) == 0; }));
   int required = num_new_blocks + num_revived;
   if (slots.admission == Admission::kNewRequest) {
-    const int whole_sequence_blocks = std::max(
-        num_new_blocks, BlocksForTokens(static_cast<int>(seq.tokens.size())) - num_held - num_hit);
-    required = whole_sequence_blocks + num_revived + watermark_blocks_;
+    // The whole sequence must fit, or what of it a window keeps alive at once.
+    const int seq_tokens = static_cast<int>(seq.tokens.size());
+    const int whole_sequence_blocks =
+        options_.window.full()
+            ? BlocksForTokens(seq_tokens) - num_held - num_hit
+            : MaxLiveBlocks(seq_tokens, slots.num_new_tokens) - NumLiveBlocks(seq.id);
+    required = std::max(num_new_blocks, whole_sequence_blocks) + num_revived + watermark_blocks_;
   }
   if (required > pool_.num_available_blocks()) return false;
 
@@ -104,6 +146,8 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
   if (options_.enable_prefix_caching) {
     RegisterFullBlocks(seq, computed + slots.num_new_tokens, &request);
   }
+  // A hit's blocks before the window were taken with it: those go back at once.
+  FreeDeadBlocks(computed, &request);
   return true;
 }
 
@@ -128,6 +172,7 @@ void KvCacheManager::Free(RequestId id) {
   const auto it = requests_.find(id);
   if (it == requests_.end()) return;
   std::vector<BlockId>& table = it->second.table;
+  std::erase(table, kNullBlock);
   std::reverse(table.begin(), table.end());
   pool_.Release(table);
   requests_.erase(it);

@@ -13,6 +13,7 @@
 #include "block_manager/block_pool.h"
 #include "block_manager/kv_cache_stats.h"
 #include "common/ids.h"
+#include "kernels/attention_window.h"
 
 namespace pagoda::block_manager {
 
@@ -24,7 +25,14 @@ struct KvCacheManagerOptions {
   // (AllocateSlots with Admission::kNewRequest). Headroom for the running requests' decodes,
   // which cuts preemptions (vLLM PR #44594). Running requests may use it.
   double watermark_ratio = 0.0;
+  // What every layer attends (the model's sliding window, or StreamingLLM's sinks and window):
+  // a block no later query of its request attends is freed at once and its table entry set to
+  // kNullBlock. full() (the default): blocks are kept until the request ends.
+  kernels::AttentionWindow window;
 };
+
+// The table entry of a block freed because no later query attends it.
+inline constexpr BlockId kNullBlock{-1};
 
 // What the manager reads of a request's sequence. A view: valid for the duration of one call.
 struct SequenceView {
@@ -101,6 +109,9 @@ class KvCacheManager {
   [[nodiscard]] bool AllocateSlots(const SequenceView& seq, const PrefixHit& hit,
                                    const SlotRequest& slots);
 
+  // With a window, first frees the blocks that no query from the first new token on attends
+  // (their entries become kNullBlock), which admission and growth then count as available.
+  //
   // Releases all blocks of `id` (tail blocks first, so they are evicted first) and forgets the
   // request. Cached blocks stay reusable until evicted. No-op for an unknown id.
   void Free(RequestId id);
@@ -112,6 +123,11 @@ class KvCacheManager {
 
   // Blocks needed to hold `num_tokens` tokens.
   int BlocksForTokens(int num_tokens) const;
+  // Blocks a request of `num_tokens` tokens holds at most while computing chunks of up to
+  // `chunk` tokens: BlocksForTokens(num_tokens), or less under a window.
+  int MaxLiveBlocks(int num_tokens, int chunk) const;
+  // Live (non-null) entries of the request's table.
+  int NumLiveBlocks(RequestId id) const;
 
   // Drops all cached prefixes; only possible when no block is in use.
   [[nodiscard]] bool ResetPrefixCache() { return pool_.ResetPrefixCache(); }
@@ -125,7 +141,8 @@ class KvCacheManager {
 
  private:
   struct RequestBlocks {
-    std::vector<BlockId> table;
+    std::vector<BlockId> table;  // kNullBlock where a dead block was freed
+    int num_dead_blocks = 0;     // table[0, num_dead_blocks) past the sinks are checked
     int num_registered_blocks = 0;
     // The cache entry of the content of table[num_registered_blocks - 1].
     std::optional<CacheEntryId> last_entry;
@@ -133,6 +150,9 @@ class KvCacheManager {
 
   explicit KvCacheManager(const KvCacheManagerOptions& options);
   void RegisterFullBlocks(const SequenceView& seq, int num_tokens, RequestBlocks* request);
+  // Frees the blocks of `request` that no query at `first_query` or later attends.
+  void FreeDeadBlocks(int first_query, RequestBlocks* request);
+  bool IsDeadBlock(int index, int first_query) const;
 
   const KvCacheManagerOptions options_;
   const int watermark_blocks_;

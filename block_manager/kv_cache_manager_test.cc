@@ -42,11 +42,12 @@ std::vector<TokenId> Iota(int n, TokenId first = 100) {
 class KvCacheManagerTest : public ::testing::Test {
  protected:
   void Init(int num_blocks, int block_size, double watermark_ratio = 0.0,
-            bool enable_prefix_caching = true) {
+            bool enable_prefix_caching = true, kernels::AttentionWindow window = {}) {
     auto manager = KvCacheManager::Create({.num_blocks = num_blocks,
                                            .block_size = block_size,
                                            .enable_prefix_caching = enable_prefix_caching,
-                                           .watermark_ratio = watermark_ratio});
+                                           .watermark_ratio = watermark_ratio,
+                                           .window = window});
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = std::move(manager).value();
     hasher_ = std::make_unique<BlockHasher>(block_size);
@@ -369,6 +370,78 @@ TEST(KvCacheEventsTest, ResyncClearsThenStoresEveryBlockByChain) {
   EXPECT_EQ(events[2].parent_block_hash, 5u);
   EXPECT_EQ(events[3].parent_block_hash, 2u);
   EXPECT_THAT(events[3].token_ids, ElementsAre(5, 6));
+}
+
+// A sliding window of 6 tokens over blocks of 4: once the first query of a step is at q, the
+// blocks wholly before q - 5 are freed and their entries nulled; the table keeps its length.
+TEST_F(KvCacheManagerTest, SlidingWindowFreesBlocksWhollyBeforeTheWindow) {
+  Init(/*num_blocks=*/8, /*block_size=*/4, 0.0, true, {.sliding_window = 6});
+  TestSequence seq{.id = RequestId(1), .tokens = Iota(10)};
+  ASSERT_TRUE(Admit(seq, 10));  // positions 0-9, three blocks, nothing dead yet
+  EXPECT_EQ(manager_->NumLiveBlocks(seq.id), 3);
+  // Query 10 attends [5, 10]: block 0 (0-3) is dead.
+  ASSERT_TRUE(Decode(seq, 1));
+  absl::Span<const BlockId> table = manager_->GetBlockTable(seq.id);
+  ASSERT_EQ(table.size(), 3u);
+  EXPECT_EQ(table[0], kNullBlock);
+  EXPECT_EQ(manager_->NumLiveBlocks(seq.id), 2);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(Decode(seq, 2 + i));
+  // 51 tokens: 13 table entries, at most ceil(6/4) + 1 live.
+  EXPECT_EQ(manager_->GetBlockTable(seq.id).size(), 13u);
+  EXPECT_LE(manager_->NumLiveBlocks(seq.id), 3);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, manager_->NumLiveBlocks(seq.id));
+  manager_->Free(seq.id);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 0);
+}
+
+// Sinks: the blocks holding the first S tokens stay; the middle goes.
+TEST_F(KvCacheManagerTest, AttentionSinksKeepTheirBlocks) {
+  Init(/*num_blocks=*/8, /*block_size=*/4, 0.0, false, {.sliding_window = 4, .sink_tokens = 5});
+  TestSequence seq{.id = RequestId(1), .tokens = Iota(3)};
+  ASSERT_TRUE(Admit(seq, 3));
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(Decode(seq, i));
+  const absl::Span<const BlockId> table = manager_->GetBlockTable(seq.id);
+  ASSERT_EQ(table.size(), 9u);  // 33 tokens
+  EXPECT_NE(table[0], kNullBlock);
+  EXPECT_NE(table[1], kNullBlock);  // token 4 is a sink
+  for (int i = 2; i < 7; ++i) EXPECT_EQ(table[i], kNullBlock) << i;
+  EXPECT_NE(table[8], kNullBlock);
+  EXPECT_LE(manager_->NumLiveBlocks(seq.id), 2 + 2 + 1);
+}
+
+// Admission under a window asks for the blocks the window keeps alive, not the whole sequence;
+// a prefix hit's blocks before the window go straight back (still cached for others).
+TEST_F(KvCacheManagerTest, WindowedAdmissionCountsTheWindowAndReleasesADeadHit) {
+  Init(/*num_blocks=*/12, /*block_size=*/4, 0.0, true, {.sliding_window = 4});
+  // The window's 4 positions before a 4-token chunk span 7 tokens: 2 blocks, or 3 unaligned.
+  EXPECT_EQ(manager_->MaxLiveBlocks(1000, 4), 3);
+  EXPECT_EQ(manager_->MaxLiveBlocks(6, 4), 2);  // never more than the whole sequence
+  TestSequence first{.id = RequestId(1), .tokens = Iota(40)};
+  for (int done = 0; done < 40; done += 4) {
+    if (done == 0) {
+      ASSERT_TRUE(Admit(first, 4));
+    } else {
+      ASSERT_TRUE(manager_->AllocateSlots(first.View(*hasher_), {}, {.num_new_tokens = 4}));
+      first.num_computed += 4;
+    }
+    EXPECT_LE(manager_->NumLiveBlocks(first.id), 3);
+  }
+  manager_->Free(first.id);
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 10);  // all still cached, none in use
+  // The same 40 tokens: a 36-token hit, of which only the block inside the window of query 36
+  // ([33, 36]) is taken; the 8 before it go back to the free list, cached.
+  TestSequence second{.id = RequestId(2), .tokens = Iota(40)};
+  const PrefixHit hit = manager_->GetComputedBlocks(second.View(*hasher_));
+  ASSERT_EQ(hit.num_tokens, 36);
+  ASSERT_TRUE(manager_->AllocateSlots(second.View(*hasher_), hit,
+                                      {.num_new_tokens = 4, .admission = Admission::kNewRequest}));
+  const absl::Span<const BlockId> table = manager_->GetBlockTable(second.id);
+  ASSERT_EQ(table.size(), 10u);
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(table[i], kNullBlock) << i;
+  EXPECT_EQ(table[8], hit.blocks[8]);
+  EXPECT_EQ(manager_->Stats().num_used_blocks, 2);
+  // The 8 dead ones and the first request's last block (the hit stops short of it).
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 9);
 }
 
 }  // namespace

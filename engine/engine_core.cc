@@ -1,6 +1,7 @@
 #include "engine/engine_core.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,11 +90,12 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
         "max_model_len = ", options.scheduler.max_model_len,
         " exceeds the model's max_position_embeddings = ", config.max_position_embeddings));
   }
-  if (config.sliding_window.has_value() &&
-      *config.sliding_window < options.scheduler.max_model_len) {
+  const kernels::AttentionWindow window = runner->kv_window();
+  if (!window.full() && !config.sliding_window.has_value() &&
+      window.sliding_window > options.scheduler.max_model_len) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the model uses sliding-window attention (window ", *config.sliding_window,
-                     "), which is not implemented: set max_model_len <= ", *config.sliding_window));
+        absl::StrCat("--streaming-window ", window.sliding_window, " exceeds max_model_len = ",
+                     options.scheduler.max_model_len));
   }
   if (tokenizer != nullptr && tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(
@@ -102,13 +104,16 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   }
   std::unique_ptr<EngineCore> core(new EngineCore(std::move(model_name), std::move(runner),
                                                   std::move(tokenizer), options, clock));
+  scheduler::SchedulerOptions scheduler_options = options.scheduler;
+  scheduler_options.unbounded_length = core->info_.streaming;
   PAGODA_ASSIGN_OR_RETURN(
       core->scheduler_,
-      scheduler::Scheduler::Create(options.scheduler,
+      scheduler::Scheduler::Create(scheduler_options,
                                    {.num_blocks = core->runner_->num_kv_blocks(),
                                     .block_size = core->runner_->block_size(),
                                     .enable_prefix_caching = options.enable_prefix_caching,
-                                    .watermark_ratio = options.watermark_ratio}));
+                                    .watermark_ratio = options.watermark_ratio,
+                                    .window = window}));
   return core;
 }
 
@@ -132,6 +137,9 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunn
   info_.prefix_caching = options.enable_prefix_caching;
   info_.max_num_seqs = options.scheduler.max_num_seqs;
   info_.max_num_batched_tokens = options.scheduler.max_num_batched_tokens;
+  info_.kv_window = runner_->kv_window();
+  // A window on a model without one is StreamingLLM's, which lets requests run on.
+  info_.streaming = !info_.kv_window.full() && !config.sliding_window.has_value();
   info_.vocab_size = config.vocab_size;
   if (tokenizer_ != nullptr && !tokenizer_->eos_ids().empty()) {
     info_.eos_token_ids = tokenizer_->eos_ids();
@@ -160,8 +168,12 @@ absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
                                          state->stopping.stop_token_ids.begin(),
                                          state->stopping.stop_token_ids.end());
   const int max_output = state->stopping.max_tokens.value_or(info_.max_model_len);
+  // Streaming requests may run past max_model_len when max_tokens says so.
+  const int64_t length_cap = info_.streaming && state->stopping.max_tokens.has_value()
+                                 ? int64_t{std::numeric_limits<int>::max()} / 2
+                                 : int64_t{info_.max_model_len};
   state->max_num_tokens = static_cast<int>(
-      std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, info_.max_model_len));
+      std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, length_cap));
   if (detokenize) {
     state->detokenizer.emplace(
         *tokenizer_, tokenizer::IncrementalDetokenizer::Options{

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/ids.h"
+#include "kernels/attention_window.h"
 #include "model/dtype.h"
 #include "model/model_config.h"
 
@@ -28,6 +29,12 @@ struct EngineInfo {
   bool prefix_caching = true;
   int max_num_seqs = 0;
   int max_num_batched_tokens = 0;
+  // What every layer attends when it is less than the whole context (a sliding-window model's
+  // window, or StreamingLLM's sinks and window): the KV blocks before it are freed.
+  kernels::AttentionWindow kv_window;
+  // StreamingLLM (--attention-sinks/--streaming-window): requests may generate past
+  // max_model_len.
+  bool streaming = false;
   // Token ids that end generation (the tokenizer's, else the model config's).
   std::vector<TokenId> eos_token_ids;
   std::optional<TokenId> bos_token_id;

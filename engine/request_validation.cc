@@ -1,5 +1,6 @@
 #include "engine/request_validation.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -43,7 +44,7 @@ absl::Status ValidateLengths(const StoppingOptions& stopping, int num_prompt,
     if (max_tokens < 1) {
       return InvalidFieldError(absl::StrCat("stopping.max_tokens: must be >= 1, got ", max_tokens));
     }
-    if (int64_t{num_prompt} + max_tokens > info.max_model_len) {
+    if (!info.streaming && int64_t{num_prompt} + max_tokens > info.max_model_len) {
       return PromptTooLongError(absl::StrCat("stopping.max_tokens: the prompt's ", num_prompt,
                                              " tokens plus max_tokens = ", max_tokens,
                                              " exceed max_model_len = ", info.max_model_len));
@@ -100,7 +101,14 @@ absl::Status ValidateStops(const StoppingOptions& stopping, const EngineInfo& in
 absl::Status ValidateFitsTheCache(const EngineRequest& request, const EngineInfo& info) {
   const int64_t tokens_needed = int64_t{static_cast<int64_t>(request.prompt_tokens.size())} +
                                 request.stopping.max_tokens.value_or(1);
-  const int64_t blocks_needed = (tokens_needed + info.block_size - 1) / info.block_size;
+  int64_t blocks_needed = (tokens_needed + info.block_size - 1) / info.block_size;
+  if (!info.kv_window.full()) {  // a window keeps its sinks, itself and a step's chunk alive
+    const auto blocks = [&](int64_t tokens) { return (tokens + info.block_size - 1) / info.block_size; };
+    blocks_needed = std::min(blocks_needed, blocks(info.kv_window.sink_tokens) +
+                                                blocks(int64_t{info.kv_window.sliding_window} - 1 +
+                                                       info.max_num_batched_tokens) +
+                                                1);
+  }
   if (blocks_needed <= info.num_kv_blocks) return absl::OkStatus();
   return WithErrorReason(
       absl::ResourceExhaustedError(

@@ -12,7 +12,7 @@ int32_t BlockValue(BlockId block) { return block.value(); }
 }  // namespace
 
 absl::Status ValidateForwardBatch(const ForwardBatch& b, int vocab_size, int num_blocks,
-                                  int block_size) {
+                                  int block_size, const kernels::AttentionWindow& window) {
   const size_t n = b.token_ids.size();
   if (b.positions.size() != n || b.slot_mapping.size() != n) {
     return absl::InvalidArgumentError("positions and slot_mapping must have one entry per token");
@@ -33,7 +33,12 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, int vocab_size, int num
           absl::StrCat("request ", r, ": ", queries, " query tokens, context ", context));
     }
     const int32_t* row = b.block_tables.data() + r * b.max_blocks_per_request;
+    const int32_t first_query = static_cast<int32_t>(context - queries);
     for (int64_t i = 0; i < (context + block_size - 1) / block_size; ++i) {
+      // A block no query attends (before the window, past the sinks) may be freed: null.
+      const bool dead = window.IsDead(static_cast<int32_t>(i * block_size), first_query) &&
+                        window.IsDead(static_cast<int32_t>((i + 1) * block_size - 1), first_query);
+      if (dead) continue;
       if (row[i] < 0 || row[i] >= num_blocks) {
         return absl::InvalidArgumentError(absl::StrCat("request ", r, ": block ", row[i]));
       }

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
+#include "kernels/attention_window.h"
 
 namespace pagoda::model {
 
@@ -31,10 +32,10 @@ struct ForwardBatch {
 // Checks what a model needs of `batch` before it reads or writes through it: array lengths,
 // query_start ascending from 0 to the token count, each request's query tokens within its
 // context, token ids in [0, vocab_size), slots and the block-table entries each context uses in
-// the cache of `num_blocks` blocks of `block_size`, logits indices in range. INVALID_ARGUMENT
-// names what is wrong.
+// the cache of `num_blocks` blocks of `block_size` (under `window`, the entries of blocks no
+// query attends may be null: -1), logits indices in range. INVALID_ARGUMENT names what is wrong.
 absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size, int num_blocks,
-                                  int block_size);
+                                  int block_size, const kernels::AttentionWindow& window = {});
 
 // Which of a request's computed tokens want logits.
 enum class LogitsRows {

@@ -137,7 +137,18 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
 LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& options)
     : weights_(std::move(weights)),
       pool_(options.num_threads),
-      inv_freq_(RopeInverseFrequencies(weights_->config())) {}
+      inv_freq_(RopeInverseFrequencies(weights_->config())),
+      streaming_(options.streaming) {}
+
+kernels::AttentionWindow LlamaModel::LayerWindow(int layer) const {
+  if (!streaming_.full()) return streaming_;
+  return {.sliding_window = config().LayerWindow(layer)};
+}
+
+kernels::AttentionWindow LlamaModel::KvWindow() const {
+  if (!streaming_.full()) return streaming_;
+  return {.sliding_window = config().UniformWindow()};
+}
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     std::unique_ptr<ModelWeights> weights, const Options& options) {
@@ -150,6 +161,18 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError("F16 matrices must be converted to F32 or BF16 at load");
   }
   const ModelConfig& c = weights->config();
+  const kernels::AttentionWindow& streaming = options.streaming;
+  if (streaming.sliding_window < 0 || streaming.sink_tokens < 0 ||
+      (streaming.sink_tokens > 0 && streaming.sliding_window == 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("streaming attention needs a window > 0 and sinks >= 0, got window ",
+                     streaming.sliding_window, ", sinks ", streaming.sink_tokens));
+  }
+  if (!streaming.full() && c.sliding_window.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model has sliding-window layers (window ", *c.sliding_window,
+        "); attention sinks and a streaming window apply to full-attention models only"));
+  }
   if (c.rope_scaling.has_value() && c.rope_scaling->type != "llama3") {
     return absl::InvalidArgumentError(
         absl::StrCat("rope_scaling type ", c.rope_scaling->type, " is not supported"));
@@ -180,6 +203,12 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
   Linear(normed_.data(), num_tokens, w.k_proj, w.k_bias, k_.data(), pool_);
   Linear(normed_.data(), num_tokens, w.v_proj, w.v_bias, v_.data(), pool_);
   const int half = c.head_dim / 2;
+  if (streaming_.sink_tokens > 0) {
+    // The sink queries: the same queries rotated at their cache positions.
+    sink_q_.assign(q_.begin(), q_.begin() + num_tokens * c.num_heads * c.head_dim);
+    kernels::cpu::ApplyRope(sink_q_.data(), num_tokens, c.num_heads, c.head_dim,
+                            sink_rope_.cos.data(), sink_rope_.sin.data());
+  }
   pool_.ParallelFor(num_tokens, 1, [&](int64_t b, int64_t e) {
     const float* cos = rope_.cos.data() + b * half;
     const float* sin = rope_.sin.data() + b * half;
@@ -190,11 +219,11 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
   });
 
   if (cache.dtype() == DType::kF32) {
-    Attention(batch, cache.layer_f32(index));
+    Attention(batch, cache.layer_f32(index), index);
   } else if (cache.dtype() == DType::kInt8) {
-    Attention(batch, cache.layer_int8(index));
+    Attention(batch, cache.layer_int8(index), index);
   } else {
-    Attention(batch, cache.layer_bf16(index));
+    Attention(batch, cache.layer_bf16(index), index);
   }
   Linear(attn_.data(), num_tokens, w.o_proj, std::nullopt, proj_.data(), pool_);
   add_residual();
@@ -210,7 +239,8 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
 }
 
 template <typename T>
-void LlamaModel::Attention(const ForwardBatch& batch, const kernels::PagedKvCacheView<T>& view) {
+void LlamaModel::Attention(const ForwardBatch& batch, const kernels::PagedKvCacheView<T>& view,
+                           int layer) {
   const ModelConfig& c = config();
   kernels::cpu::ReshapeAndCache(k_.data(), v_.data(), batch.slot_mapping, view);
   kernels::cpu::PagedAttention(
@@ -223,14 +253,16 @@ void LlamaModel::Attention(const ForwardBatch& batch, const kernels::PagedKvCach
           .context_lens = batch.context_lens,
           .block_tables = batch.block_tables,
           .max_blocks_per_request = batch.max_blocks_per_request,
-          .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))},
+          .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+          .window = LayerWindow(layer),
+          .sink_query = streaming_.sink_tokens > 0 ? sink_q_.data() : nullptr},
       pool_);
 }
 
 absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
                                  std::vector<float>* logits) {
-  if (absl::Status s =
-          ValidateForwardBatch(batch, config().vocab_size, cache.num_blocks(), cache.block_size());
+  if (absl::Status s = ValidateForwardBatch(batch, config().vocab_size, cache.num_blocks(),
+                                            cache.block_size(), KvWindow());
       !s.ok()) {
     return s;
   }
@@ -251,6 +283,15 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
   kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
                           hidden_.data());
   kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_);
+  if (streaming_.sink_tokens > 0) {
+    // Past S + W - 1 the cache holds S sinks and W window tokens, the query the last of them.
+    const int32_t last_cache_position = streaming_.sink_tokens + streaming_.sliding_window - 1;
+    sink_positions_.resize(batch.positions.size());
+    for (size_t i = 0; i < batch.positions.size(); ++i) {
+      sink_positions_[i] = std::min(batch.positions[i], last_cache_position);
+    }
+    kernels::cpu::ComputeRopeAngles(sink_positions_, inv_freq_, &sink_rope_);
+  }
   for (int l = 0; l < c.num_layers; ++l) Layer(l, batch, cache, t);
 
   // Only the rows that need logits go through the final norm and the lm_head.

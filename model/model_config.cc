@@ -224,6 +224,38 @@ absl::Status ParseShapes(const Json& config, ModelConfig& c) {
   return absl::OkStatus();
 }
 
+// Which layers a windowed config windows: `layer_types` when present, else Qwen2's
+// max_window_layers rule (layers from it on; transformers' default 28), else every layer.
+absl::Status ParseWindowedLayers(const Json& config, bool is_qwen2, ModelConfig& c) {
+  c.windowed_layers.assign(static_cast<size_t>(c.num_layers), true);
+  if (const Json* types = FindNonNull(config, "layer_types"); types != nullptr) {
+    if (!types->is_array() || static_cast<int>(types->size()) != c.num_layers) {
+      return FieldError("layer_types", "must be an array of num_hidden_layers strings");
+    }
+    for (int i = 0; i < c.num_layers; ++i) {
+      const Json& type = (*types)[static_cast<size_t>(i)];
+      if (type == "sliding_attention") continue;
+      if (type != "full_attention") {
+        return FieldError("layer_types", absl::StrCat("entry ", i, " is ", type.dump(),
+                                                      "; expected sliding_attention or "
+                                                      "full_attention"));
+      }
+      c.windowed_layers[static_cast<size_t>(i)] = false;
+    }
+    return absl::OkStatus();
+  }
+  if (is_qwen2) {
+    PAGODA_ASSIGN_OR_RETURN(const std::optional<int64_t> first,
+                            OptionalInt(config, "max_window_layers"));
+    const int64_t first_windowed = first.value_or(28);
+    if (first_windowed < 0) return FieldError("max_window_layers", "must be >= 0");
+    for (int i = 0; i < c.num_layers && i < first_windowed; ++i) {
+      c.windowed_layers[static_cast<size_t>(i)] = false;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseSlidingWindow(const Json& config, bool is_qwen2, ModelConfig& c) {
   // Qwen2 configs carry a sliding_window that is only used with use_sliding_window: true.
   PAGODA_ASSIGN_OR_RETURN(const bool use_sliding_window,
@@ -231,13 +263,31 @@ absl::Status ParseSlidingWindow(const Json& config, bool is_qwen2, ModelConfig& 
   if (!use_sliding_window) return absl::OkStatus();
   PAGODA_ASSIGN_OR_RETURN(const std::optional<int64_t> window,
                           OptionalInt(config, "sliding_window"));
-  if (window.has_value()) {
-    PAGODA_ASSIGN_OR_RETURN(c.sliding_window, PositiveInt(config, "sliding_window"));
+  if (!window.has_value()) return absl::OkStatus();
+  PAGODA_ASSIGN_OR_RETURN(c.sliding_window, PositiveInt(config, "sliding_window"));
+  PAGODA_RETURN_IF_ERROR(ParseWindowedLayers(config, is_qwen2, c));
+  if (std::find(c.windowed_layers.begin(), c.windowed_layers.end(), true) ==
+      c.windowed_layers.end()) {
+    c.sliding_window.reset();  // no layer uses it
+    c.windowed_layers.clear();
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+int ModelConfig::LayerWindow(int layer) const {
+  if (!sliding_window.has_value()) return 0;
+  return windowed_layers[static_cast<size_t>(layer)] ? *sliding_window : 0;
+}
+
+int ModelConfig::UniformWindow() const {
+  if (!sliding_window.has_value()) return 0;
+  for (const bool windowed : windowed_layers) {
+    if (!windowed) return 0;
+  }
+  return *sliding_window;
+}
 
 int64_t ModelConfig::NumParameters() const {
   const int64_t hidden = hidden_size;

@@ -40,12 +40,21 @@ struct ModelConfig {
   int max_position_embeddings = 0;
   bool tie_word_embeddings = false;  // lm_head is embed_tokens
   bool attention_bias = false;       // q/k/v projections have biases (Qwen2: always true)
-  // Mistral v0.1 (and Qwen2 with use_sliding_window) attend only to the last `sliding_window`
-  // positions. A forward pass without sliding-window attention must refuse a config where this
-  // is set and smaller than the context it serves.
+  // Sliding-window attention: a windowed layer's query attends only the last `sliding_window`
+  // positions, itself included. Mistral v0.1 windows every layer; Qwen2 with
+  // use_sliding_window the layers from max_window_layers on; `layer_types` (Qwen2, Gemma 3)
+  // names each layer's kind. nullopt: no layer is windowed.
   std::optional<int> sliding_window;
+  // [num_layers] when sliding_window is set: true for a windowed layer. Empty otherwise.
+  std::vector<bool> windowed_layers;
   std::optional<TokenId> bos_token_id;
   std::vector<TokenId> eos_token_ids;  // config.json may give one id or a list
+
+  // The window of layer `layer`: sliding_window for a windowed layer, 0 (full attention) else.
+  int LayerWindow(int layer) const;
+  // The window every layer has, when all are windowed (KV blocks before it can be freed);
+  // 0 when some layer attends the full context.
+  int UniformWindow() const;
 
   // Exact number of parameters: embedding, per-layer norms, projections and biases, final norm,
   // and lm_head unless tied.

@@ -144,6 +144,9 @@ TEST(ModelConfigTest, Mistral7B) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->architecture, "MistralForCausalLM");
   EXPECT_EQ(c->sliding_window, 4096);
+  EXPECT_EQ(c->UniformWindow(), 4096);  // every layer
+  EXPECT_EQ(c->LayerWindow(0), 4096);
+  EXPECT_EQ(c->LayerWindow(31), 4096);
   EXPECT_FLOAT_EQ(c->rms_norm_eps, 1e-5f);
   EXPECT_EQ(c->NumParameters(), 7241732096);
 }
@@ -159,6 +162,43 @@ TEST(ModelConfigTest, Qwen2HasAttentionBias) {
   EXPECT_FLOAT_EQ(c->rms_norm_eps, 1e-6f);
   EXPECT_FALSE(c->sliding_window.has_value());  // use_sliding_window: false
   EXPECT_EQ(c->NumParameters(), 494032768);
+}
+
+std::string Edit(std::string text, const std::string& from, const std::string& to);
+
+TEST(ModelConfigTest, Qwen2WindowsTheLayersFromMaxWindowLayersOrAsLayerTypesSay) {
+  std::string json =
+      Edit(Edit(kQwen2_05B, R"("use_sliding_window": false)", R"("use_sliding_window": true)"),
+           R"("sliding_window": 131072)", R"("sliding_window": 512)");
+  json = Edit(json, R"("max_window_layers": 24)", R"("max_window_layers": 20)");
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(json);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_window, 512);
+  EXPECT_EQ(c->LayerWindow(19), 0);
+  EXPECT_EQ(c->LayerWindow(20), 512);
+  EXPECT_EQ(c->LayerWindow(23), 512);
+  EXPECT_EQ(c->UniformWindow(), 0);  // mixed: memory is accounted as full attention
+
+  // max_window_layers 24 = num_hidden_layers: no layer is windowed, so no window at all.
+  c = ParseModelConfig(Edit(json, R"("max_window_layers": 20)", R"("max_window_layers": 24)"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->sliding_window.has_value());
+
+  // layer_types overrides max_window_layers.
+  std::string types = R"("layer_types": [)";
+  for (int i = 0; i < 24; ++i) {
+    types += i % 2 == 0 ? R"("sliding_attention")" : R"("full_attention")";
+    types += i < 23 ? "," : "],";
+  }
+  c = ParseModelConfig(Edit(json, R"("max_window_layers": 20,)", types));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->LayerWindow(0), 512);
+  EXPECT_EQ(c->LayerWindow(1), 0);
+  EXPECT_EQ(c->LayerWindow(22), 512);
+  const absl::StatusOr<ModelConfig> bad =
+      ParseModelConfig(Edit(json, R"("max_window_layers": 20,)", R"("layer_types": ["x"],)"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("layer_types"));
 }
 
 // Replaces the first occurrence of `from` in `text`.

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
+#include "kernels/attention_window.h"
 #include "model/dtype.h"
 #include "model/forward_batch.h"
 #include "model/model_config.h"
@@ -76,6 +77,10 @@ class ModelRunner {
   virtual model::DType kv_dtype() const = 0;
   virtual model::DType weight_dtype() const = 0;
   virtual const char* backend_name() const = 0;  // "cpu", "cuda"
+  // The window every layer shares (a sliding-window model's, or StreamingLLM's sinks and
+  // window): a request's KV blocks that no later query attends may be freed, their table
+  // entries left null (-1). full() (the default) when some layer attends the whole context.
+  virtual kernels::AttentionWindow kv_window() const { return {}; }
   // One line on how the runner set itself up (device, memory, graphs) for the start-up log;
   // empty when there is nothing beyond the EngineInfo fields.
   virtual std::string Describe() const { return ""; }

@@ -88,8 +88,10 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
   // A lone request of max_model_len tokens must be admissible in an empty cache, watermark
   // included, or it would wait forever. (Its last token is never computed, but admission
   // checks the whole sequence.)
+  // Under a window it holds at most the window's blocks plus a step's chunk.
   const int needed =
-      (*kv_cache)->BlocksForTokens(options.max_model_len) + (*kv_cache)->num_watermark_blocks();
+      (*kv_cache)->MaxLiveBlocks(options.max_model_len, options.max_num_batched_tokens) +
+      (*kv_cache)->num_watermark_blocks();
   if (needed > (*kv_cache)->num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the KV cache holds ", (*kv_cache)->num_blocks(), " blocks of ", (*kv_cache)->block_size(),
@@ -145,6 +147,7 @@ int Scheduler::CapNewTokens(const Request& request, int num_new_tokens, int budg
     n = std::min(n, options_.long_prefill_token_threshold);
   }
   if (request.max_tokens_per_step() > 0) n = std::min(n, request.max_tokens_per_step());
+  if (options_.unbounded_length) return n;
   return std::min(n, options_.max_model_len - request.num_computed_tokens());
 }
 

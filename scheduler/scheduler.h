@@ -36,6 +36,9 @@ struct SchedulerOptions {
   int max_num_seqs = 256;             // running requests at most, > 0
   int max_num_batched_tokens = 2048;  // token budget of one step, > 0
   int max_model_len = 2048;           // prompt plus output tokens at most, > 0
+  // Requests may grow past max_model_len (prompts may not): StreamingLLM, where the KV-cache
+  // window bounds a request's memory whatever its length.
+  bool unbounded_length = false;
   // When > 0, no request gets more than this many tokens in one step, so that several long
   // prompts share the budget instead of one taking it all (vLLM's
   // long_prefill_token_threshold). 0 = off.

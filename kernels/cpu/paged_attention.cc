@@ -80,8 +80,31 @@ inline void Axpy(float* __restrict y, const T* __restrict x, float a, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * ToFloat(x[i]);
 }
 
-// Attention of the `group` query heads sharing KV head `kv_head`, for one query token that
-// sees context positions [0, last]. Always inlined into the per-ISA clones below.
+// The positions query `last` attends, in order: [0, SinkEnd) then [WindowStart, last], as two
+// ranges. Plain loops over them (no lambdas: a lambda would not inherit the ISA of the
+// target_clones and AVX-512 functions that use it).
+struct AttendedRanges {
+  int32_t begin[2];
+  int32_t end[2];
+  int32_t count;
+};
+
+inline AttendedRanges Attended(const AttentionWindow& w, int32_t last) {
+  const int32_t start = w.WindowStart(last);
+  return {{0, start}, {w.SinkEnd(last), last + 1}, w.NumAttended(last)};
+}
+
+// The query of head `head` of `token`, or its sink rotation for a sink key.
+template <typename T>
+inline const float* QueryRow(const PagedAttentionArgs<T>& a, int64_t token, int64_t head,
+                             bool sink) {
+  const float* q = sink && a.sink_query != nullptr ? a.sink_query : a.query;
+  return q + (token * a.num_heads + head) * a.cache.head_dim;
+}
+
+// Attention of the `group` query heads sharing KV head `kv_head`, for one query token whose
+// position is `last` (it sees the attended part of [0, last]). Always inlined into the per-ISA
+// clones below.
 template <typename T>
 __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionArgs<T>& a,
                                                           int64_t token, int64_t request,
@@ -91,49 +114,55 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
   const int group = a.num_heads / c.num_kv_heads;
   const int d = c.head_dim;
   const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const int32_t len = last + 1;
+  const AttendedRanges ranges = Attended(a.window, last);
+  const int32_t len = ranges.count;
   scores.resize(static_cast<size_t>(group) * len);
   // Scores for every head of the group, one pass over the K tiles.
-  for (int32_t pos = 0; pos < len; ++pos) {
-    const int32_t block = table[pos / c.block_size];
-    const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-    // Dequantization fused: an int8 row's scale multiplies its dot products.
-    const float k_scale =
-        a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
-    for (int g = 0; g < group; ++g) {
-      const float* q = a.query + (token * a.num_heads + kv_head * group + g) * d;
-      // 16 independent partial sums: a reduction the compiler may vectorize without
-      // reassociating floating point.
-      float partial[16] = {};
-      int i = 0;
-      for (; i + 16 <= d; i += 16) {
-        for (int l = 0; l < 16; ++l) partial[l] += q[i + l] * ToFloat(k[i + l]);
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+      const bool sink = part == 0;
+      const int32_t block = table[pos / c.block_size];
+      const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+      // Dequantization fused: an int8 row's scale multiplies its dot products.
+      const float k_scale =
+          a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
+      for (int g = 0; g < group; ++g) {
+        const float* q = QueryRow(a, token, kv_head * group + g, sink);
+        // 16 independent partial sums: a reduction the compiler may vectorize without
+        // reassociating floating point.
+        float partial[16] = {};
+        int i = 0;
+        for (; i + 16 <= d; i += 16) {
+          for (int l = 0; l < 16; ++l) partial[l] += q[i + l] * ToFloat(k[i + l]);
+        }
+        float dot = 0.0f;
+        for (; i < d; ++i) dot += q[i] * ToFloat(k[i]);
+        for (const float p : partial) dot += p;
+        scores[static_cast<size_t>(g) * len + at] = dot * k_scale;
       }
-      float dot = 0.0f;
-      for (; i < d; ++i) dot += q[i] * ToFloat(k[i]);
-      for (const float p : partial) dot += p;
-      scores[static_cast<size_t>(g) * len + pos] = dot * k_scale;
     }
   }
   for (int g = 0; g < group; ++g) {
     float* s = scores.data() + static_cast<size_t>(g) * len;
     const float max_score = *std::max_element(s, s + len);
     float sum = 0.0f;
-    for (int32_t pos = 0; pos < len; ++pos) sum += (s[pos] = std::exp(s[pos] - max_score));
+    for (int32_t i = 0; i < len; ++i) sum += (s[i] = std::exp(s[i] - max_score));
     const float inv_sum = 1.0f / sum;
-    for (int32_t pos = 0; pos < len; ++pos) s[pos] *= inv_sum;
+    for (int32_t i = 0; i < len; ++i) s[i] *= inv_sum;
   }
   for (int g = 0; g < group; ++g) {
     float* out = a.output + (token * a.num_heads + kv_head * group + g) * d;
     std::fill(out, out + d, 0.0f);
   }
-  for (int32_t pos = 0; pos < len; ++pos) {
-    const int32_t block = table[pos / c.block_size];
-    const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-    const float v_scale = ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size);
-    for (int g = 0; g < group; ++g) {
-      const float p = scores[static_cast<size_t>(g) * len + pos] * v_scale;
-      Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+      const int32_t block = table[pos / c.block_size];
+      const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
+      const float v_scale = ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size);
+      for (int g = 0; g < group; ++g) {
+        const float p = scores[static_cast<size_t>(g) * len + at] * v_scale;
+        Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
+      }
     }
   }
 }
@@ -198,22 +227,26 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const int32_t len = last + 1;
+  const AttendedRanges ranges = Attended(a.window, last);
+  const int32_t len = ranges.count;
   scores.resize(static_cast<size_t>(group) * len);
-  const float* q = a.query + (token * a.num_heads + kv_head * group) * (16 * kChunks);
-  for (int32_t pos = 0; pos < len; ++pos) {
-    const int32_t block = table[pos / c.block_size];
-    const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-    const float k_scale =
-        a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
-    __m512 kv[kChunks];
-    for (int i = 0; i < kChunks; ++i) kv[i] = Load16(k + 16 * i);
-    for (int g = 0; g < group; ++g) {
-      const float* qg = q + g * 16 * kChunks;
-      __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
-      for (int i = 1; i < kChunks; ++i)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
-      scores[static_cast<size_t>(g) * len + pos] = _mm512_reduce_add_ps(acc) * k_scale;
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+      const bool sink = part == 0;
+      const int32_t block = table[pos / c.block_size];
+      const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+      const float k_scale =
+          a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
+      __m512 kv[kChunks];
+      for (int i = 0; i < kChunks; ++i) kv[i] = Load16(k + 16 * i);
+      const float* q = QueryRow(a, token, kv_head * group, sink);
+      for (int g = 0; g < group; ++g) {
+        const float* qg = q + g * 16 * kChunks;
+        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
+        for (int i = 1; i < kChunks; ++i)
+          acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
+        scores[static_cast<size_t>(g) * len + at] = _mm512_reduce_add_ps(acc) * k_scale;
+      }
     }
   }
   for (int g = 0; g < group; ++g) SoftmaxAvx512(scores.data() + static_cast<size_t>(g) * len, len);
@@ -221,12 +254,14 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
     const float* p = scores.data() + static_cast<size_t>(g) * len;
     __m512 acc[kChunks];
     for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_setzero_ps();
-    for (int32_t pos = 0; pos < len; ++pos) {
-      const int32_t block = table[pos / c.block_size];
-      const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-      const __m512 w = _mm512_set1_ps(
-          p[pos] * ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
-      for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_fmadd_ps(w, Load16(v + 16 * i), acc[i]);
+    for (int32_t part = 0, at = 0; part < 2; ++part) {
+      for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+        const int32_t block = table[pos / c.block_size];
+        const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
+        const __m512 w = _mm512_set1_ps(
+            p[at] * ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
+        for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_fmadd_ps(w, Load16(v + 16 * i), acc[i]);
+      }
     }
     float* out = a.output + (token * a.num_heads + kv_head * group + g) * (16 * kChunks);
     for (int i = 0; i < kChunks; ++i) _mm512_storeu_ps(out + 16 * i, acc[i]);
@@ -261,6 +296,8 @@ template <typename T>
 void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   const PagedKvCacheView<T>& c = a.cache;
   PAGODA_CHECK(c.num_kv_heads > 0 && a.num_heads % c.num_kv_heads == 0);
+  PAGODA_CHECK(a.window.sink_tokens >= 0 && a.window.sliding_window >= 0 &&
+               (a.window.sink_tokens == 0 || a.window.sliding_window > 0));
   const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());
   PAGODA_CHECK_EQ(static_cast<int64_t>(a.query_start.size()), num_requests + 1);
   const int64_t num_tokens = a.query_start[num_requests];

@@ -27,6 +27,8 @@ struct Case {
   int block_size;
   std::vector<TestRequest> requests;
   bool share_first_block = false;  // two requests point at one physical block
+  AttentionWindow window;          // blocks no query attends get a null (-1) table entry
+  bool sink_query = false;         // separate random queries for the sink keys
 };
 
 template <typename T>
@@ -47,6 +49,7 @@ void ReadBackDequantized(const PagedKvCacheView<int8_t>& c, const int32_t* table
                          std::vector<float>& k, std::vector<float>& v) {
   for (int p = 0; p < context_len; ++p) {
     const int64_t block = table[p / c.block_size];
+    if (block < 0) continue;  // a dead block: never written, never read
     for (int h = 0; h < c.num_kv_heads; ++h) {
       const int64_t at_scale = c.ScaleIndex(block, h, p % c.block_size);
       const float k_scale = Bf16ToFloat(c.key_scale[at_scale]);
@@ -76,21 +79,29 @@ void ExpectNearUnquantized(absl::Span<const float> got, const std::vector<float>
   EXPECT_LT(total_error / static_cast<double>(expected.size()), 0.01) << "request " << request;
 }
 
-// Dense causal attention: the reference.
+// Dense causal attention: the reference. With a window, the query at `last` sees positions p
+// with p <= last and (p > last - W or p < S), written out directly rather than through
+// AttentionWindow; sink positions (p < S, outside the window) use `sink_q` when given.
 void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
                     const std::vector<float>& v, int num_q, int ctx, int heads, int kv_heads, int d,
-                    float scale, float* out) {
+                    float scale, float* out, AttentionWindow window = {},
+                    const std::vector<float>* sink_q = nullptr) {
   const int group = heads / kv_heads;
+  const int w = window.sliding_window;
   for (int i = 0; i < num_q; ++i) {
     const int last = ctx - num_q + i;
     for (int h = 0; h < heads; ++h) {
       const int kh = h / group;
-      std::vector<double> s(last + 1);
+      std::vector<double> s(last + 1, -std::numeric_limits<double>::infinity());
       double mx = -std::numeric_limits<double>::infinity();
       for (int p = 0; p <= last; ++p) {
+        const bool in_window = w == 0 || p > last - w;
+        const bool is_sink = !in_window && p < window.sink_tokens;
+        if (!in_window && !is_sink) continue;
+        const std::vector<float>& query = is_sink && sink_q != nullptr ? *sink_q : q;
         double dot = 0;
         for (int x = 0; x < d; ++x)
-          dot += q[(i * heads + h) * d + x] * k[(p * kv_heads + kh) * d + x];
+          dot += query[(i * heads + h) * d + x] * k[(p * kv_heads + kh) * d + x];
         s[p] = dot * scale;
         mx = std::max(mx, s[p]);
       }
@@ -98,11 +109,24 @@ void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
       for (double& e : s) sum += (e = std::exp(e - mx));
       for (int x = 0; x < d; ++x) {
         double acc = 0;
-        for (int p = 0; p <= last; ++p) acc += s[p] / sum * v[(p * kv_heads + kh) * d + x];
+        for (int p = 0; p <= last; ++p) {
+          if (s[p] != 0) acc += s[p] / sum * v[(p * kv_heads + kh) * d + x];
+        }
         out[(i * heads + h) * d + x] = static_cast<float>(acc);
       }
     }
   }
+}
+
+// True when no query of a request (the last `num_queries` of `context_len` positions) attends
+// any position of block `b`: its table entry may be null and its slots unwritten.
+bool BlockIsDead(const AttentionWindow& w, int b, int block_size, int context_len,
+                 int num_queries) {
+  const int first_query = context_len - num_queries;
+  for (int p = b * block_size; p < std::min(context_len, (b + 1) * block_size); ++p) {
+    if (!w.IsDead(p, first_query)) return false;
+  }
+  return true;
 }
 
 // Runs one case with a cache of element type T (float or Bf16). For Bf16 the random K/V are
@@ -149,18 +173,25 @@ void RunCase(const Case& c, uint32_t seed) {
   std::vector<int32_t> tables(static_cast<size_t>(num_requests) * max_blocks, 1 << 20);
   std::vector<int32_t> query_start = {0};
   std::vector<int32_t> context_lens;
-  std::vector<std::vector<float>> ks, vs, qs;
+  std::vector<std::vector<float>> ks, vs, qs, sqs;
   int next_physical = 0;
   for (int r = 0; r < num_requests; ++r) {
     const TestRequest& req = c.requests[r];
     const int nb = (req.context_len + c.block_size - 1) / c.block_size;
-    for (int b = 0; b < nb; ++b) tables[r * max_blocks + b] = physical[next_physical++];
+    for (int b = 0; b < nb; ++b) {
+      tables[r * max_blocks + b] =
+          BlockIsDead(c.window, b, c.block_size, req.context_len, req.num_queries)
+              ? -1
+              : physical[next_physical++];
+    }
     std::vector<float> k(static_cast<size_t>(req.context_len) * c.num_kv_heads * d);
     std::vector<float> v(k.size());
     std::vector<float> q(static_cast<size_t>(req.num_queries) * heads * d);
+    std::vector<float> sq(c.sink_query ? q.size() : 0);
     for (float& x : k) x = RoundTo<T>(dist(rng));
     for (float& x : v) x = RoundTo<T>(dist(rng));
     for (float& x : q) x = dist(rng);
+    for (float& x : sq) x = dist(rng);
     if (c.share_first_block && r == 1 && req.context_len >= c.block_size &&
         c.requests[0].context_len >= c.block_size) {
       // Request 1 reuses request 0's first block (a prefix-cache hit): same K/V there.
@@ -168,12 +199,18 @@ void RunCase(const Case& c, uint32_t seed) {
       std::copy(ks[0].begin(), ks[0].begin() + c.block_size * c.num_kv_heads * d, k.begin());
       std::copy(vs[0].begin(), vs[0].begin() + c.block_size * c.num_kv_heads * d, v.begin());
     }
-    std::vector<int64_t> slots(req.context_len);
+    // Only the positions of live blocks are written: dead ones stay NaN.
+    std::vector<int64_t> slots;
+    std::vector<float> live_k, live_v;
+    const size_t row = static_cast<size_t>(c.num_kv_heads) * d;
     for (int p = 0; p < req.context_len; ++p) {
-      slots[p] = static_cast<int64_t>(tables[r * max_blocks + p / c.block_size]) * c.block_size +
-                 p % c.block_size;
+      const int32_t block = tables[r * max_blocks + p / c.block_size];
+      if (block < 0) continue;
+      slots.push_back(static_cast<int64_t>(block) * c.block_size + p % c.block_size);
+      live_k.insert(live_k.end(), k.begin() + p * row, k.begin() + (p + 1) * row);
+      live_v.insert(live_v.end(), v.begin() + p * row, v.begin() + (p + 1) * row);
     }
-    ReshapeAndCache(k.data(), v.data(), slots, cache);
+    ReshapeAndCache(live_k.data(), live_v.data(), slots, cache);
     if constexpr (std::is_same_v<T, int8_t>) {
       original_ks.push_back(k);
       original_vs.push_back(v);
@@ -182,12 +219,14 @@ void RunCase(const Case& c, uint32_t seed) {
     ks.push_back(std::move(k));
     vs.push_back(std::move(v));
     qs.push_back(std::move(q));
+    sqs.push_back(std::move(sq));
     query_start.push_back(query_start.back() + req.num_queries);
     context_lens.push_back(req.context_len);
   }
   const int num_tokens = query_start.back();
-  std::vector<float> query;
+  std::vector<float> query, sink_query;
   for (const auto& q : qs) query.insert(query.end(), q.begin(), q.end());
+  for (const auto& q : sqs) sink_query.insert(sink_query.end(), q.begin(), q.end());
   std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   ThreadPool pool(2);
@@ -199,15 +238,18 @@ void RunCase(const Case& c, uint32_t seed) {
                                        .context_lens = context_lens,
                                        .block_tables = tables,
                                        .max_blocks_per_request = max_blocks,
-                                       .scale = scale},
+                                       .scale = scale,
+                                       .window = c.window,
+                                       .sink_query = c.sink_query ? sink_query.data() : nullptr},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
   constexpr float kTolerance = 2e-5f * 64;
   for (int r = 0; r < num_requests; ++r) {
     std::vector<float> expected(qs[r].size());
+    const std::vector<float>* sq = c.sink_query ? &sqs[r] : nullptr;
     DenseAttention(qs[r], ks[r], vs[r], c.requests[r].num_queries, c.requests[r].context_len, heads,
-                   c.num_kv_heads, d, scale, expected.data());
+                   c.num_kv_heads, d, scale, expected.data(), c.window, sq);
     for (size_t i = 0; i < expected.size(); ++i) {
       const float got = output[static_cast<size_t>(query_start[r]) * heads * d + i];
       ASSERT_NEAR(got, expected[i], kTolerance) << "request " << r << " element " << i << " d=" << d
@@ -215,7 +257,8 @@ void RunCase(const Case& c, uint32_t seed) {
     }
     if constexpr (std::is_same_v<T, int8_t>) {
       DenseAttention(qs[r], original_ks[r], original_vs[r], c.requests[r].num_queries,
-                     c.requests[r].context_len, heads, c.num_kv_heads, d, scale, expected.data());
+                     c.requests[r].context_len, heads, c.num_kv_heads, d, scale, expected.data(),
+                     c.window, sq);
       ExpectNearUnquantized(absl::MakeConstSpan(output).subspan(
                                 static_cast<size_t>(query_start[r]) * heads * d, expected.size()),
                             expected, r);
@@ -264,6 +307,44 @@ TEST(PagedAttentionTest, SharedPrefixBlocksMatchDense) {
                 .requests = {{40, 1}, {33, 17}},
                 .share_first_block = true},
                7);
+}
+
+// Sliding windows: smaller than a block, not a multiple of it, equal to it, larger than every
+// context; prefill chunks whose first query's window starts blocks before their last's, and
+// decodes. Blocks no query attends have null table entries and NaN contents.
+TEST(PagedAttentionTest, SlidingWindowMatchesDenseWithTheWindowMask) {
+  for (int window : {1, 5, 16, 37, 64, 1000}) {
+    for (int bs : {4, 16}) {
+      for (int d : {32, 64}) {
+        RunBothTypes({.head_dim = d,
+                      .num_kv_heads = 2,
+                      .group = 2,
+                      .block_size = bs,
+                      .requests = {{1, 1}, {window, 1}, {window + 1, 1}, {130, 1}, {97, 40}},
+                      .window = {.sliding_window = window}},
+                     static_cast<uint32_t>(window * 100 + bs + d));
+      }
+    }
+  }
+}
+
+// StreamingLLM: sinks plus a window, the sink keys scored against their own queries; sinks
+// that end inside a block, and more sinks than the window.
+TEST(PagedAttentionTest, AttentionSinksMatchDenseWithSinkQueries) {
+  for (int sinks : {1, 4, 20}) {
+    for (int window : {8, 33}) {
+      for (int d : {32, 64}) {
+        RunBothTypes({.head_dim = d,
+                      .num_kv_heads = 1,
+                      .group = 4,
+                      .block_size = 8,
+                      .requests = {{3, 1}, {window + sinks, 1}, {200, 1}, {150, 60}},
+                      .window = {.sliding_window = window, .sink_tokens = sinks},
+                      .sink_query = true},
+                     static_cast<uint32_t>(sinks * 1000 + window + d));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -29,6 +29,11 @@ absl::Status CheckCommonAttentionParams(const Params& p) {
     return absl::InvalidArgumentError(absl::StrCat("bad head counts: num_heads ", p.num_heads,
                                                    ", num_kv_heads ", c.num_kv_heads));
   }
+  if (p.window.sliding_window < 0 || p.window.sink_tokens != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the CUDA kernels take a sliding window >= 0 and no attention sinks, got window ",
+        p.window.sliding_window, ", sinks ", p.window.sink_tokens));
+  }
   if (c.block_size <= 0 || c.num_blocks <= 0 || p.max_blocks_per_request <= 0) {
     return absl::InvalidArgumentError(
         "block_size, num_blocks and max_blocks_per_request must be > 0");

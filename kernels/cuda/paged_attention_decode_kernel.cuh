@@ -70,8 +70,11 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
   const int chunk = blockIdx.y % num_head_chunks;
   const int partition = blockIdx.z;
   const int32_t context_len = p.context_lens[request];
-  const int32_t partition_size = EffectivePartitionSize(p.plan, context_len);
-  const int32_t num_partitions = CeilDiv(context_len, partition_size);
+  // The attended span [span_begin, context_len): all of it, or the window's part.
+  const int32_t span_begin = context_len > 0 ? p.window.WindowStart(context_len - 1) : 0;
+  const int32_t span_len = context_len - span_begin;
+  const int32_t partition_size = EffectivePartitionSize(p.plan, span_len);
+  const int32_t num_partitions = CeilDiv(span_len, partition_size);
   const int group = p.num_heads / p.cache.num_kv_heads;
   const int head0 = kv_head * group + chunk * kHeadsPerBlock;
   const int rows = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
@@ -86,7 +89,7 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
     return;
   }
   if (partition >= num_partitions) return;
-  const int32_t begin = partition * partition_size;
+  const int32_t begin = span_begin + partition * partition_size;
   const int32_t end = min(context_len, begin + partition_size);
   const int num_tiles = CeilDiv(end - begin, kTileTokens);
 
@@ -249,7 +252,8 @@ __global__ void MergePartitionsKernel(const PagedDecodeParams<T> p) {
   const int head = blockIdx.y;
   const int32_t context_len = p.context_lens[request];
   if (context_len <= 0) return;
-  const int32_t num_partitions = CeilDiv(context_len, EffectivePartitionSize(p.plan, context_len));
+  const int32_t span_len = context_len - p.window.WindowStart(context_len - 1);
+  const int32_t num_partitions = CeilDiv(span_len, EffectivePartitionSize(p.plan, span_len));
   if (num_partitions <= 1) return;
   const DecodeWorkspace ws = SplitWorkspace(p);
   const int head_dim = p.cache.head_dim;

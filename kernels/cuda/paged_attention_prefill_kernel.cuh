@@ -100,6 +100,11 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int32_t tile_row0 = row_tile * kBlockRows;
   const int32_t first_query_pos = context_len - num_queries;
   const int32_t kv_end = first_query_pos + (min(tile_row0 + kBlockRows, num_rows) - 1) / group + 1;
+  // With a sliding window the block's first row attends from kv_begin on, and later rows from
+  // later: tiles before kv_begin's are skipped, and positions before it never read (their
+  // blocks may have been freed: null table entries).
+  const int32_t kv_begin = p.window.WindowStart(first_query_pos + tile_row0 / group);
+  const int first_kv_tile = kv_begin / Cfg::kBlockTokens;
   const int num_kv_tiles = kv_end > 0 ? CeilDiv(kv_end, Cfg::kBlockTokens) : 0;
 
   const int warp = threadIdx.x / kWarpSize;
@@ -109,7 +114,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
 
   // This lane's rows gid and gid + 8 of the warp's 16: query token, head, visible positions.
   bool row_valid[2];
-  int32_t row_last_pos[2];  // attends positions [0, row_last_pos]
+  int32_t row_last_pos[2];   // attends positions [row_first_pos, row_last_pos]
+  int32_t row_first_pos[2];  // 0 without a window
   int64_t row_offset[2];    // element offset of the row's query and output, minus the token part
   int32_t row_token[2];
 #pragma unroll
@@ -119,6 +125,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
     const int32_t i = row_valid[r] ? row / group : 0;
     const int g = row_valid[r] ? row % group : 0;
     row_last_pos[r] = row_valid[r] ? first_query_pos + i : -1;
+    row_first_pos[r] = p.window.WindowStart(row_last_pos[r]);
     row_token[r] = q_begin + i;
     row_offset[r] = static_cast<int64_t>(kv_head * group + g) * kHeadDim + 2 * tid;
   }
@@ -143,8 +150,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int32_t* table = p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
   const int32_t block_size = p.cache.block_size;
 
-  // Copies K/V tile `tile` into pipeline stage `stage`; positions >= kv_end are zeroed (never
-  // read from the cache: past the context their table entries and slots may hold anything).
+  // Copies K/V tile `tile` into pipeline stage `stage`; positions outside [kv_begin, kv_end) are
+  // zeroed (never read from the cache: their table entries and slots may hold anything).
   auto load_tile = [&](int tile, int stage) {
     T* k_dst = tiles + stage * 2 * Cfg::kTileElems;
     T* v_dst = k_dst + Cfg::kTileElems;
@@ -156,7 +163,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
       const int col = (v % Cfg::kVecsPerRow) * kVecElems;
       const int s = row * Cfg::kRowStride + col;
       const int32_t pos = tile_begin + row;
-      if (pos < kv_end) {
+      if (pos >= kv_begin && pos < kv_end) {
         const int64_t block = table[pos / block_size];
         const int64_t offset =
             ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim +
@@ -180,10 +187,10 @@ __global__ void __launch_bounds__(kPrefillThreads)
   }
   const float scale_log2 = p.scale * kLog2e;
 
-  if (num_kv_tiles > 0) load_tile(0, 0);
+  if (num_kv_tiles > first_kv_tile) load_tile(first_kv_tile, 0);
   CpAsyncCommit();
-  for (int tile = 0; tile < num_kv_tiles; ++tile) {
-    const int stage = tile % kPrefillStages;
+  for (int tile = first_kv_tile; tile < num_kv_tiles; ++tile) {
+    const int stage = (tile - first_kv_tile) % kPrefillStages;
     if (tile + 1 < num_kv_tiles) load_tile(tile + 1, stage ^ 1);
     CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
     CpAsyncWait<1>();
@@ -200,7 +207,9 @@ __global__ void __launch_bounds__(kPrefillThreads)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
-          s[j][e] = pos <= row_last_pos[e / 2] ? s[j][e] * scale_log2 : -INFINITY;
+          s[j][e] = pos <= row_last_pos[e / 2] && pos >= row_first_pos[e / 2]
+                        ? s[j][e] * scale_log2
+                        : -INFINITY;
         }
       }
       OnlineSoftmax(s, m, l, o);

@@ -116,6 +116,7 @@ void RunDecode(const AttentionCase& c, const HostBatch& b, DeviceBatch<T>* dev,
                                     .block_tables = dev->tables.data(),
                                     .max_blocks_per_request = b.max_blocks,
                                     .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                    .window = c.window,
                                     .plan = plan,
                                     .workspace = workspace->data(),
                                     .workspace_bytes = workspace_bytes};
@@ -144,6 +145,7 @@ void RunPrefill(const AttentionCase& c, const HostBatch& b, DeviceBatch<T>* dev,
       .block_tables = dev->tables.data() + static_cast<int64_t>(first_request) * b.max_blocks,
       .max_blocks_per_request = b.max_blocks,
       .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+      .window = c.window,
       .workspace = workspace->data(),
       .workspace_bytes = PagedPrefillWorkspaceBytes(num_requests)};
   const absl::Status status = PagedAttentionPrefill(params, nullptr);
@@ -346,6 +348,30 @@ TEST_F(PagedAttentionGpuTest, DecodeIsDeterministic) {
 }
 
 // ---- Prefill --------------------------------------------------------------------------------
+
+// Sliding windows (Mistral-style): decode with and without split, prefill rows whose windows
+// start in different tiles; blocks no query attends have null table entries.
+TEST_F(PagedAttentionGpuTest, SlidingWindowDecodeAndPrefillMatchCpu) {
+  uint32_t seed = 900;
+  for (const int window : {5, 16, 40, 100, 4096}) {
+    for (const int bs : {8, 16}) {
+      const AttentionCase decode{.head_dim = 128,
+                                 .num_kv_heads = 8,
+                                 .group = 4,
+                                 .block_size = bs,
+                                 .requests = Decodes({1, window, window + 1, 1500, 5000}),
+                                 .window = {.sliding_window = window}};
+      CheckDecodeBothPlans<__nv_bfloat16>(decode, ++seed);
+      const AttentionCase prefill{.head_dim = 128,
+                                  .num_kv_heads = 2,
+                                  .group = 4,
+                                  .block_size = bs,
+                                  .requests = {{300, 300}, {700, 129}, {window + 3, 2}, {60, 1}},
+                                  .window = {.sliding_window = window}};
+      CheckPrefill<__nv_bfloat16>(prefill, ++seed);
+    }
+  }
+}
 
 TEST_F(PagedAttentionGpuTest, PrefillMatchesCpuForEveryHeadDimBlockSizeAndType) {
   uint32_t seed = 1000;

@@ -79,7 +79,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const Devi
                               .num_tokens = n,
                               .cache = cache},
                              stream));
-  PAGODA_RETURN_IF_ERROR(EnqueuePagedAttention(cache, s));
+  PAGODA_RETURN_IF_ERROR(EnqueuePagedAttention(cache, index, s));
   return gemm_->Run<T>({.x = Ptr(attn_),
                         .w = Ptr(w.o_proj),
                         .y = Ptr(hidden_),
@@ -92,7 +92,8 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const Devi
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
-    const kernels::PagedKvCacheView<T>& cache, const DeviceStep& s) {
+    const kernels::PagedKvCacheView<T>& cache, int layer, const DeviceStep& s) {
+  const kernels::AttentionWindow window{.sliding_window = config_.LayerWindow(layer)};
   cudaStream_t stream = stream_.get();
   T* const qkv = Ptr(qkv_);
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
@@ -110,6 +111,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
          .block_tables = s.At<int32_t>(s.layout.decode_block_tables),
          .max_blocks_per_request = s.shape.table_width,
          .scale = scale,
+         .window = window,
          .plan = s.plan,
          .workspace = decode_workspace_.data(),
          .workspace_bytes = static_cast<int64_t>(decode_workspace_.size_bytes())},
@@ -130,6 +132,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
          .block_tables = s.At<int32_t>(s.layout.prefill_block_tables),
          .max_blocks_per_request = s.shape.table_width,
          .scale = scale,
+         .window = window,
          .workspace = prefill_workspace_.data(),
          .workspace_bytes = static_cast<int64_t>(prefill_workspace_.size_bytes())},
         stream));

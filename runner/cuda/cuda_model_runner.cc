@@ -448,7 +448,8 @@ absl::Status CudaModelRunnerImpl<T>::RunStep(const model::ForwardBatch& batch,
                                              absl::Span<const uint8_t> greedy_rows,
                                              HostRows* out) {
   PAGODA_RETURN_IF_ERROR(
-      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size));
+      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size,
+                                  {.sliding_window = config_.UniformWindow()}));
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_requests = static_cast<int64_t>(batch.context_lens.size());
   if (num_tokens > max_tokens_ || num_requests > max_requests_ ||

@@ -76,6 +76,11 @@ class CudaModelRunner : public ModelRunner {
       std::unique_ptr<model::ModelWeights> weights, const CudaModelRunnerOptions& options);
 
   const char* backend_name() const override { return "cuda"; }
+  // Sliding-window models: every layer's window (dead blocks are never read by the kernels).
+  // Attention sinks are CPU-only.
+  kernels::AttentionWindow kv_window() const override {
+    return {.sliding_window = config().UniformWindow()};
+  }
 
   virtual const CudaRunnerReport& report() const = 0;
   // Steps run through a CUDA graph so far.

@@ -113,7 +113,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // accumulating into hidden_.
   absl::Status EnqueueAttentionBlock(int layer, const DeviceStep& step);
   // The decode kernel for the step's decode requests, the prefill kernel for its prefill range.
-  absl::Status EnqueuePagedAttention(const kernels::PagedKvCacheView<T>& cache,
+  absl::Status EnqueuePagedAttention(const kernels::PagedKvCacheView<T>& cache, int layer,
                                      const DeviceStep& step);
   // RMSNorm, the fused gate_up GEMM, SiLU-and-mul, and down accumulating into hidden_.
   absl::Status EnqueueMlpBlock(int layer, const DeviceStep& step);

@@ -55,12 +55,16 @@ class FakeModelRunner final : public ModelRunner {
     config_.max_position_embeddings = options.max_position_embeddings;
     config_.eos_token_ids = options.eos_token_ids;
     config_.sliding_window = options.sliding_window;
+    if (options.sliding_window.has_value()) config_.windowed_layers = {true};
   }
 
   const model::ModelConfig& config() const override { return config_; }
   int num_kv_blocks() const override { return options_.num_kv_blocks; }
   int block_size() const override { return options_.block_size; }
   model::DType kv_dtype() const override { return model::DType::kF32; }
+  kernels::AttentionWindow kv_window() const override {
+    return {.sliding_window = config_.UniformWindow()};
+  }
   model::DType weight_dtype() const override { return model::DType::kF32; }
   const char* backend_name() const override { return "fake"; }
 
@@ -88,7 +92,11 @@ class FakeModelRunner final : public ModelRunner {
       if (context > batch.context_lens[r])
         return absl::InternalError("context beyond context_lens");
       uint64_t hash = 0x9e3779b97f4a7c15ull;
+      // The logits hash the attended positions (all, or a window's), read through the table:
+      // a block freed too early shows as a slot holding another position.
+      const kernels::AttentionWindow window = kv_window();
       for (int32_t p = 0; p < context; ++p) {
+        if (p >= window.SinkEnd(context - 1) && p < window.WindowStart(context - 1)) continue;
         const int32_t block = batch.block_tables[r * batch.max_blocks_per_request + p / bs];
         if (block < 0 || block >= options_.num_kv_blocks) {
           return absl::InternalError("block table entry out of range");

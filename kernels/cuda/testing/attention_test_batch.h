@@ -57,13 +57,17 @@ struct AttentionCase {
   bool share_first_block = false;  // request 1 reuses request 0's first block (a prefix hit)
   float query_scale = 1.0f;        // > 1 sharpens the softmax towards one key
   int token_stride_padding = 8;    // elements after each token's heads in q and out
+  // A sliding window: blocks no query of a request attends get a null (-1) table entry and
+  // stay NaN, as the block manager frees them.
+  AttentionWindow window;
 
   std::string Describe() const {
     std::vector<std::string> reqs;
     for (const TestRequest& r : requests)
       reqs.push_back(absl::StrCat(r.context_len, ":", r.num_queries));
     return absl::StrCat("d=", head_dim, " kv_heads=", num_kv_heads, " group=", group,
-                        " bs=", block_size, " q_scale=", query_scale, " requests(ctx:n)=[",
+                        " bs=", block_size, " q_scale=", query_scale, " window=", window.sliding_window,
+                        " requests(ctx:n)=[",
                         absl::StrJoin(reqs, ","), "]");
   }
 };
@@ -141,12 +145,20 @@ HostBatch BuildBatch(const AttentionCase& c, uint32_t seed) {
     const TestRequest& req = c.requests[r];
     int32_t* table = b.tables.data() + static_cast<size_t>(r) * b.max_blocks;
     const int nb = (req.context_len + bs - 1) / bs;
-    for (int i = 0; i < nb; ++i) table[i] = physical[next_physical++];
+    for (int i = 0; i < nb; ++i) {
+      // Dead: every position before the first query's window.
+      const bool dead =
+          c.window.IsDead(std::min(req.context_len, (i + 1) * bs) - 1,
+                          req.context_len - req.num_queries) &&
+          c.window.IsDead(i * bs, req.context_len - req.num_queries);
+      table[i] = dead ? -1 : physical[next_physical++];
+    }
     if (c.share_first_block && r == 1 && nb > 0 && c.requests[0].context_len > 0) {
       table[0] = b.tables[0];
     }
     for (int pos = 0; pos < req.context_len; ++pos) {
       const int64_t block = table[pos / bs];
+      if (block < 0) continue;
       const int64_t slot = block * bs + pos % bs;
       if (written[slot]) continue;  // a shared block keeps its first owner's values
       written[slot] = true;
@@ -181,7 +193,8 @@ inline std::vector<float> Reference(const AttentionCase& c, HostBatch& b) {
                                      .context_lens = b.context_lens,
                                      .block_tables = b.tables,
                                      .max_blocks_per_request = b.max_blocks,
-                                     .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))},
+                                     .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                     .window = c.window},
       ReferencePool());
   return out;
 }
