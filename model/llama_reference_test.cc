@@ -194,6 +194,130 @@ TEST(LlamaReferenceTest, LogitsMatchNumpyOnRandomHfModels) {
   }
 }
 
+// Every position's logits with the paged cache, as serving computes them: a first chunk of
+// `first_chunk` tokens, then one token per step; before each step the blocks no query of it can
+// attend (under `window`) get null table entries, as the block manager frees them, so a read
+// of a freed block fails validation or faults instead of passing silently.
+std::vector<std::vector<float>> IncrementalLogits(LlamaModel& model,
+                                                  const std::vector<TokenId>& tokens,
+                                                  int block_size, kernels::AttentionWindow window,
+                                                  int first_chunk) {
+  const int n = static_cast<int>(tokens.size());
+  const int num_blocks = (n + block_size - 1) / block_size;
+  auto cache = CpuKvCache::Create(model.config(), num_blocks, block_size).value();
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.rbegin(), table.rend(), 0);
+  std::vector<std::vector<float>> rows;
+  const int vocab = model.config().vocab_size;
+  for (int first = 0; first < n;) {
+    const int end = first == 0 ? std::min(n, first_chunk) : first + 1;
+    std::vector<int32_t> live = table;
+    for (int b = 0; b < num_blocks; ++b) {
+      if (window.IsDead(b * block_size, first) && window.IsDead((b + 1) * block_size - 1, first)) {
+        live[b] = -1;
+      }
+    }
+    live.resize((end + block_size - 1) / block_size);
+    const std::vector<TokenId> prefix(tokens.begin(), tokens.begin() + end);
+    const testing::ForwardBatchBuilder builder(
+        {{.tokens = prefix, .first = first, .blocks = live, .all_logits = true}}, block_size);
+    std::vector<float> logits;
+    const absl::Status s = model.Forward(builder.batch(), *cache, &logits);
+    EXPECT_TRUE(s.ok()) << s;
+    if (!s.ok()) return rows;
+    for (int i = 0; i < end - first; ++i) {
+      rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+    }
+    first = end;
+  }
+  return rows;
+}
+
+double MaxAbsDiff(const std::vector<std::vector<float>>& ours, const nlohmann::json& ref) {
+  double max_diff = 0;
+  EXPECT_EQ(ours.size(), ref["logits"].size());
+  for (size_t p = 0; p < std::min(ours.size(), ref["logits"].size()); ++p) {
+    for (size_t v = 0; v < ours[p].size(); ++v) {
+      max_diff = std::max(max_diff, std::fabs(ours[p][v] - ref["logits"][p][v].get<double>()));
+    }
+  }
+  return max_diff;
+}
+
+std::vector<TokenId> RandomTokens(int n, int vocab, uint32_t seed) {
+  std::vector<TokenId> tokens(n);
+  std::mt19937 rng(seed);
+  for (TokenId& t : tokens) t = static_cast<TokenId>(rng() % vocab);
+  return tokens;
+}
+
+// Sliding-window models against the NumPy reference's windowed attention: a Mistral-like model
+// (every layer windowed) and a Qwen2-like one (max_window_layers: the second layer only), with
+// windows smaller than a block, not a multiple of it, and larger; one prefill of the whole text,
+// and the serving path (chunk, then decodes, dead blocks freed).
+TEST(LlamaReferenceTest, SlidingWindowModelsMatchNumpyAcrossWindowsAndBlockSizes) {
+  if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
+  for (const int window : {3, 6, 13}) {
+    const std::string mistral = absl::StrCat(
+        R"({"architectures":["MistralForCausalLM"],"hidden_size":64,"intermediate_size":96,
+           "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
+           "vocab_size":100,"rms_norm_eps":1e-5,"rope_theta":10000.0,"sliding_window":)",
+        window, R"(,"max_position_embeddings":128,"bos_token_id":1,"eos_token_id":2})");
+    const std::string qwen2 = absl::StrCat(
+        R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":48,"intermediate_size":80,
+           "num_hidden_layers":2,"num_attention_heads":6,"num_key_value_heads":2,
+           "vocab_size":90,"rms_norm_eps":1e-6,"rope_theta":1000000.0,"use_sliding_window":true,
+           "max_window_layers":1,"sliding_window":)",
+        window, R"(,"max_position_embeddings":128,"tie_word_embeddings":true})");
+    for (const RandomModelSpec& spec :
+         {RandomModelSpec{absl::StrCat("mistral_w", window), mistral, false, false},
+          RandomModelSpec{absl::StrCat("qwen2_mixed_w", window), qwen2, true, true}}) {
+      const std::string dir = WriteRandomModel(spec);
+      auto model = LlamaModel::Create(LoadModelWeights(dir, {}).value(), {.num_threads = 2});
+      ASSERT_TRUE(model.ok()) << spec.name << ": " << model.status();
+      const std::vector<TokenId> tokens = RandomTokens(40, (*model)->config().vocab_size, 11);
+      const nlohmann::json ref = RunReference(dir, tokens, "");
+      ASSERT_FALSE(ref.is_discarded()) << spec.name;
+      EXPECT_LT(MaxAbsDiff(Prefill(**model, tokens), ref), 1e-4) << spec.name;
+      for (const int bs : {2, 4, 16}) {
+        EXPECT_LT(MaxAbsDiff(IncrementalLogits(**model, tokens, bs, (*model)->KvWindow(), 9), ref),
+                  1e-4)
+            << spec.name << " block size " << bs;
+      }
+      EXPECT_EQ((*model)->KvWindow().sliding_window, spec.attention_bias ? 0 : window);
+      std::filesystem::remove_all(dir);
+    }
+  }
+}
+
+// StreamingLLM against the reference's literal implementation (keys un-rotated, every key
+// rotated per query at its cache position): ours caches keys rotated at their text positions
+// and rotates a second copy of each query for the sinks. Through one prefill and through the
+// serving path, well past sinks + window.
+TEST(LlamaReferenceTest, AttentionSinksMatchNumpyStreamingLlm) {
+  if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
+  const std::string dir = WriteRandomModel(Specs()[2]);  // llama3 rope scaling, GQA 4:1
+  for (const auto& [sinks, window] : {std::pair{4, 12}, std::pair{1, 7}, std::pair{0, 10}}) {
+    const kernels::AttentionWindow streaming{.sliding_window = window, .sink_tokens = sinks};
+    auto model = LlamaModel::Create(LoadModelWeights(dir, {}).value(),
+                                    {.num_threads = 2, .streaming = streaming});
+    ASSERT_TRUE(model.ok()) << model.status();
+    const std::vector<TokenId> tokens = RandomTokens(60, (*model)->config().vocab_size, 5);
+    const nlohmann::json ref = RunReference(
+        dir, tokens, absl::StrCat("--sinks ", sinks, " --streaming-window ", window));
+    ASSERT_FALSE(ref.is_discarded());
+    const double prefill = MaxAbsDiff(Prefill(**model, tokens), ref);
+    EXPECT_LT(prefill, 1e-4) << sinks << "+" << window;
+    for (const int bs : {4, 8}) {
+      EXPECT_LT(MaxAbsDiff(IncrementalLogits(**model, tokens, bs, streaming, 5), ref), 1e-4)
+          << sinks << "+" << window << " block size " << bs;
+    }
+    RecordProperty(absl::StrCat("sinks", sinks, "_window", window, "_max_abs_diff"),
+                   std::to_string(prefill));
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LlamaReferenceTest, Stories260KGreedyMatchesNumpyTokenForToken) {
   const std::string dir = std::string(PAGODA_SHARED_MODELS_DIR) + "/stories260K";
   if (!std::filesystem::exists(dir + "/model.safetensors")) {

@@ -137,9 +137,38 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
+def layer_windows(config):
+    """Each layer's sliding window (0 = full attention), as transformers decides it: Mistral's
+    `sliding_window` for every layer; Qwen2's only with `use_sliding_window`, for the layers from
+    `max_window_layers` on (default 28); `layer_types` naming each layer when present."""
+    num_layers = int(config["num_hidden_layers"])
+    is_qwen2 = "Qwen2ForCausalLM" in config.get("architectures", [])
+    window = config.get("sliding_window")
+    if window is None or not config.get("use_sliding_window", not is_qwen2):
+        return [0] * num_layers
+    if config.get("layer_types") is not None:
+        return [int(window) if t == "sliding_attention" else 0 for t in config["layer_types"]]
+    if is_qwen2:
+        first = int(config.get("max_window_layers", 28))
+        return [int(window) if i >= first else 0 for i in range(num_layers)]
+    return [int(window)] * num_layers
+
+
+def rope(x, positions, inv_freq):
+    """x [..., t, head_dim] rotated at `positions` [t] (rotate_half convention)."""
+    freqs = np.outer(np.asarray(positions, dtype=np.float64), inv_freq)
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    cos, sin = np.cos(emb), np.sin(emb)
+    return x * cos + rotate_half(x) * sin
+
+
 class LlamaReference:
-    def __init__(self, config, tensors, dtype=np.float64):
+    def __init__(self, config, tensors, dtype=np.float64, streaming=None):
         self.config = config
+        # StreamingLLM (sinks, window): every layer keeps the first `sinks` tokens and the last
+        # `window`; positions are those in the cache, keys rotated per query (the paper's way).
+        self.streaming = streaming
+        self.windows = layer_windows(config)
         self.dtype = dtype
         self.w = {name: t.astype(dtype) for name, t in tensors.items()}
         self.hidden = int(config["hidden_size"])
@@ -169,18 +198,50 @@ class LlamaReference:
         q = self.linear(x, p + "q_proj").reshape(t, self.num_heads, self.head_dim)
         k = self.linear(x, p + "k_proj").reshape(t, self.num_kv_heads, self.head_dim)
         v = self.linear(x, p + "v_proj").reshape(t, self.num_kv_heads, self.head_dim)
+        group = self.num_heads // self.num_kv_heads
+        if self.streaming is not None:
+            out = self.streaming_attention(q, np.repeat(k, group, axis=1),
+                                           np.repeat(v, group, axis=1))
+            return self.linear(out.reshape(t, -1).astype(self.dtype), p + "o_proj")
         q = q * cos[:, None, :] + rotate_half(q) * sin[:, None, :]
         k = k * cos[:, None, :] + rotate_half(k) * sin[:, None, :]
-        group = self.num_heads // self.num_kv_heads
         k = np.repeat(k, group, axis=1)  # query head h reads kv head h // group
         v = np.repeat(v, group, axis=1)
         scores = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(self.head_dim)
-        scores = np.where(np.tril(np.ones((t, t), dtype=bool))[None], scores, -np.inf)
+        visible = np.tril(np.ones((t, t), dtype=bool))
+        if self.windows[layer] > 0:  # key j visible to query i when i - j < window
+            visible &= np.triu(np.ones((t, t), dtype=bool), -(self.windows[layer] - 1))
+        scores = np.where(visible[None], scores, -np.inf)
         scores = scores - scores.max(axis=-1, keepdims=True)
         probs = np.exp(scores)
         probs /= probs.sum(axis=-1, keepdims=True)
         out = np.einsum("hqk,khd->qhd", probs, v).reshape(t, self.num_heads * self.head_dim)
         return self.linear(out, p + "o_proj")
+
+    def streaming_attention(self, q, k, v):
+        """StreamingLLM on un-rotated q, k, v [t, heads, head_dim]: query i attends all of
+        [0, i] while i < sinks + window, else the sinks [0, sinks) and [i - window + 1, i], with
+        the sinks at positions 0..sinks-1, the window at sinks..sinks+window-1 and the query at
+        the last of them."""
+        sinks, window = self.streaming
+        out = np.zeros_like(q, dtype=np.float64)
+        for i in range(q.shape[0]):
+            if i < sinks + window:
+                keys = np.arange(i + 1)
+                positions = keys
+                q_pos = i
+            else:
+                keys = np.concatenate([np.arange(sinks), np.arange(i - window + 1, i + 1)])
+                positions = np.arange(sinks + window)
+                q_pos = sinks + window - 1
+            kk = rope(k[keys].transpose(1, 0, 2), positions, self.inv_freq)  # [heads, n, d]
+            qq = rope(q[i][:, None, :], [q_pos], self.inv_freq)  # [heads, 1, d]
+            scores = (qq @ kk.transpose(0, 2, 1))[:, 0, :] / math.sqrt(self.head_dim)
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
+            out[i] = np.einsum("hk,khd->hd", probs, v[keys])
+        return out
 
     def mlp(self, x, layer):
         p = f"model.layers.{layer}.mlp."
@@ -214,10 +275,10 @@ class LlamaReference:
         return out
 
 
-def load_model(model_dir, dtype=np.float64):
+def load_model(model_dir, dtype=np.float64, streaming=None):
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
-    return LlamaReference(config, load_weights(model_dir), dtype)
+    return LlamaReference(config, load_weights(model_dir), dtype, streaming)
 
 
 # ---- self-test --------------------------------------------------------------------------------
@@ -307,6 +368,22 @@ def self_test():
             err = max(np.abs(back[k] - v).max() / (np.abs(v).max()) for k, v in tensors.items())
             check(err < tol, f"{dtype} weights read back (max relative error {err:.1e})")
 
+        # A window as wide as the sequence is full attention; a narrower one changes only the
+        # positions that lose keys.
+        wide = LlamaReference(dict(config, sliding_window=len(tokens)), tensors)
+        check(np.abs(wide.forward(tokens) - logits).max() < 1e-12, "window >= length is full")
+        narrow = LlamaReference(dict(config, sliding_window=3), tensors).forward(tokens)
+        check(np.abs(narrow[:3] - logits[:3]).max() < 1e-12
+              and not np.allclose(narrow[3:], logits[3:]), "window 3 changes positions 3+ only")
+        # StreamingLLM before any eviction is full attention; a window with no sinks and no
+        # eviction yet too; the rotation is relative: shifting every position changes nothing.
+        stream = LlamaReference(config, tensors, streaming=(2, len(tokens) - 2))
+        check(np.abs(stream.forward(tokens) - logits).max() < 1e-9, "streaming before eviction")
+        q = rng.standard_normal((3, 4, 8))
+        check(np.allclose(np.sum(rope(q[:1], [5], np.ones(4)) * rope(q[1:2], [2], np.ones(4))),
+                          np.sum(rope(q[:1], [13], np.ones(4)) * rope(q[1:2], [10], np.ones(4)))),
+              "rope scores depend on the position difference only")
+
         # llama3 scaling keeps high frequencies, divides low ones by factor, smooths between.
         inv = rope_inv_freq({"rope_theta": 500000.0}, 128)
         scaled = rope_inv_freq({"rope_theta": 500000.0, "rope_scaling": {
@@ -331,6 +408,10 @@ def main():
     parser.add_argument("--last-only", action="store_true",
                         help="print only the last position's logits")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--sinks", type=int, default=0,
+                        help="StreamingLLM: attention sinks (with --streaming-window)")
+    parser.add_argument("--streaming-window", type=int, default=0,
+                        help="StreamingLLM: recent tokens kept besides the sinks")
     parser.add_argument("--self-test", action="store_true")
     args = parser.parse_args()
     if args.self_test:
@@ -338,7 +419,9 @@ def main():
     if not args.model_dir or not args.tokens:
         parser.error("MODEL_DIR and --tokens are required")
     tokens = [int(t) for t in args.tokens.split(",")]
-    model = load_model(args.model_dir, np.float64 if args.dtype == "float64" else np.float32)
+    streaming = (args.sinks, args.streaming_window) if args.streaming_window > 0 else None
+    model = load_model(args.model_dir, np.float64 if args.dtype == "float64" else np.float32,
+                       streaming)
     logits = model.forward(tokens)
     if args.last_only:
         logits = logits[-1:]
