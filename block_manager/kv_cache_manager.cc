@@ -46,8 +46,8 @@ int KvCacheManager::MaxLiveBlocks(int num_tokens, int chunk) const {
 
 int KvCacheManager::NumLiveBlocks(RequestId id) const {
   const absl::Span<const BlockId> table = GetBlockTable(id);
-  return static_cast<int>(std::count_if(table.begin(), table.end(),
-                                        [](BlockId b) { return b != kNullBlock; }));
+  return static_cast<int>(
+      std::count_if(table.begin(), table.end(), [](BlockId b) { return b != kNullBlock; }));
 }
 
 bool KvCacheManager::IsDeadBlock(int index, int first_query) const {

@@ -289,7 +289,6 @@ TEST_F(KvCacheManagerTest, ResetPrefixCacheRefusesWhileBlocksAreUsed) {
   EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
 }
 
-
 TEST_F(KvCacheManagerTest, EventsFollowTheCacheInOrder) {
   Init(/*num_blocks=*/4, /*block_size=*/2);
   manager_->EnableEvents(true);
@@ -303,7 +302,8 @@ TEST_F(KvCacheManagerTest, EventsFollowTheCacheInOrder) {
   EXPECT_THAT(events[0].block_hashes, ElementsAre(a.hashes[0].low, a.hashes[1].low));
   EXPECT_EQ(events[0].parent_block_hash, std::nullopt);
   EXPECT_THAT(events[0].token_ids, ElementsAre(100, 101, 102, 103));
-  EXPECT_THAT(events[0].extra_keys, ElementsAre(std::optional<std::string>("tenant"), std::nullopt));
+  EXPECT_THAT(events[0].extra_keys,
+              ElementsAre(std::optional<std::string>("tenant"), std::nullopt));
   EXPECT_THAT(manager_->TakeEvents(), IsEmpty()) << "taken once";
 
   // The decode that fills block 2 stores it under its parent.

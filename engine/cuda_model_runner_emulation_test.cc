@@ -189,6 +189,59 @@ TEST(CudaModelRunnerEmulationTest, EngineServesConcurrentRequestsWithPreemption)
   EXPECT_EQ(device_greedy_tokens[1], 0);
 }
 
+// A Mistral-like windowed model (window 20, every layer): the CUDA runner's per-layer masks
+// against the CPU runner's, on steps whose contexts pass the window; then through the engine in
+// a pool of 12 blocks, where three 70-to-76-token requests (15 blocks in all) only fit because
+// the blocks behind the
+// window are freed (null table entries the kernels never read), giving what the same runner
+// gives in an ample pool.
+TEST(CudaModelRunnerEmulationTest, SlidingWindowMatchesTheCpuRunnerAndFreesBlocks) {
+  model::ModelConfig config = TinyConfig(false);
+  config.architecture = "MistralForCausalLM";
+  config.sliding_window = 20;
+  config.windowed_layers = {true, true};
+  {
+    auto cpu = CpuRunner(DummyWeights(config));
+    auto gpu = GpuRunner(DummyWeights(config), TinyOptions(model::DType::kBF16, false));
+    ASSERT_NE(gpu, nullptr);
+    EXPECT_EQ(gpu->kv_window().sliding_window, 20);
+    CompareOnSteps(*cpu, *gpu, config.vocab_size);
+  }
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 3; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < 10 + 3 * i; ++t) r.prompt_tokens.push_back(1 + (i * 31 + t * 7) % 200);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 60;
+    r.stopping.ignore_eos = true;
+    requests.push_back(std::move(r));
+  }
+  std::vector<std::vector<TokenId>> runs[2];
+  for (const int num_blocks : {12, 64}) {
+    CudaModelRunnerOptions runner_options = TinyOptions(model::DType::kBF16, false);
+    runner_options.max_model_len = 256;
+    runner_options.kv_cache_memory_bytes =
+        num_blocks * model::CpuKvCache::BytesPerBlock(config, kBlockSize, model::DType::kBF16);
+    auto runner = CudaModelRunner::Create(DummyWeights(config), runner_options);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    EngineCoreOptions options;
+    options.scheduler.max_num_seqs = runner_options.max_num_seqs;
+    options.scheduler.max_num_batched_tokens = runner_options.max_num_batched_tokens;
+    options.scheduler.max_model_len = runner_options.max_model_len;
+    auto core = EngineCore::Create("mistral-tiny", *std::move(runner), nullptr, options);
+    ASSERT_TRUE(core.ok()) << core.status();
+    auto completions = GenerateOffline(**core, requests);
+    ASSERT_TRUE(completions.ok()) << completions.status();
+    for (const RequestCompletion& c : *completions) {
+      EXPECT_EQ(c.token_ids.size(), 60u);
+      runs[num_blocks == 64].push_back(c.token_ids);
+    }
+    EXPECT_EQ((*core)->num_preemptions(), 0) << num_blocks;
+    EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
 // The factory builds the runner for --device cuda as pagodad does (the built-in model here).
 TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
   if (!runner::cuda::testing::BuiltinModelDir().has_value()) GTEST_SKIP() << "no models/pagoda-kjv";

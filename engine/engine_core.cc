@@ -94,8 +94,8 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   if (!window.full() && !config.sliding_window.has_value() &&
       window.sliding_window > options.scheduler.max_model_len) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--streaming-window ", window.sliding_window, " exceeds max_model_len = ",
-                     options.scheduler.max_model_len));
+        absl::StrCat("--streaming-window ", window.sliding_window,
+                     " exceeds max_model_len = ", options.scheduler.max_model_len));
   }
   if (tokenizer != nullptr && tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(

@@ -119,14 +119,33 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
   const int num_threads = config.num_threads > 0
                               ? config.num_threads
                               : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  PAGODA_ASSIGN_OR_RETURN(
-      std::unique_ptr<model::LlamaModel> llama,
-      model::LlamaModel::Create(std::move(weights), {.num_threads = num_threads}));
+  absl::StatusOr<std::unique_ptr<model::LlamaModel>> created = model::LlamaModel::Create(
+      std::move(weights), {.num_threads = num_threads,
+                           .streaming = {.sliding_window = config.streaming_window,
+                                         .sink_tokens = config.attention_sinks}});
+  if (!created.ok()) {
+    return absl::Status(
+        created.status().code(),
+        absl::StrCat("--attention-sinks/--streaming-window: ", created.status().message()));
+  }
+  std::unique_ptr<model::LlamaModel> llama = *std::move(created);
   const int64_t bytes_per_block =
       model::CpuKvCache::BytesPerBlock(model_config, config.block_size, config.kv_cache_dtype);
   int64_t kv_bytes = config.kv_cache_memory_bytes;
   if (kv_bytes == 0) {
-    const int64_t blocks_per_request = (max_model_len + config.block_size - 1) / config.block_size;
+    const auto blocks = [&](int64_t tokens) {
+      return (tokens + config.block_size - 1) / config.block_size;
+    };
+    int64_t blocks_per_request = blocks(max_model_len);
+    if (config.streaming_window > 0) {
+      // Past max_model_len a request holds the sinks, the window and a chunk; a lone one must
+      // fit beside the admission watermark (1% of the pool) and its rounding.
+      blocks_per_request =
+          std::max(blocks_per_request,
+                   blocks(config.attention_sinks) +
+                       blocks(int64_t{config.streaming_window} - 1 + config.max_num_batched_tokens) +
+                       1 + std::max<int64_t>(1, blocks_per_request / 50));
+    }
     kv_bytes = std::min(kDefaultKvCacheCapBytes,
                         int64_t{config.max_num_seqs} * blocks_per_request * bytes_per_block);
   }
@@ -148,6 +167,11 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
     const EngineConfig& config, int device, int max_model_len,
     std::unique_ptr<model::ModelWeights> weights) {
 #ifdef PAGODA_WITH_CUDA
+  if (config.streaming_window > 0 || config.attention_sinks > 0) {
+    return absl::InvalidArgumentError(
+        "--attention-sinks/--streaming-window: StreamingLLM runs on the CPU backend only in this "
+        "version (the CUDA kernels take sliding windows but no sinks)");
+  }
   if (config.kv_cache_dtype != model::DType::kBF16 && config.kv_cache_dtype != model::DType::kF16) {
     return absl::InvalidArgumentError(
         "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16 (int8 KV is "
@@ -191,6 +215,13 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   if (config.max_model_len < 0) {
     return absl::InvalidArgumentError("--max-model-len: must not be negative");
   }
+  if (config.attention_sinks < 0 || config.streaming_window < 0) {
+    return absl::InvalidArgumentError("--attention-sinks/--streaming-window: must not be negative");
+  }
+  if (config.attention_sinks > 0 && config.streaming_window == 0) {
+    return absl::InvalidArgumentError(
+        "--attention-sinks: needs --streaming-window (the recent tokens kept besides the sinks)");
+  }
   PAGODA_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(config));
   int max_model_len = config.max_model_len > 0 ? config.max_model_len
                                                : loaded.weights->config().max_position_embeddings;
@@ -200,8 +231,9 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
           ? CreateCudaRunner(config, *cuda_device, max_model_len, std::move(loaded.weights))
           : CreateCpuRunner(config, max_model_len, std::move(loaded.weights)));
   const EngineCoreOptions core_options_defaults;
-  if (config.max_model_len == 0) {
+  if (config.max_model_len == 0 && runner->kv_window().full()) {
     // Unset: as long as the model allows and the whole KV cache holds (watermark excluded).
+    // (Under a window a request holds only the window's blocks: the model's length stands.)
     const int64_t num_blocks = runner->num_kv_blocks();
     const int64_t watermark_blocks = static_cast<int64_t>(
         std::floor(core_options_defaults.watermark_ratio * static_cast<double>(num_blocks)));

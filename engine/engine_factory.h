@@ -62,6 +62,11 @@ struct EngineConfig {
   // Benchmarks only (bench/kv_ablation_policies.h): how KV blocks are sized and kept. Null in
   // serving (paging with a KV cache). See scheduler::AllocationPolicy.
   std::shared_ptr<const scheduler::AllocationPolicy> allocation_policy;
+  // StreamingLLM for full-attention models (CPU): every layer keeps the first attention_sinks
+  // tokens and the last streaming_window ones; requests may then generate past max_model_len.
+  // streaming_window 0 = off (attention_sinks must then be 0).
+  int attention_sinks = 0;
+  int streaming_window = 0;
   int num_threads = 0;  // 0 = hardware concurrency
   uint64_t seed = 0;    // dummy weights
 };

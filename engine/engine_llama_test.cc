@@ -8,6 +8,8 @@
 
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
+#include "model/model_weights.h"
+#include "model/llama_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -249,6 +251,156 @@ TEST(EngineLlamaTest, FactoryErrorsNameTheSetting) {
   config.max_model_len = 100000;
   EXPECT_THAT(std::string(CreateEngineCore(config).status().message()),
               ::testing::HasSubstr("max_model_len"));
+}
+
+// StreamingLLM through the engine: a request generates 3x max_model_len with its KV memory flat
+// at the sinks plus the window; every token it generated is scored the same by teacher forcing
+// (prompt_logprobs, in 256-token chunks, through the same windowed cache), so cached decode
+// equals recomputation under the same mask. Without streaming such a request is refused.
+TEST(EngineLlamaTest, StreamingGeneratesPastMaxModelLenInFlatMemoryAndMatchesRecomputation) {
+  EngineConfig config = TinyConfig();
+  config.max_model_len = 128;
+  config.attention_sinks = 4;
+  config.streaming_window = 48;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_TRUE((*core)->info().streaming);
+  EngineRequest request = Prompts(2)[1];  // 14 prompt tokens
+  request.stopping.max_tokens = 400;
+  request.sampling.logprobs = 1;
+  ASSERT_TRUE((*core)->ValidateRequest(request).ok());
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE((*core)->AddRequest(RequestId(1), request, sink).ok());
+  int max_used = 0;
+  while ((*core)->has_requests()) {
+    ASSERT_TRUE((*core)->Step().ok());
+    max_used = std::max(max_used, (*core)->kv_stats().num_used_blocks);
+  }
+  ASSERT_EQ(sink->num_completions, 1);
+  const RequestCompletion& g = *sink->completion;
+  ASSERT_TRUE(g.status.ok()) << g.status;
+  ASSERT_EQ(g.token_ids.size(), 400u);
+  // One sink block, the window's 48 tokens (3 blocks) and the block a step straddles.
+  EXPECT_LE(max_used, 5);
+
+  EngineConfig long_context = config;
+  long_context.max_model_len = 512;  // room for the whole text as a prompt
+  auto scorer = CreateEngineCore(long_context);
+  ASSERT_TRUE(scorer.ok()) << scorer.status();
+  EngineRequest score = request;
+  score.prompt_tokens.insert(score.prompt_tokens.end(), g.token_ids.begin(), g.token_ids.end());
+  score.sampling.logprobs = -1;
+  score.sampling.prompt_logprobs = 1;
+  score.stopping.max_tokens = 1;
+  auto scored = GenerateOffline(**scorer, {score});
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  const std::vector<sampling::TokenLogprobs>& forced = (*scored)[0].prompt_logprobs;
+  const size_t num_prompt = request.prompt_tokens.size();
+  ASSERT_EQ(forced.size(), score.prompt_tokens.size() - 1);
+  for (size_t j = 0; j < g.logprobs.size(); ++j) {
+    ASSERT_EQ(forced[num_prompt - 1 + j].token, g.token_ids[j]);
+    EXPECT_NEAR(forced[num_prompt - 1 + j].logprob, g.logprobs[j].logprob, 1e-4) << "token " << j;
+  }
+
+  // Without streaming, max_tokens past max_model_len is refused, naming the field.
+  auto plain = CreateEngineCore(TinyConfig());
+  ASSERT_TRUE(plain.ok());
+  EngineRequest too_long = request;
+  too_long.stopping.max_tokens = 1000;
+  const absl::Status refused = (*plain)->ValidateRequest(too_long);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("max_tokens"));
+}
+
+// Prefix caching under StreamingLLM: blocks are never rewritten and a block's K/V depend only on
+// the tokens up to it (under the engine's one streaming setting), so a second request whose
+// prompt is the first's text hits the blocks the first freed from its middle, and continues
+// exactly as the first did.
+TEST(EngineLlamaTest, StreamingPrefixHitsContinueLikeTheRequestThatCachedThem) {
+  EngineConfig config = TinyConfig();
+  config.max_model_len = 256;
+  config.attention_sinks = 4;
+  config.streaming_window = 32;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EngineRequest first = Prompts(1)[0];
+  first.stopping.max_tokens = 220;
+  auto a = GenerateOffline(**core, {first});
+  ASSERT_TRUE(a.ok()) << a.status();
+  const std::vector<TokenId>& out = (*a)[0].token_ids;
+  ASSERT_EQ(out.size(), 220u);
+  EngineRequest second = first;
+  second.prompt_tokens.insert(second.prompt_tokens.end(), out.begin(), out.begin() + 200);
+  second.stopping.max_tokens = 20;
+  auto b = GenerateOffline(**core, {second});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_GE((*b)[0].usage.cached_prompt_tokens, 192);
+  EXPECT_EQ((*b)[0].token_ids, std::vector<TokenId>(out.begin() + 200, out.end()));
+  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+}
+
+// Start-up refusals name the flag: sinks without a window, a window longer than max_model_len,
+// sinks on a model with sliding-window layers.
+TEST(EngineLlamaTest, StreamingRefusesInvalidCombinations) {
+  EngineConfig sinks_only = TinyConfig();
+  sinks_only.attention_sinks = 4;
+  EXPECT_THAT(std::string(CreateEngineCore(sinks_only).status().message()),
+              ::testing::HasSubstr("--attention-sinks"));
+  EngineConfig too_wide = TinyConfig();
+  too_wide.max_model_len = 64;
+  too_wide.streaming_window = 100;
+  EXPECT_THAT(std::string(CreateEngineCore(too_wide).status().message()),
+              ::testing::HasSubstr("--streaming-window 100 exceeds max_model_len = 64"));
+  // A pool that could not hold the window plus a step's chunk would leave a long stream stuck.
+  EngineConfig small_pool = TinyConfig();
+  small_pool.max_model_len = 256;
+  small_pool.streaming_window = 252;
+  small_pool.kv_cache_memory_bytes =
+      16 * model::CpuKvCache::BytesPerBlock(*model::DummyPresetConfig("tiny"), 16,
+                                            model::DType::kF32);
+  EXPECT_THAT(std::string(CreateEngineCore(small_pool).status().message()),
+              ::testing::HasSubstr("one streaming request"));
+  small_pool.kv_cache_memory_bytes = 0;  // the default sizing counts the window
+  EXPECT_TRUE(CreateEngineCore(small_pool).ok());
+  EngineConfig windowed_model = TinyConfig();
+  windowed_model.model = "dummy:mistral-tiny";
+  windowed_model.streaming_window = 32;
+  EXPECT_THAT(std::string(CreateEngineCore(windowed_model).status().message()),
+              ::testing::HasSubstr("sliding-window layers"));
+}
+
+// The dummy sliding-window models serve requests far longer than their windows: the Mistral-like
+// one (every layer windowed) in flat memory, the Qwen2-like one (mixed) with memory accounted as
+// full attention; both give what the same engine gives each request alone, batched or not.
+TEST(EngineLlamaTest, SlidingWindowDummyModelsServeLongRequests) {
+  for (const char* name : {"dummy:mistral-tiny", "dummy:qwen2-tiny"}) {
+    EngineConfig config = TinyConfig();
+    config.model = name;
+    auto core = CreateEngineCore(config);
+    ASSERT_TRUE(core.ok()) << name << ": " << core.status();
+    const bool all_windowed = std::string(name) == "dummy:mistral-tiny";
+    EXPECT_EQ((*core)->info().kv_window.full(), !all_windowed) << name;
+    std::vector<EngineRequest> requests = Prompts(4);
+    for (EngineRequest& r : requests) r.stopping.max_tokens = 300;
+    auto batched = GenerateOffline(**core, requests);
+    ASSERT_TRUE(batched.ok()) << batched.status();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto alone_core = CreateEngineCore(config);
+      ASSERT_TRUE(alone_core.ok());
+      auto sink = std::make_shared<CollectingSink>();
+      ASSERT_TRUE((*alone_core)->AddRequest(RequestId(1), requests[i], sink).ok());
+      int max_used = 0;
+      while ((*alone_core)->has_requests()) {
+        ASSERT_TRUE((*alone_core)->Step().ok());
+        max_used = std::max(max_used, (*alone_core)->kv_stats().num_used_blocks);
+      }
+      EXPECT_EQ((*batched)[i].token_ids, sink->completion->token_ids) << name << " " << i;
+      ASSERT_EQ(sink->completion->token_ids.size(), 300u);
+      // Windowed: window 64 = 4 blocks, plus the block a step straddles, plus a prompt chunk's.
+      if (all_windowed) EXPECT_LE(max_used, 4 + 1 + 2) << i;
+      if (!all_windowed) EXPECT_GE(max_used, 19) << i;  // every block of 300+ tokens kept
+    }
+  }
 }
 
 }  // namespace

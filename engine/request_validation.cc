@@ -103,11 +103,13 @@ absl::Status ValidateFitsTheCache(const EngineRequest& request, const EngineInfo
                                 request.stopping.max_tokens.value_or(1);
   int64_t blocks_needed = (tokens_needed + info.block_size - 1) / info.block_size;
   if (!info.kv_window.full()) {  // a window keeps its sinks, itself and a step's chunk alive
-    const auto blocks = [&](int64_t tokens) { return (tokens + info.block_size - 1) / info.block_size; };
-    blocks_needed = std::min(blocks_needed, blocks(info.kv_window.sink_tokens) +
-                                                blocks(int64_t{info.kv_window.sliding_window} - 1 +
-                                                       info.max_num_batched_tokens) +
-                                                1);
+    const auto blocks = [&](int64_t tokens) {
+      return (tokens + info.block_size - 1) / info.block_size;
+    };
+    blocks_needed = std::min(
+        blocks_needed,
+        blocks(info.kv_window.sink_tokens) +
+            blocks(int64_t{info.kv_window.sliding_window} - 1 + info.max_num_batched_tokens) + 1);
   }
   if (blocks_needed <= info.num_kv_blocks) return absl::OkStatus();
   return WithErrorReason(

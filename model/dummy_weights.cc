@@ -224,13 +224,31 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig
 }
 
 std::vector<std::string> DummyPresetNames() {
-  return {"tiny", "llama-110m", "tinyllama-1.1b", "llama-3.2-1b", "llama-3.1-8b"};
+  return {"tiny",         "llama-110m",   "tinyllama-1.1b", "llama-3.2-1b",
+          "llama-3.1-8b", "mistral-tiny", "qwen2-tiny"};
 }
 
 absl::StatusOr<ModelConfig> DummyPresetConfig(std::string_view name) {
   if (name == "tiny") {
     ModelConfig c = LlamaBase(512, 64, 192, 2, 4, 2);  // GQA: 2 query heads per kv head
     c.max_position_embeddings = 512;
+    return c;
+  }
+  if (name == "mistral-tiny") {  // tiny's shape, every layer windowed as in Mistral 7B v0.1
+    ModelConfig c = LlamaBase(512, 64, 192, 2, 4, 2);
+    c.architecture = "MistralForCausalLM";
+    c.max_position_embeddings = 512;
+    c.sliding_window = 64;
+    c.windowed_layers = {true, true};
+    return c;
+  }
+  if (name == "qwen2-tiny") {  // tiny's shape as Qwen2 with max_window_layers 1: mixed layers
+    ModelConfig c = LlamaBase(512, 64, 192, 2, 4, 2);
+    c.architecture = "Qwen2ForCausalLM";
+    c.attention_bias = true;
+    c.max_position_embeddings = 512;
+    c.sliding_window = 48;
+    c.windowed_layers = {false, true};
     return c;
   }
   if (name == "llama-110m") {  // llama2.c stories110M

@@ -303,8 +303,8 @@ TEST(LlamaReferenceTest, AttentionSinksMatchNumpyStreamingLlm) {
                                     {.num_threads = 2, .streaming = streaming});
     ASSERT_TRUE(model.ok()) << model.status();
     const std::vector<TokenId> tokens = RandomTokens(60, (*model)->config().vocab_size, 5);
-    const nlohmann::json ref = RunReference(
-        dir, tokens, absl::StrCat("--sinks ", sinks, " --streaming-window ", window));
+    const nlohmann::json ref =
+        RunReference(dir, tokens, absl::StrCat("--sinks ", sinks, " --streaming-window ", window));
     ASSERT_FALSE(ref.is_discarded());
     const double prefill = MaxAbsDiff(Prefill(**model, tokens), ref);
     EXPECT_LT(prefill, 1e-4) << sinks << "+" << window;

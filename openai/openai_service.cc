@@ -472,6 +472,15 @@ void OpenAiService::Models(const http::Request&, std::shared_ptr<http::Responder
                     {"root", info.model_name},
                     {"parent", nullptr},
                     {"max_model_len", info.max_model_len}});
+    // Pagoda's own fields: how the model attends (vLLM reports none of these).
+    json& model = data.back();
+    if (info.config.sliding_window.has_value()) {
+      model["sliding_window"] = *info.config.sliding_window;
+    }
+    if (info.streaming) {
+      model["attention_sinks"] = info.kv_window.sink_tokens;
+      model["streaming_window"] = info.kv_window.sliding_window;
+    }
   }
   responder->Send(JsonResponse({{"object", "list"}, {"data", std::move(data)}}));
 }

@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -88,14 +89,23 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
   // A lone request of max_model_len tokens must be admissible in an empty cache, watermark
   // included, or it would wait forever. (Its last token is never computed, but admission
   // checks the whole sequence.)
-  // Under a window it holds at most the window's blocks plus a step's chunk.
-  const int needed =
-      (*kv_cache)->MaxLiveBlocks(options.max_model_len, options.max_num_batched_tokens) +
-      (*kv_cache)->num_watermark_blocks();
+  // Under a window it holds at most the window's blocks plus a step's chunk; a request of
+  // unbounded length, recomputed after a preemption, may take chunks of the whole budget.
+  if (options.unbounded_length && kv_options.window.full()) {
+    return absl::InvalidArgumentError("unbounded_length needs a KV-cache window");
+  }
+  const int longest = options.unbounded_length ? std::numeric_limits<int>::max() / 2
+                                               : options.max_model_len;
+  const int needed = (*kv_cache)->MaxLiveBlocks(longest, options.max_num_batched_tokens) +
+                     (*kv_cache)->num_watermark_blocks();
   if (needed > (*kv_cache)->num_blocks()) {
+    const std::string request =
+        options.unbounded_length
+            ? std::string("one streaming request (its window plus a step's chunk)")
+            : absl::StrCat("one request of max_model_len = ", options.max_model_len, " tokens");
     return absl::InvalidArgumentError(absl::StrCat(
         "the KV cache holds ", (*kv_cache)->num_blocks(), " blocks of ", (*kv_cache)->block_size(),
-        " tokens; one request of max_model_len = ", options.max_model_len, " tokens needs ", needed,
+        " tokens; ", request, " needs ", needed,
         " (watermark included): lower max_model_len or enlarge the KV cache"));
   }
   if (options.allocation_policy != nullptr &&

@@ -55,6 +55,12 @@ v1::ModelInfo MakeModelInfo(const engine::EngineInfo& info) {
   out.set_num_kv_heads(static_cast<uint32_t>(info.config.num_kv_heads));
   out.set_head_dim(static_cast<uint32_t>(info.config.head_dim));
   out.set_hidden_size(static_cast<uint32_t>(info.config.hidden_size));
+  out.set_sliding_window(static_cast<uint32_t>(info.config.sliding_window.value_or(0)));
+  out.set_kv_window_frees_blocks(!info.kv_window.full());
+  if (info.streaming) {
+    out.set_attention_sinks(static_cast<uint32_t>(info.kv_window.sink_tokens));
+    out.set_streaming_window(static_cast<uint32_t>(info.kv_window.sliding_window));
+  }
   return out;
 }
 

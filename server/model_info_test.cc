@@ -55,6 +55,23 @@ TEST(ModelInfoTest, EveryFieldIsFilled) {
   EXPECT_EQ(info.num_kv_heads(), 2u);
   EXPECT_EQ(info.head_dim(), 16u);
   EXPECT_EQ(info.hidden_size(), 64u);
+  EXPECT_EQ(info.sliding_window(), 0u);
+  EXPECT_FALSE(info.kv_window_frees_blocks());
+  EXPECT_EQ(info.attention_sinks(), 0u);
+  EXPECT_EQ(info.streaming_window(), 0u);
+
+  engine::EngineInfo streaming = TestInfo();
+  streaming.kv_window = {.sliding_window = 256, .sink_tokens = 4};
+  streaming.streaming = true;
+  const v1::ModelInfo with_sinks = MakeModelInfo(streaming);
+  EXPECT_TRUE(with_sinks.kv_window_frees_blocks());
+  EXPECT_EQ(with_sinks.attention_sinks(), 4u);
+  EXPECT_EQ(with_sinks.streaming_window(), 256u);
+  engine::EngineInfo windowed = TestInfo();
+  windowed.config.sliding_window = 4096;
+  windowed.kv_window = {.sliding_window = 4096};
+  EXPECT_EQ(MakeModelInfo(windowed).sliding_window(), 4096u);
+  EXPECT_EQ(MakeModelInfo(windowed).attention_sinks(), 0u);
 
   engine::EngineInfo no_bos = TestInfo();
   no_bos.bos_token_id.reset();

@@ -250,6 +250,21 @@ const std::vector<Flag>& Flags() {
        SetInt(
            "max-model-len",
            [](ServerOptions& o, int64_t v) { o.engine.max_model_len = static_cast<int>(v); }, 1)},
+      {"attention-sinks", FlagKind::kValue, "N",
+       "StreamingLLM (CPU, full-attention models): every layer keeps the first N tokens of a "
+       "request (the attention sinks) besides the last --streaming-window ones; the KV blocks "
+       "in between return to the pool. Default 0.",
+       SetInt(
+           "attention-sinks",
+           [](ServerOptions& o, int64_t v) { o.engine.attention_sinks = static_cast<int>(v); }, 0)},
+      {"streaming-window", FlagKind::kValue, "TOKENS",
+       "StreamingLLM: the recent tokens every layer attends (at most --max-model-len). A "
+       "request's memory stays at the sinks plus this window, and it may generate past "
+       "--max-model-len (max_tokens is then not capped by it). Default 0 = off.",
+       SetInt(
+           "streaming-window",
+           [](ServerOptions& o, int64_t v) { o.engine.streaming_window = static_cast<int>(v); },
+           0)},
       {"max-waiting-requests", FlagKind::kValue, "N",
        "Requests that may wait for a place in the batch; beyond it Generate fails with "
        "RESOURCE_EXHAUSTED (QUEUE_FULL). Default 1024; 0 = unbounded.",

@@ -97,6 +97,11 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
   EXPECT_EQ(Parse({"--device=cuda:3"})->options.engine.device, "cuda:3");
   EXPECT_EQ(Parse({"--kv-cache-dtype=f16"})->options.engine.kv_cache_dtype, model::DType::kF16);
   EXPECT_EQ(Parse({"--kv-cache-dtype=int8"})->options.engine.kv_cache_dtype, model::DType::kInt8);
+  const auto streaming = Parse({"--attention-sinks=4", "--streaming-window", "1024"});
+  ASSERT_TRUE(streaming.ok()) << streaming.status();
+  EXPECT_EQ(streaming->options.engine.attention_sinks, 4);
+  EXPECT_EQ(streaming->options.engine.streaming_window, 1024);
+  EXPECT_THAT(Error({"--streaming-window=-1"}), StartsWith("--streaming-window: "));
   EXPECT_FALSE(Parse({})->options.engine.enforce_eager);
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_TRUE(Parse({"-h"})->help);

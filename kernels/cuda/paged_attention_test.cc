@@ -18,12 +18,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "kernels/cuda/testing/attention_test_batch.h"
 #include "kernels/cuda/cuda_buffer.h"
-#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/half_types.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
+#include "kernels/cuda/testing/attention_test_batch.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {

@@ -162,6 +162,10 @@ v1::ModelInfo FullModelInfo() {
   info.set_num_kv_heads(4);
   info.set_head_dim(64);
   info.set_hidden_size(2048);
+  info.set_sliding_window(4096);
+  info.set_kv_window_frees_blocks(true);
+  info.set_attention_sinks(4);
+  info.set_streaming_window(1020);
   return info;
 }
 
