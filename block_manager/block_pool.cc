@@ -46,6 +46,7 @@ void BlockPool::Allocate(int n, std::vector<BlockId>* out) {
     if (m.entry.has_value()) {
       // Lazy eviction: the content survived until the block was needed.
       --num_cached_evictable_;
+      if (evicted_capacity_ > 0) RememberEvicted(block);
       Unregister(block);
       ++num_evictions_;
     }
@@ -141,8 +142,43 @@ void BlockPool::RecordStored(BlockId block) {
   AppendBlockStored(m.hash.low, m.parent_hash, cached_tokens(block), m.extra_key, &events_);
 }
 
+void BlockPool::KeepEvictedIdentities(int capacity) {
+  PAGODA_CHECK_GE(capacity, 0);
+  evicted_capacity_ = capacity;
+  while (static_cast<int>(evicted_order_.size()) > capacity) {
+    const auto [hash, entry] = evicted_order_.front();
+    evicted_order_.pop_front();
+    if (const auto it = evicted_.find(hash); it != evicted_.end() && it->second.entry == entry) {
+      evicted_.erase(it);
+    }
+  }
+}
+
+void BlockPool::RememberEvicted(BlockId block) {
+  const BlockMeta& m = meta(block);
+  const absl::Span<const TokenId> tokens = cached_tokens(block);
+  evicted_[m.hash] = {*m.entry, m.parent, std::vector<TokenId>(tokens.begin(), tokens.end())};
+  evicted_order_.emplace_back(m.hash, *m.entry);
+  KeepEvictedIdentities(evicted_capacity_);  // trims to the capacity
+}
+
+std::optional<CacheEntryId> BlockPool::FindEvicted(const BlockHash& hash,
+                                                   std::optional<CacheEntryId> parent,
+                                                   absl::Span<const TokenId> tokens) const {
+  PAGODA_CHECK_EQ(static_cast<int>(tokens.size()), block_size_);
+  const auto it = evicted_.find(hash);
+  if (it == evicted_.end() || it->second.parent != parent ||
+      !std::equal(tokens.begin(), tokens.end(), it->second.tokens.begin(),
+                  it->second.tokens.end())) {
+    return std::nullopt;
+  }
+  return it->second.entry;
+}
+
 bool BlockPool::ResetPrefixCache() {
   if (num_used_blocks() > 0) return false;
+  evicted_.clear();
+  evicted_order_.clear();
   for (int32_t b = 0; b < num_blocks_; ++b) {
     if (blocks_[b].entry.has_value()) Unregister(BlockId(b), /*record=*/false);
   }

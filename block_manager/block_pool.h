@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -100,6 +101,18 @@ class BlockPool {
   // Drops every cached content. Only possible when no block is in use; returns false otherwise.
   [[nodiscard]] bool ResetPrefixCache();
 
+  // Evicted identities, for windowed lookups (KvCacheManager with a window): while `capacity` >
+  // 0, the identity of content that eviction drops, (entry, parent entry, tokens) under its
+  // hash, is kept, the last `capacity` of them. A lookup can then prove a chain of entries
+  // through blocks whose K/V are gone, as it proves a cached one: by parent and tokens. 0 (the
+  // default) keeps none.
+  void KeepEvictedIdentities(int capacity);
+  // The entry of the evicted content that was `tokens` after `parent`'s content under `hash`,
+  // confirmed like FindCached; nullopt when none is kept.
+  std::optional<CacheEntryId> FindEvicted(const BlockHash& hash, std::optional<CacheEntryId> parent,
+                                          absl::Span<const TokenId> tokens) const;
+  int num_evicted_identities() const { return static_cast<int>(evicted_.size()); }
+
   // KV events (kv_cache_events.h). While enabled, every change to the cached contents is
   // recorded, in order, until TakeEvents(); consecutive stores of one chain share an event, and
   // so do consecutive removals. Disabled (the default), nothing is recorded.
@@ -150,6 +163,16 @@ class BlockPool {
   uint64_t next_entry_ = 1;
   bool events_enabled_ = false;
   std::vector<KvCacheEvent> events_;
+
+  struct EvictedIdentity {
+    CacheEntryId entry;
+    std::optional<CacheEntryId> parent;
+    std::vector<TokenId> tokens;
+  };
+  void RememberEvicted(BlockId block);
+  int evicted_capacity_ = 0;
+  absl::flat_hash_map<BlockHash, EvictedIdentity> evicted_;
+  std::deque<std::pair<BlockHash, CacheEntryId>> evicted_order_;  // oldest first
 };
 
 }  // namespace pagoda::block_manager

@@ -29,7 +29,12 @@ absl::StatusOr<std::unique_ptr<KvCacheManager>> KvCacheManager::Create(
 KvCacheManager::KvCacheManager(const KvCacheManagerOptions& options)
     : options_(options),
       watermark_blocks_(static_cast<int>(std::floor(options.watermark_ratio * options.num_blocks))),
-      pool_(options.num_blocks, options.block_size) {}
+      pool_(options.num_blocks, options.block_size) {
+  // A windowed hit may span blocks whose content was evicted: their identities prove the chain.
+  if (!options.window.full() && options.enable_prefix_caching) {
+    pool_.KeepEvictedIdentities(options.num_blocks);
+  }
+}
 
 int KvCacheManager::BlocksForTokens(int num_tokens) const {
   return (num_tokens + block_size() - 1) / block_size();
@@ -80,12 +85,17 @@ PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind 
   // The last token is always computed, so that its logits exist.
   const int max_hit_blocks = std::max(0, static_cast<int>(seq.tokens.size()) - 1) / bs;
   PAGODA_CHECK_GE(static_cast<int>(seq.block_hashes.size()), max_hit_blocks);
-  for (int i = 0; i < max_hit_blocks; ++i) {
-    const std::optional<CachedBlock> cached = pool_.FindCached(
-        seq.block_hashes[i], hit.last_entry, seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
-    if (!cached.has_value()) break;
-    hit.blocks.push_back(cached->block);
-    hit.last_entry = cached->entry;
+  if (!options_.window.full()) {
+    FindWindowedHit(seq, max_hit_blocks, &hit);
+  } else {
+    for (int i = 0; i < max_hit_blocks; ++i) {
+      const std::optional<CachedBlock> cached =
+          pool_.FindCached(seq.block_hashes[i], hit.last_entry,
+                           seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
+      if (!cached.has_value()) break;
+      hit.blocks.push_back(cached->block);
+      hit.last_entry = cached->entry;
+    }
   }
   hit.num_tokens = static_cast<int>(hit.blocks.size()) * bs;
   if (kind == LookupKind::kNewRequest) {
@@ -96,6 +106,47 @@ PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind 
     lookups_.preempted_prefix_hit_tokens += hit.num_tokens;
   }
   return hit;
+}
+
+void KvCacheManager::FindWindowedHit(const SequenceView& seq, int max_hit_blocks,
+                                     PrefixHit* hit) const {
+  // The chain as far as it is proven, block by block, by cached content or by the identity of
+  // evicted content (parent entry and tokens, as for a cached block).
+  const int bs = block_size();
+  std::vector<std::optional<CachedBlock>> found;  // nullopt: evicted, proven by its identity
+  std::vector<CacheEntryId> entries;
+  std::optional<CacheEntryId> parent;
+  for (int i = 0; i < max_hit_blocks; ++i) {
+    const absl::Span<const TokenId> tokens = seq.tokens.subspan(static_cast<size_t>(i) * bs, bs);
+    if (std::optional<CachedBlock> cached = pool_.FindCached(seq.block_hashes[i], parent, tokens)) {
+      found.push_back(cached);
+      parent = cached->entry;
+    } else if (std::optional<CacheEntryId> evicted =
+                   pool_.FindEvicted(seq.block_hashes[i], parent, tokens)) {
+      found.push_back(std::nullopt);
+      parent = evicted;
+    } else {
+      break;
+    }
+    entries.push_back(*parent);
+  }
+  // The longest proven prefix whose blocks still attended from its end (the sinks' and the
+  // window's) are all cached; the others' K/V are never read, so they may be gone.
+  const int sink_blocks = BlocksForTokens(options_.window.sink_tokens);
+  for (int n = static_cast<int>(found.size()); n > 0; --n) {
+    const int first_query = n * bs;
+    bool usable = true;
+    for (int i = 0; i < std::min(n, sink_blocks) && usable; ++i) usable = found[i].has_value();
+    for (int i = n - 1; i >= sink_blocks && usable && !IsDeadBlock(i, first_query); --i) {
+      usable = found[i].has_value();
+    }
+    if (!usable) continue;
+    for (int i = 0; i < n; ++i) {
+      hit->blocks.push_back(IsDeadBlock(i, first_query) ? kNullBlock : found[i]->block);
+    }
+    hit->last_entry = entries[n - 1];
+    return;
+  }
 }
 
 bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit,
@@ -118,8 +169,10 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
       BlocksForTokens(computed + slots.num_new_tokens + slots.num_lookahead_tokens);
   const int num_new_blocks = std::max(0, needed_blocks - num_held - num_hit);
   // Hit blocks nobody uses sit in the free list; touching them takes them out of it.
-  const int num_revived = static_cast<int>(std::count_if(
-      hit.blocks.begin(), hit.blocks.end(), [&](BlockId b) { return pool_.ref_count(b) == 0; }));
+  const int num_revived =
+      static_cast<int>(std::count_if(hit.blocks.begin(), hit.blocks.end(), [&](BlockId b) {
+        return b != kNullBlock && pool_.ref_count(b) == 0;
+      }));
   int required = num_new_blocks + num_revived;
   if (slots.admission == Admission::kNewRequest) {
     // The whole sequence must fit, or what of it a window keeps alive at once.
@@ -134,10 +187,13 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
 
   RequestBlocks& request = requests_[seq.id];
   if (num_hit > 0) {
+    std::vector<BlockId> live;  // a windowed hit has null entries for blocks it never reads
     for (const BlockId b : hit.blocks) {
+      if (b == kNullBlock) continue;
       PAGODA_CHECK(pool_.IsCached(b)) << "stale prefix hit: block " << b << " was evicted";
+      live.push_back(b);
     }
-    pool_.Touch(hit.blocks);
+    pool_.Touch(live);
     request.table.insert(request.table.end(), hit.blocks.begin(), hit.blocks.end());
     request.num_registered_blocks = num_hit;
     request.last_entry = hit.last_entry;

@@ -31,8 +31,6 @@ struct KvCacheManagerOptions {
   kernels::AttentionWindow window;
 };
 
-// The table entry of a block freed because no later query attends it.
-inline constexpr BlockId kNullBlock{-1};
 
 // What the manager reads of a request's sequence. A view: valid for the duration of one call.
 struct SequenceView {
@@ -50,12 +48,17 @@ struct SequenceView {
 };
 
 // The longest cached prefix of a request, from GetComputedBlocks(). Its blocks are only
-// guaranteed to be valid until the next call that allocates or frees.
+// guaranteed to be valid until the next call that allocates or frees. Under a window, blocks the
+// request will never read (before the window of its first new token) are kNullBlock: their
+// content may have been evicted, the chain proven through their identities.
 struct PrefixHit {
   std::vector<BlockId> blocks;
   int num_tokens = 0;  // blocks.size() * block_size
   std::optional<CacheEntryId> last_entry;
 };
+
+// The table entry of a block freed because no later query attends it.
+inline constexpr BlockId kNullBlock{-1};
 
 enum class LookupKind {
   kNewRequest,
@@ -150,6 +153,8 @@ class KvCacheManager {
 
   explicit KvCacheManager(const KvCacheManagerOptions& options);
   void RegisterFullBlocks(const SequenceView& seq, int num_tokens, RequestBlocks* request);
+  // GetComputedBlocks under a window (docs/architecture.md, "Windows").
+  void FindWindowedHit(const SequenceView& seq, int max_hit_blocks, PrefixHit* hit) const;
   // Frees the blocks of `request` that no query at `first_query` or later attends.
   void FreeDeadBlocks(int first_query, RequestBlocks* request);
   bool IsDeadBlock(int index, int first_query) const;

@@ -444,5 +444,47 @@ TEST_F(KvCacheManagerTest, WindowedAdmissionCountsTheWindowAndReleasesADeadHit) 
   EXPECT_EQ(manager_->Stats().num_cached_blocks, 9);
 }
 
+// vLLM's sliding-window hit: a prefix whose early blocks were evicted still hits when the blocks
+// its window reads are cached. The evicted part of the chain is proven by the identities the
+// pool kept (parent entry and tokens), never by a hash alone: a request that differs in its
+// first token, whose blocks hash differently, and one whose first block's tokens differ under
+// the same hashes (a forced collision) both miss.
+TEST_F(KvCacheManagerTest, WindowedHitSpansEvictedBlocksProvenByTheirIdentities) {
+  Init(/*num_blocks=*/5, /*block_size=*/4, 0.0, true, {.sliding_window = 4});
+  TestSequence first{.id = RequestId(1), .tokens = Iota(40)};
+  for (int done = 0; done < 40; done += 4) {
+    if (done == 0) {
+      ASSERT_TRUE(Admit(first, 4));
+    } else {
+      ASSERT_TRUE(manager_->AllocateSlots(first.View(*hasher_), {}, {.num_new_tokens = 4}));
+      first.num_computed += 4;
+    }
+  }
+  manager_->Free(first.id);
+  // 10 blocks went through a pool of 5: the early ones were evicted by the later ones.
+  EXPECT_GE(manager_->Stats().num_evictions, 5);
+  EXPECT_GE(manager_->pool().num_evicted_identities(), 5);
+
+  TestSequence same{.id = RequestId(2), .tokens = Iota(40)};
+  const PrefixHit hit = manager_->GetComputedBlocks(same.View(*hasher_));
+  ASSERT_EQ(hit.num_tokens, 36);  // the last token is always computed
+  ASSERT_EQ(hit.blocks.size(), 9u);
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(hit.blocks[i], kNullBlock) << i;
+  EXPECT_NE(hit.blocks[8], kNullBlock);  // positions 32-35, read by query 36's window [33, 36]
+  ASSERT_TRUE(manager_->AllocateSlots(same.View(*hasher_), hit,
+                                      {.num_new_tokens = 4, .admission = Admission::kNewRequest}));
+  EXPECT_EQ(manager_->NumLiveBlocks(same.id), 2);
+  manager_->Free(same.id);
+
+  std::vector<TokenId> other_start = Iota(40);
+  other_start[0] = 7;
+  TestSequence other{.id = RequestId(3), .tokens = other_start};
+  EXPECT_EQ(manager_->GetComputedBlocks(other.View(*hasher_)).num_tokens, 0);
+  // Same hashes as `same`, different first block: the identity check, not the hash, refuses.
+  TestSequence forged{.id = RequestId(4), .tokens = other_start};
+  forged.hashes = same.hashes;
+  EXPECT_EQ(manager_->GetComputedBlocks(forged.View(*hasher_)).num_tokens, 0);
+}
+
 }  // namespace
 }  // namespace pagoda::block_manager
