@@ -252,7 +252,8 @@ void DtypeAblation(const Flags& flags, int vocab) {
   double bf16_running = 0, bf16_throughput = 0;
   for (const auto& [name, dtype] :
        {std::pair{"f32", model::DType::kF32}, std::pair{"bf16", model::DType::kBF16},
-        std::pair{"int8", model::DType::kInt8}}) {
+        std::pair{"int8", model::DType::kInt8}, std::pair{"fp8_e4m3", model::DType::kFp8E4M3},
+        std::pair{"fp8_e5m2", model::DType::kFp8E5M2}}) {
     config.kv_cache_dtype = dtype;
     const int64_t pool_tokens = config.kv_cache_memory_bytes /
                                 (KvBytesPerTokenOf(flags, dtype) * config.block_size) *
@@ -267,8 +268,8 @@ void DtypeAblation(const Flags& flags, int vocab) {
     std::printf("| %s | %lld | %.1f | %d | %.1f | %lld |\n", name,
                 static_cast<long long>(pool_tokens), r.mean_running, r.peak_running,
                 r.output_tokens_per_second, static_cast<long long>(r.preemptions));
-    if (dtype == model::DType::kInt8) {
-      std::printf("\nint8/bf16: %.2fx mean concurrency, %.2fx throughput.\n",
+    if (model::IsScaledKvType(dtype)) {
+      std::printf("\n%s/bf16: %.2fx mean concurrency, %.2fx throughput.\n", name,
                   r.mean_running / bf16_running, r.output_tokens_per_second / bf16_throughput);
     }
   }

@@ -113,7 +113,8 @@ absl::StatusOr<std::optional<int>> ParseDevice(const std::string& device) {
 absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
     const EngineConfig& config, int max_model_len, std::unique_ptr<model::ModelWeights> weights) {
   if (config.kv_cache_dtype == model::DType::kF16) {
-    return absl::InvalidArgumentError("--kv-cache-dtype: the CPU KV cache is f32, bf16 or int8");
+    return absl::InvalidArgumentError(
+        "--kv-cache-dtype: the CPU KV cache is f32, bf16, int8, fp8_e4m3 or fp8_e5m2");
   }
   const model::ModelConfig model_config = weights->config();
   const int num_threads = config.num_threads > 0
@@ -174,8 +175,8 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
   }
   if (config.kv_cache_dtype != model::DType::kBF16 && config.kv_cache_dtype != model::DType::kF16) {
     return absl::InvalidArgumentError(
-        "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16 (int8 KV is "
-        "CPU-only in this version)");
+        "--kv-cache-dtype: the CUDA runner computes and caches in bf16 or f16 (int8 and FP8 KV "
+        "are CPU-only in this version)");
   }
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<runner::cuda::CudaModelRunner> runner,

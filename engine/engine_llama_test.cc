@@ -8,10 +8,10 @@
 
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
-#include "model/model_weights.h"
-#include "model/llama_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "model/llama_model.h"
+#include "model/model_weights.h"
 
 namespace pagoda::engine {
 namespace {
@@ -119,45 +119,50 @@ TEST(EngineLlamaTest, PromptLogprobsScoreWhatGenerationSampled) {
   EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
 }
 
-// An int8 KV cache: cached decode equals recomputation over the same quantized cache (a request
-// batched or alone, its prompt's blocks from the prefix cache or computed), and its pool holds
-// about twice bf16's tokens in the same memory.
-TEST(EngineLlamaTest, Int8KvCacheDecodesAsRecomputationAndHoldsTwiceTheTokens) {
-  EngineConfig config = TinyConfig();
-  config.kv_cache_dtype = model::DType::kInt8;
-  std::vector<std::vector<TokenId>> outputs[2];
-  for (const bool caching : {false, true}) {
-    config.enable_prefix_caching = caching;
-    auto core = CreateEngineCore(config);
-    ASSERT_TRUE(core.ok()) << core.status();
-    EXPECT_EQ((*core)->info().kv_dtype, model::DType::kInt8);
-    std::vector<EngineRequest> requests = Prompts(6, /*shared_prefix_len=*/48);
-    ASSERT_TRUE(GenerateOffline(**core, {requests[0]}).ok());  // warms the cache
-    auto batched = GenerateOffline(**core, requests);
-    ASSERT_TRUE(batched.ok()) << batched.status();
-    outputs[caching ? 1 : 0] = Tokens(*batched);
-    for (size_t i = 0; i < requests.size(); i += 2) {
-      auto alone_core = CreateEngineCore(config);
-      ASSERT_TRUE(alone_core.ok());
-      auto alone = GenerateOffline(**alone_core, {requests[i]});
-      ASSERT_TRUE(alone.ok());
-      EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
+// The 8-bit KV caches (int8, FP8 E4M3, FP8 E5M2): cached decode equals recomputation over the
+// same quantized cache (a request batched or alone, its prompt's blocks from the prefix cache or
+// computed), and the pool holds about twice bf16's tokens in the same memory.
+TEST(EngineLlamaTest, EightBitKvCachesDecodeAsRecomputationAndHoldTwiceTheTokens) {
+  for (const model::DType dtype :
+       {model::DType::kInt8, model::DType::kFp8E4M3, model::DType::kFp8E5M2}) {
+    EngineConfig config = TinyConfig();
+    config.kv_cache_dtype = dtype;
+    std::vector<std::vector<TokenId>> outputs[2];
+    for (const bool caching : {false, true}) {
+      config.enable_prefix_caching = caching;
+      auto core = CreateEngineCore(config);
+      ASSERT_TRUE(core.ok()) << core.status();
+      EXPECT_EQ((*core)->info().kv_dtype, dtype);
+      std::vector<EngineRequest> requests = Prompts(6, /*shared_prefix_len=*/48);
+      ASSERT_TRUE(GenerateOffline(**core, {requests[0]}).ok());  // warms the cache
+      auto batched = GenerateOffline(**core, requests);
+      ASSERT_TRUE(batched.ok()) << batched.status();
+      outputs[caching ? 1 : 0] = Tokens(*batched);
+      for (size_t i = 0; i < requests.size(); i += 2) {
+        auto alone_core = CreateEngineCore(config);
+        ASSERT_TRUE(alone_core.ok());
+        auto alone = GenerateOffline(**alone_core, {requests[i]});
+        ASSERT_TRUE(alone.ok());
+        EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids)
+            << model::DTypeName(dtype) << " request " << i;
+      }
+      if (caching) {
+        EXPECT_GT((*batched)[1].usage.cached_prompt_tokens, 0);
+      }
+      EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
     }
-    if (caching) {
-      EXPECT_GT((*batched)[1].usage.cached_prompt_tokens, 0);
-    }
-    EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+    EXPECT_EQ(outputs[0], outputs[1]) << model::DTypeName(dtype);
+    // Same memory against bf16: dummy:tiny has head_dim 16, so the scales cost 2 bytes in 18
+    // per value row: 32 / 18 = 1.78x the blocks.
+    config.kv_cache_dtype = model::DType::kBF16;
+    auto bf16 = CreateEngineCore(config);
+    config.kv_cache_dtype = dtype;
+    auto eight_bit = CreateEngineCore(config);
+    ASSERT_TRUE(bf16.ok() && eight_bit.ok());
+    EXPECT_NEAR(
+        static_cast<double>((*eight_bit)->info().num_kv_blocks) / (*bf16)->info().num_kv_blocks,
+        32.0 / 18.0, 0.01);
   }
-  EXPECT_EQ(outputs[0], outputs[1]);
-  // Same memory, int8 against bf16: dummy:tiny has head_dim 16, so the scales cost 2 bytes in
-  // 18 per value row: 32 / 18 = 1.78x the blocks.
-  config.kv_cache_dtype = model::DType::kBF16;
-  auto bf16 = CreateEngineCore(config);
-  config.kv_cache_dtype = model::DType::kInt8;
-  auto int8 = CreateEngineCore(config);
-  ASSERT_TRUE(bf16.ok() && int8.ok());
-  EXPECT_NEAR(static_cast<double>((*int8)->info().num_kv_blocks) / (*bf16)->info().num_kv_blocks,
-              32.0 / 18.0, 0.01);
 }
 
 TEST(EngineLlamaTest, PrefixCachingChangesNoTokenAndHitsASharedSystemPrompt) {
@@ -356,8 +361,8 @@ TEST(EngineLlamaTest, StreamingRefusesInvalidCombinations) {
   small_pool.max_model_len = 256;
   small_pool.streaming_window = 252;
   small_pool.kv_cache_memory_bytes =
-      16 * model::CpuKvCache::BytesPerBlock(*model::DummyPresetConfig("tiny"), 16,
-                                            model::DType::kF32);
+      16 *
+      model::CpuKvCache::BytesPerBlock(*model::DummyPresetConfig("tiny"), 16, model::DType::kF32);
   EXPECT_THAT(std::string(CreateEngineCore(small_pool).status().message()),
               ::testing::HasSubstr("one streaming request"));
   small_pool.kv_cache_memory_bytes = 0;  // the default sizing counts the window
@@ -397,8 +402,11 @@ TEST(EngineLlamaTest, SlidingWindowDummyModelsServeLongRequests) {
       EXPECT_EQ((*batched)[i].token_ids, sink->completion->token_ids) << name << " " << i;
       ASSERT_EQ(sink->completion->token_ids.size(), 300u);
       // Windowed: window 64 = 4 blocks, plus the block a step straddles, plus a prompt chunk's.
-      if (all_windowed) EXPECT_LE(max_used, 4 + 1 + 2) << i;
-      if (!all_windowed) EXPECT_GE(max_used, 19) << i;  // every block of 300+ tokens kept
+      if (all_windowed) {
+        EXPECT_LE(max_used, 4 + 1 + 2) << i;
+      } else {
+        EXPECT_GE(max_used, 19) << i;  // every block of 300+ tokens kept
+      }
     }
   }
 }

@@ -13,10 +13,11 @@ namespace pagoda::kernels {
 //   ((block * num_kv_heads + h) * block_size + offset) * head_dim.
 // The view does not own the memory; whoever made it keeps it alive.
 //
-// An int8 cache (T = int8_t) also has one scale per token and KV head for K and for V, bf16 bits,
-// laid out [num_blocks, num_kv_heads, block_size] (ScaleIndex): element x of a token's head is
-// x_int8 * scale. The scales are computed when the token is written (absmax / 127), so no
-// calibration is needed. Float and bf16 caches leave them null.
+// An 8-bit cache (T = int8_t, or an FP8 type: E4M3 or E5M2, one byte each) also has one scale
+// per token and KV head for K and for V, bf16 bits, laid out [num_blocks, num_kv_heads,
+// block_size] (ScaleIndex): element x of a token's head is decode(x) * scale. The scales are
+// computed when the token is written (absmax / the type's largest value: 127, 448 or 57344), so
+// no calibration is needed. Float and bf16 caches leave them null.
 template <typename T>
 struct PagedKvCacheView {
   T* key = nullptr;
@@ -25,8 +26,8 @@ struct PagedKvCacheView {
   int32_t num_kv_heads = 0;
   int32_t block_size = 0;
   int32_t head_dim = 0;
-  uint16_t* key_scale = nullptr;    // int8 only
-  uint16_t* value_scale = nullptr;  // int8 only
+  uint16_t* key_scale = nullptr;    // 8-bit types only
+  uint16_t* value_scale = nullptr;  // 8-bit types only
 
   // Index of (block, head, offset-in-block) in the scale arrays.
   int64_t ScaleIndex(int64_t block, int64_t head, int64_t offset) const {

@@ -16,12 +16,18 @@ namespace pagoda::model {
 
 // Element type of a weight tensor or of the KV cache. kF32, kBF16, kF16 are little-endian
 // IEEE-754 formats: float32, bfloat16 (the upper half of a float32), float16 (binary16). kInt8
-// is a KV-cache type only (int8 with a bf16 scale per token and head,
-// kernels/paged_kv_cache.h); weights never have it.
-enum class DType { kF32, kBF16, kF16, kInt8 };
+// and the FP8 types (OCP E4M3 and E5M2, kernels/cpu/fp8.h) are KV-cache types only, stored with
+// a bf16 scale per token and head (kernels/paged_kv_cache.h); weights never have them.
+enum class DType { kF32, kBF16, kF16, kInt8, kFp8E4M3, kFp8E5M2 };
+
+// The 8-bit KV-cache types, which carry per-token scales.
+constexpr bool IsScaledKvType(DType dtype) {
+  return dtype == DType::kInt8 || dtype == DType::kFp8E4M3 || dtype == DType::kFp8E5M2;
+}
 
 // The dtype a flag value names, case-insensitively: f32/fp32/float32, bf16/bfloat16,
-// f16/fp16/float16, int8; nullopt otherwise. Which ones a flag accepts is the flag's business.
+// f16/fp16/float16, int8, fp8/fp8_e4m3 (vLLM's alias), fp8_e5m2; nullopt otherwise. Which ones
+// a flag accepts is the flag's business.
 inline std::optional<DType> DTypeFromFlagValue(std::string_view value) {
   std::string lower(value);
   for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
@@ -29,12 +35,14 @@ inline std::optional<DType> DTypeFromFlagValue(std::string_view value) {
   if (lower == "bf16" || lower == "bfloat16") return DType::kBF16;
   if (lower == "f16" || lower == "fp16" || lower == "float16") return DType::kF16;
   if (lower == "int8") return DType::kInt8;
+  if (lower == "fp8" || lower == "fp8_e4m3") return DType::kFp8E4M3;
+  if (lower == "fp8_e5m2") return DType::kFp8E5M2;
   return std::nullopt;
 }
 
 // Bytes per element (an int8 KV cache's scales come on top: CpuKvCache::BytesPerBlock).
 constexpr int64_t DTypeSize(DType dtype) {
-  return dtype == DType::kF32 ? 4 : dtype == DType::kInt8 ? 1 : 2;
+  return dtype == DType::kF32 ? 4 : IsScaledKvType(dtype) ? 1 : 2;
 }
 
 // The safetensors spelling: "F32", "BF16", "F16".
@@ -48,6 +56,10 @@ constexpr std::string_view DTypeName(DType dtype) {
       return "F16";
     case DType::kInt8:
       return "I8";
+    case DType::kFp8E4M3:
+      return "F8_E4M3";
+    case DType::kFp8E5M2:
+      return "F8_E5M2";
   }
   return "?";
 }

@@ -65,8 +65,10 @@ void FillRange(const FillSpec& spec, int64_t begin, int64_t end) {
       return FillRangeAs<DType::kBF16>(spec, begin, end);
     case DType::kF16:
       return FillRangeAs<DType::kF16>(spec, begin, end);
-    case DType::kInt8:  // a KV-cache type only; weight dtypes come from FromFlags/checkpoints
-      PAGODA_CHECK(false) << "int8 weights";
+    case DType::kInt8:  // KV-cache types only; weight dtypes come from FromFlags/checkpoints
+    case DType::kFp8E4M3:
+    case DType::kFp8E5M2:
+      PAGODA_CHECK(false) << "8-bit weights";
   }
 }
 

@@ -55,9 +55,17 @@ CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size
   if (dtype == DType::kF32) {
     key_f32_.resize(total);
     value_f32_.resize(total);
-  } else if (dtype == DType::kInt8) {
-    key_int8_.resize(total);
-    value_int8_.resize(total);
+  } else if (IsScaledKvType(dtype)) {
+    if (dtype == DType::kInt8) {
+      key_int8_.resize(total);
+      value_int8_.resize(total);
+    } else if (dtype == DType::kFp8E4M3) {
+      key_e4m3_.resize(total);
+      value_e4m3_.resize(total);
+    } else {
+      key_e5m2_.resize(total);
+      value_e5m2_.resize(total);
+    }
     key_scale_.resize(total / static_cast<size_t>(config.head_dim));
     value_scale_.resize(total / static_cast<size_t>(config.head_dim));
   } else {
@@ -73,8 +81,8 @@ absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache needs blocks: num_blocks=", num_blocks, " block_size=", block_size));
   }
-  if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kInt8) {
-    return absl::InvalidArgumentError("the CPU KV cache holds F32, BF16 or Int8");
+  if (dtype != DType::kF32 && dtype != DType::kBF16 && !IsScaledKvType(dtype)) {
+    return absl::InvalidArgumentError("the CPU KV cache holds F32, BF16, Int8, FP8 E4M3 or E5M2");
   }
   return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size, dtype));
 }
@@ -84,22 +92,38 @@ int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DTy
 }
 
 int64_t KvBytesPerToken(const ModelConfig& config, DType dtype) {
-  // Int8 adds one bf16 scale per token and head, for K and for V.
-  const int64_t per_head = config.head_dim * DTypeSize(dtype) + (dtype == DType::kInt8 ? 2 : 0);
+  // The 8-bit types add one bf16 scale per token and head, for K and for V.
+  const int64_t per_head = config.head_dim * DTypeSize(dtype) + (IsScaledKvType(dtype) ? 2 : 0);
   return 2LL * config.num_layers * config.num_kv_heads * per_head;
 }
 
-kernels::PagedKvCacheView<int8_t> CpuKvCache::layer_int8(int index) {
-  PAGODA_CHECK(dtype_ == DType::kInt8);
+template <typename T>
+kernels::PagedKvCacheView<T> CpuKvCache::ScaledLayer(std::vector<T>& key, std::vector<T>& value,
+                                                     int index) {
   const int64_t scales = layer_elements_ / head_dim_;
-  return {key_int8_.data() + index * layer_elements_,
-          value_int8_.data() + index * layer_elements_,
+  return {key.data() + index * layer_elements_,
+          value.data() + index * layer_elements_,
           num_blocks_,
           num_kv_heads_,
           block_size_,
           head_dim_,
           key_scale_.data() + index * scales,
           value_scale_.data() + index * scales};
+}
+
+kernels::PagedKvCacheView<int8_t> CpuKvCache::layer_int8(int index) {
+  PAGODA_CHECK(dtype_ == DType::kInt8);
+  return ScaledLayer(key_int8_, value_int8_, index);
+}
+
+kernels::PagedKvCacheView<kernels::cpu::Fp8E4M3> CpuKvCache::layer_fp8_e4m3(int index) {
+  PAGODA_CHECK(dtype_ == DType::kFp8E4M3);
+  return ScaledLayer(key_e4m3_, value_e4m3_, index);
+}
+
+kernels::PagedKvCacheView<kernels::cpu::Fp8E5M2> CpuKvCache::layer_fp8_e5m2(int index) {
+  PAGODA_CHECK(dtype_ == DType::kFp8E5M2);
+  return ScaledLayer(key_e5m2_, value_e5m2_, index);
 }
 
 kernels::PagedKvCacheView<float> CpuKvCache::layer_f32(int index) {
@@ -222,6 +246,10 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
     Attention(batch, cache.layer_f32(index), index);
   } else if (cache.dtype() == DType::kInt8) {
     Attention(batch, cache.layer_int8(index), index);
+  } else if (cache.dtype() == DType::kFp8E4M3) {
+    Attention(batch, cache.layer_fp8_e4m3(index), index);
+  } else if (cache.dtype() == DType::kFp8E5M2) {
+    Attention(batch, cache.layer_fp8_e5m2(index), index);
   } else {
     Attention(batch, cache.layer_bf16(index), index);
   }

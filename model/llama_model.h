@@ -8,6 +8,7 @@
 #include "absl/types/span.h"
 #include "common/ids.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/fp8.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
@@ -27,7 +28,7 @@ int64_t KvBytesPerToken(const ModelConfig& config, DType dtype);
 
 class CpuKvCache {
  public:
-  // `dtype` is DType::kF32, kBF16 or kInt8.
+  // `dtype` is DType::kF32, kBF16, or an 8-bit type: kInt8, kFp8E4M3, kFp8E5M2.
   static absl::StatusOr<std::unique_ptr<CpuKvCache>> Create(const ModelConfig& config,
                                                             int num_blocks, int block_size,
                                                             DType dtype = DType::kF32);
@@ -39,11 +40,15 @@ class CpuKvCache {
   kernels::PagedKvCacheView<float> layer_f32(int index);
   kernels::PagedKvCacheView<kernels::cpu::Bf16> layer_bf16(int index);
   kernels::PagedKvCacheView<int8_t> layer_int8(int index);
+  kernels::PagedKvCacheView<kernels::cpu::Fp8E4M3> layer_fp8_e4m3(int index);
+  kernels::PagedKvCacheView<kernels::cpu::Fp8E5M2> layer_fp8_e5m2(int index);
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
 
  private:
   CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype);
+  template <typename T>
+  kernels::PagedKvCacheView<T> ScaledLayer(std::vector<T>& key, std::vector<T>& value, int index);
 
   DType dtype_;
   int num_blocks_;
@@ -55,7 +60,9 @@ class CpuKvCache {
   std::vector<float> key_f32_, value_f32_;
   std::vector<kernels::cpu::Bf16> key_bf16_, value_bf16_;
   std::vector<int8_t> key_int8_, value_int8_;
-  // Int8: [num_layers, num_blocks * num_kv_heads * block_size] bf16 scales each.
+  std::vector<kernels::cpu::Fp8E4M3> key_e4m3_, value_e4m3_;
+  std::vector<kernels::cpu::Fp8E5M2> key_e5m2_, value_e5m2_;
+  // The 8-bit types: [num_layers, num_blocks * num_kv_heads * block_size] bf16 scales each.
   std::vector<uint16_t> key_scale_, value_scale_;
 };
 

@@ -56,8 +56,10 @@ void ConvertFrom(const uint8_t* src, DType to, uint8_t* dst, int64_t n) {
       return ConvertAs<kFrom, DType::kBF16>(src, dst, n);
     case DType::kF16:
       return ConvertAs<kFrom, DType::kF16>(src, dst, n);
-    case DType::kInt8:  // a KV-cache type only: never a weight's
-      PAGODA_CHECK(false) << "int8 weights";
+    case DType::kInt8:  // KV-cache types only: never a weight's
+    case DType::kFp8E4M3:
+    case DType::kFp8E5M2:
+      PAGODA_CHECK(false) << "8-bit weights";
   }
 }
 
@@ -70,8 +72,10 @@ void Convert(const uint8_t* src, DType from, uint8_t* dst, DType to, int64_t n) 
       return ConvertFrom<DType::kBF16>(src, to, dst, n);
     case DType::kF16:
       return ConvertFrom<DType::kF16>(src, to, dst, n);
-    case DType::kInt8:  // a KV-cache type only: never a weight's
-      PAGODA_CHECK(false) << "int8 weights";
+    case DType::kInt8:  // KV-cache types only: never a weight's
+    case DType::kFp8E4M3:
+    case DType::kFp8E5M2:
+      PAGODA_CHECK(false) << "8-bit weights";
   }
 }
 

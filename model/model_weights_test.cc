@@ -46,7 +46,9 @@ float Quantize(float value, DType dtype) {
       return Bf16ToF32(F32ToBf16(value));
     case DType::kF16:
       return F16ToF32(F32ToF16(value));
-    case DType::kInt8:  // a KV-cache type only: no weight test uses it
+    case DType::kInt8:  // KV-cache types only: no weight test uses them
+    case DType::kFp8E4M3:
+    case DType::kFp8E5M2:
       break;
   }
   return value;

@@ -29,6 +29,10 @@ v1::DataType ToProtoDataType(model::DType dtype) {
       return v1::DATA_TYPE_FLOAT16;
     case model::DType::kInt8:
       return v1::DATA_TYPE_INT8;
+    case model::DType::kFp8E4M3:
+      return v1::DATA_TYPE_FP8_E4M3;
+    case model::DType::kFp8E5M2:
+      return v1::DATA_TYPE_FP8_E5M2;
   }
   return v1::DATA_TYPE_UNSPECIFIED;
 }

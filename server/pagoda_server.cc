@@ -81,6 +81,10 @@ std::string KvDtypeLabel(model::DType dtype) {
       return "f16";
     case model::DType::kInt8:
       return "int8";
+    case model::DType::kFp8E4M3:
+      return "fp8_e4m3";
+    case model::DType::kFp8E5M2:
+      return "fp8_e5m2";
   }
   return "unknown";
 }

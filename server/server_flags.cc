@@ -200,15 +200,18 @@ const std::vector<Flag>& Flags() {
          return SetBytes("kv-cache-memory", v, 1, "a positive byte size such as 512MiB",
                          o.engine.kv_cache_memory_bytes);
        }},
-      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16|int8",
+      {"kv-cache-dtype", FlagKind::kValue, "bf16|f32|f16|int8|fp8|fp8_e4m3|fp8_e5m2",
        "Element type of the KV cache. Default bf16 (half the memory of f32). The CPU takes "
-       "bf16, f32 or int8 (a bf16 scale per token and head: 1.94x bf16's tokens at head_dim "
-       "64; check your model with pagoda-kv-accuracy first); CUDA bf16 or f16, which is also "
-       "its weights' and activations' type.",
+       "bf16, f32, int8, fp8_e4m3 (alias fp8) or fp8_e5m2 (the 8-bit ones with a bf16 scale "
+       "per token and head: 1.94x bf16's tokens at head_dim 64; check your model with "
+       "pagoda-kv-accuracy first); CUDA bf16 or f16, which is also its weights' and "
+       "activations' type.",
        [](absl::string_view v, ServerOptions& o) -> absl::Status {
          const std::optional<model::DType> dtype =
              model::DTypeFromFlagValue(std::string_view(v.data(), v.size()));
-         if (!dtype.has_value()) return BadValue("kv-cache-dtype", "bf16, f32, f16 or int8", v);
+         if (!dtype.has_value()) {
+           return BadValue("kv-cache-dtype", "bf16, f32, f16, int8, fp8, fp8_e4m3 or fp8_e5m2", v);
+         }
          o.engine.kv_cache_dtype = *dtype;
          return absl::OkStatus();
        }},

@@ -97,6 +97,12 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
   EXPECT_EQ(Parse({"--device=cuda:3"})->options.engine.device, "cuda:3");
   EXPECT_EQ(Parse({"--kv-cache-dtype=f16"})->options.engine.kv_cache_dtype, model::DType::kF16);
   EXPECT_EQ(Parse({"--kv-cache-dtype=int8"})->options.engine.kv_cache_dtype, model::DType::kInt8);
+  EXPECT_EQ(Parse({"--kv-cache-dtype=fp8"})->options.engine.kv_cache_dtype,
+            model::DType::kFp8E4M3);
+  EXPECT_EQ(Parse({"--kv-cache-dtype=FP8_E4M3"})->options.engine.kv_cache_dtype,
+            model::DType::kFp8E4M3);
+  EXPECT_EQ(Parse({"--kv-cache-dtype=fp8_e5m2"})->options.engine.kv_cache_dtype,
+            model::DType::kFp8E5M2);
   const auto streaming = Parse({"--attention-sinks=4", "--streaming-window", "1024"});
   ASSERT_TRUE(streaming.ok()) << streaming.status();
   EXPECT_EQ(streaming->options.engine.attention_sinks, 4);

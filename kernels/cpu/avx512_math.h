@@ -6,7 +6,10 @@
 
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/fp8.h"
 
 #define PAGODA_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
@@ -29,6 +32,42 @@ PAGODA_AVX512_TARGET inline __m512 Load16(const int8_t* p) {
 PAGODA_AVX512_TARGET inline __m512 Load16(const Bf16* p) {
   const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+}
+// FP8 through float16, exactly: an E5M2 byte is the upper byte of a float16; an E4M3 byte's
+// exponent and mantissa shifted into a float16's are its value / 256 (subnormals included), and
+// its NaN (never written: encoding saturates) reads as 480.
+PAGODA_AVX512_TARGET inline __m512 Load16(const Fp8E5M2* p) {
+  const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_maskz_cvtph_ps(0xffff, _mm256_slli_epi16(bytes, 8));
+}
+// E4M3 values / 256 (what the float16 reinterpretation gives): a kernel folds the 256 into its
+// per-row scale instead of multiplying every vector.
+PAGODA_AVX512_TARGET inline __m512 Load16Over256(const Fp8E4M3* p) {
+  const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  // b << 7 puts exponent and mantissa where a float16's go and the sign at bit 14; adding that
+  // bit to itself moves it to bit 15.
+  const __m256i shifted = _mm256_slli_epi16(bytes, 7);
+  const __m256i half =
+      _mm256_add_epi16(shifted, _mm256_and_si256(shifted, _mm256_set1_epi16(0x4000)));
+  // (The masked form: GCC 12's plain _mm512_cvtph_ps warns that its placeholder is uninitialized.)
+  return _mm512_maskz_cvtph_ps(0xffff, half);
+}
+PAGODA_AVX512_TARGET inline __m512 Load16(const Fp8E4M3* p) {
+  return _mm512_mul_ps(Load16Over256(p), _mm512_set1_ps(256.0f));
+}
+
+// What LoadScaled16 returns is the value divided by LoadScale<T>(): 256 for E4M3, else 1.
+template <typename T>
+constexpr float LoadScale() {
+  return std::is_same_v<T, Fp8E4M3> ? 256.0f : 1.0f;
+}
+template <typename T>
+PAGODA_AVX512_TARGET inline __m512 LoadScaled16(const T* p) {
+  if constexpr (std::is_same_v<T, Fp8E4M3>) {
+    return Load16Over256(p);
+  } else {
+    return Load16(p);
+  }
 }
 
 // exp(x), relative error about 1e-7 for x in [-87, 88] (clamped outside, so it never returns

@@ -14,26 +14,38 @@ namespace pagoda::kernels::cpu {
 
 namespace {
 
-// int8 with a per-(token, head) scale: scale = absmax / 127 rounded to bf16 (what is stored, so
-// quantizing and dequantizing agree); values round to nearest and clamp to [-127, 127].
-void QuantizeHead(const float* x, int64_t d, int8_t* out, uint16_t* scale_bits) {
+// The 8-bit types, stored with a per-(token, head) scale (kernels/paged_kv_cache.h).
+template <typename T>
+constexpr bool kScaled =
+    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
+
+// One token's head quantized with its own scale = absmax / ScaledMax<T>() (127 for int8, 448
+// for E4M3, 57344 for E5M2) rounded to bf16 (what is stored, so quantizing and dequantizing
+// agree); int8 values round to nearest and clamp to [-127, 127], FP8 ones round to nearest even
+// and saturate.
+template <typename T>
+void QuantizeHead(const float* x, int64_t d, T* out, uint16_t* scale_bits) {
   float amax = 0.0f;
   for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
-  *scale_bits = FloatToBf16(amax / 127.0f);
+  *scale_bits = FloatToBf16(amax / ScaledMax<T>());
   const float scale = Bf16ToFloat(*scale_bits);
   const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
   for (int64_t i = 0; i < d; ++i) {
-    const float q = std::nearbyint(x[i] * inv);
-    out[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    if constexpr (std::is_same_v<T, int8_t>) {
+      const float q = std::nearbyint(x[i] * inv);
+      out[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    } else {
+      FromFloat(x[i] * inv, &out[i]);
+    }
   }
 }
 
 // The factor that turns a stored element of (block, head, offset) back into a value: 1 for float
-// and bf16 caches, the token's scale for int8.
+// and bf16 caches, the token's scale for the 8-bit ones.
 template <typename T>
 inline float ElementScale(const PagedKvCacheView<T>& c, const uint16_t* scales, int64_t block,
                           int64_t head, int64_t offset) {
-  if constexpr (std::is_same_v<T, int8_t>) {
+  if constexpr (kScaled<T>) {
     return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
   } else {
     (void)c, (void)scales, (void)block, (void)head, (void)offset;
@@ -47,7 +59,7 @@ template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
                      const PagedKvCacheView<T>& cache) {
   const int64_t d = cache.head_dim;
-  if constexpr (std::is_same_v<T, int8_t>) {
+  if constexpr (kScaled<T>) {
     PAGODA_CHECK(cache.key_scale != nullptr && cache.value_scale != nullptr);
   }
   for (size_t t = 0; t < slots.size(); ++t) {
@@ -57,7 +69,7 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
     for (int64_t h = 0; h < cache.num_kv_heads; ++h) {
       const int64_t src = (static_cast<int64_t>(t) * cache.num_kv_heads + h) * d;
       const int64_t dst = cache.Offset(block, h, offset);
-      if constexpr (std::is_same_v<T, int8_t>) {
+      if constexpr (kScaled<T>) {
         const int64_t s = cache.ScaleIndex(block, h, offset);
         QuantizeHead(key + src, d, cache.key + dst, cache.key_scale + s);
         QuantizeHead(value + src, d, cache.value + dst, cache.value_scale + s);
@@ -187,12 +199,22 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Attend(
   AttendOneToken(a, token, request, kv_head, last, scores);
 }
 
+// FP8 decodes through a 256-entry table here (the AVX-512 path converts in registers).
+void Attend(const PagedAttentionArgs<Fp8E4M3>& a, int64_t token, int64_t request, int kv_head,
+            int32_t last, std::vector<float>& scores) {
+  AttendOneToken(a, token, request, kv_head, last, scores);
+}
+
+void Attend(const PagedAttentionArgs<Fp8E5M2>& a, int64_t token, int64_t request, int kv_head,
+            int32_t last, std::vector<float>& scores) {
+  AttendOneToken(a, token, request, kv_head, last, scores);
+}
+
 #if defined(__x86_64__)
 // The AVX-512 path, for head dims that are a multiple of 16 (64, 80, 96, 128, 256): K and V rows
 // are loaded once per position as kChunks vectors of 16 floats; the softmax uses a vectorized
 // exp. About 4x the throughput of the auto-vectorized loop above on Zen 4.
 using avx512::Exp;
-using avx512::Load16;
 
 // In place: s[0, len) = softmax(s).
 PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
@@ -235,10 +257,11 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       const bool sink = part == 0;
       const int32_t block = table[pos / c.block_size];
       const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-      const float k_scale =
-          a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
+      // Dequantization fused: the row's scale (times E4M3's load factor) scales the scores.
+      const float k_scale = a.scale * avx512::LoadScale<T>() *
+                            ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
       __m512 kv[kChunks];
-      for (int i = 0; i < kChunks; ++i) kv[i] = Load16(k + 16 * i);
+      for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
       const float* q = QueryRow(a, token, kv_head * group, sink);
       for (int g = 0; g < group; ++g) {
         const float* qg = q + g * 16 * kChunks;
@@ -258,9 +281,12 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
         const int32_t block = table[pos / c.block_size];
         const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-        const __m512 w = _mm512_set1_ps(
-            p[at] * ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
-        for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_fmadd_ps(w, Load16(v + 16 * i), acc[i]);
+        const __m512 w =
+            _mm512_set1_ps(p[at] * avx512::LoadScale<T>() *
+                           ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
+        for (int i = 0; i < kChunks; ++i) {
+          acc[i] = _mm512_fmadd_ps(w, avx512::LoadScaled16(v + 16 * i), acc[i]);
+        }
       }
     }
     float* out = a.output + (token * a.num_heads + kv_head * group + g) * (16 * kChunks);
@@ -339,5 +365,11 @@ template void PagedAttention<Bf16>(const PagedAttentionArgs<Bf16>&, ThreadPool&)
 template void ReshapeAndCache<int8_t>(const float*, const float*, absl::Span<const int64_t>,
                                       const PagedKvCacheView<int8_t>&);
 template void PagedAttention<int8_t>(const PagedAttentionArgs<int8_t>&, ThreadPool&);
+template void ReshapeAndCache<Fp8E4M3>(const float*, const float*, absl::Span<const int64_t>,
+                                       const PagedKvCacheView<Fp8E4M3>&);
+template void PagedAttention<Fp8E4M3>(const PagedAttentionArgs<Fp8E4M3>&, ThreadPool&);
+template void ReshapeAndCache<Fp8E5M2>(const float*, const float*, absl::Span<const int64_t>,
+                                       const PagedKvCacheView<Fp8E5M2>&);
+template void PagedAttention<Fp8E5M2>(const PagedAttentionArgs<Fp8E5M2>&, ThreadPool&);
 
 }  // namespace pagoda::kernels::cpu

@@ -5,14 +5,16 @@
 #include "absl/types/span.h"
 #include "kernels/attention_window.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/fp8.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cpu {
 
 // Writes the new tokens' K and V into their slots (slot = block * block_size + offset),
-// rounding to the cache's element type T (float or Bf16), or quantizing to int8 with each
-// token's and head's scale (absmax / 127, bf16) stored beside it (kernels/paged_kv_cache.h).
+// rounding to the cache's element type T (float or Bf16), or quantizing to int8, Fp8E4M3 or
+// Fp8E5M2 with each token's and head's scale (absmax / the type's largest value, bf16) stored
+// beside it (kernels/paged_kv_cache.h).
 // key, value: [num_tokens, num_kv_heads, head_dim]; slots: [num_tokens].
 template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
@@ -26,8 +28,9 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
 // [0, context_len - n + i], or, with a window, the part of it that `window` keeps
 // (kernels/attention_window.h). K/V are read only through the request's row of block_tables,
 // and only for attended positions: entries of blocks no query attends may be anything.
-template <typename T>  // the cache's element type: float, Bf16 or int8_t (dequantized in the
-                       // dot products: scores scaled by the K scale, V weights by the V scale)
+template <typename T>  // the cache's element type: float, Bf16, or int8_t, Fp8E4M3, Fp8E5M2
+                       // (dequantized in the dot products: scores scaled by the K scale, V
+                       // weights by the V scale)
 struct PagedAttentionArgs {
   const float* query = nullptr;  // [num_tokens, num_heads, head_dim]
   float* output = nullptr;       // [num_tokens, num_heads, head_dim]

@@ -1,6 +1,7 @@
 // Paged attention of a decode batch: B requests, one query token each, over a context of L
-// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, f32, bf16 or int8 KV cache;
-// the KV bytes read per second also as a fraction of the machine's measured read bandwidth.
+// tokens, llama-110m's shape (12 heads, head_dim 64), block size 16, an f32, bf16, int8, FP8 E4M3
+// or FP8 E5M2 KV cache; the KV bytes read per second also as a fraction of the machine's measured
+// read bandwidth. Contexts 128, 1,024 and 4,096 (batch 16 x 4,096 is 200 MB of bf16 K/V).
 //
 //   ./build/kernels/paged_attention_benchmark
 
@@ -17,6 +18,10 @@ namespace pagoda::kernels::cpu {
 namespace {
 
 template <typename T>
+constexpr bool kScaled =
+    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
+
+template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int context = static_cast<int>(state.range(1));
@@ -31,7 +36,7 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   }
   std::vector<T> k(static_cast<size_t>(num_blocks) * kHeads * kBlock * kDim, element);
   std::vector<T> v(k.size(), element);
-  // int8: one bf16 scale per token and head, for K and V.
+  // 8-bit types: one bf16 scale per token and head, for K and V.
   std::vector<uint16_t> scales(static_cast<size_t>(num_blocks) * kHeads * kBlock,
                                FloatToBf16(0.01f));
   std::vector<float> q(static_cast<size_t>(batch) * kHeads * kDim, 0.1f), out(q.size());
@@ -39,21 +44,21 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   std::iota(tables.begin(), tables.end(), 0);
   std::iota(query_start.begin(), query_start.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<T> args{.query = q.data(),
-                                   .output = out.data(),
-                                   .num_heads = kHeads,
-                                   .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim,
-                                             std::is_same_v<T, int8_t> ? scales.data() : nullptr,
-                                             std::is_same_v<T, int8_t> ? scales.data() : nullptr},
-                                   .query_start = query_start,
-                                   .context_lens = lens,
-                                   .block_tables = tables,
-                                   .max_blocks_per_request = blocks_per_seq,
-                                   .scale = 0.125f};
+  const PagedAttentionArgs<T> args{
+      .query = q.data(),
+      .output = out.data(),
+      .num_heads = kHeads,
+      .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim,
+                kScaled<T> ? scales.data() : nullptr, kScaled<T> ? scales.data() : nullptr},
+      .query_start = query_start,
+      .context_lens = lens,
+      .block_tables = tables,
+      .max_blocks_per_request = blocks_per_seq,
+      .scale = 0.125f};
   for (auto _ : state) PagedAttention(args, pool);
-  // K and V, with int8's scales (2 bytes per token and head each).
+  // K and V, with the 8-bit types' scales (2 bytes per token and head each).
   const double kv_bytes =
-      2.0 * batch * context * kHeads * (kDim * sizeof(T) + (std::is_same_v<T, int8_t> ? 2 : 0));
+      2.0 * batch * context * kHeads * (kDim * sizeof(T) + (kScaled<T> ? 2 : 0));
   state.counters["KV_GB_per_s"] =
       benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   // Decode attention reads every K and V once: bound by the read bandwidth (a KV set that fits
@@ -62,18 +67,16 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
       benchmark::Counter(kv_bytes / (MeasuredRoofline(2).read_gb_per_s * 1e9),
                          benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_PagedAttentionDecode<float>)
-    ->ArgsProduct({{1, 16}, {128, 1024}})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseRealTime();
-BENCHMARK(BM_PagedAttentionDecode<Bf16>)
-    ->ArgsProduct({{1, 16}, {128, 1024}})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseRealTime();
-BENCHMARK(BM_PagedAttentionDecode<int8_t>)
-    ->ArgsProduct({{1, 16}, {128, 1024}})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseRealTime();
+#define PAGODA_DECODE_BENCHMARK(T)                \
+  BENCHMARK(BM_PagedAttentionDecode<T>)           \
+      ->ArgsProduct({{1, 16}, {128, 1024, 4096}}) \
+      ->Unit(benchmark::kMicrosecond)             \
+      ->UseRealTime()
+PAGODA_DECODE_BENCHMARK(float);
+PAGODA_DECODE_BENCHMARK(Bf16);
+PAGODA_DECODE_BENCHMARK(int8_t);
+PAGODA_DECODE_BENCHMARK(Fp8E4M3);
+PAGODA_DECODE_BENCHMARK(Fp8E5M2);
 
 }  // namespace
 }  // namespace pagoda::kernels::cpu

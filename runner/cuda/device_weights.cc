@@ -20,7 +20,9 @@ float ElementAsFloat(const model::WeightTensor& w, int64_t i) {
       return model::Bf16ToF32(static_cast<const uint16_t*>(w.data)[i]);
     case model::DType::kF16:
       return model::F16ToF32(static_cast<const uint16_t*>(w.data)[i]);
-    case model::DType::kInt8:  // a KV-cache type only: never a weight's
+    case model::DType::kInt8:  // KV-cache types only: never a weight's
+    case model::DType::kFp8E4M3:
+    case model::DType::kFp8E5M2:
       break;
   }
   return 0;

@@ -28,7 +28,8 @@ constexpr char kUsage[] =
     "usage: pagoda-kv-accuracy --kv-cache-dtype DTYPE [flags]\n"
     "  --model SPEC                 a Hugging Face directory, dummy:<preset>, or \"\" (the\n"
     "                               built-in model; default)\n"
-    "  --kv-cache-dtype DTYPE       the dtype to check: bf16 | int8 | f32 (the CPU's KV dtypes)\n"
+    "  --kv-cache-dtype DTYPE       the dtype to check: bf16 | int8 | fp8_e4m3 (fp8) | fp8_e5m2 |\n"
+    "                               f32 (the CPU's KV dtypes)\n"
     "  --reference-dtype DTYPE      the baseline (default f32)\n"
     "  --heldout FILE.json          texts as {\"verses\": [{\"ids\": [...]}, ...]} (token ids)\n"
     "  --text FILE                  texts, one per line (tokenized with the model's tokenizer,\n"
@@ -138,7 +139,8 @@ int Run(const Flags& f) {
   const std::optional<model::DType> reference = model::DTypeFromFlagValue(f.reference);
   if (!dtype.has_value() || !reference.has_value()) {
     std::cerr << (dtype.has_value() ? "--reference-dtype" : "--kv-cache-dtype")
-              << ": not a KV dtype of this build (f32, bf16, f16, int8)\n";
+              << ": not a KV dtype of this build (f32, bf16, f16, int8, fp8, fp8_e4m3, "
+                 "fp8_e5m2)\n";
     return 2;
   }
   if (f.heldout.empty() == f.text.empty()) {
