@@ -42,6 +42,7 @@ struct Flags {
   std::string out = ".";
   int threads = 0;
   bool quick = false;  // small sizes, for a smoke run
+  int section = 0;     // 1-4: only that ablation; 0: all
 };
 
 class StepRecorder final : public engine::MetricsObserver {
@@ -341,10 +342,13 @@ Flags ParseFlags(int argc, char** argv) {
       PAGODA_CHECK(absl::SimpleAtoi(value(), &flags.threads));
     } else if (arg == "--quick") {
       flags.quick = true;
+    } else if (arg == "--section") {
+      PAGODA_CHECK(absl::SimpleAtoi(value(), &flags.section) && flags.section >= 0 &&
+                   flags.section <= 4);
     } else {
       std::fprintf(stderr,
                    "usage: kv_ablations [--model dummy:<preset>] [--out DIR] [--threads N] "
-                   "[--quick]\n");
+                   "[--quick] [--section 1-4]\n");
       std::exit(arg == "--help" ? 0 : 2);
     }
   }
@@ -361,9 +365,10 @@ int main(int argc, char** argv) {
       flags.model.rfind("dummy:", 0) == 0 ? flags.model.substr(6) : "");
   PAGODA_CHECK(config.ok()) << "--model must be dummy:<preset>";
   std::printf("# KV-cache ablations (%s)\n", flags.model.c_str());
-  KvCacheAblation(flags, config->vocab_size);
-  PagingAblation(flags, config->vocab_size);
-  PrefixAblation(flags, config->vocab_size);
-  DtypeAblation(flags, config->vocab_size);
+  const auto run = [&](int section) { return flags.section == 0 || flags.section == section; };
+  if (run(1)) KvCacheAblation(flags, config->vocab_size);
+  if (run(2)) PagingAblation(flags, config->vocab_size);
+  if (run(3)) PrefixAblation(flags, config->vocab_size);
+  if (run(4)) DtypeAblation(flags, config->vocab_size);
   return 0;
 }
