@@ -57,28 +57,26 @@ constexpr std::array<float, 256> Fp8Table() {
 inline constexpr std::array<float, 256> kE4M3Values = Fp8Table<4, 3, false>();
 inline constexpr std::array<float, 256> kE5M2Values = Fp8Table<5, 2, true>();
 
-// Rounds |x| (finite, >= 0) to the format's grid, ties to even, and saturates to `max_finite`;
-// returns the code of the result (without sign). The grid's step is 2^(e - mant_bits) in the
-// binade [2^e, 2^(e+1)) and the subnormal step below the smallest normal.
-template <int kExpBits, int kMantBits>
-inline uint8_t EncodeMagnitude(float a, float max_finite) {
-  constexpr int kBias = (1 << (kExpBits - 1)) - 1;
-  constexpr int kMinNormalExp = 1 - kBias;
-  if (a >= max_finite) a = max_finite;
-  int exp = 0;
-  std::frexp(a, &exp);  // a = f * 2^exp with f in [0.5, 1)
-  const int binade = exp - 1 < kMinNormalExp ? kMinNormalExp : exp - 1;
-  const float step = std::ldexp(1.0f, binade - kMantBits);
-  const float q = std::nearbyint(a / step) * step;  // ties to even (the default rounding mode)
-  const float r = q > max_finite ? max_finite : q;
-  if (r == 0.0f) return 0;
-  std::frexp(r, &exp);
-  const int e = exp - 1;
-  if (e < kMinNormalExp) {  // subnormal: the multiple of the subnormal step
-    return static_cast<uint8_t>(r / std::ldexp(1.0f, kMinNormalExp - kMantBits));
+// Encodes a float's magnitude bits `u` (sign cleared, not NaN) in a format of kMantBits mantissa
+// bits and exponent bias kBias, rounding to nearest even and saturating to `max_code` (the
+// largest finite code) for values at or above `max_bits` (the largest finite value's float
+// bits). Normal results round the float's mantissa in place (a carry moves into the exponent,
+// as it should) and rebias the exponent; subnormal results count subnormal steps.
+template <int kMantBits, int kBias>
+inline uint8_t EncodeMagnitudeBits(uint32_t u, uint32_t max_bits, uint32_t max_code) {
+  if (u >= max_bits) return static_cast<uint8_t>(max_code);
+  constexpr int kDrop = 23 - kMantBits;
+  constexpr uint32_t kMinNormalBits = static_cast<uint32_t>(127 + 1 - kBias) << 23;
+  if (u >= kMinNormalBits) {
+    const uint32_t rounded = u + ((1u << (kDrop - 1)) - 1) + ((u >> kDrop) & 1u);
+    const uint32_t code = (rounded >> kDrop) - (static_cast<uint32_t>(127 - kBias) << kMantBits);
+    return static_cast<uint8_t>(code > max_code ? max_code : code);
   }
-  const int m = static_cast<int>(std::ldexp(r, -e) * (1 << kMantBits)) - (1 << kMantBits);
-  return static_cast<uint8_t>((e + kBias) << kMantBits | m);
+  // Below the smallest normal: multiples of 2^(1 - bias - mant_bits), ties to even.
+  const float steps =
+      std::bit_cast<float>(u) *
+      std::bit_cast<float>(static_cast<uint32_t>(127 - 1 + kBias + kMantBits) << 23);
+  return static_cast<uint8_t>(std::nearbyint(steps));
 }
 
 }  // namespace internal
@@ -90,15 +88,19 @@ inline constexpr float kFp8E4M3Max = 448.0f;
 inline constexpr float kFp8E5M2Max = 57344.0f;
 
 inline uint8_t FloatToFp8E4M3(float x) {
-  if (std::isnan(x)) return 0x7f;
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  return sign | internal::EncodeMagnitude<4, 3>(std::fabs(x), kFp8E4M3Max);
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t u = bits & 0x7fffffffu;
+  if (u > 0x7f800000u) return 0x7f;  // NaN
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  return sign | internal::EncodeMagnitudeBits<3, 7>(u, std::bit_cast<uint32_t>(kFp8E4M3Max), 0x7e);
 }
 
 inline uint8_t FloatToFp8E5M2(float x) {
-  if (std::isnan(x)) return 0x7f;
-  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
-  return sign | internal::EncodeMagnitude<5, 2>(std::fabs(x), kFp8E5M2Max);
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t u = bits & 0x7fffffffu;
+  if (u > 0x7f800000u) return 0x7f;  // NaN
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  return sign | internal::EncodeMagnitudeBits<2, 15>(u, std::bit_cast<uint32_t>(kFp8E5M2Max), 0x7b);
 }
 
 inline float ToFloat(Fp8E4M3 x) { return Fp8E4M3ToFloat(x.bits); }
