@@ -65,6 +65,18 @@ class KvCacheManagerTest : public ::testing::Test {
     return true;
   }
 
+  // Admits `seq` and computes all its tokens in chunks of `chunk`, checking after each that it
+  // holds at most `max_live_blocks` live blocks.
+  void ComputeInChunks(TestSequence& seq, int chunk, int max_live_blocks = 1 << 30) {
+    ASSERT_TRUE(Admit(seq, chunk));
+    while (seq.num_computed < static_cast<int>(seq.tokens.size())) {
+      const int n = std::min<int>(chunk, seq.tokens.size() - seq.num_computed);
+      ASSERT_TRUE(manager_->AllocateSlots(seq.View(*hasher_), {}, {.num_new_tokens = n}));
+      seq.num_computed += n;
+      EXPECT_LE(manager_->NumLiveBlocks(seq.id), max_live_blocks);
+    }
+  }
+
   // One decode step: sample a token, then make room for it.
   bool Decode(TestSequence& seq, TokenId token) {
     seq.tokens.push_back(token);
@@ -417,15 +429,7 @@ TEST_F(KvCacheManagerTest, WindowedAdmissionCountsTheWindowAndReleasesADeadHit) 
   EXPECT_EQ(manager_->MaxLiveBlocks(1000, 4), 3);
   EXPECT_EQ(manager_->MaxLiveBlocks(6, 4), 2);  // never more than the whole sequence
   TestSequence first{.id = RequestId(1), .tokens = Iota(40)};
-  for (int done = 0; done < 40; done += 4) {
-    if (done == 0) {
-      ASSERT_TRUE(Admit(first, 4));
-    } else {
-      ASSERT_TRUE(manager_->AllocateSlots(first.View(*hasher_), {}, {.num_new_tokens = 4}));
-      first.num_computed += 4;
-    }
-    EXPECT_LE(manager_->NumLiveBlocks(first.id), 3);
-  }
+  ComputeInChunks(first, 4, /*max_live_blocks=*/3);
   manager_->Free(first.id);
   EXPECT_EQ(manager_->Stats().num_cached_blocks, 10);  // all still cached, none in use
   // The same 40 tokens: a 36-token hit, of which only the block inside the window of query 36
@@ -452,14 +456,7 @@ TEST_F(KvCacheManagerTest, WindowedAdmissionCountsTheWindowAndReleasesADeadHit) 
 TEST_F(KvCacheManagerTest, WindowedHitSpansEvictedBlocksProvenByTheirIdentities) {
   Init(/*num_blocks=*/5, /*block_size=*/4, 0.0, true, {.sliding_window = 4});
   TestSequence first{.id = RequestId(1), .tokens = Iota(40)};
-  for (int done = 0; done < 40; done += 4) {
-    if (done == 0) {
-      ASSERT_TRUE(Admit(first, 4));
-    } else {
-      ASSERT_TRUE(manager_->AllocateSlots(first.View(*hasher_), {}, {.num_new_tokens = 4}));
-      first.num_computed += 4;
-    }
-  }
+  ComputeInChunks(first, 4);
   manager_->Free(first.id);
   // 10 blocks went through a pool of 5: the early ones were evicted by the later ones.
   EXPECT_GE(manager_->Stats().num_evictions, 5);

@@ -31,6 +31,15 @@ EngineConfig TinyConfig(bool prefix_caching = true) {
   return config;
 }
 
+// TinyConfig with StreamingLLM on.
+EngineConfig StreamingConfig(int max_model_len, int sinks, int window) {
+  EngineConfig config = TinyConfig();
+  config.max_model_len = max_model_len;
+  config.attention_sinks = sinks;
+  config.streaming_window = window;
+  return config;
+}
+
 std::vector<EngineRequest> Prompts(int count, int shared_prefix_len = 0) {
   std::vector<EngineRequest> requests;
   for (int i = 0; i < count; ++i) {
@@ -263,10 +272,7 @@ TEST(EngineLlamaTest, FactoryErrorsNameTheSetting) {
 // (prompt_logprobs, in 256-token chunks, through the same windowed cache), so cached decode
 // equals recomputation under the same mask. Without streaming such a request is refused.
 TEST(EngineLlamaTest, StreamingGeneratesPastMaxModelLenInFlatMemoryAndMatchesRecomputation) {
-  EngineConfig config = TinyConfig();
-  config.max_model_len = 128;
-  config.attention_sinks = 4;
-  config.streaming_window = 48;
+  const EngineConfig config = StreamingConfig(/*max_model_len=*/128, /*sinks=*/4, /*window=*/48);
   auto core = CreateEngineCore(config);
   ASSERT_TRUE(core.ok()) << core.status();
   EXPECT_TRUE((*core)->info().streaming);
@@ -322,10 +328,7 @@ TEST(EngineLlamaTest, StreamingGeneratesPastMaxModelLenInFlatMemoryAndMatchesRec
 // prompt is the first's text hits the blocks the first freed from its middle, and continues
 // exactly as the first did.
 TEST(EngineLlamaTest, StreamingPrefixHitsContinueLikeTheRequestThatCachedThem) {
-  EngineConfig config = TinyConfig();
-  config.max_model_len = 256;
-  config.attention_sinks = 4;
-  config.streaming_window = 32;
+  const EngineConfig config = StreamingConfig(/*max_model_len=*/256, /*sinks=*/4, /*window=*/32);
   auto core = CreateEngineCore(config);
   ASSERT_TRUE(core.ok()) << core.status();
   EngineRequest first = Prompts(1)[0];

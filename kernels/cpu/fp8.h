@@ -87,21 +87,24 @@ inline float Fp8E5M2ToFloat(uint8_t bits) { return internal::kE5M2Values[bits]; 
 inline constexpr float kFp8E4M3Max = 448.0f;
 inline constexpr float kFp8E5M2Max = 57344.0f;
 
-inline uint8_t FloatToFp8E4M3(float x) {
+namespace internal {
+
+// x in a format of kMantBits mantissa bits and bias kBias whose largest finite value is
+// `max_value` (code `max_code`); NaN becomes 0x7f, a NaN in both formats.
+template <int kMantBits, int kBias>
+inline uint8_t FloatToFp8(float x, float max_value, uint32_t max_code) {
   const uint32_t bits = std::bit_cast<uint32_t>(x);
   const uint32_t u = bits & 0x7fffffffu;
-  if (u > 0x7f800000u) return 0x7f;  // NaN
+  if (u > 0x7f800000u) return 0x7f;
   const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
-  return sign | internal::EncodeMagnitudeBits<3, 7>(u, std::bit_cast<uint32_t>(kFp8E4M3Max), 0x7e);
+  return sign |
+         EncodeMagnitudeBits<kMantBits, kBias>(u, std::bit_cast<uint32_t>(max_value), max_code);
 }
 
-inline uint8_t FloatToFp8E5M2(float x) {
-  const uint32_t bits = std::bit_cast<uint32_t>(x);
-  const uint32_t u = bits & 0x7fffffffu;
-  if (u > 0x7f800000u) return 0x7f;  // NaN
-  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
-  return sign | internal::EncodeMagnitudeBits<2, 15>(u, std::bit_cast<uint32_t>(kFp8E5M2Max), 0x7b);
-}
+}  // namespace internal
+
+inline uint8_t FloatToFp8E4M3(float x) { return internal::FloatToFp8<3, 7>(x, kFp8E4M3Max, 0x7e); }
+inline uint8_t FloatToFp8E5M2(float x) { return internal::FloatToFp8<2, 15>(x, kFp8E5M2Max, 0x7b); }
 
 inline float ToFloat(Fp8E4M3 x) { return Fp8E4M3ToFloat(x.bits); }
 inline float ToFloat(Fp8E5M2 x) { return Fp8E5M2ToFloat(x.bits); }
