@@ -130,6 +130,7 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunn
   info_.block_size = runner_->block_size();
   info_.num_kv_blocks = runner_->num_kv_blocks();
   info_.kv_dtype = runner_->kv_dtype();
+  info_.kv_static_scales = runner_->kv_static_scales();
   info_.weight_dtype = runner_->weight_dtype();
   info_.backend = runner_->backend_name();
   info_.backend_details = runner_->Describe();

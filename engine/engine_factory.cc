@@ -130,8 +130,11 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
         absl::StrCat("--attention-sinks/--streaming-window: ", created.status().message()));
   }
   std::unique_ptr<model::LlamaModel> llama = *std::move(created);
-  const int64_t bytes_per_block =
-      model::CpuKvCache::BytesPerBlock(model_config, config.block_size, config.kv_cache_dtype);
+  const bool static_scales = (config.kv_cache_dtype == model::DType::kFp8E4M3 ||
+                              config.kv_cache_dtype == model::DType::kFp8E5M2) &&
+                             llama->weights().has_kv_scales();
+  const int64_t bytes_per_block = model::CpuKvCache::BytesPerBlock(
+      model_config, config.block_size, config.kv_cache_dtype, !static_scales);
   int64_t kv_bytes = config.kv_cache_memory_bytes;
   if (kv_bytes == 0) {
     const auto blocks = [&](int64_t tokens) {
@@ -141,11 +144,11 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
     if (config.streaming_window > 0) {
       // Past max_model_len a request holds the sinks, the window and a chunk; a lone one must
       // fit beside the admission watermark (1% of the pool) and its rounding.
-      blocks_per_request =
-          std::max(blocks_per_request,
-                   blocks(config.attention_sinks) +
-                       blocks(int64_t{config.streaming_window} - 1 + config.max_num_batched_tokens) +
-                       1 + std::max<int64_t>(1, blocks_per_request / 50));
+      blocks_per_request = std::max(
+          blocks_per_request,
+          blocks(config.attention_sinks) +
+              blocks(int64_t{config.streaming_window} - 1 + config.max_num_batched_tokens) + 1 +
+              std::max<int64_t>(1, blocks_per_request / 50));
     }
     kv_bytes = std::min(kDefaultKvCacheCapBytes,
                         int64_t{config.max_num_seqs} * blocks_per_request * bytes_per_block);

@@ -22,6 +22,8 @@ struct EngineInfo {
   int block_size = 0;
   int num_kv_blocks = 0;
   model::DType kv_dtype = model::DType::kF32;
+  // FP8 KV with the checkpoint's static per-head scales (no scale stored per token).
+  bool kv_static_scales = false;
   model::DType weight_dtype = model::DType::kF32;
   std::string backend;          // "cpu", "cuda"
   std::string backend_details;  // ModelRunner::Describe()

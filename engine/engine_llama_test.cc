@@ -1,11 +1,13 @@
 // The engine on the real CPU model (model::LlamaModel through CpuModelRunner), built by the
 // factory as pagodad builds it.
 
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/engine_factory.h"
 #include "engine/offline.h"
 #include "gmock/gmock.h"
@@ -172,6 +174,62 @@ TEST(EngineLlamaTest, EightBitKvCachesDecodeAsRecomputationAndHoldTwiceTheTokens
         static_cast<double>((*eight_bit)->info().num_kv_blocks) / (*bf16)->info().num_kv_blocks,
         32.0 / 18.0, 0.01);
   }
+}
+
+// Writes a random Llama checkpoint with FP8 KV scales (k_scale a scalar, v_scale per KV head)
+// through the NumPy reference's own writer; false without /usr/bin/python3 and NumPy.
+bool WriteCheckpointWithKvScales(const std::string& dir) {
+  const std::string script = absl::StrCat(
+      "import sys, numpy as np; sys.path.insert(0, '", PAGODA_SOURCE_DIR,
+      "/tests/reference'); import llama_reference as r; rng = np.random.default_rng(0); "
+      "c, t = r._random_model(rng, num_kv_heads=2, with_bias=False); "
+      "c.update(vocab_size=300, architectures=['LlamaForCausalLM'], "
+      "max_position_embeddings=256); "
+      "t['model.embed_tokens.weight'] = (rng.standard_normal((300, c['hidden_size'])) * 0.2)"
+      ".astype(np.float32); "
+      "[t.update({f'model.layers.{l}.self_attn.k_scale': np.array(0.02, dtype=np.float32), "
+      "f'model.layers.{l}.self_attn.v_scale': np.array([0.02, 0.03], dtype=np.float32)}) "
+      "for l in range(c['num_hidden_layers'])]; r._save('",
+      dir, "', c, t)");
+  return std::system(
+             absl::StrCat("/usr/bin/python3 -c \"", script, "\" >/dev/null 2>&1").c_str()) == 0;
+}
+
+// FP8 with the checkpoint's static KV scales through the factory, as pagodad builds it: no
+// scale stored per token, so twice bf16's blocks in the same memory; requests batched give
+// what each gives alone, with and without prefix-cache hits.
+TEST(EngineLlamaTest, Fp8WithCheckpointKvScalesHoldsTwiceBf16AndDecodesConsistently) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "pagoda_engine_fp8_kv_scales").string();
+  std::filesystem::remove_all(dir);
+  if (!WriteCheckpointWithKvScales(dir)) GTEST_SKIP() << "/usr/bin/python3 with numpy needed";
+  EngineConfig config = TinyConfig();
+  config.model = dir;
+  config.weight_dtype.reset();
+  config.kv_cache_dtype = model::DType::kBF16;
+  auto bf16 = CreateEngineCore(config);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  config.kv_cache_dtype = model::DType::kFp8E4M3;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_TRUE((*core)->info().kv_static_scales);
+  EXPECT_EQ((*core)->info().num_kv_blocks, 2 * (*bf16)->info().num_kv_blocks);
+  std::vector<EngineRequest> requests = Prompts(4, /*shared_prefix_len=*/32);
+  for (EngineRequest& r : requests) {
+    for (TokenId& t : r.prompt_tokens) t %= 300;
+  }
+  ASSERT_TRUE(GenerateOffline(**core, {requests[0]}).ok());  // warms the prefix cache
+  auto batched = GenerateOffline(**core, requests);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  EXPECT_GT((*batched)[1].usage.cached_prompt_tokens, 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto alone_core = CreateEngineCore(config);
+    ASSERT_TRUE(alone_core.ok());
+    auto alone = GenerateOffline(**alone_core, {requests[i]});
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(EngineLlamaTest, PrefixCachingChangesNoTokenAndHitsASharedSystemPrompt) {

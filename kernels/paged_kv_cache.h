@@ -18,6 +18,9 @@ namespace pagoda::kernels {
 // block_size] (ScaleIndex): element x of a token's head is decode(x) * scale. The scales are
 // computed when the token is written (absmax / the type's largest value: 127, 448 or 57344), so
 // no calibration is needed. Float and bf16 caches leave them null.
+// An FP8 cache may instead use static scales, one per KV head for the whole layer (a
+// checkpoint's calibrated k_scale/v_scale): key_scale and value_scale are then null and
+// head_key_scale/head_value_scale point at [num_kv_heads] floats; no per-token scale is stored.
 template <typename T>
 struct PagedKvCacheView {
   T* key = nullptr;
@@ -26,8 +29,10 @@ struct PagedKvCacheView {
   int32_t num_kv_heads = 0;
   int32_t block_size = 0;
   int32_t head_dim = 0;
-  uint16_t* key_scale = nullptr;    // 8-bit types only
-  uint16_t* value_scale = nullptr;  // 8-bit types only
+  uint16_t* key_scale = nullptr;            // 8-bit types only
+  uint16_t* value_scale = nullptr;          // 8-bit types only
+  const float* head_key_scale = nullptr;    // FP8 with static scales only
+  const float* head_value_scale = nullptr;  // FP8 with static scales only
 
   // Index of (block, head, offset-in-block) in the scale arrays.
   int64_t ScaleIndex(int64_t block, int64_t head, int64_t offset) const {

@@ -43,14 +43,16 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
 
 }  // namespace
 
-CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype)
+CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype,
+                       StaticKvScales static_scales)
     : dtype_(dtype),
       num_blocks_(num_blocks),
       block_size_(block_size),
       num_kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
       layer_elements_(static_cast<int64_t>(num_blocks) * config.num_kv_heads * block_size *
-                      config.head_dim) {
+                      config.head_dim),
+      static_scales_(std::move(static_scales)) {
   const size_t total = static_cast<size_t>(layer_elements_) * config.num_layers;
   if (dtype == DType::kF32) {
     key_f32_.resize(total);
@@ -66,8 +68,10 @@ CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size
       key_e5m2_.resize(total);
       value_e5m2_.resize(total);
     }
-    key_scale_.resize(total / static_cast<size_t>(config.head_dim));
-    value_scale_.resize(total / static_cast<size_t>(config.head_dim));
+    if (static_scales_.empty()) {
+      key_scale_.resize(total / static_cast<size_t>(config.head_dim));
+      value_scale_.resize(total / static_cast<size_t>(config.head_dim));
+    }
   } else {
     key_bf16_.resize(total);
     value_bf16_.resize(total);
@@ -76,7 +80,8 @@ CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size
 
 absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig& config,
                                                                int num_blocks, int block_size,
-                                                               DType dtype) {
+                                                               DType dtype,
+                                                               StaticKvScales static_scales) {
   if (num_blocks <= 0 || block_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache needs blocks: num_blocks=", num_blocks, " block_size=", block_size));
@@ -84,31 +89,64 @@ absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig
   if (dtype != DType::kF32 && dtype != DType::kBF16 && !IsScaledKvType(dtype)) {
     return absl::InvalidArgumentError("the CPU KV cache holds F32, BF16, Int8, FP8 E4M3 or E5M2");
   }
-  return std::unique_ptr<CpuKvCache>(new CpuKvCache(config, num_blocks, block_size, dtype));
+  if (!static_scales.empty()) {
+    if (dtype != DType::kFp8E4M3 && dtype != DType::kFp8E5M2) {
+      return absl::InvalidArgumentError("static KV scales are for FP8 caches only");
+    }
+    if (static_cast<int>(static_scales.size()) != config.num_layers) {
+      return absl::InvalidArgumentError("static KV scales: one entry per layer");
+    }
+    for (const std::vector<float>& layer : static_scales) {
+      if (static_cast<int>(layer.size()) != 2 * config.num_kv_heads) {
+        return absl::InvalidArgumentError("static KV scales: K and V scales per KV head");
+      }
+    }
+  }
+  return std::unique_ptr<CpuKvCache>(
+      new CpuKvCache(config, num_blocks, block_size, dtype, std::move(static_scales)));
 }
 
-int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DType dtype) {
-  return KvBytesPerToken(config, dtype) * block_size;
+int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DType dtype,
+                                  bool per_token_scales) {
+  return KvBytesPerToken(config, dtype, per_token_scales) * block_size;
 }
 
-int64_t KvBytesPerToken(const ModelConfig& config, DType dtype) {
-  // The 8-bit types add one bf16 scale per token and head, for K and for V.
-  const int64_t per_head = config.head_dim * DTypeSize(dtype) + (IsScaledKvType(dtype) ? 2 : 0);
+StaticKvScales CheckpointKvScales(const ModelWeights& weights) {
+  if (!weights.has_kv_scales()) return {};
+  StaticKvScales scales;
+  for (const LayerWeights& layer : weights.layers()) {
+    std::vector<float> kv = layer.k_scale;
+    kv.insert(kv.end(), layer.v_scale.begin(), layer.v_scale.end());
+    scales.push_back(std::move(kv));
+  }
+  return scales;
+}
+
+int64_t KvBytesPerToken(const ModelConfig& config, DType dtype, bool per_token_scales) {
+  // The 8-bit types add one bf16 scale per token and head, for K and for V, unless static.
+  const int64_t per_head =
+      config.head_dim * DTypeSize(dtype) + (IsScaledKvType(dtype) && per_token_scales ? 2 : 0);
   return 2LL * config.num_layers * config.num_kv_heads * per_head;
 }
 
 template <typename T>
 kernels::PagedKvCacheView<T> CpuKvCache::ScaledLayer(std::vector<T>& key, std::vector<T>& value,
                                                      int index) {
-  const int64_t scales = layer_elements_ / head_dim_;
-  return {key.data() + index * layer_elements_,
-          value.data() + index * layer_elements_,
-          num_blocks_,
-          num_kv_heads_,
-          block_size_,
-          head_dim_,
-          key_scale_.data() + index * scales,
-          value_scale_.data() + index * scales};
+  kernels::PagedKvCacheView<T> view{key.data() + index * layer_elements_,
+                                    value.data() + index * layer_elements_,
+                                    num_blocks_,
+                                    num_kv_heads_,
+                                    block_size_,
+                                    head_dim_};
+  if (static_scales()) {
+    view.head_key_scale = static_scales_[index].data();
+    view.head_value_scale = static_scales_[index].data() + num_kv_heads_;
+  } else {
+    const int64_t scales = layer_elements_ / head_dim_;
+    view.key_scale = key_scale_.data() + index * scales;
+    view.value_scale = value_scale_.data() + index * scales;
+  }
+  return view;
 }
 
 kernels::PagedKvCacheView<int8_t> CpuKvCache::layer_int8(int index) {

@@ -24,16 +24,28 @@ namespace pagoda::model {
 // Int8 (about a quarter of F32's, with a bf16 scale per token and head for K and for V).
 // KV-cache bytes per token across all layers, K and V, with int8's per-token scales (the
 // layout of kernels/paged_kv_cache.h, on the CPU and the GPU alike).
-int64_t KvBytesPerToken(const ModelConfig& config, DType dtype);
+// `per_token_scales`: whether an 8-bit type stores a bf16 scale per token and head (FP8 with a
+// checkpoint's static scales does not).
+int64_t KvBytesPerToken(const ModelConfig& config, DType dtype, bool per_token_scales = true);
+
+// FP8 with static scales: [num_layers] of the layer's K scales then V scales, num_kv_heads each.
+using StaticKvScales = std::vector<std::vector<float>>;
+// The checkpoint's k_scale/v_scale in that layout; empty when some layer has none.
+StaticKvScales CheckpointKvScales(const ModelWeights& weights);
 
 class CpuKvCache {
  public:
   // `dtype` is DType::kF32, kBF16, or an 8-bit type: kInt8, kFp8E4M3, kFp8E5M2.
+  // With `static_scales` (FP8 types only, CheckpointKvScales' layout) the cache keeps those
+  // per-head scales instead of a scale per token.
   static absl::StatusOr<std::unique_ptr<CpuKvCache>> Create(const ModelConfig& config,
                                                             int num_blocks, int block_size,
-                                                            DType dtype = DType::kF32);
+                                                            DType dtype = DType::kF32,
+                                                            StaticKvScales static_scales = {});
   // Bytes one block takes across all layers, K and V.
-  static int64_t BytesPerBlock(const ModelConfig& config, int block_size, DType dtype);
+  static int64_t BytesPerBlock(const ModelConfig& config, int block_size, DType dtype,
+                               bool per_token_scales = true);
+  bool static_scales() const { return !static_scales_.empty(); }
 
   DType dtype() const { return dtype_; }
   // The view of layer `index`; call the one that matches dtype().
@@ -46,7 +58,8 @@ class CpuKvCache {
   int block_size() const { return block_size_; }
 
  private:
-  CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype);
+  CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype,
+             StaticKvScales static_scales);
   template <typename T>
   kernels::PagedKvCacheView<T> ScaledLayer(std::vector<T>& key, std::vector<T>& value, int index);
 
@@ -62,6 +75,8 @@ class CpuKvCache {
   std::vector<int8_t> key_int8_, value_int8_;
   std::vector<kernels::cpu::Fp8E4M3> key_e4m3_, value_e4m3_;
   std::vector<kernels::cpu::Fp8E5M2> key_e5m2_, value_e5m2_;
+  // FP8 with static scales: CheckpointKvScales' layout; the per-token arrays are then empty.
+  StaticKvScales static_scales_;
   // The 8-bit types: [num_layers, num_blocks * num_kv_heads * block_size] bf16 scales each.
   std::vector<uint16_t> key_scale_, value_scale_;
 };

@@ -97,6 +97,8 @@ struct RandomModelSpec {
   std::string config_json;
   bool attention_bias;
   bool tied;
+  // FP8 KV scales as vLLM checkpoints carry them: k_scale a scalar, v_scale one per KV head.
+  bool kv_scales = false;
 };
 
 // Writes config.json and model.safetensors of a random model; returns the directory.
@@ -133,6 +135,13 @@ std::string WriteRandomModel(const RandomModelSpec& spec) {
     add(p + "mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size});
     add(p + "mlp.up_proj.weight", {c.intermediate_size, c.hidden_size});
     add(p + "mlp.down_proj.weight", {c.hidden_size, c.intermediate_size});
+    if (spec.kv_scales) {
+      EXPECT_TRUE(writer.AddFloats(p + "self_attn.k_scale", DType::kF32, {}, {0.02f}).ok());
+      std::vector<float> v_scale(c.num_kv_heads);
+      for (int h = 0; h < c.num_kv_heads; ++h) v_scale[h] = 0.02f + 0.01f * h;
+      EXPECT_TRUE(
+          writer.AddFloats(p + "self_attn.v_scale", DType::kF32, {c.num_kv_heads}, v_scale).ok());
+    }
   }
   add("model.norm.weight", {c.hidden_size}, 1.0f);
   if (!spec.tied) add("lm_head.weight", {c.vocab_size, c.hidden_size});
@@ -314,6 +323,85 @@ TEST(LlamaReferenceTest, AttentionSinksMatchNumpyStreamingLlm) {
     }
     RecordProperty(absl::StrCat("sinks", sinks, "_window", window, "_max_abs_diff"),
                    std::to_string(prefill));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// FP8 with a checkpoint's static KV scales (k_scale scalar, v_scale per head): loaded per KV
+// head, no scale stored per token (exactly half of bf16's bytes per token), cached decode equal
+// to one prefill over the same FP8 cache, and logits as near the float64 reference as with
+// dynamic per-token scales.
+TEST(LlamaReferenceTest, Fp8WithCheckpointKvScalesMatchesNumpy) {
+  if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
+  RandomModelSpec spec = Specs()[0];  // llama_gqa: 2 KV heads
+  spec.name = "llama_gqa_kv_scales";
+  spec.kv_scales = true;
+  const std::string dir = WriteRandomModel(spec);
+  auto weights = LoadModelWeights(dir, {});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  ASSERT_TRUE((*weights)->has_kv_scales());
+  EXPECT_EQ((*weights)->layers()[1].k_scale, std::vector<float>({0.02f, 0.02f}));
+  EXPECT_EQ((*weights)->layers()[1].v_scale, std::vector<float>({0.02f, 0.03f}));
+  const ModelConfig config = (*weights)->config();
+  EXPECT_EQ(KvBytesPerToken(config, DType::kFp8E4M3, /*per_token_scales=*/false) * 2,
+            KvBytesPerToken(config, DType::kBF16));
+  const StaticKvScales scales = CheckpointKvScales(**weights);
+  auto model = LlamaModel::Create(*std::move(weights), {.num_threads = 2});
+  ASSERT_TRUE(model.ok());
+  const std::vector<TokenId> tokens = RandomTokens(30, config.vocab_size, 9);
+  const nlohmann::json ref = RunReference(dir, tokens, "");
+  ASSERT_FALSE(ref.is_discarded());
+  const int n = static_cast<int>(tokens.size());
+  const int vocab = config.vocab_size;
+  std::vector<int32_t> blocks((n + kBlockSize - 1) / kBlockSize);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  // The logits of one prefill over a cache of `dtype`, static or dynamic scales.
+  const auto prefill = [&](DType dtype, StaticKvScales static_scales) {
+    auto cache = CpuKvCache::Create(config, static_cast<int>(blocks.size()), kBlockSize, dtype,
+                                    std::move(static_scales));
+    EXPECT_TRUE(cache.ok()) << cache.status();
+    const testing::ForwardBatchBuilder one_shot(
+        {{.tokens = tokens, .first = 0, .blocks = blocks, .all_logits = true}}, kBlockSize);
+    std::vector<float> logits;
+    EXPECT_TRUE((*model)->Forward(one_shot.batch(), **cache, &logits).ok());
+    return std::make_pair(std::move(logits), *std::move(cache));
+  };
+  const auto max_diff_to_reference = [&](const std::vector<float>& logits) {
+    double max_diff = 0;
+    for (int p = 0; p < n; ++p) {
+      for (int v = 0; v < vocab; ++v) {
+        max_diff = std::max(max_diff, std::fabs(logits[static_cast<size_t>(p) * vocab + v] -
+                                                ref["logits"][p][v].get<double>()));
+      }
+    }
+    return max_diff;
+  };
+  for (const DType dtype : {DType::kFp8E4M3, DType::kFp8E5M2}) {
+    auto [logits, cache] = prefill(dtype, scales);
+    ASSERT_TRUE(cache->static_scales());
+    // The same cache, recomputed token by token from position 10 (its first 10 tokens are what
+    // the prefill wrote, identically): cached decode equals recomputation.
+    for (int p = 10; p < n; ++p) {
+      const std::vector<TokenId> prefix(tokens.begin(), tokens.begin() + p + 1);
+      const testing::ForwardBatchBuilder step({{.tokens = prefix, .first = p, .blocks = blocks}},
+                                              kBlockSize);
+      std::vector<float> row;
+      ASSERT_TRUE((*model)->Forward(step.batch(), *cache, &row).ok());
+      for (int v = 0; v < vocab; ++v) {
+        ASSERT_NEAR(row[v], logits[static_cast<size_t>(p) * vocab + v], 1e-4)
+            << DTypeName(dtype) << " position " << p;
+      }
+    }
+    // Static scales with headroom (9x the values' std) keep FP8's relative precision, so they
+    // err about as much as dynamic per-token scales do; both far from random-logit scale.
+    const double static_diff = max_diff_to_reference(logits);
+    const double dynamic_diff = max_diff_to_reference(prefill(dtype, {}).first);
+    EXPECT_LT(static_diff, 2.0 * dynamic_diff + 0.05) << DTypeName(dtype);
+    EXPECT_LT(static_diff, 2.0) << DTypeName(dtype);
+    RecordProperty(std::string(DTypeName(dtype)) + "_static_max_abs_diff",
+                   std::to_string(static_diff));
+    RecordProperty(std::string(DTypeName(dtype)) + "_dynamic_max_abs_diff",
+                   std::to_string(dynamic_diff));
   }
   std::filesystem::remove_all(dir);
 }

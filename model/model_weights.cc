@@ -1,6 +1,7 @@
 #include "model/model_weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -92,6 +93,30 @@ class TensorLoader {
                std::vector<WeightBuffer>& buffers)
       : checkpoint_(checkpoint), options_(options), buffers_(buffers) {}
 
+  // An optional KV-cache scale: absent (empty), a scalar or a one-element tensor (broadcast to
+  // every KV head), or one per KV head; finite and positive.
+  absl::StatusOr<std::vector<float>> LoadKvScale(const std::string& name, int num_kv_heads) {
+    const TensorInfo* info = checkpoint_.Find(name);
+    if (info == nullptr) return std::vector<float>();
+    int64_t n = 1;
+    for (const int64_t dim : info->shape) n *= dim;
+    if (info->shape.size() > 1 || (n != 1 && n != num_kv_heads)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor \"", name, "\" has shape ", ShapeString(info->shape),
+                       "; a KV scale is a scalar or one per KV head (", num_kv_heads, ")"));
+    }
+    std::vector<float> values(static_cast<size_t>(n));
+    Convert(info->data, info->dtype, reinterpret_cast<uint8_t*>(values.data()), DType::kF32, n);
+    for (const float v : values) {
+      if (!(std::isfinite(v) && v > 0.0f)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor \"", name, "\": a KV scale must be finite and > 0, got ", v));
+      }
+    }
+    if (n == 1) values.assign(static_cast<size_t>(num_kv_heads), values[0]);
+    return values;
+  }
+
   absl::StatusOr<WeightTensor> Load(const std::string& name, std::vector<int64_t> shape,
                                     TensorKind kind) {
     const TensorInfo* info = checkpoint_.Find(name);
@@ -164,6 +189,14 @@ absl::StatusOr<LayerWeights> LoadLayer(const ModelConfig& c, int layer, TensorLo
     PAGODA_ASSIGN_OR_RETURN(w.v_bias,
                             loader.Load(prefix + "self_attn.v_proj.bias", {kv_dim}, kVector));
   }
+  PAGODA_ASSIGN_OR_RETURN(w.k_scale,
+                          loader.LoadKvScale(prefix + "self_attn.k_scale", c.num_kv_heads));
+  PAGODA_ASSIGN_OR_RETURN(w.v_scale,
+                          loader.LoadKvScale(prefix + "self_attn.v_scale", c.num_kv_heads));
+  if (w.k_scale.empty() != w.v_scale.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "self_attn: the checkpoint has one of k_scale and v_scale but not the other"));
+  }
   return w;
 }
 
@@ -174,6 +207,14 @@ int64_t LayerMatrixBytes(const LayerWeights& w) {
 }
 
 }  // namespace
+
+bool ModelWeights::has_kv_scales() const {
+  if (parts_.layers.empty()) return false;
+  for (const LayerWeights& layer : parts_.layers) {
+    if (layer.k_scale.empty()) return false;
+  }
+  return true;
+}
 
 int64_t WeightTensor::num_elements() const {
   int64_t n = 1;

@@ -45,6 +45,10 @@ struct LayerWeights {
   WeightTensor down_proj;                              // [hidden_size, intermediate_size]
   std::optional<WeightTensor> q_bias, k_bias, v_bias;  // [q_dim], [kv_dim], [kv_dim]; set iff
                                                        // config.attention_bias
+  // The checkpoint's FP8 KV-cache scales (self_attn.k_scale / v_scale, as vLLM and llm-compressor
+  // write them: a scalar per layer, or one per KV head), [num_kv_heads] each; empty when the
+  // checkpoint has none. A cached element is fp8(x / scale), read back as value * scale.
+  std::vector<float> k_scale, v_scale;
 };
 
 // Heap memory for weights that are not mapped from a file: 64-byte aligned, freed on
@@ -87,6 +91,8 @@ class ModelWeights {
 
   const ModelConfig& config() const { return parts_.config; }
   const WeightTensor& embed_tokens() const { return parts_.embed_tokens; }
+  // Whether every layer has the checkpoint's K and V scales (LayerWeights::k_scale).
+  bool has_kv_scales() const;
   const std::vector<LayerWeights>& layers() const { return parts_.layers; }
   const WeightTensor& final_norm() const { return parts_.final_norm; }
   // [vocab_size, hidden_size]; the same object as embed_tokens() when the embeddings are tied.

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,8 +98,11 @@ void WriteText(const std::string& path, const std::string& text) {
 
 // Writes `w` as a Hugging Face checkpoint in `dir`, tensors stored as `dtype`, spread
 // round-robin over `num_shards` files (with an index when > 1). `extra` tensors are added too.
+// Tensors a checkpoint may carry beside the weights: name -> (shape, values).
+using ExtraTensors = std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>;
+
 void SaveCheckpoint(const ModelWeights& w, const std::string& dir, DType dtype, int num_shards,
-                    const std::vector<std::string>& skip = {}) {
+                    const std::vector<std::string>& skip = {}, const ExtraTensors& extra = {}) {
   WriteText(dir + "/config.json", ConfigJson(w.config()));
   std::vector<SafetensorsWriter> writers(static_cast<size_t>(num_shards));
   std::vector<std::string> index_entries;
@@ -108,6 +112,9 @@ void SaveCheckpoint(const ModelWeights& w, const std::string& dir, DType dtype, 
     const int shard = i++ % num_shards;
     ASSERT_TRUE(writers[shard].AddFloats(name, dtype, tensor->shape, ToFloats(*tensor)).ok());
     index_entries.push_back(absl::StrCat("\"", name, "\": \"model-", shard, ".safetensors\""));
+  }
+  for (const auto& [name, tensor] : extra) {
+    ASSERT_TRUE(writers[0].AddFloats(name, DType::kF32, tensor.first, tensor.second).ok());
   }
   if (num_shards == 1) {
     ASSERT_TRUE(writers[0].WriteFile(dir + "/model.safetensors").ok());
@@ -262,6 +269,48 @@ TEST_F(ModelWeightsTest, QwenBiasesAreLoaded) {
   EXPECT_EQ((*w)->layers()[0].k_bias->shape, std::vector<int64_t>{8});
   EXPECT_EQ(&(*w)->lm_head(), &(*w)->embed_tokens());
   ExpectSameValues(**w, DType::kBF16);
+}
+
+// FP8 KV scales (vLLM's self_attn.k_scale / v_scale): a scalar or one value per KV head, read
+// per KV head; a layer without them leaves the model without static scales; a bad shape or value,
+// or a k_scale without its v_scale, is refused naming the tensor.
+TEST_F(ModelWeightsTest, KvScalesAreReadPerKvHeadAndCheckedNamingTheTensor) {
+  ExtraTensors scales;
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".self_attn.");
+    scales[p + "k_scale"] = {{}, {0.5f}};
+    scales[p + "v_scale"] = {{2}, {0.25f, 0.75f}};
+  }
+  SaveCheckpoint(*source_, dir_, DType::kF32, 1, {}, scales);
+  auto loaded = LoadModelWeights(dir_, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE((*loaded)->has_kv_scales());
+  EXPECT_EQ((*loaded)->layers()[0].k_scale, std::vector<float>({0.5f, 0.5f}));
+  EXPECT_EQ((*loaded)->layers()[1].v_scale, std::vector<float>({0.25f, 0.75f}));
+
+  ExtraTensors first_layer_only = scales;
+  first_layer_only.erase("model.layers.1.self_attn.k_scale");
+  first_layer_only.erase("model.layers.1.self_attn.v_scale");
+  SaveCheckpoint(*source_, dir_, DType::kF32, 1, {}, first_layer_only);
+  loaded = LoadModelWeights(dir_, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_FALSE((*loaded)->has_kv_scales());
+
+  const auto refused = [&](const ExtraTensors& bad, const std::string& message) {
+    SaveCheckpoint(*source_, dir_, DType::kF32, 1, {}, bad);
+    const absl::Status status = LoadModelWeights(dir_, {}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(message));
+  };
+  ExtraTensors bad = scales;
+  bad["model.layers.1.self_attn.k_scale"] = {{3}, {1.0f, 1.0f, 1.0f}};
+  refused(bad, "\"model.layers.1.self_attn.k_scale\" has shape [3]");
+  bad = scales;
+  bad["model.layers.0.self_attn.v_scale"] = {{2}, {0.25f, -1.0f}};
+  refused(bad, "\"model.layers.0.self_attn.v_scale\": a KV scale must be finite and > 0");
+  bad = scales;
+  bad.erase("model.layers.0.self_attn.v_scale");
+  refused(bad, "one of k_scale and v_scale but not the other");
 }
 
 TEST_F(ModelWeightsTest, MissingTensorsAreNamed) {

@@ -81,6 +81,8 @@ class ModelRunner {
   // window): a request's KV blocks that no later query attends may be freed, their table
   // entries left null (-1). full() (the default) when some layer attends the whole context.
   virtual kernels::AttentionWindow kv_window() const { return {}; }
+  // An FP8 KV cache with the checkpoint's static per-head scales (no scale stored per token).
+  virtual bool kv_static_scales() const { return false; }
   // One line on how the runner set itself up (device, memory, graphs) for the start-up log;
   // empty when there is nothing beyond the EngineInfo fields.
   virtual std::string Describe() const { return ""; }

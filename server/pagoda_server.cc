@@ -98,7 +98,8 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       info.vocab_size, model::DTypeName(info.weight_dtype), info.backend,
       info.has_tokenizer ? "yes" : "none (token ids only)"));
   if (!info.backend_details.empty()) LogLine(info.backend_details);
-  const int64_t bytes_per_token = model::KvBytesPerToken(c, info.kv_dtype);
+  const int64_t bytes_per_token =
+      model::KvBytesPerToken(c, info.kv_dtype, /*per_token_scales=*/!info.kv_static_scales);
   const int64_t pool_tokens = int64_t{info.num_kv_blocks} * info.block_size;
   LogLine(absl::StrFormat(
       "KV cache: %d blocks of %d tokens = %d tokens, %s (%s, %d bytes per token); prefix "

@@ -21,14 +21,17 @@ constexpr bool kScaled =
 
 // One token's head quantized with its own scale = absmax / ScaledMax<T>() (127 for int8, 448
 // for E4M3, 57344 for E5M2) rounded to bf16 (what is stored, so quantizing and dequantizing
-// agree); int8 values round to nearest and clamp to [-127, 127], FP8 ones round to nearest even
-// and saturate.
+// agree), or, when `scale_bits` is null, with the head's static `static_scale`; int8 values round
+// to nearest and clamp to [-127, 127], FP8 ones round to nearest even and saturate.
 template <typename T>
-void QuantizeHead(const float* x, int64_t d, T* out, uint16_t* scale_bits) {
-  float amax = 0.0f;
-  for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
-  *scale_bits = FloatToBf16(amax / ScaledMax<T>());
-  const float scale = Bf16ToFloat(*scale_bits);
+void QuantizeHead(const float* x, int64_t d, T* out, uint16_t* scale_bits, float static_scale) {
+  float scale = static_scale;
+  if (scale_bits != nullptr) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < d; ++i) amax = std::max(amax, std::fabs(x[i]));
+    *scale_bits = FloatToBf16(amax / ScaledMax<T>());
+    scale = Bf16ToFloat(*scale_bits);
+  }
   const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
   for (int64_t i = 0; i < d; ++i) {
     if constexpr (std::is_same_v<T, int8_t>) {
@@ -41,15 +44,29 @@ void QuantizeHead(const float* x, int64_t d, T* out, uint16_t* scale_bits) {
 }
 
 // The factor that turns a stored element of (block, head, offset) back into a value: 1 for float
-// and bf16 caches, the token's scale for the 8-bit ones.
+// and bf16 caches, the token's scale for the 8-bit ones, or the head's static scale.
 template <typename T>
-inline float ElementScale(const PagedKvCacheView<T>& c, const uint16_t* scales, int64_t block,
-                          int64_t head, int64_t offset) {
+inline float ElementScale(const PagedKvCacheView<T>& c, const uint16_t* scales,
+                          const float* head_scales, int64_t block, int64_t head, int64_t offset) {
   if constexpr (kScaled<T>) {
+    if (scales == nullptr) return head_scales[head];
     return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
   } else {
-    (void)c, (void)scales, (void)block, (void)head, (void)offset;
+    (void)c, (void)scales, (void)head_scales, (void)block, (void)head, (void)offset;
     return 1.0f;
+  }
+}
+
+// Whether the view carries the scales its type needs: per-token ones, or (FP8 only) static ones.
+template <typename T>
+bool HasScales(const PagedKvCacheView<T>& c) {
+  if constexpr (!kScaled<T>) {
+    return true;
+  } else if (c.key_scale != nullptr && c.value_scale != nullptr) {
+    return true;
+  } else {
+    return !std::is_same_v<T, int8_t> && c.head_key_scale != nullptr &&
+           c.head_value_scale != nullptr;
   }
 }
 
@@ -59,9 +76,7 @@ template <typename T>
 void ReshapeAndCache(const float* key, const float* value, absl::Span<const int64_t> slots,
                      const PagedKvCacheView<T>& cache) {
   const int64_t d = cache.head_dim;
-  if constexpr (kScaled<T>) {
-    PAGODA_CHECK(cache.key_scale != nullptr && cache.value_scale != nullptr);
-  }
+  PAGODA_CHECK(HasScales(cache));
   for (size_t t = 0; t < slots.size(); ++t) {
     const int64_t block = slots[t] / cache.block_size;
     const int64_t offset = slots[t] % cache.block_size;
@@ -71,8 +86,11 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
       const int64_t dst = cache.Offset(block, h, offset);
       if constexpr (kScaled<T>) {
         const int64_t s = cache.ScaleIndex(block, h, offset);
-        QuantizeHead(key + src, d, cache.key + dst, cache.key_scale + s);
-        QuantizeHead(value + src, d, cache.value + dst, cache.value_scale + s);
+        const bool per_token = cache.key_scale != nullptr;
+        QuantizeHead(key + src, d, cache.key + dst, per_token ? cache.key_scale + s : nullptr,
+                     per_token ? 0.0f : cache.head_key_scale[h]);
+        QuantizeHead(value + src, d, cache.value + dst, per_token ? cache.value_scale + s : nullptr,
+                     per_token ? 0.0f : cache.head_value_scale[h]);
       } else {
         for (int64_t i = 0; i < d; ++i) {
           FromFloat(key[src + i], cache.key + dst + i);
@@ -136,8 +154,8 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
       const int32_t block = table[pos / c.block_size];
       const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
       // Dequantization fused: an int8 row's scale multiplies its dot products.
-      const float k_scale =
-          a.scale * ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
+      const float k_scale = a.scale * ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head,
+                                                   pos % c.block_size);
       for (int g = 0; g < group; ++g) {
         const float* q = QueryRow(a, token, kv_head * group + g, sink);
         // 16 independent partial sums: a reduction the compiler may vectorize without
@@ -170,7 +188,8 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
     for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
       const int32_t block = table[pos / c.block_size];
       const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-      const float v_scale = ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size);
+      const float v_scale =
+          ElementScale(c, c.value_scale, c.head_value_scale, block, kv_head, pos % c.block_size);
       for (int g = 0; g < group; ++g) {
         const float p = scores[static_cast<size_t>(g) * len + at] * v_scale;
         Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
@@ -258,8 +277,9 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       const int32_t block = table[pos / c.block_size];
       const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
       // Dequantization fused: the row's scale (times E4M3's load factor) scales the scores.
-      const float k_scale = a.scale * avx512::LoadScale<T>() *
-                            ElementScale(c, c.key_scale, block, kv_head, pos % c.block_size);
+      const float k_scale =
+          a.scale * avx512::LoadScale<T>() *
+          ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
       __m512 kv[kChunks];
       for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
       const float* q = QueryRow(a, token, kv_head * group, sink);
@@ -281,9 +301,9 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
         const int32_t block = table[pos / c.block_size];
         const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-        const __m512 w =
-            _mm512_set1_ps(p[at] * avx512::LoadScale<T>() *
-                           ElementScale(c, c.value_scale, block, kv_head, pos % c.block_size));
+        const __m512 w = _mm512_set1_ps(
+            p[at] * avx512::LoadScale<T>() *
+            ElementScale(c, c.value_scale, c.head_value_scale, block, kv_head, pos % c.block_size));
         for (int i = 0; i < kChunks; ++i) {
           acc[i] = _mm512_fmadd_ps(w, avx512::LoadScaled16(v + 16 * i), acc[i]);
         }
@@ -322,6 +342,7 @@ template <typename T>
 void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   const PagedKvCacheView<T>& c = a.cache;
   PAGODA_CHECK(c.num_kv_heads > 0 && a.num_heads % c.num_kv_heads == 0);
+  PAGODA_CHECK(HasScales(c));
   PAGODA_CHECK(a.window.sink_tokens >= 0 && a.window.sliding_window >= 0 &&
                (a.window.sink_tokens == 0 || a.window.sliding_window > 0));
   const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());

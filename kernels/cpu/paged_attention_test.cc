@@ -74,8 +74,10 @@ void ReadBackDequantized(const PagedKvCacheView<T>& c, const int32_t* table, int
     if (block < 0) continue;  // a dead block: never written, never read
     for (int h = 0; h < c.num_kv_heads; ++h) {
       const int64_t at_scale = c.ScaleIndex(block, h, p % c.block_size);
-      const float k_scale = Bf16ToFloat(c.key_scale[at_scale]);
-      const float v_scale = Bf16ToFloat(c.value_scale[at_scale]);
+      const bool per_token = c.key_scale != nullptr;  // else FP8's static per-head scales
+      const float k_scale = per_token ? Bf16ToFloat(c.key_scale[at_scale]) : c.head_key_scale[h];
+      const float v_scale =
+          per_token ? Bf16ToFloat(c.value_scale[at_scale]) : c.head_value_scale[h];
       const int64_t at_cache = c.Offset(block, h, p % c.block_size);
       for (int i = 0; i < c.head_dim; ++i) {
         const size_t at = (static_cast<size_t>(p) * c.num_kv_heads + h) * c.head_dim + i;
@@ -169,8 +171,10 @@ bool BlockIsDead(const AttentionWindow& w, int b, int block_size, int context_le
 
 // Runs one case with a cache of element type T (float or Bf16). For Bf16 the random K/V are
 // rounded to bf16 first, so the dense reference sees exactly what the cache holds.
+// `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
+// k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
 template <typename T>
-void RunCase(const Case& c, uint32_t seed) {
+void RunCase(const Case& c, uint32_t seed, bool static_scales = false) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const int heads = c.num_kv_heads * c.group;
@@ -201,9 +205,19 @@ void RunCase(const Case& c, uint32_t seed) {
   std::vector<uint16_t> value_scales(key_scales.size(), FloatToBf16(nan));
   PagedKvCacheView<T> cache{key_cache.data(), value_cache.data(), num_blocks,
                             c.num_kv_heads,   c.block_size,       d};
+  std::vector<float> head_key_scales(c.num_kv_heads), head_value_scales(c.num_kv_heads);
   if constexpr (kScaled<T>) {
-    cache.key_scale = key_scales.data();
-    cache.value_scale = value_scales.data();
+    for (int h = 0; h < c.num_kv_heads; ++h) {
+      head_key_scales[h] = (6.0f + h) / ScaledMax<T>();
+      head_value_scales[h] = (7.0f + h) / ScaledMax<T>();
+    }
+    if (static_scales) {
+      cache.head_key_scale = head_key_scales.data();
+      cache.head_value_scale = head_value_scales.data();
+    } else {
+      cache.key_scale = key_scales.data();
+      cache.value_scale = value_scales.data();
+    }
   }
   // int8: the K/V before quantization, for the looser check against unquantized attention.
   std::vector<std::vector<float>> original_ks, original_vs;
@@ -313,6 +327,8 @@ void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<int8_t>(c, seed);
   RunCase<Fp8E4M3>(c, seed);
   RunCase<Fp8E5M2>(c, seed);
+  RunCase<Fp8E4M3>(c, seed, /*static_scales=*/true);
+  RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true);
 }
 
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {

@@ -10,10 +10,22 @@ namespace pagoda::runner::cpu {
 absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
     std::unique_ptr<model::LlamaModel> model, const Options& options) {
   PAGODA_CHECK(model != nullptr);
-  PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<model::CpuKvCache> cache,
-                          model::CpuKvCache::Create(model->config(), options.num_kv_blocks,
-                                                    options.block_size, options.kv_dtype));
+  const bool fp8 =
+      options.kv_dtype == model::DType::kFp8E4M3 || options.kv_dtype == model::DType::kFp8E5M2;
+  PAGODA_ASSIGN_OR_RETURN(
+      std::unique_ptr<model::CpuKvCache> cache,
+      model::CpuKvCache::Create(
+          model->config(), options.num_kv_blocks, options.block_size, options.kv_dtype,
+          fp8 ? model::CheckpointKvScales(model->weights()) : model::StaticKvScales{}));
   return std::unique_ptr<CpuModelRunner>(new CpuModelRunner(std::move(model), std::move(cache)));
+}
+
+std::string CpuModelRunner::Describe() const {
+  if (!model::IsScaledKvType(cache_->dtype())) return "";
+  return cache_->static_scales()
+             ? "KV scales: the checkpoint's k_scale/v_scale, static per KV head (none stored per "
+               "token)"
+             : "KV scales: dynamic, one bf16 scale per token and KV head (absmax-based)";
 }
 
 absl::Status CpuModelRunner::Execute(const model::ForwardBatch& batch, std::vector<float>* logits) {

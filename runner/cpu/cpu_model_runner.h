@@ -1,11 +1,12 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "runner/model_runner.h"
 #include "model/llama_model.h"
+#include "runner/model_runner.h"
 
 namespace pagoda::runner::cpu {
 
@@ -16,6 +17,8 @@ class CpuModelRunner final : public ModelRunner {
   struct Options {
     int num_kv_blocks = 0;  // > 0
     int block_size = 16;    // > 0
+    // FP8 kv_dtype: the checkpoint's k_scale/v_scale (static, per KV head) when every layer has
+    // them, else a scale per token and head.
     model::DType kv_dtype = model::DType::kBF16;
   };
 
@@ -29,6 +32,8 @@ class CpuModelRunner final : public ModelRunner {
   kernels::AttentionWindow kv_window() const override { return model_->KvWindow(); }
   model::DType weight_dtype() const override { return model_->weights().matrix_dtype(); }
   const char* backend_name() const override { return "cpu"; }
+  bool kv_static_scales() const override { return cache_->static_scales(); }
+  std::string Describe() const override;
 
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
 
