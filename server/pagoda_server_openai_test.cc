@@ -94,6 +94,35 @@ TEST_F(OpenAiApiTest, InfoRoutes) {
   EXPECT_EQ(json::parse(Post("/detokenize", R"({"tokens": [97, 98]})")->body)["prompt"], "ab");
 }
 
+// A sliding-window model served over HTTP: /v1/models reports the window, and a completion of
+// 100 tokens (25 blocks of 4 without a window) keeps the used blocks the metrics report at the
+// window's 16 tokens plus a block or two, all the way through.
+TEST_F(OpenAiApiTest, SlidingWindowModelKeepsItsBlocksFlatInTheMetrics) {
+  StartServer({.step_time = absl::Milliseconds(2), .sliding_window = 16});
+  const json models = json::parse(http::testing::HttpGet(port(), "/v1/models")->body);
+  EXPECT_EQ(models["data"][0]["sliding_window"], 16);
+  EXPECT_FALSE(models["data"][0].contains("attention_sinks"));
+  const std::string request =
+      R"({"prompt": [1, 2, 3], "max_tokens": 100, "ignore_eos": true, "stream": true})";
+  const int fd = OpenAndRead(
+      absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", request.size(),
+                   "\r\n\r\n", request),
+      "data: ");
+  double max_used = 0;
+  int samples = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (RunningRequests() > 0 && absl::Now() < deadline) {
+    max_used = std::max(max_used,
+                        Metric(R"(pagoda_kv_cache_blocks{model_name="fake-model",state="used"})"));
+    ++samples;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  close(fd);
+  EXPECT_GT(samples, 10);
+  EXPECT_GT(max_used, 0);
+  EXPECT_LE(max_used, 16 / kBlockSize + 2);
+}
+
 TEST_F(OpenAiApiTest, CompletionWhole) {
   StartServer();
   const auto response = Post(

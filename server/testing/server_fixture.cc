@@ -24,14 +24,16 @@ using ::grpc::health::v1::HealthCheckResponse;
 // The fake model, slowed to `step_time` per step; fails its next step when *fail_next is set.
 class SlowFakeRunner final : public runner::ModelRunner {
  public:
-  SlowFakeRunner(absl::Duration step_time, std::atomic<bool>* fail_next)
+  SlowFakeRunner(absl::Duration step_time, std::atomic<bool>* fail_next,
+                 std::optional<int> sliding_window)
       : inner_(runner::testing::FakeModelRunner::Options{
             .vocab_size = tokenizer::ByteTokenizer::kVocabSize,
             .num_kv_blocks = kNumKvBlocks,
             .block_size = kBlockSize,
             .max_position_embeddings = 512,
             .eos_token_ids = {tokenizer::ByteTokenizer::kEosId},
-            .favored_tokens = Letters()}),
+            .favored_tokens = Letters(),
+            .sliding_window = sliding_window}),
         step_time_(step_time),
         fail_next_(fail_next) {}
 
@@ -40,6 +42,7 @@ class SlowFakeRunner final : public runner::ModelRunner {
   int block_size() const override { return inner_.block_size(); }
   model::DType kv_dtype() const override { return inner_.kv_dtype(); }
   model::DType weight_dtype() const override { return inner_.weight_dtype(); }
+  kernels::AttentionWindow kv_window() const override { return inner_.kv_window(); }
   const char* backend_name() const override { return "cpu"; }
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
     if (fail_next_->exchange(false)) return absl::InternalError("injected model failure");
@@ -137,7 +140,8 @@ void PagodaServerTest::StartServer(const TestConfig& config) {
     core.scheduler.max_num_batched_tokens = 256;
     core.scheduler.max_model_len = kMaxModelLen;
     return engine::EngineCore::Create(
-        kModelName, std::make_unique<SlowFakeRunner>(config.step_time, &fail_next_),
+        kModelName,
+        std::make_unique<SlowFakeRunner>(config.step_time, &fail_next_, config.sliding_window),
         std::make_unique<tokenizer::ByteTokenizer>(), core);
   };
   if (config.customize) config.customize(options);

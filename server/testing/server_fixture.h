@@ -40,6 +40,9 @@ struct TestConfig {
   bool load_engine = true;  // false: the test calls server_->LoadEngine() itself
   // --chat-template (the fake model has none of its own).
   std::optional<std::string> chat_template;
+  // The fake model attends only its last `sliding_window` tokens (a windowed model: the blocks
+  // behind the window are freed).
+  std::optional<int> sliding_window;
   // Last changes to the server's options (other flags), if set.
   std::function<void(ServerOptions&)> customize;
 };
