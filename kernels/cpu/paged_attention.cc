@@ -261,6 +261,114 @@ PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
     _mm512_mask_storeu_ps(s + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), inv));
 }
 
+// The sum of each of 16 vectors, as the 16 lanes of one (lane j = the sum of v[j]): pairs
+// within 128-bit lanes, then quads, then across the four 128-bit lanes, a transposing reduction
+// of 15 adds where 16 horizontal reductions would take four times the shuffles and adds.
+PAGODA_AVX512_TARGET inline __m512 Sum16(const __m512* v) {
+  __m512 b[8];  // b[k], per 128-bit lane: [v2k(0+2), v2k+1(0+2), v2k(1+3), v2k+1(1+3)]
+  for (int k = 0; k < 8; ++k) {
+    b[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]),
+                         _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+  }
+  __m512 c[4];  // c[k], per 128-bit lane: the lane's sums of v4k .. v4k+3
+  for (int k = 0; k < 4; ++k) {
+    const __m512d x = _mm512_castps_pd(b[2 * k]);
+    const __m512d y = _mm512_castps_pd(b[2 * k + 1]);
+    c[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  // Across lanes: 128-bit block k of the result = the sum of c[k]'s four blocks.
+  const __m512 e01 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x44), _mm512_shuffle_f32x4(c[0], c[1], 0xee));
+  const __m512 e23 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x44), _mm512_shuffle_f32x4(c[2], c[3], 0xee));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xdd));
+}
+
+// Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
+constexpr int kMaxBatchedGroup = 8;
+
+// The scores of every head of the group against every attended position, scaled: one
+// horizontal reduction per (head, position).
+template <typename T, int kChunks>
+PAGODA_AVX512_TARGET void ScoresOneByOne(const PagedAttentionArgs<T>& a, int64_t token, int kv_head,
+                                         const int32_t* table, const AttendedRanges& ranges,
+                                         std::vector<float>& scores) {
+  const PagedKvCacheView<T>& c = a.cache;
+  const int group = a.num_heads / c.num_kv_heads;
+  const size_t len = static_cast<size_t>(ranges.count);
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    const float* q = QueryRow(a, token, kv_head * group, part == 0);
+    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+      const int32_t block = table[pos / c.block_size];
+      const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+      // Dequantization fused: the row's scale (times E4M3's load factor) scales the scores.
+      const float k_scale =
+          a.scale * avx512::LoadScale<T>() *
+          ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
+      __m512 kv[kChunks];
+      for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
+      for (int g = 0; g < group; ++g) {
+        const float* qg = q + g * 16 * kChunks;
+        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
+        for (int i = 1; i < kChunks; ++i)
+          acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
+        scores[g * len + at] = _mm512_reduce_add_ps(acc) * k_scale;
+      }
+    }
+  }
+}
+
+// The same, 16 positions at a time: each K row is loaded (and decoded) once, its partial dot
+// products with the group's queries kept as vectors, and the 16 positions of each head summed
+// together by Sum16 and scaled by a vector of their row scales.
+template <typename T, int kChunks>
+PAGODA_AVX512_TARGET void ScoresBatched(const PagedAttentionArgs<T>& a, int64_t token, int kv_head,
+                                        const int32_t* table, const AttendedRanges& ranges,
+                                        std::vector<float>& scores) {
+  const PagedKvCacheView<T>& c = a.cache;
+  const int group = a.num_heads / c.num_kv_heads;
+  const size_t len = static_cast<size_t>(ranges.count);
+  __m512 partial[kMaxBatchedGroup][16];
+  alignas(64) float row_scale[16];
+  for (int32_t part = 0, part_at = 0; part < 2; ++part) {
+    const float* q = QueryRow(a, token, kv_head * group, part == 0);
+    for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 16) {
+      const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
+      const int n = std::min<int32_t>(16, ranges.end[part] - first);
+      for (int j = 0; j < 16; ++j) {
+        if (j >= n) {
+          for (int g = 0; g < group; ++g) partial[g][j] = _mm512_setzero_ps();
+          row_scale[j] = 0.0f;
+          continue;
+        }
+        const int32_t pos = first + j;
+        const int32_t block = table[pos / c.block_size];
+        const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+        row_scale[j] =
+            a.scale * avx512::LoadScale<T>() *
+            ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
+        __m512 kv[kChunks];
+        for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
+        for (int g = 0; g < group; ++g) {
+          const float* qg = q + g * 16 * kChunks;
+          __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
+          for (int i = 1; i < kChunks; ++i)
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
+          partial[g][j] = acc;
+        }
+      }
+      const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1);
+      const __m512 scale = _mm512_load_ps(row_scale);
+      for (int g = 0; g < group; ++g) {
+        _mm512_mask_storeu_ps(scores.data() + g * len + at, mask,
+                              _mm512_mul_ps(Sum16(partial[g]), scale));
+      }
+    }
+    part_at += ranges.end[part] - ranges.begin[part];
+  }
+}
+
 template <typename T, int kChunks>
 PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t token,
                                        int64_t request, int kv_head, int32_t last,
@@ -271,26 +379,10 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   const AttendedRanges ranges = Attended(a.window, last);
   const int32_t len = ranges.count;
   scores.resize(static_cast<size_t>(group) * len);
-  for (int32_t part = 0, at = 0; part < 2; ++part) {
-    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
-      const bool sink = part == 0;
-      const int32_t block = table[pos / c.block_size];
-      const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-      // Dequantization fused: the row's scale (times E4M3's load factor) scales the scores.
-      const float k_scale =
-          a.scale * avx512::LoadScale<T>() *
-          ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
-      __m512 kv[kChunks];
-      for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
-      const float* q = QueryRow(a, token, kv_head * group, sink);
-      for (int g = 0; g < group; ++g) {
-        const float* qg = q + g * 16 * kChunks;
-        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
-        for (int i = 1; i < kChunks; ++i)
-          acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
-        scores[static_cast<size_t>(g) * len + at] = _mm512_reduce_add_ps(acc) * k_scale;
-      }
-    }
+  if (group > kMaxBatchedGroup) {
+    ScoresOneByOne<T, kChunks>(a, token, kv_head, table, ranges, scores);
+  } else {
+    ScoresBatched<T, kChunks>(a, token, kv_head, table, ranges, scores);
   }
   for (int g = 0; g < group; ++g) SoftmaxAvx512(scores.data() + static_cast<size_t>(g) * len, len);
   for (int g = 0; g < group; ++g) {

@@ -333,7 +333,7 @@ void RunBothTypes(const Case& c, uint32_t seed) {
 
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {
   for (int d : {32, 64, 80, 128}) {  // 32 has no AVX-512 kernel: the generic loop
-    for (int group : {1, 2, 4, 8}) {
+    for (int group : {1, 2, 4, 8, 12}) {  // 12: past the batched score pass
       const int bs = 16;
       RunBothTypes({.head_dim = d,
                     .num_kv_heads = 2,
