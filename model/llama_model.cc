@@ -348,7 +348,8 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
   const WeightTensor& embed = weights_->embed_tokens();
   kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
                           hidden_.data());
-  kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_);
+  // Past the model's context (StreamingLLM only) the angles are computed in double.
+  kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_, c.max_position_embeddings);
   if (streaming_.sink_tokens > 0) {
     // Past S + W - 1 the cache holds S sinks and W window tokens, the query the last of them.
     const int32_t last_cache_position = streaming_.sink_tokens + streaming_.sliding_window - 1;

@@ -1,10 +1,14 @@
 #include "kernels/cpu/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <optional>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/rope.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -35,6 +39,42 @@ TEST(ElementwiseTest, SiluAndMulMatchesReference) {
     SiluAndMul(in_place.data(), up.data(), n, in_place.data());
     EXPECT_EQ(in_place, out);
   }
+}
+
+}  // namespace
+}  // namespace pagoda::kernels::cpu
+
+namespace pagoda::kernels::cpu {
+namespace {
+
+// RoPE angles: float32 products below `exact_from` (Hugging Face's rounding), double from it
+// on, where a float32 product at position 5e7 would be off by more than a radian.
+TEST(RopeAnglesTest, PositionsPastTheContextAreExact) {
+  const std::vector<float> inv_freq = RopeInverseFrequencies(64, 10000.0f, std::nullopt);
+  const std::vector<int32_t> positions = {3, 4095, 50'000'000};
+  RopeAngles angles;
+  ComputeRopeAngles(positions, inv_freq, &angles, /*exact_from=*/4096);
+  const size_t half = inv_freq.size();
+  for (size_t t = 0; t < positions.size(); ++t) {
+    for (size_t j = 0; j < half; ++j) {
+      const long double angle = static_cast<long double>(positions[t]) * inv_freq[j];
+      const float float_angle = static_cast<float>(positions[t]) * inv_freq[j];
+      if (positions[t] < 4096) {  // exactly HF's float32 product
+        EXPECT_EQ(angles.cos[t * half + j], std::cos(float_angle));
+      } else {
+        EXPECT_NEAR(angles.cos[t * half + j], static_cast<float>(std::cos(angle)), 1e-6f) << j;
+        EXPECT_NEAR(angles.sin[t * half + j], static_cast<float>(std::sin(angle)), 1e-6f) << j;
+      }
+    }
+  }
+  // The float32 product is what the exact path avoids: at 5e7 it is off by more than 0.01 in
+  // some dimension's cosine.
+  float worst = 0;
+  for (size_t j = 0; j < half; ++j) {
+    worst = std::max(worst, std::fabs(std::cos(static_cast<float>(50'000'000) * inv_freq[j]) -
+                                      static_cast<float>(std::cos(50'000'000.0L * inv_freq[j]))));
+  }
+  EXPECT_GT(worst, 0.01f);
 }
 
 }  // namespace

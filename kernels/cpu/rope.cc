@@ -34,12 +34,18 @@ std::vector<float> RopeInverseFrequencies(int head_dim, float theta,
 }
 
 void ComputeRopeAngles(absl::Span<const int32_t> positions, absl::Span<const float> inv_freq,
-                       RopeAngles* angles) {
+                       RopeAngles* angles, int32_t exact_from) {
   const size_t half = inv_freq.size();
   angles->cos.resize(positions.size() * half);
   angles->sin.resize(positions.size() * half);
   for (size_t t = 0; t < positions.size(); ++t) {
     for (size_t j = 0; j < half; ++j) {
+      if (positions[t] >= exact_from) {
+        const double angle = static_cast<double>(positions[t]) * inv_freq[j];
+        angles->cos[t * half + j] = static_cast<float>(std::cos(angle));
+        angles->sin[t * half + j] = static_cast<float>(std::sin(angle));
+        continue;
+      }
       // The angle in float, like HF's float32 outer product, so long positions round alike.
       const float angle = static_cast<float>(positions[t]) * inv_freq[j];
       angles->cos[t * half + j] = std::cos(angle);

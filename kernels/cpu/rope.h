@@ -22,13 +22,16 @@ std::vector<float> RopeInverseFrequencies(int head_dim, float theta,
                                           const std::optional<Llama3RopeScaling>& scaling);
 
 // cos and sin of positions[t] * inv_freq[j], each [num_tokens, inv_freq.size()]. Computed once
-// per step: every layer rotates q and k by the same angles.
+// per step: every layer rotates q and k by the same angles. Below `exact_from` the angle is a
+// float32 product, as Hugging Face computes it (so logits match); from it on (positions past a
+// model's context, which only StreamingLLM reaches) the product is taken in double, where a
+// float32 angle would be off by up to position * 6e-8 rad.
 struct RopeAngles {
   std::vector<float> cos;
   std::vector<float> sin;
 };
 void ComputeRopeAngles(absl::Span<const int32_t> positions, absl::Span<const float> inv_freq,
-                       RopeAngles* angles);
+                       RopeAngles* angles, int32_t exact_from = INT32_MAX);
 
 // Rotates each head of x in place, Hugging Face rotate_half convention: for j < head_dim/2 the
 // pair (x[j], x[j + head_dim/2]) is rotated by the angle of token t and frequency j.
