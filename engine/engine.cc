@@ -1,10 +1,13 @@
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/check.h"
+#include "common/status_macros.h"
 #include "engine/error_reason.h"
 
 namespace pagoda::engine {
@@ -45,11 +48,21 @@ Engine::~Engine() {
 }
 
 absl::StatusOr<RequestId> Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
-  PAGODA_CHECK(sink != nullptr);
+  std::vector<std::pair<EngineRequest, std::shared_ptr<RequestSink>>> one;
+  one.emplace_back(std::move(request), std::move(sink));
+  PAGODA_ASSIGN_OR_RETURN(std::vector<RequestId> ids, SubmitAll(std::move(one)));
+  return ids[0];
+}
+
+absl::StatusOr<std::vector<RequestId>> Engine::SubmitAll(
+    std::vector<std::pair<EngineRequest, std::shared_ptr<RequestSink>>> requests) {
   // The one validation of a request (engine/request_validation.h). It reads only immutable
   // engine state, so it runs on the caller's thread and the engine thread never sees an
   // invalid request.
-  if (absl::Status status = core_->ValidateRequest(request); !status.ok()) return status;
+  for (const auto& [request, sink] : requests) {
+    PAGODA_CHECK(sink != nullptr);
+    if (absl::Status status = core_->ValidateRequest(request); !status.ok()) return status;
+  }
   absl::MutexLock lock(&mu_);
   if (!snapshot_.healthy) {
     return WithErrorReason(
@@ -61,15 +74,21 @@ absl::StatusOr<RequestId> Engine::Submit(EngineRequest request, std::shared_ptr<
                            ErrorReason::kDraining);
   }
   const int num_waiting = snapshot_.num_waiting + static_cast<int>(inbox_.size());
-  if (options_.max_waiting_requests > 0 && num_waiting >= options_.max_waiting_requests) {
-    return WithErrorReason(absl::ResourceExhaustedError(absl::StrCat(
-                               "the waiting queue is full (", options_.max_waiting_requests,
-                               " requests)")),
-                           ErrorReason::kQueueFull);
+  const int num_new = static_cast<int>(requests.size());
+  if (options_.max_waiting_requests > 0 &&
+      num_waiting + num_new > std::max(options_.max_waiting_requests, num_new)) {
+    return WithErrorReason(
+        absl::ResourceExhaustedError(absl::StrCat("the waiting queue is full (",
+                                                  options_.max_waiting_requests, " requests)")),
+        ErrorReason::kQueueFull);
   }
-  const RequestId id(next_id_.fetch_add(1, std::memory_order_relaxed));
-  inbox_.push_back({id, std::move(request), std::move(sink)});
-  return id;
+  std::vector<RequestId> ids;
+  for (auto& [request, sink] : requests) {
+    const RequestId id(next_id_.fetch_add(1, std::memory_order_relaxed));
+    inbox_.push_back({id, std::move(request), std::move(sink)});
+    ids.push_back(id);
+  }
+  return ids;
 }
 
 void Engine::Abort(RequestId id) {

@@ -62,6 +62,14 @@ class Engine {
   // while draining; Internal with kEngineFailure after a failure.
   absl::StatusOr<RequestId> Submit(EngineRequest request, std::shared_ptr<RequestSink> sink);
 
+  // Submits several requests together (the n choices or prompts of one API call): each is
+  // validated, then all are queued under one lock, so the engine thread takes them into the
+  // same step and their batching, hence their numerics, does not depend on thread timing. All
+  // or none: the errors are Submit's, and when the waiting queue cannot take them all none is
+  // queued. Returns their ids in order.
+  absl::StatusOr<std::vector<RequestId>> SubmitAll(
+      std::vector<std::pair<EngineRequest, std::shared_ptr<RequestSink>>> requests);
+
   // Asks the engine thread to abort `id`; it frees the blocks in its next step. No-op for an
   // unknown or finished id.
   void Abort(RequestId id);

@@ -10,8 +10,8 @@
 #include "absl/synchronization/notification.h"
 #include "common/check.h"
 #include "engine/error_reason.h"
-#include "runner/testing/fake_model_runner.h"
 #include "gtest/gtest.h"
+#include "runner/testing/fake_model_runner.h"
 
 namespace pagoda::engine {
 namespace {
@@ -138,6 +138,31 @@ TEST(EngineTest, QueueFullIsResourceExhausted) {
   EXPECT_LE(accepted.size(), 40u - refused);
   engine->AbortAll();
   for (const auto& sink : accepted) ASSERT_TRUE(sink->WaitDone(absl::Seconds(30)));
+}
+
+// SubmitAll: ids in order, every request queued, or none when the waiting queue cannot take
+// them all (or one is invalid); an empty queue takes a group larger than its limit.
+TEST(EngineTest, SubmitAllQueuesAllOrNone) {
+  std::unique_ptr<Engine> engine =
+      MakeEngine(/*max_waiting=*/3, /*max_num_seqs=*/1, absl::Milliseconds(5));
+  const auto group = [](int n, int prompt_len) {
+    std::vector<std::pair<EngineRequest, std::shared_ptr<RequestSink>>> requests;
+    for (int i = 0; i < n; ++i) {
+      requests.emplace_back(Request(prompt_len, 50), std::make_shared<WaitableSink>());
+    }
+    return requests;
+  };
+  const auto big = engine->SubmitAll(group(5, 8));  // more than the limit, into an empty queue
+  ASSERT_TRUE(big.ok()) << big.status();
+  ASSERT_EQ(big->size(), 5u);
+  for (size_t i = 1; i < big->size(); ++i) EXPECT_LT((*big)[i - 1].value(), (*big)[i].value());
+  const auto refused = engine->SubmitAll(group(2, 8));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  const auto invalid = engine->SubmitAll(group(1, 0));  // an empty prompt: nothing queued
+  EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument);
+  engine->AbortAll();
+  ASSERT_TRUE(engine->WaitUntilIdle(absl::Seconds(10)));
+  EXPECT_EQ(engine->Snapshot().kv.num_used_blocks, 0);
 }
 
 TEST(EngineTest, AbortAndDrain) {

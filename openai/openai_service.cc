@@ -122,7 +122,9 @@ class OpenAiService::CompletionCall : public std::enable_shared_from_this<Comple
  private:
   class Sink;
 
-  absl::Status Submit(int index, engine::EngineRequest prompt);
+  // Records the engine ids of the submitted choices (aborting them if the call already ended);
+  // passes a submission error on.
+  absl::Status Submitted(absl::StatusOr<std::vector<RequestId>> ids);
   void Complete(int index, engine::RequestCompletion completion) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(std::string event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -181,20 +183,17 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   responder_->OnDisconnect([weak] {
     if (std::shared_ptr<CompletionCall> call = weak.lock()) call->OnClientGone();
   });
+  // All choices at once (Engine::SubmitAll): they run in the same steps whatever the thread
+  // timing, so a seeded request samples the same tokens every time, and a full queue refuses
+  // the whole call rather than some of its choices.
   const size_t num_prompts = prompts.size();
+  std::vector<std::pair<engine::EngineRequest, std::shared_ptr<engine::RequestSink>>> submissions;
   for (size_t i = 0; i < num_prompts; ++i) {
     prompts[i].external_id = num_prompts == 1 ? request_id_ : absl::StrCat(request_id_, "-", i);
-    absl::Status status = Submit(static_cast<int>(i), std::move(prompts[i]));
-    if (status.ok()) continue;
-    if (i == 0) return status;
-    // The choices taken go on to their end; the others end with this error, and so the call.
-    if (service_->options_.on_refused) service_->options_.on_refused(status);
-    absl::MutexLock lock(&mu_);
-    for (size_t j = i; j < num_prompts; ++j) {
-      Complete(static_cast<int>(j), engine::RequestCompletion{.status = status});
-    }
-    break;
+    submissions.emplace_back(std::move(prompts[i]),
+                             std::make_shared<Sink>(shared_from_this(), static_cast<int>(i)));
   }
+  PAGODA_RETURN_IF_ERROR(Submitted(engine_->SubmitAll(std::move(submissions))));
   absl::MutexLock lock(&mu_);
   if (!stream_) return absl::OkStatus();
   http::Response head;
@@ -208,17 +207,17 @@ absl::Status OpenAiService::CompletionCall::Start(std::vector<engine::EngineRequ
   return absl::OkStatus();
 }
 
-absl::Status OpenAiService::CompletionCall::Submit(int index, engine::EngineRequest prompt) {
-  absl::StatusOr<RequestId> id =
-      engine_->Submit(std::move(prompt), std::make_shared<Sink>(shared_from_this(), index));
-  if (!id.ok()) return id.status();
+absl::Status OpenAiService::CompletionCall::Submitted(absl::StatusOr<std::vector<RequestId>> ids) {
+  if (!ids.ok()) return ids.status();
   bool abort = false;
   {
     absl::MutexLock lock(&mu_);
-    engine_ids_.push_back(*id);
+    engine_ids_.insert(engine_ids_.end(), ids->begin(), ids->end());
     abort = client_gone_ || failure_.has_value();
   }
-  if (abort) engine_->Abort(*id);
+  if (abort) {
+    for (const RequestId id : *ids) engine_->Abort(id);
+  }
   return absl::OkStatus();
 }
 
