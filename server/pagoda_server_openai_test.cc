@@ -98,7 +98,7 @@ TEST_F(OpenAiApiTest, InfoRoutes) {
 // 100 tokens (25 blocks of 4 without a window) keeps the used blocks the metrics report at the
 // window's 16 tokens plus a block or two, all the way through.
 TEST_F(OpenAiApiTest, SlidingWindowModelKeepsItsBlocksFlatInTheMetrics) {
-  StartServer({.step_time = absl::Milliseconds(2), .sliding_window = 16});
+  StartServer({.step_time = absl::Milliseconds(5), .sliding_window = 16});
   const json models = json::parse(http::testing::HttpGet(port(), "/v1/models")->body);
   EXPECT_EQ(models["data"][0]["sliding_window"], 16);
   EXPECT_FALSE(models["data"][0].contains("attention_sinks"));
@@ -108,6 +108,8 @@ TEST_F(OpenAiApiTest, SlidingWindowModelKeepsItsBlocksFlatInTheMetrics) {
       absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: ", request.size(),
                    "\r\n\r\n", request),
       "data: ");
+  // The gauges are set just after a step's tokens reach the client: wait for the first.
+  ASSERT_TRUE(WaitFor([&] { return RunningRequests() > 0; }));
   double max_used = 0;
   int samples = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
