@@ -73,7 +73,7 @@ std::vector<TokenId> HeldOutText(const Flags& flags, int n) {
   return text;
 }
 
-std::unique_ptr<model::LlamaModel> LoadModel(const Flags& flags, kernels::AttentionWindow w) {
+std::unique_ptr<model::LlamaModel> LoadModel(const Flags& flags, common::AttentionWindow w) {
   auto weights = model::LoadModelWeights(flags.model, {});
   PAGODA_CHECK(weights.ok()) << weights.status().message();
   const int threads = flags.threads > 0 ? flags.threads : 2;
@@ -93,7 +93,7 @@ double Nll(const float* row, int vocab, TokenId target) {
 
 // Settings 1 and 2: one token per step through the paged cache, the blocks the window leaves
 // behind recycled as the block manager frees them. nll[p] scores text[p + 1].
-std::vector<double> StreamNll(const Flags& flags, kernels::AttentionWindow w,
+std::vector<double> StreamNll(const Flags& flags, common::AttentionWindow w,
                               const std::vector<TokenId>& text) {
   std::unique_ptr<model::LlamaModel> model = LoadModel(flags, w);
   const int live = (w.sink_tokens + kBlockSize - 1) / kBlockSize +

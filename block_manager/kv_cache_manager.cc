@@ -41,7 +41,7 @@ int KvCacheManager::BlocksForTokens(int num_tokens) const {
 }
 
 int KvCacheManager::MaxLiveBlocks(int num_tokens, int chunk) const {
-  const kernels::AttentionWindow& w = options_.window;
+  const common::AttentionWindow& w = options_.window;
   const int all = BlocksForTokens(num_tokens);
   if (w.full()) return all;
   // The sink blocks, and the window before a chunk plus the chunk, straddling one more block.

@@ -13,7 +13,7 @@
 #include "block_manager/block_pool.h"
 #include "block_manager/kv_cache_stats.h"
 #include "common/ids.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 
 namespace pagoda::block_manager {
 
@@ -28,7 +28,7 @@ struct KvCacheManagerOptions {
   // What every layer attends (the model's sliding window, or StreamingLLM's sinks and window):
   // a block no later query of its request attends is freed at once and its table entry set to
   // kNullBlock. full() (the default): blocks are kept until the request ends.
-  kernels::AttentionWindow window;
+  common::AttentionWindow window;
 };
 
 

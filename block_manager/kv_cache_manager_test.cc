@@ -42,7 +42,7 @@ std::vector<TokenId> Iota(int n, TokenId first = 100) {
 class KvCacheManagerTest : public ::testing::Test {
  protected:
   void Init(int num_blocks, int block_size, double watermark_ratio = 0.0,
-            bool enable_prefix_caching = true, kernels::AttentionWindow window = {}) {
+            bool enable_prefix_caching = true, common::AttentionWindow window = {}) {
     auto manager = KvCacheManager::Create({.num_blocks = num_blocks,
                                            .block_size = block_size,
                                            .enable_prefix_caching = enable_prefix_caching,

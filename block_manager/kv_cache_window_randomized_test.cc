@@ -75,7 +75,7 @@ class WindowWorkload {
  private:
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   int bs() const { return options_.block_size; }
-  const kernels::AttentionWindow& window() const { return options_.window; }
+  const common::AttentionWindow& window() const { return options_.window; }
 
   bool Dead(int block_index, int first_query) const {
     return window().IsDead(block_index * bs(), first_query) &&

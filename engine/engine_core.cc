@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
         "max_model_len = ", options.scheduler.max_model_len,
         " exceeds the model's max_position_embeddings = ", config.max_position_embeddings));
   }
-  const kernels::AttentionWindow window = runner->kv_window();
+  const common::AttentionWindow window = runner->kv_window();
   if (!window.full() && !config.sliding_window.has_value() &&
       window.sliding_window > options.scheduler.max_model_len) {
     return absl::InvalidArgumentError(

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/ids.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 #include "model/dtype.h"
 #include "model/model_config.h"
 
@@ -33,7 +33,7 @@ struct EngineInfo {
   int max_num_batched_tokens = 0;
   // What every layer attends when it is less than the whole context (a sliding-window model's
   // window, or StreamingLLM's sinks and window): the KV blocks before it are freed.
-  kernels::AttentionWindow kv_window;
+  common::AttentionWindow kv_window;
   // StreamingLLM (--attention-sinks/--streaming-window): requests may generate past
   // max_model_len.
   bool streaming = false;

@@ -12,7 +12,7 @@ int32_t BlockValue(BlockId block) { return block.value(); }
 }  // namespace
 
 absl::Status ValidateForwardBatch(const ForwardBatch& b, int vocab_size, int num_blocks,
-                                  int block_size, const kernels::AttentionWindow& window) {
+                                  int block_size, const common::AttentionWindow& window) {
   const size_t n = b.token_ids.size();
   if (b.positions.size() != n || b.slot_mapping.size() != n) {
     return absl::InvalidArgumentError("positions and slot_mapping must have one entry per token");

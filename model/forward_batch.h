@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 
 namespace pagoda::model {
 
@@ -35,7 +35,7 @@ struct ForwardBatch {
 // the cache of `num_blocks` blocks of `block_size` (under `window`, the entries of blocks no
 // query attends may be null: -1), logits indices in range. INVALID_ARGUMENT names what is wrong.
 absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size, int num_blocks,
-                                  int block_size, const kernels::AttentionWindow& window = {});
+                                  int block_size, const common::AttentionWindow& window = {});
 
 // Which of a request's computed tokens want logits.
 enum class LogitsRows {

@@ -202,12 +202,12 @@ LlamaModel::LlamaModel(std::unique_ptr<ModelWeights> weights, const Options& opt
       inv_freq_(RopeInverseFrequencies(weights_->config())),
       streaming_(options.streaming) {}
 
-kernels::AttentionWindow LlamaModel::LayerWindow(int layer) const {
+common::AttentionWindow LlamaModel::LayerWindow(int layer) const {
   if (!streaming_.full()) return streaming_;
   return {.sliding_window = config().LayerWindow(layer)};
 }
 
-kernels::AttentionWindow LlamaModel::KvWindow() const {
+common::AttentionWindow LlamaModel::KvWindow() const {
   if (!streaming_.full()) return streaming_;
   return {.sliding_window = config().UniformWindow()};
 }
@@ -223,7 +223,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError("F16 matrices must be converted to F32 or BF16 at load");
   }
   const ModelConfig& c = weights->config();
-  const kernels::AttentionWindow& streaming = options.streaming;
+  const common::AttentionWindow& streaming = options.streaming;
   if (streaming.sliding_window < 0 || streaming.sink_tokens < 0 ||
       (streaming.sink_tokens > 0 && streaming.sliding_window == 0)) {
     return absl::InvalidArgumentError(

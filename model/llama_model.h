@@ -95,7 +95,7 @@ class LlamaModel {
     // StreamingLLM for a model with full attention: every layer attends the first
     // streaming.sink_tokens positions and the last streaming.sliding_window ones, scoring the
     // sinks at their position in the cache (PagedAttentionArgs::sink_query). Default: off.
-    kernels::AttentionWindow streaming;
+    common::AttentionWindow streaming;
   };
 
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(std::unique_ptr<ModelWeights> weights,
@@ -104,10 +104,10 @@ class LlamaModel {
   const ModelConfig& config() const { return weights_->config(); }
   const ModelWeights& weights() const { return *weights_; }
   // What layer `layer` attends: the streaming window when on, else the config's window.
-  kernels::AttentionWindow LayerWindow(int layer) const;
+  common::AttentionWindow LayerWindow(int layer) const;
   // The window every layer shares, by which a request's dead KV blocks can be freed (the
   // streaming one, or the config's when all layers are windowed); full() when none.
-  kernels::AttentionWindow KvWindow() const;
+  common::AttentionWindow KvWindow() const;
 
   // Runs every layer over `batch`, writing the new tokens' K/V into `cache`, and returns the
   // logits of batch.logits_indices: [logits_indices.size(), vocab_size] row-major.
@@ -124,7 +124,7 @@ class LlamaModel {
   kernels::cpu::ThreadPool pool_;
   std::vector<float> inv_freq_;
   kernels::cpu::RopeAngles rope_;  // this step's rotation angles, shared by every layer
-  const kernels::AttentionWindow streaming_;
+  const common::AttentionWindow streaming_;
   // Streaming with sinks: each token's position in the cache (min(position, S + W - 1)), the
   // angles of those positions and the queries rotated by them.
   std::vector<int32_t> sink_positions_;

@@ -209,7 +209,7 @@ TEST(LlamaReferenceTest, LogitsMatchNumpyOnRandomHfModels) {
 // of a freed block fails validation or faults instead of passing silently.
 std::vector<std::vector<float>> IncrementalLogits(LlamaModel& model,
                                                   const std::vector<TokenId>& tokens,
-                                                  int block_size, kernels::AttentionWindow window,
+                                                  int block_size, common::AttentionWindow window,
                                                   int first_chunk) {
   const int n = static_cast<int>(tokens.size());
   const int num_blocks = (n + block_size - 1) / block_size;
@@ -307,7 +307,7 @@ TEST(LlamaReferenceTest, AttentionSinksMatchNumpyStreamingLlm) {
   if (!ReferenceAvailable()) GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed";
   const std::string dir = WriteRandomModel(Specs()[2]);  // llama3 rope scaling, GQA 4:1
   for (const auto& [sinks, window] : {std::pair{4, 12}, std::pair{1, 7}, std::pair{0, 10}}) {
-    const kernels::AttentionWindow streaming{.sliding_window = window, .sink_tokens = sinks};
+    const common::AttentionWindow streaming{.sliding_window = window, .sink_tokens = sinks};
     auto model = LlamaModel::Create(LoadModelWeights(dir, {}).value(),
                                     {.num_threads = 2, .streaming = streaming});
     ASSERT_TRUE(model.ok()) << model.status();

@@ -8,7 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/ids.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 #include "model/dtype.h"
 #include "model/forward_batch.h"
 #include "model/model_config.h"
@@ -80,7 +80,7 @@ class ModelRunner {
   // The window every layer shares (a sliding-window model's, or StreamingLLM's sinks and
   // window): a request's KV blocks that no later query attends may be freed, their table
   // entries left null (-1). full() (the default) when some layer attends the whole context.
-  virtual kernels::AttentionWindow kv_window() const { return {}; }
+  virtual common::AttentionWindow kv_window() const { return {}; }
   // An FP8 KV cache with the checkpoint's static per-head scales (no scale stored per token).
   virtual bool kv_static_scales() const { return false; }
   // One line on how the runner set itself up (device, memory, graphs) for the start-up log;

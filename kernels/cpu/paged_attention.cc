@@ -119,7 +119,7 @@ struct AttendedRanges {
   int32_t count;
 };
 
-inline AttendedRanges Attended(const AttentionWindow& w, int32_t last) {
+inline AttendedRanges Attended(const common::AttentionWindow& w, int32_t last) {
   const int32_t start = w.WindowStart(last);
   return {{0, start}, {w.SinkEnd(last), last + 1}, w.NumAttended(last)};
 }
@@ -288,6 +288,28 @@ PAGODA_AVX512_TARGET inline __m512 Sum16(const __m512* v) {
 // Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
 constexpr int kMaxBatchedGroup = 8;
 
+// Loads position `pos`'s K row of `kv_head` (decoded, kChunks vectors) and returns the factor its
+// dot products take: the attention scale times the row's scale (times E4M3's load factor), so
+// the dequantization is fused.
+template <typename T, int kChunks>
+PAGODA_AVX512_TARGET inline float LoadKeyRow(const PagedAttentionArgs<T>& a, const int32_t* table,
+                                             int kv_head, int32_t pos, __m512* kv) {
+  const PagedKvCacheView<T>& c = a.cache;
+  const int32_t block = table[pos / c.block_size];
+  const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+  for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
+  return a.scale * avx512::LoadScale<T>() *
+         ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
+}
+
+// The 16 partial sums of q . k over the kChunks vectors of a row.
+template <int kChunks>
+PAGODA_AVX512_TARGET inline __m512 PartialDot(const float* q, const __m512* kv) {
+  __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(q), kv[0]);
+  for (int i = 1; i < kChunks; ++i) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * i), kv[i], acc);
+  return acc;
+}
+
 // The scores of every head of the group against every attended position, scaled: one
 // horizontal reduction per (head, position).
 template <typename T, int kChunks>
@@ -300,19 +322,10 @@ PAGODA_AVX512_TARGET void ScoresOneByOne(const PagedAttentionArgs<T>& a, int64_t
   for (int32_t part = 0, at = 0; part < 2; ++part) {
     const float* q = QueryRow(a, token, kv_head * group, part == 0);
     for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
-      const int32_t block = table[pos / c.block_size];
-      const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-      // Dequantization fused: the row's scale (times E4M3's load factor) scales the scores.
-      const float k_scale =
-          a.scale * avx512::LoadScale<T>() *
-          ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
       __m512 kv[kChunks];
-      for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
+      const float k_scale = LoadKeyRow<T, kChunks>(a, table, kv_head, pos, kv);
       for (int g = 0; g < group; ++g) {
-        const float* qg = q + g * 16 * kChunks;
-        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
-        for (int i = 1; i < kChunks; ++i)
-          acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
+        const __m512 acc = PartialDot<kChunks>(q + g * 16 * kChunks, kv);
         scores[g * len + at] = _mm512_reduce_add_ps(acc) * k_scale;
       }
     }
@@ -342,21 +355,10 @@ PAGODA_AVX512_TARGET void ScoresBatched(const PagedAttentionArgs<T>& a, int64_t 
           row_scale[j] = 0.0f;
           continue;
         }
-        const int32_t pos = first + j;
-        const int32_t block = table[pos / c.block_size];
-        const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-        row_scale[j] =
-            a.scale * avx512::LoadScale<T>() *
-            ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
         __m512 kv[kChunks];
-        for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
-        for (int g = 0; g < group; ++g) {
-          const float* qg = q + g * 16 * kChunks;
-          __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qg), kv[0]);
-          for (int i = 1; i < kChunks; ++i)
-            acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], acc);
-          partial[g][j] = acc;
-        }
+        row_scale[j] = LoadKeyRow<T, kChunks>(a, table, kv_head, first + j, kv);
+        for (int g = 0; g < group; ++g)
+          partial[g][j] = PartialDot<kChunks>(q + g * 16 * kChunks, kv);
       }
       const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1);
       const __m512 scale = _mm512_load_ps(row_scale);

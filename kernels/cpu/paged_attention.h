@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/cpu/thread_pool.h"
@@ -26,7 +26,7 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
 // earlier steps and of this step, all already written by ReshapeAndCache), and its queries are
 // the last tokens of that context, so query i of n attends context positions
 // [0, context_len - n + i], or, with a window, the part of it that `window` keeps
-// (kernels/attention_window.h). K/V are read only through the request's row of block_tables,
+// (common/attention_window.h). K/V are read only through the request's row of block_tables,
 // and only for attended positions: entries of blocks no query attends may be anything.
 template <typename T>  // the cache's element type: float, Bf16, or int8_t, Fp8E4M3, Fp8E5M2
                        // (dequantized in the dot products: scores scaled by the K scale, V
@@ -41,7 +41,7 @@ struct PagedAttentionArgs {
   absl::Span<const int32_t> block_tables;  // [num_requests, max_blocks_per_request]
   int32_t max_blocks_per_request = 0;
   float scale = 1.0f;      // usually 1/sqrt(head_dim)
-  AttentionWindow window;  // default: full causal attention
+  common::AttentionWindow window;  // default: full causal attention
   // StreamingLLM: the queries rotated at their position in the cache rather than in the text,
   // [num_tokens, num_heads, head_dim], used against the sink keys (window.sink_tokens > 0).
   // Keys are cached rotated at their text positions, so a window key's score depends on the

@@ -30,7 +30,7 @@ struct Case {
   int block_size;
   std::vector<TestRequest> requests;
   bool share_first_block = false;  // two requests point at one physical block
-  AttentionWindow window;          // blocks no query attends get a null (-1) table entry
+  common::AttentionWindow window;          // blocks no query attends get a null (-1) table entry
   bool sink_query = false;         // separate random queries for the sink keys
 };
 
@@ -121,10 +121,10 @@ void ExpectNearUnquantized(absl::Span<const float> got, const std::vector<float>
 
 // Dense causal attention: the reference. With a window, the query at `last` sees positions p
 // with p <= last and (p > last - W or p < S), written out directly rather than through
-// AttentionWindow; sink positions (p < S, outside the window) use `sink_q` when given.
+// common::AttentionWindow; sink positions (p < S, outside the window) use `sink_q` when given.
 void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
                     const std::vector<float>& v, int num_q, int ctx, int heads, int kv_heads, int d,
-                    float scale, float* out, AttentionWindow window = {},
+                    float scale, float* out, common::AttentionWindow window = {},
                     const std::vector<float>* sink_q = nullptr) {
   const int group = heads / kv_heads;
   const int w = window.sliding_window;
@@ -160,7 +160,7 @@ void DenseAttention(const std::vector<float>& q, const std::vector<float>& k,
 
 // True when no query of a request (the last `num_queries` of `context_len` positions) attends
 // any position of block `b`: its table entry may be null and its slots unwritten.
-bool BlockIsDead(const AttentionWindow& w, int b, int block_size, int context_len,
+bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int context_len,
                  int num_queries) {
   const int first_query = context_len - num_queries;
   for (int p = b * block_size; p < std::min(context_len, (b + 1) * block_size); ++p) {

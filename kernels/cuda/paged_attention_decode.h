@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
@@ -99,9 +99,9 @@ struct PagedDecodeParams {
   const int32_t* block_tables = nullptr;
   int32_t max_blocks_per_request = 0;
   float scale = 1.0f;  // usually 1 / sqrt(head_dim)
-  // A sliding window (kernels/attention_window.h): the request attends its last
+  // A sliding window (common/attention_window.h): the request attends its last
   // window.sliding_window positions, and table entries before them are never read. No sinks.
-  AttentionWindow window;
+  common::AttentionWindow window;
   PagedDecodePlan plan;
   void* workspace = nullptr;  // PagedDecodeWorkspaceBytes(plan, ...) bytes, 16-byte aligned
   int64_t workspace_bytes = 0;

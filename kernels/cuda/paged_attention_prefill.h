@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "kernels/attention_window.h"
+#include "common/attention_window.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
@@ -52,9 +52,9 @@ struct PagedPrefillParams {
   const int32_t* block_tables = nullptr;
   int32_t max_blocks_per_request = 0;
   float scale = 1.0f;         // usually 1 / sqrt(head_dim)
-  // A sliding window (kernels/attention_window.h): each query attends its last
+  // A sliding window (common/attention_window.h): each query attends its last
   // window.sliding_window positions; table entries no query attends are never read. No sinks.
-  AttentionWindow window;
+  common::AttentionWindow window;
   void* workspace = nullptr;  // PagedPrefillWorkspaceBytes(num_requests) bytes, 4-byte aligned
   int64_t workspace_bytes = 0;
 };

@@ -29,7 +29,7 @@ class CpuModelRunner final : public ModelRunner {
   int num_kv_blocks() const override { return cache_->num_blocks(); }
   int block_size() const override { return cache_->block_size(); }
   model::DType kv_dtype() const override { return cache_->dtype(); }
-  kernels::AttentionWindow kv_window() const override { return model_->KvWindow(); }
+  common::AttentionWindow kv_window() const override { return model_->KvWindow(); }
   model::DType weight_dtype() const override { return model_->weights().matrix_dtype(); }
   const char* backend_name() const override { return "cpu"; }
   bool kv_static_scales() const override { return cache_->static_scales(); }

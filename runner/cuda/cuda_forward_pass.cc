@@ -93,7 +93,7 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const Devi
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
     const kernels::PagedKvCacheView<T>& cache, int layer, const DeviceStep& s) {
-  const kernels::AttentionWindow window{.sliding_window = config_.LayerWindow(layer)};
+  const common::AttentionWindow window{.sliding_window = config_.LayerWindow(layer)};
   cudaStream_t stream = stream_.get();
   T* const qkv = Ptr(qkv_);
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));

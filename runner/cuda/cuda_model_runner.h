@@ -78,7 +78,7 @@ class CudaModelRunner : public ModelRunner {
   const char* backend_name() const override { return "cuda"; }
   // Sliding-window models: every layer's window (dead blocks are never read by the kernels).
   // Attention sinks are CPU-only.
-  kernels::AttentionWindow kv_window() const override {
+  common::AttentionWindow kv_window() const override {
     return {.sliding_window = config().UniformWindow()};
   }
 

@@ -62,7 +62,7 @@ class FakeModelRunner final : public ModelRunner {
   int num_kv_blocks() const override { return options_.num_kv_blocks; }
   int block_size() const override { return options_.block_size; }
   model::DType kv_dtype() const override { return model::DType::kF32; }
-  kernels::AttentionWindow kv_window() const override {
+  common::AttentionWindow kv_window() const override {
     return {.sliding_window = config_.UniformWindow()};
   }
   model::DType weight_dtype() const override { return model::DType::kF32; }
@@ -94,7 +94,7 @@ class FakeModelRunner final : public ModelRunner {
       uint64_t hash = 0x9e3779b97f4a7c15ull;
       // The logits hash the attended positions (all, or a window's), read through the table:
       // a block freed too early shows as a slot holding another position.
-      const kernels::AttentionWindow window = kv_window();
+      const common::AttentionWindow window = kv_window();
       for (int32_t p = 0; p < context; ++p) {
         if (p >= window.SinkEnd(context - 1) && p < window.WindowStart(context - 1)) continue;
         const int32_t block = batch.block_tables[r * batch.max_blocks_per_request + p / bs];

@@ -42,7 +42,7 @@ class SlowFakeRunner final : public runner::ModelRunner {
   int block_size() const override { return inner_.block_size(); }
   model::DType kv_dtype() const override { return inner_.kv_dtype(); }
   model::DType weight_dtype() const override { return inner_.weight_dtype(); }
-  kernels::AttentionWindow kv_window() const override { return inner_.kv_window(); }
+  common::AttentionWindow kv_window() const override { return inner_.kv_window(); }
   const char* backend_name() const override { return "cpu"; }
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override {
     if (fail_next_->exchange(false)) return absl::InternalError("injected model failure");

@@ -59,7 +59,7 @@ struct AttentionCase {
   int token_stride_padding = 8;    // elements after each token's heads in q and out
   // A sliding window: blocks no query of a request attends get a null (-1) table entry and
   // stay NaN, as the block manager frees them.
-  AttentionWindow window;
+  common::AttentionWindow window;
 
   std::string Describe() const {
     std::vector<std::string> reqs;

@@ -9,10 +9,11 @@
 #define PAGODA_HOST_DEVICE
 #endif
 
-namespace pagoda::kernels {
+namespace pagoda::common {
 
-// Which context positions a query attends, shared by the CPU and CUDA kernels, batch validation
-// and the block manager (which frees the blocks no later query can attend).
+// Which context positions a query attends, shared by the CPU and CUDA kernels, batch validation,
+// the block manager (which frees the blocks no later query can attend) and the engine: it lives
+// in common/, below all of them.
 //   sliding_window == 0: full causal attention, the query at `last` attends [0, last].
 //   sliding_window == W > 0: it attends the last W positions [last - W + 1, last] (Mistral,
 //     Qwen2's windowed layers: HF's `sliding_window`, the query itself included),
@@ -41,4 +42,4 @@ struct AttentionWindow {
   PAGODA_HOST_DEVICE bool full() const { return sliding_window == 0; }
 };
 
-}  // namespace pagoda::kernels
+}  // namespace pagoda::common
