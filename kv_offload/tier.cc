@@ -1,0 +1,47 @@
+#include "kv_offload/tier.h"
+
+#include "common/check.h"
+
+namespace pagoda::kv_offload {
+
+TierIndex::Entry* TierIndex::Find(const block_manager::BlockHash& hash) {
+  const auto it = entries_.find(hash);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
+TierIndex::Entry* TierIndex::FindMatching(const BlockIdentity& identity) {
+  Entry* entry = Find(identity.hash);
+  if (entry == nullptr || !entry->ready || !(entry->identity == identity)) return nullptr;
+  return entry;
+}
+
+TierIndex::Entry& TierIndex::Add(BlockIdentity identity, int64_t bytes) {
+  const block_manager::BlockHash hash = identity.hash;
+  PAGODA_CHECK(!entries_.contains(hash));
+  Entry& entry = entries_[hash];
+  entry.identity = std::move(identity);
+  entry.bytes = bytes;
+  entry.lru = lru_.insert(lru_.end(), hash);
+  used_bytes_ += bytes;
+  return entry;
+}
+
+void TierIndex::Touch(Entry& entry) { lru_.splice(lru_.end(), lru_, entry.lru); }
+
+void TierIndex::Remove(const block_manager::BlockHash& hash) {
+  const auto it = entries_.find(hash);
+  PAGODA_CHECK(it != entries_.end());
+  used_bytes_ -= it->second.bytes;
+  lru_.erase(it->second.lru);
+  entries_.erase(it);
+}
+
+TierIndex::Entry* TierIndex::Victim() {
+  for (const block_manager::BlockHash& hash : lru_) {
+    Entry& entry = entries_.at(hash);
+    if (entry.ready && entry.pins == 0) return &entry;
+  }
+  return nullptr;
+}
+
+}  // namespace pagoda::kv_offload

@@ -1,0 +1,93 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "block_manager/block_hash.h"
+#include "kv_offload/block_file.h"
+
+namespace pagoda::kv_offload {
+
+// Counters and gauges of one tier, cumulative since start-up (gauges: current).
+struct TierStats {
+  int64_t queries = 0;        // blocks looked up in this tier
+  int64_t hits = 0;           // of those, found (identity confirmed)
+  int64_t loads = 0;          // blocks read back successfully
+  int64_t read_bytes = 0;     // bytes read by loads
+  int64_t written_bytes = 0;  // bytes written by stores
+  int64_t stored_blocks = 0;  // blocks stored
+  int64_t evicted_blocks = 0;
+  int64_t corrupt_blocks = 0;  // files skipped and deleted (disk)
+  int64_t write_errors = 0;
+  int64_t used_bytes = 0;  // gauge
+  int64_t capacity_bytes = 0;
+  int64_t num_blocks = 0;  // gauge
+};
+
+// One tier below the device pool: a bounded, least-recently-used store of blocks keyed by
+// their chained hash. Thread-safe: the engine thread looks up, I/O threads store and load.
+class Tier {
+ public:
+  virtual ~Tier() = default;
+  // The KV-event medium: "cpu" (host memory) or "disk".
+  virtual absl::string_view medium() const = 0;
+  // Whether the block of `identity` (hash, parent, extra key and tokens all equal) is held and
+  // may be loaded. Counts a query, and a hit when found; a hit becomes most recently used.
+  virtual bool Contains(const BlockIdentity& identity) = 0;
+  // Holds the hash already (or is storing it): a store would be redundant. Counts nothing.
+  virtual bool Has(const block_manager::BlockHash& hash) const = 0;
+  // Stores a block, evicting least recently used ones to make room; their records are appended
+  // to `evicted` when it is not null (for the next tier down). An error when the block could
+  // not be stored (it is then not held).
+  virtual absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) = 0;
+  // Reads a block back, verified: DataLoss (and the block dropped) when it is damaged, NotFound
+  // when it is gone. The identity must match, as for Contains.
+  virtual absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) = 0;
+  virtual TierStats stats() const = 0;
+};
+
+// The bookkeeping both tiers share: entries by hash with their identity and size, and a
+// least-recently-used order. Not thread-safe: each tier guards it with its mutex.
+class TierIndex {
+ public:
+  struct Entry {
+    BlockIdentity identity;
+    int64_t bytes = 0;
+    bool ready = false;  // false while being stored: reserved, not servable
+    int pins = 0;        // loads in progress: not evictable
+    int64_t slot = -1;   // the host tier's slot
+    std::list<block_manager::BlockHash>::iterator lru;
+  };
+
+  explicit TierIndex(int64_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
+
+  Entry* Find(const block_manager::BlockHash& hash);
+  // The ready entry whose identity equals `identity`, or null.
+  Entry* FindMatching(const BlockIdentity& identity);
+  // Adds an entry (most recently used), not ready; the caller made room first.
+  Entry& Add(BlockIdentity identity, int64_t bytes);
+  void Touch(Entry& entry);
+  void Remove(const block_manager::BlockHash& hash);
+  // The least recently used entry that may be evicted (ready, unpinned), or null.
+  Entry* Victim();
+
+  int64_t used_bytes() const { return used_bytes_; }
+  int64_t capacity_bytes() const { return capacity_bytes_; }
+  int64_t size() const { return static_cast<int64_t>(entries_.size()); }
+
+ private:
+  int64_t capacity_bytes_;
+  int64_t used_bytes_ = 0;
+  absl::flat_hash_map<block_manager::BlockHash, Entry> entries_;
+  std::list<block_manager::BlockHash> lru_;  // least recently used first
+};
+
+}  // namespace pagoda::kv_offload
