@@ -47,6 +47,14 @@ void BlockPool::Allocate(int n, std::vector<BlockId>* out) {
       // Lazy eviction: the content survived until the block was needed.
       --num_cached_evictable_;
       if (evicted_capacity_ > 0) RememberEvicted(block);
+      if (capture_evictions_) {
+        const absl::Span<const TokenId> tokens = cached_tokens(block);
+        evicted_content_.push_back({.block = block,
+                                    .hash = m.hash,
+                                    .parent_hash = m.parent_hash,
+                                    .extra_key = m.extra_key,
+                                    .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())});
+      }
       Unregister(block);
       ++num_evictions_;
     }
@@ -114,8 +122,7 @@ CacheEntryId BlockPool::Register(BlockId block, const BlockHash& hash,
   m.entry = CacheEntryId(next_entry_++);
   m.parent = parent;
   m.hash = hash;
-  m.parent_hash =
-      parent_hash == nullptr ? std::nullopt : std::optional<uint64_t>(parent_hash->low);
+  m.parent_hash = parent_hash == nullptr ? std::nullopt : std::optional<BlockHash>(*parent_hash);
   m.extra_key.assign(extra_key.data(), extra_key.size());
   std::copy(tokens.begin(), tokens.end(),
             tokens_.begin() + static_cast<size_t>(block.value()) * block_size_);
@@ -139,7 +146,9 @@ void BlockPool::Unregister(BlockId block, bool record) {
 
 void BlockPool::RecordStored(BlockId block) {
   const BlockMeta& m = meta(block);
-  AppendBlockStored(m.hash.low, m.parent_hash, cached_tokens(block), m.extra_key, &events_);
+  const std::optional<uint64_t> parent =
+      m.parent_hash.has_value() ? std::optional<uint64_t>(m.parent_hash->low) : std::nullopt;
+  AppendBlockStored(m.hash.low, parent, cached_tokens(block), m.extra_key, &events_);
 }
 
 void BlockPool::KeepEvictedIdentities(int capacity) {
@@ -187,6 +196,17 @@ bool BlockPool::ResetPrefixCache() {
   return true;
 }
 
+void BlockPool::EnableEvictionCapture(bool enable) {
+  capture_evictions_ = enable;
+  if (!enable) evicted_content_.clear();
+}
+
+std::vector<EvictedContent> BlockPool::TakeEvictedContent() {
+  std::vector<EvictedContent> content;
+  content.swap(evicted_content_);
+  return content;
+}
+
 void BlockPool::EnableEvents(bool enable) {
   events_enabled_ = enable;
   if (!enable) events_.clear();
@@ -207,7 +227,9 @@ std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
     const absl::Span<const TokenId> tokens = cached_tokens(BlockId(b));
     blocks.push_back({.block = BlockId(b),
                       .block_hash = m.hash.low,
-                      .parent_block_hash = m.parent_hash,
+                      .parent_block_hash = m.parent_hash.has_value()
+                                               ? std::optional<uint64_t>(m.parent_hash->low)
+                                               : std::nullopt,
                       .token_ids = std::vector<TokenId>(tokens.begin(), tokens.end()),
                       .extra_key = m.extra_key,
                       .in_use = m.ref_count > 0});

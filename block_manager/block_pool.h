@@ -29,6 +29,17 @@ struct CachedBlock {
   CacheEntryId entry;
 };
 
+// The identity of cached content that eviction dropped (BlockPool::EnableEvictionCapture): what
+// a lower tier needs to keep the block's K/V under the same chained hash. The K/V are still in
+// `block` until the step that reuses it runs.
+struct EvictedContent {
+  BlockId block;
+  BlockHash hash;
+  std::optional<BlockHash> parent_hash;  // none for a sequence's first block
+  std::string extra_key;                 // a salted first block's
+  std::vector<TokenId> tokens;
+};
+
 // Each block is in exactly one of these states (docs/architecture.md, "A block's life").
 enum class BlockState {
   kFree,    // ref count 0, no cached content: in the free list
@@ -113,6 +124,11 @@ class BlockPool {
                                           absl::Span<const TokenId> tokens) const;
   int num_evicted_identities() const { return static_cast<int>(evicted_.size()); }
 
+  // While enabled, the identity of each cached content that Allocate() evicts is recorded
+  // until TakeEvictedContent() (for spilling to a lower tier before the block is rewritten).
+  void EnableEvictionCapture(bool enable);
+  std::vector<EvictedContent> TakeEvictedContent();
+
   // KV events (kv_cache_events.h). While enabled, every change to the cached contents is
   // recorded, in order, until TakeEvents(); consecutive stores of one chain share an event, and
   // so do consecutive removals. Disabled (the default), nothing is recorded.
@@ -136,8 +152,8 @@ class BlockPool {
     std::optional<CacheEntryId> entry;
     std::optional<CacheEntryId> parent;
     BlockHash hash;
-    // Reported only (events, ListCachedBlocks).
-    std::optional<uint64_t> parent_hash;
+    // Reported only (events, ListCachedBlocks, evicted content).
+    std::optional<BlockHash> parent_hash;
     std::string extra_key;
   };
 
@@ -163,6 +179,8 @@ class BlockPool {
   uint64_t next_entry_ = 1;
   bool events_enabled_ = false;
   std::vector<KvCacheEvent> events_;
+  bool capture_evictions_ = false;
+  std::vector<EvictedContent> evicted_content_;
 
   struct EvictedIdentity {
     CacheEntryId entry;

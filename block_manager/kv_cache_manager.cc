@@ -200,7 +200,8 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
   }
   pool_.Allocate(num_new_blocks, &request.table);
   if (options_.enable_prefix_caching) {
-    RegisterFullBlocks(seq, computed + slots.num_new_tokens, &request);
+    RegisterFullBlocks(seq, slots.defer_registration ? computed : computed + slots.num_new_tokens,
+                       &request);
   }
   // A hit's blocks before the window were taken with it: those go back at once.
   FreeDeadBlocks(computed, &request);
@@ -222,6 +223,13 @@ void KvCacheManager::RegisterFullBlocks(const SequenceView& seq, int num_tokens,
         i == 0 ? nullptr : &seq.block_hashes[i - 1], i == 0 ? seq.extra_key : absl::string_view());
   }
   request->num_registered_blocks = std::max(request->num_registered_blocks, num_full);
+}
+
+void KvCacheManager::CommitLoadedBlocks(const SequenceView& seq, int num_tokens) {
+  const auto it = requests_.find(seq.id);
+  PAGODA_CHECK(it != requests_.end()) << "commit for request " << seq.id << " without blocks";
+  PAGODA_CHECK_LE(BlocksForTokens(num_tokens), static_cast<int>(it->second.table.size()));
+  if (options_.enable_prefix_caching) RegisterFullBlocks(seq, num_tokens, &it->second);
 }
 
 void KvCacheManager::Free(RequestId id) {

@@ -75,6 +75,9 @@ struct SlotRequest {
   int num_new_tokens = 0;        // tokens to be computed this step
   int num_lookahead_tokens = 0;  // extra slots beyond them (speculative decoding)
   Admission admission = Admission::kRunning;
+  // The new tokens' K/V will be loaded from a lower tier, not computed: their full blocks are
+  // registered in the prefix cache only by CommitLoadedBlocks, once their content is there.
+  bool defer_registration = false;
 };
 
 // vLLM V1's KV-cache manager: per-request, append-only block tables over a BlockPool, with
@@ -112,6 +115,10 @@ class KvCacheManager {
   [[nodiscard]] bool AllocateSlots(const SequenceView& seq, const PrefixHit& hit,
                                    const SlotRequest& slots);
 
+  // Registers the full blocks of the request's first `num_tokens` tokens that are not yet
+  // registered (after a load from a lower tier filled them; see SlotRequest).
+  void CommitLoadedBlocks(const SequenceView& seq, int num_tokens);
+
   // With a window, first frees the blocks that no query from the first new token on attends
   // (their entries become kNullBlock), which admission and growth then count as available.
   //
@@ -141,6 +148,9 @@ class KvCacheManager {
   // KV events (BlockPool::EnableEvents): the prefix cache's changes since the last call.
   void EnableEvents(bool enable) { pool_.EnableEvents(enable); }
   std::vector<KvCacheEvent> TakeEvents() { return pool_.TakeEvents(); }
+  // Evicted content (BlockPool::EnableEvictionCapture), for the tiers below.
+  void EnableEvictionCapture(bool enable) { pool_.EnableEvictionCapture(enable); }
+  std::vector<EvictedContent> TakeEvictedContent() { return pool_.TakeEvictedContent(); }
 
  private:
   struct RequestBlocks {

@@ -36,6 +36,10 @@ Engine::Engine(std::unique_ptr<EngineCore> core, const EngineOptions& options)
       tokenizer_(core_->tokenizer()) {
   core_->set_metrics_observer(options.metrics_observer);
   core_->set_kv_event_sink(options.kv_event_sink);
+  core_->set_load_notifier([this] {
+    absl::MutexLock lock(&mu_);
+    load_done_ = true;
+  });
   snapshot_.kv = core_->kv_stats();
 }
 
@@ -45,6 +49,8 @@ Engine::~Engine() {
     stop_ = true;
   }
   thread_.join();
+  // Before mu_ goes: the core's I/O threads call back into it until they are joined.
+  core_.reset();
 }
 
 absl::StatusOr<RequestId> Engine::Submit(EngineRequest request, std::shared_ptr<RequestSink> sink) {
@@ -158,9 +164,12 @@ void Engine::Loop() {
     {
       absl::MutexLock lock(&mu_);
       // Sleep only when the core has nothing to do.
-      const bool busy = core_->has_requests();
+      // Requests that only wait for their KV blocks to load leave the core idle until a load
+      // finishes.
+      const bool busy = core_->has_work();
       const auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || abort_all_ || !inbox_.empty() || !aborts_.empty() || !tasks_.empty();
+        return stop_ || abort_all_ || !inbox_.empty() || !aborts_.empty() || !tasks_.empty() ||
+               load_done_;
       };
       if (!busy && core_->kv_resync_pending()) {
         // A dropped KV-event batch waits for room in the publisher's queue: retry soon.
@@ -168,6 +177,7 @@ void Engine::Loop() {
       } else if (!busy) {
         mu_.Await(absl::Condition(&wake));
       }
+      load_done_ = false;
       submissions.swap(inbox_);
       aborts.swap(aborts_);
       tasks.swap(tasks_);
@@ -193,7 +203,7 @@ void Engine::Loop() {
     for (const auto& task : tasks) task(*core_);
 
     // Also without requests: the step then reports requests aborted above.
-    const bool stepped = !failed && core_->has_requests();
+    const bool stepped = !failed && core_->has_work();
     if (!failed) {
       if (absl::Status status = core_->Step(); !status.ok()) failed = true;
     }

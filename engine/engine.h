@@ -113,6 +113,7 @@ class Engine {
   bool abort_all_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool load_done_ ABSL_GUARDED_BY(mu_) = false;  // a KV load finished (the core has work)
   // Requests in the core (queued or running), as of the end of the last step, plus the inbox.
   int num_in_core_ ABSL_GUARDED_BY(mu_) = 0;
   EngineSnapshot snapshot_ ABSL_GUARDED_BY(mu_);

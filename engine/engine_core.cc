@@ -114,7 +114,39 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
                                     .enable_prefix_caching = options.enable_prefix_caching,
                                     .watermark_ratio = options.watermark_ratio,
                                     .window = window}));
+  if (options.kv_tiering.enabled()) {
+    if (!options.enable_prefix_caching) {
+      return absl::InvalidArgumentError("--kv-offload-dir/--kv-host-cache-bytes need prefix caching");
+    }
+    if (!window.full()) {
+      return absl::InvalidArgumentError(
+          "--kv-offload-dir/--kv-host-cache-bytes: not with a KV-cache window (sliding window or "
+          "attention sinks)");
+    }
+    PAGODA_ASSIGN_OR_RETURN(core->tiering_,
+                            KvTiering::Create(options.kv_tiering, core->runner_.get()));
+    core->scheduler_->set_external_prefix_cache(core->tiering_.get());
+    core->scheduler_->mutable_kv_cache().EnableEvictionCapture(true);
+    core->info_.kv_offload_details = core->tiering_->Describe();
+    for (int t = 0; t < core->tiering_->store().num_tiers(); ++t) {
+      core->info_.kv_offload_media.emplace_back(core->tiering_->store().tier(t).medium());
+    }
+  }
   return core;
+}
+
+bool EngineCore::has_work() const {
+  return scheduler_->has_schedulable() || (tiering_ != nullptr && tiering_->has_completed_loads());
+}
+
+void EngineCore::set_load_notifier(std::function<void()> notify) {
+  if (tiering_ != nullptr) tiering_->set_on_load_complete(std::move(notify));
+}
+
+absl::Status EngineCore::TierStep(const scheduler::StepPlan& plan) {
+  PAGODA_RETURN_IF_ERROR(tiering_->Spill(scheduler_->mutable_kv_cache().TakeEvictedContent()));
+  tiering_->StartLoads(plan.loads);
+  return absl::OkStatus();
 }
 
 EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunner> runner,
@@ -240,12 +272,21 @@ absl::Status EngineCore::Step() {
   const absl::Time start = clock_->Now();
   StepMetrics metrics;
   absl::Status status;
-  if (scheduler_->has_requests()) {
+  // Loads that finished since the last step join the running requests first.
+  if (tiering_ != nullptr) status = tiering_->FinishLoads(*scheduler_);
+  if (!status.ok()) {
+    FailAll(status);
+  } else if (scheduler_->has_requests()) {
     const scheduler::StepPlan plan = scheduler_->Schedule();
     metrics.schedule_seconds = Seconds(clock_->Now() - start);
     metrics.num_preemptions = static_cast<int>(plan.preempted.size());
     metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
-    if (!plan.empty()) status = RunStep(plan, metrics);
+    if (tiering_ != nullptr) status = TierStep(plan);
+    if (status.ok() && !plan.empty()) status = RunStep(plan, metrics);
+    if (status.ok() && tiering_ != nullptr) {
+      tiering_->ObserveStep(metrics.num_prompt_tokens, metrics.num_scheduled_tokens,
+                            metrics.model_seconds);
+    }
     if (!status.ok()) FailAll(status);
     PublishKvEvents();
   } else if (finished_metrics_.empty()) {
@@ -258,6 +299,7 @@ absl::Status EngineCore::Step() {
   metrics.num_waiting = scheduler_->num_waiting();
   metrics.kv = scheduler_->kv_cache().Stats();
   metrics.num_computed_tokens_running = scheduler_->NumComputedTokensRunning();
+  if (tiering_ != nullptr) metrics.kv_offload = tiering_->TakeStats(scheduler_->num_loading());
   metrics.step_seconds = Seconds(clock_->Now() - start);
   if (observer_ != nullptr) {
     for (const FinishedRequestMetrics& finished : finished_metrics_) {

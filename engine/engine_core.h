@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "engine/engine_info.h"
 #include "engine/engine_metrics.h"
 #include "engine/engine_request.h"
+#include "engine/kv_tiering.h"
 #include "runner/model_runner.h"
 #include "scheduler/scheduler.h"
 #include "tokenizer/incremental_detokenizer.h"
@@ -31,6 +33,9 @@ struct EngineCoreOptions {
   bool enable_prefix_caching = true;
   // See block_manager::KvCacheManagerOptions::watermark_ratio.
   double watermark_ratio = 0.01;
+  // Tiers below the device pool (host memory, disk); none by default. Needs prefix caching, a
+  // runner that copies blocks and full attention (no KV-cache window).
+  KvTieringOptions kv_tiering;
 };
 
 // The engine step of ARCHITECTURE.md, synchronous: one Step() drains nothing (the threaded
@@ -76,6 +81,12 @@ class EngineCore {
   absl::Status Step();
 
   bool has_requests() const { return scheduler_->has_requests(); }
+  // A step may do something now: a request to schedule, or a finished load to take in. False
+  // when every request waits for its blocks to load (the caller may sleep until the
+  // load-complete callback).
+  bool has_work() const;
+  // Called on an I/O thread when a load finishes (may be null). Set before the first Step.
+  void set_load_notifier(std::function<void()> notify);
   int num_running() const { return scheduler_->num_running(); }
   int num_waiting() const { return scheduler_->num_waiting(); }
   int64_t num_preemptions() const { return scheduler_->num_preemptions(); }
@@ -105,6 +116,8 @@ class EngineCore {
   static RequestState& StateOf(scheduler::Request& request);
 
   absl::Status RunStep(const scheduler::StepPlan& plan, StepMetrics& metrics);
+  // The tiers' part of a step, after Schedule: spills what it evicted, starts its loads.
+  absl::Status TierStep(const scheduler::StepPlan& plan);
   void BuildBatch(const scheduler::StepPlan& plan);
   // How the runner answers each logits row of the built batch (batch_rows_).
   void BuildSamplingRows();
@@ -139,6 +152,7 @@ class EngineCore {
   const common::Clock* clock_;
   MetricsObserver* observer_ = nullptr;
   block_manager::KvEventSink* kv_event_sink_ = nullptr;
+  std::unique_ptr<KvTiering> tiering_;  // null without tiers
   bool kv_resync_pending_ = false;
   std::vector<FinishedRequestMetrics> finished_metrics_;  // of the current step
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "engine/model_fingerprint.h"
 #include "runner/cpu/cpu_model_runner.h"
 #ifdef PAGODA_WITH_CUDA
 #include "runner/cuda/cuda_model_runner.h"
@@ -252,6 +253,21 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.preemption_policy = config.preemption_policy;
   options.scheduler.allocation_policy = config.allocation_policy;
   options.enable_prefix_caching = config.enable_prefix_caching;
+  if (config.kv_host_cache_bytes < 0 || config.kv_offload_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        "--kv-host-cache-bytes must not be negative, --kv-offload-bytes must be positive");
+  }
+  if (config.kv_host_cache_bytes > 0 || !config.kv_offload_dir.empty()) {
+    PAGODA_ASSIGN_OR_RETURN(
+        options.kv_tiering.fingerprint,
+        FingerprintModel(config.model.empty() ? DefaultModelSpec() : config.model, config.seed,
+                         *runner));
+    options.kv_tiering.host_bytes = config.kv_host_cache_bytes;
+    options.kv_tiering.disk_dir = config.kv_offload_dir;
+    options.kv_tiering.disk_bytes = config.kv_offload_bytes;
+    options.kv_tiering.policy = config.kv_offload_reload;
+    options.kv_tiering.log = config.log;
+  }
   std::string name =
       config.served_model_name.empty() ? std::move(loaded.name) : config.served_model_name;
   return EngineCore::Create(std::move(name), std::move(runner), std::move(loaded.tokenizer),

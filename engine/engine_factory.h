@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -8,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "engine/engine_core.h"
+#include "kv_offload/cost_model.h"
 #include "model/dtype.h"
 #include "scheduler/scheduler.h"
 
@@ -67,6 +69,16 @@ struct EngineConfig {
   // streaming_window 0 = off (attention_sinks must then be 0).
   int attention_sinks = 0;
   int streaming_window = 0;
+  // Tiers below the KV pool (docs/operations.md, "KV offload"): host memory (bytes; 0 = none)
+  // and a disk directory ("" = none) holding at most kv_offload_bytes. A block the pool evicts
+  // is spilled there, and a later request whose prefix is there loads it instead of recomputing
+  // it when the cost model (kv_offload_reload) says that is faster.
+  int64_t kv_host_cache_bytes = 0;
+  std::string kv_offload_dir;
+  int64_t kv_offload_bytes = int64_t{16} << 30;
+  kv_offload::ReloadPolicy kv_offload_reload = kv_offload::ReloadPolicy::kAuto;
+  // Operational log lines of the tiers (a full disk); may be null.
+  std::function<void(const std::string&)> log;
   int num_threads = 0;  // 0 = hardware concurrency
   uint64_t seed = 0;    // dummy weights
 };

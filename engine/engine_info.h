@@ -27,6 +27,9 @@ struct EngineInfo {
   model::DType weight_dtype = model::DType::kF32;
   std::string backend;          // "cpu", "cuda"
   std::string backend_details;  // ModelRunner::Describe()
+  // The tiers below the device pool and the cost model's inputs (start-up log); empty: none.
+  std::string kv_offload_details;
+  std::vector<std::string> kv_offload_media;  // the tiers, top first: "cpu", "disk"
   bool has_tokenizer = false;
   bool prefix_caching = true;
   int max_num_seqs = 0;

@@ -100,6 +100,11 @@ std::vector<LoadResult> KvOffloadStore::TakeCompletedLoads() {
   return done;
 }
 
+bool KvOffloadStore::has_completed_loads() const {
+  absl::MutexLock lock(&mu_);
+  return !completed_.empty();
+}
+
 void KvOffloadStore::set_on_load_complete(std::function<void()> callback) {
   absl::MutexLock lock(&mu_);
   on_load_complete_ = std::move(callback);
@@ -184,7 +189,6 @@ OffloadStats KvOffloadStore::stats() const {
   }
   absl::MutexLock lock(&mu_);
   stats.spills_dropped = spills_dropped_;
-  stats.pending_spill_bytes = pending_spill_bytes_;
   return stats;
 }
 

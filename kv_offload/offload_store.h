@@ -48,12 +48,8 @@ struct LoadResult {
   std::vector<int> tiers;  // the tier each block came from
 };
 
-struct OffloadStats {
-  std::vector<std::string> media;  // per tier, top first
-  std::vector<TierStats> tiers;
-  int64_t spills_dropped = 0;  // queue full
-  int64_t pending_spill_bytes = 0;
-};
+// media, tiers and spills_dropped filled (the engine adds the rest).
+using OffloadStats = block_manager::KvOffloadStats;
 
 // The tiers below the device pool (host memory, then disk) and the I/O threads that fill and
 // read them. Blocks the device evicts are spilled to the top tier; what a tier evicts goes to
@@ -84,6 +80,7 @@ class KvOffloadStore {
   // TakeCompletedLoads. Returns the ticket.
   uint64_t Load(std::vector<BlockIdentity> blocks, std::vector<int> tiers);
   std::vector<LoadResult> TakeCompletedLoads();
+  bool has_completed_loads() const;
   // Called on an I/O thread after each load completes (the engine wakes up); set before use.
   void set_on_load_complete(std::function<void()> callback);
 

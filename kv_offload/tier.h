@@ -12,25 +12,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "block_manager/block_hash.h"
+#include "block_manager/kv_cache_stats.h"
 #include "kv_offload/block_file.h"
 
 namespace pagoda::kv_offload {
 
-// Counters and gauges of one tier, cumulative since start-up (gauges: current).
-struct TierStats {
-  int64_t queries = 0;        // blocks looked up in this tier
-  int64_t hits = 0;           // of those, found (identity confirmed)
-  int64_t loads = 0;          // blocks read back successfully
-  int64_t read_bytes = 0;     // bytes read by loads
-  int64_t written_bytes = 0;  // bytes written by stores
-  int64_t stored_blocks = 0;  // blocks stored
-  int64_t evicted_blocks = 0;
-  int64_t corrupt_blocks = 0;  // files skipped and deleted (disk)
-  int64_t write_errors = 0;
-  int64_t used_bytes = 0;  // gauge
-  int64_t capacity_bytes = 0;
-  int64_t num_blocks = 0;  // gauge
-};
+using TierStats = block_manager::KvTierStats;
 
 // One tier below the device pool: a bounded, least-recently-used store of blocks keyed by
 // their chained hash. Thread-safe: the engine thread looks up, I/O threads store and load.

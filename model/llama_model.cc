@@ -1,6 +1,9 @@
 #include "model/llama_model.h"
 
 #include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -48,6 +51,7 @@ CpuKvCache::CpuKvCache(const ModelConfig& config, int num_blocks, int block_size
     : dtype_(dtype),
       num_blocks_(num_blocks),
       block_size_(block_size),
+      num_layers_(config.num_layers),
       num_kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
       layer_elements_(static_cast<int64_t>(num_blocks) * config.num_kv_heads * block_size *
@@ -104,6 +108,65 @@ absl::StatusOr<std::unique_ptr<CpuKvCache>> CpuKvCache::Create(const ModelConfig
   }
   return std::unique_ptr<CpuKvCache>(
       new CpuKvCache(config, num_blocks, block_size, dtype, std::move(static_scales)));
+}
+
+std::pair<char*, char*> CpuKvCache::LayerBytes(int index) const {
+  const auto at = [&](const auto& key, const auto& value) {
+    using T = typename std::decay_t<decltype(key)>::value_type;
+    return std::pair<char*, char*>(
+        reinterpret_cast<char*>(const_cast<T*>(key.data() + index * layer_elements_)),
+        reinterpret_cast<char*>(const_cast<T*>(value.data() + index * layer_elements_)));
+  };
+  switch (dtype_) {
+    case DType::kF32: return at(key_f32_, value_f32_);
+    case DType::kInt8: return at(key_int8_, value_int8_);
+    case DType::kFp8E4M3: return at(key_e4m3_, value_e4m3_);
+    case DType::kFp8E5M2: return at(key_e5m2_, value_e5m2_);
+    default: return at(key_bf16_, value_bf16_);
+  }
+}
+
+int64_t CpuKvCache::block_bytes() const {
+  const int64_t tile = static_cast<int64_t>(num_kv_heads_) * block_size_;
+  const int64_t per_layer = 2 * tile * (head_dim_ * DTypeSize(dtype_) +
+                                        (key_scale_.empty() ? 0 : int64_t{sizeof(uint16_t)}));
+  return per_layer * num_layers_;
+}
+
+void CpuKvCache::CopyBlockOut(int block, char* out) const {
+  PAGODA_CHECK(block >= 0 && block < num_blocks_);
+  const int64_t tile = static_cast<int64_t>(num_kv_heads_) * block_size_;
+  const int64_t tile_bytes = tile * head_dim_ * DTypeSize(dtype_);
+  const int64_t scales = layer_elements_ / head_dim_;
+  for (int layer = 0; layer < num_layers_; ++layer) {
+    const auto [key, value] = LayerBytes(layer);
+    std::memcpy(out, key + block * tile_bytes, tile_bytes);
+    std::memcpy(out + tile_bytes, value + block * tile_bytes, tile_bytes);
+    out += 2 * tile_bytes;
+    if (key_scale_.empty()) continue;
+    const size_t at = static_cast<size_t>(layer * scales + block * tile);
+    std::memcpy(out, key_scale_.data() + at, tile * sizeof(uint16_t));
+    std::memcpy(out + tile * sizeof(uint16_t), value_scale_.data() + at, tile * sizeof(uint16_t));
+    out += 2 * tile * sizeof(uint16_t);
+  }
+}
+
+void CpuKvCache::CopyBlockIn(int block, const char* in) {
+  PAGODA_CHECK(block >= 0 && block < num_blocks_);
+  const int64_t tile = static_cast<int64_t>(num_kv_heads_) * block_size_;
+  const int64_t tile_bytes = tile * head_dim_ * DTypeSize(dtype_);
+  const int64_t scales = layer_elements_ / head_dim_;
+  for (int layer = 0; layer < num_layers_; ++layer) {
+    const auto [key, value] = LayerBytes(layer);
+    std::memcpy(key + block * tile_bytes, in, tile_bytes);
+    std::memcpy(value + block * tile_bytes, in + tile_bytes, tile_bytes);
+    in += 2 * tile_bytes;
+    if (key_scale_.empty()) continue;
+    const size_t at = static_cast<size_t>(layer * scales + block * tile);
+    std::memcpy(key_scale_.data() + at, in, tile * sizeof(uint16_t));
+    std::memcpy(value_scale_.data() + at, in + tile * sizeof(uint16_t), tile * sizeof(uint16_t));
+    in += 2 * tile * sizeof(uint16_t);
+  }
 }
 
 int64_t CpuKvCache::BytesPerBlock(const ModelConfig& config, int block_size, DType dtype,

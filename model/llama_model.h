@@ -57,7 +57,16 @@ class CpuKvCache {
   int num_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
 
+  // One block's K/V of every layer as bytes, for the tiers below the pool: per layer its K
+  // tile, V tile ([num_kv_heads, block_size, head_dim] each), then the per-token K and V scales
+  // of the 8-bit types ([num_kv_heads, block_size] bf16 each).
+  int64_t block_bytes() const;
+  void CopyBlockOut(int block, char* out) const;
+  void CopyBlockIn(int block, const char* in);
+
  private:
+  // The K and V storage of layer `index` as bytes.
+  std::pair<char*, char*> LayerBytes(int index) const;
   CpuKvCache(const ModelConfig& config, int num_blocks, int block_size, DType dtype,
              StaticKvScales static_scales);
   template <typename T>
@@ -66,6 +75,7 @@ class CpuKvCache {
   DType dtype_;
   int num_blocks_;
   int block_size_;
+  int num_layers_;
   int num_kv_heads_;
   int head_dim_;
   int64_t layer_elements_;

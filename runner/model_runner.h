@@ -87,6 +87,28 @@ class ModelRunner {
   // empty when there is nothing beyond the EngineInfo fields.
   virtual std::string Describe() const { return ""; }
 
+  // KV offload (kv_offload/): one block's K/V of every layer as bytes, scales included, the
+  // unit the tiers below the pool store. 0 (the default): the runner cannot copy blocks, and
+  // no tier is set up.
+  virtual int64_t kv_block_bytes() const { return 0; }
+  // Copies block `block` out to `out` (kv_block_bytes() bytes) / in from `in`. Called on the
+  // engine thread between steps: the copy is done when the call returns.
+  virtual absl::Status ReadKvBlock(BlockId block, char* out) {
+    (void)block, (void)out;
+    return absl::UnimplementedError("this runner cannot copy KV blocks");
+  }
+  virtual absl::Status WriteKvBlock(BlockId block, const char* in) {
+    (void)block, (void)in;
+    return absl::UnimplementedError("this runner cannot copy KV blocks");
+  }
+  // Host memory for the host tier: page-locked on a GPU, so that copies to and from the device
+  // are DMA transfers. Null (the default): plain memory will do. FreeHostMemory releases it.
+  virtual char* AllocateHostMemory(int64_t bytes) {
+    (void)bytes;
+    return nullptr;
+  }
+  virtual void FreeHostMemory(char* memory) { (void)memory; }
+
   // Writes the K/V of the batch's tokens into their slots and returns the logits of
   // batch.logits_indices: [logits_indices.size(), vocab_size] row-major. An error is an engine
   // failure (the engine ends every request with it). For tests, tools and ExecuteStep.

@@ -14,6 +14,8 @@ namespace pagoda::scheduler {
 enum class RequestState {
   kWaiting,  // queued: never admitted, or preempted (its blocks freed, to be recomputed)
   kRunning,  // admitted: holds KV blocks and is scheduled every step it has tokens to compute
+  kLoading,  // admitted: holds KV blocks whose K/V are being read from a lower tier; scheduled
+             // (as running) once the load ends
 };
 
 // What the scheduler knows of one request: its tokens and how many of them have their K/V in the

@@ -239,7 +239,8 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
 }
 
 void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
-  while (budget > 0 && num_running() < options_.max_num_seqs && !waiting_.empty()) {
+  while (budget > 0 && num_running() + num_loading() < options_.max_num_seqs &&
+         !waiting_.empty()) {
     Request* request = waiting_.Front();
     PAGODA_CHECK_EQ(request->num_computed_tokens(), 0);
     const PrefixHit hit =
@@ -248,6 +249,10 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
             : kv_cache_->GetComputedBlocks(View(*request), request->ever_admitted_
                                                                ? LookupKind::kResumedAfterPreemption
                                                                : LookupKind::kNewRequest);
+    if (const int external = ExternalHitBlocks(*request, hit); external > 0) {
+      if (!AdmitForLoad(request, hit, external, plan)) break;  // head-of-line, as below
+      continue;
+    }
     request->num_computed_tokens_ = hit.num_tokens;
     const int n = CapNewTokens(*request, request->num_tokens() - hit.num_tokens, budget);
     // With the hit counted as computed, the view asks for slots after the hit only.
@@ -280,6 +285,63 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
         .num_new_blocks = static_cast<int>(kv_cache_->GetBlockTable(request->id()).size()) -
                           static_cast<int>(hit.blocks.size())});
   }
+}
+
+int Scheduler::ExternalHitBlocks(const Request& request, const PrefixHit& hit) {
+  if (external_ == nullptr || request.skips_prefix_cache() ||
+      !kv_cache_->options().enable_prefix_caching || !kv_cache_->options().window.full()) {
+    return 0;
+  }
+  const int first = static_cast<int>(hit.blocks.size());
+  // The last token is always computed, so that its logits exist.
+  const int max_blocks = (request.num_tokens() - 1) / kv_cache_->block_size() - first;
+  return max_blocks > 0 ? std::min(max_blocks, external_->MatchForLoad(request, first, max_blocks))
+                        : 0;
+}
+
+bool Scheduler::AdmitForLoad(Request* request, const PrefixHit& hit, int num_blocks,
+                             StepPlan& plan) {
+  SequenceView view = View(*request);
+  view.num_computed_tokens = 0;
+  if (!kv_cache_->AllocateSlots(view, hit,
+                                SlotRequest{.num_new_tokens = num_blocks * kv_cache_->block_size(),
+                                            .admission = Admission::kNewRequest,
+                                            .defer_registration = true})) {
+    return false;
+  }
+  waiting_.PopFront();
+  loading_.push_back(request);
+  request->state_ = RequestState::kLoading;
+  request->num_computed_tokens_ = hit.num_tokens;
+  if (!request->ever_admitted_) {
+    request->ever_admitted_ = true;
+    request->num_cached_prompt_tokens_ = hit.num_tokens;
+  }
+  const absl::Span<const BlockId> table = kv_cache_->GetBlockTable(request->id());
+  const int first = static_cast<int>(hit.blocks.size());
+  plan.loads.push_back(LoadPlan{
+      .id = request->id(),
+      .request = request,
+      .first_block = first,
+      .blocks = std::vector<BlockId>(table.begin() + first, table.begin() + first + num_blocks)});
+  return true;
+}
+
+bool Scheduler::FinishLoad(RequestId id, int loaded_blocks) {
+  Request* request = GetRequest(id);
+  if (request == nullptr || request->state_ != RequestState::kLoading) return false;
+  PAGODA_CHECK_GE(loaded_blocks, 0);
+  loading_.erase(std::find(loading_.begin(), loading_.end(), request));
+  request->num_computed_tokens_ += loaded_blocks * kv_cache_->block_size();
+  PAGODA_CHECK_LT(request->num_computed_tokens_, request->num_tokens());
+  kv_cache_->CommitLoadedBlocks(View(*request), request->num_computed_tokens_);
+  // Served from the cache at the first admission, the lower tiers included.
+  if (request->num_preemptions_ == 0) {
+    request->num_cached_prompt_tokens_ = request->num_computed_tokens_;
+  }
+  request->state_ = RequestState::kRunning;
+  running_.push_back(request);
+  return true;
 }
 
 StepPlan Scheduler::Schedule() {
@@ -328,6 +390,8 @@ bool Scheduler::FinishRequest(RequestId id) {
   Request* request = it->second.get();
   if (request->state_ == RequestState::kRunning) {
     RemoveFromRunning(request);
+  } else if (request->state_ == RequestState::kLoading) {
+    loading_.erase(std::find(loading_.begin(), loading_.end(), request));
   } else {
     waiting_.Remove(request);
   }

@@ -52,6 +52,16 @@ struct SchedulerOptions {
   std::shared_ptr<const AllocationPolicy> allocation_policy;
 };
 
+// Tiers below the device pool (kv_offload/, run by the engine): consulted at admission past the
+// device prefix hit.
+class ExternalPrefixCache {
+ public:
+  virtual ~ExternalPrefixCache() = default;
+  // How many blocks of `request`'s chain, from block `first_block` on and at most `max_blocks`,
+  // a lower tier holds and are worth loading rather than recomputing. Engine thread.
+  virtual int MatchForLoad(const Request& request, int first_block, int max_blocks) = 0;
+};
+
 // Continuous batching with vLLM V1 semantics (research/vllm-engine.md §1.7-1.9). Each
 // Schedule() call plans one engine step under the token budget:
 //   1. running requests first, in admission order, each getting min(remaining, budget) tokens
@@ -99,6 +109,18 @@ class Scheduler {
   void AppendToken(RequestId id, TokenId token);
   void AppendToken(Request& request, TokenId token);
 
+  // Tiers below the device pool; not owned, may be null (the default: none). With one, an
+  // admission whose chain goes on in a lower tier takes blocks for that part too and waits in
+  // state kLoading (StepPlan::loads) until FinishLoad. Not used under a KV-cache window.
+  void set_external_prefix_cache(ExternalPrefixCache* cache) { external_ = cache; }
+  // Ends the load of a kLoading request: its first `loaded_blocks` planned blocks hold their
+  // K/V (they join the prefix cache), the rest are recomputed; it then runs. False for an
+  // unknown id or a request that is not loading.
+  bool FinishLoad(RequestId id, int loaded_blocks);
+  int num_loading() const { return static_cast<int>(loading_.size()); }
+  // Running requests, or waiting ones that may be admitted: a step may do something.
+  bool has_schedulable() const { return !running_.empty() || !waiting_.empty(); }
+
   // Removes a finished or aborted request, running or waiting, and frees its KV blocks now.
   // Returns false (and does nothing) for an unknown id.
   bool FinishRequest(RequestId id);
@@ -110,6 +132,7 @@ class Scheduler {
   std::vector<RequestId> RequestIds() const;
 
   int num_running() const { return static_cast<int>(running_.size()); }
+  // Loading requests count as waiting.
   int num_waiting() const { return static_cast<int>(requests_.size()) - num_running(); }
   bool has_requests() const { return !requests_.empty(); }
   // Tokens whose K/V the running requests hold (sum of num_computed_tokens()). O(running).
@@ -149,6 +172,11 @@ class Scheduler {
   void Preempt(Request* victim);
   void ScheduleRunning(StepPlan& plan, int& budget);
   void ScheduleWaiting(StepPlan& plan, int& budget);
+  // Blocks of `request`'s chain after `hit` that a lower tier offers (0 without one).
+  int ExternalHitBlocks(const Request& request, const block_manager::PrefixHit& hit);
+  // Admits `request` with `hit` and `num_blocks` blocks to load; false when they do not fit.
+  bool AdmitForLoad(Request* request, const block_manager::PrefixHit& hit, int num_blocks,
+                    StepPlan& plan);
   void RemoveFromRunning(Request* request);
 
   const SchedulerOptions options_;
@@ -157,6 +185,8 @@ class Scheduler {
   const block_manager::BlockHasher hasher_;
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
   std::vector<Request*> running_;  // in admission order
+  std::vector<Request*> loading_;  // in admission order
+  ExternalPrefixCache* external_ = nullptr;
   WaitingQueue waiting_;
   uint64_t next_arrival_seq_ = 0;
   int64_t num_preemptions_ = 0;

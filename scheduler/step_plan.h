@@ -34,6 +34,14 @@ struct ScheduledRequest {
   int num_new_blocks = 0;
 };
 
+// A request admitted with blocks to read from a lower tier (Scheduler::FinishLoad ends it).
+struct LoadPlan {
+  RequestId id;
+  Request* request = nullptr;
+  int first_block = 0;          // index in the request's chain of block hashes
+  std::vector<BlockId> blocks;  // the device blocks to fill, for blocks first_block.. on
+};
+
 // The plain-data output of Scheduler::Schedule(): what the engine runs in one step.
 struct StepPlan {
   // Running requests first (in running order), then the requests admitted this step.
@@ -41,6 +49,8 @@ struct StepPlan {
   // Requests preempted in this step: their blocks were freed and they wait again.
   std::vector<RequestId> preempted;
   int num_scheduled_tokens = 0;  // sum of num_new_tokens, <= the token budget
+  // Requests admitted in this step whose next blocks load from a lower tier first.
+  std::vector<LoadPlan> loads;
 
   bool empty() const { return requests.empty(); }
 };

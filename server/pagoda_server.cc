@@ -112,6 +112,7 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       "max_num_batched_tokens %d, max_waiting_requests %d",
       info.max_model_len, static_cast<double>(pool_tokens) / std::max(1, info.max_model_len),
       info.max_num_seqs, info.max_num_batched_tokens, max_waiting_requests));
+  if (!info.kv_offload_details.empty()) LogLine(info.kv_offload_details);
 }
 
 // Milliseconds for a channel argument; an infinite duration is INT_MAX (gRPC's "never").
@@ -396,10 +397,12 @@ absl::Status PagodaServer::LoadEngine() {
       absl::StrCat("loading model ",
                    options_.engine.model.empty() ? engine::kDefaultModel : options_.engine.model,
                    " on ", options_.engine.device));
+  engine::EngineConfig engine_config = options_.engine;
+  if (!engine_config.log) engine_config.log = [](const std::string& line) { LogLine(line); };
   PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<engine::EngineCore> core,
                           options_.engine_core_factory
-                              ? options_.engine_core_factory(options_.engine)
-                              : engine::CreateEngineCore(options_.engine));
+                              ? options_.engine_core_factory(engine_config)
+                              : engine::CreateEngineCore(engine_config));
   const engine::EngineInfo& info = core->info();
   metrics_ = std::make_unique<PrometheusMetrics>(
       PrometheusMetrics::Options{.model_name = info.model_name,
@@ -407,7 +410,8 @@ absl::Status PagodaServer::LoadEngine() {
                                  .num_kv_blocks = info.num_kv_blocks,
                                  .kv_cache_dtype = KvDtypeLabel(info.kv_dtype),
                                  .max_model_len = info.max_model_len,
-                                 .vllm_compat = options_.metrics_compat_vllm});
+                                 .vllm_compat = options_.metrics_compat_vllm,
+                                 .kv_offload_media = info.kv_offload_media});
   PAGODA_RETURN_IF_ERROR(StartKvEvents(info));
   PAGODA_ASSIGN_OR_RETURN(
       engine_, engine::Engine::Create(std::move(core),

@@ -130,6 +130,9 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
             {"kv_cache_dtype", o.kv_cache_dtype}})
       .Set(1);
 
+  if (!o.kv_offload_media.empty()) {
+    kv_offload_ = std::make_unique<KvOffloadMetrics>(registry_, o.model_name, o.kv_offload_media);
+  }
   kv_evictions_ =
       make.NewCounter("pagoda_kv_cache_evictions_total",
                       "Cached KV blocks whose prefix content was dropped to reuse the block.");
@@ -258,6 +261,7 @@ void PrometheusMetrics::OnStep(const engine::StepMetrics& step) {
   ObserveAll(*time_to_first_token_, step.ttft_seconds);
   ObserveAll(*inter_token_latency_, step.inter_token_seconds);
   ObserveAll(*queue_time_, step.queue_seconds);
+  if (kv_offload_ != nullptr && step.kv_offload.has_value()) kv_offload_->Update(*step.kv_offload);
 }
 
 void PrometheusMetrics::OnRequestFinished(const engine::FinishedRequestMetrics& request) {

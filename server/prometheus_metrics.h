@@ -1,10 +1,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/engine_metrics.h"
+#include "server/kv_offload_metrics.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -43,6 +45,8 @@ class PrometheusMetrics final : public engine::MetricsObserver {
     // Extension's endpoint picker reads by default (vllm:num_requests_waiting,
     // vllm:num_requests_running, vllm:kv_cache_usage_perc, vllm:cache_config_info).
     bool vllm_compat = false;
+    // The tiers below the KV pool, top first (EngineInfo::kv_offload_media); empty: none.
+    std::vector<std::string> kv_offload_media;
   };
 
   // The KV-event publisher's cumulative figures (kv_events::ZmqEventPublisher::Stats).
@@ -73,6 +77,7 @@ class PrometheusMetrics final : public engine::MetricsObserver {
 
  private:
   prometheus::Registry registry_;  // owns the families below
+  std::unique_ptr<KvOffloadMetrics> kv_offload_;  // null without tiers
 
   // Series owned by registry_; set by the constructor, never null afterwards.
   prometheus::Gauge* num_requests_running_ = nullptr;

@@ -215,6 +215,44 @@ const std::vector<Flag>& Flags() {
          o.engine.kv_cache_dtype = *dtype;
          return absl::OkStatus();
        }},
+      {"kv-offload-dir", FlagKind::kValue, "DIR",
+       "Disk tier of the KV cache: blocks the pool evicts are written here (one file per "
+       "block) and read back for a later request with the same prefix when that beats "
+       "recomputing it. Survives restarts; one directory per model (files of another model "
+       "are deleted). Default: none.",
+       [](absl::string_view v, ServerOptions& o) {
+         if (v.empty()) return absl::InvalidArgumentError("--kv-offload-dir: empty");
+         o.engine.kv_offload_dir = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"kv-offload-bytes", FlagKind::kValue, "BYTES",
+       "The disk tier's size at most, e.g. 20GiB; least recently used blocks go first. "
+       "Default 16GiB.",
+       [](absl::string_view v, ServerOptions& o) {
+         return SetBytes("kv-offload-bytes", v, 1, "a positive byte size such as 20GiB",
+                         o.engine.kv_offload_bytes);
+       }},
+      {"kv-host-cache-bytes", FlagKind::kValue, "BYTES",
+       "Host-memory tier of the KV cache (pinned memory with --device cuda), above the disk "
+       "tier. Default 0: none.",
+       [](absl::string_view v, ServerOptions& o) {
+         return SetBytes("kv-host-cache-bytes", v, 0, "a byte size such as 8GiB",
+                         o.engine.kv_host_cache_bytes);
+       }},
+      {"kv-offload-reload", FlagKind::kValue, "auto|always",
+       "When blocks found in a tier are loaded: auto (default) when reading them is expected "
+       "to beat recomputing them (measured at start-up and from every load and prefill); "
+       "always, whatever the cost.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         if (v == "auto") {
+           o.engine.kv_offload_reload = kv_offload::ReloadPolicy::kAuto;
+         } else if (v == "always") {
+           o.engine.kv_offload_reload = kv_offload::ReloadPolicy::kAlways;
+         } else {
+           return BadValue("kv-offload-reload", "auto or always", v);
+         }
+         return absl::OkStatus();
+       }},
       {"weight-dtype", FlagKind::kValue, "bf16|f32",
        "Element type the weight matrices are computed in. Default: the checkpoint's (f16 "
        "becomes f32); bf16 for dummy models.",

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/status_macros.h"
 
@@ -30,6 +31,22 @@ std::string CpuModelRunner::Describe() const {
 
 absl::Status CpuModelRunner::Execute(const model::ForwardBatch& batch, std::vector<float>* logits) {
   return model_->Forward(batch, *cache_, logits);
+}
+
+absl::Status CpuModelRunner::ReadKvBlock(BlockId block, char* out) {
+  if (block.value() < 0 || block.value() >= cache_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat("no KV block ", block.value()));
+  }
+  cache_->CopyBlockOut(block.value(), out);
+  return absl::OkStatus();
+}
+
+absl::Status CpuModelRunner::WriteKvBlock(BlockId block, const char* in) {
+  if (block.value() < 0 || block.value() >= cache_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat("no KV block ", block.value()));
+  }
+  cache_->CopyBlockIn(block.value(), in);
+  return absl::OkStatus();
 }
 
 }  // namespace pagoda::runner::cpu

@@ -35,6 +35,10 @@ class CpuModelRunner final : public ModelRunner {
   bool kv_static_scales() const override { return cache_->static_scales(); }
   std::string Describe() const override;
 
+  int64_t kv_block_bytes() const override { return cache_->block_bytes(); }
+  absl::Status ReadKvBlock(BlockId block, char* out) override;
+  absl::Status WriteKvBlock(BlockId block, const char* in) override;
+
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
 
  private:

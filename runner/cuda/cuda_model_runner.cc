@@ -497,6 +497,57 @@ std::vector<int> CudaGraphBatchSizes(int max_size) {
   return sizes;
 }
 
+namespace internal {
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::CopyKvBlock(BlockId block, char* host, bool to_host) {
+  if (block.value() < 0 || block.value() >= num_blocks_) {
+    return absl::InvalidArgumentError(absl::StrCat("no KV block ", block.value()));
+  }
+  const size_t tile = static_cast<size_t>(config_.num_kv_heads) * options_.block_size *
+                      config_.head_dim * sizeof(T);
+  // kv_pool_: [layers][K, V][num_blocks, kv_heads, block_size, head_dim].
+  const size_t pool = tile * static_cast<size_t>(num_blocks_);
+  for (int layer = 0; layer < config_.num_layers; ++layer) {
+    for (int kv = 0; kv < 2; ++kv) {
+      char* device = static_cast<char*>(kv_pool_.data()) + (2 * layer + kv) * pool +
+                     static_cast<size_t>(block.value()) * tile;
+      PAGODA_RETURN_IF_ERROR(kc::CudaStatus(
+          to_host ? cudaMemcpyAsync(host, device, tile, cudaMemcpyDeviceToHost, stream_.get())
+                  : cudaMemcpyAsync(device, host, tile, cudaMemcpyHostToDevice, stream_.get()),
+          "cudaMemcpyAsync (KV block)"));
+      host += tile;
+    }
+  }
+  return kc::CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::ReadKvBlock(BlockId block, char* out) {
+  return CopyKvBlock(block, out, /*to_host=*/true);
+}
+
+template <typename T>
+absl::Status CudaModelRunnerImpl<T>::WriteKvBlock(BlockId block, const char* in) {
+  return CopyKvBlock(block, const_cast<char*>(in), /*to_host=*/false);
+}
+
+template <typename T>
+char* CudaModelRunnerImpl<T>::AllocateHostMemory(int64_t bytes) {
+  void* memory = nullptr;
+  if (cudaHostAlloc(&memory, static_cast<size_t>(bytes), cudaHostAllocDefault) != cudaSuccess) {
+    return nullptr;
+  }
+  return static_cast<char*>(memory);
+}
+
+template <typename T>
+void CudaModelRunnerImpl<T>::FreeHostMemory(char* memory) {
+  if (memory != nullptr) cudaFreeHost(memory);
+}
+
+}  // namespace internal
+
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
     std::unique_ptr<model::ModelWeights> weights, const CudaModelRunnerOptions& options) {
   if (weights == nullptr) return absl::InvalidArgumentError("no weights");

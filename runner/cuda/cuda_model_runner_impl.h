@@ -74,6 +74,17 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   int64_t graph_replays() const override { return graph_replays_; }
   int64_t device_argmax_rows() const override { return device_argmax_rows_; }
 
+  // KV offload: per layer the block's K tile, then its V tile (kv_heads * block_size * head_dim
+  // elements each), copied on the runner's stream and waited for.
+  int64_t kv_block_bytes() const override {
+    return 2LL * config_.num_layers * config_.num_kv_heads * options_.block_size *
+           config_.head_dim * static_cast<int64_t>(sizeof(T));
+  }
+  absl::Status ReadKvBlock(BlockId block, char* out) override;
+  absl::Status WriteKvBlock(BlockId block, const char* in) override;
+  char* AllocateHostMemory(int64_t bytes) override;
+  void FreeHostMemory(char* memory) override;
+
   absl::Status Execute(const model::ForwardBatch& batch, std::vector<float>* logits) override;
   absl::Status ExecuteStep(const model::ForwardBatch& batch, absl::Span<const SamplingRow> rows,
                            std::vector<absl::StatusOr<TokenId>>* tokens) override;
@@ -89,6 +100,8 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
     std::vector<float> logits;           // of the other rows: [count, vocab]
   };
 
+  // Copies one block of every layer between the pool and host memory.
+  absl::Status CopyKvBlock(BlockId block, char* host, bool to_host);
   absl::Status AllocateBuffers();
   absl::Status AllocateKvPool(int64_t num_blocks);
   absl::Status ProfileAndSizePool();
