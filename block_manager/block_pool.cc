@@ -151,6 +151,12 @@ void BlockPool::RecordStored(BlockId block) {
   AppendBlockStored(m.hash.low, parent, cached_tokens(block), m.extra_key, &events_);
 }
 
+void BlockPool::DropContent(BlockId block) {
+  BlockMeta& m = meta(block);
+  PAGODA_CHECK_GT(m.ref_count, 0) << "dropping the content of unowned block " << block;
+  if (m.entry.has_value()) Unregister(block);
+}
+
 void BlockPool::KeepEvictedIdentities(int capacity) {
   PAGODA_CHECK_GE(capacity, 0);
   evicted_capacity_ = capacity;

@@ -109,6 +109,10 @@ class BlockPool {
                         absl::Span<const TokenId> tokens, const BlockHash* parent_hash = nullptr,
                         absl::string_view extra_key = {});
 
+  // Drops the registered content of `block` (ref count > 0), if any: it was registered before
+  // its K/V were written, and they never will be (the request was preempted in that step).
+  void DropContent(BlockId block);
+
   // Drops every cached content. Only possible when no block is in use; returns false otherwise.
   [[nodiscard]] bool ResetPrefixCache();
 

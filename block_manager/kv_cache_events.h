@@ -33,6 +33,9 @@ struct KvCacheEvent {
   // kBlockStored only, one per block: the extra key (cache salt) that a sequence's first block
   // folds into its hash; nullopt for every other block and for unsalted sequences.
   std::vector<std::optional<std::string>> extra_keys;
+  // The tier: empty for the engine's own KV pool (the publisher names it, "GPU"), "CPU" or
+  // "DISK" for the offload tiers below it (kv_offload/). kAllBlocksCleared clears every tier.
+  std::string medium;
 
   friend bool operator==(const KvCacheEvent&, const KvCacheEvent&) = default;
 };
@@ -47,13 +50,15 @@ struct CachedBlockInfo {
   bool in_use = false;    // ref count > 0 (else evictable)
 };
 
-// Appends one stored block to `events`: to the last event when that is a kBlockStored whose
-// last block is `parent_hash` (the chain goes on), else as a new event.
+// Appends one stored block to `events`: to the last event when that is a kBlockStored of the
+// same medium whose last block is `parent_hash` (the chain goes on), else as a new event.
 void AppendBlockStored(uint64_t block_hash, std::optional<uint64_t> parent_hash,
                        absl::Span<const TokenId> token_ids, absl::string_view extra_key,
-                       std::vector<KvCacheEvent>* events);
-// Appends one removed block: to the last event when that is a kBlockRemoved, else as a new one.
-void AppendBlockRemoved(uint64_t block_hash, std::vector<KvCacheEvent>* events);
+                       std::vector<KvCacheEvent>* events, absl::string_view medium = {});
+// Appends one removed block: to the last event when that is a kBlockRemoved of the same medium,
+// else as a new one.
+void AppendBlockRemoved(uint64_t block_hash, std::vector<KvCacheEvent>* events,
+                        absl::string_view medium = {});
 // The batch that makes a subscriber's view equal to `blocks` (ListCachedBlocks order) whatever
 // it held before: kAllBlocksCleared, then every block as stored.
 std::vector<KvCacheEvent> ResyncEvents(absl::Span<const CachedBlockInfo> blocks);

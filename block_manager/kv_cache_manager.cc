@@ -89,9 +89,8 @@ PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind 
     FindWindowedHit(seq, max_hit_blocks, &hit);
   } else {
     for (int i = 0; i < max_hit_blocks; ++i) {
-      const std::optional<CachedBlock> cached =
-          pool_.FindCached(seq.block_hashes[i], hit.last_entry,
-                           seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
+      const std::optional<CachedBlock> cached = pool_.FindCached(
+          seq.block_hashes[i], hit.last_entry, seq.tokens.subspan(static_cast<size_t>(i) * bs, bs));
       if (!cached.has_value()) break;
       hit.blocks.push_back(cached->block);
       hit.last_entry = cached->entry;
@@ -240,6 +239,18 @@ void KvCacheManager::Free(RequestId id) {
   std::reverse(table.begin(), table.end());
   pool_.Release(table);
   requests_.erase(it);
+}
+
+void KvCacheManager::FreeUncomputed(RequestId id, int num_computed_tokens) {
+  const auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  const std::vector<BlockId>& table = it->second.table;
+  // Blocks before num_computed_tokens / block_size were full and computed before this step (a
+  // prefix hit among them too); the rest were allocated by the request itself.
+  for (size_t i = num_computed_tokens / block_size(); i < table.size(); ++i) {
+    if (table[i] != kNullBlock) pool_.DropContent(table[i]);
+  }
+  Free(id);
 }
 
 absl::Span<const BlockId> KvCacheManager::GetBlockTable(RequestId id) const {

@@ -12,8 +12,8 @@
 #include "block_manager/block_hash.h"
 #include "block_manager/block_pool.h"
 #include "block_manager/kv_cache_stats.h"
-#include "common/ids.h"
 #include "common/attention_window.h"
+#include "common/ids.h"
 
 namespace pagoda::block_manager {
 
@@ -30,7 +30,6 @@ struct KvCacheManagerOptions {
   // kNullBlock. full() (the default): blocks are kept until the request ends.
   common::AttentionWindow window;
 };
-
 
 // What the manager reads of a request's sequence. A view: valid for the duration of one call.
 struct SequenceView {
@@ -125,6 +124,10 @@ class KvCacheManager {
   // Releases all blocks of `id` (tail blocks first, so they are evicted first) and forgets the
   // request. Cached blocks stay reusable until evicted. No-op for an unknown id.
   void Free(RequestId id);
+  // Free for a request preempted in the step that allocated for it: only its first
+  // `num_computed_tokens` tokens have K/V, so the blocks after them that this step registered
+  // leave the prefix cache first (their content will never be written).
+  void FreeUncomputed(RequestId id, int num_computed_tokens);
 
   // The request's block table, in token order. Empty for an unknown id. Valid until the next
   // non-const call.

@@ -1,5 +1,6 @@
 #include "block_manager/kv_cache_manager.h"
 
+#include <algorithm>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -148,6 +149,65 @@ TEST_F(KvCacheManagerTest, FinishedPromptIsReusedUpToTheLastToken) {
   const KvCacheStats stats = manager_->Stats();
   EXPECT_EQ(stats.prefix_queried_tokens, 10 + 10 + 8);
   EXPECT_EQ(stats.prefix_hit_tokens, 8 + 4);
+}
+
+TEST_F(KvCacheManagerTest, APreemptionInTheAllocatingStepUncachesTheUncomputedBlocks) {
+  Init(16, 4);
+  // Computed 4 tokens earlier; this step allocates for 8 more, registering blocks 1 and 2,
+  // then the request is preempted before the step runs: only block 0 has K/V.
+  TestSequence a{.id = RequestId(1), .tokens = Iota(14)};
+  ASSERT_TRUE(Admit(a, 4));
+  ASSERT_TRUE(manager_->AllocateSlots(a.View(*hasher_), {}, {.num_new_tokens = 8}));
+  EXPECT_EQ(manager_->GetBlockTable(a.id).size(), 3u);
+  manager_->FreeUncomputed(a.id, 4);
+  EXPECT_EQ(manager_->Stats().num_cached_blocks, 1);
+  TestSequence b{.id = RequestId(2), .tokens = Iota(14)};
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 4);
+  // The content registered before the step stays: a partial block computed earlier is not.
+  TestSequence c{.id = RequestId(3), .tokens = Iota(14, 500)};
+  ASSERT_TRUE(Admit(c, 6));
+  ASSERT_TRUE(manager_->AllocateSlots(c.View(*hasher_), {}, {.num_new_tokens = 4}));
+  manager_->FreeUncomputed(c.id, 6);  // block 1 (tokens 4..7) was filled in this step
+  TestSequence d{.id = RequestId(4), .tokens = Iota(14, 500)};
+  EXPECT_EQ(manager_->GetComputedBlocks(d.View(*hasher_)).num_tokens, 4);
+}
+
+TEST_F(KvCacheManagerTest, EvictedContentIsCapturedForTheTiersBelow) {
+  Init(4, 4);
+  manager_->EnableEvictionCapture(true);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(9), .salt = "s"};
+  ASSERT_TRUE(Admit(a, 9));
+  const BlockId first = manager_->GetBlockTable(a.id)[0];
+  manager_->Free(a.id);
+  EXPECT_TRUE(manager_->TakeEvictedContent().empty());
+  TestSequence b{.id = RequestId(2), .tokens = Iota(16, 900)};
+  ASSERT_TRUE(Admit(b, 16));  // takes all four blocks: both of a's cached ones are evicted
+  std::vector<EvictedContent> evicted = manager_->TakeEvictedContent();
+  ASSERT_EQ(evicted.size(), 2u);
+  std::sort(evicted.begin(), evicted.end(), [](const auto& x, const auto& y) {
+    return x.parent_hash.has_value() < y.parent_hash.has_value();
+  });
+  EXPECT_EQ(evicted[0].block, first);
+  EXPECT_EQ(evicted[0].hash, a.hashes[0]);
+  EXPECT_FALSE(evicted[0].parent_hash.has_value());
+  EXPECT_EQ(evicted[0].extra_key, "s");
+  EXPECT_THAT(evicted[0].tokens, ElementsAre(100, 101, 102, 103));
+  EXPECT_EQ(evicted[1].hash, a.hashes[1]);
+  EXPECT_EQ(evicted[1].parent_hash, a.hashes[0]);
+  EXPECT_EQ(evicted[1].extra_key, "");
+  EXPECT_TRUE(manager_->TakeEvictedContent().empty());
+}
+
+TEST_F(KvCacheManagerTest, DeferredRegistrationWaitsForTheLoad) {
+  Init(16, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(13)};
+  ASSERT_TRUE(manager_->AllocateSlots(
+      a.View(*hasher_), {},
+      {.num_new_tokens = 8, .admission = Admission::kNewRequest, .defer_registration = true}));
+  TestSequence b{.id = RequestId(2), .tokens = Iota(13)};
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 0);
+  manager_->CommitLoadedBlocks(a.View(*hasher_), 8);
+  EXPECT_EQ(manager_->GetComputedBlocks(b.View(*hasher_)).num_tokens, 8);
 }
 
 TEST_F(KvCacheManagerTest, RunningRequestsShareCachedBlocks) {

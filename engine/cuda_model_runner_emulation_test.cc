@@ -6,6 +6,8 @@
 // batches, the profiling pass and the pool's size. It cannot check real concurrency, cuBLASLt or
 // the driver; the GPU test (cuda_model_runner_test.cc) remains the authority.
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -243,6 +245,60 @@ TEST(CudaModelRunnerEmulationTest, SlidingWindowMatchesTheCpuRunnerAndFreesBlock
 }
 
 // The factory builds the runner for --device cuda as pagodad does (the built-in model here).
+// KV offload through the CUDA runner: a block copied out (ReadKvBlock) and into another block
+// (WriteKvBlock) reads back the same; then an engine with a disk tier serves an evicted prefix
+// from disk with the tokens of its cold run.
+TEST(CudaModelRunnerEmulationTest, KvBlocksCopyOutAndInAndTheDiskTierServesAnEvictedPrefix) {
+  CudaModelRunnerOptions runner_options = TinyOptions(model::DType::kBF16, false);
+  runner_options.kv_cache_memory_bytes =
+      12 * model::CpuKvCache::BytesPerBlock(TinyConfig(false), kBlockSize, model::DType::kBF16);
+  auto created = CudaModelRunner::Create(DummyWeights(TinyConfig(false)), runner_options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<runner::ModelRunner> runner = *std::move(created);
+  const int64_t bytes = runner->kv_block_bytes();
+  ASSERT_EQ(bytes, 2 * 2 * 1 * kBlockSize * 32 * 2);  // K and V, 2 layers, 1 KV head, bf16
+  std::string pattern(bytes, '\0'), back(bytes, '\0');
+  for (int64_t i = 0; i < bytes; ++i) pattern[i] = static_cast<char>(i * 7 + 3);
+  ASSERT_TRUE(runner->WriteKvBlock(BlockId(5), pattern.data()).ok());
+  ASSERT_TRUE(runner->ReadKvBlock(BlockId(5), back.data()).ok());
+  EXPECT_EQ(back, pattern);
+  EXPECT_FALSE(runner->ReadKvBlock(BlockId(12), back.data()).ok());
+  char* pinned = runner->AllocateHostMemory(4096);
+  ASSERT_NE(pinned, nullptr);
+  runner->FreeHostMemory(pinned);
+
+  char dir_template[] = "/tmp/pagoda-cuda-tier-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  EngineCoreOptions options;
+  options.scheduler.max_num_seqs = 2;
+  options.scheduler.max_num_batched_tokens = runner_options.max_num_batched_tokens;
+  options.scheduler.max_model_len = runner_options.max_model_len;
+  options.kv_tiering = {.host_bytes = 4 * bytes,
+                        .disk_dir = dir,
+                        .disk_bytes = 1 << 20,
+                        .policy = kv_offload::ReloadPolicy::kAlways,
+                        .prefill_tokens_per_second = 1000.0};
+  auto core = EngineCore::Create("tiny", std::move(runner), nullptr, options);
+  ASSERT_TRUE(core.ok()) << core.status();
+  const auto request = [](int salt) {
+    EngineRequest r;
+    for (int t = 0; t < 40; ++t) r.prompt_tokens.push_back(1 + (salt * 31 + t * 17) % 200);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 8;
+    r.stopping.ignore_eos = true;
+    return r;
+  };
+  auto cold = GenerateOffline(**core, {request(0)});
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  for (int salt = 1; salt <= 6; ++salt) ASSERT_TRUE(GenerateOffline(**core, {request(salt)}).ok());
+  auto again = GenerateOffline(**core, {request(0)});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)[0].token_ids, (*cold)[0].token_ids);
+  EXPECT_EQ((*again)[0].usage.cached_prompt_tokens, 32);
+  core->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
   if (!runner::cuda::testing::BuiltinModelDir().has_value()) GTEST_SKIP() << "no models/pagoda-kjv";
   EngineConfig config;  // the built-in model

@@ -1,6 +1,7 @@
 #include "engine/engine_core.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -116,7 +117,8 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
                                     .window = window}));
   if (options.kv_tiering.enabled()) {
     if (!options.enable_prefix_caching) {
-      return absl::InvalidArgumentError("--kv-offload-dir/--kv-host-cache-bytes need prefix caching");
+      return absl::InvalidArgumentError(
+          "--kv-offload-dir/--kv-host-cache-bytes need prefix caching");
     }
     if (!window.full()) {
       return absl::InvalidArgumentError(
@@ -527,19 +529,30 @@ void EngineCore::Finish(RequestState& state, FinishReason reason, absl::Time now
 
 void EngineCore::set_kv_event_sink(block_manager::KvEventSink* sink) {
   kv_event_sink_ = sink;
-  kv_resync_pending_ = false;
   scheduler_->mutable_kv_cache().EnableEvents(sink != nullptr);
+  // The tiers may hold blocks already (a disk tier from the last run): announce them.
+  if (tiering_ != nullptr) tiering_->store().EnableEvents(sink != nullptr);
+  kv_resync_pending_ = sink != nullptr && tiering_ != nullptr;
 }
 
 void EngineCore::PublishKvEvents() {
   if (kv_event_sink_ == nullptr) return;
-  std::vector<block_manager::KvCacheEvent> events = scheduler_->mutable_kv_cache().TakeEvents();
-  if (kv_resync_pending_) {
-    // The cache as it is now subsumes this step's changes.
-    events = block_manager::ResyncEvents(ListCachedBlocks());
-  } else if (events.empty()) {
-    return;
+  using block_manager::KvCacheEvent;
+  std::vector<KvCacheEvent> events = scheduler_->mutable_kv_cache().TakeEvents();
+  // A cleared pool (AllBlocksCleared) clears every tier for a subscriber: the tiers'
+  // blocks are announced again, as after a dropped batch.
+  const bool resync =
+      kv_resync_pending_ || std::any_of(events.begin(), events.end(), [](const KvCacheEvent& e) {
+        return e.kind == KvCacheEvent::Kind::kAllBlocksCleared;
+      });
+  // The cache as it is now subsumes this step's changes.
+  if (resync) events = block_manager::ResyncEvents(ListCachedBlocks());
+  if (tiering_ != nullptr) {
+    std::vector<KvCacheEvent> tiers = tiering_->store().TakeEvents(/*snapshot=*/resync);
+    events.insert(events.end(), std::make_move_iterator(tiers.begin()),
+                  std::make_move_iterator(tiers.end()));
   }
+  if (events.empty()) return;
   kv_resync_pending_ = !kv_event_sink_->Publish(std::move(events));
 }
 

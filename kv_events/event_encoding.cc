@@ -58,6 +58,11 @@ void EncodeHashes(const KvCacheEvent& event, Writer& w) {
   for (const uint64_t hash : event.block_hashes) w.Uint(hash);
 }
 
+// The event's own tier, else the engine's pool's.
+absl::string_view MediumOf(const KvCacheEvent& event, const EncodingOptions& options) {
+  return event.medium.empty() ? absl::string_view(options.medium) : event.medium;
+}
+
 void EncodeStored(const KvCacheEvent& event, const EncodingOptions& options, Writer& w) {
   w.Map(11);
   w.Str("type");
@@ -77,7 +82,7 @@ void EncodeStored(const KvCacheEvent& event, const EncodingOptions& options, Wri
   w.Str("lora_id");
   w.Nil();
   w.Str("medium");
-  w.Str(options.medium);
+  w.Str(MediumOf(event, options));
   w.Str("lora_name");
   w.Nil();
   // One entry per block: the extra keys its hash folded in, as a tuple, or nil.
@@ -108,7 +113,7 @@ void EncodeEvent(const KvCacheEvent& event, const EncodingOptions& options, Writ
       w.Str("BlockRemoved");
       EncodeHashes(event, w);
       w.Str("medium");
-      w.Str(options.medium);
+      w.Str(MediumOf(event, options));
       w.Str("group_idx");
       w.Uint(0);
       return;

@@ -80,6 +80,27 @@ TEST(EventEncodingTest, BatchIsVllmsArrayOfMapsKeyedByType) {
   EXPECT_EQ(events[3].Find("type")->str, "AllBlocksCleared");
 }
 
+TEST(EventEncodingTest, TierEventsCarryTheirOwnMedium) {
+  // The offload tiers' events name their tier; the pool's take the publisher's medium.
+  std::vector<KvCacheEvent> events;
+  block_manager::AppendBlockStored(5, std::nullopt, {1, 2}, "", &events, "DISK");
+  block_manager::AppendBlockStored(6, 5, {3, 4}, "", &events);  // the pool: a new event
+  block_manager::AppendBlockRemoved(5, &events, "CPU");
+  block_manager::AppendBlockRemoved(6, &events, "CPU");
+  block_manager::AppendBlockRemoved(7, &events);
+  ASSERT_EQ(events.size(), 4u);
+  const std::optional<MsgNode> batch =
+      DecodeMsgpack(EncodeEventBatch(1.0, events, {.block_size = 2, .medium = "GPU"}));
+  ASSERT_TRUE(batch.has_value());
+  const std::vector<MsgNode>& e = batch->items[1].items;
+  ASSERT_EQ(e.size(), 4u);
+  EXPECT_EQ(e[0].Find("medium")->str, "DISK");
+  EXPECT_EQ(e[1].Find("medium")->str, "GPU");
+  EXPECT_EQ(e[2].Find("medium")->str, "CPU");
+  EXPECT_THAT(Uints(*e[2].Find("block_hashes")), ElementsAre(5u, 6u));
+  EXPECT_EQ(e[3].Find("medium")->str, "GPU");
+}
+
 TEST(EventEncodingTest, EmptyBatchAndNilRank) {
   const std::optional<MsgNode> batch =
       DecodeMsgpack(EncodeEventBatch(0.5, {}, {.data_parallel_rank = std::nullopt}));

@@ -184,8 +184,7 @@ absl::Status DiskTier::Scan() {
   absl::MutexLock lock(&mu_);
   stats_.corrupt_blocks += corrupt;
   for (Found& f : found) {
-    TierIndex::Entry& entry = index_.Add(std::move(f.identity), f.bytes);
-    entry.ready = true;
+    index_.MarkReady(index_.Add(std::move(f.identity), f.bytes));
   }
   while (index_.used_bytes() > index_.capacity_bytes()) {
     TierIndex::Entry* victim = index_.Victim();
@@ -257,7 +256,7 @@ absl::Status DiskTier::Store(const BlockRecord& record, std::vector<BlockRecord>
   }
   TierIndex::Entry* entry = index_.Find(hash);
   PAGODA_CHECK(entry != nullptr);
-  entry->ready = true;
+  index_.MarkReady(*entry);
   ++stats_.stored_blocks;
   stats_.written_bytes += size;
   return absl::OkStatus();
@@ -296,6 +295,16 @@ TierStats DiskTier::stats() const {
   stats.used_bytes = index_.used_bytes();
   stats.num_blocks = index_.size();
   return stats;
+}
+
+void DiskTier::EnableEvents(bool on) {
+  absl::MutexLock lock(&mu_);
+  index_.EnableEvents(on ? event_medium() : std::string());
+}
+
+std::vector<block_manager::KvCacheEvent> DiskTier::TakeEvents(bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  return index_.TakeEvents(snapshot);
 }
 
 }  // namespace pagoda::kv_offload

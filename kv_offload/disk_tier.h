@@ -43,6 +43,8 @@ class DiskTier final : public Tier {
   absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) override;
   absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) override;
   TierStats stats() const override;
+  void EnableEvents(bool on) override;
+  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
 
   bool spill_disabled() const;
   const std::string& dir() const { return options_.dir; }

@@ -78,7 +78,7 @@ absl::Status HostTier::Store(const BlockRecord& record, std::vector<BlockRecord>
   std::memcpy(SlotData(slot), record.payload.data(), record.payload.size());
   TierIndex::Entry& entry = index_.Add(record.identity, options_.payload_bytes);
   entry.slot = slot;
-  entry.ready = true;
+  index_.MarkReady(entry);
   ++stats_.stored_blocks;
   stats_.written_bytes += options_.payload_bytes;
   return absl::OkStatus();
@@ -100,6 +100,16 @@ TierStats HostTier::stats() const {
   stats.used_bytes = index_.used_bytes();
   stats.num_blocks = index_.size();
   return stats;
+}
+
+void HostTier::EnableEvents(bool on) {
+  absl::MutexLock lock(&mu_);
+  index_.EnableEvents(on ? event_medium() : std::string());
+}
+
+std::vector<block_manager::KvCacheEvent> HostTier::TakeEvents(bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  return index_.TakeEvents(snapshot);
 }
 
 }  // namespace pagoda::kv_offload

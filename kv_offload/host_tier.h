@@ -39,6 +39,8 @@ class HostTier final : public Tier {
   absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) override;
   absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) override;
   TierStats stats() const override;
+  void EnableEvents(bool on) override;
+  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
 
  private:
   HostTier(const HostTierOptions& options, int64_t num_slots, HostBuffer arena);

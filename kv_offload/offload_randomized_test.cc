@@ -52,7 +52,8 @@ class Reference {
     lru_.remove(h);
     lru_.push_back(h);
   }
-  void Remove(const BlockHash& h) {
+  // By value: callers pass lru_.front(), which remove() frees.
+  void Remove(BlockHash h) {
     lru_.remove(h);
     blocks_.erase(h);
     used_ -= bytes_;

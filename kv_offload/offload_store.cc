@@ -1,5 +1,6 @@
 #include "kv_offload/offload_store.h"
 
+#include <iterator>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -110,6 +111,22 @@ void KvOffloadStore::set_on_load_complete(std::function<void()> callback) {
   on_load_complete_ = std::move(callback);
 }
 
+void KvOffloadStore::EnableEvents(bool on) {
+  for (const auto& tier : tiers_) tier->EnableEvents(on);
+  absl::MutexLock lock(&mu_);
+  events_enabled_ = on;
+}
+
+std::vector<block_manager::KvCacheEvent> KvOffloadStore::TakeEvents(bool snapshot) {
+  std::vector<block_manager::KvCacheEvent> events;
+  for (const auto& tier : tiers_) {
+    std::vector<block_manager::KvCacheEvent> more = tier->TakeEvents(snapshot);
+    events.insert(events.end(), std::make_move_iterator(more.begin()),
+                  std::make_move_iterator(more.end()));
+  }
+  return events;
+}
+
 void KvOffloadStore::Worker() {
   while (true) {
     std::optional<LoadJob> load;
@@ -143,6 +160,7 @@ void KvOffloadStore::Worker() {
       RunSpill(*std::move(spill));
       absl::MutexLock lock(&mu_);
       pending_spill_bytes_ -= bytes;
+      if (events_enabled_) notify = on_load_complete_;
     }
     if (notify) notify();
     absl::MutexLock lock(&mu_);

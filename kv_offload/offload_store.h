@@ -81,8 +81,13 @@ class KvOffloadStore {
   uint64_t Load(std::vector<BlockIdentity> blocks, std::vector<int> tiers);
   std::vector<LoadResult> TakeCompletedLoads();
   bool has_completed_loads() const;
-  // Called on an I/O thread after each load completes (the engine wakes up); set before use.
+  // Called on an I/O thread after each load completes and, with events on, after each spill
+  // (the engine wakes up to collect the load or publish the events); set before use.
   void set_on_load_complete(std::function<void()> callback);
+
+  // KV events of every tier (Tier::EnableEvents), top tier first.
+  void EnableEvents(bool on);
+  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot);
 
   OffloadStats stats() const;
   // Blocks until every queued spill and load has run (tests, benchmarks).
@@ -112,6 +117,7 @@ class KvOffloadStore {
   int64_t pending_spill_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t spills_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  bool events_enabled_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

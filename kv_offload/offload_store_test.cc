@@ -4,9 +4,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -123,6 +129,82 @@ TEST(KvOffloadStoreTest, ALoadEndsAtTheFirstDamagedBlock) {
   EXPECT_EQ(result.blocks[1].payload, chain[1].payload);
   EXPECT_EQ((*store)->stats().tiers[0].corrupt_blocks, 1);
   EXPECT_EQ((*store)->Match(Identities(chain), &tiers), 2);
+}
+
+// The blocks each medium holds according to `events` (applied in order).
+std::map<std::string, std::set<uint64_t>> Mirror(
+    const std::vector<block_manager::KvCacheEvent>& events) {
+  std::map<std::string, std::set<uint64_t>> held;
+  for (const block_manager::KvCacheEvent& e : events) {
+    using Kind = block_manager::KvCacheEvent::Kind;
+    for (const uint64_t h : e.block_hashes) {
+      if (e.kind == Kind::kBlockStored) {
+        EXPECT_TRUE(held[e.medium].insert(h).second) << h;
+      } else if (e.kind == Kind::kBlockRemoved) {
+        EXPECT_EQ(held[e.medium].erase(h), 1u) << h;
+      }
+    }
+  }
+  return held;
+}
+
+TEST(KvOffloadStoreTest, TierEventsNameTheirMediumAndFollowTheBlocks) {
+  ScopedTempDir dir;
+  absl::StatusOr<std::unique_ptr<KvOffloadStore>> store =
+      KvOffloadStore::Create(Options(dir.path(), 2 * kPayload));
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::mt19937_64 rng(7);
+  const std::vector<BlockRecord> chain = MakeChain((*store)->hasher(), 4, kPayload, rng);
+  std::atomic<int> notified = 0;
+  (*store)->set_on_load_complete([&] { ++notified; });
+  (*store)->Spill(chain[0]);
+  (*store)->WaitIdle();
+  EXPECT_TRUE((*store)->TakeEvents(false).empty()) << "events are off until enabled";
+  EXPECT_EQ(notified, 0);
+
+  (*store)->EnableEvents(true);
+  for (int i = 1; i < 4; ++i) {
+    (*store)->Spill(chain[i]);
+    (*store)->WaitIdle();  // in order: the host tier keeps the last two
+  }
+  EXPECT_EQ(notified, 3) << "each spill wakes the engine to publish";
+  std::vector<block_manager::KvCacheEvent> events = (*store)->TakeEvents(false);
+  const uint64_t h[4] = {chain[0].identity.hash.low, chain[1].identity.hash.low,
+                         chain[2].identity.hash.low, chain[3].identity.hash.low};
+  // chain[0] went in before the events: its later moves are still published; a subscriber
+  // that missed its store gets it from a snapshot (below).
+  ASSERT_FALSE(events.empty());
+  for (const auto& e : events) EXPECT_TRUE(e.medium == "CPU" || e.medium == "DISK");
+  const auto disk_stored = std::find_if(events.begin(), events.end(), [](const auto& e) {
+    return e.medium == "DISK" && e.kind == block_manager::KvCacheEvent::Kind::kBlockStored;
+  });
+  ASSERT_NE(disk_stored, events.end());
+  EXPECT_EQ(disk_stored->block_hashes, std::vector<uint64_t>({h[0], h[1]}))
+      << "the host tier's evictions, stored on disk as one chained event";
+  EXPECT_FALSE(disk_stored->parent_block_hash.has_value());
+  EXPECT_EQ(disk_stored->token_ids.size(), 2u * kBlockSize);
+
+  std::map<std::string, std::set<uint64_t>> held = Mirror((*store)->TakeEvents(true));
+  EXPECT_EQ(held["CPU"], std::set<uint64_t>({h[2], h[3]}));
+  EXPECT_EQ(held["DISK"], std::set<uint64_t>({h[0], h[1]}));
+
+  {  // a damaged file found by a load leaves the tier, published
+    std::fstream f(dir.path() + "/" + BlockFileName(chain[1].identity.hash),
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(200);
+    const char byte = static_cast<char>(f.get());
+    f.seekp(200);
+    f.put(static_cast<char>(byte ^ 0x55));
+  }
+  std::vector<int> tiers;
+  ASSERT_EQ((*store)->Match(Identities(chain), &tiers), 4);
+  (*store)->Load(Identities(chain), tiers);
+  EXPECT_EQ(AwaitLoad(**store).status.code(), absl::StatusCode::kDataLoss);
+  events = (*store)->TakeEvents(false);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, block_manager::KvCacheEvent::Kind::kBlockRemoved);
+  EXPECT_EQ(events[0].medium, "DISK");
+  EXPECT_EQ(events[0].block_hashes, std::vector<uint64_t>({h[1]}));
 }
 
 TEST(KvOffloadStoreTest, SpillsBeyondThePendingBoundAreDropped) {

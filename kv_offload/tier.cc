@@ -26,11 +26,26 @@ TierIndex::Entry& TierIndex::Add(BlockIdentity identity, int64_t bytes) {
   return entry;
 }
 
+void TierIndex::MarkReady(Entry& entry) {
+  entry.ready = true;
+  if (!event_medium_.empty()) RecordStored(entry);
+}
+
+void TierIndex::RecordStored(const Entry& entry) {
+  const BlockIdentity& id = entry.identity;
+  block_manager::AppendBlockStored(
+      id.hash.low, id.parent.has_value() ? std::optional<uint64_t>(id.parent->low) : std::nullopt,
+      id.tokens, id.extra_key, &events_, event_medium_);
+}
+
 void TierIndex::Touch(Entry& entry) { lru_.splice(lru_.end(), lru_, entry.lru); }
 
 void TierIndex::Remove(const block_manager::BlockHash& hash) {
   const auto it = entries_.find(hash);
   PAGODA_CHECK(it != entries_.end());
+  if (it->second.ready && !event_medium_.empty()) {
+    block_manager::AppendBlockRemoved(hash.low, &events_, event_medium_);
+  }
   used_bytes_ -= it->second.bytes;
   lru_.erase(it->second.lru);
   entries_.erase(it);
@@ -42,6 +57,24 @@ TierIndex::Entry* TierIndex::Victim() {
     if (entry.ready && entry.pins == 0) return &entry;
   }
   return nullptr;
+}
+
+void TierIndex::EnableEvents(std::string medium) {
+  event_medium_ = std::move(medium);
+  events_.clear();
+}
+
+std::vector<block_manager::KvCacheEvent> TierIndex::TakeEvents(bool snapshot) {
+  std::vector<block_manager::KvCacheEvent> events;
+  events.swap(events_);
+  if (!snapshot || event_medium_.empty()) return events;
+  events.clear();
+  for (const block_manager::BlockHash& hash : lru_) {
+    const Entry& entry = entries_.at(hash);
+    if (entry.ready) RecordStored(entry);
+  }
+  events.swap(events_);
+  return events;
 }
 
 }  // namespace pagoda::kv_offload

@@ -10,8 +10,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
 #include "block_manager/block_hash.h"
+#include "block_manager/kv_cache_events.h"
 #include "block_manager/kv_cache_stats.h"
 #include "kv_offload/block_file.h"
 
@@ -39,6 +41,16 @@ class Tier {
   // when it is gone. The identity must match, as for Contains.
   virtual absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) = 0;
   virtual TierStats stats() const = 0;
+
+  // KV events (docs/kv_events.md), off until enabled: a block that becomes servable is a
+  // kBlockStored, one that goes (evicted, damaged) a kBlockRemoved, both with the tier's
+  // event_medium().
+  virtual void EnableEvents(bool on) = 0;
+  // The events since the last call; with `snapshot`, instead, every block held, as stored (the
+  // pending events are dropped: the snapshot subsumes them).
+  virtual std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) = 0;
+  // "CPU" or "DISK": the medium KV events name, in vLLM's spelling.
+  std::string event_medium() const { return absl::AsciiStrToUpper(medium()); }
 };
 
 // The bookkeeping both tiers share: entries by hash with their identity and size, and a
@@ -61,6 +73,8 @@ class TierIndex {
   Entry* FindMatching(const BlockIdentity& identity);
   // Adds an entry (most recently used), not ready; the caller made room first.
   Entry& Add(BlockIdentity identity, int64_t bytes);
+  // The entry may be served from now on.
+  void MarkReady(Entry& entry);
   void Touch(Entry& entry);
   void Remove(const block_manager::BlockHash& hash);
   // The least recently used entry that may be evicted (ready, unpinned), or null.
@@ -70,11 +84,19 @@ class TierIndex {
   int64_t capacity_bytes() const { return capacity_bytes_; }
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
 
+  // Tier::EnableEvents / TakeEvents: `medium` empty turns events off.
+  void EnableEvents(std::string medium);
+  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot);
+
  private:
+  void RecordStored(const Entry& entry);
+
   int64_t capacity_bytes_;
   int64_t used_bytes_ = 0;
   absl::flat_hash_map<block_manager::BlockHash, Entry> entries_;
   std::list<block_manager::BlockHash> lru_;  // least recently used first
+  std::string event_medium_;                 // empty: no events
+  std::vector<block_manager::KvCacheEvent> events_;
 };
 
 }  // namespace pagoda::kv_offload

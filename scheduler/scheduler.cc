@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -94,8 +95,8 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
   if (options.unbounded_length && kv_options.window.full()) {
     return absl::InvalidArgumentError("unbounded_length needs a KV-cache window");
   }
-  const int longest = options.unbounded_length ? std::numeric_limits<int>::max() / 2
-                                               : options.max_model_len;
+  const int longest =
+      options.unbounded_length ? std::numeric_limits<int>::max() / 2 : options.max_model_len;
   const int needed = (*kv_cache)->MaxLiveBlocks(longest, options.max_num_batched_tokens) +
                      (*kv_cache)->num_watermark_blocks();
   if (needed > (*kv_cache)->num_blocks()) {
@@ -103,10 +104,10 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
         options.unbounded_length
             ? std::string("one streaming request (its window plus a step's chunk)")
             : absl::StrCat("one request of max_model_len = ", options.max_model_len, " tokens");
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the KV cache holds ", (*kv_cache)->num_blocks(), " blocks of ", (*kv_cache)->block_size(),
-        " tokens; ", request, " needs ", needed,
-        " (watermark included): lower max_model_len or enlarge the KV cache"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the KV cache holds ", (*kv_cache)->num_blocks(), " blocks of ",
+                     (*kv_cache)->block_size(), " tokens; ", request, " needs ", needed,
+                     " (watermark included): lower max_model_len or enlarge the KV cache"));
   }
   if (options.allocation_policy != nullptr &&
       options.allocation_policy->DropsBlocksAfterEachToken() &&
@@ -187,8 +188,12 @@ void Scheduler::RemoveFromRunning(Request* request) {
   running_.erase(it);
 }
 
-void Scheduler::Preempt(Request* victim) {
-  kv_cache_->Free(victim->id());
+void Scheduler::Preempt(Request* victim, std::optional<int> computed_before_step) {
+  if (computed_before_step.has_value()) {
+    kv_cache_->FreeUncomputed(victim->id(), *computed_before_step);
+  } else {
+    kv_cache_->Free(victim->id());
+  }
   RemoveFromRunning(victim);
   victim->num_computed_tokens_ = 0;
   victim->state_ = RequestState::kWaiting;
@@ -217,11 +222,15 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
       const auto scheduled =
           std::find_if(plan.requests.begin(), plan.requests.end(),
                        [&](const ScheduledRequest& s) { return s.id == victim->id(); });
+      // A victim scheduled earlier in this step registered blocks its tokens were to fill:
+      // they leave the prefix cache, since they will never be computed.
+      std::optional<int> computed;
       if (scheduled != plan.requests.end()) {
         budget += scheduled->num_new_tokens;
+        computed = scheduled->num_computed_tokens;
         plan.requests.erase(scheduled);
       }
-      Preempt(victim);
+      Preempt(victim, computed);
       plan.preempted.push_back(victim->id());
       if (victim == request) break;
     }
@@ -239,8 +248,7 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
 }
 
 void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
-  while (budget > 0 && num_running() + num_loading() < options_.max_num_seqs &&
-         !waiting_.empty()) {
+  while (budget > 0 && num_running() + num_loading() < options_.max_num_seqs && !waiting_.empty()) {
     Request* request = waiting_.Front();
     PAGODA_CHECK_EQ(request->num_computed_tokens(), 0);
     const PrefixHit hit =

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <vector>
@@ -169,7 +170,9 @@ class Scheduler {
   block_manager::SequenceView View(const Request& request) const;
   int CapNewTokens(const Request& request, int num_new_tokens, int budget) const;
   Request* ChooseVictim() const;
-  void Preempt(Request* victim);
+  // Frees the victim's blocks; `computed_before_step` is set when the victim was scheduled
+  // earlier in this step (KvCacheManager::FreeUncomputed).
+  void Preempt(Request* victim, std::optional<int> computed_before_step = std::nullopt);
   void ScheduleRunning(StepPlan& plan, int& budget);
   void ScheduleWaiting(StepPlan& plan, int& budget);
   // Blocks of `request`'s chain after `hit` that a lower tier offers (0 without one).

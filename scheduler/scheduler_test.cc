@@ -4,6 +4,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -414,6 +415,93 @@ TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
     EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
     EXPECT_EQ(preemptions, s->num_preemptions());
   }
+}
+
+// A lower tier that offers every block of a request's chain it is asked about, up to `offer`.
+class FakeTier : public ExternalPrefixCache {
+ public:
+  int MatchForLoad(const Request& request, int first_block, int max_blocks) override {
+    asked.push_back({request.id().value(), first_block, max_blocks});
+    return std::min(offer, max_blocks);
+  }
+  int offer = 0;
+  std::vector<std::tuple<uint64_t, int, int>> asked;
+};
+
+TEST(SchedulerLoadTest, AChainInALowerTierLoadsBeforeTheRequestRuns) {
+  auto s = *Scheduler::Create({.max_model_len = 64}, MakeKv(16));
+  FakeTier tier;
+  tier.offer = 3;
+  s->set_external_prefix_cache(&tier);
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 21)).ok());  // 5 full blocks of 4, and one token
+  StepPlan plan = s->Schedule();
+  EXPECT_TRUE(plan.requests.empty());
+  ASSERT_EQ(plan.loads.size(), 1u);
+  EXPECT_EQ(plan.loads[0].first_block, 0);
+  EXPECT_EQ(plan.loads[0].blocks.size(), 3u);
+  EXPECT_THAT(tier.asked, ElementsAre(std::make_tuple(1u, 0, 5)));
+  EXPECT_EQ(s->GetRequest(RequestId(1))->state(), RequestState::kLoading);
+  EXPECT_EQ(s->num_loading(), 1);
+  EXPECT_EQ(s->num_waiting(), 1);  // loading counts as waiting
+  EXPECT_FALSE(s->has_schedulable());
+  EXPECT_TRUE(s->Schedule().empty());  // nothing runs until the load ends
+  // Two of the three blocks arrive: the third is recomputed with the rest.
+  ASSERT_TRUE(s->FinishLoad(RequestId(1), 2));
+  EXPECT_FALSE(s->FinishLoad(RequestId(1), 2));
+  EXPECT_EQ(s->GetRequest(RequestId(1))->num_cached_prompt_tokens(), 8);
+  plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 1u);
+  EXPECT_EQ(plan.requests[0].num_computed_tokens, 8);
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 13);
+  EXPECT_TRUE(plan.requests[0].samples);
+  EXPECT_EQ(plan.requests[0].block_table.size(), 6u);
+  // The loaded blocks joined the prefix cache: the same prompt hits them on the device.
+  tier.offer = 0;
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 21)).ok());
+  SampleAll(*s, plan);
+  plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 2u);
+  EXPECT_EQ(plan.requests[1].num_prefix_hit_tokens, 20);
+}
+
+TEST(SchedulerLoadTest, AnAbortedLoadFreesItsBlocksAndLoadsCountTowardMaxNumSeqs) {
+  auto s = *Scheduler::Create({.max_num_seqs = 1, .max_model_len = 64}, MakeKv(16));
+  FakeTier tier;
+  tier.offer = 2;
+  s->set_external_prefix_cache(&tier);
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 12)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 12, 100)).ok());
+  StepPlan plan = s->Schedule();
+  ASSERT_EQ(plan.loads.size(), 1u);
+  EXPECT_TRUE(plan.requests.empty());  // request 2 waits: max_num_seqs is taken by the load
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 2);  // the two blocks to load
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  EXPECT_EQ(s->num_loading(), 0);
+  EXPECT_FALSE(s->FinishLoad(RequestId(1), 2));
+  // Nothing of the unfinished load was registered.
+  EXPECT_EQ(s->kv_cache().Stats().num_cached_blocks, 0);
+  plan = s->Schedule();
+  ASSERT_EQ(plan.loads.size(), 1u);
+  EXPECT_EQ(plan.loads[0].id, RequestId(2));
+}
+
+TEST(SchedulerLoadTest, NoLoadWithoutATierOrForAPromptScoredFromScratch) {
+  auto s = *Scheduler::Create({.max_model_len = 64}, MakeKv(16));
+  FakeTier tier;
+  tier.offer = 2;
+  s->set_external_prefix_cache(&tier);
+  auto scored = MakeRequest(1, 12);
+  scored->set_skips_prefix_cache(true);
+  ASSERT_TRUE(s->AddRequest(std::move(scored)).ok());
+  StepPlan plan = s->Schedule();
+  EXPECT_TRUE(plan.loads.empty());
+  ASSERT_EQ(plan.requests.size(), 1u);
+  EXPECT_TRUE(tier.asked.empty());
+  // A prompt shorter than a block plus one token has nothing to load.
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 4, 50)).ok());
+  plan = s->Schedule();
+  EXPECT_TRUE(plan.loads.empty());
+  EXPECT_TRUE(tier.asked.empty());
 }
 
 }  // namespace

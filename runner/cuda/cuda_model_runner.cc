@@ -18,9 +18,6 @@
 #include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
-#include "runner/cuda/cuda_model_runner_impl.h"
-#include "runner/cuda/device_weights.h"
-#include "runner/cuda/step_layout.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_graph.h"
@@ -32,6 +29,9 @@
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/pinned_host_buffer.h"
 #include "model/forward_batch.h"
+#include "runner/cuda/cuda_model_runner_impl.h"
+#include "runner/cuda/device_weights.h"
+#include "runner/cuda/step_layout.h"
 
 namespace pagoda::runner::cuda {
 
@@ -445,11 +445,10 @@ absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batc
 
 template <typename T>
 absl::Status CudaModelRunnerImpl<T>::RunStep(const model::ForwardBatch& batch,
-                                             absl::Span<const uint8_t> greedy_rows,
-                                             HostRows* out) {
-  PAGODA_RETURN_IF_ERROR(
-      model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_, options_.block_size,
-                                  {.sliding_window = config_.UniformWindow()}));
+                                             absl::Span<const uint8_t> greedy_rows, HostRows* out) {
+  PAGODA_RETURN_IF_ERROR(model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_,
+                                                     options_.block_size,
+                                                     {.sliding_window = config_.UniformWindow()}));
   const int64_t num_tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t num_requests = static_cast<int64_t>(batch.context_lens.size());
   if (num_tokens > max_tokens_ || num_requests > max_requests_ ||
@@ -506,20 +505,15 @@ absl::Status CudaModelRunnerImpl<T>::CopyKvBlock(BlockId block, char* host, bool
   }
   const size_t tile = static_cast<size_t>(config_.num_kv_heads) * options_.block_size *
                       config_.head_dim * sizeof(T);
-  // kv_pool_: [layers][K, V][num_blocks, kv_heads, block_size, head_dim].
+  // kv_pool_: [layers][K, V][num_blocks, kv_heads, block_size, head_dim]: the block's tiles are
+  // 2 * layers rows of `tile` bytes, one pool apart; on the host they follow each other.
   const size_t pool = tile * static_cast<size_t>(num_blocks_);
-  for (int layer = 0; layer < config_.num_layers; ++layer) {
-    for (int kv = 0; kv < 2; ++kv) {
-      char* device = static_cast<char*>(kv_pool_.data()) + (2 * layer + kv) * pool +
-                     static_cast<size_t>(block.value()) * tile;
-      PAGODA_RETURN_IF_ERROR(kc::CudaStatus(
-          to_host ? cudaMemcpyAsync(host, device, tile, cudaMemcpyDeviceToHost, stream_.get())
-                  : cudaMemcpyAsync(device, host, tile, cudaMemcpyHostToDevice, stream_.get()),
-          "cudaMemcpyAsync (KV block)"));
-      host += tile;
-    }
-  }
-  return kc::CudaStatus(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
+  char* device = static_cast<char*>(kv_pool_.data()) + static_cast<size_t>(block.value()) * tile;
+  const size_t rows = 2 * static_cast<size_t>(config_.num_layers);
+  PAGODA_RETURN_IF_ERROR(
+      to_host ? kc::CopyRowsAsync(host, tile, device, pool, tile, rows, stream_.get())
+              : kc::CopyRowsAsync(device, pool, host, tile, tile, rows, stream_.get()));
+  return stream_.Synchronize();
 }
 
 template <typename T>
@@ -534,16 +528,17 @@ absl::Status CudaModelRunnerImpl<T>::WriteKvBlock(BlockId block, const char* in)
 
 template <typename T>
 char* CudaModelRunnerImpl<T>::AllocateHostMemory(int64_t bytes) {
-  void* memory = nullptr;
-  if (cudaHostAlloc(&memory, static_cast<size_t>(bytes), cudaHostAllocDefault) != cudaSuccess) {
-    return nullptr;
-  }
-  return static_cast<char*>(memory);
+  absl::StatusOr<kc::PinnedHostBuffer> buffer =
+      kc::PinnedHostBuffer::Create(static_cast<size_t>(bytes));
+  if (!buffer.ok()) return nullptr;
+  char* data = static_cast<char*>(buffer->data());
+  host_memory_.emplace(data, *std::move(buffer));
+  return data;
 }
 
 template <typename T>
 void CudaModelRunnerImpl<T>::FreeHostMemory(char* memory) {
-  if (memory != nullptr) cudaFreeHost(memory);
+  host_memory_.erase(memory);
 }
 
 }  // namespace internal

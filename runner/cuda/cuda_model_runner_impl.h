@@ -17,10 +17,6 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "runner/cuda/cuda_model_runner.h"
-#include "runner/cuda/device_weights.h"
-#include "runner/cuda/step_layout.h"
-#include "runner/model_runner.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/cuda_stream.h"
@@ -32,6 +28,10 @@
 #include "model/llama_model.h"
 #include "model/model_config.h"
 #include "model/model_weights.h"
+#include "runner/cuda/cuda_model_runner.h"
+#include "runner/cuda/device_weights.h"
+#include "runner/cuda/step_layout.h"
+#include "runner/model_runner.h"
 
 namespace pagoda::runner::cuda::internal {
 
@@ -179,6 +179,8 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   HostRows host_rows_;                   // reused
 
   kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
+  // Page-locked memory lent to the KV offload host tier (AllocateHostMemory).
+  std::map<char*, kc::PinnedHostBuffer> host_memory_;
   int num_blocks_ = 0;
 
   std::map<int, Graph> graphs_;  // by batch size

@@ -2,7 +2,9 @@
 spilled to the disk tier, then served again from the disk tier (cached_tokens > 0, disk loads
 counted) with output identical to its cold run under greedy decoding, over HTTP and gRPC; the
 same after a restart of pagodad; after the tier's files are damaged, the prompt is recomputed
-(same output), the damage counted, nothing served from it. Standard library only."""
+(same output), the damage counted, nothing served from it. With KV events on, the tier's blocks
+are published with medium "DISK": each one spilled after the pool removed it, the whole tier
+announced after a restart, damaged blocks removed. Needs pyzmq and msgpack (Debian)."""
 
 import glob
 import json
@@ -14,6 +16,9 @@ import tempfile
 import time
 import urllib.request
 
+import msgpack
+
+from kv_event_index import KvEventIndex, quiet_port
 from pagoda_daemon import Daemon
 
 MODEL = "dummy:tiny"
@@ -22,11 +27,50 @@ PROMPT = ("In the beginning God created the heaven and the earth. And the earth 
           "moved upon the face of the waters.")
 
 
-def flags(offload_dir):
-    # A 60-block pool (960 tokens): a dozen 200-token prompts evict the first one.
+def flags(offload_dir, replay_port):
+    # A 60-block pool (960 tokens): a dozen 200-token prompts evict the first one. KV events
+    # are kept for replay: the test reads every batch back from seq 0.
+    events = {"enable_kv_cache_events": True, "publisher": "zmq",
+              "endpoint": f"tcp://127.0.0.1:{quiet_port()}",
+              "replay_endpoint": f"tcp://127.0.0.1:{replay_port}"}
     return ["--model", MODEL, "--kv-cache-memory", str(60 * 16 * 256), "--max-model-len", "256",
             "--max-num-seqs", "4", "--threads", "1", "--kv-offload-dir", offload_dir,
-            "--kv-offload-bytes", "64MiB", "--kv-offload-reload", "always"]
+            "--kv-offload-bytes", "64MiB", "--kv-offload-reload", "always",
+            "--kv-events-config", json.dumps(events)]
+
+
+def kv_events(replay_port):
+    """Every event the daemon published so far, in order: (type, medium, block hashes)."""
+    index = KvEventIndex()
+    state = index.add_pod("pagodad", replay_endpoint=f"tcp://127.0.0.1:{replay_port}")
+    out = []
+    for _, payload in index.replay(state, 0, timeout=10):
+        for e in msgpack.unpackb(payload, raw=False)[1]:
+            out.append((e["type"], e.get("medium"), list(e.get("block_hashes") or ())))
+    return out
+
+
+def hashes(events, kind, medium):
+    return [h for t, m, hs in events if t == kind and m == medium for h in hs]
+
+
+def check_spill_events(daemon, replay_port):
+    """Each block the disk tier stored was first removed from the pool."""
+    events = kv_events(replay_port)
+    stored = hashes(events, "BlockStored", "DISK")
+    if not stored:
+        fail("no BlockStored event with medium DISK", daemon)
+    removed_from_pool, spilled = set(), set()
+    for t, m, hs in events:
+        if t == "BlockRemoved" and m == "GPU":
+            removed_from_pool.update(hs)
+        elif t == "BlockStored" and m == "DISK":
+            early = [h for h in hs if h not in removed_from_pool]
+            if early:
+                fail(f"DISK BlockStored of {early[:3]} before the pool removed them", daemon)
+            spilled.update(hs)
+    print(f"OK: {len(spilled)} blocks published as stored on DISK after leaving the pool",
+          flush=True)
 
 
 def post(daemon, body):
@@ -93,8 +137,9 @@ def main():
     start = time.monotonic()
     offload_dir = tempfile.mkdtemp(prefix="pagoda_kv_offload_")
     disk = 'medium="disk"'
+    replay = quiet_port()
     try:
-        with Daemon(pagodad, *flags(offload_dir)) as daemon:
+        with Daemon(pagodad, *flags(offload_dir, replay)) as daemon:
             if "KV offload: disk" not in daemon.log():
                 fail("no KV offload line in the start-up log", daemon)
             cold_text, cached = complete(daemon, PROMPT)
@@ -116,10 +161,22 @@ def main():
             if ids != cold_ids or cached <= 0:
                 fail(f"gRPC after a disk load: cached {cached}, ids equal {ids == cold_ids}", daemon)
             print(f"OK: served from the disk tier over HTTP and gRPC, identical output", flush=True)
+            check_spill_events(daemon, replay)
         if daemon.exit_code != 0:
             fail(f"pagodad exited {daemon.exit_code}", daemon)
 
-        with Daemon(pagodad, *flags(offload_dir)) as daemon:
+        files = glob.glob(os.path.join(offload_dir, "*.kvb"))
+        with Daemon(pagodad, *flags(offload_dir, replay)) as daemon:
+            # The warm tier is announced before any request: AllBlocksCleared, then its blocks.
+            if not wait_for(lambda: len(hashes(kv_events(replay), "BlockStored", "DISK"))
+                            >= len(files)):
+                fail("after a restart, the disk tier's blocks were not announced", daemon)
+            first = kv_events(replay)
+            announced = hashes(first, "BlockStored", "DISK")
+            if first[0][0] != "AllBlocksCleared" or len(set(announced)) != len(files):
+                fail(f"after a restart: {len(set(announced))} DISK blocks announced for "
+                     f"{len(files)} files, first event {first[0][0]}", daemon)
+            print(f"OK: after a restart, the {len(files)} disk blocks announced", flush=True)
             text, cached = complete(daemon, PROMPT)
             if text != cold_text or cached <= 0:
                 fail(f"after a restart: cached_tokens {cached}, equal {text == cold_text}", daemon)
@@ -136,10 +193,12 @@ def main():
                 byte = f.read(1)
                 f.seek(-1, os.SEEK_CUR)
                 f.write(bytes([byte[0] ^ 0x55]))
-        with Daemon(pagodad, *flags(offload_dir)) as daemon:
+        with Daemon(pagodad, *flags(offload_dir, replay)) as daemon:
             text, cached = complete(daemon, PROMPT)
             if text != cold_text:
                 fail("after damage: the output differs from the cold run", daemon)
+            if not wait_for(lambda: hashes(kv_events(replay), "BlockRemoved", "DISK")):
+                fail("after damage: no BlockRemoved event with medium DISK", daemon)
             if cached != 0:
                 fail(f"after damage: {cached} tokens served from damaged blocks", daemon)
             if metric(daemon, "pagoda_kv_offload_corrupt_total", disk) <= 0:
