@@ -224,6 +224,22 @@ std::vector<KvCacheEvent> BlockPool::TakeEvents() {
   return events;
 }
 
+std::vector<EvictedContent> BlockPool::ListCachedContent() const {
+  std::vector<EvictedContent> content;
+  content.reserve(index_.size());
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    const BlockMeta& m = blocks_[b];
+    if (!m.entry.has_value()) continue;
+    const absl::Span<const TokenId> tokens = cached_tokens(BlockId(b));
+    content.push_back({.block = BlockId(b),
+                       .hash = m.hash,
+                       .parent_hash = m.parent_hash,
+                       .extra_key = m.extra_key,
+                       .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())});
+  }
+  return content;
+}
+
 std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
   std::vector<CachedBlockInfo> blocks;
   blocks.reserve(index_.size());

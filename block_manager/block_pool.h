@@ -144,6 +144,9 @@ class BlockPool {
   // parent, when cached, always comes before it (a child may have been registered first, while
   // its parent's content was not cached). O(num_blocks).
   std::vector<CachedBlockInfo> ListCachedBlocks() const;
+  // Every block holding cached content, as eviction would report it (for writing the cache back
+  // to a lower tier at shutdown). Any order.
+  std::vector<EvictedContent> ListCachedContent() const;
 
   // The free list from next-to-allocate to last; O(num_blocks), for tests.
   std::vector<BlockId> FreeListForTesting() const { return free_queue_.ToVector(); }

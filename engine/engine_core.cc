@@ -184,7 +184,13 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunn
   info_.bos_token_id = tokenizer_ != nullptr ? tokenizer_->bos_id() : config.bos_token_id;
 }
 
-EngineCore::~EngineCore() = default;
+EngineCore::~EngineCore() {
+  if (tiering_ == nullptr) return;
+  // The hot prefixes were never evicted, so never spilled: write them down for the next run.
+  // Every registered block's K/V were written by a step that ran (the engine stops between
+  // steps); blocks still loading were not registered.
+  (void)tiering_->WriteBack(scheduler_->kv_cache().pool().ListCachedContent());
+}
 
 absl::Status EngineCore::ValidateRequest(const EngineRequest& request) const {
   return ValidateEngineRequest(request, info_);

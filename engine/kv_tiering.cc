@@ -157,7 +157,13 @@ absl::Status KvTiering::FinishLoads(scheduler::Scheduler& scheduler) {
 }
 
 absl::Status KvTiering::Spill(std::vector<block_manager::EvictedContent> evicted) {
-  for (block_manager::EvictedContent& content : evicted) {
+  return SpillBlocks(std::move(evicted), /*wait_for_room=*/false).status();
+}
+
+absl::StatusOr<int64_t> KvTiering::SpillBlocks(std::vector<block_manager::EvictedContent> blocks,
+                                               bool wait_for_room) {
+  int64_t spilled = 0;
+  for (block_manager::EvictedContent& content : blocks) {
     if (content.extra_key.size() > static_cast<size_t>(kv_offload::kMaxExtraKeyBytes) ||
         store_->Holds(content.hash)) {
       continue;
@@ -169,9 +175,24 @@ absl::Status KvTiering::Spill(std::vector<block_manager::EvictedContent> evicted
                        .tokens = std::move(content.tokens)};
     record.payload.resize(static_cast<size_t>(runner_->kv_block_bytes()));
     PAGODA_RETURN_IF_ERROR(runner_->ReadKvBlock(content.block, record.payload.data()));
-    if (store_->Spill(std::move(record))) ++spilled_blocks_;
+    bool queued = false;
+    if (!wait_for_room) {
+      queued = store_->Spill(std::move(record));
+    } else if (!(queued = store_->Spill(record))) {
+      store_->WaitIdle();  // the pending-bytes bound: let the I/O threads catch up
+      queued = store_->Spill(std::move(record));
+    }
+    spilled += queued ? 1 : 0;
   }
-  return absl::OkStatus();
+  spilled_blocks_ += spilled;
+  return spilled;
+}
+
+absl::StatusOr<int64_t> KvTiering::WriteBack(std::vector<block_manager::EvictedContent> cached) {
+  PAGODA_ASSIGN_OR_RETURN(const int64_t written,
+                          SpillBlocks(std::move(cached), /*wait_for_room=*/true));
+  store_->WaitIdle();
+  return written + store_->PersistHostTier();
 }
 
 void KvTiering::ObserveStep(int prompt_tokens, int tokens, double seconds) {

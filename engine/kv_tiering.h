@@ -57,6 +57,11 @@ class KvTiering final : public scheduler::ExternalPrefixCache {
   // Copies the evicted blocks out of the device pool (before the step overwrites them) and
   // queues them for the tiers.
   absl::Status Spill(std::vector<block_manager::EvictedContent> evicted);
+  // At shutdown: writes every block the device pool still caches (`cached`) to the tiers, and
+  // what the host-memory tier holds down to the disk tier, and waits for the writes, so that a
+  // restart finds the hot prefixes too (they are never evicted, so never spilled). Returns the
+  // blocks written.
+  absl::StatusOr<int64_t> WriteBack(std::vector<block_manager::EvictedContent> cached);
   // A step that computed `prompt_tokens` prompt tokens of its `tokens` in `seconds`.
   void ObserveStep(int prompt_tokens, int tokens, double seconds);
 
@@ -72,6 +77,10 @@ class KvTiering final : public scheduler::ExternalPrefixCache {
   kv_offload::KvOffloadStore& store() { return *store_; }
 
  private:
+  // Spill's work; with `wait_for_room`, a block the store's pending bound refuses waits for
+  // the I/O threads instead of being dropped.
+  absl::StatusOr<int64_t> SpillBlocks(std::vector<block_manager::EvictedContent> blocks,
+                                      bool wait_for_room);
   struct Match {
     std::vector<kv_offload::BlockIdentity> blocks;
     std::vector<int> tiers;

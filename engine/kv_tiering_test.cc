@@ -52,6 +52,14 @@ EngineConfig TieredConfig(const std::string& dir) {
   return config;
 }
 
+int CountBlockFiles(const std::string& dir) {
+  int n = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    n += f.path().extension() == ".kvb" ? 1 : 0;
+  }
+  return n;
+}
+
 EngineRequest Prompt(int salt, int length = 100) {
   EngineRequest r;
   for (int t = 0; t < length; ++t) r.prompt_tokens.push_back(1 + (salt * 37 + t * 11) % 250);
@@ -100,6 +108,24 @@ TEST(KvTieringTest, AnEvictedPrefixComesBackFromDiskWithTheTokensOfARecomputatio
   const RequestCompletion after = RunOne(**restarted, Prompt(0));
   EXPECT_EQ(after.token_ids, cold.token_ids);
   EXPECT_EQ(after.usage.cached_prompt_tokens, 96);  // every full block but the last token's
+}
+
+TEST(KvTieringTest, PrefixesStillInThePoolAreWrittenBackAtShutdown) {
+  // A hot prefix is never evicted, so never spilled: shutdown writes it to disk, and a restart
+  // serves it from there.
+  kv_offload::testing::ScopedTempDir dir;
+  RequestCompletion first;
+  {
+    auto core = CreateEngineCore(TieredConfig(dir.path()));
+    ASSERT_TRUE(core.ok()) << core.status();
+    first = RunOne(**core, Prompt(0));
+  }
+  EXPECT_GE(CountBlockFiles(dir.path()), 6);  // 112 tokens: 7 blocks, of which 6 full ones
+  auto restarted = CreateEngineCore(TieredConfig(dir.path()));
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  const RequestCompletion after = RunOne(**restarted, Prompt(0));
+  EXPECT_EQ(after.token_ids, first.token_ids);
+  EXPECT_EQ(after.usage.cached_prompt_tokens, 96);
 }
 
 TEST(KvTieringTest, ConcurrentRequestsSharingATieredPrefixAllMatchTheirRecomputation) {
@@ -161,14 +187,6 @@ class EventLog : public block_manager::KvEventSink {
   std::map<std::string, std::set<uint64_t>> held;
   std::set<uint64_t> removed_from_pool;
 };
-
-int CountBlockFiles(const std::string& dir) {
-  int n = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    n += f.path().extension() == ".kvb" ? 1 : 0;
-  }
-  return n;
-}
 
 // Steps an idle engine until the events describe every file of the disk tier (spills finish
 // on I/O threads after the step that queued them).

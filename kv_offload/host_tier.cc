@@ -94,6 +94,17 @@ absl::StatusOr<BlockRecord> HostTier::Load(const BlockIdentity& identity) {
                      .payload = std::string(SlotData(entry->slot), options_.payload_bytes)};
 }
 
+std::vector<BlockRecord> HostTier::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<BlockRecord> records;
+  index_.ForEachReady([&](const TierIndex::Entry& entry) {
+    records.push_back(
+        BlockRecord{.identity = entry.identity,
+                    .payload = std::string(SlotData(entry.slot), options_.payload_bytes)});
+  });
+  return records;
+}
+
 TierStats HostTier::stats() const {
   absl::MutexLock lock(&mu_);
   TierStats stats = stats_;

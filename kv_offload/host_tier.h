@@ -39,6 +39,8 @@ class HostTier final : public Tier {
   absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) override;
   absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) override;
   TierStats stats() const override;
+  // Copies of every block held, least recently used first.
+  std::vector<BlockRecord> Snapshot() const;
   void EnableEvents(bool on) override;
   std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
 

@@ -199,6 +199,18 @@ LoadResult KvOffloadStore::RunLoad(const LoadJob& job) {
   return result;
 }
 
+int64_t KvOffloadStore::PersistHostTier() {
+  if (tiers_.size() < 2) return 0;
+  auto* host = dynamic_cast<HostTier*>(tiers_.front().get());
+  if (host == nullptr) return 0;
+  int64_t stored = 0;
+  for (const BlockRecord& record : host->Snapshot()) {
+    if (tiers_.back()->Has(record.identity.hash)) continue;
+    stored += tiers_.back()->Store(record, nullptr).ok() ? 1 : 0;
+  }
+  return stored;
+}
+
 OffloadStats KvOffloadStore::stats() const {
   OffloadStats stats;
   for (const auto& tier : tiers_) {

@@ -89,6 +89,10 @@ class KvOffloadStore {
   void EnableEvents(bool on);
   std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot);
 
+  // Copies what the host-memory tier holds to the disk tier (both present), synchronously: at
+  // shutdown, so that a restart finds them. Returns the blocks the disk tier stored.
+  int64_t PersistHostTier();
+
   OffloadStats stats() const;
   // Blocks until every queued spill and load has run (tests, benchmarks).
   void WaitIdle();

@@ -69,10 +69,7 @@ std::vector<block_manager::KvCacheEvent> TierIndex::TakeEvents(bool snapshot) {
   events.swap(events_);
   if (!snapshot || event_medium_.empty()) return events;
   events.clear();
-  for (const block_manager::BlockHash& hash : lru_) {
-    const Entry& entry = entries_.at(hash);
-    if (entry.ready) RecordStored(entry);
-  }
+  ForEachReady([this](const Entry& entry) { RecordStored(entry); });
   events.swap(events_);
   return events;
 }

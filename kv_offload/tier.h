@@ -84,6 +84,15 @@ class TierIndex {
   int64_t capacity_bytes() const { return capacity_bytes_; }
   int64_t size() const { return static_cast<int64_t>(entries_.size()); }
 
+  // Calls f(entry) for every ready entry, least recently used first.
+  template <typename F>
+  void ForEachReady(F&& f) const {
+    for (const block_manager::BlockHash& hash : lru_) {
+      const Entry& entry = entries_.at(hash);
+      if (entry.ready) f(entry);
+    }
+  }
+
   // Tier::EnableEvents / TakeEvents: `medium` empty turns events off.
   void EnableEvents(std::string medium);
   std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot);
