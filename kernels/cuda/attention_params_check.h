@@ -4,6 +4,7 @@
 // Params structs carry the same cache view, head counts, strides and pointers.
 
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,27 @@ absl::Status CheckCommonAttentionParams(const Params& p) {
   if (!Aligned(c.key, 16) || !Aligned(c.value, 16) || !Aligned(p.query, 4) ||
       !Aligned(p.output, 4)) {
     return absl::InvalidArgumentError("cache pools must be 16-byte and q/out 4-byte aligned");
+  }
+  return absl::OkStatus();
+}
+
+// The scales an 8-bit cache needs (kernels/paged_kv_cache.h): per token for K and V, or static
+// per KV head for both (FP8 only). A 16-bit cache takes none.
+template <typename Params>
+absl::Status CheckKvScales(const Params& p) {
+  const auto& c = p.cache;
+  using C = std::remove_cv_t<std::remove_pointer_t<decltype(c.key)>>;
+  const bool per_token = c.key_scale != nullptr && c.value_scale != nullptr;
+  const bool per_head = c.head_key_scale != nullptr && c.head_value_scale != nullptr;
+  const bool any = c.key_scale != nullptr || c.value_scale != nullptr ||
+                   c.head_key_scale != nullptr || c.head_value_scale != nullptr;
+  if constexpr (sizeof(C) == 1) {
+    if (per_token == per_head || (per_head && std::is_same_v<C, int8_t>)) {
+      return absl::InvalidArgumentError(
+          "an 8-bit KV cache takes K and V scales per token, or (FP8) per KV head: one kind");
+    }
+  } else if (any) {
+    return absl::InvalidArgumentError("a 16-bit KV cache takes no scales");
   }
   return absl::OkStatus();
 }

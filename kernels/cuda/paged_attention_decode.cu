@@ -1,5 +1,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,10 +32,11 @@ constexpr int32_t kPlanPartitionMultiple = 64;  // every warp of a block gets wh
 constexpr int32_t kMinPartitionTokens = 256;
 constexpr int64_t kBlocksPerResidentSlot = 2;
 
-template <typename T>
-absl::Status Validate(const PagedDecodeParams<T>& p) {
-  const PagedKvCacheView<T>& c = p.cache;
+template <typename T, typename C>
+absl::Status Validate(const PagedDecodeParams<T, C>& p) {
+  const PagedKvCacheView<C>& c = p.cache;
   PAGODA_RETURN_IF_ERROR(internal::CheckCommonAttentionParams(p));
+  PAGODA_RETURN_IF_ERROR(internal::CheckKvScales(p));
   if (p.plan.partition_size <= 0 || p.plan.partition_size % kDecodePartitionAlignment != 0 ||
       p.plan.max_num_partitions < 1 || p.plan.max_num_partitions > kMaxDecodePartitions) {
     return absl::InvalidArgumentError(absl::StrCat("bad plan: partition_size ",
@@ -53,10 +55,10 @@ absl::Status Validate(const PagedDecodeParams<T>& p) {
   return absl::OkStatus();
 }
 
-template <typename T, int kHeadDim>
-absl::Status Launch(const PagedDecodeParams<T>& p, cudaStream_t stream) {
-  using Cfg = DecodeConfig<kHeadDim>;
-  auto* kernel = &PagedDecodeKernel<T, kHeadDim>;
+template <typename T, typename C, int kHeadDim>
+absl::Status Launch(const PagedDecodeParams<T, C>& p, cudaStream_t stream) {
+  using Cfg = DecodeConfig<kHeadDim, sizeof(C)>;
+  auto* kernel = &PagedDecodeKernel<T, kHeadDim, C>;
   PAGODA_RETURN_IF_ERROR(internal::AllowDynamicSharedMemory(
       kernel, Cfg::kSmemBytes, "cudaFuncSetAttribute(PagedDecodeKernel)"));
   const int chunks = NumHeadChunks(p.num_heads, p.cache.num_kv_heads);
@@ -65,7 +67,7 @@ absl::Status Launch(const PagedDecodeParams<T>& p, cudaStream_t stream) {
                                                 Cfg::kSmemBytes, stream, p, chunks));
   if (p.plan.max_num_partitions > 1) {
     PAGODA_RETURN_IF_ERROR(internal::LaunchKernel(
-        "MergePartitionsKernel", &MergePartitionsKernel<T>, internal::MergeGrid(p), kHeadDim,
+        "MergePartitionsKernel", &MergePartitionsKernel<T, C>, internal::MergeGrid(p), kHeadDim,
         internal::MergeSharedBytes(p.plan), stream, p));
   }
   return absl::OkStatus();
@@ -121,17 +123,25 @@ absl::StatusOr<PagedDecodePlan> PlanPagedDecode(const PagedDecodeShape& shape) {
   return PlanPagedDecodeFor(shape, resident_blocks);
 }
 
-template <typename T>
-absl::Status PagedAttentionDecode(const PagedDecodeParams<T>& params, cudaStream_t stream) {
+template <typename T, typename C>
+absl::Status PagedAttentionDecode(const PagedDecodeParams<T, C>& params, cudaStream_t stream) {
   PAGODA_RETURN_IF_ERROR(Validate(params));
   if (params.num_requests == 0) return absl::OkStatus();
   return internal::DispatchHeadDim(params.cache.head_dim, [&](auto head_dim) {
-    return Launch<T, decltype(head_dim)::value>(params, stream);
+    return Launch<T, C, decltype(head_dim)::value>(params, stream);
   });
 }
 
-template absl::Status PagedAttentionDecode<__nv_bfloat16>(const PagedDecodeParams<__nv_bfloat16>&,
-                                                          cudaStream_t);
-template absl::Status PagedAttentionDecode<__half>(const PagedDecodeParams<__half>&, cudaStream_t);
+#define PAGODA_INSTANTIATE_DECODE(T, C) \
+  template absl::Status PagedAttentionDecode<T, C>(const PagedDecodeParams<T, C>&, cudaStream_t);
+PAGODA_INSTANTIATE_DECODE(__nv_bfloat16, __nv_bfloat16)
+PAGODA_INSTANTIATE_DECODE(__half, __half)
+PAGODA_INSTANTIATE_DECODE(__nv_bfloat16, int8_t)
+PAGODA_INSTANTIATE_DECODE(__nv_bfloat16, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_DECODE(__nv_bfloat16, __nv_fp8_e5m2)
+PAGODA_INSTANTIATE_DECODE(__half, int8_t)
+PAGODA_INSTANTIATE_DECODE(__half, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_DECODE(__half, __nv_fp8_e5m2)
+#undef PAGODA_INSTANTIATE_DECODE
 
 }  // namespace pagoda::kernels::cuda

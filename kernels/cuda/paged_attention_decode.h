@@ -78,8 +78,11 @@ inline int64_t PagedDecodeWorkspaceBytes(const PagedDecodePlan& plan, int32_t nu
 }
 
 // Arguments of one decode call. Every pointer is device memory, valid until the call's work on
-// the stream has finished. Strides are in elements.
-template <typename T>
+// the stream has finished. Strides are in elements. C, the cache's element type, is T, or an
+// 8-bit type (int8_t, __nv_fp8_e4m3, __nv_fp8_e5m2) with the scales of kernels/paged_kv_cache.h:
+// per token and KV head (key_scale/value_scale), or per KV head (head_key_scale/
+// head_value_scale, FP8 only), dequantized inside the kernel.
+template <typename T, typename C = T>
 struct PagedDecodeParams {
   // Query head h of request r's token t = query_start[r] is at query + t * query_token_stride +
   // h * head_dim (so q may be a slice of a fused QKV activation). 4-byte aligned.
@@ -91,7 +94,7 @@ struct PagedDecodeParams {
   int32_t num_requests = 0;
   int32_t num_heads = 0;      // a multiple of cache.num_kv_heads; query head h uses KV head
                               // h / (num_heads / num_kv_heads)
-  PagedKvCacheView<T> cache;  // device pools, 16-byte aligned; head_dim in kSupportedHeadDims
+  PagedKvCacheView<C> cache;  // device pools, 16-byte aligned; head_dim in kSupportedHeadDims
   const int32_t* query_start = nullptr;   // [num_requests]: the token row of each request
   const int32_t* context_lens = nullptr;  // [num_requests], >= 1 (0 writes zeros)
   // [num_requests, max_blocks_per_request]; only the first ceil(context_len / block_size)
@@ -110,7 +113,7 @@ struct PagedDecodeParams {
 // Enqueues the decode (and, with a split plan, the merge) kernel on `stream`. Returns
 // INVALID_ARGUMENT for parameters that break the contract above (checked on the host; device
 // arrays are not read), INTERNAL when a launch fails. Does not synchronize.
-template <typename T>
-absl::Status PagedAttentionDecode(const PagedDecodeParams<T>& params, cudaStream_t stream);
+template <typename T, typename C = T>
+absl::Status PagedAttentionDecode(const PagedDecodeParams<T, C>& params, cudaStream_t stream);
 
 }  // namespace pagoda::kernels::cuda

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention_tile.cuh"
+#include "kernels/cuda/kv_quant.cuh"
 #include "kernels/cuda/mma_primitives.cuh"
 #include "kernels/cuda/paged_attention_decode.h"
 
@@ -22,7 +23,8 @@ inline constexpr int kHeadsPerBlock = 16;  // the MMA's M: query heads of one KV
 inline constexpr int kDecodeStages = 2;
 static_assert(kDecodePartitionAlignment == kTileTokens);
 
-template <int kHeadDim>
+// kCacheElemBytes: 2 for a bf16/fp16 cache, 1 for an 8-bit one.
+template <int kHeadDim, int kCacheElemBytes = 2>
 struct DecodeConfig {
   static constexpr int kWarps = kHeadDim <= 128 ? 4 : 2;
   static constexpr int kThreads = kWarps * kWarpSize;
@@ -31,7 +33,15 @@ struct DecodeConfig {
   static constexpr int kWarpSmemElems = kDecodeStages * 2 * kTileElems;  // K and V of each stage
   static constexpr int kVecsPerRow = kHeadDim / kVecElems;
   static constexpr int kVecsPerLane = kTileTokens * kVecsPerRow / kWarpSize;
-  static constexpr int kPipelineBytes = kWarps * kWarpSmemElems * 2;
+  // An 8-bit cache: each stage holds the raw K and V tiles, [kTileTokens][kHeadDim] bytes (read
+  // back element-wise, so unpadded), and the warp dequantizes the current stage into one K and
+  // one V tile of T in the layout above.
+  static constexpr int kRawTileBytes = kTileTokens * kHeadDim;
+  static constexpr int kRawVecsPerTile = kRawTileBytes / 16;
+  static constexpr int kDequantOffsetBytes = kDecodeStages * 2 * kRawTileBytes;
+  static constexpr int kWarpSmemBytes =
+      kCacheElemBytes == 1 ? kDequantOffsetBytes + 2 * kTileElems * 2 : kWarpSmemElems * 2;
+  static constexpr int kPipelineBytes = kWarps * kWarpSmemBytes;
   // Per warp: m[16], l[16], o[16][kHeadDim] in fp32.
   static constexpr int kMergeFloatsPerWarp = kHeadsPerBlock * (kHeadDim + 2);
   static constexpr int kMergeBytes = kWarps * kMergeFloatsPerWarp * 4;
@@ -53,18 +63,130 @@ struct DecodeWorkspace {
   float* partial_lse;  // [num_requests, num_heads, max_num_partitions], log2 units
 };
 
-template <typename T>
-__host__ __device__ inline DecodeWorkspace SplitWorkspace(const PagedDecodeParams<T>& p) {
+template <typename T, typename C>
+__host__ __device__ inline DecodeWorkspace SplitWorkspace(const PagedDecodeParams<T, C>& p) {
   float* base = static_cast<float*>(p.workspace);
   const int64_t slots =
       static_cast<int64_t>(p.num_requests) * p.num_heads * p.plan.max_num_partitions;
   return {base, base + slots * p.cache.head_dim};
 }
 
-template <typename T, int kHeadDim>
+// The main loop over an 8-bit cache (the kernel below; same tiles, pipeline and softmax): each
+// stage's raw tiles are dequantized into T tiles, exactly, and the scales are applied outside
+// the tensor-core products, the key's to its score and the value's to its probability.
+template <typename T, typename C, int kHeadDim>
+__device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, C>& p,
+                                                     const uint32_t (&q_frag)[kHeadDim / 16][4],
+                                                     int kv_head, int32_t begin, int32_t end,
+                                                     float (&m)[2], float (&l)[2],
+                                                     float (&o)[kHeadDim / 8][4]) {
+  using Cfg = DecodeConfig<kHeadDim, 1>;
+  const int warp = threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  const int tid = lane % 4;
+  const int num_tiles = CeilDiv(end - begin, kTileTokens);
+  uint8_t* smem = DynamicShared<uint8_t>() + warp * Cfg::kWarpSmemBytes;
+  T* k_s = reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes);
+  T* v_s = k_s + Cfg::kTileElems;
+  const int32_t* table =
+      p.block_tables + static_cast<int64_t>(blockIdx.x) * p.max_blocks_per_request;
+  const int32_t block_size = p.cache.block_size;
+  const bool per_token = p.cache.key_scale != nullptr;
+  const float head_k_scale = per_token ? 1.0f : p.cache.head_key_scale[kv_head];
+  const float head_v_scale = per_token ? 1.0f : p.cache.head_value_scale[kv_head];
+
+  // As in the kernel: row `lane`'s element offset in the pools (= its scale index * kHeadDim).
+  auto row_offset_of = [&](int tile) -> int64_t {
+    const int32_t pos = begin + tile * kTileTokens + lane;
+    if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
+    const int64_t block = table[pos / block_size];
+    return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+  };
+  auto load_tile = [&](int64_t row_offset, int stage) {
+    uint8_t* k_dst = smem + stage * 2 * Cfg::kRawTileBytes;
+    uint8_t* v_dst = k_dst + Cfg::kRawTileBytes;
+#pragma unroll
+    for (int i = 0; i < CeilDiv(Cfg::kRawVecsPerTile, kWarpSize); ++i) {
+      const int v = lane + i * kWarpSize;
+      const int row = min(v / (kHeadDim / 16), kTileTokens - 1);
+      const int64_t offset = __shfl_sync(kFullMask, row_offset, row);  // every lane shuffles
+      if (v >= Cfg::kRawVecsPerTile) continue;
+      const int s = v * 16;  // = row * kHeadDim + col
+      if (offset >= 0) {
+        const int col = s - row * kHeadDim;
+        CpAsync16(k_dst + s, reinterpret_cast<const uint8_t*>(p.cache.key + offset) + col);
+        CpAsync16(v_dst + s, reinterpret_cast<const uint8_t*>(p.cache.value + offset) + col);
+      } else {
+        StoreZero16(k_dst + s);
+        StoreZero16(v_dst + s);
+      }
+    }
+  };
+
+  const float scale_log2 = p.scale * kLog2e;
+  int stage = 0;
+  int64_t row_offset = row_offset_of(warp);
+  if (warp < num_tiles) load_tile(row_offset, 0);
+  CpAsyncCommit();
+  int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
+  for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
+    if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
+    CpAsyncCommit();
+    const int64_t following = next_row_offset;
+    next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
+    // Lane r < 16 holds row r's scales (0 past `end`).
+    float k_scale = 0.0f;
+    float v_scale = 0.0f;
+    if (row_offset >= 0) {
+      k_scale =
+          per_token ? Bf16BitsToFloat(p.cache.key_scale[row_offset / kHeadDim]) : head_k_scale;
+      v_scale =
+          per_token ? Bf16BitsToFloat(p.cache.value_scale[row_offset / kHeadDim]) : head_v_scale;
+    }
+    CpAsyncWait<1>();
+    __syncwarp();
+    const uint8_t* k_raw = smem + stage * 2 * Cfg::kRawTileBytes;
+    const uint8_t* v_raw = k_raw + Cfg::kRawTileBytes;
+    for (int i = 2 * lane; i < Cfg::kRawTileBytes; i += 2 * kWarpSize) {
+      const int d = (i / kHeadDim) * Cfg::kRowStride + i % kHeadDim;
+      *reinterpret_cast<uint32_t*>(k_s + d) =
+          DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(k_raw + i));
+      *reinterpret_cast<uint32_t*>(v_s + d) =
+          DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(v_raw + i));
+    }
+    __syncwarp();
+    float s[2][4];
+    ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
+    const int32_t tile_begin = begin + tile * kTileTokens;
+    float v_scales[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = j * 8 + 2 * tid + (e & 1);
+        const float ks = __shfl_sync(kFullMask, k_scale, row);
+        v_scales[j][e] = __shfl_sync(kFullMask, v_scale, row);
+        s[j][e] = tile_begin + row < end ? s[j][e] * ks * scale_log2 : -INFINITY;
+      }
+    }
+    OnlineSoftmax(s, m, l, o);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] *= v_scales[j][e];
+    }
+    AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
+    __syncwarp();  // the next iteration overwrites the dequantized tiles and this stage
+    stage ^= 1;
+    row_offset = following;
+  }
+  CpAsyncWait<0>();
+}
+
+template <typename T, int kHeadDim, typename C = T>
 __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
-    PagedDecodeKernel(const PagedDecodeParams<T> p, int num_head_chunks) {
-  using Cfg = DecodeConfig<kHeadDim>;
+    PagedDecodeKernel(const PagedDecodeParams<T, C> p, int num_head_chunks) {
+  using Cfg = DecodeConfig<kHeadDim, sizeof(C)>;
   const int request = blockIdx.x;
   const int kv_head = blockIdx.y / num_head_chunks;
   const int chunk = blockIdx.y % num_head_chunks;
@@ -113,41 +235,6 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
     }
   }
 
-  T* warp_smem = DynamicShared<T>() + warp * Cfg::kWarpSmemElems;
-  const int32_t* table = p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
-  const int32_t block_size = p.cache.block_size;
-
-  // Element offset in the pools of row `lane` (lanes < 16) of tile `tile`, or -1 for a row past
-  // `end`, whose table entry and slot may hold anything and are never read. The table entry is
-  // read one tile ahead of its copy, so its latency overlaps the current tile's math.
-  auto row_offset_of = [&](int tile) -> int64_t {
-    const int32_t pos = begin + tile * kTileTokens + lane;
-    if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
-    const int64_t block = table[pos / block_size];
-    return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
-  };
-  // Copies a tile into pipeline stage `stage`, given its rows' offsets (lane r holds row r's);
-  // rows past `end` are zeroed.
-  auto load_tile = [&](int64_t row_offset, int stage) {
-    T* k_dst = warp_smem + stage * 2 * Cfg::kTileElems;
-    T* v_dst = k_dst + Cfg::kTileElems;
-#pragma unroll
-    for (int i = 0; i < Cfg::kVecsPerLane; ++i) {
-      const int v = lane + i * kWarpSize;
-      const int row = v / Cfg::kVecsPerRow;
-      const int col = (v % Cfg::kVecsPerRow) * kVecElems;
-      const int64_t offset = __shfl_sync(kFullMask, row_offset, row);
-      const int s = row * Cfg::kRowStride + col;
-      if (offset >= 0) {
-        CpAsync16(k_dst + s, p.cache.key + offset + col);
-        CpAsync16(v_dst + s, p.cache.value + offset + col);
-      } else {
-        StoreZero16(k_dst + s);
-        StoreZero16(v_dst + s);
-      }
-    }
-  };
-
   float m[2] = {-INFINITY, -INFINITY};
   float l[2] = {0.0f, 0.0f};
   float o[kHeadDim / 8][4];
@@ -156,37 +243,77 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
   }
-  const float scale_log2 = p.scale * kLog2e;
+  if constexpr (kQuantizedKv<C>) {
+    QuantizedDecodeTiles<T, C, kHeadDim>(p, q_frag, kv_head, begin, end, m, l, o);
+  } else {
+    T* warp_smem = DynamicShared<T>() + warp * Cfg::kWarpSmemElems;
+    const int32_t* table =
+        p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
+    const int32_t block_size = p.cache.block_size;
 
-  int stage = 0;
-  if (warp < num_tiles) load_tile(row_offset_of(warp), 0);
-  CpAsyncCommit();
-  int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
-  for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
-    if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
-    CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
-    next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
-    CpAsyncWait<1>();
-    __syncwarp();
-    const T* k_s = warp_smem + stage * 2 * Cfg::kTileElems;
-    const T* v_s = k_s + Cfg::kTileElems;
-    float s[2][4];
-    ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
-    const int32_t tile_begin = begin + tile * kTileTokens;
+    // Element offset in the pools of row `lane` (lanes < 16) of tile `tile`, or -1 for a row past
+    // `end`, whose table entry and slot may hold anything and are never read. The table entry is
+    // read one tile ahead of its copy, so its latency overlaps the current tile's math.
+    auto row_offset_of = [&](int tile) -> int64_t {
+      const int32_t pos = begin + tile * kTileTokens + lane;
+      if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
+      const int64_t block = table[pos / block_size];
+      return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+    };
+    // Copies a tile into pipeline stage `stage`, given its rows' offsets (lane r holds row r's);
+    // rows past `end` are zeroed.
+    auto load_tile = [&](int64_t row_offset, int stage) {
+      T* k_dst = warp_smem + stage * 2 * Cfg::kTileElems;
+      T* v_dst = k_dst + Cfg::kTileElems;
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
-        s[j][e] = pos < end ? s[j][e] * scale_log2 : -INFINITY;
+      for (int i = 0; i < Cfg::kVecsPerLane; ++i) {
+        const int v = lane + i * kWarpSize;
+        const int row = v / Cfg::kVecsPerRow;
+        const int col = (v % Cfg::kVecsPerRow) * kVecElems;
+        const int64_t offset = __shfl_sync(kFullMask, row_offset, row);
+        const int s = row * Cfg::kRowStride + col;
+        if (offset >= 0) {
+          CpAsync16(k_dst + s, p.cache.key + offset + col);
+          CpAsync16(v_dst + s, p.cache.value + offset + col);
+        } else {
+          StoreZero16(k_dst + s);
+          StoreZero16(v_dst + s);
+        }
       }
+    };
+
+    const float scale_log2 = p.scale * kLog2e;
+
+    int stage = 0;
+    if (warp < num_tiles) load_tile(row_offset_of(warp), 0);
+    CpAsyncCommit();
+    int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
+    for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
+      if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
+      CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
+      next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
+      CpAsyncWait<1>();
+      __syncwarp();
+      const T* k_s = warp_smem + stage * 2 * Cfg::kTileElems;
+      const T* v_s = k_s + Cfg::kTileElems;
+      float s[2][4];
+      ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
+      const int32_t tile_begin = begin + tile * kTileTokens;
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
+          s[j][e] = pos < end ? s[j][e] * scale_log2 : -INFINITY;
+        }
+      }
+      OnlineSoftmax(s, m, l, o);
+      AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
+      __syncwarp();  // the next iteration's prefetch overwrites this stage
+      stage ^= 1;
     }
-    OnlineSoftmax(s, m, l, o);
-    AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
-    __syncwarp();  // the next iteration's prefetch overwrites this stage
-    stage ^= 1;
+    CpAsyncWait<0>();
   }
-  CpAsyncWait<0>();
   ReduceRowSums(l);
 
   // Merge the warps' states: M = max m_w, L = sum l_w 2^(m_w - M), O = sum o_w 2^(m_w - M).
@@ -245,8 +372,8 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
 
 // Combines a request's partitions for one query head: weights 2^(lse_p - max lse), normalized.
 // Requests with a single partition were written by the decode kernel and are skipped.
-template <typename T>
-__global__ void MergePartitionsKernel(const PagedDecodeParams<T> p) {
+template <typename T, typename C = T>
+__global__ void MergePartitionsKernel(const PagedDecodeParams<T, C> p) {
   float* weights = DynamicShared<float>();  // [max_num_partitions]
   const int request = blockIdx.x;
   const int head = blockIdx.y;
@@ -286,15 +413,15 @@ __host__ __device__ inline int NumHeadChunks(int32_t num_heads, int32_t num_kv_h
 // Launch shapes, shared by the launcher and the emulation test. The decode kernel runs
 // DecodeConfig<head_dim>::kThreads threads with kSmemBytes of dynamic shared memory and takes
 // (params, NumHeadChunks(...)); the merge kernel runs head_dim threads.
-template <typename T>
-dim3 DecodeGrid(const PagedDecodeParams<T>& p) {
+template <typename T, typename C>
+dim3 DecodeGrid(const PagedDecodeParams<T, C>& p) {
   return dim3(p.num_requests,
               p.cache.num_kv_heads * NumHeadChunks(p.num_heads, p.cache.num_kv_heads),
               p.plan.max_num_partitions);
 }
 
-template <typename T>
-dim3 MergeGrid(const PagedDecodeParams<T>& p) {
+template <typename T, typename C>
+dim3 MergeGrid(const PagedDecodeParams<T, C>& p) {
   return dim3(p.num_requests, p.num_heads);
 }
 

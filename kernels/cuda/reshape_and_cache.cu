@@ -1,9 +1,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/attention_params_check.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/kernel_launch.h"
 #include "kernels/cuda/mma_primitives.cuh"
@@ -19,9 +22,9 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 }  // namespace
 
-template <typename T>
-absl::Status ReshapeAndCache(const ReshapeAndCacheParams<T>& p, cudaStream_t stream) {
-  const PagedKvCacheView<T>& c = p.cache;
+template <typename T, typename C>
+absl::Status ReshapeAndCache(const ReshapeAndCacheParams<T, C>& p, cudaStream_t stream) {
+  const PagedKvCacheView<C>& c = p.cache;
   if (p.num_tokens < 0 || c.head_dim <= 0 || c.head_dim % kVecElems != 0 ||
       p.key_token_stride % kVecElems != 0 || p.value_token_stride % kVecElems != 0 ||
       c.num_kv_heads <= 0 || c.block_size <= 0) {
@@ -35,17 +38,34 @@ absl::Status ReshapeAndCache(const ReshapeAndCacheParams<T>& p, cudaStream_t str
   if (!Aligned16(p.key) || !Aligned16(p.value) || !Aligned16(c.key) || !Aligned16(c.value)) {
     return absl::InvalidArgumentError("ReshapeAndCache: arrays must be 16-byte aligned");
   }
+  if (absl::Status status = internal::CheckKvScales(p); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ReshapeAndCache: ", status.message()));
+  }
   if (p.num_tokens == 0) return absl::OkStatus();
   if (p.key == nullptr || p.value == nullptr || c.key == nullptr || c.value == nullptr ||
       p.slot_mapping == nullptr) {
     return absl::InvalidArgumentError("ReshapeAndCache: null device pointer");
   }
-  return internal::LaunchKernel("ReshapeAndCacheKernel", &internal::ReshapeAndCacheKernel<T>,
-                                p.num_tokens, internal::kReshapeThreads, 0, stream, p);
+  if constexpr (internal::kQuantizedKv<C>) {
+    return internal::LaunchKernel("ReshapeAndQuantizeKernel",
+                                  &internal::ReshapeAndQuantizeKernel<T, C>, p.num_tokens,
+                                  internal::kReshapeThreads, 0, stream, p);
+  } else {
+    return internal::LaunchKernel("ReshapeAndCacheKernel", &internal::ReshapeAndCacheKernel<T>,
+                                  p.num_tokens, internal::kReshapeThreads, 0, stream, p);
+  }
 }
 
-template absl::Status ReshapeAndCache<__nv_bfloat16>(const ReshapeAndCacheParams<__nv_bfloat16>&,
-                                                     cudaStream_t);
-template absl::Status ReshapeAndCache<__half>(const ReshapeAndCacheParams<__half>&, cudaStream_t);
+#define PAGODA_INSTANTIATE_RESHAPE(T, C) \
+  template absl::Status ReshapeAndCache<T, C>(const ReshapeAndCacheParams<T, C>&, cudaStream_t);
+PAGODA_INSTANTIATE_RESHAPE(__nv_bfloat16, __nv_bfloat16)
+PAGODA_INSTANTIATE_RESHAPE(__half, __half)
+PAGODA_INSTANTIATE_RESHAPE(__nv_bfloat16, int8_t)
+PAGODA_INSTANTIATE_RESHAPE(__nv_bfloat16, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_RESHAPE(__nv_bfloat16, __nv_fp8_e5m2)
+PAGODA_INSTANTIATE_RESHAPE(__half, int8_t)
+PAGODA_INSTANTIATE_RESHAPE(__half, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_RESHAPE(__half, __nv_fp8_e5m2)
+#undef PAGODA_INSTANTIATE_RESHAPE
 
 }  // namespace pagoda::kernels::cuda

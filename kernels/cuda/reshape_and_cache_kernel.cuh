@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/kv_quant.cuh"
 #include "kernels/cuda/mma_primitives.cuh"
 #include "kernels/cuda/reshape_and_cache.h"
 
@@ -35,6 +36,55 @@ __global__ void __launch_bounds__(kReshapeThreads)
         *reinterpret_cast<const uint4*>(p.value + token * p.value_token_stride + src_col);
     *reinterpret_cast<uint4*>(c.key + dst) = k;
     *reinterpret_cast<uint4*>(c.value + dst) = val;
+  }
+}
+
+// One warp quantizes one token's head of `d` elements: the scale is the head's absmax / the
+// type's largest value, rounded to bf16 (stored by lane 0), or `static_scale` when `scale_out`
+// is null (FP8 with per-head scales).
+template <typename T, typename C>
+__device__ __forceinline__ void QuantizeHeadRow(const T* src, C* dst, uint16_t* scale_out,
+                                                float static_scale, int d, int lane) {
+  float scale = static_scale;
+  if (scale_out != nullptr) {
+    float amax = 0.0f;
+    for (int i = lane; i < d; i += kWarpSize) amax = fmaxf(amax, fabsf(ToFloat(src[i])));
+#pragma unroll
+    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+      amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, offset));
+    }
+    const uint16_t bits = FloatToBf16Bits(amax / QuantMax<C>());
+    if (lane == 0) *scale_out = bits;
+    scale = Bf16BitsToFloat(bits);
+  }
+  const float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+  uint8_t* out = reinterpret_cast<uint8_t*>(dst);
+  for (int i = lane; i < d; i += kWarpSize) out[i] = QuantizeElement<C>(ToFloat(src[i]) * inv);
+}
+
+// The 8-bit cache's version: one block per token, one warp per KV head (in turn).
+template <typename T, typename C>
+__global__ void __launch_bounds__(kReshapeThreads)
+    ReshapeAndQuantizeKernel(const ReshapeAndCacheParams<T, C> p) {
+  const int64_t token = blockIdx.x;
+  const int64_t slot = p.slot_mapping[token];
+  const PagedKvCacheView<C>& c = p.cache;
+  if (slot < 0) return;
+  const int64_t block = slot / c.block_size;
+  const int64_t offset = slot % c.block_size;
+  if (block >= c.num_blocks) return;
+  const int lane = threadIdx.x % kWarpSize;
+  for (int head = threadIdx.x / kWarpSize; head < c.num_kv_heads;
+       head += kReshapeThreads / kWarpSize) {
+    const int64_t s = (block * c.num_kv_heads + head) * c.block_size + offset;  // ScaleIndex
+    const int64_t src = static_cast<int64_t>(head) * c.head_dim;
+    const bool per_token = c.key_scale != nullptr;
+    QuantizeHeadRow<T, C>(p.key + token * p.key_token_stride + src, c.key + s * c.head_dim,
+                          per_token ? c.key_scale + s : nullptr,
+                          per_token ? 0.0f : c.head_key_scale[head], c.head_dim, lane);
+    QuantizeHeadRow<T, C>(p.value + token * p.value_token_stride + src, c.value + s * c.head_dim,
+                          per_token ? c.value_scale + s : nullptr,
+                          per_token ? 0.0f : c.head_value_scale[head], c.head_dim, lane);
   }
 }
 

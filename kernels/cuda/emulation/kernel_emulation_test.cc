@@ -19,6 +19,7 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/elementwise_kernels.cuh"
+#include "kernels/cuda/emulation/emulated_attention.h"
 #include "kernels/cuda/head_dim_dispatch.h"
 #include "kernels/cuda/paged_attention_decode_kernel.cuh"
 #include "kernels/cuda/paged_attention_prefill_kernel.cuh"
@@ -33,74 +34,18 @@ namespace {
 using testing::AttentionCase;
 using testing::BuildBatch;
 using testing::Decodes;
+using testing::EmulatedBatch;
+using testing::EmulateDecode;
 using testing::ExpectMatches;
 using testing::HostBatch;
+using testing::MakeEmulatedBatch;
 using testing::MaxContext;
 using testing::Reference;
+using testing::Scale;
 using testing::SentinelOutput;
 using testing::SplitPlan;
 using testing::StridedQuery;
 using testing::TokenStride;
-
-// The batch's arrays in the kernels' types; "device" pointers are these host arrays.
-template <typename T>
-struct EmulatedBatch {
-  std::vector<T> key, value, query, output;
-  PagedKvCacheView<T> view;
-};
-
-template <typename T>
-EmulatedBatch<T> MakeEmulatedBatch(const AttentionCase& c, const HostBatch& b) {
-  EmulatedBatch<T> e{ToDeviceType<T>(b.key_cache),
-                     ToDeviceType<T>(b.value_cache),
-                     StridedQuery<T>(c, b),
-                     SentinelOutput<T>(c, b),
-                     {}};
-  e.view = PagedKvCacheView<T>{e.key.data(),   e.value.data(), b.num_blocks,
-                               c.num_kv_heads, c.block_size,   c.head_dim};
-  return e;
-}
-
-float Scale(const AttentionCase& c) { return 1.0f / std::sqrt(static_cast<float>(c.head_dim)); }
-
-template <typename T>
-void EmulateDecode(const AttentionCase& c, HostBatch& b, const PagedDecodePlan& plan,
-                   EmulatedBatch<T>* e) {
-  const int32_t num_requests = static_cast<int32_t>(c.requests.size());
-  const int64_t workspace_bytes =
-      PagedDecodeWorkspaceBytes(plan, num_requests, b.num_heads, c.head_dim);
-  std::vector<uint4> workspace(static_cast<size_t>(workspace_bytes / 16 + 1),
-                               uint4{~0u, ~0u, ~0u, ~0u});
-  const PagedDecodeParams<T> p{.query = e->query.data(),
-                               .query_token_stride = TokenStride(c, b),
-                               .output = e->output.data(),
-                               .output_token_stride = TokenStride(c, b),
-                               .num_requests = num_requests,
-                               .num_heads = b.num_heads,
-                               .cache = e->view,
-                               .query_start = b.query_start.data(),
-                               .context_lens = b.context_lens.data(),
-                               .block_tables = b.tables.data(),
-                               .max_blocks_per_request = b.max_blocks,
-                               .scale = Scale(c),
-                               .window = c.window,
-                               .plan = plan,
-                               .workspace = workspace.data(),
-                               .workspace_bytes = workspace_bytes};
-  const absl::Status status = internal::DispatchHeadDim(c.head_dim, [&](auto head_dim) {
-    constexpr int kHeadDim = decltype(head_dim)::value;
-    using Cfg = internal::DecodeConfig<kHeadDim>;
-    emulation::Launch(internal::DecodeGrid(p), dim3(Cfg::kThreads), Cfg::kSmemBytes,
-                      &internal::PagedDecodeKernel<T, kHeadDim>, p,
-                      internal::NumHeadChunks(p.num_heads, c.num_kv_heads));
-    if (plan.max_num_partitions > 1) {
-      emulation::Launch(internal::MergeGrid(p), dim3(kHeadDim), internal::MergeSharedBytes(plan),
-                        &internal::MergePartitionsKernel<T>, p);
-    }
-    return absl::OkStatus();
-  });
-  ASSERT_TRUE(status.ok()) << status;
-}
 
 template <typename T>
 void EmulatePrefill(const AttentionCase& c, HostBatch& b, int first, int end, EmulatedBatch<T>* e) {
@@ -145,7 +90,7 @@ void CheckDecode(const AttentionCase& c, const std::vector<PagedDecodePlan>& pla
   const std::vector<bool> all(b.num_tokens, true);
   for (const PagedDecodePlan& plan : plans) {
     EmulatedBatch<T> e = MakeEmulatedBatch<T>(c, b);
-    ASSERT_NO_FATAL_FAILURE(EmulateDecode(c, b, plan, &e));
+    ASSERT_NO_FATAL_FAILURE(EmulateDecode(c, b, plan, e.view, &e));
     ExpectMatches(c, b, e.output, want, all,
                   absl::StrCat("emulated decode(partition ", plan.partition_size, " x ",
                                plan.max_num_partitions, ")"));
@@ -266,7 +211,7 @@ TEST(KernelEmulationTest, DecodeOfContextZeroWritesZerosForGraphPadding) {
     for (const PagedDecodePlan& plan :
          {PagedDecodePlan{.partition_size = 64, .max_num_partitions = 1}, SplitPlan(c, 16)}) {
       EmulatedBatch<__nv_bfloat16> e = MakeEmulatedBatch<__nv_bfloat16>(c, b);
-      ASSERT_NO_FATAL_FAILURE(EmulateDecode(c, b, plan, &e));
+      ASSERT_NO_FATAL_FAILURE(EmulateDecode(c, b, plan, e.view, &e));
       ExpectMatches(c, b, e.output, want, all,
                     absl::StrCat("padded decode (", plan.max_num_partitions, " partitions)"));
     }
