@@ -8,6 +8,11 @@
 // 1x32k, 16x4k, 64x2k, 256x4k and 256x256, each with the planner's split ("auto") and without
 // ("none").
 //
+// The same decode shapes over 8-bit caches (BM_Decode_int8, BM_Decode_fp8_e4m3: one byte per
+// value plus a bf16 scale per token and KV head, dequantized in the kernel); GB_per_s counts the
+// bytes they hold (values and scales), so the time, not the rate, shows what halving the bytes
+// buys against BM_Decode at the same shape.
+//
 // Prefill: one causal prompt of 4k or 16k tokens; TFLOP_per_s counts 4 * head_dim * num_heads
 // * n(n+1)/2 floating-point operations (Q K^T and P V, multiply and add).
 //
@@ -15,6 +20,7 @@
 // binary prints a note and exits 0.
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -29,13 +35,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "kernels/cuda/testing/benchmark_kernels.h"
 #include "kernels/cuda/cuda_buffer.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_stream.h"
-#include "kernels/cuda/testing/device_array.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
+#include "kernels/cuda/testing/benchmark_kernels.h"
+#include "kernels/cuda/testing/device_array.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
@@ -66,42 +72,60 @@ bool Check(benchmark::State& state, const absl::Status& status) {
 // blocks, queries, and an output.
 struct Batch {
   DeviceBuffer key, value, query, output;
+  DeviceBuffer key_scale, value_scale;  // 8-bit caches: a bf16 scale per token and KV head
   DeviceArray<int32_t> tables, query_start, context_lens;
   int32_t num_blocks = 0;
   int32_t max_blocks = 0;
 
-  PagedKvCacheView<T> View() const {
-    return {static_cast<T*>(key.data()),
-            static_cast<T*>(value.data()),
-            num_blocks,
-            kNumKvHeads,
-            kBlockSize,
-            kHeadDim};
+  template <typename C = T>
+  PagedKvCacheView<C> View() const {
+    PagedKvCacheView<C> view{static_cast<C*>(key.data()),
+                             static_cast<C*>(value.data()),
+                             num_blocks,
+                             kNumKvHeads,
+                             kBlockSize,
+                             kHeadDim};
+    if constexpr (sizeof(C) == 1) {
+      view.key_scale = static_cast<uint16_t*>(key_scale.data());
+      view.value_scale = static_cast<uint16_t*>(value_scale.data());
+    }
+    return view;
   }
 };
 
+// Random bf16 bits fill every buffer (8-bit caches get random bytes: the kernels' time does not
+// depend on the values).
 absl::Status MakeBatch(int32_t num_requests, int32_t context_len, int32_t queries_per_request,
-                       cudaStream_t stream, Batch* b) {
+                       cudaStream_t stream, Batch* b, int cache_elem_bytes = sizeof(T)) {
   b->max_blocks = (context_len + kBlockSize - 1) / kBlockSize;
   b->num_blocks = num_requests * b->max_blocks;
-  const size_t cache_elements =
-      static_cast<size_t>(b->num_blocks) * kNumKvHeads * kBlockSize * kHeadDim;
+  const size_t cache_rows = static_cast<size_t>(b->num_blocks) * kNumKvHeads * kBlockSize;
+  const size_t cache_bytes = cache_rows * kHeadDim * cache_elem_bytes;
+  const size_t scale_bytes = cache_elem_bytes == 1 ? cache_rows * 2 : 16;
   const size_t query_elements =
       static_cast<size_t>(num_requests) * queries_per_request * kNumHeads * kHeadDim;
-  auto key = DeviceBuffer::Create(cache_elements * sizeof(T));
-  auto value = DeviceBuffer::Create(cache_elements * sizeof(T));
+  auto key = DeviceBuffer::Create(cache_bytes);
+  auto value = DeviceBuffer::Create(cache_bytes);
+  auto key_scale = DeviceBuffer::Create(scale_bytes);
+  auto value_scale = DeviceBuffer::Create(scale_bytes);
   auto query = DeviceBuffer::Create(query_elements * sizeof(T));
   auto output = DeviceBuffer::Create(query_elements * sizeof(T));
-  for (auto* s : {&key, &value, &query, &output}) {
+  for (auto* s : {&key, &value, &key_scale, &value_scale, &query, &output}) {
     if (!s->ok()) return s->status();
   }
   b->key = std::move(*key);
   b->value = std::move(*value);
+  b->key_scale = std::move(*key_scale);
+  b->value_scale = std::move(*value_scale);
   b->query = std::move(*query);
   b->output = std::move(*output);
-  absl::Status status = FillUniformBf16(b->key.data(), cache_elements, 1, 1.0f, stream);
-  if (status.ok()) status = FillUniformBf16(b->value.data(), cache_elements, 2, 1.0f, stream);
+  absl::Status status = FillUniformBf16(b->key.data(), cache_bytes / 2, 1, 1.0f, stream);
+  if (status.ok()) status = FillUniformBf16(b->value.data(), cache_bytes / 2, 2, 1.0f, stream);
   if (status.ok()) status = FillUniformBf16(b->query.data(), query_elements, 3, 1.0f, stream);
+  if (status.ok()) status = FillUniformBf16(b->key_scale.data(), scale_bytes / 2, 6, 1.0f, stream);
+  if (status.ok()) {
+    status = FillUniformBf16(b->value_scale.data(), scale_bytes / 2, 7, 1.0f, stream);
+  }
   if (!status.ok()) return status;
 
   std::vector<int32_t> blocks(b->num_blocks);
@@ -123,6 +147,8 @@ absl::Status MakeBatch(int32_t num_requests, int32_t context_len, int32_t querie
 
 enum class Split { kAuto, kNone };
 
+// C: the cache's element type (T, or an 8-bit type).
+template <typename C>
 void BM_Decode(benchmark::State& state, Split split) {
   const int32_t num_requests = static_cast<int32_t>(state.range(0));
   const int32_t context_len = static_cast<int32_t>(state.range(1));
@@ -135,7 +161,7 @@ void BM_Decode(benchmark::State& state, Split split) {
     return;
   }
   Batch b;
-  if (!Check(state, MakeBatch(num_requests, context_len, 1, stream->get(), &b))) return;
+  if (!Check(state, MakeBatch(num_requests, context_len, 1, stream->get(), &b, sizeof(C)))) return;
   const PagedDecodeShape shape{.num_requests = num_requests,
                                .num_heads = kNumHeads,
                                .num_kv_heads = kNumKvHeads,
@@ -154,21 +180,21 @@ void BM_Decode(benchmark::State& state, Split split) {
   auto flush = DeviceBuffer::Create(
       static_cast<size_t>(std::max<int64_t>(4 * device->l2_cache_bytes, int64_t{256} << 20)));
   if (!Check(state, workspace.status()) || !Check(state, flush.status())) return;
-  const PagedDecodeParams<T> params{.query = static_cast<const T*>(b.query.data()),
-                                    .query_token_stride = kNumHeads * kHeadDim,
-                                    .output = static_cast<T*>(b.output.data()),
-                                    .output_token_stride = kNumHeads * kHeadDim,
-                                    .num_requests = num_requests,
-                                    .num_heads = kNumHeads,
-                                    .cache = b.View(),
-                                    .query_start = b.query_start.data(),
-                                    .context_lens = b.context_lens.data(),
-                                    .block_tables = b.tables.data(),
-                                    .max_blocks_per_request = b.max_blocks,
-                                    .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
-                                    .plan = plan,
-                                    .workspace = workspace->data(),
-                                    .workspace_bytes = workspace_bytes};
+  const PagedDecodeParams<T, C> params{.query = static_cast<const T*>(b.query.data()),
+                                       .query_token_stride = kNumHeads * kHeadDim,
+                                       .output = static_cast<T*>(b.output.data()),
+                                       .output_token_stride = kNumHeads * kHeadDim,
+                                       .num_requests = num_requests,
+                                       .num_heads = kNumHeads,
+                                       .cache = b.View<C>(),
+                                       .query_start = b.query_start.data(),
+                                       .context_lens = b.context_lens.data(),
+                                       .block_tables = b.tables.data(),
+                                       .max_blocks_per_request = b.max_blocks,
+                                       .scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim)),
+                                       .plan = plan,
+                                       .workspace = workspace->data(),
+                                       .workspace_bytes = workspace_bytes};
   double total_seconds = 0.0;
   for (auto _ : state) {
     if (!Check(state, FlushL2(*flush, stream->get())) ||
@@ -182,8 +208,10 @@ void BM_Decode(benchmark::State& state, Split split) {
     state.SetIterationTime(*ms * 1e-3);
     total_seconds += *ms * 1e-3;
   }
+  // Values, plus the 8-bit caches' per-token scales.
+  const double bytes_per_row = kHeadDim * sizeof(C) + (sizeof(C) == 1 ? 2 : 0);
   const double kv_bytes =
-      2.0 * num_requests * static_cast<double>(context_len) * kNumKvHeads * kHeadDim * sizeof(T);
+      2.0 * num_requests * static_cast<double>(context_len) * kNumKvHeads * bytes_per_row;
   const double gbps = kv_bytes * static_cast<double>(state.iterations()) / total_seconds / 1e9;
   state.counters["GB_per_s"] = gbps;
   state.counters["ceiling_GB_per_s"] = g_read_ceiling_gbps;
@@ -237,11 +265,8 @@ void BM_Prefill(benchmark::State& state) {
 }
 
 void RegisterAll() {
-  for (const auto& [split, name] :
-       {std::pair{Split::kAuto, "auto"}, std::pair{Split::kNone, "none"}}) {
-    benchmark::RegisterBenchmark(absl::StrCat("BM_Decode/split:", name).c_str(),
-                                 [split = split](benchmark::State& s) { BM_Decode(s, split); })
-        ->ArgNames({"batch", "context"})
+  const auto shapes = [](benchmark::internal::Benchmark* b) {
+    b->ArgNames({"batch", "context"})
         ->Args({1, 32768})
         ->Args({16, 4096})
         ->Args({64, 2048})
@@ -249,6 +274,18 @@ void RegisterAll() {
         ->Args({256, 256})  // short contexts: the issue's ≥ 60 % target at context 256
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
+  };
+  for (const auto& [split, name] :
+       {std::pair{Split::kAuto, "auto"}, std::pair{Split::kNone, "none"}}) {
+    shapes(benchmark::RegisterBenchmark(
+        absl::StrCat("BM_Decode/split:", name).c_str(),
+        [split = split](benchmark::State& s) { BM_Decode<T>(s, split); }));
+    shapes(benchmark::RegisterBenchmark(
+        absl::StrCat("BM_Decode_int8/split:", name).c_str(),
+        [split = split](benchmark::State& s) { BM_Decode<int8_t>(s, split); }));
+    shapes(benchmark::RegisterBenchmark(
+        absl::StrCat("BM_Decode_fp8_e4m3/split:", name).c_str(),
+        [split = split](benchmark::State& s) { BM_Decode<__nv_fp8_e4m3>(s, split); }));
   }
   benchmark::RegisterBenchmark("BM_Prefill", BM_Prefill)
       ->ArgName("tokens")

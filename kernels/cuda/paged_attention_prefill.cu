@@ -1,5 +1,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -19,14 +20,15 @@ namespace {
 
 using internal::Aligned;
 
-template <typename T>
-absl::Status Validate(const PagedPrefillParams<T>& p) {
-  const PagedKvCacheView<T>& c = p.cache;
+template <typename T, typename C>
+absl::Status Validate(const PagedPrefillParams<T, C>& p) {
+  const PagedKvCacheView<C>& c = p.cache;
   if (p.num_query_tokens < 0 || c.num_kv_heads > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad sizes: num_query_tokens ", p.num_query_tokens, ", num_kv_heads ", c.num_kv_heads));
   }
   PAGODA_RETURN_IF_ERROR(internal::CheckCommonAttentionParams(p));
+  PAGODA_RETURN_IF_ERROR(internal::CheckKvScales(p));
   if (p.workspace == nullptr || p.workspace_bytes < PagedPrefillWorkspaceBytes(p.num_requests) ||
       !Aligned(p.workspace, 4)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -35,9 +37,9 @@ absl::Status Validate(const PagedPrefillParams<T>& p) {
   return absl::OkStatus();
 }
 
-template <typename T, int kHeadDim>
-absl::Status Launch(const PagedPrefillParams<T>& p, cudaStream_t stream) {
-  using Cfg = internal::PrefillConfig<kHeadDim>;
+template <typename T, typename C, int kHeadDim>
+absl::Status Launch(const PagedPrefillParams<T, C>& p, cudaStream_t stream) {
+  using Cfg = internal::PrefillConfig<kHeadDim, sizeof(C)>;
   const int group = p.num_heads / p.cache.num_kv_heads;
   const int64_t max_items = internal::PrefillMaxWorkItems(p);
   if (max_items > 0x7fffffff) return absl::InvalidArgumentError("batch too large for one launch");
@@ -45,7 +47,7 @@ absl::Status Launch(const PagedPrefillParams<T>& p, cudaStream_t stream) {
   PAGODA_RETURN_IF_ERROR(internal::LaunchKernel(
       "PrefillTileScanKernel", &internal::PrefillTileScanKernel, 1, internal::kScanThreads, 0,
       stream, p.query_start, p.num_requests, group, tile_offsets));
-  auto* kernel = &internal::PagedPrefillKernel<T, kHeadDim>;
+  auto* kernel = &internal::PagedPrefillKernel<T, kHeadDim, C>;
   PAGODA_RETURN_IF_ERROR(internal::AllowDynamicSharedMemory(
       kernel, Cfg::kSmemBytes, "cudaFuncSetAttribute(PagedPrefillKernel)"));
   const dim3 grid(static_cast<unsigned>(max_items), p.cache.num_kv_heads);
@@ -56,18 +58,25 @@ absl::Status Launch(const PagedPrefillParams<T>& p, cudaStream_t stream) {
 
 }  // namespace
 
-template <typename T>
-absl::Status PagedAttentionPrefill(const PagedPrefillParams<T>& params, cudaStream_t stream) {
+template <typename T, typename C>
+absl::Status PagedAttentionPrefill(const PagedPrefillParams<T, C>& params, cudaStream_t stream) {
   PAGODA_RETURN_IF_ERROR(Validate(params));
   if (params.num_requests == 0) return absl::OkStatus();
   return internal::DispatchHeadDim(params.cache.head_dim, [&](auto head_dim) {
-    return Launch<T, decltype(head_dim)::value>(params, stream);
+    return Launch<T, C, decltype(head_dim)::value>(params, stream);
   });
 }
 
-template absl::Status PagedAttentionPrefill<__nv_bfloat16>(const PagedPrefillParams<__nv_bfloat16>&,
-                                                           cudaStream_t);
-template absl::Status PagedAttentionPrefill<__half>(const PagedPrefillParams<__half>&,
-                                                    cudaStream_t);
+#define PAGODA_INSTANTIATE_PREFILL(T, C) \
+  template absl::Status PagedAttentionPrefill<T, C>(const PagedPrefillParams<T, C>&, cudaStream_t);
+PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, __nv_bfloat16)
+PAGODA_INSTANTIATE_PREFILL(__half, __half)
+PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, int8_t)
+PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, __nv_fp8_e5m2)
+PAGODA_INSTANTIATE_PREFILL(__half, int8_t)
+PAGODA_INSTANTIATE_PREFILL(__half, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_PREFILL(__half, __nv_fp8_e5m2)
+#undef PAGODA_INSTANTIATE_PREFILL
 
 }  // namespace pagoda::kernels::cuda

@@ -31,8 +31,9 @@ inline int64_t PagedPrefillWorkspaceBytes(int32_t num_requests) {
 }
 
 // Arguments of one call. Every pointer is device memory, valid until the call's work on the
-// stream has finished. Strides are in elements.
-template <typename T>
+// stream has finished. Strides are in elements. C, the cache's element type, is T or an 8-bit
+// type with its scales, as for PagedDecodeParams.
+template <typename T, typename C = T>
 struct PagedPrefillParams {
   // Query head h of token t is at query + t * query_token_stride + h * head_dim (q may be a
   // slice of a fused QKV activation). 4-byte aligned.
@@ -44,14 +45,14 @@ struct PagedPrefillParams {
   // An upper bound on the batch's query tokens, sum of n over requests (sizes the launch).
   int32_t num_query_tokens = 0;
   int32_t num_heads = 0;      // a multiple of cache.num_kv_heads
-  PagedKvCacheView<T> cache;  // device pools, 16-byte aligned; head_dim in kSupportedHeadDims
+  PagedKvCacheView<C> cache;  // device pools, 16-byte aligned; head_dim in kSupportedHeadDims
   const int32_t* query_start = nullptr;   // [num_requests + 1], absolute token rows, ascending
   const int32_t* context_lens = nullptr;  // [num_requests]
   // [num_requests, max_blocks_per_request]; only the first ceil(context_len / block_size)
   // entries of a row are read.
   const int32_t* block_tables = nullptr;
   int32_t max_blocks_per_request = 0;
-  float scale = 1.0f;         // usually 1 / sqrt(head_dim)
+  float scale = 1.0f;  // usually 1 / sqrt(head_dim)
   // A sliding window (common/attention_window.h): each query attends its last
   // window.sliding_window positions; table entries no query attends are never read. No sinks.
   common::AttentionWindow window;
@@ -64,7 +65,7 @@ struct PagedPrefillParams {
 // a sub-range of a batch's requests by offsetting query_start, context_lens and block_tables.
 // INVALID_ARGUMENT for parameters that break the contract (checked on the host; device arrays
 // are not read), INTERNAL when a launch fails. Does not synchronize.
-template <typename T>
-absl::Status PagedAttentionPrefill(const PagedPrefillParams<T>& params, cudaStream_t stream);
+template <typename T, typename C = T>
+absl::Status PagedAttentionPrefill(const PagedPrefillParams<T, C>& params, cudaStream_t stream);
 
 }  // namespace pagoda::kernels::cuda

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/attention_tile.cuh"
+#include "kernels/cuda/kv_quant.cuh"
 #include "kernels/cuda/mma_primitives.cuh"
 #include "kernels/cuda/paged_attention_prefill.h"
 
@@ -20,14 +21,22 @@ inline constexpr int kBlockRows = kPrefillWarps * 16;  // (query token, head) ro
 inline constexpr int kPrefillStages = 2;
 inline constexpr int kScanThreads = 256;
 
-template <int kHeadDim>
+// kCacheElemBytes: 2 for a bf16/fp16 cache, 1 for an 8-bit one.
+template <int kHeadDim, int kCacheElemBytes = 2>
 struct PrefillConfig {
   static constexpr int kBlockTokens = kHeadDim <= 128 ? 64 : 32;  // K/V tile
   static constexpr int kRowStride = kHeadDim + kVecElems;  // +16 bytes: conflict-free ldmatrix
   static constexpr int kTileElems = kBlockTokens * kRowStride;
   static constexpr int kVecsPerRow = kHeadDim / kVecElems;
   static constexpr int kVecsPerThread = kBlockTokens * kVecsPerRow / kPrefillThreads;
-  static constexpr int kSmemBytes = kPrefillStages * 2 * kTileElems * 2;
+  // An 8-bit cache: the stages hold raw [kBlockTokens][kHeadDim]-byte K and V tiles; the block
+  // dequantizes the current one into one K and one V tile of T (layout above) and keeps the
+  // tile's per-token K and V scales as floats.
+  static constexpr int kRawTileBytes = kBlockTokens * kHeadDim;
+  static constexpr int kDequantOffsetBytes = kPrefillStages * 2 * kRawTileBytes;
+  static constexpr int kScalesOffsetBytes = kDequantOffsetBytes + 2 * kTileElems * 2;
+  static constexpr int kSmemBytes = kCacheElemBytes == 1 ? kScalesOffsetBytes + 2 * kBlockTokens * 4
+                                                         : kPrefillStages * 2 * kTileElems * 2;
   static_assert(kSmemBytes % 16 == 0, "DynamicShared() hands out whole uint4 elements");
   static_assert(kHeadDim % 16 == 0 && kBlockTokens % 16 == 0);
   static_assert((kBlockTokens * kVecsPerRow) % kPrefillThreads == 0);
@@ -69,10 +78,81 @@ __global__ void __launch_bounds__(kScanThreads)
   }
 }
 
-template <typename T, int kHeadDim>
+// An 8-bit cache's K/V tile: copies the raw rows of positions [kv_begin, kv_end) of the tile
+// starting at tile_begin into `raw` (K, then V), zeroing the others.
+template <typename Cfg, typename T, typename C>
+__device__ __forceinline__ void LoadRawPrefillTile(const PagedPrefillParams<T, C>& p,
+                                                   const int32_t* table, int kv_head,
+                                                   int32_t tile_begin, int32_t kv_begin,
+                                                   int32_t kv_end, uint8_t* raw) {
+  constexpr int kHeadDim = Cfg::kRawTileBytes / Cfg::kBlockTokens;
+  constexpr int kVecsPerRow = kHeadDim / 16;
+  for (int v = threadIdx.x; v < Cfg::kRawTileBytes / 16; v += kPrefillThreads) {
+    const int row = v / kVecsPerRow;
+    const int col = (v % kVecsPerRow) * 16;
+    const int32_t pos = tile_begin + row;
+    uint8_t* k_dst = raw + v * 16;
+    uint8_t* v_dst = k_dst + Cfg::kRawTileBytes;
+    if (pos >= kv_begin && pos < kv_end) {
+      const int32_t bs = p.cache.block_size;
+      const int64_t block = table[pos / bs];
+      const int64_t offset =
+          ((block * p.cache.num_kv_heads + kv_head) * bs + pos % bs) * kHeadDim + col;
+      CpAsync16(k_dst, reinterpret_cast<const uint8_t*>(p.cache.key) + offset);
+      CpAsync16(v_dst, reinterpret_cast<const uint8_t*>(p.cache.value) + offset);
+    } else {
+      StoreZero16(k_dst);
+      StoreZero16(v_dst);
+    }
+  }
+}
+
+// Turns the raw stage `raw` into the block's T tiles at smem + kDequantOffsetBytes (exactly)
+// and the tile's K and V scales into floats at smem + kScalesOffsetBytes (0 outside
+// [kv_begin, kv_end)). Every thread of the block takes part; the caller syncs after.
+template <typename T, typename C, typename Cfg>
+__device__ __forceinline__ void DequantizePrefillTile(const PagedPrefillParams<T, C>& p,
+                                                      const int32_t* table, int kv_head,
+                                                      int32_t tile_begin, int32_t kv_begin,
+                                                      int32_t kv_end, const uint8_t* raw,
+                                                      uint8_t* smem) {
+  constexpr int kHeadDim = Cfg::kRawTileBytes / Cfg::kBlockTokens;
+  T* k_s = reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes);
+  T* v_s = k_s + Cfg::kTileElems;
+  for (int i = 2 * threadIdx.x; i < Cfg::kRawTileBytes; i += 2 * kPrefillThreads) {
+    const int d = (i / kHeadDim) * Cfg::kRowStride + i % kHeadDim;
+    *reinterpret_cast<uint32_t*>(k_s + d) =
+        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + i));
+    *reinterpret_cast<uint32_t*>(v_s + d) =
+        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + Cfg::kRawTileBytes + i));
+  }
+  float* scales = reinterpret_cast<float*>(smem + Cfg::kScalesOffsetBytes);
+  for (int t = threadIdx.x; t < Cfg::kBlockTokens; t += kPrefillThreads) {
+    const int32_t pos = tile_begin + t;
+    float ks = 0.0f;
+    float vs = 0.0f;
+    if (pos >= kv_begin && pos < kv_end) {
+      if (p.cache.key_scale != nullptr) {
+        const int32_t bs = p.cache.block_size;
+        const int64_t index =
+            (static_cast<int64_t>(table[pos / bs]) * p.cache.num_kv_heads + kv_head) * bs +
+            pos % bs;
+        ks = Bf16BitsToFloat(p.cache.key_scale[index]);
+        vs = Bf16BitsToFloat(p.cache.value_scale[index]);
+      } else {
+        ks = p.cache.head_key_scale[kv_head];
+        vs = p.cache.head_value_scale[kv_head];
+      }
+    }
+    scales[t] = ks;
+    scales[Cfg::kBlockTokens + t] = vs;
+  }
+}
+
+template <typename T, int kHeadDim, typename C = T>
 __global__ void __launch_bounds__(kPrefillThreads)
-    PagedPrefillKernel(const PagedPrefillParams<T> p, const int32_t* tile_offsets) {
-  using Cfg = PrefillConfig<kHeadDim>;
+    PagedPrefillKernel(const PagedPrefillParams<T, C> p, const int32_t* tile_offsets) {
+  using Cfg = PrefillConfig<kHeadDim, sizeof(C)>;
   const int32_t work = blockIdx.x;
   if (work >= tile_offsets[p.num_requests]) return;
   // The request that owns work item `work`: the last r with tile_offsets[r] <= work (requests
@@ -116,7 +196,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
   bool row_valid[2];
   int32_t row_last_pos[2];   // attends positions [row_first_pos, row_last_pos]
   int32_t row_first_pos[2];  // 0 without a window
-  int64_t row_offset[2];    // element offset of the row's query and output, minus the token part
+  int64_t row_offset[2];     // element offset of the row's query and output, minus the token part
   int32_t row_token[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -153,26 +233,32 @@ __global__ void __launch_bounds__(kPrefillThreads)
   // Copies K/V tile `tile` into pipeline stage `stage`; positions outside [kv_begin, kv_end) are
   // zeroed (never read from the cache: their table entries and slots may hold anything).
   auto load_tile = [&](int tile, int stage) {
-    T* k_dst = tiles + stage * 2 * Cfg::kTileElems;
-    T* v_dst = k_dst + Cfg::kTileElems;
-    const int32_t tile_begin = tile * Cfg::kBlockTokens;
+    if constexpr (kQuantizedKv<C>) {
+      LoadRawPrefillTile<Cfg>(p, table, kv_head, tile * Cfg::kBlockTokens, kv_begin, kv_end,
+                              reinterpret_cast<uint8_t*>(tiles) + stage * 2 * Cfg::kRawTileBytes);
+    } else {
+      T* k_dst = tiles + stage * 2 * Cfg::kTileElems;
+      T* v_dst = k_dst + Cfg::kTileElems;
+      const int32_t tile_begin = tile * Cfg::kBlockTokens;
 #pragma unroll
-    for (int i = 0; i < Cfg::kVecsPerThread; ++i) {
-      const int v = threadIdx.x + i * kPrefillThreads;
-      const int row = v / Cfg::kVecsPerRow;
-      const int col = (v % Cfg::kVecsPerRow) * kVecElems;
-      const int s = row * Cfg::kRowStride + col;
-      const int32_t pos = tile_begin + row;
-      if (pos >= kv_begin && pos < kv_end) {
-        const int64_t block = table[pos / block_size];
-        const int64_t offset =
-            ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim +
-            col;
-        CpAsync16(k_dst + s, p.cache.key + offset);
-        CpAsync16(v_dst + s, p.cache.value + offset);
-      } else {
-        StoreZero16(k_dst + s);
-        StoreZero16(v_dst + s);
+      for (int i = 0; i < Cfg::kVecsPerThread; ++i) {
+        const int v = threadIdx.x + i * kPrefillThreads;
+        const int row = v / Cfg::kVecsPerRow;
+        const int col = (v % Cfg::kVecsPerRow) * kVecElems;
+        const int s = row * Cfg::kRowStride + col;
+        const int32_t pos = tile_begin + row;
+        if (pos >= kv_begin && pos < kv_end) {
+          const int64_t block = table[pos / block_size];
+          const int64_t offset =
+              ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) *
+                  kHeadDim +
+              col;
+          CpAsync16(k_dst + s, p.cache.key + offset);
+          CpAsync16(v_dst + s, p.cache.value + offset);
+        } else {
+          StoreZero16(k_dst + s);
+          StoreZero16(v_dst + s);
+        }
       }
     }
   };
@@ -196,8 +282,17 @@ __global__ void __launch_bounds__(kPrefillThreads)
     CpAsyncWait<1>();
     __syncthreads();
     const int32_t tile_begin = tile * Cfg::kBlockTokens;
+    const T* k_s = tiles + stage * 2 * Cfg::kTileElems;
+    const float* k_scales = nullptr;  // 8-bit caches: the tile's per-token scales
+    if constexpr (kQuantizedKv<C>) {
+      uint8_t* smem = reinterpret_cast<uint8_t*>(tiles);
+      DequantizePrefillTile<T, C, Cfg>(p, table, kv_head, tile_begin, kv_begin, kv_end,
+                                       smem + stage * 2 * Cfg::kRawTileBytes, smem);
+      __syncthreads();
+      k_s = reinterpret_cast<const T*>(smem + Cfg::kDequantOffsetBytes);
+      k_scales = reinterpret_cast<const float*>(smem + Cfg::kScalesOffsetBytes);
+    }
     if (tile_begin <= warp_last_pos) {
-      const T* k_s = tiles + stage * 2 * Cfg::kTileElems;
       const T* v_s = k_s + Cfg::kTileElems;
       constexpr int kNTiles = Cfg::kBlockTokens / 8;
       float s[kNTiles][4];
@@ -206,13 +301,23 @@ __global__ void __launch_bounds__(kPrefillThreads)
       for (int j = 0; j < kNTiles; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
+          const int token = j * 8 + 2 * tid + (e & 1);
+          const int32_t pos = tile_begin + token;
+          const float k_scale = kQuantizedKv<C> ? k_scales[token] : 1.0f;
           s[j][e] = pos <= row_last_pos[e / 2] && pos >= row_first_pos[e / 2]
-                        ? s[j][e] * scale_log2
+                        ? s[j][e] * k_scale * scale_log2
                         : -INFINITY;
         }
       }
       OnlineSoftmax(s, m, l, o);
+      if constexpr (kQuantizedKv<C>) {
+        const float* v_scales = k_scales + Cfg::kBlockTokens;
+#pragma unroll
+        for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[j][e] *= v_scales[j * 8 + 2 * tid + (e & 1)];
+        }
+      }
       AccumulateValues<T, kNTiles, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
     }
     __syncthreads();  // the next iteration's prefetch overwrites this stage
@@ -238,8 +343,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
 // block of kScanThreads; PagedPrefillKernel runs a grid of (PrefillMaxWorkItems, num_kv_heads)
 // blocks of kPrefillThreads with PrefillConfig<head_dim>::kSmemBytes of dynamic shared memory.
 // sum_r ceil(n_r * group / 64) <= ceil(sum_r n_r * group / 64) + num_requests.
-template <typename T>
-int64_t PrefillMaxWorkItems(const PagedPrefillParams<T>& p) {
+template <typename T, typename C>
+int64_t PrefillMaxWorkItems(const PagedPrefillParams<T, C>& p) {
   const int group = p.num_heads / p.cache.num_kv_heads;
   return CeilDiv64(static_cast<int64_t>(p.num_query_tokens) * group, kBlockRows) + p.num_requests;
 }

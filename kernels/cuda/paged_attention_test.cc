@@ -24,6 +24,7 @@
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/testing/attention_test_batch.h"
 #include "kernels/cuda/testing/device_array.h"
+#include "kernels/cuda/testing/quantized_cache.h"
 #include "kernels/paged_kv_cache.h"
 
 namespace pagoda::kernels::cuda {
@@ -97,41 +98,43 @@ void ExpectDeviceOk() {
   ASSERT_EQ(error, cudaSuccess) << cudaGetErrorString(error);
 }
 
-template <typename T>
+// Runs the decode kernel over `view`: dev's cache, or an 8-bit one.
+template <typename T, typename C>
 void RunDecode(const AttentionCase& c, const HostBatch& b, DeviceBatch<T>* dev,
-               const PagedDecodePlan& plan) {
+               const PagedDecodePlan& plan, const PagedKvCacheView<C>& view) {
   const int64_t workspace_bytes = PagedDecodeWorkspaceBytes(
       plan, static_cast<int32_t>(c.requests.size()), b.num_heads, c.head_dim);
   auto workspace = DeviceBuffer::Create(static_cast<size_t>(workspace_bytes));
   ASSERT_TRUE(workspace.ok()) << workspace.status();
-  const PagedDecodeParams<T> params{.query = dev->query.data(),
-                                    .query_token_stride = dev->token_stride,
-                                    .output = dev->output.data(),
-                                    .output_token_stride = dev->token_stride,
-                                    .num_requests = static_cast<int32_t>(c.requests.size()),
-                                    .num_heads = b.num_heads,
-                                    .cache = dev->view,
-                                    .query_start = dev->query_start.data(),
-                                    .context_lens = dev->context_lens.data(),
-                                    .block_tables = dev->tables.data(),
-                                    .max_blocks_per_request = b.max_blocks,
-                                    .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                                    .window = c.window,
-                                    .plan = plan,
-                                    .workspace = workspace->data(),
-                                    .workspace_bytes = workspace_bytes};
+  const PagedDecodeParams<T, C> params{.query = dev->query.data(),
+                                       .query_token_stride = dev->token_stride,
+                                       .output = dev->output.data(),
+                                       .output_token_stride = dev->token_stride,
+                                       .num_requests = static_cast<int32_t>(c.requests.size()),
+                                       .num_heads = b.num_heads,
+                                       .cache = view,
+                                       .query_start = dev->query_start.data(),
+                                       .context_lens = dev->context_lens.data(),
+                                       .block_tables = dev->tables.data(),
+                                       .max_blocks_per_request = b.max_blocks,
+                                       .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                       .window = c.window,
+                                       .plan = plan,
+                                       .workspace = workspace->data(),
+                                       .workspace_bytes = workspace_bytes};
   const absl::Status status = PagedAttentionDecode(params, nullptr);
   ASSERT_TRUE(status.ok()) << status;
   ExpectDeviceOk();
 }
 
-template <typename T>
+// Runs the prefill kernels for requests [first_request, end_request) over `view`.
+template <typename T, typename C>
 void RunPrefill(const AttentionCase& c, const HostBatch& b, DeviceBatch<T>* dev, int first_request,
-                int end_request) {
+                int end_request, const PagedKvCacheView<C>& view) {
   const int32_t num_requests = end_request - first_request;
   auto workspace = DeviceBuffer::Create(PagedPrefillWorkspaceBytes(num_requests));
   ASSERT_TRUE(workspace.ok()) << workspace.status();
-  const PagedPrefillParams<T> params{
+  const PagedPrefillParams<T, C> params{
       .query = dev->query.data(),
       .query_token_stride = dev->token_stride,
       .output = dev->output.data(),
@@ -139,7 +142,7 @@ void RunPrefill(const AttentionCase& c, const HostBatch& b, DeviceBatch<T>* dev,
       .num_requests = num_requests,
       .num_query_tokens = b.query_start[end_request] - b.query_start[first_request],
       .num_heads = b.num_heads,
-      .cache = dev->view,
+      .cache = view,
       .query_start = dev->query_start.data() + first_request,
       .context_lens = dev->context_lens.data() + first_request,
       .block_tables = dev->tables.data() + static_cast<int64_t>(first_request) * b.max_blocks,
@@ -175,7 +178,7 @@ void CheckDecode(const AttentionCase& c, const std::vector<PagedDecodePlan>& pla
   const std::vector<bool> all(b.num_tokens, true);
   for (const PagedDecodePlan& plan : plans) {
     ASSERT_NO_FATAL_FAILURE(ResetOutput(c, b, &dev));
-    ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan));
+    ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan, dev.view));
     ExpectOutputMatches(c, b, dev, want, all,
                         absl::StrCat("decode(partition ", plan.partition_size, " x ",
                                      plan.max_num_partitions, ")"));
@@ -196,7 +199,7 @@ void CheckPrefillRange(const AttentionCase& c, uint32_t seed, int first, int end
   ASSERT_NO_FATAL_FAILURE(Upload(c, b, &dev));
   std::vector<bool> checked(b.num_tokens, false);
   for (int t = b.query_start[first]; t < b.query_start[end]; ++t) checked[t] = true;
-  ASSERT_NO_FATAL_FAILURE(RunPrefill(c, b, &dev, first, end));
+  ASSERT_NO_FATAL_FAILURE(RunPrefill(c, b, &dev, first, end, dev.view));
   ExpectOutputMatches(c, b, dev, want, checked, "prefill");
 }
 
@@ -337,10 +340,10 @@ TEST_F(PagedAttentionGpuTest, DecodeIsDeterministic) {
   DeviceBatch<__nv_bfloat16> dev;
   ASSERT_NO_FATAL_FAILURE(Upload(c, b, &dev));
   const PagedDecodePlan plan = SplitPlan(c, 256);
-  ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan));
+  ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan, dev.view));
   auto first = dev.output.ToHost();
   ASSERT_NO_FATAL_FAILURE(ResetOutput(c, b, &dev));
-  ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan));
+  ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan, dev.view));
   auto second = dev.output.ToHost();
   ASSERT_TRUE(first.ok() && second.ok());
   ASSERT_EQ(first->size(), second->size());
@@ -486,6 +489,113 @@ TEST_F(PagedAttentionGpuTest, PrefillAlsoServesPureDecodeBatches) {
                         .block_size = 16,
                         .requests = Decodes({1, 16, 17, 2049, 777})};
   CheckPrefill<__nv_bfloat16>(c, 6000);
+}
+
+// ---- 8-bit caches ----------------------------------------------------------------------------
+
+// A quantized cache (testing::Quantize) in device memory.
+template <typename K>
+struct DeviceQuantizedCache {
+  DeviceArray<uint8_t> key, value;
+  DeviceArray<uint16_t> key_scale, value_scale;
+  DeviceArray<float> head_key_scale, head_value_scale;
+  PagedKvCacheView<typename K::Gpu> view;
+};
+
+template <typename K>
+void UploadQuantized(testing::QuantizedCache<K>& q, DeviceQuantizedCache<K>* dev) {
+  using C = typename K::Gpu;
+  auto key = DeviceArray<uint8_t>::FromHost(q.key);
+  auto value = DeviceArray<uint8_t>::FromHost(q.value);
+  ASSERT_TRUE(key.ok() && value.ok()) << key.status();
+  dev->key = std::move(*key);
+  dev->value = std::move(*value);
+  dev->view = q.template View<C>();
+  dev->view.key = reinterpret_cast<C*>(dev->key.data());
+  dev->view.value = reinterpret_cast<C*>(dev->value.data());
+  if (!q.key_scale.empty()) {
+    auto ks = DeviceArray<uint16_t>::FromHost(q.key_scale);
+    auto vs = DeviceArray<uint16_t>::FromHost(q.value_scale);
+    ASSERT_TRUE(ks.ok() && vs.ok());
+    dev->key_scale = std::move(*ks);
+    dev->value_scale = std::move(*vs);
+    dev->view.key_scale = dev->key_scale.data();
+    dev->view.value_scale = dev->value_scale.data();
+  } else {
+    auto ks = DeviceArray<float>::FromHost(q.head_key_scale);
+    auto vs = DeviceArray<float>::FromHost(q.head_value_scale);
+    ASSERT_TRUE(ks.ok() && vs.ok());
+    dev->head_key_scale = std::move(*ks);
+    dev->head_value_scale = std::move(*vs);
+    dev->view.head_key_scale = dev->head_key_scale.data();
+    dev->view.head_value_scale = dev->head_value_scale.data();
+  }
+}
+
+// Decode (every plan) and prefill over a quantized copy of the batch's cache: within the 16-bit
+// tolerance of the CPU reference on the dequantized values, and within the type's loose bound
+// of the unquantized reference (testing/quantized_cache.h).
+template <typename K>
+void CheckQuantized(const AttentionCase& c, bool head_scales, bool decode, uint32_t seed) {
+  using T = __nv_bfloat16;
+  HostBatch b = BuildBatch<T>(c, seed);
+  testing::QuantizedCache<K> q = testing::Quantize<K>(c, b, head_scales);
+  const std::vector<float> want = Reference(c, q.dequantized);
+  const std::vector<float> exact = Reference(c, b);
+  DeviceBatch<T> dev;
+  ASSERT_NO_FATAL_FAILURE(Upload(c, b, &dev));
+  DeviceQuantizedCache<K> cache;
+  ASSERT_NO_FATAL_FAILURE(UploadQuantized(q, &cache));
+  const std::vector<bool> all(b.num_tokens, true);
+  const std::vector<PagedDecodePlan> plans =
+      decode ? std::vector<PagedDecodePlan>{DevicePlan(c), SplitPlan(c, 64)}
+             : std::vector<PagedDecodePlan>{PagedDecodePlan{}};
+  for (const PagedDecodePlan& plan : plans) {
+    ASSERT_NO_FATAL_FAILURE(ResetOutput(c, b, &dev));
+    if (decode) {
+      ASSERT_NO_FATAL_FAILURE(RunDecode(c, b, &dev, plan, cache.view));
+    } else {
+      ASSERT_NO_FATAL_FAILURE(
+          RunPrefill(c, b, &dev, 0, static_cast<int>(c.requests.size()), cache.view));
+    }
+    auto got = dev.output.ToHost();
+    ASSERT_TRUE(got.ok()) << got.status();
+    const std::string what = absl::StrCat(decode ? "8-bit decode" : "8-bit prefill",
+                                          head_scales ? " (head scales)" : " (token scales)");
+    ExpectMatches(c, b, *got, want, all, what);
+    testing::ExpectNearUnquantized<K>(c, b, *got, exact, all, what);
+  }
+}
+
+template <typename K>
+void CheckQuantizedEverywhere(uint32_t seed) {
+  for (const int d : {64, 128, 256}) {
+    const AttentionCase decode{.head_dim = d,
+                               .num_kv_heads = 2,
+                               .group = 4,
+                               .block_size = 16,
+                               .requests = Decodes({1, 16, 17, 300, 2049})};
+    const AttentionCase prefill{.head_dim = d,
+                                .num_kv_heads = 2,
+                                .group = 4,
+                                .block_size = 16,
+                                .requests = {{1, 1}, {200, 200}, {700, 37}, {20, 0}}};
+    for (const bool head_scales : {false, true}) {
+      if (head_scales && !K::kFp8) continue;
+      CheckQuantized<K>(decode, head_scales, /*decode=*/true, ++seed);
+      CheckQuantized<K>(prefill, head_scales, /*decode=*/false, ++seed);
+    }
+  }
+}
+
+TEST_F(PagedAttentionGpuTest, Int8CacheDecodeAndPrefillMatchTheDequantizedReference) {
+  CheckQuantizedEverywhere<testing::Int8>(700);
+}
+TEST_F(PagedAttentionGpuTest, Fp8E4M3CacheDecodeAndPrefillMatchTheDequantizedReference) {
+  CheckQuantizedEverywhere<testing::E4M3>(800);
+}
+TEST_F(PagedAttentionGpuTest, Fp8E5M2CacheDecodeAndPrefillMatchTheDequantizedReference) {
+  CheckQuantizedEverywhere<testing::E5M2>(900);
 }
 
 }  // namespace

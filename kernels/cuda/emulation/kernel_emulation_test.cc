@@ -36,6 +36,7 @@ using testing::BuildBatch;
 using testing::Decodes;
 using testing::EmulatedBatch;
 using testing::EmulateDecode;
+using testing::EmulatePrefill;
 using testing::ExpectMatches;
 using testing::HostBatch;
 using testing::MakeEmulatedBatch;
@@ -46,42 +47,6 @@ using testing::SentinelOutput;
 using testing::SplitPlan;
 using testing::StridedQuery;
 using testing::TokenStride;
-
-template <typename T>
-void EmulatePrefill(const AttentionCase& c, HostBatch& b, int first, int end, EmulatedBatch<T>* e) {
-  const int32_t num_requests = end - first;
-  std::vector<int32_t> tile_offsets(num_requests + 1, -1);
-  const PagedPrefillParams<T> p{
-      .query = e->query.data(),
-      .query_token_stride = TokenStride(c, b),
-      .output = e->output.data(),
-      .output_token_stride = TokenStride(c, b),
-      .num_requests = num_requests,
-      .num_query_tokens = b.query_start[end] - b.query_start[first],
-      .num_heads = b.num_heads,
-      .cache = e->view,
-      .query_start = b.query_start.data() + first,
-      .context_lens = b.context_lens.data() + first,
-      .block_tables = b.tables.data() + static_cast<int64_t>(first) * b.max_blocks,
-      .max_blocks_per_request = b.max_blocks,
-      .scale = Scale(c),
-      .window = c.window,
-      .workspace = tile_offsets.data(),
-      .workspace_bytes = PagedPrefillWorkspaceBytes(num_requests)};
-  emulation::Launch(dim3(1), dim3(internal::kScanThreads), 0, &internal::PrefillTileScanKernel,
-                    p.query_start, p.num_requests, c.group, tile_offsets.data());
-  const absl::Status status = internal::DispatchHeadDim(c.head_dim, [&](auto head_dim) {
-    constexpr int kHeadDim = decltype(head_dim)::value;
-    const int32_t* offsets = tile_offsets.data();
-    emulation::Launch(dim3(static_cast<unsigned>(internal::PrefillMaxWorkItems(p)),
-                           static_cast<unsigned>(c.num_kv_heads)),
-                      dim3(internal::kPrefillThreads),
-                      internal::PrefillConfig<kHeadDim>::kSmemBytes,
-                      &internal::PagedPrefillKernel<T, kHeadDim>, p, offsets);
-    return absl::OkStatus();
-  });
-  ASSERT_TRUE(status.ok()) << status;
-}
 
 template <typename T>
 void CheckDecode(const AttentionCase& c, const std::vector<PagedDecodePlan>& plans, uint32_t seed) {
@@ -111,7 +76,7 @@ void CheckPrefillRange(const AttentionCase& c, uint32_t seed, int first, int end
   std::vector<bool> checked(b.num_tokens, false);
   for (int t = b.query_start[first]; t < b.query_start[end]; ++t) checked[t] = true;
   EmulatedBatch<T> e = MakeEmulatedBatch<T>(c, b);
-  ASSERT_NO_FATAL_FAILURE(EmulatePrefill(c, b, first, end, &e));
+  ASSERT_NO_FATAL_FAILURE(EmulatePrefill(c, b, first, end, e.view, &e));
   ExpectMatches(c, b, e.output, want, checked, "emulated prefill");
 }
 
