@@ -7,7 +7,7 @@ set terminal svg size 720,420 dynamic font "sans,12"
 set output dir."/".name.".svg"
 set grid
 set key top left
-set title "Multi-turn chat, pool of ~1/4 of the conversations: TTFT per turn"
+set title "Multi-turn chat, dummy llama-110m, 64 conversations, pool holds ~8: TTFT per turn"
 set xlabel "turn (each resends the whole history)"
 set ylabel "time to first token (s)"
 set yrange [0:*]
