@@ -78,6 +78,33 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerEagerAndWithGraphs) {
   }
 }
 
+// 8-bit KV caches: the CUDA runner quantizes K/V as it caches them (per-token scales) and its
+// kernels dequantize, as the CPU runner does with the same dtype; the logits agree within the
+// 16-bit tolerance (the quantized values can differ by a step where the CUDA runner's K/V were
+// rounded to bf16 before quantizing, which the tolerance absorbs).
+TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAnEightBitKvCache) {
+  for (const model::DType kv : {model::DType::kInt8, model::DType::kFp8E4M3}) {
+    auto cpu = CpuRunner(DummyWeights(TinyConfig(false)), kv);
+    CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
+    options.kv_dtype = kv;
+    auto gpu = GpuRunner(DummyWeights(TinyConfig(false)), options);
+    ASSERT_NE(gpu, nullptr);
+    EXPECT_EQ(gpu->kv_dtype(), kv);
+    CompareOnSteps(*cpu, *gpu, TinyConfig(false).vocab_size);
+    // The block copies carry the scales, in the CPU runner's layout and size.
+    EXPECT_EQ(gpu->kv_block_bytes(), cpu->kv_block_bytes());
+    std::string block(gpu->kv_block_bytes(), '\0'), back(block.size(), '\0');
+    for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 13 + 1);
+    ASSERT_TRUE(gpu->WriteKvBlock(BlockId(3), block.data()).ok());
+    ASSERT_TRUE(gpu->ReadKvBlock(BlockId(3), back.data()).ok());
+    EXPECT_EQ(back, block);
+  }
+  CudaModelRunnerOptions bad = TinyOptions(model::DType::kBF16, false);
+  bad.kv_dtype = model::DType::kF32;
+  EXPECT_EQ(CudaModelRunner::Create(DummyWeights(TinyConfig(false)), bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16) {
   auto cpu = CpuRunner(DummyWeights(TinyConfig(true)));
   auto gpu = GpuRunner(DummyWeights(TinyConfig(true)), TinyOptions(model::DType::kF16, false));
@@ -315,6 +342,23 @@ TEST(CudaModelRunnerEmulationTest, FactoryBuildsTheCudaRunner) {
   EXPECT_EQ((*core)->info().max_model_len, 256);
   config.device = "cuda:1";
   EXPECT_EQ(CreateEngineCore(config).status().code(), absl::StatusCode::kInvalidArgument);
+  // An 8-bit KV cache: the pool holds about twice the blocks in the same memory.
+  config.device = "cuda";
+  config.kv_cache_dtype = model::DType::kInt8;
+  auto int8 = CreateEngineCore(config);
+  ASSERT_TRUE(int8.ok()) << int8.status();
+  EXPECT_EQ((*int8)->info().kv_dtype, model::DType::kInt8);
+  EXPECT_GE((*int8)->info().num_kv_blocks, 120);
+  auto done = GenerateOffline(**int8, {[] {
+    EngineRequest r;
+    r.prompt_tokens = {1, 40, 41, 42, 43, 44, 45};
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = 6;
+    r.stopping.ignore_eos = true;
+    return r;
+  }()});
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ((*done)[0].token_ids.size(), 6u);
 }
 
 }  // namespace

@@ -4,41 +4,49 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cmath>
 #include <cstdint>
 
 #include "common/status_macros.h"
-#include "runner/cuda/cuda_model_runner_impl.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/paged_attention_decode.h"
 #include "kernels/cuda/paged_attention_prefill.h"
 #include "kernels/cuda/reshape_and_cache.h"
 #include "kernels/cuda/rope.h"
+#include "runner/cuda/cuda_model_runner_impl.h"
 
 namespace pagoda::runner::cuda::internal {
 
-template <typename T>
-kernels::PagedKvCacheView<T> CudaModelRunnerImpl<T>::LayerCache(int layer) const {
-  kernels::PagedKvCacheView<T> view{.key = nullptr,
+template <typename T, typename C>
+kernels::PagedKvCacheView<C> CudaModelRunnerImpl<T, C>::LayerCache(int layer) const {
+  kernels::PagedKvCacheView<C> view{.key = nullptr,
                                     .value = nullptr,
                                     .num_blocks = num_blocks_,
                                     .num_kv_heads = config_.num_kv_heads,
                                     .block_size = options_.block_size,
                                     .head_dim = config_.head_dim};
   const int64_t pool = view.num_elements();
-  view.key = Ptr(kv_pool_) + 2 * layer * pool;
+  C* const values = static_cast<C*>(kv_pool_.data());
+  view.key = values + 2 * layer * pool;
   view.value = view.key + pool;
+  if constexpr (kScaleBytes > 0) {
+    const int64_t rows = pool / config_.head_dim;  // one scale per token and KV head
+    uint16_t* const scales = reinterpret_cast<uint16_t*>(values + 2 * config_.num_layers * pool);
+    view.key_scale = scales + 2 * layer * rows;
+    view.value_scale = view.key_scale + rows;
+  }
   return view;
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const DeviceStep& s) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::EnqueueAttentionBlock(int index, const DeviceStep& s) {
   const DeviceLayer& w = weights_.layers[index];
   cudaStream_t stream = stream_.get();
   const int32_t n = s.shape.num_tokens;  // rows computed, padding included
-  const kernels::PagedKvCacheView<T> cache = LayerCache(index);
+  const kernels::PagedKvCacheView<C> cache = LayerCache(index);
   T* qkv = Ptr(qkv_);
   T* const k = qkv + dims_.q_dim;
   T* const v = k + dims_.kv_dim;
@@ -71,14 +79,14 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const Devi
                         .head_dim = config_.head_dim},
                        stream));
   PAGODA_RETURN_IF_ERROR(
-      kc::ReshapeAndCache<T>({.key = k,
-                              .key_token_stride = dims_.qkv_dim,
-                              .value = v,
-                              .value_token_stride = dims_.qkv_dim,
-                              .slot_mapping = s.At<int64_t>(s.layout.slot_mapping),
-                              .num_tokens = n,
-                              .cache = cache},
-                             stream));
+      (kc::ReshapeAndCache<T, C>({.key = k,
+                                  .key_token_stride = dims_.qkv_dim,
+                                  .value = v,
+                                  .value_token_stride = dims_.qkv_dim,
+                                  .slot_mapping = s.At<int64_t>(s.layout.slot_mapping),
+                                  .num_tokens = n,
+                                  .cache = cache},
+                                 stream)));
   PAGODA_RETURN_IF_ERROR(EnqueuePagedAttention(cache, index, s));
   return gemm_->Run<T>({.x = Ptr(attn_),
                         .w = Ptr(w.o_proj),
@@ -90,15 +98,15 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueAttentionBlock(int index, const Devi
                        stream);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
-    const kernels::PagedKvCacheView<T>& cache, int layer, const DeviceStep& s) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::EnqueuePagedAttention(
+    const kernels::PagedKvCacheView<C>& cache, int layer, const DeviceStep& s) {
   const common::AttentionWindow window{.sliding_window = config_.LayerWindow(layer)};
   cudaStream_t stream = stream_.get();
   T* const qkv = Ptr(qkv_);
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   if (s.shape.num_decode_requests > 0) {
-    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionDecode<T>(
+    PAGODA_RETURN_IF_ERROR((kc::PagedAttentionDecode<T, C>(
         {.query = qkv,
          .query_token_stride = dims_.qkv_dim,
          .output = Ptr(attn_),
@@ -115,10 +123,10 @@ absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
          .plan = s.plan,
          .workspace = decode_workspace_.data(),
          .workspace_bytes = static_cast<int64_t>(decode_workspace_.size_bytes())},
-        stream));
+        stream)));
   }
   if (s.shape.num_prefill_requests > 0) {
-    PAGODA_RETURN_IF_ERROR(kc::PagedAttentionPrefill<T>(
+    PAGODA_RETURN_IF_ERROR((kc::PagedAttentionPrefill<T, C>(
         {.query = qkv,
          .query_token_stride = dims_.qkv_dim,
          .output = Ptr(attn_),
@@ -135,13 +143,13 @@ absl::Status CudaModelRunnerImpl<T>::EnqueuePagedAttention(
          .window = window,
          .workspace = prefill_workspace_.data(),
          .workspace_bytes = static_cast<int64_t>(prefill_workspace_.size_bytes())},
-        stream));
+        stream)));
   }
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueueMlpBlock(int index, const DeviceStep& s) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::EnqueueMlpBlock(int index, const DeviceStep& s) {
   const DeviceLayer& w = weights_.layers[index];
   cudaStream_t stream = stream_.get();
   const int32_t n = s.shape.num_tokens;
@@ -178,8 +186,8 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueMlpBlock(int index, const DeviceStep
                        stream);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::EnqueueForward(const DeviceStep& s) {
   cudaStream_t stream = stream_.get();
   const int32_t hidden = static_cast<int32_t>(dims_.hidden);
   PAGODA_RETURN_IF_ERROR(kc::Embedding<T>({.token_ids = s.At<int32_t>(s.layout.token_ids),
@@ -219,7 +227,16 @@ absl::Status CudaModelRunnerImpl<T>::EnqueueForward(const DeviceStep& s) {
       stream);
 }
 
-template absl::Status CudaModelRunnerImpl<__nv_bfloat16>::EnqueueForward(const DeviceStep&);
-template absl::Status CudaModelRunnerImpl<__half>::EnqueueForward(const DeviceStep&);
+#define PAGODA_INSTANTIATE_FORWARD(T, C) \
+  template absl::Status CudaModelRunnerImpl<T, C>::EnqueueForward(const DeviceStep&);
+PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_bfloat16)
+PAGODA_INSTANTIATE_FORWARD(__half, __half)
+PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, int8_t)
+PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_fp8_e5m2)
+PAGODA_INSTANTIATE_FORWARD(__half, int8_t)
+PAGODA_INSTANTIATE_FORWARD(__half, __nv_fp8_e4m3)
+PAGODA_INSTANTIATE_FORWARD(__half, __nv_fp8_e5m2)
+#undef PAGODA_INSTANTIATE_FORWARD
 
 }  // namespace pagoda::runner::cuda::internal

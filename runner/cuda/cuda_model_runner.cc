@@ -2,6 +2,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -56,6 +57,11 @@ absl::Status CheckSupported(const model::ModelConfig& c, const CudaModelRunnerOp
   if (o.dtype != model::DType::kBF16 && o.dtype != model::DType::kF16) {
     return absl::InvalidArgumentError("--kv-cache-dtype: the CUDA runner computes in bf16 or f16");
   }
+  if (o.kv_dtype.has_value() && *o.kv_dtype != o.dtype && !model::IsScaledKvType(*o.kv_dtype)) {
+    return absl::InvalidArgumentError(
+        "--kv-cache-dtype: the CUDA runner caches in its compute dtype, int8, fp8_e4m3 or "
+        "fp8_e5m2");
+  }
   if (!kc::IsSupportedHeadDim(c.head_dim)) {
     std::string dims;
     for (const int d : kc::kSupportedHeadDims) absl::StrAppend(&dims, dims.empty() ? "" : ", ", d);
@@ -93,8 +99,8 @@ absl::StatusOr<int64_t> UsedDeviceBytes() {
 
 namespace internal {
 
-template <typename T>
-std::string CudaModelRunnerImpl<T>::Describe() const {
+template <typename T, typename C>
+std::string CudaModelRunnerImpl<T, C>::Describe() const {
   const auto gib = [](int64_t bytes) {
     return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
   };
@@ -117,8 +123,8 @@ std::string CudaModelRunnerImpl<T>::Describe() const {
       graphs);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::Init(std::unique_ptr<model::ModelWeights> weights) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::Init(std::unique_ptr<model::ModelWeights> weights) {
   PAGODA_RETURN_IF_ERROR(kc::SetCurrentDevice(options_.device));
   PAGODA_ASSIGN_OR_RETURN(const kc::DeviceProperties props, kc::CurrentDeviceProperties());
   report_.device = options_.device;
@@ -152,8 +158,8 @@ absl::Status CudaModelRunnerImpl<T>::Init(std::unique_ptr<model::ModelWeights> w
   return CaptureGraphs();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::AllocateBuffers() {
   int64_t bytes = 0;
   const auto alloc = [&bytes](kc::DeviceBuffer* b, int64_t size) -> absl::Status {
     PAGODA_ASSIGN_OR_RETURN(*b, kc::DeviceBuffer::Create(static_cast<size_t>(size)));
@@ -201,12 +207,12 @@ absl::Status CudaModelRunnerImpl<T>::AllocateBuffers() {
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::AllocateKvPool(int64_t num_blocks) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::AllocateKvPool(int64_t num_blocks) {
   kv_pool_ = kc::DeviceBuffer();  // the old pool goes before the new one is allocated
   num_blocks_ = 0;
   const int64_t bytes =
-      num_blocks * model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<T>());
+      num_blocks * model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<C>());
   PAGODA_ASSIGN_OR_RETURN(kv_pool_, kc::DeviceBuffer::Create(static_cast<size_t>(bytes)));
   num_blocks_ = static_cast<int>(num_blocks);
   return absl::OkStatus();
@@ -215,8 +221,8 @@ absl::Status CudaModelRunnerImpl<T>::AllocateKvPool(int64_t num_blocks) {
 // The profiling pass: the largest prefill step the scheduler can produce (max_num_batched_tokens
 // over as many requests as it allows, each asking for logits) on a temporary pool, with the
 // graphs captured too; what it leaves in use, less the temporary pool, is the runner's own.
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::ProfileAndSizePool() {
   const int64_t tokens = std::min<int64_t>(options_.max_num_batched_tokens,
                                            int64_t{options_.max_num_seqs} * max_model_len_);
   const int64_t requests = std::min<int64_t>(options_.max_num_seqs, tokens);
@@ -250,13 +256,13 @@ absl::Status CudaModelRunnerImpl<T>::ProfileAndSizePool() {
       report_.kv,
       PlanKvCacheBudget(report_.memory, {.gpu_memory_utilization = options_.gpu_memory_utilization,
                                          .bytes_per_block = model::CpuKvCache::BytesPerBlock(
-                                             config_, options_.block_size, DTypeOf<T>()),
+                                             config_, options_.block_size, DTypeOf<C>()),
                                          .kv_cache_memory_bytes = options_.kv_cache_memory_bytes}));
   return AllocateKvPool(report_.kv.num_blocks);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::CaptureGraphs() {
   graphs_.clear();
   if (max_graph_size_ == 0) return absl::OkStatus();
   const auto start = std::chrono::steady_clock::now();
@@ -293,8 +299,8 @@ absl::Status CudaModelRunnerImpl<T>::CaptureGraphs() {
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::UploadStep(const PackedStep& packed) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::UploadStep(const PackedStep& packed) {
   PAGODA_CHECK(packed_bytes_.size() <= meta_staging_.size_bytes());
   // The previous step's copy out of the staging buffer has completed: every step ends with a
   // stream synchronization.
@@ -315,10 +321,10 @@ absl::Status CudaModelRunnerImpl<T>::UploadStep(const PackedStep& packed) {
                            static_cast<size_t>(packed.decode_table_rows), stream_.get());
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
-                                                    absl::Span<const uint8_t> greedy_rows,
-                                                    HostRows* out) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
+                                                       absl::Span<const uint8_t> greedy_rows,
+                                                       HostRows* out) {
   const auto greedy = [&](size_t i) { return !greedy_rows.empty() && greedy_rows[i] != 0; };
   cudaStream_t stream = stream_.get();
   size_t num_greedy = 0;
@@ -369,11 +375,11 @@ absl::Status CudaModelRunnerImpl<T>::DownloadLogits(int32_t rows, absl::Span<con
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
-                                              const AttentionSplit& split,
-                                              absl::Span<const uint8_t> greedy_rows,
-                                              HostRows* out) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::RunEager(const model::ForwardBatch& batch,
+                                                 const AttentionSplit& split,
+                                                 absl::Span<const uint8_t> greedy_rows,
+                                                 HostRows* out) {
   const PackedStep packed = PackStep(batch, split, nullptr, &packed_bytes_);
   DeviceStep step{.shape = packed.shape,
                   .meta = static_cast<const std::byte*>(meta_.data()),
@@ -389,11 +395,12 @@ absl::Status CudaModelRunnerImpl<T>::RunEager(const model::ForwardBatch& batch,
   return DownloadLogits(packed.shape.num_logits, rows, greedy_rows, out);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::ForwardBatch& batch,
-                                              const AttentionSplit& split,
-                                              absl::Span<const uint8_t> greedy_rows,
-                                              HostRows* out) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::RunGraph(const Graph& graph,
+                                                 const model::ForwardBatch& batch,
+                                                 const AttentionSplit& split,
+                                                 absl::Span<const uint8_t> greedy_rows,
+                                                 HostRows* out) {
   const StepPadding padding{.num_tokens = graph.step.shape.num_tokens, .table_width = table_width_};
   const PackedStep packed = PackStep(batch, split, &padding, &packed_bytes_);
   PAGODA_CHECK(packed.layout == graph.step.layout);
@@ -407,19 +414,19 @@ absl::Status CudaModelRunnerImpl<T>::RunGraph(const Graph& graph, const model::F
   return DownloadLogits(rows, batch.logits_indices, greedy_rows, out);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::Execute(const model::ForwardBatch& batch,
-                                             std::vector<float>* logits) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::Execute(const model::ForwardBatch& batch,
+                                                std::vector<float>* logits) {
   host_rows_.logits.swap(*logits);  // reuses the caller's capacity
   const absl::Status status = RunStep(batch, {}, &host_rows_);
   logits->swap(host_rows_.logits);
   return status;
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batch,
-                                                 absl::Span<const SamplingRow> rows,
-                                                 std::vector<absl::StatusOr<TokenId>>* tokens) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::ExecuteStep(const model::ForwardBatch& batch,
+                                                    absl::Span<const SamplingRow> rows,
+                                                    std::vector<absl::StatusOr<TokenId>>* tokens) {
   PAGODA_RETURN_IF_ERROR(CheckSamplingRows(batch, rows));
   argmax_rows_.clear();
   for (const SamplingRow& row : rows) argmax_rows_.push_back(IsArgmaxRow(row) ? 1 : 0);
@@ -443,9 +450,10 @@ absl::Status CudaModelRunnerImpl<T>::ExecuteStep(const model::ForwardBatch& batc
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::RunStep(const model::ForwardBatch& batch,
-                                             absl::Span<const uint8_t> greedy_rows, HostRows* out) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::RunStep(const model::ForwardBatch& batch,
+                                                absl::Span<const uint8_t> greedy_rows,
+                                                HostRows* out) {
   PAGODA_RETURN_IF_ERROR(model::ValidateForwardBatch(batch, config_.vocab_size, num_blocks_,
                                                      options_.block_size,
                                                      {.sliding_window = config_.UniformWindow()}));
@@ -498,36 +506,54 @@ std::vector<int> CudaGraphBatchSizes(int max_size) {
 
 namespace internal {
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::CopyKvBlock(BlockId block, char* host, bool to_host) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::CopyKvBlock(BlockId block, char* host, bool to_host) {
   if (block.value() < 0 || block.value() >= num_blocks_) {
     return absl::InvalidArgumentError(absl::StrCat("no KV block ", block.value()));
   }
-  const size_t tile = static_cast<size_t>(config_.num_kv_heads) * options_.block_size *
-                      config_.head_dim * sizeof(T);
-  // kv_pool_: [layers][K, V][num_blocks, kv_heads, block_size, head_dim]: the block's tiles are
-  // 2 * layers rows of `tile` bytes, one pool apart; on the host they follow each other.
-  const size_t pool = tile * static_cast<size_t>(num_blocks_);
-  char* device = static_cast<char*>(kv_pool_.data()) + static_cast<size_t>(block.value()) * tile;
-  const size_t rows = 2 * static_cast<size_t>(config_.num_layers);
-  PAGODA_RETURN_IF_ERROR(
-      to_host ? kc::CopyRowsAsync(host, tile, device, pool, tile, rows, stream_.get())
-              : kc::CopyRowsAsync(device, pool, host, tile, tile, rows, stream_.get()));
+  // kv_pool_: [layers][K, V][num_blocks, kv_heads, block_size, head_dim] values, then (8-bit)
+  // [layers][K, V][num_blocks, kv_heads, block_size] scales: a block's tiles are one pool apart.
+  // On the host, per layer: K tile, V tile, then the K and V scale tiles (the CPU's layout).
+  const size_t rows = static_cast<size_t>(config_.num_kv_heads) * options_.block_size;
+  const size_t tile = rows * config_.head_dim * sizeof(C);
+  const size_t scale_tile = rows * kScaleBytes;
+  const size_t layer_bytes = 2 * (tile + scale_tile);  // on the host
+  const size_t layers = static_cast<size_t>(config_.num_layers);
+  char* const pool = static_cast<char*>(kv_pool_.data());
+  const size_t b = static_cast<size_t>(block.value());
+  // One strided copy per (K or V, values or scales): `layers` rows of `width` bytes.
+  const auto copy = [&](char* device, size_t device_pitch, size_t host_offset, size_t width) {
+    char* h = host + host_offset;
+    return to_host ? kc::CopyRowsAsync(h, layer_bytes, device, device_pitch, width, layers,
+                                       stream_.get())
+                   : kc::CopyRowsAsync(device, device_pitch, h, layer_bytes, width, layers,
+                                       stream_.get());
+  };
+  const size_t values_pool = tile * static_cast<size_t>(num_blocks_);
+  PAGODA_RETURN_IF_ERROR(copy(pool + b * tile, 2 * values_pool, 0, tile));
+  PAGODA_RETURN_IF_ERROR(copy(pool + values_pool + b * tile, 2 * values_pool, tile, tile));
+  if constexpr (kScaleBytes > 0) {
+    char* const scales = pool + 2 * layers * values_pool;
+    const size_t scales_pool = scale_tile * static_cast<size_t>(num_blocks_);
+    PAGODA_RETURN_IF_ERROR(copy(scales + b * scale_tile, 2 * scales_pool, 2 * tile, scale_tile));
+    PAGODA_RETURN_IF_ERROR(copy(scales + scales_pool + b * scale_tile, 2 * scales_pool,
+                                2 * tile + scale_tile, scale_tile));
+  }
   return stream_.Synchronize();
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::ReadKvBlock(BlockId block, char* out) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::ReadKvBlock(BlockId block, char* out) {
   return CopyKvBlock(block, out, /*to_host=*/true);
 }
 
-template <typename T>
-absl::Status CudaModelRunnerImpl<T>::WriteKvBlock(BlockId block, const char* in) {
+template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::WriteKvBlock(BlockId block, const char* in) {
   return CopyKvBlock(block, const_cast<char*>(in), /*to_host=*/false);
 }
 
-template <typename T>
-char* CudaModelRunnerImpl<T>::AllocateHostMemory(int64_t bytes) {
+template <typename T, typename C>
+char* CudaModelRunnerImpl<T, C>::AllocateHostMemory(int64_t bytes) {
   absl::StatusOr<kc::PinnedHostBuffer> buffer =
       kc::PinnedHostBuffer::Create(static_cast<size_t>(bytes));
   if (!buffer.ok()) return nullptr;
@@ -536,8 +562,8 @@ char* CudaModelRunnerImpl<T>::AllocateHostMemory(int64_t bytes) {
   return data;
 }
 
-template <typename T>
-void CudaModelRunnerImpl<T>::FreeHostMemory(char* memory) {
+template <typename T, typename C>
+void CudaModelRunnerImpl<T, C>::FreeHostMemory(char* memory) {
   host_memory_.erase(memory);
 }
 
@@ -551,14 +577,28 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   if (kc::VisibleDeviceCount() == 0) {
     return absl::UnavailableError("--device cuda: no CUDA device is visible to this process");
   }
-  if (options.dtype == model::DType::kBF16) {
-    auto runner = std::make_unique<CudaModelRunnerImpl<__nv_bfloat16>>(config, options);
+  const auto make = [&](auto compute,
+                        auto cache) -> absl::StatusOr<std::unique_ptr<CudaModelRunner>> {
+    using T = decltype(compute);
+    using C = decltype(cache);
+    auto runner = std::make_unique<CudaModelRunnerImpl<T, C>>(config, options);
     PAGODA_RETURN_IF_ERROR(runner->Init(std::move(weights)));
     return runner;
-  }
-  auto runner = std::make_unique<CudaModelRunnerImpl<__half>>(config, options);
-  PAGODA_RETURN_IF_ERROR(runner->Init(std::move(weights)));
-  return runner;
+  };
+  const auto with_cache = [&](auto compute) -> absl::StatusOr<std::unique_ptr<CudaModelRunner>> {
+    switch (options.kv_dtype.value_or(options.dtype)) {
+      case model::DType::kInt8:
+        return make(compute, int8_t{});
+      case model::DType::kFp8E4M3:
+        return make(compute, __nv_fp8_e4m3{});
+      case model::DType::kFp8E5M2:
+        return make(compute, __nv_fp8_e5m2{});
+      default:
+        return make(compute, compute);
+    }
+  };
+  if (options.dtype == model::DType::kBF16) return with_cache(__nv_bfloat16{});
+  return with_cache(__half{});
 }
 
 }  // namespace pagoda::runner::cuda

@@ -6,13 +6,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "runner/cuda/kv_cache_budget.h"
-#include "runner/model_runner.h"
 #include "model/dtype.h"
 #include "model/model_weights.h"
+#include "runner/cuda/kv_cache_budget.h"
+#include "runner/model_runner.h"
 
 namespace pagoda::runner::cuda {
 
@@ -21,6 +22,9 @@ struct CudaModelRunnerOptions {
   int block_size = 16;
   // Activations, weights and KV cache: kBF16 or kF16. Weights are converted to it at load.
   model::DType dtype = model::DType::kBF16;
+  // The KV cache's type when it is not `dtype`: kInt8, kFp8E4M3 or kFp8E5M2, with a bf16 scale
+  // per token and KV head computed as each token is written (kernels/paged_kv_cache.h).
+  std::optional<model::DType> kv_dtype;
   // The pool's size: gpu_memory_utilization x device memory minus the runner's own memory
   // (kv_cache_budget.h), or exactly kv_cache_memory_bytes when > 0.
   double gpu_memory_utilization = 0.9;

@@ -6,6 +6,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -39,7 +40,15 @@ namespace kc = kernels::cuda;
 
 template <typename T>
 constexpr model::DType DTypeOf() {
-  return std::is_same_v<T, __nv_bfloat16> ? model::DType::kBF16 : model::DType::kF16;
+  if constexpr (std::is_same_v<T, int8_t>) {
+    return model::DType::kInt8;
+  } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
+    return model::DType::kFp8E4M3;
+  } else if constexpr (std::is_same_v<T, __nv_fp8_e5m2>) {
+    return model::DType::kFp8E5M2;
+  } else {
+    return std::is_same_v<T, __nv_bfloat16> ? model::DType::kBF16 : model::DType::kF16;
+  }
 }
 
 // Device pointers and sizes of one step, read from the packed metadata on the device.
@@ -56,7 +65,9 @@ struct DeviceStep {
   }
 };
 
-template <typename T>
+// T computes (activations, weights); C is the KV cache's element type: T, or an 8-bit type with
+// a bf16 scale per token and KV head (kernels/paged_kv_cache.h).
+template <typename T, typename C = T>
 class CudaModelRunnerImpl final : public CudaModelRunner {
  public:
   CudaModelRunnerImpl(const model::ModelConfig& config, const CudaModelRunnerOptions& options)
@@ -67,7 +78,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   const model::ModelConfig& config() const override { return config_; }
   int num_kv_blocks() const override { return num_blocks_; }
   int block_size() const override { return options_.block_size; }
-  model::DType kv_dtype() const override { return DTypeOf<T>(); }
+  model::DType kv_dtype() const override { return DTypeOf<C>(); }
   model::DType weight_dtype() const override { return DTypeOf<T>(); }
   const CudaRunnerReport& report() const override { return report_; }
   std::string Describe() const override;
@@ -75,10 +86,11 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   int64_t device_argmax_rows() const override { return device_argmax_rows_; }
 
   // KV offload: per layer the block's K tile, then its V tile (kv_heads * block_size * head_dim
-  // elements each), copied on the runner's stream and waited for.
+  // elements each), then for an 8-bit cache its K and V scale tiles (kv_heads * block_size bf16
+  // each): the CPU runner's layout. Copied on the runner's stream and waited for.
   int64_t kv_block_bytes() const override {
     return 2LL * config_.num_layers * config_.num_kv_heads * options_.block_size *
-           config_.head_dim * static_cast<int64_t>(sizeof(T));
+           (config_.head_dim * static_cast<int64_t>(sizeof(C)) + kScaleBytes);
   }
   absl::Status ReadKvBlock(BlockId block, char* out) override;
   absl::Status WriteKvBlock(BlockId block, const char* in) override;
@@ -126,7 +138,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // accumulating into hidden_.
   absl::Status EnqueueAttentionBlock(int layer, const DeviceStep& step);
   // The decode kernel for the step's decode requests, the prefill kernel for its prefill range.
-  absl::Status EnqueuePagedAttention(const kernels::PagedKvCacheView<T>& cache, int layer,
+  absl::Status EnqueuePagedAttention(const kernels::PagedKvCacheView<C>& cache, int layer,
                                      const DeviceStep& step);
   // RMSNorm, the fused gate_up GEMM, SiLU-and-mul, and down accumulating into hidden_.
   absl::Status EnqueueMlpBlock(int layer, const DeviceStep& step);
@@ -135,7 +147,9 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // with its logits. Only what is answered crosses to the host.
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                               absl::Span<const uint8_t> greedy_rows, HostRows* out);
-  kernels::PagedKvCacheView<T> LayerCache(int layer) const;
+  kernels::PagedKvCacheView<C> LayerCache(int layer) const;
+  // Bytes of the per-token scale of one KV head (8-bit caches only).
+  static constexpr int64_t kScaleBytes = sizeof(C) == 1 ? 2 : 0;
   // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
   // function of the shape once decode_resident_blocks_ is known (no device query per step).
   kc::PagedDecodePlan DecodePlan(int32_t num_requests, int32_t max_context_len) const {
@@ -178,7 +192,9 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   std::vector<uint8_t> argmax_rows_;     // ExecuteStep's per-row choice, reused
   HostRows host_rows_;                   // reused
 
-  kc::DeviceBuffer kv_pool_;  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim]
+  // [layers][K, V][num_blocks, kv_heads, block_size, head_dim] of C, then for an 8-bit cache
+  // [layers][K, V][num_blocks, kv_heads, block_size] bf16 scales.
+  kc::DeviceBuffer kv_pool_;
   // Page-locked memory lent to the KV offload host tier (AllocateHostMemory).
   std::map<char*, kc::PinnedHostBuffer> host_memory_;
   int num_blocks_ = 0;

@@ -22,13 +22,13 @@
 #include <vector>
 
 #include "common/check.h"
-#include "runner/cpu/cpu_model_runner.h"
-#include "runner/cuda/cuda_model_runner.h"
 #include "gtest/gtest.h"
-#include "sampling/sampler.h"
 #include "model/llama_model.h"
 #include "model/model_weights.h"
 #include "model/testing/forward_batch_builder.h"
+#include "runner/cpu/cpu_model_runner.h"
+#include "runner/cuda/cuda_model_runner.h"
+#include "sampling/sampler.h"
 
 namespace pagoda::runner::cuda::testing {
 
@@ -47,12 +47,13 @@ std::unique_ptr<model::ModelWeights> DummyWeights(const model::ModelConfig& conf
   return *std::move(weights);
 }
 
-std::unique_ptr<cpu::CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights) {
+std::unique_ptr<cpu::CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights,
+                                               model::DType kv_dtype = model::DType::kBF16) {
   auto llama = model::LlamaModel::Create(std::move(weights), {.num_threads = 2});
   PAGODA_CHECK(llama.ok());
   auto runner = cpu::CpuModelRunner::Create(
       *std::move(llama),
-      {.num_kv_blocks = kNumBlocks, .block_size = kBlockSize, .kv_dtype = model::DType::kBF16});
+      {.num_kv_blocks = kNumBlocks, .block_size = kBlockSize, .kv_dtype = kv_dtype});
   PAGODA_CHECK(runner.ok());
   return *std::move(runner);
 }
@@ -123,8 +124,8 @@ inline void ExpectDeviceGreedyMatches(ModelRunner& gpu, const model::ForwardBatc
         sampling::Sample(absl::MakeSpan(row), *sampling_rows[r].params, state);
     ASSERT_TRUE(expected.ok()) << what << " row " << r << ": " << expected.status();
     ASSERT_TRUE(tokens[r].ok()) << what << " row " << r << ": " << tokens[r].status();
-    EXPECT_EQ(*tokens[r], *expected) << what << (r % 2 == 0 ? ": greedy row " : ": sampled row ")
-                                     << r;
+    EXPECT_EQ(*tokens[r], *expected)
+        << what << (r % 2 == 0 ? ": greedy row " : ": sampled row ") << r;
   }
 }
 
