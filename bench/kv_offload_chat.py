@@ -33,24 +33,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "python"))
 from fleet_sim import SYSTEM, make_messages, percentile, stream_completion  # noqa: E402
 from pagoda_daemon import Daemon  # noqa: E402
-
-
-def metric(daemon, name, *labels):
-    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics",
-                                timeout=30) as r:
-        text = r.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.split("{", 1)[0].split(" ", 1)[0] == name and all(l in line for l in labels):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def bytes_per_token(args):
@@ -117,18 +105,18 @@ def daemon_flags(args, pool_bytes, offload_dir=None):
 
 
 def summarize(name, daemon, ttft, tokens, wall):
-    queried = metric(daemon, "pagoda_prefix_cache_queried_tokens_total")
-    hit = metric(daemon, "pagoda_prefix_cache_hit_tokens_total")
+    queried = daemon.metric("pagoda_prefix_cache_queried_tokens_total")
+    hit = daemon.metric("pagoda_prefix_cache_hit_tokens_total")
     row = {"config": name,
            "ttft_p50": [percentile(t, 0.5) for t in ttft],
            "ttft_p99": [percentile(t, 0.99) for t in ttft],
            "output_tokens_per_s": tokens / wall, "wall_s": wall,
            "device_prefix_hit_rate": hit / queried if queried else 0.0,
-           "disk_loads": metric(daemon, "pagoda_kv_offload_loads_total", 'medium="disk"'),
-           "decisions_load": metric(daemon, "pagoda_kv_offload_decisions_total", '"load"'),
-           "decisions_recompute": metric(daemon, "pagoda_kv_offload_decisions_total",
+           "disk_loads": daemon.metric("pagoda_kv_offload_loads_total", 'medium="disk"'),
+           "decisions_load": daemon.metric("pagoda_kv_offload_decisions_total", '"load"'),
+           "decisions_recompute": daemon.metric("pagoda_kv_offload_decisions_total",
                                          '"recompute"'),
-           "spilled": metric(daemon, "pagoda_kv_offload_spilled_blocks_total")}
+           "spilled": daemon.metric("pagoda_kv_offload_spilled_blocks_total")}
     offload = [l for l in daemon.log().splitlines() if "KV offload:" in l]
     row["cost_model"] = offload[0].split("pagodad: ", 1)[-1] if offload else ""
     return row

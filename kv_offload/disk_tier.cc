@@ -113,9 +113,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view byte
 }
 
 DiskTier::DiskTier(const DiskTierOptions& options)
-    : options_(options), index_(options.capacity_bytes) {
-  stats_.capacity_bytes = options.capacity_bytes;
-}
+    : IndexedTier(options.capacity_bytes), options_(options) {}
 
 absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Open(const DiskTierOptions& options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("kv-offload-dir: empty");
@@ -199,21 +197,6 @@ void DiskTier::Drop(const block_manager::BlockHash& hash) {
   index_.Remove(hash);
 }
 
-bool DiskTier::Contains(const BlockIdentity& identity) {
-  absl::MutexLock lock(&mu_);
-  ++stats_.queries;
-  TierIndex::Entry* entry = index_.FindMatching(identity);
-  if (entry == nullptr) return false;
-  ++stats_.hits;
-  index_.Touch(*entry);
-  return true;
-}
-
-bool DiskTier::Has(const block_manager::BlockHash& hash) const {
-  absl::MutexLock lock(&mu_);
-  return const_cast<TierIndex&>(index_).Find(hash) != nullptr;
-}
-
 bool DiskTier::spill_disabled() const {
   absl::MutexLock lock(&mu_);
   return spill_disabled_;
@@ -287,24 +270,6 @@ absl::StatusOr<BlockRecord> DiskTier::Load(const BlockIdentity& identity) {
   ++stats_.loads;
   stats_.read_bytes += static_cast<int64_t>(bytes->size());
   return record;
-}
-
-TierStats DiskTier::stats() const {
-  absl::MutexLock lock(&mu_);
-  TierStats stats = stats_;
-  stats.used_bytes = index_.used_bytes();
-  stats.num_blocks = index_.size();
-  return stats;
-}
-
-void DiskTier::EnableEvents(bool on) {
-  absl::MutexLock lock(&mu_);
-  index_.EnableEvents(on ? event_medium() : std::string());
-}
-
-std::vector<block_manager::KvCacheEvent> DiskTier::TakeEvents(bool snapshot) {
-  absl::MutexLock lock(&mu_);
-  return index_.TakeEvents(snapshot);
 }
 
 }  // namespace pagoda::kv_offload

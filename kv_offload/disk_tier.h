@@ -33,18 +33,13 @@ struct DiskTierOptions {
 // A write error (a full disk) stops spilling for good, logged once; loads go on.
 //
 // Thread-safe.
-class DiskTier final : public Tier {
+class DiskTier final : public IndexedTier {
  public:
   static absl::StatusOr<std::unique_ptr<DiskTier>> Open(const DiskTierOptions& options);
 
   absl::string_view medium() const override { return "disk"; }
-  bool Contains(const BlockIdentity& identity) override;
-  bool Has(const block_manager::BlockHash& hash) const override;
   absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) override;
   absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) override;
-  TierStats stats() const override;
-  void EnableEvents(bool on) override;
-  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
 
   bool spill_disabled() const;
   const std::string& dir() const { return options_.dir; }
@@ -58,9 +53,6 @@ class DiskTier final : public Tier {
 
   const DiskTierOptions options_;
   std::atomic<uint64_t> temp_counter_{0};
-  mutable absl::Mutex mu_;
-  TierIndex index_ ABSL_GUARDED_BY(mu_);
-  TierStats stats_ ABSL_GUARDED_BY(mu_);
   bool spill_disabled_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -35,24 +35,8 @@ absl::StatusOr<std::unique_ptr<HostTier>> HostTier::Create(const HostTierOptions
 }
 
 HostTier::HostTier(const HostTierOptions& options, int64_t num_slots, HostBuffer arena)
-    : options_(options), arena_(std::move(arena)), index_(num_slots * options.payload_bytes) {
+    : IndexedTier(num_slots * options.payload_bytes), options_(options), arena_(std::move(arena)) {
   for (int64_t s = num_slots - 1; s >= 0; --s) free_slots_.push_back(s);
-  stats_.capacity_bytes = num_slots * options.payload_bytes;
-}
-
-bool HostTier::Contains(const BlockIdentity& identity) {
-  absl::MutexLock lock(&mu_);
-  ++stats_.queries;
-  TierIndex::Entry* entry = index_.FindMatching(identity);
-  if (entry == nullptr) return false;
-  ++stats_.hits;
-  index_.Touch(*entry);
-  return true;
-}
-
-bool HostTier::Has(const block_manager::BlockHash& hash) const {
-  absl::MutexLock lock(&mu_);
-  return const_cast<TierIndex&>(index_).Find(hash) != nullptr;
 }
 
 absl::Status HostTier::Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) {
@@ -103,24 +87,6 @@ std::vector<BlockRecord> HostTier::Snapshot() const {
                     .payload = std::string(SlotData(entry.slot), options_.payload_bytes)});
   });
   return records;
-}
-
-TierStats HostTier::stats() const {
-  absl::MutexLock lock(&mu_);
-  TierStats stats = stats_;
-  stats.used_bytes = index_.used_bytes();
-  stats.num_blocks = index_.size();
-  return stats;
-}
-
-void HostTier::EnableEvents(bool on) {
-  absl::MutexLock lock(&mu_);
-  index_.EnableEvents(on ? event_medium() : std::string());
-}
-
-std::vector<block_manager::KvCacheEvent> HostTier::TakeEvents(bool snapshot) {
-  absl::MutexLock lock(&mu_);
-  return index_.TakeEvents(snapshot);
 }
 
 }  // namespace pagoda::kv_offload

@@ -29,20 +29,15 @@ struct HostTierOptions {
 // evicted blocks handed to the caller (for the disk tier below). Lost at exit.
 //
 // Thread-safe.
-class HostTier final : public Tier {
+class HostTier final : public IndexedTier {
  public:
   static absl::StatusOr<std::unique_ptr<HostTier>> Create(const HostTierOptions& options);
 
   absl::string_view medium() const override { return "cpu"; }
-  bool Contains(const BlockIdentity& identity) override;
-  bool Has(const block_manager::BlockHash& hash) const override;
   absl::Status Store(const BlockRecord& record, std::vector<BlockRecord>* evicted) override;
   absl::StatusOr<BlockRecord> Load(const BlockIdentity& identity) override;
-  TierStats stats() const override;
   // Copies of every block held, least recently used first.
   std::vector<BlockRecord> Snapshot() const;
-  void EnableEvents(bool on) override;
-  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
 
  private:
   HostTier(const HostTierOptions& options, int64_t num_slots, HostBuffer arena);
@@ -50,10 +45,7 @@ class HostTier final : public Tier {
 
   const HostTierOptions options_;
   const HostBuffer arena_;
-  mutable absl::Mutex mu_;
-  TierIndex index_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> free_slots_ ABSL_GUARDED_BY(mu_);
-  TierStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pagoda::kv_offload

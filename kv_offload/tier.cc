@@ -74,4 +74,37 @@ std::vector<block_manager::KvCacheEvent> TierIndex::TakeEvents(bool snapshot) {
   return events;
 }
 
+bool IndexedTier::Contains(const BlockIdentity& identity) {
+  absl::MutexLock lock(&mu_);
+  ++stats_.queries;
+  TierIndex::Entry* entry = index_.FindMatching(identity);
+  if (entry == nullptr) return false;
+  ++stats_.hits;
+  index_.Touch(*entry);
+  return true;
+}
+
+bool IndexedTier::Has(const block_manager::BlockHash& hash) const {
+  absl::MutexLock lock(&mu_);
+  return const_cast<TierIndex&>(index_).Find(hash) != nullptr;
+}
+
+TierStats IndexedTier::stats() const {
+  absl::MutexLock lock(&mu_);
+  TierStats stats = stats_;
+  stats.used_bytes = index_.used_bytes();
+  stats.num_blocks = index_.size();
+  return stats;
+}
+
+void IndexedTier::EnableEvents(bool on) {
+  absl::MutexLock lock(&mu_);
+  index_.EnableEvents(on ? event_medium() : std::string());
+}
+
+std::vector<block_manager::KvCacheEvent> IndexedTier::TakeEvents(bool snapshot) {
+  absl::MutexLock lock(&mu_);
+  return index_.TakeEvents(snapshot);
+}
+
 }  // namespace pagoda::kv_offload

@@ -7,11 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "block_manager/block_hash.h"
 #include "block_manager/kv_cache_events.h"
 #include "block_manager/kv_cache_stats.h"
@@ -106,6 +108,26 @@ class TierIndex {
   std::list<block_manager::BlockHash> lru_;  // least recently used first
   std::string event_medium_;                 // empty: no events
   std::vector<block_manager::KvCacheEvent> events_;
+};
+
+// What both tiers share: the index, the counters and the mutex that guards them, and the
+// operations that only touch those. Thread-safe.
+class IndexedTier : public Tier {
+ public:
+  bool Contains(const BlockIdentity& identity) override;
+  bool Has(const block_manager::BlockHash& hash) const override;
+  TierStats stats() const override;
+  void EnableEvents(bool on) override;
+  std::vector<block_manager::KvCacheEvent> TakeEvents(bool snapshot) override;
+
+ protected:
+  explicit IndexedTier(int64_t capacity_bytes) : index_(capacity_bytes) {
+    stats_.capacity_bytes = capacity_bytes;
+  }
+
+  mutable absl::Mutex mu_;
+  TierIndex index_ ABSL_GUARDED_BY(mu_);
+  TierStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pagoda::kv_offload

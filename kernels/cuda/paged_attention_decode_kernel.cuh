@@ -71,6 +71,20 @@ __host__ __device__ inline DecodeWorkspace SplitWorkspace(const PagedDecodeParam
   return {base, base + slots * p.cache.head_dim};
 }
 
+// Element offset in the pools of row `lane` (lanes < 16) of tile `tile` of the partition
+// [begin, end), or -1 for a row past `end`, whose table entry and slot may hold anything and are
+// never read. (For an 8-bit cache it is also the row's scale index times the head dim.)
+template <typename C>
+__device__ __forceinline__ int64_t TileRowOffset(const PagedKvCacheView<C>& cache,
+                                                 const int32_t* table, int kv_head, int32_t begin,
+                                                 int32_t end, int num_tiles, int tile, int lane) {
+  const int32_t pos = begin + tile * kTileTokens + lane;
+  if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
+  const int64_t block = table[pos / cache.block_size];
+  return ((block * cache.num_kv_heads + kv_head) * cache.block_size + pos % cache.block_size) *
+         cache.head_dim;
+}
+
 // The main loop over an 8-bit cache (the kernel below; same tiles, pipeline and softmax): each
 // stage's raw tiles are dequantized into T tiles, exactly, and the scales are applied outside
 // the tensor-core products, the key's to its score and the value's to its probability.
@@ -90,17 +104,13 @@ __device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, 
   T* v_s = k_s + Cfg::kTileElems;
   const int32_t* table =
       p.block_tables + static_cast<int64_t>(blockIdx.x) * p.max_blocks_per_request;
-  const int32_t block_size = p.cache.block_size;
   const bool per_token = p.cache.key_scale != nullptr;
   const float head_k_scale = per_token ? 1.0f : p.cache.head_key_scale[kv_head];
   const float head_v_scale = per_token ? 1.0f : p.cache.head_value_scale[kv_head];
 
   // As in the kernel: row `lane`'s element offset in the pools (= its scale index * kHeadDim).
-  auto row_offset_of = [&](int tile) -> int64_t {
-    const int32_t pos = begin + tile * kTileTokens + lane;
-    if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
-    const int64_t block = table[pos / block_size];
-    return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+  auto row_offset_of = [&](int tile) {
+    return TileRowOffset(p.cache, table, kv_head, begin, end, num_tiles, tile, lane);
   };
   auto load_tile = [&](int64_t row_offset, int stage) {
     uint8_t* k_dst = smem + stage * 2 * Cfg::kRawTileBytes;
@@ -249,16 +259,12 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
     T* warp_smem = DynamicShared<T>() + warp * Cfg::kWarpSmemElems;
     const int32_t* table =
         p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
-    const int32_t block_size = p.cache.block_size;
 
     // Element offset in the pools of row `lane` (lanes < 16) of tile `tile`, or -1 for a row past
     // `end`, whose table entry and slot may hold anything and are never read. The table entry is
     // read one tile ahead of its copy, so its latency overlaps the current tile's math.
-    auto row_offset_of = [&](int tile) -> int64_t {
-      const int32_t pos = begin + tile * kTileTokens + lane;
-      if (lane >= kTileTokens || tile >= num_tiles || pos >= end) return -1;
-      const int64_t block = table[pos / block_size];
-      return ((block * p.cache.num_kv_heads + kv_head) * block_size + pos % block_size) * kHeadDim;
+    auto row_offset_of = [&](int tile) {
+      return TileRowOffset(p.cache, table, kv_head, begin, end, num_tiles, tile, lane);
     };
     // Copies a tile into pipeline stage `stage`, given its rows' offsets (lane r holds row r's);
     // rows past `end` are zeroed.

@@ -99,17 +99,6 @@ def complete_grpc(daemon, prompt):
     return run.stdout.strip(), int(cached.group(1)) if cached else -1
 
 
-def metric(daemon, name, *labels):
-    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics",
-                                timeout=10) as r:
-        text = r.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.split("{", 1)[0].split(" ", 1)[0] == name and all(l in line for l in labels):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def fail(message, daemon=None):
     print("FAIL: " + message, flush=True)
     if daemon is not None:
@@ -147,14 +136,14 @@ def main():
             if cached != 0:
                 fail(f"the cold run had {cached} cached tokens", daemon)
             evict(daemon, "a")
-            if not wait_for(lambda: metric(daemon, "pagoda_kv_offload_stored_blocks_total",
+            if not wait_for(lambda: daemon.metric("pagoda_kv_offload_stored_blocks_total",
                                            disk) > 0):
                 fail("nothing was spilled to the disk tier", daemon)
-            loads_before = metric(daemon, "pagoda_kv_offload_loads_total", disk)
+            loads_before = daemon.metric("pagoda_kv_offload_loads_total", disk)
             text, cached = complete(daemon, PROMPT)
             if text != cold_text:
                 fail(f"HTTP output after a disk load differs: {text!r} vs {cold_text!r}", daemon)
-            if cached <= 0 or metric(daemon, "pagoda_kv_offload_loads_total", disk) <= loads_before:
+            if cached <= 0 or daemon.metric("pagoda_kv_offload_loads_total", disk) <= loads_before:
                 fail(f"not served from the disk tier: cached_tokens {cached}", daemon)
             evict(daemon, "b")
             ids, cached = complete_grpc(daemon, PROMPT)
@@ -180,7 +169,7 @@ def main():
             text, cached = complete(daemon, PROMPT)
             if text != cold_text or cached <= 0:
                 fail(f"after a restart: cached_tokens {cached}, equal {text == cold_text}", daemon)
-            if metric(daemon, "pagoda_kv_offload_loads_total", disk) <= 0:
+            if daemon.metric("pagoda_kv_offload_loads_total", disk) <= 0:
                 fail("after a restart: no disk load counted", daemon)
             print(f"OK: after a restart, {cached} prompt tokens from the disk tier", flush=True)
 
@@ -201,7 +190,7 @@ def main():
                 fail("after damage: no BlockRemoved event with medium DISK", daemon)
             if cached != 0:
                 fail(f"after damage: {cached} tokens served from damaged blocks", daemon)
-            if metric(daemon, "pagoda_kv_offload_corrupt_total", disk) <= 0:
+            if daemon.metric("pagoda_kv_offload_corrupt_total", disk) <= 0:
                 fail("after damage: nothing counted in pagoda_kv_offload_corrupt_total", daemon)
             print("OK: damaged blocks skipped, counted, recomputed", flush=True)
         if daemon.exit_code != 0:

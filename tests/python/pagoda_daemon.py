@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 
 def free_port():
@@ -54,6 +55,18 @@ class Daemon:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def metric(self, name, *labels, timeout=30):
+        """The sum of the /metrics series of `name` whose label text contains every one of
+        `labels` (e.g. 'medium="disk"')."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=timeout) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.split("{", 1)[0].split(" ", 1)[0] == name and all(l in line for l in labels):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def __exit__(self, *exc):
         if self.process.poll() is None:
