@@ -103,6 +103,10 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAnEightBitKvCache) {
   bad.kv_dtype = model::DType::kF32;
   EXPECT_EQ(CudaModelRunner::Create(DummyWeights(TinyConfig(false)), bad).status().code(),
             absl::StatusCode::kInvalidArgument);
+  bad = TinyOptions(model::DType::kF16, false);  // 8-bit caches are built for bf16 compute
+  bad.kv_dtype = model::DType::kInt8;
+  EXPECT_EQ(CudaModelRunner::Create(DummyWeights(TinyConfig(false)), bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16) {

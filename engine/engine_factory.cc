@@ -177,19 +177,15 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
         "--attention-sinks/--streaming-window: StreamingLLM runs on the CPU backend only in this "
         "version (the CUDA kernels take sliding windows but no sinks)");
   }
-  // 8-bit KV: the runner computes in the weights' 16-bit type (bf16 unless f16 was asked for)
-  // and quantizes K/V as it caches them, with per-token scales (a checkpoint's static k_scale /
-  // v_scale are used by the CPU runner only).
+  // 8-bit KV: the runner computes in bf16 and quantizes K/V as it caches them, with per-token
+  // scales (a checkpoint's static k_scale / v_scale are used by the CPU runner only).
   const bool scaled_kv = model::IsScaledKvType(config.kv_cache_dtype);
   if (!scaled_kv && config.kv_cache_dtype != model::DType::kBF16 &&
       config.kv_cache_dtype != model::DType::kF16) {
     return absl::InvalidArgumentError(
         "--kv-cache-dtype: the CUDA runner caches in bf16, f16, int8, fp8_e4m3 or fp8_e5m2");
   }
-  const model::DType compute =
-      !scaled_kv
-          ? config.kv_cache_dtype
-          : (config.weight_dtype == model::DType::kF16 ? model::DType::kF16 : model::DType::kBF16);
+  const model::DType compute = scaled_kv ? model::DType::kBF16 : config.kv_cache_dtype;
   PAGODA_ASSIGN_OR_RETURN(
       std::unique_ptr<runner::cuda::CudaModelRunner> runner,
       runner::cuda::CudaModelRunner::Create(

@@ -74,9 +74,6 @@ PAGODA_INSTANTIATE_PREFILL(__half, __half)
 PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, int8_t)
 PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, __nv_fp8_e4m3)
 PAGODA_INSTANTIATE_PREFILL(__nv_bfloat16, __nv_fp8_e5m2)
-PAGODA_INSTANTIATE_PREFILL(__half, int8_t)
-PAGODA_INSTANTIATE_PREFILL(__half, __nv_fp8_e4m3)
-PAGODA_INSTANTIATE_PREFILL(__half, __nv_fp8_e5m2)
 #undef PAGODA_INSTANTIATE_PREFILL
 
 }  // namespace pagoda::kernels::cuda

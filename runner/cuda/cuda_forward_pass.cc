@@ -234,9 +234,6 @@ PAGODA_INSTANTIATE_FORWARD(__half, __half)
 PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, int8_t)
 PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_fp8_e4m3)
 PAGODA_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_fp8_e5m2)
-PAGODA_INSTANTIATE_FORWARD(__half, int8_t)
-PAGODA_INSTANTIATE_FORWARD(__half, __nv_fp8_e4m3)
-PAGODA_INSTANTIATE_FORWARD(__half, __nv_fp8_e5m2)
 #undef PAGODA_INSTANTIATE_FORWARD
 
 }  // namespace pagoda::runner::cuda::internal

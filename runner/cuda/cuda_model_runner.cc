@@ -57,10 +57,11 @@ absl::Status CheckSupported(const model::ModelConfig& c, const CudaModelRunnerOp
   if (o.dtype != model::DType::kBF16 && o.dtype != model::DType::kF16) {
     return absl::InvalidArgumentError("--kv-cache-dtype: the CUDA runner computes in bf16 or f16");
   }
-  if (o.kv_dtype.has_value() && *o.kv_dtype != o.dtype && !model::IsScaledKvType(*o.kv_dtype)) {
+  if (o.kv_dtype.has_value() && *o.kv_dtype != o.dtype &&
+      (!model::IsScaledKvType(*o.kv_dtype) || o.dtype != model::DType::kBF16)) {
     return absl::InvalidArgumentError(
-        "--kv-cache-dtype: the CUDA runner caches in its compute dtype, int8, fp8_e4m3 or "
-        "fp8_e5m2");
+        "--kv-cache-dtype: the CUDA runner caches in its compute dtype, or in int8, fp8_e4m3 or "
+        "fp8_e5m2 when it computes in bf16");
   }
   if (!kc::IsSupportedHeadDim(c.head_dim)) {
     std::string dims;
@@ -585,20 +586,18 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
     PAGODA_RETURN_IF_ERROR(runner->Init(std::move(weights)));
     return runner;
   };
-  const auto with_cache = [&](auto compute) -> absl::StatusOr<std::unique_ptr<CudaModelRunner>> {
-    switch (options.kv_dtype.value_or(options.dtype)) {
-      case model::DType::kInt8:
-        return make(compute, int8_t{});
-      case model::DType::kFp8E4M3:
-        return make(compute, __nv_fp8_e4m3{});
-      case model::DType::kFp8E5M2:
-        return make(compute, __nv_fp8_e5m2{});
-      default:
-        return make(compute, compute);
-    }
-  };
-  if (options.dtype == model::DType::kBF16) return with_cache(__nv_bfloat16{});
-  return with_cache(__half{});
+  // 8-bit caches are compiled for bf16 compute only (the kernels' binary size).
+  switch (options.kv_dtype.value_or(options.dtype)) {
+    case model::DType::kInt8:
+      return make(__nv_bfloat16{}, int8_t{});
+    case model::DType::kFp8E4M3:
+      return make(__nv_bfloat16{}, __nv_fp8_e4m3{});
+    case model::DType::kFp8E5M2:
+      return make(__nv_bfloat16{}, __nv_fp8_e5m2{});
+    default:
+      if (options.dtype == model::DType::kBF16) return make(__nv_bfloat16{}, __nv_bfloat16{});
+      return make(__half{}, __half{});
+  }
 }
 
 }  // namespace pagoda::runner::cuda
