@@ -7,7 +7,7 @@
 #       SESSION_DIR to BUILD_DIR/gpu-session: tests/ (kernels/cuda/package_gpu_tests.sh),
 #       pagoda/ (scripts/package_pagodad.sh, with pagoda-bench), and both packs' shared
 #       libraries once, in lib/ (tests/lib and pagoda/lib link to it).
-#       and SESSION_DIR.tgz, the same folder in one file to carry.
+#       and SESSION_DIR.tar.xz, the same folder in one file to carry.
 #   scripts/gpu_session.sh SESSION_DIR OUT_DIR       (there; here it is a dry run)
 set -euo pipefail
 
@@ -41,6 +41,10 @@ rm -rf "$SESSION_DIR/tests/models"
 ln -s ../pagoda/share/pagoda/models "$SESSION_DIR/tests/models"
 du -shL "$SESSION_DIR"
 du -sh "$SESSION_DIR"
-# What the device tool carries (gzip: the GPU machine has no zstd for sure).
-tar -C "$(dirname "$SESSION_DIR")" -czf "$SESSION_DIR.tgz" "$(basename "$SESSION_DIR")"
-ls -l "$SESSION_DIR.tgz"
+# What the device tool carries, with the working tree, in 64 MiB: xz (the GPU machine has no
+# zstd for sure; it unpacks with tar -xJf, or python3 -m tarfile -e where xz is missing). gzip
+# made 51 MB of it once the 8-bit KV kernels came, xz makes about half.
+rm -f "$SESSION_DIR.tgz"
+tar -C "$(dirname "$SESSION_DIR")" -cf - "$(basename "$SESSION_DIR")" | xz -T0 -6 \
+  > "$SESSION_DIR.tar.xz"
+ls -l "$SESSION_DIR.tar.xz"
