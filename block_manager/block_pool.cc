@@ -237,6 +237,10 @@ std::vector<EvictedContent> BlockPool::ListCachedContent() const {
                        .extra_key = m.extra_key,
                        .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())});
   }
+  std::sort(content.begin(), content.end(),
+            [this](const EvictedContent& a, const EvictedContent& b) {
+              return meta(a.block).entry->value() < meta(b.block).entry->value();
+            });
   return content;
 }
 

@@ -145,7 +145,7 @@ class BlockPool {
   // its parent's content was not cached). O(num_blocks).
   std::vector<CachedBlockInfo> ListCachedBlocks() const;
   // Every block holding cached content, as eviction would report it (for writing the cache back
-  // to a lower tier at shutdown). Any order.
+  // to a lower tier at shutdown), in registration order: a chain's first blocks first.
   std::vector<EvictedContent> ListCachedContent() const;
 
   // The free list from next-to-allocate to last; O(num_blocks), for tests.

@@ -189,6 +189,12 @@ absl::StatusOr<int64_t> KvTiering::SpillBlocks(std::vector<block_manager::Evicte
 }
 
 absl::StatusOr<int64_t> KvTiering::WriteBack(std::vector<block_manager::EvictedContent> cached) {
+  // At most what the bottom tier holds (a GPU pool can be many times the disk tier: writing
+  // more would only evict what was just written, and slow the shutdown); the earliest
+  // registered first, which puts the heads of the chains on disk.
+  const int64_t fits =
+      store_->tier(store_->num_tiers() - 1).stats().capacity_bytes / runner_->kv_block_bytes();
+  if (static_cast<int64_t>(cached.size()) > fits) cached.erase(cached.begin() + fits, cached.end());
   PAGODA_ASSIGN_OR_RETURN(const int64_t written,
                           SpillBlocks(std::move(cached), /*wait_for_room=*/true));
   store_->WaitIdle();

@@ -57,10 +57,10 @@ class KvTiering final : public scheduler::ExternalPrefixCache {
   // Copies the evicted blocks out of the device pool (before the step overwrites them) and
   // queues them for the tiers.
   absl::Status Spill(std::vector<block_manager::EvictedContent> evicted);
-  // At shutdown: writes every block the device pool still caches (`cached`) to the tiers, and
-  // what the host-memory tier holds down to the disk tier, and waits for the writes, so that a
-  // restart finds the hot prefixes too (they are never evicted, so never spilled). Returns the
-  // blocks written.
+  // At shutdown: writes the blocks the device pool still caches (`cached`, registration order;
+  // at most what the bottom tier holds) to the tiers, and what the host-memory tier holds down
+  // to the disk tier, and waits for the writes, so that a restart finds the hot prefixes too
+  // (they are never evicted, so never spilled). Returns the blocks written.
   absl::StatusOr<int64_t> WriteBack(std::vector<block_manager::EvictedContent> cached);
   // A step that computed `prompt_tokens` prompt tokens of its `tokens` in `seconds`.
   void ObserveStep(int prompt_tokens, int tokens, double seconds);

@@ -128,6 +128,22 @@ TEST(KvTieringTest, PrefixesStillInThePoolAreWrittenBackAtShutdown) {
   EXPECT_EQ(after.usage.cached_prompt_tokens, 96);
 }
 
+TEST(KvTieringTest, WriteBackStopsAtTheDiskTiersCapacityKeepingTheChainHeads) {
+  kv_offload::testing::ScopedTempDir dir;
+  EngineConfig config = TieredConfig(dir.path());
+  config.kv_offload_bytes = 3 * 8192 + 1024;  // three 8 KiB blocks and their file headers
+  {
+    auto core = CreateEngineCore(config);
+    ASSERT_TRUE(core.ok()) << core.status();
+    RunOne(**core, Prompt(0));  // 7 blocks cached, 6 of them full
+  }
+  EXPECT_EQ(CountBlockFiles(dir.path()), 3);
+  auto restarted = CreateEngineCore(config);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  // The first three blocks of the chain: what was registered first.
+  EXPECT_EQ(RunOne(**restarted, Prompt(0)).usage.cached_prompt_tokens, 48);
+}
+
 TEST(KvTieringTest, ConcurrentRequestsSharingATieredPrefixAllMatchTheirRecomputation) {
   kv_offload::testing::ScopedTempDir dir;
   EngineConfig plain = TieredConfig("");
