@@ -47,14 +47,7 @@ void BlockPool::Allocate(int n, std::vector<BlockId>* out) {
       // Lazy eviction: the content survived until the block was needed.
       --num_cached_evictable_;
       if (evicted_capacity_ > 0) RememberEvicted(block);
-      if (capture_evictions_) {
-        const absl::Span<const TokenId> tokens = cached_tokens(block);
-        evicted_content_.push_back({.block = block,
-                                    .hash = m.hash,
-                                    .parent_hash = m.parent_hash,
-                                    .extra_key = m.extra_key,
-                                    .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())});
-      }
+      if (capture_evictions_) evicted_content_.push_back(ContentOf(block));
       Unregister(block);
       ++num_evictions_;
     }
@@ -224,34 +217,45 @@ std::vector<KvCacheEvent> BlockPool::TakeEvents() {
   return events;
 }
 
+EvictedContent BlockPool::ContentOf(BlockId block) const {
+  const BlockMeta& m = meta(block);
+  const absl::Span<const TokenId> tokens = cached_tokens(block);
+  return {.block = block,
+          .hash = m.hash,
+          .parent_hash = m.parent_hash,
+          .extra_key = m.extra_key,
+          .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())};
+}
+
+std::vector<BlockId> BlockPool::CachedBlocksInRegistrationOrder() const {
+  std::vector<BlockId> blocks;
+  blocks.reserve(index_.size());
+  for (int32_t b = 0; b < num_blocks_; ++b) {
+    if (blocks_[b].entry.has_value()) blocks.push_back(BlockId(b));
+  }
+  std::sort(blocks.begin(), blocks.end(), [this](BlockId a, BlockId b) {
+    return meta(a).entry->value() < meta(b).entry->value();
+  });
+  return blocks;
+}
+
 std::vector<EvictedContent> BlockPool::ListCachedContent() const {
   std::vector<EvictedContent> content;
-  content.reserve(index_.size());
-  for (int32_t b = 0; b < num_blocks_; ++b) {
-    const BlockMeta& m = blocks_[b];
-    if (!m.entry.has_value()) continue;
-    const absl::Span<const TokenId> tokens = cached_tokens(BlockId(b));
-    content.push_back({.block = BlockId(b),
-                       .hash = m.hash,
-                       .parent_hash = m.parent_hash,
-                       .extra_key = m.extra_key,
-                       .tokens = std::vector<TokenId>(tokens.begin(), tokens.end())});
+  for (const BlockId block : CachedBlocksInRegistrationOrder()) {
+    content.push_back(ContentOf(block));
   }
-  std::sort(content.begin(), content.end(),
-            [this](const EvictedContent& a, const EvictedContent& b) {
-              return meta(a.block).entry->value() < meta(b.block).entry->value();
-            });
   return content;
 }
 
 std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
+  // Registration order, except that a cached parent always comes first: a child can be
+  // registered while its parent's content is not cached (a request kept its own copy of the
+  // parent after the cached one was evicted), and the parent registered again later.
   std::vector<CachedBlockInfo> blocks;
-  blocks.reserve(index_.size());
-  for (int32_t b = 0; b < num_blocks_; ++b) {
-    const BlockMeta& m = blocks_[b];
-    if (!m.entry.has_value()) continue;
-    const absl::Span<const TokenId> tokens = cached_tokens(BlockId(b));
-    blocks.push_back({.block = BlockId(b),
+  for (const BlockId block : CachedBlocksInRegistrationOrder()) {
+    const BlockMeta& m = meta(block);
+    const absl::Span<const TokenId> tokens = cached_tokens(block);
+    blocks.push_back({.block = block,
                       .block_hash = m.hash.low,
                       .parent_block_hash = m.parent_hash.has_value()
                                                ? std::optional<uint64_t>(m.parent_hash->low)
@@ -260,13 +264,6 @@ std::vector<CachedBlockInfo> BlockPool::ListCachedBlocks() const {
                       .extra_key = m.extra_key,
                       .in_use = m.ref_count > 0});
   }
-  // Registration order, except that a cached parent always comes first: a child can be
-  // registered while its parent's content is not cached (a request kept its own copy of the
-  // parent after the cached one was evicted), and the parent registered again later.
-  std::sort(blocks.begin(), blocks.end(),
-            [this](const CachedBlockInfo& a, const CachedBlockInfo& b) {
-              return meta(a.block).entry->value() < meta(b.block).entry->value();
-            });
   absl::flat_hash_map<uint64_t, size_t> position;
   position.reserve(blocks.size());
   for (size_t i = 0; i < blocks.size(); ++i) position.emplace(blocks[i].block_hash, i);

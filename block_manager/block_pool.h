@@ -153,6 +153,10 @@ class BlockPool {
   int num_indexed_hashes() const { return static_cast<int>(index_.size()); }
 
  private:
+  // What eviction reports of `block`, which holds cached content.
+  EvictedContent ContentOf(BlockId block) const;
+  // The blocks holding cached content, in the order their content was registered.
+  std::vector<BlockId> CachedBlocksInRegistrationOrder() const;
   struct BlockMeta {
     int32_t ref_count = 0;
     // Set while the block holds registered content.

@@ -23,6 +23,7 @@ absl::StatusOr<std::unique_ptr<KvOffloadStore>> KvOffloadStore::Create(
                           .payload_bytes = options.payload_bytes,
                           .allocator = options.host_allocator});
     if (!host.ok()) return host.status();
+    store->host_tier_ = host->get();
     store->tiers_.push_back(*std::move(host));
   }
   if (!options.disk_dir.empty()) {
@@ -35,6 +36,7 @@ absl::StatusOr<std::unique_ptr<KvOffloadStore>> KvOffloadStore::Create(
                                    .hasher = &store->hasher_},
                         .log = options.log});
     if (!disk.ok()) return disk.status();
+    store->disk_tier_ = disk->get();
     store->tiers_.push_back(*std::move(disk));
   }
   if (store->tiers_.empty()) return absl::InvalidArgumentError("KV offload: no tier");
@@ -200,13 +202,11 @@ LoadResult KvOffloadStore::RunLoad(const LoadJob& job) {
 }
 
 int64_t KvOffloadStore::PersistHostTier() {
-  if (tiers_.size() < 2) return 0;
-  auto* host = dynamic_cast<HostTier*>(tiers_.front().get());
-  if (host == nullptr) return 0;
+  if (host_tier_ == nullptr || disk_tier_ == nullptr) return 0;
   int64_t stored = 0;
-  for (const BlockRecord& record : host->Snapshot()) {
-    if (tiers_.back()->Has(record.identity.hash)) continue;
-    stored += tiers_.back()->Store(record, nullptr).ok() ? 1 : 0;
+  for (const BlockRecord& record : host_tier_->Snapshot()) {
+    if (disk_tier_->Has(record.identity.hash)) continue;
+    stored += disk_tier_->Store(record, nullptr).ok() ? 1 : 0;
   }
   return stored;
 }

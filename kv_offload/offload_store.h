@@ -112,6 +112,8 @@ class KvOffloadStore {
   const KvOffloadOptions options_;
   const block_manager::BlockHasher hasher_;
   std::vector<std::unique_ptr<Tier>> tiers_;  // top first
+  HostTier* host_tier_ = nullptr;             // in tiers_, or null
+  DiskTier* disk_tier_ = nullptr;             // in tiers_, or null
 
   mutable absl::Mutex mu_;
   std::deque<BlockRecord> spills_ ABSL_GUARDED_BY(mu_);

@@ -9,6 +9,11 @@ TierIndex::Entry* TierIndex::Find(const block_manager::BlockHash& hash) {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
+const TierIndex::Entry* TierIndex::Find(const block_manager::BlockHash& hash) const {
+  const auto it = entries_.find(hash);
+  return it == entries_.end() ? nullptr : &it->second;
+}
+
 TierIndex::Entry* TierIndex::FindMatching(const BlockIdentity& identity) {
   Entry* entry = Find(identity.hash);
   if (entry == nullptr || !entry->ready || !(entry->identity == identity)) return nullptr;
@@ -86,7 +91,7 @@ bool IndexedTier::Contains(const BlockIdentity& identity) {
 
 bool IndexedTier::Has(const block_manager::BlockHash& hash) const {
   absl::MutexLock lock(&mu_);
-  return const_cast<TierIndex&>(index_).Find(hash) != nullptr;
+  return index_.Find(hash) != nullptr;
 }
 
 TierStats IndexedTier::stats() const {

@@ -71,6 +71,7 @@ class TierIndex {
   explicit TierIndex(int64_t capacity_bytes) : capacity_bytes_(capacity_bytes) {}
 
   Entry* Find(const block_manager::BlockHash& hash);
+  const Entry* Find(const block_manager::BlockHash& hash) const;
   // The ready entry whose identity equals `identity`, or null.
   Entry* FindMatching(const BlockIdentity& identity);
   // Adds an entry (most recently used), not ready; the caller made room first.

@@ -97,4 +97,19 @@ __device__ __forceinline__ uint32_t DequantizePair(uint16_t two) {
   return PackPair<T>(lo, hi);
 }
 
+// Dequantizes a raw K tile and the V tile that follows it ([rows][kHeadDim] bytes each) into
+// the 16-bit K and V tiles at `k_out` and `k_out + tile_elems` ([rows][kRowStride] elements),
+// each thread taking the pairs first, first + step, ... (first and step even).
+template <typename C, typename T, int kHeadDim, int kRowStride>
+__device__ __forceinline__ void DequantizeTiles(const uint8_t* raw, int raw_tile_bytes, T* k_out,
+                                                int tile_elems, int first, int step) {
+  for (int i = first; i < raw_tile_bytes; i += step) {
+    const int d = (i / kHeadDim) * kRowStride + i % kHeadDim;
+    *reinterpret_cast<uint32_t*>(k_out + d) =
+        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + i));
+    *reinterpret_cast<uint32_t*>(k_out + tile_elems + d) =
+        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + raw_tile_bytes + i));
+  }
+}
+
 }  // namespace pagoda::kernels::cuda::internal

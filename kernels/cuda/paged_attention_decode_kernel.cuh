@@ -30,17 +30,14 @@ struct DecodeConfig {
   static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr int kRowStride = kHeadDim + kVecElems;  // +16 bytes: conflict-free ldmatrix
   static constexpr int kTileElems = kTileTokens * kRowStride;
-  static constexpr int kWarpSmemElems = kDecodeStages * 2 * kTileElems;  // K and V of each stage
-  static constexpr int kVecsPerRow = kHeadDim / kVecElems;
-  static constexpr int kVecsPerLane = kTileTokens * kVecsPerRow / kWarpSize;
-  // An 8-bit cache: each stage holds the raw K and V tiles, [kTileTokens][kHeadDim] bytes (read
-  // back element-wise, so unpadded), and the warp dequantizes the current stage into one K and
-  // one V tile of T in the layout above.
+  // A stage holds a K and a V tile: of T in the layout above, or for an 8-bit cache raw
+  // [kTileTokens][kHeadDim] bytes (read back element-wise, so unpadded), which the warp
+  // dequantizes into one K and one V tile of T after the stages (DecodeTiles).
   static constexpr int kRawTileBytes = kTileTokens * kHeadDim;
-  static constexpr int kRawVecsPerTile = kRawTileBytes / 16;
   static constexpr int kDequantOffsetBytes = kDecodeStages * 2 * kRawTileBytes;
-  static constexpr int kWarpSmemBytes =
-      kCacheElemBytes == 1 ? kDequantOffsetBytes + 2 * kTileElems * 2 : kWarpSmemElems * 2;
+  static constexpr int kWarpSmemBytes = kCacheElemBytes == 1
+                                            ? kDequantOffsetBytes + 2 * kTileElems * 2
+                                            : kDecodeStages * 2 * kTileElems * 2;
   static constexpr int kPipelineBytes = kWarps * kWarpSmemBytes;
   // Per warp: m[16], l[16], o[16][kHeadDim] in fp32.
   static constexpr int kMergeFloatsPerWarp = kHeadsPerBlock * (kHeadDim + 2);
@@ -48,7 +45,6 @@ struct DecodeConfig {
   static constexpr int kSmemBytes = kPipelineBytes > kMergeBytes ? kPipelineBytes : kMergeBytes;
   static_assert(kSmemBytes % 16 == 0, "DynamicShared() hands out whole uint4 elements");
   static_assert(kHeadDim % 16 == 0);
-  static_assert((kTileTokens * kVecsPerRow) % kWarpSize == 0);
 };
 
 __host__ __device__ inline int32_t EffectivePartitionSize(const PagedDecodePlan& plan,
@@ -85,45 +81,50 @@ __device__ __forceinline__ int64_t TileRowOffset(const PagedKvCacheView<C>& cach
          cache.head_dim;
 }
 
-// The main loop over an 8-bit cache (the kernel below; same tiles, pipeline and softmax): each
-// stage's raw tiles are dequantized into T tiles, exactly, and the scales are applied outside
-// the tensor-core products, the key's to its score and the value's to its probability.
+// A warp's tiles of the partition [begin, end) (tile w, w + kWarps, ...): a two-stage cp.async
+// pipeline of K/V tiles, scores, online softmax and P V into (m, l, o). A 16-bit cache's stage is
+// the MMA tile itself. An 8-bit cache's stage holds the raw tile (half the bytes), which the warp
+// dequantizes, exactly, into its one 16-bit tile; the scales are applied outside the tensor-core
+// products, a key's to its score and a value's to its probability.
 template <typename T, typename C, int kHeadDim>
-__device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, C>& p,
-                                                     const uint32_t (&q_frag)[kHeadDim / 16][4],
-                                                     int kv_head, int32_t begin, int32_t end,
-                                                     float (&m)[2], float (&l)[2],
-                                                     float (&o)[kHeadDim / 8][4]) {
-  using Cfg = DecodeConfig<kHeadDim, 1>;
+__device__ __forceinline__ void DecodeTiles(const PagedDecodeParams<T, C>& p,
+                                            const uint32_t (&q_frag)[kHeadDim / 16][4], int kv_head,
+                                            int32_t begin, int32_t end, float (&m)[2],
+                                            float (&l)[2], float (&o)[kHeadDim / 8][4]) {
+  constexpr bool kQuantized = kQuantizedKv<C>;
+  using Cfg = DecodeConfig<kHeadDim, sizeof(C)>;
+  // A stage's K tile, then its V tile: raw [16][kHeadDim] bytes, or [16][kRowStride] T.
+  constexpr int kStageTileBytes = kQuantized ? Cfg::kRawTileBytes : Cfg::kTileElems * 2;
+  constexpr int kSmemRowBytes = kQuantized ? kHeadDim : Cfg::kRowStride * 2;
+  constexpr int kVecsPerRow = kHeadDim * static_cast<int>(sizeof(C)) / 16;
+  constexpr int kVecsPerTile = kTileTokens * kVecsPerRow;
   const int warp = threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   const int tid = lane % 4;
   const int num_tiles = CeilDiv(end - begin, kTileTokens);
   uint8_t* smem = DynamicShared<uint8_t>() + warp * Cfg::kWarpSmemBytes;
-  T* k_s = reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes);
-  T* v_s = k_s + Cfg::kTileElems;
   const int32_t* table =
       p.block_tables + static_cast<int64_t>(blockIdx.x) * p.max_blocks_per_request;
-  const bool per_token = p.cache.key_scale != nullptr;
-  const float head_k_scale = per_token ? 1.0f : p.cache.head_key_scale[kv_head];
-  const float head_v_scale = per_token ? 1.0f : p.cache.head_value_scale[kv_head];
 
-  // As in the kernel: row `lane`'s element offset in the pools (= its scale index * kHeadDim).
+  // The table entry is read one tile ahead of its copy, so its latency overlaps the current
+  // tile's math (TileRowOffset: -1 for rows past `end`).
   auto row_offset_of = [&](int tile) {
     return TileRowOffset(p.cache, table, kv_head, begin, end, num_tiles, tile, lane);
   };
+  // Copies a tile into stage `stage`, given its rows' offsets (lane r holds row r's); rows past
+  // `end` are zeroed.
   auto load_tile = [&](int64_t row_offset, int stage) {
-    uint8_t* k_dst = smem + stage * 2 * Cfg::kRawTileBytes;
-    uint8_t* v_dst = k_dst + Cfg::kRawTileBytes;
+    uint8_t* k_dst = smem + stage * 2 * kStageTileBytes;
+    uint8_t* v_dst = k_dst + kStageTileBytes;
 #pragma unroll
-    for (int i = 0; i < CeilDiv(Cfg::kRawVecsPerTile, kWarpSize); ++i) {
+    for (int i = 0; i < CeilDiv(kVecsPerTile, kWarpSize); ++i) {
       const int v = lane + i * kWarpSize;
-      const int row = min(v / (kHeadDim / 16), kTileTokens - 1);
+      const int row = min(v / kVecsPerRow, kTileTokens - 1);
       const int64_t offset = __shfl_sync(kFullMask, row_offset, row);  // every lane shuffles
-      if (v >= Cfg::kRawVecsPerTile) continue;
-      const int s = v * 16;  // = row * kHeadDim + col
+      if (v >= kVecsPerTile) continue;
+      const int col = (v % kVecsPerRow) * 16;  // bytes
+      const int s = row * kSmemRowBytes + col;
       if (offset >= 0) {
-        const int col = s - row * kHeadDim;
         CpAsync16(k_dst + s, reinterpret_cast<const uint8_t*>(p.cache.key + offset) + col);
         CpAsync16(v_dst + s, reinterpret_cast<const uint8_t*>(p.cache.value + offset) + col);
       } else {
@@ -133,6 +134,15 @@ __device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, 
     }
   };
 
+  // 8-bit caches: scales per token (read per tile below) or static per KV head.
+  const bool per_token = p.cache.key_scale != nullptr;
+  float head_k_scale = 1.0f;
+  float head_v_scale = 1.0f;
+  if (kQuantized && !per_token) {
+    head_k_scale = p.cache.head_key_scale[kv_head];
+    head_v_scale = p.cache.head_value_scale[kv_head];
+  }
+
   const float scale_log2 = p.scale * kLog2e;
   int stage = 0;
   int64_t row_offset = row_offset_of(warp);
@@ -141,30 +151,34 @@ __device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, 
   int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
   for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
     if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
-    CpAsyncCommit();
+    CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
     const int64_t following = next_row_offset;
     next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
-    // Lane r < 16 holds row r's scales (0 past `end`).
-    float k_scale = 0.0f;
-    float v_scale = 0.0f;
-    if (row_offset >= 0) {
-      k_scale =
-          per_token ? Bf16BitsToFloat(p.cache.key_scale[row_offset / kHeadDim]) : head_k_scale;
-      v_scale =
-          per_token ? Bf16BitsToFloat(p.cache.value_scale[row_offset / kHeadDim]) : head_v_scale;
+    // 8-bit: lane r < 16 holds row r's scales (0 past `end`).
+    float k_scale = 1.0f;
+    float v_scale = 1.0f;
+    if constexpr (kQuantized) {
+      if (row_offset >= 0) {
+        k_scale =
+            per_token ? Bf16BitsToFloat(p.cache.key_scale[row_offset / kHeadDim]) : head_k_scale;
+        v_scale =
+            per_token ? Bf16BitsToFloat(p.cache.value_scale[row_offset / kHeadDim]) : head_v_scale;
+      } else {
+        k_scale = v_scale = 0.0f;
+      }
     }
     CpAsyncWait<1>();
     __syncwarp();
-    const uint8_t* k_raw = smem + stage * 2 * Cfg::kRawTileBytes;
-    const uint8_t* v_raw = k_raw + Cfg::kRawTileBytes;
-    for (int i = 2 * lane; i < Cfg::kRawTileBytes; i += 2 * kWarpSize) {
-      const int d = (i / kHeadDim) * Cfg::kRowStride + i % kHeadDim;
-      *reinterpret_cast<uint32_t*>(k_s + d) =
-          DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(k_raw + i));
-      *reinterpret_cast<uint32_t*>(v_s + d) =
-          DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(v_raw + i));
+    const uint8_t* staged = smem + stage * 2 * kStageTileBytes;
+    const T* k_s = reinterpret_cast<const T*>(staged);
+    if constexpr (kQuantized) {
+      T* dequantized = reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes);
+      DequantizeTiles<C, T, kHeadDim, Cfg::kRowStride>(staged, kStageTileBytes, dequantized,
+                                                       Cfg::kTileElems, 2 * lane, 2 * kWarpSize);
+      __syncwarp();
+      k_s = dequantized;
     }
-    __syncwarp();
+    const T* v_s = k_s + Cfg::kTileElems;
     float s[2][4];
     ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
     const int32_t tile_begin = begin + tile * kTileTokens;
@@ -174,19 +188,24 @@ __device__ __forceinline__ void QuantizedDecodeTiles(const PagedDecodeParams<T, 
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int row = j * 8 + 2 * tid + (e & 1);
-        const float ks = __shfl_sync(kFullMask, k_scale, row);
-        v_scales[j][e] = __shfl_sync(kFullMask, v_scale, row);
+        float ks = 1.0f;
+        if constexpr (kQuantized) {
+          ks = __shfl_sync(kFullMask, k_scale, row);
+          v_scales[j][e] = __shfl_sync(kFullMask, v_scale, row);
+        }
         s[j][e] = tile_begin + row < end ? s[j][e] * ks * scale_log2 : -INFINITY;
       }
     }
     OnlineSoftmax(s, m, l, o);
+    if constexpr (kQuantized) {
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < 2; ++j) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[j][e] *= v_scales[j][e];
+        for (int e = 0; e < 4; ++e) s[j][e] *= v_scales[j][e];
+      }
     }
     AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
-    __syncwarp();  // the next iteration overwrites the dequantized tiles and this stage
+    __syncwarp();  // the next iteration overwrites this stage (and the dequantized tile)
     stage ^= 1;
     row_offset = following;
   }
@@ -223,7 +242,6 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
   if (partition >= num_partitions) return;
   const int32_t begin = span_begin + partition * partition_size;
   const int32_t end = min(context_len, begin + partition_size);
-  const int num_tiles = CeilDiv(end - begin, kTileTokens);
 
   const int warp = threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
@@ -253,73 +271,7 @@ __global__ void __launch_bounds__(DecodeConfig<kHeadDim>::kThreads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
   }
-  if constexpr (kQuantizedKv<C>) {
-    QuantizedDecodeTiles<T, C, kHeadDim>(p, q_frag, kv_head, begin, end, m, l, o);
-  } else {
-    T* warp_smem = DynamicShared<T>() + warp * Cfg::kWarpSmemElems;
-    const int32_t* table =
-        p.block_tables + static_cast<int64_t>(request) * p.max_blocks_per_request;
-
-    // Element offset in the pools of row `lane` (lanes < 16) of tile `tile`, or -1 for a row past
-    // `end`, whose table entry and slot may hold anything and are never read. The table entry is
-    // read one tile ahead of its copy, so its latency overlaps the current tile's math.
-    auto row_offset_of = [&](int tile) {
-      return TileRowOffset(p.cache, table, kv_head, begin, end, num_tiles, tile, lane);
-    };
-    // Copies a tile into pipeline stage `stage`, given its rows' offsets (lane r holds row r's);
-    // rows past `end` are zeroed.
-    auto load_tile = [&](int64_t row_offset, int stage) {
-      T* k_dst = warp_smem + stage * 2 * Cfg::kTileElems;
-      T* v_dst = k_dst + Cfg::kTileElems;
-#pragma unroll
-      for (int i = 0; i < Cfg::kVecsPerLane; ++i) {
-        const int v = lane + i * kWarpSize;
-        const int row = v / Cfg::kVecsPerRow;
-        const int col = (v % Cfg::kVecsPerRow) * kVecElems;
-        const int64_t offset = __shfl_sync(kFullMask, row_offset, row);
-        const int s = row * Cfg::kRowStride + col;
-        if (offset >= 0) {
-          CpAsync16(k_dst + s, p.cache.key + offset + col);
-          CpAsync16(v_dst + s, p.cache.value + offset + col);
-        } else {
-          StoreZero16(k_dst + s);
-          StoreZero16(v_dst + s);
-        }
-      }
-    };
-
-    const float scale_log2 = p.scale * kLog2e;
-
-    int stage = 0;
-    if (warp < num_tiles) load_tile(row_offset_of(warp), 0);
-    CpAsyncCommit();
-    int64_t next_row_offset = row_offset_of(warp + Cfg::kWarps);
-    for (int tile = warp; tile < num_tiles; tile += Cfg::kWarps) {
-      if (tile + Cfg::kWarps < num_tiles) load_tile(next_row_offset, stage ^ 1);
-      CpAsyncCommit();  // possibly empty, so that "all but 1" below means "this tile"
-      next_row_offset = row_offset_of(tile + 2 * Cfg::kWarps);
-      CpAsyncWait<1>();
-      __syncwarp();
-      const T* k_s = warp_smem + stage * 2 * Cfg::kTileElems;
-      const T* v_s = k_s + Cfg::kTileElems;
-      float s[2][4];
-      ComputeScores<T, 2, kHeadDim, Cfg::kRowStride>(q_frag, k_s, lane, s);
-      const int32_t tile_begin = begin + tile * kTileTokens;
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int32_t pos = tile_begin + j * 8 + 2 * tid + (e & 1);
-          s[j][e] = pos < end ? s[j][e] * scale_log2 : -INFINITY;
-        }
-      }
-      OnlineSoftmax(s, m, l, o);
-      AccumulateValues<T, 2, kHeadDim, Cfg::kRowStride>(s, v_s, lane, o);
-      __syncwarp();  // the next iteration's prefetch overwrites this stage
-      stage ^= 1;
-    }
-    CpAsyncWait<0>();
-  }
+  DecodeTiles<T, C, kHeadDim>(p, q_frag, kv_head, begin, end, m, l, o);
   ReduceRowSums(l);
 
   // Merge the warps' states: M = max m_w, L = sum l_w 2^(m_w - M), O = sum o_w 2^(m_w - M).

@@ -117,15 +117,9 @@ __device__ __forceinline__ void DequantizePrefillTile(const PagedPrefillParams<T
                                                       int32_t kv_end, const uint8_t* raw,
                                                       uint8_t* smem) {
   constexpr int kHeadDim = Cfg::kRawTileBytes / Cfg::kBlockTokens;
-  T* k_s = reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes);
-  T* v_s = k_s + Cfg::kTileElems;
-  for (int i = 2 * threadIdx.x; i < Cfg::kRawTileBytes; i += 2 * kPrefillThreads) {
-    const int d = (i / kHeadDim) * Cfg::kRowStride + i % kHeadDim;
-    *reinterpret_cast<uint32_t*>(k_s + d) =
-        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + i));
-    *reinterpret_cast<uint32_t*>(v_s + d) =
-        DequantizePair<C, T>(*reinterpret_cast<const uint16_t*>(raw + Cfg::kRawTileBytes + i));
-  }
+  DequantizeTiles<C, T, kHeadDim, Cfg::kRowStride>(
+      raw, Cfg::kRawTileBytes, reinterpret_cast<T*>(smem + Cfg::kDequantOffsetBytes),
+      Cfg::kTileElems, 2 * threadIdx.x, 2 * kPrefillThreads);
   float* scales = reinterpret_cast<float*>(smem + Cfg::kScalesOffsetBytes);
   for (int t = threadIdx.x; t < Cfg::kBlockTokens; t += kPrefillThreads) {
     const int32_t pos = tile_begin + t;

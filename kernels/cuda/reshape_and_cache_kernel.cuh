@@ -13,17 +13,26 @@ namespace pagoda::kernels::cuda::internal {
 
 inline constexpr int kReshapeThreads = 128;
 
+// The cache position (block, offset in the block) of token `token`'s slot; false for a negative
+// slot (padding) or one past the pool (a caller bug that must not corrupt memory).
+template <typename T, typename C>
+__device__ __forceinline__ bool TokenSlot(const ReshapeAndCacheParams<T, C>& p, int64_t token,
+                                          int64_t* block, int64_t* offset) {
+  const int64_t slot = p.slot_mapping[token];
+  if (slot < 0) return false;
+  *block = slot / p.cache.block_size;
+  *offset = slot % p.cache.block_size;
+  return *block < p.cache.num_blocks;
+}
+
 // One block per token; each thread copies 16-byte vectors of the token's K and V rows.
 template <typename T>
 __global__ void __launch_bounds__(kReshapeThreads)
     ReshapeAndCacheKernel(const ReshapeAndCacheParams<T> p) {
   const int64_t token = blockIdx.x;
-  const int64_t slot = p.slot_mapping[token];
   const PagedKvCacheView<T>& c = p.cache;
-  if (slot < 0) return;
-  const int64_t block = slot / c.block_size;
-  const int64_t offset = slot % c.block_size;
-  if (block >= c.num_blocks) return;
+  int64_t block, offset;
+  if (!TokenSlot(p, token, &block, &offset)) return;
   const int vecs_per_head = c.head_dim / kVecElems;
   for (int v = threadIdx.x; v < c.num_kv_heads * vecs_per_head; v += kReshapeThreads) {
     const int head = v / vecs_per_head;
@@ -67,12 +76,9 @@ template <typename T, typename C>
 __global__ void __launch_bounds__(kReshapeThreads)
     ReshapeAndQuantizeKernel(const ReshapeAndCacheParams<T, C> p) {
   const int64_t token = blockIdx.x;
-  const int64_t slot = p.slot_mapping[token];
   const PagedKvCacheView<C>& c = p.cache;
-  if (slot < 0) return;
-  const int64_t block = slot / c.block_size;
-  const int64_t offset = slot % c.block_size;
-  if (block >= c.num_blocks) return;
+  int64_t block, offset;
+  if (!TokenSlot(p, token, &block, &offset)) return;
   const int lane = threadIdx.x % kWarpSize;
   for (int head = threadIdx.x / kWarpSize; head < c.num_kv_heads;
        head += kReshapeThreads / kWarpSize) {
