@@ -591,24 +591,28 @@ TEST_F(OpenAiApiTest, NChoicesCountThePromptOnce) {
                              "stream_options": {"include_usage": true}})");
   ASSERT_EQ(chat->status, 200) << chat->body;
   bool done = false;
-  std::vector<std::string> texts(2);
+  // The sampled bytes need not be valid UTF-8 (a stray byte streams as U+FFFD, three bytes), so
+  // each choice is counted by its finish and the tokens by the usage, not by the text's length.
   std::vector<int> roles(2, 0);
+  std::vector<std::string> finishes(2);
   int usage_prompt = -1;
+  int usage_completion = -1;
   for (const json& event : Events(chat->body, &done)) {
     if (event["choices"].empty()) {
       usage_prompt = event["usage"]["prompt_tokens"];
+      usage_completion = event["usage"]["completion_tokens"];
       continue;
     }
     const json& choice = event["choices"][0];
     const int index = choice["index"];
     if (choice["delta"].contains("role")) ++roles[index];
-    if (choice["delta"].contains("content"))
-      texts[index] += choice["delta"]["content"].get<std::string>();
+    if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
+      finishes[index] += choice["finish_reason"].get<std::string>();
   }
   EXPECT_TRUE(done);
   EXPECT_EQ(roles, std::vector<int>({1, 1}));
-  EXPECT_EQ(texts[0].size(), 3u);
-  EXPECT_EQ(texts[1].size(), 3u);
+  EXPECT_EQ(finishes, std::vector<std::string>({"length", "length"}));
+  EXPECT_EQ(usage_completion, 6);  // 3 tokens per choice
   EXPECT_EQ(usage_prompt, static_cast<int>(std::string("<|user|>Hi\n<|assistant|>").size()));
 }
 
