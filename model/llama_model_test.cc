@@ -190,6 +190,25 @@ TEST_F(LlamaModelTest, ChunkedPrefillEqualsOneShotPrefill) {
   ASSERT_EQ(done, tokens.size());
 }
 
+// A prompt chunk that samples nothing (a prompt longer than the step's token budget, with no
+// other request in the step) has no logits rows: nothing to multiply by the lm_head, and both
+// its input and output are empty. Once crashed the daemon on a fresh model (two null pointers
+// taken for aliasing buffers).
+TEST_F(LlamaModelTest, AChunkWithoutLogitsRowsThenTheRest) {
+  const std::vector<TokenId> tokens = RandomTokens(13, 5);
+  const std::vector<float> expected = FromScratch(tokens);
+  auto cache = NewCache();
+  const std::vector<int32_t> blocks = Blocks(tokens.size(), 8);
+  const std::vector<TokenId> first_chunk(tokens.begin(), tokens.begin() + 8);
+  const ForwardBatchBuilder builder({{first_chunk, 0, blocks}}, kBlockSize);
+  ForwardBatch batch = builder.batch();
+  batch.logits_indices = {};
+  std::vector<float> logits;  // never allocated
+  ASSERT_TRUE(model_->Forward(batch, *cache, &logits).ok());
+  EXPECT_TRUE(logits.empty());
+  ExpectNear(Step({{tokens, 8, blocks}}, *cache).back(), expected, "after a chunk without logits");
+}
+
 TEST_F(LlamaModelTest, MixedBatchEqualsSeparateRequests) {
   const std::vector<TokenId> a = RandomTokens(17, 3);
   const std::vector<TokenId> b = RandomTokens(9, 4);

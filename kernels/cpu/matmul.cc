@@ -277,8 +277,8 @@ const char* MatMulIsa() {
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool& pool) {
+  if (a.m == 0 || a.n == 0) return;  // (empty x and y may both be null)
   PAGODA_CHECK(a.x != a.y);
-  if (a.m == 0 || a.n == 0) return;
   const Isa isa = CpuIsa();
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
