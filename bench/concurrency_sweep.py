@@ -40,6 +40,7 @@ def run_bench(args, backend, c, round_, port, http_port, metrics_port, scratch):
            "--grpc-address", f"127.0.0.1:{port}",
            "--metrics-address", f"127.0.0.1:{metrics_port}", "--no-progress",
            "--ignore-eos", "--input-len", str(args.input_len),
+           "--range-ratio", str(args.range_ratio),
            "--output-len", str(args.output_len), "--max-concurrency", str(c),
            "--num-prompts", str(max(8, args.prompts_per_level * c)),
            "--num-warmups", "1", "--seed", str(c * 1000 + round_), "--result-json", out]
@@ -79,6 +80,9 @@ def main():
     p.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--range-ratio", type=float, default=0,
+                   help="lengths uniform in [N(1-F), N(1+F)] (pagoda-bench --range-ratio)")
+    p.add_argument("--csv", default="concurrency_sweep.csv", help="file name in --out")
     p.add_argument("--prompts-per-level", type=int, default=2,
                    help="prompts = max(8, this x concurrency)")
     p.add_argument("--daemon-args", default="", help="extra pagodad flags")
@@ -98,7 +102,8 @@ def main():
         + ["--host", "127.0.0.1", "--port", str(port),
          "--metrics-port", str(metrics_port), "--http-port", str(http_port),
          "--max-num-seqs", str(max(levels)),
-         "--max-model-len", str(args.input_len + args.output_len + 16)]
+         "--max-model-len",
+         str(int((args.input_len + args.output_len) * (1 + args.range_ratio)) + 16)]
         + args.daemon_args.split(),
         stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     rows = []
@@ -136,13 +141,13 @@ def main():
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)
-    with open(os.path.join(args.out, "concurrency_sweep.csv"), "w") as f:
+    with open(os.path.join(args.out, args.csv), "w") as f:
         f.write("concurrency,backend,request_throughput,output_throughput,mean_ttft_ms,"
-                "p99_ttft_ms,mean_tpot_ms,p99_tpot_ms,mean_itl_ms,p99_itl_ms\n")
+                "p99_ttft_ms,mean_tpot_ms,p99_tpot_ms,mean_itl_ms,p99_itl_ms,median_itl_ms\n")
         for c, backend, r in rows:
             f.write(f"{c},{backend},{r['request_throughput']},{r['output_throughput']},{r['mean_ttft_ms']},"
                     f"{r['p99_ttft_ms']},{r['mean_tpot_ms']},{r['p99_tpot_ms']},"
-                    f"{r['mean_itl_ms']},{r['p99_itl_ms']}\n")
+                    f"{r['mean_itl_ms']},{r['p99_itl_ms']},{r['median_itl_ms']}\n")
 
 
 if __name__ == "__main__":

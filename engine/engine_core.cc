@@ -172,6 +172,7 @@ EngineCore::EngineCore(std::string model_name, std::unique_ptr<runner::ModelRunn
   info_.prefix_caching = options.enable_prefix_caching;
   info_.max_num_seqs = options.scheduler.max_num_seqs;
   info_.max_num_batched_tokens = options.scheduler.max_num_batched_tokens;
+  info_.step_time_ratio = options.scheduler.step_time_ratio;
   info_.kv_window = runner_->kv_window();
   // A window on a model without one is StreamingLLM's, which lets requests run on.
   info_.streaming = !info_.kv_window.full() && !config.sliding_window.has_value();
@@ -290,7 +291,10 @@ absl::Status EngineCore::Step() {
     metrics.num_preemptions = static_cast<int>(plan.preempted.size());
     metrics.num_scheduled_tokens = plan.num_scheduled_tokens;
     if (tiering_ != nullptr) status = TierStep(plan);
-    if (status.ok() && !plan.empty()) status = RunStep(plan, metrics);
+    if (status.ok() && !plan.empty()) {
+      status = RunStep(plan, metrics);
+      if (status.ok()) scheduler_->ObserveStepTime(metrics.model_seconds);
+    }
     if (status.ok() && tiering_ != nullptr) {
       tiering_->ObserveStep(metrics.num_prompt_tokens, metrics.num_scheduled_tokens,
                             metrics.model_seconds);

@@ -254,6 +254,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   EngineCoreOptions options;
   options.scheduler.max_num_seqs = config.max_num_seqs;
   options.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
+  options.scheduler.step_time_ratio = config.step_time_ratio;
   options.scheduler.max_model_len = max_model_len;
   options.scheduler.queue_policy = config.queue_policy;
   options.scheduler.preemption_policy = config.preemption_policy;

@@ -55,6 +55,10 @@ struct EngineConfig {
   bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
+  // A step with running decodes adds prefill chunks only up to this many times a decode-only
+  // step's time (scheduler::SchedulerOptions::step_time_ratio); 0 = off. pagodad's default is 2
+  // (server/server_options.h); library users and tests get fixed token budgets unless they ask.
+  double step_time_ratio = 0;
   // 0 = the model's max_position_embeddings, capped by what the KV cache holds.
   int max_model_len = 0;
   int max_waiting_requests = 1024;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "common/ids.h"
 #include "common/attention_window.h"
+#include "common/ids.h"
 #include "model/dtype.h"
 #include "model/model_config.h"
 
@@ -34,6 +34,7 @@ struct EngineInfo {
   bool prefix_caching = true;
   int max_num_seqs = 0;
   int max_num_batched_tokens = 0;
+  double step_time_ratio = 0;  // SchedulerOptions::step_time_ratio; 0 = off
   // What every layer attends when it is less than the whole context (a sliding-window model's
   // window, or StreamingLLM's sinks and window): the KV blocks before it are freed.
   common::AttentionWindow kv_window;

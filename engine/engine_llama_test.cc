@@ -80,6 +80,28 @@ TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
   EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
 }
 
+// Prompts longer than the step's budget, the first of them on a fresh engine (its first step
+// samples nothing), and prompt chunks capped by time beside running decodes (the step sizes
+// then depend on measured step times): no token changes against each request run alone.
+TEST(EngineLlamaTest, ChunksCappedByTokensOrTimeChangeNoToken) {
+  EngineConfig config = TinyConfig();
+  config.max_num_batched_tokens = 16;
+  config.step_time_ratio = 1.5;
+  auto core = CreateEngineCore(config);
+  ASSERT_TRUE(core.ok()) << core.status();
+  const std::vector<EngineRequest> requests = Prompts(8, /*shared_prefix_len=*/20);
+  auto batched = GenerateOffline(**core, requests);
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto alone_core = CreateEngineCore(TinyConfig());
+    ASSERT_TRUE(alone_core.ok());
+    auto alone = GenerateOffline(**alone_core, {requests[i]});
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
+  }
+  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+}
+
 // Teacher forcing equals generation: scoring a prompt made of a generated text gives each of its
 // tokens the log-probability the generation reported when it sampled it, whether the prompt is
 // computed in chunks, batched with others, or again after its blocks were cached.

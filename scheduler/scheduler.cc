@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -81,6 +82,11 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("max_model_len must be positive, got ", options.max_model_len));
   }
+  if (!(options.step_time_ratio == 0 || options.step_time_ratio > 1) ||
+      !std::isfinite(options.step_time_ratio)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step_time_ratio must be 0 (off) or greater than 1, got ", options.step_time_ratio));
+  }
   if (options.long_prefill_token_threshold < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "long_prefill_token_threshold must be >= 0, got ", options.long_prefill_token_threshold));
@@ -123,7 +129,8 @@ Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<KvCacheMan
       policy_(options_.allocation_policy != nullptr ? *options_.allocation_policy : kDefaultPolicy),
       kv_cache_(std::move(kv_cache)),
       hasher_(kv_cache_->block_size()),
-      waiting_(options.queue_policy) {}
+      waiting_(options.queue_policy),
+      step_budget_(StepTimeBudget::Options{.ratio = options.step_time_ratio}) {}
 
 absl::Status Scheduler::AddRequest(std::unique_ptr<Request> request) {
   PAGODA_CHECK(request != nullptr);
@@ -158,8 +165,30 @@ int Scheduler::CapNewTokens(const Request& request, int num_new_tokens, int budg
     n = std::min(n, options_.long_prefill_token_threshold);
   }
   if (request.max_tokens_per_step() > 0) n = std::min(n, request.max_tokens_per_step());
+  if (num_new_tokens > 1) n = std::min(n, prefill_left_);
   if (options_.unbounded_length) return n;
   return std::min(n, options_.max_model_len - request.num_computed_tokens());
+}
+
+int Scheduler::NumDecoding() const {
+  int decoding = 0;
+  for (const Request* request : running_) {
+    decoding += request->num_tokens() - request->num_computed_tokens() == 1 ? 1 : 0;
+  }
+  return decoding;
+}
+
+void Scheduler::CountTokens(const Request& request, int n) {
+  if (request.num_tokens() - request.num_computed_tokens() > 1) {
+    prefill_left_ -= n;
+    step_prefill_tokens_ += n;
+  } else {
+    step_decode_tokens_ += n;
+  }
+}
+
+void Scheduler::ObserveStepTime(double seconds) {
+  step_budget_.Observe(step_prefill_tokens_, step_decode_tokens_, seconds);
 }
 
 Request* Scheduler::ChooseVictim() const {
@@ -237,6 +266,7 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
     // Like vLLM: once a running request cannot grow, the cache is full and the rest wait.
     if (!allocated) break;
     budget -= n;
+    CountTokens(*request, n);
     plan.requests.push_back(ScheduledRequest{
         .id = request->id(),
         .request = request,
@@ -283,6 +313,7 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
       request->num_cached_prompt_tokens_ = hit.num_tokens;
     }
     budget -= n;
+    CountTokens(*request, n);
     plan.requests.push_back(ScheduledRequest{
         .id = request->id(),
         .request = request,
@@ -355,6 +386,8 @@ bool Scheduler::FinishLoad(RequestId id, int loaded_blocks) {
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   int budget = options_.max_num_batched_tokens;
+  prefill_left_ = NextPrefillCap();
+  step_prefill_tokens_ = step_decode_tokens_ = 0;
   ScheduleRunning(plan, budget);
   // vLLM: no admissions in a step that preempted, the cache is under pressure.
   if (plan.preempted.empty()) ScheduleWaiting(plan, budget);

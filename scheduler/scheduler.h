@@ -17,6 +17,7 @@
 #include "scheduler/allocation_policy.h"
 #include "scheduler/request.h"
 #include "scheduler/step_plan.h"
+#include "scheduler/step_time_budget.h"
 
 namespace pagoda::scheduler {
 
@@ -44,6 +45,11 @@ struct SchedulerOptions {
   // prompts share the budget instead of one taking it all (vLLM's
   // long_prefill_token_threshold). 0 = off.
   int long_prefill_token_threshold = 0;
+  // When > 1, a step that carries running decodes takes at most as many prefill tokens as keep
+  // its model time within this many decode-only steps (StepTimeBudget, fitted online from
+  // ObserveStepTime), so that prompt chunks do not stall the decodes. Steps without decodes
+  // still take max_num_batched_tokens. 0 = off.
+  double step_time_ratio = 0;
   QueuePolicy queue_policy = QueuePolicy::kFcfs;
   // Under QueuePolicy::kPriority the victim is always a request with the largest priority
   // value; this policy breaks ties among them.
@@ -104,6 +110,13 @@ class Scheduler {
   // Plans the next step; see the class comment. Advances num_computed_tokens() of every
   // scheduled request by its new tokens. An empty plan means nothing can run now.
   StepPlan Schedule();
+
+  // The model time of the step last planned (seconds): fits the step-time budget
+  // (SchedulerOptions::step_time_ratio). Call once per non-empty plan, after running it.
+  void ObserveStepTime(double seconds);
+  // Prefill tokens the next step may take beside its decodes (StepTimeBudget::kUnlimited when
+  // none is running or the budget is off).
+  int NextPrefillCap() const { return step_budget_.PrefillCap(NumDecoding()); }
 
   // Appends a token sampled for `id` (or `request`, as the plan gave it: no lookup), which must
   // be running and have been scheduled with `samples` in the last plan (checked).
@@ -169,6 +182,10 @@ class Scheduler {
 
   block_manager::SequenceView View(const Request& request) const;
   int CapNewTokens(const Request& request, int num_new_tokens, int budget) const;
+  // Running requests with one token left to compute (decodes).
+  int NumDecoding() const;
+  // Counts `n` new tokens of `request` against the step's prefill cap or its decodes.
+  void CountTokens(const Request& request, int n);
   Request* ChooseVictim() const;
   // Frees the victim's blocks; `computed_before_step` is set when the victim was scheduled
   // earlier in this step (KvCacheManager::FreeUncomputed).
@@ -193,6 +210,12 @@ class Scheduler {
   WaitingQueue waiting_;
   uint64_t next_arrival_seq_ = 0;
   int64_t num_preemptions_ = 0;
+  StepTimeBudget step_budget_;
+  // The step being planned (then the last one planned): prefill tokens it may still take, and
+  // the prefill and decode tokens it holds.
+  int prefill_left_ = 0;
+  int step_prefill_tokens_ = 0;
+  int step_decode_tokens_ = 0;
 };
 
 }  // namespace pagoda::scheduler

@@ -137,6 +137,43 @@ TEST(SchedulerTest, RunningDecodesGetTheBudgetBeforeWaitingPrompts) {
   EXPECT_EQ(plan.num_scheduled_tokens, 10);
 }
 
+TEST(SchedulerTest, StepTimeRatioCapsPromptChunksBesideDecodesOnly) {
+  auto kv = MakeKv(128);
+  auto s = *Scheduler::Create(
+      {.max_num_batched_tokens = 256, .max_model_len = 256, .step_time_ratio = 2}, kv);
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 64, .step_time_ratio = 1}, kv).ok());
+  EXPECT_FALSE(Scheduler::Create({.max_model_len = 64, .step_time_ratio = -2}, kv).ok());
+  // No decodes yet: the first prompt takes the whole budget it needs.
+  ASSERT_TRUE(s->AddRequest(MakeRequest(1, 200, 0)).ok());
+  StepPlan plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 1u);
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 200);
+  EXPECT_EQ(s->NextPrefillCap(), StepTimeBudget::kUnlimited);  // no token sampled yet
+  s->ObserveStepTime(0.030 + 0.0015 * 200);
+  SampleAll(*s, plan);
+  EXPECT_EQ(s->NextPrefillCap(), 64);  // request 1 now decodes; nothing fitted yet
+  // A decode beside a new prompt: one step seen is no fit yet, so the initial chunk.
+  ASSERT_TRUE(s->AddRequest(MakeRequest(2, 150, 1000)).ok());
+  plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2));
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 1);
+  EXPECT_EQ(plan.requests[1].num_new_tokens, 64);
+  s->ObserveStepTime(0.030 + 0.0015 * 64);
+  SampleAll(*s, plan);
+  // The fit (30 ms a step, 1.5 ms a prompt token) now allows 20 prompt tokens beside decodes.
+  plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(1, 2));
+  EXPECT_EQ(plan.requests[1].num_new_tokens, 20);
+  EXPECT_EQ(plan.num_scheduled_tokens, 21);
+  s->ObserveStepTime(0.030 + 0.0015 * 20);
+  SampleAll(*s, plan);
+  // Without the decode (request 1 finished), the rest of the prompt goes in one step.
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  plan = s->Schedule();
+  ASSERT_THAT(Ids(plan), ElementsAre(2));
+  EXPECT_EQ(plan.requests[0].num_new_tokens, 150 - 64 - 20);
+}
+
 TEST(SchedulerTest, LongPrefillThresholdSharesTheBudget) {
   auto kv = MakeKv(64);
   auto s = *Scheduler::Create(

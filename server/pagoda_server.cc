@@ -109,9 +109,14 @@ void LogEngine(const engine::EngineInfo& info, int max_waiting_requests) {
       bytes_per_token, info.prefix_caching ? "on" : "off"));
   LogLine(absl::StrFormat(
       "max_model_len %d: maximum concurrency at max_model_len %.2fx; max_num_seqs %d, "
-      "max_num_batched_tokens %d, max_waiting_requests %d",
+      "max_num_batched_tokens %d (%s), max_waiting_requests %d",
       info.max_model_len, static_cast<double>(pool_tokens) / std::max(1, info.max_model_len),
-      info.max_num_seqs, info.max_num_batched_tokens, max_waiting_requests));
+      info.max_num_seqs, info.max_num_batched_tokens,
+      info.step_time_ratio > 0
+          ? absl::StrFormat("steps with decodes capped at %gx a decode-only step's time",
+                            info.step_time_ratio)
+          : std::string("fixed"),
+      max_waiting_requests));
   if (!info.kv_offload_details.empty()) LogLine(info.kv_offload_details);
 }
 
@@ -400,9 +405,8 @@ absl::Status PagodaServer::LoadEngine() {
   engine::EngineConfig engine_config = options_.engine;
   if (!engine_config.log) engine_config.log = [](const std::string& line) { LogLine(line); };
   PAGODA_ASSIGN_OR_RETURN(std::unique_ptr<engine::EngineCore> core,
-                          options_.engine_core_factory
-                              ? options_.engine_core_factory(engine_config)
-                              : engine::CreateEngineCore(engine_config));
+                          options_.engine_core_factory ? options_.engine_core_factory(engine_config)
+                                                       : engine::CreateEngineCore(engine_config));
   const engine::EngineInfo& info = core->info();
   metrics_ = std::make_unique<PrometheusMetrics>(
       PrometheusMetrics::Options{.model_name = info.model_name,

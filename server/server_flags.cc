@@ -277,14 +277,26 @@ const std::vector<Flag>& Flags() {
            "max-num-seqs",
            [](ServerOptions& o, int64_t v) { o.engine.max_num_seqs = static_cast<int>(v); }, 1)},
       {"max-num-batched-tokens", FlagKind::kValue, "N",
-       "Token budget of one engine step; longer prompts are prefilled in chunks of it. "
-       "Default 2048.",
+       "Token budget of one engine step; longer prompts are prefilled in chunks of it (and of "
+       "less beside running decodes: --step-time-ratio). Default 2048.",
        SetInt(
            "max-num-batched-tokens",
-           [](ServerOptions& o, int64_t v) {
-             o.engine.max_num_batched_tokens = static_cast<int>(v);
-           },
+           [](ServerOptions& o,
+              int64_t v) { o.engine.max_num_batched_tokens = static_cast<int>(v); },
            1)},
+      {"step-time-ratio", FlagKind::kValue, "R",
+       "A step that runs decodes adds prompt chunks only up to R times the time of a "
+       "decode-only step, learned online from the step times, so that new prompts do not stall "
+       "the streams already generating (steps without decodes still take "
+       "--max-num-batched-tokens). 0 = off: every step fills the token budget. Default 2.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         double ratio = 0;
+         if (!absl::SimpleAtod(v, &ratio) || !(ratio == 0 || (ratio > 1 && ratio <= 1000))) {
+           return BadValue("step-time-ratio", "0 or in (1, 1000]", v);
+         }
+         o.engine.step_time_ratio = ratio;
+         return absl::OkStatus();
+       }},
       {"max-model-len", FlagKind::kValue, "TOKENS",
        "Context length: prompt plus output of one request. Default: the model's "
        "max_position_embeddings, capped by what the KV cache holds.",

@@ -15,7 +15,9 @@ namespace pagoda::server {
 
 // Everything pagodad is configured with (the flags in server/server_flags.h map onto it).
 struct ServerOptions {
-  engine::EngineConfig engine;
+  // pagodad's defaults: those of EngineConfig, except that a step with running decodes takes
+  // prefill chunks of at most one decode step's time (--step-time-ratio 2).
+  engine::EngineConfig engine = {.step_time_ratio = 2};
   // The gRPC listening address. Port 0: the kernel picks one (PagodaServer::port()).
   std::string host = "127.0.0.1";
   int port = 50051;
