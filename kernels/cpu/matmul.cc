@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "common/check.h"
+#include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -120,8 +122,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const M
 }
 
 template <int M>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void Bf16DotTile(
-    const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0, float* dst) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) inline void
+Bf16DotTile(const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0, float* dst) {
   const int64_t k32 = a.k / 32 * 32;
   const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
   __m512 acc[M];
@@ -152,8 +154,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
 // Two weight rows (columns j and j+1) against M rows of x: each activation load feeds two dot
 // products, halving the loads per multiply of the one-row tile.
 template <int M>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void Bf16DotTile2(
-    const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0, float* dst) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) inline void
+Bf16DotTile2(const MatMulArgs& a, const uint16_t* x16, int64_t j, int64_t i0, float* dst) {
   const int64_t k32 = a.k / 32 * 32;
   const uint16_t* w16 = static_cast<const uint16_t*>(a.w);
   const uint16_t* ahead = w16 + std::min(j + 1 + kPrefetchRows, a.n - 1) * a.k;
@@ -172,10 +174,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
       acc1[r] = _mm512_dpbf16_ps(acc1[r], x, w1);
     }
   }
+  alignas(64) float sums[2 * M];  // row r's two columns at 2r, 2r + 1
+  if constexpr (M == 8) {
+    __m512 both[16];
 #pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) both[2 * r] = acc0[r], both[2 * r + 1] = acc1[r];
+    _mm512_store_ps(sums, avx512::Sum16(both));
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < M; ++r) {
+      sums[2 * r] = _mm512_reduce_add_ps(acc0[r]);
+      sums[2 * r + 1] = _mm512_reduce_add_ps(acc1[r]);
+    }
+  }
   for (int r = 0; r < M; ++r) {
-    float sum0 = _mm512_reduce_add_ps(acc0[r]);
-    float sum1 = _mm512_reduce_add_ps(acc1[r]);
+    float sum0 = sums[2 * r], sum1 = sums[2 * r + 1];
     for (int64_t c = k32; c < a.k; ++c) {
       const float x = Bf16ToFloat(x16[(i0 + r) * a.k + c]);
       sum0 += x * Bf16ToFloat(w16[j * a.k + c]);
@@ -189,7 +202,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) inline void 
 // bf16 x bf16 dot products with f32 accumulation (vdpbf16ps): twice the multiply rate of the
 // f32 path, at the price of rounding activations to bf16. Used only for bf16 weights and
 // batches large enough to be compute-bound.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void Avx512Bf16Rows(
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) void Avx512Bf16Rows(
     const MatMulArgs& a, const uint16_t* x16, int64_t n_begin, int64_t n_end) {
   // Column pairs where possible (two weight rows per tile), single columns at the block's end.
   ForEachColumnBlock(
@@ -243,7 +256,9 @@ Isa DetectIsa() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl")) {
-    return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512;
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512dq")
+               ? Isa::kAvx512Bf16
+               : Isa::kAvx512;
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
   return Isa::kPortable;
@@ -265,7 +280,7 @@ void MatMulReference(const MatMulArgs& args) { ReferenceRows(args, 0, args.n); }
 const char* MatMulIsa() {
   switch (CpuIsa()) {
     case Isa::kAvx512Bf16:
-      return "avx512bf16";
+      return amx::Available() ? "amx-bf16" : "avx512bf16";
     case Isa::kAvx512:
       return "avx512";
     case Isa::kAvx2:
@@ -276,13 +291,17 @@ const char* MatMulIsa() {
   return "portable";
 }
 
-void MatMul(const MatMulArgs& a, ThreadPool& pool) {
+void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
   if (a.m == 0 || a.n == 0) return;  // (empty x and y may both be null)
   PAGODA_CHECK(a.x != a.y);
   const Isa isa = CpuIsa();
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
   if (isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot) {
+    if (allow_amx && amx::Available() && amx::Supports(a)) {
+      amx::MatMul(a, pool);
+      return;
+    }
     std::vector<uint16_t> x16(static_cast<size_t>(a.m * a.k));
     for (size_t i = 0; i < x16.size(); ++i) x16[i] = FloatToBf16(a.x[i]);
     pool.ParallelFor(a.n, min_chunk,

@@ -23,13 +23,17 @@ struct MatMulArgs {
 
 // Runs on `pool` (parallel over output features, so each weight row is read once per call
 // whatever m is). Uses AVX-512 (with BF16 dot products for bf16 weights when m is large enough
-// to be compute-bound) where the CPU has it, AVX2+FMA otherwise, a portable loop last.
-void MatMul(const MatMulArgs& args, ThreadPool& pool);
+// to be compute-bound, on AMX tiles where the CPU has them and the shape allows: n a multiple of
+// 16, k of 32) where the CPU has it, AVX2+FMA otherwise, a portable loop last. `allow_amx` =
+// false keeps AMX out (benchmarks compare the two).
+void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
 
 // The portable loop only: the reference the vector paths are tested against.
 void MatMulReference(const MatMulArgs& args);
 
-// Which vector path MatMul takes on this CPU: "avx512bf16", "avx512", "avx2" or "portable".
+// Which vector path MatMul takes on this CPU: "amx-bf16", "avx512bf16", "avx512", "avx2" or
+// "portable" (for bf16 weights and enough rows; fewer rows and f32 weights take AVX-512 on the
+// first two).
 const char* MatMulIsa();
 
 }  // namespace pagoda::kernels::cpu

@@ -234,6 +234,7 @@ void Attend(const PagedAttentionArgs<Fp8E5M2>& a, int64_t token, int64_t request
 // are loaded once per position as kChunks vectors of 16 floats; the softmax uses a vectorized
 // exp. About 4x the throughput of the auto-vectorized loop above on Zen 4.
 using avx512::Exp;
+using avx512::Sum16;
 
 // In place: s[0, len) = softmax(s).
 PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
@@ -259,30 +260,6 @@ PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
     _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
   if (tail != 0)
     _mm512_mask_storeu_ps(s + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), inv));
-}
-
-// The sum of each of 16 vectors, as the 16 lanes of one (lane j = the sum of v[j]): pairs
-// within 128-bit lanes, then quads, then across the four 128-bit lanes, a transposing reduction
-// of 15 adds where 16 horizontal reductions would take four times the shuffles and adds.
-PAGODA_AVX512_TARGET inline __m512 Sum16(const __m512* v) {
-  __m512 b[8];  // b[k], per 128-bit lane: [v2k(0+2), v2k+1(0+2), v2k(1+3), v2k+1(1+3)]
-  for (int k = 0; k < 8; ++k) {
-    b[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]),
-                         _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
-  }
-  __m512 c[4];  // c[k], per 128-bit lane: the lane's sums of v4k .. v4k+3
-  for (int k = 0; k < 4; ++k) {
-    const __m512d x = _mm512_castps_pd(b[2 * k]);
-    const __m512d y = _mm512_castps_pd(b[2 * k + 1]);
-    c[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  // Across lanes: 128-bit block k of the result = the sum of c[k]'s four blocks.
-  const __m512 e01 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x44), _mm512_shuffle_f32x4(c[0], c[1], 0xee));
-  const __m512 e23 =
-      _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x44), _mm512_shuffle_f32x4(c[2], c[3], 0xee));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xdd));
 }
 
 // Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).

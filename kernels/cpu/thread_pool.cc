@@ -9,7 +9,24 @@
 
 namespace pagoda::kernels::cpu {
 
-ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads) {
+int64_t ThreadPool::PausesFor(int micros) {
+  // Measured once per process: a pause takes from a few to over a hundred cycles depending on
+  // the microarchitecture.
+  static const double pauses_per_micro = [] {
+    constexpr int kProbe = 20000;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kProbe; ++i) _mm_pause();
+    const double elapsed =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    return std::clamp(kProbe / std::max(elapsed, 1e-3), 1.0, 1000.0);
+  }();
+  return std::max<int64_t>(1, static_cast<int64_t>(pauses_per_micro * micros));
+}
+
+ThreadPool::ThreadPool(int num_threads)
+    : num_threads_(num_threads),
+      worker_spin_pauses_(PausesFor(kWorkerSpinMicros)),
+      caller_spin_pauses_(PausesFor(kCallerSpinMicros)) {
   PAGODA_CHECK_GE(num_threads, 1);
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
@@ -41,22 +58,36 @@ void ThreadPool::RunChunks(uint64_t generation) {
     }
     const int64_t end = std::min(n, begin + chunk);
     (*fn_.load(std::memory_order_relaxed))(begin, end);
-    done_.fetch_add(end - begin, std::memory_order_acq_rel);
+    if (done_.fetch_add(end - begin, std::memory_order_seq_cst) + (end - begin) == n &&
+        caller_parked_.load(std::memory_order_seq_cst)) {
+      absl::MutexLock lock(&mu_);  // the caller re-checks done_ under mu_ before it waits
+      chunks_done_.Signal();
+    }
     cursor = cursor_.load(std::memory_order_acquire);
   }
 }
 
 bool ThreadPool::WaitForLoop(uint64_t seen) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
-  while (generation_.load(std::memory_order_acquire) == seen) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      absl::MutexLock lock(&mu_);
-      while (!stop_ && generation_.load(std::memory_order_acquire) == seen) wake_.Wait(&mu_);
-      return !stop_;
-    }
+  for (int64_t spins = 0; spins < worker_spin_pauses_; ++spins) {
+    if (generation_.load(std::memory_order_acquire) != seen) return true;
     _mm_pause();
   }
-  return true;
+  absl::MutexLock lock(&mu_);
+  parked_workers_.fetch_add(1, std::memory_order_seq_cst);
+  while (!stop_ && generation_.load(std::memory_order_seq_cst) == seen) wake_.Wait(&mu_);
+  parked_workers_.fetch_sub(1, std::memory_order_relaxed);
+  return !stop_;
+}
+
+void ThreadPool::WaitForChunks(int64_t n) {
+  for (int64_t spins = 0; spins < caller_spin_pauses_; ++spins) {
+    if (done_.load(std::memory_order_acquire) == n) return;
+    _mm_pause();
+  }
+  absl::MutexLock lock(&mu_);
+  caller_parked_.store(true, std::memory_order_seq_cst);
+  while (done_.load(std::memory_order_seq_cst) != n) chunks_done_.Wait(&mu_);
+  caller_parked_.store(false, std::memory_order_relaxed);
 }
 
 void ThreadPool::WorkerLoop() {
@@ -88,17 +119,14 @@ void ThreadPool::ParallelFor(int64_t n, int64_t min_chunk,
   n_.store(n, std::memory_order_release);
   done_.store(0, std::memory_order_relaxed);
   cursor_.store(tag, std::memory_order_release);
-  {
-    absl::MutexLock lock(&mu_);
-    generation_.store(generation, std::memory_order_release);
+  generation_.store(generation, std::memory_order_seq_cst);
+  if (parked_workers_.load(std::memory_order_seq_cst) > 0) {
+    absl::MutexLock lock(&mu_);  // a parking worker re-checks generation_ under mu_
+    wake_.SignalAll();
   }
-  wake_.SignalAll();
   RunChunks(generation);
   // Every chunk is claimed; wait for the ones other threads are still running.
-  for (int spins = 0; done_.load(std::memory_order_acquire) != n; ++spins) {
-    if (spins > 4096) std::this_thread::yield();
-    _mm_pause();
-  }
+  WaitForChunks(n);
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -1,0 +1,215 @@
+#include "kernels/cpu/matmul_amx.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/check.h"
+
+#define PAGODA_AMX_TARGET \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+namespace pagoda::kernels::cpu::amx {
+namespace {
+
+constexpr int kTile = 16;                        // rows of a tile; f32 sums per row
+constexpr int kTileK = 32;                       // bf16 values of k in a tile row (64 bytes)
+constexpr int64_t kPackedTile = kTile * kTileK;  // bf16 values in one packed tile of x
+
+// The tile layout register image (Intel SDM, LDTILECFG): palette 1, then bytes per row and rows
+// for each of the 8 tile registers.
+struct alignas(64) TileConfig {
+  uint8_t palette_id = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+bool Detect() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool amx_bf16 = (edx >> 22) & 1;
+  const bool amx_tile = (edx >> 24) & 1;
+  if (!amx_bf16 || !amx_tile || !__builtin_cpu_supports("avx512bf16") ||
+      !__builtin_cpu_supports("avx512dq")) {
+    return false;
+  }
+  // Linux hands out the 8 KiB of tile state only to processes that ask (kernel 5.16+).
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+// Every tile 16 rows of 64 bytes: C = tmm0..3 (16 x 16 f32), W rows = tmm4, 5, packed x = tmm6, 7.
+PAGODA_AMX_TARGET void ConfigureTiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = kTile;
+    config.colsb[t] = 64;
+  }
+  // ldtilecfg's asm names only the first bytes of the config as its input: make every store
+  // to it happen first.
+  __asm__ volatile("" : : "r"(&config) : "memory");
+  _tile_loadconfig(&config);
+}
+
+// In place: r[i] lane j becomes r[j] lane i (a 16 x 16 transpose of 32-bit values).
+PAGODA_AMX_TARGET void Transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4i + j], 128-bit lane L: rows 4i .. 4i+3 of column 4L + j.
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  __m512 out[16];
+  for (int j = 0; j < 4; ++j) {
+    const __m512 ab_lo = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+    const __m512 ab_hi = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+    const __m512 cd_lo = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 cd_hi = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    out[j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);
+    out[4 + j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);
+    out[8 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+    out[12 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = out[i];
+}
+
+// x [m, k] f32 as bf16 tiles in AMX's pair-interleaved ("VNNI") layout for the right operand:
+// tile (mb, kb) holds rows mb*16 .. +16 of x (zeros past m) and columns kb*32 .. +32; its row r
+// has, for each of the 16 rows i of x, the pair x[i][kb*32 + 2r], x[i][kb*32 + 2r + 1].
+PAGODA_AMX_TARGET void PackX(const MatMulArgs& a, int64_t m_blocks, uint16_t* packed) {
+  const int64_t k_blocks = a.k / kTileK;
+  for (int64_t mb = 0; mb < m_blocks; ++mb) {
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+      __m512 rows[kTile];  // row i: x row mb*16 + i's 32 values as 16 bf16 pairs
+      for (int i = 0; i < kTile; ++i) {
+        const int64_t row = mb * kTile + i;
+        if (row >= a.m) {
+          rows[i] = _mm512_setzero_ps();
+          continue;
+        }
+        const float* x = a.x + row * a.k + kb * kTileK;
+        rows[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+      }
+      Transpose16x16(rows);  // now row r: pair r of every row of x
+      uint16_t* tile = packed + (mb * k_blocks + kb) * kPackedTile;
+      for (int r = 0; r < kTile; ++r)
+        _mm512_store_ps(reinterpret_cast<float*>(tile + r * kTileK), rows[r]);  // 64-byte rows
+    }
+  }
+}
+
+// y rows m0 .. m0+16 (those below m), columns n0 .. n0+16, from the transposed sums
+// sums[n][i] (16 x 16 f32), plus the bias.
+PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, int64_t n0,
+                                       int64_t m0) {
+  __m512 rows[kTile];
+  for (int i = 0; i < kTile; ++i) rows[i] = _mm512_load_ps(sums + i * kTile);
+  Transpose16x16(rows);
+  const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
+  const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
+  for (int i = 0; i < rows_left; ++i) {
+    _mm512_storeu_ps(a.y + (m0 + i) * a.n + n0, _mm512_add_ps(rows[i], bias));
+  }
+}
+
+// NB blocks of 16 weight rows from n0 against MB blocks of 16 rows of x from block mb0: up to
+// 2 x 2 accumulator tiles, each weight tile feeding MB products and each x tile NB.
+template <int NB, int MB>
+PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, int64_t n0,
+                                 int64_t mb0) {
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  const int64_t k_blocks = a.k / kTileK;
+  const long w_stride = static_cast<long>(a.k * sizeof(uint16_t));
+  const uint16_t* w0 = w + n0 * a.k;
+  const uint16_t* w1 = w0 + kTile * a.k;
+  const uint16_t* x0 = packed + mb0 * k_blocks * kPackedTile;
+  const uint16_t* x1 = x0 + k_blocks * kPackedTile;
+  _tile_zero(0);
+  if constexpr (MB > 1) _tile_zero(1);
+  if constexpr (NB > 1) _tile_zero(2);
+  if constexpr (NB > 1 && MB > 1) _tile_zero(3);
+  for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    _tile_loadd(4, w0 + kb * kTileK, w_stride);
+    _tile_loadd(6, x0 + kb * kPackedTile, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (MB > 1) {
+      _tile_loadd(7, x1 + kb * kPackedTile, 64);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if constexpr (NB > 1) {
+      _tile_loadd(5, w1 + kb * kTileK, w_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (MB > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  alignas(64) float sums[4][kTile * kTile];
+  _tile_stored(0, sums[0], 64);
+  if constexpr (MB > 1) _tile_stored(1, sums[1], 64);
+  if constexpr (NB > 1) _tile_stored(2, sums[2], 64);
+  if constexpr (NB > 1 && MB > 1) _tile_stored(3, sums[3], 64);
+  for (int nb = 0; nb < NB; ++nb) {
+    for (int mb = 0; mb < MB; ++mb) {
+      StoreTransposed(a, sums[2 * nb + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
+    }
+  }
+}
+
+// Output columns [32 * pair_begin, 32 * pair_end) (the last pair may be a single block).
+PAGODA_AMX_TARGET void Pairs(const MatMulArgs& a, const uint16_t* packed, int64_t m_blocks,
+                             int64_t pair_begin, int64_t pair_end) {
+  ConfigureTiles();
+  for (int64_t pair = pair_begin; pair < pair_end; ++pair) {
+    const int64_t n0 = pair * 2 * kTile;
+    const bool two = n0 + 2 * kTile <= a.n;
+    int64_t mb = 0;
+    for (; mb + 2 <= m_blocks; mb += 2) {
+      two ? TileBlock<2, 2>(a, packed, n0, mb) : TileBlock<1, 2>(a, packed, n0, mb);
+    }
+    if (mb < m_blocks)
+      two ? TileBlock<2, 1>(a, packed, n0, mb) : TileBlock<1, 1>(a, packed, n0, mb);
+  }
+  _tile_release();  // a thread without tile state switches contexts cheaper
+}
+
+}  // namespace
+
+bool Available() {
+  static const bool available = Detect();
+  return available;
+}
+
+bool Supports(const MatMulArgs& a) {
+  return a.w_type == WeightType::kBF16 && a.n % kTile == 0 && a.k % kTileK == 0 && a.k > 0;
+}
+
+void MatMul(const MatMulArgs& a, ThreadPool& pool) {
+  PAGODA_CHECK(Available() && Supports(a));
+  const int64_t m_blocks = (a.m + kTile - 1) / kTile;
+  // In 64-byte lines, so that the packed tiles' rows are aligned (a tile is 16 lines).
+  struct alignas(64) Line {
+    uint16_t values[kTileK];
+  };
+  std::vector<Line> storage(static_cast<size_t>(m_blocks * (a.k / kTileK) * kTile));
+  uint16_t* packed = storage.data()->values;
+  PackX(a, m_blocks, packed);
+  const int64_t pairs = (a.n / kTile + 1) / 2;
+  pool.ParallelFor(pairs, 1,
+                   [&](int64_t begin, int64_t end) { Pairs(a, packed, m_blocks, begin, end); });
+}
+
+}  // namespace pagoda::kernels::cpu::amx

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/thread_pool.h"
+
+// The bf16 matmul on Intel AMX tiles (Sapphire Rapids and later): TDPBF16PS multiplies a 16x32
+// bf16 tile by a 32x16 one into 16x16 f32 sums, 16 times the work of an AVX-512 vdpbf16ps.
+// Internal to kernels/cpu/matmul.cc, which dispatches here.
+namespace pagoda::kernels::cpu::amx {
+
+// Whether this CPU has AMX-BF16 and the kernel lets this process use the tile registers (asked
+// once, with arch_prctl(ARCH_REQ_XCOMP_PERM)). Thread-safe.
+bool Available();
+
+// Whether MatMul below takes this product: bf16 weights with n a multiple of 16 and k of 32.
+bool Supports(const MatMulArgs& a);
+
+// y = x * W^T (+ bias), x rounded to bf16, products summed in f32: the accuracy of the AVX-512
+// vdpbf16ps path. The weights are read in place (their rows are the tiles' rows), so nothing is
+// packed at load time: the product is computed transposed, y^T = W * x^T, and each 16x16 block
+// of sums is transposed on its way out. Requires Available() and Supports(a).
+void MatMul(const MatMulArgs& a, ThreadPool& pool);
+
+}  // namespace pagoda::kernels::cpu::amx
