@@ -8,7 +8,7 @@ set terminal svg size 900,420 dynamic font "sans,11"
 set output dir."/step_budget_sweep.svg"
 set multiplot layout 1,2 title "Prefill chunks beside decodes: 512-token prompts, dummy llama-110m, 2 threads"
 set grid
-set key top left
+set key bottom right
 set xlabel "output tokens/s"
 set ylabel "p99 ITL / decode-only step"
 set logscale y 2
@@ -19,6 +19,7 @@ plot for [c in "8 16"] dir."/step_budget_sweep.csv" \
        skip 1 with labels offset 0.6,0.6 left font "sans,9" notitle, \
      2 with lines dt 2 lc rgb "gray" title "2x"
 unset logscale y
+set key top right
 set xlabel "output tokens/s"
 set ylabel "mean TTFT, ms"
 plot for [c in "8 16"] dir."/step_budget_sweep.csv" \

@@ -33,6 +33,7 @@ CONFIGS = [
     ("32", "--step-time-ratio 0 --max-num-batched-tokens 32", None),
     ("ratio 3", "--step-time-ratio 3", None),
     ("ratio 2", "--step-time-ratio 2", None),
+    ("ratio 1.75", "--step-time-ratio 1.75", None),
     ("ratio 1.5", "--step-time-ratio 1.5", None),
 ]
 

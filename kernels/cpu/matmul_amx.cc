@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <vector>
 
 #include "common/check.h"
@@ -195,6 +196,29 @@ bool Available() {
 
 bool Supports(const MatMulArgs& a) {
   return a.w_type == WeightType::kBF16 && a.n % kTile == 0 && a.k % kTileK == 0 && a.k > 0;
+}
+
+PAGODA_AMX_TARGET float PeakLoop(int64_t iterations) {
+  PAGODA_CHECK(Available());
+  ConfigureTiles();
+  alignas(64) uint16_t ones[kTile * kTileK];
+  std::fill(std::begin(ones), std::end(ones), uint16_t{0x3F80});  // bf16 1.0
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t it = 0; it < iterations; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 6);
+    _tile_dpbf16ps(2, 4, 6);
+    _tile_dpbf16ps(3, 4, 6);
+  }
+  alignas(64) float sums[kTile * kTile];
+  _tile_stored(3, sums, 64);
+  _tile_release();
+  return sums[kTile * kTile - 1];
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool& pool) {

@@ -23,4 +23,11 @@ bool Supports(const MatMulArgs& a);
 // of sums is transposed on its way out. Requires Available() and Supports(a).
 void MatMul(const MatMulArgs& a, ThreadPool& pool);
 
+// The peak loop of the roofline (kernels/cpu/roofline.h): `iterations` rounds of 4 independent
+// TDPBF16PS on register tiles of ones, 16 x 16 x 32 x 2 = 16,384 FLOP each, on the calling thread.
+// Returns an element of the sums: 32 * iterations. Requires Available().
+inline constexpr int kPeakTiles = 4;
+inline constexpr double kFlopPerTileProduct = 16.0 * 16 * 32 * 2;
+float PeakLoop(int64_t iterations);
+
 }  // namespace pagoda::kernels::cpu::amx

@@ -54,6 +54,12 @@ void BM_MatMul(benchmark::State& state) {
     state.counters["of_bf16_peak"] = benchmark::Counter(
         flops / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
   }
+  // On AMX tiles (bf16 weights, m >= 4, n a multiple of 16 and k of 32): of their peak.
+  if (allow_amx && roof.amx_gflop_per_s > 0 && type == WeightType::kBF16 && m >= 4 && n % 16 == 0 &&
+      k % 32 == 0) {
+    state.counters["of_amx_peak"] = benchmark::Counter(
+        flops / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  }
   state.counters["of_read_bw"] = benchmark::Counter(weight_bytes / (roof.read_gb_per_s * 1e9),
                                                     benchmark::Counter::kIsIterationInvariantRate);
 }

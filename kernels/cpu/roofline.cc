@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/cpu/matmul_amx.h"
+
 namespace pagoda::kernels::cpu {
 namespace {
 
@@ -120,6 +122,21 @@ Roofline MeasureRoofline(ThreadPool& pool, int64_t buffer_bytes, int repeats) {
       const double flop =
           64.0 * kBf16PeakChains * static_cast<double>(kIterations) * pool.num_threads();
       out.bf16_gflop_per_s = std::max(out.bf16_gflop_per_s, flop / Seconds(start) / 1e9);
+    }
+  }
+  if (amx::Available()) {
+    constexpr int64_t kIterations = 100'000;  // about 0.1 s at one tile product per 16 cycles
+    for (int r = 0; r < std::max(1, repeats); ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      pool.ParallelFor(pool.num_threads(), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          volatile float sink = amx::PeakLoop(kIterations);
+          (void)sink;
+        }
+      });
+      const double flop = amx::kFlopPerTileProduct * amx::kPeakTiles *
+                          static_cast<double>(kIterations) * pool.num_threads();
+      out.amx_gflop_per_s = std::max(out.amx_gflop_per_s, flop / Seconds(start) / 1e9);
     }
   }
   return out;

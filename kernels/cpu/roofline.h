@@ -5,7 +5,8 @@
 // - read bandwidth: a STREAM-like sum over a buffer far larger than the caches, each thread
 //   reading its own contiguous part;
 // - the bf16 dot-product peak: independent vdpbf16ps chains (AVX-512 BF16), enough of them to
-//   hide the instruction's latency, on register-resident data.
+//   hide the instruction's latency, on register-resident data;
+// - where the CPU has AMX, the tiles' bf16 peak: independent TDPBF16PS on register tiles.
 // Thread-compatible: each call uses the pool it is given.
 
 #include <cstdint>
@@ -30,9 +31,10 @@ float Bf16PeakLoop(int64_t iterations, ThreadPool& pool);
 struct Roofline {
   double read_gb_per_s = 0;     // read bandwidth of the pool's threads, GB/s (1e9 bytes)
   double bf16_gflop_per_s = 0;  // bf16 dot-product peak of the pool's threads; 0 without BF16
+  double amx_gflop_per_s = 0;   // AMX bf16 tile peak of the pool's threads; 0 without AMX
 };
 
-// Measures both on the pool's threads: the best of `repeats` runs of each (`buffer_bytes` to
+// Measures them on the pool's threads: the best of `repeats` runs of each (`buffer_bytes` to
 // read; about 0.1 s of dot products).
 Roofline MeasureRoofline(ThreadPool& pool, int64_t buffer_bytes = int64_t{512} << 20,
                          int repeats = 5);

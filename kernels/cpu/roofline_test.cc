@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -41,6 +42,13 @@ TEST(RooflineTest, PeakLoopDoesItsRounds) {
   EXPECT_EQ(Bf16PeakLoop(1, pool), 2.0f * kBf16PeakChains);
 }
 
+// Every tile product adds 32 (a row of 32 ones times a column of 32 ones) to each sum.
+TEST(RooflineTest, AmxPeakLoopDoesItsRounds) {
+  if (!amx::Available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or the kernel refuses it)";
+  EXPECT_EQ(amx::PeakLoop(1000), 32.0f * 1000);
+  EXPECT_EQ(amx::PeakLoop(1), 32.0f);
+}
+
 TEST(RooflineTest, MeasuresPositiveFigures) {
   ThreadPool pool(1);
   const Roofline r = MeasureRoofline(pool, int64_t{8} << 20, 1);
@@ -48,6 +56,7 @@ TEST(RooflineTest, MeasuresPositiveFigures) {
   if (HasAvx512Bf16()) {
     EXPECT_GT(r.bf16_gflop_per_s, 0.0);
   }
+  EXPECT_EQ(r.amx_gflop_per_s > 0.0, amx::Available());
 }
 
 }  // namespace
