@@ -89,7 +89,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void Avx512Tile(
   __m512 acc0[M], acc1[M];
 #pragma GCC unroll 8
   for (int r = 0; r < M; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  // As in the bf16 tiles: fetch a row a few ahead, one cache line per 32 bf16 or 16 floats.
+  const int64_t element_bytes = a.w_type == WeightType::kF32 ? 4 : 2;
+  const char* ahead =
+      static_cast<const char*>(a.w) + std::min(j + kPrefetchRows, a.n - 1) * a.k * element_bytes;
   for (int64_t c = 0; c < k32; c += 32) {
+    _mm_prefetch(ahead + c * element_bytes, _MM_HINT_T0);
+    if (element_bytes == 4) _mm_prefetch(ahead + c * element_bytes + 64, _MM_HINT_T0);
     const __m512 w0 = Load16(a, j, c);
     const __m512 w1 = Load16(a, j, c + 16);
 #pragma GCC unroll 8
