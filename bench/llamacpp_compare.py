@@ -58,6 +58,7 @@ def wait_http(port, path, deadline_s, proc):
 
 def bench(args, scratch, engine, scenario, round_, grpc_port, metrics_port, llama_port):
     name, c, n_in, n_out, prefix, prompts = scenario
+    prompts = max(c, round(prompts * args.prompt_fraction))
     out = os.path.join(scratch, f"{engine}_{c}_{n_in}_{prefix}_{round_}.json")
     cmd = [args.bench, "--no-progress", "--ignore-eos", "--input-len", str(n_in),
            "--output-len", str(n_out), "--max-concurrency", str(c), "--num-prompts",
@@ -101,6 +102,9 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--pagodad-args", default="", help="extra pagodad flags")
     p.add_argument("--scenarios", default="", help="indices to run, e.g. 0,2 (default: all)")
+    p.add_argument("--prompt-fraction", type=float, default=1.0,
+                   help="scale each scenario's prompt count (at least its concurrency), for "
+                        "larger models")
     args = p.parse_args()
     chosen = [SCENARIOS[int(i)] for i in args.scenarios.split(",")] if args.scenarios else SCENARIOS
     scratch = tempfile.mkdtemp(prefix="pagoda_vs_llamacpp_")
