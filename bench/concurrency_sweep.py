@@ -32,6 +32,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_pagodad(pagodad, port, daemon, log_path, timeout_s=300):
+    """Returns once pagodad answers GetModelInfo on `port` (its metrics port opens before the
+    model loads); exits if the daemon dies or the timeout passes."""
+    cli = os.path.join(os.path.dirname(pagodad), "pagoda-cli")
+    deadline = time.time() + timeout_s
+    while subprocess.run([cli, "--address", f"127.0.0.1:{port}", "--timeout", "2",
+                          "model-info"], capture_output=True).returncode != 0:
+        if daemon.poll() is not None or time.time() > deadline:
+            sys.exit("pagodad did not start; see " + log_path)
+        time.sleep(0.5)
+
+
 def run_bench(args, backend, c, round_, port, http_port, metrics_port, scratch):
     """One pagoda-bench run; its result JSON."""
     out = os.path.join(scratch, f"sweep_c{c}_{backend}_{round_}.json")
@@ -109,14 +121,7 @@ def main():
     rows = []
     runs_by_level = {}
     try:
-        # Ready when GetModelInfo answers (the metrics port opens before the model loads).
-        cli = os.path.join(os.path.dirname(args.pagodad), "pagoda-cli")
-        deadline = time.time() + 300
-        while subprocess.run([cli, "--address", f"127.0.0.1:{port}", "--timeout", "2",
-                              "model-info"], capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.time() > deadline:
-                sys.exit("pagodad did not start; see " + log_path)
-            time.sleep(0.5)
+        wait_for_pagodad(args.pagodad, port, daemon, log_path)
         print(f"| concurrency | backend | req/s | output tok/s | mean TTFT ms | p99 TTFT ms "
               f"| mean TPOT ms | p99 ITL ms | peak KV usage |")
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -19,11 +19,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from concurrency_sweep import free_port, wait_for_pagodad  # noqa: E402
 
 # name, concurrency, input tokens, output tokens, shared prefix tokens, prompts
 SCENARIOS = [
@@ -32,12 +34,6 @@ SCENARIOS = [
     ("c=8, 512/128", 8, 512, 128, 0, 32),
     ("c=8, 384 shared + 128/128", 8, 128, 128, 384, 32),
 ]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(port, path, deadline_s, proc):
@@ -118,14 +114,7 @@ def main():
     llama = None
     results = {s[0]: {"pagoda": [], "llama.cpp": []} for s in chosen}
     try:
-        # Ready when GetModelInfo answers (the metrics port opens before the model loads).
-        cli = os.path.join(os.path.dirname(args.pagodad), "pagoda-cli")
-        deadline = time.time() + 300
-        while subprocess.run([cli, "--address", f"127.0.0.1:{grpc_port}", "--timeout", "2",
-                              "model-info"], capture_output=True).returncode != 0:
-            if pagodad.poll() is not None or time.time() > deadline:
-                sys.exit("pagodad did not start; see " + scratch)
-            time.sleep(0.5)
+        wait_for_pagodad(args.pagodad, grpc_port, pagodad, scratch)
         for round_ in range(args.rounds):
             order = ["pagoda", "llama.cpp"] if round_ % 2 == 0 else ["llama.cpp", "pagoda"]
             for engine in order:

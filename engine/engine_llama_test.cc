@@ -63,10 +63,12 @@ std::vector<std::vector<TokenId>> Tokens(const std::vector<RequestCompletion>& c
   return tokens;
 }
 
-TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
-  auto core = CreateEngineCore(TinyConfig());
+// Runs `requests` together on an engine of `config`, then each alone on TinyConfig()'s: greedy
+// tokens must not change, every request gets its 12 tokens, and no block stays in use.
+void ExpectBatchedEqualsAlone(const EngineConfig& config,
+                              const std::vector<EngineRequest>& requests) {
+  auto core = CreateEngineCore(config);
   ASSERT_TRUE(core.ok()) << core.status();
-  const std::vector<EngineRequest> requests = Prompts(8);
   auto batched = GenerateOffline(**core, requests);
   ASSERT_TRUE(batched.ok()) << batched.status();
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -80,6 +82,10 @@ TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
   EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
 }
 
+TEST(EngineLlamaTest, ConcurrentGreedyRequestsMatchEachRunAlone) {
+  ExpectBatchedEqualsAlone(TinyConfig(), Prompts(8));
+}
+
 // Prompts longer than the step's budget, the first of them on a fresh engine (its first step
 // samples nothing), and prompt chunks capped by time beside running decodes (the step sizes
 // then depend on measured step times): no token changes against each request run alone.
@@ -87,19 +93,7 @@ TEST(EngineLlamaTest, ChunksCappedByTokensOrTimeChangeNoToken) {
   EngineConfig config = TinyConfig();
   config.max_num_batched_tokens = 16;
   config.step_time_ratio = 1.5;
-  auto core = CreateEngineCore(config);
-  ASSERT_TRUE(core.ok()) << core.status();
-  const std::vector<EngineRequest> requests = Prompts(8, /*shared_prefix_len=*/20);
-  auto batched = GenerateOffline(**core, requests);
-  ASSERT_TRUE(batched.ok()) << batched.status();
-  for (size_t i = 0; i < requests.size(); ++i) {
-    auto alone_core = CreateEngineCore(TinyConfig());
-    ASSERT_TRUE(alone_core.ok());
-    auto alone = GenerateOffline(**alone_core, {requests[i]});
-    ASSERT_TRUE(alone.ok());
-    EXPECT_EQ((*batched)[i].token_ids, (*alone)[0].token_ids) << "request " << i;
-  }
-  EXPECT_EQ((*core)->kv_stats().num_used_blocks, 0);
+  ExpectBatchedEqualsAlone(config, Prompts(8, /*shared_prefix_len=*/20));
 }
 
 // Teacher forcing equals generation: scoring a prompt made of a generated text gives each of its
