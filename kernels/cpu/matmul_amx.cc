@@ -203,6 +203,8 @@ PAGODA_AMX_TARGET float PeakLoop(int64_t iterations) {
   ConfigureTiles();
   alignas(64) uint16_t ones[kTile * kTileK];
   std::fill(std::begin(ones), std::end(ones), uint16_t{0x3F80});  // bf16 1.0
+  // tileloadd's asm names no memory operand: the fill must not move past it.
+  __asm__ volatile("" : : "r"(ones) : "memory");
   _tile_loadd(4, ones, 64);
   _tile_loadd(6, ones, 64);
   _tile_zero(0);
