@@ -165,7 +165,12 @@ int Scheduler::CapNewTokens(const Request& request, int num_new_tokens, int budg
     n = std::min(n, options_.long_prefill_token_threshold);
   }
   if (request.max_tokens_per_step() > 0) n = std::min(n, request.max_tokens_per_step());
-  if (num_new_tokens > 1) n = std::min(n, prefill_left_);
+  if (num_new_tokens > 1) {
+    n = std::min(n, prefill_left_.tokens);
+    int fits = step_budget_.TokensWithin(prefill_left_.seconds, request.num_computed_tokens());
+    if (step_prefill_tokens_ == 0) fits = std::max(fits, step_budget_.min_chunk());  // progress
+    n = std::min(n, fits);
+  }
   if (options_.unbounded_length) return n;
   return std::min(n, options_.max_model_len - request.num_computed_tokens());
 }
@@ -180,15 +185,18 @@ int Scheduler::NumDecoding() const {
 
 void Scheduler::CountTokens(const Request& request, int n) {
   if (request.num_tokens() - request.num_computed_tokens() > 1) {
-    prefill_left_ -= n;
+    const int start = request.num_computed_tokens();
+    if (prefill_left_.tokens != StepTimeBudget::kUnlimited) prefill_left_.tokens -= n;
+    prefill_left_.seconds -= step_budget_.ChunkSeconds(n, start);
     step_prefill_tokens_ += n;
+    step_prefill_span_ += StepTimeBudget::Span(n, start);
   } else {
     step_decode_tokens_ += n;
   }
 }
 
 void Scheduler::ObserveStepTime(double seconds) {
-  step_budget_.Observe(step_prefill_tokens_, step_decode_tokens_, seconds);
+  step_budget_.Observe(step_prefill_tokens_, step_prefill_span_, step_decode_tokens_, seconds);
 }
 
 Request* Scheduler::ChooseVictim() const {
@@ -386,8 +394,9 @@ bool Scheduler::FinishLoad(RequestId id, int loaded_blocks) {
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   int budget = options_.max_num_batched_tokens;
-  prefill_left_ = NextPrefillCap();
+  prefill_left_ = NextPrefillLimits();
   step_prefill_tokens_ = step_decode_tokens_ = 0;
+  step_prefill_span_ = 0;
   ScheduleRunning(plan, budget);
   // vLLM: no admissions in a step that preempted, the cache is under pressure.
   if (plan.preempted.empty()) ScheduleWaiting(plan, budget);

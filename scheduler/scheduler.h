@@ -114,9 +114,12 @@ class Scheduler {
   // The model time of the step last planned (seconds): fits the step-time budget
   // (SchedulerOptions::step_time_ratio). Call once per non-empty plan, after running it.
   void ObserveStepTime(double seconds);
-  // Prefill tokens the next step may take beside its decodes (StepTimeBudget::kUnlimited when
-  // none is running or the budget is off).
-  int NextPrefillCap() const { return step_budget_.PrefillCap(NumDecoding()); }
+  // What the next step may add in prompt chunks beside its decodes (no limit when none is
+  // running or the budget is off); step_budget() prices the chunks.
+  StepTimeBudget::Limits NextPrefillLimits() const {
+    return step_budget_.StepLimits(NumDecoding());
+  }
+  const StepTimeBudget& step_budget() const { return step_budget_; }
 
   // Appends a token sampled for `id` (or `request`, as the plan gave it: no lookup), which must
   // be running and have been scheduled with `samples` in the last plan (checked).
@@ -211,10 +214,11 @@ class Scheduler {
   uint64_t next_arrival_seq_ = 0;
   int64_t num_preemptions_ = 0;
   StepTimeBudget step_budget_;
-  // The step being planned (then the last one planned): prefill tokens it may still take, and
-  // the prefill and decode tokens it holds.
-  int prefill_left_ = 0;
+  // The step being planned (then the last one planned): the prompt tokens and seconds it may
+  // still take, and the prompt tokens (with their span) and decodes it holds.
+  StepTimeBudget::Limits prefill_left_;
   int step_prefill_tokens_ = 0;
+  double step_prefill_span_ = 0;
   int step_decode_tokens_ = 0;
 };
 

@@ -148,10 +148,10 @@ TEST(SchedulerTest, StepTimeRatioCapsPromptChunksBesideDecodesOnly) {
   StepPlan plan = s->Schedule();
   ASSERT_EQ(plan.requests.size(), 1u);
   EXPECT_EQ(plan.requests[0].num_new_tokens, 200);
-  EXPECT_EQ(s->NextPrefillCap(), StepTimeBudget::kUnlimited);  // no token sampled yet
+  EXPECT_EQ(s->NextPrefillLimits().tokens, StepTimeBudget::kUnlimited);  // none sampled yet
   s->ObserveStepTime(0.030 + 0.0015 * 200);
   SampleAll(*s, plan);
-  EXPECT_EQ(s->NextPrefillCap(), 64);  // request 1 now decodes; nothing fitted yet
+  EXPECT_EQ(s->NextPrefillLimits().tokens, 64);  // request 1 now decodes; nothing fitted yet
   // A decode beside a new prompt: one step seen is no fit yet, so the initial chunk.
   ASSERT_TRUE(s->AddRequest(MakeRequest(2, 150, 1000)).ok());
   plan = s->Schedule();

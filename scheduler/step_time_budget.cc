@@ -4,48 +4,99 @@
 #include <cmath>
 
 namespace pagoda::scheduler {
+namespace {
 
-bool StepTimeBudget::Fit(double* base_seconds, double* seconds_per_token) const {
-  const double variance = s1_ * sxx_ - sx_ * sx_;
-  // Steps of one size only (or none) say nothing about the slope. The relative threshold
-  // guards against rounding when every step had nearly the same prefill.
-  if (s1_ <= 0 || variance <= 1e-9 * s1_ * sxx_) return false;
+bool Positive(double x) { return x > 0 && std::isfinite(x); }
+
+}  // namespace
+
+bool StepTimeBudget::Fit(Model* model) const {
   // Prompt steps forgotten (after about a hundred decode-only steps): their weight is too small
-  // for the slope to mean anything.
-  if (s_prefill_ < 0.01) return false;
-  const double slope = (s1_ * sxy_ - sx_ * sy_) / variance;
-  const double intercept = (sy_ - slope * sx_) / s1_;
-  if (!(slope > 0) || !(intercept > 0) || !std::isfinite(slope) || !std::isfinite(intercept)) {
-    return false;
+  // for the slopes to mean anything.
+  if (n_ <= 0 || prefill_weight_ < 0.01) return false;
+  // All three terms, by Cramer's rule on the normal equations, when the steps separate them
+  // (the relative threshold guards against rounding on nearly dependent columns).
+  const double det =
+      n_ * (pp_ * ss_ - ps_ * ps_) - p_ * (p_ * ss_ - ps_ * s_) + s_ * (p_ * ps_ - pp_ * s_);
+  if (std::isfinite(det) && std::abs(det) > 1e-9 * n_ * pp_ * ss_) {
+    const double base = (y_ * (pp_ * ss_ - ps_ * ps_) - p_ * (py_ * ss_ - ps_ * sy_) +
+                         s_ * (py_ * ps_ - pp_ * sy_)) /
+                        det;
+    const double per_token =
+        (n_ * (py_ * ss_ - sy_ * ps_) - y_ * (p_ * ss_ - ps_ * s_) + s_ * (p_ * sy_ - py_ * s_)) /
+        det;
+    const double per_span =
+        (n_ * (pp_ * sy_ - ps_ * py_) - p_ * (p_ * sy_ - py_ * s_) + y_ * (p_ * ps_ - pp_ * s_)) /
+        det;
+    if (Positive(base) && Positive(per_token) && per_span >= 0 && std::isfinite(per_span)) {
+      *model = {.base = base, .per_token = per_token, .per_span = per_span};
+      return true;
+    }
   }
-  *base_seconds = intercept;
-  *seconds_per_token = slope;
+  // Prompt tokens alone. Steps of one size only (or none) say nothing about the slope.
+  const double variance = n_ * pp_ - p_ * p_;
+  if (variance <= 1e-9 * n_ * pp_) return false;
+  const double per_token = (n_ * py_ - p_ * y_) / variance;
+  const double base = (y_ - per_token * p_) / n_;
+  if (!Positive(per_token) || !Positive(base)) return false;
+  *model = {.base = base, .per_token = per_token, .per_span = 0};
   return true;
 }
 
-int StepTimeBudget::PrefillCap(int num_decodes) const {
-  if (!enabled() || num_decodes <= 0) return kUnlimited;
-  return std::max(options_.min_chunk, cap_ > 0 ? cap_ : options_.initial_chunk);
+bool StepTimeBudget::Fitted(Model* model) const {
+  if (fitted_) *model = model_;
+  return fitted_;
 }
 
-void StepTimeBudget::Observe(int prefill_tokens, int decode_tokens, double seconds) {
+StepTimeBudget::Limits StepTimeBudget::StepLimits(int num_decodes) const {
+  if (!enabled() || num_decodes <= 0) return {};
+  if (!fitted_) return {.tokens = std::max(options_.min_chunk, options_.initial_chunk)};
+  return {.seconds = (options_.ratio - 1) * model_.base};
+}
+
+double StepTimeBudget::Span(int n, int start) {
+  const double tokens = n;
+  return (tokens * start + tokens * (tokens + 1) / 2) / 1000;
+}
+
+double StepTimeBudget::ChunkSeconds(int n, int start) const {
+  if (!fitted_) return 0;
+  return model_.per_token * n + model_.per_span * Span(n, start);
+}
+
+int StepTimeBudget::TokensWithin(double seconds, int start) const {
+  if (!fitted_ || !std::isfinite(seconds)) return kUnlimited;
+  if (!(seconds > 0)) return 0;
+  // per_span / 2000 * n^2 + (per_token + per_span * (start + 0.5) / 1000) * n <= seconds; the
+  // factor absorbs rounding (a fit of exactly 20 tokens may come out as 19.999...).
+  const double a = model_.per_span / 2000;
+  const double b = model_.per_token + model_.per_span * (start + 0.5) / 1000;
+  const double n = a > 0 ? (-b + std::sqrt(b * b + 4 * a * seconds)) / (2 * a) : seconds / b;
+  return static_cast<int>(std::clamp(n * (1 + 1e-9), 0.0, static_cast<double>(kUnlimited)));
+}
+
+void StepTimeBudget::Observe(int prefill_tokens, double prefill_span, int decode_tokens,
+                             double seconds) {
   if (!enabled() || prefill_tokens + decode_tokens <= 0 || !(seconds >= 0) ||
-      !std::isfinite(seconds)) {
+      !std::isfinite(seconds) || !(prefill_span >= 0) || !std::isfinite(prefill_span)) {
     return;
   }
   const double f = options_.forgetting;
-  const double x = prefill_tokens;
-  s1_ = f * s1_ + 1;
-  sx_ = f * sx_ + x;
-  sy_ = f * sy_ + seconds;
-  sxx_ = f * sxx_ + x * x;
-  sxy_ = f * sxy_ + x * seconds;
-  s_prefill_ = f * s_prefill_ + (prefill_tokens > 0 ? 1 : 0);
-  double base = 0, per_token = 0;
-  if (Fit(&base, &per_token)) {
-    const double cap = (options_.ratio - 1) * base / per_token;
-    // The factor absorbs rounding (a fit of exactly 20 tokens may come out as 19.999...).
-    cap_ = static_cast<int>(std::clamp(cap * (1 + 1e-9), 1.0, static_cast<double>(kUnlimited)));
+  const double p = prefill_tokens, s = prefill_span;
+  n_ = f * n_ + 1;
+  p_ = f * p_ + p;
+  s_ = f * s_ + s;
+  y_ = f * y_ + seconds;
+  pp_ = f * pp_ + p * p;
+  ps_ = f * ps_ + p * s;
+  ss_ = f * ss_ + s * s;
+  py_ = f * py_ + p * seconds;
+  sy_ = f * sy_ + s * seconds;
+  prefill_weight_ = f * prefill_weight_ + (prefill_tokens > 0 ? 1 : 0);
+  Model model;
+  if (Fit(&model)) {
+    model_ = model;
+    fitted_ = true;
   }
 }
 
