@@ -297,17 +297,22 @@ const char* MatMulIsa() {
   return "portable";
 }
 
+bool MatMulTakesAmx(const MatMulArgs& a) {
+  return CpuIsa() == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 &&
+         a.m >= kMinRowsForBf16Dot && amx::Available() && amx::Supports(a);
+}
+
 void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
   if (a.m == 0 || a.n == 0) return;  // (empty x and y may both be null)
   PAGODA_CHECK(a.x != a.y);
+  if (allow_amx && MatMulTakesAmx(a)) {
+    amx::MatMul(a, pool);
+    return;
+  }
   const Isa isa = CpuIsa();
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
   if (isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot) {
-    if (allow_amx && amx::Available() && amx::Supports(a)) {
-      amx::MatMul(a, pool);
-      return;
-    }
     std::vector<uint16_t> x16(static_cast<size_t>(a.m * a.k));
     for (size_t i = 0; i < x16.size(); ++i) x16[i] = FloatToBf16(a.x[i]);
     pool.ParallelFor(a.n, min_chunk,

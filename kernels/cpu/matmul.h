@@ -28,6 +28,9 @@ struct MatMulArgs {
 // false keeps AMX out (benchmarks compare the two).
 void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
 
+// Whether MatMul (AMX allowed) runs `args` on AMX tiles on this CPU.
+bool MatMulTakesAmx(const MatMulArgs& args);
+
 // The portable loop only: the reference the vector paths are tested against.
 void MatMulReference(const MatMulArgs& args);
 

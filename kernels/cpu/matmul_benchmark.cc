@@ -5,12 +5,22 @@
 // (of_bf16_peak, of_read_bw: kernels/cpu/roofline.h). BM_MatMulShapes: the projections of
 // llama-110m (k, n in 768, 2048, 32000) and TinyLlama (2048, 5632) at decode and prefill
 // batches, with AMX tiles allowed (amx:1, where the CPU has them) and not (amx:0), in the same
-// run.
+// run; BM_OneDnn, the same shapes through oneDNN, where CMake found Debian's libdnnl-dev (a
+// peer to measure against, not a dependency).
 //
 //   ./build/kernels/matmul_benchmark
+//   # with oneDNN, one command:
+//   OMP_NUM_THREADS=1 ONEDNN_MAX_CPU_ISA=AVX512_CORE_AMX ./build/kernels/matmul_benchmark
+//       --benchmark_filter='Shapes|OneDnn'
 
 #include <random>
+#include <string>
+#include <unordered_map>
 #include <vector>
+
+#if PAGODA_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
 
 #include "benchmark/benchmark.h"
 #include "kernels/cpu/bf16.h"
@@ -54,9 +64,8 @@ void BM_MatMul(benchmark::State& state) {
     state.counters["of_bf16_peak"] = benchmark::Counter(
         flops / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
   }
-  // On AMX tiles (bf16 weights, m >= 4, n a multiple of 16 and k of 32): of their peak.
-  if (allow_amx && roof.amx_gflop_per_s > 0 && type == WeightType::kBF16 && m >= 4 && n % 16 == 0 &&
-      k % 32 == 0) {
+  // On AMX tiles: of their peak.
+  if (allow_amx && MatMulTakesAmx(args)) {
     state.counters["of_amx_peak"] = benchmark::Counter(
         flops / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
   }
@@ -70,17 +79,67 @@ BENCHMARK(BM_MatMul)
     ->ArgsProduct({{1, 16}, {static_cast<int>(WeightType::kF32)}, {2048}, {768}, {0}})
     ->Unit(benchmark::kMicrosecond);
 // (n, k): llama-110m's q/k/v/o (768, 768), gate/up (2048, 768), down (768, 2048), lm_head
-// (32000, 768); TinyLlama's gate/up (5632, 2048) and down (2048, 5632).
-BENCHMARK(BM_MatMul)
-    ->Name("BM_MatMulShapes")
-    ->ArgNames({"m", "type", "n", "k", "amx"})
-    ->ArgsProduct({{16, 128}, {kBf16}, {768}, {768}, {0, 1}})
-    ->ArgsProduct({{16, 128}, {kBf16}, {2048}, {768}, {0, 1}})
-    ->ArgsProduct({{16, 128}, {kBf16}, {768}, {2048}, {0, 1}})
-    ->ArgsProduct({{16}, {kBf16}, {32000}, {768}, {0, 1}})
-    ->ArgsProduct({{16, 128}, {kBf16}, {5632}, {2048}, {0, 1}})
-    ->ArgsProduct({{16, 128}, {kBf16}, {2048}, {5632}, {0, 1}})
-    ->Unit(benchmark::kMicrosecond);
+// (32000, 768); TinyLlama's gate/up (5632, 2048) and down (2048, 5632); each with the values
+// `last` of the last argument, named `last_name`.
+void ModelShapes(benchmark::internal::Benchmark* b, const std::string& last_name,
+                 const std::vector<int64_t>& last) {
+  b->ArgNames({"m", "type", "n", "k", last_name});
+  b->ArgsProduct({{16, 128}, {kBf16}, {768}, {768}, last});
+  b->ArgsProduct({{16, 128}, {kBf16}, {2048}, {768}, last});
+  b->ArgsProduct({{16, 128}, {kBf16}, {768}, {2048}, last});
+  b->ArgsProduct({{16}, {kBf16}, {32000}, {768}, last});
+  b->ArgsProduct({{16, 128}, {kBf16}, {5632}, {2048}, last});
+  b->ArgsProduct({{16, 128}, {kBf16}, {2048}, {5632}, last});
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_MatMul)->Name("BM_MatMulShapes")->Apply([](benchmark::internal::Benchmark* b) {
+  ModelShapes(b, "amx", {0, 1});
+});
+
+#if PAGODA_WITH_ONEDNN
+// The same shapes through oneDNN's bf16 matmul, the peer issue 25 compares with: reordered:0
+// reads the weights as stored ([n, k] row-major, as Pagoda does), reordered:1 after reordering
+// them once, outside the timed loop, into the layout oneDNN prefers. oneDNN gets its
+// activations already in bf16; Pagoda rounds them from f32 inside MatMul (counted in its time).
+void BM_OneDnn(benchmark::State& state) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const int64_t m = state.range(0), n = state.range(2), k = state.range(3);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const dnnl::memory::desc src_md({m, k}, dt::bf16, tag::ab);
+  const dnnl::memory::desc plain_weights_md({k, n}, dt::bf16, tag::ba);  // W [n, k] row-major
+  const dnnl::memory::desc dst_md({m, n}, dt::f32, tag::ab);
+  const dnnl::memory::desc weights_md =
+      state.range(4) != 0 ? dnnl::memory::desc({k, n}, dt::bf16, tag::any) : plain_weights_md;
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, weights_md, dst_md), engine);
+  std::vector<uint16_t> x(m * k, FloatToBf16(0.5f)), w(n * k, FloatToBf16(0.25f));
+  std::vector<float> y(m * n);
+  dnnl::memory src(src_md, engine, x.data());
+  dnnl::memory plain_weights(plain_weights_md, engine, w.data());
+  dnnl::memory dst(dst_md, engine, y.data());
+  dnnl::memory weights = plain_weights;
+  if (pd.weights_desc() != plain_weights_md) {
+    weights = dnnl::memory(pd.weights_desc(), engine);
+    dnnl::reorder(plain_weights, weights).execute(stream, plain_weights, weights);
+    stream.wait();
+  }
+  const dnnl::matmul matmul(pd);
+  const std::unordered_map<int, dnnl::memory> io = {
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+  for (auto _ : state) {
+    matmul.execute(stream, io);
+    stream.wait();
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string("oneDNN ") + pd.impl_info_str());
+  state.counters["GFLOP_per_s"] =
+      benchmark::Counter(2.0 * m * n * k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_OneDnn)->Apply([](benchmark::internal::Benchmark* b) {
+  ModelShapes(b, "reordered", {0, 1});
+});
+#endif
 
 }  // namespace
 }  // namespace pagoda::kernels::cpu

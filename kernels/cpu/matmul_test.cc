@@ -85,13 +85,15 @@ TEST(MatMulTest, AmxTilesMatchTheReference) {
   if (!amx::Available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or the kernel refuses it)";
   for (const Shape& s : {Shape{4, 16, 32}, Shape{16, 32, 64}, Shape{17, 48, 96}, Shape{33, 80, 768},
                          Shape{40, 16, 2048}, Shape{64, 2048, 64}, Shape{9, 112, 5632}}) {
-    ASSERT_TRUE(amx::Supports({.w_type = WeightType::kBF16, .m = s.m, .n = s.n, .k = s.k}));
+    ASSERT_TRUE(MatMulTakesAmx({.w_type = WeightType::kBF16, .m = s.m, .n = s.n, .k = s.k}));
     CheckAgainstReference(WeightType::kBF16, s, /*with_bias=*/s.m % 2 == 1, 2);
   }
   EXPECT_EQ(std::string(MatMulIsa()), "amx-bf16");
   EXPECT_FALSE(amx::Supports({.w_type = WeightType::kBF16, .m = 16, .n = 40, .k = 64}));
   EXPECT_FALSE(amx::Supports({.w_type = WeightType::kBF16, .m = 16, .n = 48, .k = 48}));
   EXPECT_FALSE(amx::Supports({.w_type = WeightType::kF32, .m = 16, .n = 48, .k = 64}));
+  // Three rows or fewer keep the exact f32 path.
+  EXPECT_FALSE(MatMulTakesAmx({.w_type = WeightType::kBF16, .m = 3, .n = 48, .k = 64}));
 }
 
 TEST(MatMulTest, ReportsAnIsa) { EXPECT_FALSE(std::string(MatMulIsa()).empty()); }
