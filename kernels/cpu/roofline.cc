@@ -19,6 +19,18 @@ double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The best of `repeats` runs of `run`, as `amount` per second (in units of 1e9).
+template <typename Run>
+double BestRate(int repeats, double amount, const Run& run) {
+  double best = 0;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    best = std::max(best, amount / Seconds(start) / 1e9);
+  }
+  return best;
+}
+
 #if defined(__x86_64__)
 // Four independent accumulators of 16 floats, so the loads, not the adds, set the pace.
 __attribute__((target("avx512f"))) double SumAvx512(const float* p, int64_t n) {
@@ -106,38 +118,31 @@ Roofline MeasureRoofline(ThreadPool& pool, int64_t buffer_bytes, int repeats) {
   pool.ParallelFor(floats, 1 << 16, [&](int64_t begin, int64_t end) {
     std::fill(buffer.data() + begin, buffer.data() + end, 1.0f);
   });
-  for (int r = 0; r < std::max(1, repeats); ++r) {
-    const auto start = std::chrono::steady_clock::now();
+  out.read_gb_per_s = BestRate(repeats, 4.0 * static_cast<double>(floats), [&] {
     volatile double sink = ReadSum(buffer.data(), floats, pool);
     (void)sink;
-    out.read_gb_per_s =
-        std::max(out.read_gb_per_s, 4.0 * static_cast<double>(floats) / Seconds(start) / 1e9);
-  }
+  });
   if (HasAvx512Bf16()) {
     constexpr int64_t kIterations = 2'000'000;  // about 0.1 s at 1 vdpbf16ps per cycle
-    for (int r = 0; r < std::max(1, repeats); ++r) {
-      const auto start = std::chrono::steady_clock::now();
+    const double flop =
+        64.0 * kBf16PeakChains * static_cast<double>(kIterations) * pool.num_threads();
+    out.bf16_gflop_per_s = BestRate(repeats, flop, [&] {
       volatile float sink = Bf16PeakLoop(kIterations, pool);
       (void)sink;
-      const double flop =
-          64.0 * kBf16PeakChains * static_cast<double>(kIterations) * pool.num_threads();
-      out.bf16_gflop_per_s = std::max(out.bf16_gflop_per_s, flop / Seconds(start) / 1e9);
-    }
+    });
   }
   if (amx::Available()) {
     constexpr int64_t kIterations = 100'000;  // about 0.1 s at one tile product per 16 cycles
-    for (int r = 0; r < std::max(1, repeats); ++r) {
-      const auto start = std::chrono::steady_clock::now();
+    const double flop = amx::kFlopPerTileProduct * amx::kPeakTiles *
+                        static_cast<double>(kIterations) * pool.num_threads();
+    out.amx_gflop_per_s = BestRate(repeats, flop, [&] {
       pool.ParallelFor(pool.num_threads(), 1, [&](int64_t begin, int64_t end) {
         for (int64_t t = begin; t < end; ++t) {
           volatile float sink = amx::PeakLoop(kIterations);
           (void)sink;
         }
       });
-      const double flop = amx::kFlopPerTileProduct * amx::kPeakTiles *
-                          static_cast<double>(kIterations) * pool.num_threads();
-      out.amx_gflop_per_s = std::max(out.amx_gflop_per_s, flop / Seconds(start) / 1e9);
-    }
+    });
   }
   return out;
 }
