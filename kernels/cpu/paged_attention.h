@@ -40,7 +40,7 @@ struct PagedAttentionArgs {
   absl::Span<const int32_t> context_lens;  // [num_requests]
   absl::Span<const int32_t> block_tables;  // [num_requests, max_blocks_per_request]
   int32_t max_blocks_per_request = 0;
-  float scale = 1.0f;      // usually 1/sqrt(head_dim)
+  float scale = 1.0f;              // usually 1/sqrt(head_dim)
   common::AttentionWindow window;  // default: full causal attention
   // StreamingLLM: the queries rotated at their position in the cache rather than in the text,
   // [num_tokens, num_heads, head_dim], used against the sink keys (window.sink_tokens > 0).
@@ -48,10 +48,16 @@ struct PagedAttentionArgs {
   // text distance, equal to the cache distance; a sink key's on the cache distance, through
   // this query. Null: `query` for every key.
   const float* sink_query = nullptr;
+  // Prefill chunks of a bf16 cache on AMX tiles where the CPU has them (attention_amx.h);
+  // false keeps every query on the vector path (tests and benchmarks compare the two).
+  bool allow_amx = true;
 };
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group
-// of query heads that share it; softmax in f32 with max subtraction.
+// of query heads that share it; softmax in f32 with max subtraction. With a bf16 cache on a CPU
+// with AMX, a request with kMinQueriesForTiles or more queries this step is instead parallel
+// over (16 queries, KV head) blocks that walk their keys once on the tiles (attention_amx.h).
+inline constexpr int32_t kMinQueriesForTiles = 4;
 template <typename T>
 void PagedAttention(const PagedAttentionArgs<T>& args, ThreadPool& pool);
 

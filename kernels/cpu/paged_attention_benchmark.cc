@@ -3,6 +3,10 @@
 // or FP8 E5M2 KV cache; the KV bytes read per second also as a fraction of the machine's measured
 // read bandwidth. Contexts 128, 1,024 and 4,096 (batch 16 x 4,096 is 200 MB of bf16 K/V).
 //
+// BM_PagedAttentionPrefill: one prompt of L tokens attending causally to itself (a whole
+// prefill, bf16 cache, same shape), on AMX tiles (amx:1, where the CPU has them) or the vector
+// path (amx:0), reported as a fraction of the bf16 dot-product peak (and of the AMX tile peak).
+//
 //   ./build/kernels/paged_attention_benchmark
 
 #include <numeric>
@@ -11,6 +15,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/roofline.h"
 
@@ -77,6 +82,59 @@ PAGODA_DECODE_BENCHMARK(Bf16);
 PAGODA_DECODE_BENCHMARK(int8_t);
 PAGODA_DECODE_BENCHMARK(Fp8E4M3);
 PAGODA_DECODE_BENCHMARK(Fp8E5M2);
+
+// Prefill attention: FLOPs 2 (QK) + 2 (PV) per query, key and head dim, over the causal
+// triangle.
+void BM_PagedAttentionPrefill(benchmark::State& state) {
+  const int len = static_cast<int>(state.range(0));
+  const bool amx = state.range(1) != 0;
+  if (amx && !amx::Available()) {
+    state.SkipWithError("no AMX on this CPU");
+    return;
+  }
+  constexpr int kHeads = 12, kDim = 64, kBlock = 16;
+  const int blocks = (len + kBlock - 1) / kBlock;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<Bf16> k(static_cast<size_t>(blocks) * kHeads * kBlock * kDim), v(k.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    FromFloat(dist(rng), &k[i]);
+    FromFloat(dist(rng), &v[i]);
+  }
+  std::vector<float> q(static_cast<size_t>(len) * kHeads * kDim), out(q.size());
+  for (float& x : q) x = dist(rng);
+  std::vector<int32_t> tables(blocks), query_start = {0, len}, lens = {len};
+  std::iota(tables.begin(), tables.end(), 0);
+  ThreadPool pool(2);
+  const PagedAttentionArgs<Bf16> args{.query = q.data(),
+                                      .output = out.data(),
+                                      .num_heads = kHeads,
+                                      .cache = {k.data(), v.data(), blocks, kHeads, kBlock, kDim},
+                                      .query_start = query_start,
+                                      .context_lens = lens,
+                                      .block_tables = tables,
+                                      .max_blocks_per_request = blocks,
+                                      .scale = 0.125f,
+                                      .allow_amx = amx};
+  for (auto _ : state) PagedAttention(args, pool);
+  const double flop = 4.0 * kDim * kHeads * (static_cast<double>(len) * (len + 1) / 2);
+  state.counters["GFLOP_per_s"] =
+      benchmark::Counter(flop / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  const Roofline& roof = MeasuredRoofline(2);
+  if (roof.bf16_gflop_per_s > 0) {
+    state.counters["of_bf16_peak"] = benchmark::Counter(
+        flop / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  }
+  if (roof.amx_gflop_per_s > 0) {
+    state.counters["of_amx_peak"] = benchmark::Counter(
+        flop / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+BENCHMARK(BM_PagedAttentionPrefill)
+    ->ArgsProduct({{512, 1024, 2048}, {1, 0}})
+    ->ArgNames({"len", "amx"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace pagoda::kernels::cpu

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/attention_amx.h"
+#include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -30,7 +32,7 @@ struct Case {
   int block_size;
   std::vector<TestRequest> requests;
   bool share_first_block = false;  // two requests point at one physical block
-  common::AttentionWindow window;          // blocks no query attends get a null (-1) table entry
+  common::AttentionWindow window;  // blocks no query attends get a null (-1) table entry
   bool sink_query = false;         // separate random queries for the sink keys
 };
 
@@ -173,8 +175,9 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
 // rounded to bf16 first, so the dense reference sees exactly what the cache holds.
 // `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
 // k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
+// `allow_amx` = false keeps a bf16 cache's prefill chunks on the vector path on AMX machines.
 template <typename T>
-void RunCase(const Case& c, uint32_t seed, bool static_scales = false) {
+void RunCase(const Case& c, uint32_t seed, bool static_scales = false, bool allow_amx = true) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const int heads = c.num_kv_heads * c.group;
@@ -292,7 +295,8 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false) {
                                        .max_blocks_per_request = max_blocks,
                                        .scale = scale,
                                        .window = c.window,
-                                       .sink_query = c.sink_query ? sink_query.data() : nullptr},
+                                       .sink_query = c.sink_query ? sink_query.data() : nullptr,
+                                       .allow_amx = allow_amx},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
@@ -321,9 +325,11 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false) {
 
 // Every cache element type runs every case: f32, bf16 (on bf16-rounded K/V), and the 8-bit ones,
 // int8, E4M3, E5M2 (against their dequantized K/V tightly, and the unquantized ones loosely).
+// bf16 runs twice where the CPU has AMX: on the tiles (prefill chunks) and on the vector path.
 void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<float>(c, seed);
   RunCase<Bf16>(c, seed);
+  if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, /*allow_amx=*/false);
   RunCase<int8_t>(c, seed);
   RunCase<Fp8E4M3>(c, seed);
   RunCase<Fp8E5M2>(c, seed);
@@ -332,7 +338,7 @@ void RunBothTypes(const Case& c, uint32_t seed) {
 }
 
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {
-  for (int d : {32, 64, 80, 128}) {  // 32 has no AVX-512 kernel: the generic loop
+  for (int d : {32, 64, 80, 128}) {       // 32 has no AVX-512 kernel: the generic loop
     for (int group : {1, 2, 4, 8, 12}) {  // 12: past the batched score pass
       const int bs = 16;
       RunBothTypes({.head_dim = d,
@@ -402,6 +408,50 @@ TEST(PagedAttentionTest, AttentionSinksMatchDenseWithSinkQueries) {
       }
     }
   }
+}
+
+// Long prefill chunks, the AMX query blocks' ground: many 16-query blocks, keys across several
+// 128-key chunks of the online softmax, a last block of fewer than 16 queries, GQA groups, every
+// head dim the tiles take (multiples of 32), block sizes 16 to 64, with and without a sliding
+// window; decodes beside them. Where the CPU has no AMX this runs the vector path.
+TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
+  struct Shape {
+    int d, group, bs;
+  };
+  for (const Shape& s : {Shape{64, 1, 16}, Shape{64, 4, 32}, Shape{96, 2, 16}, Shape{128, 8, 64},
+                         Shape{256, 1, 16}, Shape{32, 3, 48}}) {
+    for (int window : {0, 100}) {
+      const Case c{.head_dim = s.d,
+                   .num_kv_heads = 2,
+                   .group = s.group,
+                   .block_size = s.bs,
+                   .requests = {{300, 300}, {700, 189}, {5, 4}, {257, 1}, {130, 17}},
+                   .window = {.sliding_window = window}};
+      const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
+      RunCase<Bf16>(c, seed);
+      RunCase<float>(c, seed);
+    }
+  }
+}
+
+// Which calls the AMX kernel takes: bf16 head dims that are multiples of 32 up to 256, block
+// sizes that are multiples of 16, no attention sinks.
+TEST(PagedAttentionTest, AmxTakesTheShapesItSupports) {
+  if (!amx::Available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or the kernel refuses it)";
+  const auto args = [](int d, int bs, common::AttentionWindow w) {
+    PagedAttentionArgs<Bf16> a;
+    a.cache.head_dim = d;
+    a.cache.block_size = bs;
+    a.cache.num_kv_heads = 1;
+    a.window = w;
+    return a;
+  };
+  EXPECT_TRUE(amx::SupportsAttention(args(64, 16, {})));
+  EXPECT_TRUE(amx::SupportsAttention(args(256, 32, {.sliding_window = 8})));
+  EXPECT_FALSE(amx::SupportsAttention(args(80, 16, {})));
+  EXPECT_FALSE(amx::SupportsAttention(args(512, 16, {})));
+  EXPECT_FALSE(amx::SupportsAttention(args(64, 8, {})));
+  EXPECT_FALSE(amx::SupportsAttention(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})));
 }
 
 }  // namespace
