@@ -266,6 +266,31 @@ PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
 // Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
 constexpr int kMaxBatchedGroup = 8;
 
+// Decode streams its K and V from memory one block tile at a time, each tile a separate
+// 2-4 KiB run (its block's other heads lie between): the hardware prefetcher starts cold on
+// every one. So each pass asks for the tile kPrefetchBlocks blocks ahead of the one it reads.
+constexpr int32_t kPrefetchBlocks = 2;
+// At most the first 2 KiB of a tile: past that, within its page, the hardware streamer has
+// caught on (an f32 tile of 64 dims fills a page, and asking for all of it was slower).
+constexpr int64_t kPrefetchBytes = 2048;
+
+// Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
+// position `pos`, when that position is before `end` and its block is past `*done` (the last
+// block asked for, updated).
+template <typename T>
+PAGODA_AVX512_TARGET inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool,
+                                              const int32_t* table, int kv_head, int32_t pos,
+                                              int32_t end, int32_t* done) {
+  if (pos >= end) return;
+  const int32_t block = pos / c.block_size;
+  if (block <= *done) return;
+  *done = block;
+  const char* tile = reinterpret_cast<const char*>(pool + c.Offset(table[block], kv_head, 0));
+  const int64_t bytes =
+      std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T)));
+  for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(tile + at, _MM_HINT_T0);
+}
+
 // Loads position `pos`'s K row of `kv_head` (decoded, kChunks vectors) and returns the factor its
 // dot products take: the attention scale times the row's scale (times E4M3's load factor), so
 // the dequantization is fused.
@@ -322,9 +347,14 @@ PAGODA_AVX512_TARGET void ScoresBatched(const PagedAttentionArgs<T>& a, int64_t 
   const size_t len = static_cast<size_t>(ranges.count);
   __m512 partial[kMaxBatchedGroup][16];
   alignas(64) float row_scale[16];
+  const int32_t ahead = kPrefetchBlocks * c.block_size;
   for (int32_t part = 0, part_at = 0; part < 2; ++part) {
     const float* q = QueryRow(a, token, kv_head * group, part == 0);
+    int32_t prefetched = -1;
     for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 16) {
+      for (int32_t p = first; p < first + 16; p += c.block_size) {
+        PrefetchTile(c, c.key, table, kv_head, p + ahead, ranges.end[part], &prefetched);
+      }
       const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
       const int n = std::min<int32_t>(16, ranges.end[part] - first);
       for (int j = 0; j < 16; ++j) {
@@ -370,7 +400,12 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
     __m512 acc[kChunks];
     for (int i = 0; i < kChunks; ++i) acc[i] = _mm512_setzero_ps();
     for (int32_t part = 0, at = 0; part < 2; ++part) {
+      int32_t prefetched = -1;
       for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+        if (g == 0) {
+          PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
+                       ranges.end[part], &prefetched);
+        }
         const int32_t block = table[pos / c.block_size];
         const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
         const __m512 w = _mm512_set1_ps(
