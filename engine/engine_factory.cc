@@ -178,7 +178,7 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCudaRunner(
         "version (the CUDA kernels take sliding windows but no sinks)");
   }
   // 8-bit KV: the runner computes in bf16 and quantizes K/V as it caches them, with per-token
-  // scales (a checkpoint's static k_scale / v_scale are used by the CPU runner only).
+  // scales, or for FP8 with the checkpoint's static k_scale / v_scale where it has them.
   const bool scaled_kv = model::IsScaledKvType(config.kv_cache_dtype);
   if (!scaled_kv && config.kv_cache_dtype != model::DType::kBF16 &&
       config.kv_cache_dtype != model::DType::kF16) {

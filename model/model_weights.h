@@ -105,6 +105,10 @@ class ModelWeights {
   // tied. A decode step reads about this much (all of it but one embedding row).
   int64_t matrix_bytes() const { return matrix_bytes_; }
 
+  // Gives the parts back (the tensors keep pointing into the storage that moves with them), for
+  // building a variant: a test adds the FP8 KV scales a checkpoint would carry, for instance.
+  ModelWeightsParts ReleaseParts() && { return std::move(parts_); }
+
  private:
   ModelWeightsParts parts_;
   int64_t matrix_bytes_ = 0;

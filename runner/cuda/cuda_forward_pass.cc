@@ -32,7 +32,11 @@ kernels::PagedKvCacheView<C> CudaModelRunnerImpl<T, C>::LayerCache(int layer) co
   C* const values = static_cast<C*>(kv_pool_.data());
   view.key = values + 2 * layer * pool;
   view.value = view.key + pool;
-  if constexpr (kScaleBytes > 0) {
+  if (kv_static_scales()) {
+    const float* const scales = static_cast<const float*>(head_scales_.data());
+    view.head_key_scale = scales + 2 * layer * config_.num_kv_heads;
+    view.head_value_scale = view.head_key_scale + config_.num_kv_heads;
+  } else if (scale_bytes_ > 0) {
     const int64_t rows = pool / config_.head_dim;  // one scale per token and KV head
     uint16_t* const scales = reinterpret_cast<uint16_t*>(values + 2 * config_.num_layers * pool);
     view.key_scale = scales + 2 * layer * rows;

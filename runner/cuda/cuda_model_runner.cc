@@ -153,6 +153,7 @@ absl::Status CudaModelRunnerImpl<T, C>::Init(std::unique_ptr<model::ModelWeights
   PAGODA_ASSIGN_OR_RETURN(gemm_, kc::Gemm::Create({}));
   PAGODA_ASSIGN_OR_RETURN(weights_, UploadWeights(*weights, dims_, DTypeOf<T>()));
   report_.weight_bytes = weights_.size_bytes;
+  PAGODA_RETURN_IF_ERROR(UploadStaticKvScales(*weights));
   weights.reset();
   PAGODA_RETURN_IF_ERROR(AllocateBuffers());
   PAGODA_RETURN_IF_ERROR(ProfileAndSizePool());
@@ -209,11 +210,28 @@ absl::Status CudaModelRunnerImpl<T, C>::AllocateBuffers() {
 }
 
 template <typename T, typename C>
+absl::Status CudaModelRunnerImpl<T, C>::UploadStaticKvScales(const model::ModelWeights& weights) {
+  if constexpr (sizeof(C) == 1 && !std::is_same_v<C, int8_t>) {
+    const model::StaticKvScales scales = model::CheckpointKvScales(weights);
+    if (scales.empty()) return absl::OkStatus();
+    std::vector<float> flat;  // per layer: k_scale then v_scale, one per KV head each
+    for (const std::vector<float>& layer : scales)
+      flat.insert(flat.end(), layer.begin(), layer.end());
+    const size_t bytes = flat.size() * sizeof(float);
+    PAGODA_ASSIGN_OR_RETURN(head_scales_, kc::DeviceBuffer::Create(bytes));
+    PAGODA_RETURN_IF_ERROR(head_scales_.CopyFromHost(flat.data(), bytes));
+    scale_bytes_ = 0;
+  } else {
+    (void)weights;
+  }
+  return absl::OkStatus();
+}
+
+template <typename T, typename C>
 absl::Status CudaModelRunnerImpl<T, C>::AllocateKvPool(int64_t num_blocks) {
   kv_pool_ = kc::DeviceBuffer();  // the old pool goes before the new one is allocated
   num_blocks_ = 0;
-  const int64_t bytes =
-      num_blocks * model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<C>());
+  const int64_t bytes = num_blocks * BytesPerBlock();
   PAGODA_ASSIGN_OR_RETURN(kv_pool_, kc::DeviceBuffer::Create(static_cast<size_t>(bytes)));
   num_blocks_ = static_cast<int>(num_blocks);
   return absl::OkStatus();
@@ -256,8 +274,7 @@ absl::Status CudaModelRunnerImpl<T, C>::ProfileAndSizePool() {
   PAGODA_ASSIGN_OR_RETURN(
       report_.kv,
       PlanKvCacheBudget(report_.memory, {.gpu_memory_utilization = options_.gpu_memory_utilization,
-                                         .bytes_per_block = model::CpuKvCache::BytesPerBlock(
-                                             config_, options_.block_size, DTypeOf<C>()),
+                                         .bytes_per_block = BytesPerBlock(),
                                          .kv_cache_memory_bytes = options_.kv_cache_memory_bytes}));
   return AllocateKvPool(report_.kv.num_blocks);
 }
@@ -517,7 +534,7 @@ absl::Status CudaModelRunnerImpl<T, C>::CopyKvBlock(BlockId block, char* host, b
   // On the host, per layer: K tile, V tile, then the K and V scale tiles (the CPU's layout).
   const size_t rows = static_cast<size_t>(config_.num_kv_heads) * options_.block_size;
   const size_t tile = rows * config_.head_dim * sizeof(C);
-  const size_t scale_tile = rows * kScaleBytes;
+  const size_t scale_tile = rows * static_cast<size_t>(scale_bytes_);
   const size_t layer_bytes = 2 * (tile + scale_tile);  // on the host
   const size_t layers = static_cast<size_t>(config_.num_layers);
   char* const pool = static_cast<char*>(kv_pool_.data());
@@ -533,7 +550,7 @@ absl::Status CudaModelRunnerImpl<T, C>::CopyKvBlock(BlockId block, char* host, b
   const size_t values_pool = tile * static_cast<size_t>(num_blocks_);
   PAGODA_RETURN_IF_ERROR(copy(pool + b * tile, 2 * values_pool, 0, tile));
   PAGODA_RETURN_IF_ERROR(copy(pool + values_pool + b * tile, 2 * values_pool, tile, tile));
-  if constexpr (kScaleBytes > 0) {
+  if (scale_bytes_ > 0) {
     char* const scales = pool + 2 * layers * values_pool;
     const size_t scales_pool = scale_tile * static_cast<size_t>(num_blocks_);
     PAGODA_RETURN_IF_ERROR(copy(scales + b * scale_tile, 2 * scales_pool, 2 * tile, scale_tile));

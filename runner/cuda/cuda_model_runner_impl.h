@@ -90,8 +90,9 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // each): the CPU runner's layout. Copied on the runner's stream and waited for.
   int64_t kv_block_bytes() const override {
     return 2LL * config_.num_layers * config_.num_kv_heads * options_.block_size *
-           (config_.head_dim * static_cast<int64_t>(sizeof(C)) + kScaleBytes);
+           (config_.head_dim * static_cast<int64_t>(sizeof(C)) + scale_bytes_);
   }
+  bool kv_static_scales() const override { return head_scales_.data() != nullptr; }
   absl::Status ReadKvBlock(BlockId block, char* out) override;
   absl::Status WriteKvBlock(BlockId block, const char* in) override;
   char* AllocateHostMemory(int64_t bytes) override;
@@ -148,8 +149,14 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   absl::Status DownloadLogits(int32_t rows, absl::Span<const int32_t> pick,
                               absl::Span<const uint8_t> greedy_rows, HostRows* out);
   kernels::PagedKvCacheView<C> LayerCache(int layer) const;
-  // Bytes of the per-token scale of one KV head (8-bit caches only).
-  static constexpr int64_t kScaleBytes = sizeof(C) == 1 ? 2 : 0;
+  // An FP8 cache takes the checkpoint's static per-head K/V scales when it has them
+  // (model::CheckpointKvScales): uploads them to head_scales_ and sets scale_bytes_ to 0.
+  absl::Status UploadStaticKvScales(const model::ModelWeights& weights);
+  // The pool's bytes per block (values, and per-token scales unless static).
+  int64_t BytesPerBlock() const {
+    return model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<C>(),
+                                            /*per_token_scales=*/!kv_static_scales());
+  }
   // The decode split for `num_requests` requests of at most `max_context_len` tokens; a pure
   // function of the shape once decode_resident_blocks_ is known (no device query per step).
   kc::PagedDecodePlan DecodePlan(int32_t num_requests, int32_t max_context_len) const {
@@ -193,8 +200,13 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   HostRows host_rows_;                   // reused
 
   // [layers][K, V][num_blocks, kv_heads, block_size, head_dim] of C, then for an 8-bit cache
-  // [layers][K, V][num_blocks, kv_heads, block_size] bf16 scales.
+  // with per-token scales [layers][K, V][num_blocks, kv_heads, block_size] bf16 scales.
   kc::DeviceBuffer kv_pool_;
+  // Bytes of the per-token scale of one KV head: 2 (bf16) for an 8-bit cache without static
+  // scales, else 0.
+  int64_t scale_bytes_ = sizeof(C) == 1 ? 2 : 0;
+  // FP8 with the checkpoint's scales: float [layers][K, V][kv_heads]; else empty.
+  kc::DeviceBuffer head_scales_;
   // Page-locked memory lent to the KV offload host tier (AllocateHostMemory).
   std::map<char*, kc::PinnedHostBuffer> host_memory_;
   int num_blocks_ = 0;

@@ -47,6 +47,22 @@ std::unique_ptr<model::ModelWeights> DummyWeights(const model::ModelConfig& conf
   return *std::move(weights);
 }
 
+// `weights` with the static FP8 KV scales a checkpoint can carry (self_attn.k_scale/v_scale):
+// per layer l and KV head h, k = (1 + l + h / 2) / 64 and v = (2 + l + h) / 64, wide enough for
+// the dummy K/V.
+std::unique_ptr<model::ModelWeights> WithKvScales(std::unique_ptr<model::ModelWeights> weights) {
+  model::ModelWeightsParts parts = std::move(*weights).ReleaseParts();
+  for (size_t l = 0; l < parts.layers.size(); ++l) {
+    parts.layers[l].k_scale.clear();
+    parts.layers[l].v_scale.clear();
+    for (int h = 0; h < parts.config.num_kv_heads; ++h) {
+      parts.layers[l].k_scale.push_back((1.0f + l + 0.5f * h) / 64.0f);
+      parts.layers[l].v_scale.push_back((2.0f + l + h) / 64.0f);
+    }
+  }
+  return std::make_unique<model::ModelWeights>(std::move(parts));
+}
+
 std::unique_ptr<cpu::CpuModelRunner> CpuRunner(std::unique_ptr<model::ModelWeights> weights,
                                                model::DType kv_dtype = model::DType::kBF16) {
   auto llama = model::LlamaModel::Create(std::move(weights), {.num_threads = 2});
