@@ -113,6 +113,36 @@ PAGODA_AVX512_TARGET inline __m512 Sum16(const __m512* v) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xdd));
 }
 
+// In place: r[i] lane j becomes r[j] lane i (a 16 x 16 transpose of 32-bit values).
+PAGODA_AVX512_TARGET inline void Transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4i + j], 128-bit lane L: rows 4i .. 4i+3 of column 4L + j.
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  __m512 out[16];
+  for (int j = 0; j < 4; ++j) {
+    const __m512 ab_lo = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+    const __m512 ab_hi = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+    const __m512 cd_lo = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 cd_hi = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    out[j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88);
+    out[4 + j] = _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD);
+    out[8 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88);
+    out[12 + j] = _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = out[i];
+}
+
 }  // namespace pagoda::kernels::cpu::avx512
 
 #endif  // __x86_64__

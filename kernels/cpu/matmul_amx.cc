@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/avx512_math.h"
 
 namespace pagoda::kernels::cpu::amx {
 namespace {
@@ -49,7 +50,7 @@ PAGODA_AMX_TARGET void PackX(const MatMulArgs& a, int64_t m_blocks, uint16_t* pa
         const float* x = a.x + row * a.k + kb * kTileK;
         rows[i] = (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
       }
-      Transpose16x16(rows);  // now row r: pair r of every row of x
+      avx512::Transpose16x16(rows);  // now row r: pair r of every row of x
       uint16_t* tile = packed + (mb * k_blocks + kb) * kPackedTile;
       for (int r = 0; r < kTile; ++r)
         _mm512_store_ps(reinterpret_cast<float*>(tile + r * kTileK), rows[r]);  // 64-byte rows
@@ -63,7 +64,7 @@ PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, i
                                        int64_t m0) {
   __m512 rows[kTile];
   for (int i = 0; i < kTile; ++i) rows[i] = _mm512_load_ps(sums + i * kTile);
-  Transpose16x16(rows);
+  avx512::Transpose16x16(rows);
   const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
   const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
   for (int i = 0; i < rows_left; ++i) {

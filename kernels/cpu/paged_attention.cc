@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/check.h"
-#include "kernels/cpu/attention_amx.h"
+#include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/avx512_math.h"
 
 namespace pagoda::kernels::cpu {
@@ -443,55 +443,35 @@ auto SelectAvx512(int head_dim)
 }
 #endif  // __x86_64__
 
-// Whether request r's queries go to the AMX query blocks (given that the call's cache and
-// window allow them at all).
+// The query-blocked tasks of this call (attention_blocks.h): those of every request with enough
+// queries for `backend`, the longest key ranges first (a task's cost grows with the keys it
+// walks, and the pool hands out tasks in order).
 template <typename T>
-bool TakesTiles(const PagedAttentionArgs<T>& a, int64_t r) {
-  return a.query_start[r + 1] - a.query_start[r] >= kMinQueriesForTiles;
-}
-
-// The AMX tasks of this call, the longest key ranges first (a task's cost grows with the keys it
-// walks, and the pool hands out tasks in order): empty unless the cache is bf16, AMX is allowed
-// and usable, and the shape suits the tiles.
-template <typename T>
-std::vector<amx::QueryBlock> TileBlocks(const PagedAttentionArgs<T>& a) {
-  std::vector<amx::QueryBlock> blocks;
-  if constexpr (std::is_same_v<T, Bf16>) {
-    if (!a.allow_amx || !amx::SupportsAttention(a)) return blocks;
-    for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
-      if (!TakesTiles(a, r)) continue;
-      const int32_t n = a.query_start[r + 1] - a.query_start[r];
-      for (int32_t first = 0; first < n; first += amx::kQueryBlock) {
-        for (int32_t h = 0; h < a.cache.num_kv_heads; ++h) {
-          blocks.push_back({.request = static_cast<int32_t>(r),
-                            .first = first,
-                            .count = std::min(amx::kQueryBlock, n - first),
-                            .kv_head = h});
-        }
+std::vector<blocks::QueryBlock> QueryBlocks(const PagedAttentionArgs<T>& a,
+                                            blocks::Backend backend) {
+  std::vector<blocks::QueryBlock> out;
+  if (backend == blocks::Backend::kNone) return out;
+  for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
+    const int32_t n = a.query_start[r + 1] - a.query_start[r];
+    if (n < blocks::MinQueries(backend)) continue;
+    for (int32_t first = 0; first < n; first += blocks::kQueryBlock) {
+      for (int32_t h = 0; h < a.cache.num_kv_heads; ++h) {
+        out.push_back({.request = static_cast<int32_t>(r),
+                       .first = first,
+                       .count = std::min(blocks::kQueryBlock, n - first),
+                       .kv_head = h});
       }
     }
-    // Keys walked: from the first query's window start to the last query's position.
-    const auto keys = [&](const amx::QueryBlock& b) {
-      const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
-      const int32_t base = a.context_lens[b.request] - n + b.first;
-      return base + b.count - a.window.WindowStart(base);
-    };
-    std::stable_sort(blocks.begin(), blocks.end(),
-                     [&](const auto& x, const auto& y) { return keys(x) > keys(y); });
   }
-  return blocks;
-}
-
-// The call's arguments as the bf16 kernel's (only reached with a bf16 cache: TileBlocks is
-// empty otherwise).
-template <typename T>
-const PagedAttentionArgs<Bf16>& ToBf16Args(const PagedAttentionArgs<T>& a) {
-  if constexpr (std::is_same_v<T, Bf16>) {
-    return a;
-  } else {
-    PAGODA_CHECK(false) << "AMX attention takes bf16 caches only";
-    __builtin_unreachable();
-  }
+  // Keys walked: from the first query's window start to the last query's position.
+  const auto keys = [&](const blocks::QueryBlock& b) {
+    const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
+    const int32_t base = a.context_lens[b.request] - n + b.first;
+    return base + b.count - a.window.WindowStart(base);
+  };
+  std::stable_sort(out.begin(), out.end(),
+                   [&](const auto& x, const auto& y) { return keys(x) > keys(y); });
+  return out;
 }
 
 }  // namespace
@@ -522,20 +502,24 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
 #if defined(__x86_64__)
   if (const auto avx512 = SelectAvx512<T>(c.head_dim); avx512 != nullptr) attend = avx512;
 #endif
-  const std::vector<amx::QueryBlock> blocks = TileBlocks(a);
+  const blocks::Backend backend = blocks::BackendFor(a);
+  const std::vector<blocks::QueryBlock> query_blocks = QueryBlocks(a, backend);
   // The tokens the per-token kernel takes: those of requests left out of the blocks.
   std::vector<int32_t> tokens;
   tokens.reserve(num_tokens);
   for (int64_t r = 0; r < num_requests; ++r) {
-    if (!blocks.empty() && TakesTiles(a, r)) continue;
+    if (a.query_start[r + 1] - a.query_start[r] >= blocks::MinQueries(backend)) continue;
     for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) tokens.push_back(t);
   }
-  const int64_t num_blocks = static_cast<int64_t>(blocks.size());
+  const int64_t num_blocks = static_cast<int64_t>(query_blocks.size());
   const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
-    if (begin < num_blocks) {
-      amx::AttendQueryBlocks(ToBf16Args(a), absl::MakeConstSpan(blocks).subspan(
-                                                begin, std::min(end, num_blocks) - begin));
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, Bf16>) {
+      if (begin < num_blocks) {
+        blocks::AttendQueryBlocks(
+            a, absl::MakeConstSpan(query_blocks).subspan(begin, std::min(end, num_blocks) - begin),
+            backend);
+      }
     }
     std::vector<float> scores;
     for (int64_t task = std::max(begin, num_blocks); task < end; ++task) {

@@ -48,16 +48,17 @@ struct PagedAttentionArgs {
   // text distance, equal to the cache distance; a sink key's on the cache distance, through
   // this query. Null: `query` for every key.
   const float* sink_query = nullptr;
-  // Prefill chunks of a bf16 cache on AMX tiles where the CPU has them (attention_amx.h);
-  // false keeps every query on the vector path (tests and benchmarks compare the two).
+  // Prefill chunks go to the query blocks (attention_blocks.h) where the cache type and shape
+  // allow: on AMX tiles (bf16) where the CPU has them and `allow_amx`, else on AVX-512. false:
+  // every query on the per-query path (tests and benchmarks compare them).
   bool allow_amx = true;
+  bool allow_query_blocks = true;
 };
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group
-// of query heads that share it; softmax in f32 with max subtraction. With a bf16 cache on a CPU
-// with AMX, a request with kMinQueriesForTiles or more queries this step is instead parallel
-// over (16 queries, KV head) blocks that walk their keys once on the tiles (attention_amx.h).
-inline constexpr int32_t kMinQueriesForTiles = 4;
+// of query heads that share it; softmax in f32 with max subtraction. A request with enough
+// queries this step (prefill chunks: 4 on AMX, 16 on AVX-512) is instead parallel over
+// (16 queries, KV head) blocks that walk their keys once for the 16 (attention_blocks.h).
 template <typename T>
 void PagedAttention(const PagedAttentionArgs<T>& args, ThreadPool& pool);
 

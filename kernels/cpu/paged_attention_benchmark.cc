@@ -4,8 +4,9 @@
 // read bandwidth. Contexts 128, 1,024 and 4,096 (batch 16 x 4,096 is 200 MB of bf16 K/V).
 //
 // BM_PagedAttentionPrefill: one prompt of L tokens attending causally to itself (a whole
-// prefill, bf16 cache, same shape), on AMX tiles (amx:1, where the CPU has them) or the vector
-// path (amx:0), reported as a fraction of the bf16 dot-product peak (and of the AMX tile peak).
+// prefill, bf16 cache, same shape), by path: 0 one query at a time, 1 the AVX-512 query blocks,
+// 2 the AMX query blocks (where the CPU has them); reported as a fraction of the bf16
+// dot-product peak (and of the AMX tile peak).
 //
 //   ./build/kernels/paged_attention_benchmark
 
@@ -87,7 +88,8 @@ PAGODA_DECODE_BENCHMARK(Fp8E5M2);
 // triangle.
 void BM_PagedAttentionPrefill(benchmark::State& state) {
   const int len = static_cast<int>(state.range(0));
-  const bool amx = state.range(1) != 0;
+  const int path = static_cast<int>(state.range(1));
+  const bool amx = path == 2;
   if (amx && !amx::Available()) {
     state.SkipWithError("no AMX on this CPU");
     return;
@@ -115,7 +117,8 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
                                       .block_tables = tables,
                                       .max_blocks_per_request = blocks,
                                       .scale = 0.125f,
-                                      .allow_amx = amx};
+                                      .allow_amx = amx,
+                                      .allow_query_blocks = path != 0};
   for (auto _ : state) PagedAttention(args, pool);
   const double flop = 4.0 * kDim * kHeads * (static_cast<double>(len) * (len + 1) / 2);
   state.counters["GFLOP_per_s"] =
@@ -131,8 +134,8 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_PagedAttentionPrefill)
-    ->ArgsProduct({{512, 1024, 2048}, {1, 0}})
-    ->ArgNames({"len", "amx"})
+    ->ArgsProduct({{512, 1024, 2048}, {2, 1, 0}})
+    ->ArgNames({"len", "path"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

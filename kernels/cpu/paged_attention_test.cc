@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cpu/attention_amx.h"
+#include "kernels/cpu/attention_blocks.h"
+#include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
@@ -175,9 +176,12 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
 // rounded to bf16 first, so the dense reference sees exactly what the cache holds.
 // `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
 // k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
-// `allow_amx` = false keeps a bf16 cache's prefill chunks on the vector path on AMX machines.
+// Which path prefill chunks take: the default (query blocks, on AMX where the CPU has it), the
+// query blocks on AVX-512, or the per-query path.
+enum class Path { kDefault, kNoAmx, kPerQuery };
+
 template <typename T>
-void RunCase(const Case& c, uint32_t seed, bool static_scales = false, bool allow_amx = true) {
+void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const int heads = c.num_kv_heads * c.group;
@@ -296,7 +300,8 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, bool allo
                                        .scale = scale,
                                        .window = c.window,
                                        .sink_query = c.sink_query ? sink_query.data() : nullptr,
-                                       .allow_amx = allow_amx},
+                                       .allow_amx = path == Path::kDefault,
+                                       .allow_query_blocks = path != Path::kPerQuery},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
@@ -325,11 +330,14 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, bool allo
 
 // Every cache element type runs every case: f32, bf16 (on bf16-rounded K/V), and the 8-bit ones,
 // int8, E4M3, E5M2 (against their dequantized K/V tightly, and the unquantized ones loosely).
-// bf16 runs twice where the CPU has AMX: on the tiles (prefill chunks) and on the vector path.
+// f32 and bf16 also run their prefill chunks on the per-query path, and bf16 where the CPU has
+// AMX on the AVX-512 query blocks as well as on the tiles.
 void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<float>(c, seed);
+  RunCase<float>(c, seed, /*static_scales=*/false, Path::kPerQuery);
   RunCase<Bf16>(c, seed);
-  if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, /*allow_amx=*/false);
+  RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kPerQuery);
+  if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kNoAmx);
   RunCase<int8_t>(c, seed);
   RunCase<Fp8E4M3>(c, seed);
   RunCase<Fp8E5M2>(c, seed);
@@ -410,16 +418,16 @@ TEST(PagedAttentionTest, AttentionSinksMatchDenseWithSinkQueries) {
   }
 }
 
-// Long prefill chunks, the AMX query blocks' ground: many 16-query blocks, keys across several
+// Long prefill chunks, the query blocks' ground: many 16-query blocks, keys across several
 // 128-key chunks of the online softmax, a last block of fewer than 16 queries, GQA groups, every
-// head dim the tiles take (multiples of 32), block sizes 16 to 64, with and without a sliding
-// window; decodes beside them. Where the CPU has no AMX this runs the vector path.
+// head dim the blocks take (multiples of 16; of 32 on AMX), block sizes 16 to 64, with and
+// without a sliding window; decodes beside them. On AMX, on the tiles and on AVX-512.
 TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
   struct Shape {
     int d, group, bs;
   };
   for (const Shape& s : {Shape{64, 1, 16}, Shape{64, 4, 32}, Shape{96, 2, 16}, Shape{128, 8, 64},
-                         Shape{256, 1, 16}, Shape{32, 3, 48}}) {
+                         Shape{256, 1, 16}, Shape{32, 3, 48}, Shape{80, 2, 8}}) {
     for (int window : {0, 100}) {
       const Case c{.head_dim = s.d,
                    .num_kv_heads = 2,
@@ -429,15 +437,17 @@ TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
                    .window = {.sliding_window = window}};
       const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
       RunCase<Bf16>(c, seed);
+      if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kNoAmx);
       RunCase<float>(c, seed);
     }
   }
 }
 
-// Which calls the AMX kernel takes: bf16 head dims that are multiples of 32 up to 256, block
-// sizes that are multiples of 16, no attention sinks.
-TEST(PagedAttentionTest, AmxTakesTheShapesItSupports) {
-  if (!amx::Available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or the kernel refuses it)";
+// Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
+// with block sizes that are multiples of 16; AVX-512 for f32 and bf16 head dims that are
+// multiples of 16; none for 8-bit caches, attention sinks, or when turned off.
+TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
+  if (!avx512::Supported()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const auto args = [](int d, int bs, common::AttentionWindow w) {
     PagedAttentionArgs<Bf16> a;
     a.cache.head_dim = d;
@@ -446,12 +456,25 @@ TEST(PagedAttentionTest, AmxTakesTheShapesItSupports) {
     a.window = w;
     return a;
   };
-  EXPECT_TRUE(amx::SupportsAttention(args(64, 16, {})));
-  EXPECT_TRUE(amx::SupportsAttention(args(256, 32, {.sliding_window = 8})));
-  EXPECT_FALSE(amx::SupportsAttention(args(80, 16, {})));
-  EXPECT_FALSE(amx::SupportsAttention(args(512, 16, {})));
-  EXPECT_FALSE(amx::SupportsAttention(args(64, 8, {})));
-  EXPECT_FALSE(amx::SupportsAttention(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})));
+  using blocks::Backend;
+  const Backend amx = amx::Available() ? Backend::kAmx : Backend::kAvx512;
+  EXPECT_EQ(blocks::BackendFor(args(64, 16, {})), amx);
+  EXPECT_EQ(blocks::BackendFor(args(256, 32, {.sliding_window = 8})), amx);
+  EXPECT_EQ(blocks::BackendFor(args(80, 16, {})), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(args(64, 8, {})), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(args(512, 16, {})), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
+            Backend::kNone);
+  PagedAttentionArgs<Bf16> no_amx = args(64, 16, {});
+  no_amx.allow_amx = false;
+  EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kAvx512);
+  no_amx.allow_query_blocks = false;
+  EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kNone);
+  PagedAttentionArgs<int8_t> int8;
+  int8.cache.head_dim = 64;
+  int8.cache.block_size = 16;
+  EXPECT_EQ(blocks::BackendFor(int8), Backend::kNone);
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "kernels/cpu/paged_attention.h"
+
+// Query-blocked paged attention for prefill chunks. Internal to kernels/cpu/paged_attention.cc,
+// which dispatches here.
+//
+// A task takes up to 16 consecutive queries of one request and one KV head (with every query
+// head of its group) and walks their keys once, flash-attention style: per 128 keys, the scores
+// of each key against the 16 queries as one vector of 16 lanes (S^T, key-major, so the online
+// softmax runs down the lanes with no horizontal reductions), then O += P V. Each K and V row is
+// read once per 16 queries instead of once per query. Two backends:
+//  - AMX tiles (bf16 caches, head dims a multiple of 32, blocks a multiple of 16): S^T = K Q^T
+//    with the K rows read in place from the paged blocks as tile rows, and P V on the tiles. Q
+//    and P are split into two bf16 parts (hi + lo, their sum within 2^-15 of the f32 value) and
+//    K and V are bf16 already, so the products have the accuracy of the f32 vector path.
+//  - AVX-512 in f32 (f32 or bf16 caches, head dims a multiple of 16): the chunk's K and V
+//    widened to f32 once for the group, each score row 16 FMAs wide, P V register-blocked over
+//    4 queries.
+// Either way the result matches the per-query vector path to f32 rounding: decode (one query,
+// per-query path) and prefill agree as before.
+namespace pagoda::kernels::cpu::blocks {
+
+inline constexpr int kQueryBlock = 16;  // queries per task: the lanes of a score vector
+
+// One task: queries [first, first + count) of `request` (indices among its queries, count <=
+// kQueryBlock), against KV head `kv_head`.
+struct QueryBlock {
+  int32_t request = 0;
+  int32_t first = 0;
+  int32_t count = 0;
+  int32_t kv_head = 0;
+};
+
+enum class Backend { kNone, kAmx, kAvx512 };
+
+// The backend this call's requests with at least MinQueries() queries take: AMX where allowed,
+// usable and the shape suits the tiles, else AVX-512 where the CPU has it and the head dim is a
+// multiple of 16 up to 256; kNone for 8-bit caches, attention sinks, !allow_query_blocks, or
+// neither. Full causal attention or a sliding window.
+template <typename T>
+Backend BackendFor(const PagedAttentionArgs<T>& a);
+
+// Queries a request needs this step for its queries to go to the blocks: below it the
+// per-query path is cheaper (a block costs the same with 1 query as with 16).
+int32_t MinQueries(Backend backend);
+
+// Writes the outputs of every query of `blocks`, on the calling thread, with `backend`
+// (BackendFor(a), not kNone).
+template <typename T>
+void AttendQueryBlocks(const PagedAttentionArgs<T>& a, absl::Span<const QueryBlock> blocks,
+                       Backend backend);
+
+}  // namespace pagoda::kernels::cpu::blocks
