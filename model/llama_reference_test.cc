@@ -3,6 +3,8 @@
 // models written here in Hugging Face format, and on the trained stories260K model when
 // ../shared/models is present.
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -101,10 +103,13 @@ struct RandomModelSpec {
   bool kv_scales = false;
 };
 
-// Writes config.json and model.safetensors of a random model; returns the directory.
+// Writes config.json and model.safetensors of a random model; returns the directory, one per
+// process (ctest runs tests in parallel processes, and two tests write the same spec: sharing
+// the directory let one rewrite a checkpoint while the other was reading it).
 std::string WriteRandomModel(const RandomModelSpec& spec) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("pagoda_ref_" + spec.name)).string();
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           absl::StrCat("pagoda_ref_", spec.name, "_", getpid()))
+                              .string();
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/config.json") << spec.config_json;
   const ModelConfig c = ParseModelConfig(spec.config_json).value();

@@ -531,8 +531,6 @@ Backend BackendFor(const PagedAttentionArgs<T>& a) {
     if (a.allow_amx && amx::Available() && d % kTileK == 0 && a.cache.block_size % kTile == 0) {
       return Backend::kAmx;
     }
-  }
-  if constexpr (std::is_same_v<T, Bf16> || std::is_same_v<T, float>) {
     if (avx512::Supported() && d % kTile == 0) return Backend::kAvx512;
   }
   return Backend::kNone;

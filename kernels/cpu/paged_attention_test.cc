@@ -330,11 +330,10 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
 
 // Every cache element type runs every case: f32, bf16 (on bf16-rounded K/V), and the 8-bit ones,
 // int8, E4M3, E5M2 (against their dequantized K/V tightly, and the unquantized ones loosely).
-// f32 and bf16 also run their prefill chunks on the per-query path, and bf16 where the CPU has
-// AMX on the AVX-512 query blocks as well as on the tiles.
+// bf16 also runs its prefill chunks on the per-query path, and where the CPU has AMX on the
+// AVX-512 query blocks as well as on the tiles.
 void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<float>(c, seed);
-  RunCase<float>(c, seed, /*static_scales=*/false, Path::kPerQuery);
   RunCase<Bf16>(c, seed);
   RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kPerQuery);
   if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kNoAmx);
@@ -444,8 +443,9 @@ TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
 }
 
 // Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
-// with block sizes that are multiples of 16; AVX-512 for f32 and bf16 head dims that are
-// multiples of 16; none for 8-bit caches, attention sinks, or when turned off.
+// with block sizes that are multiples of 16; AVX-512 for bf16 head dims that are multiples of
+// 16; none for f32 (the exact, batch-invariant mode) and 8-bit caches, attention sinks, or when
+// turned off.
 TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   if (!avx512::Supported()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const auto args = [](int d, int bs, common::AttentionWindow w) {
@@ -471,6 +471,10 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kAvx512);
   no_amx.allow_query_blocks = false;
   EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kNone);
+  PagedAttentionArgs<float> f32;
+  f32.cache.head_dim = 64;
+  f32.cache.block_size = 16;
+  EXPECT_EQ(blocks::BackendFor(f32), Backend::kNone);
   PagedAttentionArgs<int8_t> int8;
   int8.cache.head_dim = 64;
   int8.cache.block_size = 16;
