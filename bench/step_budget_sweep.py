@@ -76,6 +76,7 @@ def main():
     print("| step budget | concurrency | output tok/s | mean TTFT ms | median ITL ms | p99 ITL ms "
           "| p99 ITL ÷ decode-only step |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "step_budget_sweep.csv"), "w") as f:
         f.write("config,concurrency,output_throughput,mean_ttft_ms,median_itl_ms,p99_itl_ms,"
                 "p99_itl_over_decode_step\n")
