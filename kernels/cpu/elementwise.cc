@@ -23,19 +23,64 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Embedding(
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void RmsNorm(const float* x,
-                                                                          const float* weight,
-                                                                          int64_t rows, int64_t dim,
-                                                                          float eps, float* out) {
+namespace {
+
+// Accumulate in double: dim can be 8192 and values large before a norm.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void RmsNormPortable(
+    const float* x, const float* weight, int64_t rows, int64_t dim, float eps, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * dim;
-    // Accumulate in double: dim can be 8192 and values large before a norm.
     double sum_squares = 0.0;
     for (int64_t i = 0; i < dim; ++i) sum_squares += static_cast<double>(row[i]) * row[i];
     const float inv = 1.0f / std::sqrt(static_cast<float>(sum_squares / dim) + eps);
     float* dst = out + r * dim;
     for (int64_t i = 0; i < dim; ++i) dst[i] = row[i] * inv * weight[i];
   }
+}
+
+#if defined(__x86_64__)
+// The same sums of squares in double, in 16 lanes instead of one chain (a double add's latency
+// per element made the portable loop 5% of a 512-token prefill); the squares of floats are exact
+// in double, so only the order of the additions differs.
+PAGODA_AVX512_TARGET void RmsNormAvx512(const float* x, const float* weight, int64_t rows,
+                                        int64_t dim, float eps, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * dim;
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= dim; i += 16) {
+      const __m512 v = _mm512_loadu_ps(row + i);
+      const __m512d a = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+      const __m512d b =
+          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+      lo = _mm512_fmadd_pd(a, a, lo);
+      hi = _mm512_fmadd_pd(b, b, hi);
+    }
+    double sum_squares = _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+    for (; i < dim; ++i) sum_squares += static_cast<double>(row[i]) * row[i];
+    const float inv = 1.0f / std::sqrt(static_cast<float>(sum_squares / dim) + eps);
+    const __m512 inv_v = _mm512_set1_ps(inv);
+    float* dst = out + r * dim;
+    for (i = 0; i + 16 <= dim; i += 16) {
+      _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(row + i), inv_v),
+                                              _mm512_loadu_ps(weight + i)));
+    }
+    for (; i < dim; ++i) dst[i] = row[i] * inv * weight[i];
+  }
+}
+#endif
+
+}  // namespace
+
+void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, float eps,
+             float* out) {
+#if defined(__x86_64__)
+  if (avx512::Supported()) {
+    RmsNormAvx512(x, weight, rows, dim, eps, out);
+    return;
+  }
+#endif
+  RmsNormPortable(x, weight, rows, dim, eps, out);
 }
 
 namespace {

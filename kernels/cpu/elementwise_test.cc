@@ -41,6 +41,34 @@ TEST(ElementwiseTest, SiluAndMulMatchesReference) {
   }
 }
 
+// RMSNorm against a double-precision reference, rows of lengths that leave vector tails, values
+// up to 1e4 (a residual stream before its norm), in place as well.
+TEST(ElementwiseTest, RmsNormMatchesReference) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const int dim : {1, 8, 15, 16, 17, 64, 100, 768, 8192}) {
+    const int rows = 3;
+    std::vector<float> x(static_cast<size_t>(rows) * dim), weight(dim), out(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng) * (i % 7 == 0 ? 1e4f : 1.0f);
+    for (float& w : weight) w = 1.0f + 0.1f * normal(rng);
+    RmsNorm(x.data(), weight.data(), rows, dim, 1e-5f, out.data());
+    for (int r = 0; r < rows; ++r) {
+      double sum = 0;
+      for (int i = 0; i < dim; ++i) sum += static_cast<double>(x[r * dim + i]) * x[r * dim + i];
+      const double inv = 1.0 / std::sqrt(sum / dim + 1e-5);
+      for (int i = 0; i < dim; ++i) {
+        const double expected = x[r * dim + i] * inv * weight[i];
+        // A few float roundings (the scale, two products): relative 1e-6.
+        ASSERT_NEAR(out[r * dim + i], expected, 1e-6 * std::abs(expected) + 1e-30)
+            << "dim=" << dim << " row " << r << " i=" << i;
+      }
+    }
+    std::vector<float> in_place = x;
+    RmsNorm(in_place.data(), weight.data(), rows, dim, 1e-5f, in_place.data());
+    EXPECT_EQ(in_place, out);
+  }
+}
+
 }  // namespace
 }  // namespace pagoda::kernels::cpu
 
