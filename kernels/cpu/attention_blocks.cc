@@ -117,23 +117,6 @@ struct KeyRange {
     return cache->value +
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
-  // The factor that turns what avx512::LoadScaled16 reads from key (or value) row `pos` into
-  // values: 1 for bf16, the row's stored scale (or the head's static one) times the load's
-  // factor for the 8-bit types (kernels/paged_kv_cache.h).
-  float Scale(int32_t pos, bool value) const {
-    if constexpr (std::is_same_v<T, Bf16>) {
-      (void)pos, (void)value;
-      return 1.0f;
-    } else {
-      const PagedKvCacheView<T>& c = *cache;
-      const uint16_t* per_token = value ? c.value_scale : c.key_scale;
-      const float scale = per_token == nullptr
-                              ? (value ? c.head_value_scale : c.head_key_scale)[kv_head]
-                              : Bf16ToFloat(per_token[c.ScaleIndex(table[pos / c.block_size],
-                                                                   kv_head, pos % c.block_size)]);
-      return scale * avx512::LoadScale<T>();
-    }
-  }
 };
 
 // ---- The online softmax and the output, shared by the backends.
@@ -201,28 +184,19 @@ PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<T>& a, int64_t 
   }
 }
 
-// The chunk's K and V rows in f32 (8-bit rows dequantized with their scales), for the group:
-// a 128-row working tile, not a copy of the context. Rows outside the task's keys are zeros
-// (their slots may hold anything, NaN included, and their blocks may be gone).
+// The chunk's K and V rows in f32, for the group; rows outside the task's keys are zeros (their
+// slots may hold anything, NaN included, and their blocks may be gone).
 template <typename T>
 PAGODA_AVX512_TARGET void WidenChunk(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
   for (int row = 0; row < rows; ++row) {
-    if (!keys.Live(c0 + row)) {
-      for (int c = 0; c < s.d_vectors(); ++c) {
-        _mm512_store_ps(s.k_row(row) + 16 * c, _mm512_setzero_ps());
-        _mm512_store_ps(s.v_row(row) + 16 * c, _mm512_setzero_ps());
-      }
-      continue;
-    }
-    const T* k = keys.Key(c0 + row);
-    const T* v = keys.Value(c0 + row);
-    const __m512 k_scale = _mm512_set1_ps(keys.Scale(c0 + row, /*value=*/false));
-    const __m512 v_scale = _mm512_set1_ps(keys.Scale(c0 + row, /*value=*/true));
+    const bool live = keys.Live(c0 + row);
+    const T* k = live ? keys.Key(c0 + row) : nullptr;
+    const T* v = live ? keys.Value(c0 + row) : nullptr;
     for (int c = 0; c < s.d_vectors(); ++c) {
       _mm512_store_ps(s.k_row(row) + 16 * c,
-                      _mm512_mul_ps(avx512::LoadScaled16(k + 16 * c), k_scale));
+                      live ? avx512::Load16(k + 16 * c) : _mm512_setzero_ps());
       _mm512_store_ps(s.v_row(row) + 16 * c,
-                      _mm512_mul_ps(avx512::LoadScaled16(v + 16 * c), v_scale));
+                      live ? avx512::Load16(v + 16 * c) : _mm512_setzero_ps());
     }
   }
 }
@@ -557,8 +531,6 @@ Backend BackendFor(const PagedAttentionArgs<T>& a) {
     if (a.allow_amx && amx::Available() && d % kTileK == 0 && a.cache.block_size % kTile == 0) {
       return Backend::kAmx;
     }
-  }
-  if constexpr (!std::is_same_v<T, float>) {
     if (avx512::Supported() && d % kTile == 0) return Backend::kAvx512;
   }
   return Backend::kNone;
@@ -595,11 +567,5 @@ template void AttendQueryBlocks<float>(const PagedAttentionArgs<float>&,
                                        absl::Span<const QueryBlock>, Backend);
 template void AttendQueryBlocks<Bf16>(const PagedAttentionArgs<Bf16>&, absl::Span<const QueryBlock>,
                                       Backend);
-template void AttendQueryBlocks<int8_t>(const PagedAttentionArgs<int8_t>&,
-                                        absl::Span<const QueryBlock>, Backend);
-template void AttendQueryBlocks<Fp8E4M3>(const PagedAttentionArgs<Fp8E4M3>&,
-                                         absl::Span<const QueryBlock>, Backend);
-template void AttendQueryBlocks<Fp8E5M2>(const PagedAttentionArgs<Fp8E5M2>&,
-                                         absl::Span<const QueryBlock>, Backend);
 
 }  // namespace pagoda::kernels::cpu::blocks

@@ -17,9 +17,8 @@
 //    with the K rows read in place from the paged blocks as tile rows, and P V on the tiles. Q
 //    and P are split into two bf16 parts (hi + lo, their sum within 2^-15 of the f32 value) and
 //    K and V are bf16 already, so the products have the accuracy of the f32 vector path.
-//  - AVX-512 in f32 (bf16 and 8-bit caches, head dims a multiple of 16): the chunk's K and V
-//    widened to f32 once for the group (8-bit rows dequantized with their scales on the way),
-//    each score row 16 FMAs wide, P V register-blocked over 4 queries.
+//  - AVX-512 in f32 (bf16 caches, head dims a multiple of 16): the chunk's K and V widened to
+//    f32 once for the group, each score row 16 FMAs wide, P V register-blocked over 4 queries.
 // Either way the result matches the per-query vector path to f32 rounding, not bit for bit: a
 // query's result then depends on the path its step took (a prompt chunked differently can take
 // the other one). f32 caches, the exact mode, stay on the per-query path, whose result for a
@@ -39,10 +38,10 @@ struct QueryBlock {
 
 enum class Backend { kNone, kAmx, kAvx512 };
 
-// The backend this call's requests with at least MinQueries() queries take: for a bf16 cache
-// AMX where allowed, usable and the shape suits the tiles, else (and for 8-bit caches) AVX-512
-// where the CPU has it and the head dim is a multiple of 16 up to 256; kNone for f32 caches,
-// attention sinks, !allow_query_blocks, or neither. Full causal attention or a sliding window.
+// The backend this call's requests with at least MinQueries() queries take, for a bf16 cache: AMX
+// where allowed, usable and the shape suits the tiles, else AVX-512 where the CPU has it and the
+// head dim is a multiple of 16 up to 256; kNone for f32 and 8-bit caches, attention sinks,
+// !allow_query_blocks, or neither. Full causal attention or a sliding window.
 template <typename T>
 Backend BackendFor(const PagedAttentionArgs<T>& a);
 
