@@ -68,6 +68,15 @@ CudaModelRunnerOptions TinyOptions(model::DType dtype, bool eager) {
           .enforce_eager = eager};
 }
 
+// A block written to the runner's pool and read back comes back byte for byte.
+void ExpectKvBlockRoundTrips(CudaModelRunner& gpu, BlockId id) {
+  std::string block(gpu.kv_block_bytes(), '\0'), back(block.size(), '\0');
+  for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 13 + id.value());
+  ASSERT_TRUE(gpu.WriteKvBlock(id, block.data()).ok());
+  ASSERT_TRUE(gpu.ReadKvBlock(id, back.data()).ok());
+  EXPECT_EQ(back, block);
+}
+
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerEagerAndWithGraphs) {
   for (const bool eager : {true, false}) {
     auto cpu = CpuRunner(DummyWeights(TinyConfig(false)));
@@ -94,11 +103,7 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAnEightBitKvCache) {
     CompareOnSteps(*cpu, *gpu, TinyConfig(false).vocab_size);
     // The block copies carry the scales, in the CPU runner's layout and size.
     EXPECT_EQ(gpu->kv_block_bytes(), cpu->kv_block_bytes());
-    std::string block(gpu->kv_block_bytes(), '\0'), back(block.size(), '\0');
-    for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 13 + 1);
-    ASSERT_TRUE(gpu->WriteKvBlock(BlockId(3), block.data()).ok());
-    ASSERT_TRUE(gpu->ReadKvBlock(BlockId(3), back.data()).ok());
-    EXPECT_EQ(back, block);
+    ExpectKvBlockRoundTrips(*gpu, BlockId(3));
   }
   CudaModelRunnerOptions bad = TinyOptions(model::DType::kBF16, false);
   bad.kv_dtype = model::DType::kF32;
@@ -117,31 +122,24 @@ TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAnEightBitKvCache) {
 // across a rounding boundary change by an eighth, past the 16-bit tolerance of the comparison
 // (measured: logits off by up to 0.2). E5M2 takes the same code with another element type.
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithStaticFp8Scales) {
-  {
-    const model::DType kv = model::DType::kFp8E4M3;
-    auto cpu = CpuRunner(WithKvScales(DummyWeights(TinyConfig(false))), kv);
-    ASSERT_TRUE(cpu->kv_static_scales());
-    CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
-    options.kv_dtype = kv;
-    auto gpu = GpuRunner(WithKvScales(DummyWeights(TinyConfig(false))), options);
-    ASSERT_NE(gpu, nullptr);
-    EXPECT_TRUE(gpu->kv_static_scales());
-    CompareOnSteps(*cpu, *gpu, TinyConfig(false).vocab_size);
-    EXPECT_EQ(gpu->kv_block_bytes(), cpu->kv_block_bytes());
-    const model::ModelConfig c = TinyConfig(false);
-    EXPECT_EQ(gpu->kv_block_bytes(), 2LL * c.num_layers * c.num_kv_heads * kBlockSize * c.head_dim);
-    std::string block(gpu->kv_block_bytes(), '\0'), back(block.size(), '\0');
-    for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>(i * 7 + 3);
-    ASSERT_TRUE(gpu->WriteKvBlock(BlockId(5), block.data()).ok());
-    ASSERT_TRUE(gpu->ReadKvBlock(BlockId(5), back.data()).ok());
-    EXPECT_EQ(back, block);
-  }
-  // int8 has no static scales: the checkpoint's are for FP8 and are ignored.
+  const model::DType kv = model::DType::kFp8E4M3;
+  auto cpu = CpuRunner(WithKvScales(DummyWeights(TinyConfig(false))), kv);
+  ASSERT_TRUE(cpu->kv_static_scales());
   CudaModelRunnerOptions options = TinyOptions(model::DType::kBF16, false);
-  options.kv_dtype = model::DType::kInt8;
+  options.kv_dtype = kv;
   auto gpu = GpuRunner(WithKvScales(DummyWeights(TinyConfig(false))), options);
   ASSERT_NE(gpu, nullptr);
-  EXPECT_FALSE(gpu->kv_static_scales());
+  EXPECT_TRUE(gpu->kv_static_scales());
+  CompareOnSteps(*cpu, *gpu, TinyConfig(false).vocab_size);
+  EXPECT_EQ(gpu->kv_block_bytes(), cpu->kv_block_bytes());
+  const model::ModelConfig c = TinyConfig(false);
+  EXPECT_EQ(gpu->kv_block_bytes(), 2LL * c.num_layers * c.num_kv_heads * kBlockSize * c.head_dim);
+  ExpectKvBlockRoundTrips(*gpu, BlockId(5));
+  // int8 has no static scales: the checkpoint's are for FP8 and are ignored.
+  options.kv_dtype = model::DType::kInt8;
+  auto int8 = GpuRunner(WithKvScales(DummyWeights(TinyConfig(false))), options);
+  ASSERT_NE(int8, nullptr);
+  EXPECT_FALSE(int8->kv_static_scales());
 }
 
 TEST(CudaModelRunnerEmulationTest, MatchesTheCpuRunnerWithAttentionBiasInFloat16) {

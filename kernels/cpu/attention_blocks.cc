@@ -547,8 +547,7 @@ int32_t MinQueries(Backend backend) {
   }
 }
 
-template <typename T>
-void AttendQueryBlocks(const PagedAttentionArgs<T>& a, absl::Span<const QueryBlock> blocks,
+void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
                        Backend backend) {
   PAGODA_CHECK(backend != Backend::kNone && backend == BackendFor(a));
   if (blocks.empty()) return;
@@ -563,9 +562,5 @@ template Backend BackendFor<Bf16>(const PagedAttentionArgs<Bf16>&);
 template Backend BackendFor<int8_t>(const PagedAttentionArgs<int8_t>&);
 template Backend BackendFor<Fp8E4M3>(const PagedAttentionArgs<Fp8E4M3>&);
 template Backend BackendFor<Fp8E5M2>(const PagedAttentionArgs<Fp8E5M2>&);
-template void AttendQueryBlocks<float>(const PagedAttentionArgs<float>&,
-                                       absl::Span<const QueryBlock>, Backend);
-template void AttendQueryBlocks<Bf16>(const PagedAttentionArgs<Bf16>&, absl::Span<const QueryBlock>,
-                                      Backend);
 
 }  // namespace pagoda::kernels::cpu::blocks

@@ -22,7 +22,10 @@
 // Either way the result matches the per-query vector path to f32 rounding, not bit for bit: a
 // query's result then depends on the path its step took (a prompt chunked differently can take
 // the other one). f32 caches, the exact mode, stay on the per-query path, whose result for a
-// query is the same whatever else is in the batch (as the f32 GEMMs are).
+// query is the same whatever else is in the batch (as the f32 GEMMs are). So do 8-bit caches: a
+// decode step that recomputes a position on the per-query path could round its K/V to a
+// neighbouring 8-bit value of what a blocked prefill wrote, and cached decode must equal
+// recomputation.
 namespace pagoda::kernels::cpu::blocks {
 
 inline constexpr int kQueryBlock = 16;  // queries per task: the lanes of a score vector
@@ -51,8 +54,7 @@ int32_t MinQueries(Backend backend);
 
 // Writes the outputs of every query of `blocks`, on the calling thread, with `backend`
 // (BackendFor(a), not kNone).
-template <typename T>
-void AttendQueryBlocks(const PagedAttentionArgs<T>& a, absl::Span<const QueryBlock> blocks,
+void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
                        Backend backend);
 
 }  // namespace pagoda::kernels::cpu::blocks

@@ -514,7 +514,7 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   const int64_t num_blocks = static_cast<int64_t>(query_blocks.size());
   const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, Bf16>) {
+    if constexpr (std::is_same_v<T, Bf16>) {  // the only type BackendFor gives blocks
       if (begin < num_blocks) {
         blocks::AttendQueryBlocks(
             a, absl::MakeConstSpan(query_blocks).subspan(begin, std::min(end, num_blocks) - begin),
