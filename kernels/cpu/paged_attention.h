@@ -49,8 +49,9 @@ struct PagedAttentionArgs {
   // this query. Null: `query` for every key.
   const float* sink_query = nullptr;
   // Prefill chunks go to the query blocks (attention_blocks.h) where the cache type and shape
-  // allow: on AMX tiles (bf16) where the CPU has them and `allow_amx`, else on AVX-512. false:
-  // every query on the per-query path (tests and benchmarks compare them).
+  // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512.
+  // `allow_query_blocks` = false keeps every query on the per-query path (tests and benchmarks
+  // compare the paths).
   bool allow_amx = true;
   bool allow_query_blocks = true;
 };
