@@ -24,16 +24,11 @@ constexpr int kMaxHeadDim = 256;
 // The running max before any key: finite, so that max - max is never inf - inf.
 constexpr float kNoMax = -1e30f;
 
-// 64 bytes: one tile row, or 16 f32 lanes. Tile data is written and read only through
-// intrinsics, which may alias anything.
-struct alignas(64) Line {
-  float f[16];
-};
-
 // One thread's scratch for the tasks of one call, for `group` query heads of `head_dim`.
 // Per query head g: Q^T, the running max and sum of each query lane, and the output accumulator
 // O [16 queries, head_dim]. Per chunk of keys: the scores, then P, of one head (row = key, lane =
-// query), and the chunk's V (and for AVX-512 its K) shared by the group.
+// query), and for AVX-512 the chunk's K and V in f32, shared by the group (AMX reads V from
+// PackedValues).
 class Scratch {
  public:
   Scratch(Backend backend, int group, int head_dim)
@@ -46,7 +41,6 @@ class Scratch {
     if (backend == Backend::kAmx) {
       q_.resize(static_cast<size_t>(group) * d_steps_ * 2 * kTile);
       p_.resize(kChunk / kStep * 2 * kTile);
-      v_.resize(static_cast<size_t>(kChunk / kStep) * d_vectors_ * kTile);
       o_chunk_.resize(static_cast<size_t>(kQueryBlock) * d_vectors_);
     } else {
       q_.resize(static_cast<size_t>(group) * head_dim);
@@ -69,11 +63,6 @@ class Scratch {
   }
   // P for keys [32 step, 32 step + 32) of the chunk, part 0 or 1: a left operand.
   float* p_tile(int step, int part) { return p_[(step * 2 + part) * kTile].f; }
-  // V for keys [32 step, 32 step + 32) and head dims [16 t, 16 t + 16): a right operand (row r:
-  // the pairs of keys 2r and 2r + 1).
-  float* v_tile(int step, int t) {
-    return v_[(static_cast<size_t>(step) * d_vectors_ + t) * kTile].f;
-  }
   float* o_chunk() { return o_chunk_[0].f; }
 
   // AVX-512. Head g's Q^T: row x holds head dim x of the 16 queries.
@@ -365,11 +354,13 @@ PAGODA_AMX_TARGET void TileScores(const KeyRange<Bf16>& keys, int32_t c0, int ro
   }
 }
 
-// The chunk's V as right-operand tiles, shared by the group: row r of tile (step, t) holds, for
-// head dims 16 t .. 16 t + 15, the pairs of keys 32 step + 2r and + 1. Keys outside the task's
-// range are zeros (P is zero there too, but their slots may hold anything, NaN included).
-PAGODA_AMX_TARGET void PackValueTiles(const KeyRange<Bf16>& keys, int32_t c0, int rows,
-                                      Scratch& s) {
+// Keys c0 .. c0 + rows - 1's V as right-operand tiles into `out` (PackedValues::Tiles' layout):
+// row r of tile (step, t) holds, for head dims 16 t .. 16 t + 15, the pairs of keys
+// c0 + 32 step + 2r and + 1. Keys outside `keys` are zeros (P is zero there too, but their slots
+// may hold anything, NaN included, and their blocks may be gone).
+PAGODA_AVX512_TARGET void PackValueTiles(const KeyRange<Bf16>& keys, int32_t c0, int rows,
+                                         float* out) {
+  const int d_vectors = keys.cache->head_dim / kTile;
   alignas(64) static constexpr uint16_t kInterleave[32] = {
       0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
@@ -379,7 +370,7 @@ PAGODA_AMX_TARGET void PackValueTiles(const KeyRange<Bf16>& keys, int32_t c0, in
       const int32_t p0 = c0 + step * kStep + 2 * r;
       const Bf16* v0 = keys.Live(p0) ? keys.Value(p0) : nullptr;
       const Bf16* v1 = keys.Live(p0 + 1) ? keys.Value(p0 + 1) : nullptr;
-      for (int t = 0; t < s.d_vectors(); ++t) {
+      for (int t = 0; t < d_vectors; ++t) {
         const __m256i x0 =
             v0 != nullptr ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v0 + t * kTile))
                           : _mm256_setzero_si256();
@@ -387,7 +378,7 @@ PAGODA_AMX_TARGET void PackValueTiles(const KeyRange<Bf16>& keys, int32_t c0, in
             v1 != nullptr ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v1 + t * kTile))
                           : _mm256_setzero_si256();
         const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
-        _mm512_store_si512(s.v_tile(step, t) + r * kTile,
+        _mm512_store_si512(out + ((step * d_vectors + t) * kTile + r) * kTile,
                            _mm512_permutexvar_epi16(interleave, both));
       }
     }
@@ -414,7 +405,10 @@ PAGODA_AMX_TARGET void PackProbabilityTiles(int rows, Scratch& s) {
 
 // O's increment P V for head dims [16 t0, 16 (t0 + kTiles)), into o_chunk [16, head_dim].
 template <int kTiles>  // 2 or 4 output tiles
-PAGODA_AMX_TARGET void ValueTiles(int steps, int t0, Scratch& s) {
+PAGODA_AMX_TARGET void ValueTiles(int steps, int t0, const float* v, Scratch& s) {
+  const auto v_tile = [&](int step, int t) {
+    return v + (static_cast<int64_t>(step) * s.d_vectors() + t) * kTile * kTile;
+  };
   _tile_zero(0);
   _tile_zero(1);
   if constexpr (kTiles == 4) {
@@ -424,17 +418,17 @@ PAGODA_AMX_TARGET void ValueTiles(int steps, int t0, Scratch& s) {
   for (int step = 0; step < steps; ++step) {
     _tile_loadd(4, s.p_tile(step, 0), 64);
     _tile_loadd(5, s.p_tile(step, 1), 64);
-    _tile_loadd(6, s.v_tile(step, t0), 64);
+    _tile_loadd(6, v_tile(step, t0), 64);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(0, 5, 6);
-    _tile_loadd(7, s.v_tile(step, t0 + 1), 64);
+    _tile_loadd(7, v_tile(step, t0 + 1), 64);
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(1, 5, 7);
     if constexpr (kTiles == 4) {
-      _tile_loadd(6, s.v_tile(step, t0 + 2), 64);
+      _tile_loadd(6, v_tile(step, t0 + 2), 64);
       _tile_dpbf16ps(2, 4, 6);
       _tile_dpbf16ps(2, 5, 6);
-      _tile_loadd(7, s.v_tile(step, t0 + 3), 64);
+      _tile_loadd(7, v_tile(step, t0 + 3), 64);
       _tile_dpbf16ps(3, 4, 7);
       _tile_dpbf16ps(3, 5, 7);
     }
@@ -450,11 +444,12 @@ PAGODA_AMX_TARGET void ValueTiles(int steps, int t0, Scratch& s) {
 }
 
 // O = O * alpha + P V for the m live query rows of head g, P V on the tiles.
-PAGODA_AMX_TARGET void TileAccumulate(__m512 alpha, int m, int rows, int g, Scratch& s) {
+PAGODA_AMX_TARGET void TileAccumulate(__m512 alpha, int m, int rows, const float* v, int g,
+                                      Scratch& s) {
   PackProbabilityTiles(rows, s);
   int t = 0;
-  for (; t + 4 <= s.d_vectors(); t += 4) ValueTiles<4>(rows / kStep, t, s);
-  if (t < s.d_vectors()) ValueTiles<2>(rows / kStep, t, s);  // head dims are multiples of 32
+  for (; t + 4 <= s.d_vectors(); t += 4) ValueTiles<4>(rows / kStep, t, v, s);
+  if (t < s.d_vectors()) ValueTiles<2>(rows / kStep, t, v, s);  // head dims: multiples of 32
   alignas(64) float factor[kTile];
   _mm512_store_ps(factor, alpha);
   const int d = s.head_dim();
@@ -475,7 +470,7 @@ PAGODA_AMX_TARGET void EndTiles() { _tile_release(); }
 
 template <typename T>
 PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const QueryBlock& b,
-                                      Backend backend, Scratch& s) {
+                                      Backend backend, const PackedValues& values, Scratch& s) {
   const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
@@ -502,10 +497,10 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
     for (int row = 0; row < rows; ++row) masks[row] = LaneMask(a.window, base, b.count, c0 + row);
     if constexpr (std::is_same_v<T, Bf16>) {
       if (tiles) {
-        PackValueTiles(keys, c0, rows, s);
+        const float* v = values.Tiles(b.request, b.kv_head, c0);
         for (int g = 0; g < group; ++g) {
           TileScores(keys, c0, rows, g, s);
-          TileAccumulate(Softmax(masks, rows, g, s), b.count, rows, g, s);
+          TileAccumulate(Softmax(masks, rows, g, s), b.count, rows, v, g, s);
         }
         continue;
       }
@@ -547,13 +542,73 @@ int32_t MinQueries(Backend backend) {
   }
 }
 
+PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
+                                 absl::Span<const QueryBlock> blocks, Backend backend,
+                                 ThreadPool& pool) {
+  PackedValues p;
+  if (backend != Backend::kAmx || blocks.empty()) return p;
+  const PagedKvCacheView<Bf16>& c = a.cache;
+  const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());
+  p.d_vectors_ = c.head_dim / kTile;
+  p.num_kv_heads_ = c.num_kv_heads;
+  p.offset_.assign(static_cast<size_t>(num_requests * c.num_kv_heads), -1);
+  p.first_key_.assign(static_cast<size_t>(num_requests), 0);
+  std::vector<KeyRange<Bf16>> ranges;  // one per (request, KV head) packed
+  struct Task {
+    int32_t request;
+    int32_t range;  // index in `ranges`
+    int32_t key;    // the first of up to kChunk keys
+  };
+  std::vector<Task> tasks;
+  int64_t rows = 0;
+  for (const QueryBlock& b : blocks) {
+    const int64_t at = static_cast<int64_t>(b.request) * c.num_kv_heads + b.kv_head;
+    if (p.offset_[at] >= 0) continue;
+    const int32_t context = a.context_lens[b.request];
+    const int32_t first_query = context - (a.query_start[b.request + 1] - a.query_start[b.request]);
+    const int32_t lo = a.window.WindowStart(first_query);
+    const int32_t first = lo / kStep * kStep;
+    p.first_key_[b.request] = first;
+    p.offset_[at] = rows;
+    rows += static_cast<int64_t>((context - first + kStep - 1) / kStep) * p.d_vectors_ * kTile;
+    for (int32_t key = first; key < context; key += kChunk) {
+      tasks.push_back({b.request, static_cast<int32_t>(ranges.size()), key});
+    }
+    ranges.push_back({&c, a.block_tables.data() + b.request * a.max_blocks_per_request, b.kv_head,
+                      lo, context - 1});
+  }
+  p.rows_.resize(static_cast<size_t>(rows));
+  pool.ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const KeyRange<Bf16>& keys = ranges[tasks[i].range];
+      const int32_t key = tasks[i].key;
+      const int num = std::min<int32_t>(kChunk, (keys.hi + 1 - key + kStep - 1) / kStep * kStep);
+      PackValueTiles(keys, key, num, p.MutableTiles(tasks[i].request, keys.kv_head, key));
+    }
+  });
+  return p;
+}
+
+const float* PackedValues::Tiles(int32_t request, int32_t kv_head, int32_t key) const {
+  return const_cast<PackedValues*>(this)->MutableTiles(request, kv_head, key);
+}
+
+float* PackedValues::MutableTiles(int32_t request, int32_t kv_head, int32_t key) {
+  const int64_t offset = offset_[static_cast<size_t>(request) * num_kv_heads_ + kv_head];
+  PAGODA_CHECK(offset >= 0 && key >= first_key_[request] &&
+               (key - first_key_[request]) % kStep == 0);
+  return rows_[offset +
+               static_cast<int64_t>((key - first_key_[request]) / kStep) * d_vectors_ * kTile]
+      .f;
+}
+
 void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
-                       Backend backend) {
+                       Backend backend, const PackedValues& values) {
   PAGODA_CHECK(backend != Backend::kNone && backend == BackendFor(a));
   if (blocks.empty()) return;
   if (backend == Backend::kAmx) StartTiles();
   Scratch scratch(backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim);
-  for (const QueryBlock& b : blocks) AttendBlock(a, b, backend, scratch);
+  for (const QueryBlock& b : blocks) AttendBlock(a, b, backend, values, scratch);
   if (backend == Backend::kAmx) EndTiles();
 }
 

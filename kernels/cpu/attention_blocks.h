@@ -1,9 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/types/span.h"
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/thread_pool.h"
 
 // Query-blocked paged attention for prefill chunks. Internal to kernels/cpu/paged_attention.cc,
 // which dispatches here.
@@ -52,9 +54,43 @@ Backend BackendFor(const PagedAttentionArgs<T>& a);
 // per-query path is cheaper (a block costs the same with 1 query as with 16).
 int32_t MinQueries(Backend backend);
 
+// 64 bytes: one tile row, or 16 f32 lanes. Tile data is written and read only through
+// intrinsics, which may alias anything.
+struct alignas(64) Line {
+  float f[16];
+};
+
+// The V of every request that has query blocks on AMX, packed once per call as the tiles' right
+// operands (each block used to pack its own keys again: 16 times per key over a long prompt).
+// Built on the calling thread with the pool's help; read-only afterwards, from any thread.
+class PackedValues {
+ public:
+  PackedValues() = default;  // nothing packed: for the other backends
+
+  // Packs, on `pool`, keys [WindowStart(first query), context_len) of every (request, KV head)
+  // that `blocks` covers, from the multiple of 32 at or below the first; keys outside that range
+  // are zeros. Empty unless `backend` is kAmx.
+  static PackedValues Build(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
+                            Backend backend, ThreadPool& pool);
+
+  // The tiles of `request`'s KV head from key `key` (a multiple of 32, at or after the first
+  // packed) on: tile (step, t) -- keys key + 32 step .., head dims 16 t .. -- starts at row
+  // (step * head_dim / 16 + t) * 16; its row r holds the pairs of keys 2r and 2r + 1.
+  const float* Tiles(int32_t request, int32_t kv_head, int32_t key) const;
+
+ private:
+  float* MutableTiles(int32_t request, int32_t kv_head, int32_t key);
+
+  int d_vectors_ = 0;
+  int num_kv_heads_ = 0;
+  std::vector<int64_t> offset_;     // per (request, KV head): its first row, or -1
+  std::vector<int32_t> first_key_;  // per request
+  std::vector<Line> rows_;
+};
+
 // Writes the outputs of every query of `blocks`, on the calling thread, with `backend`
-// (BackendFor(a), not kNone).
+// (BackendFor(a), not kNone); `values` is PackedValues::Build's for the same call and blocks.
 void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
-                       Backend backend);
+                       Backend backend, const PackedValues& values);
 
 }  // namespace pagoda::kernels::cpu::blocks

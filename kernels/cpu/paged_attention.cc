@@ -511,6 +511,10 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
     if (a.query_start[r + 1] - a.query_start[r] >= blocks::MinQueries(backend)) continue;
     for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) tokens.push_back(t);
   }
+  blocks::PackedValues values;
+  if constexpr (std::is_same_v<T, Bf16>) {
+    values = blocks::PackedValues::Build(a, query_blocks, backend, pool);
+  }
   const int64_t num_blocks = static_cast<int64_t>(query_blocks.size());
   const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
@@ -518,7 +522,7 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
       if (begin < num_blocks) {
         blocks::AttendQueryBlocks(
             a, absl::MakeConstSpan(query_blocks).subspan(begin, std::min(end, num_blocks) - begin),
-            backend);
+            backend, values);
       }
     }
     std::vector<float> scores;
