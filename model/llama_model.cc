@@ -118,18 +118,24 @@ std::pair<char*, char*> CpuKvCache::LayerBytes(int index) const {
         reinterpret_cast<char*>(const_cast<T*>(value.data() + index * layer_elements_)));
   };
   switch (dtype_) {
-    case DType::kF32: return at(key_f32_, value_f32_);
-    case DType::kInt8: return at(key_int8_, value_int8_);
-    case DType::kFp8E4M3: return at(key_e4m3_, value_e4m3_);
-    case DType::kFp8E5M2: return at(key_e5m2_, value_e5m2_);
-    default: return at(key_bf16_, value_bf16_);
+    case DType::kF32:
+      return at(key_f32_, value_f32_);
+    case DType::kInt8:
+      return at(key_int8_, value_int8_);
+    case DType::kFp8E4M3:
+      return at(key_e4m3_, value_e4m3_);
+    case DType::kFp8E5M2:
+      return at(key_e5m2_, value_e5m2_);
+    default:
+      return at(key_bf16_, value_bf16_);
   }
 }
 
 int64_t CpuKvCache::block_bytes() const {
   const int64_t tile = static_cast<int64_t>(num_kv_heads_) * block_size_;
-  const int64_t per_layer = 2 * tile * (head_dim_ * DTypeSize(dtype_) +
-                                        (key_scale_.empty() ? 0 : int64_t{sizeof(uint16_t)}));
+  const int64_t per_layer =
+      2 * tile *
+      (head_dim_ * DTypeSize(dtype_) + (key_scale_.empty() ? 0 : int64_t{sizeof(uint16_t)}));
   return per_layer * num_layers_;
 }
 
@@ -371,7 +377,12 @@ template <typename T>
 void LlamaModel::Attention(const ForwardBatch& batch, const kernels::PagedKvCacheView<T>& view,
                            int layer) {
   const ModelConfig& c = config();
-  kernels::cpu::ReshapeAndCache(k_.data(), v_.data(), batch.slot_mapping, view);
+  // On the pool: a prompt's tokens are many, and each writes its own slots.
+  const int64_t kv_row = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  pool_.ParallelFor(static_cast<int64_t>(batch.slot_mapping.size()), 64, [&](int64_t b, int64_t e) {
+    kernels::cpu::ReshapeAndCache(k_.data() + b * kv_row, v_.data() + b * kv_row,
+                                  batch.slot_mapping.subspan(b, e - b), view);
+  });
   kernels::cpu::PagedAttention(
       kernels::cpu::PagedAttentionArgs<T>{
           .query = q_.data(),

@@ -17,6 +17,8 @@ namespace pagoda::kernels::cpu::amx {
 namespace {
 
 constexpr int64_t kPackedTile = kTile * kTileK;  // bf16 values in one packed tile of x
+// Blocks of 16 rows of x from which PackX runs on the pool rather than on the caller alone.
+constexpr int64_t kParallelPackBlocks = 4;
 
 bool Detect() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -36,9 +38,10 @@ bool Detect() {
 // x [m, k] f32 as bf16 tiles in AMX's pair-interleaved ("VNNI") layout for the right operand:
 // tile (mb, kb) holds rows mb*16 .. +16 of x (zeros past m) and columns kb*32 .. +32; its row r
 // has, for each of the 16 rows i of x, the pair x[i][kb*32 + 2r], x[i][kb*32 + 2r + 1].
-PAGODA_AMX_TARGET void PackX(const MatMulArgs& a, int64_t m_blocks, uint16_t* packed) {
+PAGODA_AMX_TARGET void PackX(const MatMulArgs& a, int64_t mb_begin, int64_t mb_end,
+                             uint16_t* packed) {
   const int64_t k_blocks = a.k / kTileK;
-  for (int64_t mb = 0; mb < m_blocks; ++mb) {
+  for (int64_t mb = mb_begin; mb < mb_end; ++mb) {
     for (int64_t kb = 0; kb < k_blocks; ++kb) {
       __m512 rows[kTile];  // row i: x row mb*16 + i's 32 values as 16 bf16 pairs
       for (int i = 0; i < kTile; ++i) {
@@ -176,7 +179,14 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool) {
   };
   std::vector<Line> storage(static_cast<size_t>(m_blocks * (a.k / kTileK) * kTile));
   uint16_t* packed = storage.data()->values;
-  PackX(a, m_blocks, packed);
+  // A prompt's rows are packed on the pool (the other threads would only wait for it); a few
+  // decode rows on the caller.
+  if (m_blocks >= kParallelPackBlocks) {
+    pool.ParallelFor(m_blocks, 1,
+                     [&](int64_t begin, int64_t end) { PackX(a, begin, end, packed); });
+  } else {
+    PackX(a, 0, m_blocks, packed);
+  }
   const int64_t pairs = (a.n / kTile + 1) / 2;
   pool.ParallelFor(pairs, 1,
                    [&](int64_t begin, int64_t end) { Pairs(a, packed, m_blocks, begin, end); });
