@@ -115,11 +115,10 @@ class Scheduler {
   // (SchedulerOptions::step_time_ratio). Call once per non-empty plan, after running it.
   void ObserveStepTime(double seconds);
   // What the next step may add in prompt chunks beside its decodes (no limit when none is
-  // running or the budget is off); step_budget() prices the chunks.
+  // running or the budget is off).
   StepTimeBudget::Limits NextPrefillLimits() const {
     return step_budget_.StepLimits(NumDecoding());
   }
-  const StepTimeBudget& step_budget() const { return step_budget_; }
 
   // Appends a token sampled for `id` (or `request`, as the plan gave it: no lookup), which must
   // be running and have been scheduled with `samples` in the last plan (checked).

@@ -87,10 +87,15 @@ inline __mmask16 LaneMask(const common::AttentionWindow& w, int32_t base, int m,
   return static_cast<__mmask16>(((2u << hi) - 1) & ~((1u << lo) - 1));
 }
 
+// The context position of block b's first query (a request's queries are its last tokens).
+inline int32_t FirstPosition(const PagedAttentionArgs<Bf16>& a, const QueryBlock& b) {
+  const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
+  return a.context_lens[b.request] - n + b.first;
+}
+
 // The keys of one task: [lo, hi], read through the request's block table.
-template <typename T>
 struct KeyRange {
-  const PagedKvCacheView<T>* cache;
+  const PagedKvCacheView<Bf16>* cache;
   const int32_t* table;
   int kv_head;
   int32_t lo, hi;
@@ -98,11 +103,11 @@ struct KeyRange {
   bool Live(int32_t pos) const { return pos >= lo && pos <= hi; }
   // Whether any key of the 16-key tile at `pos` is attended.
   bool TileLive(int32_t pos) const { return pos + kTile - 1 >= lo && pos <= hi; }
-  const T* Key(int32_t pos) const {
+  const Bf16* Key(int32_t pos) const {
     return cache->key +
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
-  const T* Value(int32_t pos) const {
+  const Bf16* Value(int32_t pos) const {
     return cache->value +
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
@@ -135,9 +140,8 @@ PAGODA_AVX512_TARGET __m512 Softmax(const __mmask16* masks, int rows, int g, Scr
 }
 
 // The outputs of head g's m queries: O / sum.
-template <typename T>
-PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
-                                       int g, Scratch& s) {
+PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<Bf16>& a, int64_t t0, int m,
+                                       int head, int g, Scratch& s) {
   const int d = s.head_dim();
   alignas(64) float sum[kTile];
   _mm512_store_ps(sum, _mm512_load_ps(s.sum(g)));
@@ -155,9 +159,8 @@ PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<T>& a, int64_t t
 
 // Head `head`'s queries t0 .. t0 + m - 1, times the attention scale, transposed: row x holds
 // head dim x of the 16 queries (zeros past m).
-template <typename T>
-PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
-                                        int g, Scratch& s) {
+PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<Bf16>& a, int64_t t0, int m,
+                                        int head, int g, Scratch& s) {
   const int d = s.head_dim();
   const __m512 scale = _mm512_set1_ps(a.scale);
   for (int c = 0; c < s.d_vectors(); ++c) {
@@ -175,12 +178,11 @@ PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<T>& a, int64_t 
 
 // The chunk's K and V rows in f32, for the group; rows outside the task's keys are zeros (their
 // slots may hold anything, NaN included, and their blocks may be gone).
-template <typename T>
-PAGODA_AVX512_TARGET void WidenChunk(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
+PAGODA_AVX512_TARGET void WidenChunk(const KeyRange& keys, int32_t c0, int rows, Scratch& s) {
   for (int row = 0; row < rows; ++row) {
     const bool live = keys.Live(c0 + row);
-    const T* k = live ? keys.Key(c0 + row) : nullptr;
-    const T* v = live ? keys.Value(c0 + row) : nullptr;
+    const Bf16* k = live ? keys.Key(c0 + row) : nullptr;
+    const Bf16* v = live ? keys.Value(c0 + row) : nullptr;
     for (int c = 0; c < s.d_vectors(); ++c) {
       _mm512_store_ps(s.k_row(row) + 16 * c,
                       live ? avx512::Load16(k + 16 * c) : _mm512_setzero_ps());
@@ -334,8 +336,7 @@ PAGODA_AMX_TARGET void ScoreTiles(const Bf16* k0, const Bf16* k1, long stride, i
 
 // Head g's scores for the chunk's keys c0 .. c0 + rows - 1 (tiles with no live key are skipped:
 // their blocks may be gone; their rows are masked out).
-PAGODA_AMX_TARGET void TileScores(const KeyRange<Bf16>& keys, int32_t c0, int rows, int g,
-                                  Scratch& s) {
+PAGODA_AMX_TARGET void TileScores(const KeyRange& keys, int32_t c0, int rows, int g, Scratch& s) {
   const long stride = keys.cache->head_dim * static_cast<long>(sizeof(Bf16));
   for (int t = 0; t < rows / kTile;) {
     const int32_t pos = c0 + t * kTile;
@@ -358,8 +359,7 @@ PAGODA_AMX_TARGET void TileScores(const KeyRange<Bf16>& keys, int32_t c0, int ro
 // row r of tile (step, t) holds, for head dims 16 t .. 16 t + 15, the pairs of keys
 // c0 + 32 step + 2r and + 1. Keys outside `keys` are zeros (P is zero there too, but their slots
 // may hold anything, NaN included, and their blocks may be gone).
-PAGODA_AVX512_TARGET void PackValueTiles(const KeyRange<Bf16>& keys, int32_t c0, int rows,
-                                         float* out) {
+PAGODA_AVX512_TARGET void PackValueTiles(const KeyRange& keys, int32_t c0, int rows, float* out) {
   const int d_vectors = keys.cache->head_dim / kTile;
   alignas(64) static constexpr uint16_t kInterleave[32] = {
       0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
@@ -468,25 +468,18 @@ PAGODA_AMX_TARGET void EndTiles() { _tile_release(); }
 
 // ---- The task.
 
-template <typename T>
-PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const QueryBlock& b,
+PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<Bf16>& a, const QueryBlock& b,
                                       Backend backend, const PackedValues& values, Scratch& s) {
-  const PagedKvCacheView<T>& c = a.cache;
+  const PagedKvCacheView<Bf16>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
-  const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
-  const int32_t base = a.context_lens[b.request] - n + b.first;  // the first query's position
+  const int32_t base = FirstPosition(a, b);
   const int64_t t0 = a.query_start[b.request] + b.first;
-  const KeyRange<T> keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request,
-                         b.kv_head, a.window.WindowStart(base), base + b.count - 1};
-  [[maybe_unused]] const bool tiles = backend == Backend::kAmx;
+  const KeyRange keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request, b.kv_head,
+                      a.window.WindowStart(base), base + b.count - 1};
+  const bool tiles = backend == Backend::kAmx;
   for (int g = 0; g < group; ++g) {
     const int head = b.kv_head * group + g;
-    if constexpr (std::is_same_v<T, Bf16>) {
-      tiles ? PackQueryTiles(a, t0, b.count, head, g, s)
-            : PackQueryRows(a, t0, b.count, head, g, s);
-    } else {
-      PackQueryRows(a, t0, b.count, head, g, s);
-    }
+    tiles ? PackQueryTiles(a, t0, b.count, head, g, s) : PackQueryRows(a, t0, b.count, head, g, s);
     _mm512_store_ps(s.max(g), _mm512_set1_ps(kNoMax));
     _mm512_store_ps(s.sum(g), _mm512_setzero_ps());
     std::fill(s.o(g), s.o(g) + kQueryBlock * s.head_dim(), 0.0f);
@@ -495,20 +488,18 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
   for (int32_t c0 = keys.lo / kStep * kStep; c0 <= keys.hi; c0 += kChunk) {
     const int rows = std::min<int32_t>(kChunk, (keys.hi + 1 - c0 + kStep - 1) / kStep * kStep);
     for (int row = 0; row < rows; ++row) masks[row] = LaneMask(a.window, base, b.count, c0 + row);
-    if constexpr (std::is_same_v<T, Bf16>) {
-      if (tiles) {
-        const float* v = values.Tiles(b.request, b.kv_head, c0);
-        for (int g = 0; g < group; ++g) {
-          TileScores(keys, c0, rows, g, s);
-          TileAccumulate(Softmax(masks, rows, g, s), b.count, rows, v, g, s);
-        }
-        continue;
+    if (tiles) {
+      const float* v = values.Tiles(b.request, b.kv_head, c0);
+      for (int g = 0; g < group; ++g) {
+        TileScores(keys, c0, rows, g, s);
+        TileAccumulate(Softmax(masks, rows, g, s), b.count, rows, v, g, s);
       }
-    }
-    WidenChunk(keys, c0, rows, s);
-    for (int g = 0; g < group; ++g) {
-      VectorScores(masks, rows, g, s);
-      VectorAccumulate(masks, Softmax(masks, rows, g, s), b.count, rows, g, s);
+    } else {
+      WidenChunk(keys, c0, rows, s);
+      for (int g = 0; g < group; ++g) {
+        VectorScores(masks, rows, g, s);
+        VectorAccumulate(masks, Softmax(masks, rows, g, s), b.count, rows, g, s);
+      }
     }
   }
   for (int g = 0; g < group; ++g) WriteOutputs(a, t0, b.count, b.kv_head * group + g, g, s);
@@ -553,7 +544,7 @@ PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
   p.num_kv_heads_ = c.num_kv_heads;
   p.offset_.assign(static_cast<size_t>(num_requests * c.num_kv_heads), -1);
   p.first_key_.assign(static_cast<size_t>(num_requests), 0);
-  std::vector<KeyRange<Bf16>> ranges;  // one per (request, KV head) packed
+  std::vector<KeyRange> ranges;  // one per (request, KV head) packed
   struct Task {
     int32_t request;
     int32_t range;  // index in `ranges`
@@ -565,8 +556,7 @@ PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
     const int64_t at = static_cast<int64_t>(b.request) * c.num_kv_heads + b.kv_head;
     if (p.offset_[at] >= 0) continue;
     const int32_t context = a.context_lens[b.request];
-    const int32_t first_query = context - (a.query_start[b.request + 1] - a.query_start[b.request]);
-    const int32_t lo = a.window.WindowStart(first_query);
+    const int32_t lo = a.window.WindowStart(FirstPosition(a, b) - b.first);
     const int32_t first = lo / kStep * kStep;
     p.first_key_[b.request] = first;
     p.offset_[at] = rows;
@@ -580,36 +570,64 @@ PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
   p.rows_.resize(static_cast<size_t>(rows));
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const KeyRange<Bf16>& keys = ranges[tasks[i].range];
+      const KeyRange& keys = ranges[tasks[i].range];
       const int32_t key = tasks[i].key;
       const int num = std::min<int32_t>(kChunk, (keys.hi + 1 - key + kStep - 1) / kStep * kStep);
-      PackValueTiles(keys, key, num, p.MutableTiles(tasks[i].request, keys.kv_head, key));
+      PackValueTiles(keys, key, num, p.rows_[p.Row(tasks[i].request, keys.kv_head, key)].f);
     }
   });
   return p;
 }
 
-const float* PackedValues::Tiles(int32_t request, int32_t kv_head, int32_t key) const {
-  return const_cast<PackedValues*>(this)->MutableTiles(request, kv_head, key);
-}
-
-float* PackedValues::MutableTiles(int32_t request, int32_t kv_head, int32_t key) {
+int64_t PackedValues::Row(int32_t request, int32_t kv_head, int32_t key) const {
   const int64_t offset = offset_[static_cast<size_t>(request) * num_kv_heads_ + kv_head];
-  PAGODA_CHECK(offset >= 0 && key >= first_key_[request] &&
-               (key - first_key_[request]) % kStep == 0);
-  return rows_[offset +
-               static_cast<int64_t>((key - first_key_[request]) / kStep) * d_vectors_ * kTile]
-      .f;
+  const int32_t from = key - first_key_[request];
+  PAGODA_CHECK(offset >= 0 && from >= 0 && from % kStep == 0);
+  return offset + static_cast<int64_t>(from / kStep) * d_vectors_ * kTile;
 }
 
-void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
-                       Backend backend, const PackedValues& values) {
-  PAGODA_CHECK(backend != Backend::kNone && backend == BackendFor(a));
-  if (blocks.empty()) return;
-  if (backend == Backend::kAmx) StartTiles();
-  Scratch scratch(backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim);
-  for (const QueryBlock& b : blocks) AttendBlock(a, b, backend, values, scratch);
-  if (backend == Backend::kAmx) EndTiles();
+const float* PackedValues::Tiles(int32_t request, int32_t kv_head, int32_t key) const {
+  return rows_[Row(request, kv_head, key)].f;
+}
+
+Plan MakePlan(const PagedAttentionArgs<Bf16>& a, ThreadPool& pool) {
+  Plan plan{.backend = BackendFor(a)};
+  if (plan.backend == Backend::kNone) return plan;
+  for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
+    const int32_t n = a.query_start[r + 1] - a.query_start[r];
+    if (n < MinQueries(plan.backend)) continue;
+    for (int32_t first = 0; first < n; first += kQueryBlock) {
+      for (int32_t h = 0; h < a.cache.num_kv_heads; ++h) {
+        plan.blocks.push_back({.request = static_cast<int32_t>(r),
+                               .first = first,
+                               .count = std::min(kQueryBlock, n - first),
+                               .kv_head = h});
+      }
+    }
+  }
+  // Keys walked: from the first query's window start to the last query's position.
+  const auto keys = [&](const QueryBlock& b) {
+    const int32_t base = FirstPosition(a, b);
+    return base + b.count - a.window.WindowStart(base);
+  };
+  std::stable_sort(plan.blocks.begin(), plan.blocks.end(),
+                   [&](const QueryBlock& x, const QueryBlock& y) { return keys(x) > keys(y); });
+  plan.values = PackedValues::Build(a, plan.blocks, plan.backend, pool);
+  return plan;
+}
+
+void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, const Plan& plan, int64_t begin,
+                       int64_t end) {
+  PAGODA_CHECK(plan.backend != Backend::kNone && begin >= 0 &&
+               end <= static_cast<int64_t>(plan.blocks.size()));
+  if (begin >= end) return;
+  const bool tiles = plan.backend == Backend::kAmx;
+  if (tiles) StartTiles();
+  Scratch scratch(plan.backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim);
+  for (int64_t i = begin; i < end; ++i) {
+    AttendBlock(a, plan.blocks[i], plan.backend, plan.values, scratch);
+  }
+  if (tiles) EndTiles();
 }
 
 template Backend BackendFor<float>(const PagedAttentionArgs<float>&);

@@ -79,7 +79,8 @@ class PackedValues {
   const float* Tiles(int32_t request, int32_t kv_head, int32_t key) const;
 
  private:
-  float* MutableTiles(int32_t request, int32_t kv_head, int32_t key);
+  // The first row of Tiles(request, kv_head, key) in rows_.
+  int64_t Row(int32_t request, int32_t kv_head, int32_t key) const;
 
   int d_vectors_ = 0;
   int num_kv_heads_ = 0;
@@ -88,9 +89,19 @@ class PackedValues {
   std::vector<Line> rows_;
 };
 
-// Writes the outputs of every query of `blocks`, on the calling thread, with `backend`
-// (BackendFor(a), not kNone); `values` is PackedValues::Build's for the same call and blocks.
-void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
-                       Backend backend, const PackedValues& values);
+// The query blocks of one call with a bf16 cache: the backend (BackendFor), the tasks (16
+// queries x KV head of every request with at least MinQueries(backend) queries, the longest key
+// ranges first: a task's cost grows with the keys it walks, and the pool hands out tasks in
+// order) and, for AMX, their packed V. No tasks when the backend is kNone.
+struct Plan {
+  Backend backend = Backend::kNone;
+  std::vector<QueryBlock> blocks;
+  PackedValues values;
+};
+Plan MakePlan(const PagedAttentionArgs<Bf16>& a, ThreadPool& pool);
+
+// Writes the outputs of the queries of plan.blocks[begin, end), on the calling thread.
+void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, const Plan& plan, int64_t begin,
+                       int64_t end);
 
 }  // namespace pagoda::kernels::cpu::blocks

@@ -443,37 +443,6 @@ auto SelectAvx512(int head_dim)
 }
 #endif  // __x86_64__
 
-// The query-blocked tasks of this call (attention_blocks.h): those of every request with enough
-// queries for `backend`, the longest key ranges first (a task's cost grows with the keys it
-// walks, and the pool hands out tasks in order).
-template <typename T>
-std::vector<blocks::QueryBlock> QueryBlocks(const PagedAttentionArgs<T>& a,
-                                            blocks::Backend backend) {
-  std::vector<blocks::QueryBlock> out;
-  if (backend == blocks::Backend::kNone) return out;
-  for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
-    const int32_t n = a.query_start[r + 1] - a.query_start[r];
-    if (n < blocks::MinQueries(backend)) continue;
-    for (int32_t first = 0; first < n; first += blocks::kQueryBlock) {
-      for (int32_t h = 0; h < a.cache.num_kv_heads; ++h) {
-        out.push_back({.request = static_cast<int32_t>(r),
-                       .first = first,
-                       .count = std::min(blocks::kQueryBlock, n - first),
-                       .kv_head = h});
-      }
-    }
-  }
-  // Keys walked: from the first query's window start to the last query's position.
-  const auto keys = [&](const blocks::QueryBlock& b) {
-    const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
-    const int32_t base = a.context_lens[b.request] - n + b.first;
-    return base + b.count - a.window.WindowStart(base);
-  };
-  std::stable_sort(out.begin(), out.end(),
-                   [&](const auto& x, const auto& y) { return keys(x) > keys(y); });
-  return out;
-}
-
 }  // namespace
 
 template <typename T>
@@ -502,28 +471,20 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
 #if defined(__x86_64__)
   if (const auto avx512 = SelectAvx512<T>(c.head_dim); avx512 != nullptr) attend = avx512;
 #endif
-  const blocks::Backend backend = blocks::BackendFor(a);
-  const std::vector<blocks::QueryBlock> query_blocks = QueryBlocks(a, backend);
+  blocks::Plan plan;  // the prefill chunks on query blocks (bf16 caches only)
+  if constexpr (std::is_same_v<T, Bf16>) plan = blocks::MakePlan(a, pool);
   // The tokens the per-token kernel takes: those of requests left out of the blocks.
   std::vector<int32_t> tokens;
   tokens.reserve(num_tokens);
   for (int64_t r = 0; r < num_requests; ++r) {
-    if (a.query_start[r + 1] - a.query_start[r] >= blocks::MinQueries(backend)) continue;
+    if (a.query_start[r + 1] - a.query_start[r] >= blocks::MinQueries(plan.backend)) continue;
     for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) tokens.push_back(t);
   }
-  blocks::PackedValues values;
-  if constexpr (std::is_same_v<T, Bf16>) {
-    values = blocks::PackedValues::Build(a, query_blocks, backend, pool);
-  }
-  const int64_t num_blocks = static_cast<int64_t>(query_blocks.size());
+  const int64_t num_blocks = static_cast<int64_t>(plan.blocks.size());
   const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
-    if constexpr (std::is_same_v<T, Bf16>) {  // the only type BackendFor gives blocks
-      if (begin < num_blocks) {
-        blocks::AttendQueryBlocks(
-            a, absl::MakeConstSpan(query_blocks).subspan(begin, std::min(end, num_blocks) - begin),
-            backend, values);
-      }
+    if constexpr (std::is_same_v<T, Bf16>) {
+      if (begin < num_blocks) blocks::AttendQueryBlocks(a, plan, begin, std::min(end, num_blocks));
     }
     std::vector<float> scores;
     for (int64_t task = std::max(begin, num_blocks); task < end; ++task) {
