@@ -2,6 +2,8 @@
 // 127.0.0.1 with kernel-picked ports, a real Engine over the fake model, real gRPC clients and
 // the test-only certificates of server/testdata/ (README there).
 
+#include <unistd.h>
+
 #include <condition_variable>
 #include <fstream>
 #include <functional>
@@ -51,9 +53,12 @@ std::string ReadTestFile(const std::string& name) {
   return contents.str();
 }
 
-// A token file in the test's temporary directory.
+// A token file in the test's temporary directory, one per process: ctest runs the tests of
+// this file as parallel processes, and a shared path let one truncate the file while another
+// server read it.
 std::string WriteTokenFile() {
-  const std::string path = ::testing::TempDir() + "/pagoda-security-test-tokens";
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/pagoda-security-test-tokens-", getpid());
   std::ofstream file(path);
   file << "# tokens of pagoda_server_security_test\n" << kToken << "\n\n" << kOtherToken << "\n";
   return path;
@@ -184,7 +189,7 @@ class PagodaServerSecurityTest : public ::testing::Test {
 };
 
 TEST_F(PagodaServerSecurityTest, TlsServesTlsClientsOnly) {
-  StartServer({.tls = true});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.tls = true}));
   EXPECT_TRUE(Generate({.tls = true}).ok());
   HealthCheckResponse health;
   EXPECT_TRUE(HealthCheck({.tls = true}, &health).ok());
@@ -204,7 +209,7 @@ TEST_F(PagodaServerSecurityTest, TlsServesTlsClientsOnly) {
 }
 
 TEST_F(PagodaServerSecurityTest, MutualTlsNeedsAClientCertificateOfTheCa) {
-  StartServer({.tls = true, .client_ca = true});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.tls = true, .client_ca = true}));
   EXPECT_TRUE(Generate({.tls = true, .cert = "client.pem", .key = "client.key"}).ok());
   EXPECT_FALSE(Generate({.tls = true}).ok());
   EXPECT_FALSE(Generate({.tls = true, .cert = "other_client.pem", .key = "other_client.key"}).ok());
@@ -218,7 +223,7 @@ TEST_F(PagodaServerSecurityTest, MutualTlsNeedsAClientCertificateOfTheCa) {
 }
 
 TEST_F(PagodaServerSecurityTest, BearerTokens) {
-  StartServer({.auth_token = true});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.auth_token = true}));
   const std::string rejected =
       R"(pagoda_requests_rejected_total{model_name="fake-model",reason="unauthenticated"})";
   EXPECT_EQ(Metric(rejected), 0);
@@ -246,7 +251,7 @@ TEST_F(PagodaServerSecurityTest, BearerTokens) {
 // The OpenAI API checks the same tokens: /v1/* and the tokenizer routes need one, /health,
 // /version and /metrics do not.
 TEST_F(PagodaServerSecurityTest, TheHttpApiChecksTheSameTokens) {
-  StartServer({.auth_token = true});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.auth_token = true}));
   const int port = *server_->http_port();
   auto post = [port](const std::string& path, const std::string& header) {
     const std::string body = R"({"prompt": "hi", "max_tokens": 2})";
@@ -269,7 +274,7 @@ TEST_F(PagodaServerSecurityTest, TheHttpApiChecksTheSameTokens) {
 }
 
 TEST_F(PagodaServerSecurityTest, ApiKeyJoinsTheTokenFile) {
-  StartServer({.auth_token = true, .api_key = "sk-command-line"});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.auth_token = true, .api_key = "sk-command-line"}));
   const int port = *server_->http_port();
   auto models = [port](const std::string& authorization) {
     return http::testing::HttpExchange(
@@ -285,7 +290,7 @@ TEST_F(PagodaServerSecurityTest, ApiKeyJoinsTheTokenFile) {
 }
 
 TEST_F(PagodaServerSecurityTest, EveryTextGenerationMethodNeedsTheToken) {
-  StartServer({.tls = true, .auth_token = true});
+  ASSERT_NO_FATAL_FAILURE(StartServer({.tls = true, .auth_token = true}));
   const google::protobuf::ServiceDescriptor* service =
       google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
           "pagoda.v1.TextGeneration");
@@ -322,7 +327,7 @@ TEST_F(PagodaServerSecurityTest, EveryTextGenerationMethodNeedsTheToken) {
 }
 
 TEST_F(PagodaServerSecurityTest, EngineHealthyGauge) {
-  StartServer({});
+  ASSERT_NO_FATAL_FAILURE(StartServer({}));
   EXPECT_EQ(Metric(R"(pagoda_engine_healthy{model_name="fake-model"})"), 1);
 }
 
