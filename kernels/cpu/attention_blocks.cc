@@ -24,14 +24,19 @@ constexpr int kMaxHeadDim = 256;
 // The running max before any key: finite, so that max - max is never inf - inf.
 constexpr float kNoMax = -1e30f;
 
+// The 8-bit types, stored with a scale per row (a token's head) or per head.
+template <typename T>
+constexpr bool kScaled = !std::is_same_v<T, float> && !std::is_same_v<T, Bf16>;
+
 // One thread's scratch for the tasks of one call, for `group` query heads of `head_dim`.
 // Per query head g: Q^T, the running max and sum of each query lane, and the output accumulator
 // O [16 queries, head_dim]. Per chunk of keys: the scores, then P, of one head (row = key, lane =
 // query), and for AVX-512 the chunk's K and V in f32, shared by the group (AMX reads V from
-// PackedValues).
+// PackedValues). For 8-bit caches (`scaled`), the chunk's key and value row scales and, on AMX,
+// its K rows in bf16 (exact: 8-bit values have at most 7 significant bits).
 class Scratch {
  public:
-  Scratch(Backend backend, int group, int head_dim)
+  Scratch(Backend backend, int group, int head_dim, bool scaled)
       : d_vectors_(head_dim / kTile),
         d_steps_(head_dim / kTileK),
         scores_(kChunk),
@@ -42,10 +47,15 @@ class Scratch {
       q_.resize(static_cast<size_t>(group) * d_steps_ * 2 * kTile);
       p_.resize(kChunk / kStep * 2 * kTile);
       o_chunk_.resize(static_cast<size_t>(kQueryBlock) * d_vectors_);
+      if (scaled) k16_.resize(static_cast<size_t>(kChunk) * d_steps_);
     } else {
       q_.resize(static_cast<size_t>(group) * head_dim);
       k_.resize(static_cast<size_t>(kChunk) * d_vectors_);
       v_.resize(static_cast<size_t>(kChunk) * d_vectors_);
+    }
+    if (scaled) {
+      k_scale_.resize(kChunk / kTile);
+      v_scale_.resize(kChunk / kTile);
     }
   }
 
@@ -64,6 +74,12 @@ class Scratch {
   // P for keys [32 step, 32 step + 32) of the chunk, part 0 or 1: a left operand.
   float* p_tile(int step, int part) { return p_[(step * 2 + part) * kTile].f; }
   float* o_chunk() { return o_chunk_[0].f; }
+  // The chunk's key `row` in bf16 (8-bit caches): a tile row per 32 head dims.
+  Bf16* k16_row(int row) { return reinterpret_cast<Bf16*>(k16_[row * d_steps_].f); }
+
+  // 8-bit caches. Per row of the chunk: what its key's scores and its value's weights take.
+  float* k_scale() { return k_scale_[0].f; }
+  float* v_scale() { return v_scale_[0].f; }
 
   // AVX-512. Head g's Q^T: row x holds head dim x of the 16 queries.
   float* q_rows(int g) { return q_[static_cast<size_t>(g) * head_dim()].f; }
@@ -74,7 +90,7 @@ class Scratch {
  private:
   const int d_vectors_;
   const int d_steps_;
-  std::vector<Line> scores_, o_, max_, sum_, q_, p_, v_, o_chunk_, k_;
+  std::vector<Line> scores_, o_, max_, sum_, q_, p_, v_, o_chunk_, k_, k16_, k_scale_, v_scale_;
 };
 
 // The query lanes that attend key `pos`: query i sits at base + i (i < m) and sees pos when
@@ -88,14 +104,16 @@ inline __mmask16 LaneMask(const common::AttentionWindow& w, int32_t base, int m,
 }
 
 // The context position of block b's first query (a request's queries are its last tokens).
-inline int32_t FirstPosition(const PagedAttentionArgs<Bf16>& a, const QueryBlock& b) {
+template <typename T>
+int32_t FirstPosition(const PagedAttentionArgs<T>& a, const QueryBlock& b) {
   const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
   return a.context_lens[b.request] - n + b.first;
 }
 
 // The keys of one task: [lo, hi], read through the request's block table.
+template <typename T>
 struct KeyRange {
-  const PagedKvCacheView<Bf16>* cache;
+  const PagedKvCacheView<T>* cache;
   const int32_t* table;
   int kv_head;
   int32_t lo, hi;
@@ -103,15 +121,49 @@ struct KeyRange {
   bool Live(int32_t pos) const { return pos >= lo && pos <= hi; }
   // Whether any key of the 16-key tile at `pos` is attended.
   bool TileLive(int32_t pos) const { return pos + kTile - 1 >= lo && pos <= hi; }
-  const Bf16* Key(int32_t pos) const {
+  const T* Key(int32_t pos) const {
     return cache->key +
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
-  const Bf16* Value(int32_t pos) const {
+  const T* Value(int32_t pos) const {
     return cache->value +
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
+  // 8-bit caches: the factor that turns what avx512::LoadScaled16 reads from key (or value) row
+  // `pos` into values: the row's stored scale, or the head's static one, times the load's
+  // factor (kernels/paged_kv_cache.h). The per-query path applies the same factors the same
+  // way: to a key's dot products and to a value's weight.
+  float Scale(int32_t pos, bool value) const {
+    const PagedKvCacheView<T>& c = *cache;
+    const uint16_t* per_token = value ? c.value_scale : c.key_scale;
+    const float scale =
+        per_token == nullptr
+            ? (value ? c.head_value_scale : c.head_key_scale)[kv_head]
+            : Bf16ToFloat(
+                  per_token[c.ScaleIndex(table[pos / c.block_size], kv_head, pos % c.block_size)]);
+    return scale * avx512::LoadScale<T>();
+  }
 };
+
+// 8-bit caches: the chunk's row scales (zero outside the task's keys).
+template <typename T>
+void FillScales(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
+  for (int row = 0; row < rows; ++row) {
+    const bool live = keys.Live(c0 + row);
+    s.k_scale()[row] = live ? keys.Scale(c0 + row, /*value=*/false) : 0.0f;
+    s.v_scale()[row] = live ? keys.Scale(c0 + row, /*value=*/true) : 0.0f;
+  }
+}
+
+// Score (or P) row r *= factor[r]; rows masked out for every lane are left alone.
+PAGODA_AVX512_TARGET void ScaleRows(const __mmask16* masks, const float* factor, int rows,
+                                    Scratch& s) {
+  for (int row = 0; row < rows; ++row) {
+    if (masks[row] == 0) continue;
+    _mm512_store_ps(s.scores(row),
+                    _mm512_mul_ps(_mm512_load_ps(s.scores(row)), _mm512_set1_ps(factor[row])));
+  }
+}
 
 // ---- The online softmax and the output, shared by the backends.
 
@@ -140,8 +192,9 @@ PAGODA_AVX512_TARGET __m512 Softmax(const __mmask16* masks, int rows, int g, Scr
 }
 
 // The outputs of head g's m queries: O / sum.
-PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<Bf16>& a, int64_t t0, int m,
-                                       int head, int g, Scratch& s) {
+template <typename T>
+PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
+                                       int g, Scratch& s) {
   const int d = s.head_dim();
   alignas(64) float sum[kTile];
   _mm512_store_ps(sum, _mm512_load_ps(s.sum(g)));
@@ -159,8 +212,9 @@ PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<Bf16>& a, int64_
 
 // Head `head`'s queries t0 .. t0 + m - 1, times the attention scale, transposed: row x holds
 // head dim x of the 16 queries (zeros past m).
-PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<Bf16>& a, int64_t t0, int m,
-                                        int head, int g, Scratch& s) {
+template <typename T>
+PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
+                                        int g, Scratch& s) {
   const int d = s.head_dim();
   const __m512 scale = _mm512_set1_ps(a.scale);
   for (int c = 0; c < s.d_vectors(); ++c) {
@@ -176,18 +230,21 @@ PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<Bf16>& a, int64
   }
 }
 
-// The chunk's K and V rows in f32, for the group; rows outside the task's keys are zeros (their
-// slots may hold anything, NaN included, and their blocks may be gone).
-PAGODA_AVX512_TARGET void WidenChunk(const KeyRange& keys, int32_t c0, int rows, Scratch& s) {
+// The chunk's K and V rows in f32 (8-bit rows as LoadScaled16 reads them, their scales applied
+// to the scores and the weights), for the group: a 128-row working tile, not a copy of the
+// context. Rows outside the task's keys are zeros (their slots may hold anything, NaN
+// included, and their blocks may be gone).
+template <typename T>
+PAGODA_AVX512_TARGET void WidenChunk(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
   for (int row = 0; row < rows; ++row) {
     const bool live = keys.Live(c0 + row);
-    const Bf16* k = live ? keys.Key(c0 + row) : nullptr;
-    const Bf16* v = live ? keys.Value(c0 + row) : nullptr;
+    const T* k = live ? keys.Key(c0 + row) : nullptr;
+    const T* v = live ? keys.Value(c0 + row) : nullptr;
     for (int c = 0; c < s.d_vectors(); ++c) {
       _mm512_store_ps(s.k_row(row) + 16 * c,
-                      live ? avx512::Load16(k + 16 * c) : _mm512_setzero_ps());
+                      live ? avx512::LoadScaled16(k + 16 * c) : _mm512_setzero_ps());
       _mm512_store_ps(s.v_row(row) + 16 * c,
-                      live ? avx512::Load16(v + 16 * c) : _mm512_setzero_ps());
+                      live ? avx512::LoadScaled16(v + 16 * c) : _mm512_setzero_ps());
     }
   }
 }
@@ -267,7 +324,31 @@ PAGODA_AVX512_TARGET void VectorAccumulate(const __mmask16* masks, __m512 alpha,
   }
 }
 
-// ---- AMX tiles (bf16 caches).
+// ---- AMX tiles.
+
+// 16 values of a row as bf16: 8-bit ones as LoadScaled16 reads them, exactly (at most 7
+// significant bits, exponents in range).
+template <typename T>
+PAGODA_AMX_TARGET inline __m256i Bf16x16(const T* p) {
+  if constexpr (kScaled<T>) {
+    return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(avx512::LoadScaled16(p)));
+  } else {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+}
+
+// 8-bit caches: the chunk's K rows in bf16 into the scratch, as the score tiles read them.
+template <typename T>
+PAGODA_AMX_TARGET void WidenKeyTiles(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
+  for (int row = 0; row < rows; ++row) {
+    const bool live = keys.Live(c0 + row);
+    const T* k = live ? keys.Key(c0 + row) : nullptr;
+    auto* out = reinterpret_cast<__m256i*>(s.k16_row(row));
+    for (int c = 0; c < s.d_vectors(); ++c) {
+      _mm256_store_si256(out + c, live ? Bf16x16(k + 16 * c) : _mm256_setzero_si256());
+    }
+  }
+}
 
 // The pairs (e[j], o[j]) as 32-bit lanes of two bf16 parts: `hi` holds e and o truncated to
 // bf16 (e in the low half, as a tile's pair order wants), `lo` what truncation left of them,
@@ -285,8 +366,9 @@ PAGODA_AMX_TARGET inline void SplitPairs(__m512 e, __m512 o, __m512* hi, __m512*
 
 // Head `head`'s queries t0 .. t0 + m - 1, times the attention scale, as Q^T tiles: for head dims
 // [32 s, 32 s + 32), row r holds, for each query i, the pair (q_i[32 s + 2r], q_i[32 s + 2r + 1]).
-PAGODA_AMX_TARGET void PackQueryTiles(const PagedAttentionArgs<Bf16>& a, int64_t t0, int m,
-                                      int head, int g, Scratch& s) {
+template <typename T>
+PAGODA_AMX_TARGET void PackQueryTiles(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
+                                      int g, Scratch& s) {
   const int d = s.head_dim();
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -335,9 +417,19 @@ PAGODA_AMX_TARGET void ScoreTiles(const Bf16* k0, const Bf16* k1, long stride, i
 }
 
 // Head g's scores for the chunk's keys c0 .. c0 + rows - 1 (tiles with no live key are skipped:
-// their blocks may be gone; their rows are masked out).
-PAGODA_AMX_TARGET void TileScores(const KeyRange& keys, int32_t c0, int rows, int g, Scratch& s) {
+// their blocks may be gone; their rows are masked out). bf16 K rows are read in place, 8-bit
+// ones from WidenKeyTiles' copy.
+template <typename T>
+PAGODA_AMX_TARGET void TileScores(const KeyRange<T>& keys, int32_t c0, int rows, int g,
+                                  Scratch& s) {
   const long stride = keys.cache->head_dim * static_cast<long>(sizeof(Bf16));
+  const auto key = [&](int32_t pos) -> const Bf16* {
+    if constexpr (kScaled<T>) {
+      return s.k16_row(pos - c0);
+    } else {
+      return keys.Key(pos);
+    }
+  };
   for (int t = 0; t < rows / kTile;) {
     const int32_t pos = c0 + t * kTile;
     if (!keys.TileLive(pos)) {
@@ -345,11 +437,11 @@ PAGODA_AMX_TARGET void TileScores(const KeyRange& keys, int32_t c0, int rows, in
       continue;
     }
     if (t + 1 < rows / kTile && keys.TileLive(pos + kTile)) {
-      ScoreTiles<2>(keys.Key(pos), keys.Key(pos + kTile), stride, g, s, s.scores(t * kTile),
+      ScoreTiles<2>(key(pos), key(pos + kTile), stride, g, s, s.scores(t * kTile),
                     s.scores((t + 1) * kTile));
       t += 2;
     } else {
-      ScoreTiles<1>(keys.Key(pos), nullptr, stride, g, s, s.scores(t * kTile), nullptr);
+      ScoreTiles<1>(key(pos), nullptr, stride, g, s, s.scores(t * kTile), nullptr);
       ++t;
     }
   }
@@ -358,8 +450,10 @@ PAGODA_AMX_TARGET void TileScores(const KeyRange& keys, int32_t c0, int rows, in
 // Keys c0 .. c0 + rows - 1's V as right-operand tiles into `out` (PackedValues::Tiles' layout):
 // row r of tile (step, t) holds, for head dims 16 t .. 16 t + 15, the pairs of keys
 // c0 + 32 step + 2r and + 1. Keys outside `keys` are zeros (P is zero there too, but their slots
-// may hold anything, NaN included, and their blocks may be gone).
-PAGODA_AVX512_TARGET void PackValueTiles(const KeyRange& keys, int32_t c0, int rows, float* out) {
+// may hold anything, NaN included, and their blocks may be gone). 8-bit values become bf16
+// exactly, their scales applied to the weights.
+template <typename T>
+PAGODA_AMX_TARGET void PackValueTiles(const KeyRange<T>& keys, int32_t c0, int rows, float* out) {
   const int d_vectors = keys.cache->head_dim / kTile;
   alignas(64) static constexpr uint16_t kInterleave[32] = {
       0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
@@ -368,15 +462,11 @@ PAGODA_AVX512_TARGET void PackValueTiles(const KeyRange& keys, int32_t c0, int r
   for (int step = 0; step < rows / kStep; ++step) {
     for (int r = 0; r < kTile; ++r) {
       const int32_t p0 = c0 + step * kStep + 2 * r;
-      const Bf16* v0 = keys.Live(p0) ? keys.Value(p0) : nullptr;
-      const Bf16* v1 = keys.Live(p0 + 1) ? keys.Value(p0 + 1) : nullptr;
+      const T* v0 = keys.Live(p0) ? keys.Value(p0) : nullptr;
+      const T* v1 = keys.Live(p0 + 1) ? keys.Value(p0 + 1) : nullptr;
       for (int t = 0; t < d_vectors; ++t) {
-        const __m256i x0 =
-            v0 != nullptr ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v0 + t * kTile))
-                          : _mm256_setzero_si256();
-        const __m256i x1 =
-            v1 != nullptr ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v1 + t * kTile))
-                          : _mm256_setzero_si256();
+        const __m256i x0 = v0 != nullptr ? Bf16x16(v0 + t * kTile) : _mm256_setzero_si256();
+        const __m256i x1 = v1 != nullptr ? Bf16x16(v1 + t * kTile) : _mm256_setzero_si256();
         const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
         _mm512_store_si512(out + ((step * d_vectors + t) * kTile + r) * kTile,
                            _mm512_permutexvar_epi16(interleave, both));
@@ -468,14 +558,15 @@ PAGODA_AMX_TARGET void EndTiles() { _tile_release(); }
 
 // ---- The task.
 
-PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<Bf16>& a, const QueryBlock& b,
+template <typename T>
+PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const QueryBlock& b,
                                       Backend backend, const PackedValues& values, Scratch& s) {
-  const PagedKvCacheView<Bf16>& c = a.cache;
+  const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const int32_t base = FirstPosition(a, b);
   const int64_t t0 = a.query_start[b.request] + b.first;
-  const KeyRange keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request, b.kv_head,
-                      a.window.WindowStart(base), base + b.count - 1};
+  const KeyRange<T> keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request,
+                         b.kv_head, a.window.WindowStart(base), base + b.count - 1};
   const bool tiles = backend == Backend::kAmx;
   for (int g = 0; g < group; ++g) {
     const int head = b.kv_head * group + g;
@@ -488,18 +579,19 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<Bf16>& a, const Q
   for (int32_t c0 = keys.lo / kStep * kStep; c0 <= keys.hi; c0 += kChunk) {
     const int rows = std::min<int32_t>(kChunk, (keys.hi + 1 - c0 + kStep - 1) / kStep * kStep);
     for (int row = 0; row < rows; ++row) masks[row] = LaneMask(a.window, base, b.count, c0 + row);
-    if (tiles) {
-      const float* v = values.Tiles(b.request, b.kv_head, c0);
-      for (int g = 0; g < group; ++g) {
-        TileScores(keys, c0, rows, g, s);
-        TileAccumulate(Softmax(masks, rows, g, s), b.count, rows, v, g, s);
-      }
-    } else {
-      WidenChunk(keys, c0, rows, s);
-      for (int g = 0; g < group; ++g) {
-        VectorScores(masks, rows, g, s);
-        VectorAccumulate(masks, Softmax(masks, rows, g, s), b.count, rows, g, s);
-      }
+    if constexpr (kScaled<T>) {
+      FillScales(keys, c0, rows, s);
+      if (tiles) WidenKeyTiles(keys, c0, rows, s);
+    }
+    if (!tiles) WidenChunk(keys, c0, rows, s);
+    const float* v = tiles ? values.Tiles(b.request, b.kv_head, c0) : nullptr;
+    for (int g = 0; g < group; ++g) {
+      tiles ? TileScores(keys, c0, rows, g, s) : VectorScores(masks, rows, g, s);
+      if constexpr (kScaled<T>) ScaleRows(masks, s.k_scale(), rows, s);
+      const __m512 alpha = Softmax(masks, rows, g, s);
+      if constexpr (kScaled<T>) ScaleRows(masks, s.v_scale(), rows, s);
+      tiles ? TileAccumulate(alpha, b.count, rows, v, g, s)
+            : VectorAccumulate(masks, alpha, b.count, rows, g, s);
     }
   }
   for (int g = 0; g < group; ++g) WriteOutputs(a, t0, b.count, b.kv_head * group + g, g, s);
@@ -513,7 +605,7 @@ Backend BackendFor(const PagedAttentionArgs<T>& a) {
   if (!a.allow_query_blocks || a.window.sink_tokens != 0 || d <= 0 || d > kMaxHeadDim) {
     return Backend::kNone;
   }
-  if constexpr (std::is_same_v<T, Bf16>) {
+  if constexpr (!std::is_same_v<T, float>) {
     if (a.allow_amx && amx::Available() && d % kTileK == 0 && a.cache.block_size % kTile == 0) {
       return Backend::kAmx;
     }
@@ -533,18 +625,19 @@ int32_t MinQueries(Backend backend) {
   }
 }
 
-PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
+template <typename T>
+PackedValues PackedValues::Build(const PagedAttentionArgs<T>& a,
                                  absl::Span<const QueryBlock> blocks, Backend backend,
                                  ThreadPool& pool) {
   PackedValues p;
   if (backend != Backend::kAmx || blocks.empty()) return p;
-  const PagedKvCacheView<Bf16>& c = a.cache;
+  const PagedKvCacheView<T>& c = a.cache;
   const int64_t num_requests = static_cast<int64_t>(a.context_lens.size());
   p.d_vectors_ = c.head_dim / kTile;
   p.num_kv_heads_ = c.num_kv_heads;
   p.offset_.assign(static_cast<size_t>(num_requests * c.num_kv_heads), -1);
   p.first_key_.assign(static_cast<size_t>(num_requests), 0);
-  std::vector<KeyRange> ranges;  // one per (request, KV head) packed
+  std::vector<KeyRange<T>> ranges;  // one per (request, KV head) packed
   struct Task {
     int32_t request;
     int32_t range;  // index in `ranges`
@@ -570,7 +663,7 @@ PackedValues PackedValues::Build(const PagedAttentionArgs<Bf16>& a,
   p.rows_.resize(static_cast<size_t>(rows));
   pool.ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const KeyRange& keys = ranges[tasks[i].range];
+      const KeyRange<T>& keys = ranges[tasks[i].range];
       const int32_t key = tasks[i].key;
       const int num = std::min<int32_t>(kChunk, (keys.hi + 1 - key + kStep - 1) / kStep * kStep);
       PackValueTiles(keys, key, num, p.rows_[p.Row(tasks[i].request, keys.kv_head, key)].f);
@@ -590,7 +683,8 @@ const float* PackedValues::Tiles(int32_t request, int32_t kv_head, int32_t key) 
   return rows_[Row(request, kv_head, key)].f;
 }
 
-Plan MakePlan(const PagedAttentionArgs<Bf16>& a, ThreadPool& pool) {
+template <typename T>
+Plan MakePlan(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   Plan plan{.backend = BackendFor(a)};
   if (plan.backend == Backend::kNone) return plan;
   for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
@@ -616,14 +710,15 @@ Plan MakePlan(const PagedAttentionArgs<Bf16>& a, ThreadPool& pool) {
   return plan;
 }
 
-void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, const Plan& plan, int64_t begin,
+template <typename T>
+void AttendQueryBlocks(const PagedAttentionArgs<T>& a, const Plan& plan, int64_t begin,
                        int64_t end) {
   PAGODA_CHECK(plan.backend != Backend::kNone && begin >= 0 &&
                end <= static_cast<int64_t>(plan.blocks.size()));
   if (begin >= end) return;
   const bool tiles = plan.backend == Backend::kAmx;
   if (tiles) StartTiles();
-  Scratch scratch(plan.backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim);
+  Scratch scratch(plan.backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim, kScaled<T>);
   for (int64_t i = begin; i < end; ++i) {
     AttendBlock(a, plan.blocks[i], plan.backend, plan.values, scratch);
   }
@@ -635,5 +730,16 @@ template Backend BackendFor<Bf16>(const PagedAttentionArgs<Bf16>&);
 template Backend BackendFor<int8_t>(const PagedAttentionArgs<int8_t>&);
 template Backend BackendFor<Fp8E4M3>(const PagedAttentionArgs<Fp8E4M3>&);
 template Backend BackendFor<Fp8E5M2>(const PagedAttentionArgs<Fp8E5M2>&);
+
+#define PAGODA_INSTANTIATE_BLOCKS(T)                                                     \
+  template PackedValues PackedValues::Build<T>(                                          \
+      const PagedAttentionArgs<T>&, absl::Span<const QueryBlock>, Backend, ThreadPool&); \
+  template Plan MakePlan<T>(const PagedAttentionArgs<T>&, ThreadPool&);                  \
+  template void AttendQueryBlocks<T>(const PagedAttentionArgs<T>&, const Plan&, int64_t, int64_t);
+PAGODA_INSTANTIATE_BLOCKS(Bf16)
+PAGODA_INSTANTIATE_BLOCKS(int8_t)
+PAGODA_INSTANTIATE_BLOCKS(Fp8E4M3)
+PAGODA_INSTANTIATE_BLOCKS(Fp8E5M2)
+#undef PAGODA_INSTANTIATE_BLOCKS
 
 }  // namespace pagoda::kernels::cpu::blocks

@@ -15,19 +15,20 @@
 // of each key against the 16 queries as one vector of 16 lanes (S^T, key-major, so the online
 // softmax runs down the lanes with no horizontal reductions), then O += P V. Each K and V row is
 // read once per 16 queries instead of once per query. Two backends:
-//  - AMX tiles (bf16 caches, head dims a multiple of 32, blocks a multiple of 16): S^T = K Q^T
-//    with the K rows read in place from the paged blocks as tile rows, and P V on the tiles. Q
-//    and P are split into two bf16 parts (hi + lo, their sum within 2^-15 of the f32 value) and
-//    K and V are bf16 already, so the products have the accuracy of the f32 vector path.
-//  - AVX-512 in f32 (bf16 caches, head dims a multiple of 16): the chunk's K and V widened to
-//    f32 once for the group, each score row 16 FMAs wide, P V register-blocked over 4 queries.
-// Either way the result matches the per-query vector path to f32 rounding, not bit for bit: a
-// query's result then depends on the path its step took (a prompt chunked differently can take
-// the other one). f32 caches, the exact mode, stay on the per-query path, whose result for a
-// query is the same whatever else is in the batch (as the f32 GEMMs are). So do 8-bit caches: a
-// decode step that recomputes a position on the per-query path could round its K/V to a
-// neighbouring 8-bit value of what a blocked prefill wrote, and cached decode must equal
-// recomputation.
+//  - AMX tiles (head dims a multiple of 32, blocks a multiple of 16): S^T = K Q^T with bf16 K
+//    rows read in place from the paged blocks as tile rows (8-bit rows first widened to bf16 in
+//    a 128-row scratch tile, exactly), and P V on the tiles (V packed once per call). Q and P are
+//    split into two bf16 parts (hi + lo, their sum within 2^-15 of the f32 value) and K and V
+//    are exact in bf16, so the products have the accuracy of the f32 vector path.
+//  - AVX-512 in f32 (head dims a multiple of 16): the chunk's K and V widened to f32 once for
+//    the group, each score row 16 FMAs wide, P V register-blocked over 4 queries.
+// 8-bit caches (int8, FP8) dequantize as the per-query path does: a key row's scale (per token,
+// or the head's static one) multiplies its scores and a value row's scale its weights, so no
+// dequantized copy of the context is made. Either way the result matches the per-query vector
+// path to f32 rounding, not bit for bit: a query's result then depends on the path its step took
+// (a prompt chunked differently can take the other one), and through the next layer's K/V, so
+// can a rounding to bf16 or 8 bits. f32 caches, the exact mode, stay on the per-query path,
+// whose result for a query is the same whatever else is in the batch (as the f32 GEMMs are).
 namespace pagoda::kernels::cpu::blocks {
 
 inline constexpr int kQueryBlock = 16;  // queries per task: the lanes of a score vector
@@ -43,9 +44,9 @@ struct QueryBlock {
 
 enum class Backend { kNone, kAmx, kAvx512 };
 
-// The backend this call's requests with at least MinQueries() queries take, for a bf16 cache: AMX
-// where allowed, usable and the shape suits the tiles, else AVX-512 where the CPU has it and the
-// head dim is a multiple of 16 up to 256; kNone for f32 and 8-bit caches, attention sinks,
+// The backend this call's requests with at least MinQueries() queries take, for a bf16 or 8-bit
+// cache: AMX where allowed, usable and the shape suits the tiles, else AVX-512 where the CPU has
+// it and the head dim is a multiple of 16 up to 256; kNone for f32 caches, attention sinks,
 // !allow_query_blocks, or neither. Full causal attention or a sliding window.
 template <typename T>
 Backend BackendFor(const PagedAttentionArgs<T>& a);
@@ -70,7 +71,8 @@ class PackedValues {
   // Packs, on `pool`, keys [WindowStart(first query), context_len) of every (request, KV head)
   // that `blocks` covers, from the multiple of 32 at or below the first; keys outside that range
   // are zeros. Empty unless `backend` is kAmx.
-  static PackedValues Build(const PagedAttentionArgs<Bf16>& a, absl::Span<const QueryBlock> blocks,
+  template <typename T>
+  static PackedValues Build(const PagedAttentionArgs<T>& a, absl::Span<const QueryBlock> blocks,
                             Backend backend, ThreadPool& pool);
 
   // The tiles of `request`'s KV head from key `key` (a multiple of 32, at or after the first
@@ -89,7 +91,7 @@ class PackedValues {
   std::vector<Line> rows_;
 };
 
-// The query blocks of one call with a bf16 cache: the backend (BackendFor), the tasks (16
+// The query blocks of one call with a bf16 or 8-bit cache: the backend (BackendFor), the tasks (16
 // queries x KV head of every request with at least MinQueries(backend) queries, the longest key
 // ranges first: a task's cost grows with the keys it walks, and the pool hands out tasks in
 // order) and, for AMX, their packed V. No tasks when the backend is kNone.
@@ -98,10 +100,12 @@ struct Plan {
   std::vector<QueryBlock> blocks;
   PackedValues values;
 };
-Plan MakePlan(const PagedAttentionArgs<Bf16>& a, ThreadPool& pool);
+template <typename T>
+Plan MakePlan(const PagedAttentionArgs<T>& a, ThreadPool& pool);
 
 // Writes the outputs of the queries of plan.blocks[begin, end), on the calling thread.
-void AttendQueryBlocks(const PagedAttentionArgs<Bf16>& a, const Plan& plan, int64_t begin,
+template <typename T>
+void AttendQueryBlocks(const PagedAttentionArgs<T>& a, const Plan& plan, int64_t begin,
                        int64_t end);
 
 }  // namespace pagoda::kernels::cpu::blocks

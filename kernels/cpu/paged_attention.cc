@@ -471,8 +471,8 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
 #if defined(__x86_64__)
   if (const auto avx512 = SelectAvx512<T>(c.head_dim); avx512 != nullptr) attend = avx512;
 #endif
-  blocks::Plan plan;  // the prefill chunks on query blocks (bf16 caches only)
-  if constexpr (std::is_same_v<T, Bf16>) plan = blocks::MakePlan(a, pool);
+  blocks::Plan plan;  // the prefill chunks on query blocks (not for f32 caches)
+  if constexpr (!std::is_same_v<T, float>) plan = blocks::MakePlan(a, pool);
   // The tokens the per-token kernel takes: those of requests left out of the blocks.
   std::vector<int32_t> tokens;
   tokens.reserve(num_tokens);
@@ -483,7 +483,7 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   const int64_t num_blocks = static_cast<int64_t>(plan.blocks.size());
   const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
-    if constexpr (std::is_same_v<T, Bf16>) {
+    if constexpr (!std::is_same_v<T, float>) {
       if (begin < num_blocks) blocks::AttendQueryBlocks(a, plan, begin, std::min(end, num_blocks));
     }
     std::vector<float> scores;

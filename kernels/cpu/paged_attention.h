@@ -58,7 +58,7 @@ struct PagedAttentionArgs {
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group
 // of query heads that share it; softmax in f32 with max subtraction. A request with enough
-// queries this step (prefill chunks: 4 on AMX, 16 on AVX-512) in a bf16 cache is instead
+// queries this step (prefill chunks: 4 on AMX, 16 on AVX-512) in a bf16 or 8-bit cache is instead
 // parallel over (16 queries, KV head) blocks that walk their keys once for the 16
 // (attention_blocks.h). An f32 cache keeps every query on the per-query path, so that a query's
 // result does not depend on what else its step holds.

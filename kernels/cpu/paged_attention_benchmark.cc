@@ -4,8 +4,8 @@
 // read bandwidth. Contexts 128, 1,024 and 4,096 (batch 16 x 4,096 is 200 MB of bf16 K/V).
 //
 // BM_PagedAttentionPrefill: one prompt of L tokens attending causally to itself (a whole
-// prefill, bf16 cache, same shape), by path: 0 one query at a time, 1 the AVX-512 query blocks,
-// 2 the AMX query blocks (where the CPU has them); reported as a fraction of the bf16
+// prefill, bf16 or int8 cache, same shape), by path: 0 one query at a time, 1 the AVX-512 query
+// blocks, 2 the AMX query blocks (where the CPU has them); reported as a fraction of the bf16
 // dot-product peak (and of the AMX tile peak).
 //
 //   ./build/kernels/paged_attention_benchmark
@@ -85,7 +85,8 @@ PAGODA_DECODE_BENCHMARK(Fp8E4M3);
 PAGODA_DECODE_BENCHMARK(Fp8E5M2);
 
 // Prefill attention: FLOPs 2 (QK) + 2 (PV) per query, key and head dim, over the causal
-// triangle.
+// triangle. T: the cache's element type (bf16, or int8 with its per-token scales).
+template <typename T>
 void BM_PagedAttentionPrefill(benchmark::State& state) {
   const int len = static_cast<int>(state.range(0));
   const int path = static_cast<int>(state.range(1));
@@ -98,27 +99,35 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   const int blocks = (len + kBlock - 1) / kBlock;
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<Bf16> k(static_cast<size_t>(blocks) * kHeads * kBlock * kDim), v(k.size());
+  std::vector<T> k(static_cast<size_t>(blocks) * kHeads * kBlock * kDim), v(k.size());
   for (size_t i = 0; i < k.size(); ++i) {
-    FromFloat(dist(rng), &k[i]);
-    FromFloat(dist(rng), &v[i]);
+    if constexpr (std::is_same_v<T, int8_t>) {
+      k[i] = static_cast<int8_t>(rng() % 255 - 127);
+      v[i] = static_cast<int8_t>(rng() % 255 - 127);
+    } else {
+      FromFloat(dist(rng), &k[i]);
+      FromFloat(dist(rng), &v[i]);
+    }
   }
+  std::vector<uint16_t> scales(static_cast<size_t>(blocks) * kHeads * kBlock, FloatToBf16(0.02f));
   std::vector<float> q(static_cast<size_t>(len) * kHeads * kDim), out(q.size());
   for (float& x : q) x = dist(rng);
   std::vector<int32_t> tables(blocks), query_start = {0, len}, lens = {len};
   std::iota(tables.begin(), tables.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<Bf16> args{.query = q.data(),
-                                      .output = out.data(),
-                                      .num_heads = kHeads,
-                                      .cache = {k.data(), v.data(), blocks, kHeads, kBlock, kDim},
-                                      .query_start = query_start,
-                                      .context_lens = lens,
-                                      .block_tables = tables,
-                                      .max_blocks_per_request = blocks,
-                                      .scale = 0.125f,
-                                      .allow_amx = amx,
-                                      .allow_query_blocks = path != 0};
+  const PagedAttentionArgs<T> args{
+      .query = q.data(),
+      .output = out.data(),
+      .num_heads = kHeads,
+      .cache = {k.data(), v.data(), blocks, kHeads, kBlock, kDim,
+                kScaled<T> ? scales.data() : nullptr, kScaled<T> ? scales.data() : nullptr},
+      .query_start = query_start,
+      .context_lens = lens,
+      .block_tables = tables,
+      .max_blocks_per_request = blocks,
+      .scale = 0.125f,
+      .allow_amx = amx,
+      .allow_query_blocks = path != 0};
   for (auto _ : state) PagedAttention(args, pool);
   const double flop = 4.0 * kDim * kHeads * (static_cast<double>(len) * (len + 1) / 2);
   state.counters["GFLOP_per_s"] =
@@ -133,8 +142,13 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
         flop / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
   }
 }
-BENCHMARK(BM_PagedAttentionPrefill)
+BENCHMARK(BM_PagedAttentionPrefill<Bf16>)
     ->ArgsProduct({{512, 1024, 2048}, {2, 1, 0}})
+    ->ArgNames({"len", "path"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_PagedAttentionPrefill<int8_t>)
+    ->ArgsProduct({{512, 2048}, {2, 1, 0}})
     ->ArgNames({"len", "path"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

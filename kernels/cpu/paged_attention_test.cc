@@ -420,11 +420,13 @@ TEST(PagedAttentionTest, AttentionSinksMatchDenseWithSinkQueries) {
 // Long prefill chunks, the query blocks' ground: many 16-query blocks, keys across several
 // 128-key chunks of the online softmax, a last block of fewer than 16 queries, GQA groups, every
 // head dim the blocks take (multiples of 16; of 32 on AMX), block sizes 16 to 64, with and
-// without a sliding window; decodes beside them. On AMX, on the tiles and on AVX-512.
+// without a sliding window; decodes beside them. On AMX, on the tiles and on AVX-512, for bf16
+// and for an 8-bit cache (int8 and E4M3 with per-token scales, E5M2 with static ones, in turn).
 TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
   struct Shape {
     int d, group, bs;
   };
+  int shape = 0;
   for (const Shape& s : {Shape{64, 1, 16}, Shape{64, 4, 32}, Shape{96, 2, 16}, Shape{128, 8, 64},
                          Shape{256, 1, 16}, Shape{32, 3, 48}, Shape{80, 2, 8}}) {
     for (int window : {0, 100}) {
@@ -435,17 +437,32 @@ TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
                    .requests = {{300, 300}, {700, 189}, {5, 4}, {257, 1}, {130, 17}},
                    .window = {.sliding_window = window}};
       const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
-      RunCase<Bf16>(c, seed);
-      if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kNoAmx);
       RunCase<float>(c, seed);
+      for (const Path path : {Path::kDefault, Path::kNoAmx}) {
+        if (path == Path::kNoAmx && !amx::Available()) continue;  // the default is AVX-512
+        RunCase<Bf16>(c, seed, /*static_scales=*/false, path);
+        // One 8-bit type per shape, in turn (each costs as much as the bf16 run).
+        switch (shape % 3) {
+          case 0:
+            RunCase<int8_t>(c, seed, /*static_scales=*/false, path);
+            break;
+          case 1:
+            RunCase<Fp8E4M3>(c, seed, /*static_scales=*/false, path);
+            break;
+          default:
+            RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true, path);
+            break;
+        }
+      }
     }
+    ++shape;
   }
 }
 
 // Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
-// with block sizes that are multiples of 16; AVX-512 for bf16 head dims that are multiples of
-// 16; none for f32 (the exact, batch-invariant mode) and 8-bit caches, attention sinks, or when
-// turned off.
+// with block sizes that are multiples of 16, AVX-512 for head dims that are multiples of 16, for
+// bf16 and 8-bit caches alike; none for f32 (the exact, batch-invariant mode), attention sinks,
+// or when turned off.
 TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   if (!avx512::Supported()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const auto args = [](int d, int bs, common::AttentionWindow w) {
@@ -478,7 +495,13 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   PagedAttentionArgs<int8_t> int8;
   int8.cache.head_dim = 64;
   int8.cache.block_size = 16;
-  EXPECT_EQ(blocks::BackendFor(int8), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(int8), amx);
+  int8.cache.head_dim = 80;
+  EXPECT_EQ(blocks::BackendFor(int8), Backend::kAvx512);
+  PagedAttentionArgs<Fp8E5M2> fp8;
+  fp8.cache.head_dim = 64;
+  fp8.cache.block_size = 8;
+  EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx512);
 }
 
 }  // namespace
