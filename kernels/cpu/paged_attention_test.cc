@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -422,42 +423,46 @@ TEST(PagedAttentionTest, AttentionSinksMatchDenseWithSinkQueries) {
 // head dim the blocks take (multiples of 16; of 32 on AMX), block sizes 16 to 64, with and
 // without a sliding window; decodes beside them. On AMX, on the tiles and on AVX-512, for bf16
 // and for an 8-bit cache (int8 and E4M3 with per-token scales, E5M2 with static ones, in turn).
-TEST(PagedAttentionTest, LongPrefillChunksMatchDense) {
-  struct Shape {
-    int d, group, bs;
-  };
-  int shape = 0;
-  for (const Shape& s : {Shape{64, 1, 16}, Shape{64, 4, 32}, Shape{96, 2, 16}, Shape{128, 8, 64},
-                         Shape{256, 1, 16}, Shape{32, 3, 48}, Shape{80, 2, 8}}) {
-    for (int window : {0, 100}) {
-      const Case c{.head_dim = s.d,
-                   .num_kv_heads = 2,
-                   .group = s.group,
-                   .block_size = s.bs,
-                   .requests = {{300, 300}, {700, 189}, {5, 4}, {257, 1}, {130, 17}},
-                   .window = {.sliding_window = window}};
-      const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
-      RunCase<float>(c, seed);
-      for (const Path path : {Path::kDefault, Path::kNoAmx}) {
-        if (path == Path::kNoAmx && !amx::Available()) continue;  // the default is AVX-512
-        RunCase<Bf16>(c, seed, /*static_scales=*/false, path);
-        // One 8-bit type per shape, in turn (each costs as much as the bf16 run).
-        switch (shape % 3) {
-          case 0:
-            RunCase<int8_t>(c, seed, /*static_scales=*/false, path);
-            break;
-          case 1:
-            RunCase<Fp8E4M3>(c, seed, /*static_scales=*/false, path);
-            break;
-          default:
-            RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true, path);
-            break;
-        }
+struct LongPrefillShape {
+  int d, group, bs;
+};
+constexpr LongPrefillShape kLongPrefillShapes[] = {
+    {64, 1, 16}, {64, 4, 32}, {96, 2, 16}, {128, 8, 64}, {256, 1, 16}, {32, 3, 48}, {80, 2, 8}};
+class PagedAttentionLongPrefillTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(PagedAttentionLongPrefillTest, ChunksMatchDense) {
+  const int shape = GetParam();
+  const LongPrefillShape& s = kLongPrefillShapes[shape];
+  for (int window : {0, 100}) {
+    const Case c{.head_dim = s.d,
+                 .num_kv_heads = 2,
+                 .group = s.group,
+                 .block_size = s.bs,
+                 .requests = {{300, 300}, {700, 189}, {5, 4}, {257, 1}, {130, 17}},
+                 .window = {.sliding_window = window}};
+    const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
+    RunCase<float>(c, seed);
+    for (const Path path : {Path::kDefault, Path::kNoAmx}) {
+      if (path == Path::kNoAmx && !amx::Available()) continue;  // the default is AVX-512
+      RunCase<Bf16>(c, seed, /*static_scales=*/false, path);
+      // One 8-bit type per shape, in turn (each costs as much as the bf16 run).
+      switch (shape % 3) {
+        case 0:
+          RunCase<int8_t>(c, seed, /*static_scales=*/false, path);
+          break;
+        case 1:
+          RunCase<Fp8E4M3>(c, seed, /*static_scales=*/false, path);
+          break;
+        default:
+          RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true, path);
+          break;
       }
     }
-    ++shape;
   }
 }
+// One test per shape, so that ctest runs them in parallel.
+INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionLongPrefillTest,
+                         ::testing::Range(0, static_cast<int>(std::size(kLongPrefillShapes))));
 
 // Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
 // with block sizes that are multiples of 16, AVX-512 for head dims that are multiples of 16, for
