@@ -10,6 +10,7 @@
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/avx512_math.h"
+#include "kernels/cpu/kv_scales.h"
 #include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu::blocks {
@@ -23,10 +24,6 @@ constexpr int kStep = kTileK;  // keys per AMX P V product: one row of a P tile
 constexpr int kMaxHeadDim = 256;
 // The running max before any key: finite, so that max - max is never inf - inf.
 constexpr float kNoMax = -1e30f;
-
-// The 8-bit types, stored with a scale per row (a token's head) or per head.
-template <typename T>
-constexpr bool kScaled = !std::is_same_v<T, float> && !std::is_same_v<T, Bf16>;
 
 // One thread's scratch for the tasks of one call, for `group` query heads of `head_dim`.
 // Per query head g: Q^T, the running max and sum of each query lane, and the output accumulator
@@ -110,6 +107,14 @@ int32_t FirstPosition(const PagedAttentionArgs<T>& a, const QueryBlock& b) {
   return a.context_lens[b.request] - n + b.first;
 }
 
+// What a task reads and writes besides the cache (the same whatever the cache's type).
+struct QueryIo {
+  const float* query;  // [tokens, num_heads, head_dim]
+  float* output;       // same shape
+  int num_heads;
+  float scale;  // the attention scale, applied to the queries
+};
+
 // The keys of one task: [lo, hi], read through the request's block table.
 template <typename T>
 struct KeyRange {
@@ -130,18 +135,12 @@ struct KeyRange {
            cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
   // 8-bit caches: the factor that turns what avx512::LoadScaled16 reads from key (or value) row
-  // `pos` into values: the row's stored scale, or the head's static one, times the load's
-  // factor (kernels/paged_kv_cache.h). The per-query path applies the same factors the same
-  // way: to a key's dot products and to a value's weight.
+  // `pos` into values: its scale (kv_scales.h) times the load's factor. The per-query path
+  // applies the same factors the same way: to a key's dot products and to a value's weight.
   float Scale(int32_t pos, bool value) const {
-    const PagedKvCacheView<T>& c = *cache;
-    const uint16_t* per_token = value ? c.value_scale : c.key_scale;
-    const float scale =
-        per_token == nullptr
-            ? (value ? c.head_value_scale : c.head_key_scale)[kv_head]
-            : Bf16ToFloat(
-                  per_token[c.ScaleIndex(table[pos / c.block_size], kv_head, pos % c.block_size)]);
-    return scale * avx512::LoadScale<T>();
+    return ElementScale(*cache, value, table[pos / cache->block_size], kv_head,
+                        pos % cache->block_size) *
+           avx512::LoadScale<T>();
   }
 };
 
@@ -192,16 +191,15 @@ PAGODA_AVX512_TARGET __m512 Softmax(const __mmask16* masks, int rows, int g, Scr
 }
 
 // The outputs of head g's m queries: O / sum.
-template <typename T>
-PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
-                                       int g, Scratch& s) {
+PAGODA_AVX512_TARGET void WriteOutputs(const QueryIo& io, int64_t t0, int m, int head, int g,
+                                       Scratch& s) {
   const int d = s.head_dim();
   alignas(64) float sum[kTile];
   _mm512_store_ps(sum, _mm512_load_ps(s.sum(g)));
   for (int i = 0; i < m; ++i) {
     const __m512 inv = _mm512_set1_ps(1.0f / sum[i]);
     const float* o = s.o(g) + i * d;
-    float* out = a.output + ((t0 + i) * a.num_heads + head) * d;
+    float* out = io.output + ((t0 + i) * io.num_heads + head) * d;
     for (int x = 0; x < d; x += kTile) {
       _mm512_storeu_ps(out + x, _mm512_mul_ps(_mm512_load_ps(o + x), inv));
     }
@@ -212,18 +210,18 @@ PAGODA_AVX512_TARGET void WriteOutputs(const PagedAttentionArgs<T>& a, int64_t t
 
 // Head `head`'s queries t0 .. t0 + m - 1, times the attention scale, transposed: row x holds
 // head dim x of the 16 queries (zeros past m).
-template <typename T>
-PAGODA_AVX512_TARGET void PackQueryRows(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
-                                        int g, Scratch& s) {
+PAGODA_AVX512_TARGET void PackQueryRows(const QueryIo& io, int64_t t0, int m, int head, int g,
+                                        Scratch& s) {
   const int d = s.head_dim();
-  const __m512 scale = _mm512_set1_ps(a.scale);
+  const __m512 scale = _mm512_set1_ps(io.scale);
   for (int c = 0; c < s.d_vectors(); ++c) {
     __m512 rows[kTile];  // row i: query i's dims 16 c .. 16 c + 15
     for (int i = 0; i < kTile; ++i) {
-      rows[i] = i < m ? _mm512_mul_ps(
-                            _mm512_loadu_ps(a.query + ((t0 + i) * a.num_heads + head) * d + 16 * c),
-                            scale)
-                      : _mm512_setzero_ps();
+      rows[i] = i < m
+                    ? _mm512_mul_ps(
+                          _mm512_loadu_ps(io.query + ((t0 + i) * io.num_heads + head) * d + 16 * c),
+                          scale)
+                    : _mm512_setzero_ps();
     }
     avx512::Transpose16x16(rows);
     for (int x = 0; x < kTile; ++x) _mm512_store_ps(s.q_rows(g) + (16 * c + x) * kTile, rows[x]);
@@ -366,19 +364,18 @@ PAGODA_AMX_TARGET inline void SplitPairs(__m512 e, __m512 o, __m512* hi, __m512*
 
 // Head `head`'s queries t0 .. t0 + m - 1, times the attention scale, as Q^T tiles: for head dims
 // [32 s, 32 s + 32), row r holds, for each query i, the pair (q_i[32 s + 2r], q_i[32 s + 2r + 1]).
-template <typename T>
-PAGODA_AMX_TARGET void PackQueryTiles(const PagedAttentionArgs<T>& a, int64_t t0, int m, int head,
-                                      int g, Scratch& s) {
+PAGODA_AMX_TARGET void PackQueryTiles(const QueryIo& io, int64_t t0, int m, int head, int g,
+                                      Scratch& s) {
   const int d = s.head_dim();
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512 scale = _mm512_set1_ps(a.scale);
+  const __m512 scale = _mm512_set1_ps(io.scale);
   for (int step = 0; step < s.d_steps(); ++step) {
     __m512 hi[kTile], lo[kTile];  // lane r of row i: query i's pair r
     for (int i = 0; i < kTile; ++i) {
       hi[i] = lo[i] = _mm512_setzero_ps();
       if (i >= m) continue;
-      const float* q = a.query + ((t0 + i) * a.num_heads + head) * d + step * kTileK;
+      const float* q = io.query + ((t0 + i) * io.num_heads + head) * d + step * kTileK;
       const __m512 x0 = _mm512_mul_ps(_mm512_loadu_ps(q), scale);
       const __m512 x1 = _mm512_mul_ps(_mm512_loadu_ps(q + 16), scale);
       SplitPairs(_mm512_permutex2var_ps(x0, even, x1), _mm512_permutex2var_ps(x0, odd, x1), &hi[i],
@@ -567,10 +564,12 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
   const int64_t t0 = a.query_start[b.request] + b.first;
   const KeyRange<T> keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request,
                          b.kv_head, a.window.WindowStart(base), base + b.count - 1};
+  const QueryIo io{a.query, a.output, a.num_heads, a.scale};
   const bool tiles = backend == Backend::kAmx;
   for (int g = 0; g < group; ++g) {
     const int head = b.kv_head * group + g;
-    tiles ? PackQueryTiles(a, t0, b.count, head, g, s) : PackQueryRows(a, t0, b.count, head, g, s);
+    tiles ? PackQueryTiles(io, t0, b.count, head, g, s)
+          : PackQueryRows(io, t0, b.count, head, g, s);
     _mm512_store_ps(s.max(g), _mm512_set1_ps(kNoMax));
     _mm512_store_ps(s.sum(g), _mm512_setzero_ps());
     std::fill(s.o(g), s.o(g) + kQueryBlock * s.head_dim(), 0.0f);
@@ -594,7 +593,7 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
             : VectorAccumulate(masks, alpha, b.count, rows, g, s);
     }
   }
-  for (int g = 0; g < group; ++g) WriteOutputs(a, t0, b.count, b.kv_head * group + g, g, s);
+  for (int g = 0; g < group; ++g) WriteOutputs(io, t0, b.count, b.kv_head * group + g, g, s);
 }
 
 }  // namespace
@@ -689,7 +688,7 @@ Plan MakePlan(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   if (plan.backend == Backend::kNone) return plan;
   for (int64_t r = 0; r + 1 < static_cast<int64_t>(a.query_start.size()); ++r) {
     const int32_t n = a.query_start[r + 1] - a.query_start[r];
-    if (n < MinQueries(plan.backend)) continue;
+    if (!plan.Takes(n)) continue;
     for (int32_t first = 0; first < n; first += kQueryBlock) {
       for (int32_t h = 0; h < a.cache.num_kv_heads; ++h) {
         plan.blocks.push_back({.request = static_cast<int32_t>(r),

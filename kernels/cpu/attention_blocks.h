@@ -99,6 +99,10 @@ struct Plan {
   Backend backend = Backend::kNone;
   std::vector<QueryBlock> blocks;
   PackedValues values;
+
+  // Whether a request with `num_queries` queries this step is in `blocks` (else its queries
+  // take the per-query path).
+  bool Takes(int32_t num_queries) const { return num_queries >= MinQueries(backend); }
 };
 template <typename T>
 Plan MakePlan(const PagedAttentionArgs<T>& a, ThreadPool& pool);

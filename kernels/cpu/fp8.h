@@ -14,6 +14,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace pagoda::kernels::cpu {
 
@@ -110,6 +111,11 @@ inline float ToFloat(Fp8E4M3 x) { return Fp8E4M3ToFloat(x.bits); }
 inline float ToFloat(Fp8E5M2 x) { return Fp8E5M2ToFloat(x.bits); }
 inline void FromFloat(float x, Fp8E4M3* out) { out->bits = FloatToFp8E4M3(x); }
 inline void FromFloat(float x, Fp8E5M2* out) { out->bits = FloatToFp8E5M2(x); }
+
+// The 8-bit KV element types, stored with a scale per token and head (or, FP8, per head).
+template <typename T>
+inline constexpr bool kScaled =
+    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
 
 // The largest finite value of a KV element type: a scaled cache's scale is absmax / this.
 template <typename T>

@@ -10,15 +10,11 @@
 #include "common/check.h"
 #include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/avx512_math.h"
+#include "kernels/cpu/kv_scales.h"
 
 namespace pagoda::kernels::cpu {
 
 namespace {
-
-// The 8-bit types, stored with a per-(token, head) scale (kernels/paged_kv_cache.h).
-template <typename T>
-constexpr bool kScaled =
-    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
 
 // One token's head quantized with its own scale = absmax / ScaledMax<T>() (127 for int8, 448
 // for E4M3, 57344 for E5M2) rounded to bf16 (what is stored, so quantizing and dequantizing
@@ -41,20 +37,6 @@ void QuantizeHead(const float* x, int64_t d, T* out, uint16_t* scale_bits, float
     } else {
       FromFloat(x[i] * inv, &out[i]);
     }
-  }
-}
-
-// The factor that turns a stored element of (block, head, offset) back into a value: 1 for float
-// and bf16 caches, the token's scale for the 8-bit ones, or the head's static scale.
-template <typename T>
-inline float ElementScale(const PagedKvCacheView<T>& c, const uint16_t* scales,
-                          const float* head_scales, int64_t block, int64_t head, int64_t offset) {
-  if constexpr (kScaled<T>) {
-    if (scales == nullptr) return head_scales[head];
-    return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
-  } else {
-    (void)c, (void)scales, (void)head_scales, (void)block, (void)head, (void)offset;
-    return 1.0f;
   }
 }
 
@@ -155,8 +137,8 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
       const int32_t block = table[pos / c.block_size];
       const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
       // Dequantization fused: an int8 row's scale multiplies its dot products.
-      const float k_scale = a.scale * ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head,
-                                                   pos % c.block_size);
+      const float k_scale =
+          a.scale * ElementScale(c, /*value=*/false, block, kv_head, pos % c.block_size);
       for (int g = 0; g < group; ++g) {
         const float* q = QueryRow(a, token, kv_head * group + g, sink);
         // 16 independent partial sums: a reduction the compiler may vectorize without
@@ -189,8 +171,7 @@ __attribute__((always_inline)) inline void AttendOneToken(const PagedAttentionAr
     for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
       const int32_t block = table[pos / c.block_size];
       const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-      const float v_scale =
-          ElementScale(c, c.value_scale, c.head_value_scale, block, kv_head, pos % c.block_size);
+      const float v_scale = ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size);
       for (int g = 0; g < group; ++g) {
         const float p = scores[static_cast<size_t>(g) * len + at] * v_scale;
         Axpy(a.output + (token * a.num_heads + kv_head * group + g) * d, v, p, d);
@@ -302,7 +283,7 @@ PAGODA_AVX512_TARGET inline float LoadKeyRow(const PagedAttentionArgs<T>& a, con
   const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
   for (int i = 0; i < kChunks; ++i) kv[i] = avx512::LoadScaled16(k + 16 * i);
   return a.scale * avx512::LoadScale<T>() *
-         ElementScale(c, c.key_scale, c.head_key_scale, block, kv_head, pos % c.block_size);
+         ElementScale(c, /*value=*/false, block, kv_head, pos % c.block_size);
 }
 
 // The 16 partial sums of q . k over the kChunks vectors of a row.
@@ -408,9 +389,9 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
         }
         const int32_t block = table[pos / c.block_size];
         const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size);
-        const __m512 w = _mm512_set1_ps(
-            p[at] * avx512::LoadScale<T>() *
-            ElementScale(c, c.value_scale, c.head_value_scale, block, kv_head, pos % c.block_size));
+        const __m512 w =
+            _mm512_set1_ps(p[at] * avx512::LoadScale<T>() *
+                           ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size));
         for (int i = 0; i < kChunks; ++i) {
           acc[i] = _mm512_fmadd_ps(w, avx512::LoadScaled16(v + 16 * i), acc[i]);
         }
@@ -477,7 +458,7 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   std::vector<int32_t> tokens;
   tokens.reserve(num_tokens);
   for (int64_t r = 0; r < num_requests; ++r) {
-    if (a.query_start[r + 1] - a.query_start[r] >= blocks::MinQueries(plan.backend)) continue;
+    if (plan.Takes(a.query_start[r + 1] - a.query_start[r])) continue;
     for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) tokens.push_back(t);
   }
   const int64_t num_blocks = static_cast<int64_t>(plan.blocks.size());

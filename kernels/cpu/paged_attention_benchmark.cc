@@ -24,10 +24,6 @@ namespace pagoda::kernels::cpu {
 namespace {
 
 template <typename T>
-constexpr bool kScaled =
-    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
-
-template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int context = static_cast<int>(state.range(1));

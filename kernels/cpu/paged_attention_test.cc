@@ -38,11 +38,6 @@ struct Case {
   bool sink_query = false;         // separate random queries for the sink keys
 };
 
-// The 8-bit cache types, quantized with a per-(token, head) scale.
-template <typename T>
-constexpr bool kScaled =
-    std::is_same_v<T, int8_t> || std::is_same_v<T, Fp8E4M3> || std::is_same_v<T, Fp8E5M2>;
-
 // How far quantization may move x (its head's scale `scale`): half a step of the type's grid,
 // which for FP8 is relative to |x| (mantissa bits) down to the subnormal step.
 template <typename T>
