@@ -26,6 +26,7 @@
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/roofline.h"
+#include "kernels/cpu/roofline_counters.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -53,24 +54,16 @@ void BM_MatMul(benchmark::State& state) {
   }
   const double flops = 2.0 * m * n * k;
   const double weight_bytes = static_cast<double>(n * k) * (type == WeightType::kBF16 ? 2 : 4);
-  state.counters["GFLOP_per_s"] =
-      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weight_GB_per_s"] =
-      benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  SetRate(state, "GFLOP_per_s", flops / 1e9);
+  SetRate(state, "weight_GB_per_s", weight_bytes / 1e9);
   // The same rates as fractions of the machine's limits: of the bf16 dot peak (the bound at
-  // large m) and of the read bandwidth (the bound at m = 1).
+  // large m), on AMX tiles of their peak, and of the read bandwidth (the bound at m = 1).
   const Roofline& roof = MeasuredRoofline(1);
-  if (roof.bf16_gflop_per_s > 0) {
-    state.counters["of_bf16_peak"] = benchmark::Counter(
-        flops / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
-  }
-  // On AMX tiles: of their peak.
+  SetFractionOf(state, "of_bf16_peak", flops, roof.bf16_gflop_per_s * 1e9);
   if (allow_amx && MatMulTakesAmx(args)) {
-    state.counters["of_amx_peak"] = benchmark::Counter(
-        flops / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+    SetFractionOf(state, "of_amx_peak", flops, roof.amx_gflop_per_s * 1e9);
   }
-  state.counters["of_read_bw"] = benchmark::Counter(weight_bytes / (roof.read_gb_per_s * 1e9),
-                                                    benchmark::Counter::kIsIterationInvariantRate);
+  SetFractionOf(state, "of_read_bw", weight_bytes, roof.read_gb_per_s * 1e9);
 }
 constexpr int kBf16 = static_cast<int>(WeightType::kBF16);
 BENCHMARK(BM_MatMul)
@@ -133,8 +126,7 @@ void BM_OneDnn(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   state.SetLabel(std::string("oneDNN ") + pd.impl_info_str());
-  state.counters["GFLOP_per_s"] =
-      benchmark::Counter(2.0 * m * n * k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  SetRate(state, "GFLOP_per_s", 2.0 * m * n * k / 1e9);
 }
 BENCHMARK(BM_OneDnn)->Apply([](benchmark::internal::Benchmark* b) {
   ModelShapes(b, "reordered", {0, 1});

@@ -10,6 +10,7 @@
 //
 //   ./build/kernels/paged_attention_benchmark
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 #include <type_traits>
@@ -19,15 +20,38 @@
 #include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/roofline.h"
+#include "kernels/cpu/roofline_counters.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
+
+// The shape: llama-110m's attention (12 heads of 64, one KV head each), blocks of 16 tokens.
+constexpr int kHeads = 12, kDim = 64, kBlock = 16;
+
+// The K and V of `num_blocks` blocks (for the caller to fill) and, for the 8-bit types, one bf16
+// scale per token and head, `scale`, shared by K and V.
+template <typename T>
+struct BenchCache {
+  BenchCache(int blocks, float scale)
+      : k(static_cast<size_t>(blocks) * kHeads * kBlock * kDim),
+        v(k.size()),
+        scales(static_cast<size_t>(blocks) * kHeads * kBlock, FloatToBf16(scale)),
+        num_blocks(blocks) {}
+
+  PagedKvCacheView<T> View() {
+    uint16_t* s = kScaled<T> ? scales.data() : nullptr;
+    return {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim, s, s};
+  }
+
+  std::vector<T> k, v;
+  std::vector<uint16_t> scales;
+  int num_blocks;
+};
 
 template <typename T>
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int context = static_cast<int>(state.range(1));
-  constexpr int kHeads = 12, kDim = 64, kBlock = 16;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock;
   const int num_blocks = batch * blocks_per_seq;
   T element{};
@@ -36,38 +60,31 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   } else {
     FromFloat(0.01f, &element);
   }
-  std::vector<T> k(static_cast<size_t>(num_blocks) * kHeads * kBlock * kDim, element);
-  std::vector<T> v(k.size(), element);
-  // 8-bit types: one bf16 scale per token and head, for K and V.
-  std::vector<uint16_t> scales(static_cast<size_t>(num_blocks) * kHeads * kBlock,
-                               FloatToBf16(0.01f));
+  BenchCache<T> cache(num_blocks, 0.01f);
+  std::fill(cache.k.begin(), cache.k.end(), element);
+  std::fill(cache.v.begin(), cache.v.end(), element);
   std::vector<float> q(static_cast<size_t>(batch) * kHeads * kDim, 0.1f), out(q.size());
   std::vector<int32_t> tables(num_blocks), query_start(batch + 1), lens(batch, context);
   std::iota(tables.begin(), tables.end(), 0);
   std::iota(query_start.begin(), query_start.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<T> args{
-      .query = q.data(),
-      .output = out.data(),
-      .num_heads = kHeads,
-      .cache = {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim,
-                kScaled<T> ? scales.data() : nullptr, kScaled<T> ? scales.data() : nullptr},
-      .query_start = query_start,
-      .context_lens = lens,
-      .block_tables = tables,
-      .max_blocks_per_request = blocks_per_seq,
-      .scale = 0.125f};
+  const PagedAttentionArgs<T> args{.query = q.data(),
+                                   .output = out.data(),
+                                   .num_heads = kHeads,
+                                   .cache = cache.View(),
+                                   .query_start = query_start,
+                                   .context_lens = lens,
+                                   .block_tables = tables,
+                                   .max_blocks_per_request = blocks_per_seq,
+                                   .scale = 0.125f};
   for (auto _ : state) PagedAttention(args, pool);
   // K and V, with the 8-bit types' scales (2 bytes per token and head each).
   const double kv_bytes =
       2.0 * batch * context * kHeads * (kDim * sizeof(T) + (kScaled<T> ? 2 : 0));
-  state.counters["KV_GB_per_s"] =
-      benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  SetRate(state, "KV_GB_per_s", kv_bytes / 1e9);
   // Decode attention reads every K and V once: bound by the read bandwidth (a KV set that fits
   // in cache can pass 1).
-  state.counters["of_read_bw"] =
-      benchmark::Counter(kv_bytes / (MeasuredRoofline(2).read_gb_per_s * 1e9),
-                         benchmark::Counter::kIsIterationInvariantRate);
+  SetFractionOf(state, "of_read_bw", kv_bytes, MeasuredRoofline(2).read_gb_per_s * 1e9);
 }
 #define PAGODA_DECODE_BENCHMARK(T)                \
   BENCHMARK(BM_PagedAttentionDecode<T>)           \
@@ -91,52 +108,41 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
     state.SkipWithError("no AMX on this CPU");
     return;
   }
-  constexpr int kHeads = 12, kDim = 64, kBlock = 16;
   const int blocks = (len + kBlock - 1) / kBlock;
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<T> k(static_cast<size_t>(blocks) * kHeads * kBlock * kDim), v(k.size());
-  for (size_t i = 0; i < k.size(); ++i) {
+  BenchCache<T> cache(blocks, 0.02f);
+  for (size_t i = 0; i < cache.k.size(); ++i) {
     if constexpr (std::is_same_v<T, int8_t>) {
-      k[i] = static_cast<int8_t>(rng() % 255 - 127);
-      v[i] = static_cast<int8_t>(rng() % 255 - 127);
+      cache.k[i] = static_cast<int8_t>(rng() % 255 - 127);
+      cache.v[i] = static_cast<int8_t>(rng() % 255 - 127);
     } else {
-      FromFloat(dist(rng), &k[i]);
-      FromFloat(dist(rng), &v[i]);
+      FromFloat(dist(rng), &cache.k[i]);
+      FromFloat(dist(rng), &cache.v[i]);
     }
   }
-  std::vector<uint16_t> scales(static_cast<size_t>(blocks) * kHeads * kBlock, FloatToBf16(0.02f));
   std::vector<float> q(static_cast<size_t>(len) * kHeads * kDim), out(q.size());
   for (float& x : q) x = dist(rng);
   std::vector<int32_t> tables(blocks), query_start = {0, len}, lens = {len};
   std::iota(tables.begin(), tables.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<T> args{
-      .query = q.data(),
-      .output = out.data(),
-      .num_heads = kHeads,
-      .cache = {k.data(), v.data(), blocks, kHeads, kBlock, kDim,
-                kScaled<T> ? scales.data() : nullptr, kScaled<T> ? scales.data() : nullptr},
-      .query_start = query_start,
-      .context_lens = lens,
-      .block_tables = tables,
-      .max_blocks_per_request = blocks,
-      .scale = 0.125f,
-      .allow_amx = amx,
-      .allow_query_blocks = path != 0};
+  const PagedAttentionArgs<T> args{.query = q.data(),
+                                   .output = out.data(),
+                                   .num_heads = kHeads,
+                                   .cache = cache.View(),
+                                   .query_start = query_start,
+                                   .context_lens = lens,
+                                   .block_tables = tables,
+                                   .max_blocks_per_request = blocks,
+                                   .scale = 0.125f,
+                                   .allow_amx = amx,
+                                   .allow_query_blocks = path != 0};
   for (auto _ : state) PagedAttention(args, pool);
   const double flop = 4.0 * kDim * kHeads * (static_cast<double>(len) * (len + 1) / 2);
-  state.counters["GFLOP_per_s"] =
-      benchmark::Counter(flop / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  SetRate(state, "GFLOP_per_s", flop / 1e9);
   const Roofline& roof = MeasuredRoofline(2);
-  if (roof.bf16_gflop_per_s > 0) {
-    state.counters["of_bf16_peak"] = benchmark::Counter(
-        flop / (roof.bf16_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
-  }
-  if (roof.amx_gflop_per_s > 0) {
-    state.counters["of_amx_peak"] = benchmark::Counter(
-        flop / (roof.amx_gflop_per_s * 1e9), benchmark::Counter::kIsIterationInvariantRate);
-  }
+  SetFractionOf(state, "of_bf16_peak", flop, roof.bf16_gflop_per_s * 1e9);
+  SetFractionOf(state, "of_amx_peak", flop, roof.amx_gflop_per_s * 1e9);
 }
 BENCHMARK(BM_PagedAttentionPrefill<Bf16>)
     ->ArgsProduct({{512, 1024, 2048}, {2, 1, 0}})
