@@ -36,7 +36,7 @@ kernels::PagedKvCacheView<C> CudaModelRunnerImpl<T, C>::LayerCache(int layer) co
     const float* const scales = static_cast<const float*>(head_scales_.data());
     view.head_key_scale = scales + 2 * layer * config_.num_kv_heads;
     view.head_value_scale = view.head_key_scale + config_.num_kv_heads;
-  } else if (scale_bytes_ > 0) {
+  } else if (ScaleBytes() > 0) {
     const int64_t rows = pool / config_.head_dim;  // one scale per token and KV head
     uint16_t* const scales = reinterpret_cast<uint16_t*>(values + 2 * config_.num_layers * pool);
     view.key_scale = scales + 2 * layer * rows;

@@ -215,12 +215,12 @@ absl::Status CudaModelRunnerImpl<T, C>::UploadStaticKvScales(const model::ModelW
     const model::StaticKvScales scales = model::CheckpointKvScales(weights);
     if (scales.empty()) return absl::OkStatus();
     std::vector<float> flat;  // per layer: k_scale then v_scale, one per KV head each
-    for (const std::vector<float>& layer : scales)
+    for (const std::vector<float>& layer : scales) {
       flat.insert(flat.end(), layer.begin(), layer.end());
+    }
     const size_t bytes = flat.size() * sizeof(float);
     PAGODA_ASSIGN_OR_RETURN(head_scales_, kc::DeviceBuffer::Create(bytes));
     PAGODA_RETURN_IF_ERROR(head_scales_.CopyFromHost(flat.data(), bytes));
-    scale_bytes_ = 0;
   } else {
     (void)weights;
   }
@@ -534,7 +534,7 @@ absl::Status CudaModelRunnerImpl<T, C>::CopyKvBlock(BlockId block, char* host, b
   // On the host, per layer: K tile, V tile, then the K and V scale tiles (the CPU's layout).
   const size_t rows = static_cast<size_t>(config_.num_kv_heads) * options_.block_size;
   const size_t tile = rows * config_.head_dim * sizeof(C);
-  const size_t scale_tile = rows * static_cast<size_t>(scale_bytes_);
+  const size_t scale_tile = rows * static_cast<size_t>(ScaleBytes());
   const size_t layer_bytes = 2 * (tile + scale_tile);  // on the host
   const size_t layers = static_cast<size_t>(config_.num_layers);
   char* const pool = static_cast<char*>(kv_pool_.data());
@@ -550,7 +550,7 @@ absl::Status CudaModelRunnerImpl<T, C>::CopyKvBlock(BlockId block, char* host, b
   const size_t values_pool = tile * static_cast<size_t>(num_blocks_);
   PAGODA_RETURN_IF_ERROR(copy(pool + b * tile, 2 * values_pool, 0, tile));
   PAGODA_RETURN_IF_ERROR(copy(pool + values_pool + b * tile, 2 * values_pool, tile, tile));
-  if (scale_bytes_ > 0) {
+  if (ScaleBytes() > 0) {
     char* const scales = pool + 2 * layers * values_pool;
     const size_t scales_pool = scale_tile * static_cast<size_t>(num_blocks_);
     PAGODA_RETURN_IF_ERROR(copy(scales + b * scale_tile, 2 * scales_pool, 2 * tile, scale_tile));

@@ -88,10 +88,7 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // KV offload: per layer the block's K tile, then its V tile (kv_heads * block_size * head_dim
   // elements each), then for an 8-bit cache its K and V scale tiles (kv_heads * block_size bf16
   // each): the CPU runner's layout. Copied on the runner's stream and waited for.
-  int64_t kv_block_bytes() const override {
-    return 2LL * config_.num_layers * config_.num_kv_heads * options_.block_size *
-           (config_.head_dim * static_cast<int64_t>(sizeof(C)) + scale_bytes_);
-  }
+  int64_t kv_block_bytes() const override { return BytesPerBlock(); }
   bool kv_static_scales() const override { return head_scales_.data() != nullptr; }
   absl::Status ReadKvBlock(BlockId block, char* out) override;
   absl::Status WriteKvBlock(BlockId block, const char* in) override;
@@ -150,9 +147,12 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
                               absl::Span<const uint8_t> greedy_rows, HostRows* out);
   kernels::PagedKvCacheView<C> LayerCache(int layer) const;
   // An FP8 cache takes the checkpoint's static per-head K/V scales when it has them
-  // (model::CheckpointKvScales): uploads them to head_scales_ and sets scale_bytes_ to 0.
+  // (model::CheckpointKvScales): uploads them to head_scales_.
   absl::Status UploadStaticKvScales(const model::ModelWeights& weights);
-  // The pool's bytes per block (values, and per-token scales unless static).
+  // Bytes of the per-token scale of one KV head: 2 (bf16) for an 8-bit cache without static
+  // scales, else 0.
+  int64_t ScaleBytes() const { return sizeof(C) == 1 && !kv_static_scales() ? 2 : 0; }
+  // The pool's bytes per block (values, and per-token scales unless static), all layers.
   int64_t BytesPerBlock() const {
     return model::CpuKvCache::BytesPerBlock(config_, options_.block_size, DTypeOf<C>(),
                                             /*per_token_scales=*/!kv_static_scales());
@@ -202,9 +202,6 @@ class CudaModelRunnerImpl final : public CudaModelRunner {
   // [layers][K, V][num_blocks, kv_heads, block_size, head_dim] of C, then for an 8-bit cache
   // with per-token scales [layers][K, V][num_blocks, kv_heads, block_size] bf16 scales.
   kc::DeviceBuffer kv_pool_;
-  // Bytes of the per-token scale of one KV head: 2 (bf16) for an 8-bit cache without static
-  // scales, else 0.
-  int64_t scale_bytes_ = sizeof(C) == 1 ? 2 : 0;
   // FP8 with the checkpoint's scales: float [layers][K, V][kv_heads]; else empty.
   kc::DeviceBuffer head_scales_;
   // Page-locked memory lent to the KV offload host tier (AllocateHostMemory).
