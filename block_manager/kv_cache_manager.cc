@@ -152,6 +152,7 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
                                    const SlotRequest& slots) {
   PAGODA_CHECK_GE(slots.num_new_tokens, 0);
   PAGODA_CHECK_GE(slots.num_lookahead_tokens, 0);
+  PAGODA_CHECK_GE(slots.num_reserved_blocks, 0);
   const auto it = requests_.find(seq.id);
   const int num_held = it == requests_.end() ? 0 : static_cast<int>(it->second.table.size());
   const int num_hit = static_cast<int>(hit.blocks.size());
@@ -180,7 +181,8 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
         options_.window.full()
             ? BlocksForTokens(seq_tokens) - num_held - num_hit
             : MaxLiveBlocks(seq_tokens, slots.num_new_tokens) - NumLiveBlocks(seq.id);
-    required = std::max(num_new_blocks, whole_sequence_blocks) + num_revived + watermark_blocks_;
+    required = std::max(num_new_blocks, whole_sequence_blocks) + num_revived + watermark_blocks_ +
+               slots.num_reserved_blocks;
   }
   if (required > pool_.num_available_blocks()) return false;
 

@@ -74,6 +74,9 @@ struct SlotRequest {
   int num_new_tokens = 0;        // tokens to be computed this step
   int num_lookahead_tokens = 0;  // extra slots beyond them (speculative decoding)
   Admission admission = Admission::kRunning;
+  // kNewRequest only: blocks that must stay available after the admission beyond the
+  // watermark (the running requests' expected growth: scheduler::GrowthReserve).
+  int num_reserved_blocks = 0;
   // The new tokens' K/V will be loaded from a lower tier, not computed: their full blocks are
   // registered in the prefix cache only by CommitLoadedBlocks, once their content is there.
   bool defer_registration = false;

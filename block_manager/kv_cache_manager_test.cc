@@ -55,11 +55,13 @@ class KvCacheManagerTest : public ::testing::Test {
   }
 
   // Admits `seq` for `chunk` tokens after its prefix hit, as the scheduler does.
-  bool Admit(TestSequence& seq, int chunk) {
+  bool Admit(TestSequence& seq, int chunk, int reserved_blocks = 0) {
     const PrefixHit hit = manager_->GetComputedBlocks(seq.View(*hasher_));
     const int n = std::min<int>(chunk, seq.tokens.size() - hit.num_tokens);
     if (!manager_->AllocateSlots(seq.View(*hasher_), hit,
-                                 {.num_new_tokens = n, .admission = Admission::kNewRequest})) {
+                                 {.num_new_tokens = n,
+                                  .admission = Admission::kNewRequest,
+                                  .num_reserved_blocks = reserved_blocks})) {
       return false;
     }
     seq.num_computed = hit.num_tokens + n;
@@ -276,6 +278,20 @@ TEST_F(KvCacheManagerTest, AdmissionNeedsTheWholeSequenceAndTheWatermark) {
   // Running requests may use the watermark.
   ASSERT_TRUE(manager_->AllocateSlots(b.View(*hasher_), {}, {.num_new_tokens = 16}));
   EXPECT_EQ(manager_->Stats().num_free_blocks, 3);
+}
+
+TEST_F(KvCacheManagerTest, AnAdmissionLeavesTheReservedBlocksFree) {
+  Init(10, 4, /*watermark_ratio=*/0.1);  // 1 block of headroom
+  TestSequence a{.id = RequestId(1), .tokens = Iota(8, 900)};
+  // 2 blocks + 1 watermark + 7 reserved = 10: fits exactly; 8 reserved would not.
+  EXPECT_FALSE(Admit(a, 8, /*reserved_blocks=*/8));
+  EXPECT_EQ(manager_->Stats().num_free_blocks, 10);  // a failed admission changes nothing
+  ASSERT_TRUE(Admit(a, 8, /*reserved_blocks=*/7));
+  // 8 blocks are free now: 1 for b, 1 watermark and at most 6 reserved.
+  TestSequence b{.id = RequestId(2), .tokens = Iota(4, 300)};
+  EXPECT_FALSE(Admit(b, 4, /*reserved_blocks=*/7));
+  ASSERT_TRUE(Admit(b, 4, /*reserved_blocks=*/6));
+  EXPECT_EQ(manager_->Stats().num_free_blocks, 7);
 }
 
 TEST_F(KvCacheManagerTest, RevivedHitBlocksCountAgainstTheFreeBlocks) {

@@ -39,7 +39,6 @@ struct EngineCore::RequestState final : scheduler::Request {
   std::vector<TokenId> banned_before_min_tokens;
   std::optional<tokenizer::IncrementalDetokenizer> detokenizer;
   std::optional<tokenizer::StopStringMatcher> stop_matcher;
-  int max_num_tokens = 0;  // prompt plus output tokens at most
   std::string output_text;
   absl::Time arrival;
   std::optional<absl::Time> first_scheduled;
@@ -214,8 +213,8 @@ absl::Status EngineCore::AddRequest(RequestId id, EngineRequest request,
   const int64_t length_cap = info_.streaming && state->stopping.max_tokens.has_value()
                                  ? int64_t{std::numeric_limits<int>::max()} / 2
                                  : int64_t{info_.max_model_len};
-  state->max_num_tokens = static_cast<int>(
-      std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, length_cap));
+  state->set_max_num_tokens(static_cast<int>(
+      std::min<int64_t>(int64_t{state->num_prompt_tokens()} + max_output, length_cap)));
   if (detokenize) {
     state->detokenizer.emplace(
         *tokenizer_, tokenizer::IncrementalDetokenizer::Options{
@@ -414,7 +413,7 @@ void EngineCore::ProcessToken(RequestState& state, TokenId token, absl::Time now
   // are checked from the min_tokens-th token on.
   const bool stops_checked = state.num_output_tokens() >= state.stopping.min_tokens;
   StopKind stop = stops_checked ? CheckStopToken(state, token) : StopKind::kNone;
-  const bool length = stop == StopKind::kNone && state.num_tokens() >= state.max_num_tokens;
+  const bool length = stop == StopKind::kNone && state.num_tokens() >= state.max_num_tokens();
   std::string text = EmitText(state, token, stops_checked, length, stop);
   Emit(state, token, std::move(text), now, stop, length);
 }

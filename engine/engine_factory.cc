@@ -255,6 +255,9 @@ absl::StatusOr<std::unique_ptr<EngineCore>> CreateEngineCore(const EngineConfig&
   options.scheduler.max_num_seqs = config.max_num_seqs;
   options.scheduler.max_num_batched_tokens = config.max_num_batched_tokens;
   options.scheduler.step_time_ratio = config.step_time_ratio;
+  options.scheduler.growth_reserve = {
+      .initial_ratio = config.new_token_ratio,
+      .min_ratio = std::min(config.min_new_token_ratio, config.new_token_ratio)};
   options.scheduler.max_model_len = max_model_len;
   options.scheduler.queue_policy = config.queue_policy;
   options.scheduler.preemption_policy = config.preemption_policy;

@@ -59,6 +59,11 @@ struct EngineConfig {
   // step's time (scheduler::SchedulerOptions::step_time_ratio); 0 = off. pagodad's default is 2
   // (server/server_options.h); library users and tests get fixed token budgets unless they ask.
   double step_time_ratio = 0;
+  // The growth reserve (scheduler::GrowthReserve): an admission leaves free this share of the
+  // running requests' remaining max_tokens, learned online from here down to
+  // min_new_token_ratio (capped at new_token_ratio), back up on a preemption. 0 = off.
+  double new_token_ratio = 0;
+  double min_new_token_ratio = 0.1;
   // 0 = the model's max_position_embeddings, capped by what the KV cache holds.
   int max_model_len = 0;
   int max_waiting_requests = 1024;

@@ -64,6 +64,11 @@ class Request {
   // the creator before Scheduler::AddRequest, e.g. to bound the logits rows of a scored prompt.
   int max_tokens_per_step() const { return max_tokens_per_step_; }
   void set_max_tokens_per_step(int n) { max_tokens_per_step_ = n; }
+  // Prompt plus output tokens at most (the prompt plus max_tokens), or 0 when only
+  // max_model_len bounds it. Set by the creator before Scheduler::AddRequest; the scheduler's
+  // growth reserve (SchedulerOptions::growth_reserve) keeps room for part of what is left.
+  int max_num_tokens() const { return max_num_tokens_; }
+  void set_max_num_tokens(int n) { max_num_tokens_ = n; }
   RequestState state() const { return state_; }
   int num_preemptions() const { return num_preemptions_; }
   // Prompt tokens served from the prefix cache at the first admission (vLLM's
@@ -84,6 +89,7 @@ class Request {
   std::string cache_salt_;
   bool skips_prefix_cache_ = false;
   int max_tokens_per_step_ = 0;
+  int max_num_tokens_ = 0;
   int num_computed_tokens_ = 0;
   RequestState state_ = RequestState::kWaiting;
   int num_preemptions_ = 0;

@@ -66,6 +66,15 @@ namespace {
 // Serving: blocks as tokens arrive, kept until the request ends.
 const AllocationPolicy kDefaultPolicy{};
 
+// The growth reserve as configured, or off where growth is not bounded by max_tokens alone: a
+// KV-cache window bounds each request's memory, and unbounded requests have no budget.
+GrowthReserve::Options GrowthOptions(const SchedulerOptions& options,
+                                     const KvCacheManager& kv_cache) {
+  GrowthReserve::Options growth = options.growth_reserve;
+  if (options.unbounded_length || !kv_cache.options().window.full()) growth.initial_ratio = 0;
+  return growth;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
@@ -86,6 +95,15 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
       !std::isfinite(options.step_time_ratio)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "step_time_ratio must be 0 (off) or greater than 1, got ", options.step_time_ratio));
+  }
+  if (const GrowthReserve::Options& g = options.growth_reserve;
+      !(g.initial_ratio >= 0 && g.initial_ratio <= 1) ||
+      (g.initial_ratio > 0 && !(g.min_ratio >= 0 && g.min_ratio <= g.initial_ratio)) ||
+      g.decay_steps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("growth_reserve: initial_ratio must be in [0, 1] (0 = off), min_ratio in [0, "
+                     "initial_ratio] when on and decay_steps positive, got ",
+                     g.initial_ratio, ", ", g.min_ratio, ", ", g.decay_steps));
   }
   if (options.long_prefill_token_threshold < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -130,7 +148,8 @@ Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<KvCacheMan
       kv_cache_(std::move(kv_cache)),
       hasher_(kv_cache_->block_size()),
       waiting_(options.queue_policy),
-      step_budget_(StepTimeBudget::Options{.ratio = options.step_time_ratio}) {}
+      step_budget_(StepTimeBudget::Options{.ratio = options.step_time_ratio}),
+      growth_(GrowthOptions(options_, *kv_cache_)) {}
 
 absl::Status Scheduler::AddRequest(std::unique_ptr<Request> request) {
   PAGODA_CHECK(request != nullptr);
@@ -286,6 +305,7 @@ void Scheduler::ScheduleRunning(StepPlan& plan, int& budget) {
 }
 
 void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
+  int64_t reserved = ReservedGrowthTokens();
   while (budget > 0 && num_running() + num_loading() < options_.max_num_seqs && !waiting_.empty()) {
     Request* request = waiting_.Front();
     PAGODA_CHECK_EQ(request->num_computed_tokens(), 0);
@@ -295,8 +315,13 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
             : kv_cache_->GetComputedBlocks(View(*request), request->ever_admitted_
                                                                ? LookupKind::kResumedAfterPreemption
                                                                : LookupKind::kNewRequest);
+    // What the running requests may still grow into, and this one (counted once admitted).
+    const int64_t own_reserve = growth_.ReserveTokens(RemainingTokens(*request));
+    const int reserved_blocks = ReservedBlocks(reserved + own_reserve);
     if (const int external = ExternalHitBlocks(*request, hit); external > 0) {
-      if (!AdmitForLoad(request, hit, external, plan)) break;  // head-of-line, as below
+      // head-of-line, as below
+      if (!AdmitForLoad(request, hit, external, reserved_blocks, plan)) break;
+      reserved += own_reserve;
       continue;
     }
     request->num_computed_tokens_ = hit.num_tokens;
@@ -309,12 +334,14 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
     if (n <= 0 || !kv_cache_->AllocateSlots(view, hit,
                                             SlotRequest{.num_new_tokens = n,
                                                         .num_lookahead_tokens = lookahead,
-                                                        .admission = Admission::kNewRequest})) {
+                                                        .admission = Admission::kNewRequest,
+                                                        .num_reserved_blocks = reserved_blocks})) {
       request->num_computed_tokens_ = 0;
       break;  // head-of-line: later requests do not overtake it
     }
     waiting_.PopFront();
     running_.push_back(request);
+    reserved += own_reserve;
     request->state_ = RequestState::kRunning;
     if (!request->ever_admitted_) {
       request->ever_admitted_ = true;
@@ -334,6 +361,48 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int& budget) {
   }
 }
 
+int Scheduler::RemainingTokens(const Request& request) const {
+  const int limit = request.max_num_tokens() > 0
+                        ? std::min(request.max_num_tokens(), options_.max_model_len)
+                        : options_.max_model_len;
+  return std::max(0, limit - request.num_tokens());
+}
+
+int Scheduler::OutputBudget(const Request& request) const {
+  return RemainingTokens(request) + request.num_output_tokens();
+}
+
+int64_t Scheduler::ReservedGrowthTokens() const {
+  if (!growth_.enabled()) return 0;
+  int64_t reserved = 0;
+  for (const std::vector<Request*>* list : {&running_, &loading_}) {
+    for (const Request* request : *list)
+      reserved += growth_.ReserveTokens(RemainingTokens(*request));
+  }
+  return reserved;
+}
+
+int Scheduler::ReservedBlocks(int64_t reserved_tokens) const {
+  const int64_t blocks = (reserved_tokens + kv_cache_->block_size() - 1) / kv_cache_->block_size();
+  // More than the pool holds only fails the admission; the clamp keeps it an int.
+  return static_cast<int>(std::min<int64_t>(blocks, kv_cache_->num_blocks()));
+}
+
+void Scheduler::ObserveGrowth(const StepPlan& plan) {
+  if (!growth_.enabled()) return;
+  if (plan.preempted.empty()) {
+    if (!plan.requests.empty()) growth_.ObserveStep();
+    return;
+  }
+  int64_t generated = 0;
+  int64_t budget = 0;
+  for (const Request* request : running_) {
+    generated += request->num_output_tokens();
+    budget += OutputBudget(*request);
+  }
+  growth_.ObservePreemption(generated, budget, num_running());
+}
+
 int Scheduler::ExternalHitBlocks(const Request& request, const PrefixHit& hit) {
   if (external_ == nullptr || request.skips_prefix_cache() ||
       !kv_cache_->options().enable_prefix_caching || !kv_cache_->options().window.full()) {
@@ -347,12 +416,13 @@ int Scheduler::ExternalHitBlocks(const Request& request, const PrefixHit& hit) {
 }
 
 bool Scheduler::AdmitForLoad(Request* request, const PrefixHit& hit, int num_blocks,
-                             StepPlan& plan) {
+                             int reserved_blocks, StepPlan& plan) {
   SequenceView view = View(*request);
   view.num_computed_tokens = 0;
   if (!kv_cache_->AllocateSlots(view, hit,
                                 SlotRequest{.num_new_tokens = num_blocks * kv_cache_->block_size(),
                                             .admission = Admission::kNewRequest,
+                                            .num_reserved_blocks = reserved_blocks,
                                             .defer_registration = true})) {
     return false;
   }
@@ -400,6 +470,7 @@ StepPlan Scheduler::Schedule() {
   ScheduleRunning(plan, budget);
   // vLLM: no admissions in a step that preempted, the cache is under pressure.
   if (plan.preempted.empty()) ScheduleWaiting(plan, budget);
+  ObserveGrowth(plan);
 
   for (ScheduledRequest& scheduled : plan.requests) {
     Request& request = *scheduled.request;

@@ -15,6 +15,7 @@
 #include "block_manager/kv_cache_manager.h"
 #include "common/ids.h"
 #include "scheduler/allocation_policy.h"
+#include "scheduler/growth_reserve.h"
 #include "scheduler/request.h"
 #include "scheduler/step_plan.h"
 #include "scheduler/step_time_budget.h"
@@ -50,6 +51,11 @@ struct SchedulerOptions {
   // ObserveStepTime), so that prompt chunks do not stall the decodes. Steps without decodes
   // still take max_num_batched_tokens. 0 = off.
   double step_time_ratio = 0;
+  // When on (initial_ratio > 0), an admission must leave free, beyond the watermark, a learned
+  // share of every running request's remaining output budget (GrowthReserve), so that a full
+  // pool is not filled with prompts that outputs then preempt. Only without a KV-cache window
+  // and with bounded lengths (a window bounds each request's memory). Default: off.
+  GrowthReserve::Options growth_reserve;
   QueuePolicy queue_policy = QueuePolicy::kFcfs;
   // Under QueuePolicy::kPriority the victim is always a request with the largest priority
   // value; this policy breaks ties among them.
@@ -78,9 +84,10 @@ class ExternalPrefixCache {
 //      request itself is the victim;
 //   2. then, if nothing was preempted, waiting requests in queue order while the budget and
 //      max_num_seqs allow. An admission first looks up the longest cached prefix and succeeds
-//      only if the whole current sequence fits (plus the manager's watermark), so a long prompt
-//      is not admitted on its first chunk and preempted on its second. Admission stops at the
-//      first request that does not fit (no overtaking, so a large request cannot starve).
+//      only if the whole current sequence fits (plus the manager's watermark and, when on, the
+//      growth reserve of the running requests and its own), so a long prompt is not admitted
+//      on its first chunk and preempted on its second. Admission stops at the first request
+//      that does not fit (no overtaking, so a large request cannot starve).
 //
 // The engine then runs the plan, appends each sampled token with AppendToken(), and calls
 // FinishRequest() for requests that stop or are aborted (blocks are freed at once).
@@ -155,6 +162,8 @@ class Scheduler {
   int64_t NumComputedTokensRunning() const;
   // Preemptions since start-up.
   int64_t num_preemptions() const { return num_preemptions_; }
+  // The growth reserve's current ratio (0 when off).
+  double growth_reserve_ratio() const { return growth_.enabled() ? growth_.ratio() : 0; }
   const SchedulerOptions& options() const { return options_; }
   const block_manager::KvCacheManager& kv_cache() const { return *kv_cache_; }
   // For KV events (KvCacheManager::EnableEvents, TakeEvents) only.
@@ -194,11 +203,21 @@ class Scheduler {
   void Preempt(Request* victim, std::optional<int> computed_before_step = std::nullopt);
   void ScheduleRunning(StepPlan& plan, int& budget);
   void ScheduleWaiting(StepPlan& plan, int& budget);
+  // Tokens `request` may still add (its max_num_tokens, or max_model_len, less its tokens) and
+  // its whole output budget.
+  int RemainingTokens(const Request& request) const;
+  int OutputBudget(const Request& request) const;
+  // Tokens the growth reserve keeps for the running and loading requests (0 when off).
+  int64_t ReservedGrowthTokens() const;
+  // Blocks of `reserved_tokens` rounded up; 0 when the reserve is off.
+  int ReservedBlocks(int64_t reserved_tokens) const;
+  // Updates the growth reserve after planning a step.
+  void ObserveGrowth(const StepPlan& plan);
   // Blocks of `request`'s chain after `hit` that a lower tier offers (0 without one).
   int ExternalHitBlocks(const Request& request, const block_manager::PrefixHit& hit);
   // Admits `request` with `hit` and `num_blocks` blocks to load; false when they do not fit.
   bool AdmitForLoad(Request* request, const block_manager::PrefixHit& hit, int num_blocks,
-                    StepPlan& plan);
+                    int reserved_blocks, StepPlan& plan);
   void RemoveFromRunning(Request* request);
 
   const SchedulerOptions options_;
@@ -213,6 +232,7 @@ class Scheduler {
   uint64_t next_arrival_seq_ = 0;
   int64_t num_preemptions_ = 0;
   StepTimeBudget step_budget_;
+  GrowthReserve growth_;
   // The step being planned (then the last one planned): the prompt tokens and seconds it may
   // still take, and the prompt tokens (with their span) and decodes it holds.
   StepTimeBudget::Limits prefill_left_;

@@ -65,6 +65,15 @@ TEST(SchedulerTest, CreateRejectsBadOptions) {
   auto kv_watermark = MakeKv(8, 4, true, 0.25);
   EXPECT_FALSE(Scheduler::Create({.max_model_len = 32}, kv_watermark).ok());
   EXPECT_TRUE(Scheduler::Create({.max_model_len = 24}, kv_watermark).ok());
+  // The growth reserve: a ratio in [0, 1], a floor at most the ratio, a positive decay.
+  for (const GrowthReserve::Options bad :
+       {GrowthReserve::Options{.initial_ratio = 1.5}, GrowthReserve::Options{.initial_ratio = -0.1},
+        GrowthReserve::Options{.initial_ratio = 0.5, .min_ratio = 0.6},
+        GrowthReserve::Options{.initial_ratio = 0.5, .decay_steps = 0}}) {
+    EXPECT_FALSE(Scheduler::Create({.max_model_len = 32, .growth_reserve = bad}, kv).ok());
+  }
+  EXPECT_TRUE(
+      Scheduler::Create({.max_model_len = 32, .growth_reserve = {.initial_ratio = 1}}, kv).ok());
 }
 
 // The engine validates requests once (engine/request_validation.h); the scheduler asserts what
@@ -401,57 +410,172 @@ TEST(SchedulerTest, DroppingBlocksAfterEachTokenRecomputesTheWholeSequence) {
 }
 
 // Random arrivals, decodes and finishes against a small pool: the invariants of every plan.
+struct WorkloadResult {
+  int finished = 0;
+  int64_t preemptions = 0;
+  int steps = 0;
+};
+
+// 300 random requests (prompts of 1 to 30 tokens, outputs of 1 to max_output) through a pool of
+// 24 blocks of 4 tokens that forces preemptions, checking the scheduler's invariants at every
+// step. Each request knows its length (max_num_tokens) and stops there, or earlier with
+// probability 1/50 per token.
+void RunRandomWorkload(const SchedulerOptions& options, WorkloadResult* result,
+                       int max_output = 12) {
+  std::mt19937 rng(42);
+  auto kv = MakeKv(24, 4);
+  auto s = *Scheduler::Create(options, kv);
+  uint64_t next_id = 1;
+  absl::flat_hash_map<RequestId, int> target_len;
+  for (int step = 0; step < 3000; ++step) {
+    if (next_id <= 300 && rng() % 3 == 0) {
+      const int prompt = 1 + static_cast<int>(rng() % 30);
+      auto request = MakeRequest(next_id, prompt, static_cast<int>(rng() % 3) * 50);
+      const int target =
+          std::min(options.max_model_len, prompt + 1 + static_cast<int>(rng() % max_output));
+      request->set_max_num_tokens(target);
+      ASSERT_TRUE(s->AddRequest(std::move(request)).ok());
+      target_len[RequestId(next_id)] = target;
+      ++next_id;
+    }
+    const StepPlan plan = s->Schedule();
+    ++result->steps;
+    result->preemptions += static_cast<int64_t>(plan.preempted.size());
+    ASSERT_LE(plan.num_scheduled_tokens, options.max_num_batched_tokens);
+    ASSERT_LE(s->num_running(), options.max_num_seqs);
+    ASSERT_LE(s->kv_cache().Stats().num_used_blocks, s->kv_cache().num_blocks());
+    if (s->has_requests() && plan.empty()) {
+      ASSERT_FALSE(plan.preempted.empty()) << "a step with work scheduled nothing";
+    }
+    std::vector<RequestId> done;
+    for (const ScheduledRequest& r : plan.requests) {
+      const Request* request = s->GetRequest(r.id);
+      ASSERT_EQ(request->state(), RequestState::kRunning);
+      ASSERT_GE(static_cast<int>(r.block_table.size()) * 4,
+                r.num_computed_tokens + r.num_new_tokens);
+      if (!r.samples) continue;
+      s->AppendToken(r.id, static_cast<TokenId>(rng() % 100));
+      if (request->num_tokens() >= target_len[r.id] || rng() % 50 == 0) done.push_back(r.id);
+    }
+    for (const RequestId id : done) {
+      ASSERT_TRUE(s->FinishRequest(id));
+      ++result->finished;
+    }
+    if (!s->has_requests() && next_id > 300) break;
+  }
+  EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0) << "blocks leaked";
+  EXPECT_EQ(result->preemptions, s->num_preemptions());
+}
+
 TEST(SchedulerTest, RandomWorkloadKeepsInvariants) {
   for (const PreemptionPolicy policy :
        {PreemptionPolicy::kLastAdmitted, PreemptionPolicy::kLeastComputed}) {
-    std::mt19937 rng(42);
-    auto kv = MakeKv(24, 4);
-    const SchedulerOptions options{.max_num_seqs = 6,
-                                   .max_num_batched_tokens = 20,
-                                   .max_model_len = 40,
-                                   .preemption_policy = policy};
-    auto s = *Scheduler::Create(options, kv);
-    uint64_t next_id = 1;
-    int finished = 0;
-    int64_t preemptions = 0;
-    absl::flat_hash_map<RequestId, int> target_len;
-    for (int step = 0; step < 3000; ++step) {
-      if (next_id <= 300 && rng() % 3 == 0) {
-        const int prompt = 1 + static_cast<int>(rng() % 30);
-        ASSERT_TRUE(
-            s->AddRequest(MakeRequest(next_id, prompt, static_cast<int>(rng() % 3) * 50)).ok());
-        target_len[RequestId(next_id)] = std::min(40, prompt + 1 + static_cast<int>(rng() % 12));
-        ++next_id;
-      }
-      const StepPlan plan = s->Schedule();
-      preemptions += static_cast<int64_t>(plan.preempted.size());
-      ASSERT_LE(plan.num_scheduled_tokens, options.max_num_batched_tokens);
-      ASSERT_LE(s->num_running(), options.max_num_seqs);
-      ASSERT_LE(s->kv_cache().Stats().num_used_blocks, s->kv_cache().num_blocks());
-      if (s->has_requests() && plan.empty()) {
-        ASSERT_FALSE(plan.preempted.empty()) << "a step with work scheduled nothing";
-      }
-      std::vector<RequestId> done;
-      for (const ScheduledRequest& r : plan.requests) {
-        const Request* request = s->GetRequest(r.id);
-        ASSERT_EQ(request->state(), RequestState::kRunning);
-        ASSERT_GE(static_cast<int>(r.block_table.size()) * 4,
-                  r.num_computed_tokens + r.num_new_tokens);
-        if (!r.samples) continue;
-        s->AppendToken(r.id, static_cast<TokenId>(rng() % 100));
-        if (request->num_tokens() >= target_len[r.id] || rng() % 50 == 0) done.push_back(r.id);
-      }
-      for (const RequestId id : done) {
-        ASSERT_TRUE(s->FinishRequest(id));
-        ++finished;
-      }
-      if (!s->has_requests() && next_id > 300) break;
-    }
-    EXPECT_EQ(finished, 300);
-    EXPECT_EQ(s->kv_cache().Stats().num_used_blocks, 0) << "blocks leaked";
-    EXPECT_GT(preemptions, 0) << "the pool was meant to force preemptions";
-    EXPECT_EQ(preemptions, s->num_preemptions());
+    WorkloadResult result;
+    RunRandomWorkload({.max_num_seqs = 6,
+                       .max_num_batched_tokens = 20,
+                       .max_model_len = 40,
+                       .preemption_policy = policy},
+                      &result);
+    EXPECT_EQ(result.finished, 300);
+    EXPECT_GT(result.preemptions, 0) << "the pool was meant to force preemptions";
   }
+}
+
+TEST(SchedulerTest, TheGrowthReserveCutsPreemptionsOnTheSameWorkload) {
+  // Long outputs and room for 16 running requests: memory is the limit.
+  SchedulerOptions options{.max_num_seqs = 16, .max_num_batched_tokens = 32, .max_model_len = 64};
+  WorkloadResult off;
+  RunRandomWorkload(options, &off, /*max_output=*/32);
+  options.growth_reserve = {.initial_ratio = 0.7, .min_ratio = 0.1};
+  WorkloadResult on;
+  RunRandomWorkload(options, &on, /*max_output=*/32);
+  ASSERT_EQ(off.finished, 300);
+  ASSERT_EQ(on.finished, 300);
+  ASSERT_GT(off.preemptions, 20);
+  EXPECT_LT(on.preemptions * 2, off.preemptions)
+      << "with the reserve " << on.preemptions << " in " << on.steps << " steps, without "
+      << off.preemptions << " in " << off.steps;
+}
+
+TEST(SchedulerTest, TheGrowthReserveKeepsRoomForTheRunningRequestsOutputs) {
+  // 8 blocks of 4 tokens and a ratio pinned at 1. Request 1 (4 tokens, up to 24) holds 1 block
+  // and keeps 5 for its growth. Request 2's 8-token prompt (2 blocks, up to 12 tokens) would
+  // fit the 7 free blocks, but not beside the reserve; and since the two need 36 tokens
+  // together, it stays out for as long as request 1 runs (no preemption can follow).
+  auto kv = MakeKv(8);
+  auto s = *Scheduler::Create(
+      {.max_model_len = 32, .growth_reserve = {.initial_ratio = 1, .min_ratio = 1}}, kv);
+  auto first = MakeRequest(1, 4, 0);
+  first->set_max_num_tokens(24);
+  ASSERT_TRUE(s->AddRequest(std::move(first)).ok());
+  auto second = MakeRequest(2, 8, 100);
+  second->set_max_num_tokens(12);
+  ASSERT_TRUE(s->AddRequest(std::move(second)).ok());
+  StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1));
+  EXPECT_EQ(s->num_waiting(), 1);
+  EXPECT_DOUBLE_EQ(s->growth_reserve_ratio(), 1.0);
+  for (int i = 0; i < 19; ++i) {
+    SampleAll(*s, plan);
+    plan = s->Schedule();
+    ASSERT_THAT(Ids(plan), ElementsAre(1)) << "step " << i;
+  }
+  EXPECT_EQ(s->GetRequest(RequestId(1))->num_tokens(), 23);
+  ASSERT_TRUE(s->FinishRequest(RequestId(1)));
+  EXPECT_THAT(Ids(s->Schedule()), ElementsAre(2));
+
+  // Off, the same requests run together at once.
+  auto off = *Scheduler::Create({.max_model_len = 32}, kv);
+  ASSERT_TRUE(off->AddRequest(MakeRequest(1, 4, 0)).ok());
+  ASSERT_TRUE(off->AddRequest(MakeRequest(2, 8, 100)).ok());
+  EXPECT_THAT(Ids(off->Schedule()), ElementsAre(1, 2));
+  EXPECT_EQ(off->growth_reserve_ratio(), 0);
+}
+
+TEST(SchedulerTest, TheGrowthRatioDecaysWhileNothingIsPreemptedAndRisesOnAPreemption) {
+  // 8 blocks of 4 tokens; requests of 7 prompt tokens (2 blocks) that may grow to 32.
+  auto kv = MakeKv(8);
+  auto s = *Scheduler::Create(
+      {.max_num_batched_tokens = 64,
+       .max_model_len = 32,
+       .growth_reserve = {.initial_ratio = 0.5, .min_ratio = 0, .decay_steps = 2}},
+      kv);
+  for (uint64_t id : {1, 2}) ASSERT_TRUE(s->AddRequest(MakeRequest(id, 7, id * 100)).ok());
+  ASSERT_TRUE(s->AddRequest(MakeRequest(3, 2, 300)).ok());
+  // Ratio 0.5: request 1 keeps ceil(0.5 * 25) = 13 tokens (4 blocks); request 2 would need
+  // 2 blocks + 26 reserved tokens (7 blocks) of the 6 free.
+  StepPlan plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1));
+  EXPECT_DOUBLE_EQ(s->growth_reserve_ratio(), 0.25);  // one step without a preemption
+  SampleAll(*s, plan);
+  // Ratio 0.25: request 2 needs 2 blocks + 6 + 7 reserved tokens (4 blocks) of the 6 free.
+  // Request 3 then needs 1 block + 21 tokens (6 blocks) of the 4 left.
+  plan = s->Schedule();
+  EXPECT_THAT(Ids(plan), ElementsAre(1, 2));
+  EXPECT_DOUBLE_EQ(s->growth_reserve_ratio(), 0);
+  SampleAll(*s, plan);
+  plan = s->Schedule();  // ratio 0: request 3 joins on its prompt alone
+  EXPECT_THAT(Ids(plan), ElementsAre(1, 2, 3));
+  SampleAll(*s, plan);
+  // They grow until request 3, the last admitted, is preempted: the ratio goes back up.
+  for (int step = 0; step < 40 && plan.preempted.empty(); ++step) {
+    plan = s->Schedule();
+    SampleAll(*s, plan);
+  }
+  ASSERT_THAT(plan.preempted, ElementsAre(RequestId(3)));
+  EXPECT_GE(s->growth_reserve_ratio(), 0.5);
+}
+
+TEST(SchedulerTest, TheGrowthReserveIsOffUnderAWindowOrUnboundedLengths) {
+  const SchedulerOptions on{
+      .max_num_batched_tokens = 8, .max_model_len = 32, .growth_reserve = {.initial_ratio = 0.7}};
+  EXPECT_DOUBLE_EQ((*Scheduler::Create(on, MakeKv(8)))->growth_reserve_ratio(), 0.7);
+  KvCacheManagerOptions windowed = MakeKv(8);
+  windowed.window = common::AttentionWindow{.sliding_window = 8};
+  EXPECT_EQ((*Scheduler::Create(on, windowed))->growth_reserve_ratio(), 0);
+  SchedulerOptions unbounded = on;
+  unbounded.unbounded_length = true;
+  EXPECT_EQ((*Scheduler::Create(unbounded, windowed))->growth_reserve_ratio(), 0);
 }
 
 // A lower tier that offers every block of a request's chain it is asked about, up to `offer`.

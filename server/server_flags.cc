@@ -297,6 +297,30 @@ const std::vector<Flag>& Flags() {
          o.engine.step_time_ratio = ratio;
          return absl::OkStatus();
        }},
+      {"new-token-ratio", FlagKind::kValue, "R",
+       "When the KV cache is full, admit a request only if the cache keeps room for R times "
+       "the output tokens the running requests may still generate (their max_tokens left), so "
+       "that growing outputs do not preempt (recompute) others. R is learned online: it decays "
+       "to --min-new-token-ratio while no preemption happens and rises again on one. 0 = off: "
+       "admit on the prompt alone (the default). SGLang starts at 0.7.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         double ratio = 0;
+         if (!absl::SimpleAtod(v, &ratio) || !(ratio >= 0 && ratio <= 1)) {
+           return BadValue("new-token-ratio", "in [0, 1]", v);
+         }
+         o.engine.new_token_ratio = ratio;
+         return absl::OkStatus();
+       }},
+      {"min-new-token-ratio", FlagKind::kValue, "R",
+       "The floor of --new-token-ratio's online decay (capped at it). Default 0.1.",
+       [](absl::string_view v, ServerOptions& o) -> absl::Status {
+         double ratio = 0;
+         if (!absl::SimpleAtod(v, &ratio) || !(ratio >= 0 && ratio <= 1)) {
+           return BadValue("min-new-token-ratio", "in [0, 1]", v);
+         }
+         o.engine.min_new_token_ratio = ratio;
+         return absl::OkStatus();
+       }},
       {"max-model-len", FlagKind::kValue, "TOKENS",
        "Context length: prompt plus output of one request. Default: the model's "
        "max_position_embeddings, capped by what the KV cache holds.",

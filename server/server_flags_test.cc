@@ -59,6 +59,9 @@ TEST(ServerFlagsTest, EveryFlagInBothSpellings) {
                                                     "--max-model-len",
                                                     "1024",
                                                     "--max-waiting-requests=0",
+                                                    "--new-token-ratio=0.7",
+                                                    "--min-new-token-ratio",
+                                                    "0.05",
                                                     "--no-enable-prefix-caching",
                                                     "--enforce-eager",
                                                     "--threads",
@@ -78,6 +81,8 @@ TEST(ServerFlagsTest, EveryFlagInBothSpellings) {
   EXPECT_EQ(o.engine.kv_cache_dtype, model::DType::kF32);
   EXPECT_EQ(o.engine.weight_dtype, model::DType::kBF16);
   EXPECT_EQ(o.engine.gpu_memory_utilization, 0.5);
+  EXPECT_EQ(o.engine.new_token_ratio, 0.7);
+  EXPECT_EQ(o.engine.min_new_token_ratio, 0.05);
   EXPECT_EQ(o.engine.max_num_seqs, 8);
   EXPECT_EQ(o.engine.max_num_batched_tokens, 512);
   EXPECT_EQ(o.engine.max_model_len, 1024);
@@ -125,6 +130,8 @@ TEST(ServerFlagsTest, ErrorsNameTheFlag) {
   EXPECT_THAT(Error({"--kv-cache-dtype=f8"}), StartsWith("--kv-cache-dtype: "));
   EXPECT_THAT(Error({"--gpu-memory-utilization=1.5"}), StartsWith("--gpu-memory-utilization"));
   EXPECT_THAT(Error({"--drain-timeout=-1"}), StartsWith("--drain-timeout: "));
+  EXPECT_THAT(Error({"--new-token-ratio=1.5"}), StartsWith("--new-token-ratio: "));
+  EXPECT_THAT(Error({"--min-new-token-ratio=-0.1"}), StartsWith("--min-new-token-ratio: "));
   EXPECT_THAT(Error({"--enable-prefix-caching=maybe"}), StartsWith("--enable-prefix-caching: "));
   EXPECT_THAT(Error({"--no-enable-prefix-caching=true"}), HasSubstr("takes no value"));
   EXPECT_THAT(Error({"--no-port"}), StartsWith("unknown flag '--no-port'"));
