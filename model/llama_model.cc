@@ -30,9 +30,10 @@ const float* F32Data(const WeightTensor& t) {
   return static_cast<const float*>(t.data);
 }
 
-// y[m, out] = x[m, in] * W^T (+ bias).
+// y[m, out] = x[m, in] * W^T (+ bias); with `accumulate`, y += that (the residual).
 void Linear(const float* x, int64_t m, const WeightTensor& w,
-            const std::optional<WeightTensor>& bias, float* y, kernels::cpu::ThreadPool& pool) {
+            const std::optional<WeightTensor>& bias, float* y, kernels::cpu::ThreadPool& pool,
+            bool accumulate = false) {
   MatMul(MatMulArgs{.x = x,
                     .w = w.data,
                     .w_type = ToWeightType(w.dtype),
@@ -40,7 +41,8 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
                     .y = y,
                     .m = m,
                     .n = w.shape[0],
-                    .k = w.shape[1]},
+                    .k = w.shape[1],
+                    .accumulate = accumulate},
          pool);
 }
 
@@ -323,11 +325,6 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
                             c.rms_norm_eps, normed_.data() + b * hidden);
     });
   };
-  const auto add_residual = [&] {
-    pool_.ParallelFor(num_tokens * hidden, 4096, [&](int64_t b, int64_t e) {
-      kernels::cpu::AddInPlace(hidden_.data() + b, proj_.data() + b, e - b);
-    });
-  };
 
   norm(w.input_norm);
   Linear(normed_.data(), num_tokens, w.q_proj, w.q_bias, q_.data(), pool_);
@@ -360,17 +357,25 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
   } else {
     Attention(batch, cache.layer_bf16(index), index);
   }
-  Linear(attn_.data(), num_tokens, w.o_proj, std::nullopt, proj_.data(), pool_);
-  add_residual();
+  // The residual adds are the output projections' epilogues, and the SwiGLU activation the
+  // gate and up products' (on AMX): no pass over the products follows them.
+  Linear(attn_.data(), num_tokens, w.o_proj, std::nullopt, hidden_.data(), pool_,
+         /*accumulate=*/true);
 
   norm(w.post_attention_norm);
-  Linear(normed_.data(), num_tokens, w.gate_proj, std::nullopt, gate_.data(), pool_);
-  Linear(normed_.data(), num_tokens, w.up_proj, std::nullopt, up_.data(), pool_);
-  pool_.ParallelFor(num_tokens * c.intermediate_size, 4096, [&](int64_t b, int64_t e) {
-    kernels::cpu::SiluAndMul(gate_.data() + b, up_.data() + b, e - b, gate_.data() + b);
-  });
-  Linear(gate_.data(), num_tokens, w.down_proj, std::nullopt, proj_.data(), pool_);
-  add_residual();
+  PAGODA_CHECK(w.gate_proj.dtype == w.up_proj.dtype);
+  kernels::cpu::GatedMatMul({.x = normed_.data(),
+                             .w_gate = w.gate_proj.data,
+                             .w_up = w.up_proj.data,
+                             .w_type = ToWeightType(w.gate_proj.dtype),
+                             .y = gate_.data(),
+                             .scratch = up_.data(),
+                             .m = num_tokens,
+                             .n = c.intermediate_size,
+                             .k = hidden},
+                            pool_);
+  Linear(gate_.data(), num_tokens, w.down_proj, std::nullopt, hidden_.data(), pool_,
+         /*accumulate=*/true);
 }
 
 template <typename T>
@@ -415,7 +420,6 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
   attn_.resize(q_.size());
   k_.resize(t * c.num_kv_heads * c.head_dim);
   v_.resize(k_.size());
-  proj_.resize(t * hidden);
   gate_.resize(t * c.intermediate_size);
   up_.resize(gate_.size());
 

@@ -141,7 +141,7 @@ class LlamaModel {
   kernels::cpu::RopeAngles sink_rope_;
   std::vector<float> sink_q_;
   // Scratch activations, grown to the largest batch seen.
-  std::vector<float> hidden_, normed_, q_, k_, v_, attn_, proj_, gate_, up_;
+  std::vector<float> hidden_, normed_, q_, k_, v_, attn_, gate_, up_;
 };
 
 }  // namespace pagoda::model

@@ -89,6 +89,14 @@ PAGODA_AVX512_TARGET inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// silu(g) * u = g / (1 + exp(-g)) * u: the SwiGLU activation of 16 gate and up values.
+PAGODA_AVX512_TARGET inline __m512 SiluMul(__m512 g, __m512 u) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 sig =
+      _mm512_div_ps(one, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+  return _mm512_mul_ps(_mm512_mul_ps(g, sig), u);
+}
+
 // The sum of each of 16 vectors, as the 16 lanes of one (lane j = the sum of v[j]): pairs
 // within 128-bit lanes, then quads, then across the four 128-bit lanes, a transposing reduction
 // of 15 adds where 16 horizontal reductions would take four times the shuffles and adds.

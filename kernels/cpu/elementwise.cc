@@ -89,13 +89,9 @@ namespace {
 // SiLU needs one exp per element; the scalar libm call dominated it.
 PAGODA_AVX512_TARGET void SiluAndMulAvx512(const float* gate, const float* up, int64_t n,
                                            float* out) {
-  const __m512 one = _mm512_set1_ps(1.0f);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 g = _mm512_loadu_ps(gate + i);
-    const __m512 sig =
-        _mm512_div_ps(one, _mm512_add_ps(one, avx512::Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
-    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(g, sig), _mm512_loadu_ps(up + i)));
+    _mm512_storeu_ps(out + i, avx512::SiluMul(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
   }
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -111,12 +107,6 @@ void SiluAndMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 #endif
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AddInPlace(float* y,
-                                                                             const float* x,
-                                                                             int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -21,7 +21,4 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t dim, flo
 // gate or up.
 void SiluAndMul(const float* gate, const float* up, int64_t n, float* out);
 
-// y += x, elementwise over n values.
-void AddInPlace(float* y, const float* x, int64_t n);
-
 }  // namespace pagoda::kernels::cpu

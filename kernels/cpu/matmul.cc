@@ -9,6 +9,7 @@
 #include "common/check.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
@@ -19,12 +20,19 @@ float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
   return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[row * a.k + col]);
 }
 
+// y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating.
+inline void Store(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
+  float& y = a.y[i * a.n + j];
+  const float value = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+  y = a.accumulate ? y + value : value;
+}
+
 void ReferenceRows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
   for (int64_t j = n_begin; j < n_end; ++j) {
     for (int64_t i = 0; i < a.m; ++i) {
       float acc = 0.0f;
       for (int64_t c = 0; c < a.k; ++c) acc += a.x[i * a.k + c] * WeightAt(a, j, c);
-      a.y[i * a.n + j] = acc + (a.bias != nullptr ? a.bias[j] : 0.0f);
+      Store(a, i, j, acc);
     }
   }
 }
@@ -58,9 +66,8 @@ inline void ForEachColumnBlock(const MatMulArgs& a, int64_t n_begin, int64_t n_e
       }
       for (; c < columns; ++c) tile(j0 + c, i0, rows, out + c);
       for (int r = 0; r < rows; ++r) {
-        float* y = a.y + (i0 + r) * a.n + j0;
         for (int64_t col = 0; col < columns; ++col) {
-          y[col] = out[r * kColumnBlock + col] + (a.bias != nullptr ? a.bias[j0 + col] : 0.0f);
+          Store(a, i0 + r, j0 + col, out[r * kColumnBlock + col]);
         }
       }
     }
@@ -251,7 +258,7 @@ __attribute__((target("avx2,fma"))) void Avx2Rows(const MatMulArgs& a, int64_t n
       float sum = 0.0f;
       for (float l : lanes) sum += l;
       for (int64_t c = k8; c < a.k; ++c) sum += a.x[i * a.k + c] * WeightAt(a, j, c);
-      a.y[i * a.n + j] = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+      Store(a, i, j, sum);
     }
   }
 }
@@ -295,6 +302,25 @@ const char* MatMulIsa() {
       break;
   }
   return "portable";
+}
+
+void GatedMatMul(const GatedMatMulArgs& g, ThreadPool& pool, bool allow_amx) {
+  if (g.m == 0 || g.n == 0) return;
+  PAGODA_CHECK(g.x != g.y && g.y != g.scratch);
+  MatMulArgs gate{
+      .x = g.x, .w = g.w_gate, .w_type = g.w_type, .y = g.y, .m = g.m, .n = g.n, .k = g.k};
+  if (allow_amx && MatMulTakesAmx(gate)) {
+    amx::GatedMatMul(gate, g.w_up, pool);
+    return;
+  }
+  MatMul(gate, pool, allow_amx);
+  MatMulArgs up = gate;
+  up.w = g.w_up;
+  up.y = g.scratch;
+  MatMul(up, pool, allow_amx);
+  pool.ParallelFor(g.m * g.n, 4096, [&](int64_t b, int64_t e) {
+    SiluAndMul(g.y + b, g.scratch + b, e - b, g.y + b);
+  });
 }
 
 bool MatMulTakesAmx(const MatMulArgs& a) {

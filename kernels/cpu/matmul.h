@@ -19,6 +19,9 @@ struct MatMulArgs {
   int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;
+  // True: y += x * W^T (+ bias), the residual added as the sums are stored (a pass over y
+  // saved). Each element gets y + (sum + bias), so the result equals a separate add.
+  bool accumulate = false;
 };
 
 // Runs on `pool` (parallel over output features, so each weight row is read once per call
@@ -27,6 +30,26 @@ struct MatMulArgs {
 // 16, k of 32) where the CPU has it, AVX2+FMA otherwise, a portable loop last. `allow_amx` =
 // false keeps AMX out (benchmarks compare the two).
 void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
+
+// y[m, n] = silu(x * W_gate^T) * (x * W_up^T): the first half of the SwiGLU MLP, both weights
+// [n, k] of one type.
+struct GatedMatMulArgs {
+  const float* x = nullptr;  // [m, k]
+  const void* w_gate = nullptr;
+  const void* w_up = nullptr;
+  WeightType w_type = WeightType::kF32;
+  float* y = nullptr;        // [m, n]; must alias neither x nor scratch
+  float* scratch = nullptr;  // [m, n]: the up product, where it is written out
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+};
+
+// On AMX tiles (where MatMul would take them) the two products share every tile of x and the
+// activation is applied as the sums leave the tiles, so neither product is written out and no
+// pass over them follows; elsewhere MatMul into y and scratch, then SiluAndMul on the pool. The
+// same values either way: the products' sums are the ones MatMul computes.
+void GatedMatMul(const GatedMatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
 
 // Whether MatMul (AMX allowed) runs `args` on AMX tiles on this CPU.
 bool MatMulTakesAmx(const MatMulArgs& args);

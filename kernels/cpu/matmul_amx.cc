@@ -71,20 +71,27 @@ PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, i
   const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
   const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
   for (int i = 0; i < rows_left; ++i) {
-    _mm512_storeu_ps(a.y + (m0 + i) * a.n + n0, _mm512_add_ps(rows[i], bias));
+    float* y = a.y + (m0 + i) * a.n + n0;
+    const __m512 value = _mm512_add_ps(rows[i], bias);
+    _mm512_storeu_ps(y, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), value) : value);
   }
 }
 
-// NB blocks of 16 weight rows from n0 against MB blocks of 16 rows of x from block mb0: up to
-// 2 x 2 accumulator tiles, each weight tile feeding MB products and each x tile NB.
-template <int NB, int MB>
-PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, int64_t n0,
-                                 int64_t mb0) {
-  const auto* w = static_cast<const uint16_t*>(a.w);
+// How the sums leave the tiles: stored (plus the bias, or added to y), or, for a gated product,
+// the gate's sums (first weight block) through silu times the up's (second block) into one
+// 16-column block of y.
+enum class Epilogue { kStore, kSiluMul };
+
+// NB blocks of 16 weight rows (from w0, and w1 for the second) against MB blocks of 16 rows of
+// x from block mb0: up to 2 x 2 accumulator tiles, each weight tile feeding MB products and each
+// x tile NB. The sums go to output columns from n0 (kStore: the two weight blocks' columns side
+// by side; kSiluMul: both blocks make the 16 columns at n0).
+template <int NB, int MB, Epilogue E = Epilogue::kStore>
+PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, const uint16_t* w0,
+                                 const uint16_t* w1, int64_t n0, int64_t mb0) {
+  static_assert(E == Epilogue::kStore || NB == 2);
   const int64_t k_blocks = a.k / kTileK;
   const long w_stride = static_cast<long>(a.k * sizeof(uint16_t));
-  const uint16_t* w0 = w + n0 * a.k;
-  const uint16_t* w1 = w0 + kTile * a.k;
   const uint16_t* x0 = packed + mb0 * k_blocks * kPackedTile;
   const uint16_t* x1 = x0 + k_blocks * kPackedTile;
   _tile_zero(0);
@@ -110,9 +117,19 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, in
   if constexpr (MB > 1) _tile_stored(1, sums[1], 64);
   if constexpr (NB > 1) _tile_stored(2, sums[2], 64);
   if constexpr (NB > 1 && MB > 1) _tile_stored(3, sums[3], 64);
-  for (int nb = 0; nb < NB; ++nb) {
+  if constexpr (E == Epilogue::kSiluMul) {
     for (int mb = 0; mb < MB; ++mb) {
-      StoreTransposed(a, sums[2 * nb + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
+      for (int i = 0; i < kTile * kTile; i += kTile) {
+        _mm512_store_ps(sums[mb] + i, avx512::SiluMul(_mm512_load_ps(sums[mb] + i),
+                                                      _mm512_load_ps(sums[2 + mb] + i)));
+      }
+      StoreTransposed(a, sums[mb], n0, (mb0 + mb) * kTile);
+    }
+  } else {
+    for (int nb = 0; nb < NB; ++nb) {
+      for (int mb = 0; mb < MB; ++mb) {
+        StoreTransposed(a, sums[2 * nb + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
+      }
     }
   }
 }
@@ -121,17 +138,41 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, in
 PAGODA_AMX_TARGET void Pairs(const MatMulArgs& a, const uint16_t* packed, int64_t m_blocks,
                              int64_t pair_begin, int64_t pair_end) {
   ConfigureTiles();
+  const auto* w = static_cast<const uint16_t*>(a.w);
   for (int64_t pair = pair_begin; pair < pair_end; ++pair) {
     const int64_t n0 = pair * 2 * kTile;
+    const uint16_t* w0 = w + n0 * a.k;
+    const uint16_t* w1 = w0 + kTile * a.k;
     const bool two = n0 + 2 * kTile <= a.n;
     int64_t mb = 0;
     for (; mb + 2 <= m_blocks; mb += 2) {
-      two ? TileBlock<2, 2>(a, packed, n0, mb) : TileBlock<1, 2>(a, packed, n0, mb);
+      two ? TileBlock<2, 2>(a, packed, w0, w1, n0, mb) : TileBlock<1, 2>(a, packed, w0, w1, n0, mb);
     }
-    if (mb < m_blocks)
-      two ? TileBlock<2, 1>(a, packed, n0, mb) : TileBlock<1, 1>(a, packed, n0, mb);
+    if (mb < m_blocks) {
+      two ? TileBlock<2, 1>(a, packed, w0, w1, n0, mb) : TileBlock<1, 1>(a, packed, w0, w1, n0, mb);
+    }
   }
   _tile_release();  // a thread without tile state switches contexts cheaper
+}
+
+// Gated output columns [16 * block_begin, 16 * block_end): the gate's and the up's weight rows
+// of each 16-column block against every block of x.
+PAGODA_AMX_TARGET void GatedBlocks(const MatMulArgs& a, const uint16_t* w_up,
+                                   const uint16_t* packed, int64_t m_blocks, int64_t block_begin,
+                                   int64_t block_end) {
+  ConfigureTiles();
+  const auto* w_gate = static_cast<const uint16_t*>(a.w);
+  for (int64_t block = block_begin; block < block_end; ++block) {
+    const int64_t n0 = block * kTile;
+    const uint16_t* gate = w_gate + n0 * a.k;
+    const uint16_t* up = w_up + n0 * a.k;
+    int64_t mb = 0;
+    for (; mb + 2 <= m_blocks; mb += 2) {
+      TileBlock<2, 2, Epilogue::kSiluMul>(a, packed, gate, up, n0, mb);
+    }
+    if (mb < m_blocks) TileBlock<2, 1, Epilogue::kSiluMul>(a, packed, gate, up, n0, mb);
+  }
+  _tile_release();
 }
 
 }  // namespace
@@ -170,14 +211,17 @@ PAGODA_AMX_TARGET float PeakLoop(int64_t iterations) {
   return sums[kTile * kTile - 1];
 }
 
-void MatMul(const MatMulArgs& a, ThreadPool& pool) {
-  PAGODA_CHECK(Available() && Supports(a));
+namespace {
+
+// In 64-byte lines, so that the packed tiles' rows are aligned (a tile is 16 lines).
+struct alignas(64) Line {
+  uint16_t values[kTileK];
+};
+
+// x packed for the tiles (PackX) into `storage`.
+uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool, std::vector<Line>& storage) {
   const int64_t m_blocks = (a.m + kTile - 1) / kTile;
-  // In 64-byte lines, so that the packed tiles' rows are aligned (a tile is 16 lines).
-  struct alignas(64) Line {
-    uint16_t values[kTileK];
-  };
-  std::vector<Line> storage(static_cast<size_t>(m_blocks * (a.k / kTileK) * kTile));
+  storage.resize(static_cast<size_t>(m_blocks * (a.k / kTileK) * kTile));
   uint16_t* packed = storage.data()->values;
   // A prompt's rows are packed on the pool (the other threads would only wait for it); a few
   // decode rows on the caller.
@@ -187,9 +231,30 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool) {
   } else {
     PackX(a, 0, m_blocks, packed);
   }
+  return packed;
+}
+
+}  // namespace
+
+void MatMul(const MatMulArgs& a, ThreadPool& pool) {
+  PAGODA_CHECK(Available() && Supports(a));
+  const int64_t m_blocks = (a.m + kTile - 1) / kTile;
+  std::vector<Line> storage;
+  const uint16_t* packed = PackedX(a, pool, storage);
   const int64_t pairs = (a.n / kTile + 1) / 2;
   pool.ParallelFor(pairs, 1,
                    [&](int64_t begin, int64_t end) { Pairs(a, packed, m_blocks, begin, end); });
+}
+
+void GatedMatMul(const MatMulArgs& gate, const void* w_up, ThreadPool& pool) {
+  PAGODA_CHECK(Available() && Supports(gate) && gate.bias == nullptr && !gate.accumulate);
+  const int64_t m_blocks = (gate.m + kTile - 1) / kTile;
+  std::vector<Line> storage;
+  const uint16_t* packed = PackedX(gate, pool, storage);
+  const auto* up = static_cast<const uint16_t*>(w_up);
+  pool.ParallelFor(gate.n / kTile, 1, [&](int64_t begin, int64_t end) {
+    GatedBlocks(gate, up, packed, m_blocks, begin, end);
+  });
 }
 
 }  // namespace pagoda::kernels::cpu::amx

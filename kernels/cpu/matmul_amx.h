@@ -23,6 +23,12 @@ bool Supports(const MatMulArgs& a);
 // of sums is transposed on its way out. Requires Available() and Supports(a).
 void MatMul(const MatMulArgs& a, ThreadPool& pool);
 
+// y = silu(x * W_gate^T) * (x * W_up^T) (kernels/cpu/matmul.h, GatedMatMul): `gate` is the gate's
+// product (no bias, not accumulating), `w_up` the up's weights, of its shape. Each 16-column
+// block's gate and up tiles share the x tiles; the activation is applied to the sums in the
+// tiles' epilogue. Requires Available() and Supports(gate).
+void GatedMatMul(const MatMulArgs& gate, const void* w_up, ThreadPool& pool);
+
 // The peak loop of the roofline (kernels/cpu/roofline.h): `iterations` rounds of 4 independent
 // TDPBF16PS on register tiles of ones, 16 x 16 x 32 x 2 = 16,384 FLOP each, on the calling thread.
 // Returns an element of the sums: 32 * iterations. Requires Available().

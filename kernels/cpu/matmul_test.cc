@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu {
@@ -94,6 +95,121 @@ TEST(MatMulTest, AmxTilesMatchTheReference) {
   EXPECT_FALSE(amx::Supports({.w_type = WeightType::kF32, .m = 16, .n = 48, .k = 64}));
   // Three rows or fewer keep the exact f32 path.
   EXPECT_FALSE(MatMulTakesAmx({.w_type = WeightType::kBF16, .m = 3, .n = 48, .k = 64}));
+}
+
+// Random x [m, k] and bf16 weights [n, k] (also widened to f32).
+struct Operands {
+  std::vector<float> x;
+  std::vector<uint16_t> w16;
+  std::vector<float> w32;
+};
+
+Operands RandomOperands(const Shape& s, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  Operands o{.x = std::vector<float>(s.m * s.k), .w16 = std::vector<uint16_t>(s.n * s.k)};
+  for (float& v : o.x) v = dist(rng);
+  for (uint16_t& v : o.w16) v = FloatToBf16(dist(rng));
+  for (const uint16_t v : o.w16) o.w32.push_back(Bf16ToFloat(v));
+  return o;
+}
+
+// accumulate adds the product to y: exactly y + (what MatMul stores), on every path this CPU
+// has (AMX, the vector path without it, the f32 path of few rows and f32 weights).
+TEST(MatMulTest, AccumulateAddsTheProductToY) {
+  ThreadPool pool(2);
+  for (const Shape& s : {Shape{2, 48, 64}, Shape{17, 48, 96}, Shape{40, 32, 768}}) {
+    const Operands o = RandomOperands(s, static_cast<uint32_t>(s.m + s.n));
+    std::vector<float> bias(s.n, 0.25f), y0(s.m * s.n);
+    for (size_t i = 0; i < y0.size(); ++i) y0[i] = static_cast<float>(i % 7) - 3.0f;
+    for (const WeightType type : {WeightType::kBF16, WeightType::kF32}) {
+      for (const bool allow_amx : {true, false}) {
+        MatMulArgs args{.x = o.x.data(),
+                        .w = type == WeightType::kF32 ? static_cast<const void*>(o.w32.data())
+                                                      : static_cast<const void*>(o.w16.data()),
+                        .w_type = type,
+                        .bias = bias.data(),
+                        .m = s.m,
+                        .n = s.n,
+                        .k = s.k};
+        std::vector<float> product(s.m * s.n), y = y0;
+        args.y = product.data();
+        MatMul(args, pool, allow_amx);
+        args.y = y.data();
+        args.accumulate = true;
+        MatMul(args, pool, allow_amx);
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_EQ(y[i], y0[i] + product[i]) << "m=" << s.m << " at " << i;
+        }
+        std::vector<float> ref = y0;
+        args.y = ref.data();
+        MatMulReference(args);
+        for (size_t i = 0; i < ref.size(); ++i) ASSERT_NE(ref[i], y0[i]) << "not accumulated";
+      }
+    }
+  }
+}
+
+// GatedMatMul = silu(gate product) * up product: against the reference loops at the bf16-dot
+// tolerance (the silu's slope is at most 1.1, the up factor bounds the rest), and exactly the
+// two MatMuls and SiluAndMul of the unfused path (the fused AMX epilogue computes the same
+// sums and the same activation).
+TEST(MatMulTest, GatedMatMulIsSiluOfTheGateTimesTheUp) {
+  ThreadPool pool(2);
+  for (const Shape& s : {Shape{1, 32, 64}, Shape{5, 48, 96}, Shape{16, 64, 768}, Shape{33, 80, 256},
+                         Shape{40, 16, 2048}}) {
+    const Operands gate = RandomOperands(s, 7);
+    const Operands up = RandomOperands(s, 8);
+    for (const bool allow_amx : {true, false}) {
+      std::vector<float> y(s.m * s.n), scratch(s.m * s.n);
+      GatedMatMulArgs args{.x = gate.x.data(),
+                           .w_gate = gate.w16.data(),
+                           .w_up = up.w16.data(),
+                           .w_type = WeightType::kBF16,
+                           .y = y.data(),
+                           .scratch = scratch.data(),
+                           .m = s.m,
+                           .n = s.n,
+                           .k = s.k};
+      GatedMatMul(args, pool, allow_amx);
+      // Unfused, on the same path.
+      std::vector<float> g(s.m * s.n), u(s.m * s.n), unfused(s.m * s.n);
+      MatMulArgs m{.x = gate.x.data(),
+                   .w = gate.w16.data(),
+                   .w_type = WeightType::kBF16,
+                   .y = g.data(),
+                   .m = s.m,
+                   .n = s.n,
+                   .k = s.k};
+      MatMul(m, pool, allow_amx);
+      m.w = up.w16.data();
+      m.y = u.data();
+      MatMul(m, pool, allow_amx);
+      SiluAndMul(g.data(), u.data(), s.m * s.n, unfused.data());
+      // The reference: exact loops, then the scalar activation.
+      std::vector<float> rg(s.m * s.n), ru(s.m * s.n);
+      m.y = rg.data();
+      m.w = gate.w16.data();
+      MatMulReference(m);
+      m.y = ru.data();
+      m.w = up.w16.data();
+      MatMulReference(m);
+      for (int64_t i = 0; i < s.m; ++i) {
+        for (int64_t j = 0; j < s.n; ++j) {
+          const int64_t at = i * s.n + j;
+          ASSERT_EQ(y[at], unfused[at]) << "m=" << s.m << " amx=" << allow_amx << " at " << at;
+          float mg = 0, mu = 0;
+          for (int64_t c = 0; c < s.k; ++c) {
+            mg += std::fabs(gate.x[i * s.k + c] * gate.w32[j * s.k + c]);
+            mu += std::fabs(gate.x[i * s.k + c] * up.w32[j * s.k + c]);
+          }
+          const float expected = rg[at] / (1.0f + std::exp(-rg[at])) * ru[at];
+          const float tol = (1.0f / 256) * (1.1f * (mg + 1) * (std::fabs(ru[at]) + mu + 1));
+          ASSERT_NEAR(y[at], expected, tol) << "m=" << s.m << " n=" << s.n << " at " << at;
+        }
+      }
+    }
+  }
 }
 
 TEST(MatMulTest, ReportsAnIsa) { EXPECT_FALSE(std::string(MatMulIsa()).empty()); }
