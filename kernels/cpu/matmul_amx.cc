@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <iterator>
-#include <vector>
+#include <memory>
 
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
@@ -218,11 +218,20 @@ struct alignas(64) Line {
   uint16_t values[kTileK];
 };
 
-// x packed for the tiles (PackX) into `storage`.
-uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool, std::vector<Line>& storage) {
+// x packed for the tiles (PackX), into a buffer of the calling thread's that lives on from call
+// to call: a prompt's packed x is megabytes, and a fresh allocation of that size costs page
+// faults and zeroing (2.4% of a prefill's profile) for what PackX overwrites anyway. Valid until
+// the thread's next call.
+uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
+  thread_local std::unique_ptr<Line[]> storage;
+  thread_local int64_t capacity = 0;
   const int64_t m_blocks = (a.m + kTile - 1) / kTile;
-  storage.resize(static_cast<size_t>(m_blocks * (a.k / kTileK) * kTile));
-  uint16_t* packed = storage.data()->values;
+  const int64_t lines = m_blocks * (a.k / kTileK) * kTile;
+  if (lines > capacity) {
+    storage = std::make_unique_for_overwrite<Line[]>(static_cast<size_t>(lines));
+    capacity = lines;
+  }
+  uint16_t* packed = storage.get()->values;
   // A prompt's rows are packed on the pool (the other threads would only wait for it); a few
   // decode rows on the caller.
   if (m_blocks >= kParallelPackBlocks) {
@@ -239,8 +248,7 @@ uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool, std::vector<Line>& stor
 void MatMul(const MatMulArgs& a, ThreadPool& pool) {
   PAGODA_CHECK(Available() && Supports(a));
   const int64_t m_blocks = (a.m + kTile - 1) / kTile;
-  std::vector<Line> storage;
-  const uint16_t* packed = PackedX(a, pool, storage);
+  const uint16_t* packed = PackedX(a, pool);
   const int64_t pairs = (a.n / kTile + 1) / 2;
   pool.ParallelFor(pairs, 1,
                    [&](int64_t begin, int64_t end) { Pairs(a, packed, m_blocks, begin, end); });
@@ -249,8 +257,7 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool) {
 void GatedMatMul(const MatMulArgs& gate, const void* w_up, ThreadPool& pool) {
   PAGODA_CHECK(Available() && Supports(gate) && gate.bias == nullptr && !gate.accumulate);
   const int64_t m_blocks = (gate.m + kTile - 1) / kTile;
-  std::vector<Line> storage;
-  const uint16_t* packed = PackedX(gate, pool, storage);
+  const uint16_t* packed = PackedX(gate, pool);
   const auto* up = static_cast<const uint16_t*>(w_up);
   pool.ParallelFor(gate.n / kTile, 1, [&](int64_t begin, int64_t end) {
     GatedBlocks(gate, up, packed, m_blocks, begin, end);
