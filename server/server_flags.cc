@@ -95,6 +95,20 @@ std::function<absl::Status(absl::string_view, ServerOptions&)> SetInt(
   };
 }
 
+// A setter for a flag whose value is a fraction in [0, 1].
+std::function<absl::Status(absl::string_view, ServerOptions&)> SetUnitFraction(
+    absl::string_view flag, std::function<void(ServerOptions&, double)> assign) {
+  return [flag, assign = std::move(assign)](absl::string_view value,
+                                            ServerOptions& options) -> absl::Status {
+    double parsed = 0;
+    if (!absl::SimpleAtod(value, &parsed) || !(parsed >= 0 && parsed <= 1)) {
+      return BadValue(flag, "in [0, 1]", value);
+    }
+    assign(options, parsed);
+    return absl::OkStatus();
+  };
+}
+
 // A setter for a file path flag.
 std::function<absl::Status(absl::string_view, ServerOptions&)> SetPath(
     std::optional<std::string>& (*field)(ServerOptions&)) {
@@ -303,24 +317,12 @@ const std::vector<Flag>& Flags() {
        "that growing outputs do not preempt (recompute) others. R is learned online: it decays "
        "to --min-new-token-ratio while no preemption happens and rises again on one. 0 = off: "
        "admit on the prompt alone (the default). SGLang starts at 0.7.",
-       [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         double ratio = 0;
-         if (!absl::SimpleAtod(v, &ratio) || !(ratio >= 0 && ratio <= 1)) {
-           return BadValue("new-token-ratio", "in [0, 1]", v);
-         }
-         o.engine.new_token_ratio = ratio;
-         return absl::OkStatus();
-       }},
+       SetUnitFraction("new-token-ratio",
+                       [](ServerOptions& o, double v) { o.engine.new_token_ratio = v; })},
       {"min-new-token-ratio", FlagKind::kValue, "R",
        "The floor of --new-token-ratio's online decay (capped at it). Default 0.1.",
-       [](absl::string_view v, ServerOptions& o) -> absl::Status {
-         double ratio = 0;
-         if (!absl::SimpleAtod(v, &ratio) || !(ratio >= 0 && ratio <= 1)) {
-           return BadValue("min-new-token-ratio", "in [0, 1]", v);
-         }
-         o.engine.min_new_token_ratio = ratio;
-         return absl::OkStatus();
-       }},
+       SetUnitFraction("min-new-token-ratio",
+                       [](ServerOptions& o, double v) { o.engine.min_new_token_ratio = v; })},
       {"max-model-len", FlagKind::kValue, "TOKENS",
        "Context length: prompt plus output of one request. Default: the model's "
        "max_position_embeddings, capped by what the KV cache holds.",
