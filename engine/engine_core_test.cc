@@ -457,11 +457,13 @@ TEST(EngineCoreTest, RequestsEndedOutsideAStepAreReportedByTheNext) {
 }
 
 // Random arrivals and cancellations against a tiny pool that forces preemption. Each request
-// samples with its own seed; its output must equal the output it produces alone.
-TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {
+// samples with its own seed; its output must equal the output it produces alone. Returns the
+// preemptions (through `preemptions`); `expect_preemptions`: the pool must have forced some.
+void RunRandomWorkloadWithPreemption(const EngineCoreOptions& options, bool expect_preemptions,
+                                     int64_t* preemptions) {
   std::mt19937 rng(7);
   const FakeModelRunner::Options runner_options{.num_kv_blocks = 24, .block_size = 4};
-  CoreWithRunner c = MakeCore(runner_options, Options(/*max_model_len=*/64, 8, /*budget=*/24));
+  CoreWithRunner c = MakeCore(runner_options, options);
   RecordingObserver observer;
   c.core->set_metrics_observer(&observer);
 
@@ -491,7 +493,9 @@ TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {
   }
   ASSERT_FALSE(c.core->has_requests());
   EXPECT_EQ(c.core->kv_stats().num_used_blocks, 0) << "blocks leaked";
-  EXPECT_GT(c.core->num_preemptions(), 0) << "the pool was meant to force preemptions";
+  if (expect_preemptions) {
+    EXPECT_GT(c.core->num_preemptions(), 0) << "the pool was meant to force preemptions";
+  }
   for (const StepMetrics& step : observer.steps) ASSERT_LE(step.num_scheduled_tokens, 24);
 
   int preempted_checked = 0;
@@ -511,7 +515,29 @@ TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {
     EXPECT_EQ(done.token_ids, (*out)[0].token_ids) << "request " << i + 1;
     if (done.timings.num_preemptions > 0) ++preempted_checked;
   }
-  EXPECT_GT(preempted_checked, 0);
+  if (expect_preemptions) {
+    EXPECT_GT(preempted_checked, 0);
+  }
+  *preemptions = c.core->num_preemptions();
+}
+
+TEST(EngineCoreTest, RandomWorkloadWithPreemptionMatchesRunningAlone) {
+  int64_t preemptions = 0;
+  RunRandomWorkloadWithPreemption(Options(/*max_model_len=*/64, 8, /*budget=*/24),
+                                  /*expect_preemptions=*/true, &preemptions);
+}
+
+// The growth reserve (--new-token-ratio) sees each request's max_tokens through the
+// scheduler's record: the same workload preempts less and every output is unchanged.
+TEST(EngineCoreTest, TheGrowthReserveCutsPreemptionsAndChangesNoOutput) {
+  int64_t off = 0;
+  RunRandomWorkloadWithPreemption(Options(/*max_model_len=*/64, 8, /*budget=*/24),
+                                  /*expect_preemptions=*/true, &off);
+  EngineCoreOptions options = Options(/*max_model_len=*/64, 8, /*budget=*/24);
+  options.scheduler.growth_reserve = {.initial_ratio = 0.7, .min_ratio = 0.1};
+  int64_t on = 0;
+  RunRandomWorkloadWithPreemption(options, /*expect_preemptions=*/false, &on);
+  EXPECT_LT(on * 2, off) << "with the reserve " << on << ", without " << off;
 }
 
 // A KV-event sink that takes or refuses batches on command.
