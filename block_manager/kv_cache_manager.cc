@@ -97,14 +97,20 @@ PrefixHit KvCacheManager::GetComputedBlocks(const SequenceView& seq, LookupKind 
     }
   }
   hit.num_tokens = static_cast<int>(hit.blocks.size()) * bs;
-  if (kind == LookupKind::kNewRequest) {
-    lookups_.prefix_queried_tokens += static_cast<int64_t>(seq.tokens.size());
+  hit.num_queried_tokens = static_cast<int>(seq.tokens.size());
+  hit.kind = kind;
+  return hit;
+}
+
+void KvCacheManager::CountLookup(const PrefixHit& hit) {
+  if (hit.num_queried_tokens == 0) return;
+  if (hit.kind == LookupKind::kNewRequest) {
+    lookups_.prefix_queried_tokens += hit.num_queried_tokens;
     lookups_.prefix_hit_tokens += hit.num_tokens;
   } else {
-    lookups_.preempted_prefix_queried_tokens += static_cast<int64_t>(seq.tokens.size());
+    lookups_.preempted_prefix_queried_tokens += hit.num_queried_tokens;
     lookups_.preempted_prefix_hit_tokens += hit.num_tokens;
   }
-  return hit;
 }
 
 void KvCacheManager::FindWindowedHit(const SequenceView& seq, int max_hit_blocks,
@@ -206,6 +212,7 @@ bool KvCacheManager::AllocateSlots(const SequenceView& seq, const PrefixHit& hit
   }
   // A hit's blocks before the window were taken with it: those go back at once.
   FreeDeadBlocks(computed, &request);
+  if (slots.admission == Admission::kNewRequest) CountLookup(hit);
   return true;
 }
 

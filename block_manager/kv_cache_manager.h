@@ -46,6 +46,11 @@ struct SequenceView {
   int num_computed_tokens = 0;
 };
 
+enum class LookupKind {
+  kNewRequest,
+  kResumedAfterPreemption,  // counted apart in the statistics
+};
+
 // The longest cached prefix of a request, from GetComputedBlocks(). Its blocks are only
 // guaranteed to be valid until the next call that allocates or frees. Under a window, blocks the
 // request will never read (before the window of its first new token) are kNullBlock: their
@@ -54,15 +59,14 @@ struct PrefixHit {
   std::vector<BlockId> blocks;
   int num_tokens = 0;  // blocks.size() * block_size
   std::optional<CacheEntryId> last_entry;
+  // The lookup, for the statistics: they count it when AllocateSlots admits the request with
+  // this hit, so that a request looked up again every step while it waits to fit counts once.
+  int num_queried_tokens = 0;  // 0: no lookup (prefix caching off, or none asked)
+  LookupKind kind = LookupKind::kNewRequest;
 };
 
 // The table entry of a block freed because no later query attends it.
 inline constexpr BlockId kNullBlock{-1};
-
-enum class LookupKind {
-  kNewRequest,
-  kResumedAfterPreemption,  // counted apart in the statistics
-};
 
 enum class Admission {
   kRunning,     // a running request growing its table
@@ -104,8 +108,9 @@ class KvCacheManager {
   const KvCacheManagerOptions& options() const { return options_; }
 
   // The longest cached prefix of `seq.tokens`, block aligned, always leaving at least the last
-  // token to compute (its logits are needed). Counts the lookup in the statistics. Empty when
-  // prefix caching is off. Precondition: the request holds no blocks.
+  // token to compute (its logits are needed). The statistics count the lookup once AllocateSlots
+  // admits the request with it (PrefixHit::num_queried_tokens). Empty when prefix caching is
+  // off. Precondition: the request holds no blocks.
   PrefixHit GetComputedBlocks(const SequenceView& seq, LookupKind kind = LookupKind::kNewRequest);
 
   // Makes room for `slots.num_new_tokens` more tokens after seq.num_computed_tokens plus the
@@ -169,6 +174,8 @@ class KvCacheManager {
 
   explicit KvCacheManager(const KvCacheManagerOptions& options);
   void RegisterFullBlocks(const SequenceView& seq, int num_tokens, RequestBlocks* request);
+  // Adds an admitted request's lookup to the statistics (lookups_).
+  void CountLookup(const PrefixHit& hit);
   // GetComputedBlocks under a window (docs/architecture.md, "Windows").
   void FindWindowedHit(const SequenceView& seq, int max_hit_blocks, PrefixHit* hit) const;
   // Frees the blocks of `request` that no query at `first_query` or later attends.

@@ -148,9 +148,28 @@ TEST_F(KvCacheManagerTest, FinishedPromptIsReusedUpToTheLastToken) {
   TestSequence c{.id = RequestId(3), .tokens = Iota(8)};
   EXPECT_EQ(manager_->GetComputedBlocks(c.View(*hasher_)).num_tokens, 4);
 
+  // Lookups count when their request is admitted: so far only a's.
+  EXPECT_EQ(manager_->Stats().prefix_queried_tokens, 10);
+  ASSERT_TRUE(Admit(b, 10));
+  ASSERT_TRUE(Admit(c, 8));
   const KvCacheStats stats = manager_->Stats();
   EXPECT_EQ(stats.prefix_queried_tokens, 10 + 10 + 8);
   EXPECT_EQ(stats.prefix_hit_tokens, 8 + 4);
+}
+
+// A request at the head of the queue is looked up every step until it fits: its lookup counts
+// once, when it is admitted (else the hit rate would weigh it by its wait).
+TEST_F(KvCacheManagerTest, ALookupCountsOnceWhenItsRequestIsAdmitted) {
+  Init(4, 4);
+  TestSequence a{.id = RequestId(1), .tokens = Iota(12)};
+  ASSERT_TRUE(Admit(a, 12));                                   // 3 of the 4 blocks
+  TestSequence b{.id = RequestId(2), .tokens = Iota(8, 500)};  // shares nothing with a
+  for (int step = 0; step < 3; ++step) ASSERT_FALSE(Admit(b, 8)) << step;
+  EXPECT_EQ(manager_->Stats().prefix_queried_tokens, 12);
+  manager_->Free(a.id);
+  ASSERT_TRUE(Admit(b, 8));
+  EXPECT_EQ(manager_->Stats().prefix_queried_tokens, 12 + 8);
+  EXPECT_EQ(manager_->Stats().prefix_hit_tokens, 0);
 }
 
 TEST_F(KvCacheManagerTest, APreemptionInTheAllocatingStepUncachesTheUncomputedBlocks) {
@@ -348,6 +367,8 @@ TEST_F(KvCacheManagerTest, ResumedRequestsAreCountedApart) {
   const PrefixHit hit =
       manager_->GetComputedBlocks(a.View(*hasher_), LookupKind::kResumedAfterPreemption);
   EXPECT_EQ(hit.num_tokens, 8);
+  ASSERT_TRUE(manager_->AllocateSlots(a.View(*hasher_), hit,
+                                      {.num_new_tokens = 1, .admission = Admission::kNewRequest}));
   const KvCacheStats stats = manager_->Stats();
   EXPECT_EQ(stats.prefix_queried_tokens, 9);
   EXPECT_EQ(stats.prefix_hit_tokens, 0);
