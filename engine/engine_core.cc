@@ -310,6 +310,7 @@ absl::Status EngineCore::Step() {
   metrics.num_waiting = scheduler_->num_waiting();
   metrics.kv = scheduler_->kv_cache().Stats();
   metrics.num_computed_tokens_running = scheduler_->NumComputedTokensRunning();
+  metrics.new_token_ratio = scheduler_->growth_reserve_ratio();
   if (tiering_ != nullptr) metrics.kv_offload = tiering_->TakeStats(scheduler_->num_loading());
   metrics.step_seconds = Seconds(clock_->Now() - start);
   if (observer_ != nullptr) {

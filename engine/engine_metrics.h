@@ -26,6 +26,8 @@ struct StepMetrics {
   // Tokens whose K/V the running requests hold; kv.num_used_blocks * block_size minus this is
   // the KV memory allocated but not filled (the waste paging keeps to one partial block each).
   int64_t num_computed_tokens_running = 0;
+  // The growth reserve's ratio (scheduler::GrowthReserve, --new-token-ratio); 0 when off.
+  double new_token_ratio = 0;
   // The tiers below the device pool; unset without any.
   std::optional<block_manager::KvOffloadStats> kv_offload;
   // One entry per request that received its first token in this step: arrival to first token.

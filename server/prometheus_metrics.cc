@@ -122,6 +122,11 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
       "1 while the engine is healthy, 0 after an engine failure (the server then refuses "
       "every request and needs a restart).");
   engine_healthy_->Set(1);
+  new_token_ratio_ = make.NewGauge(
+      "pagoda_new_token_ratio",
+      "The growth reserve's ratio (--new-token-ratio): the share of the running requests' "
+      "remaining max_tokens an admission keeps free; learned, it falls while nothing is "
+      "preempted and rises on a preemption. 0 when off.");
   kv_blocks_free_->Set(o.num_kv_blocks);
   make.GaugeFamily("pagoda_cache_config_info",
                    "KV-cache configuration, in the labels; the value is always 1.")
@@ -207,16 +212,16 @@ PrometheusMetrics::PrometheusMetrics(const Options& o) {
       "pagoda_kv_events_dropped_total",
       "KV-event batches dropped because the publisher's queue was full; the engine then "
       "re-announces its whole cache (AllBlocksCleared, then BlockStored of every block).");
-  kv_events_replay_requests_ = make.NewCounter(
-      "pagoda_kv_events_replay_requests_total",
-      "Replay requests served on the KV-event ROUTER socket.");
+  kv_events_replay_requests_ =
+      make.NewCounter("pagoda_kv_events_replay_requests_total",
+                      "Replay requests served on the KV-event ROUTER socket.");
   if (o.vllm_compat) {
     vllm_num_requests_running_ =
         make.NewGauge("vllm:num_requests_running", "pagoda_num_requests_running, vLLM's name.");
     vllm_num_requests_waiting_ =
         make.NewGauge("vllm:num_requests_waiting", "pagoda_num_requests_waiting, vLLM's name.");
-    vllm_kv_cache_usage_perc_ = make.NewGauge(
-        "vllm:kv_cache_usage_perc", "pagoda_kv_cache_usage_ratio (0 to 1), vLLM's name.");
+    vllm_kv_cache_usage_perc_ = make.NewGauge("vllm:kv_cache_usage_perc",
+                                              "pagoda_kv_cache_usage_ratio (0 to 1), vLLM's name.");
     make.GaugeFamily("vllm:cache_config_info",
                      "KV-cache configuration in vLLM's labels; the value is always 1.")
         .Add({{"block_size", std::to_string(o.block_size)},
@@ -253,6 +258,7 @@ void PrometheusMetrics::OnStep(const engine::StepMetrics& step) {
   AdvanceTo(*prefix_queried_tokens_, step.kv.prefix_queried_tokens, last_prefix_queried_tokens_);
   AdvanceTo(*prefix_hit_tokens_, step.kv.prefix_hit_tokens, last_prefix_hit_tokens_);
   if (step.num_preemptions > 0) num_preemptions_->Increment(step.num_preemptions);
+  new_token_ratio_->Set(step.new_token_ratio);
   if (step.num_generation_tokens > 0) generation_tokens_->Increment(step.num_generation_tokens);
   if (step.num_scheduled_tokens > 0) {
     iteration_tokens_->Observe(step.num_scheduled_tokens);

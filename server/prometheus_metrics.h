@@ -6,12 +6,12 @@
 #include <vector>
 
 #include "engine/engine_metrics.h"
-#include "server/kv_offload_metrics.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "server/kv_offload_metrics.h"
 
 namespace pagoda::server {
 
@@ -76,7 +76,7 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   std::string Render() const;
 
  private:
-  prometheus::Registry registry_;  // owns the families below
+  prometheus::Registry registry_;                 // owns the families below
   std::unique_ptr<KvOffloadMetrics> kv_offload_;  // null without tiers
 
   // Series owned by registry_; set by the constructor, never null afterwards.
@@ -88,6 +88,7 @@ class PrometheusMetrics final : public engine::MetricsObserver {
   prometheus::Gauge* kv_blocks_free_ = nullptr;
   prometheus::Gauge* kv_capacity_blocks_ = nullptr;
   prometheus::Gauge* engine_healthy_ = nullptr;
+  prometheus::Gauge* new_token_ratio_ = nullptr;
 
   prometheus::Counter* kv_evictions_ = nullptr;
   prometheus::Counter* prefix_queried_tokens_ = nullptr;

@@ -94,6 +94,7 @@ TEST(PrometheusMetricsTest, StepsAdvanceCountersByDeltasAndFillHistograms) {
   step.ttft_seconds = {0.002, 0.003};
   step.inter_token_seconds = {0.001};
   step.queue_seconds = {0.0005};
+  step.new_token_ratio = 0.25;
   metrics.OnStep(step);
   step.kv.prefix_queried_tokens = 80;
   step.kv.prefix_hit_tokens = 40;
@@ -106,6 +107,7 @@ TEST(PrometheusMetricsTest, StepsAdvanceCountersByDeltasAndFillHistograms) {
   EXPECT_EQ(Value(page, R"(pagoda_prefix_cache_hit_tokens_total{model_name="m"})"), 40.0);
   EXPECT_EQ(Value(page, R"(pagoda_kv_cache_evictions_total{model_name="m"})"), 7.0);
   EXPECT_EQ(Value(page, R"(pagoda_num_preemptions_total{model_name="m"})"), 2.0);
+  EXPECT_EQ(Value(page, R"(pagoda_new_token_ratio{model_name="m"})"), 0.25);
   EXPECT_EQ(Value(page, R"(pagoda_generation_tokens_total{model_name="m"})"), 6.0);
   EXPECT_EQ(Value(page, R"(pagoda_time_to_first_token_seconds_count{model_name="m"})"), 2.0);
   EXPECT_EQ(Value(page, R"(pagoda_inter_token_latency_seconds_count{model_name="m"})"), 2.0);

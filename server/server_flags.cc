@@ -316,7 +316,7 @@ const std::vector<Flag>& Flags() {
        "the output tokens the running requests may still generate (their max_tokens left), so "
        "that growing outputs do not preempt (recompute) others. R is learned online: it decays "
        "to --min-new-token-ratio while no preemption happens and rises again on one. 0 = off: "
-       "admit on the prompt alone (the default). SGLang starts at 0.7.",
+       "admit on the prompt alone (the default); 0.7 is the usual start.",
        SetUnitFraction("new-token-ratio",
                        [](ServerOptions& o, double v) { o.engine.new_token_ratio = v; })},
       {"min-new-token-ratio", FlagKind::kValue, "R",

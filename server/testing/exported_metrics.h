@@ -7,7 +7,7 @@
 
 namespace pagoda::server::testing {
 
-inline constexpr std::array<const char*, 24> kExportedMetricFamilies = {
+inline constexpr std::array<const char*, 25> kExportedMetricFamilies = {
     "pagoda_num_requests_running",
     "pagoda_num_requests_waiting",
     "pagoda_kv_cache_usage_ratio",
@@ -32,6 +32,7 @@ inline constexpr std::array<const char*, 24> kExportedMetricFamilies = {
     "pagoda_iteration_tokens",
     "pagoda_engine_step_duration_seconds",
     "pagoda_engine_healthy",
+    "pagoda_new_token_ratio",
 };
 
 }  // namespace pagoda::server::testing

@@ -25,6 +25,7 @@ EXPORTED = {
         "invalid_field", "prompt_too_long", "queue_full", "kv_cache_too_small", "draining",
         "engine_failure", "unauthenticated", "cancelled"}}),
     "pagoda_engine_healthy": ("gauge", {}),
+    "pagoda_new_token_ratio": ("gauge", {}),
     "pagoda_prompt_tokens_total": ("counter", {}),
     "pagoda_generation_tokens_total": ("counter", {}),
     "pagoda_time_to_first_token_seconds": ("histogram", {}),
