@@ -363,11 +363,10 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
          /*accumulate=*/true);
 
   norm(w.post_attention_norm);
-  PAGODA_CHECK(w.gate_proj.dtype == w.up_proj.dtype);
   kernels::cpu::GatedMatMul({.x = normed_.data(),
                              .w_gate = w.gate_proj.data,
                              .w_up = w.up_proj.data,
-                             .w_type = ToWeightType(w.gate_proj.dtype),
+                             .w_type = ToWeightType(weights_->matrix_dtype()),
                              .y = gate_.data(),
                              .scratch = up_.data(),
                              .m = num_tokens,

@@ -91,7 +91,14 @@ class TensorLoader {
  public:
   TensorLoader(const SafetensorsCheckpoint& checkpoint, const WeightLoadOptions& options,
                std::vector<WeightBuffer>& buffers)
-      : checkpoint_(checkpoint), options_(options), buffers_(buffers) {}
+      : checkpoint_(checkpoint), matrix_dtype_(options.matrix_dtype), buffers_(buffers) {}
+
+  // Unless the options chose one, every matrix takes the dtype the first one loaded took (the
+  // embedding's), so that a checkpoint storing its matrices in mixed dtypes still gives the
+  // model one matrix dtype (ModelWeights::matrix_dtype()).
+  void SettleMatrixDType(DType dtype) {
+    if (!matrix_dtype_.has_value()) matrix_dtype_ = dtype;
+  }
 
   // An optional KV-cache scale: absent (empty), a scalar or a one-element tensor (broadcast to
   // every KV head), or one per KV head; finite and positive.
@@ -144,12 +151,12 @@ class TensorLoader {
  private:
   DType TargetDType(DType stored, TensorKind kind) const {
     if (kind == TensorKind::kVector) return DType::kF32;
-    if (options_.matrix_dtype.has_value()) return *options_.matrix_dtype;
+    if (matrix_dtype_.has_value()) return *matrix_dtype_;
     return stored == DType::kF16 ? DType::kF32 : stored;
   }
 
   const SafetensorsCheckpoint& checkpoint_;
-  const WeightLoadOptions& options_;
+  std::optional<DType> matrix_dtype_;
   std::vector<WeightBuffer>& buffers_;
 };
 
@@ -258,6 +265,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadModelWeights(const std::string
   const int64_t hidden = c.hidden_size;
   PAGODA_ASSIGN_OR_RETURN(parts.embed_tokens, loader.Load("model.embed_tokens.weight",
                                                           {vocab, hidden}, TensorKind::kMatrix));
+  loader.SettleMatrixDType(parts.embed_tokens.dtype);
   for (int layer = 0; layer < c.num_layers; ++layer) {
     PAGODA_ASSIGN_OR_RETURN(LayerWeights weights, LoadLayer(c, layer, loader));
     parts.layers.push_back(std::move(weights));

@@ -189,6 +189,20 @@ TEST_F(ModelWeightsTest, RoundTripF32IsExactAndZeroCopy) {
   EXPECT_EQ((*w)->matrix_bytes(), 4 * (640 + 640 + 2 * (512 + 256 + 1152)));
 }
 
+// A checkpoint storing its matrices in mixed dtypes still loads with one matrix dtype, the
+// embedding's (the CPU model's fused gate/up product relies on it).
+TEST_F(ModelWeightsTest, MixedMatrixDtypesBecomeTheEmbeddingsOne) {
+  const std::string up = "model.layers.0.mlp.up_proj.weight";
+  const WeightTensor& source_up = source_->layers()[0].up_proj;
+  SaveCheckpoint(*source_, dir_, DType::kBF16, 1, {up},
+                 {{up, {source_up.shape, ToFloats(source_up)}}});  // this one stored as F32
+  absl::StatusOr<std::unique_ptr<ModelWeights>> w = LoadModelWeights(dir_, {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->matrix_dtype(), DType::kBF16);
+  EXPECT_EQ((*w)->layers()[0].up_proj.dtype, DType::kBF16);
+  EXPECT_EQ((*w)->layers()[0].gate_proj.dtype, DType::kBF16);
+}
+
 TEST_F(ModelWeightsTest, Bf16KeptAndNormsBecomeF32) {
   SaveCheckpoint(*source_, dir_, DType::kBF16, 1);
   absl::StatusOr<std::unique_ptr<ModelWeights>> w = LoadModelWeights(dir_, {});
