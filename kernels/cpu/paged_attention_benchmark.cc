@@ -43,6 +43,22 @@ struct BenchCache {
     return {k.data(), v.data(), num_blocks, kHeads, kBlock, kDim, s, s};
   }
 
+  // Attention of `q` ([tokens, kHeads, kDim]) over this cache into `out`, 1 / sqrt(kDim) scale.
+  PagedAttentionArgs<T> Args(const std::vector<float>& q, std::vector<float>& out,
+                             const std::vector<int32_t>& query_start,
+                             const std::vector<int32_t>& context_lens,
+                             const std::vector<int32_t>& block_tables, int max_blocks_per_request) {
+    return {.query = q.data(),
+            .output = out.data(),
+            .num_heads = kHeads,
+            .cache = View(),
+            .query_start = query_start,
+            .context_lens = context_lens,
+            .block_tables = block_tables,
+            .max_blocks_per_request = max_blocks_per_request,
+            .scale = 0.125f};
+  }
+
   std::vector<T> k, v;
   std::vector<uint16_t> scales;
   int num_blocks;
@@ -68,15 +84,7 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   std::iota(tables.begin(), tables.end(), 0);
   std::iota(query_start.begin(), query_start.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<T> args{.query = q.data(),
-                                   .output = out.data(),
-                                   .num_heads = kHeads,
-                                   .cache = cache.View(),
-                                   .query_start = query_start,
-                                   .context_lens = lens,
-                                   .block_tables = tables,
-                                   .max_blocks_per_request = blocks_per_seq,
-                                   .scale = 0.125f};
+  const PagedAttentionArgs<T> args = cache.Args(q, out, query_start, lens, tables, blocks_per_seq);
   for (auto _ : state) PagedAttention(args, pool);
   // K and V, with the 8-bit types' scales (2 bytes per token and head each).
   const double kv_bytes =
@@ -126,17 +134,9 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   std::vector<int32_t> tables(blocks), query_start = {0, len}, lens = {len};
   std::iota(tables.begin(), tables.end(), 0);
   ThreadPool pool(2);
-  const PagedAttentionArgs<T> args{.query = q.data(),
-                                   .output = out.data(),
-                                   .num_heads = kHeads,
-                                   .cache = cache.View(),
-                                   .query_start = query_start,
-                                   .context_lens = lens,
-                                   .block_tables = tables,
-                                   .max_blocks_per_request = blocks,
-                                   .scale = 0.125f,
-                                   .allow_amx = amx,
-                                   .allow_query_blocks = path != 0};
+  PagedAttentionArgs<T> args = cache.Args(q, out, query_start, lens, tables, blocks);
+  args.allow_amx = amx;
+  args.allow_query_blocks = path != 0;
   for (auto _ : state) PagedAttention(args, pool);
   const double flop = 4.0 * kDim * kHeads * (static_cast<double>(len) * (len + 1) / 2);
   SetRate(state, "GFLOP_per_s", flop / 1e9);
