@@ -3,7 +3,21 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+
 namespace pagoda::scheduler {
+
+absl::Status GrowthReserve::Validate(const Options& g) {
+  if (!(g.initial_ratio >= 0 && g.initial_ratio <= 1) ||
+      (g.initial_ratio > 0 && !(g.min_ratio >= 0 && g.min_ratio <= g.initial_ratio)) ||
+      g.decay_steps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("growth_reserve: initial_ratio must be in [0, 1] (0 = off), min_ratio in [0, "
+                     "initial_ratio] when on and decay_steps positive, got ",
+                     g.initial_ratio, ", ", g.min_ratio, ", ", g.decay_steps));
+  }
+  return absl::OkStatus();
+}
 
 int64_t GrowthReserve::ReserveTokens(int64_t remaining) const {
   if (!enabled() || remaining <= 0) return 0;

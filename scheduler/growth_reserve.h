@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
+
 namespace pagoda::scheduler {
 
 // How much of the running requests' future growth an admission must leave room for: SGLang's
@@ -26,6 +28,10 @@ class GrowthReserve {
     double min_ratio = 0.1;    // in [0, initial_ratio]
     int decay_steps = 600;     // > 0
   };
+
+  // InvalidArgument unless initial_ratio is in [0, 1], min_ratio in [0, initial_ratio] when on,
+  // and decay_steps positive.
+  static absl::Status Validate(const Options& options);
 
   explicit GrowthReserve(const Options& options)
       : options_(options), ratio_(options.initial_ratio) {}

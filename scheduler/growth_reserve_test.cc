@@ -5,6 +5,15 @@
 namespace pagoda::scheduler {
 namespace {
 
+TEST(GrowthReserveTest, ValidateNamesTheRanges) {
+  EXPECT_TRUE(GrowthReserve::Validate({}).ok());  // off, whatever its floor
+  EXPECT_TRUE(GrowthReserve::Validate({.initial_ratio = 1, .min_ratio = 1}).ok());
+  EXPECT_FALSE(GrowthReserve::Validate({.initial_ratio = 1.5}).ok());
+  EXPECT_FALSE(GrowthReserve::Validate({.initial_ratio = 0.5, .min_ratio = 0.6}).ok());
+  EXPECT_FALSE(GrowthReserve::Validate({.initial_ratio = 0.5, .min_ratio = -0.1}).ok());
+  EXPECT_FALSE(GrowthReserve::Validate({.initial_ratio = 0.5, .decay_steps = 0}).ok());
+}
+
 TEST(GrowthReserveTest, OffReservesNothing) {
   GrowthReserve reserve(GrowthReserve::Options{});
   EXPECT_FALSE(reserve.enabled());

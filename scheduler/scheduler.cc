@@ -96,14 +96,8 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "step_time_ratio must be 0 (off) or greater than 1, got ", options.step_time_ratio));
   }
-  if (const GrowthReserve::Options& g = options.growth_reserve;
-      !(g.initial_ratio >= 0 && g.initial_ratio <= 1) ||
-      (g.initial_ratio > 0 && !(g.min_ratio >= 0 && g.min_ratio <= g.initial_ratio)) ||
-      g.decay_steps <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("growth_reserve: initial_ratio must be in [0, 1] (0 = off), min_ratio in [0, "
-                     "initial_ratio] when on and decay_steps positive, got ",
-                     g.initial_ratio, ", ", g.min_ratio, ", ", g.decay_steps));
+  if (absl::Status growth = GrowthReserve::Validate(options.growth_reserve); !growth.ok()) {
+    return growth;
   }
   if (options.long_prefill_token_threshold < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
