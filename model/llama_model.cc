@@ -8,16 +8,19 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/status_macros.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rope.h"
+#include "model/tiled_matrices.h"
 
 namespace pagoda::model {
 namespace {
 
 using kernels::cpu::MatMul;
 using kernels::cpu::MatMulArgs;
+using kernels::cpu::WeightLayout;
 using kernels::cpu::WeightType;
 
 WeightType ToWeightType(DType dtype) {
@@ -37,6 +40,7 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
   MatMul(MatMulArgs{.x = x,
                     .w = w.data,
                     .w_type = ToWeightType(w.dtype),
+                    .w_layout = w.tiled ? WeightLayout::kTiles : WeightLayout::kRows,
                     .bias = bias.has_value() ? F32Data(*bias) : nullptr,
                     .y = y,
                     .m = m,
@@ -310,6 +314,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("rope_scaling type ", c.rope_scaling->type, " is not supported"));
   }
+  if (options.tile_matrices && weights->matrix_dtype() == DType::kBF16 &&
+      kernels::cpu::TilesLayoutPays()) {
+    ModelWeightsParts parts = std::move(*weights).ReleaseParts();
+    kernels::cpu::ThreadPool pool(options.num_threads);
+    PAGODA_RETURN_IF_ERROR(TileMatrices(parts, pool));
+    weights = std::make_unique<ModelWeights>(std::move(parts));
+  }
   return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(weights), options));
 }
 
@@ -363,16 +374,18 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
          /*accumulate=*/true);
 
   norm(w.post_attention_norm);
-  kernels::cpu::GatedMatMul({.x = normed_.data(),
-                             .w_gate = w.gate_proj.data,
-                             .w_up = w.up_proj.data,
-                             .w_type = ToWeightType(weights_->matrix_dtype()),
-                             .y = gate_.data(),
-                             .scratch = up_.data(),
-                             .m = num_tokens,
-                             .n = c.intermediate_size,
-                             .k = hidden},
-                            pool_);
+  kernels::cpu::GatedMatMul(
+      {.x = normed_.data(),
+       .w_gate = w.gate_proj.data,
+       .w_up = w.up_proj.data,
+       .w_type = ToWeightType(weights_->matrix_dtype()),
+       .w_layout = w.gate_proj.tiled ? WeightLayout::kTiles : WeightLayout::kRows,
+       .y = gate_.data(),
+       .scratch = up_.data(),
+       .m = num_tokens,
+       .n = c.intermediate_size,
+       .k = hidden},
+      pool_);
   Linear(gate_.data(), num_tokens, w.down_proj, std::nullopt, hidden_.data(), pool_,
          /*accumulate=*/true);
 }

@@ -106,6 +106,10 @@ class LlamaModel {
     // streaming.sink_tokens positions and the last streaming.sliding_window ones, scoring the
     // sinks at their position in the cache (PagedAttentionArgs::sink_query). Default: off.
     common::AttentionWindow streaming;
+    // Where the CPU has AMX tiles (kernels::cpu::TilesLayoutPays), Create repacks the bf16
+    // matrices into the tiles' order (model/tiled_matrices.h): the same results, bit for bit,
+    // and 1.1-1.3x faster products of 16 rows and more. false keeps the checkpoint's layout.
+    bool tile_matrices = true;
   };
 
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(std::unique_ptr<ModelWeights> weights,

@@ -9,6 +9,8 @@
 // tokens/s and the fraction of the bandwidth floor (weight bytes / bandwidth per step) reached.
 // BM_DecodeWithCache/L vs BM_DecodeWithoutCache/L: the cost of producing the token at context
 // L with the paged KV cache (one decode step) and without it (recomputing all L tokens).
+// tiles:0 / tiles:1 (BM_Decode, BM_DecodeWithoutCache/512): the matrices as stored, or in the
+// AMX tiles' order (LlamaModel::Options::tile_matrices), in the same run.
 
 #include <immintrin.h>
 
@@ -76,10 +78,10 @@ BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseR
 class DecodeFixture {
  public:
   DecodeFixture(const char* preset, int batch, int context, int max_context,
-                DType kv_dtype = DType::kF32) {
+                DType kv_dtype = DType::kF32, bool tile_matrices = true) {
     const ModelConfig config = DummyPresetConfig(preset).value();
     model_ = LlamaModel::Create(MakeDummyWeights(config, 7, DType::kBF16).value(),
-                                {.num_threads = kThreads})
+                                {.num_threads = kThreads, .tile_matrices = tile_matrices})
                  .value();
     const int blocks_per_seq = (max_context + kBlockSize - 1) / kBlockSize;
     cache_ = CpuKvCache::Create(config, batch * blocks_per_seq, kBlockSize, kv_dtype).value();
@@ -139,7 +141,8 @@ class DecodeFixture {
 void BM_Decode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const DType kv_dtype = state.range(1) == 0 ? DType::kF32 : DType::kBF16;
-  DecodeFixture fixture("llama-110m", batch, /*context=*/128, /*max_context=*/128, kv_dtype);
+  DecodeFixture fixture("llama-110m", batch, /*context=*/128, /*max_context=*/128, kv_dtype,
+                        /*tile_matrices=*/state.range(2) != 0);
   for (auto _ : state) fixture.DecodeStep();
   state.counters["tokens_per_s"] =
       benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
@@ -150,9 +153,13 @@ void BM_Decode(benchmark::State& state) {
     state.counters["floor_steps_per_s"] = g_bandwidth_bytes_per_second / weight_bytes;
   }
 }
-// Args: batch, KV cache dtype (0 = f32, 1 = bf16).
+// Args: batch, KV cache dtype (0 = f32, 1 = bf16), matrices in the AMX tiles' order (1, the
+// default where the CPU has AMX) or as stored (0).
 BENCHMARK(BM_Decode)
-    ->ArgsProduct({{1, 16}, {0, 1}})
+    ->ArgNames({"batch", "kv_bf16", "tiles"})
+    ->ArgsProduct({{1, 16}, {0, 1}, {1}})
+    ->ArgsProduct({{1, 16, 64}, {1}, {0}})
+    ->ArgsProduct({{64}, {1}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0)
     ->UseRealTime();
@@ -165,7 +172,8 @@ void BM_DecodeWithCache(benchmark::State& state) {
 
 void BM_DecodeWithoutCache(benchmark::State& state) {
   const int context = static_cast<int>(state.range(0));
-  DecodeFixture fixture("llama-110m", 1, 1, context);
+  DecodeFixture fixture("llama-110m", 1, 1, context, DType::kF32,
+                        /*tile_matrices=*/state.range(1) != 0);
   for (auto _ : state) fixture.Prefill(context);
 }
 BENCHMARK(BM_DecodeWithCache)
@@ -173,9 +181,11 @@ BENCHMARK(BM_DecodeWithCache)
     ->Range(64, 1024)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+// Args: context, tiles (as BM_Decode's): a prompt of `context` tokens from scratch.
 BENCHMARK(BM_DecodeWithoutCache)
-    ->RangeMultiplier(2)
-    ->Range(64, 1024)
+    ->ArgNames({"context", "tiles"})
+    ->ArgsProduct({{64, 128, 256, 512, 1024}, {1}})
+    ->ArgsProduct({{512}, {0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

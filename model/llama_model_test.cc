@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/matmul.h"
 #include "model/testing/forward_batch_builder.h"
 
 namespace pagoda::model {
@@ -236,6 +237,58 @@ TEST_F(LlamaModelTest, PrefixCacheReuseEqualsComputingFromScratch) {
   std::vector<int32_t> b_blocks = {a_blocks[0], a_blocks[1], a_blocks[2], 40, 41};
   const auto rows = Step({{b, 12, b_blocks}}, *cache);
   ExpectNear(rows.back(), FromScratch(b), "prefix reuse");
+}
+
+// Where the CPU has AMX, a bf16 model's matrices are repacked into the tiles' order at Create
+// (model/tiled_matrices.h), and every product computes the sums the rows layout gives: a
+// prompt (37 rows, on the tiles), its logits at every position, then decode steps of 1, 2 and
+// 3 rows (the exact f32 path) and a mixed step, against the same weights left as stored: the
+// same logits, bit for bit.
+TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogitsBitForBit) {
+  if (!kernels::cpu::TilesLayoutPays()) GTEST_SKIP() << "no AMX tiles on this CPU";
+  const ModelConfig config = DummyPresetConfig("tiny").value();
+  std::unique_ptr<LlamaModel> models[2];
+  for (const bool tiled : {false, true}) {
+    models[tiled] = LlamaModel::Create(MakeDummyWeights(config, 5, DType::kBF16).value(),
+                                       {.num_threads = 2, .tile_matrices = tiled})
+                        .value();
+    const LayerWeights& layer = models[tiled]->weights().layers()[1];
+    for (const WeightTensor* m : {&layer.q_proj, &layer.k_proj, &layer.gate_proj, &layer.down_proj,
+                                  &models[tiled]->weights().lm_head()}) {
+      EXPECT_EQ(m->tiled, tiled);
+    }
+    EXPECT_FALSE(models[tiled]->weights().embed_tokens().tiled);
+  }
+  std::mt19937 rng(3);
+  std::vector<TokenId> a(40), b(12), c(9);
+  for (auto* seq : {&a, &b, &c}) {
+    for (TokenId& t : *seq) t = static_cast<TokenId>(rng() % config.vocab_size);
+  }
+  // Each step's requests: (tokens so far, first computed, blocks, all logits).
+  const std::vector<std::vector<Part>> steps = {
+      {{{a.begin(), a.begin() + 37}, 0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, true}},
+      {{{a.begin(), a.begin() + 38}, 37, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}},
+      {{{b.begin(), b.begin() + 10}, 0, {20, 21, 22}}},
+      {{{a.begin(), a.begin() + 39}, 38, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+       {{b.begin(), b.begin() + 11}, 10, {20, 21, 22}}},
+      {{{a.begin(), a.begin() + 40}, 39, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+       {{b.begin(), b.begin() + 12}, 11, {20, 21, 22}},
+       {{c.begin(), c.begin() + 1}, 0, {30, 31, 32}}},
+      {{{c.begin(), c.begin() + 9}, 1, {30, 31, 32}, true}},
+  };
+  std::vector<std::unique_ptr<CpuKvCache>> caches;
+  for (int m = 0; m < 2; ++m) {
+    caches.push_back(CpuKvCache::Create(config, 40, kBlockSize, DType::kBF16).value());
+  }
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const ForwardBatchBuilder builder(steps[s], kBlockSize);
+    std::vector<float> logits[2];
+    for (int m = 0; m < 2; ++m) {
+      ASSERT_TRUE(models[m]->Forward(builder.batch(), *caches[m], &logits[m]).ok());
+    }
+    ASSERT_FALSE(logits[0].empty());
+    ASSERT_EQ(logits[1], logits[0]) << "step " << s;
+  }
 }
 
 TEST_F(LlamaModelTest, RejectsMalformedBatches) {

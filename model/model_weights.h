@@ -20,12 +20,16 @@
 
 namespace pagoda::model {
 
-// A non-owning view of one weight tensor: row-major, little-endian, `data` aligned to at least
-// DTypeSize(dtype). Matrices use the Hugging Face layout [out_features, in_features].
+// A non-owning view of one weight tensor: row-major (unless `tiled`), little-endian, `data`
+// aligned to at least DTypeSize(dtype). Matrices use the Hugging Face layout [out_features,
+// in_features].
 struct WeightTensor {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const void* data = nullptr;  // owned by the ModelWeights this tensor belongs to
+  // A bf16 matrix repacked for the CPU's AMX products (model/tiled_matrices.h: the layout of
+  // kernels::cpu::WeightLayout::kTiles, not row-major); only the CPU model's own weights.
+  bool tiled = false;
 
   int64_t num_elements() const;
   int64_t size_bytes() const { return num_elements() * DTypeSize(dtype); }

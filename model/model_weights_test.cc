@@ -17,6 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/thread_pool.h"
+#include "model/tiled_matrices.h"
 
 namespace pagoda::model {
 namespace {
@@ -392,6 +394,69 @@ TEST_F(ModelWeightsTest, UnknownTensorsAreIgnoredAndEosFallsBackToGenerationConf
   absl::StatusOr<std::unique_ptr<ModelWeights>> w = LoadModelWeights(dir_, {});
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ((*w)->config().eos_token_ids, (std::vector<TokenId>{3, 4}));
+}
+
+// TileMatrices: every bf16 matrix the tiles layout takes is repacked (element (j, c) where
+// kernels/cpu/matmul.h's formula puts it) and marked tiled; the embedding, f32 weights and
+// shapes the layout cannot take are left alone; owned buffers are replaced, not added to,
+// and matrices mapped from a checkpoint get buffers of their own.
+std::vector<uint16_t> Bf16Values(const WeightTensor& t) {
+  const auto* data = static_cast<const uint16_t*>(t.data);
+  return std::vector<uint16_t>(data, data + t.num_elements());
+}
+
+void ExpectTiledCopy(const WeightTensor& tiled, const std::vector<uint16_t>& rows,
+                     const std::string& what) {
+  ASSERT_TRUE(tiled.tiled) << what;
+  const int64_t n = tiled.shape[0], k = tiled.shape[1];
+  const std::vector<uint16_t> values = Bf16Values(tiled);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t c = 0; c < k; ++c) {
+      const int64_t at = ((j / 16) * (k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32;
+      ASSERT_EQ(values[at], rows[j * k + c]) << what << " (" << j << ", " << c << ")";
+    }
+  }
+}
+
+TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
+  ModelConfig config = DummyPresetConfig("tiny").value();
+  config.intermediate_size = 200;  // gate/up [200, 64] and down [64, 200] do not fit the tiles
+  kernels::cpu::ThreadPool pool(2);
+  for (const bool mapped : {false, true}) {
+    std::unique_ptr<ModelWeights> weights = MakeDummyWeights(config, 3, DType::kBF16).value();
+    if (mapped) {
+      SaveCheckpoint(*weights, dir_, DType::kBF16, 1);
+      weights = LoadModelWeights(dir_, {}).value();
+    }
+    const std::vector<uint16_t> q = Bf16Values(weights->layers()[1].q_proj);
+    const std::vector<uint16_t> lm_head = Bf16Values(weights->lm_head());
+    const void* embedding = weights->embed_tokens().data;
+    const void* gate = weights->layers()[0].gate_proj.data;
+    ModelWeightsParts parts = std::move(*weights).ReleaseParts();
+    const size_t buffers = parts.buffers.size();
+    ASSERT_TRUE(TileMatrices(parts, pool).ok());
+    // Owned: q, k, v, o of each layer and lm_head replaced in place; mapped: a buffer each.
+    const size_t tiled_matrices = 4 * config.num_layers + 1;
+    EXPECT_EQ(parts.buffers.size(), buffers + (mapped ? tiled_matrices : 0));
+    const ModelWeights tiled(std::move(parts));
+    const std::string what = mapped ? "mapped" : "owned";
+    ExpectTiledCopy(tiled.layers()[1].q_proj, q, what + " q_proj");
+    ExpectTiledCopy(tiled.lm_head(), lm_head, what + " lm_head");
+    for (const LayerWeights& layer : tiled.layers()) {
+      EXPECT_TRUE(layer.k_proj.tiled && layer.v_proj.tiled && layer.o_proj.tiled) << what;
+      EXPECT_FALSE(layer.gate_proj.tiled || layer.up_proj.tiled || layer.down_proj.tiled);
+    }
+    EXPECT_FALSE(tiled.embed_tokens().tiled);
+    EXPECT_EQ(tiled.embed_tokens().data, embedding);
+    EXPECT_EQ(tiled.layers()[0].gate_proj.data, gate);
+    EXPECT_EQ(tiled.matrix_bytes(),
+              MakeDummyWeights(config, 3, DType::kBF16).value()->matrix_bytes());
+  }
+  // F32 matrices stay as they are.
+  ModelWeightsParts f32 =
+      std::move(*MakeDummyWeights(config, 3, DType::kF32).value()).ReleaseParts();
+  ASSERT_TRUE(TileMatrices(f32, pool).ok());
+  EXPECT_FALSE(f32.layers[0].q_proj.tiled);
 }
 
 TEST(ModelWeightsStoriesTest, Stories260K) {

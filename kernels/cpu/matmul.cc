@@ -15,9 +15,21 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
+constexpr int64_t kTileRows = 16;    // WeightLayout::kTiles: rows of a tile
+constexpr int64_t kTileValues = 32;  // values of a tile row
+constexpr int64_t kTileSize = kTileRows * kTileValues;
+
+// Where element (row, col) of a kTiles matrix lies.
+inline int64_t TiledOffset(int64_t k, int64_t row, int64_t col) {
+  return ((row / kTileRows) * (k / kTileValues) + col / kTileValues) * kTileSize +
+         (row % kTileRows) * kTileValues + col % kTileValues;
+}
+
 float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
   if (a.w_type == WeightType::kF32) return static_cast<const float*>(a.w)[row * a.k + col];
-  return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[row * a.k + col]);
+  const int64_t offset =
+      a.w_layout == WeightLayout::kTiles ? TiledOffset(a.k, row, col) : row * a.k + col;
+  return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[offset]);
 }
 
 // y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating.
@@ -132,6 +144,87 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const M
     if (r + 2 <= rows) Avx512Tile<2>(a, j, i0 + r, dst + r * kColumnBlock), r += 2;
     if (r < rows) Avx512Tile<1>(a, j, i0 + r, dst + r * kColumnBlock);
   });
+}
+
+// bf16 weights in WeightLayout::kTiles: R weight rows of one 16-row block (from `rows`, the
+// first one's segment of the block's first tile, output column j0) against M rows of x from
+// i0. Each sum is Avx512Tile's, operation for operation (two accumulators per row over the two
+// 16-value halves of each 32-value step, then one reduction), so either layout gives the same
+// bits.
+template <int M, int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void TiledTile(const MatMulArgs& a,
+                                                                               const uint16_t* rows,
+                                                                               int64_t j0,
+                                                                               int64_t i0) {
+  constexpr int64_t kTilesAhead = 8;
+  const int64_t k_tiles = a.k / kTileValues;
+  __m512 acc0[M][R], acc1[M][R];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc0[i][r] = acc1[i][r] = _mm512_setzero_ps();
+  }
+  for (int64_t t = 0; t < k_tiles; ++t) {
+    __m512 x0[M], x1[M];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      x0[i] = _mm512_loadu_ps(a.x + (i0 + i) * a.k + t * kTileValues);
+      x1[i] = _mm512_loadu_ps(a.x + (i0 + i) * a.k + t * kTileValues + 16);
+    }
+    const uint16_t* segment = rows + t * kTileSize;
+    // Each row's segment of the tile kTilesAhead on (a line each), as Avx512Tile fetches rows
+    // ahead: without it this path read at 0.85-0.9 of the rows layout's rate. (Past the
+    // matrix's end the addresses are only prefetched, never read.)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(
+          reinterpret_cast<const char*>(segment + kTilesAhead * kTileSize + r * kTileValues),
+          _MM_HINT_T0);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const auto* half = reinterpret_cast<const __m256i*>(segment + r * kTileValues);
+      const __m512 w0 = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(half)), 16));
+      const __m512 w1 = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(half + 1)), 16));
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        acc0[i][r] = _mm512_fmadd_ps(x0[i], w0, acc0[i][r]);
+        acc1[i][r] = _mm512_fmadd_ps(x1[i], w1, acc1[i][r]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      Store(a, i0 + i, j0 + r, _mm512_reduce_add_ps(_mm512_add_ps(acc0[i][r], acc1[i][r])));
+    }
+  }
+}
+
+// kTiles weights, 16-row blocks [block_begin, block_end): x rows two at a time against 4
+// weight rows, a last odd row against 8 (the accumulators fill the 32 registers' first 16).
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512TiledRows(const MatMulArgs& a,
+                                                                              int64_t block_begin,
+                                                                              int64_t block_end) {
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  const int64_t k_tiles = a.k / kTileValues;
+  for (int64_t block = block_begin; block < block_end; ++block) {
+    const uint16_t* first = w + block * k_tiles * kTileSize;
+    const int64_t j0 = block * kTileRows;
+    int64_t i = 0;
+    for (; i + 2 <= a.m; i += 2) {
+      for (int64_t r = 0; r < kTileRows; r += 4) {
+        TiledTile<2, 4>(a, first + r * kTileValues, j0 + r, i);
+      }
+    }
+    if (i < a.m) {
+      TiledTile<1, 8>(a, first, j0, i);
+      TiledTile<1, 8>(a, first + 8 * kTileValues, j0 + 8, i);
+    }
+  }
 }
 
 template <int M>
@@ -290,6 +383,29 @@ constexpr int64_t kMinRowsForBf16Dot = 4;
 
 void MatMulReference(const MatMulArgs& args) { ReferenceRows(args, 0, args.n); }
 
+bool TilesLayoutFits(int64_t n, int64_t k) {
+  return n > 0 && k > 0 && n % kTileRows == 0 && k % kTileValues == 0;
+}
+
+bool TilesLayoutPays() { return CpuIsa() == Isa::kAvx512Bf16 && amx::Available(); }
+
+void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
+                        ThreadPool& pool) {
+  PAGODA_CHECK(TilesLayoutFits(n, k));
+  const int64_t k_tiles = k / kTileValues;
+  pool.ParallelFor(n / kTileRows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      for (int64_t t = 0; t < k_tiles; ++t) {
+        uint16_t* tile = tiles + (block * k_tiles + t) * kTileSize;
+        for (int64_t r = 0; r < kTileRows; ++r) {
+          std::copy_n(rows + (block * kTileRows + r) * k + t * kTileValues, kTileValues,
+                      tile + r * kTileValues);
+        }
+      }
+    }
+  });
+}
+
 const char* MatMulIsa() {
   switch (CpuIsa()) {
     case Isa::kAvx512Bf16:
@@ -307,8 +423,14 @@ const char* MatMulIsa() {
 void GatedMatMul(const GatedMatMulArgs& g, ThreadPool& pool, bool allow_amx) {
   if (g.m == 0 || g.n == 0) return;
   PAGODA_CHECK(g.x != g.y && g.y != g.scratch);
-  MatMulArgs gate{
-      .x = g.x, .w = g.w_gate, .w_type = g.w_type, .y = g.y, .m = g.m, .n = g.n, .k = g.k};
+  MatMulArgs gate{.x = g.x,
+                  .w = g.w_gate,
+                  .w_type = g.w_type,
+                  .w_layout = g.w_layout,
+                  .y = g.y,
+                  .m = g.m,
+                  .n = g.n,
+                  .k = g.k};
   if (allow_amx && MatMulTakesAmx(gate)) {
     amx::GatedMatMul(gate, g.w_up, pool);
     return;
@@ -336,6 +458,15 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
     return;
   }
   const Isa isa = CpuIsa();
+  if (a.w_layout == WeightLayout::kTiles) {
+    PAGODA_CHECK(a.w_type == WeightType::kBF16 && TilesLayoutFits(a.n, a.k));
+    if (isa == Isa::kAvx512Bf16 || isa == Isa::kAvx512) {
+      pool.ParallelFor(a.n / kTileRows, 1, [&](int64_t b, int64_t e) { Avx512TiledRows(a, b, e); });
+    } else {
+      pool.ParallelFor(a.n, 1, [&](int64_t b, int64_t e) { ReferenceRows(a, b, e); });
+    }
+    return;
+  }
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
   if (isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot) {

@@ -8,12 +8,21 @@ namespace pagoda::kernels::cpu {
 
 enum class WeightType { kF32, kBF16 };
 
+// How a weight matrix [n, k] lies in memory. kRows: Hugging Face's row-major layout. kTiles
+// (bf16 only, n a multiple of 16 and k of 32): the order the AMX tiles read, so that each tile
+// is one contiguous KiB instead of 16 rows k * 2 bytes apart: blocks of 16 rows, one after
+// the other; within a block, its k / 32 tiles of 16 rows x 32 values, row-major in the tile.
+// Element (j, c) is at ((j / 16) * (k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32. Every
+// MatMul path reads both layouts and gives the same values for either (PackWeightsToTiles).
+enum class WeightLayout { kRows, kTiles };
+
 // y = x * W^T (+ bias): the linear layers of the model, weights in Hugging Face
 // [out_features, in_features] layout.
 struct MatMulArgs {
   const float* x = nullptr;  // [m, k] activations, row-major
   const void* w = nullptr;   // [n, k] weights: float or bf16 (uint16_t) per w_type
   WeightType w_type = WeightType::kF32;
+  WeightLayout w_layout = WeightLayout::kRows;
   const float* bias = nullptr;  // [n] or nullptr
   float* y = nullptr;           // [m, n]; must not alias x
   int64_t m = 0;
@@ -38,8 +47,9 @@ struct GatedMatMulArgs {
   const void* w_gate = nullptr;
   const void* w_up = nullptr;
   WeightType w_type = WeightType::kF32;
-  float* y = nullptr;        // [m, n]; must alias neither x nor scratch
-  float* scratch = nullptr;  // [m, n]: the up product, where it is written out
+  WeightLayout w_layout = WeightLayout::kRows;  // of both
+  float* y = nullptr;                           // [m, n]; must alias neither x nor scratch
+  float* scratch = nullptr;                     // [m, n]: the up product, where it is written out
   int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;
@@ -50,6 +60,15 @@ struct GatedMatMulArgs {
 // pass over them follows; elsewhere MatMul into y and scratch, then SiluAndMul on the pool. The
 // same values either way: the products' sums are the ones MatMul computes.
 void GatedMatMul(const GatedMatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
+
+// Whether a bf16 matrix [n, k] can be stored as WeightLayout::kTiles.
+bool TilesLayoutFits(int64_t n, int64_t k);
+// Whether storing bf16 matrices as kTiles speeds MatMul up on this CPU: it has AMX tiles.
+bool TilesLayoutPays();
+// Copies bf16 `rows` [n, k] (kRows) into `tiles` (n * k values, kTiles), on `pool`.
+// Requires TilesLayoutFits(n, k).
+void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
+                        ThreadPool& pool);
 
 // Whether MatMul (AMX allowed) runs `args` on AMX tiles on this CPU.
 bool MatMulTakesAmx(const MatMulArgs& args);

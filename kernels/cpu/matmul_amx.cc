@@ -91,7 +91,11 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
                                  const uint16_t* w1, int64_t n0, int64_t mb0) {
   static_assert(E == Epilogue::kStore || NB == 2);
   const int64_t k_blocks = a.k / kTileK;
-  const long w_stride = static_cast<long>(a.k * sizeof(uint16_t));
+  // A weight tile: 16 rows k values apart, or (WeightLayout::kTiles) one contiguous KiB. Either
+  // way the 16-row block starts at w + n0 * k.
+  const bool tiled = a.w_layout == WeightLayout::kTiles;
+  const long w_stride = tiled ? 64 : static_cast<long>(a.k * sizeof(uint16_t));
+  const int64_t w_step = tiled ? kTile * kTileK : kTileK;
   const uint16_t* x0 = packed + mb0 * k_blocks * kPackedTile;
   const uint16_t* x1 = x0 + k_blocks * kPackedTile;
   _tile_zero(0);
@@ -99,7 +103,7 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
   if constexpr (NB > 1) _tile_zero(2);
   if constexpr (NB > 1 && MB > 1) _tile_zero(3);
   for (int64_t kb = 0; kb < k_blocks; ++kb) {
-    _tile_loadd(4, w0 + kb * kTileK, w_stride);
+    _tile_loadd(4, w0 + kb * w_step, w_stride);
     _tile_loadd(6, x0 + kb * kPackedTile, 64);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (MB > 1) {
@@ -107,7 +111,7 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
       _tile_dpbf16ps(1, 4, 7);
     }
     if constexpr (NB > 1) {
-      _tile_loadd(5, w1 + kb * kTileK, w_stride);
+      _tile_loadd(5, w1 + kb * w_step, w_stride);
       _tile_dpbf16ps(2, 5, 6);
       if constexpr (MB > 1) _tile_dpbf16ps(3, 5, 7);
     }

@@ -18,9 +18,11 @@ bool Available();
 bool Supports(const MatMulArgs& a);
 
 // y = x * W^T (+ bias), x rounded to bf16, products summed in f32: the accuracy of the AVX-512
-// vdpbf16ps path. The weights are read in place (their rows are the tiles' rows), so nothing is
-// packed at load time: the product is computed transposed, y^T = W * x^T, and each 16x16 block
-// of sums is transposed on its way out. Requires Available() and Supports(a).
+// vdpbf16ps path. The product is computed transposed, y^T = W * x^T, so that the weights'
+// rows are the tiles' rows: read in place from Hugging Face's layout (16 rows k * 2 bytes
+// apart per tile), or from WeightLayout::kTiles (a contiguous KiB per tile: 1.1-1.3x faster,
+// docs/benchmarks.md); each 16x16 block of sums is transposed on its way out. Requires
+// Available() and Supports(a).
 void MatMul(const MatMulArgs& a, ThreadPool& pool);
 
 // y = silu(x * W_gate^T) * (x * W_up^T) (kernels/cpu/matmul.h, GatedMatMul): `gate` is the gate's

@@ -5,7 +5,8 @@
 // (of_bf16_peak, of_read_bw: kernels/cpu/roofline.h). BM_MatMulShapes: the projections of
 // llama-110m (k, n in 768, 2048, 32000) and TinyLlama (2048, 5632) at decode and prefill
 // batches, with AMX tiles allowed (amx:1, where the CPU has them) and not (amx:0), in the same
-// run; BM_OneDnn, the same shapes through oneDNN, where CMake found Debian's libdnnl-dev (a
+// run; BM_MatMulShapesTiled, the same on weights packed at load into WeightLayout::kTiles;
+// BM_OneDnn, the same shapes through oneDNN, where CMake found Debian's libdnnl-dev (a
 // peer to measure against, not a dependency).
 //
 //   ./build/kernels/matmul_benchmark
@@ -31,7 +32,8 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
-void BM_MatMul(benchmark::State& state) {
+// `tiled`: the weights packed once (outside the timed loop) into WeightLayout::kTiles.
+void RunMatMul(benchmark::State& state, bool tiled) {
   const int64_t m = state.range(0), n = state.range(2);
   const int64_t k = state.range(3) > 0 ? state.range(3) : 768;
   const bool allow_amx = state.range(4) != 0;
@@ -40,14 +42,25 @@ void BM_MatMul(benchmark::State& state) {
   std::vector<uint16_t> w16(n * k, FloatToBf16(0.25f));
   std::vector<float> w32(n * k, 0.25f);
   ThreadPool pool(1);
-  const MatMulArgs args{.x = x.data(),
-                        .w = type == WeightType::kBF16 ? static_cast<const void*>(w16.data())
-                                                       : static_cast<const void*>(w32.data()),
-                        .w_type = type,
-                        .y = y.data(),
-                        .m = m,
-                        .n = n,
-                        .k = k};
+  MatMulArgs args{.x = x.data(),
+                  .w = type == WeightType::kBF16 ? static_cast<const void*>(w16.data())
+                                                 : static_cast<const void*>(w32.data()),
+                  .w_type = type,
+                  .y = y.data(),
+                  .m = m,
+                  .n = n,
+                  .k = k};
+  std::vector<uint16_t> tiles;
+  if (tiled) {
+    if (type != WeightType::kBF16 || !TilesLayoutFits(n, k)) {
+      state.SkipWithError("the tiles layout takes bf16 with n % 16 == 0 and k % 32 == 0");
+      return;
+    }
+    tiles.resize(w16.size());
+    PackWeightsToTiles(w16.data(), n, k, tiles.data(), pool);
+    args.w = tiles.data();
+    args.w_layout = WeightLayout::kTiles;
+  }
   for (auto _ : state) {
     MatMul(args, pool, allow_amx);
     benchmark::ClobberMemory();
@@ -65,6 +78,8 @@ void BM_MatMul(benchmark::State& state) {
   }
   SetFractionOf(state, "of_read_bw", weight_bytes, roof.read_gb_per_s * 1e9);
 }
+void BM_MatMul(benchmark::State& state) { RunMatMul(state, /*tiled=*/false); }
+void BM_MatMulTiled(benchmark::State& state) { RunMatMul(state, /*tiled=*/true); }
 constexpr int kBf16 = static_cast<int>(WeightType::kBF16);
 BENCHMARK(BM_MatMul)
     ->ArgNames({"m", "type", "n", "k", "amx"})
@@ -88,6 +103,12 @@ void ModelShapes(benchmark::internal::Benchmark* b, const std::string& last_name
 BENCHMARK(BM_MatMul)->Name("BM_MatMulShapes")->Apply([](benchmark::internal::Benchmark* b) {
   ModelShapes(b, "amx", {0, 1});
 });
+// The same shapes on weights packed into the tiles' order (what LlamaModel does at load where
+// the CPU has AMX), and the decode rows (m = 1, 2: the exact f32 path reading tiles).
+BENCHMARK(BM_MatMulTiled)
+    ->Name("BM_MatMulShapesTiled")
+    ->Apply([](benchmark::internal::Benchmark* b) { ModelShapes(b, "amx", {1}); })
+    ->ArgsProduct({{1, 2}, {kBf16}, {2048, 32000}, {768}, {1}});
 
 #if PAGODA_WITH_ONEDNN
 // The same shapes through oneDNN's bf16 matmul, the peer issue 25 compares with: reordered:0

@@ -212,6 +212,125 @@ TEST(MatMulTest, GatedMatMulIsSiluOfTheGateTimesTheUp) {
   }
 }
 
+// WeightLayout::kTiles: PackWeightsToTiles puts element (j, c) where the layout's formula
+// says; the reference reads it back to the same sums; and MatMul on it gives the rows
+// layout's bits wherever the two take the same arithmetic (AMX, whose tiles hold the same
+// values, and the exact f32 path of fewer than 4 rows), the reference's values (at the f32
+// paths' 1e-4 of the sum of |x*w|) where AMX is kept out. Every row count around the 16-row
+// blocks and the 4-row cut, bias and accumulate, 1 and 2 threads.
+TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
+  for (const Shape& s :
+       {Shape{1, 16, 32}, Shape{2, 48, 96}, Shape{3, 32, 768}, Shape{4, 16, 64}, Shape{5, 64, 128},
+        Shape{16, 32, 2048}, Shape{17, 48, 96}, Shape{33, 80, 768}, Shape{128, 32, 256}}) {
+    ASSERT_TRUE(TilesLayoutFits(s.n, s.k));
+    const Operands o = RandomOperands(s, static_cast<uint32_t>(s.m * 31 + s.k));
+    ThreadPool pool(s.m % 2 == 0 ? 2 : 1);
+    std::vector<uint16_t> tiles(o.w16.size());
+    PackWeightsToTiles(o.w16.data(), s.n, s.k, tiles.data(), pool);
+    for (int64_t j = 0; j < s.n; ++j) {
+      for (int64_t c = 0; c < s.k; ++c) {
+        const int64_t at = ((j / 16) * (s.k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32;
+        ASSERT_EQ(tiles[at], o.w16[j * s.k + c]) << "(" << j << "," << c << ")";
+      }
+    }
+    std::vector<float> bias(s.n);
+    for (int64_t j = 0; j < s.n; ++j) bias[j] = 0.125f * static_cast<float>(j % 5);
+    MatMulArgs rows{.x = o.x.data(),
+                    .w = o.w16.data(),
+                    .w_type = WeightType::kBF16,
+                    .bias = s.m % 2 == 1 ? bias.data() : nullptr,
+                    .m = s.m,
+                    .n = s.n,
+                    .k = s.k,
+                    .accumulate = s.m % 3 == 0};
+    MatMulArgs tiled = rows;
+    tiled.w = tiles.data();
+    tiled.w_layout = WeightLayout::kTiles;
+    std::vector<float> y0(s.m * s.n);
+    for (size_t i = 0; i < y0.size(); ++i) y0[i] = static_cast<float>(i % 5) - 2.0f;
+    std::vector<float> ref = y0, ref_tiled = y0;
+    rows.y = ref.data();
+    MatMulReference(rows);
+    tiled.y = ref_tiled.data();
+    MatMulReference(tiled);
+    ASSERT_EQ(ref, ref_tiled) << "m=" << s.m;
+    for (const bool allow_amx : {true, false}) {
+      std::vector<float> y_rows = y0, y_tiled = y0;
+      rows.y = y_rows.data();
+      MatMul(rows, pool, allow_amx);
+      tiled.y = y_tiled.data();
+      MatMul(tiled, pool, allow_amx);
+      const bool same_path = s.m < 4 || (allow_amx && MatMulTakesAmx(rows));
+      for (int64_t i = 0; i < s.m; ++i) {
+        for (int64_t j = 0; j < s.n; ++j) {
+          const int64_t at = i * s.n + j;
+          if (same_path) {
+            ASSERT_EQ(y_tiled[at], y_rows[at])
+                << "m=" << s.m << " amx=" << allow_amx << " at " << at;
+            continue;
+          }
+          float magnitude = 0.0f;
+          for (int64_t c = 0; c < s.k; ++c) {
+            magnitude += std::fabs(o.x[i * s.k + c] * o.w32[j * s.k + c]);
+          }
+          ASSERT_NEAR(y_tiled[at], ref[at], 1e-4f * (magnitude + 1.0f + std::fabs(y0[at])))
+              << "m=" << s.m << " at " << at;
+        }
+      }
+    }
+  }
+}
+
+// The gated product on kTiles weights: the same bits as on the rows layout where both take
+// AMX, and the same values as the tiled MatMuls and SiluAndMul otherwise.
+TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
+  ThreadPool pool(2);
+  for (const Shape& s : {Shape{2, 32, 64}, Shape{16, 64, 768}, Shape{33, 48, 256}}) {
+    const Operands gate = RandomOperands(s, 17);
+    const Operands up = RandomOperands(s, 18);
+    std::vector<uint16_t> gate_tiles(gate.w16.size()), up_tiles(up.w16.size());
+    PackWeightsToTiles(gate.w16.data(), s.n, s.k, gate_tiles.data(), pool);
+    PackWeightsToTiles(up.w16.data(), s.n, s.k, up_tiles.data(), pool);
+    for (const bool allow_amx : {true, false}) {
+      std::vector<float> y_rows(s.m * s.n), y_tiled(s.m * s.n), scratch(s.m * s.n);
+      GatedMatMulArgs args{.x = gate.x.data(),
+                           .w_gate = gate.w16.data(),
+                           .w_up = up.w16.data(),
+                           .w_type = WeightType::kBF16,
+                           .y = y_rows.data(),
+                           .scratch = scratch.data(),
+                           .m = s.m,
+                           .n = s.n,
+                           .k = s.k};
+      GatedMatMul(args, pool, allow_amx);
+      args.w_gate = gate_tiles.data();
+      args.w_up = up_tiles.data();
+      args.w_layout = WeightLayout::kTiles;
+      args.y = y_tiled.data();
+      GatedMatMul(args, pool, allow_amx);
+      MatMulArgs m{.x = gate.x.data(),
+                   .w_type = WeightType::kBF16,
+                   .w_layout = WeightLayout::kTiles,
+                   .m = s.m,
+                   .n = s.n,
+                   .k = s.k};
+      std::vector<float> g(s.m * s.n), u(s.m * s.n), unfused(s.m * s.n);
+      m.w = gate_tiles.data();
+      m.y = g.data();
+      MatMul(m, pool, allow_amx);
+      m.w = up_tiles.data();
+      m.y = u.data();
+      MatMul(m, pool, allow_amx);
+      SiluAndMul(g.data(), u.data(), s.m * s.n, unfused.data());
+      EXPECT_EQ(y_tiled, unfused) << "m=" << s.m << " amx=" << allow_amx;
+      const bool same_path = s.m < 4 || (allow_amx && amx::Available());
+      if (same_path) {
+        EXPECT_EQ(y_tiled, y_rows) << "m=" << s.m << " amx=" << allow_amx;
+      }
+    }
+  }
+}
+
 TEST(MatMulTest, ReportsAnIsa) { EXPECT_FALSE(std::string(MatMulIsa()).empty()); }
 
 }  // namespace

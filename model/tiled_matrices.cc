@@ -1,0 +1,50 @@
+#include "model/tiled_matrices.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "common/status_macros.h"
+#include "kernels/cpu/matmul.h"
+
+namespace pagoda::model {
+namespace {
+
+absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
+                     kernels::cpu::ThreadPool& pool) {
+  if (tensor.tiled || tensor.dtype != DType::kBF16 || tensor.shape.size() != 2 ||
+      !kernels::cpu::TilesLayoutFits(tensor.shape[0], tensor.shape[1])) {
+    return absl::OkStatus();
+  }
+  PAGODA_ASSIGN_OR_RETURN(WeightBuffer packed, WeightBuffer::Allocate(tensor.size_bytes()));
+  kernels::cpu::PackWeightsToTiles(static_cast<const uint16_t*>(tensor.data), tensor.shape[0],
+                                   tensor.shape[1], static_cast<uint16_t*>(packed.data()), pool);
+  const auto owner = std::find_if(buffers.begin(), buffers.end(), [&](const WeightBuffer& b) {
+    return b.data() == tensor.data && b.size_bytes() == tensor.size_bytes();
+  });
+  tensor.data = packed.data();
+  tensor.tiled = true;
+  if (owner != buffers.end()) {
+    *owner = std::move(packed);  // the rows copy is freed here
+  } else {
+    buffers.push_back(std::move(packed));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& pool) {
+  for (LayerWeights& layer : parts.layers) {
+    for (WeightTensor* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                            &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
+      PAGODA_RETURN_IF_ERROR(TileOne(*m, parts.buffers, pool));
+    }
+  }
+  if (parts.lm_head.has_value()) {
+    PAGODA_RETURN_IF_ERROR(TileOne(*parts.lm_head, parts.buffers, pool));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagoda::model
