@@ -7,8 +7,8 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "common/ids.h"
 #include "common/attention_window.h"
+#include "common/ids.h"
 
 namespace pagoda::model {
 

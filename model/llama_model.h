@@ -107,8 +107,9 @@ class LlamaModel {
     // sinks at their position in the cache (PagedAttentionArgs::sink_query). Default: off.
     common::AttentionWindow streaming;
     // Where the CPU has AMX tiles (kernels::cpu::TilesLayoutPays), Create repacks the bf16
-    // matrices into the tiles' order (model/tiled_matrices.h): the same results, bit for bit,
-    // and 1.1-1.3x faster products of 16 rows and more. false keeps the checkpoint's layout.
+    // matrices into the tiles' operand layout (model/tiled_matrices.h): the same sums on the
+    // tiles, bit for bit, and faster products (docs/benchmarks.md); steps of fewer than 4
+    // tokens sum in another order (f32 either way). false keeps the checkpoint's layout.
     bool tile_matrices = true;
   };
 

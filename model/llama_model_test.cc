@@ -239,12 +239,13 @@ TEST_F(LlamaModelTest, PrefixCacheReuseEqualsComputingFromScratch) {
   ExpectNear(rows.back(), FromScratch(b), "prefix reuse");
 }
 
-// Where the CPU has AMX, a bf16 model's matrices are repacked into the tiles' order at Create
-// (model/tiled_matrices.h), and every product computes the sums the rows layout gives: a
-// prompt (37 rows, on the tiles), its logits at every position, then decode steps of 1, 2 and
-// 3 rows (the exact f32 path) and a mixed step, against the same weights left as stored: the
-// same logits, bit for bit.
-TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogitsBitForBit) {
+// Where the CPU has AMX, a bf16 model's matrices are repacked at Create into the tiles' operand
+// layout (model/tiled_matrices.h), against the same weights left as stored: a prompt's
+// products (37 rows, on the tiles) give the same sums, so its logits at every position are
+// the same bit for bit, and so are a second prompt's; decode steps of 1, 2 and 3 rows (the
+// exact f32 path, which sums in another order on each layout) and what follows them agree to
+// the f32 tolerance (an f32 KV cache, so that no rounding of the cache amplifies the order).
+TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogits) {
   if (!kernels::cpu::TilesLayoutPays()) GTEST_SKIP() << "no AMX tiles on this CPU";
   const ModelConfig config = DummyPresetConfig("tiny").value();
   std::unique_ptr<LlamaModel> models[2];
@@ -268,7 +269,7 @@ TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogitsBitForBit) {
   const std::vector<std::vector<Part>> steps = {
       {{{a.begin(), a.begin() + 37}, 0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, true}},
       {{{a.begin(), a.begin() + 38}, 37, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}},
-      {{{b.begin(), b.begin() + 10}, 0, {20, 21, 22}}},
+      {{{b.begin(), b.begin() + 10}, 0, {20, 21, 22}, true}},
       {{{a.begin(), a.begin() + 39}, 38, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
        {{b.begin(), b.begin() + 11}, 10, {20, 21, 22}}},
       {{{a.begin(), a.begin() + 40}, 39, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
@@ -278,7 +279,7 @@ TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogitsBitForBit) {
   };
   std::vector<std::unique_ptr<CpuKvCache>> caches;
   for (int m = 0; m < 2; ++m) {
-    caches.push_back(CpuKvCache::Create(config, 40, kBlockSize, DType::kBF16).value());
+    caches.push_back(CpuKvCache::Create(config, 40, kBlockSize, DType::kF32).value());
   }
   for (size_t s = 0; s < steps.size(); ++s) {
     const ForwardBatchBuilder builder(steps[s], kBlockSize);
@@ -287,7 +288,14 @@ TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogitsBitForBit) {
       ASSERT_TRUE(models[m]->Forward(builder.batch(), *caches[m], &logits[m]).ok());
     }
     ASSERT_FALSE(logits[0].empty());
-    ASSERT_EQ(logits[1], logits[0]) << "step " << s;
+    if (s == 0 || s == 2) {  // prompts, all rows on the tiles, reading only the K/V they write
+      ASSERT_EQ(logits[1], logits[0]) << "step " << s;
+    }
+    float max_diff = 0;
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      max_diff = std::max(max_diff, std::fabs(logits[1][i] - logits[0][i]));
+    }
+    EXPECT_LE(max_diff, kTolerance) << "step " << s;
   }
 }
 

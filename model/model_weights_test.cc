@@ -412,7 +412,8 @@ void ExpectTiledCopy(const WeightTensor& tiled, const std::vector<uint16_t>& row
   const std::vector<uint16_t> values = Bf16Values(tiled);
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t c = 0; c < k; ++c) {
-      const int64_t at = ((j / 16) * (k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32;
+      const int64_t at =
+          ((j / 16) * (k / 32) + c / 32) * 512 + (c % 32) / 2 * 32 + (j % 16) * 2 + c % 2;
       ASSERT_EQ(values[at], rows[j * k + c]) << what << " (" << j << ", " << c << ")";
     }
   }

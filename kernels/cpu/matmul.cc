@@ -19,10 +19,11 @@ constexpr int64_t kTileRows = 16;    // WeightLayout::kTiles: rows of a tile
 constexpr int64_t kTileValues = 32;  // values of a tile row
 constexpr int64_t kTileSize = kTileRows * kTileValues;
 
-// Where element (row, col) of a kTiles matrix lies.
+// Where element (row, col) of a kTiles matrix lies: its 16-row block's tile of the 32 columns
+// holding col, in which row p has the 16 rows' pairs (2p, 2p + 1) of those columns.
 inline int64_t TiledOffset(int64_t k, int64_t row, int64_t col) {
   return ((row / kTileRows) * (k / kTileValues) + col / kTileValues) * kTileSize +
-         (row % kTileRows) * kTileValues + col % kTileValues;
+         (col % kTileValues) / 2 * kTileValues + (row % kTileRows) * 2 + col % 2;
 }
 
 float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
@@ -146,84 +147,66 @@ __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512Rows(const M
   });
 }
 
-// bf16 weights in WeightLayout::kTiles: R weight rows of one 16-row block (from `rows`, the
-// first one's segment of the block's first tile, output column j0) against M rows of x from
-// i0. Each sum is Avx512Tile's, operation for operation (two accumulators per row over the two
-// 16-value halves of each 32-value step, then one reduction), so either layout gives the same
-// bits.
-template <int M, int R>
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void TiledTile(const MatMulArgs& a,
-                                                                               const uint16_t* rows,
-                                                                               int64_t j0,
-                                                                               int64_t i0) {
-  constexpr int64_t kTilesAhead = 8;
+// bf16 weights in WeightLayout::kTiles: one 16-row block (16 output columns from j0; `block`,
+// its first tile) against M rows of x from i0, in f32 (the weights widened exactly, as in
+// Avx512Tile). Each tile row holds the 16 columns' pairs of two k values, so a row's two
+// halves (the even values, shifted; the odd ones, masked) multiply two broadcast x values
+// into 16 columns' sums at once: no reduction across lanes. Four accumulators per x row and
+// parity break the FMA chains. Read in order, a tile a few ahead fetched line by line.
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) inline void TiledBlock(
+    const MatMulArgs& a, const uint16_t* block, int64_t j0, int64_t i0) {
+  constexpr int kChains = 4;
+  constexpr int64_t kTilesAhead = 4;
   const int64_t k_tiles = a.k / kTileValues;
-  __m512 acc0[M][R], acc1[M][R];
-#pragma GCC unroll 8
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  __m512 even[M][kChains], odd[M][kChains];
+#pragma GCC unroll 4
   for (int i = 0; i < M; ++i) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc0[i][r] = acc1[i][r] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int c = 0; c < kChains; ++c) even[i][c] = odd[i][c] = _mm512_setzero_ps();
   }
   for (int64_t t = 0; t < k_tiles; ++t) {
-    __m512 x0[M], x1[M];
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) {
-      x0[i] = _mm512_loadu_ps(a.x + (i0 + i) * a.k + t * kTileValues);
-      x1[i] = _mm512_loadu_ps(a.x + (i0 + i) * a.k + t * kTileValues + 16);
-    }
-    const uint16_t* segment = rows + t * kTileSize;
-    // Each row's segment of the tile kTilesAhead on (a line each), as Avx512Tile fetches rows
-    // ahead: without it this path read at 0.85-0.9 of the rows layout's rate. (Past the
-    // matrix's end the addresses are only prefetched, never read.)
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm_prefetch(
-          reinterpret_cast<const char*>(segment + kTilesAhead * kTileSize + r * kTileValues),
-          _MM_HINT_T0);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const auto* half = reinterpret_cast<const __m256i*>(segment + r * kTileValues);
-      const __m512 w0 = _mm512_castsi512_ps(
-          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(half)), 16));
-      const __m512 w1 = _mm512_castsi512_ps(
-          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(half + 1)), 16));
-#pragma GCC unroll 8
+    const uint16_t* tile = block + t * kTileSize;
+    const char* ahead = reinterpret_cast<const char*>(tile + kTilesAhead * kTileSize);
+#pragma GCC unroll 16
+    for (int p = 0; p < kTileRows; ++p) {
+      _mm_prefetch(ahead + 64 * p, _MM_HINT_T0);
+      const __m512i pairs = _mm512_loadu_si512(tile + p * kTileValues);
+      const __m512 w_even = _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16));
+      const __m512 w_odd = _mm512_castsi512_ps(_mm512_and_si512(pairs, high));
+#pragma GCC unroll 4
       for (int i = 0; i < M; ++i) {
-        acc0[i][r] = _mm512_fmadd_ps(x0[i], w0, acc0[i][r]);
-        acc1[i][r] = _mm512_fmadd_ps(x1[i], w1, acc1[i][r]);
+        const float* x = a.x + (i0 + i) * a.k + t * kTileValues + 2 * p;
+        even[i][p % kChains] = _mm512_fmadd_ps(w_even, _mm512_set1_ps(x[0]), even[i][p % kChains]);
+        odd[i][p % kChains] = _mm512_fmadd_ps(w_odd, _mm512_set1_ps(x[1]), odd[i][p % kChains]);
       }
     }
   }
-#pragma GCC unroll 8
+  const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + j0) : _mm512_setzero_ps();
+#pragma GCC unroll 4
   for (int i = 0; i < M; ++i) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      Store(a, i0 + i, j0 + r, _mm512_reduce_add_ps(_mm512_add_ps(acc0[i][r], acc1[i][r])));
-    }
+    const __m512 sum = _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(even[i][0], odd[i][0]), _mm512_add_ps(even[i][1], odd[i][1])),
+        _mm512_add_ps(_mm512_add_ps(even[i][2], odd[i][2]), _mm512_add_ps(even[i][3], odd[i][3])));
+    float* y = a.y + (i0 + i) * a.n + j0;
+    const __m512 value = _mm512_add_ps(sum, bias);
+    _mm512_storeu_ps(y, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), value) : value);
   }
 }
 
-// kTiles weights, 16-row blocks [block_begin, block_end): x rows two at a time against 4
-// weight rows, a last odd row against 8 (the accumulators fill the 32 registers' first 16).
+// kTiles weights, 16-row blocks [block_begin, block_end): x rows two at a time, a last odd one
+// alone.
 __attribute__((target("avx512f,avx512bw,avx512vl,fma"))) void Avx512TiledRows(const MatMulArgs& a,
                                                                               int64_t block_begin,
                                                                               int64_t block_end) {
   const auto* w = static_cast<const uint16_t*>(a.w);
   const int64_t k_tiles = a.k / kTileValues;
-  for (int64_t block = block_begin; block < block_end; ++block) {
-    const uint16_t* first = w + block * k_tiles * kTileSize;
-    const int64_t j0 = block * kTileRows;
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const uint16_t* block = w + b * k_tiles * kTileSize;
     int64_t i = 0;
-    for (; i + 2 <= a.m; i += 2) {
-      for (int64_t r = 0; r < kTileRows; r += 4) {
-        TiledTile<2, 4>(a, first + r * kTileValues, j0 + r, i);
-      }
-    }
-    if (i < a.m) {
-      TiledTile<1, 8>(a, first, j0, i);
-      TiledTile<1, 8>(a, first + 8 * kTileValues, j0 + 8, i);
-    }
+    for (; i + 2 <= a.m; i += 2) TiledBlock<2>(a, block, b * kTileRows, i);
+    if (i < a.m) TiledBlock<1>(a, block, b * kTileRows, i);
   }
 }
 
@@ -392,16 +375,9 @@ bool TilesLayoutPays() { return CpuIsa() == Isa::kAvx512Bf16 && amx::Available()
 void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
                         ThreadPool& pool) {
   PAGODA_CHECK(TilesLayoutFits(n, k));
-  const int64_t k_tiles = k / kTileValues;
   pool.ParallelFor(n / kTileRows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      for (int64_t t = 0; t < k_tiles; ++t) {
-        uint16_t* tile = tiles + (block * k_tiles + t) * kTileSize;
-        for (int64_t r = 0; r < kTileRows; ++r) {
-          std::copy_n(rows + (block * kTileRows + r) * k + t * kTileValues, kTileValues,
-                      tile + r * kTileValues);
-        }
-      }
+    for (int64_t j = begin * kTileRows; j < end * kTileRows; ++j) {
+      for (int64_t c = 0; c < k; ++c) tiles[TiledOffset(k, j, c)] = rows[j * k + c];
     }
   });
 }

@@ -9,11 +9,13 @@ namespace pagoda::kernels::cpu {
 enum class WeightType { kF32, kBF16 };
 
 // How a weight matrix [n, k] lies in memory. kRows: Hugging Face's row-major layout. kTiles
-// (bf16 only, n a multiple of 16 and k of 32): the order the AMX tiles read, so that each tile
-// is one contiguous KiB instead of 16 rows k * 2 bytes apart: blocks of 16 rows, one after
-// the other; within a block, its k / 32 tiles of 16 rows x 32 values, row-major in the tile.
-// Element (j, c) is at ((j / 16) * (k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32. Every
-// MatMul path reads both layouts and gives the same values for either (PackWeightsToTiles).
+// (bf16 only, n a multiple of 16 and k of 32): the right operand of the AMX tiles, packed once
+// at load, so that y = x * W^T runs on the tiles as it stands (x's rows the left operand, each
+// weight tile one contiguous KiB, the sums leaving the tiles as rows of y): blocks of 16 rows
+// (output columns) one after the other; within a block, its k / 32 tiles; within a tile, row p
+// holds the 16 rows' values 2p and 2p + 1 of its 32 columns, pair by pair. Element (j, c) is at
+// ((j / 16) * (k / 32) + c / 32) * 512 + (c % 32) / 2 * 32 + (j % 16) * 2 + c % 2. Every MatMul
+// path reads both layouts (PackWeightsToTiles), to the same sums on the AMX tiles.
 enum class WeightLayout { kRows, kTiles };
 
 // y = x * W^T (+ bias): the linear layers of the model, weights in Hugging Face

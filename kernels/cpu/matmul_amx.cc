@@ -91,11 +91,7 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
                                  const uint16_t* w1, int64_t n0, int64_t mb0) {
   static_assert(E == Epilogue::kStore || NB == 2);
   const int64_t k_blocks = a.k / kTileK;
-  // A weight tile: 16 rows k values apart, or (WeightLayout::kTiles) one contiguous KiB. Either
-  // way the 16-row block starts at w + n0 * k.
-  const bool tiled = a.w_layout == WeightLayout::kTiles;
-  const long w_stride = tiled ? 64 : static_cast<long>(a.k * sizeof(uint16_t));
-  const int64_t w_step = tiled ? kTile * kTileK : kTileK;
+  const long w_stride = static_cast<long>(a.k * sizeof(uint16_t));
   const uint16_t* x0 = packed + mb0 * k_blocks * kPackedTile;
   const uint16_t* x1 = x0 + k_blocks * kPackedTile;
   _tile_zero(0);
@@ -103,7 +99,7 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
   if constexpr (NB > 1) _tile_zero(2);
   if constexpr (NB > 1 && MB > 1) _tile_zero(3);
   for (int64_t kb = 0; kb < k_blocks; ++kb) {
-    _tile_loadd(4, w0 + kb * w_step, w_stride);
+    _tile_loadd(4, w0 + kb * kTileK, w_stride);
     _tile_loadd(6, x0 + kb * kPackedTile, 64);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (MB > 1) {
@@ -111,7 +107,7 @@ PAGODA_AMX_TARGET void TileBlock(const MatMulArgs& a, const uint16_t* packed, co
       _tile_dpbf16ps(1, 4, 7);
     }
     if constexpr (NB > 1) {
-      _tile_loadd(5, w1 + kb * w_step, w_stride);
+      _tile_loadd(5, w1 + kb * kTileK, w_stride);
       _tile_dpbf16ps(2, 5, 6);
       if constexpr (MB > 1) _tile_dpbf16ps(3, 5, 7);
     }
@@ -179,6 +175,188 @@ PAGODA_AMX_TARGET void GatedBlocks(const MatMulArgs& a, const uint16_t* w_up,
   _tile_release();
 }
 
+// --- Weights packed at load (WeightLayout::kTiles): y = x * W^T on the tiles as it stands, x
+// rows the left operand, the packed weights the right one, so the sums leave the tiles as rows
+// of y (no transposing epilogue) and x needs only rounding to bf16, not packing.
+
+// Rows m0 .. m0+16 (those below m) of the 16 columns at n0 of y, from the sums tile
+// sums[i][j] (plus the bias, or added to y).
+PAGODA_AMX_TARGET void StoreRows(const MatMulArgs& a, const float* sums, int64_t n0, int64_t m0) {
+  const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
+  const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
+  for (int i = 0; i < rows_left; ++i) {
+    float* y = a.y + (m0 + i) * a.n + n0;
+    const __m512 value = _mm512_add_ps(_mm512_load_ps(sums + i * kTile), bias);
+    _mm512_storeu_ps(y, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), value) : value);
+  }
+}
+
+// NB packed 16-column weight blocks (w[0..NB)) against MB 16-row blocks of the bf16 rows of x
+// (x16, [m rounded up to 16, k]) from block mb0, into NB * MB <= 4 accumulator tiles: 2 x 2,
+// or 4 x 1 when x has one block (a decode step), so that four independent chains of
+// TDPBF16PS hide its latency either way (two, the most a 2-column-block pair gives one block
+// of x, ran at half the rate). The weight tiles go through two registers in turn. kStore: the
+// blocks' columns side by side from n0; kSiluMul: the blocks in (gate, up) pairs, silu(gate) *
+// up into 16 columns each from n0.
+template <int NB, int MB, Epilogue E = Epilogue::kStore>
+PAGODA_AMX_TARGET void PackedTileBlock(const MatMulArgs& a, const uint16_t* x16,
+                                       const uint16_t* const* w, int64_t n0, int64_t mb0) {
+  static_assert(NB * MB <= 4 && MB <= 2 && (E == Epilogue::kStore || NB % 2 == 0));
+  const int64_t k_blocks = a.k / kTileK;
+  const long x_stride = static_cast<long>(a.k * sizeof(uint16_t));
+  const uint16_t* x0 = x16 + mb0 * kTile * a.k;
+  const uint16_t* x1 = x0 + kTile * a.k;
+  _tile_zero(0);
+  if constexpr (NB * MB > 1) _tile_zero(1);
+  if constexpr (NB * MB > 2) _tile_zero(2);
+  if constexpr (NB * MB > 3) _tile_zero(3);
+  for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    const int64_t at = kb * kPackedTile;
+    _tile_loadd(4, x0 + kb * kTileK, x_stride);
+    if constexpr (MB > 1) _tile_loadd(5, x1 + kb * kTileK, x_stride);
+    _tile_loadd(6, w[0] + at, 64);
+    _tile_dpbf16ps(0, 4, 6);  // accumulator nb * MB + mb
+    if constexpr (MB > 1) _tile_dpbf16ps(1, 5, 6);
+    if constexpr (NB > 1) {
+      _tile_loadd(7, w[1] + at, 64);
+      if constexpr (MB > 1) {
+        _tile_dpbf16ps(2, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      } else {
+        _tile_dpbf16ps(1, 4, 7);
+      }
+    }
+    if constexpr (NB > 2) {  // (then MB is 1 and tmm5 free)
+      _tile_loadd(5, w[2] + at, 64);
+      _tile_dpbf16ps(2, 4, 5);
+    }
+    if constexpr (NB > 3) {
+      _tile_loadd(6, w[3] + at, 64);
+      _tile_dpbf16ps(3, 4, 6);
+    }
+  }
+  alignas(64) float sums[4][kTile * kTile];
+  _tile_stored(0, sums[0], 64);
+  if constexpr (NB * MB > 1) _tile_stored(1, sums[1], 64);
+  if constexpr (NB * MB > 2) _tile_stored(2, sums[2], 64);
+  if constexpr (NB * MB > 3) _tile_stored(3, sums[3], 64);
+  for (int mb = 0; mb < MB; ++mb) {
+    if constexpr (E == Epilogue::kSiluMul) {
+      for (int q = 0; q < NB / 2; ++q) {
+        float* gate = sums[2 * q * MB + mb];
+        const float* up = sums[(2 * q + 1) * MB + mb];
+        for (int i = 0; i < kTile * kTile; i += kTile) {
+          _mm512_store_ps(gate + i,
+                          avx512::SiluMul(_mm512_load_ps(gate + i), _mm512_load_ps(up + i)));
+        }
+        StoreRows(a, gate, n0 + q * kTile, (mb0 + mb) * kTile);
+      }
+    } else {
+      for (int nb = 0; nb < NB; ++nb) {
+        StoreRows(a, sums[nb * MB + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
+      }
+    }
+  }
+}
+
+// Blocks of 16 output columns per group: 4 against a single block of x, 2 against more.
+int64_t PackedGroupBlocks(int64_t m_blocks) { return m_blocks == 1 ? 4 : 2; }
+
+// Output column groups [group_begin, group_end) (PackedGroupBlocks each; the last may have
+// fewer).
+PAGODA_AMX_TARGET void PackedGroups(const MatMulArgs& a, const uint16_t* x16, int64_t m_blocks,
+                                    int64_t group_begin, int64_t group_end) {
+  ConfigureTiles();
+  const auto* weights = static_cast<const uint16_t*>(a.w);
+  const int64_t group_blocks = PackedGroupBlocks(m_blocks);
+  const int64_t n_blocks = a.n / kTile;
+  for (int64_t group = group_begin; group < group_end; ++group) {
+    const int64_t first = group * group_blocks;
+    const int64_t blocks = std::min(group_blocks, n_blocks - first);
+    const int64_t n0 = first * kTile;
+    const uint16_t* w[4];  // a 16-column block is 16 * k values, as in rows
+    for (int64_t b = 0; b < blocks; ++b) w[b] = weights + (n0 + b * kTile) * a.k;
+    if (m_blocks == 1) {
+      switch (blocks) {
+        case 4:
+          PackedTileBlock<4, 1>(a, x16, w, n0, 0);
+          break;
+        case 3:
+          PackedTileBlock<3, 1>(a, x16, w, n0, 0);
+          break;
+        case 2:
+          PackedTileBlock<2, 1>(a, x16, w, n0, 0);
+          break;
+        default:
+          PackedTileBlock<1, 1>(a, x16, w, n0, 0);
+          break;
+      }
+      continue;
+    }
+    int64_t mb = 0;
+    for (; mb + 2 <= m_blocks; mb += 2) {
+      blocks == 2 ? PackedTileBlock<2, 2>(a, x16, w, n0, mb)
+                  : PackedTileBlock<1, 2>(a, x16, w, n0, mb);
+    }
+    if (mb < m_blocks) {
+      blocks == 2 ? PackedTileBlock<2, 1>(a, x16, w, n0, mb)
+                  : PackedTileBlock<1, 1>(a, x16, w, n0, mb);
+    }
+  }
+  _tile_release();
+}
+
+// Gated output: groups of PackedGroupBlocks / 2 blocks of 16 columns, each the gate's and the
+// up's weight blocks side by side.
+PAGODA_AMX_TARGET void PackedGatedGroups(const MatMulArgs& a, const uint16_t* w_up,
+                                         const uint16_t* x16, int64_t m_blocks, int64_t group_begin,
+                                         int64_t group_end) {
+  ConfigureTiles();
+  const auto* w_gate = static_cast<const uint16_t*>(a.w);
+  const int64_t group_blocks = PackedGroupBlocks(m_blocks) / 2;
+  const int64_t n_blocks = a.n / kTile;
+  for (int64_t group = group_begin; group < group_end; ++group) {
+    const int64_t first = group * group_blocks;
+    const int64_t blocks = std::min(group_blocks, n_blocks - first);
+    const int64_t n0 = first * kTile;
+    const uint16_t* w[4];
+    for (int64_t b = 0; b < blocks; ++b) {
+      w[2 * b] = w_gate + (n0 + b * kTile) * a.k;
+      w[2 * b + 1] = w_up + (n0 + b * kTile) * a.k;
+    }
+    if (m_blocks == 1) {
+      blocks == 2 ? PackedTileBlock<4, 1, Epilogue::kSiluMul>(a, x16, w, n0, 0)
+                  : PackedTileBlock<2, 1, Epilogue::kSiluMul>(a, x16, w, n0, 0);
+      continue;
+    }
+    int64_t mb = 0;
+    for (; mb + 2 <= m_blocks; mb += 2) {
+      PackedTileBlock<2, 2, Epilogue::kSiluMul>(a, x16, w, n0, mb);
+    }
+    if (mb < m_blocks) PackedTileBlock<2, 1, Epilogue::kSiluMul>(a, x16, w, n0, mb);
+  }
+  _tile_release();
+}
+
+// x's rows [row_begin, row_end) of the [m rounded up to 16, k] bf16 copy: rounded to nearest
+// even, as PackX rounds; the rows past m zero.
+PAGODA_AMX_TARGET void RoundX(const MatMulArgs& a, int64_t row_begin, int64_t row_end,
+                              uint16_t* x16) {
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    uint16_t* out = x16 + row * a.k;
+    if (row >= a.m) {
+      std::fill_n(out, a.k, uint16_t{0});
+      continue;
+    }
+    const float* x = a.x + row * a.k;
+    for (int64_t c = 0; c < a.k; c += kTileK) {
+      const __m512bh pair =
+          _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + c + 16), _mm512_loadu_ps(x + c));
+      _mm512_storeu_si512(out + c, (__m512i)pair);
+    }
+  }
+}
+
 }  // namespace
 
 bool Available() {
@@ -226,6 +404,8 @@ struct alignas(64) Line {
 // to call: a prompt's packed x is megabytes, and a fresh allocation of that size costs page
 // faults and zeroing (2.4% of a prefill's profile) for what PackX overwrites anyway. Valid until
 // the thread's next call.
+// Weights in rows: PackX's tiles; packed weights (WeightLayout::kTiles): x's rows rounded to
+// bf16, RoundX. The same size either way: m rounded up to 16 rows of k values.
 uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
   thread_local std::unique_ptr<Line[]> storage;
   thread_local int64_t capacity = 0;
@@ -236,13 +416,16 @@ uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
     capacity = lines;
   }
   uint16_t* packed = storage.get()->values;
+  const bool rows = a.w_layout == WeightLayout::kTiles;
+  const auto pack = [&](int64_t begin, int64_t end) {
+    rows ? RoundX(a, begin * kTile, end * kTile, packed) : PackX(a, begin, end, packed);
+  };
   // A prompt's rows are packed on the pool (the other threads would only wait for it); a few
   // decode rows on the caller.
   if (m_blocks >= kParallelPackBlocks) {
-    pool.ParallelFor(m_blocks, 1,
-                     [&](int64_t begin, int64_t end) { PackX(a, begin, end, packed); });
+    pool.ParallelFor(m_blocks, 1, pack);
   } else {
-    PackX(a, 0, m_blocks, packed);
+    pack(0, m_blocks);
   }
   return packed;
 }
@@ -254,6 +437,13 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool) {
   const int64_t m_blocks = (a.m + kTile - 1) / kTile;
   const uint16_t* packed = PackedX(a, pool);
   const int64_t pairs = (a.n / kTile + 1) / 2;
+  if (a.w_layout == WeightLayout::kTiles) {
+    const int64_t group_blocks = PackedGroupBlocks(m_blocks);
+    pool.ParallelFor(
+        (a.n / kTile + group_blocks - 1) / group_blocks, 1,
+        [&](int64_t begin, int64_t end) { PackedGroups(a, packed, m_blocks, begin, end); });
+    return;
+  }
   pool.ParallelFor(pairs, 1,
                    [&](int64_t begin, int64_t end) { Pairs(a, packed, m_blocks, begin, end); });
 }
@@ -263,6 +453,14 @@ void GatedMatMul(const MatMulArgs& gate, const void* w_up, ThreadPool& pool) {
   const int64_t m_blocks = (gate.m + kTile - 1) / kTile;
   const uint16_t* packed = PackedX(gate, pool);
   const auto* up = static_cast<const uint16_t*>(w_up);
+  if (gate.w_layout == WeightLayout::kTiles) {
+    const int64_t group_blocks = PackedGroupBlocks(m_blocks) / 2;
+    pool.ParallelFor((gate.n / kTile + group_blocks - 1) / group_blocks, 1,
+                     [&](int64_t begin, int64_t end) {
+                       PackedGatedGroups(gate, up, packed, m_blocks, begin, end);
+                     });
+    return;
+  }
   pool.ParallelFor(gate.n / kTile, 1, [&](int64_t begin, int64_t end) {
     GatedBlocks(gate, up, packed, m_blocks, begin, end);
   });

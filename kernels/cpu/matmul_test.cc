@@ -214,14 +214,17 @@ TEST(MatMulTest, GatedMatMulIsSiluOfTheGateTimesTheUp) {
 
 // WeightLayout::kTiles: PackWeightsToTiles puts element (j, c) where the layout's formula
 // says; the reference reads it back to the same sums; and MatMul on it gives the rows
-// layout's bits wherever the two take the same arithmetic (AMX, whose tiles hold the same
-// values, and the exact f32 path of fewer than 4 rows), the reference's values (at the f32
-// paths' 1e-4 of the sum of |x*w|) where AMX is kept out. Every row count around the 16-row
-// blocks and the 4-row cut, bias and accumulate, 1 and 2 threads.
+// layout's bits where both run on the AMX tiles (the same products of the same bf16 values,
+// summed in the same order, whichever operand the weights are), and the reference's values
+// (at the f32 paths' 1e-4 of the sum of |x*w|) on the exact f32 path of fewer than 4 rows or
+// with AMX kept out. Every row count around the 16-row blocks and the 4-row cut, bias and
+// accumulate, 1 and 2 threads.
 TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
   for (const Shape& s :
        {Shape{1, 16, 32}, Shape{2, 48, 96}, Shape{3, 32, 768}, Shape{4, 16, 64}, Shape{5, 64, 128},
-        Shape{16, 32, 2048}, Shape{17, 48, 96}, Shape{33, 80, 768}, Shape{128, 32, 256}}) {
+        Shape{16, 32, 2048}, Shape{17, 48, 96}, Shape{33, 80, 768}, Shape{128, 32, 256},
+        // one block of x against 3, 5 and 7 column blocks (groups of 4, tails)
+        Shape{8, 48, 96}, Shape{12, 80, 64}, Shape{6, 112, 32}}) {
     ASSERT_TRUE(TilesLayoutFits(s.n, s.k));
     const Operands o = RandomOperands(s, static_cast<uint32_t>(s.m * 31 + s.k));
     ThreadPool pool(s.m % 2 == 0 ? 2 : 1);
@@ -229,7 +232,8 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
     PackWeightsToTiles(o.w16.data(), s.n, s.k, tiles.data(), pool);
     for (int64_t j = 0; j < s.n; ++j) {
       for (int64_t c = 0; c < s.k; ++c) {
-        const int64_t at = ((j / 16) * (s.k / 32) + c / 32) * 512 + (j % 16) * 32 + c % 32;
+        const int64_t at =
+            ((j / 16) * (s.k / 32) + c / 32) * 512 + (c % 32) / 2 * 32 + (j % 16) * 2 + c % 2;
         ASSERT_EQ(tiles[at], o.w16[j * s.k + c]) << "(" << j << "," << c << ")";
       }
     }
@@ -260,7 +264,7 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
       MatMul(rows, pool, allow_amx);
       tiled.y = y_tiled.data();
       MatMul(tiled, pool, allow_amx);
-      const bool same_path = s.m < 4 || (allow_amx && MatMulTakesAmx(rows));
+      const bool same_path = allow_amx && MatMulTakesAmx(rows);
       for (int64_t i = 0; i < s.m; ++i) {
         for (int64_t j = 0; j < s.n; ++j) {
           const int64_t at = i * s.n + j;
@@ -281,11 +285,12 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
   }
 }
 
-// The gated product on kTiles weights: the same bits as on the rows layout where both take
-// AMX, and the same values as the tiled MatMuls and SiluAndMul otherwise.
+// The gated product on kTiles weights: the same values as the tiled MatMuls and SiluAndMul,
+// and the same bits as on the rows layout where both take AMX.
 TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
   ThreadPool pool(2);
-  for (const Shape& s : {Shape{2, 32, 64}, Shape{16, 64, 768}, Shape{33, 48, 256}}) {
+  for (const Shape& s :
+       {Shape{2, 32, 64}, Shape{16, 64, 768}, Shape{33, 48, 256}, Shape{7, 48, 64}}) {
     const Operands gate = RandomOperands(s, 17);
     const Operands up = RandomOperands(s, 18);
     std::vector<uint16_t> gate_tiles(gate.w16.size()), up_tiles(up.w16.size());
@@ -323,7 +328,7 @@ TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
       MatMul(m, pool, allow_amx);
       SiluAndMul(g.data(), u.data(), s.m * s.n, unfused.data());
       EXPECT_EQ(y_tiled, unfused) << "m=" << s.m << " amx=" << allow_amx;
-      const bool same_path = s.m < 4 || (allow_amx && amx::Available());
+      const bool same_path = allow_amx && s.m >= 4 && amx::Available();
       if (same_path) {
         EXPECT_EQ(y_tiled, y_rows) << "m=" << s.m << " amx=" << allow_amx;
       }
