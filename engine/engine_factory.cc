@@ -124,7 +124,8 @@ absl::StatusOr<std::unique_ptr<runner::ModelRunner>> CreateCpuRunner(
   absl::StatusOr<std::unique_ptr<model::LlamaModel>> created = model::LlamaModel::Create(
       std::move(weights), {.num_threads = num_threads,
                            .streaming = {.sliding_window = config.streaming_window,
-                                         .sink_tokens = config.attention_sinks}});
+                                         .sink_tokens = config.attention_sinks},
+                           .tile_matrices = config.repack_weights});
   if (!created.ok()) {
     return absl::Status(
         created.status().code(),

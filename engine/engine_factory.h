@@ -53,6 +53,9 @@ struct EngineConfig {
   // kv_cache_memory_bytes > 0 the pool has exactly that size instead.
   double gpu_memory_utilization = 0.9;
   bool enforce_eager = false;  // CUDA: no CUDA graphs for decode steps
+  // CPU: repack bf16 matrices at load into the AMX tiles' operand layout where the CPU has AMX
+  // (model::LlamaModel::Options::tile_matrices); false keeps the checkpoint's layout.
+  bool repack_weights = true;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   // A step with running decodes adds prefill chunks only up to this many times a decode-only

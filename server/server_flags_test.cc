@@ -102,8 +102,7 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
   EXPECT_EQ(Parse({"--device=cuda:3"})->options.engine.device, "cuda:3");
   EXPECT_EQ(Parse({"--kv-cache-dtype=f16"})->options.engine.kv_cache_dtype, model::DType::kF16);
   EXPECT_EQ(Parse({"--kv-cache-dtype=int8"})->options.engine.kv_cache_dtype, model::DType::kInt8);
-  EXPECT_EQ(Parse({"--kv-cache-dtype=fp8"})->options.engine.kv_cache_dtype,
-            model::DType::kFp8E4M3);
+  EXPECT_EQ(Parse({"--kv-cache-dtype=fp8"})->options.engine.kv_cache_dtype, model::DType::kFp8E4M3);
   EXPECT_EQ(Parse({"--kv-cache-dtype=FP8_E4M3"})->options.engine.kv_cache_dtype,
             model::DType::kFp8E4M3);
   EXPECT_EQ(Parse({"--kv-cache-dtype=fp8_e5m2"})->options.engine.kv_cache_dtype,
@@ -114,6 +113,9 @@ TEST(ServerFlagsTest, BooleansAndSpecialValues) {
   EXPECT_EQ(streaming->options.engine.streaming_window, 1024);
   EXPECT_THAT(Error({"--streaming-window=-1"}), StartsWith("--streaming-window: "));
   EXPECT_FALSE(Parse({})->options.engine.enforce_eager);
+  EXPECT_TRUE(Parse({})->options.engine.repack_weights);
+  EXPECT_FALSE(Parse({"--no-repack-weights"})->options.engine.repack_weights);
+  EXPECT_THAT(Error({"--repack-weights=maybe"}), StartsWith("--repack-weights: "));
   EXPECT_TRUE(Parse({"--help"})->help);
   EXPECT_TRUE(Parse({"-h"})->help);
 }
@@ -230,6 +232,7 @@ TEST(ServerFlagsTest, UsageExplainsEveryFlag) {
                            "--max-waiting-requests",
                            "--enable-prefix-caching, --no-enable-prefix-caching",
                            "--enforce-eager, --no-enforce-eager",
+                           "--repack-weights, --no-repack-weights",
                            "--threads",
                            "--seed",
                            "--drain-timeout",

@@ -1,8 +1,11 @@
 #include "runner/cpu/cpu_model_runner.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/status_macros.h"
 
@@ -22,11 +25,21 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
 }
 
 std::string CpuModelRunner::Describe() const {
-  if (!model::IsScaledKvType(cache_->dtype())) return "";
-  return cache_->static_scales()
-             ? "KV scales: the checkpoint's k_scale/v_scale, static per KV head (none stored per "
-               "token)"
-             : "KV scales: dynamic, one bf16 scale per token and KV head (absmax-based)";
+  std::vector<std::string> lines;
+  const std::vector<model::LayerWeights>& layers = model_->weights().layers();
+  if (!layers.empty() && layers.front().q_proj.tiled) {
+    lines.emplace_back(
+        "weights: bf16 matrices repacked for the AMX tiles at load (--no-repack-weights keeps "
+        "the checkpoint's layout)");
+  }
+  if (model::IsScaledKvType(cache_->dtype())) {
+    lines.emplace_back(
+        cache_->static_scales()
+            ? "KV scales: the checkpoint's k_scale/v_scale, static per KV head (none stored per "
+              "token)"
+            : "KV scales: dynamic, one bf16 scale per token and KV head (absmax-based)");
+  }
+  return absl::StrJoin(lines, "; ");
 }
 
 absl::Status CpuModelRunner::Execute(const model::ForwardBatch& batch, std::vector<float>* logits) {
