@@ -18,11 +18,13 @@ bool Available();
 bool Supports(const MatMulArgs& a);
 
 // y = x * W^T (+ bias), x rounded to bf16, products summed in f32: the accuracy of the AVX-512
-// vdpbf16ps path. The product is computed transposed, y^T = W * x^T, so that the weights'
-// rows are the tiles' rows: read in place from Hugging Face's layout (16 rows k * 2 bytes
-// apart per tile), or from WeightLayout::kTiles (a contiguous KiB per tile: 1.1-1.3x faster,
-// docs/benchmarks.md); each 16x16 block of sums is transposed on its way out. Requires
-// Available() and Supports(a).
+// vdpbf16ps path. Weights in Hugging Face's layout are read in place as the tiles' left
+// operand: the product is computed transposed, y^T = W * x^T (x packed into the right
+// operand's pair-interleaved tiles), and each 16x16 block of sums is transposed on its way
+// out. Weights packed at load (WeightLayout::kTiles) are the right operand: y = x * W^T as it
+// stands, x only rounded to bf16, the sums stored as rows of y, and against a single 16-row
+// block of x four weight blocks at a time (four accumulator chains). Both give the same sums.
+// Requires Available() and Supports(a).
 void MatMul(const MatMulArgs& a, ThreadPool& pool);
 
 // y = silu(x * W_gate^T) * (x * W_up^T) (kernels/cpu/matmul.h, GatedMatMul): `gate` is the gate's
