@@ -432,6 +432,7 @@ TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
     const std::vector<uint16_t> q = Bf16Values(weights->layers()[1].q_proj);
     const std::vector<uint16_t> lm_head = Bf16Values(weights->lm_head());
     const void* embedding = weights->embed_tokens().data;
+    const std::vector<uint16_t> embedding_values = Bf16Values(weights->embed_tokens());
     const void* gate = weights->layers()[0].gate_proj.data;
     ModelWeightsParts parts = std::move(*weights).ReleaseParts();
     const size_t buffers = parts.buffers.size();
@@ -449,6 +450,9 @@ TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
     }
     EXPECT_FALSE(tiled.embed_tokens().tiled);
     EXPECT_EQ(tiled.embed_tokens().data, embedding);
+    // Mapped: the packed matrices' pages left the resident set; the embedding beside them in
+    // the file still reads the same.
+    EXPECT_EQ(Bf16Values(tiled.embed_tokens()), embedding_values) << what;
     EXPECT_EQ(tiled.layers()[0].gate_proj.data, gate);
     EXPECT_EQ(tiled.matrix_bytes(),
               MakeDummyWeights(config, 3, DType::kBF16).value()->matrix_bytes());

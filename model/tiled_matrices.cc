@@ -1,5 +1,8 @@
 #include "model/tiled_matrices.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <utility>
@@ -9,6 +12,18 @@
 
 namespace pagoda::model {
 namespace {
+
+// A matrix mapped from the checkpoint is not read again once packed: its pages leave this
+// process's resident set (the pages wholly inside it; a shared edge page may hold a tensor still
+// in use). The mapping is read-only and private, so a later read would fault the file back in.
+void DropMappedPages(const void* data, int64_t size_bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + static_cast<uintptr_t>(size_bytes)) / page * page;
+  // Advice only: the packed copy is right whether or not the kernel takes it.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
                      kernels::cpu::ThreadPool& pool) {
@@ -22,6 +37,7 @@ absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
   const auto owner = std::find_if(buffers.begin(), buffers.end(), [&](const WeightBuffer& b) {
     return b.data() == tensor.data && b.size_bytes() == tensor.size_bytes();
   });
+  if (owner == buffers.end()) DropMappedPages(tensor.data, tensor.size_bytes());
   tensor.data = packed.data();
   tensor.tiled = true;
   if (owner != buffers.end()) {

@@ -16,9 +16,10 @@ namespace pagoda::model {
 // and lm_head when it is a tensor of its own (a tied lm_head is the embedding, whose rows the
 // token lookup reads, so it keeps the rows layout). A matrix in an owned buffer is replaced by
 // its packed copy, the old buffer freed before the next matrix is packed (the peak is one
-// matrix more); one mapped from the checkpoint gets a buffer of its own and its mapped pages
-// are not read again. F32 weights are left as they are. ResourceExhausted when a buffer
-// cannot be had (then `parts` may be partly packed, every tensor still consistent).
+// matrix more); one mapped from the checkpoint gets a buffer of its own, and its mapped pages
+// leave the resident set (madvise), so that the process does not hold the matrices twice. F32
+// weights are left as they are. ResourceExhausted when a buffer cannot be had (then `parts` may be
+// partly packed, every tensor still consistent).
 absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& pool);
 
 }  // namespace pagoda::model

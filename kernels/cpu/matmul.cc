@@ -339,6 +339,37 @@ __attribute__((target("avx2,fma"))) void Avx2Rows(const MatMulArgs& a, int64_t n
   }
 }
 
+// One 16-row block of a [n, k] bf16 matrix into its k / 32 tiles of WeightLayout::kTiles:
+// tile row p takes pair p (values 2p, 2p + 1) of each of the 16 rows' 32 values.
+void PackBlock(const uint16_t* rows, int64_t k, uint16_t* tiles) {
+  for (int64_t t = 0; t < k / kTileValues; ++t) {
+    uint16_t* tile = tiles + t * kTileSize;
+    for (int64_t p = 0; p < kTileRows; ++p) {
+      for (int64_t r = 0; r < kTileRows; ++r) {
+        const uint16_t* pair = rows + r * k + t * kTileValues + 2 * p;
+        tile[p * kTileValues + 2 * r] = pair[0];
+        tile[p * kTileValues + 2 * r + 1] = pair[1];
+      }
+    }
+  }
+}
+
+// The same as a transpose: the 16 rows' 64-byte segments, taken as 16 32-bit pairs each, are a
+// 16 x 16 matrix whose transpose is the tile.
+PAGODA_AVX512_TARGET void PackBlockAvx512(const uint16_t* rows, int64_t k, uint16_t* tiles) {
+  for (int64_t t = 0; t < k / kTileValues; ++t) {
+    __m512 r[kTileRows];
+    for (int i = 0; i < kTileRows; ++i) {
+      r[i] = _mm512_castsi512_ps(_mm512_loadu_si512(rows + i * k + t * kTileValues));
+    }
+    avx512::Transpose16x16(r);
+    uint16_t* tile = tiles + t * kTileSize;
+    for (int p = 0; p < kTileRows; ++p) {
+      _mm512_storeu_si512(tile + p * kTileValues, _mm512_castps_si512(r[p]));
+    }
+  }
+}
+
 enum class Isa { kAvx512Bf16, kAvx512, kAvx2, kPortable };
 
 Isa DetectIsa() {
@@ -373,11 +404,14 @@ bool TilesLayoutFits(int64_t n, int64_t k) {
 bool TilesLayoutPays() { return CpuIsa() == Isa::kAvx512Bf16 && amx::Available(); }
 
 void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
-                        ThreadPool& pool) {
+                        ThreadPool& pool, bool allow_avx512) {
   PAGODA_CHECK(TilesLayoutFits(n, k));
+  const bool avx512 = allow_avx512 && (CpuIsa() == Isa::kAvx512Bf16 || CpuIsa() == Isa::kAvx512);
+  const int64_t block_values = kTileRows * k;  // a 16-row block is as long in both layouts
   pool.ParallelFor(n / kTileRows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin * kTileRows; j < end * kTileRows; ++j) {
-      for (int64_t c = 0; c < k; ++c) tiles[TiledOffset(k, j, c)] = rows[j * k + c];
+    for (int64_t b = begin; b < end; ++b) {
+      avx512 ? PackBlockAvx512(rows + b * block_values, k, tiles + b * block_values)
+             : PackBlock(rows + b * block_values, k, tiles + b * block_values);
     }
   });
 }

@@ -67,10 +67,11 @@ void GatedMatMul(const GatedMatMulArgs& args, ThreadPool& pool, bool allow_amx =
 bool TilesLayoutFits(int64_t n, int64_t k);
 // Whether storing bf16 matrices as kTiles speeds MatMul up on this CPU: it has AMX tiles.
 bool TilesLayoutPays();
-// Copies bf16 `rows` [n, k] (kRows) into `tiles` (n * k values, kTiles), on `pool`.
+// Copies bf16 `rows` [n, k] (kRows) into `tiles` (n * k values, kTiles), on `pool`: AVX-512
+// transposes where the CPU has it (allow_avx512 = false: the scalar loop, for tests).
 // Requires TilesLayoutFits(n, k).
 void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
-                        ThreadPool& pool);
+                        ThreadPool& pool, bool allow_avx512 = true);
 
 // Whether MatMul (AMX allowed) runs `args` on AMX tiles on this CPU.
 bool MatMulTakesAmx(const MatMulArgs& args);

@@ -230,6 +230,9 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
     ThreadPool pool(s.m % 2 == 0 ? 2 : 1);
     std::vector<uint16_t> tiles(o.w16.size());
     PackWeightsToTiles(o.w16.data(), s.n, s.k, tiles.data(), pool);
+    std::vector<uint16_t> scalar_tiles(o.w16.size());
+    PackWeightsToTiles(o.w16.data(), s.n, s.k, scalar_tiles.data(), pool, /*allow_avx512=*/false);
+    ASSERT_EQ(scalar_tiles, tiles) << "m=" << s.m;
     for (int64_t j = 0; j < s.n; ++j) {
       for (int64_t c = 0; c < s.k; ++c) {
         const int64_t at =
