@@ -191,13 +191,36 @@ PAGODA_AMX_TARGET void StoreRows(const MatMulArgs& a, const float* sums, int64_t
   }
 }
 
+// PackedTileBlock's sums (sums[nb * MB + mb]) into y: kStore, each block's 16 columns from n0
+// on; kSiluMul, silu(gate) * up of each (gate, up) pair of blocks.
+template <int NB, int MB, Epilogue E>
+PAGODA_AMX_TARGET void PackedEpilogue(const MatMulArgs& a, float (*sums)[kTile * kTile], int64_t n0,
+                                      int64_t mb0) {
+  for (int mb = 0; mb < MB; ++mb) {
+    if constexpr (E == Epilogue::kSiluMul) {
+      for (int q = 0; q < NB / 2; ++q) {
+        float* gate = sums[2 * q * MB + mb];
+        const float* up = sums[(2 * q + 1) * MB + mb];
+        for (int i = 0; i < kTile * kTile; i += kTile) {
+          _mm512_store_ps(gate + i,
+                          avx512::SiluMul(_mm512_load_ps(gate + i), _mm512_load_ps(up + i)));
+        }
+        StoreRows(a, gate, n0 + q * kTile, (mb0 + mb) * kTile);
+      }
+    } else {
+      for (int nb = 0; nb < NB; ++nb) {
+        StoreRows(a, sums[nb * MB + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
+      }
+    }
+  }
+}
+
 // NB packed 16-column weight blocks (w[0..NB)) against MB 16-row blocks of the bf16 rows of x
 // (x16, [m rounded up to 16, k]) from block mb0, into NB * MB <= 4 accumulator tiles: 2 x 2,
 // or 4 x 1 when x has one block (a decode step), so that four independent chains of
 // TDPBF16PS hide its latency either way (two, the most a 2-column-block pair gives one block
-// of x, ran at half the rate). The weight tiles go through two registers in turn. kStore: the
-// blocks' columns side by side from n0; kSiluMul: the blocks in (gate, up) pairs, silu(gate) *
-// up into 16 columns each from n0.
+// of x, ran at half the rate). The weight tiles go through tmm6 and tmm7 (and tmm5, free when
+// MB is 1). The epilogue: PackedEpilogue.
 template <int NB, int MB, Epilogue E = Epilogue::kStore>
 PAGODA_AMX_TARGET void PackedTileBlock(const MatMulArgs& a, const uint16_t* x16,
                                        const uint16_t* const* w, int64_t n0, int64_t mb0) {
@@ -240,23 +263,7 @@ PAGODA_AMX_TARGET void PackedTileBlock(const MatMulArgs& a, const uint16_t* x16,
   if constexpr (NB * MB > 1) _tile_stored(1, sums[1], 64);
   if constexpr (NB * MB > 2) _tile_stored(2, sums[2], 64);
   if constexpr (NB * MB > 3) _tile_stored(3, sums[3], 64);
-  for (int mb = 0; mb < MB; ++mb) {
-    if constexpr (E == Epilogue::kSiluMul) {
-      for (int q = 0; q < NB / 2; ++q) {
-        float* gate = sums[2 * q * MB + mb];
-        const float* up = sums[(2 * q + 1) * MB + mb];
-        for (int i = 0; i < kTile * kTile; i += kTile) {
-          _mm512_store_ps(gate + i,
-                          avx512::SiluMul(_mm512_load_ps(gate + i), _mm512_load_ps(up + i)));
-        }
-        StoreRows(a, gate, n0 + q * kTile, (mb0 + mb) * kTile);
-      }
-    } else {
-      for (int nb = 0; nb < NB; ++nb) {
-        StoreRows(a, sums[nb * MB + mb], n0 + nb * kTile, (mb0 + mb) * kTile);
-      }
-    }
-  }
+  PackedEpilogue<NB, MB, E>(a, sums, n0, mb0);
 }
 
 // Blocks of 16 output columns per group: 4 against a single block of x, 2 against more.
