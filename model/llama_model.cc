@@ -437,7 +437,7 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
 
   const WeightTensor& embed = weights_->embed_tokens();
   kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
-                          hidden_.data());
+                          hidden_.data(), embed.tiled ? WeightLayout::kTiles : WeightLayout::kRows);
   // Past the model's context (StreamingLLM only) the angles are computed in double.
   kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_, c.max_position_embeddings);
   if (streaming_.sink_tokens > 0) {

@@ -245,9 +245,7 @@ TEST_F(LlamaModelTest, PrefixCacheReuseEqualsComputingFromScratch) {
 // the same bit for bit, and so are a second prompt's; decode steps of 1, 2 and 3 rows (the
 // exact f32 path, which sums in another order on each layout) and what follows them agree to
 // the f32 tolerance (an f32 KV cache, so that no rounding of the cache amplifies the order).
-TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogits) {
-  if (!kernels::cpu::TilesLayoutPays()) GTEST_SKIP() << "no AMX tiles on this CPU";
-  const ModelConfig config = DummyPresetConfig("tiny").value();
+void ExpectTiledLogitsMatchTheRowsLayouts(const ModelConfig& config) {
   std::unique_ptr<LlamaModel> models[2];
   for (const bool tiled : {false, true}) {
     models[tiled] = LlamaModel::Create(MakeDummyWeights(config, 5, DType::kBF16).value(),
@@ -258,7 +256,8 @@ TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogits) {
                                   &models[tiled]->weights().lm_head()}) {
       EXPECT_EQ(m->tiled, tiled);
     }
-    EXPECT_FALSE(models[tiled]->weights().embed_tokens().tiled);
+    // Tied, the embedding is the lm_head and is packed; the token lookup reads its tiles.
+    EXPECT_EQ(models[tiled]->weights().embed_tokens().tiled, tiled && config.tie_word_embeddings);
   }
   std::mt19937 rng(3);
   std::vector<TokenId> a(40), b(12), c(9);
@@ -297,6 +296,18 @@ TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogits) {
     }
     EXPECT_LE(max_diff, kTolerance) << "step " << s;
   }
+}
+
+TEST(LlamaModelTiledTest, TiledMatricesGiveTheRowsLayoutsLogits) {
+  if (!kernels::cpu::TilesLayoutPays()) GTEST_SKIP() << "no AMX tiles on this CPU";
+  ExpectTiledLogitsMatchTheRowsLayouts(DummyPresetConfig("tiny").value());
+}
+
+TEST(LlamaModelTiledTest, ATiedEmbeddingIsPackedOnceForTheLookupAndTheLmHead) {
+  if (!kernels::cpu::TilesLayoutPays()) GTEST_SKIP() << "no AMX tiles on this CPU";
+  ModelConfig config = DummyPresetConfig("tiny").value();
+  config.tie_word_embeddings = true;
+  ExpectTiledLogitsMatchTheRowsLayouts(config);
 }
 
 TEST_F(LlamaModelTest, RejectsMalformedBatches) {

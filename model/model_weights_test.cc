@@ -457,6 +457,16 @@ TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
     EXPECT_EQ(tiled.matrix_bytes(),
               MakeDummyWeights(config, 3, DType::kBF16).value()->matrix_bytes());
   }
+  // Tied: the embedding, which is the lm_head, is packed (once).
+  config.tie_word_embeddings = true;
+  ModelWeightsParts tied =
+      std::move(*MakeDummyWeights(config, 3, DType::kBF16).value()).ReleaseParts();
+  const std::vector<uint16_t> embedding_rows = Bf16Values(tied.embed_tokens);
+  const size_t tied_buffers = tied.buffers.size();
+  ASSERT_TRUE(TileMatrices(tied, pool).ok());
+  EXPECT_FALSE(tied.lm_head.has_value());
+  ExpectTiledCopy(tied.embed_tokens, embedding_rows, "tied embedding");
+  EXPECT_EQ(tied.buffers.size(), tied_buffers);
   // F32 matrices stay as they are.
   ModelWeightsParts f32 =
       std::move(*MakeDummyWeights(config, 3, DType::kF32).value()).ReleaseParts();

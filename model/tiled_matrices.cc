@@ -57,9 +57,9 @@ absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& po
       PAGODA_RETURN_IF_ERROR(TileOne(*m, parts.buffers, pool));
     }
   }
-  if (parts.lm_head.has_value()) {
-    PAGODA_RETURN_IF_ERROR(TileOne(*parts.lm_head, parts.buffers, pool));
-  }
+  // Tied: the embedding is the lm_head, and the token lookup reads the tiles too.
+  WeightTensor& lm_head = parts.lm_head.has_value() ? *parts.lm_head : parts.embed_tokens;
+  PAGODA_RETURN_IF_ERROR(TileOne(lm_head, parts.buffers, pool));
   return absl::OkStatus();
 }
 

@@ -12,9 +12,9 @@
 namespace pagoda::model {
 
 // Repacks every bf16 matrix of `parts` whose shape the layout takes
-// (kernels::cpu::TilesLayoutFits) and marks it WeightTensor::tiled: every layer's projections,
-// and lm_head when it is a tensor of its own (a tied lm_head is the embedding, whose rows the
-// token lookup reads, so it keeps the rows layout). A matrix in an owned buffer is replaced by
+// (kernels::cpu::TilesLayoutFits) and marks it WeightTensor::tiled: every layer's projections
+// and the lm_head (when tied, the embedding itself: kernels::cpu::Embedding gathers its rows
+// from the tiles, and no second copy is made). A matrix in an owned buffer is replaced by
 // its packed copy, the old buffer freed before the next matrix is packed (the peak is one
 // matrix more); one mapped from the checkpoint gets a buffer of its own, and its mapped pages
 // leave the resident set (madvise), so that the process does not hold the matrices twice. F32

@@ -10,11 +10,23 @@ namespace pagoda::kernels::cpu {
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void Embedding(
     absl::Span<const TokenId> tokens, const void* table, WeightType table_type, int64_t dim,
-    float* out) {
+    float* out, WeightLayout table_layout) {
   for (size_t t = 0; t < tokens.size(); ++t) {
     const int64_t row = tokens[t];
     float* dst = out + static_cast<int64_t>(t) * dim;
-    if (table_type == WeightType::kF32) {
+    if (table_layout == WeightLayout::kTiles) {
+      // Row `row` of its block: in each tile of 16 x 32 values, pair p of row r sits at
+      // p * 32 + r * 2 (kernels/cpu/matmul.h).
+      const uint16_t* block = static_cast<const uint16_t*>(table) + row / 16 * 16 * dim;
+      const int64_t r = row % 16;
+      for (int64_t c = 0; c < dim; c += 32) {
+        const uint16_t* tile = block + c * 16;
+        for (int64_t p = 0; p < 16; ++p) {
+          dst[c + 2 * p] = Bf16ToFloat(tile[p * 32 + 2 * r]);
+          dst[c + 2 * p + 1] = Bf16ToFloat(tile[p * 32 + 2 * r + 1]);
+        }
+      }
+    } else if (table_type == WeightType::kF32) {
       std::memcpy(dst, static_cast<const float*>(table) + row * dim, dim * sizeof(float));
     } else {
       const uint16_t* src = static_cast<const uint16_t*>(table) + row * dim;

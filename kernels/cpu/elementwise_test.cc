@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -43,6 +45,24 @@ TEST(ElementwiseTest, SiluAndMulMatchesReference) {
 
 // RMSNorm against a double-precision reference, rows of lengths that leave vector tails, values
 // up to 1e4 (a residual stream before its norm), in place as well.
+// A bf16 table packed into WeightLayout::kTiles (a tied lm_head's) gives every row exactly,
+// as the rows layout does: first and last rows of the blocks, repeats.
+TEST(ElementwiseTest, EmbeddingReadsATiledTable) {
+  constexpr int64_t kVocab = 48, kDim = 96;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint16_t> rows(kVocab * kDim), tiles(rows.size());
+  for (uint16_t& v : rows) v = FloatToBf16(normal(rng));
+  ThreadPool pool(2);
+  PackWeightsToTiles(rows.data(), kVocab, kDim, tiles.data(), pool);
+  const std::vector<TokenId> tokens = {0, 15, 16, 17, 47, 5, 5, 31};
+  std::vector<float> from_rows(tokens.size() * kDim), from_tiles(from_rows.size());
+  Embedding(tokens, rows.data(), WeightType::kBF16, kDim, from_rows.data());
+  Embedding(tokens, tiles.data(), WeightType::kBF16, kDim, from_tiles.data(), WeightLayout::kTiles);
+  EXPECT_EQ(from_tiles, from_rows);
+  EXPECT_EQ(from_rows[kDim + 3], Bf16ToFloat(rows[15 * kDim + 3]));
+}
+
 TEST(ElementwiseTest, RmsNormMatchesReference) {
   std::mt19937 rng(9);
   std::normal_distribution<float> normal(0.0f, 1.0f);
