@@ -109,6 +109,16 @@ BENCHMARK(BM_MatMulTiled)
     ->Name("BM_MatMulShapesTiled")
     ->Apply([](benchmark::internal::Benchmark* b) { ModelShapes(b, "amx", {1}); })
     ->ArgsProduct({{1, 2}, {kBf16}, {2048, 32000}, {768}, {1}});
+// Prompt-sized products at the 1B-class shapes (TinyLlama, Llama-3.2-1B: hidden 2,048,
+// intermediate 5,632-8,192), where x's rows no longer fit in L2: as stored and packed.
+void PromptShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "type", "n", "k", "amx"});
+  b->ArgsProduct({{512, 1024}, {kBf16}, {2048, 8192}, {2048}, {1}});
+  b->ArgsProduct({{512, 1024}, {kBf16}, {2048}, {8192}, {1}});
+  b->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_MatMul)->Name("BM_MatMulPrompt")->Apply(PromptShapes);
+BENCHMARK(BM_MatMulTiled)->Name("BM_MatMulPromptTiled")->Apply(PromptShapes);
 
 #if PAGODA_WITH_ONEDNN
 // The same shapes through oneDNN's bf16 matmul, the peer issue 25 compares with: reordered:0

@@ -223,6 +223,9 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
   for (const Shape& s :
        {Shape{1, 16, 32}, Shape{2, 48, 96}, Shape{3, 32, 768}, Shape{4, 16, 64}, Shape{5, 64, 128},
         Shape{16, 32, 2048}, Shape{17, 48, 96}, Shape{33, 80, 768}, Shape{128, 32, 256},
+        // several passes of x's rows (512 KiB of them each: 2 blocks at k = 8,192), the last
+        // a single block
+        Shape{80, 32, 8192},
         // one block of x against 3, 5 and 7 column blocks (groups of 4, tails)
         Shape{8, 48, 96}, Shape{12, 80, 64}, Shape{6, 112, 32}}) {
     ASSERT_TRUE(TilesLayoutFits(s.n, s.k));
@@ -292,8 +295,8 @@ TEST(MatMulTest, TiledWeightsGiveTheRowsLayoutsSums) {
 // and the same bits as on the rows layout where both take AMX.
 TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
   ThreadPool pool(2);
-  for (const Shape& s :
-       {Shape{2, 32, 64}, Shape{16, 64, 768}, Shape{33, 48, 256}, Shape{7, 48, 64}}) {
+  for (const Shape& s : {Shape{2, 32, 64}, Shape{16, 64, 768}, Shape{33, 48, 256}, Shape{7, 48, 64},
+                         Shape{40, 16, 8192}}) {
     const Operands gate = RandomOperands(s, 17);
     const Operands up = RandomOperands(s, 18);
     std::vector<uint16_t> gate_tiles(gate.w16.size()), up_tiles(up.w16.size());
