@@ -90,6 +90,11 @@ class EngineCore {
   int num_running() const { return scheduler_->num_running(); }
   int num_waiting() const { return scheduler_->num_waiting(); }
   int64_t num_preemptions() const { return scheduler_->num_preemptions(); }
+  // Blocks until the KV tiers' queued spills and loads have run (tests and benchmarks that must
+  // find what a step spilled; a spill still in flight is not yet matched); no-op without tiers.
+  void WaitForKvOffload() {
+    if (tiering_ != nullptr) tiering_->store().WaitIdle();
+  }
   block_manager::KvCacheStats kv_stats() const { return scheduler_->kv_cache().Stats(); }
 
   // Not owned; may be null. Called from Step().

@@ -94,6 +94,9 @@ TEST(KvTieringTest, AnEvictedPrefixComesBackFromDiskWithTheTokensOfARecomputatio
     for (int salt = 1; salt <= 8; ++salt) RunOne(**core, Prompt(salt));  // evicts prompt 0
     ASSERT_TRUE(observer.last.has_value());
     EXPECT_GT(observer.last->spilled_blocks, 0);
+    // The spills are written on the I/O threads: under load they may still be in flight
+    // (unmatched, so recomputed) when the prompt comes back.
+    (*core)->WaitForKvOffload();
     const RequestCompletion again = RunOne(**core, Prompt(0));
     EXPECT_EQ(again.token_ids, cold.token_ids);
     EXPECT_GE(again.usage.cached_prompt_tokens, 16);
@@ -163,6 +166,7 @@ TEST(KvTieringTest, ConcurrentRequestsSharingATieredPrefixAllMatchTheirRecomputa
   ASSERT_TRUE(core.ok());
   RunOne(**core, Prompt(0, 80));
   for (int salt = 1; salt <= 8; ++salt) RunOne(**core, Prompt(salt));
+  (*core)->WaitForKvOffload();  // the spills written, not still in flight on the I/O threads
   auto tiered = GenerateOffline(**core, requests);
   ASSERT_TRUE(tiered.ok());
   for (size_t i = 0; i < requests.size(); ++i) {
