@@ -434,7 +434,12 @@ TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
     const void* embedding = weights->embed_tokens().data;
     const std::vector<uint16_t> embedding_values = Bf16Values(weights->embed_tokens());
     const void* gate = weights->layers()[0].gate_proj.data;
+    const WeightTensor q_rows = weights->layers()[1].q_proj;
     ModelWeightsParts parts = std::move(*weights).ReleaseParts();
+    // Only a mapped matrix's pages are dropped after packing; owned memory is never advised.
+    EXPECT_EQ(
+        parts.checkpoint != nullptr && parts.checkpoint->Maps(q_rows.data, q_rows.size_bytes()),
+        mapped);
     const size_t buffers = parts.buffers.size();
     ASSERT_TRUE(TileMatrices(parts, pool).ok());
     // Owned: q, k, v, o of each layer and lm_head replaced in place; mapped: a buffer each.

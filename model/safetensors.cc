@@ -335,6 +335,21 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
   return checkpoint;
 }
 
+bool SafetensorsFile::Maps(const void* data, int64_t size) const {
+  const absl::Span<const uint8_t> bytes = file_.bytes();
+  const auto begin = reinterpret_cast<uintptr_t>(data);
+  const auto first = reinterpret_cast<uintptr_t>(bytes.data());
+  return size >= 0 && begin >= first && begin - first <= bytes.size() &&
+         static_cast<uint64_t>(size) <= bytes.size() - (begin - first);
+}
+
+bool SafetensorsCheckpoint::Maps(const void* data, int64_t size) const {
+  for (const std::unique_ptr<SafetensorsFile>& file : files_) {
+    if (file->Maps(data, size)) return true;
+  }
+  return false;
+}
+
 const TensorInfo* SafetensorsCheckpoint::Find(std::string_view name) const {
   const auto it = index_.find(name);
   return it == index_.end() ? nullptr : it->second;

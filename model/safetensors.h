@@ -86,6 +86,8 @@ class SafetensorsFile {
   std::vector<std::string> names() const;
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const std::string& path() const { return path_; }
+  // Whether [data, data + size) lies inside this file's mapping.
+  bool Maps(const void* data, int64_t size) const;
 
  private:
   SafetensorsFile(std::string path, MappedFile file, SafetensorsHeader header)
@@ -107,6 +109,8 @@ class SafetensorsCheckpoint {
   const TensorInfo* Find(std::string_view name) const;
   std::vector<std::string> names() const;  // sorted
   int num_files() const { return static_cast<int>(files_.size()); }
+  // Whether [data, data + size) lies inside one of the mapped files (a zero-copy tensor's bytes).
+  bool Maps(const void* data, int64_t size) const;
 
  private:
   SafetensorsCheckpoint() = default;

@@ -154,6 +154,12 @@ TEST_F(SafetensorsFileTest, OpenMapsAndFinds) {
   std::memcpy(values, w->data, 8);
   EXPECT_EQ(values[0], 1.5f);
   EXPECT_EQ(values[1], -1.0f);
+  // Maps: the tensor's bytes are inside the mapping; past its end, or elsewhere, are not.
+  EXPECT_TRUE((*file)->Maps(w->data, 8));
+  EXPECT_TRUE((*file)->Maps(w->data + 8, 0));
+  EXPECT_FALSE((*file)->Maps(w->data, 9));
+  EXPECT_FALSE((*file)->Maps(values, 8));
+  EXPECT_FALSE((*file)->Maps(w->data, -1));
 }
 
 TEST_F(SafetensorsFileTest, OpenErrorsNameThePath) {

@@ -26,7 +26,7 @@ void DropMappedPages(const void* data, int64_t size_bytes) {
 }
 
 absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
-                     kernels::cpu::ThreadPool& pool) {
+                     const SafetensorsCheckpoint* checkpoint, kernels::cpu::ThreadPool& pool) {
   if (tensor.tiled || tensor.dtype != DType::kBF16 || tensor.shape.size() != 2 ||
       !kernels::cpu::TilesLayoutFits(tensor.shape[0], tensor.shape[1])) {
     return absl::OkStatus();
@@ -37,7 +37,11 @@ absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
   const auto owner = std::find_if(buffers.begin(), buffers.end(), [&](const WeightBuffer& b) {
     return b.data() == tensor.data && b.size_bytes() == tensor.size_bytes();
   });
-  if (owner == buffers.end()) DropMappedPages(tensor.data, tensor.size_bytes());
+  // Only a file's mapped pages are dropped: anonymous memory would read back as zeros.
+  if (owner == buffers.end() && checkpoint != nullptr &&
+      checkpoint->Maps(tensor.data, tensor.size_bytes())) {
+    DropMappedPages(tensor.data, tensor.size_bytes());
+  }
   tensor.data = packed.data();
   tensor.tiled = true;
   if (owner != buffers.end()) {
@@ -54,12 +58,12 @@ absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& po
   for (LayerWeights& layer : parts.layers) {
     for (WeightTensor* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
                             &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
-      PAGODA_RETURN_IF_ERROR(TileOne(*m, parts.buffers, pool));
+      PAGODA_RETURN_IF_ERROR(TileOne(*m, parts.buffers, parts.checkpoint.get(), pool));
     }
   }
   // Tied: the embedding is the lm_head, and the token lookup reads the tiles too.
   WeightTensor& lm_head = parts.lm_head.has_value() ? *parts.lm_head : parts.embed_tokens;
-  PAGODA_RETURN_IF_ERROR(TileOne(lm_head, parts.buffers, pool));
+  PAGODA_RETURN_IF_ERROR(TileOne(lm_head, parts.buffers, parts.checkpoint.get(), pool));
   return absl::OkStatus();
 }
 
