@@ -15,17 +15,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Embedding(
     const int64_t row = tokens[t];
     float* dst = out + static_cast<int64_t>(t) * dim;
     if (table_layout == WeightLayout::kTiles) {
-      // Row `row` of its block: in each tile of 16 x 32 values, pair p of row r sits at
-      // p * 32 + r * 2 (kernels/cpu/matmul.h).
-      const uint16_t* block = static_cast<const uint16_t*>(table) + row / 16 * 16 * dim;
-      const int64_t r = row % 16;
-      for (int64_t c = 0; c < dim; c += 32) {
-        const uint16_t* tile = block + c * 16;
-        for (int64_t p = 0; p < 16; ++p) {
-          dst[c + 2 * p] = Bf16ToFloat(tile[p * 32 + 2 * r]);
-          dst[c + 2 * p + 1] = Bf16ToFloat(tile[p * 32 + 2 * r + 1]);
-        }
-      }
+      UnpackTiledRow(static_cast<const uint16_t*>(table), dim, row, dst);
     } else if (table_type == WeightType::kF32) {
       std::memcpy(dst, static_cast<const float*>(table) + row * dim, dim * sizeof(float));
     } else {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/elementwise.h"
@@ -15,8 +16,9 @@
 namespace pagoda::kernels::cpu {
 namespace {
 
-constexpr int64_t kTileRows = 16;    // WeightLayout::kTiles: rows of a tile
-constexpr int64_t kTileValues = 32;  // values of a tile row
+// WeightLayout::kTiles is the AMX tiles' right operand: their shape.
+constexpr int64_t kTileRows = amx::kTile;     // rows of a tile, columns of y per block
+constexpr int64_t kTileValues = amx::kTileK;  // bf16 values of a tile row
 constexpr int64_t kTileSize = kTileRows * kTileValues;
 
 // Where element (row, col) of a kTiles matrix lies: its 16-row block's tile of the 32 columns
@@ -389,6 +391,8 @@ Isa CpuIsa() {
   return isa;
 }
 
+bool HasAvx512(Isa isa) { return isa == Isa::kAvx512Bf16 || isa == Isa::kAvx512; }
+
 // Below this many rows a bf16 matmul is bound by reading the weights, and the exact f32 path
 // costs nothing extra.
 constexpr int64_t kMinRowsForBf16Dot = 4;
@@ -406,7 +410,7 @@ bool TilesLayoutPays() { return CpuIsa() == Isa::kAvx512Bf16 && amx::Available()
 void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
                         ThreadPool& pool, bool allow_avx512) {
   PAGODA_CHECK(TilesLayoutFits(n, k));
-  const bool avx512 = allow_avx512 && (CpuIsa() == Isa::kAvx512Bf16 || CpuIsa() == Isa::kAvx512);
+  const bool avx512 = allow_avx512 && HasAvx512(CpuIsa());
   const int64_t block_values = kTileRows * k;  // a 16-row block is as long in both layouts
   pool.ParallelFor(n / kTileRows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
@@ -414,6 +418,18 @@ void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* ti
              : PackBlock(rows + b * block_values, k, tiles + b * block_values);
     }
   });
+}
+
+void UnpackTiledRow(const uint16_t* tiles, int64_t k, int64_t row, float* out) {
+  const uint16_t* block = tiles + row / kTileRows * kTileRows * k;
+  const int64_t r = row % kTileRows;
+  for (int64_t c = 0; c < k; c += kTileValues) {
+    const uint16_t* tile = block + c * kTileRows;  // the tile of columns c .. c + 32
+    for (int64_t p = 0; p < kTileRows; ++p) {
+      out[c + 2 * p] = Bf16ToFloat(tile[p * kTileValues + 2 * r]);
+      out[c + 2 * p + 1] = Bf16ToFloat(tile[p * kTileValues + 2 * r + 1]);
+    }
+  }
 }
 
 const char* MatMulIsa() {
@@ -470,7 +486,7 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
   const Isa isa = CpuIsa();
   if (a.w_layout == WeightLayout::kTiles) {
     PAGODA_CHECK(a.w_type == WeightType::kBF16 && TilesLayoutFits(a.n, a.k));
-    if (isa == Isa::kAvx512Bf16 || isa == Isa::kAvx512) {
+    if (HasAvx512(isa)) {
       pool.ParallelFor(a.n / kTileRows, 1, [&](int64_t b, int64_t e) { Avx512TiledRows(a, b, e); });
     } else {
       pool.ParallelFor(a.n, 1, [&](int64_t b, int64_t e) { ReferenceRows(a, b, e); });

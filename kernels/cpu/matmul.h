@@ -72,6 +72,9 @@ bool TilesLayoutPays();
 // Requires TilesLayoutFits(n, k).
 void PackWeightsToTiles(const uint16_t* rows, int64_t n, int64_t k, uint16_t* tiles,
                         ThreadPool& pool, bool allow_avx512 = true);
+// Row `row` of a kTiles matrix of k columns, widened to f32 into out[0, k) (a packed table's
+// lookup: kernels/cpu/elementwise.h, Embedding).
+void UnpackTiledRow(const uint16_t* tiles, int64_t k, int64_t row, float* out);
 
 // Whether MatMul (AMX allowed) runs `args` on AMX tiles on this CPU.
 bool MatMulTakesAmx(const MatMulArgs& args);

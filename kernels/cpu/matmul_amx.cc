@@ -61,13 +61,10 @@ PAGODA_AMX_TARGET void PackX(const MatMulArgs& a, int64_t mb_begin, int64_t mb_e
   }
 }
 
-// y rows m0 .. m0+16 (those below m), columns n0 .. n0+16, from the transposed sums
-// sums[n][i] (16 x 16 f32), plus the bias.
-PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, int64_t n0,
-                                       int64_t m0) {
-  __m512 rows[kTile];
-  for (int i = 0; i < kTile; ++i) rows[i] = _mm512_load_ps(sums + i * kTile);
-  avx512::Transpose16x16(rows);
+// y rows m0 .. m0+16 (those below m), columns n0 .. n0+16: rows[i] (plus the bias), or y plus
+// that when accumulating.
+PAGODA_AMX_TARGET inline void StoreBlock(const MatMulArgs& a, const __m512* rows, int64_t n0,
+                                         int64_t m0) {
   const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
   const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
   for (int i = 0; i < rows_left; ++i) {
@@ -75,6 +72,16 @@ PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, i
     const __m512 value = _mm512_add_ps(rows[i], bias);
     _mm512_storeu_ps(y, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), value) : value);
   }
+}
+
+// y rows m0 .. m0+16 (those below m), columns n0 .. n0+16, from the transposed sums
+// sums[n][i] (16 x 16 f32), plus the bias.
+PAGODA_AMX_TARGET void StoreTransposed(const MatMulArgs& a, const float* sums, int64_t n0,
+                                       int64_t m0) {
+  __m512 rows[kTile];
+  for (int i = 0; i < kTile; ++i) rows[i] = _mm512_load_ps(sums + i * kTile);
+  avx512::Transpose16x16(rows);
+  StoreBlock(a, rows, n0, m0);
 }
 
 // How the sums leave the tiles: stored (plus the bias, or added to y), or, for a gated product,
@@ -182,13 +189,9 @@ PAGODA_AMX_TARGET void GatedBlocks(const MatMulArgs& a, const uint16_t* w_up,
 // Rows m0 .. m0+16 (those below m) of the 16 columns at n0 of y, from the sums tile
 // sums[i][j] (plus the bias, or added to y).
 PAGODA_AMX_TARGET void StoreRows(const MatMulArgs& a, const float* sums, int64_t n0, int64_t m0) {
-  const __m512 bias = a.bias != nullptr ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
-  const int rows_left = static_cast<int>(std::min<int64_t>(kTile, a.m - m0));
-  for (int i = 0; i < rows_left; ++i) {
-    float* y = a.y + (m0 + i) * a.n + n0;
-    const __m512 value = _mm512_add_ps(_mm512_load_ps(sums + i * kTile), bias);
-    _mm512_storeu_ps(y, a.accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), value) : value);
-  }
+  __m512 rows[kTile];
+  for (int i = 0; i < kTile; ++i) rows[i] = _mm512_load_ps(sums + i * kTile);
+  StoreBlock(a, rows, n0, m0);
 }
 
 // PackedTileBlock's sums (sums[nb * MB + mb]) into y: kStore, each block's 16 columns from n0
@@ -266,8 +269,11 @@ PAGODA_AMX_TARGET void PackedTileBlock(const MatMulArgs& a, const uint16_t* x16,
   PackedEpilogue<NB, MB, E>(a, sums, n0, mb0);
 }
 
-// Blocks of 16 output columns per group: 4 against a single block of x, 2 against more.
+// Weight blocks per group of output columns: 4 against a single block of x, 2 against more.
 int64_t PackedGroupBlocks(int64_t m_blocks) { return m_blocks == 1 ? 4 : 2; }
+// Weight blocks per 16 output columns: the gated product's gate and up.
+template <Epilogue E>
+constexpr int64_t kBlocksPerColumns = E == Epilogue::kSiluMul ? 2 : 1;
 
 // The 16-row blocks of x one pass over the weights covers: [begin, end) of `total`.
 struct RowBlocks {
@@ -276,78 +282,62 @@ struct RowBlocks {
   int64_t total = 0;
 };
 
-// Output column groups [group_begin, group_end) (PackedGroupBlocks each; the last may have
-// fewer).
-PAGODA_AMX_TARGET void PackedGroups(const MatMulArgs& a, const uint16_t* x16, RowBlocks rows,
-                                    int64_t group_begin, int64_t group_end) {
+// PackedTileBlock where its shape is one the epilogue takes (a gated one pairs its blocks);
+// the group walk below never asks for the others.
+template <int NB, int MB, Epilogue E>
+PAGODA_AMX_TARGET inline void PackedTileBlockIfPaired(const MatMulArgs& a, const uint16_t* x16,
+                                                      const uint16_t* const* w, int64_t n0,
+                                                      int64_t mb0) {
+  if constexpr (E == Epilogue::kStore || NB % 2 == 0)
+    PackedTileBlock<NB, MB, E>(a, x16, w, n0, mb0);
+}
+
+// Output column groups [group_begin, group_end) against `rows`: each group PackedGroupBlocks
+// weight blocks (the last may have fewer), 16 output columns each for kStore, a (gate, up) pair
+// per 16 columns for kSiluMul (the up's weights at w_up).
+template <Epilogue E>
+PAGODA_AMX_TARGET void PackedGroups(const MatMulArgs& a, const uint16_t* w_up, const uint16_t* x16,
+                                    RowBlocks rows, int64_t group_begin, int64_t group_end) {
   ConfigureTiles();
   const auto* weights = static_cast<const uint16_t*>(a.w);
-  const int64_t group_blocks = PackedGroupBlocks(rows.total);
-  const int64_t n_blocks = a.n / kTile;
+  const int64_t group_columns = PackedGroupBlocks(rows.total) / kBlocksPerColumns<E>;
+  const int64_t n_columns = a.n / kTile;  // 16-column blocks of y
   for (int64_t group = group_begin; group < group_end; ++group) {
-    const int64_t first = group * group_blocks;
-    const int64_t blocks = std::min(group_blocks, n_blocks - first);
+    const int64_t first = group * group_columns;
+    const int64_t columns = std::min(group_columns, n_columns - first);
     const int64_t n0 = first * kTile;
     const uint16_t* w[4];  // a 16-column block is 16 * k values, as in rows
-    for (int64_t b = 0; b < blocks; ++b) w[b] = weights + (n0 + b * kTile) * a.k;
+    for (int64_t b = 0; b < columns; ++b) {
+      w[kBlocksPerColumns<E> * b] = weights + (n0 + b * kTile) * a.k;
+      if constexpr (E == Epilogue::kSiluMul) w[2 * b + 1] = w_up + (n0 + b * kTile) * a.k;
+    }
+    const int64_t blocks = columns * kBlocksPerColumns<E>;
     if (rows.total == 1) {
       switch (blocks) {
         case 4:
-          PackedTileBlock<4, 1>(a, x16, w, n0, 0);
+          PackedTileBlockIfPaired<4, 1, E>(a, x16, w, n0, 0);
           break;
         case 3:
-          PackedTileBlock<3, 1>(a, x16, w, n0, 0);
+          PackedTileBlockIfPaired<3, 1, E>(a, x16, w, n0, 0);
           break;
         case 2:
-          PackedTileBlock<2, 1>(a, x16, w, n0, 0);
+          PackedTileBlockIfPaired<2, 1, E>(a, x16, w, n0, 0);
           break;
         default:
-          PackedTileBlock<1, 1>(a, x16, w, n0, 0);
+          PackedTileBlockIfPaired<1, 1, E>(a, x16, w, n0, 0);
           break;
       }
       continue;
     }
     int64_t mb = rows.begin;
     for (; mb + 2 <= rows.end; mb += 2) {
-      blocks == 2 ? PackedTileBlock<2, 2>(a, x16, w, n0, mb)
-                  : PackedTileBlock<1, 2>(a, x16, w, n0, mb);
+      blocks == 2 ? PackedTileBlockIfPaired<2, 2, E>(a, x16, w, n0, mb)
+                  : PackedTileBlockIfPaired<1, 2, E>(a, x16, w, n0, mb);
     }
     if (mb < rows.end) {
-      blocks == 2 ? PackedTileBlock<2, 1>(a, x16, w, n0, mb)
-                  : PackedTileBlock<1, 1>(a, x16, w, n0, mb);
+      blocks == 2 ? PackedTileBlockIfPaired<2, 1, E>(a, x16, w, n0, mb)
+                  : PackedTileBlockIfPaired<1, 1, E>(a, x16, w, n0, mb);
     }
-  }
-  _tile_release();
-}
-
-// Gated output: groups of PackedGroupBlocks / 2 blocks of 16 columns, each the gate's and the
-// up's weight blocks side by side.
-PAGODA_AMX_TARGET void PackedGatedGroups(const MatMulArgs& a, const uint16_t* w_up,
-                                         const uint16_t* x16, RowBlocks rows, int64_t group_begin,
-                                         int64_t group_end) {
-  ConfigureTiles();
-  const auto* w_gate = static_cast<const uint16_t*>(a.w);
-  const int64_t group_blocks = PackedGroupBlocks(rows.total) / 2;
-  const int64_t n_blocks = a.n / kTile;
-  for (int64_t group = group_begin; group < group_end; ++group) {
-    const int64_t first = group * group_blocks;
-    const int64_t blocks = std::min(group_blocks, n_blocks - first);
-    const int64_t n0 = first * kTile;
-    const uint16_t* w[4];
-    for (int64_t b = 0; b < blocks; ++b) {
-      w[2 * b] = w_gate + (n0 + b * kTile) * a.k;
-      w[2 * b + 1] = w_up + (n0 + b * kTile) * a.k;
-    }
-    if (rows.total == 1) {
-      blocks == 2 ? PackedTileBlock<4, 1, Epilogue::kSiluMul>(a, x16, w, n0, 0)
-                  : PackedTileBlock<2, 1, Epilogue::kSiluMul>(a, x16, w, n0, 0);
-      continue;
-    }
-    int64_t mb = rows.begin;
-    for (; mb + 2 <= rows.end; mb += 2) {
-      PackedTileBlock<2, 2, Epilogue::kSiluMul>(a, x16, w, n0, mb);
-    }
-    if (mb < rows.end) PackedTileBlock<2, 1, Epilogue::kSiluMul>(a, x16, w, n0, mb);
   }
   _tile_release();
 }
@@ -414,12 +404,12 @@ struct alignas(64) Line {
   uint16_t values[kTileK];
 };
 
-// x packed for the tiles (PackX), into a buffer of the calling thread's that lives on from call
-// to call: a prompt's packed x is megabytes, and a fresh allocation of that size costs page
-// faults and zeroing (2.4% of a prefill's profile) for what PackX overwrites anyway. Valid until
-// the thread's next call.
-// Weights in rows: PackX's tiles; packed weights (WeightLayout::kTiles): x's rows rounded to
-// bf16, RoundX. The same size either way: m rounded up to 16 rows of k values.
+// x made ready for the tiles, into a buffer of the calling thread's that lives on from call to
+// call: PackX's tiles for weights in rows, or for packed weights (WeightLayout::kTiles) x's rows
+// only rounded to bf16 (RoundX); the same size either way, m rounded up to 16 rows of k values.
+// A prompt's is megabytes, and a fresh allocation of that size costs page faults and zeroing
+// (2.4% of a prefill's profile) for what is overwritten anyway. Valid until the thread's next
+// call.
 uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
   thread_local std::unique_ptr<Line[]> storage;
   thread_local int64_t capacity = 0;
@@ -430,9 +420,9 @@ uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
     capacity = lines;
   }
   uint16_t* packed = storage.get()->values;
-  const bool rows = a.w_layout == WeightLayout::kTiles;
+  const bool round_only = a.w_layout == WeightLayout::kTiles;
   const auto pack = [&](int64_t begin, int64_t end) {
-    rows ? RoundX(a, begin * kTile, end * kTile, packed) : PackX(a, begin, end, packed);
+    round_only ? RoundX(a, begin * kTile, end * kTile, packed) : PackX(a, begin, end, packed);
   };
   // A prompt's rows are packed on the pool (the other threads would only wait for it); a few
   // decode rows on the caller.
@@ -444,10 +434,6 @@ uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
   return packed;
 }
 
-}  // namespace
-
-namespace {
-
 // A prompt's rows of x go through the packed weights in passes of kRowPassBytes of bf16 rows (an
 // even number of 16-row blocks, at least 2), each pass over every weight group: a pass's rows
 // stay in L2 while the groups read them, where one pass of all the rows streamed them from L3
@@ -455,12 +441,22 @@ namespace {
 // 256 KiB and 1 MiB passes measured the same).
 constexpr int64_t kRowPassBytes = int64_t{512} << 10;
 
-template <typename Pass>
-void ForEachRowPass(int64_t k, int64_t m_blocks, const Pass& pass) {
+// y = x * W^T (E = kStore) or the gated product (kSiluMul, a.w the gate's weights) on packed
+// weights: x's rows in passes (kRowPassBytes), each over every group of output columns on `pool`.
+template <Epilogue E>
+void PackedProduct(const MatMulArgs& a, const uint16_t* w_up, const uint16_t* x16,
+                   ThreadPool& pool) {
+  const int64_t m_blocks = (a.m + kTile - 1) / kTile;
   const int64_t per_pass = std::max<int64_t>(
-      2, kRowPassBytes / (kTile * k * static_cast<int64_t>(sizeof(uint16_t))) / 2 * 2);
+      2, kRowPassBytes / (kTile * a.k * static_cast<int64_t>(sizeof(uint16_t))) / 2 * 2);
+  const int64_t group_columns = PackedGroupBlocks(m_blocks) / kBlocksPerColumns<E>;
+  const int64_t groups = (a.n / kTile + group_columns - 1) / group_columns;
   for (int64_t begin = 0; begin < m_blocks; begin += per_pass) {
-    pass(RowBlocks{.begin = begin, .end = std::min(m_blocks, begin + per_pass), .total = m_blocks});
+    const RowBlocks rows{
+        .begin = begin, .end = std::min(m_blocks, begin + per_pass), .total = m_blocks};
+    pool.ParallelFor(groups, 1, [&](int64_t group_begin, int64_t group_end) {
+      PackedGroups<E>(a, w_up, x16, rows, group_begin, group_end);
+    });
   }
 }
 
@@ -472,12 +468,7 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool) {
   const uint16_t* packed = PackedX(a, pool);
   const int64_t pairs = (a.n / kTile + 1) / 2;
   if (a.w_layout == WeightLayout::kTiles) {
-    const int64_t group_blocks = PackedGroupBlocks(m_blocks);
-    ForEachRowPass(a.k, m_blocks, [&](RowBlocks rows) {
-      pool.ParallelFor(
-          (a.n / kTile + group_blocks - 1) / group_blocks, 1,
-          [&](int64_t begin, int64_t end) { PackedGroups(a, packed, rows, begin, end); });
-    });
+    PackedProduct<Epilogue::kStore>(a, nullptr, packed, pool);
     return;
   }
   pool.ParallelFor(pairs, 1,
@@ -490,13 +481,7 @@ void GatedMatMul(const MatMulArgs& gate, const void* w_up, ThreadPool& pool) {
   const uint16_t* packed = PackedX(gate, pool);
   const auto* up = static_cast<const uint16_t*>(w_up);
   if (gate.w_layout == WeightLayout::kTiles) {
-    const int64_t group_blocks = PackedGroupBlocks(m_blocks) / 2;
-    ForEachRowPass(gate.k, m_blocks, [&](RowBlocks rows) {
-      pool.ParallelFor((gate.n / kTile + group_blocks - 1) / group_blocks, 1,
-                       [&](int64_t begin, int64_t end) {
-                         PackedGatedGroups(gate, up, packed, rows, begin, end);
-                       });
-    });
+    PackedProduct<Epilogue::kSiluMul>(gate, up, packed, pool);
     return;
   }
   pool.ParallelFor(gate.n / kTile, 1, [&](int64_t begin, int64_t end) {
