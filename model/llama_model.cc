@@ -28,6 +28,10 @@ WeightType ToWeightType(DType dtype) {
   return dtype == DType::kF32 ? WeightType::kF32 : WeightType::kBF16;
 }
 
+WeightLayout LayoutOf(const WeightTensor& t) {
+  return t.tiled ? WeightLayout::kTiles : WeightLayout::kRows;
+}
+
 const float* F32Data(const WeightTensor& t) {
   PAGODA_CHECK(t.dtype == DType::kF32) << "norms and biases are F32";
   return static_cast<const float*>(t.data);
@@ -40,7 +44,7 @@ void Linear(const float* x, int64_t m, const WeightTensor& w,
   MatMul(MatMulArgs{.x = x,
                     .w = w.data,
                     .w_type = ToWeightType(w.dtype),
-                    .w_layout = w.tiled ? WeightLayout::kTiles : WeightLayout::kRows,
+                    .w_layout = LayoutOf(w),
                     .bias = bias.has_value() ? F32Data(*bias) : nullptr,
                     .y = y,
                     .m = m,
@@ -379,7 +383,7 @@ void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
        .w_gate = w.gate_proj.data,
        .w_up = w.up_proj.data,
        .w_type = ToWeightType(weights_->matrix_dtype()),
-       .w_layout = w.gate_proj.tiled ? WeightLayout::kTiles : WeightLayout::kRows,
+       .w_layout = LayoutOf(w.gate_proj),  // up_proj has its shape, so its layout
        .y = gate_.data(),
        .scratch = up_.data(),
        .m = num_tokens,
@@ -437,7 +441,7 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, CpuKvCache& cache,
 
   const WeightTensor& embed = weights_->embed_tokens();
   kernels::cpu::Embedding(batch.token_ids, embed.data, ToWeightType(embed.dtype), hidden,
-                          hidden_.data(), embed.tiled ? WeightLayout::kTiles : WeightLayout::kRows);
+                          hidden_.data(), LayoutOf(embed));
   // Past the model's context (StreamingLLM only) the angles are computed in double.
   kernels::cpu::ComputeRopeAngles(batch.positions, inv_freq_, &rope_, c.max_position_embeddings);
   if (streaming_.sink_tokens > 0) {

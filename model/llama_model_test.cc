@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/matmul.h"
 #include "model/testing/forward_batch_builder.h"
+#include "model/tiled_matrices.h"
 
 namespace pagoda::model {
 namespace {
@@ -256,6 +257,8 @@ void ExpectTiledLogitsMatchTheRowsLayouts(const ModelConfig& config) {
                                   &models[tiled]->weights().lm_head()}) {
       EXPECT_EQ(m->tiled, tiled);
     }
+    // Every projection of tiny's shapes and the lm_head fit the tiles.
+    EXPECT_EQ(NumTiledMatrices(models[tiled]->weights()), tiled ? 7 * config.num_layers + 1 : 0);
     // Tied, the embedding is the lm_head and is packed; the token lookup reads its tiles.
     EXPECT_EQ(models[tiled]->weights().embed_tokens().tiled, tiled && config.tie_word_embeddings);
   }

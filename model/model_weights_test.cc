@@ -447,6 +447,7 @@ TEST_F(ModelWeightsTest, TileMatricesRepacksOwnedAndMappedBf16Matrices) {
     EXPECT_EQ(parts.buffers.size(), buffers + (mapped ? tiled_matrices : 0));
     const ModelWeights tiled(std::move(parts));
     const std::string what = mapped ? "mapped" : "owned";
+    EXPECT_EQ(NumTiledMatrices(tiled), static_cast<int>(tiled_matrices)) << what;
     ExpectTiledCopy(tiled.layers()[1].q_proj, q, what + " q_proj");
     ExpectTiledCopy(tiled.lm_head(), lm_head, what + " lm_head");
     for (const LayerWeights& layer : tiled.layers()) {

@@ -52,19 +52,35 @@ absl::Status TileOne(WeightTensor& tensor, std::vector<WeightBuffer>& buffers,
   return absl::OkStatus();
 }
 
+// The matrices the CPU products read: every layer's projections and the lm_head (when tied, the
+// embedding, so the token lookup reads the tiles too). Const or not, as the arguments are.
+template <typename Layers, typename Tensor, typename Fn>
+void ForEachProductMatrix(Layers& layers, Tensor& lm_head, const Fn& fn) {
+  for (auto& layer : layers) {
+    for (auto* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
+                    &layer.up_proj, &layer.down_proj}) {
+      fn(*m);
+    }
+  }
+  fn(lm_head);
+}
+
 }  // namespace
 
 absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& pool) {
-  for (LayerWeights& layer : parts.layers) {
-    for (WeightTensor* m : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
-                            &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
-      PAGODA_RETURN_IF_ERROR(TileOne(*m, parts.buffers, parts.checkpoint.get(), pool));
-    }
-  }
-  // Tied: the embedding is the lm_head, and the token lookup reads the tiles too.
   WeightTensor& lm_head = parts.lm_head.has_value() ? *parts.lm_head : parts.embed_tokens;
-  PAGODA_RETURN_IF_ERROR(TileOne(lm_head, parts.buffers, parts.checkpoint.get(), pool));
-  return absl::OkStatus();
+  absl::Status status;
+  ForEachProductMatrix(parts.layers, lm_head, [&](WeightTensor& m) {
+    if (status.ok()) status = TileOne(m, parts.buffers, parts.checkpoint.get(), pool);
+  });
+  return status;
+}
+
+int NumTiledMatrices(const ModelWeights& weights) {
+  int n = 0;
+  ForEachProductMatrix(weights.layers(), weights.lm_head(),
+                       [&](const WeightTensor& m) { n += m.tiled ? 1 : 0; });
+  return n;
 }
 
 }  // namespace pagoda::model

@@ -22,4 +22,7 @@ namespace pagoda::model {
 // partly packed, every tensor still consistent).
 absl::Status TileMatrices(ModelWeightsParts& parts, kernels::cpu::ThreadPool& pool);
 
+// How many of those matrices are packed (0 when the model kept the checkpoint's layout).
+int NumTiledMatrices(const ModelWeights& weights);
+
 }  // namespace pagoda::model

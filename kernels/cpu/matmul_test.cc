@@ -150,6 +150,26 @@ TEST(MatMulTest, AccumulateAddsTheProductToY) {
   }
 }
 
+// The gated product the unfused way: MatMul of the gate's and of the up's weights (in `g`'s
+// layout, on the path `allow_amx` picks), then SiluAndMul.
+std::vector<float> UnfusedGated(const GatedMatMulArgs& g, ThreadPool& pool, bool allow_amx) {
+  std::vector<float> gate(g.m * g.n), up(g.m * g.n), out(g.m * g.n);
+  MatMulArgs m{.x = g.x,
+               .w = g.w_gate,
+               .w_type = g.w_type,
+               .w_layout = g.w_layout,
+               .y = gate.data(),
+               .m = g.m,
+               .n = g.n,
+               .k = g.k};
+  MatMul(m, pool, allow_amx);
+  m.w = g.w_up;
+  m.y = up.data();
+  MatMul(m, pool, allow_amx);
+  SiluAndMul(gate.data(), up.data(), g.m * g.n, out.data());
+  return out;
+}
+
 // GatedMatMul = silu(gate product) * up product: against the reference loops at the bf16-dot
 // tolerance (the silu's slope is at most 1.1, the up factor bounds the rest), and exactly the
 // two MatMuls and SiluAndMul of the unfused path (the fused AMX epilogue computes the same
@@ -172,22 +192,10 @@ TEST(MatMulTest, GatedMatMulIsSiluOfTheGateTimesTheUp) {
                            .n = s.n,
                            .k = s.k};
       GatedMatMul(args, pool, allow_amx);
-      // Unfused, on the same path.
-      std::vector<float> g(s.m * s.n), u(s.m * s.n), unfused(s.m * s.n);
-      MatMulArgs m{.x = gate.x.data(),
-                   .w = gate.w16.data(),
-                   .w_type = WeightType::kBF16,
-                   .y = g.data(),
-                   .m = s.m,
-                   .n = s.n,
-                   .k = s.k};
-      MatMul(m, pool, allow_amx);
-      m.w = up.w16.data();
-      m.y = u.data();
-      MatMul(m, pool, allow_amx);
-      SiluAndMul(g.data(), u.data(), s.m * s.n, unfused.data());
+      const std::vector<float> unfused = UnfusedGated(args, pool, allow_amx);  // the same path
       // The reference: exact loops, then the scalar activation.
       std::vector<float> rg(s.m * s.n), ru(s.m * s.n);
+      MatMulArgs m{.x = gate.x.data(), .w_type = WeightType::kBF16, .m = s.m, .n = s.n, .k = s.k};
       m.y = rg.data();
       m.w = gate.w16.data();
       MatMulReference(m);
@@ -319,21 +327,8 @@ TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
       args.w_layout = WeightLayout::kTiles;
       args.y = y_tiled.data();
       GatedMatMul(args, pool, allow_amx);
-      MatMulArgs m{.x = gate.x.data(),
-                   .w_type = WeightType::kBF16,
-                   .w_layout = WeightLayout::kTiles,
-                   .m = s.m,
-                   .n = s.n,
-                   .k = s.k};
-      std::vector<float> g(s.m * s.n), u(s.m * s.n), unfused(s.m * s.n);
-      m.w = gate_tiles.data();
-      m.y = g.data();
-      MatMul(m, pool, allow_amx);
-      m.w = up_tiles.data();
-      m.y = u.data();
-      MatMul(m, pool, allow_amx);
-      SiluAndMul(g.data(), u.data(), s.m * s.n, unfused.data());
-      EXPECT_EQ(y_tiled, unfused) << "m=" << s.m << " amx=" << allow_amx;
+      EXPECT_EQ(y_tiled, UnfusedGated(args, pool, allow_amx))
+          << "m=" << s.m << " amx=" << allow_amx;
       const bool same_path = allow_amx && s.m >= 4 && amx::Available();
       if (same_path) {
         EXPECT_EQ(y_tiled, y_rows) << "m=" << s.m << " amx=" << allow_amx;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "model/tiled_matrices.h"
 
 namespace pagoda::runner::cpu {
 
@@ -26,11 +27,10 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
 
 std::string CpuModelRunner::Describe() const {
   std::vector<std::string> lines;
-  const std::vector<model::LayerWeights>& layers = model_->weights().layers();
-  if (!layers.empty() && layers.front().q_proj.tiled) {
-    lines.emplace_back(
-        "weights: bf16 matrices repacked for the AMX tiles at load (--no-repack-weights keeps "
-        "the checkpoint's layout)");
+  if (const int tiled = model::NumTiledMatrices(model_->weights()); tiled > 0) {
+    lines.emplace_back(absl::StrCat("weights: ", tiled,
+                                    " bf16 matrices repacked for the AMX tiles at load "
+                                    "(--no-repack-weights keeps the checkpoint's layout)"));
   }
   if (model::IsScaledKvType(cache_->dtype())) {
     lines.emplace_back(
