@@ -318,14 +318,15 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("rope_scaling type ", c.rope_scaling->type, " is not supported"));
   }
-  if (options.tile_matrices && weights->matrix_dtype() == DType::kBF16 &&
-      kernels::cpu::TilesLayoutPays()) {
-    ModelWeightsParts parts = std::move(*weights).ReleaseParts();
-    kernels::cpu::ThreadPool pool(options.num_threads);
-    PAGODA_RETURN_IF_ERROR(TileMatrices(parts, pool));
-    weights = std::make_unique<ModelWeights>(std::move(parts));
+  const bool tile = options.tile_matrices && weights->matrix_dtype() == DType::kBF16 &&
+                    kernels::cpu::TilesLayoutPays();
+  std::unique_ptr<LlamaModel> model(new LlamaModel(std::move(weights), options));
+  if (tile) {  // on the model's own pool
+    ModelWeightsParts parts = std::move(*model->weights_).ReleaseParts();
+    PAGODA_RETURN_IF_ERROR(TileMatrices(parts, model->pool_));
+    model->weights_ = std::make_unique<ModelWeights>(std::move(parts));
   }
-  return std::unique_ptr<LlamaModel>(new LlamaModel(std::move(weights), options));
+  return model;
 }
 
 void LlamaModel::Layer(int index, const ForwardBatch& batch, CpuKvCache& cache,
