@@ -150,6 +150,20 @@ TEST(MatMulTest, AccumulateAddsTheProductToY) {
   }
 }
 
+// The gated product of x (gate's) with gate's and up's bf16 weights, as stored, into y.
+GatedMatMulArgs GatedArgs(const Operands& gate, const Operands& up, const Shape& s, float* y,
+                          float* scratch) {
+  return {.x = gate.x.data(),
+          .w_gate = gate.w16.data(),
+          .w_up = up.w16.data(),
+          .w_type = WeightType::kBF16,
+          .y = y,
+          .scratch = scratch,
+          .m = s.m,
+          .n = s.n,
+          .k = s.k};
+}
+
 // The gated product the unfused way: MatMul of the gate's and of the up's weights (in `g`'s
 // layout, on the path `allow_amx` picks), then SiluAndMul.
 std::vector<float> UnfusedGated(const GatedMatMulArgs& g, ThreadPool& pool, bool allow_amx) {
@@ -182,15 +196,7 @@ TEST(MatMulTest, GatedMatMulIsSiluOfTheGateTimesTheUp) {
     const Operands up = RandomOperands(s, 8);
     for (const bool allow_amx : {true, false}) {
       std::vector<float> y(s.m * s.n), scratch(s.m * s.n);
-      GatedMatMulArgs args{.x = gate.x.data(),
-                           .w_gate = gate.w16.data(),
-                           .w_up = up.w16.data(),
-                           .w_type = WeightType::kBF16,
-                           .y = y.data(),
-                           .scratch = scratch.data(),
-                           .m = s.m,
-                           .n = s.n,
-                           .k = s.k};
+      GatedMatMulArgs args = GatedArgs(gate, up, s, y.data(), scratch.data());
       GatedMatMul(args, pool, allow_amx);
       const std::vector<float> unfused = UnfusedGated(args, pool, allow_amx);  // the same path
       // The reference: exact loops, then the scalar activation.
@@ -312,15 +318,7 @@ TEST(MatMulTest, GatedMatMulReadsTiledWeights) {
     PackWeightsToTiles(up.w16.data(), s.n, s.k, up_tiles.data(), pool);
     for (const bool allow_amx : {true, false}) {
       std::vector<float> y_rows(s.m * s.n), y_tiled(s.m * s.n), scratch(s.m * s.n);
-      GatedMatMulArgs args{.x = gate.x.data(),
-                           .w_gate = gate.w16.data(),
-                           .w_up = up.w16.data(),
-                           .w_type = WeightType::kBF16,
-                           .y = y_rows.data(),
-                           .scratch = scratch.data(),
-                           .m = s.m,
-                           .n = s.n,
-                           .k = s.k};
+      GatedMatMulArgs args = GatedArgs(gate, up, s, y_rows.data(), scratch.data());
       GatedMatMul(args, pool, allow_amx);
       args.w_gate = gate_tiles.data();
       args.w_up = up_tiles.data();
