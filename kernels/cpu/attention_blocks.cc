@@ -601,7 +601,8 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
 template <typename T>
 Backend BackendFor(const PagedAttentionArgs<T>& a) {
   const int d = a.cache.head_dim;
-  if (!a.allow_query_blocks || a.window.sink_tokens != 0 || d <= 0 || d > kMaxHeadDim) {
+  if (!a.allow_query_blocks || !a.allow_avx512 || a.window.sink_tokens != 0 || d <= 0 ||
+      d > kMaxHeadDim) {
     return Backend::kNone;
   }
   if constexpr (!std::is_same_v<T, float>) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
 
@@ -97,6 +98,14 @@ PAGODA_AVX512_TARGET void SiluAndMulAvx512(const float* gate, const float* up, i
   }
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
+
+PAGODA_AVX2_TARGET void SiluAndMulAvx2(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, avx2::SiluMul(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
 #endif
 
 }  // namespace
@@ -105,6 +114,10 @@ void SiluAndMul(const float* gate, const float* up, int64_t n, float* out) {
 #if defined(__x86_64__)
   if (avx512::Supported()) {
     SiluAndMulAvx512(gate, up, n, out);
+    return;
+  }
+  if (avx2::Supported()) {
+    SiluAndMulAvx2(gate, up, n, out);
     return;
   }
 #endif

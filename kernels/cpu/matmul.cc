@@ -8,10 +8,12 @@
 
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul_amx.h"
+#include "kernels/cpu/matmul_avx2.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -314,33 +316,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) voi
       });
 }
 
-__attribute__((target("avx2,fma"))) void Avx2Rows(const MatMulArgs& a, int64_t n_begin,
-                                                  int64_t n_end) {
-  const int64_t k8 = a.k / 8 * 8;
-  for (int64_t j = n_begin; j < n_end; ++j) {
-    for (int64_t i = 0; i < a.m; ++i) {
-      __m256 acc = _mm256_setzero_ps();
-      for (int64_t c = 0; c < k8; c += 8) {
-        __m256 w;
-        if (a.w_type == WeightType::kF32) {
-          w = _mm256_loadu_ps(static_cast<const float*>(a.w) + j * a.k + c);
-        } else {
-          const __m128i h = _mm_loadu_si128(
-              reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(a.w) + j * a.k + c));
-          w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-        }
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.x + i * a.k + c), w, acc);
-      }
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc);
-      float sum = 0.0f;
-      for (float l : lanes) sum += l;
-      for (int64_t c = k8; c < a.k; ++c) sum += a.x[i * a.k + c] * WeightAt(a, j, c);
-      Store(a, i, j, sum);
-    }
-  }
-}
-
 // One 16-row block of a [n, k] bf16 matrix into its k / 32 tiles of WeightLayout::kTiles:
 // tile row p takes pair p (values 2p, 2p + 1) of each of the 16 rows' 32 values.
 void PackBlock(const uint16_t* rows, int64_t k, uint16_t* tiles) {
@@ -382,7 +357,7 @@ Isa DetectIsa() {
                ? Isa::kAvx512Bf16
                : Isa::kAvx512;
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  if (avx2::Supported()) return Isa::kAvx2;
   return Isa::kPortable;
 }
 
@@ -509,7 +484,7 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
         Avx512Rows(a, b, e);
         break;
       case Isa::kAvx2:
-        Avx2Rows(a, b, e);
+        avx2::Rows(a, b, e);
         break;
       case Isa::kPortable:
         ReferenceRows(a, b, e);

@@ -2,7 +2,8 @@
 // n = 32000 is the lm_head and streams from memory), single-threaded so the
 // figure reads as per-core efficiency: GFLOP/s and weight GB/s, m = 1 (bandwidth-bound) to
 // m = 16 (compute-bound); also as fractions of this machine's measured single-thread limits
-// (of_bf16_peak, of_read_bw: kernels/cpu/roofline.h). BM_MatMulShapes: the projections of
+// (of_bf16_peak, of_read_bw, and of_fma_peak where the CPU has AVX2 but no AVX-512:
+// kernels/cpu/roofline.h). BM_MatMulShapes: the projections of
 // llama-110m (k, n in 768, 2048, 32000) and TinyLlama (2048, 5632) at decode and prefill
 // batches, with AMX tiles allowed (amx:1, where the CPU has them) and not (amx:0), in the same
 // run; BM_MatMulShapesTiled, the same on weights packed at load into WeightLayout::kTiles;
@@ -77,6 +78,10 @@ void RunMatMul(benchmark::State& state, bool tiled) {
     SetFractionOf(state, "of_amx_peak", flops, roof.amx_gflop_per_s * 1e9);
   }
   SetFractionOf(state, "of_read_bw", weight_bytes, roof.read_gb_per_s * 1e9);
+  // Without AVX-512 the product runs in f32 on 8-lane FMAs (kernels/cpu/matmul_avx2.h).
+  if (std::string(MatMulIsa()) == "avx2") {
+    SetFractionOf(state, "of_fma_peak", flops, roof.fma_gflop_per_s * 1e9);
+  }
 }
 void BM_MatMul(benchmark::State& state) { RunMatMul(state, /*tiled=*/false); }
 void BM_MatMulTiled(benchmark::State& state) { RunMatMul(state, /*tiled=*/true); }

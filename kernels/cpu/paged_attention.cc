@@ -9,6 +9,7 @@
 
 #include "common/check.h"
 #include "kernels/cpu/attention_blocks.h"
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/kv_scales.h"
 
@@ -258,10 +259,10 @@ constexpr int64_t kPrefetchBytes = 2048;
 // Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
 // position `pos`, when that position is before `end` and its block is past `*done` (the last
 // block asked for, updated).
+// (No target: plain SSE prefetches, inlined into the AVX-512 and the AVX2 kernels alike.)
 template <typename T>
-PAGODA_AVX512_TARGET inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool,
-                                              const int32_t* table, int kv_head, int32_t pos,
-                                              int32_t end, int32_t* done) {
+inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool, const int32_t* table,
+                         int kv_head, int32_t pos, int32_t end, int32_t* done) {
   if (pos >= end) return;
   const int32_t block = pos / c.block_size;
   if (block <= *done) return;
@@ -422,6 +423,160 @@ auto SelectAvx512(int head_dim)
       return nullptr;
   }
 }
+
+// The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 8: the AVX-512
+// kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
+// kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
+// rows' scales; the softmax on a vectorized exp; V accumulated 64 dims (8 registers) at a time.
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET inline float LoadKeyRowAvx2(const PagedAttentionArgs<T>& a, const int32_t* table,
+                                               int kv_head, int32_t pos, __m256* kv) {
+  const PagedKvCacheView<T>& c = a.cache;
+  const int32_t block = table[pos / c.block_size];
+  const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
+  for (int i = 0; i < kChunks; ++i) kv[i] = avx2::LoadScaled8(k + 8 * i);
+  return a.scale * avx512::LoadScale<T>() *
+         ElementScale(c, /*value=*/false, block, kv_head, pos % c.block_size);
+}
+
+// The scores of query heads [g0, g0 + heads) of the group (heads <= kMaxBatchedGroup).
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET void ScoresAvx2(const PagedAttentionArgs<T>& a, int64_t token, int kv_head,
+                                   const int32_t* table, const AttendedRanges& ranges, int g0,
+                                   int heads, std::vector<float>& scores) {
+  const PagedKvCacheView<T>& c = a.cache;
+  const int group = a.num_heads / c.num_kv_heads;
+  const size_t len = static_cast<size_t>(ranges.count);
+  __m256 partial[kMaxBatchedGroup][8];
+  alignas(32) float row_scale[8];
+  alignas(32) float sums[8];
+  const int32_t ahead = kPrefetchBlocks * c.block_size;
+  for (int32_t part = 0, part_at = 0; part < 2; ++part) {
+    const float* q = QueryRow(a, token, kv_head * group + g0, part == 0);
+    int32_t prefetched = -1;
+    for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 8) {
+      for (int32_t p = first; p < first + 8; p += c.block_size) {
+        PrefetchTile(c, c.key, table, kv_head, p + ahead, ranges.end[part], &prefetched);
+      }
+      const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
+      const int n = std::min<int32_t>(8, ranges.end[part] - first);
+      for (int j = 0; j < 8; ++j) {
+        if (j >= n) {
+          for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_ps();
+          row_scale[j] = 0.0f;
+          continue;
+        }
+        __m256 kv[kChunks];
+        row_scale[j] = LoadKeyRowAvx2<T, kChunks>(a, table, kv_head, first + j, kv);
+        for (int g = 0; g < heads; ++g) {
+          const float* qg = q + g * 8 * kChunks;
+          __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), kv[0]);
+          for (int i = 1; i < kChunks; ++i) {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * i), kv[i], acc);
+          }
+          partial[g][j] = acc;
+        }
+      }
+      const __m256 scale = _mm256_load_ps(row_scale);
+      for (int g = 0; g < heads; ++g) {
+        _mm256_store_ps(sums, _mm256_mul_ps(avx2::Sum8x8(partial[g]), scale));
+        std::copy(sums, sums + n, scores.data() + (g0 + g) * len + at);
+      }
+    }
+    part_at += ranges.end[part] - ranges.begin[part];
+  }
+}
+
+// In place: s[0, len) = softmax(s).
+PAGODA_AVX2_TARGET inline void SoftmaxAvx2(float* s, int32_t len) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  __m256 max_v = _mm256_set1_ps(max_score);
+  int32_t i = 0;
+  for (; i + 8 <= len; i += 8) max_v = _mm256_max_ps(max_v, _mm256_loadu_ps(s + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, max_v);
+  for (const float l : lanes) max_score = std::max(max_score, l);
+  for (int32_t t = i; t < len; ++t) max_score = std::max(max_score, s[t]);
+  const __m256 max_b = _mm256_set1_ps(max_score);
+  __m256 sum_v = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= len; i += 8) {
+    const __m256 e = avx2::Exp(_mm256_sub_ps(_mm256_loadu_ps(s + i), max_b));
+    _mm256_storeu_ps(s + i, e);
+    sum_v = _mm256_add_ps(sum_v, e);
+  }
+  float sum = avx2::Sum8(sum_v);
+  for (int32_t t = i; t < len; ++t) sum += (s[t] = std::exp(s[t] - max_score));
+  const float inv = 1.0f / sum;
+  const __m256 inv_v = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= len; i += 8)
+    _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv_v));
+  for (; i < len; ++i) s[i] *= inv;
+}
+
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token, int64_t request,
+                                   int kv_head, int32_t last, std::vector<float>& scores) {
+  constexpr int kPass = 8;  // V vectors accumulated per pass over the positions
+  const PagedKvCacheView<T>& c = a.cache;
+  const int group = a.num_heads / c.num_kv_heads;
+  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
+  const AttendedRanges ranges = Attended(a.window, last);
+  const int32_t len = ranges.count;
+  scores.resize(static_cast<size_t>(group) * len);
+  for (int g0 = 0; g0 < group; g0 += kMaxBatchedGroup) {
+    ScoresAvx2<T, kChunks>(a, token, kv_head, table, ranges, g0,
+                           std::min(kMaxBatchedGroup, group - g0), scores);
+  }
+  for (int g = 0; g < group; ++g) SoftmaxAvx2(scores.data() + static_cast<size_t>(g) * len, len);
+  for (int g = 0; g < group; ++g) {
+    const float* p = scores.data() + static_cast<size_t>(g) * len;
+    float* out = a.output + (token * a.num_heads + kv_head * group + g) * (8 * kChunks);
+    for (int v0 = 0; v0 < kChunks; v0 += kPass) {
+      const int count = std::min(kPass, kChunks - v0);
+      __m256 acc[kPass];
+      for (int i = 0; i < kPass; ++i) acc[i] = _mm256_setzero_ps();
+      for (int32_t part = 0, at = 0; part < 2; ++part) {
+        int32_t prefetched = -1;
+        for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+          if (g == 0 && v0 == 0) {
+            PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
+                         ranges.end[part], &prefetched);
+          }
+          const int32_t block = table[pos / c.block_size];
+          const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size) + 8 * v0;
+          const __m256 w =
+              _mm256_set1_ps(p[at] * avx512::LoadScale<T>() *
+                             ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size));
+          for (int i = 0; i < count; ++i) {
+            acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
+          }
+        }
+      }
+      for (int i = 0; i < count; ++i) _mm256_storeu_ps(out + 8 * (v0 + i), acc[i]);
+    }
+  }
+}
+
+// The AVX2 kernel for this head dim, or null when the CPU or the head dim does not allow it.
+template <typename T>
+auto SelectAvx2(int head_dim)
+    -> void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t, std::vector<float>&) {
+  if (!avx2::Supported()) return nullptr;
+  switch (head_dim) {
+    case 64:
+      return &AttendAvx2<T, 8>;
+    case 80:
+      return &AttendAvx2<T, 10>;
+    case 96:
+      return &AttendAvx2<T, 12>;
+    case 128:
+      return &AttendAvx2<T, 16>;
+    case 256:
+      return &AttendAvx2<T, 32>;
+    default:
+      return nullptr;
+  }
+}
 #endif  // __x86_64__
 
 }  // namespace
@@ -450,7 +605,11 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   void (*attend)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
                  std::vector<float>&) = &Attend;
 #if defined(__x86_64__)
-  if (const auto avx512 = SelectAvx512<T>(c.head_dim); avx512 != nullptr) attend = avx512;
+  if (const auto avx512 = SelectAvx512<T>(c.head_dim); a.allow_avx512 && avx512 != nullptr) {
+    attend = avx512;
+  } else if (const auto avx2 = SelectAvx2<T>(c.head_dim); avx2 != nullptr) {
+    attend = avx2;
+  }
 #endif
   blocks::Plan plan;  // the prefill chunks on query blocks (not for f32 caches)
   if constexpr (!std::is_same_v<T, float>) plan = blocks::MakePlan(a, pool);

@@ -50,14 +50,17 @@ struct PagedAttentionArgs {
   const float* sink_query = nullptr;
   // Prefill chunks go to the query blocks (attention_blocks.h) where the cache type and shape
   // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512.
-  // `allow_query_blocks` = false keeps every query on the per-query path (tests and benchmarks
-  // compare the paths).
+  // `allow_query_blocks` = false keeps every query on the per-query path; `allow_avx512` = false
+  // takes the AVX2 kernels where the CPU has AVX-512 too (tests and benchmarks compare the paths).
   bool allow_amx = true;
   bool allow_query_blocks = true;
+  bool allow_avx512 = true;
 };
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group
-// of query heads that share it; softmax in f32 with max subtraction. A request with enough
+// of query heads that share it; softmax in f32 with max subtraction. On AVX-512, else AVX2 (8
+// lanes, the same plan) for head dims 64, 80, 96, 128 and 256; a compiler-vectorized loop for
+// the others. A request with enough
 // queries this step (prefill chunks: 4 on AMX, 16 on AVX-512) in a bf16 or 8-bit cache is instead
 // parallel over (16 queries, KV head) blocks that walk their keys once for the 16
 // (attention_blocks.h). An f32 cache keeps every query on the per-query path, so that a query's

@@ -14,6 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/attention_blocks.h"
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/matmul_amx.h"
 
@@ -173,8 +174,9 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
 // `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
 // k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
 // Which path prefill chunks take: the default (query blocks, on AMX where the CPU has it), the
-// query blocks on AVX-512, or the per-query path.
-enum class Path { kDefault, kNoAmx, kPerQuery };
+// query blocks on AVX-512, or the per-query path; kAvx2: every query on the AVX2 kernel (what a
+// CPU without AVX-512 runs), on a CPU that has AVX-512.
+enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2 };
 
 template <typename T>
 void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
@@ -297,7 +299,8 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
                                        .window = c.window,
                                        .sink_query = c.sink_query ? sink_query.data() : nullptr,
                                        .allow_amx = path == Path::kDefault,
-                                       .allow_query_blocks = path != Path::kPerQuery},
+                                       .allow_query_blocks = path != Path::kPerQuery,
+                                       .allow_avx512 = path != Path::kAvx2},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
@@ -338,6 +341,13 @@ void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<Fp8E5M2>(c, seed);
   RunCase<Fp8E4M3>(c, seed, /*static_scales=*/true);
   RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true);
+  if (avx512::Supported() && avx2::Supported()) {  // the AVX2 kernels, taken elsewhere by default
+    RunCase<float>(c, seed, /*static_scales=*/false, Path::kAvx2);
+    RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kAvx2);
+    RunCase<int8_t>(c, seed, /*static_scales=*/false, Path::kAvx2);
+    RunCase<Fp8E4M3>(c, seed, /*static_scales=*/false, Path::kAvx2);
+    RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true, Path::kAvx2);
+  }
 }
 
 TEST(PagedAttentionTest, DecodeMatchesDenseAcrossContextLengthsAndGqa) {

@@ -6,7 +6,9 @@
 //   reading its own contiguous part;
 // - the bf16 dot-product peak: independent vdpbf16ps chains (AVX-512 BF16), enough of them to
 //   hide the instruction's latency, on register-resident data;
-// - where the CPU has AMX, the tiles' bf16 peak: independent TDPBF16PS on register tiles.
+// - where the CPU has AMX, the tiles' bf16 peak: independent TDPBF16PS on register tiles;
+// - the f32 FMA peak of 8-lane vfmadd231ps chains (AVX2+FMA): the bound of the matmul on CPUs
+//   without AVX-512 BF16, which multiplies in f32 (kernels/cpu/matmul_avx2.h).
 // Thread-compatible: each call uses the pool it is given.
 
 #include <cstdint>
@@ -28,10 +30,15 @@ double ReadSum(const float* data, int64_t floats, ThreadPool& pool);
 inline constexpr int kBf16PeakChains = 12;
 float Bf16PeakLoop(int64_t iterations, ThreadPool& pool);
 
+// The same for the FMA peak: kernels/cpu/matmul_avx2.h, FmaPeakLoop, on each of the pool's
+// threads. Each round is avx2::kFmaPeakChains FMAs of 16 FLOP. Returns 0 without AVX2+FMA.
+float FmaPeakLoop(int64_t iterations, ThreadPool& pool);
+
 struct Roofline {
   double read_gb_per_s = 0;     // read bandwidth of the pool's threads, GB/s (1e9 bytes)
   double bf16_gflop_per_s = 0;  // bf16 dot-product peak of the pool's threads; 0 without BF16
   double amx_gflop_per_s = 0;   // AMX bf16 tile peak of the pool's threads; 0 without AMX
+  double fma_gflop_per_s = 0;   // f32 8-lane FMA peak of the pool's threads; 0 without AVX2+FMA
 };
 
 // Measures them on the pool's threads: the best of `repeats` runs of each (`buffer_bytes` to

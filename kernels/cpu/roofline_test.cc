@@ -4,7 +4,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/matmul_amx.h"
+#include "kernels/cpu/matmul_avx2.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -49,6 +51,14 @@ TEST(RooflineTest, AmxPeakLoopDoesItsRounds) {
   EXPECT_EQ(amx::PeakLoop(1), 32.0f);
 }
 
+// Every chain adds 1 * 0.5 per round: the FMA loop ran, all of it, on every thread.
+TEST(RooflineTest, FmaPeakLoopDoesItsRounds) {
+  if (!avx2::Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  ThreadPool pool(2);
+  EXPECT_EQ(FmaPeakLoop(1000, pool), 0.5f * 1000 * avx2::kFmaPeakChains);
+  EXPECT_EQ(FmaPeakLoop(1, pool), 0.5f * avx2::kFmaPeakChains);
+}
+
 TEST(RooflineTest, MeasuresPositiveFigures) {
   ThreadPool pool(1);
   const Roofline r = MeasureRoofline(pool, int64_t{8} << 20, 1);
@@ -57,6 +67,7 @@ TEST(RooflineTest, MeasuresPositiveFigures) {
     EXPECT_GT(r.bf16_gflop_per_s, 0.0);
   }
   EXPECT_EQ(r.amx_gflop_per_s > 0.0, amx::Available());
+  EXPECT_EQ(r.fma_gflop_per_s > 0.0, avx2::Supported());
 }
 
 }  // namespace

@@ -1,0 +1,157 @@
+#include "kernels/cpu/matmul_avx2.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/avx2_math.h"
+#include "kernels/cpu/bf16.h"
+
+namespace pagoda::kernels::cpu::avx2 {
+namespace {
+
+// Weight rows per tile against 4 rows of x (3 x 4 = 12 accumulators, 3 weight vectors and one
+// x vector: the 16 ymm registers), and against a single row (6 independent chains).
+constexpr int kWeightRows = 3;
+constexpr int kXRows = 4;
+constexpr int kDecodeWeightRows = 6;
+// The weight rows of a block are read once from memory, then from L2 by every further 4-row
+// group of x (half of the smallest L2 of the CPUs this path serves, 512 KiB on Zen 1-2).
+constexpr int64_t kBlockBytes = 128 << 10;
+
+// 8 weights from `p`, widened to f32 (bf16: the 16 bits shifted into the high half, exact).
+PAGODA_AVX2_TARGET inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+PAGODA_AVX2_TARGET inline __m256 Load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float ToF32(float v) { return v; }
+inline float ToF32(uint16_t v) { return Bf16ToFloat(v); }
+
+// y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating (matmul.h).
+inline void StoreSum(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
+  float& y = a.y[i * a.n + j];
+  const float value = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
+  y = a.accumulate ? y + value : value;
+}
+
+// NW weight rows from j against M rows of x from i0: NW * M accumulators of 8 lanes, each
+// weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
+template <typename W, int NW, int M>
+PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, int64_t i0) {
+  const int64_t k = a.k, k8 = k / 8 * 8;
+  const W* wr = w + j * k;
+  const float* xr = a.x + i0 * k;
+  __m256 acc[NW][M];
+#pragma GCC unroll 8
+  for (int n = 0; n < NW; ++n) {
+#pragma GCC unroll 4
+    for (int r = 0; r < M; ++r) acc[n][r] = _mm256_setzero_ps();
+  }
+  // Alone against one row of x, the weights stream from memory in short runs (each row a few
+  // KiB), too short for the hardware prefetcher: ask for the next tile's rows, a line per row
+  // every 64 bytes of this one's.
+  const char* next = reinterpret_cast<const char*>(wr + NW * k);
+  constexpr int64_t kValuesPerLine = 64 / static_cast<int64_t>(sizeof(W));
+  for (int64_t c = 0; c < k8; c += 8) {
+    if constexpr (M == 1) {
+      if (c % kValuesPerLine == 0) {
+#pragma GCC unroll 8
+        for (int n = 0; n < NW; ++n) {
+          _mm_prefetch(next + (n * k + c) * static_cast<int64_t>(sizeof(W)), _MM_HINT_T0);
+        }
+      }
+    }
+    __m256 wv[NW];
+#pragma GCC unroll 8
+    for (int n = 0; n < NW; ++n) wv[n] = Load8(wr + n * k + c);
+#pragma GCC unroll 4
+    for (int r = 0; r < M; ++r) {
+      const __m256 x = _mm256_loadu_ps(xr + r * k + c);
+#pragma GCC unroll 8
+      for (int n = 0; n < NW; ++n) acc[n][r] = _mm256_fmadd_ps(x, wv[n], acc[n][r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < M; ++r) {
+#pragma GCC unroll 8
+    for (int n = 0; n < NW; ++n) {
+      float sum = Sum8(acc[n][r]);
+      for (int64_t c = k8; c < k; ++c) sum += xr[r * k + c] * ToF32(wr[n * k + c]);
+      StoreSum(a, i0 + r, j + n, sum);
+    }
+  }
+}
+
+// Weight rows [j_begin, j_end) against M rows of x from i0.
+template <typename W, int M>
+PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t j_begin, int64_t j_end,
+                                int64_t i0) {
+  int64_t j = j_begin;
+  for (; j + kWeightRows <= j_end; j += kWeightRows) Tile<W, kWeightRows, M>(a, w, j, i0);
+  if (j_end - j == 2) Tile<W, 2, M>(a, w, j, i0);
+  if (j_end - j == 1) Tile<W, 1, M>(a, w, j, i0);
+}
+
+template <typename W>
+PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, int64_t n_begin, int64_t n_end) {
+  if (a.m == 1) {  // decode: the weights stream once, as many chains as the registers allow
+    int64_t j = n_begin;
+    for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
+      Tile<W, kDecodeWeightRows, 1>(a, w, j, 0);
+    }
+    Columns<W, 1>(a, w, j, n_end, 0);
+    return;
+  }
+  // The range in equal blocks of at most kBlockBytes (whole tiles), so no block is a sliver.
+  const int64_t rows = n_end - n_begin;
+  const int64_t row_bytes = a.k * static_cast<int64_t>(sizeof(W));
+  const int64_t blocks = std::max<int64_t>(1, (rows * row_bytes + kBlockBytes - 1) / kBlockBytes);
+  const int64_t tiles = ((rows + blocks - 1) / blocks + kWeightRows - 1) / kWeightRows;
+  const int64_t block_rows = tiles * kWeightRows;
+  for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
+    const int64_t je = std::min(n_end, jb + block_rows);
+    int64_t i = 0;
+    for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, jb, je, i);
+    switch (a.m - i) {
+      case 3:
+        Columns<W, 3>(a, w, jb, je, i);
+        break;
+      case 2:
+        Columns<W, 2>(a, w, jb, je, i);
+        break;
+      case 1:
+        Columns<W, 1>(a, w, jb, je, i);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+void Rows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
+  if (a.w_type == WeightType::kF32) {
+    RowsOf(a, static_cast<const float*>(a.w), n_begin, n_end);
+  } else {
+    RowsOf(a, static_cast<const uint16_t*>(a.w), n_begin, n_end);
+  }
+}
+
+PAGODA_AVX2_TARGET float FmaPeakLoop(int64_t iterations) {
+  __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  asm volatile("" : "+x"(one));  // opaque, so the FMAs are not folded into adds
+  __m256 acc[kFmaPeakChains];
+  for (__m256& c : acc) c = _mm256_setzero_ps();
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (__m256& c : acc) c = _mm256_fmadd_ps(one, half, c);
+  }
+  __m256 total = acc[0];
+  for (int c = 1; c < kFmaPeakChains; ++c) total = _mm256_add_ps(total, acc[c]);
+  return _mm256_cvtss_f32(total);
+}
+
+}  // namespace pagoda::kernels::cpu::avx2
