@@ -477,6 +477,11 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
                      [&](int64_t b, int64_t e) { Avx512Bf16Rows(a, x16.data(), b, e); });
     return;
   }
+  std::vector<float> x_pairs;  // the AVX2 path's view of x against bf16 weights
+  if (isa == Isa::kAvx2 && a.w_type == WeightType::kBF16) {
+    x_pairs.resize(static_cast<size_t>(a.m * a.k));
+    avx2::SplitPairs(a.x, a.m, a.k, x_pairs.data());
+  }
   pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) {
     switch (isa) {
       case Isa::kAvx512Bf16:
@@ -484,7 +489,7 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
         Avx512Rows(a, b, e);
         break;
       case Isa::kAvx2:
-        avx2::Rows(a, b, e);
+        avx2::Rows(a, x_pairs.data(), b, e);
         break;
       case Isa::kPortable:
         ReferenceRows(a, b, e);

@@ -19,15 +19,6 @@ constexpr int kDecodeWeightRows = 6;
 // group of x (half of the smallest L2 of the CPUs this path serves, 512 KiB on Zen 1-2).
 constexpr int64_t kBlockBytes = 128 << 10;
 
-// 8 weights from `p`, widened to f32 (bf16: the 16 bits shifted into the high half, exact).
-PAGODA_AVX2_TARGET inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
-PAGODA_AVX2_TARGET inline __m256 Load8(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline float ToF32(float v) { return v; }
-inline float ToF32(uint16_t v) { return Bf16ToFloat(v); }
-
 // y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating (matmul.h).
 inline void StoreSum(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
   float& y = a.y[i * a.n + j];
@@ -35,13 +26,34 @@ inline void StoreSum(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
   y = a.accumulate ? y + value : value;
 }
 
+// Values of k per step: f32 weights 8 (one vector), bf16 weights 16 (one 32-byte load, taken
+// as 8 pairs: the even values shifted into the high halves, the odd ones masked, against x's
+// even and odd values: SplitPairs), half the widening work of 8 at a time.
+template <typename W>
+constexpr int64_t kStep = sizeof(W) == 2 ? 16 : 8;
+
+// acc[n][r] += x[r][c, c + 8) * wv[n], x's rows k apart from xr. (A function, not a lambda: a
+// lambda would not inherit the target.)
+template <int NW, int M>
+PAGODA_AVX2_TARGET inline void Multiply(const float* xr, int64_t k, int64_t c, const __m256* wv,
+                                        __m256 (&acc)[NW][M]) {
+#pragma GCC unroll 4
+  for (int r = 0; r < M; ++r) {
+    const __m256 x = _mm256_loadu_ps(xr + r * k + c);
+#pragma GCC unroll 8
+    for (int n = 0; n < NW; ++n) acc[n][r] = _mm256_fmadd_ps(x, wv[n], acc[n][r]);
+  }
+}
+
 // NW weight rows from j against M rows of x from i0: NW * M accumulators of 8 lanes, each
 // weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
+// `xs`: x as the step reads it (bf16: split in pairs), a.x past the last whole step.
 template <typename W, int NW, int M>
-PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, int64_t i0) {
-  const int64_t k = a.k, k8 = k / 8 * 8;
+PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float* xs, int64_t j,
+                                    int64_t i0) {
+  const int64_t k = a.k, k_steps = k / kStep<W> * kStep<W>;
   const W* wr = w + j * k;
-  const float* xr = a.x + i0 * k;
+  const float* xr = xs + i0 * k;
   __m256 acc[NW][M];
 #pragma GCC unroll 8
   for (int n = 0; n < NW; ++n) {
@@ -53,7 +65,7 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, 
   // every 64 bytes of this one's.
   const char* next = reinterpret_cast<const char*>(wr + NW * k);
   constexpr int64_t kValuesPerLine = 64 / static_cast<int64_t>(sizeof(W));
-  for (int64_t c = 0; c < k8; c += 8) {
+  for (int64_t c = 0; c < k_steps; c += kStep<W>) {
     if constexpr (M == 1) {
       if (c % kValuesPerLine == 0) {
 #pragma GCC unroll 8
@@ -63,13 +75,24 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, 
       }
     }
     __m256 wv[NW];
+    if constexpr (sizeof(W) == 2) {
+      const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
 #pragma GCC unroll 8
-    for (int n = 0; n < NW; ++n) wv[n] = Load8(wr + n * k + c);
-#pragma GCC unroll 4
-    for (int r = 0; r < M; ++r) {
-      const __m256 x = _mm256_loadu_ps(xr + r * k + c);
+      for (int n = 0; n < NW; ++n) {
+        const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + n * k + c));
+        wv[n] = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+      }
+      Multiply<NW, M>(xr, k, c, wv, acc);
 #pragma GCC unroll 8
-      for (int n = 0; n < NW; ++n) acc[n][r] = _mm256_fmadd_ps(x, wv[n], acc[n][r]);
+      for (int n = 0; n < NW; ++n) {
+        const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + n * k + c));
+        wv[n] = _mm256_castsi256_ps(_mm256_and_si256(pairs, high));
+      }
+      Multiply<NW, M>(xr, k, c + 8, wv, acc);
+    } else {
+#pragma GCC unroll 8
+      for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wr + n * k + c);
+      Multiply<NW, M>(xr, k, c, wv, acc);
     }
   }
 #pragma GCC unroll 4
@@ -77,7 +100,16 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, 
 #pragma GCC unroll 8
     for (int n = 0; n < NW; ++n) {
       float sum = Sum8(acc[n][r]);
-      for (int64_t c = k8; c < k; ++c) sum += xr[r * k + c] * ToF32(wr[n * k + c]);
+      for (int64_t c = k_steps; c < k; ++c) {
+        const W v = wr[n * k + c];
+        float wf;
+        if constexpr (sizeof(W) == 2) {
+          wf = Bf16ToFloat(v);
+        } else {
+          wf = v;
+        }
+        sum += a.x[(i0 + r) * k + c] * wf;
+      }
       StoreSum(a, i0 + r, j + n, sum);
     }
   }
@@ -85,22 +117,23 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t j, 
 
 // Weight rows [j_begin, j_end) against M rows of x from i0.
 template <typename W, int M>
-PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t j_begin, int64_t j_end,
-                                int64_t i0) {
+PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, const float* xs, int64_t j_begin,
+                                int64_t j_end, int64_t i0) {
   int64_t j = j_begin;
-  for (; j + kWeightRows <= j_end; j += kWeightRows) Tile<W, kWeightRows, M>(a, w, j, i0);
-  if (j_end - j == 2) Tile<W, 2, M>(a, w, j, i0);
-  if (j_end - j == 1) Tile<W, 1, M>(a, w, j, i0);
+  for (; j + kWeightRows <= j_end; j += kWeightRows) Tile<W, kWeightRows, M>(a, w, xs, j, i0);
+  if (j_end - j == 2) Tile<W, 2, M>(a, w, xs, j, i0);
+  if (j_end - j == 1) Tile<W, 1, M>(a, w, xs, j, i0);
 }
 
 template <typename W>
-PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, int64_t n_begin, int64_t n_end) {
+PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs, int64_t n_begin,
+                               int64_t n_end) {
   if (a.m == 1) {  // decode: the weights stream once, as many chains as the registers allow
     int64_t j = n_begin;
     for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
-      Tile<W, kDecodeWeightRows, 1>(a, w, j, 0);
+      Tile<W, kDecodeWeightRows, 1>(a, w, xs, j, 0);
     }
-    Columns<W, 1>(a, w, j, n_end, 0);
+    Columns<W, 1>(a, w, xs, j, n_end, 0);
     return;
   }
   // The range in equal blocks of at most kBlockBytes (whole tiles), so no block is a sliver.
@@ -112,16 +145,16 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, int64_t n_begin,
   for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
     const int64_t je = std::min(n_end, jb + block_rows);
     int64_t i = 0;
-    for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, jb, je, i);
+    for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, xs, jb, je, i);
     switch (a.m - i) {
       case 3:
-        Columns<W, 3>(a, w, jb, je, i);
+        Columns<W, 3>(a, w, xs, jb, je, i);
         break;
       case 2:
-        Columns<W, 2>(a, w, jb, je, i);
+        Columns<W, 2>(a, w, xs, jb, je, i);
         break;
       case 1:
-        Columns<W, 1>(a, w, jb, je, i);
+        Columns<W, 1>(a, w, xs, jb, je, i);
         break;
       default:
         break;
@@ -131,11 +164,26 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, int64_t n_begin,
 
 }  // namespace
 
-void Rows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
+void SplitPairs(const float* x, int64_t m, int64_t k, float* out) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float* row = x + i * k;
+    float* split = out + i * k;
+    int64_t c = 0;
+    for (; c + 16 <= k; c += 16) {
+      for (int p = 0; p < 8; ++p) {
+        split[c + p] = row[c + 2 * p];
+        split[c + 8 + p] = row[c + 2 * p + 1];
+      }
+    }
+    for (; c < k; ++c) split[c] = row[c];
+  }
+}
+
+void Rows(const MatMulArgs& a, const float* x_pairs, int64_t n_begin, int64_t n_end) {
   if (a.w_type == WeightType::kF32) {
-    RowsOf(a, static_cast<const float*>(a.w), n_begin, n_end);
+    RowsOf(a, static_cast<const float*>(a.w), a.x, n_begin, n_end);
   } else {
-    RowsOf(a, static_cast<const uint16_t*>(a.w), n_begin, n_end);
+    RowsOf(a, static_cast<const uint16_t*>(a.w), x_pairs, n_begin, n_end);
   }
 }
 

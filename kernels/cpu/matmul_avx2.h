@@ -11,13 +11,20 @@
 // output columns it is given.
 namespace pagoda::kernels::cpu::avx2 {
 
+// Each row of x [m, k] with its values split in pairs, per 16 (the whole 16s; the rest as it
+// is): the 8 even values, then the 8 odd ones, as Rows reads x against bf16 weights.
+void SplitPairs(const float* x, int64_t m, int64_t k, float* out);
+
 // y[:, n_begin, n_end) of y = x * W^T (+ bias, + y when accumulating), weights in
-// WeightLayout::kRows (f32 or bf16), on the calling thread. A register-blocked micro-kernel: 3
-// weight rows against 4 rows of x (12 accumulators), the 3 rows' 8 values loaded once for the
-// 4 rows; 6 weight rows against a single x row (the bandwidth-bound decode). Weight rows are
-// taken in blocks that stay in L2 while every 4-row group of x passes over them. Requires
-// Supported() (kernels/cpu/avx2_math.h).
-void Rows(const MatMulArgs& a, int64_t n_begin, int64_t n_end);
+// WeightLayout::kRows (f32 or bf16), on the calling thread; for bf16 weights `x_pairs` is
+// SplitPairs(a.x) (unused for f32). A register-blocked micro-kernel: 3 weight rows against 4
+// rows of x (12 accumulators), the 3 rows' values loaded once for the 4 rows; 6 weight rows
+// against a single x row (the bandwidth-bound decode). bf16 weights are read 16 at a time as
+// 8 pairs, the even values shifted into f32 and the odd ones masked (against x's even and odd
+// values), half the widening work of 8 at a time. Weight rows are taken in blocks that stay in
+// L2 while every 4-row group of x passes over them. Requires Supported()
+// (kernels/cpu/avx2_math.h).
+void Rows(const MatMulArgs& a, const float* x_pairs, int64_t n_begin, int64_t n_end);
 
 // The FMA peak loop of the roofline (kernels/cpu/roofline.h): `iterations` rounds of
 // kFmaPeakChains independent 8-lane vfmadd231ps (16 FLOP each), each adding 1 * 0.5 to its

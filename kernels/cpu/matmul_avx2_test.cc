@@ -45,7 +45,9 @@ void Check(const Case& c) {
                   .accumulate = c.accumulate};
   MatMulReference(args);
   args.y = y.data();
-  avx2::Rows(args, c.n_begin, n_end);
+  std::vector<float> x_pairs(x.size());
+  avx2::SplitPairs(x.data(), c.m, c.k, x_pairs.data());
+  avx2::Rows(args, x_pairs.data(), c.n_begin, n_end);
   const std::string at = "m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
                          " k=" + std::to_string(c.k) +
                          " bf16=" + std::to_string(c.type == WeightType::kBF16);
@@ -65,14 +67,15 @@ void Check(const Case& c) {
 }
 
 // Row counts around the 4-row groups and the single-row decode tile; column counts around the
-// 3- and 6-row weight tiles; k with and without a tail past the last 8; n * k large enough for
+// 3- and 6-row weight tiles; k with and without a tail past the last 8 (f32) or 16 (bf16); n * k
+// large enough for
 // several 128 KiB weight blocks.
 TEST(MatMulAvx2Test, MatchesTheReference) {
   if (!avx2::Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
   for (const WeightType type : {WeightType::kBF16, WeightType::kF32}) {
     for (const int64_t m : {1, 2, 3, 4, 5, 7, 8, 9}) {
       for (const int64_t n : {1, 2, 3, 5, 6, 7, 13}) {
-        for (const int64_t k : {1, 7, 8, 45, 96}) {
+        for (const int64_t k : {1, 7, 8, 15, 16, 17, 45, 96}) {
           Check({m, n, k, type, /*bias=*/(m + n) % 2 == 0, /*accumulate=*/false});
         }
       }
