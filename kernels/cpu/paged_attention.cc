@@ -513,6 +513,39 @@ PAGODA_AVX2_TARGET inline void SoftmaxAvx2(float* s, int32_t len) {
   for (; i < len; ++i) s[i] *= inv;
 }
 
+// out[8 * v0, 8 * (v0 + kCount)) = sum over the attended positions of p * V (dequantized), the
+// kCount vectors' sums in registers (a compile-time count: a runtime one left them in memory).
+template <typename T, int kCount>
+PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>& a,
+                                                    const int32_t* table, int kv_head,
+                                                    const AttendedRanges& ranges, const float* p,
+                                                    int v0, bool prefetch, float* out) {
+  const PagedKvCacheView<T>& c = a.cache;
+  __m256 acc[kCount];
+#pragma GCC unroll 8
+  for (int i = 0; i < kCount; ++i) acc[i] = _mm256_setzero_ps();
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    int32_t prefetched = -1;
+    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
+      if (prefetch) {
+        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
+                     ranges.end[part], &prefetched);
+      }
+      const int32_t block = table[pos / c.block_size];
+      const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size) + 8 * v0;
+      const __m256 w =
+          _mm256_set1_ps(p[at] * avx512::LoadScale<T>() *
+                         ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size));
+#pragma GCC unroll 8
+      for (int i = 0; i < kCount; ++i) {
+        acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kCount; ++i) _mm256_storeu_ps(out + 8 * (v0 + i), acc[i]);
+}
+
 template <typename T, int kChunks>
 PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token, int64_t request,
                                    int kv_head, int32_t last, std::vector<float>& scores) {
@@ -528,31 +561,17 @@ PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token
                            std::min(kMaxBatchedGroup, group - g0), scores);
   }
   for (int g = 0; g < group; ++g) SoftmaxAvx2(scores.data() + static_cast<size_t>(g) * len, len);
+  constexpr int kFull = kChunks / kPass, kRest = kChunks % kPass;
   for (int g = 0; g < group; ++g) {
     const float* p = scores.data() + static_cast<size_t>(g) * len;
     float* out = a.output + (token * a.num_heads + kv_head * group + g) * (8 * kChunks);
-    for (int v0 = 0; v0 < kChunks; v0 += kPass) {
-      const int count = std::min(kPass, kChunks - v0);
-      __m256 acc[kPass];
-      for (int i = 0; i < kPass; ++i) acc[i] = _mm256_setzero_ps();
-      for (int32_t part = 0, at = 0; part < 2; ++part) {
-        int32_t prefetched = -1;
-        for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
-          if (g == 0 && v0 == 0) {
-            PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
-                         ranges.end[part], &prefetched);
-          }
-          const int32_t block = table[pos / c.block_size];
-          const T* v = c.value + c.Offset(block, kv_head, pos % c.block_size) + 8 * v0;
-          const __m256 w =
-              _mm256_set1_ps(p[at] * avx512::LoadScale<T>() *
-                             ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size));
-          for (int i = 0; i < count; ++i) {
-            acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
-          }
-        }
-      }
-      for (int i = 0; i < count; ++i) _mm256_storeu_ps(out + 8 * (v0 + i), acc[i]);
+    for (int pass = 0; pass < kFull; ++pass) {
+      AccumulateValuesAvx2<T, kPass>(a, table, kv_head, ranges, p, pass * kPass,
+                                     /*prefetch=*/g == 0 && pass == 0, out);
+    }
+    if constexpr (kRest > 0) {
+      AccumulateValuesAvx2<T, kRest>(a, table, kv_head, ranges, p, kFull * kPass,
+                                     /*prefetch=*/g == 0 && kFull == 0, out);
     }
   }
 }
