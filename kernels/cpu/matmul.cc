@@ -451,26 +451,19 @@ bool MatMulTakesAmx(const MatMulArgs& a) {
          a.m >= kMinRowsForBf16Dot && amx::Available() && amx::Supports(a);
 }
 
-void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
-  if (a.m == 0 || a.n == 0) return;  // (empty x and y may both be null)
-  PAGODA_CHECK(a.x != a.y);
-  if (allow_amx && MatMulTakesAmx(a)) {
-    amx::MatMul(a, pool);
-    return;
-  }
-  const Isa isa = CpuIsa();
-  if (a.w_layout == WeightLayout::kTiles) {
-    PAGODA_CHECK(a.w_type == WeightType::kBF16 && TilesLayoutFits(a.n, a.k));
-    if (HasAvx512(isa)) {
-      pool.ParallelFor(a.n / kTileRows, 1, [&](int64_t b, int64_t e) { Avx512TiledRows(a, b, e); });
-    } else {
-      pool.ParallelFor(a.n, 1, [&](int64_t b, int64_t e) { ReferenceRows(a, b, e); });
-    }
-    return;
-  }
+namespace {
+
+// The bf16 dot-product path (x rounded to bf16 there): AVX-512 BF16, bf16 weights in Hugging
+// Face's layout, enough rows.
+bool TakesBf16Dot(const MatMulArgs& a, Isa isa) {
+  return isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 &&
+         a.w_layout == WeightLayout::kRows && a.m >= kMinRowsForBf16Dot;
+}
+
+void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
-  if (isa == Isa::kAvx512Bf16 && a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot) {
+  if (TakesBf16Dot(a, isa)) {
     std::vector<uint16_t> x16(static_cast<size_t>(a.m * a.k));
     for (size_t i = 0; i < x16.size(); ++i) x16[i] = FloatToBf16(a.x[i]);
     pool.ParallelFor(a.n, min_chunk,
@@ -496,6 +489,40 @@ void MatMul(const MatMulArgs& a, ThreadPool& pool, bool allow_amx) {
         break;
     }
   });
+}
+
+}  // namespace
+
+void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx) {
+  if (args.m == 0 || args.n == 0) return;  // (empty x and y may both be null)
+  PAGODA_CHECK(args.x != args.y);
+  if (allow_amx && MatMulTakesAmx(args)) {
+    amx::MatMul(args, pool);
+    return;
+  }
+  const Isa isa = CpuIsa();
+  // A batched bf16 product sees x rounded to bf16 on every path, as the bf16 dot products and
+  // the AMX tiles see it: one numeric contract, whatever the CPU (results differ between CPUs
+  // only in summation order, e.g. where an 8-bit KV cache quantizes the K/V they produce).
+  MatMulArgs a = args;
+  std::vector<float> x_rounded;
+  if (a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot && !TakesBf16Dot(a, isa)) {
+    x_rounded.resize(static_cast<size_t>(a.m * a.k));
+    pool.ParallelFor(a.m, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * a.k; i < e * a.k; ++i) x_rounded[i] = Bf16ToFloat(FloatToBf16(a.x[i]));
+    });
+    a.x = x_rounded.data();
+  }
+  if (a.w_layout == WeightLayout::kTiles) {
+    PAGODA_CHECK(a.w_type == WeightType::kBF16 && TilesLayoutFits(a.n, a.k));
+    if (HasAvx512(isa)) {
+      pool.ParallelFor(a.n / kTileRows, 1, [&](int64_t b, int64_t e) { Avx512TiledRows(a, b, e); });
+    } else {
+      pool.ParallelFor(a.n, 1, [&](int64_t b, int64_t e) { ReferenceRows(a, b, e); });
+    }
+    return;
+  }
+  RowsLayoutMatMul(a, isa, pool);
 }
 
 }  // namespace pagoda::kernels::cpu

@@ -39,7 +39,10 @@ struct MatMulArgs {
 // whatever m is). Uses AVX-512 (with BF16 dot products for bf16 weights when m is large enough
 // to be compute-bound, on AMX tiles where the CPU has them and the shape allows: n a multiple of
 // 16, k of 32) where the CPU has it, AVX2+FMA otherwise, a portable loop last. `allow_amx` =
-// false keeps AMX out (benchmarks compare the two).
+// false keeps AMX out (benchmarks compare the two). With bf16 weights and 4 rows or more, x is
+// rounded to bf16 on every path (the bf16 dot products and the tiles multiply bf16; the f32
+// paths round it first), so results differ between CPUs only in summation order; fewer rows
+// (the bandwidth-bound decode) and f32 weights multiply x as it is.
 void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx = true);
 
 // y[m, n] = silu(x * W_gate^T) * (x * W_up^T): the first half of the SwiGLU MLP, both weights

@@ -47,7 +47,7 @@ PAGODA_AVX2_TARGET inline void Multiply(const float* xr, int64_t k, int64_t c, c
 
 // NW weight rows from j against M rows of x from i0: NW * M accumulators of 8 lanes, each
 // weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
-// `xs`: x as the step reads it (bf16: split in pairs), a.x past the last whole step.
+// `xs`: x as the step reads it (bf16: split in pairs; its values past the last 16 in place).
 template <typename W, int NW, int M>
 PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float* xs, int64_t j,
                                     int64_t i0) {
@@ -108,7 +108,7 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float
         } else {
           wf = v;
         }
-        sum += a.x[(i0 + r) * k + c] * wf;
+        sum += xr[r * k + c] * wf;  // (SplitPairs leaves the values past the last 16 in place)
       }
       StoreSum(a, i0 + r, j + n, sum);
     }
