@@ -403,27 +403,6 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   }
 }
 
-// The AVX-512 kernel for this head dim, or null when the CPU or the head dim does not allow it.
-template <typename T>
-auto SelectAvx512(int head_dim)
-    -> void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t, std::vector<float>&) {
-  if (!avx512::Supported()) return nullptr;
-  switch (head_dim) {
-    case 64:
-      return &AttendAvx512<T, 4>;
-    case 80:
-      return &AttendAvx512<T, 5>;
-    case 96:
-      return &AttendAvx512<T, 6>;
-    case 128:
-      return &AttendAvx512<T, 8>;
-    case 256:
-      return &AttendAvx512<T, 16>;
-    default:
-      return nullptr;
-  }
-}
-
 // The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 8: the AVX-512
 // kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
 // kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
@@ -576,22 +555,34 @@ PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token
   }
 }
 
-// The AVX2 kernel for this head dim, or null when the CPU or the head dim does not allow it.
 template <typename T>
-auto SelectAvx2(int head_dim)
-    -> void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t, std::vector<float>&) {
-  if (!avx2::Supported()) return nullptr;
+using AttendFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
+                          std::vector<float>&);
+
+// The vector kernel for head dim kDim: AVX-512 (16 lanes) or AVX2 (8).
+template <typename T, int kDim>
+AttendFn<T> VectorKernel(bool avx512) {
+  if (avx512) return &AttendAvx512<T, kDim / 16>;
+  return &AttendAvx2<T, kDim / 8>;
+}
+
+// The vector kernel for this head dim on this CPU (AVX-512 unless !allow_avx512, else AVX2), or
+// null when neither the CPU nor the head dim allows one.
+template <typename T>
+AttendFn<T> SelectVectorKernel(int head_dim, bool allow_avx512) {
+  const bool avx512 = allow_avx512 && avx512::Supported();
+  if (!avx512 && !avx2::Supported()) return nullptr;
   switch (head_dim) {
     case 64:
-      return &AttendAvx2<T, 8>;
+      return VectorKernel<T, 64>(avx512);
     case 80:
-      return &AttendAvx2<T, 10>;
+      return VectorKernel<T, 80>(avx512);
     case 96:
-      return &AttendAvx2<T, 12>;
+      return VectorKernel<T, 96>(avx512);
     case 128:
-      return &AttendAvx2<T, 16>;
+      return VectorKernel<T, 128>(avx512);
     case 256:
-      return &AttendAvx2<T, 32>;
+      return VectorKernel<T, 256>(avx512);
     default:
       return nullptr;
   }
@@ -624,10 +615,8 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   void (*attend)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
                  std::vector<float>&) = &Attend;
 #if defined(__x86_64__)
-  if (const auto avx512 = SelectAvx512<T>(c.head_dim); a.allow_avx512 && avx512 != nullptr) {
-    attend = avx512;
-  } else if (const auto avx2 = SelectAvx2<T>(c.head_dim); avx2 != nullptr) {
-    attend = avx2;
+  if (const auto vector = SelectVectorKernel<T>(c.head_dim, a.allow_avx512); vector != nullptr) {
+    attend = vector;
   }
 #endif
   blocks::Plan plan;  // the prefill chunks on query blocks (not for f32 caches)
