@@ -45,6 +45,28 @@ PAGODA_AVX2_TARGET inline void Multiply(const float* xr, int64_t k, int64_t c, c
   }
 }
 
+inline float WeightValue(float w) { return w; }
+inline float WeightValue(uint16_t w) { return Bf16ToFloat(w); }
+
+// A tile's sums: each accumulator's lanes, plus the products past the last whole step (k_steps),
+// stored with the bias (and the old y when accumulating).
+template <typename W, int NW, int M>
+PAGODA_AVX2_TARGET inline void StoreTile(const MatMulArgs& a, const W* wr, const float* xr,
+                                         int64_t k_steps, const __m256 (&acc)[NW][M], int64_t j,
+                                         int64_t i0) {
+  const int64_t k = a.k;
+#pragma GCC unroll 4
+  for (int r = 0; r < M; ++r) {
+#pragma GCC unroll 8
+    for (int n = 0; n < NW; ++n) {
+      float sum = Sum8(acc[n][r]);
+      // (SplitPairs leaves x's values past the last 16 in place.)
+      for (int64_t c = k_steps; c < k; ++c) sum += xr[r * k + c] * WeightValue(wr[n * k + c]);
+      StoreSum(a, i0 + r, j + n, sum);
+    }
+  }
+}
+
 // NW weight rows from j against M rows of x from i0: NW * M accumulators of 8 lanes, each
 // weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
 // `xs`: x as the step reads it (bf16: split in pairs; its values past the last 16 in place).
@@ -95,24 +117,7 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float
       Multiply<NW, M>(xr, k, c, wv, acc);
     }
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < M; ++r) {
-#pragma GCC unroll 8
-    for (int n = 0; n < NW; ++n) {
-      float sum = Sum8(acc[n][r]);
-      for (int64_t c = k_steps; c < k; ++c) {
-        const W v = wr[n * k + c];
-        float wf;
-        if constexpr (sizeof(W) == 2) {
-          wf = Bf16ToFloat(v);
-        } else {
-          wf = v;
-        }
-        sum += xr[r * k + c] * wf;  // (SplitPairs leaves the values past the last 16 in place)
-      }
-      StoreSum(a, i0 + r, j + n, sum);
-    }
-  }
+  StoreTile<W, NW, M>(a, wr, xr, k_steps, acc, j, i0);
 }
 
 // Weight rows [j_begin, j_end) against M rows of x from i0.
