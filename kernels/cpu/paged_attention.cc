@@ -12,7 +12,6 @@
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/kv_scales.h"
-#include "kernels/cpu/matmul_avx2.h"
 
 namespace pagoda::kernels::cpu {
 
@@ -404,40 +403,17 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   }
 }
 
-// The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 16: the AVX-512
+// The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 8: the AVX-512
 // kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
 // kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
 // rows' scales; the softmax on a vectorized exp; V accumulated 64 dims (8 registers) at a time.
-//
-// A bf16 row is read as pairs: 16 values per 32-byte load, the even ones shifted into f32 and the
-// odd ones masked (half the widening work of 8 at a time). Its vectors then hold, per 16 values,
-// the 8 even then the 8 odd ones; so does the query (split once per call, avx2::SplitPairs),
-// and the accumulated output is interleaved back as it is stored.
-template <typename T>
-constexpr bool kPairsAvx2 = std::is_same_v<T, Bf16>;
-
-// Vectors 2h and 2h + 1 of a row (its values [16h, 16h + 16)), in the kernel's order.
-template <typename T>
-PAGODA_AVX2_TARGET inline void Load16Avx2(const T* p, __m256* v) {
-  if constexpr (kPairsAvx2<T>) {
-    const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
-    v[0] = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
-    v[1] = _mm256_castsi256_ps(_mm256_and_si256(pairs, high));
-  } else {
-    v[0] = avx2::LoadScaled8(p);
-    v[1] = avx2::LoadScaled8(p + 8);
-  }
-}
-
 template <typename T, int kChunks>
 PAGODA_AVX2_TARGET inline float LoadKeyRowAvx2(const PagedAttentionArgs<T>& a, const int32_t* table,
                                                int kv_head, int32_t pos, __m256* kv) {
-  static_assert(kChunks % 2 == 0);
   const PagedKvCacheView<T>& c = a.cache;
   const int32_t block = table[pos / c.block_size];
   const T* k = c.key + c.Offset(block, kv_head, pos % c.block_size);
-  for (int i = 0; i < kChunks; i += 2) Load16Avx2(k + 8 * i, kv + i);
+  for (int i = 0; i < kChunks; ++i) kv[i] = avx2::LoadScaled8(k + 8 * i);
   return a.scale * avx512::LoadScale<T>() *
          ElementScale(c, /*value=*/false, block, kv_head, pos % c.block_size);
 }
@@ -454,13 +430,8 @@ PAGODA_AVX2_TARGET void ScoresAvx2(const PagedAttentionArgs<T>& a, int64_t token
   alignas(32) float row_scale[8];
   alignas(32) float sums[8];
   const int32_t ahead = kPrefetchBlocks * c.block_size;
-  alignas(32) float q_pairs[kPairsAvx2<T> ? kMaxBatchedGroup * 8 * kChunks : 1];
   for (int32_t part = 0, part_at = 0; part < 2; ++part) {
     const float* q = QueryRow(a, token, kv_head * group + g0, part == 0);
-    if constexpr (kPairsAvx2<T>) {  // the heads' rows are consecutive
-      avx2::SplitPairs(q, heads, 8 * kChunks, q_pairs);
-      q = q_pairs;
-    }
     int32_t prefetched = -1;
     for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 8) {
       for (int32_t p = first; p < first + 8; p += c.block_size) {
@@ -528,7 +499,6 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
                                                     const int32_t* table, int kv_head,
                                                     const AttendedRanges& ranges, const float* p,
                                                     int v0, bool prefetch, float* out) {
-  static_assert(kCount % 2 == 0);
   const PagedKvCacheView<T>& c = a.cache;
   __m256 acc[kCount];
 #pragma GCC unroll 8
@@ -545,27 +515,14 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
       const __m256 w =
           _mm256_set1_ps(p[at] * avx512::LoadScale<T>() *
                          ElementScale(c, /*value=*/true, block, kv_head, pos % c.block_size));
-#pragma GCC unroll 4
-      for (int i = 0; i < kCount; i += 2) {
-        __m256 row[2];
-        Load16Avx2(v + 8 * i, row);
-        acc[i] = _mm256_fmadd_ps(w, row[0], acc[i]);
-        acc[i + 1] = _mm256_fmadd_ps(w, row[1], acc[i + 1]);
+#pragma GCC unroll 8
+      for (int i = 0; i < kCount; ++i) {
+        acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
       }
     }
   }
-#pragma GCC unroll 4
-  for (int i = 0; i < kCount; i += 2) {
-    __m256 first = acc[i], second = acc[i + 1];
-    if constexpr (kPairsAvx2<T>) {  // even and odd values back in order
-      const __m256 lo = _mm256_unpacklo_ps(acc[i], acc[i + 1]);  // e0 o0 e1 o1 | e4 o4 e5 o5
-      const __m256 hi = _mm256_unpackhi_ps(acc[i], acc[i + 1]);  // e2 o2 e3 o3 | e6 o6 e7 o7
-      first = _mm256_permute2f128_ps(lo, hi, 0x20);
-      second = _mm256_permute2f128_ps(lo, hi, 0x31);
-    }
-    _mm256_storeu_ps(out + 8 * (v0 + i), first);
-    _mm256_storeu_ps(out + 8 * (v0 + i + 1), second);
-  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kCount; ++i) _mm256_storeu_ps(out + 8 * (v0 + i), acc[i]);
 }
 
 template <typename T, int kChunks>
