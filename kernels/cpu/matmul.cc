@@ -3,7 +3,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -471,15 +470,10 @@ void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
                      [&](int64_t b, int64_t e) { Avx512Bf16Rows(a, x16.data(), b, e); });
     return;
   }
-  // The AVX2 path's view of x against bf16 weights, from a 64-byte boundary (so that with k a
-  // multiple of 8 no 32-byte load of it straddles two cache lines).
-  std::vector<float> x_pairs_buffer;
-  float* x_pairs = nullptr;
+  std::vector<float> x_pairs;  // the AVX2 path's view of x against bf16 weights
   if (isa == Isa::kAvx2 && a.w_type == WeightType::kBF16) {
-    x_pairs_buffer.resize(static_cast<size_t>(a.m * a.k) + 16);
-    const auto address = reinterpret_cast<uintptr_t>(x_pairs_buffer.data());
-    x_pairs = x_pairs_buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
-    avx2::SplitPairs(a.x, a.m, a.k, x_pairs);
+    x_pairs.resize(static_cast<size_t>(a.m * a.k));
+    avx2::SplitPairs(a.x, a.m, a.k, x_pairs.data());
   }
   pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) {
     switch (isa) {
@@ -488,7 +482,7 @@ void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
         Avx512Rows(a, b, e);
         break;
       case Isa::kAvx2:
-        avx2::Rows(a, x_pairs, b, e);
+        avx2::Rows(a, x_pairs.data(), b, e);
         break;
       case Isa::kPortable:
         ReferenceRows(a, b, e);
