@@ -37,19 +37,12 @@ float WeightAt(const MatMulArgs& a, int64_t row, int64_t col) {
   return Bf16ToFloat(static_cast<const uint16_t*>(a.w)[offset]);
 }
 
-// y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating.
-inline void Store(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
-  float& y = a.y[i * a.n + j];
-  const float value = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
-  y = a.accumulate ? y + value : value;
-}
-
 void ReferenceRows(const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
   for (int64_t j = n_begin; j < n_end; ++j) {
     for (int64_t i = 0; i < a.m; ++i) {
       float acc = 0.0f;
       for (int64_t c = 0; c < a.k; ++c) acc += a.x[i * a.k + c] * WeightAt(a, j, c);
-      Store(a, i, j, acc);
+      a.StoreSum(i, j, acc);
     }
   }
 }
@@ -84,7 +77,7 @@ inline void ForEachColumnBlock(const MatMulArgs& a, int64_t n_begin, int64_t n_e
       for (; c < columns; ++c) tile(j0 + c, i0, rows, out + c);
       for (int r = 0; r < rows; ++r) {
         for (int64_t col = 0; col < columns; ++col) {
-          Store(a, i0 + r, j0 + col, out[r * kColumnBlock + col]);
+          a.StoreSum(i0 + r, j0 + col, out[r * kColumnBlock + col]);
         }
       }
     }

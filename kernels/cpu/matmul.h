@@ -33,6 +33,14 @@ struct MatMulArgs {
   // True: y += x * W^T (+ bias), the residual added as the sums are stored (a pass over y
   // saved). Each element gets y + (sum + bias), so the result equals a separate add.
   bool accumulate = false;
+
+  // y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating: how every path
+  // stores one output element.
+  void StoreSum(int64_t i, int64_t j, float sum) const {
+    float& out = y[i * n + j];
+    const float value = sum + (bias != nullptr ? bias[j] : 0.0f);
+    out = accumulate ? out + value : value;
+  }
 };
 
 // Runs on `pool` (parallel over output features, so each weight row is read once per call

@@ -19,13 +19,6 @@ constexpr int kDecodeWeightRows = 6;
 // group of x (half of the smallest L2 of the CPUs this path serves, 512 KiB on Zen 1-2).
 constexpr int64_t kBlockBytes = 128 << 10;
 
-// y[i, j] = sum + bias[j], or y[i, j] + (sum + bias[j]) when accumulating (matmul.h).
-inline void StoreSum(const MatMulArgs& a, int64_t i, int64_t j, float sum) {
-  float& y = a.y[i * a.n + j];
-  const float value = sum + (a.bias != nullptr ? a.bias[j] : 0.0f);
-  y = a.accumulate ? y + value : value;
-}
-
 // Values of k per step: f32 weights 8 (one vector), bf16 weights 16 (one 32-byte load, taken
 // as 8 pairs: the even values shifted into the high halves, the odd ones masked, against x's
 // even and odd values: SplitPairs), half the widening work of 8 at a time.
@@ -62,7 +55,7 @@ PAGODA_AVX2_TARGET inline void StoreTile(const MatMulArgs& a, const W* wr, const
       float sum = Sum8(acc[n][r]);
       // (SplitPairs leaves x's values past the last 16 in place.)
       for (int64_t c = k_steps; c < k; ++c) sum += xr[r * k + c] * WeightValue(wr[n * k + c]);
-      StoreSum(a, i0 + r, j + n, sum);
+      a.StoreSum(i0 + r, j + n, sum);
     }
   }
 }
