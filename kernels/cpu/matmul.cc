@@ -453,6 +453,17 @@ bool TakesBf16Dot(const MatMulArgs& a, Isa isa) {
          a.w_layout == WeightLayout::kRows && a.m >= kMinRowsForBf16Dot;
 }
 
+// Whether a product sees x rounded to bf16: a batched one with bf16 weights (MatMul).
+bool RoundsX(const MatMulArgs& a) {
+  return a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot;
+}
+
+// Whether the AVX2 path splits x in pairs (avx2::SplitPairs): bf16 weights in the rows layout.
+// It rounds x as it splits it, so no separate pass rounds it.
+bool SplitsX(const MatMulArgs& a, Isa isa) {
+  return isa == Isa::kAvx2 && a.w_type == WeightType::kBF16 && a.w_layout == WeightLayout::kRows;
+}
+
 void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
@@ -464,9 +475,9 @@ void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
     return;
   }
   std::vector<float> x_pairs;  // the AVX2 path's view of x against bf16 weights
-  if (isa == Isa::kAvx2 && a.w_type == WeightType::kBF16) {
+  if (SplitsX(a, isa)) {
     x_pairs.resize(static_cast<size_t>(a.m * a.k));
-    avx2::SplitPairs(a.x, a.m, a.k, x_pairs.data());
+    avx2::SplitPairs(a.x, a.m, a.k, /*round_to_bf16=*/RoundsX(a), x_pairs.data());
   }
   pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) {
     switch (isa) {
@@ -499,7 +510,7 @@ void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx) {
   // only in summation order, e.g. where an 8-bit KV cache quantizes the K/V they produce).
   MatMulArgs a = args;
   std::vector<float> x_rounded;
-  if (a.w_type == WeightType::kBF16 && a.m >= kMinRowsForBf16Dot && !TakesBf16Dot(a, isa)) {
+  if (RoundsX(a) && !TakesBf16Dot(a, isa) && !SplitsX(a, isa)) {
     x_rounded.resize(static_cast<size_t>(a.m * a.k));
     pool.ParallelFor(a.m, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b * a.k; i < e * a.k; ++i) x_rounded[i] = Bf16ToFloat(FloatToBf16(a.x[i]));

@@ -162,18 +162,21 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
 
 }  // namespace
 
-void SplitPairs(const float* x, int64_t m, int64_t k, float* out) {
+void SplitPairs(const float* x, int64_t m, int64_t k, bool round_to_bf16, float* out) {
+  const auto value = [round_to_bf16](float v) {
+    return round_to_bf16 ? Bf16ToFloat(FloatToBf16(v)) : v;
+  };
   for (int64_t i = 0; i < m; ++i) {
     const float* row = x + i * k;
     float* split = out + i * k;
     int64_t c = 0;
     for (; c + 16 <= k; c += 16) {
       for (int p = 0; p < 8; ++p) {
-        split[c + p] = row[c + 2 * p];
-        split[c + 8 + p] = row[c + 2 * p + 1];
+        split[c + p] = value(row[c + 2 * p]);
+        split[c + 8 + p] = value(row[c + 2 * p + 1]);
       }
     }
-    for (; c < k; ++c) split[c] = row[c];
+    for (; c < k; ++c) split[c] = value(row[c]);
   }
 }
 

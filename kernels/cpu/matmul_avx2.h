@@ -11,9 +11,10 @@
 // output columns it is given.
 namespace pagoda::kernels::cpu::avx2 {
 
-// Each row of x [m, k] with its values split in pairs, per 16 (the whole 16s; the rest as it
-// is): the 8 even values, then the 8 odd ones, as Rows reads x against bf16 weights.
-void SplitPairs(const float* x, int64_t m, int64_t k, float* out);
+// Each row of x [m, k] with its values split in pairs, per 16 (the whole 16s; the rest in
+// place): the 8 even values, then the 8 odd ones, as Rows reads x against bf16 weights; each
+// value rounded to bf16 on the way when `round_to_bf16` (MatMul's batched products).
+void SplitPairs(const float* x, int64_t m, int64_t k, bool round_to_bf16, float* out);
 
 // y[:, n_begin, n_end) of y = x * W^T (+ bias, + y when accumulating), weights in
 // WeightLayout::kRows (f32 or bf16), on the calling thread; for bf16 weights `x_pairs` is

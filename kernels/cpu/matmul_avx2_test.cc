@@ -20,6 +20,7 @@ struct Case {
   WeightType type;
   bool bias, accumulate;
   int64_t n_begin = 0, n_end = -1;  // the columns asked for; -1: all
+  bool round = false;               // SplitPairs rounds x to bf16 (bf16 weights only)
 };
 
 void Check(const Case& c) {
@@ -43,10 +44,16 @@ void Check(const Case& c) {
                   .n = c.n,
                   .k = c.k,
                   .accumulate = c.accumulate};
+  std::vector<float> x_seen = x;  // the reference gets x as the kernel must see it
+  if (c.round) {
+    for (float& v : x_seen) v = Bf16ToFloat(FloatToBf16(v));
+  }
+  args.x = x_seen.data();
   MatMulReference(args);
+  args.x = x.data();
   args.y = y.data();
   std::vector<float> x_pairs(x.size());
-  avx2::SplitPairs(x.data(), c.m, c.k, x_pairs.data());
+  avx2::SplitPairs(x.data(), c.m, c.k, c.round, x_pairs.data());
   avx2::Rows(args, x_pairs.data(), c.n_begin, n_end);
   const std::string at = "m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
                          " k=" + std::to_string(c.k) +
@@ -98,6 +105,17 @@ TEST(MatMulAvx2Test, AccumulatesAndKeepsToItsColumns) {
       Check({m, 29, 72, type, /*bias=*/true, /*accumulate=*/true, 11, 12});
       Check({m, 400, 512, type, /*bias=*/false, /*accumulate=*/false, 7, 390});
     }
+  }
+}
+
+// x rounded to bf16 as it is split (MatMul's batched bf16 products), the values past the last 16
+// included: against the reference on the rounded x at the same tolerance, which unrounded values
+// (off by about 2^-8) would miss.
+TEST(MatMulAvx2Test, SplitPairsRoundsToBf16) {
+  if (!avx2::Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  for (const int64_t k : {7, 16, 45, 768}) {
+    Check({5, 13, k, WeightType::kBF16, /*bias=*/true, /*accumulate=*/false, 0, -1,
+           /*round=*/true});
   }
 }
 
