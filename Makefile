@@ -12,7 +12,7 @@ JOBS      ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?= --output-on-failure --timeout 600 -j $(JOBS)
 
-.PHONY: deps configure build asan test test-asan test-release run bench format tidy clean
+.PHONY: deps configure build asan asan-configure asan-unit test run bench format tidy clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -25,17 +25,24 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-asan: deps
+asan-configure: deps
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAGODA_SANITIZE=ON \
 	  -DPAGODA_CUDA=OFF -DPAGODA_BUILD_BENCHMARKS=OFF $(CMAKE_ARGS) >/dev/null
+
+asan: asan-configure
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
+
+# Only what `ctest -L unit` runs (the target unit_tests): the sanitizer run needs no daemon,
+# tools or load generator.
+asan-unit: asan-configure
+	@cmake --build $(ASAN_DIR) -j $(JOBS) --target unit_tests
 
 # The sanitizer run comes first and the release run last, so the output closes on the full
 # suite's ctest summary. Any sanitizer report aborts its test (-fno-sanitize-recover), so it
 # fails the run. GPU tests run apart and skip cleanly without a device.
 # The tests build with warnings as errors (PAGODA_WERROR); `make build` and `make run` do not.
 test: CMAKE_ARGS += -DPAGODA_WERROR=ON
-test: asan build
+test: asan-unit build
 	@echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -L unit $(CTEST_ARGS)

@@ -82,6 +82,9 @@ function(pagoda_add_test name)
   else()
     set(_labels unit)
   endif()
+  if("unit" IN_LIST _labels)
+    set_property(GLOBAL APPEND PROPERTY PAGODA_UNIT_TEST_TARGETS ${name})
+  endif()
   # A list inside PROPERTIES must keep its semicolons escaped through gtest_discover_tests.
   string(REPLACE ";" "\\;" _labels "${_labels}")
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 60
@@ -117,6 +120,7 @@ function(pagoda_add_fuzz_target name)
   target_link_libraries(${name}_replay PRIVATE ${ARG_DEPS} pagoda_options)
   add_test(NAME ${name}_corpus COMMAND ${name}_replay ${ARG_CORPUS})
   set_tests_properties(${name}_corpus PROPERTIES LABELS "unit;fuzz")
+  set_property(GLOBAL APPEND PROPERTY PAGODA_UNIT_TEST_TARGETS ${name}_replay)
   if(PAGODA_FUZZ)
     if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
       message(FATAL_ERROR "PAGODA_FUZZ needs clang (configure with CXX=clang++)")
@@ -126,4 +130,13 @@ function(pagoda_add_fuzz_target name)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   endif()
+endfunction()
+
+# pagoda_add_unit_tests_target(): the target `unit_tests` builds every binary that `ctest -L
+# unit` runs and nothing else (the sanitizer run of `make test` builds only these). Called once,
+# after every folder has added its tests.
+function(pagoda_add_unit_tests_target)
+  get_property(_targets GLOBAL PROPERTY PAGODA_UNIT_TEST_TARGETS)
+  add_custom_target(unit_tests)
+  add_dependencies(unit_tests ${_targets})
 endfunction()
