@@ -9,8 +9,9 @@
 
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/attention_blocks_internal.h"
+#include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
-#include "kernels/cpu/kv_scales.h"
 #include "kernels/cpu/matmul_amx.h"
 
 namespace pagoda::kernels::cpu::blocks {
@@ -19,11 +20,7 @@ namespace {
 using amx::kTile;   // 16: rows of a tile, lanes of a vector
 using amx::kTileK;  // 32: bf16 values in a tile row
 
-constexpr int kChunk = 128;    // keys per online-softmax step
 constexpr int kStep = kTileK;  // keys per AMX P V product: one row of a P tile
-constexpr int kMaxHeadDim = 256;
-// The running max before any key: finite, so that max - max is never inf - inf.
-constexpr float kNoMax = -1e30f;
 
 // One thread's scratch for the tasks of one call, for `group` query heads of `head_dim`.
 // Per query head g: Q^T, the running max and sum of each query lane, and the output accumulator
@@ -90,59 +87,10 @@ class Scratch {
   std::vector<Line> scores_, o_, max_, sum_, q_, p_, v_, o_chunk_, k_, k16_, k_scale_, v_scale_;
 };
 
-// The query lanes that attend key `pos`: query i sits at base + i (i < m) and sees pos when
-// pos <= base + i and, with a sliding window W, pos > base + i - W.
+// LaneBits as a 16-lane mask.
 inline __mmask16 LaneMask(const common::AttentionWindow& w, int32_t base, int m, int32_t pos) {
-  const int32_t lo = std::max(pos - base, 0);
-  const int32_t hi =
-      w.sliding_window > 0 ? std::min(m - 1, pos - base + w.sliding_window - 1) : m - 1;
-  if (lo > hi) return 0;
-  return static_cast<__mmask16>(((2u << hi) - 1) & ~((1u << lo) - 1));
+  return static_cast<__mmask16>(LaneBits(w, base, m, pos));
 }
-
-// The context position of block b's first query (a request's queries are its last tokens).
-template <typename T>
-int32_t FirstPosition(const PagedAttentionArgs<T>& a, const QueryBlock& b) {
-  const int32_t n = a.query_start[b.request + 1] - a.query_start[b.request];
-  return a.context_lens[b.request] - n + b.first;
-}
-
-// What a task reads and writes besides the cache (the same whatever the cache's type).
-struct QueryIo {
-  const float* query;  // [tokens, num_heads, head_dim]
-  float* output;       // same shape
-  int num_heads;
-  float scale;  // the attention scale, applied to the queries
-};
-
-// The keys of one task: [lo, hi], read through the request's block table.
-template <typename T>
-struct KeyRange {
-  const PagedKvCacheView<T>* cache;
-  const int32_t* table;
-  int kv_head;
-  int32_t lo, hi;
-
-  bool Live(int32_t pos) const { return pos >= lo && pos <= hi; }
-  // Whether any key of the 16-key tile at `pos` is attended.
-  bool TileLive(int32_t pos) const { return pos + kTile - 1 >= lo && pos <= hi; }
-  const T* Key(int32_t pos) const {
-    return cache->key +
-           cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
-  }
-  const T* Value(int32_t pos) const {
-    return cache->value +
-           cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
-  }
-  // 8-bit caches: the factor that turns what avx512::LoadScaled16 reads from key (or value) row
-  // `pos` into values: its scale (kv_scales.h) times the load's factor. The per-query path
-  // applies the same factors the same way: to a key's dot products and to a value's weight.
-  float Scale(int32_t pos, bool value) const {
-    return ElementScale(*cache, value, table[pos / cache->block_size], kv_head,
-                        pos % cache->block_size) *
-           avx512::LoadScale<T>();
-  }
-};
 
 // 8-bit caches: the chunk's row scales (zero outside the task's keys).
 template <typename T>
@@ -429,11 +377,11 @@ PAGODA_AMX_TARGET void TileScores(const KeyRange<T>& keys, int32_t c0, int rows,
   };
   for (int t = 0; t < rows / kTile;) {
     const int32_t pos = c0 + t * kTile;
-    if (!keys.TileLive(pos)) {
+    if (!keys.TileLive(pos, kTile)) {
       ++t;
       continue;
     }
-    if (t + 1 < rows / kTile && keys.TileLive(pos + kTile)) {
+    if (t + 1 < rows / kTile && keys.TileLive(pos + kTile, kTile)) {
       ScoreTiles<2>(key(pos), key(pos + kTile), stride, g, s, s.scores(t * kTile),
                     s.scores((t + 1) * kTile));
       t += 2;
@@ -562,9 +510,8 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
   const int group = a.num_heads / c.num_kv_heads;
   const int32_t base = FirstPosition(a, b);
   const int64_t t0 = a.query_start[b.request] + b.first;
-  const KeyRange<T> keys{&c, a.block_tables.data() + b.request * a.max_blocks_per_request,
-                         b.kv_head, a.window.WindowStart(base), base + b.count - 1};
-  const QueryIo io{a.query, a.output, a.num_heads, a.scale};
+  const KeyRange<T> keys = KeysOf(a, b);
+  const QueryIo io = IoOf(a);
   const bool tiles = backend == Backend::kAmx;
   for (int g = 0; g < group; ++g) {
     const int head = b.kv_head * group + g;
@@ -601,15 +548,16 @@ PAGODA_AVX512_TARGET void AttendBlock(const PagedAttentionArgs<T>& a, const Quer
 template <typename T>
 Backend BackendFor(const PagedAttentionArgs<T>& a) {
   const int d = a.cache.head_dim;
-  if (!a.allow_query_blocks || !a.allow_avx512 || a.window.sink_tokens != 0 || d <= 0 ||
-      d > kMaxHeadDim) {
+  if (!a.allow_query_blocks || a.window.sink_tokens != 0 || d <= 0 || d > kMaxHeadDim) {
     return Backend::kNone;
   }
   if constexpr (!std::is_same_v<T, float>) {
-    if (a.allow_amx && amx::Available() && d % kTileK == 0 && a.cache.block_size % kTile == 0) {
+    if (a.allow_avx512 && a.allow_amx && amx::Available() && d % kTileK == 0 &&
+        a.cache.block_size % kTile == 0) {
       return Backend::kAmx;
     }
-    if (avx512::Supported() && d % kTile == 0) return Backend::kAvx512;
+    if (a.allow_avx512 && avx512::Supported() && d % kTile == 0) return Backend::kAvx512;
+    if (avx2::Supported() && d % 8 == 0) return Backend::kAvx2;
   }
   return Backend::kNone;
 }
@@ -620,6 +568,8 @@ int32_t MinQueries(Backend backend) {
       return 4;
     case Backend::kAvx512:
       return kQueryBlock;
+    case Backend::kAvx2:
+      return 8;
     default:
       return std::numeric_limits<int32_t>::max();
   }
@@ -716,6 +666,7 @@ void AttendQueryBlocks(const PagedAttentionArgs<T>& a, const Plan& plan, int64_t
   PAGODA_CHECK(plan.backend != Backend::kNone && begin >= 0 &&
                end <= static_cast<int64_t>(plan.blocks.size()));
   if (begin >= end) return;
+  if (plan.backend == Backend::kAvx2) return AttendQueryBlocksAvx2(a, plan, begin, end);
   const bool tiles = plan.backend == Backend::kAmx;
   if (tiles) StartTiles();
   Scratch scratch(plan.backend, a.num_heads / a.cache.num_kv_heads, a.cache.head_dim, kScaled<T>);

@@ -14,7 +14,7 @@
 // head of its group) and walks their keys once, flash-attention style: per 128 keys, the scores
 // of each key against the 16 queries as one vector of 16 lanes (S^T, key-major, so the online
 // softmax runs down the lanes with no horizontal reductions), then O += P V. Each K and V row is
-// read once per 16 queries instead of once per query. Two backends:
+// read once per 16 queries instead of once per query. Three backends:
 //  - AMX tiles (head dims a multiple of 32, blocks a multiple of 16): S^T = K Q^T with bf16 K
 //    rows read in place from the paged blocks as tile rows (8-bit rows first widened to bf16 in
 //    a 128-row scratch tile, exactly), and P V on the tiles (V packed once per call). Q and P are
@@ -22,6 +22,8 @@
 //    are exact in bf16, so the products have the accuracy of the f32 vector path.
 //  - AVX-512 in f32 (head dims a multiple of 16): the chunk's K and V widened to f32 once for
 //    the group, each score row 16 FMAs wide, P V register-blocked over 4 queries.
+//  - AVX2 in f32, for CPUs without AVX-512 (head dims a multiple of 8; attention_blocks_avx2.cc):
+//    the AVX-512 plan with each score row as two 8-lane vectors.
 // 8-bit caches (int8, FP8) dequantize as the per-query path does: a key row's scale (per token,
 // or the head's static one) multiplies its scores and a value row's scale its weights, so no
 // dequantized copy of the context is made. Either way the result matches the per-query vector
@@ -31,7 +33,7 @@
 // whose result for a query is the same whatever else is in the batch (as the f32 GEMMs are).
 namespace pagoda::kernels::cpu::blocks {
 
-inline constexpr int kQueryBlock = 16;  // queries per task: the lanes of a score vector
+inline constexpr int kQueryBlock = 16;  // queries per task: the lanes of a score row
 
 // One task: queries [first, first + count) of `request` (indices among its queries, count <=
 // kQueryBlock), against KV head `kv_head`.
@@ -42,12 +44,13 @@ struct QueryBlock {
   int32_t kv_head = 0;
 };
 
-enum class Backend { kNone, kAmx, kAvx512 };
+enum class Backend { kNone, kAmx, kAvx512, kAvx2 };
 
 // The backend this call's requests with at least MinQueries() queries take, for a bf16 or 8-bit
-// cache: AMX where allowed, usable and the shape suits the tiles, else AVX-512 where the CPU has
-// it and the head dim is a multiple of 16 up to 256; kNone for f32 caches, attention sinks,
-// !allow_query_blocks, or neither. Full causal attention or a sliding window.
+// cache: AMX where allowed, usable and the shape suits the tiles, else AVX-512 where allowed, the
+// CPU has it and the head dim is a multiple of 16 up to 256, else AVX2 where the CPU has it and
+// the head dim is a multiple of 8 up to 256; kNone for f32 caches, attention sinks,
+// !allow_query_blocks, or none of these. Full causal attention or a sliding window.
 template <typename T>
 Backend BackendFor(const PagedAttentionArgs<T>& a);
 
@@ -92,9 +95,9 @@ class PackedValues {
 };
 
 // The query blocks of one call with a bf16 or 8-bit cache: the backend (BackendFor), the tasks (16
-// queries x KV head of every request with at least MinQueries(backend) queries, the longest key
-// ranges first: a task's cost grows with the keys it walks, and the pool hands out tasks in
-// order) and, for AMX, their packed V. No tasks when the backend is kNone.
+// queries x KV head of every request with at least MinQueries(backend) queries,
+// the longest key ranges first: a task's cost grows with the keys it walks, and the pool hands out
+// tasks in order) and, for AMX, their packed V. No tasks when the backend is kNone.
 struct Plan {
   Backend backend = Backend::kNone;
   std::vector<QueryBlock> blocks;

@@ -49,7 +49,7 @@ struct PagedAttentionArgs {
   // this query. Null: `query` for every key.
   const float* sink_query = nullptr;
   // Prefill chunks go to the query blocks (attention_blocks.h) where the cache type and shape
-  // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512.
+  // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512, else on AVX2.
   // `allow_query_blocks` = false keeps every query on the per-query path; `allow_avx512` = false
   // takes the AVX2 kernels where the CPU has AVX-512 too (tests and benchmarks compare the paths).
   bool allow_amx = true;

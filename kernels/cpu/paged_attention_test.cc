@@ -432,7 +432,8 @@ struct LongPrefillShape {
   int d, group, bs;
 };
 constexpr LongPrefillShape kLongPrefillShapes[] = {
-    {64, 1, 16}, {64, 4, 32}, {96, 2, 16}, {128, 8, 64}, {256, 1, 16}, {32, 3, 48}, {80, 2, 8}};
+    {64, 1, 16}, {64, 4, 32}, {96, 2, 16}, {128, 8, 64}, {256, 1, 16},
+    {32, 3, 48}, {80, 2, 8},  {40, 2, 16}};  // 40: 5 AVX2 vectors (an odd count), no AVX-512 kernel
 class PagedAttentionLongPrefillTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(PagedAttentionLongPrefillTest, ChunksMatchDense) {
@@ -447,8 +448,10 @@ TEST_P(PagedAttentionLongPrefillTest, ChunksMatchDense) {
                  .window = {.sliding_window = window}};
     const uint32_t seed = static_cast<uint32_t>(s.d * 1000 + s.group * 10 + window);
     RunCase<float>(c, seed);
-    for (const Path path : {Path::kDefault, Path::kNoAmx}) {
+    for (const Path path : {Path::kDefault, Path::kNoAmx, Path::kAvx2}) {
       if (path == Path::kNoAmx && !amx::Available()) continue;  // the default is AVX-512
+      // The AVX2 blocks where the default is AVX-512 (elsewhere they are the default).
+      if (path == Path::kAvx2 && !(avx512::Supported() && avx2::Supported())) continue;
       RunCase<Bf16>(c, seed, /*static_scales=*/false, path);
       // One 8-bit type per shape, in turn (each costs as much as the bf16 run).
       switch (shape % 3) {
@@ -470,9 +473,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionLongPrefillTest,
                          ::testing::Range(0, static_cast<int>(std::size(kLongPrefillShapes))));
 
 // Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
-// with block sizes that are multiples of 16, AVX-512 for head dims that are multiples of 16, for
-// bf16 and 8-bit caches alike; none for f32 (the exact, batch-invariant mode), attention sinks,
-// or when turned off.
+// with block sizes that are multiples of 16, AVX-512 for head dims that are multiples of 16, AVX2
+// for the other multiples of 8, for bf16 and 8-bit caches alike; none for f32 (the exact,
+// batch-invariant mode), attention sinks, or when turned off.
 TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   if (!avx512::Supported()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const auto args = [](int d, int bs, common::AttentionWindow w) {
@@ -490,7 +493,9 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   EXPECT_EQ(blocks::BackendFor(args(80, 16, {})), Backend::kAvx512);
   EXPECT_EQ(blocks::BackendFor(args(64, 8, {})), Backend::kAvx512);
   EXPECT_EQ(blocks::BackendFor(args(512, 16, {})), Backend::kNone);
-  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kNone);
+  // Not a multiple of 16: the AVX2 blocks (every AVX-512 CPU has AVX2).
+  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(args(36, 16, {})), Backend::kNone);
   EXPECT_EQ(blocks::BackendFor(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
             Backend::kNone);
   PagedAttentionArgs<Bf16> no_amx = args(64, 16, {});
@@ -512,6 +517,49 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   fp8.cache.head_dim = 64;
   fp8.cache.block_size = 8;
   EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx512);
+}
+
+// Without AVX-512 (or with it turned off) the AVX2 blocks take head dims that are multiples of 8
+// up to 256, for bf16 and 8-bit caches; none for f32, attention sinks, or when turned off. They
+// start at 8 queries: below, the per-query kernel is cheaper.
+TEST(PagedAttentionTest, QueryBlocksTakeAvx2WithoutAvx512) {
+  if (!avx2::Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
+  const auto args = [](int d, int bs, common::AttentionWindow w) {
+    PagedAttentionArgs<Bf16> a;
+    a.cache.head_dim = d;
+    a.cache.block_size = bs;
+    a.cache.num_kv_heads = 1;
+    a.window = w;
+    a.allow_avx512 = false;
+    return a;
+  };
+  using blocks::Backend;
+  EXPECT_EQ(blocks::BackendFor(args(64, 16, {})), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(args(256, 1, {.sliding_window = 8})), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(args(36, 16, {})), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(args(264, 16, {})), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
+            Backend::kNone);
+  PagedAttentionArgs<Bf16> off = args(64, 16, {});
+  off.allow_query_blocks = false;
+  EXPECT_EQ(blocks::BackendFor(off), Backend::kNone);
+  PagedAttentionArgs<float> f32;
+  f32.cache.head_dim = 64;
+  f32.cache.block_size = 16;
+  f32.allow_avx512 = false;
+  EXPECT_EQ(blocks::BackendFor(f32), Backend::kNone);
+  PagedAttentionArgs<int8_t> int8;
+  int8.cache.head_dim = 64;
+  int8.cache.block_size = 16;
+  int8.allow_avx512 = false;
+  EXPECT_EQ(blocks::BackendFor(int8), Backend::kAvx2);
+  PagedAttentionArgs<Fp8E4M3> fp8;
+  fp8.cache.head_dim = 128;
+  fp8.cache.block_size = 8;
+  fp8.allow_avx512 = false;
+  EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx2);
+  EXPECT_EQ(blocks::MinQueries(Backend::kAvx2), 8);
 }
 
 }  // namespace
