@@ -568,8 +568,8 @@ int32_t MinQueries(Backend backend) {
       return 4;
     case Backend::kAvx512:
       return kQueryBlock;
-    case Backend::kAvx2:
-      return 8;
+    case Backend::kAvx2:  // BM_PagedAttentionChunk: 1.3x the per-query path at 4, 0.68x at 2
+      return 4;
     default:
       return std::numeric_limits<int32_t>::max();
   }

@@ -3,6 +3,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/bf16.h"
@@ -18,12 +20,23 @@ constexpr int kDecodeWeightRows = 6;
 // The weight rows of a block are read once from memory, then from L2 by every further 4-row
 // group of x (half of the smallest L2 of the CPUs this path serves, 512 KiB on Zen 1-2).
 constexpr int64_t kBlockBytes = 128 << 10;
+// Rows of x from which a bf16 block is widened once (WidenPairs) rather than per 4-row group
+// (matmul_benchmark, n 2,048 x k 768 on Zen 1: 0.90-0.93x at m = 16, level at 24, 1.02-1.05x at
+// 32, 1.07-1.09x at 64, 1.10-1.20x at 128 and in prompts).
+constexpr int64_t kWidenMinRows = 32;
 
 // Values of k per step: f32 weights 8 (one vector), bf16 weights 16 (one 32-byte load, taken
 // as 8 pairs: the even values shifted into the high halves, the odd ones masked, against x's
 // even and odd values: SplitPairs), half the widening work of 8 at a time.
+// bf16 weights already widened to f32 in the order a step reads them (WidenPairs): per 16 values
+// the 8 even ones, then the 8 odd ones. The products and their order are the bf16 path's, so the
+// sums are bit for bit the same.
+struct WidenedBf16 {
+  float value;
+};
+
 template <typename W>
-constexpr int64_t kStep = sizeof(W) == 2 ? 16 : 8;
+constexpr int64_t kStep = sizeof(W) == 2 || std::is_same_v<W, WidenedBf16> ? 16 : 8;
 
 // acc[n][r] += x[r][c, c + 8) * wv[n], x's rows k apart from xr. (A function, not a lambda: a
 // lambda would not inherit the target.)
@@ -40,6 +53,7 @@ PAGODA_AVX2_TARGET inline void Multiply(const float* xr, int64_t k, int64_t c, c
 
 inline float WeightValue(float w) { return w; }
 inline float WeightValue(uint16_t w) { return Bf16ToFloat(w); }
+inline float WeightValue(WidenedBf16 w) { return w.value; }
 
 // A tile's sums: each accumulator's lanes, plus the products past the last whole step (k_steps),
 // stored with the bias (and the old y when accumulating).
@@ -64,10 +78,10 @@ PAGODA_AVX2_TARGET inline void StoreTile(const MatMulArgs& a, const W* wr, const
 // weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
 // `xs`: x as the step reads it (bf16: split in pairs; its values past the last 16 in place).
 template <typename W, int NW, int M>
-PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float* xs, int64_t j,
-                                    int64_t i0) {
+PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_row0,
+                                    const float* xs, int64_t j, int64_t i0) {
   const int64_t k = a.k, k_steps = k / kStep<W> * kStep<W>;
-  const W* wr = w + j * k;
+  const W* wr = w + (j - w_row0) * k;  // w holds the weight rows from w_row0
   const float* xr = xs + i0 * k;
   __m256 acc[NW][M];
 #pragma GCC unroll 8
@@ -104,6 +118,14 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float
         wv[n] = _mm256_castsi256_ps(_mm256_and_si256(pairs, high));
       }
       Multiply<NW, M>(xr, k, c + 8, wv, acc);
+    } else if constexpr (std::is_same_v<W, WidenedBf16>) {
+      const auto* wf = reinterpret_cast<const float*>(wr);
+#pragma GCC unroll 8
+      for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wf + n * k + c);
+      Multiply<NW, M>(xr, k, c, wv, acc);
+#pragma GCC unroll 8
+      for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wf + n * k + c + 8);
+      Multiply<NW, M>(xr, k, c + 8, wv, acc);
     } else {
 #pragma GCC unroll 8
       for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wr + n * k + c);
@@ -113,14 +135,54 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float
   StoreTile<W, NW, M>(a, wr, xr, k_steps, acc, j, i0);
 }
 
-// Weight rows [j_begin, j_end) against M rows of x from i0.
+// Weight rows [j_begin, j_end) against M rows of x from i0; w holds the weight rows from w_row0.
 template <typename W, int M>
-PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, const float* xs, int64_t j_begin,
-                                int64_t j_end, int64_t i0) {
+PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
+                                int64_t j_begin, int64_t j_end, int64_t i0) {
   int64_t j = j_begin;
-  for (; j + kWeightRows <= j_end; j += kWeightRows) Tile<W, kWeightRows, M>(a, w, xs, j, i0);
-  if (j_end - j == 2) Tile<W, 2, M>(a, w, xs, j, i0);
-  if (j_end - j == 1) Tile<W, 1, M>(a, w, xs, j, i0);
+  for (; j + kWeightRows <= j_end; j += kWeightRows) {
+    Tile<W, kWeightRows, M>(a, w, w_row0, xs, j, i0);
+  }
+  if (j_end - j == 2) Tile<W, 2, M>(a, w, w_row0, xs, j, i0);
+  if (j_end - j == 1) Tile<W, 1, M>(a, w, w_row0, xs, j, i0);
+}
+
+// Every row of x [0, m) against weight rows [j_begin, j_end), 4 rows at a time, then the rest.
+template <typename W>
+PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
+                                int64_t j_begin, int64_t j_end) {
+  int64_t i = 0;
+  for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, w_row0, xs, j_begin, j_end, i);
+  switch (a.m - i) {
+    case 3:
+      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i);
+      break;
+    case 2:
+      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i);
+      break;
+    case 1:
+      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i);
+      break;
+    default:
+      break;
+  }
+}
+
+// `rows` bf16 weight rows of k values as WidenedBf16 rows: per whole 16 the even values, then the
+// odd ones, widened; the rest in place.
+PAGODA_AVX2_TARGET void WidenPairs(const uint16_t* w, int64_t rows, int64_t k, WidenedBf16* out) {
+  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* row = w + r * k;
+    auto* dst = reinterpret_cast<float*>(out + r * k);
+    int64_t c = 0;
+    for (; c + 16 <= k; c += 16) {
+      const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c));
+      _mm256_storeu_ps(dst + c, _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16)));
+      _mm256_storeu_ps(dst + c + 8, _mm256_castsi256_ps(_mm256_and_si256(pairs, high)));
+    }
+    for (; c < k; ++c) dst[c] = Bf16ToFloat(row[c]);
+  }
 }
 
 template <typename W>
@@ -129,9 +191,9 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   if (a.m == 1) {  // decode: the weights stream once, as many chains as the registers allow
     int64_t j = n_begin;
     for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
-      Tile<W, kDecodeWeightRows, 1>(a, w, xs, j, 0);
+      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0);
     }
-    Columns<W, 1>(a, w, xs, j, n_end, 0);
+    Columns<W, 1>(a, w, 0, xs, j, n_end, 0);
     return;
   }
   // The range in equal blocks of at most kBlockBytes (whole tiles), so no block is a sliver.
@@ -140,23 +202,21 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   const int64_t blocks = std::max<int64_t>(1, (rows * row_bytes + kBlockBytes - 1) / kBlockBytes);
   const int64_t tiles = ((rows + blocks - 1) / blocks + kWeightRows - 1) / kWeightRows;
   const int64_t block_rows = tiles * kWeightRows;
+  // With many rows of x, bf16 blocks are widened once into f32 (twice the bytes, still in L2)
+  // rather than by every 4-row group as it loads them.
+  std::vector<WidenedBf16> widened;
+  constexpr bool kBf16 = sizeof(W) == 2;
+  if (kBf16 && a.m >= kWidenMinRows) widened.resize(static_cast<size_t>(block_rows * a.k));
   for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
     const int64_t je = std::min(n_end, jb + block_rows);
-    int64_t i = 0;
-    for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, xs, jb, je, i);
-    switch (a.m - i) {
-      case 3:
-        Columns<W, 3>(a, w, xs, jb, je, i);
-        break;
-      case 2:
-        Columns<W, 2>(a, w, xs, jb, je, i);
-        break;
-      case 1:
-        Columns<W, 1>(a, w, xs, jb, je, i);
-        break;
-      default:
-        break;
+    if constexpr (kBf16) {
+      if (!widened.empty()) {
+        WidenPairs(w + jb * a.k, je - jb, a.k, widened.data());
+        AllRows(a, widened.data(), jb, xs, jb, je);
+        continue;
+      }
     }
+    AllRows(a, w, 0, xs, jb, je);
   }
 }
 

@@ -87,9 +87,48 @@ TEST(MatMulAvx2Test, MatchesTheReference) {
         }
       }
     }
-    for (const int64_t m : {1, 6, 16}) {
+    for (const int64_t m : {1, 6, 16, 32, 35}) {  // from 32: bf16 blocks widened once
       Check({m, 200, 768, type, /*bias=*/true, /*accumulate=*/false});
       Check({m, 103, 2051, type, /*bias=*/false, /*accumulate=*/false});
+    }
+    for (const int64_t k : {1, 15, 16, 17, 40, 45}) {
+      Check({33, 7, k, type, /*bias=*/k % 2 == 0, /*accumulate=*/false});
+    }
+  }
+}
+
+// From 32 rows of x, bf16 weight blocks are widened to f32 once (and read as such by every
+// 4-row group) instead of as each group loads them: the same products in the same order, so
+// each output is bit for bit what calls of fewer rows give.
+TEST(MatMulAvx2Test, WidenedBlocksSumAsTheBf16PathDoes) {
+  if (!avx2::Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  for (const int64_t k : {45, 768, 2056}) {
+    constexpr int64_t kM = 40, kN = 150, kPart = 8;
+    std::mt19937 rng(static_cast<uint32_t>(k));
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> x(kM * k), bias(kN), whole(kM * kN), parts(kM * kN);
+    std::vector<uint16_t> w(kN * k);
+    for (float& v : x) v = dist(rng);
+    for (float& v : bias) v = dist(rng);
+    for (uint16_t& v : w) v = FloatToBf16(dist(rng));
+    std::vector<float> x_pairs(x.size());
+    avx2::SplitPairs(x.data(), kM, k, /*round_to_bf16=*/true, x_pairs.data());
+    MatMulArgs args{.x = x.data(),
+                    .w = w.data(),
+                    .w_type = WeightType::kBF16,
+                    .bias = bias.data(),
+                    .y = whole.data(),
+                    .m = kM,
+                    .n = kN,
+                    .k = k};
+    avx2::Rows(args, x_pairs.data(), 0, kN);
+    for (int64_t i = 0; i < kM; i += kPart) {  // the same 4-row groups, none widened
+      args.y = parts.data() + i * kN;
+      args.m = kPart;
+      avx2::Rows(args, x_pairs.data() + i * k, 0, kN);
+    }
+    for (size_t e = 0; e < whole.size(); ++e) {
+      ASSERT_EQ(whole[e], parts[e]) << "k=" << k << " element " << e;
     }
   }
 }

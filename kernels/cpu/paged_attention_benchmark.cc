@@ -6,7 +6,9 @@
 // BM_PagedAttentionPrefill: one prompt of L tokens attending causally to itself (a whole
 // prefill, bf16 or int8 cache, same shape), by path: 0 one query at a time, 1 the AVX-512 query
 // blocks, 2 the AMX query blocks (where the CPU has them); reported as a fraction of the bf16
-// dot-product peak (and of the AMX tile peak).
+// dot-product peak (and of the AMX tile peak; on a CPU without AVX-512, path 1 takes the AVX2
+// blocks, of the f32 FMA peak). BM_PagedAttentionChunk: short chunks against a long context, by
+// path, where the blocks start to pay.
 //
 //   ./build/kernels/paged_attention_benchmark
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "kernels/cpu/avx512_math.h"
 #include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/roofline.h"
@@ -143,7 +146,46 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   const Roofline& roof = MeasuredRoofline(2);
   SetFractionOf(state, "of_bf16_peak", flop, roof.bf16_gflop_per_s * 1e9);
   SetFractionOf(state, "of_amx_peak", flop, roof.amx_gflop_per_s * 1e9);
+  if (!avx512::Supported()) SetFractionOf(state, "of_fma_peak", flop, roof.fma_gflop_per_s * 1e9);
 }
+// A step's short prompt chunks (or speculative tokens): 8 requests of `queries` queries at the
+// end of a 1,024-token context (bf16 cache), on the query blocks (path 1: AVX-512, or AVX2 on a
+// CPU without it) or one query at a time (path 0). Where the blocks start to win sets
+// blocks::MinQueries.
+void BM_PagedAttentionChunk(benchmark::State& state) {
+  constexpr int kRequests = 8, kContext = 1024;
+  const int queries = static_cast<int>(state.range(0));
+  const int per_request = kContext / kBlock;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  BenchCache<Bf16> cache(kRequests * per_request, 0.0f);
+  for (size_t i = 0; i < cache.k.size(); ++i) {
+    FromFloat(dist(rng), &cache.k[i]);
+    FromFloat(dist(rng), &cache.v[i]);
+  }
+  std::vector<float> q(static_cast<size_t>(kRequests) * queries * kHeads * kDim), out(q.size());
+  for (float& x : q) x = dist(rng);
+  std::vector<int32_t> tables(kRequests * per_request), query_start = {0}, lens;
+  std::iota(tables.begin(), tables.end(), 0);
+  for (int r = 0; r < kRequests; ++r) {
+    query_start.push_back(query_start.back() + queries);
+    lens.push_back(kContext);
+  }
+  ThreadPool pool(2);
+  PagedAttentionArgs<Bf16> args = cache.Args(q, out, query_start, lens, tables, per_request);
+  args.allow_amx = false;
+  args.allow_query_blocks = state.range(1) != 0;
+  for (auto _ : state) PagedAttention(args, pool);
+  state.counters["us_per_query"] =
+      benchmark::Counter(kRequests * queries, benchmark::Counter::kIsIterationInvariantRate |
+                                                  benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_PagedAttentionChunk)
+    ->ArgsProduct({{2, 4, 8, 16}, {1, 0}})
+    ->ArgNames({"queries", "path"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 BENCHMARK(BM_PagedAttentionPrefill<Bf16>)
     ->ArgsProduct({{512, 1024, 2048}, {2, 1, 0}})
     ->ArgNames({"len", "path"})

@@ -521,7 +521,7 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
 
 // Without AVX-512 (or with it turned off) the AVX2 blocks take head dims that are multiples of 8
 // up to 256, for bf16 and 8-bit caches; none for f32, attention sinks, or when turned off. They
-// start at 8 queries: below, the per-query kernel is cheaper.
+// start at 4 queries: below, the per-query kernel is cheaper.
 TEST(PagedAttentionTest, QueryBlocksTakeAvx2WithoutAvx512) {
   if (!avx2::Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
   const auto args = [](int d, int bs, common::AttentionWindow w) {
@@ -559,7 +559,7 @@ TEST(PagedAttentionTest, QueryBlocksTakeAvx2WithoutAvx512) {
   fp8.cache.block_size = 8;
   fp8.allow_avx512 = false;
   EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx2);
-  EXPECT_EQ(blocks::MinQueries(Backend::kAvx2), 8);
+  EXPECT_EQ(blocks::MinQueries(Backend::kAvx2), 4);
 }
 
 }  // namespace
