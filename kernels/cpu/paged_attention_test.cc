@@ -472,51 +472,46 @@ TEST_P(PagedAttentionLongPrefillTest, ChunksMatchDense) {
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionLongPrefillTest,
                          ::testing::Range(0, static_cast<int>(std::size(kLongPrefillShapes))));
 
+// A call's arguments as BackendFor reads them: the cache's shape, the window, and whether the
+// AVX-512 kernels may run.
+template <typename T = Bf16>
+PagedAttentionArgs<T> ShapeArgs(int d, int bs, common::AttentionWindow w = {}, bool avx512 = true) {
+  PagedAttentionArgs<T> a;
+  a.cache.head_dim = d;
+  a.cache.block_size = bs;
+  a.cache.num_kv_heads = 1;
+  a.window = w;
+  a.allow_avx512 = avx512;
+  return a;
+}
+
 // Which backend the query blocks take: AMX for bf16 head dims that are multiples of 32 up to 256
 // with block sizes that are multiples of 16, AVX-512 for head dims that are multiples of 16, AVX2
 // for the other multiples of 8, for bf16 and 8-bit caches alike; none for f32 (the exact,
 // batch-invariant mode), attention sinks, or when turned off.
 TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
   if (!avx512::Supported()) GTEST_SKIP() << "no AVX-512 on this CPU";
-  const auto args = [](int d, int bs, common::AttentionWindow w) {
-    PagedAttentionArgs<Bf16> a;
-    a.cache.head_dim = d;
-    a.cache.block_size = bs;
-    a.cache.num_kv_heads = 1;
-    a.window = w;
-    return a;
-  };
   using blocks::Backend;
   const Backend amx = amx::Available() ? Backend::kAmx : Backend::kAvx512;
-  EXPECT_EQ(blocks::BackendFor(args(64, 16, {})), amx);
-  EXPECT_EQ(blocks::BackendFor(args(256, 32, {.sliding_window = 8})), amx);
-  EXPECT_EQ(blocks::BackendFor(args(80, 16, {})), Backend::kAvx512);
-  EXPECT_EQ(blocks::BackendFor(args(64, 8, {})), Backend::kAvx512);
-  EXPECT_EQ(blocks::BackendFor(args(512, 16, {})), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(64, 16)), amx);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(256, 32, {.sliding_window = 8})), amx);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(80, 16)), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(64, 8)), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(512, 16)), Backend::kNone);
   // Not a multiple of 16: the AVX2 blocks (every AVX-512 CPU has AVX2).
-  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kAvx2);
-  EXPECT_EQ(blocks::BackendFor(args(36, 16, {})), Backend::kNone);
-  EXPECT_EQ(blocks::BackendFor(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(40, 16)), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(36, 16)), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
             Backend::kNone);
-  PagedAttentionArgs<Bf16> no_amx = args(64, 16, {});
+  PagedAttentionArgs<Bf16> no_amx = ShapeArgs(64, 16);
   no_amx.allow_amx = false;
   EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kAvx512);
   no_amx.allow_query_blocks = false;
   EXPECT_EQ(blocks::BackendFor(no_amx), Backend::kNone);
-  PagedAttentionArgs<float> f32;
-  f32.cache.head_dim = 64;
-  f32.cache.block_size = 16;
-  EXPECT_EQ(blocks::BackendFor(f32), Backend::kNone);
-  PagedAttentionArgs<int8_t> int8;
-  int8.cache.head_dim = 64;
-  int8.cache.block_size = 16;
-  EXPECT_EQ(blocks::BackendFor(int8), amx);
-  int8.cache.head_dim = 80;
-  EXPECT_EQ(blocks::BackendFor(int8), Backend::kAvx512);
-  PagedAttentionArgs<Fp8E5M2> fp8;
-  fp8.cache.head_dim = 64;
-  fp8.cache.block_size = 8;
-  EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<float>(64, 16)), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<int8_t>(64, 16)), amx);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<int8_t>(80, 16)), Backend::kAvx512);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<Fp8E5M2>(64, 8)), Backend::kAvx512);
 }
 
 // Without AVX-512 (or with it turned off) the AVX2 blocks take head dims that are multiples of 8
@@ -524,41 +519,23 @@ TEST(PagedAttentionTest, QueryBlocksTakeTheShapesTheySupport) {
 // start at 4 queries: below, the per-query kernel is cheaper.
 TEST(PagedAttentionTest, QueryBlocksTakeAvx2WithoutAvx512) {
   if (!avx2::Supported()) GTEST_SKIP() << "no AVX2 on this CPU";
-  const auto args = [](int d, int bs, common::AttentionWindow w) {
-    PagedAttentionArgs<Bf16> a;
-    a.cache.head_dim = d;
-    a.cache.block_size = bs;
-    a.cache.num_kv_heads = 1;
-    a.window = w;
-    a.allow_avx512 = false;
-    return a;
-  };
   using blocks::Backend;
-  EXPECT_EQ(blocks::BackendFor(args(64, 16, {})), Backend::kAvx2);
-  EXPECT_EQ(blocks::BackendFor(args(256, 1, {.sliding_window = 8})), Backend::kAvx2);
-  EXPECT_EQ(blocks::BackendFor(args(40, 16, {})), Backend::kAvx2);
-  EXPECT_EQ(blocks::BackendFor(args(36, 16, {})), Backend::kNone);
-  EXPECT_EQ(blocks::BackendFor(args(264, 16, {})), Backend::kNone);
-  EXPECT_EQ(blocks::BackendFor(args(64, 16, {.sliding_window = 8, .sink_tokens = 4})),
-            Backend::kNone);
-  PagedAttentionArgs<Bf16> off = args(64, 16, {});
+  constexpr bool kNoAvx512 = false;
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(64, 16, {}, kNoAvx512)), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(256, 1, {.sliding_window = 8}, kNoAvx512)),
+            Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(40, 16, {}, kNoAvx512)), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(36, 16, {}, kNoAvx512)), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs(264, 16, {}, kNoAvx512)), Backend::kNone);
+  EXPECT_EQ(
+      blocks::BackendFor(ShapeArgs(64, 16, {.sliding_window = 8, .sink_tokens = 4}, kNoAvx512)),
+      Backend::kNone);
+  PagedAttentionArgs<Bf16> off = ShapeArgs(64, 16, {}, kNoAvx512);
   off.allow_query_blocks = false;
   EXPECT_EQ(blocks::BackendFor(off), Backend::kNone);
-  PagedAttentionArgs<float> f32;
-  f32.cache.head_dim = 64;
-  f32.cache.block_size = 16;
-  f32.allow_avx512 = false;
-  EXPECT_EQ(blocks::BackendFor(f32), Backend::kNone);
-  PagedAttentionArgs<int8_t> int8;
-  int8.cache.head_dim = 64;
-  int8.cache.block_size = 16;
-  int8.allow_avx512 = false;
-  EXPECT_EQ(blocks::BackendFor(int8), Backend::kAvx2);
-  PagedAttentionArgs<Fp8E4M3> fp8;
-  fp8.cache.head_dim = 128;
-  fp8.cache.block_size = 8;
-  fp8.allow_avx512 = false;
-  EXPECT_EQ(blocks::BackendFor(fp8), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<float>(64, 16, {}, kNoAvx512)), Backend::kNone);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<int8_t>(64, 16, {}, kNoAvx512)), Backend::kAvx2);
+  EXPECT_EQ(blocks::BackendFor(ShapeArgs<Fp8E4M3>(128, 8, {}, kNoAvx512)), Backend::kAvx2);
   EXPECT_EQ(blocks::MinQueries(Backend::kAvx2), 4);
 }
 
