@@ -174,9 +174,10 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
 // `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
 // k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
 // Which path prefill chunks take: the default (query blocks, on AMX where the CPU has it), the
-// query blocks on AVX-512, or the per-query path; kAvx2: every query on the AVX2 kernel (what a
-// CPU without AVX-512 runs), on a CPU that has AVX-512.
-enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2 };
+// query blocks on AVX-512, or the per-query path; kAvx2: the AVX2 kernels, query blocks included
+// (what a CPU without AVX-512 runs), on a CPU that has AVX-512; kAvx2PerQuery: there, every
+// query on the AVX2 per-query kernel.
+enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2, kAvx2PerQuery };
 
 template <typename T>
 void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
@@ -287,21 +288,23 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
   std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   ThreadPool pool(2);
-  PagedAttention(PagedAttentionArgs<T>{.query = query.data(),
-                                       .output = output.data(),
-                                       .num_heads = heads,
-                                       .cache = cache,
-                                       .query_start = query_start,
-                                       .context_lens = context_lens,
-                                       .block_tables = tables,
-                                       .max_blocks_per_request = max_blocks,
-                                       .scale = scale,
-                                       .window = c.window,
-                                       .sink_query = c.sink_query ? sink_query.data() : nullptr,
-                                       .allow_amx = path == Path::kDefault,
-                                       .allow_query_blocks = path != Path::kPerQuery,
-                                       .allow_avx512 = path != Path::kAvx2},
-                 pool);
+  PagedAttention(
+      PagedAttentionArgs<T>{
+          .query = query.data(),
+          .output = output.data(),
+          .num_heads = heads,
+          .cache = cache,
+          .query_start = query_start,
+          .context_lens = context_lens,
+          .block_tables = tables,
+          .max_blocks_per_request = max_blocks,
+          .scale = scale,
+          .window = c.window,
+          .sink_query = c.sink_query ? sink_query.data() : nullptr,
+          .allow_amx = path == Path::kDefault,
+          .allow_query_blocks = path != Path::kPerQuery && path != Path::kAvx2PerQuery,
+          .allow_avx512 = path != Path::kAvx2 && path != Path::kAvx2PerQuery},
+      pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
   constexpr float kTolerance = 2e-5f * 64;
@@ -344,6 +347,7 @@ void RunBothTypes(const Case& c, uint32_t seed) {
   if (avx512::Supported() && avx2::Supported()) {  // the AVX2 kernels, taken elsewhere by default
     RunCase<float>(c, seed, /*static_scales=*/false, Path::kAvx2);
     RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kAvx2);
+    RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kAvx2PerQuery);
     RunCase<int8_t>(c, seed, /*static_scales=*/false, Path::kAvx2);
     RunCase<Fp8E4M3>(c, seed, /*static_scales=*/false, Path::kAvx2);
     RunCase<Fp8E5M2>(c, seed, /*static_scales=*/true, Path::kAvx2);
