@@ -1,6 +1,6 @@
 # Pagoda's entry points. `make test` and `make run` install missing Debian packages first.
 #
-#   make test    build (release + ASan/UBSan) and run the whole test suite
+#   make test    build (release + ASan/UBSan unit tests) and run the whole test suite
 #   make run     build and start the daemon on the built-in model
 #   make build   configure and build into build/
 #   make bench   run the micro-benchmarks
