@@ -14,6 +14,7 @@
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/matmul_amx.h"
 #include "kernels/cpu/matmul_avx2.h"
+#include "kernels/cpu/thread_scratch.h"
 
 namespace pagoda::kernels::cpu {
 namespace {
@@ -468,16 +469,17 @@ void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
   // Enough output features per chunk that a chunk streams a few KiB of weights.
   const int64_t min_chunk = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, a.k));
   if (TakesBf16Dot(a, isa)) {
-    std::vector<uint16_t> x16(static_cast<size_t>(a.m * a.k));
-    for (size_t i = 0; i < x16.size(); ++i) x16[i] = FloatToBf16(a.x[i]);
-    pool.ParallelFor(a.n, min_chunk,
-                     [&](int64_t b, int64_t e) { Avx512Bf16Rows(a, x16.data(), b, e); });
+    struct X16 {};
+    uint16_t* x16 = ThreadScratch<X16, uint16_t>(a.m * a.k);
+    for (int64_t i = 0; i < a.m * a.k; ++i) x16[i] = FloatToBf16(a.x[i]);
+    pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) { Avx512Bf16Rows(a, x16, b, e); });
     return;
   }
-  std::vector<float> x_pairs;  // the AVX2 path's view of x against bf16 weights
+  float* x_pairs = nullptr;  // the AVX2 path's view of x against bf16 weights
   if (SplitsX(a, isa)) {
-    x_pairs.resize(static_cast<size_t>(a.m * a.k));
-    avx2::SplitPairs(a.x, a.m, a.k, /*round_to_bf16=*/RoundsX(a), x_pairs.data());
+    struct XPairs {};
+    x_pairs = ThreadScratch<XPairs, float>(a.m * a.k);
+    avx2::SplitPairs(a.x, a.m, a.k, /*round_to_bf16=*/RoundsX(a), x_pairs);
   }
   pool.ParallelFor(a.n, min_chunk, [&](int64_t b, int64_t e) {
     switch (isa) {
@@ -486,7 +488,7 @@ void RowsLayoutMatMul(const MatMulArgs& a, Isa isa, ThreadPool& pool) {
         Avx512Rows(a, b, e);
         break;
       case Isa::kAvx2:
-        avx2::Rows(a, x_pairs.data(), b, e);
+        avx2::Rows(a, x_pairs, b, e);
         break;
       case Isa::kPortable:
         ReferenceRows(a, b, e);
@@ -509,13 +511,13 @@ void MatMul(const MatMulArgs& args, ThreadPool& pool, bool allow_amx) {
   // the AMX tiles see it: one numeric contract, whatever the CPU (results differ between CPUs
   // only in summation order, e.g. where an 8-bit KV cache quantizes the K/V they produce).
   MatMulArgs a = args;
-  std::vector<float> x_rounded;
   if (RoundsX(a) && !TakesBf16Dot(a, isa) && !SplitsX(a, isa)) {
-    x_rounded.resize(static_cast<size_t>(a.m * a.k));
+    struct XRounded {};
+    float* x_rounded = ThreadScratch<XRounded, float>(a.m * a.k);
     pool.ParallelFor(a.m, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b * a.k; i < e * a.k; ++i) x_rounded[i] = Bf16ToFloat(FloatToBf16(a.x[i]));
     });
-    a.x = x_rounded.data();
+    a.x = x_rounded;
   }
   if (a.w_layout == WeightLayout::kTiles) {
     PAGODA_CHECK(a.w_type == WeightType::kBF16 && TilesLayoutFits(a.n, a.k));

@@ -12,6 +12,7 @@
 #include "common/check.h"
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/avx512_math.h"
+#include "kernels/cpu/thread_scratch.h"
 
 namespace pagoda::kernels::cpu::amx {
 namespace {
@@ -411,15 +412,9 @@ struct alignas(64) Line {
 // (2.4% of a prefill's profile) for what is overwritten anyway. Valid until the thread's next
 // call.
 uint16_t* PackedX(const MatMulArgs& a, ThreadPool& pool) {
-  thread_local std::unique_ptr<Line[]> storage;
-  thread_local int64_t capacity = 0;
+  struct Tag {};
   const int64_t m_blocks = (a.m + kTile - 1) / kTile;
-  const int64_t lines = m_blocks * (a.k / kTileK) * kTile;
-  if (lines > capacity) {
-    storage = std::make_unique_for_overwrite<Line[]>(static_cast<size_t>(lines));
-    capacity = lines;
-  }
-  uint16_t* packed = storage.get()->values;
+  uint16_t* packed = ThreadScratch<Tag, Line>(m_blocks * (a.k / kTileK) * kTile)->values;
   const bool round_only = a.w_layout == WeightLayout::kTiles;
   const auto pack = [&](int64_t begin, int64_t end) {
     round_only ? RoundX(a, begin * kTile, end * kTile, packed) : PackX(a, begin, end, packed);

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <type_traits>
-#include <vector>
 
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/thread_scratch.h"
 
 namespace pagoda::kernels::cpu::avx2 {
 namespace {
@@ -25,9 +25,6 @@ constexpr int64_t kBlockBytes = 128 << 10;
 // 32, 1.07-1.09x at 64, 1.10-1.20x at 128 and in prompts).
 constexpr int64_t kWidenMinRows = 32;
 
-// Values of k per step: f32 weights 8 (one vector), bf16 weights 16 (one 32-byte load, taken
-// as 8 pairs: the even values shifted into the high halves, the odd ones masked, against x's
-// even and odd values: SplitPairs), half the widening work of 8 at a time.
 // bf16 weights already widened to f32 in the order a step reads them (WidenPairs): per 16 values
 // the 8 even ones, then the 8 odd ones. The products and their order are the bf16 path's, so the
 // sums are bit for bit the same.
@@ -35,8 +32,24 @@ struct WidenedBf16 {
   float value;
 };
 
+// Values of k per step: f32 weights 8 (one vector); bf16 weights 16 as 8 pairs (one 32-byte
+// load: the even values shifted into the high halves, the odd ones masked, against x's even and
+// odd values: SplitPairs), half the widening work of 8 at a time; widened bf16 the same 16.
 template <typename W>
-constexpr int64_t kStep = sizeof(W) == 2 || std::is_same_v<W, WidenedBf16> ? 16 : 8;
+constexpr bool kPaired = std::is_same_v<W, uint16_t> || std::is_same_v<W, WidenedBf16>;
+template <typename W>
+constexpr int64_t kStep = kPaired<W> ? 16 : 8;
+
+// Half `half` (0: the even values, 1: the odd ones) of the 8 pairs at p as 8 f32 lanes.
+PAGODA_AVX2_TARGET inline __m256 PairHalf(const uint16_t* p, int half) {
+  const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_castsi256_ps(
+      half == 0 ? _mm256_slli_epi32(pairs, 16)
+                : _mm256_and_si256(pairs, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+PAGODA_AVX2_TARGET inline __m256 PairHalf(const WidenedBf16* p, int half) {
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * half);
+}
 
 // acc[n][r] += x[r][c, c + 8) * wv[n], x's rows k apart from xr. (A function, not a lambda: a
 // lambda would not inherit the target.)
@@ -104,28 +117,13 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
       }
     }
     __m256 wv[NW];
-    if constexpr (sizeof(W) == 2) {
-      const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    if constexpr (kPaired<W>) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
 #pragma GCC unroll 8
-      for (int n = 0; n < NW; ++n) {
-        const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + n * k + c));
-        wv[n] = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+        for (int n = 0; n < NW; ++n) wv[n] = PairHalf(wr + n * k + c, half);
+        Multiply<NW, M>(xr, k, c + 8 * half, wv, acc);
       }
-      Multiply<NW, M>(xr, k, c, wv, acc);
-#pragma GCC unroll 8
-      for (int n = 0; n < NW; ++n) {
-        const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + n * k + c));
-        wv[n] = _mm256_castsi256_ps(_mm256_and_si256(pairs, high));
-      }
-      Multiply<NW, M>(xr, k, c + 8, wv, acc);
-    } else if constexpr (std::is_same_v<W, WidenedBf16>) {
-      const auto* wf = reinterpret_cast<const float*>(wr);
-#pragma GCC unroll 8
-      for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wf + n * k + c);
-      Multiply<NW, M>(xr, k, c, wv, acc);
-#pragma GCC unroll 8
-      for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wf + n * k + c + 8);
-      Multiply<NW, M>(xr, k, c + 8, wv, acc);
     } else {
 #pragma GCC unroll 8
       for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wr + n * k + c);
@@ -171,15 +169,13 @@ PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, int64_t w_row0,
 // `rows` bf16 weight rows of k values as WidenedBf16 rows: per whole 16 the even values, then the
 // odd ones, widened; the rest in place.
 PAGODA_AVX2_TARGET void WidenPairs(const uint16_t* w, int64_t rows, int64_t k, WidenedBf16* out) {
-  const __m256i high = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (int64_t r = 0; r < rows; ++r) {
     const uint16_t* row = w + r * k;
     auto* dst = reinterpret_cast<float*>(out + r * k);
     int64_t c = 0;
     for (; c + 16 <= k; c += 16) {
-      const __m256i pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c));
-      _mm256_storeu_ps(dst + c, _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16)));
-      _mm256_storeu_ps(dst + c + 8, _mm256_castsi256_ps(_mm256_and_si256(pairs, high)));
+      _mm256_storeu_ps(dst + c, PairHalf(row + c, 0));
+      _mm256_storeu_ps(dst + c + 8, PairHalf(row + c, 1));
     }
     for (; c < k; ++c) dst[c] = Bf16ToFloat(row[c]);
   }
@@ -204,15 +200,17 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   const int64_t block_rows = tiles * kWeightRows;
   // With many rows of x, bf16 blocks are widened once into f32 (twice the bytes, still in L2)
   // rather than by every 4-row group as it loads them.
-  std::vector<WidenedBf16> widened;
-  constexpr bool kBf16 = sizeof(W) == 2;
-  if (kBf16 && a.m >= kWidenMinRows) widened.resize(static_cast<size_t>(block_rows * a.k));
+  constexpr bool kBf16 = std::is_same_v<W, uint16_t>;
+  struct Widened {};
+  WidenedBf16* widened = nullptr;
+  if (kBf16 && a.m >= kWidenMinRows)
+    widened = ThreadScratch<Widened, WidenedBf16>(block_rows * a.k);
   for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
     const int64_t je = std::min(n_end, jb + block_rows);
     if constexpr (kBf16) {
-      if (!widened.empty()) {
-        WidenPairs(w + jb * a.k, je - jb, a.k, widened.data());
-        AllRows(a, widened.data(), jb, xs, jb, je);
+      if (widened != nullptr) {
+        WidenPairs(w + jb * a.k, je - jb, a.k, widened);
+        AllRows(a, widened, jb, xs, jb, je);
         continue;
       }
     }
