@@ -91,29 +91,28 @@ void PackQueryRows(const QueryIo& io, int64_t t0, int m, int head, int g, Scratc
 // included, and their blocks may be gone).
 template <typename T>
 PAGODA_AVX2_TARGET void WidenChunk(const KeyRange<T>& keys, int32_t c0, int rows, Scratch& s) {
-  const int32_t block_size = keys.cache->block_size;
-  int32_t block = c0 / block_size, offset = c0 % block_size;  // of row 0, then of each row
-  for (int row = 0; row < rows; ++row, offset = offset + 1 == block_size ? 0 : offset + 1) {
-    if (row > 0 && offset == 0) ++block;
-    const bool live = keys.Live(c0 + row);
-    const T* k = live ? keys.KeyAt(block, offset) : nullptr;
-    const T* v = live ? keys.ValueAt(block, offset) : nullptr;
-    if constexpr (kScaled<T>) {
-      s.k_scale()[row] = live ? keys.ScaleAt(block, offset, /*value=*/false) : 0.0f;
-      s.v_scale()[row] = live ? keys.ScaleAt(block, offset, /*value=*/true) : 0.0f;
-    }
+  RowWalk<T> k_rows(*keys.cache, /*value=*/false, keys.table, keys.kv_head, c0);
+  RowWalk<T> v_rows(*keys.cache, /*value=*/true, keys.table, keys.kv_head, c0);
+  const int d = s.head_dim();
+  for (int row = 0; row < rows; ++row, k_rows.Next(), v_rows.Next()) {
     // Locals, not s's members: the stores may alias those, which the compiler would reload.
     float* k_out = s.k_row(row);
     float* v_out = s.v_row(row);
-    const int d = s.head_dim();
-    if (!live) {
+    if (!keys.Live(c0 + row)) {
       std::fill(k_out, k_out + d, 0.0f);
       std::fill(v_out, v_out + d, 0.0f);
+      if constexpr (kScaled<T>) s.k_scale()[row] = s.v_scale()[row] = 0.0f;
       continue;
     }
+    const T* k = k_rows.row();
+    const T* v = v_rows.row();
     for (int x = 0; x < d; x += kLanes) {
       _mm256_store_ps(k_out + x, avx2::LoadScaled8(k + x));
       _mm256_store_ps(v_out + x, avx2::LoadScaled8(v + x));
+    }
+    if constexpr (kScaled<T>) {  // KeyRange::Scale's factors
+      s.k_scale()[row] = k_rows.scale() * avx512::LoadScale<T>();
+      s.v_scale()[row] = v_rows.scale() * avx512::LoadScale<T>();
     }
   }
 }

@@ -53,27 +53,21 @@ struct KeyRange {
   // Whether any key of the `n`-key tile at `pos` is attended.
   bool TileLive(int32_t pos, int n) const { return pos + n - 1 >= lo && pos <= hi; }
   const T* Key(int32_t pos) const {
-    return KeyAt(pos / cache->block_size, pos % cache->block_size);
+    return cache->key +
+           cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
   const T* Value(int32_t pos) const {
-    return ValueAt(pos / cache->block_size, pos % cache->block_size);
-  }
-  // The same for the key at `offset` in the request's block `block` (no division: for walks).
-  const T* KeyAt(int32_t block, int32_t offset) const {
-    return cache->key + cache->Offset(table[block], kv_head, offset);
-  }
-  const T* ValueAt(int32_t block, int32_t offset) const {
-    return cache->value + cache->Offset(table[block], kv_head, offset);
+    return cache->value +
+           cache->Offset(table[pos / cache->block_size], kv_head, pos % cache->block_size);
   }
   // 8-bit caches: the factor that turns what avx512::LoadScaled16 (or avx2::LoadScaled8, the
   // same values) reads from key (or value) row `pos` into values: its scale (kv_scales.h) times
   // the load's factor. The per-query path applies the same factors the same way: to a key's dot
   // products and to a value's weight.
   float Scale(int32_t pos, bool value) const {
-    return ScaleAt(pos / cache->block_size, pos % cache->block_size, value);
-  }
-  float ScaleAt(int32_t block, int32_t offset, bool value) const {
-    return ElementScale(*cache, value, table[block], kv_head, offset) * avx512::LoadScale<T>();
+    return ElementScale(*cache, value, table[pos / cache->block_size], kv_head,
+                        pos % cache->block_size) *
+           avx512::LoadScale<T>();
   }
 };
 

@@ -407,68 +407,6 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
 // kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
 // kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
 // rows' scales; the softmax on a vectorized exp; V accumulated 64 dims (8 registers) at a time.
-// A walk over the K (or V) rows of one KV head at consecutive positions: each row and the
-// factor ElementScale gives it, found through the block table once per block rather than with a
-// division and an offset product per position (which cost Zen 1 about a fifth of a decode).
-// A block is entered when its first row is asked for, never past the walk's last position.
-template <typename T>
-class RowWalk {
- public:
-  RowWalk(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head, int32_t pos)
-      : c_(c),
-        pool_(value ? c.value : c.key),
-        scales_(value ? c.value_scale : c.key_scale),
-        table_(table),
-        kv_head_(kv_head),
-        index_(pos / c.block_size),
-        offset_(pos % c.block_size) {
-    if constexpr (kScaled<T>) {
-      if (scales_ == nullptr)
-        head_scale_ = (value ? c.head_value_scale : c.head_key_scale)[kv_head];
-    }
-  }
-  const T* row() {
-    if (row_ == nullptr) Enter();
-    return row_;
-  }
-  float scale() {
-    if constexpr (kScaled<T>) {
-      if (scales_ == nullptr) return head_scale_;
-      if (row_ == nullptr) Enter();
-      return Bf16ToFloat(*scale_);
-    } else {
-      return 1.0f;
-    }
-  }
-  void Next() {
-    if (++offset_ == c_.block_size) {
-      offset_ = 0;
-      ++index_;
-      row_ = nullptr;
-    } else if (row_ != nullptr) {
-      row_ += c_.head_dim;
-      ++scale_;
-    }
-  }
-
- private:
-  void Enter() {
-    const int32_t block = table_[index_];
-    row_ = pool_ + c_.Offset(block, kv_head_, offset_);
-    if (scales_ != nullptr) scale_ = scales_ + c_.ScaleIndex(block, kv_head_, offset_);
-  }
-
-  const PagedKvCacheView<T>& c_;
-  const T* pool_;
-  const uint16_t* scales_;
-  const int32_t* table_;
-  int kv_head_;
-  int32_t index_, offset_;
-  const T* row_ = nullptr;
-  const uint16_t* scale_ = nullptr;
-  float head_scale_ = 1.0f;
-};
-
 template <typename T, int kChunks>
 PAGODA_AVX2_TARGET inline float LoadKeyRowAvx2(const PagedAttentionArgs<T>& a, RowWalk<T>& keys,
                                                __m256* kv) {
@@ -570,7 +508,7 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
     for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at, values.Next()) {
       // Once per block (its first position, or the part's): any other call would find the
       // block ahead already asked for.
-      if (prefetch && (pos % c.block_size == 0 || pos == ranges.begin[part])) {
+      if (prefetch && (values.BlockStart() || pos == ranges.begin[part])) {
         PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
                      ranges.end[part], &prefetched);
       }
