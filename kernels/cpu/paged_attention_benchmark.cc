@@ -62,6 +62,20 @@ struct BenchCache {
             .scale = 0.125f};
   }
 
+  // K and V random: int8 uniform over its range, the others N(0, 1) encoded.
+  void FillRandom(std::mt19937& rng) {
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (size_t i = 0; i < k.size(); ++i) {
+      if constexpr (std::is_same_v<T, int8_t>) {
+        k[i] = static_cast<int8_t>(rng() % 255 - 127);
+        v[i] = static_cast<int8_t>(rng() % 255 - 127);
+      } else {
+        FromFloat(dist(rng), &k[i]);
+        FromFloat(dist(rng), &v[i]);
+      }
+    }
+  }
+
   std::vector<T> k, v;
   std::vector<uint16_t> scales;
   int num_blocks;
@@ -123,15 +137,7 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   BenchCache<T> cache(blocks, 0.02f);
-  for (size_t i = 0; i < cache.k.size(); ++i) {
-    if constexpr (std::is_same_v<T, int8_t>) {
-      cache.k[i] = static_cast<int8_t>(rng() % 255 - 127);
-      cache.v[i] = static_cast<int8_t>(rng() % 255 - 127);
-    } else {
-      FromFloat(dist(rng), &cache.k[i]);
-      FromFloat(dist(rng), &cache.v[i]);
-    }
-  }
+  cache.FillRandom(rng);
   std::vector<float> q(static_cast<size_t>(len) * kHeads * kDim), out(q.size());
   for (float& x : q) x = dist(rng);
   std::vector<int32_t> tables(blocks), query_start = {0, len}, lens = {len};
@@ -159,10 +165,7 @@ void BM_PagedAttentionChunk(benchmark::State& state) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   BenchCache<Bf16> cache(kRequests * per_request, 0.0f);
-  for (size_t i = 0; i < cache.k.size(); ++i) {
-    FromFloat(dist(rng), &cache.k[i]);
-    FromFloat(dist(rng), &cache.v[i]);
-  }
+  cache.FillRandom(rng);
   std::vector<float> q(static_cast<size_t>(kRequests) * queries * kHeads * kDim), out(q.size());
   for (float& x : q) x = dist(rng);
   std::vector<int32_t> tables(kRequests * per_request), query_start = {0}, lens;
