@@ -288,23 +288,23 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
   std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   ThreadPool pool(2);
-  PagedAttention(
-      PagedAttentionArgs<T>{
-          .query = query.data(),
-          .output = output.data(),
-          .num_heads = heads,
-          .cache = cache,
-          .query_start = query_start,
-          .context_lens = context_lens,
-          .block_tables = tables,
-          .max_blocks_per_request = max_blocks,
-          .scale = scale,
-          .window = c.window,
-          .sink_query = c.sink_query ? sink_query.data() : nullptr,
-          .allow_amx = path == Path::kDefault,
-          .allow_query_blocks = path != Path::kPerQuery && path != Path::kAvx2PerQuery,
-          .allow_avx512 = path != Path::kAvx2 && path != Path::kAvx2PerQuery},
-      pool);
+  const bool per_query = path == Path::kPerQuery || path == Path::kAvx2PerQuery;
+  const bool avx2 = path == Path::kAvx2 || path == Path::kAvx2PerQuery;
+  PagedAttention(PagedAttentionArgs<T>{.query = query.data(),
+                                       .output = output.data(),
+                                       .num_heads = heads,
+                                       .cache = cache,
+                                       .query_start = query_start,
+                                       .context_lens = context_lens,
+                                       .block_tables = tables,
+                                       .max_blocks_per_request = max_blocks,
+                                       .scale = scale,
+                                       .window = c.window,
+                                       .sink_query = c.sink_query ? sink_query.data() : nullptr,
+                                       .allow_amx = path == Path::kDefault,
+                                       .allow_query_blocks = !per_query,
+                                       .allow_avx512 = !avx2},
+                 pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
   constexpr float kTolerance = 2e-5f * 64;
