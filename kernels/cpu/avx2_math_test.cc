@@ -85,5 +85,28 @@ TEST(Avx2MathTest, LoadsWidenInt8AndBf16Exactly) {
   }
 }
 
+PAGODA_AVX2_TARGET void SumInt8x8Of(const int32_t (*v)[8], int32_t* out) {
+  __m256i x[8];
+  for (int i = 0; i < 8; ++i) x[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v[i]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), SumInt8x8(x));
+}
+
+// Lane j of SumInt8x8 is the exact sum of vector j: each vector's lanes are distinct powers of
+// two times a per-vector sign and offset, so a lane taken from the wrong vector or position shows.
+TEST(Avx2MathTest, SumInt8x8SumsEachVectorIntoItsLane) {
+  if (!Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  int32_t v[8][8];
+  int64_t want[8] = {};
+  for (int j = 0; j < 8; ++j) {
+    for (int l = 0; l < 8; ++l) {
+      v[j][l] = (j % 2 == 0 ? 1 : -1) * ((1 << (l + 3 * j % 7)) + 1000 * j);
+      want[j] += v[j][l];
+    }
+  }
+  int32_t out[8];
+  SumInt8x8Of(v, out);
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(out[j], want[j]) << "vector " << j;
+}
+
 }  // namespace
 }  // namespace pagoda::kernels::cpu::avx2

@@ -11,6 +11,7 @@
 #include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
+#include "kernels/cpu/decode_internal.h"
 #include "kernels/cpu/kv_scales.h"
 
 namespace pagoda::kernels::cpu {
@@ -87,33 +88,19 @@ void ReshapeAndCache(const float* key, const float* value, absl::Span<const int6
 
 namespace {
 
+using decode::Attended;
+using decode::AttendedRanges;
+using decode::AttendFn;
+using decode::kMaxBatchedGroup;
+using decode::kPrefetchBlocks;
+using decode::PrefetchTile;
+using decode::QueryRow;
+
 // y += a * x. restrict-qualified parameters tell the compiler y and x do not overlap, so the
 // loop vectorizes (in each ISA clone of the caller it is inlined into).
 template <typename T>
 inline void Axpy(float* __restrict y, const T* __restrict x, float a, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * ToFloat(x[i]);
-}
-
-// The positions query `last` attends, in order: [0, SinkEnd) then [WindowStart, last], as two
-// ranges. Plain loops over them (no lambdas: a lambda would not inherit the ISA of the
-// target_clones and AVX-512 functions that use it).
-struct AttendedRanges {
-  int32_t begin[2];
-  int32_t end[2];
-  int32_t count;
-};
-
-inline AttendedRanges Attended(const common::AttentionWindow& w, int32_t last) {
-  const int32_t start = w.WindowStart(last);
-  return {{0, start}, {w.SinkEnd(last), last + 1}, w.NumAttended(last)};
-}
-
-// The query of head `head` of `token`, or its sink rotation for a sink key.
-template <typename T>
-inline const float* QueryRow(const PagedAttentionArgs<T>& a, int64_t token, int64_t head,
-                             bool sink) {
-  const float* q = sink && a.sink_query != nullptr ? a.sink_query : a.query;
-  return q + (token * a.num_heads + head) * a.cache.head_dim;
 }
 
 // Attention of the `group` query heads sharing KV head `kv_head`, for one query token whose
@@ -243,34 +230,6 @@ PAGODA_AVX512_TARGET inline void SoftmaxAvx512(float* s, int32_t len) {
     _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
   if (tail != 0)
     _mm512_mask_storeu_ps(s + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), inv));
-}
-
-// Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
-constexpr int kMaxBatchedGroup = 8;
-
-// Decode streams its K and V from memory one block tile at a time, each tile a separate
-// 2-4 KiB run (its block's other heads lie between): the hardware prefetcher starts cold on
-// every one. So each pass asks for the tile kPrefetchBlocks blocks ahead of the one it reads.
-constexpr int32_t kPrefetchBlocks = 2;
-// At most the first 2 KiB of a tile: past that, within its page, the hardware streamer has
-// caught on (an f32 tile of 64 dims fills a page, and asking for all of it was slower).
-constexpr int64_t kPrefetchBytes = 2048;
-
-// Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
-// position `pos`, when that position is before `end` and its block is past `*done` (the last
-// block asked for, updated).
-// (No target: plain SSE prefetches, inlined into the AVX-512 and the AVX2 kernels alike.)
-template <typename T>
-inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool, const int32_t* table,
-                         int kv_head, int32_t pos, int32_t end, int32_t* done) {
-  if (pos >= end) return;
-  const int32_t block = pos / c.block_size;
-  if (block <= *done) return;
-  *done = block;
-  const char* tile = reinterpret_cast<const char*>(pool + c.Offset(table[block], kv_head, 0));
-  const int64_t bytes =
-      std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T)));
-  for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(tile + at, _MM_HINT_T0);
 }
 
 // Loads position `pos`'s K row of `kv_head` (decoded, kChunks vectors) and returns the factor its
@@ -403,166 +362,10 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
   }
 }
 
-// The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 8: the AVX-512
-// kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
-// kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
-// rows' scales; the softmax on a vectorized exp; V accumulated 64 dims (8 registers) at a time.
-template <typename T, int kChunks>
-PAGODA_AVX2_TARGET inline float LoadKeyRowAvx2(const PagedAttentionArgs<T>& a, RowWalk<T>& keys,
-                                               __m256* kv) {
-  const T* k = keys.row();
-  for (int i = 0; i < kChunks; ++i) kv[i] = avx2::LoadScaled8(k + 8 * i);
-  return a.scale * avx512::LoadScale<T>() * keys.scale();
-}
-
-// The scores of query heads [g0, g0 + heads) of the group (heads <= kMaxBatchedGroup).
-template <typename T, int kChunks>
-PAGODA_AVX2_TARGET void ScoresAvx2(const PagedAttentionArgs<T>& a, int64_t token, int kv_head,
-                                   const int32_t* table, const AttendedRanges& ranges, int g0,
-                                   int heads, std::vector<float>& scores) {
-  const PagedKvCacheView<T>& c = a.cache;
-  const int group = a.num_heads / c.num_kv_heads;
-  const size_t len = static_cast<size_t>(ranges.count);
-  __m256 partial[kMaxBatchedGroup][8];
-  alignas(32) float row_scale[8];
-  alignas(32) float sums[8];
-  const int32_t ahead = kPrefetchBlocks * c.block_size;
-  for (int32_t part = 0, part_at = 0; part < 2; ++part) {
-    const float* q = QueryRow(a, token, kv_head * group + g0, part == 0);
-    int32_t prefetched = -1;
-    RowWalk<T> keys(c, /*value=*/false, table, kv_head, ranges.begin[part]);
-    for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 8) {
-      for (int32_t p = first; p < first + 8; p += c.block_size) {
-        PrefetchTile(c, c.key, table, kv_head, p + ahead, ranges.end[part], &prefetched);
-      }
-      const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
-      const int n = std::min<int32_t>(8, ranges.end[part] - first);
-      for (int j = 0; j < 8; ++j) {
-        if (j >= n) {
-          for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_ps();
-          row_scale[j] = 0.0f;
-          continue;
-        }
-        __m256 kv[kChunks];
-        row_scale[j] = LoadKeyRowAvx2<T, kChunks>(a, keys, kv);
-        keys.Next();
-        for (int g = 0; g < heads; ++g) {
-          const float* qg = q + g * 8 * kChunks;
-          __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), kv[0]);
-          for (int i = 1; i < kChunks; ++i) {
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * i), kv[i], acc);
-          }
-          partial[g][j] = acc;
-        }
-      }
-      const __m256 scale = _mm256_load_ps(row_scale);
-      for (int g = 0; g < heads; ++g) {
-        _mm256_store_ps(sums, _mm256_mul_ps(avx2::Sum8x8(partial[g]), scale));
-        std::copy(sums, sums + n, scores.data() + (g0 + g) * len + at);
-      }
-    }
-    part_at += ranges.end[part] - ranges.begin[part];
-  }
-}
-
-// In place: s[0, len) = softmax(s).
-PAGODA_AVX2_TARGET inline void SoftmaxAvx2(float* s, int32_t len) {
-  float max_score = -std::numeric_limits<float>::infinity();
-  __m256 max_v = _mm256_set1_ps(max_score);
-  int32_t i = 0;
-  for (; i + 8 <= len; i += 8) max_v = _mm256_max_ps(max_v, _mm256_loadu_ps(s + i));
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, max_v);
-  for (const float l : lanes) max_score = std::max(max_score, l);
-  for (int32_t t = i; t < len; ++t) max_score = std::max(max_score, s[t]);
-  const __m256 max_b = _mm256_set1_ps(max_score);
-  __m256 sum_v = _mm256_setzero_ps();
-  for (i = 0; i + 8 <= len; i += 8) {
-    const __m256 e = avx2::Exp(_mm256_sub_ps(_mm256_loadu_ps(s + i), max_b));
-    _mm256_storeu_ps(s + i, e);
-    sum_v = _mm256_add_ps(sum_v, e);
-  }
-  float sum = avx2::Sum8(sum_v);
-  for (int32_t t = i; t < len; ++t) sum += (s[t] = std::exp(s[t] - max_score));
-  const float inv = 1.0f / sum;
-  const __m256 inv_v = _mm256_set1_ps(inv);
-  for (i = 0; i + 8 <= len; i += 8)
-    _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), inv_v));
-  for (; i < len; ++i) s[i] *= inv;
-}
-
-// out[8 * v0, 8 * (v0 + kCount)) = sum over the attended positions of p * V (dequantized), the
-// kCount vectors' sums in registers (a compile-time count: a runtime one left them in memory).
-template <typename T, int kCount>
-PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>& a,
-                                                    const int32_t* table, int kv_head,
-                                                    const AttendedRanges& ranges, const float* p,
-                                                    int v0, bool prefetch, float* out) {
-  const PagedKvCacheView<T>& c = a.cache;
-  __m256 acc[kCount];
-#pragma GCC unroll 8
-  for (int i = 0; i < kCount; ++i) acc[i] = _mm256_setzero_ps();
-  for (int32_t part = 0, at = 0; part < 2; ++part) {
-    int32_t prefetched = -1;
-    RowWalk<T> values(c, /*value=*/true, table, kv_head, ranges.begin[part]);
-    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at, values.Next()) {
-      // Once per block (its first position, or the part's): any other call would find the
-      // block ahead already asked for.
-      if (prefetch && (values.BlockStart() || pos == ranges.begin[part])) {
-        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
-                     ranges.end[part], &prefetched);
-      }
-      const T* v = values.row() + 8 * v0;
-      const __m256 w = _mm256_set1_ps(p[at] * avx512::LoadScale<T>() * values.scale());
-#pragma GCC unroll 8
-      for (int i = 0; i < kCount; ++i) {
-        acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < kCount; ++i) _mm256_storeu_ps(out + 8 * (v0 + i), acc[i]);
-}
-
-template <typename T, int kChunks>
-PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token, int64_t request,
-                                   int kv_head, int32_t last, std::vector<float>& scores) {
-  constexpr int kPass = 8;  // V vectors accumulated per pass over the positions
-  const PagedKvCacheView<T>& c = a.cache;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const AttendedRanges ranges = Attended(a.window, last);
-  const int32_t len = ranges.count;
-  scores.resize(static_cast<size_t>(group) * len);
-  for (int g0 = 0; g0 < group; g0 += kMaxBatchedGroup) {
-    ScoresAvx2<T, kChunks>(a, token, kv_head, table, ranges, g0,
-                           std::min(kMaxBatchedGroup, group - g0), scores);
-  }
-  for (int g = 0; g < group; ++g) SoftmaxAvx2(scores.data() + static_cast<size_t>(g) * len, len);
-  constexpr int kFull = kChunks / kPass, kRest = kChunks % kPass;
-  for (int g = 0; g < group; ++g) {
-    const float* p = scores.data() + static_cast<size_t>(g) * len;
-    float* out = a.output + (token * a.num_heads + kv_head * group + g) * (8 * kChunks);
-    for (int pass = 0; pass < kFull; ++pass) {
-      AccumulateValuesAvx2<T, kPass>(a, table, kv_head, ranges, p, pass * kPass,
-                                     /*prefetch=*/g == 0 && pass == 0, out);
-    }
-    if constexpr (kRest > 0) {
-      AccumulateValuesAvx2<T, kRest>(a, table, kv_head, ranges, p, kFull * kPass,
-                                     /*prefetch=*/g == 0 && kFull == 0, out);
-    }
-  }
-}
-
-template <typename T>
-using AttendFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
-                          std::vector<float>&);
-
-// The vector kernel for head dim kDim: AVX-512 (16 lanes) or AVX2 (8).
+// The AVX-512 kernel for head dim kDim.
 template <typename T, int kDim>
-AttendFn<T> VectorKernel(bool avx512) {
-  if (avx512) return &AttendAvx512<T, kDim / 16>;
-  return &AttendAvx2<T, kDim / 8>;
+AttendFn<T> VectorKernel() {
+  return &AttendAvx512<T, kDim / 16>;
 }
 
 // The vector kernel for this head dim on this CPU (AVX-512 unless !allow_avx512, else AVX2), or
@@ -570,18 +373,18 @@ AttendFn<T> VectorKernel(bool avx512) {
 template <typename T>
 AttendFn<T> SelectVectorKernel(int head_dim, bool allow_avx512) {
   const bool avx512 = allow_avx512 && avx512::Supported();
-  if (!avx512 && !avx2::Supported()) return nullptr;
+  if (!avx512) return avx2::Supported() ? decode::Avx2Kernel<T>(head_dim) : nullptr;
   switch (head_dim) {
     case 64:
-      return VectorKernel<T, 64>(avx512);
+      return VectorKernel<T, 64>();
     case 80:
-      return VectorKernel<T, 80>(avx512);
+      return VectorKernel<T, 80>();
     case 96:
-      return VectorKernel<T, 96>(avx512);
+      return VectorKernel<T, 96>();
     case 128:
-      return VectorKernel<T, 128>(avx512);
+      return VectorKernel<T, 128>();
     case 256:
-      return VectorKernel<T, 256>(avx512);
+      return VectorKernel<T, 256>();
     default:
       return nullptr;
   }

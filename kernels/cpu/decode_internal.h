@@ -1,0 +1,81 @@
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "common/attention_window.h"
+#include "kernels/cpu/paged_attention.h"
+
+// What the per-query attention kernels share: paged_attention.cc (the scalar kernel, the AVX-512
+// one and the dispatch) and paged_attention_avx2.cc (the AVX2 ones). Internal to those files.
+namespace pagoda::kernels::cpu::decode {
+
+// The positions query `last` attends, in order: [0, SinkEnd) then [WindowStart, last], as two
+// ranges. Plain loops over them (no lambdas: a lambda would not inherit the ISA of the
+// target_clones and AVX-512 functions that use it).
+struct AttendedRanges {
+  int32_t begin[2];
+  int32_t end[2];
+  int32_t count;
+};
+
+inline AttendedRanges Attended(const common::AttentionWindow& w, int32_t last) {
+  const int32_t start = w.WindowStart(last);
+  return {{0, start}, {w.SinkEnd(last), last + 1}, w.NumAttended(last)};
+}
+
+// The query of head `head` of `token`, or its sink rotation for a sink key.
+template <typename T>
+inline const float* QueryRow(const PagedAttentionArgs<T>& a, int64_t token, int64_t head,
+                             bool sink) {
+  const float* q = sink && a.sink_query != nullptr ? a.sink_query : a.query;
+  return q + (token * a.num_heads + head) * a.cache.head_dim;
+}
+
+// A kernel for one (query token, KV head): its group's query heads against the attended
+// positions, `scores` its scratch.
+template <typename T>
+using AttendFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
+                          std::vector<float>&);
+
+// Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
+constexpr int kMaxBatchedGroup = 8;
+
+// Decode streams its K and V from memory one block tile at a time, each tile a separate
+// 2-4 KiB run (its block's other heads lie between): the hardware prefetcher starts cold on
+// every one. So each pass asks for the tile kPrefetchBlocks blocks ahead of the one it reads.
+constexpr int32_t kPrefetchBlocks = 2;
+// At most the first 2 KiB of a tile: past that, within its page, the hardware streamer has
+// caught on (an f32 tile of 64 dims fills a page, and asking for all of it was slower).
+constexpr int64_t kPrefetchBytes = 2048;
+
+#if defined(__x86_64__)
+// Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
+// position `pos`, when that position is before `end` and its block is past `*done` (the last
+// block asked for, updated).
+// (No target: plain SSE prefetches, inlined into the AVX-512 and the AVX2 kernels alike.)
+template <typename T>
+inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool, const int32_t* table,
+                         int kv_head, int32_t pos, int32_t end, int32_t* done) {
+  if (pos >= end) return;
+  const int32_t block = pos / c.block_size;
+  if (block <= *done) return;
+  *done = block;
+  const char* tile = reinterpret_cast<const char*>(pool + c.Offset(table[block], kv_head, 0));
+  const int64_t bytes =
+      std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T)));
+  for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(tile + at, _MM_HINT_T0);
+}
+
+// The AVX2 kernel for head dim `head_dim` (64, 80, 96, 128 or 256), or null for another.
+// Run only where avx2::Supported().
+template <typename T>
+AttendFn<T> Avx2Kernel(int head_dim);
+#endif
+
+}  // namespace pagoda::kernels::cpu::decode
