@@ -13,7 +13,6 @@
 
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
-#include "kernels/cpu/kv_scales.h"
 #include "kernels/cpu/thread_scratch.h"
 
 // The per-query attention kernels for CPUs with AVX2 but not AVX-512 (or where AVX-512 is not
@@ -22,16 +21,74 @@
 namespace pagoda::kernels::cpu::decode {
 namespace {
 
-// The AVX2 path, for CPUs without AVX-512 and head dims that are a multiple of 8: the AVX-512
-// kernel's plan on 8 lanes. A K row is loaded (and decoded) once for the group's queries as
-// kChunks vectors of 8, the scores of 8 positions summed together (Sum8x8) and scaled by their
-// rows' scales; the softmax on a vectorized exp; V accumulated 64 dims (8 registers) at a time.
+// The rows of one KV head at positions [pos, pos + count), all in one block, and their scales
+// (null where the cache has none per token, and for float and bf16 caches).
+template <typename T>
+struct Rows {
+  const T* row;
+  const uint16_t* scale;
+  int32_t count;
+};
+
+// The rows from `pos` to the end of its block or `end`, whichever comes first: the kernels below
+// read rows block by block, with one division per block rather than per position.
+template <typename T>
+inline Rows<T> RowsAt(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head,
+                      int32_t pos, int32_t end) {
+  const int32_t block = table[pos / c.block_size];
+  const int32_t offset = pos % c.block_size;
+  const uint16_t* scales = kScaled<T> ? (value ? c.value_scale : c.key_scale) : nullptr;
+  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
+          scales != nullptr ? scales + c.ScaleIndex(block, kv_head, offset) : nullptr,
+          std::min(c.block_size - offset, end - pos)};
+}
+
+// The factor a K (or V) row's elements take when the cache has no per-token scales: the head's
+// static scale (FP8), or 1 (float and bf16 caches, whatever pointers their views carry).
+template <typename T>
+inline float FixedScale(const PagedKvCacheView<T>& c, bool value, int kv_head) {
+  if constexpr (!kScaled<T>) return 1.0f;
+  const float* head = value ? c.head_value_scale : c.head_key_scale;
+  return head != nullptr ? head[kv_head] : 1.0f;
+}
+
+// 8 bf16 scales as floats (n < 8 of them: the rest 0).
+PAGODA_AVX2_TARGET inline __m256 LoadScales(const uint16_t* s, int n) {
+  alignas(16) uint16_t bits[8] = {};
+  const uint16_t* from = s;
+  if (n < 8) {
+    std::copy(s, s + n, bits);
+    from = bits;
+  }
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+}
+
+// Lanes [0, n) set: the mask of a group of n < 8 scores.
+PAGODA_AVX2_TARGET inline __m256i FirstLanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The AVX2 path for float, bf16 and FP8 caches: the AVX-512 kernel's plan on 8 lanes. A K row is
+// loaded (and decoded) once for the group's queries as kChunks vectors of 8, the scores of up to
+// 8 rows of a block summed together (Sum8x8) and scaled by their rows' scales; the softmax on a
+// vectorized exp; V accumulated 64 dims (8 registers) at a time.
+
+// The partial dot products of a row (kChunks vectors of 8) with the heads' queries.
 template <typename T, int kChunks>
-PAGODA_AVX2_TARGET inline float LoadKeyRowAvx2(const PagedAttentionArgs<T>& a, RowWalk<T>& keys,
-                                               __m256* kv) {
-  const T* k = keys.row();
+PAGODA_AVX2_TARGET inline void FloatDotRow(const T* k, const float* q, int heads, int j,
+                                           __m256 (*partial)[8]) {
+  __m256 kv[kChunks];
+#pragma GCC unroll 32
   for (int i = 0; i < kChunks; ++i) kv[i] = avx2::LoadScaled8(k + 8 * i);
-  return a.scale * avx512::LoadScale<T>() * keys.scale();
+  for (int g = 0; g < heads; ++g) {
+    const float* qg = q + g * 8 * kChunks;
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), kv[0]);
+#pragma GCC unroll 32
+    for (int i = 1; i < kChunks; ++i)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * i), kv[i], acc);
+    partial[g][j] = acc;
+  }
 }
 
 // The scores of query heads [g0, g0 + heads) of the group (heads <= kMaxBatchedGroup).
@@ -39,48 +96,42 @@ template <typename T, int kChunks>
 PAGODA_AVX2_TARGET void ScoresAvx2(const PagedAttentionArgs<T>& a, int64_t token, int kv_head,
                                    const int32_t* table, const AttendedRanges& ranges, int g0,
                                    int heads, std::vector<float>& scores) {
+  constexpr int kDim = 8 * kChunks;
   const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const size_t len = static_cast<size_t>(ranges.count);
+  const __m256 fixed = _mm256_set1_ps(FixedScale(c, /*value=*/false, kv_head));
+  const __m256 factor = _mm256_set1_ps(a.scale * avx512::LoadScale<T>());
   __m256 partial[kMaxBatchedGroup][8];
-  alignas(32) float row_scale[8];
-  alignas(32) float sums[8];
   const int32_t ahead = kPrefetchBlocks * c.block_size;
-  for (int32_t part = 0, part_at = 0; part < 2; ++part) {
+  for (int32_t part = 0, at = 0; part < 2; ++part) {
+    const int32_t end = ranges.end[part];
     const float* q = QueryRow(a, token, kv_head * group + g0, part == 0);
     int32_t prefetched = -1;
-    RowWalk<T> keys(c, /*value=*/false, table, kv_head, ranges.begin[part]);
-    for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 8) {
-      for (int32_t p = first; p < first + 8; p += c.block_size) {
-        PrefetchTile(c, c.key, table, kv_head, p + ahead, ranges.end[part], &prefetched);
-      }
-      const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
-      const int n = std::min<int32_t>(8, ranges.end[part] - first);
-      for (int j = 0; j < 8; ++j) {
-        if (j >= n) {
-          for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_ps();
-          row_scale[j] = 0.0f;
-          continue;
-        }
-        __m256 kv[kChunks];
-        row_scale[j] = LoadKeyRowAvx2<T, kChunks>(a, keys, kv);
-        keys.Next();
-        for (int g = 0; g < heads; ++g) {
-          const float* qg = q + g * 8 * kChunks;
-          __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), kv[0]);
-          for (int i = 1; i < kChunks; ++i) {
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * i), kv[i], acc);
+    for (int32_t pos = ranges.begin[part]; pos < end;) {
+      PrefetchTile(c, c.key, table, kv_head, pos + ahead, end, &prefetched);
+      const Rows<T> rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
+      for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+        const int n = std::min<int32_t>(8, rows.count - j0);
+        const T* k = rows.row + j0 * kDim;
+        for (int j = 0; j < 8; ++j) {
+          if (j < n) {
+            FloatDotRow<T, kChunks>(k + j * kDim, q, heads, j, partial);
+          } else {
+            for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_ps();
           }
-          partial[g][j] = acc;
         }
+        const __m256 row_scale =
+            _mm256_mul_ps(factor, rows.scale != nullptr ? LoadScales(rows.scale + j0, n) : fixed);
+        const __m256i mask = FirstLanes(n);
+        for (int g = 0; g < heads; ++g) {
+          _mm256_maskstore_ps(scores.data() + (g0 + g) * len + at, mask,
+                              _mm256_mul_ps(avx2::Sum8x8(partial[g]), row_scale));
+        }
+        at += n;
       }
-      const __m256 scale = _mm256_load_ps(row_scale);
-      for (int g = 0; g < heads; ++g) {
-        _mm256_store_ps(sums, _mm256_mul_ps(avx2::Sum8x8(partial[g]), scale));
-        std::copy(sums, sums + n, scores.data() + (g0 + g) * len + at);
-      }
+      pos += rows.count;
     }
-    part_at += ranges.end[part] - ranges.begin[part];
   }
 }
 
@@ -124,25 +175,30 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
                                                     const AttendedRanges& ranges, const float* p,
                                                     int v0, bool prefetch, float* out) {
   const PagedKvCacheView<T>& c = a.cache;
+  const float fixed = FixedScale(c, /*value=*/true, kv_head) * avx512::LoadScale<T>();
   __m256 acc[kCount];
 #pragma GCC unroll 8
   for (int i = 0; i < kCount; ++i) acc[i] = _mm256_setzero_ps();
   for (int32_t part = 0, at = 0; part < 2; ++part) {
+    const int32_t end = ranges.end[part];
     int32_t prefetched = -1;
-    RowWalk<T> values(c, /*value=*/true, table, kv_head, ranges.begin[part]);
-    for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at, values.Next()) {
-      // Once per block (its first position, or the part's): any other call would find the
-      // block ahead already asked for.
-      if (prefetch && (values.BlockStart() || pos == ranges.begin[part])) {
-        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
-                     ranges.end[part], &prefetched);
+    for (int32_t pos = ranges.begin[part]; pos < end;) {
+      if (prefetch) {
+        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
+                     &prefetched);
       }
-      const T* v = values.row() + 8 * v0;
-      const __m256 w = _mm256_set1_ps(p[at] * avx512::LoadScale<T>() * values.scale());
+      const Rows<T> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
+      const T* v = rows.row + 8 * v0;
+      for (int32_t j = 0; j < rows.count; ++j, ++at, v += c.head_dim) {
+        const float scale =
+            rows.scale != nullptr ? Bf16ToFloat(rows.scale[j]) * avx512::LoadScale<T>() : fixed;
+        const __m256 w = _mm256_set1_ps(p[at] * scale);
 #pragma GCC unroll 8
-      for (int i = 0; i < kCount; ++i) {
-        acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
+        for (int i = 0; i < kCount; ++i) {
+          acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
+        }
       }
+      pos += rows.count;
     }
   }
 #pragma GCC unroll 8
@@ -200,23 +256,6 @@ struct WeightsTag {};
 struct PairWeightsTag {};
 struct SegmentScalesTag {};
 
-// The rows of one KV head of positions [pos, pos + count) within one block, and their scales.
-struct Rows {
-  const int8_t* row;
-  const uint16_t* scale;
-  int32_t count;
-};
-
-// The rows from `pos` to the end of its block or `end`, whichever comes first.
-inline Rows RowsAt(const PagedKvCacheView<int8_t>& c, bool value, const int32_t* table, int kv_head,
-                   int32_t pos, int32_t end) {
-  const int32_t block = table[pos / c.block_size];
-  const int32_t offset = pos % c.block_size;
-  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
-          (value ? c.value_scale : c.key_scale) + c.ScaleIndex(block, kv_head, offset),
-          std::min(c.block_size - offset, end - pos)};
-}
-
 // q (kDim elements) rounded to int16 with one scale; returns the scale (0 for a zero query, NaN
 // for one with a NaN or an infinity, so that its scores are NaN as on the float path).
 template <int kDim>
@@ -263,18 +302,6 @@ PAGODA_AVX2_TARGET inline void DotRow(const int8_t* k, const int16_t (*q16)[16 *
   }
 }
 
-// 8 bf16 scales as floats (n < 8 of them: the rest 0).
-PAGODA_AVX2_TARGET inline __m256 LoadScales(const uint16_t* s, int n) {
-  alignas(16) uint16_t bits[8] = {};
-  const uint16_t* from = s;
-  if (n < 8) {
-    std::copy(s, s + n, bits);
-    from = bits;
-  }
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
-}
-
 // The scores of query heads [g0, g0 + heads) of the group (heads <= kMaxBatchedGroup), kPieces
 // = head_dim / 16: each K row widened to int16 once for the group, up to 8 rows of a block
 // reduced together (SumInt8x8), converted and scaled once.
@@ -300,7 +327,7 @@ PAGODA_AVX2_TARGET void ScoresInt8(const PagedAttentionArgs<int8_t>& a, int64_t 
     int32_t prefetched = -1;
     for (int32_t pos = ranges.begin[part]; pos < end;) {
       PrefetchTile(c, c.key, table, kv_head, pos + ahead, end, &prefetched);
-      const Rows rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
+      const Rows<int8_t> rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
       for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
         const int n = std::min<int32_t>(8, rows.count - j0);
         const int8_t* k = rows.row + j0 * kDim;
@@ -317,8 +344,7 @@ PAGODA_AVX2_TARGET void ScoresInt8(const PagedAttentionArgs<int8_t>& a, int64_t 
           }
         }
         const __m256 row_scale = LoadScales(rows.scale + j0, n);
-        const __m256i mask =
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = FirstLanes(n);
         for (int g = 0; g < heads; ++g) {
           const __m256 dots = _mm256_cvtepi32_ps(avx2::SumInt8x8(partial[g]));
           _mm256_maskstore_ps(
@@ -337,7 +363,7 @@ inline void ValueScales(const PagedKvCacheView<int8_t>& c, const int32_t* table,
                         const AttendedRanges& ranges, float* out) {
   for (int32_t part = 0; part < 2; ++part) {
     for (int32_t pos = ranges.begin[part]; pos < ranges.end[part];) {
-      const Rows rows = RowsAt(c, /*value=*/true, table, kv_head, pos, ranges.end[part]);
+      const Rows<int8_t> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, ranges.end[part]);
       for (int32_t j = 0; j < rows.count; ++j) *out++ = Bf16ToFloat(rows.scale[j]);
       pos += rows.count;
     }
@@ -458,7 +484,7 @@ PAGODA_AVX2_TARGET void AccumulateValuesInt8(const PagedAttentionArgs<int8_t>& a
         PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
                      &prefetched);
       }
-      const Rows rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
+      const Rows<int8_t> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
       const int8_t* row = rows.row + v0;
       int32_t j = 0;
       if (pending != nullptr) {
