@@ -43,6 +43,26 @@ template <typename T>
 using AttendFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
                           std::vector<float>&);
 
+// make.template operator()<kDim>() for the head dims the vector kernels take (64, 80, 96, 128,
+// 256), or null for another.
+template <typename T, typename Make>
+AttendFn<T> ForHeadDim(int head_dim, Make make) {
+  switch (head_dim) {
+    case 64:
+      return make.template operator()<64>();
+    case 80:
+      return make.template operator()<80>();
+    case 96:
+      return make.template operator()<96>();
+    case 128:
+      return make.template operator()<128>();
+    case 256:
+      return make.template operator()<256>();
+    default:
+      return nullptr;
+  }
+}
+
 // Query heads a KV head may have for the batched score pass (its scratch is [group][16] vectors).
 constexpr int kMaxBatchedGroup = 8;
 

@@ -374,20 +374,7 @@ template <typename T>
 AttendFn<T> SelectVectorKernel(int head_dim, bool allow_avx512) {
   const bool avx512 = allow_avx512 && avx512::Supported();
   if (!avx512) return avx2::Supported() ? decode::Avx2Kernel<T>(head_dim) : nullptr;
-  switch (head_dim) {
-    case 64:
-      return VectorKernel<T, 64>();
-    case 80:
-      return VectorKernel<T, 80>();
-    case 96:
-      return VectorKernel<T, 96>();
-    case 128:
-      return VectorKernel<T, 128>();
-    case 256:
-      return VectorKernel<T, 256>();
-    default:
-      return nullptr;
-  }
+  return decode::ForHeadDim<T>(head_dim, []<int kDim>() { return VectorKernel<T, kDim>(); });
 }
 #endif  // __x86_64__
 

@@ -559,20 +559,7 @@ AttendFn<T> KernelFor() {
 
 template <typename T>
 AttendFn<T> Avx2Kernel(int head_dim) {
-  switch (head_dim) {
-    case 64:
-      return KernelFor<T, 64>();
-    case 80:
-      return KernelFor<T, 80>();
-    case 96:
-      return KernelFor<T, 96>();
-    case 128:
-      return KernelFor<T, 128>();
-    case 256:
-      return KernelFor<T, 256>();
-    default:
-      return nullptr;
-  }
+  return ForHeadDim<T>(head_dim, []<int kDim>() { return KernelFor<T, kDim>(); });
 }
 
 template AttendFn<float> Avx2Kernel<float>(int);
