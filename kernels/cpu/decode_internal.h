@@ -45,8 +45,8 @@ using AttendFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, i
 
 // make.template operator()<kDim>() for the head dims the vector kernels take (64, 80, 96, 128,
 // 256), or null for another.
-template <typename T, typename Make>
-AttendFn<T> ForHeadDim(int head_dim, Make make) {
+template <typename T, typename Fn = AttendFn<T>, typename Make>
+Fn ForHeadDim(int head_dim, Make make) {
   switch (head_dim) {
     case 64:
       return make.template operator()<64>();
@@ -74,6 +74,10 @@ constexpr int32_t kPrefetchBlocks = 2;
 // caught on (an f32 tile of 64 dims fills a page, and asking for all of it was slower).
 constexpr int64_t kPrefetchBytes = 2048;
 
+// A kernel for one query token over every KV head: the whole-block decode.
+template <typename T>
+using AttendAllFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int32_t);
+
 #if defined(__x86_64__)
 // Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
 // position `pos`, when that position is before `end` and its block is past `*done` (the last
@@ -96,6 +100,12 @@ inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool, const int3
 // Run only where avx2::Supported().
 template <typename T>
 AttendFn<T> Avx2Kernel(int head_dim);
+
+// The AVX2 whole-block kernel for this cache type and head dim (int8 only), or null: each task
+// takes one query token and reads, block by block, the tiles of every KV head in order (one
+// contiguous run per block) rather than one head's tile per block.
+template <typename T>
+AttendAllFn<T> Avx2WholeBlockKernel(int head_dim);
 #endif
 
 }  // namespace pagoda::kernels::cpu::decode

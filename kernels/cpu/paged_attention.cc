@@ -378,6 +378,34 @@ AttendFn<T> SelectVectorKernel(int head_dim, bool allow_avx512) {
 }
 #endif  // __x86_64__
 
+// The tokens the per-query kernels take (those of requests the query blocks leave out), and
+// whether a task per token would keep `threads` threads evenly busy: at least two tokens per
+// thread, and none attending more than a thread's share of the positions.
+struct PerQueryTokens {
+  std::vector<int32_t> tokens;
+  bool balanced = false;
+};
+
+template <typename T>
+PerQueryTokens TokensLeftOut(const PagedAttentionArgs<T>& a, const blocks::Plan& plan,
+                             int threads) {
+  PerQueryTokens out;
+  int64_t attended = 0, most = 0;
+  for (size_t r = 0; r + 1 < a.query_start.size(); ++r) {
+    const int32_t n = a.query_start[r + 1] - a.query_start[r];
+    if (plan.Takes(n)) continue;
+    for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) {
+      out.tokens.push_back(t);
+      const int64_t count = a.window.NumAttended(a.context_lens[r] - n + (t - a.query_start[r]));
+      attended += count;
+      most = std::max(most, count);
+    }
+  }
+  out.balanced =
+      static_cast<int64_t>(out.tokens.size()) >= 2 * threads && most * threads <= attended;
+  return out;
+}
+
 }  // namespace
 
 template <typename T>
@@ -403,34 +431,38 @@ void PagedAttention(const PagedAttentionArgs<T>& a, ThreadPool& pool) {
   }
   void (*attend)(const PagedAttentionArgs<T>&, int64_t, int64_t, int, int32_t,
                  std::vector<float>&) = &Attend;
+  decode::AttendAllFn<T> whole_blocks = nullptr;  // one task per token, every KV head
 #if defined(__x86_64__)
   if (const auto vector = SelectVectorKernel<T>(c.head_dim, a.allow_avx512); vector != nullptr) {
     attend = vector;
   }
+  if (a.allow_whole_blocks && !(a.allow_avx512 && avx512::Supported()) && avx2::Supported()) {
+    whole_blocks = decode::Avx2WholeBlockKernel<T>(c.head_dim);
+  }
 #endif
   blocks::Plan plan;  // the prefill chunks on query blocks (not for f32 caches)
   if constexpr (!std::is_same_v<T, float>) plan = blocks::MakePlan(a, pool);
-  // The tokens the per-token kernel takes: those of requests left out of the blocks.
-  std::vector<int32_t> tokens;
-  tokens.reserve(num_tokens);
-  for (int64_t r = 0; r < num_requests; ++r) {
-    if (plan.Takes(a.query_start[r + 1] - a.query_start[r])) continue;
-    for (int32_t t = a.query_start[r]; t < a.query_start[r + 1]; ++t) tokens.push_back(t);
-  }
+  const PerQueryTokens tokens = TokensLeftOut(a, plan, pool.num_threads());
+  if (!tokens.balanced) whole_blocks = nullptr;
   const int64_t num_blocks = static_cast<int64_t>(plan.blocks.size());
-  const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.size()) * c.num_kv_heads;
+  const int per_token = whole_blocks != nullptr ? 1 : c.num_kv_heads;
+  const int64_t num_tasks = num_blocks + static_cast<int64_t>(tokens.tokens.size()) * per_token;
   pool.ParallelFor(num_tasks, 1, [&](int64_t begin, int64_t end) {
     if constexpr (!std::is_same_v<T, float>) {
       if (begin < num_blocks) blocks::AttendQueryBlocks(a, plan, begin, std::min(end, num_blocks));
     }
     std::vector<float> scores;
     for (int64_t task = std::max(begin, num_blocks); task < end; ++task) {
-      const int64_t token = tokens[(task - num_blocks) / c.num_kv_heads];
-      const int kv_head = static_cast<int>((task - num_blocks) % c.num_kv_heads);
+      const int64_t token = tokens.tokens[(task - num_blocks) / per_token];
+      const int kv_head = static_cast<int>((task - num_blocks) % per_token);
       const int64_t r = request_of[token];
       const int32_t n = a.query_start[r + 1] - a.query_start[r];
-      const int32_t i = static_cast<int32_t>(token - a.query_start[r]);
-      attend(a, token, r, kv_head, a.context_lens[r] - n + i, scores);
+      const int32_t last = a.context_lens[r] - n + static_cast<int32_t>(token - a.query_start[r]);
+      if (whole_blocks != nullptr) {
+        whole_blocks(a, token, r, last);
+      } else {
+        attend(a, token, r, kv_head, last, scores);
+      }
     }
   });
 }

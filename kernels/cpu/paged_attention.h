@@ -52,9 +52,12 @@ struct PagedAttentionArgs {
   // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512, else on AVX2.
   // `allow_query_blocks` = false keeps every query on the per-query path; `allow_avx512` = false
   // takes the AVX2 kernels where the CPU has AVX-512 too (tests and benchmarks compare the paths).
+  // `allow_whole_blocks` = false keeps decode tokens of an int8 cache on AVX2 on the per-(token,
+  // KV head) tasks, where a batch would read every KV head of a block in one task.
   bool allow_amx = true;
   bool allow_query_blocks = true;
   bool allow_avx512 = true;
+  bool allow_whole_blocks = true;
 };
 
 // Parallel over (token, KV head); each task reads its KV head's tiles once for the whole group

@@ -180,7 +180,7 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
 // query blocks on AVX-512, or the per-query path; kAvx2: the AVX2 kernels, query blocks included
 // (what a CPU without AVX-512 runs), on a CPU that has AVX-512; kAvx2PerQuery: there, every
 // query on the AVX2 per-query kernel.
-enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2, kAvx2PerQuery };
+enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2, kAvx2PerQuery, kPerHead };
 
 template <typename T>
 void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
@@ -306,7 +306,8 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
                                        .sink_query = c.sink_query ? sink_query.data() : nullptr,
                                        .allow_amx = path == Path::kDefault,
                                        .allow_query_blocks = !per_query,
-                                       .allow_avx512 = !avx2},
+                                       .allow_avx512 = !avx2,
+                                       .allow_whole_blocks = path != Path::kPerHead},
                  pool);
   // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
   // of N(0,1) values, so an absolute bound is meaningful.
@@ -343,6 +344,10 @@ void RunBothTypes(const Case& c, uint32_t seed) {
   RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kPerQuery);
   if (amx::Available()) RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kNoAmx);
   RunCase<int8_t>(c, seed);
+  // The per-(token, KV head) decode, where the default takes whole blocks (AVX2, a batch).
+  RunCase<Bf16>(c, seed, /*static_scales=*/false, Path::kPerHead);
+  RunCase<int8_t>(c, seed, /*static_scales=*/false, Path::kPerHead);
+  RunCase<Fp8E4M3>(c, seed, /*static_scales=*/true, Path::kPerHead);
   RunCase<Fp8E4M3>(c, seed);
   RunCase<Fp8E5M2>(c, seed);
   RunCase<Fp8E4M3>(c, seed, /*static_scales=*/true);
@@ -382,13 +387,44 @@ TEST(PagedAttentionTest, LongDecodesMatchDenseWithFlatAndPeakedWeights) {
              .num_kv_heads = 1,
              .group = 4,
              .block_size = 16,
-             .requests = {{4099, 1}, {1001, 2}},
+             .requests = {{4099, 1}, {1001, 2}, {77, 1}},
              .query_gain = gain};
       RunBothTypes(c, static_cast<uint32_t>(d + gain));
       c.window = {.sliding_window = 333};
       RunBothTypes(c, static_cast<uint32_t>(d + gain + 1));
     }
   }
+}
+
+// A decode batch of similar lengths, which the AVX2 kernels take a token per task, every KV
+// head of a block in one run (RunBothTypes also runs it a task per KV head): block sizes that
+// leave runs of 1 to 32 rows, GQA past the batched score pass, a window starting mid-block,
+// and sinks with their own queries.
+TEST(PagedAttentionTest, WholeBlockDecodesMatchDense) {
+  const std::vector<TestRequest> batch = {{301, 1}, {290, 1}, {333, 1}, {317, 1},
+                                          {299, 1}, {320, 1}, {311, 1}, {305, 1}};
+  for (int bs : {1, 16, 32}) {
+    for (int group : {1, 4, 12}) {
+      RunBothTypes(
+          {.head_dim = 64, .num_kv_heads = 2, .group = group, .block_size = bs, .requests = batch},
+          static_cast<uint32_t>(bs * 100 + group));
+    }
+  }
+  RunBothTypes({.head_dim = 128,
+                .num_kv_heads = 3,
+                .group = 2,
+                .block_size = 16,
+                .requests = batch,
+                .window = {.sliding_window = 101, .sink_tokens = 4},
+                .sink_query = true},
+               7);
+  RunBothTypes({.head_dim = 80,
+                .num_kv_heads = 1,
+                .group = 2,
+                .block_size = 16,
+                .requests = batch,
+                .window = {.sliding_window = 57}},
+               8);
 }
 
 TEST(PagedAttentionTest, MixedPrefillChunksAndDecodesMatchDense) {

@@ -1,0 +1,232 @@
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "kernels/cpu/decode_internal.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include "kernels/cpu/avx2_math.h"
+#include "kernels/cpu/avx512_math.h"
+
+// What the AVX2 decode kernels share (paged_attention_avx2.cc: a task per token and KV head;
+// decode_whole_blocks_avx2.cc: a task per token, every KV head): the rows of a block run, their
+// dot products with the queries (float, or int8 against int16-rounded queries) and the softmax's
+// numerators. Internal to those files.
+namespace pagoda::kernels::cpu::decode {
+
+// The rows of one KV head at positions [pos, pos + count), all in one block, and their scales
+// (null where the cache has none per token, and for float and bf16 caches).
+template <typename T>
+struct Rows {
+  const T* row;
+  const uint16_t* scale;
+  int32_t count;
+};
+
+// The rows from `pos` to the end of its block or `end`, whichever comes first: the kernels below
+// read rows block by block, with one division per block rather than per position.
+template <typename T>
+inline Rows<T> RowsAt(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head,
+                      int32_t pos, int32_t end) {
+  const int32_t block = table[pos / c.block_size];
+  const int32_t offset = pos % c.block_size;
+  const uint16_t* scales = kScaled<T> ? (value ? c.value_scale : c.key_scale) : nullptr;
+  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
+          scales != nullptr ? scales + c.ScaleIndex(block, kv_head, offset) : nullptr,
+          std::min(c.block_size - offset, end - pos)};
+}
+
+// The factor a K (or V) row's elements take when the cache has no per-token scales: the head's
+// static scale (FP8), or 1 (float and bf16 caches, whatever pointers their views carry).
+template <typename T>
+inline float FixedScale(const PagedKvCacheView<T>& c, bool value, int kv_head) {
+  if constexpr (!kScaled<T>) return 1.0f;
+  const float* head = value ? c.head_value_scale : c.head_key_scale;
+  return head != nullptr ? head[kv_head] : 1.0f;
+}
+
+// 8 bf16 scales as floats (n < 8 of them: the rest 0).
+PAGODA_AVX2_TARGET inline __m256 LoadScales(const uint16_t* s, int n) {
+  alignas(16) uint16_t bits[8] = {};
+  const uint16_t* from = s;
+  if (n < 8) {
+    std::copy(s, s + n, bits);
+    from = bits;
+  }
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+}
+
+// Lanes [0, n) set: the mask of a group of n < 8 scores.
+PAGODA_AVX2_TARGET inline __m256i FirstLanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The AVX2 path for float, bf16 and FP8 caches: the AVX-512 kernel's plan on 8 lanes. A K row is
+// loaded (and decoded) once for the group's queries as kChunks vectors of 8, the scores of up to
+// 8 rows of a block summed together (Sum8x8) and scaled by their rows' scales; the softmax on a
+// vectorized exp; V accumulated 64 dims (8 registers) at a time.
+
+// The partial dot products of a row (kChunks vectors of 8) with the heads' queries.
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET inline void FloatDotRow(const T* k, const float* q, int heads, int j,
+                                           __m256 (*partial)[8]) {
+  __m256 kv[kChunks];
+#pragma GCC unroll 32
+  for (int i = 0; i < kChunks; ++i) kv[i] = avx2::LoadScaled8(k + 8 * i);
+  for (int g = 0; g < heads; ++g) {
+    const float* qg = q + g * 8 * kChunks;
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(qg), kv[0]);
+#pragma GCC unroll 32
+    for (int i = 1; i < kChunks; ++i)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8 * i), kv[i], acc);
+    partial[g][j] = acc;
+  }
+}
+
+// The scores of `heads` query heads (<= kMaxBatchedGroup, q theirs, kDim apart) against the
+// rows of one block run, into scores[g * len + at + j], times `factor` and the rows' scales (or
+// `fixed` where they have none).
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET void FloatScoreRows(const Rows<T>& rows, const float* q, int heads, __m256 fixed,
+                                       __m256 factor, float* scores, size_t len, int32_t at) {
+  constexpr int kDim = 8 * kChunks;
+  __m256 partial[kMaxBatchedGroup][8];
+  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+    const int n = std::min<int32_t>(8, rows.count - j0);
+    const T* k = rows.row + j0 * kDim;
+    for (int j = 0; j < 8; ++j) {
+      if (j < n) {
+        FloatDotRow<T, kChunks>(k + j * kDim, q, heads, j, partial);
+      } else {
+        for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_ps();
+      }
+    }
+    const __m256 row_scale =
+        _mm256_mul_ps(factor, rows.scale != nullptr ? LoadScales(rows.scale + j0, n) : fixed);
+    const __m256i mask = FirstLanes(n);
+    for (int g = 0; g < heads; ++g) {
+      _mm256_maskstore_ps(scores + g * len + at + j0, mask,
+                          _mm256_mul_ps(avx2::Sum8x8(partial[g]), row_scale));
+    }
+  }
+}
+
+// In place: s[0, len) = exp(s - max(s)); returns their sum.
+PAGODA_AVX2_TARGET inline float ExpShiftedAvx2(float* s, int32_t len) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  __m256 max_v = _mm256_set1_ps(max_score);
+  int32_t i = 0;
+  for (; i + 8 <= len; i += 8) max_v = _mm256_max_ps(max_v, _mm256_loadu_ps(s + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, max_v);
+  for (const float l : lanes) max_score = std::max(max_score, l);
+  for (int32_t t = i; t < len; ++t) max_score = std::max(max_score, s[t]);
+  const __m256 max_b = _mm256_set1_ps(max_score);
+  __m256 sum_v = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= len; i += 8) {
+    const __m256 e = avx2::Exp(_mm256_sub_ps(_mm256_loadu_ps(s + i), max_b));
+    _mm256_storeu_ps(s + i, e);
+    sum_v = _mm256_add_ps(sum_v, e);
+  }
+  float sum = avx2::Sum8(sum_v);
+  for (int32_t t = i; t < len; ++t) sum += (s[t] = std::exp(s[t] - max_score));
+  return sum;
+}
+
+// The largest int16 a value is rounded to: the int8 kernels' query and weight scales.
+inline constexpr float kInt16Max = 32767.0f;
+
+// q (kDim elements) rounded to int16 with one scale; returns the scale (0 for a zero query, NaN
+// for one with a NaN or an infinity, so that its scores are NaN as on the float path).
+template <int kDim>
+PAGODA_AVX2_TARGET inline float QuantizeQuery(const float* q, int16_t* out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 amax_v = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  for (int i = 0; i < kDim; i += 8) {
+    const __m256 x = _mm256_andnot_ps(sign, _mm256_loadu_ps(q + i));
+    amax_v = _mm256_max_ps(amax_v, x);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, inf, _CMP_NLT_UQ));  // inf or NaN
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax_v);
+  const float amax = *std::max_element(lanes, lanes + 8);
+  const __m256 inv = _mm256_set1_ps(amax > 0.0f ? kInt16Max / amax : 0.0f);
+  for (int i = 0; i < kDim; i += 16) {
+    const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(q + i), inv));
+    const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(q + i + 8), inv));
+    // packs works within 128-bit halves: [lo0-3, hi0-3, lo4-7, hi4-7] back into order.
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8));
+  }
+  if (_mm256_movemask_ps(bad) != 0) return std::numeric_limits<float>::quiet_NaN();
+  return amax / kInt16Max;
+}
+
+// The int32 partial dot products of a row (kPieces of 16 elements) with the heads' queries.
+template <int kPieces>
+PAGODA_AVX2_TARGET inline void DotRow(const int8_t* k, const int16_t (*q16)[16 * kPieces],
+                                      int heads, int j, __m256i (*partial)[8]) {
+  __m256i kv[kPieces];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPieces; ++i) {
+    kv[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 16 * i)));
+  }
+  for (int g = 0; g < heads; ++g) {
+    const __m256i* qg = reinterpret_cast<const __m256i*>(q16[g]);
+    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256(qg), kv[0]);
+#pragma GCC unroll 16
+    for (int i = 1; i < kPieces; ++i) {
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256(qg + i), kv[i]));
+    }
+    partial[g][j] = acc;
+  }
+}
+
+// The scores of `heads` query heads (<= kMaxBatchedGroup; q16 and q_scale theirs) against the
+// rows of one block run, into scores[g * len + at + j]: each K row widened to int16 once for
+// the heads, up to 8 rows reduced together (SumInt8x8), converted and scaled once.
+template <int kPieces>
+PAGODA_AVX2_TARGET void ScoreRows(const Rows<int8_t>& rows, const int16_t (*q16)[16 * kPieces],
+                                  const float* q_scale, int heads, float* scores, size_t len,
+                                  int32_t at) {
+  constexpr int kDim = 16 * kPieces;
+  __m256i partial[kMaxBatchedGroup][8];
+  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+    const int n = std::min<int32_t>(8, rows.count - j0);
+    const int8_t* k = rows.row + j0 * kDim;
+    if (n == 8) {
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) DotRow<kPieces>(k + j * kDim, q16, heads, j, partial);
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        if (j < n) {
+          DotRow<kPieces>(k + j * kDim, q16, heads, j, partial);
+        } else {
+          for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_si256();
+        }
+      }
+    }
+    const __m256 row_scale = LoadScales(rows.scale + j0, n);
+    const __m256i mask = FirstLanes(n);
+    for (int g = 0; g < heads; ++g) {
+      const __m256 dots = _mm256_cvtepi32_ps(avx2::SumInt8x8(partial[g]));
+      _mm256_maskstore_ps(
+          scores + g * len + at + j0, mask,
+          _mm256_mul_ps(_mm256_mul_ps(dots, row_scale), _mm256_set1_ps(q_scale[g])));
+    }
+  }
+}
+
+// The zero row an odd part's last position is paired with (its weight is zero too).
+alignas(32) inline constexpr int8_t kZeroRow[256] = {};
+
+}  // namespace pagoda::kernels::cpu::decode
+
+#endif  // __x86_64__
