@@ -52,8 +52,9 @@ struct PagedAttentionArgs {
   // allow: on AMX tiles where the CPU has them and `allow_amx`, else on AVX-512, else on AVX2.
   // `allow_query_blocks` = false keeps every query on the per-query path; `allow_avx512` = false
   // takes the AVX2 kernels where the CPU has AVX-512 too (tests and benchmarks compare the paths).
-  // `allow_whole_blocks` = false keeps decode tokens of an int8 cache on AVX2 on the per-(token,
-  // KV head) tasks, where a batch would read every KV head of a block in one task.
+  // On AVX2, a batch of decodes of similar lengths takes a task per token that reads every KV
+  // head's tiles of a block in one run (float, bf16 and FP8 caches); `allow_whole_blocks` = false
+  // keeps them on a task per (token, KV head).
   bool allow_amx = true;
   bool allow_query_blocks = true;
   bool allow_avx512 = true;

@@ -140,6 +140,93 @@ PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token
 // Position pairs per run of int32 V sums: |sum| <= 32 * 2 * 32767 * 128 < 2^31.
 constexpr int32_t kSegmentPairs = 32;
 
+// The largest int16 a value is rounded to: the int8 kernels' query and weight scales.
+constexpr float kInt16Max = 32767.0f;
+
+// q (kDim elements) rounded to int16 with one scale; returns the scale (0 for a zero query, NaN
+// for one with a NaN or an infinity, so that its scores are NaN as on the float path).
+template <int kDim>
+PAGODA_AVX2_TARGET inline float QuantizeQuery(const float* q, int16_t* out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 amax_v = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  for (int i = 0; i < kDim; i += 8) {
+    const __m256 x = _mm256_andnot_ps(sign, _mm256_loadu_ps(q + i));
+    amax_v = _mm256_max_ps(amax_v, x);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, inf, _CMP_NLT_UQ));  // inf or NaN
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax_v);
+  const float amax = *std::max_element(lanes, lanes + 8);
+  const __m256 inv = _mm256_set1_ps(amax > 0.0f ? kInt16Max / amax : 0.0f);
+  for (int i = 0; i < kDim; i += 16) {
+    const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(q + i), inv));
+    const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(q + i + 8), inv));
+    // packs works within 128-bit halves: [lo0-3, hi0-3, lo4-7, hi4-7] back into order.
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8));
+  }
+  if (_mm256_movemask_ps(bad) != 0) return std::numeric_limits<float>::quiet_NaN();
+  return amax / kInt16Max;
+}
+
+// The int32 partial dot products of a row (kPieces of 16 elements) with the heads' queries.
+template <int kPieces>
+PAGODA_AVX2_TARGET inline void DotRow(const int8_t* k, const int16_t (*q16)[16 * kPieces],
+                                      int heads, int j, __m256i (*partial)[8]) {
+  __m256i kv[kPieces];
+#pragma GCC unroll 16
+  for (int i = 0; i < kPieces; ++i) {
+    kv[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 16 * i)));
+  }
+  for (int g = 0; g < heads; ++g) {
+    const __m256i* qg = reinterpret_cast<const __m256i*>(q16[g]);
+    __m256i acc = _mm256_madd_epi16(_mm256_loadu_si256(qg), kv[0]);
+#pragma GCC unroll 16
+    for (int i = 1; i < kPieces; ++i) {
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256(qg + i), kv[i]));
+    }
+    partial[g][j] = acc;
+  }
+}
+
+// The scores of `heads` query heads (<= kMaxBatchedGroup; q16 and q_scale theirs) against the
+// rows of one block run, into scores[g * len + at + j]: each K row widened to int16 once for
+// the heads, up to 8 rows reduced together (SumInt8x8), converted and scaled once.
+template <int kPieces>
+PAGODA_AVX2_TARGET void ScoreRows(const Rows<int8_t>& rows, const int16_t (*q16)[16 * kPieces],
+                                  const float* q_scale, int heads, float* scores, size_t len,
+                                  int32_t at) {
+  constexpr int kDim = 16 * kPieces;
+  __m256i partial[kMaxBatchedGroup][8];
+  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+    const int n = std::min<int32_t>(8, rows.count - j0);
+    const int8_t* k = rows.row + j0 * kDim;
+    if (n == 8) {
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) DotRow<kPieces>(k + j * kDim, q16, heads, j, partial);
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        if (j < n) {
+          DotRow<kPieces>(k + j * kDim, q16, heads, j, partial);
+        } else {
+          for (int g = 0; g < heads; ++g) partial[g][j] = _mm256_setzero_si256();
+        }
+      }
+    }
+    const __m256 row_scale = LoadScales(rows.scale + j0, n);
+    const __m256i mask = FirstLanes(n);
+    for (int g = 0; g < heads; ++g) {
+      const __m256 dots = _mm256_cvtepi32_ps(avx2::SumInt8x8(partial[g]));
+      _mm256_maskstore_ps(
+          scores + g * len + at + j0, mask,
+          _mm256_mul_ps(_mm256_mul_ps(dots, row_scale), _mm256_set1_ps(q_scale[g])));
+    }
+  }
+}
+
+// The zero row an odd part's last position is paired with (its weight is zero too).
+alignas(32) constexpr int8_t kZeroRow[256] = {};
+
 struct ValueScalesTag {};
 struct WeightsTag {};
 struct PairWeightsTag {};
