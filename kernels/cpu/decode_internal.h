@@ -37,6 +37,23 @@ inline const float* QueryRow(const PagedAttentionArgs<T>& a, int64_t token, int6
   return q + (token * a.num_heads + head) * a.cache.head_dim;
 }
 
+// What a kernel for one (query token, KV head) starts from: its group's size, the request's
+// block table and the positions query `last` attends, with `scores` sized for the group.
+struct TaskSetup {
+  int group;
+  const int32_t* table;
+  AttendedRanges ranges;
+};
+
+template <typename T>
+inline TaskSetup SetUpTask(const PagedAttentionArgs<T>& a, int64_t request, int32_t last,
+                           std::vector<float>& scores) {
+  const int group = a.num_heads / a.cache.num_kv_heads;
+  const AttendedRanges ranges = Attended(a.window, last);
+  scores.resize(static_cast<size_t>(group) * ranges.count);
+  return {group, a.block_tables.data() + request * a.max_blocks_per_request, ranges};
+}
+
 // A kernel for one (query token, KV head): its group's query heads against the attended
 // positions, `scores` its scratch.
 template <typename T>

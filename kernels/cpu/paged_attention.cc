@@ -325,11 +325,8 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
                                        int64_t request, int kv_head, int32_t last,
                                        std::vector<float>& scores) {
   const PagedKvCacheView<T>& c = a.cache;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const AttendedRanges ranges = Attended(a.window, last);
+  const auto [group, table, ranges] = decode::SetUpTask(a, request, last, scores);
   const int32_t len = ranges.count;
-  scores.resize(static_cast<size_t>(group) * len);
   if (group > kMaxBatchedGroup) {
     ScoresOneByOne<T, kChunks>(a, token, kv_head, table, ranges, scores);
   } else {

@@ -99,12 +99,8 @@ template <typename T, int kChunks>
 PAGODA_AVX2_TARGET void AttendAvx2(const PagedAttentionArgs<T>& a, int64_t token, int64_t request,
                                    int kv_head, int32_t last, std::vector<float>& scores) {
   constexpr int kPass = 8;  // V vectors accumulated per pass over the positions
-  const PagedKvCacheView<T>& c = a.cache;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const AttendedRanges ranges = Attended(a.window, last);
+  const auto [group, table, ranges] = SetUpTask(a, request, last, scores);
   const int32_t len = ranges.count;
-  scores.resize(static_cast<size_t>(group) * len);
   for (int g0 = 0; g0 < group; g0 += kMaxBatchedGroup) {
     ScoresAvx2<T, kChunks>(a, token, kv_head, table, ranges, g0,
                            std::min(kMaxBatchedGroup, group - g0), scores);
@@ -413,11 +409,8 @@ PAGODA_AVX2_TARGET void AttendInt8(const PagedAttentionArgs<int8_t>& a, int64_t 
                                    std::vector<float>& scores) {
   constexpr int kPass = 4;  // 16-dim pieces per pass over the positions (8 int32 sums)
   const PagedKvCacheView<int8_t>& c = a.cache;
-  const int group = a.num_heads / c.num_kv_heads;
-  const int32_t* table = a.block_tables.data() + request * a.max_blocks_per_request;
-  const AttendedRanges ranges = Attended(a.window, last);
+  const auto [group, table, ranges] = SetUpTask(a, request, last, scores);
   const int32_t len = ranges.count;
-  scores.resize(static_cast<size_t>(group) * len);
   for (int g0 = 0; g0 < group; g0 += kMaxBatchedGroup) {
     ScoresInt8<kPieces>(a, token, kv_head, table, ranges, g0,
                         std::min(kMaxBatchedGroup, group - g0), scores);
