@@ -67,6 +67,21 @@ PAGODA_AVX2_TARGET inline __m256i FirstLanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// The weights of rows [j0, j0 + n) of a run (n = up to 8 of them, returned) into w8: p[j] times
+// the row's scale times avx512::LoadScale<T>(), or times `fixed` where the rows have no scales;
+// computed 8 at a time, where a scalar chain per row (load, widen, multiply, broadcast) held
+// up the V accumulation.
+template <typename T>
+PAGODA_AVX2_TARGET inline int RowWeights(const Rows<T>& rows, int32_t j0, const float* p,
+                                         float fixed, float* w8) {
+  const int n = std::min<int32_t>(8, rows.count - j0);
+  const __m256 f = rows.scale != nullptr ? _mm256_mul_ps(LoadScales(rows.scale + j0, n),
+                                                         _mm256_set1_ps(avx512::LoadScale<T>()))
+                                         : _mm256_set1_ps(fixed);
+  _mm256_store_ps(w8, _mm256_mul_ps(_mm256_maskload_ps(p, FirstLanes(n)), f));
+  return n;
+}
+
 // The AVX2 path for float, bf16 and FP8 caches: the AVX-512 kernel's plan on 8 lanes. A K row is
 // loaded (and decoded) once for the group's queries as kChunks vectors of 8, the scores of up to
 // 8 rows of a block summed together (Sum8x8) and scaled by their rows' scales; the softmax on a

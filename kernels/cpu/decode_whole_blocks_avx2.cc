@@ -39,21 +39,24 @@ inline void PrefetchBlock(const PagedKvCacheView<T>& c, const T* pool, const int
   for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(p + at, _MM_HINT_T0);
 }
 
-// acc[0, 8 * kCount) += the sum over rows [0, n) (`d` apart; dims from where `row` points) of
-// p[j] times the row's factor (its scale times `load_scale`, or `fixed` where there are none).
+// acc[0, 8 * kCount) += the sum over the run's rows (dims from 8 * v0) of p[j] times the row's
+// factor (RowWeights), the sums in registers.
 template <typename T, int kCount>
-PAGODA_AVX2_TARGET inline void AddRunPassFloat(const T* row, int32_t d, int n,
-                                               const uint16_t* scales, float fixed, const float* p,
-                                               float* acc) {
+PAGODA_AVX2_TARGET inline void AddRunPassFloat(const Rows<T>& rows, int32_t d, int v0, float fixed,
+                                               const float* p, float* acc) {
   __m256 sum[kCount];
 #pragma GCC unroll 8
   for (int i = 0; i < kCount; ++i) sum[i] = _mm256_setzero_ps();
-  for (int j = 0; j < n; ++j) {
-    const float f = scales != nullptr ? Bf16ToFloat(scales[j]) * avx512::LoadScale<T>() : fixed;
-    const __m256 w = _mm256_set1_ps(p[j] * f);
+  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+    alignas(32) float w8[8];
+    const int n = RowWeights<T>(rows, j0, p + j0, fixed, w8);
+    const T* v = rows.row + j0 * d + 8 * v0;
+    for (int j = 0; j < n; ++j, v += d) {
+      const __m256 w = _mm256_broadcast_ss(w8 + j);
 #pragma GCC unroll 8
-    for (int i = 0; i < kCount; ++i) {
-      sum[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(row + j * d + 8 * i), sum[i]);
+      for (int i = 0; i < kCount; ++i) {
+        sum[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), sum[i]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -114,12 +117,12 @@ PAGODA_AVX2_TARGET void FloatWholeBlockValues(const PagedAttentionArgs<T>& a, co
         for (int g = 0; g < group; ++g) {
           const int q = h * group + g;
           for (int pass = 0; pass < kFull; ++pass) {
-            AddRunPassFloat<T, kPass>(rows.row + 8 * kPass * pass, kDim, n, rows.scale, fixed,
-                                      p + q * len + at, acc + q * kDim + 8 * kPass * pass);
+            AddRunPassFloat<T, kPass>(rows, kDim, kPass * pass, fixed, p + q * len + at,
+                                      acc + q * kDim + 8 * kPass * pass);
           }
           if constexpr (kRest > 0) {
-            AddRunPassFloat<T, kRest>(rows.row + 8 * kPass * kFull, kDim, n, rows.scale, fixed,
-                                      p + q * len + at, acc + q * kDim + 8 * kPass * kFull);
+            AddRunPassFloat<T, kRest>(rows, kDim, kPass * kFull, fixed, p + q * len + at,
+                                      acc + q * kDim + 8 * kPass * kFull);
           }
         }
       }
