@@ -13,42 +13,13 @@
 
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/avx512_math.h"
+#include "kernels/cpu/kv_scales.h"
 
 // What the AVX2 decode kernels share (paged_attention_avx2.cc: a task per token and KV head;
-// decode_whole_blocks_avx2.cc: a task per token, every KV head): the rows of a block run, their
-// float dot products with the queries, and the softmax's numerators. Internal to those files.
+// decode_whole_blocks_avx2.cc: a task per token, every KV head): the scales and weights of a
+// block run's rows (kv_scales.h's Rows), their float dot products with the queries, and the
+// softmax's numerators. Internal to those files.
 namespace pagoda::kernels::cpu::decode {
-
-// The rows of one KV head at positions [pos, pos + count), all in one block, and their scales
-// (null where the cache has none per token, and for float and bf16 caches).
-template <typename T>
-struct Rows {
-  const T* row;
-  const uint16_t* scale;
-  int32_t count;
-};
-
-// The rows from `pos` to the end of its block or `end`, whichever comes first: the kernels below
-// read rows block by block, with one division per block rather than per position.
-template <typename T>
-inline Rows<T> RowsAt(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head,
-                      int32_t pos, int32_t end) {
-  const int32_t block = table[pos / c.block_size];
-  const int32_t offset = pos % c.block_size;
-  const uint16_t* scales = kScaled<T> ? (value ? c.value_scale : c.key_scale) : nullptr;
-  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
-          scales != nullptr ? scales + c.ScaleIndex(block, kv_head, offset) : nullptr,
-          std::min(c.block_size - offset, end - pos)};
-}
-
-// The factor a K (or V) row's elements take when the cache has no per-token scales: the head's
-// static scale (FP8), or 1 (float and bf16 caches, whatever pointers their views carry).
-template <typename T>
-inline float FixedScale(const PagedKvCacheView<T>& c, bool value, int kv_head) {
-  if constexpr (!kScaled<T>) return 1.0f;
-  const float* head = value ? c.head_value_scale : c.head_key_scale;
-  return head != nullptr ? head[kv_head] : 1.0f;
-}
 
 // 8 bf16 scales as floats (n < 8 of them: the rest 0).
 PAGODA_AVX2_TARGET inline __m256 LoadScales(const uint16_t* s, int n) {
@@ -58,8 +29,7 @@ PAGODA_AVX2_TARGET inline __m256 LoadScales(const uint16_t* s, int n) {
     std::copy(s, s + n, bits);
     from = bits;
   }
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
+  return avx2::Load8(reinterpret_cast<const Bf16*>(from));
 }
 
 // Lanes [0, n) set: the mask of a group of n < 8 scores.

@@ -96,6 +96,12 @@ template <typename T>
 using AttendAllFn = void (*)(const PagedAttentionArgs<T>&, int64_t, int64_t, int32_t);
 
 #if defined(__x86_64__)
+// Asks for the `bytes` from p into L1, a line at a time.
+inline void PrefetchLines(const void* p, int64_t bytes) {
+  const char* at = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(at + i, _MM_HINT_T0);
+}
+
 // Prefetches the tile of `kv_head` in `pool` (the K or the V pool) of the block holding
 // position `pos`, when that position is before `end` and its block is past `*done` (the last
 // block asked for, updated).
@@ -107,10 +113,9 @@ inline void PrefetchTile(const PagedKvCacheView<T>& c, const T* pool, const int3
   const int32_t block = pos / c.block_size;
   if (block <= *done) return;
   *done = block;
-  const char* tile = reinterpret_cast<const char*>(pool + c.Offset(table[block], kv_head, 0));
-  const int64_t bytes =
-      std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T)));
-  for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(tile + at, _MM_HINT_T0);
+  PrefetchLines(
+      pool + c.Offset(table[block], kv_head, 0),
+      std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T))));
 }
 
 // The AVX2 kernel for head dim `head_dim` (64, 80, 96, 128 or 256), or null for another.

@@ -33,10 +33,9 @@ template <typename T>
 inline void PrefetchBlock(const PagedKvCacheView<T>& c, const T* pool, const int32_t* table,
                           int32_t index, int32_t last) {
   if (index > last) return;
-  const char* p = reinterpret_cast<const char*>(pool + c.Offset(table[index], 0, 0));
-  const int64_t bytes =
-      static_cast<int64_t>(c.num_kv_heads) * c.tile_elements() * static_cast<int64_t>(sizeof(T));
-  for (int64_t at = 0; at < bytes; at += 64) _mm_prefetch(p + at, _MM_HINT_T0);
+  PrefetchLines(
+      pool + c.Offset(table[index], 0, 0),
+      static_cast<int64_t>(c.num_kv_heads) * c.tile_elements() * static_cast<int64_t>(sizeof(T)));
 }
 
 // acc[0, 8 * kCount) += the sum over the run's rows (dims from 8 * v0) of p[j] times the row's
@@ -65,6 +64,19 @@ PAGODA_AVX2_TARGET inline void AddRunPassFloat(const Rows<T>& rows, int32_t d, i
   }
 }
 
+// acc[0, head_dim) += one query head's weighted V rows of a run, 64 dims (8 registers) per pass.
+template <typename T, int kChunks>
+PAGODA_AVX2_TARGET inline void AddRun(const Rows<T>& rows, float fixed, const float* p,
+                                      float* acc) {
+  constexpr int kDim = 8 * kChunks, kPass = 8, kFull = kChunks / kPass, kRest = kChunks % kPass;
+  for (int pass = 0; pass < kFull; ++pass) {
+    AddRunPassFloat<T, kPass>(rows, kDim, kPass * pass, fixed, p, acc + 8 * kPass * pass);
+  }
+  if constexpr (kRest > 0) {
+    AddRunPassFloat<T, kRest>(rows, kDim, kPass * kFull, fixed, p, acc + 8 * kPass * kFull);
+  }
+}
+
 template <typename T, int kChunks>
 PAGODA_AVX2_TARGET void FloatWholeBlockScores(const PagedAttentionArgs<T>& a, int64_t token,
                                               const int32_t* table, const AttendedRanges& ranges,
@@ -77,8 +89,7 @@ PAGODA_AVX2_TARGET void FloatWholeBlockScores(const PagedAttentionArgs<T>& a, in
   for (int32_t part = 0, at = 0; part < 2; ++part) {
     const int32_t end = ranges.end[part];
     for (int32_t pos = ranges.begin[part]; pos < end;) {
-      const int32_t index = pos / c.block_size;
-      const Rows<T> first = RowsAt(c, /*value=*/false, table, 0, pos, end);
+      const int32_t index = pos / c.block_size, n = RunLength(c, pos, end);
       PrefetchBlock(c, c.key, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
       for (int h = 0; h < c.num_kv_heads; ++h) {
         const Rows<T> rows = RowsAt(c, /*value=*/false, table, h, pos, end);
@@ -89,8 +100,8 @@ PAGODA_AVX2_TARGET void FloatWholeBlockScores(const PagedAttentionArgs<T>& a, in
                                      fixed, factor, scores + (h * group + g0) * len, len, at);
         }
       }
-      at += first.count;
-      pos += first.count;
+      at += n;
+      pos += n;
     }
   }
 }
@@ -99,7 +110,7 @@ template <typename T, int kChunks>
 PAGODA_AVX2_TARGET void FloatWholeBlockValues(const PagedAttentionArgs<T>& a, const int32_t* table,
                                               const AttendedRanges& ranges, const float* p,
                                               float* acc) {
-  constexpr int kDim = 8 * kChunks, kPass = 8, kFull = kChunks / kPass, kRest = kChunks % kPass;
+  constexpr int kDim = 8 * kChunks;
   const PagedKvCacheView<T>& c = a.cache;
   const int group = a.num_heads / c.num_kv_heads;
   const size_t len = static_cast<size_t>(ranges.count);
@@ -107,23 +118,13 @@ PAGODA_AVX2_TARGET void FloatWholeBlockValues(const PagedAttentionArgs<T>& a, co
   for (int32_t part = 0, at = 0; part < 2; ++part) {
     const int32_t end = ranges.end[part];
     for (int32_t pos = ranges.begin[part]; pos < end;) {
-      const int32_t index = pos / c.block_size;
-      int32_t n = 0;
+      const int32_t index = pos / c.block_size, n = RunLength(c, pos, end);
       PrefetchBlock(c, c.value, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
       for (int h = 0; h < c.num_kv_heads; ++h) {
         const Rows<T> rows = RowsAt(c, /*value=*/true, table, h, pos, end);
         const float fixed = FixedScale(c, /*value=*/true, h) * avx512::LoadScale<T>();
-        n = rows.count;
-        for (int g = 0; g < group; ++g) {
-          const int q = h * group + g;
-          for (int pass = 0; pass < kFull; ++pass) {
-            AddRunPassFloat<T, kPass>(rows, kDim, kPass * pass, fixed, p + q * len + at,
-                                      acc + q * kDim + 8 * kPass * pass);
-          }
-          if constexpr (kRest > 0) {
-            AddRunPassFloat<T, kRest>(rows, kDim, kPass * kFull, fixed, p + q * len + at,
-                                      acc + q * kDim + 8 * kPass * kFull);
-          }
+        for (int q = h * group; q < (h + 1) * group; ++q) {
+          AddRun<T, kChunks>(rows, fixed, p + q * len + at, acc + q * kDim);
         }
       }
       at += n;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -9,8 +10,18 @@
 
 // How the CPU attention kernels read a paged cache's rows and an 8-bit cache's scales
 // (kernels/paged_kv_cache.h): one place for the per-query path (paged_attention.cc) and the query
-// blocks (attention_blocks*.cc).
+// blocks (attention_blocks*.cc), the AVX2 decode kernels (paged_attention_avx2.cc,
+// decode_whole_blocks_avx2.cc).
 namespace pagoda::kernels::cpu {
+
+// The factor a K (or V) row's elements take when the cache has no per-token scales: the head's
+// static scale (FP8), or 1 (float and bf16 caches, whatever pointers their views carry).
+template <typename T>
+inline float FixedScale(const PagedKvCacheView<T>& c, bool value, int64_t head) {
+  if constexpr (!kScaled<T>) return 1.0f;
+  const float* head_scales = value ? c.head_value_scale : c.head_key_scale;
+  return head_scales != nullptr ? head_scales[head] : 1.0f;
+}
 
 // The factor that turns a stored K (or, with `value`, V) element of (block, head, offset) back
 // into a value: 1 for float and bf16 caches, the token's scale for the 8-bit ones, or the head's
@@ -18,14 +29,37 @@ namespace pagoda::kernels::cpu {
 template <typename T>
 inline float ElementScale(const PagedKvCacheView<T>& c, bool value, int64_t block, int64_t head,
                           int64_t offset) {
-  if constexpr (kScaled<T>) {
-    const uint16_t* scales = value ? c.value_scale : c.key_scale;
-    if (scales == nullptr) return (value ? c.head_value_scale : c.head_key_scale)[head];
-    return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
-  } else {
-    (void)c, (void)value, (void)block, (void)head, (void)offset;
-    return 1.0f;
-  }
+  const uint16_t* scales = value ? c.value_scale : c.key_scale;
+  if (!kScaled<T> || scales == nullptr) return FixedScale(c, value, head);
+  return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
+}
+
+// The rows of one KV head at positions [pos, pos + count), all in one block, and their scales
+// (null where the cache has none per token, and for float and bf16 caches).
+template <typename T>
+struct Rows {
+  const T* row;
+  const uint16_t* scale;
+  int32_t count;
+};
+
+// How many positions from `pos` lie in its block and before `end`.
+template <typename T>
+inline int32_t RunLength(const PagedKvCacheView<T>& c, int32_t pos, int32_t end) {
+  return std::min(c.block_size - pos % c.block_size, end - pos);
+}
+
+// The rows of `kv_head` from `pos` to the end of its block or `end`, whichever comes first:
+// kernels that read rows block by block, with one division per block rather than per position.
+template <typename T>
+inline Rows<T> RowsAt(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head,
+                      int32_t pos, int32_t end) {
+  const int32_t block = table[pos / c.block_size];
+  const int32_t offset = pos % c.block_size;
+  const uint16_t* scales = kScaled<T> ? (value ? c.value_scale : c.key_scale) : nullptr;
+  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
+          scales != nullptr ? scales + c.ScaleIndex(block, kv_head, offset) : nullptr,
+          RunLength(c, pos, end)};
 }
 
 // A walk over the K (or V) rows of one KV head at consecutive positions of a request: each row
@@ -46,7 +80,7 @@ class RowWalk {
         offset_(pos % c.block_size) {
     if constexpr (kScaled<T>) {
       if (scales_ == nullptr) {
-        head_scale_ = (value ? c.head_value_scale : c.head_key_scale)[kv_head];
+        head_scale_ = FixedScale(c, value, kv_head);
       }
     }
   }
