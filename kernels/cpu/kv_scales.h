@@ -98,8 +98,6 @@ class RowWalk {
       return 1.0f;
     }
   }
-  // Whether the current position is the first of its block.
-  bool BlockStart() const { return offset_ == 0; }
   void Next() {
     if (++offset_ == c_.block_size) {
       offset_ = 0;
