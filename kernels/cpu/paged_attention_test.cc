@@ -172,135 +172,189 @@ bool BlockIsDead(const common::AttentionWindow& w, int b, int block_size, int co
   return true;
 }
 
-// Runs one case with a cache of element type T (float or Bf16). For Bf16 the random K/V are
-// rounded to bf16 first, so the dense reference sees exactly what the cache holds.
-// `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
-// k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
 // Which path prefill chunks take: the default (query blocks, on AMX where the CPU has it), the
 // query blocks on AVX-512, or the per-query path; kAvx2: the AVX2 kernels, query blocks included
 // (what a CPU without AVX-512 runs), on a CPU that has AVX-512; kAvx2PerQuery: there, every
-// query on the AVX2 per-query kernel.
+// query on the AVX2 per-query kernel; kPerHead: decodes a task per (token, KV head) where a
+// balanced batch would take whole blocks.
 enum class Path { kDefault, kNoAmx, kPerQuery, kAvx2, kAvx2PerQuery, kPerHead };
 
+// A test batch: the paged cache (every slot not written NaN), its block tables, and each
+// request's K/V (as the cache holds them, dequantized) and queries for the dense reference.
 template <typename T>
-void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  const int heads = c.num_kv_heads * c.group;
-  const int d = c.head_dim;
-  const int num_requests = static_cast<int>(c.requests.size());
+struct TestBatch {
+  std::vector<T> key_cache, value_cache;
+  std::vector<uint16_t> key_scales, value_scales;
+  std::vector<float> head_key_scales, head_value_scales;
+  PagedKvCacheView<T> cache;
   int max_blocks = 1;
+  std::vector<int32_t> physical;  // the blocks requests take, in a random order
+  int next_physical = 0;
+  std::vector<int32_t> tables, query_start = {0}, context_lens;
+  std::vector<std::vector<float>> ks, vs, qs, sqs;
+  std::vector<std::vector<float>> original_ks, original_vs;  // 8-bit: before quantization
+};
+
+// The cache and tables of case c, all NaN, with per-token scales or (FP8, `static_scales`)
+// static per-head ones.
+template <typename T>
+void AllocateCache(const Case& c, bool static_scales, std::mt19937& rng, TestBatch<T>& b) {
   int total_blocks = 0;
   for (const TestRequest& r : c.requests) {
-    const int b = (r.context_len + c.block_size - 1) / c.block_size;
-    max_blocks = std::max(max_blocks, b);
-    total_blocks += b;
+    const int n = (r.context_len + c.block_size - 1) / c.block_size;
+    b.max_blocks = std::max(b.max_blocks, n);
+    total_blocks += n;
   }
   // Physical blocks: a random permutation, plus spare blocks that nobody uses.
   const int num_blocks = total_blocks + 3;
-  std::vector<int32_t> physical(num_blocks);
-  std::iota(physical.begin(), physical.end(), 0);
-  std::shuffle(physical.begin(), physical.end(), rng);
+  b.physical.resize(num_blocks);
+  std::iota(b.physical.begin(), b.physical.end(), 0);
+  std::shuffle(b.physical.begin(), b.physical.end(), rng);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   // Everything not written stays NaN: reading an unused block or slot poisons the output.
   // (int8: the scales are NaN, which poisons the dequantized value the same way.)
   T nan_element{};
   if constexpr (!std::is_same_v<T, int8_t>) FromFloat(nan, &nan_element);  // FP8: its NaN code
-  std::vector<T> key_cache(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size * d,
-                           nan_element);
-  std::vector<T> value_cache(key_cache.size(), nan_element);
-  std::vector<uint16_t> key_scales(static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size,
-                                   FloatToBf16(nan));
-  std::vector<uint16_t> value_scales(key_scales.size(), FloatToBf16(nan));
-  PagedKvCacheView<T> cache{key_cache.data(), value_cache.data(), num_blocks,
-                            c.num_kv_heads,   c.block_size,       d};
-  std::vector<float> head_key_scales(c.num_kv_heads), head_value_scales(c.num_kv_heads);
+  const size_t slots = static_cast<size_t>(num_blocks) * c.num_kv_heads * c.block_size;
+  b.key_cache.assign(slots * c.head_dim, nan_element);
+  b.value_cache.assign(b.key_cache.size(), nan_element);
+  b.key_scales.assign(slots, FloatToBf16(nan));
+  b.value_scales.assign(slots, FloatToBf16(nan));
+  b.cache = {b.key_cache.data(), b.value_cache.data(), num_blocks,
+             c.num_kv_heads,     c.block_size,         c.head_dim};
+  b.head_key_scales.resize(c.num_kv_heads);
+  b.head_value_scales.resize(c.num_kv_heads);
   if constexpr (kScaled<T>) {
     for (int h = 0; h < c.num_kv_heads; ++h) {
-      head_key_scales[h] = (6.0f + h) / ScaledMax<T>();
-      head_value_scales[h] = (7.0f + h) / ScaledMax<T>();
+      b.head_key_scales[h] = (6.0f + h) / ScaledMax<T>();
+      b.head_value_scales[h] = (7.0f + h) / ScaledMax<T>();
     }
     if (static_scales) {
-      cache.head_key_scale = head_key_scales.data();
-      cache.head_value_scale = head_value_scales.data();
+      b.cache.head_key_scale = b.head_key_scales.data();
+      b.cache.head_value_scale = b.head_value_scales.data();
     } else {
-      cache.key_scale = key_scales.data();
-      cache.value_scale = value_scales.data();
+      b.cache.key_scale = b.key_scales.data();
+      b.cache.value_scale = b.value_scales.data();
     }
   }
-  // int8: the K/V before quantization, for the looser check against unquantized attention.
-  std::vector<std::vector<float>> original_ks, original_vs;
   // Unused table entries point at a block index that does not exist.
-  std::vector<int32_t> tables(static_cast<size_t>(num_requests) * max_blocks, 1 << 20);
-  std::vector<int32_t> query_start = {0};
-  std::vector<int32_t> context_lens;
-  std::vector<std::vector<float>> ks, vs, qs, sqs;
-  int next_physical = 0;
-  for (int r = 0; r < num_requests; ++r) {
-    const TestRequest& req = c.requests[r];
-    const int nb = (req.context_len + c.block_size - 1) / c.block_size;
-    for (int b = 0; b < nb; ++b) {
-      tables[r * max_blocks + b] =
-          BlockIsDead(c.window, b, c.block_size, req.context_len, req.num_queries)
-              ? -1
-              : physical[next_physical++];
-    }
-    std::vector<float> k(static_cast<size_t>(req.context_len) * c.num_kv_heads * d);
-    std::vector<float> v(k.size());
-    std::vector<float> q(static_cast<size_t>(req.num_queries) * heads * d);
-    std::vector<float> sq(c.sink_query ? q.size() : 0);
-    for (float& x : k) x = RoundTo<T>(dist(rng));
-    for (float& x : v) x = RoundTo<T>(dist(rng));
-    for (float& x : q) x = c.query_gain * dist(rng);
-    for (float& x : sq) x = dist(rng);
-    if (c.share_first_block && r == 1 && req.context_len >= c.block_size &&
-        c.requests[0].context_len >= c.block_size) {
-      // Request 1 reuses request 0's first block (a prefix-cache hit): same K/V there.
-      tables[r * max_blocks] = tables[0];
-      std::copy(ks[0].begin(), ks[0].begin() + c.block_size * c.num_kv_heads * d, k.begin());
-      std::copy(vs[0].begin(), vs[0].begin() + c.block_size * c.num_kv_heads * d, v.begin());
-    }
-    // Only the positions of live blocks are written: dead ones stay NaN.
-    std::vector<int64_t> slots;
-    std::vector<float> live_k, live_v;
-    const size_t row = static_cast<size_t>(c.num_kv_heads) * d;
-    for (int p = 0; p < req.context_len; ++p) {
-      const int32_t block = tables[r * max_blocks + p / c.block_size];
-      if (block < 0) continue;
-      slots.push_back(static_cast<int64_t>(block) * c.block_size + p % c.block_size);
-      live_k.insert(live_k.end(), k.begin() + p * row, k.begin() + (p + 1) * row);
-      live_v.insert(live_v.end(), v.begin() + p * row, v.begin() + (p + 1) * row);
-    }
-    ReshapeAndCache(live_k.data(), live_v.data(), slots, cache);
-    if constexpr (kScaled<T>) {
-      original_ks.push_back(k);
-      original_vs.push_back(v);
-      ReadBackDequantized(cache, &tables[r * max_blocks], req.context_len, k, v);
-    }
-    ks.push_back(std::move(k));
-    vs.push_back(std::move(v));
-    qs.push_back(std::move(q));
-    sqs.push_back(std::move(sq));
-    query_start.push_back(query_start.back() + req.num_queries);
-    context_lens.push_back(req.context_len);
+  b.tables.assign(c.requests.size() * b.max_blocks, 1 << 20);
+}
+
+// Request r of case c: its blocks, random K/V written through ReshapeAndCache (dead blocks'
+// positions skipped), and its queries.
+template <typename T>
+void AddRequest(const Case& c, int r, std::mt19937& rng, std::normal_distribution<float>& dist,
+                TestBatch<T>& b) {
+  const TestRequest& req = c.requests[r];
+  const int d = c.head_dim;
+  int32_t* table = &b.tables[r * b.max_blocks];
+  const int nb = (req.context_len + c.block_size - 1) / c.block_size;
+  for (int i = 0; i < nb; ++i) {
+    table[i] = BlockIsDead(c.window, i, c.block_size, req.context_len, req.num_queries)
+                   ? -1
+                   : b.physical[b.next_physical++];
   }
-  const int num_tokens = query_start.back();
+  std::vector<float> k(static_cast<size_t>(req.context_len) * c.num_kv_heads * d);
+  std::vector<float> v(k.size());
+  std::vector<float> q(static_cast<size_t>(req.num_queries) * c.num_kv_heads * c.group * d);
+  std::vector<float> sq(c.sink_query ? q.size() : 0);
+  for (float& x : k) x = RoundTo<T>(dist(rng));
+  for (float& x : v) x = RoundTo<T>(dist(rng));
+  for (float& x : q) x = c.query_gain * dist(rng);
+  for (float& x : sq) x = dist(rng);
+  if (c.share_first_block && r == 1 && req.context_len >= c.block_size &&
+      c.requests[0].context_len >= c.block_size) {
+    // Request 1 reuses request 0's first block (a prefix-cache hit): same K/V there.
+    table[0] = b.tables[0];
+    std::copy(b.ks[0].begin(), b.ks[0].begin() + c.block_size * c.num_kv_heads * d, k.begin());
+    std::copy(b.vs[0].begin(), b.vs[0].begin() + c.block_size * c.num_kv_heads * d, v.begin());
+  }
+  // Only the positions of live blocks are written: dead ones stay NaN.
+  std::vector<int64_t> slots;
+  std::vector<float> live_k, live_v;
+  const size_t row = static_cast<size_t>(c.num_kv_heads) * d;
+  for (int p = 0; p < req.context_len; ++p) {
+    const int32_t block = table[p / c.block_size];
+    if (block < 0) continue;
+    slots.push_back(static_cast<int64_t>(block) * c.block_size + p % c.block_size);
+    live_k.insert(live_k.end(), k.begin() + p * row, k.begin() + (p + 1) * row);
+    live_v.insert(live_v.end(), v.begin() + p * row, v.begin() + (p + 1) * row);
+  }
+  ReshapeAndCache(live_k.data(), live_v.data(), slots, b.cache);
+  if constexpr (kScaled<T>) {
+    b.original_ks.push_back(k);
+    b.original_vs.push_back(v);
+    ReadBackDequantized(b.cache, table, req.context_len, k, v);
+  }
+  b.ks.push_back(std::move(k));
+  b.vs.push_back(std::move(v));
+  b.qs.push_back(std::move(q));
+  b.sqs.push_back(std::move(sq));
+  b.query_start.push_back(b.query_start.back() + req.num_queries);
+  b.context_lens.push_back(req.context_len);
+}
+
+// The kernel's output against dense attention over what the cache holds (tightly) and, for an
+// 8-bit cache with N(0, 1) queries, over the unquantized K/V (ExpectNearUnquantized).
+template <typename T>
+void ExpectMatchesDense(const Case& c, const TestBatch<T>& b, const std::vector<float>& output,
+                        float scale) {
+  const int heads = c.num_kv_heads * c.group;
+  const int d = c.head_dim;
+  // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
+  // of N(0,1) values, so an absolute bound is meaningful.
+  constexpr float kTolerance = 2e-5f * 64;
+  for (size_t r = 0; r < c.requests.size(); ++r) {
+    const TestRequest& req = c.requests[r];
+    std::vector<float> expected(b.qs[r].size());
+    const std::vector<float>* sq = c.sink_query ? &b.sqs[r] : nullptr;
+    const size_t at = static_cast<size_t>(b.query_start[r]) * heads * d;
+    DenseAttention(b.qs[r], b.ks[r], b.vs[r], req.num_queries, req.context_len, heads,
+                   c.num_kv_heads, d, scale, expected.data(), c.window, sq);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_NEAR(output[at + i], expected[i], kTolerance)
+          << "request " << r << " element " << i << " d=" << d << " group=" << c.group
+          << " bs=" << c.block_size;
+    }
+    if (kScaled<T> && c.query_gain == 1.0f) {
+      DenseAttention(b.qs[r], b.original_ks[r], b.original_vs[r], req.num_queries, req.context_len,
+                     heads, c.num_kv_heads, d, scale, expected.data(), c.window, sq);
+      ExpectNearUnquantized<T>(absl::MakeConstSpan(output).subspan(at, expected.size()), expected,
+                               static_cast<int>(r));
+    }
+  }
+}
+
+// Runs one case with a cache of element type T (float, Bf16 or an 8-bit type). For Bf16 the random
+// K/V are rounded to bf16 first, so the dense reference sees exactly what the cache holds.
+// `static_scales` (FP8 only): one scale per KV head for the whole cache, as a checkpoint's
+// k_scale/v_scale give, wide enough that N(0,1) values do not saturate.
+template <typename T>
+void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path = Path::kDefault) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  TestBatch<T> b;
+  AllocateCache(c, static_scales, rng, b);
+  for (int r = 0; r < static_cast<int>(c.requests.size()); ++r) AddRequest(c, r, rng, dist, b);
+  const int heads = c.num_kv_heads * c.group;
   std::vector<float> query, sink_query;
-  for (const auto& q : qs) query.insert(query.end(), q.begin(), q.end());
-  for (const auto& q : sqs) sink_query.insert(sink_query.end(), q.begin(), q.end());
-  std::vector<float> output(static_cast<size_t>(num_tokens) * heads * d, nan);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (const auto& q : b.qs) query.insert(query.end(), q.begin(), q.end());
+  for (const auto& q : b.sqs) sink_query.insert(sink_query.end(), q.begin(), q.end());
+  std::vector<float> output(static_cast<size_t>(b.query_start.back()) * heads * c.head_dim,
+                            std::numeric_limits<float>::quiet_NaN());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   ThreadPool pool(2);
   const bool per_query = path == Path::kPerQuery || path == Path::kAvx2PerQuery;
   const bool avx2 = path == Path::kAvx2 || path == Path::kAvx2PerQuery;
   PagedAttention(PagedAttentionArgs<T>{.query = query.data(),
                                        .output = output.data(),
                                        .num_heads = heads,
-                                       .cache = cache,
-                                       .query_start = query_start,
-                                       .context_lens = context_lens,
-                                       .block_tables = tables,
-                                       .max_blocks_per_request = max_blocks,
+                                       .cache = b.cache,
+                                       .query_start = b.query_start,
+                                       .context_lens = b.context_lens,
+                                       .block_tables = b.tables,
+                                       .max_blocks_per_request = b.max_blocks,
                                        .scale = scale,
                                        .window = c.window,
                                        .sink_query = c.sink_query ? sink_query.data() : nullptr,
@@ -309,29 +363,7 @@ void RunCase(const Case& c, uint32_t seed, bool static_scales = false, Path path
                                        .allow_avx512 = !avx2,
                                        .allow_whole_blocks = path != Path::kPerHead},
                  pool);
-  // Tolerance: f32 accumulation against a double reference; outputs are convex combinations
-  // of N(0,1) values, so an absolute bound is meaningful.
-  constexpr float kTolerance = 2e-5f * 64;
-  for (int r = 0; r < num_requests; ++r) {
-    std::vector<float> expected(qs[r].size());
-    const std::vector<float>* sq = c.sink_query ? &sqs[r] : nullptr;
-    DenseAttention(qs[r], ks[r], vs[r], c.requests[r].num_queries, c.requests[r].context_len, heads,
-                   c.num_kv_heads, d, scale, expected.data(), c.window, sq);
-    for (size_t i = 0; i < expected.size(); ++i) {
-      const float got = output[static_cast<size_t>(query_start[r]) * heads * d + i];
-      ASSERT_NEAR(got, expected[i], kTolerance) << "request " << r << " element " << i << " d=" << d
-                                                << " group=" << c.group << " bs=" << c.block_size;
-    }
-    if (kScaled<T> && c.query_gain == 1.0f) {
-      DenseAttention(qs[r], original_ks[r], original_vs[r], c.requests[r].num_queries,
-                     c.requests[r].context_len, heads, c.num_kv_heads, d, scale, expected.data(),
-                     c.window, sq);
-      ExpectNearUnquantized<T>(
-          absl::MakeConstSpan(output).subspan(static_cast<size_t>(query_start[r]) * heads * d,
-                                              expected.size()),
-          expected, r);
-    }
-  }
+  ExpectMatchesDense(c, b, output, scale);
 }
 
 // Every cache element type runs every case: f32, bf16 (on bf16-rounded K/V), and the 8-bit ones,
@@ -396,9 +428,9 @@ TEST(PagedAttentionTest, LongDecodesMatchDenseWithFlatAndPeakedWeights) {
 }
 
 // A decode batch of similar lengths, which the AVX2 kernels for float, bf16 and FP8 take a token
-// per task, every KV head of a block in one run (RunBothTypes also runs it a task per KV head): block sizes that
-// leave runs of 1 to 32 rows, GQA past the batched score pass, a window starting mid-block,
-// and sinks with their own queries.
+// per task, every KV head of a block in one run (RunBothTypes also runs it a task per KV head):
+// block sizes that leave runs of 1 to 32 rows, GQA past the batched score pass, a window starting
+// mid-block, and sinks with their own queries.
 TEST(PagedAttentionTest, WholeBlockDecodesMatchDense) {
   const std::vector<TestRequest> batch = {{301, 1}, {290, 1}, {333, 1}, {317, 1},
                                           {299, 1}, {320, 1}, {311, 1}, {305, 1}};
