@@ -90,9 +90,11 @@ PAGODA_AVX2_TARGET inline void StoreTile(const MatMulArgs& a, const W* wr, const
 // NW weight rows from j against M rows of x from i0: NW * M accumulators of 8 lanes, each
 // weight vector loaded (and widened) once for the M rows, each x vector once for the NW rows.
 // `xs`: x as the step reads it (bf16: split in pairs; its values past the last 16 in place).
+// `prefetch`: NW rows (k apart) to ask for while this tile runs, a line per row every 64 bytes
+// of this tile's; null for none.
 template <typename W, int NW, int M>
 PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_row0,
-                                    const float* xs, int64_t j, int64_t i0) {
+                                    const float* xs, int64_t j, int64_t i0, const W* prefetch) {
   const int64_t k = a.k, k_steps = k / kStep<W> * kStep<W>;
   const W* wr = w + (j - w_row0) * k;  // w holds the weight rows from w_row0
   const float* xr = xs + i0 * k;
@@ -102,18 +104,13 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
 #pragma GCC unroll 4
     for (int r = 0; r < M; ++r) acc[n][r] = _mm256_setzero_ps();
   }
-  // Alone against one row of x, the weights stream from memory in short runs (each row a few
-  // KiB), too short for the hardware prefetcher: ask for the next tile's rows, a line per row
-  // every 64 bytes of this one's.
-  const char* next = reinterpret_cast<const char*>(wr + NW * k);
+  const char* next = reinterpret_cast<const char*>(prefetch);
   constexpr int64_t kValuesPerLine = 64 / static_cast<int64_t>(sizeof(W));
   for (int64_t c = 0; c < k_steps; c += kStep<W>) {
-    if constexpr (M == 1) {
-      if (c % kValuesPerLine == 0) {
+    if (next != nullptr && c % kValuesPerLine == 0) {
 #pragma GCC unroll 8
-        for (int n = 0; n < NW; ++n) {
-          _mm_prefetch(next + (n * k + c) * static_cast<int64_t>(sizeof(W)), _MM_HINT_T0);
-        }
+      for (int n = 0; n < NW; ++n) {
+        _mm_prefetch(next + (n * k + c) * static_cast<int64_t>(sizeof(W)), _MM_HINT_T0);
       }
     }
     __m256 wv[NW];
@@ -134,32 +131,40 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
 }
 
 // Weight rows [j_begin, j_end) against M rows of x from i0; w holds the weight rows from w_row0.
+// `ahead`: each tile asks for the next tile's rows. The pass of the first row group over a block
+// reads its rows from memory in runs of a few KiB, too short for the hardware prefetcher; the
+// later passes find them in L2.
 template <typename W, int M>
 PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
-                                int64_t j_begin, int64_t j_end, int64_t i0) {
+                                int64_t j_begin, int64_t j_end, int64_t i0, bool ahead) {
   int64_t j = j_begin;
+  const auto rows = [&](int64_t jj, int nw) {
+    return ahead ? w + (jj - w_row0 + nw) * a.k : nullptr;
+  };
   for (; j + kWeightRows <= j_end; j += kWeightRows) {
-    Tile<W, kWeightRows, M>(a, w, w_row0, xs, j, i0);
+    Tile<W, kWeightRows, M>(a, w, w_row0, xs, j, i0, rows(j, kWeightRows));
   }
-  if (j_end - j == 2) Tile<W, 2, M>(a, w, w_row0, xs, j, i0);
-  if (j_end - j == 1) Tile<W, 1, M>(a, w, w_row0, xs, j, i0);
+  if (j_end - j == 2) Tile<W, 2, M>(a, w, w_row0, xs, j, i0, rows(j, 2));
+  if (j_end - j == 1) Tile<W, 1, M>(a, w, w_row0, xs, j, i0, rows(j, 1));
 }
 
 // Every row of x [0, m) against weight rows [j_begin, j_end), 4 rows at a time, then the rest.
 template <typename W>
 PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
-                                int64_t j_begin, int64_t j_end) {
+                                int64_t j_begin, int64_t j_end, bool ahead) {
   int64_t i = 0;
-  for (; i + kXRows <= a.m; i += kXRows) Columns<W, kXRows>(a, w, w_row0, xs, j_begin, j_end, i);
+  for (; i + kXRows <= a.m; i += kXRows) {
+    Columns<W, kXRows>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
+  }
   switch (a.m - i) {
     case 3:
-      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i);
+      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
       break;
     case 2:
-      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i);
+      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
       break;
     case 1:
-      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i);
+      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
       break;
     default:
       break;
@@ -187,9 +192,10 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   if (a.m == 1) {  // decode: the weights stream once, as many chains as the registers allow
     int64_t j = n_begin;
     for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
-      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0);
+      // Alone against one row of x, the weights stream once: each tile asks for the next's.
+      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0, w + (j + kDecodeWeightRows) * a.k);
     }
-    Columns<W, 1>(a, w, 0, xs, j, n_end, 0);
+    Columns<W, 1>(a, w, 0, xs, j, n_end, 0, true);
     return;
   }
   // The range in equal blocks of at most kBlockBytes (whole tiles), so no block is a sliver.
@@ -210,11 +216,11 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
     if constexpr (kBf16) {
       if (widened != nullptr) {
         WidenPairs(w + jb * a.k, je - jb, a.k, widened);
-        AllRows(a, widened, jb, xs, jb, je);
+        AllRows(a, widened, jb, xs, jb, je, false);  // (WidenPairs streamed the rows)
         continue;
       }
     }
-    AllRows(a, w, 0, xs, jb, je);
+    AllRows(a, w, 0, xs, jb, je, true);
   }
 }
 
