@@ -130,8 +130,15 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
   StoreTile<W, NW, M>(a, wr, xr, k_steps, acc, j, i0);
 }
 
+// The nw weight rows after the tile of nw rows at j (w holds the weight rows from w_row0, and
+// they are the matrix's from row 0: an unwidened w), or null where the matrix ends before them.
+template <typename W>
+inline const W* NextTileRows(const MatMulArgs& a, const W* w, int64_t j, int nw) {
+  return j + 2 * nw <= a.n ? w + (j + nw) * a.k : nullptr;
+}
+
 // Weight rows [j_begin, j_end) against M rows of x from i0; w holds the weight rows from w_row0.
-// `ahead`: each tile asks for the next tile's rows. The pass of the first row group over a block
+// `ahead` (only where w is the matrix itself, w_row0 0): each tile asks for the next tile's rows. The pass of the first row group over a block
 // reads its rows from memory in runs of a few KiB, too short for the hardware prefetcher; the
 // later passes find them in L2.
 template <typename W, int M>
@@ -139,7 +146,7 @@ PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0,
                                 int64_t j_begin, int64_t j_end, int64_t i0, bool ahead) {
   int64_t j = j_begin;
   const auto rows = [&](int64_t jj, int nw) {
-    return ahead ? w + (jj - w_row0 + nw) * a.k : nullptr;
+    return ahead ? NextTileRows(a, w, jj, nw) : nullptr;
   };
   for (; j + kWeightRows <= j_end; j += kWeightRows) {
     Tile<W, kWeightRows, M>(a, w, w_row0, xs, j, i0, rows(j, kWeightRows));
@@ -193,7 +200,7 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
     int64_t j = n_begin;
     for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
       // Alone against one row of x, the weights stream once: each tile asks for the next's.
-      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0, w + (j + kDecodeWeightRows) * a.k);
+      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0, NextTileRows(a, w, j, kDecodeWeightRows));
     }
     Columns<W, 1>(a, w, 0, xs, j, n_end, 0, true);
     return;
