@@ -52,6 +52,25 @@ PAGODA_AVX2_TARGET inline int RowWeights(const Rows<T>& rows, int32_t j0, const 
   return n;
 }
 
+// acc[0, kCount) += the sum over a run's rows (their dims from 8 * v0, rows d apart) of p[j]
+// times the row's factor (RowWeights). Inlined always, so that acc stays in registers.
+template <typename T, int kCount>
+PAGODA_AVX2_TARGET __attribute__((always_inline)) inline void AddWeightedRows(
+    const Rows<T>& rows, int32_t d, int v0, float fixed, const float* p, __m256 (&acc)[kCount]) {
+  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
+    alignas(32) float w8[8];
+    const int n = RowWeights<T>(rows, j0, p + j0, fixed, w8);
+    const T* v = rows.row + j0 * d + 8 * v0;
+    for (int j = 0; j < n; ++j, v += d) {
+      const __m256 w = _mm256_broadcast_ss(w8 + j);
+#pragma GCC unroll 8
+      for (int i = 0; i < kCount; ++i) {
+        acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
+      }
+    }
+  }
+}
+
 // The AVX2 path for float, bf16 and FP8 caches: the AVX-512 kernel's plan on 8 lanes. A K row is
 // loaded (and decoded) once for the group's queries as kChunks vectors of 8, the scores of up to
 // 8 rows of a block summed together (Sum8x8) and scaled by their rows' scales; the softmax on a

@@ -38,26 +38,14 @@ inline void PrefetchBlock(const PagedKvCacheView<T>& c, const T* pool, const int
       static_cast<int64_t>(c.num_kv_heads) * c.tile_elements() * static_cast<int64_t>(sizeof(T)));
 }
 
-// acc[0, 8 * kCount) += the sum over the run's rows (dims from 8 * v0) of p[j] times the row's
-// factor (RowWeights), the sums in registers.
+// acc[0, 8 * kCount) += the run's weighted rows (dims from 8 * v0), summed in registers.
 template <typename T, int kCount>
 PAGODA_AVX2_TARGET inline void AddRunPassFloat(const Rows<T>& rows, int32_t d, int v0, float fixed,
                                                const float* p, float* acc) {
   __m256 sum[kCount];
 #pragma GCC unroll 8
   for (int i = 0; i < kCount; ++i) sum[i] = _mm256_setzero_ps();
-  for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
-    alignas(32) float w8[8];
-    const int n = RowWeights<T>(rows, j0, p + j0, fixed, w8);
-    const T* v = rows.row + j0 * d + 8 * v0;
-    for (int j = 0; j < n; ++j, v += d) {
-      const __m256 w = _mm256_broadcast_ss(w8 + j);
-#pragma GCC unroll 8
-      for (int i = 0; i < kCount; ++i) {
-        sum[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), sum[i]);
-      }
-    }
-  }
+  AddWeightedRows<T, kCount>(rows, d, v0, fixed, p, sum);
 #pragma GCC unroll 8
   for (int i = 0; i < kCount; ++i) {
     _mm256_storeu_ps(acc + 8 * i, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * i), sum[i]));

@@ -78,18 +78,7 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
                      &prefetched);
       }
       const Rows<T> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
-      for (int32_t j0 = 0; j0 < rows.count; j0 += 8) {
-        alignas(32) float w8[8];
-        const int n = RowWeights<T>(rows, j0, p + at + j0, fixed, w8);
-        const T* v = rows.row + j0 * c.head_dim + 8 * v0;
-        for (int j = 0; j < n; ++j, v += c.head_dim) {
-          const __m256 w = _mm256_broadcast_ss(w8 + j);
-#pragma GCC unroll 8
-          for (int i = 0; i < kCount; ++i) {
-            acc[i] = _mm256_fmadd_ps(w, avx2::LoadScaled8(v + 8 * i), acc[i]);
-          }
-        }
-      }
+      AddWeightedRows<T, kCount>(rows, c.head_dim, v0, fixed, p + at, acc);
       at += rows.count;
       pos += rows.count;
     }
