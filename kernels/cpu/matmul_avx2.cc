@@ -145,7 +145,7 @@ template <typename W, int M>
 PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
                                 int64_t j_begin, int64_t j_end, int64_t i0, bool ahead) {
   int64_t j = j_begin;
-  const auto rows = [&](int64_t jj, int nw) {
+  const auto rows = [&a, w, ahead](int64_t jj, int nw) {
     return ahead ? NextTileRows(a, w, jj, nw) : nullptr;
   };
   for (; j + kWeightRows <= j_end; j += kWeightRows) {
@@ -163,15 +163,16 @@ PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, int64_t w_row0,
   for (; i + kXRows <= a.m; i += kXRows) {
     Columns<W, kXRows>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
   }
+  ahead = ahead && i == 0;  // the rest is the first group only when m < kXRows
   switch (a.m - i) {
     case 3:
-      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
+      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
       break;
     case 2:
-      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
+      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
       break;
     case 1:
-      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
+      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
       break;
     default:
       break;
