@@ -64,12 +64,19 @@ def sse_events(response):
     fail(f"the stream ended without [DONE] after {len(events)} events")
 
 
-def metric(port, series):
+def metrics(port, *series):
+    """The values of `series` (-1.0 for one not on the page), from one scrape of /metrics."""
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values = {}
     for line in page.splitlines():
-        if line.startswith(series):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0
+        for name in series:
+            if name not in values and line.startswith(name):
+                values[name] = float(line.rsplit(" ", 1)[1])
+    return tuple(values.get(name, -1.0) for name in series)
+
+
+def metric(port, series):
+    return metrics(port, series)[0]
 
 
 def check_completions(d):
@@ -253,22 +260,19 @@ def check_client_leaving(d):
         received += chunk
     sock.close()
     left = time.time()
-    # Done when the abort is counted, nothing runs and no KV block is held (each scrape is one
-    # engine step's view or a later one's); a failure shows how the request ended instead.
-    aborted_series = (f'pagoda_request_success_total{{model_name="{SLOW_NAME}",'
-                      'finished_reason="abort"}')
-    used_series = f'pagoda_kv_cache_blocks{{model_name="{SLOW_NAME}",state="used"}}'
+    # Done when the abort is counted, nothing runs and no KV block is held, in one scrape; a
+    # failure shows how the request ended instead.
+    ended = [f'pagoda_request_success_total{{model_name="{SLOW_NAME}",finished_reason="{reason}"}}'
+             for reason in ("abort", "stop", "length")]
+    used = f'pagoda_kv_cache_blocks{{model_name="{SLOW_NAME}",state="used"}}'
     while True:
-        aborted = metric(d.metrics_port, aborted_series)
-        state = (aborted, metric(d.metrics_port, running), metric(d.metrics_port, used_series))
-        if state == (1, 0, 0):
+        aborted, running_now, used_now, stopped, lengths = metrics(d.metrics_port, *ended[:1],
+                                                                   running, used, *ended[1:])
+        if (aborted, running_now, used_now) == (1, 0, 0):
             break
         if aborted > 1 or time.time() - left > 2:
-            ended = {reason: metric(d.metrics_port, f'pagoda_request_success_total{{model_name='
-                                                   f'"{SLOW_NAME}",finished_reason="{reason}"}}')
-                     for reason in ("stop", "length")}
-            fail(f"2 s after its client left: (aborted, running, used KV blocks) = {state}; "
-                 f"ended otherwise: {ended}")
+            fail(f"2 s after its client left: aborted {aborted}, running {running_now}, used KV "
+                 f"blocks {used_now}; ended 'stop' {stopped}, 'length' {lengths}")
         time.sleep(0.01)
     print(f"OK: a streaming client that left was aborted within {time.time() - left:.3f} s")
 
