@@ -64,6 +64,86 @@ PAGODA_AVX2_TARGET inline void Multiply(const float* xr, int64_t k, int64_t c, c
   }
 }
 
+// The mask of the high halves of 8 lanes: a bf16 pair's odd value as f32.
+alignas(32) constexpr uint32_t kHighHalves[8] = {0xFFFF0000u, 0xFFFF0000u, 0xFFFF0000u,
+                                                 0xFFFF0000u, 0xFFFF0000u, 0xFFFF0000u,
+                                                 0xFFFF0000u, 0xFFFF0000u};
+
+// How Half3x4 turns the 32 bytes it loads per weight row into 8 f32 weights.
+enum class Widen {
+  kNone,  // they are f32 (f32 weights, or bf16 already widened)
+  kEven,  // bf16 pairs: the even values, shifted into the high halves
+  kOdd,   // bf16 pairs: the odd values, the low halves masked
+};
+
+// Half a step of the 3 x 4 tile (a whole step for f32 weights): acc[n][r] += x_r * w_n over 8
+// lanes, the weight rows w_stride bytes apart from w, x's rows x_stride bytes apart from x (its
+// fourth row at x3). Written in assembly so that the 16 ymm registers are exactly the 12
+// accumulators, 3 weight vectors and one x vector: from the intrinsics GCC kept both halves'
+// loaded bf16 pairs live and spilled two accumulators through the stack every step, or folded
+// the x loads into every FMA (three loads each), by the whim of the code around the loop. The
+// products and their order are the intrinsics' (vfmadd231ps), so the sums are the same.
+// clang-format off
+#define PAGODA_HALF_LOADS                                                          \
+  "vmovdqu (%[w]), %%ymm12\n\t"                                                   \
+  "vmovdqu (%[w],%[ws],1), %%ymm13\n\t"                                           \
+  "vmovdqu (%[w],%[ws],2), %%ymm14\n\t"
+#define PAGODA_HALF_ROW(x_addr, r)                                                 \
+  "vmovups " x_addr ", %%ymm15\n\t"                                                \
+  "vfmadd231ps %%ymm15, %%ymm12, %[a0" #r "]\n\t"                                   \
+  "vfmadd231ps %%ymm15, %%ymm13, %[a1" #r "]\n\t"                                   \
+  "vfmadd231ps %%ymm15, %%ymm14, %[a2" #r "]\n\t"
+#define PAGODA_HALF_ROWS                                                           \
+  PAGODA_HALF_ROW("(%[x])", 0)                                                      \
+  PAGODA_HALF_ROW("(%[x],%[xs],1)", 1)                                              \
+  PAGODA_HALF_ROW("(%[x],%[xs],2)", 2)                                              \
+  PAGODA_HALF_ROW("(%[x3])", 3)                                                     \
+  : [a00] "+x"(acc[0][0]), [a01] "+x"(acc[0][1]), [a02] "+x"(acc[0][2]),           \
+    [a03] "+x"(acc[0][3]), [a10] "+x"(acc[1][0]), [a11] "+x"(acc[1][1]),           \
+    [a12] "+x"(acc[1][2]), [a13] "+x"(acc[1][3]), [a20] "+x"(acc[2][0]),           \
+    [a21] "+x"(acc[2][1]), [a22] "+x"(acc[2][2]), [a23] "+x"(acc[2][3])            \
+  : [w] "r"(w), [ws] "r"(w_stride), [x] "r"(x), [xs] "r"(x_stride), [x3] "r"(x3),   \
+    [high] "m"(*reinterpret_cast<const __m256i*>(kHighHalves))                      \
+  : "xmm12", "xmm13", "xmm14", "xmm15", "memory"
+// clang-format on
+template <Widen kWiden>
+PAGODA_AVX2_TARGET inline void Half3x4(const void* w, int64_t w_stride, const float* x,
+                                       int64_t x_stride, const float* x3, __m256 (&acc)[3][4]) {
+  if constexpr (kWiden == Widen::kNone) {
+    asm(PAGODA_HALF_LOADS PAGODA_HALF_ROWS);
+  } else if constexpr (kWiden == Widen::kEven) {
+    asm(PAGODA_HALF_LOADS
+        "vpslld $16, %%ymm12, %%ymm12\n\t"
+        "vpslld $16, %%ymm13, %%ymm13\n\t"
+        "vpslld $16, %%ymm14, %%ymm14\n\t" PAGODA_HALF_ROWS);
+  } else {
+    asm(PAGODA_HALF_LOADS
+        "vpand %[high], %%ymm12, %%ymm12\n\t"
+        "vpand %[high], %%ymm13, %%ymm13\n\t"
+        "vpand %[high], %%ymm14, %%ymm14\n\t" PAGODA_HALF_ROWS);
+  }
+}
+#undef PAGODA_HALF_ROWS
+#undef PAGODA_HALF_ROW
+#undef PAGODA_HALF_LOADS
+
+// One step of the 3 x 4 tile from c: weight rows k apart from wr, x's rows k apart from xr.
+template <typename W>
+PAGODA_AVX2_TARGET inline void Step3x4(const W* wr, const float* xr, int64_t k, int64_t c,
+                                       __m256 (&acc)[3][4]) {
+  const int64_t w_stride = k * static_cast<int64_t>(sizeof(W)), x_stride = k * 4;
+  const float* x = xr + c;
+  if constexpr (std::is_same_v<W, uint16_t>) {
+    Half3x4<Widen::kEven>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
+    Half3x4<Widen::kOdd>(wr + c, w_stride, x + 8, x_stride, x + 3 * k + 8, acc);
+  } else if constexpr (std::is_same_v<W, WidenedBf16>) {
+    Half3x4<Widen::kNone>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
+    Half3x4<Widen::kNone>(wr + c + 8, w_stride, x + 8, x_stride, x + 3 * k + 8, acc);
+  } else {
+    Half3x4<Widen::kNone>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
+  }
+}
+
 inline float WeightValue(float w) { return w; }
 inline float WeightValue(uint16_t w) { return Bf16ToFloat(w); }
 inline float WeightValue(WidenedBf16 w) { return w.value; }
@@ -114,7 +194,9 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
       }
     }
     __m256 wv[NW];
-    if constexpr (kPaired<W>) {
+    if constexpr (NW == 3 && M == 4) {
+      Step3x4(wr, xr, k, c, acc);
+    } else if constexpr (kPaired<W>) {
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
 #pragma GCC unroll 8
@@ -138,9 +220,9 @@ inline const W* NextTileRows(const MatMulArgs& a, const W* w, int64_t j, int nw)
 }
 
 // Weight rows [j_begin, j_end) against M rows of x from i0; w holds the weight rows from w_row0.
-// `ahead` (only where w is the matrix itself, w_row0 0): each tile asks for the next tile's rows. The pass of the first row group over a block
-// reads its rows from memory in runs of a few KiB, too short for the hardware prefetcher; the
-// later passes find them in L2.
+// `ahead` (only where w is the matrix itself, w_row0 0): each tile asks for the next tile's rows.
+// The pass of the first row group over a block reads its rows from memory in runs of a few KiB, too
+// short for the hardware prefetcher; the later passes find them in L2.
 template <typename W, int M>
 PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
                                 int64_t j_begin, int64_t j_end, int64_t i0, bool ahead) {

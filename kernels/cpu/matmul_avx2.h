@@ -20,9 +20,10 @@ void SplitPairs(const float* x, int64_t m, int64_t k, bool round_to_bf16, float*
 // WeightLayout::kRows (f32 or bf16), on the calling thread; for bf16 weights `x_pairs` is
 // SplitPairs(a.x) (unused for f32). A register-blocked micro-kernel: 3 weight rows against 4
 // rows of x (12 accumulators), the 3 rows' values loaded once for the 4 rows; 6 weight rows
-// against a single x row (the bandwidth-bound decode). bf16 weights are read 16 at a time as
-// 8 pairs, the even values shifted into f32 and the odd ones masked (against x's even and odd
-// values), half the widening work of 8 at a time. Weight rows are taken in blocks that stay in
+// against a single x row (the bandwidth-bound decode); the 3 x 4 tile's step is inline assembly,
+// its registers fixed (GCC spilled accumulators from the intrinsics). bf16 weights are read 16 at a
+// time as 8 pairs, the even values shifted into f32 and the odd ones masked (against x's even and
+// odd values), half the widening work of 8 at a time. Weight rows are taken in blocks that stay in
 // L2 while every 4-row group of x passes over them; from 32 rows of x, a bf16 block is widened
 // to f32 once, in that pair order, for all the groups (the same sums, bit for bit, with fewer
 // instructions per FMA). Requires Supported()
