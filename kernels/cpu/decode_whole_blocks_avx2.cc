@@ -27,15 +27,24 @@ struct WholeScoresTag {};
 struct WholeNormTag {};
 struct WholeAccTag {};
 
-// Prefetches the tiles of every KV head of the block at table index `index` (one contiguous
-// run), when index <= last.
+// Prefetches the tiles of every KV head of the block at table index `index` in the K (or, with
+// `value`, the V) pool (one contiguous run), and their scales where the cache has them per token,
+// when index <= last.
 template <typename T>
-inline void PrefetchBlock(const PagedKvCacheView<T>& c, const T* pool, const int32_t* table,
+inline void PrefetchBlock(const PagedKvCacheView<T>& c, bool value, const int32_t* table,
                           int32_t index, int32_t last) {
   if (index > last) return;
+  const int64_t physical = table[index];
   PrefetchLines(
-      pool + c.Offset(table[index], 0, 0),
+      (value ? c.value : c.key) + c.Offset(physical, 0, 0),
       static_cast<int64_t>(c.num_kv_heads) * c.tile_elements() * static_cast<int64_t>(sizeof(T)));
+  if constexpr (kScaled<T>) {
+    const uint16_t* scales = value ? c.value_scale : c.key_scale;
+    if (scales != nullptr) {
+      PrefetchLines(scales + c.ScaleIndex(physical, 0, 0),
+                    static_cast<int64_t>(c.num_kv_heads) * c.block_size * 2);
+    }
+  }
 }
 
 // acc[0, 8 * kCount) += the run's weighted rows (dims from 8 * v0), summed in registers.
@@ -78,7 +87,7 @@ PAGODA_AVX2_TARGET void FloatWholeBlockScores(const PagedAttentionArgs<T>& a, in
     const int32_t end = ranges.end[part];
     for (int32_t pos = ranges.begin[part]; pos < end;) {
       const int32_t index = pos / c.block_size, n = RunLength(c, pos, end);
-      PrefetchBlock(c, c.key, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
+      PrefetchBlock(c, /*value=*/false, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
       for (int h = 0; h < c.num_kv_heads; ++h) {
         const Rows<T> rows = RowsAt(c, /*value=*/false, table, h, pos, end);
         const __m256 fixed = _mm256_set1_ps(FixedScale(c, /*value=*/false, h));
@@ -107,7 +116,7 @@ PAGODA_AVX2_TARGET void FloatWholeBlockValues(const PagedAttentionArgs<T>& a, co
     const int32_t end = ranges.end[part];
     for (int32_t pos = ranges.begin[part]; pos < end;) {
       const int32_t index = pos / c.block_size, n = RunLength(c, pos, end);
-      PrefetchBlock(c, c.value, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
+      PrefetchBlock(c, /*value=*/true, table, index + kPrefetchBlocks, (end - 1) / c.block_size);
       for (int h = 0; h < c.num_kv_heads; ++h) {
         const Rows<T> rows = RowsAt(c, /*value=*/true, table, h, pos, end);
         const float fixed = FixedScale(c, /*value=*/true, h) * avx512::LoadScale<T>();

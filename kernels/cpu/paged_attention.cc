@@ -294,7 +294,7 @@ PAGODA_AVX512_TARGET void ScoresBatched(const PagedAttentionArgs<T>& a, int64_t 
     int32_t prefetched = -1;
     for (int32_t first = ranges.begin[part]; first < ranges.end[part]; first += 16) {
       for (int32_t p = first; p < first + 16; p += c.block_size) {
-        PrefetchTile(c, c.key, table, kv_head, p + ahead, ranges.end[part], &prefetched);
+        PrefetchTile(c, /*value=*/false, table, kv_head, p + ahead, ranges.end[part], &prefetched);
       }
       const int32_t at = part_at + (first - ranges.begin[part]);  // index among the attended
       const int n = std::min<int32_t>(16, ranges.end[part] - first);
@@ -341,7 +341,7 @@ PAGODA_AVX512_TARGET void AttendAvx512(const PagedAttentionArgs<T>& a, int64_t t
       int32_t prefetched = -1;
       for (int32_t pos = ranges.begin[part]; pos < ranges.end[part]; ++pos, ++at) {
         if (g == 0) {
-          PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size,
+          PrefetchTile(c, /*value=*/true, table, kv_head, pos + kPrefetchBlocks * c.block_size,
                        ranges.end[part], &prefetched);
         }
         const int32_t block = table[pos / c.block_size];

@@ -38,7 +38,7 @@ PAGODA_AVX2_TARGET void ScoresAvx2(const PagedAttentionArgs<T>& a, int64_t token
     const float* q = QueryRow(a, token, kv_head * group + g0, part == 0);
     int32_t prefetched = -1;
     for (int32_t pos = ranges.begin[part]; pos < end;) {
-      PrefetchTile(c, c.key, table, kv_head, pos + ahead, end, &prefetched);
+      PrefetchTile(c, /*value=*/false, table, kv_head, pos + ahead, end, &prefetched);
       const Rows<T> rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
       FloatScoreRows<T, kChunks>(rows, q, heads, fixed, factor, scores.data() + g0 * len, len, at);
       at += rows.count;
@@ -74,7 +74,7 @@ PAGODA_AVX2_TARGET inline void AccumulateValuesAvx2(const PagedAttentionArgs<T>&
     int32_t prefetched = -1;
     for (int32_t pos = ranges.begin[part]; pos < end;) {
       if (prefetch) {
-        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
+        PrefetchTile(c, /*value=*/true, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
                      &prefetched);
       }
       const Rows<T> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
@@ -242,7 +242,11 @@ PAGODA_AVX2_TARGET void ScoresInt8(const PagedAttentionArgs<int8_t>& a, int64_t 
     }
     int32_t prefetched = -1;
     for (int32_t pos = ranges.begin[part]; pos < end;) {
-      PrefetchTile(c, c.key, table, kv_head, pos + ahead, end, &prefetched);
+      const int32_t before = prefetched;
+      PrefetchTile(c, /*value=*/false, table, kv_head, pos + ahead, end, &prefetched);
+      if (prefetched != before) {  // and the V scales, which ValueScales reads before the V pass
+        _mm_prefetch(c.value_scale + c.ScaleIndex(table[prefetched], kv_head, 0), _MM_HINT_T0);
+      }
       const Rows<int8_t> rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
       ScoreRows<kPieces>(rows, q16, q_scale, heads, scores.data() + g0 * len, len, at);
       at += rows.count;
@@ -371,7 +375,7 @@ PAGODA_AVX2_TARGET void AccumulateValuesInt8(const PagedAttentionArgs<int8_t>& a
     const int8_t* pending = nullptr;  // a block's odd last row, for the next block's first
     for (int32_t pos = ranges.begin[part]; pos < end;) {
       if (prefetch) {
-        PrefetchTile(c, c.value, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
+        PrefetchTile(c, /*value=*/true, table, kv_head, pos + kPrefetchBlocks * c.block_size, end,
                      &prefetched);
       }
       const Rows<int8_t> rows = RowsAt(c, /*value=*/true, table, kv_head, pos, end);
