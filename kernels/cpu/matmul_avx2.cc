@@ -7,7 +7,6 @@
 
 #include "kernels/cpu/avx2_math.h"
 #include "kernels/cpu/bf16.h"
-#include "kernels/cpu/thread_scratch.h"
 
 namespace pagoda::kernels::cpu::avx2 {
 namespace {
@@ -20,23 +19,12 @@ constexpr int kDecodeWeightRows = 6;
 // The weight rows of a block are read once from memory, then from L2 by every further 4-row
 // group of x (half of the smallest L2 of the CPUs this path serves, 512 KiB on Zen 1-2).
 constexpr int64_t kBlockBytes = 128 << 10;
-// Rows of x from which a bf16 block is widened once (WidenPairs) rather than per 4-row group
-// (matmul_benchmark, n 2,048 x k 768 on Zen 1: 0.90-0.93x at m = 16, level at 24, 1.02-1.05x at
-// 32, 1.07-1.09x at 64, 1.10-1.20x at 128 and in prompts).
-constexpr int64_t kWidenMinRows = 32;
-
-// bf16 weights already widened to f32 in the order a step reads them (WidenPairs): per 16 values
-// the 8 even ones, then the 8 odd ones. The products and their order are the bf16 path's, so the
-// sums are bit for bit the same.
-struct WidenedBf16 {
-  float value;
-};
 
 // Values of k per step: f32 weights 8 (one vector); bf16 weights 16 as 8 pairs (one 32-byte
 // load: the even values shifted into the high halves, the odd ones masked, against x's even and
-// odd values: SplitPairs), half the widening work of 8 at a time; widened bf16 the same 16.
+// odd values: SplitPairs), half the widening work of 8 at a time.
 template <typename W>
-constexpr bool kPaired = std::is_same_v<W, uint16_t> || std::is_same_v<W, WidenedBf16>;
+constexpr bool kPaired = std::is_same_v<W, uint16_t>;
 template <typename W>
 constexpr int64_t kStep = kPaired<W> ? 16 : 8;
 
@@ -46,9 +34,6 @@ PAGODA_AVX2_TARGET inline __m256 PairHalf(const uint16_t* p, int half) {
   return _mm256_castsi256_ps(
       half == 0 ? _mm256_slli_epi32(pairs, 16)
                 : _mm256_and_si256(pairs, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
-}
-PAGODA_AVX2_TARGET inline __m256 PairHalf(const WidenedBf16* p, int half) {
-  return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * half);
 }
 
 // acc[n][r] += x[r][c, c + 8) * wv[n], x's rows k apart from xr. (A function, not a lambda: a
@@ -71,7 +56,7 @@ alignas(32) constexpr uint32_t kHighHalves[8] = {0xFFFF0000u, 0xFFFF0000u, 0xFFF
 
 // How Half3x4 turns the 32 bytes it loads per weight row into 8 f32 weights.
 enum class Widen {
-  kNone,  // they are f32 (f32 weights, or bf16 already widened)
+  kNone,  // they are f32 (f32 weights)
   kEven,  // bf16 pairs: the even values, shifted into the high halves
   kOdd,   // bf16 pairs: the odd values, the low halves masked
 };
@@ -136,9 +121,6 @@ PAGODA_AVX2_TARGET inline void Step3x4(const W* wr, const float* xr, int64_t k, 
   if constexpr (std::is_same_v<W, uint16_t>) {
     Half3x4<Widen::kEven>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
     Half3x4<Widen::kOdd>(wr + c, w_stride, x + 8, x_stride, x + 3 * k + 8, acc);
-  } else if constexpr (std::is_same_v<W, WidenedBf16>) {
-    Half3x4<Widen::kNone>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
-    Half3x4<Widen::kNone>(wr + c + 8, w_stride, x + 8, x_stride, x + 3 * k + 8, acc);
   } else {
     Half3x4<Widen::kNone>(wr + c, w_stride, x, x_stride, x + 3 * k, acc);
   }
@@ -146,7 +128,6 @@ PAGODA_AVX2_TARGET inline void Step3x4(const W* wr, const float* xr, int64_t k, 
 
 inline float WeightValue(float w) { return w; }
 inline float WeightValue(uint16_t w) { return Bf16ToFloat(w); }
-inline float WeightValue(WidenedBf16 w) { return w.value; }
 
 // A tile's sums: each accumulator's lanes, plus the products past the last whole step (k_steps),
 // stored with the bias (and the old y when accumulating).
@@ -173,10 +154,10 @@ PAGODA_AVX2_TARGET inline void StoreTile(const MatMulArgs& a, const W* wr, const
 // `prefetch`: NW rows (k apart) to ask for while this tile runs, a line per row every 64 bytes
 // of this tile's; null for none.
 template <typename W, int NW, int M>
-PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_row0,
-                                    const float* xs, int64_t j, int64_t i0, const W* prefetch) {
+PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float* xs, int64_t j,
+                                    int64_t i0, const W* prefetch) {
   const int64_t k = a.k, k_steps = k / kStep<W> * kStep<W>;
-  const W* wr = w + (j - w_row0) * k;  // w holds the weight rows from w_row0
+  const W* wr = w + j * k;
   const float* xr = xs + i0 * k;
   __m256 acc[NW][M];
 #pragma GCC unroll 8
@@ -212,67 +193,51 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, int64_t w_r
   StoreTile<W, NW, M>(a, wr, xr, k_steps, acc, j, i0);
 }
 
-// The nw weight rows after the tile of nw rows at j (w holds the weight rows from w_row0, and
-// they are the matrix's from row 0: an unwidened w), or null where the matrix ends before them.
+// The nw weight rows after the tile of nw rows at j, or null where the matrix ends before them.
 template <typename W>
 inline const W* NextTileRows(const MatMulArgs& a, const W* w, int64_t j, int nw) {
   return j + 2 * nw <= a.n ? w + (j + nw) * a.k : nullptr;
 }
 
-// Weight rows [j_begin, j_end) against M rows of x from i0; w holds the weight rows from w_row0.
-// `ahead` (only where w is the matrix itself, w_row0 0): each tile asks for the next tile's rows.
+// Weight rows [j_begin, j_end) against M rows of x from i0. `ahead`: each tile asks for the next
+// tile's rows.
 // The pass of the first row group over a block reads its rows from memory in runs of a few KiB, too
 // short for the hardware prefetcher; the later passes find them in L2.
 template <typename W, int M>
-PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
-                                int64_t j_begin, int64_t j_end, int64_t i0, bool ahead) {
+PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, const float* xs, int64_t j_begin,
+                                int64_t j_end, int64_t i0, bool ahead) {
   int64_t j = j_begin;
   const auto rows = [&a, w, ahead](int64_t jj, int nw) {
     return ahead ? NextTileRows(a, w, jj, nw) : nullptr;
   };
   for (; j + kWeightRows <= j_end; j += kWeightRows) {
-    Tile<W, kWeightRows, M>(a, w, w_row0, xs, j, i0, rows(j, kWeightRows));
+    Tile<W, kWeightRows, M>(a, w, xs, j, i0, rows(j, kWeightRows));
   }
-  if (j_end - j == 2) Tile<W, 2, M>(a, w, w_row0, xs, j, i0, rows(j, 2));
-  if (j_end - j == 1) Tile<W, 1, M>(a, w, w_row0, xs, j, i0, rows(j, 1));
+  if (j_end - j == 2) Tile<W, 2, M>(a, w, xs, j, i0, rows(j, 2));
+  if (j_end - j == 1) Tile<W, 1, M>(a, w, xs, j, i0, rows(j, 1));
 }
 
 // Every row of x [0, m) against weight rows [j_begin, j_end), 4 rows at a time, then the rest.
 template <typename W>
-PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, int64_t w_row0, const float* xs,
-                                int64_t j_begin, int64_t j_end, bool ahead) {
+PAGODA_AVX2_TARGET void AllRows(const MatMulArgs& a, const W* w, const float* xs, int64_t j_begin,
+                                int64_t j_end, bool ahead) {
   int64_t i = 0;
   for (; i + kXRows <= a.m; i += kXRows) {
-    Columns<W, kXRows>(a, w, w_row0, xs, j_begin, j_end, i, ahead && i == 0);
+    Columns<W, kXRows>(a, w, xs, j_begin, j_end, i, ahead && i == 0);
   }
   ahead = ahead && i == 0;  // the rest is the first group only when m < kXRows
   switch (a.m - i) {
     case 3:
-      Columns<W, 3>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
+      Columns<W, 3>(a, w, xs, j_begin, j_end, i, ahead);
       break;
     case 2:
-      Columns<W, 2>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
+      Columns<W, 2>(a, w, xs, j_begin, j_end, i, ahead);
       break;
     case 1:
-      Columns<W, 1>(a, w, w_row0, xs, j_begin, j_end, i, ahead);
+      Columns<W, 1>(a, w, xs, j_begin, j_end, i, ahead);
       break;
     default:
       break;
-  }
-}
-
-// `rows` bf16 weight rows of k values as WidenedBf16 rows: per whole 16 the even values, then the
-// odd ones, widened; the rest in place.
-PAGODA_AVX2_TARGET void WidenPairs(const uint16_t* w, int64_t rows, int64_t k, WidenedBf16* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint16_t* row = w + r * k;
-    auto* dst = reinterpret_cast<float*>(out + r * k);
-    int64_t c = 0;
-    for (; c + 16 <= k; c += 16) {
-      _mm256_storeu_ps(dst + c, PairHalf(row + c, 0));
-      _mm256_storeu_ps(dst + c + 8, PairHalf(row + c, 1));
-    }
-    for (; c < k; ++c) dst[c] = Bf16ToFloat(row[c]);
   }
 }
 
@@ -283,9 +248,9 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
     int64_t j = n_begin;
     for (; j + kDecodeWeightRows <= n_end; j += kDecodeWeightRows) {
       // Alone against one row of x, the weights stream once: each tile asks for the next's.
-      Tile<W, kDecodeWeightRows, 1>(a, w, 0, xs, j, 0, NextTileRows(a, w, j, kDecodeWeightRows));
+      Tile<W, kDecodeWeightRows, 1>(a, w, xs, j, 0, NextTileRows(a, w, j, kDecodeWeightRows));
     }
-    Columns<W, 1>(a, w, 0, xs, j, n_end, 0, true);
+    Columns<W, 1>(a, w, xs, j, n_end, 0, true);
     return;
   }
   // The range in equal blocks of at most kBlockBytes (whole tiles), so no block is a sliver.
@@ -294,23 +259,11 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   const int64_t blocks = std::max<int64_t>(1, (rows * row_bytes + kBlockBytes - 1) / kBlockBytes);
   const int64_t tiles = ((rows + blocks - 1) / blocks + kWeightRows - 1) / kWeightRows;
   const int64_t block_rows = tiles * kWeightRows;
-  // With many rows of x, bf16 blocks are widened once into f32 (twice the bytes, still in L2)
-  // rather than by every 4-row group as it loads them.
-  constexpr bool kBf16 = std::is_same_v<W, uint16_t>;
-  struct Widened {};
-  WidenedBf16* widened = nullptr;
-  if (kBf16 && a.m >= kWidenMinRows)
-    widened = ThreadScratch<Widened, WidenedBf16>(block_rows * a.k);
+  // (bf16 blocks were once widened to f32 from 32 rows of x, for all the row groups; with the
+  // 3 x 4 step in assembly, widening per group as it loads was 1.04-1.16x faster at 128 rows and
+  // in prompts, and a batch-64 decode step 1.07-1.14x.)
   for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
-    const int64_t je = std::min(n_end, jb + block_rows);
-    if constexpr (kBf16) {
-      if (widened != nullptr) {
-        WidenPairs(w + jb * a.k, je - jb, a.k, widened);
-        AllRows(a, widened, jb, xs, jb, je, false);  // (WidenPairs streamed the rows)
-        continue;
-      }
-    }
-    AllRows(a, w, 0, xs, jb, je, true);
+    AllRows(a, w, xs, jb, std::min(n_end, jb + block_rows), true);
   }
 }
 

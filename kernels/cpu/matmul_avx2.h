@@ -24,10 +24,8 @@ void SplitPairs(const float* x, int64_t m, int64_t k, bool round_to_bf16, float*
 // its registers fixed (GCC spilled accumulators from the intrinsics). bf16 weights are read 16 at a
 // time as 8 pairs, the even values shifted into f32 and the odd ones masked (against x's even and
 // odd values), half the widening work of 8 at a time. Weight rows are taken in blocks that stay in
-// L2 while every 4-row group of x passes over them; from 32 rows of x, a bf16 block is widened
-// to f32 once, in that pair order, for all the groups (the same sums, bit for bit, with fewer
-// instructions per FMA). Requires Supported()
-// (kernels/cpu/avx2_math.h).
+// L2 while every 4-row group of x passes over them. Each output is the same, bit for bit, whatever
+// the other rows of x in the call. Requires Supported() (kernels/cpu/avx2_math.h).
 void Rows(const MatMulArgs& a, const float* x_pairs, int64_t n_begin, int64_t n_end);
 
 // The FMA peak loop of the roofline (kernels/cpu/roofline.h): `iterations` rounds of

@@ -87,7 +87,7 @@ TEST(MatMulAvx2Test, MatchesTheReference) {
         }
       }
     }
-    for (const int64_t m : {1, 6, 16, 32, 35}) {  // from 32: bf16 blocks widened once
+    for (const int64_t m : {1, 6, 16, 32, 35}) {
       Check({m, 200, 768, type, /*bias=*/true, /*accumulate=*/false});
       Check({m, 103, 2051, type, /*bias=*/false, /*accumulate=*/false});
     }
@@ -97,10 +97,10 @@ TEST(MatMulAvx2Test, MatchesTheReference) {
   }
 }
 
-// From 32 rows of x, bf16 weight blocks are widened to f32 once (and read as such by every
-// 4-row group) instead of as each group loads them: the same products in the same order, so
-// each output is bit for bit what calls of fewer rows give.
-TEST(MatMulAvx2Test, WidenedBlocksSumAsTheBf16PathDoes) {
+// A row's outputs do not depend on the batch it is in: every 4-row group of x takes the same
+// products in the same order, so each output of a 40-row call is bit for bit what calls of 8
+// rows give (a request's tokens do not change with the requests batched beside it).
+TEST(MatMulAvx2Test, RowsSumTheSameWhateverTheBatch) {
   if (!avx2::Supported()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
   for (const int64_t k : {45, 768, 2056}) {
     constexpr int64_t kM = 40, kN = 150, kPart = 8;
@@ -122,7 +122,7 @@ TEST(MatMulAvx2Test, WidenedBlocksSumAsTheBf16PathDoes) {
                     .n = kN,
                     .k = k};
     avx2::Rows(args, x_pairs.data(), 0, kN);
-    for (int64_t i = 0; i < kM; i += kPart) {  // the same 4-row groups, none widened
+    for (int64_t i = 0; i < kM; i += kPart) {  // the same 4-row groups
       args.y = parts.data() + i * kN;
       args.m = kPart;
       avx2::Rows(args, x_pairs.data() + i * k, 0, kN);
