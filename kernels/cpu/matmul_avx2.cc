@@ -200,9 +200,8 @@ inline const W* NextTileRows(const MatMulArgs& a, const W* w, int64_t j, int nw)
 }
 
 // Weight rows [j_begin, j_end) against M rows of x from i0. `ahead`: each tile asks for the next
-// tile's rows.
-// The pass of the first row group over a block reads its rows from memory in runs of a few KiB, too
-// short for the hardware prefetcher; the later passes find them in L2.
+// tile's rows. The pass of the first row group over a block reads its rows from memory in runs of
+// a few KiB, too short for the hardware prefetcher; the later passes find them in L2.
 template <typename W, int M>
 PAGODA_AVX2_TARGET void Columns(const MatMulArgs& a, const W* w, const float* xs, int64_t j_begin,
                                 int64_t j_end, int64_t i0, bool ahead) {
