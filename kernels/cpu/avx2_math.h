@@ -66,10 +66,12 @@ PAGODA_AVX2_TARGET inline __m256 Load8(const Fp8E5M2* p) {
   const __m128i bytes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   return _mm256_cvtph_ps(_mm_slli_epi16(bytes, 8));
 }
+// (E4M3 s.eeee.mmm sign-extended to 16 bits and shifted left by 7 is s.s.eeee.mmm.0000000:
+// clearing the second bit leaves the float16 s.0eeee.mmm0000000, the value / 256.)
 PAGODA_AVX2_TARGET inline __m256 Load8Over256(const Fp8E4M3* p) {
-  const __m128i bytes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-  const __m128i shifted = _mm_slli_epi16(bytes, 7);
-  return _mm256_cvtph_ps(_mm_add_epi16(shifted, _mm_and_si128(shifted, _mm_set1_epi16(0x4000))));
+  const __m128i words = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_cvtph_ps(
+      _mm_and_si128(_mm_slli_epi16(words, 7), _mm_set1_epi16(static_cast<int16_t>(0xBF80))));
 }
 // What avx512::LoadScale<T>() divides: E4M3 / 256, the others as they are.
 template <typename T>
