@@ -9,7 +9,7 @@
 #endif
 
 #include "common/attention_window.h"
-#include "kernels/cpu/fp8.h"
+#include "kernels/cpu/kv_scales.h"
 #include "kernels/cpu/paged_attention.h"
 
 // What the per-query attention kernels share: paged_attention.cc (the scalar kernel, the AVX-512
@@ -103,11 +103,22 @@ inline void PrefetchLines(const void* p, int64_t bytes) {
   for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(at + i, _MM_HINT_T0);
 }
 
+// Asks for the per-token scales of KV heads [kv_head, kv_head + heads) of physical block `block`
+// in the K (or, with `value`, the V) pool, where the cache has them: a separate array, whose first
+// read per block otherwise waited on memory (a tenth of an int8 decode's score pass).
+template <typename T>
+inline void PrefetchScales(const PagedKvCacheView<T>& c, bool value, int64_t block, int kv_head,
+                           int heads) {
+  const uint16_t* scales = TokenScalesOf(c, value);
+  if (scales != nullptr) {
+    PrefetchLines(scales + c.ScaleIndex(block, kv_head, 0),
+                  static_cast<int64_t>(heads) * c.block_size * sizeof(uint16_t));
+  }
+}
+
 // Prefetches the tile of `kv_head` in the K (or, with `value`, the V) pool of the block holding
-// position `pos`, and the line of its rows' scales where the cache has them per token (a separate
-// array: without this the first scale read of every block waited on memory, a tenth of an int8
-// decode's score pass), when that position is before `end` and its block is past `*done` (the
-// last block asked for, updated).
+// position `pos`, and its rows' scales (PrefetchScales), when that position is before `end` and
+// its block is past `*done` (the last block asked for, updated).
 // (No target: plain SSE prefetches, inlined into the AVX-512 and the AVX2 kernels alike.)
 template <typename T>
 inline void PrefetchTile(const PagedKvCacheView<T>& c, bool value, const int32_t* table,
@@ -118,12 +129,9 @@ inline void PrefetchTile(const PagedKvCacheView<T>& c, bool value, const int32_t
   *done = block;
   const int64_t physical = table[block];
   PrefetchLines(
-      (value ? c.value : c.key) + c.Offset(physical, kv_head, 0),
+      PoolOf(c, value) + c.Offset(physical, kv_head, 0),
       std::min<int64_t>(kPrefetchBytes, c.tile_elements() * static_cast<int64_t>(sizeof(T))));
-  if constexpr (kScaled<T>) {
-    const uint16_t* scales = value ? c.value_scale : c.key_scale;
-    if (scales != nullptr) _mm_prefetch(scales + c.ScaleIndex(physical, kv_head, 0), _MM_HINT_T0);
-  }
+  PrefetchScales(c, value, physical, kv_head, 1);
 }
 
 // The AVX2 kernel for head dim `head_dim` (64, 80, 96, 128 or 256), or null for another.

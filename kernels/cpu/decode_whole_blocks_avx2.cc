@@ -36,15 +36,9 @@ inline void PrefetchBlock(const PagedKvCacheView<T>& c, bool value, const int32_
   if (index > last) return;
   const int64_t physical = table[index];
   PrefetchLines(
-      (value ? c.value : c.key) + c.Offset(physical, 0, 0),
+      PoolOf(c, value) + c.Offset(physical, 0, 0),
       static_cast<int64_t>(c.num_kv_heads) * c.tile_elements() * static_cast<int64_t>(sizeof(T)));
-  if constexpr (kScaled<T>) {
-    const uint16_t* scales = value ? c.value_scale : c.key_scale;
-    if (scales != nullptr) {
-      PrefetchLines(scales + c.ScaleIndex(physical, 0, 0),
-                    static_cast<int64_t>(c.num_kv_heads) * c.block_size * 2);
-    }
-  }
+  PrefetchScales(c, value, physical, 0, c.num_kv_heads);
 }
 
 // acc[0, 8 * kCount) += the run's weighted rows (dims from 8 * v0), summed in registers.

@@ -14,6 +14,20 @@
 // decode_whole_blocks_avx2.cc).
 namespace pagoda::kernels::cpu {
 
+// The K (or, with `value`, the V) pool of a cache.
+template <typename T>
+inline const T* PoolOf(const PagedKvCacheView<T>& c, bool value) {
+  return value ? c.value : c.key;
+}
+
+// The per-token scales of the K (or, with `value`, the V) pool: null where the cache has none,
+// and for float and bf16 caches whatever pointers their views carry.
+template <typename T>
+inline const uint16_t* TokenScalesOf(const PagedKvCacheView<T>& c, bool value) {
+  if constexpr (!kScaled<T>) return nullptr;
+  return value ? c.value_scale : c.key_scale;
+}
+
 // The factor a K (or V) row's elements take when the cache has no per-token scales: the head's
 // static scale (FP8), or 1 (float and bf16 caches, whatever pointers their views carry).
 template <typename T>
@@ -29,8 +43,8 @@ inline float FixedScale(const PagedKvCacheView<T>& c, bool value, int64_t head) 
 template <typename T>
 inline float ElementScale(const PagedKvCacheView<T>& c, bool value, int64_t block, int64_t head,
                           int64_t offset) {
-  const uint16_t* scales = value ? c.value_scale : c.key_scale;
-  if (!kScaled<T> || scales == nullptr) return FixedScale(c, value, head);
+  const uint16_t* scales = TokenScalesOf(c, value);
+  if (scales == nullptr) return FixedScale(c, value, head);
   return Bf16ToFloat(scales[c.ScaleIndex(block, head, offset)]);
 }
 
@@ -56,8 +70,8 @@ inline Rows<T> RowsAt(const PagedKvCacheView<T>& c, bool value, const int32_t* t
                       int32_t pos, int32_t end) {
   const int32_t block = table[pos / c.block_size];
   const int32_t offset = pos % c.block_size;
-  const uint16_t* scales = kScaled<T> ? (value ? c.value_scale : c.key_scale) : nullptr;
-  return {(value ? c.value : c.key) + c.Offset(block, kv_head, offset),
+  const uint16_t* scales = TokenScalesOf(c, value);
+  return {PoolOf(c, value) + c.Offset(block, kv_head, offset),
           scales != nullptr ? scales + c.ScaleIndex(block, kv_head, offset) : nullptr,
           RunLength(c, pos, end)};
 }
@@ -72,8 +86,8 @@ class RowWalk {
  public:
   RowWalk(const PagedKvCacheView<T>& c, bool value, const int32_t* table, int kv_head, int32_t pos)
       : c_(c),
-        pool_(value ? c.value : c.key),
-        scales_(value ? c.value_scale : c.key_scale),
+        pool_(PoolOf(c, value)),
+        scales_(TokenScalesOf(c, value)),
         table_(table),
         kv_head_(kv_head),
         index_(pos / c.block_size),

@@ -245,7 +245,7 @@ PAGODA_AVX2_TARGET void ScoresInt8(const PagedAttentionArgs<int8_t>& a, int64_t 
       const int32_t before = prefetched;
       PrefetchTile(c, /*value=*/false, table, kv_head, pos + ahead, end, &prefetched);
       if (prefetched != before) {  // and the V scales, which ValueScales reads before the V pass
-        _mm_prefetch(c.value_scale + c.ScaleIndex(table[prefetched], kv_head, 0), _MM_HINT_T0);
+        PrefetchScales(c, /*value=*/true, table[prefetched], kv_head, 1);
       }
       const Rows<int8_t> rows = RowsAt(c, /*value=*/false, table, kv_head, pos, end);
       ScoreRows<kPieces>(rows, q16, q_scale, heads, scores.data() + g0 * len, len, at);
