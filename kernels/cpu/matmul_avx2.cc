@@ -174,17 +174,18 @@ PAGODA_AVX2_TARGET inline void Tile(const MatMulArgs& a, const W* w, const float
         _mm_prefetch(next + (n * k + c) * static_cast<int64_t>(sizeof(W)), _MM_HINT_T0);
       }
     }
-    __m256 wv[NW];
     if constexpr (NW == 3 && M == 4) {
       Step3x4(wr, xr, k, c, acc);
     } else if constexpr (kPaired<W>) {
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
+        __m256 wv[NW];
 #pragma GCC unroll 8
         for (int n = 0; n < NW; ++n) wv[n] = PairHalf(wr + n * k + c, half);
         Multiply<NW, M>(xr, k, c + 8 * half, wv, acc);
       }
     } else {
+      __m256 wv[NW];
 #pragma GCC unroll 8
       for (int n = 0; n < NW; ++n) wv[n] = _mm256_loadu_ps(wr + n * k + c);
       Multiply<NW, M>(xr, k, c, wv, acc);
@@ -259,8 +260,8 @@ PAGODA_AVX2_TARGET void RowsOf(const MatMulArgs& a, const W* w, const float* xs,
   const int64_t tiles = ((rows + blocks - 1) / blocks + kWeightRows - 1) / kWeightRows;
   const int64_t block_rows = tiles * kWeightRows;
   // (bf16 blocks were once widened to f32 from 32 rows of x, for all the row groups; with the
-  // 3 x 4 step in assembly, widening per group as it loads was 1.04-1.16x faster at 128 rows and
-  // in prompts, and a batch-64 decode step 1.07-1.14x.)
+  // 3 x 4 step in assembly, widening per group as it loads was level at 128 rows and in prompts,
+  // and 1.05-1.14x on a batch-64 decode step.)
   for (int64_t jb = n_begin; jb < n_end; jb += block_rows) {
     AllRows(a, w, xs, jb, std::min(n_end, jb + block_rows), true);
   }
