@@ -133,17 +133,29 @@ BENCHMARK(BM_MatMul)->Name("BM_MatMulPrompt")->Apply(PromptShapes);
 BENCHMARK(BM_MatMulTiled)->Name("BM_MatMulPromptTiled")->Apply(PromptShapes);
 
 #if PAGODA_WITH_ONEDNN
-// oneDNN's matmul primitive for these descriptors, or none: its bf16 matmul needs AVX-512, and on
-// an AVX2 CPU its C++ API throws rather than return one.
-std::optional<dnnl::matmul::primitive_desc> FindOneDnnMatMul(const dnnl::memory::desc& src,
-                                                             const dnnl::memory::desc& weights,
-                                                             const dnnl::memory::desc& dst,
-                                                             const dnnl::engine& engine) {
-  try {
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), engine);
-  } catch (const dnnl::error&) {
-    return std::nullopt;
+// oneDNN's matmul of [m, k] x [n, k]^T into f32 (its weights [n, k] row-major, or with
+// `reordered` in the layout it prefers), in bf16 where it has that and in f32 otherwise (its bf16
+// matmul needs AVX-512; on an AVX2 CPU its C++ API throws rather than return one), or none. Also
+// sets `plain_weights` to the weights' row-major descriptor in the type chosen.
+std::optional<dnnl::matmul::primitive_desc> FindOneDnnMatMul(int64_t m, int64_t n, int64_t k,
+                                                             bool reordered,
+                                                             const dnnl::engine& engine,
+                                                             dnnl::memory::desc* plain_weights) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const dnnl::memory::desc dst({m, n}, dt::f32, tag::ab);
+  for (const dt type : {dt::bf16, dt::f32}) {
+    const dnnl::memory::desc src({m, k}, type, tag::ab);
+    *plain_weights = dnnl::memory::desc({k, n}, type, tag::ba);
+    const dnnl::memory::desc weights =
+        reordered ? dnnl::memory::desc({k, n}, type, tag::any) : *plain_weights;
+    try {
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), engine);
+    } catch (const dnnl::error&) {
+      continue;
+    }
   }
+  return std::nullopt;
 }
 
 // The same shapes through oneDNN's bf16 matmul, the peer issue 25 compares with: reordered:0
@@ -154,34 +166,38 @@ std::optional<dnnl::matmul::primitive_desc> FindOneDnnMatMul(const dnnl::memory:
 // instead (twice the weight bytes), labelled so.
 void BM_OneDnn(benchmark::State& state) {
   using dt = dnnl::memory::data_type;
-  using tag = dnnl::memory::format_tag;
   const int64_t m = state.range(0), n = state.range(2), k = state.range(3);
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(engine);
-  const dnnl::memory::desc dst_md({m, n}, dt::f32, tag::ab);
-  std::optional<dnnl::matmul::primitive_desc> pd;
   dnnl::memory::desc plain_weights_md;
-  for (const dt type : {dt::bf16, dt::f32}) {
-    const dnnl::memory::desc src_md({m, k}, type, tag::ab);
-    plain_weights_md = dnnl::memory::desc({k, n}, type, tag::ba);  // W [n, k] row-major
-    pd = FindOneDnnMatMul(
-        src_md, state.range(4) != 0 ? dnnl::memory::desc({k, n}, type, tag::any) : plain_weights_md,
-        dst_md, engine);
-    if (pd.has_value()) break;
-  }
+  const std::optional<dnnl::matmul::primitive_desc> pd =
+      FindOneDnnMatMul(m, n, k, state.range(4) != 0, engine, &plain_weights_md);
   if (!pd.has_value()) {
     state.SkipWithError("oneDNN has no bf16 or f32 matmul for this shape on this CPU");
     return;
   }
   const bool bf16 = pd->src_desc().data_type() == dt::bf16;
-  std::vector<uint16_t> x16(m * k, FloatToBf16(0.5f)), w16(n * k, FloatToBf16(0.25f));
-  std::vector<float> x32(m * k, 0.5f), w32(n * k, 0.25f);
-  void* x = bf16 ? static_cast<void*>(x16.data()) : x32.data();
-  void* w = bf16 ? static_cast<void*>(w16.data()) : w32.data();
+  // x = 0.5 and W = 0.25 in the type the primitive reads (only that one allocated: the lm_head's
+  // f32 weights alone are 98 MB).
+  std::vector<uint16_t> x16, w16;
+  std::vector<float> x32, w32;
+  void* x = nullptr;
+  void* w = nullptr;
+  if (bf16) {
+    x16.assign(m * k, FloatToBf16(0.5f));
+    w16.assign(n * k, FloatToBf16(0.25f));
+    x = x16.data();
+    w = w16.data();
+  } else {
+    x32.assign(m * k, 0.5f);
+    w32.assign(n * k, 0.25f);
+    x = x32.data();
+    w = w32.data();
+  }
   std::vector<float> y(m * n);
   dnnl::memory src(pd->src_desc(), engine, x);
   dnnl::memory plain_weights(plain_weights_md, engine, w);
-  dnnl::memory dst(dst_md, engine, y.data());
+  dnnl::memory dst(pd->dst_desc(), engine, y.data());
   dnnl::memory weights = plain_weights;
   if (pd->weights_desc() != plain_weights_md) {
     weights = dnnl::memory(pd->weights_desc(), engine);
